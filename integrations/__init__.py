@@ -1,0 +1,1 @@
+"""Framework integrations for oglogstream (Django middleware, Flask extension)."""

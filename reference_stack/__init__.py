@@ -1,0 +1,1 @@
+"""The OgLogStream reference stack: ingestion, processing, query and live tail (install `oglogstream[stack]`)."""

@@ -1,0 +1,154 @@
+"""Server configuration: one frozen dataclass, read from the seed's environment variables once.
+
+`oglog serve ROLE` builds a `StackConfig` with `StackConfig.from_env()`; `oglog stack up` builds one from its flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_FLUSH_TIMEOUT",
+    "DEFAULT_HTTP_PORT",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_NATS_URL",
+    "DEFAULT_RETENTION_DAYS",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "LIVE_SUBJECT",
+    "ROLES",
+    "STREAM_NAME",
+    "STREAM_SUBJECT",
+    "DEAD_LETTER_SUBJECT",
+    "CONSUMER_NAME",
+    "StackConfig",
+    "normalize_clickhouse_dsn",
+    "parse_duration",
+]
+
+ROLES = ("ingest", "process", "query")
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_HTTP_PORT = 8080
+#: ClickHouse wants large inserts about once a second, not the seed's 100 rows every 2 s.
+DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_FLUSH_TIMEOUT = 1.0
+DEFAULT_MAX_RETRIES = 5
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_RETENTION_DAYS = 30
+
+#: JetStream stream (work-queue retention, file storage) holding accepted batches until they are in ClickHouse.
+STREAM_NAME = "OGLOG_LOGS"
+STREAM_SUBJECT = "oglog.logs.batch"
+#: Messages that can never be inserted are republished here (into the same stream's dead-letter subject).
+DEAD_LETTER_SUBJECT = "oglog.logs.dead"
+#: Durable pull consumer shared by every processing instance.
+CONSUMER_NAME = "oglog-processor"
+#: Core NATS subject on which accepted entries are fanned out to live-tail subscribers (no persistence).
+LIVE_SUBJECT = "oglog.live"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: str, *, name: str) -> float:
+    """Parse a Go-style duration (`2s`, `500ms`, `1m`, or plain seconds) into seconds."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{name}: expected a duration like '2s', '500ms' or '1m', got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def normalize_clickhouse_dsn(dsn: str) -> str:
+    """Return a DSN that clickhouse-connect understands.
+
+    `chdb:///path` and `http(s)://` pass through. The seed's `clickhouse://host:9000/db` names the native
+    protocol, which clickhouse-connect does not speak: it becomes HTTP on 8123 (or the port given, if not 9000).
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme in ("chdb", "http", "https"):
+        return dsn
+    if parts.scheme == "clickhouse":
+        netloc = parts.netloc
+        if parts.port in (None, 9000):
+            host = netloc.rsplit(":", 1)[0] if parts.port else netloc
+            netloc = f"{host}:8123"
+        return urlunsplit(("http", netloc, parts.path, parts.query, parts.fragment))
+    raise ValueError(f"CLICKHOUSE_DSN: unsupported scheme {parts.scheme!r} (use chdb://, http(s):// or clickhouse://)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Everything a server role needs. Validated on construction."""
+
+    roles: tuple[str, ...] = ROLES
+    host: str = "127.0.0.1"
+    http_port: int = DEFAULT_HTTP_PORT
+    nats_url: str = DEFAULT_NATS_URL
+    clickhouse_dsn: str = "chdb:///tmp/oglog-clickhouse"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.roles) - set(ROLES)
+        if unknown or not self.roles:
+            raise ValueError(f"roles: expected a non-empty subset of {ROLES}, got {self.roles}")
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port: must be 0..65535, got {self.http_port}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.flush_timeout <= 0:
+            raise ValueError(f"flush_timeout: must be > 0, got {self.flush_timeout}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries: must be >= 0, got {self.max_retries}")
+        if self.shutdown_timeout <= 0:
+            raise ValueError(f"shutdown_timeout: must be > 0, got {self.shutdown_timeout}")
+        if self.retention_days < 1:
+            raise ValueError(f"retention_days: must be >= 1, got {self.retention_days}")
+        if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):
+            raise ValueError(f"log_level: expected debug|info|warn|error, got {self.log_level!r}")
+        object.__setattr__(self, "clickhouse_dsn", normalize_clickhouse_dsn(self.clickhouse_dsn))
+
+    @classmethod
+    def from_env(cls, roles: tuple[str, ...], environ: Mapping[str, str] | None = None) -> StackConfig:
+        """Read the seed's variables: NATS_URL, HTTP_PORT, CLICKHOUSE_DSN (or CLICKHOUSE_URL), BATCH_SIZE,
+        FLUSH_TIMEOUT, MAX_RETRIES, SHUTDOWN_TIMEOUT, LOG_LEVEL, plus RETENTION_DAYS and HTTP_HOST."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {"roles": roles}
+
+        def integer(var: str) -> int:
+            try:
+                return int(env[var])
+            except ValueError:
+                raise ValueError(f"{var}: expected an integer, got {env[var]!r}") from None
+
+        if "NATS_URL" in env:
+            kwargs["nats_url"] = env["NATS_URL"]
+        if "HTTP_HOST" in env:
+            kwargs["host"] = env["HTTP_HOST"]
+        if "HTTP_PORT" in env:
+            kwargs["http_port"] = integer("HTTP_PORT")
+        dsn = env.get("CLICKHOUSE_DSN") or env.get("CLICKHOUSE_URL")
+        if dsn:
+            kwargs["clickhouse_dsn"] = dsn
+        if "BATCH_SIZE" in env:
+            kwargs["batch_size"] = integer("BATCH_SIZE")
+        if "MAX_RETRIES" in env:
+            kwargs["max_retries"] = integer("MAX_RETRIES")
+        if "RETENTION_DAYS" in env:
+            kwargs["retention_days"] = integer("RETENTION_DAYS")
+        if "FLUSH_TIMEOUT" in env:
+            kwargs["flush_timeout"] = parse_duration(env["FLUSH_TIMEOUT"], name="FLUSH_TIMEOUT")
+        if "SHUTDOWN_TIMEOUT" in env:
+            kwargs["shutdown_timeout"] = parse_duration(env["SHUTDOWN_TIMEOUT"], name="SHUTDOWN_TIMEOUT")
+        if "LOG_LEVEL" in env:
+            kwargs["log_level"] = env["LOG_LEVEL"]
+        return cls(**kwargs)  # type: ignore[arg-type]

