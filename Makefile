@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy sdk/oglogstream
+	$(VENV)/bin/mypy --strict sdk/oglogstream
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks

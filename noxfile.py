@@ -25,7 +25,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on the SDK."""
     session.install("-e", ".[dev]")
-    session.run("mypy", "sdk/oglogstream")
+    session.run("mypy", "--strict", "sdk/oglogstream")
 
 
 @nox.session

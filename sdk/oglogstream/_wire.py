@@ -32,7 +32,8 @@ LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
 
 #: `message` is at most this many UTF-8 bytes. The SDK truncates (with TRUNCATION_MARKER), the server rejects.
 MAX_MESSAGE_BYTES = 10 * 1024
-#: `exception` (a formatted traceback) is at most this many UTF-8 bytes; the SDK keeps the tail, where the error is.
+#: `exception` (a formatted traceback) is at most this many UTF-8 bytes; the SDK keeps the tail,
+#: where the error is.
 MAX_EXCEPTION_BYTES = 32 * 1024
 #: `service` is 1..MAX_SERVICE_CHARS characters.
 MAX_SERVICE_CHARS = 100

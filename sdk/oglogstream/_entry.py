@@ -1,0 +1,548 @@
+"""Captured records -> wire entries: one NDJSON line each, built on the worker thread, always valid.
+
+Every limit in `_wire` is enforced here by truncating or converting, never by raising: a value that is not
+JSON-safe becomes its `repr`, a long message keeps its head plus TRUNCATION_MARKER, a long traceback keeps its
+tail (where the error is). Lines are assembled from pre-encoded fragments instead of `json.dumps(dict)`
+because this is the worker's hot loop; `json.encoder.encode_basestring` (C) does the string escaping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from . import _wire
+
+__all__ = [
+    "EMPTY_MESSAGE",
+    "IMMUTABLE_ARG_TYPES",
+    "RECORD_BASE_KEYS",
+    "CapturedRecord",
+    "EntryEncoder",
+    "StructEvent",
+    "capture",
+    "clip_bytes",
+    "clip_chars",
+    "level_for_name",
+    "level_for_number",
+    "render",
+    "render_failed",
+    "rfc3339",
+]
+
+#: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
+EMPTY_MESSAGE = "(empty message)"
+#: Extra attribute that says how many `extra=`/context keys did not fit in MAX_ATTRIBUTES.
+DROPPED_ATTRIBUTES_KEY = "oglog.dropped_attributes"
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # the C-accelerated escaper
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Anything this short cannot exceed the byte limit even at 4 UTF-8 bytes per character.
+_MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
+# The server stores DateTime64(6), which holds years 1900..2299: a `created` outside 1970..2299 (a clock or
+# unit bug in a hand-made record) is replaced by the time of encoding rather than getting the entry rejected.
+_MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-negative)
+_MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
+_NAME_CACHE_SIZE = 4096
+
+# LogRecord attributes that are not user `extra=` fields (plus what formatters and structlog's stdlib
+# bridge add to a record).
+_BASE_KEYS = frozenset(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+_STANDARD_KEYS = _BASE_KEYS | {
+    "message",
+    "asctime",
+    "taskName",
+    "_from_structlog",
+    "_logger",
+    "_name",
+}
+# structlog event-dict keys that map to entry fields instead of attributes.
+_STRUCT_RESERVED = frozenset(
+    {"event", "level", "logger", "logger_name", "timestamp", "exception", "exc_info", "stack",
+     "trace_id", "span_id", "_record", "_from_structlog"}
+)
+_LINKS = ("trace_id", "span_id")
+# Keys the fast attribute path does not ship as-is: standard record keys, and links (handled separately).
+_SKIPPED_KEYS = _STANDARD_KEYS | frozenset(_LINKS)
+
+_LEVEL_BY_NAME = {
+    "trace": "debug",
+    "debug": "debug",
+    "notset": "debug",
+    "info": "info",
+    "msg": "info",
+    "log": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "err": "error",
+    "error": "error",
+    "exception": "error",
+    "critical": "fatal",
+    "fatal": "fatal",
+}
+
+
+#: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
+#: leftovers such as `message`, which the encoder filters out).
+RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+
+#: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
+IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
+
+#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context).
+#: `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes nothing;
+#: `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when rendering
+#: is left to the worker (same result, and the caller skips the `%`).
+CapturedRecord = tuple[dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None"]
+
+
+def render(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None]:
+    """`(msg, args)` for a CapturedRecord: rendered now unless every arg is immutable. Never raises."""
+    msg = record.msg
+    args = record.args
+    try:
+        if args:
+            if type(msg) is str and type(args) is tuple:
+                for arg in args:
+                    if type(arg) not in IMMUTABLE_ARG_TYPES:
+                        return msg % args, None
+                return msg, args
+            return str(msg) % args, None
+        return (msg if type(msg) is str else str(msg)), None
+    except Exception as exc:
+        return render_failed(msg, args, exc), None
+
+
+def render_failed(msg: object, args: object, exc: Exception) -> str:
+    """A bad format string must not cost the record (stdlib would print a traceback and lose it)."""
+    try:
+        return f"{msg!r} % {args!r} (message formatting failed: {exc!r})"
+    except Exception:
+        return f"(message formatting failed: {type(exc).__name__})"
+
+
+def capture(record: logging.LogRecord, context: Mapping[str, object] | None) -> CapturedRecord:
+    """What `OgLogHandler.handle` captures (it inlines this for speed)."""
+    msg, args = render(record)
+    return (record.__dict__, msg, args, context)
+
+
+class StructEvent(NamedTuple):
+    """What the structlog processor captures on the caller's thread (the dict is a shallow copy)."""
+
+    event: dict[str, Any]
+    method: str
+    created: float
+    thread: str
+    exc_info: tuple[Any, Any, Any] | None
+
+
+def level_for_number(levelno: int) -> str:
+    """Map a stdlib level number to the nearest wire level; a tie goes to the less severe one."""
+    if levelno <= 15:
+        return "debug"
+    if levelno <= 25:
+        return "info"
+    if levelno <= 35:
+        return "warn"
+    if levelno <= 45:
+        return "error"
+    return "fatal"
+
+
+def level_for_name(name: object) -> str:
+    """Map a structlog level / method name (or a stdlib number) to a wire level; unknown names are `info`."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        return level_for_number(name)
+    if isinstance(name, str):
+        return _LEVEL_BY_NAME.get(name.lower(), "info")
+    return "info"
+
+
+def rfc3339(created: float) -> str:
+    """`created` (Unix seconds) as RFC 3339 UTC with microseconds, e.g. 2026-11-27T10:00:00.123456Z."""
+    seconds = int(created)
+    micros = min(int((created - seconds) * 1_000_000), 999_999)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
+
+
+def clip_bytes(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    """Return `text` cut to at most `limit` UTF-8 bytes, with TRUNCATION_MARKER saying how much went."""
+    if len(text) * 4 <= limit:
+        return text
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    # The marker for the largest possible cut is the longest one, so sizing for it always fits.
+    room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(raw)).encode("utf-8"))
+    if keep_tail:
+        kept = raw[len(raw) - room :].decode("utf-8", "ignore")
+    else:
+        kept = raw[:room].decode("utf-8", "ignore")
+    marker = _wire.TRUNCATION_MARKER.format(n=len(raw) - len(kept.encode("utf-8")))
+    return marker + kept if keep_tail else kept + marker
+
+
+def clip_chars(text: str, limit: int) -> str:
+    """Return `text` cut to at most `limit` characters, ending with TRUNCATION_MARKER when cut."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(text) * 4))
+    cut = text[room:].encode("utf-8", "replace")
+    return text[:room] + _wire.TRUNCATION_MARKER.format(n=len(cut))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def _safe_str(value: object) -> str:
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return _safe_repr(value)
+
+
+def _value_json(value: object) -> str:
+    """One attribute value as JSON text: a string, number or bool within the wire limits."""
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if len(text) > _wire.MAX_ATTRIBUTE_VALUE_CHARS:
+            text = clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS)
+        return _encode_str(text)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return float.__repr__(value)
+    return _value_json_slow(value)
+
+
+def _value_json_slow(value: object) -> str:
+    try:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            text = str.__str__(value)
+        elif isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+            return int.__repr__(value)
+        elif isinstance(value, float) and math.isfinite(value):
+            return float.__repr__(value)
+        elif isinstance(value, (dict, list, tuple)):
+            # Nested values travel as JSON text; whatever json cannot do becomes a repr inside it.
+            text = json.dumps(value, default=_safe_repr, ensure_ascii=False)
+        else:
+            text = repr(value)
+    except Exception:  # cycles, non-str keys, huge ints, a raising __repr__ ...
+        text = _safe_repr(value)
+    return _encode_str(clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS))
+
+
+def _key(key: object) -> str:
+    text = key if type(key) is str else _safe_str(key)
+    if not text:
+        return "_"
+    return text if len(text) <= _wire.MAX_ATTRIBUTE_KEY_CHARS else text[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+
+
+def _attributes(pairs: Iterable[tuple[object, object]]) -> str:
+    """`,"attributes":{...}` for the pairs (later keys win), or "" when there are none."""
+    merged: dict[str, object] = {}
+    for key, value in pairs:
+        merged[_key(key)] = value
+    if not merged:
+        return ""
+    items = list(merged.items())
+    if len(items) > _wire.MAX_ATTRIBUTES:
+        dropped = len(items) - (_wire.MAX_ATTRIBUTES - 1)
+        items = [*items[: _wire.MAX_ATTRIBUTES - 1], (DROPPED_ATTRIBUTES_KEY, dropped)]
+    body = ",".join([f"{_encode_str(k)}:{_value_json(v)}" for k, v in items])
+    return f',"attributes":{{{body}}}'
+
+
+def _format_exception(exc_info: Any) -> str:
+    try:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if not isinstance(exc_info, tuple) or len(exc_info) != 3 or exc_info[0] is None:
+            return ""
+        return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2])).rstrip("\n")
+    except Exception as exc:  # a raising __str__ on the exception must not lose the record
+        return f"<traceback unavailable: {_safe_repr(exc)}>"
+
+
+def _exception_field(text: str) -> str:
+    if not text:
+        return ""
+    return f',"exception":{_encode_str(clip_bytes(text, _wire.MAX_EXCEPTION_BYTES, keep_tail=True))}'
+
+
+def _parse_timestamp(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):  # fromisoformat only learned "Z" in 3.11
+            text = text[:-1] + "+00:00"
+        try:
+            return datetime.fromisoformat(text).timestamp()  # naive = local time, as structlog writes it
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
+
+class EntryEncoder:
+    """Builds NDJSON lines for one process: service/host/pid are fixed, ids are prefix + counter.
+
+    Ids are a random per-encoder prefix plus a counter, so they are unique across processes (a forked
+    child builds a new encoder) and cheap; an id is part of the encoded line, so a retry resends it unchanged.
+    """
+
+    def __init__(self, service: str) -> None:
+        host = clip_chars(socket.gethostname(), _wire.MAX_SHORT_FIELD_CHARS)
+        self._static = (
+            f'"service":{_encode_str(service)},'
+            + (f'"host":{_encode_str(host)},' if host else "")
+            + f'"pid":{os.getpid()},'
+        )
+        self._prefix = secrets.token_hex(8) + "-"
+        self._counter = itertools.count(1)
+        self._names: dict[str, str] = {}
+        self._threads: dict[str, str] = {}
+        self._levels: dict[object, str] = {}
+        self._key_prefixes: dict[object, str] = {}
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, created: float) -> str:
+        if not _MIN_CREATED <= created <= _MAX_CREATED:  # also false for NaN
+            created = time.time()
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{min(int((created - second) * 1_000_000), 999_999):06d}Z"
+
+    def _short(self, cache: dict[str, str], field: str, value: object) -> str:
+        name = value if type(value) is str else ("" if value is None else _safe_str(value))
+        fragment = cache.get(name)
+        if fragment is None:
+            clipped = clip_chars(name, _wire.MAX_SHORT_FIELD_CHARS)
+            fragment = f',"{field}":{_encode_str(clipped)}' if clipped else ""
+            if len(cache) >= _NAME_CACHE_SIZE:
+                cache.clear()
+            cache[name] = fragment
+        return fragment
+
+    def _line(
+        self,
+        created: float,
+        level: str,
+        message: str,
+        logger: str,
+        thread: str,
+        exception: str,
+        links: str,
+        attributes: str,
+    ) -> bytes:
+        if len(message) > _MESSAGE_FAST_CHARS:
+            message = clip_bytes(message, _wire.MAX_MESSAGE_BYTES)
+        elif not message:
+            message = EMPTY_MESSAGE
+        line = (
+            f'{{"id":"{self._prefix}{next(self._counter):x}","timestamp":"{self._timestamp(created)}",'
+            f'"level":"{level}",{self._static}"message":{_encode_str(message)}'
+            f"{logger}{thread}{exception}{links}{attributes}}}\n"
+        )
+        # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
+        return line.encode("utf-8", "replace")
+
+    def _links(self, extras: dict[str, object]) -> str:
+        out = ""
+        for name in _LINKS:
+            value = extras.get(name)
+            if type(value) is str and value:
+                del extras[name]
+                out += f',"{name}":{_encode_str(clip_chars(value, _wire.MAX_SHORT_FIELD_CHARS))}'
+        return out
+
+    def encode_record(self, record: logging.LogRecord, context: Mapping[str, object] | None = None) -> bytes:
+        """A stdlib record as one NDJSON line: `capture` + `encode_captured`."""
+        return self.encode_captured(capture(record, context))
+
+    def encode_captured(self, item: CapturedRecord) -> bytes:
+        """A `CapturedRecord` as one NDJSON line. The worker's hot loop: everything is inlined."""
+        state, msg, args, context = item
+        if args is not None:
+            try:
+                msg = msg % args
+            except Exception as exc:
+                msg = render_failed(msg, args, exc)
+        if len(msg) > _MESSAGE_FAST_CHARS:
+            msg = clip_bytes(msg, _wire.MAX_MESSAGE_BYTES)
+        elif not msg:
+            msg = EMPTY_MESSAGE
+        try:
+            levelno = state["levelno"]
+            created = state["created"]
+            name = state["name"]
+            thread_name = state["threadName"] or state["thread"]
+            exc_info = state["exc_info"]
+            stack_info = state["stack_info"]
+        except KeyError:  # a hand-made record without the usual attributes
+            get = state.get
+            levelno, created, name = get("levelno"), get("created"), get("name")
+            thread_name = get("threadName") or get("thread")
+            exc_info, stack_info = get("exc_info"), get("stack_info")
+        level = self._levels.get(levelno)
+        if level is None:
+            level = level_for_number(levelno if type(levelno) is int else logging.INFO)
+            if type(levelno) is int:
+                self._levels[levelno] = level
+        if type(created) is not float or not _MIN_CREATED <= created <= _MAX_CREATED:  # also rejects NaN
+            created = time.time()
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        micros = int((created - second) * 1_000_000)
+        if micros > 999_999:
+            micros = 999_999
+        logger = self._names.get(name)
+        if logger is None:
+            logger = self._short(self._names, "logger", name)
+        thread = self._threads.get(thread_name)
+        if thread is None:
+            thread = self._short(self._threads, "thread", thread_name)
+        links = attributes = ""
+        if len(state) > RECORD_BASE_KEYS or context:
+            links, attributes = self._record_attributes(state, context)
+        exception = ""
+        if exc_info or stack_info:
+            text = _format_exception(exc_info) if exc_info else ""
+            if stack_info:
+                text = f"{text}\n{stack_info}" if text else str(stack_info)
+            exception = _exception_field(text)
+        line = (
+            f'{{"id":"{self._prefix}{next(self._counter):x}",'
+            f'"timestamp":"{self._second_text}.{micros:06d}Z","level":"{level}",{self._static}'
+            f'"message":{_encode_str(msg)}{logger}{thread}{exception}{links}{attributes}}}\n'
+        )
+        # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
+        return line.encode("utf-8", "replace")
+
+    def _record_attributes(
+        self, state: dict[str, Any], context: Mapping[str, object] | None
+    ) -> tuple[str, str]:
+        """(links, attributes) fragments from a record's extra fields and the context."""
+        if context:
+            return self._record_attributes_merged(state, context)
+        parts: list[str] = []
+        prefixes = self._key_prefixes
+        try:
+            # LogRecord.__init__ sets its own attributes first, so `extra=` fields (and attributes a record
+            # factory adds) are at the end of the dict: walk back from the end to the first base attribute
+            # instead of diffing every key. (Formatter leftovers such as `message` are skipped on the way.)
+            for key in reversed(state):
+                if key in _SKIPPED_KEYS:
+                    if key in _BASE_KEYS:
+                        break
+                    if key in _LINKS:
+                        return self._record_attributes_merged(state, context)
+                    continue
+                value = state[key]
+                kind = type(value)
+                if kind is str and len(value) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS:
+                    value_json = _encode_str(value)
+                elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
+                    value_json = int.__repr__(value)
+                else:
+                    value_json = _value_json(value)
+                prefix = prefixes.get(key)
+                if prefix is None:
+                    prefix = self._key_prefix(key)
+                parts.append(prefix + value_json)
+        except (RuntimeError, KeyError):  # another thread changed the record meanwhile
+            return self._record_attributes_merged(state, context)
+        if not parts:
+            return "", ""
+        if len(parts) > _wire.MAX_ATTRIBUTES:
+            return self._record_attributes_merged(state, context)
+        if len(parts) > 1:
+            parts.reverse()  # collected from the end: restore the order the app wrote them in
+        return "", f',"attributes":{{{",".join(parts)}}}'
+
+    def _key_prefix(self, key: object) -> str:
+        """`"key":` for an attribute key (cut to the wire limit), cached."""
+        prefix = f"{_encode_str(_key(key))}:"
+        if len(self._key_prefixes) >= _NAME_CACHE_SIZE:
+            self._key_prefixes.clear()
+        self._key_prefixes[key] = prefix
+        return prefix
+
+    def _record_attributes_merged(
+        self, state: dict[str, Any], context: Mapping[str, object] | None
+    ) -> tuple[str, str]:
+        """The general case: context + extras (extras win), trace/span links, the attribute-count bound."""
+        snapshot = list(state.items())  # atomic: no Python code runs while the list is built
+        extras = {key: value for key, value in snapshot[RECORD_BASE_KEYS:] if key not in _STANDARD_KEYS}
+        if any(key not in _STANDARD_KEYS for key, _ in snapshot[:RECORD_BASE_KEYS]):  # an unusual record
+            extras = {key: value for key, value in snapshot if key not in _STANDARD_KEYS}
+        links = self._links(extras)
+        pairs: list[tuple[object, object]] = list(context.items()) if context else []
+        pairs.extend(extras.items())
+        return links, _attributes(pairs)
+
+    def encode_struct(self, item: StructEvent, context: Mapping[str, object] | None) -> bytes:
+        """A structlog event dict as one NDJSON line: `event` is the message, other keys are attributes."""
+        event = item.event
+        raw_message = event.get("event")
+        message = "" if raw_message is None else _safe_str(raw_message)
+        level = level_for_name(event.get("level", item.method))
+        created = item.created
+        rest: dict[str, object] = {k: v for k, v in event.items() if k not in _STRUCT_RESERVED}
+        if "timestamp" in event:
+            parsed = _parse_timestamp(event["timestamp"])
+            if parsed is None:
+                rest["timestamp"] = event["timestamp"]  # keep what the app wrote, visibly
+            else:
+                created = parsed
+        links = self._links({k: event[k] for k in _LINKS if k in event})
+        for name in _LINKS:  # a non-string trace/span id stays visible as an attribute
+            if name in event and f'"{name}"' not in links:
+                rest[name] = event[name]
+        text = event.get("exception")
+        exception_text = text if isinstance(text, str) else _format_exception(item.exc_info)
+        stack = event.get("stack")
+        if isinstance(stack, str) and stack:
+            exception_text = f"{exception_text}\n{stack}" if exception_text else stack
+        pairs: list[tuple[object, object]] = list(context.items()) if context else []
+        pairs.extend(rest.items())
+        return self._line(
+            created,
+            level,
+            message,
+            self._short(self._names, "logger", event.get("logger", event.get("logger_name"))),
+            self._short(self._threads, "thread", item.thread),
+            _exception_field(exception_text),
+            links,
+            _attributes(pairs),
+        )

@@ -1,0 +1,156 @@
+"""`OgLogHandler`: a `logging.Handler` whose caller-side cost is one tuple appended to a deque."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ._context import CONTEXT
+from ._entry import IMMUTABLE_ARG_TYPES, render
+from ._settings import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_BUFFER_RECORDS,
+    DEFAULT_OVERFLOW,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Settings,
+)
+from ._stats import Stats
+from ._worker import WORKER_THREADS, Pipeline
+
+__all__ = ["OgLogHandler"]
+
+_get_ident = threading.get_ident
+_context_get = CONTEXT.get
+
+
+
+
+
+class OgLogHandler(logging.Handler):
+    """Ship stdlib `logging` records to OgLogStream from a background thread; never blocks, never raises.
+
+    `url`, `service` and `api_key` fall back to OGLOG_URL, OGLOG_SERVICE and OGLOG_API_KEY. Every other
+    setting is keyword-only and documented in docs/sdk.md. Handler formatters are not applied: the entry is
+    structured (message, level, logger, thread, exception and `extra=` fields travel as separate fields).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        service: str | None = None,
+        *,
+        api_key: str | None = None,
+        level: int | str = logging.NOTSET,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        overflow: str = DEFAULT_OVERFLOW,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        verify: bool | str = True,
+    ) -> None:
+        # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
+        settings = Settings.build(
+            url,
+            service,
+            api_key=api_key,
+            batch_size=batch_size,
+            batch_bytes=batch_bytes,
+            flush_interval=flush_interval,
+            max_buffer_records=max_buffer_records,
+            max_buffer_bytes=max_buffer_bytes,
+            overflow=overflow,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            shutdown_timeout=shutdown_timeout,
+            verify=verify,
+        )
+        super().__init__(level)
+        self._pipeline = Pipeline(settings)
+        self._intake = self._pipeline.intake
+
+    @property
+    def url(self) -> str:
+        return self._pipeline.settings.url
+
+    @property
+    def service(self) -> str:
+        return self._pipeline.settings.service
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Capture the record and return at once (no handler lock, no I/O): the hot path."""
+        try:
+            if (record.thread or _get_ident()) in WORKER_THREADS:
+                return False  # caused by a worker (httpx, httpcore, ...): shipping it could loop forever
+            if self.filters:
+                verdict: Any = self.filter(record)
+                if not verdict:
+                    return False
+                if isinstance(verdict, logging.LogRecord):  # 3.12+: a filter may return a replacement
+                    record = verdict
+            # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
+            # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
+            # because mutable args may change after the call returns.
+            msg = record.msg
+            args = record.args
+            if type(msg) is not str or (args and type(args) is not tuple):
+                msg, args = render(record)
+            elif args:
+                for arg in args:
+                    if type(arg) not in IMMUTABLE_ARG_TYPES:
+                        msg, args = render(record)
+                        break
+            else:
+                args = None
+            item = (record.__dict__, msg, args, _context_get())
+            intake = self._intake
+            if len(intake) < self._pipeline.soft_limit:
+                intake.append(item)
+                return True
+            return self._pipeline.submit_slow(item)
+        except Exception as exc:  # never raise into the application
+            self._pipeline.count_internal_error(exc)
+            return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """For code that calls `emit` directly; `logging` itself goes through `handle`."""
+        self.handle(record)
+
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Wait until records logged so far are delivered (or dropped); False if `timeout` passed first.
+
+        `timeout=None` means the handler's `shutdown_timeout`: every wait has a deadline.
+        """
+        return self._pipeline.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:  # type: ignore[override]
+        """Deliver what is buffered (until the deadline), stop the worker. A second call does nothing.
+
+        Returns False when records had to be dropped at the deadline (see `stats().dropped["shutdown"]`).
+        """
+        try:
+            return self._pipeline.close(timeout)
+        finally:
+            super().close()
+
+    def stats(self) -> Stats:
+        """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
+        return self._pipeline.stats()
+
+    def __repr__(self) -> str:
+        return f"<OgLogHandler {self.service!r} -> {self.url!r} ({logging.getLevelName(self.level)})>"

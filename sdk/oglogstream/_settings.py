@@ -1,0 +1,200 @@
+"""Handler settings: defaults as named constants, validated once at construction with clear ValueErrors."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from . import _wire
+
+__all__ = [
+    "DEFAULT_BACKOFF_INITIAL",
+    "DEFAULT_BACKOFF_MAX",
+    "DEFAULT_BATCH_BYTES",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_MAX_BUFFER_BYTES",
+    "DEFAULT_MAX_BUFFER_RECORDS",
+    "DEFAULT_OVERFLOW",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
+    "ENV_API_KEY",
+    "ENV_SERVICE",
+    "ENV_URL",
+    "MAX_RETRY_AFTER",
+    "OVERFLOW_POLICIES",
+    "OverflowPolicy",
+    "Settings",
+]
+
+ENV_URL = "OGLOG_URL"
+ENV_SERVICE = "OGLOG_SERVICE"
+ENV_API_KEY = "OGLOG_API_KEY"
+
+#: Records per request: large enough to amortise HTTP + gzip, far below the server's MAX_BATCH_ENTRIES.
+DEFAULT_BATCH_SIZE = 1000
+#: Uncompressed NDJSON bytes per request; gzip keeps the body well under MAX_BATCH_BODY_BYTES.
+DEFAULT_BATCH_BYTES = 1024 * 1024
+#: A record waits at most about this long (seconds) before it is sent.
+DEFAULT_FLUSH_INTERVAL = 1.0
+#: While the server is away, at most this many records wait (then the overflow policy applies)...
+DEFAULT_MAX_BUFFER_RECORDS = 10_000
+#: ...and at most this many encoded bytes.
+DEFAULT_MAX_BUFFER_BYTES = 16 * 1024 * 1024
+#: Keep the newest records when the buffer is full: during an outage the recent past matters most.
+DEFAULT_OVERFLOW: OverflowPolicy = "drop_oldest"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 10.0
+#: First retry waits up to this long (full jitter: uniform in [0, initial * 2**attempt])...
+DEFAULT_BACKOFF_INITIAL = 0.5
+#: ...and never more than this, so delivery resumes soon after the server returns.
+DEFAULT_BACKOFF_MAX = 30.0
+#: Default deadline of flush()/close() and this handler's share of the atexit drain budget.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: A server's Retry-After is honoured up to this many seconds (protects against absurd values).
+MAX_RETRY_AFTER = 300.0
+
+OverflowPolicy = Literal["drop_oldest", "drop_newest"]
+OVERFLOW_POLICIES: tuple[str, ...] = ("drop_oldest", "drop_newest")
+
+# Room for the gzip header and worst-case expansion of incompressible data.
+_BATCH_BYTES_CEILING = _wire.MAX_BATCH_BODY_BYTES - 64 * 1024
+_BATCH_BYTES_FLOOR = 1024
+# The largest entry the encoder can build (every limit hit, worst-case JSON escaping) fits in this.
+_BUFFER_BYTES_FLOOR = 2 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a pipeline needs; built by `Settings.build`, never mutated."""
+
+    url: str
+    endpoint: str
+    service: str
+    api_key: str | None
+    batch_size: int
+    batch_bytes: int
+    flush_interval: float
+    max_buffer_records: int
+    max_buffer_bytes: int
+    overflow: OverflowPolicy
+    connect_timeout: float
+    read_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    shutdown_timeout: float
+    verify: bool | str
+
+    @classmethod
+    def build(
+        cls,
+        url: str | None,
+        service: str | None,
+        *,
+        api_key: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        overflow: str = DEFAULT_OVERFLOW,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        verify: bool | str = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Resolve env fallbacks (read once, here) and validate every value."""
+        env = os.environ if environ is None else environ
+        url = _text("url", url if url is not None else env.get(ENV_URL), ENV_URL)
+        service = _text("service", service if service is not None else env.get(ENV_SERVICE), ENV_SERVICE)
+        if len(service) > _wire.MAX_SERVICE_CHARS:
+            raise ValueError(
+                f"service must be at most {_wire.MAX_SERVICE_CHARS} characters, got {len(service)}"
+            )
+        _require_utf8("service", service)
+        if api_key is None:
+            api_key = env.get(ENV_API_KEY) or None
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key.strip():
+                raise ValueError(f"api_key must be a non-empty string (or unset), got {api_key!r}")
+            if not api_key.isascii() or any(c in api_key for c in "\r\n"):
+                raise ValueError("api_key must be printable ASCII without line breaks (it goes in a header)")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"url must be an absolute http:// or https:// URL, got {url!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"url must not have a query or fragment (the SDK appends /logs), got {url!r}")
+        _int("batch_size", batch_size, 1, _wire.MAX_BATCH_ENTRIES)
+        _int("batch_bytes", batch_bytes, _BATCH_BYTES_FLOOR, _BATCH_BYTES_CEILING)
+        _num("flush_interval", flush_interval, 0.001, 3600.0)
+        _int("max_buffer_records", max_buffer_records, 1, 100_000_000)
+        _int("max_buffer_bytes", max_buffer_bytes, _BUFFER_BYTES_FLOOR, 1 << 40)
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
+        _num("connect_timeout", connect_timeout, 0.001, 600.0)
+        _num("read_timeout", read_timeout, 0.001, 600.0)
+        _num("backoff_initial", backoff_initial, 0.0001, 600.0)
+        _num("backoff_max", backoff_max, 0.0001, 3600.0)
+        if backoff_max < backoff_initial:
+            raise ValueError(f"backoff_max ({backoff_max}) must be >= backoff_initial ({backoff_initial})")
+        _num("shutdown_timeout", shutdown_timeout, 0.0, 3600.0)
+        if not isinstance(verify, (bool, str)):
+            raise ValueError(f"verify must be a bool or a CA bundle path, got {type(verify).__name__}")
+        return cls(
+            url=url,
+            endpoint=url.rstrip("/") + "/logs",
+            service=service,
+            api_key=api_key,
+            batch_size=batch_size,
+            batch_bytes=batch_bytes,
+            flush_interval=float(flush_interval),
+            max_buffer_records=max_buffer_records,
+            max_buffer_bytes=max_buffer_bytes,
+            overflow=overflow,  # type: ignore[arg-type]  # checked against OVERFLOW_POLICIES above
+            connect_timeout=float(connect_timeout),
+            read_timeout=float(read_timeout),
+            backoff_initial=float(backoff_initial),
+            backoff_max=float(backoff_max),
+            shutdown_timeout=float(shutdown_timeout),
+            verify=verify,
+        )
+
+
+def _text(name: str, value: object, env_name: str) -> str:
+    if value is None:
+        raise ValueError(f"{name} is required: pass {name}=... or set the {env_name} environment variable")
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise ValueError(f"{name} must not be empty (argument or {env_name})")
+    return text
+
+
+def _require_utf8(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} must be valid Unicode text: {exc}") from None
+
+
+def _int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _num(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isnan(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high} seconds, got {value}")

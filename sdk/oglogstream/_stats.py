@@ -1,0 +1,46 @@
+"""`Stats`: what a handler has done with the records it was given, including every loss by reason."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+__all__ = ["DROP_REASONS", "Stats"]
+
+#: Why records can be lost; `Stats.dropped` only has keys that occurred.
+DROP_REASONS: Mapping[str, str] = {
+    "overflow": "the buffer was full (max_buffer_records / max_buffer_bytes); the overflow policy dropped it",
+    "rejected": "the server accepted the batch but rejected this entry (partial-accept answer)",
+    "client_error": "the server answered the whole batch with a non-retryable 4xx (e.g. 400, 401, 403)",
+    "too_large": "the server answered 413 even for a batch holding only this entry",
+    "shutdown": "close()/atexit reached its deadline before the record could be delivered",
+    "closed": "the record was logged after the handler was closed",
+    "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """A snapshot from `OgLogHandler.stats()` / `OgLogProcessor.stats()`.
+
+    Once nothing is queued, every record handed to the handler is counted exactly once:
+    `records = sent + sum(dropped.values())`.
+    """
+
+    #: Records taken but not yet sent or dropped (waiting to be encoded, buffered, or in flight).
+    queued: int
+    #: Records the server accepted.
+    sent: int
+    #: Requests that were sent again after a retryable failure (connection error, 408, 429, 5xx).
+    retried: int
+    #: Lost records by reason (see DROP_REASONS).
+    dropped: Mapping[str, int]
+    #: The most recent delivery problem, human-readable, or None if there has been none.
+    last_error: str | None
+    #: Encoded bytes currently buffered (bounded by max_buffer_bytes).
+    buffered_bytes: int
+
+    @property
+    def dropped_total(self) -> int:
+        """All lost records, whatever the reason."""
+        return sum(self.dropped.values())

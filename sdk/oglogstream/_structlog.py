@@ -1,0 +1,115 @@
+"""`OgLogProcessor`: a structlog processor that ships each event dict through the same worker machinery.
+
+Nothing here imports structlog: the processor is a plain callable with structlog's signature.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+from ._context import CONTEXT
+from ._entry import StructEvent
+from ._handler import OgLogHandler
+from ._settings import Settings
+from ._stats import Stats
+from ._worker import WORKER_THREADS, Pipeline
+
+__all__ = ["OgLogProcessor"]
+
+_get_ident = threading.get_ident
+_current_thread = threading.current_thread
+_context_get = CONTEXT.get
+_SETTINGS = frozenset(
+    {
+        "api_key", "batch_size", "batch_bytes", "flush_interval", "max_buffer_records", "max_buffer_bytes",
+        "overflow", "connect_timeout", "read_timeout", "backoff_initial", "backoff_max", "shutdown_timeout",
+        "verify",
+    }
+)
+
+
+def _capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
+    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        info = sys.exc_info()
+        return info if info[0] is not None else None
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3:
+        return value
+    return None
+
+
+class OgLogProcessor:
+    """Ship structlog events to OgLogStream and pass the event dict on unchanged.
+
+    Either give connection settings (`url`, `service` and the same keyword settings as `OgLogHandler`), or
+    `handler=` an existing `OgLogHandler` to share its worker, buffer and stats. Put it after the processors
+    whose keys you want shipped (`add_log_level`, `TimeStamper`, ...) and before the renderer.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        service: str | None = None,
+        *,
+        handler: OgLogHandler | None = None,
+        **settings: Any,
+    ) -> None:
+        if handler is not None:
+            if url is not None or service is not None or settings:
+                raise ValueError("OgLogProcessor: pass either handler= or connection settings, not both")
+            if not isinstance(handler, OgLogHandler):
+                raise ValueError(f"handler must be an OgLogHandler, got {type(handler).__name__}")
+            self._pipeline = handler._pipeline
+            self._owns_pipeline = False
+        else:
+            unknown = sorted(set(settings) - _SETTINGS)
+            if unknown:
+                raise TypeError(
+                    f"OgLogProcessor got unknown setting(s) {', '.join(unknown)}; "
+                    f"valid: url, service, handler, {', '.join(sorted(_SETTINGS))}"
+                )
+            self._pipeline = Pipeline(Settings.build(url, service, **settings))
+            self._owns_pipeline = True
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        """Capture a shallow copy of the event now (later processors may mutate it) and return it as is."""
+        try:
+            if _get_ident() not in WORKER_THREADS:
+                event = StructEvent(
+                    dict(event_dict),
+                    method_name,
+                    time.time(),
+                    _current_thread().name,
+                    _capture_exc_info(event_dict.get("exc_info")),
+                )
+                pipeline = self._pipeline
+                item = (event, _context_get())
+                if len(pipeline.intake) < pipeline.soft_limit:
+                    pipeline.intake.append(item)
+                else:
+                    pipeline.submit_slow(item)
+        except Exception as exc:  # never raise into the application
+            self._pipeline.count_internal_error(exc)
+        return event_dict
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """As `OgLogHandler.flush`."""
+        return self._pipeline.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop and drain this processor's own worker; a processor sharing a handler leaves it running."""
+        if not self._owns_pipeline:
+            return self._pipeline.flush(timeout)
+        return self._pipeline.close(timeout)
+
+    def stats(self) -> Stats:
+        """As `OgLogHandler.stats` (shared with the handler when built with `handler=`)."""
+        return self._pipeline.stats()

@@ -1,0 +1,63 @@
+"""Fixtures for the SDK tests: a real capture server, and handlers with test-speed settings that clean up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from oglogstream import OgLogHandler
+
+from .capture_server import CaptureServer
+
+#: Small intervals and backoff so failure paths take milliseconds, not seconds.
+FAST: dict[str, Any] = {
+    "flush_interval": 0.05,
+    "backoff_initial": 0.01,
+    "backoff_max": 0.05,
+    "shutdown_timeout": 5.0,
+    "connect_timeout": 1.0,
+    "read_timeout": 2.0,
+}
+
+
+@pytest.fixture
+def server() -> Iterator[CaptureServer]:
+    """A started capture server, stopped after the test."""
+    srv = CaptureServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def make_handler() -> Iterator[Callable[..., OgLogHandler]]:
+    """Build handlers with FAST settings (overridable); every one is closed after the test."""
+    made: list[OgLogHandler] = []
+
+    def make(url: str, service: str = "sdk-test", **kwargs: Any) -> OgLogHandler:
+        handler = OgLogHandler(url, service, **{**FAST, **kwargs})
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close(timeout=2.0)
+
+
+@pytest.fixture
+def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A DEBUG logger private to the test (no propagation); its handlers are removed afterwards."""
+    log = logging.getLogger(f"sdktest.{request.node.name}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+
+
+def attach(log: logging.Logger, handler: logging.Handler) -> logging.Logger:
+    log.addHandler(handler)
+    return log

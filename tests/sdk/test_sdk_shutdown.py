@@ -1,0 +1,152 @@
+"""Shutdown: flush/close deadlines, idempotent close, atexit drain budget, records after close, fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import weakref
+
+import pytest
+
+from .capture_server import BlackHoleServer, CaptureServer
+
+_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys, time
+    import oglogstream
+
+    url, budget, handlers = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for n in range(handlers):
+        root.addHandler(oglogstream.OgLogHandler(url, f"exit-{n}", shutdown_timeout=budget,
+                                                 connect_timeout=60, read_timeout=60, flush_interval=0.05))
+    for i in range(100):
+        logging.info("stuck %d", i)
+    time.sleep(0.5)  # every worker is now waiting for an answer that never comes
+    print(repr(time.time()), flush=True)
+    """
+)
+
+
+@pytest.fixture
+def black_hole():
+    hole = BlackHoleServer()
+    yield hole
+    hole.close()
+
+
+def _exit_delay(url: str, budget: float, handlers: int) -> tuple[float, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EXIT_SCRIPT, url, str(budget), str(handlers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        main_done = float(proc.stdout.readline())
+        proc.wait(timeout=budget + 20)
+        exited = time.time()
+    finally:
+        proc.kill()
+    assert proc.stderr is not None
+    return exited - main_done, proc.stderr.read()
+
+
+def test_exit_with_a_hanging_server_stays_within_budget(black_hole: BlackHoleServer) -> None:
+    """A process whose server never answers exits within the atexit budget + 0.5 s, and says what it lost."""
+    delay, err = _exit_delay(black_hole.url, 1.0, 1)
+    assert delay <= 1.0 + 0.5, delay
+    assert "not delivered before the shutdown deadline" in err
+
+
+def test_atexit_budget_is_shared_across_handlers(black_hole: BlackHoleServer) -> None:
+    """Three stuck handlers drain in parallel under one budget, not one budget each."""
+    delay, _ = _exit_delay(black_hole.url, 1.0, 3)
+    assert delay <= 1.0 + 0.5, delay
+
+
+def test_close_against_a_hanging_server_respects_its_timeout(
+    black_hole: BlackHoleServer, make_handler, logger
+) -> None:
+    """close(timeout) returns by its deadline and counts what was lost as shutdown."""
+    handler = make_handler(black_hole.url, read_timeout=60, connect_timeout=60)
+    logger.addHandler(handler)
+    for i in range(10):
+        logger.info("%d", i)
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert handler.close(timeout=0.5) is False
+    assert time.monotonic() - started < 0.5 + 0.3
+    assert handler.stats().dropped == {"shutdown": 10}
+
+
+def test_flush_times_out_and_returns_false(black_hole: BlackHoleServer, make_handler, logger) -> None:
+    """flush() never waits past its timeout; it reports False when records are still in flight."""
+    handler = make_handler(black_hole.url, read_timeout=60)
+    logger.addHandler(handler)
+    logger.info("x")
+    started = time.monotonic()
+    assert handler.flush(0.3) is False
+    assert time.monotonic() - started < 0.3 + 0.3
+    handler.close(0.1)
+
+
+def test_close_delivers_then_twice_is_harmless(server: CaptureServer, make_handler, logger) -> None:
+    """close() sends what is buffered; a second close() returns at once."""
+    handler = make_handler(server.url, flush_interval=60)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("%d", i)
+    assert handler.close() is True
+    assert server.entry_count == 50
+    started = time.monotonic()
+    handler.close()
+    assert time.monotonic() - started < 0.1
+
+
+def test_records_after_close_are_counted(server: CaptureServer, make_handler, logger) -> None:
+    """A record handed to a closed handler is not sent but counted as closed."""
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    handler.close()
+    logger.info("late")
+    assert handler.stats().dropped == {"closed": 1}
+
+
+def test_logging_shutdown_drains(server: CaptureServer, make_handler, logger) -> None:
+    """logging.shutdown() (flush then close under the handler lock) delivers and returns promptly."""
+    handler = make_handler(server.url, flush_interval=60)
+    logger.addHandler(handler)
+    for i in range(20):
+        logger.info("%d", i)
+    started = time.monotonic()
+    logging.shutdown([weakref.ref(handler)])
+    assert time.monotonic() - started < 2
+    assert server.entry_count == 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_forked_child_gets_its_own_worker(server: CaptureServer, make_handler, logger) -> None:
+    """After fork the child starts a fresh worker and ships its own records (its pid), not the parent's."""
+    handler = make_handler(server.url, flush_interval=60)
+    logger.addHandler(handler)
+    logger.info("parent before fork")  # buffered, not yet sent: must not be duplicated by the child
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            logger.info("from child")
+            code = 0 if handler.flush(5) and handler.stats().sent == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert handler.flush(5)
+    by_message = {e["message"]: e["pid"] for e in server.entries}
+    assert by_message == {"from child": pid, "parent before fork": os.getpid()}
