@@ -1,0 +1,226 @@
+"""NATS + JetStream for every role: a connection that keeps reconnecting, the stream, durable publishes.
+
+Starting while NATS is down must not crash a role: `Broker.start()` returns at once and connects in the
+background (forever, `reconnect_wait` apart); until then `is_connected` is False and ingestion answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext, api
+
+from .config import DEAD_LETTER_SUBJECT, LIVE_SUBJECT, STREAM_NAME, STREAM_SUBJECT
+
+__all__ = [
+    "DEFAULT_DUPLICATE_WINDOW",
+    "Broker",
+    "BrokerUnavailable",
+    "stream_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: JetStream drops a message whose Nats-Msg-Id it saw within this window: a client retrying a batch within
+#: 10 minutes is stored once by the broker itself (later retries are caught by the processor's id check).
+DEFAULT_DUPLICATE_WINDOW = 600.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_RECONNECT_WAIT = 0.5
+DEFAULT_PUBLISH_TIMEOUT = 5.0
+DEFAULT_DRAIN_TIMEOUT = 5.0
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not durably take a message right now; the caller should answer 503 + Retry-After."""
+
+
+def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> api.StreamConfig:
+    """Work-queue retention (a message lives until the processor acks it), file storage, no age limit:
+    an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators)."""
+    return api.StreamConfig(
+        name=STREAM_NAME,
+        subjects=[STREAM_SUBJECT, DEAD_LETTER_SUBJECT],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.FILE,
+        duplicate_window=duplicate_window,
+        discard=api.DiscardPolicy.NEW,
+    )
+
+
+class Broker:
+    """Owns the nats-py connection (`nc`) and its JetStream context (`js`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+        publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT,
+        duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+        name: str = "oglog",
+    ) -> None:
+        for key, value in (
+            ("connect_timeout", connect_timeout),
+            ("reconnect_wait", reconnect_wait),
+            ("publish_timeout", publish_timeout),
+            ("duplicate_window", duplicate_window),
+        ):
+            if value <= 0:
+                raise ValueError(f"{key}: must be > 0, got {value}")
+        self.url = url
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.reconnect_wait = reconnect_wait
+        self.publish_timeout = publish_timeout
+        self.duplicate_window = duplicate_window
+        self.nc: NatsClient = NatsClient()
+        self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
+        self._stream_ready = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._ensure_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self, *, wait: float = 0.0) -> None:
+        """Begin connecting in the background; wait up to `wait` seconds for the stream to be ready."""
+        self._connect_task = asyncio.create_task(self._connect(), name="oglog-nats-connect")
+        if wait > 0:
+            await self.wait_ready(wait)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once connected with the stream in place, False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._stream_ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _connect(self) -> None:
+        # nats-py retries the first connect forever when max_reconnect_attempts < 0. Its timeouts are typed
+        # int but only reach asyncio.wait_for/sleep, which take the sub-second floats we use.
+        await self.nc.connect(
+            servers=[self.url],
+            name=self.name,
+            connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+            reconnect_time_wait=self.reconnect_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            ping_interval=5,
+            max_outstanding_pings=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        await self._ensure_stream_until_ready()
+
+    async def _ensure_stream_until_ready(self) -> None:
+        while self.nc.is_connected:
+            try:
+                await self.ensure_stream()
+                return
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.warning("JetStream stream %s not ready yet: %s", STREAM_NAME, exc)
+                await asyncio.sleep(self.reconnect_wait)
+
+    async def ensure_stream(self) -> None:
+        """Create the stream, or update it to our config if it exists with another (idempotent)."""
+        config = stream_config(duplicate_window=self.duplicate_window)
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self.js.update_stream(config)
+        self._stream_ready.set()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        self._stream_ready.clear()
+        if not self._closing:
+            log.warning("nats: disconnected from %s", self.url)
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats: reconnected to %s", self.url)
+        # The server may have come back with an empty store: re-create the stream before taking writes again.
+        if self._ensure_task is None or self._ensure_task.done():
+            self._ensure_task = asyncio.create_task(
+                self._ensure_stream_until_ready(), name="oglog-nats-stream"
+            )
+
+    async def close(self, *, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+        """Flush and close; bounded by `drain_timeout`. Safe to call twice."""
+        self._closing = True
+        for task in (self._connect_task, self._ensure_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.nc.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.flush(), drain_timeout)
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), drain_timeout)
+        self._stream_ready.clear()
+
+    # -- state -------------------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """CONNECTED, CONNECTING, RECONNECTING, DRAINING, CLOSED or DISCONNECTED (as the seed reports)."""
+        nc = self.nc
+        if nc.is_connected:
+            return "CONNECTED"
+        if nc.is_reconnecting:
+            return "RECONNECTING"
+        if nc.is_connecting:
+            return "CONNECTING"
+        if nc.is_draining:
+            return "DRAINING"
+        if nc.is_closed and self._connect_task is not None and self._connect_task.done():
+            return "CLOSED"
+        return "DISCONNECTED"
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected and the stream is in place: publishes can be made durable now."""
+        return self.nc.is_connected and self._stream_ready.is_set()
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message the server takes (1 MiB by default)."""
+        return self.nc.max_payload if self.nc.is_connected else 1024 * 1024
+
+    # -- publishing --------------------------------------------------------------------------------------
+    async def publish(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> api.PubAck:
+        """Publish to JetStream and wait for the broker's ack (the message is then on disk)."""
+        if not self.is_connected:
+            raise BrokerUnavailable(f"NATS is {self.status.lower()}")
+        try:
+            return await self.js.publish(
+                subject, payload, timeout=self.publish_timeout, headers=dict(headers)
+            )
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"JetStream publish failed: {type(exc).__name__}: {exc}") from exc
+
+    async def publish_live(self, payload: bytes) -> None:
+        """Best effort, no persistence: fan accepted entries out to live-tail subscribers."""
+        if self.nc.is_connected:
+            await self.nc.publish(LIVE_SUBJECT, payload)
+
+    async def subscribe_live(self, cb: Callable[[bytes], Awaitable[None]]) -> Subscription:
+        """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (NDJSON entries)."""
+
+        async def handler(msg: Msg) -> None:
+            await cb(msg.data)
+
+        return await self.nc.subscribe(LIVE_SUBJECT, cb=handler)

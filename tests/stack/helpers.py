@@ -1,0 +1,65 @@
+"""Test helpers shared by the stack test groups: run a real app on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from oglogstream.stack.app import create_app
+from oglogstream.stack.config import StackConfig
+from oglogstream.stack.resources import STORAGE
+
+__all__ = ["count_rows", "query_rows", "running_app", "wait_for"]
+
+
+@contextlib.asynccontextmanager
+async def running_app(config: StackConfig, *, app: web.Application | None = None) -> AsyncIterator[str]:
+    """Run `create_app(config)` (or the given `app`) on a free 127.0.0.1 port; yield its base URL
+    ("http://127.0.0.1:PORT").
+
+    Every cleanup_ctx has started when the body runs; leaving the block shuts the app down gracefully (the
+    processor flushes and acks its in-flight batch, storage is closed), so the next test can open its own
+    chDB path. `config.http_port` is ignored.
+    """
+    runner = web.AppRunner(
+        app if app is not None else create_app(config), handle_signals=False, access_log=None
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.05
+) -> Any:
+    """Await `probe()` until it returns something truthy (returned); AssertionError past `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def count_rows(app: web.Application, where: str = "1") -> int:
+    """`SELECT count() FROM logs WHERE {where}` through the app's Storage (its one chDB session)."""
+    return int(
+        await app[STORAGE].run(lambda client: client.command(f"SELECT count() FROM logs WHERE {where}"))
+    )
+
+
+async def query_rows(app: web.Application, sql: str) -> list[dict[str, Any]]:
+    """Rows of `sql` as dicts, through the app's Storage."""
+    result = await app[STORAGE].run(lambda client: client.query(sql))
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
