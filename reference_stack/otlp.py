@@ -1,0 +1,249 @@
+"""OTLP/HTTP logs receiver: `POST /v1/logs` on the ingestion role, so any OpenTelemetry SDK or collector can
+ship logs here without our SDK.
+
+Protocol (OTLP/HTTP 1.x): binary protobuf (`application/x-protobuf`) or OTLP/JSON (`application/json`), gzip
+allowed. Answers: 200 + ExportLogsServiceResponse in the request's encoding (with `partialSuccess` when some
+records were rejected); 400 (not retryable) + google.rpc.Status for an undecodable body; 413 past the body
+limits; 415 for other media types/encodings; 429 (too many requests in flight here) or 503 (broker down), both
+with Retry-After, which OTLP exporters honour.
+
+Accepted records go through exactly the path `POST /logs` uses: the wire schema validates the mapped entries
+(`schema.ENTRY`), `schema.make_rows` builds rows, `ingest.publish_rows` makes them durable in JetStream (then
+fans them out to the live tail). Entry ids and the JetStream `Nats-Msg-Id` derive from the sha256 of the
+decompressed body, so an exporter retrying the same request is stored once. The field mapping lives in
+`otlp_mapping.py` and is documented in docs/otlp.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.message import Message
+from oglogstream import _wire
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from pydantic import ValidationError
+
+from . import ingest, otlp_mapping, schema
+from .broker import BrokerUnavailable
+from .metrics import Metrics
+from .resources import BROKER, METRICS
+
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "JSON_CONTENT_TYPE",
+    "MAX_ERROR_MESSAGE_CHARS",
+    "OTLP_LOGS_PATH",
+    "PROTOBUF_CONTENT_TYPE",
+    "setup",
+]
+
+OTLP_LOGS_PATH = "/v1/logs"
+PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+JSON_CONTENT_TYPE = "application/json"
+#: Requests decoded at once by one process; past this the receiver answers 429 instead of queueing bodies
+#: of up to MAX_BATCH_DECOMPRESSED_BYTES each in memory (exporters back off and retry on 429).
+DEFAULT_MAX_IN_FLIGHT = 16
+#: What a 429 asks the exporter to wait, in seconds.
+OVERLOAD_RETRY_AFTER_SECONDS = 1
+#: partialSuccess.errorMessage lists the first rejections only; the count is always exact.
+MAX_ERROR_MESSAGE_CHARS = 2048
+
+_ROUTE = OTLP_LOGS_PATH
+# google.rpc.Status codes used in error bodies.
+_RPC_INVALID_ARGUMENT = 3
+_RPC_RESOURCE_EXHAUSTED = 8
+_RPC_UNAVAILABLE = 14
+_RPC_BY_HTTP = {400: _RPC_INVALID_ARGUMENT, 413: _RPC_INVALID_ARGUMENT, 415: _RPC_INVALID_ARGUMENT,
+                429: _RPC_RESOURCE_EXHAUSTED, 503: _RPC_UNAVAILABLE}
+_REASON_BY_HTTP = {400: "invalid", 413: "too_large", 415: "unsupported_type", 429: "overloaded",
+                   503: "broker_unavailable"}
+
+
+def _status_class() -> type[Message]:
+    """google.rpc.Status (code = 1, message = 2) built in a private descriptor pool.
+
+    opentelemetry-proto does not ship it and googleapis-common-protos is a large dependency for two fields;
+    a private pool cannot clash with that package when both are installed. `details` (field 3) is omitted:
+    we never send any, and the encoding of the fields we do send is identical."""
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="oglogstream/google_rpc_status.proto", package="google.rpc", syntax="proto3"
+    )
+    message = proto.message_type.add(name="Status")
+    fdp = descriptor_pb2.FieldDescriptorProto
+    message.field.add(name="code", number=1, type=fdp.TYPE_INT32, label=fdp.LABEL_OPTIONAL, json_name="code")
+    message.field.add(name="message", number=2, type=fdp.TYPE_STRING, label=fdp.LABEL_OPTIONAL,
+                      json_name="message")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    status: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status"))
+    return status
+
+
+_Status = _status_class()
+
+
+class _Problem(Exception):
+    """An OTLP error answer: HTTP status, message, and optional headers (Retry-After)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+@dataclasses.dataclass
+class _Outcome:
+    rows: list[dict[str, Any]]
+    total: int
+    rejected: list[tuple[int, str]]
+    batch_id: str
+
+
+@dataclasses.dataclass
+class _State:
+    metrics: Metrics
+    max_in_flight: int
+    in_flight: int = 0
+
+
+_STATE: web.AppKey[_State] = web.AppKey("oglog_otlp_state", _State)
+
+
+def _encode(message: Message, protobuf: bool) -> tuple[bytes, str]:
+    if protobuf:
+        return message.SerializeToString(), PROTOBUF_CONTENT_TYPE
+    return json_format.MessageToJson(message, indent=None).encode("utf-8"), JSON_CONTENT_TYPE
+
+
+def _error_response(problem: _Problem, protobuf: bool) -> web.Response:
+    status = _Status(code=_RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT), message=problem.message)
+    body, content_type = _encode(status, protobuf)
+    return web.Response(status=problem.status, body=body, headers={"Content-Type": content_type,
+                                                                   **(problem.headers or {})})
+
+
+def _check_media(request: web.Request) -> bool:
+    """True for protobuf, False for JSON; 415 for anything else."""
+    if request.content_type == PROTOBUF_CONTENT_TYPE:
+        protobuf = True
+    elif request.content_type == JSON_CONTENT_TYPE:
+        protobuf = False
+    else:
+        got = request.headers.get("Content-Type", "(none)")
+        expected = f"{PROTOBUF_CONTENT_TYPE} or {JSON_CONTENT_TYPE}"
+        raise _Problem(415, f"Content-Type: expected {expected}, got {got}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip"):
+        raise _Problem(415, f"Content-Encoding: expected gzip or identity, got {encoding}")
+    return protobuf
+
+
+async def _read_body(request: web.Request) -> bytes:
+    # The same reader, limits and gzip-bomb cut-off as POST /logs (its 413/400 are converted in _handle).
+    try:
+        return await ingest._read_body(request, limit=_wire.MAX_BATCH_BODY_BYTES,
+                                       decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES)
+    except web.RequestPayloadError as exc:  # aiohttp's own gzip decoding failed (it inflates before we read)
+        raise _Problem(400, f"body: invalid gzip data ({str(exc).strip()})") from None
+
+
+def _process(body: bytes, protobuf: bool, now: dt.datetime) -> _Outcome:
+    """Decode, map and validate (CPU-bound: runs on a worker thread)."""
+    record_errors: dict[int, str] = {}
+    try:
+        if protobuf:
+            request = otlp_mapping.decode_protobuf(body)
+        else:
+            request, record_errors = otlp_mapping.decode_json(body)
+    except otlp_mapping.PayloadError as exc:
+        raise _Problem(400, str(exc)) from None
+    digest = otlp_mapping.request_digest(body)
+    mapped = otlp_mapping.map_request(request, digest=digest, now=now, record_errors=record_errors)
+    rejected = list(mapped.rejected)
+    entries: list[schema.Entry] = []
+    for index, entry in mapped.entries:
+        try:
+            entries.append(schema.ENTRY.validate_python(entry))
+        except ValidationError as exc:
+            details = schema.validation_details(exc)
+            rejected.append((index, "; ".join(f"{d['field']}: {d['reason']}" for d in details)))
+    rejected.sort()
+    batch_id = otlp_mapping.batch_id(digest)
+    rows = schema.make_rows(entries, batch_id=batch_id, received_at=schema.format_timestamp(now))
+    return _Outcome(rows=rows, total=mapped.total, rejected=rejected, batch_id=batch_id)
+
+
+def _partial_message(outcome: _Outcome) -> str:
+    parts = [f"{len(outcome.rejected)} of {outcome.total} log records rejected"]
+    size = len(parts[0])
+    for index, reason in outcome.rejected:
+        part = f"record {index}: {reason}"
+        if size + len(part) + 2 > MAX_ERROR_MESSAGE_CHARS:
+            parts.append("…")
+            break
+        parts.append(part)
+        size += len(part) + 2
+    return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+async def _export(request: web.Request, state: _State, protobuf: bool) -> web.Response:
+    body = await _read_body(request)
+    now = dt.datetime.now(dt.timezone.utc)
+    outcome = await asyncio.to_thread(_process, body, protobuf, now)
+    if outcome.rows:
+        await ingest.publish_rows(request.app[BROKER], state.metrics, outcome.rows, outcome.batch_id)
+        state.metrics.entries_accepted.labels(_ROUTE).inc(len(outcome.rows))
+    response = ExportLogsServiceResponse()
+    if outcome.rejected:
+        state.metrics.entries_rejected.labels("invalid").inc(len(outcome.rejected))
+        response.partial_success.rejected_log_records = len(outcome.rejected)
+        response.partial_success.error_message = _partial_message(outcome)
+    payload, content_type = _encode(response, protobuf)
+    return web.Response(status=200, body=payload, headers={"Content-Type": content_type})
+
+
+async def _handle(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    protobuf = request.content_type == PROTOBUF_CONTENT_TYPE
+    try:
+        protobuf = _check_media(request)
+        if state.in_flight >= state.max_in_flight:
+            raise _Problem(
+                429, f"too many export requests in flight (limit {state.max_in_flight}); retry later",
+                {"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
+            )
+        broker = request.app[BROKER]
+        if not broker.is_connected:  # fail fast: do not read and decode a body we cannot make durable
+            raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
+        state.in_flight += 1
+        try:
+            response = await _export(request, state, protobuf)
+        except ingest._HTTPProblem as exc:  # from the shared body reader, or one row too big to publish
+            raise _Problem(exc.status, f"{exc.field}: {exc.reason}") from None
+        finally:
+            state.in_flight -= 1
+    except _Problem as exc:
+        state.metrics.entries_rejected.labels(_REASON_BY_HTTP.get(exc.status, "other")).inc()
+        response = _error_response(exc, protobuf)
+    except BrokerUnavailable as exc:
+        state.metrics.entries_rejected.labels("broker_unavailable").inc()
+        retry = {"Retry-After": str(ingest.RETRY_AFTER_SECONDS)}
+        response = _error_response(_Problem(503, f"broker unavailable: {exc}", retry), protobuf)
+    if response.status != 200 and not request.content.is_eof():
+        # Refused before the body was read through (too large, bad gzip, overloaded): the client must not
+        # reuse a connection whose unread remainder the server would have to swallow first.
+        response.force_close()
+    state.metrics.requests.labels(_ROUTE, str(response.status)).inc()
+    return response
+
+
+def setup(app: web.Application, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+    """Add POST /v1/logs (needs BROKER and METRICS, see resources; call it for the ingest role)."""
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
+    app[_STATE] = _State(metrics=app[METRICS], max_in_flight=max_in_flight)
+    app.router.add_post(OTLP_LOGS_PATH, _handle)

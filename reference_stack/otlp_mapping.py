@@ -1,0 +1,474 @@
+"""OTLP logs -> wire entries: decoding OTLP/HTTP payloads and mapping each LogRecord onto our entry shape.
+
+Pure functions, no I/O, so the mapping can be tested without a server. The HTTP side is `otlp.py`.
+The mapping is documented for users in docs/otlp.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from oglogstream import _wire
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+from .schema import format_timestamp
+
+__all__ = [
+    "ATTRIBUTE_DROP_COUNT_KEY",
+    "RESOURCE_PREFIX",
+    "SCOPE_PREFIX",
+    "UNKNOWN_SERVICE",
+    "MappedRecords",
+    "PayloadError",
+    "batch_id",
+    "decode_json",
+    "decode_protobuf",
+    "level_for",
+    "map_request",
+    "request_digest",
+]
+
+#: The OTel spec's fallback when a resource has no `service.name`.
+UNKNOWN_SERVICE = "unknown_service"
+#: Resource attributes land in `attributes` under this prefix (`resource.deployment.environment`, ...).
+RESOURCE_PREFIX = "resource."
+#: Instrumentation-scope attributes land under this prefix; the scope *name* becomes `logger`.
+SCOPE_PREFIX = "scope."
+#: How many attributes were dropped (by the sender, or here to fit MAX_ATTRIBUTES); present only when > 0.
+ATTRIBUTE_DROP_COUNT_KEY = "otel.dropped_attributes_count"
+SEVERITY_TEXT_KEY = "otel.severity_text"
+SEVERITY_NUMBER_KEY = "otel.severity_number"
+EVENT_NAME_KEY = "otel.event_name"
+SCOPE_VERSION_KEY = "otel.scope.version"
+
+_ID_PREFIX = "otlp-"
+#: Entry ids are `otlp-<digest>-<record index>`: the digest gets what MAX_ID_CHARS leaves after room for a
+#: 10-digit index (48 hex digits = 192 bits, so distinct requests never collide in practice).
+_DIGEST_CHARS = _wire.MAX_ID_CHARS - len(_ID_PREFIX) - 1 - 10
+
+# Severity ranges from the OTel logs data model; TRACE has no level of its own here, so it folds into debug.
+_LEVEL_BY_RANGE = ((4, "debug"), (8, "debug"), (12, "info"), (16, "warn"), (20, "error"), (24, "fatal"))
+# Severity text when the number is unspecified: OTel short names plus the common syslog/stdlib spellings.
+_LEVEL_BY_TEXT = {
+    "trace": "debug",
+    "debug": "debug",
+    "info": "info",
+    "information": "info",
+    "informational": "info",
+    "notice": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "err": "error",
+    "fatal": "fatal",
+    "critical": "fatal",
+    "crit": "fatal",
+    "alert": "fatal",
+    "emerg": "fatal",
+    "emergency": "fatal",
+    "panic": "fatal",
+}
+_DEFAULT_LEVEL = "info"
+
+# Well-known attributes promoted to first-class entry fields (and then not repeated in `attributes`).
+_RESOURCE_HOST = "host.name"
+_RESOURCE_PID = "process.pid"
+_RESOURCE_SERVICE = "service.name"
+_RECORD_THREAD = "thread.name"
+_RECORD_STACKTRACE = "exception.stacktrace"
+
+_MAX_PID = 2**32 - 1  # the wire contract's bound; anything else stays a resource attribute
+_TRACE_ID_BYTES = 16
+_SPAN_ID_BYTES = 8
+
+
+class PayloadError(ValueError):
+    """The request body cannot be decoded as an ExportLogsServiceRequest (HTTP 400, not retryable)."""
+
+
+@dataclass
+class MappedRecords:
+    """Mapping outcome: entries by record index, and the records that could not be mapped."""
+
+    #: (record index, wire entry dict) in request order.
+    entries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: (record index, "field: why") for records rejected by the mapping itself.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.entries) + len(self.rejected)
+
+
+def request_digest(body: bytes) -> str:
+    """Hex sha256 of the (decompressed) request body: a retried export maps to the same ids."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def batch_id(digest: str) -> str:
+    """The request's JetStream `Nats-Msg-Id`: `otlp-<digest>`, the stem of its entry ids."""
+    return f"{_ID_PREFIX}{digest[:_DIGEST_CHARS]}"
+
+
+def decode_protobuf(body: bytes) -> ExportLogsServiceRequest:
+    """Parse a binary protobuf ExportLogsServiceRequest."""
+    request = ExportLogsServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, RecursionError) as exc:
+        raise PayloadError(f"body: not a valid protobuf ExportLogsServiceRequest ({exc})") from None
+    return request
+
+
+def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
+    """Parse OTLP/JSON. Returns the request and errors found in individual records (by record index).
+
+    OTLP/JSON departs from the protobuf JSON mapping in one way that matters: `traceId`/`spanId` are hex,
+    not base64. We rewrite them to base64 before handing the document to json_format; a record whose id is
+    not valid hex is rejected on its own (partial success) instead of failing the whole request.
+    Unknown fields are ignored, as the OTLP spec requires of receivers.
+    """
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"body: not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body: expected a JSON object (ExportLogsServiceRequest)")
+    record_errors = _rewrite_hex_ids(document)
+    request = ExportLogsServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+        raise PayloadError(f"body: not a valid OTLP/JSON ExportLogsServiceRequest ({exc})") from None
+    return request, record_errors
+
+
+def _items(parent: Mapping[str, Any], camel: str, snake: str) -> list[Any]:
+    value = parent.get(camel, parent.get(snake))
+    return value if isinstance(value, list) else []
+
+
+def _rewrite_hex_ids(document: dict[str, Any]) -> dict[int, str]:
+    errors: dict[int, str] = {}
+    index = 0
+    for resource_logs in _items(document, "resourceLogs", "resource_logs"):
+        if not isinstance(resource_logs, dict):
+            continue  # json_format reports the shape error
+        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
+            if not isinstance(scope_logs, dict):
+                continue
+            for record in _items(scope_logs, "logRecords", "log_records"):
+                if isinstance(record, dict):
+                    for camel, snake, size in (
+                        ("traceId", "trace_id", _TRACE_ID_BYTES),
+                        ("spanId", "span_id", _SPAN_ID_BYTES),
+                    ):
+                        for key in (camel, snake):
+                            if key in record:
+                                problem = _hex_to_base64(record, key, size)
+                                if problem:
+                                    errors.setdefault(index, f"{camel}: {problem}")
+                index += 1
+    return errors
+
+
+def _hex_to_base64(record: dict[str, Any], key: str, size: int) -> str | None:
+    value = record[key]
+    if value is None or value == "":
+        del record[key]
+        return None
+    if not isinstance(value, str):
+        del record[key]
+        return f"expected a hex string, got {type(value).__name__}"
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        del record[key]
+        return f"not a hex string: {value[:80]!r}"
+    if len(raw) != size:
+        del record[key]
+        return f"expected {size * 2} hex digits, got {len(value)}"
+    record[key] = base64.b64encode(raw).decode("ascii")
+    return None
+
+
+def level_for(severity_number: int, severity_text: str) -> str:
+    """Our level for an OTel severity: by number (1..24), else by text, else info."""
+    if 1 <= severity_number <= 24:
+        for upper, level in _LEVEL_BY_RANGE:
+            if severity_number <= upper:
+                return level
+    text = severity_text.strip().lower().rstrip("0123456789")  # OTel short names: "INFO2", "WARN4"
+    return _LEVEL_BY_TEXT.get(text, _DEFAULT_LEVEL)
+
+
+def map_request(
+    request: ExportLogsServiceRequest,
+    *,
+    digest: str,
+    now: dt.datetime,
+    record_errors: Mapping[int, str] | None = None,
+) -> MappedRecords:
+    """Map every LogRecord of `request` to a wire entry (index = position across all resources and scopes).
+
+    `digest` is `request_digest(body)`; `now` fills timestamps for records that carry none;
+    `record_errors` are per-record problems found while decoding (see `decode_json`).
+    """
+    errors = record_errors or {}
+    out = MappedRecords()
+    received = format_timestamp(now)
+    id_stem = f"{batch_id(digest)}-"
+    index = 0
+    for resource_logs in request.resource_logs:
+        resource = _Resource.from_attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            scope_attrs = [(f"{SCOPE_PREFIX}{k}", _attribute_value(v)) for k, v in _flatten(scope.attributes)]
+            if scope.version:
+                scope_attrs.insert(0, (SCOPE_VERSION_KEY, _attribute_value(scope.version)))
+            for record in scope_logs.log_records:
+                problem = errors.get(index)
+                if problem is None:
+                    try:
+                        entry = _map_record(record, resource, scope.name, scope_attrs, received)
+                    except _RecordError as exc:
+                        problem = str(exc)
+                    else:
+                        entry["id"] = f"{id_stem}{index}"
+                        out.entries.append((index, entry))
+                if problem is not None:
+                    out.rejected.append((index, problem))
+                index += 1
+    return out
+
+
+class _RecordError(ValueError):
+    pass
+
+
+@dataclass
+class _Resource:
+    service: str
+    host: str | None
+    pid: int | None
+    attributes: list[tuple[str, Any]]
+
+    @classmethod
+    def from_attributes(cls, attributes: Any) -> _Resource:
+        service, host, pid = UNKNOWN_SERVICE, None, None
+        rest: list[tuple[str, Any]] = []
+        for key, value in _flatten(attributes):
+            if key == _RESOURCE_SERVICE and value not in ("", None):
+                text = value if isinstance(value, str) else _json(value)
+                service = _clip(text, _wire.MAX_SERVICE_CHARS)
+            elif key == _RESOURCE_HOST and isinstance(value, str) and value:
+                host = _clip(value, _wire.MAX_SHORT_FIELD_CHARS)
+            elif key == _RESOURCE_PID and type(value) is int and 0 <= value <= _MAX_PID:
+                pid = value
+            else:
+                rest.append((f"{RESOURCE_PREFIX}{key}", _attribute_value(value)))
+        return cls(service=service, host=host, pid=pid, attributes=rest)
+
+
+def _map_record(
+    record: LogRecord,
+    resource: _Resource,
+    scope_name: str,
+    scope_attrs: list[tuple[str, Any]],
+    received: str,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "timestamp": _timestamp(record) or received,
+        "level": level_for(record.severity_number, record.severity_text),
+        "message": _message(record),
+        "service": resource.service,
+    }
+    if scope_name:
+        entry["logger"] = _clip(scope_name, _wire.MAX_SHORT_FIELD_CHARS)
+    if resource.host:
+        entry["host"] = resource.host
+    if resource.pid is not None:
+        entry["pid"] = resource.pid
+    trace_id = _hex_id(record.trace_id, _TRACE_ID_BYTES, "traceId")
+    if trace_id:
+        entry["trace_id"] = trace_id
+    span_id = _hex_id(record.span_id, _SPAN_ID_BYTES, "spanId")
+    if span_id:
+        entry["span_id"] = span_id
+
+    own: list[tuple[str, Any]] = []
+    for key, value in _flatten(record.attributes):
+        if key == _RECORD_STACKTRACE and isinstance(value, str) and value:
+            entry["exception"] = _keep_tail(value, _wire.MAX_EXCEPTION_BYTES)
+        elif key == _RECORD_THREAD and isinstance(value, str) and value:
+            entry["thread"] = _clip(value, _wire.MAX_SHORT_FIELD_CHARS)
+        else:
+            own.append((key, _attribute_value(value)))
+    derived: list[tuple[str, Any]] = []
+    if record.severity_text:
+        derived.append((SEVERITY_TEXT_KEY, _attribute_value(record.severity_text)))
+    if record.severity_number:
+        derived.append((SEVERITY_NUMBER_KEY, int(record.severity_number)))
+    if record.event_name:
+        derived.append((EVENT_NAME_KEY, _attribute_value(record.event_name)))
+    attributes = _fit_attributes(
+        [own, derived, scope_attrs, resource.attributes], already_dropped=record.dropped_attributes_count
+    )
+    if attributes:
+        entry["attributes"] = attributes
+    return entry
+
+
+def _fit_attributes(groups: list[list[tuple[str, Any]]], *, already_dropped: int) -> dict[str, Any]:
+    """Merge attribute groups (values already fitted) in priority order, keeping within MAX_ATTRIBUTES."""
+    out: dict[str, Any] = {}
+    dropped = already_dropped
+    budget = _wire.MAX_ATTRIBUTES - 1  # one slot stays free for the drop count
+    for group in groups:
+        for key, value in group:
+            key = key[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+            if not key or key in out or key == ATTRIBUTE_DROP_COUNT_KEY or len(out) >= budget:
+                dropped += 1
+            else:
+                out[key] = value
+    if dropped:
+        out[ATTRIBUTE_DROP_COUNT_KEY] = dropped
+    return out
+
+
+def _attribute_value(value: Any) -> str | int | float | bool:
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _json(value)
+    text = value if isinstance(value, str) else _json(value)
+    return _clip_marked(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS)
+
+
+def _flatten(attributes: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yield (dotted key, python value) for a KeyValue list; nested kvlists become dotted keys."""
+    kv: KeyValue
+    for kv in attributes:
+        key = f"{prefix}{kv.key}"
+        if kv.value.WhichOneof("value") == "kvlist_value" and kv.value.kvlist_value.values:
+            yield from _flatten(kv.value.kvlist_value.values, f"{key}.")
+        else:
+            yield key, _python(kv.value)
+
+
+def _python(value: AnyValue) -> Any:
+    """An AnyValue as a JSON-ready python value (bytes as base64, as OTLP/JSON renders them)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    if kind == "array_value":
+        return [_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _python(kv.value) for kv in value.kvlist_value.values}
+    return None  # empty AnyValue, or a profiles-only string-table reference
+
+
+def _json(value: Any) -> str:
+    # NaN/Infinity are not JSON: spell them as OTLP/JSON does, as strings.
+    return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _message(record: LogRecord) -> str:
+    if record.HasField("body"):
+        body = _python(record.body)
+        text = body if isinstance(body, str) else ("" if body is None else _json(body))
+    else:
+        text = ""
+    if not text and record.event_name:
+        text = record.event_name  # events often carry everything in attributes
+    return _truncate_bytes(text, _wire.MAX_MESSAGE_BYTES)
+
+
+def _timestamp(record: LogRecord) -> str | None:
+    nanos = record.time_unix_nano or record.observed_time_unix_nano
+    if not nanos:
+        return None
+    seconds, rest = divmod(nanos, 1_000_000_000)
+    try:
+        moment = dt.datetime.fromtimestamp(seconds, dt.timezone.utc) + dt.timedelta(microseconds=rest // 1000)
+    except (OverflowError, OSError, ValueError):
+        name = "timeUnixNano" if record.time_unix_nano else "observedTimeUnixNano"
+        raise _RecordError(f"{name}: {nanos} is out of range") from None
+    return format_timestamp(moment)
+
+
+def _hex_id(raw: bytes, size: int, name: str) -> str | None:
+    if not raw or raw == b"\x00" * len(raw):
+        return None  # absent; all-zero ids are invalid in OTel and mean "no trace"
+    if len(raw) != size:
+        raise _RecordError(f"{name}: expected {size} bytes, got {len(raw)}")
+    return binascii.hexlify(raw).decode("ascii")
+
+
+def _clip(text: str, max_chars: int) -> str:
+    return text[:max_chars]
+
+
+def _marker(cut: int) -> str:
+    marker: str = _wire.TRUNCATION_MARKER.format(n=cut)
+    return marker
+
+
+def _clip_marked(text: str, max_chars: int) -> str:
+    """Cut `text` to `max_chars` characters including the truncation marker (which counts cut UTF-8 bytes)."""
+    if len(text) <= max_chars:
+        return text
+    keep = max_chars - len(_marker(len(text.encode("utf-8"))))
+    head = text[:keep]
+    return head + _marker(len(text.encode("utf-8")) - len(head.encode("utf-8")))
+
+
+def _truncate_bytes(text: str, max_bytes: int) -> str:
+    """Cut `text` to at most `max_bytes` UTF-8 bytes including the marker, never splitting a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    # The marker states the exact number of bytes cut; it only grows with the cut, so the worst case fits.
+    worst = len(_marker(len(encoded)).encode("utf-8"))
+    head = encoded[: max_bytes - worst].decode("utf-8", "ignore")
+    return head + _marker(len(encoded) - len(head.encode("utf-8")))
+
+
+def _keep_tail(text: str, max_bytes: int) -> str:
+    """Like `_truncate_bytes` but keeps the end (where a traceback says what failed)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    worst = len(_marker(len(encoded)).encode("utf-8"))
+    tail = encoded[len(encoded) - (max_bytes - worst) :].decode("utf-8", "ignore")
+    return _marker(len(encoded) - len(tail.encode("utf-8"))) + tail
