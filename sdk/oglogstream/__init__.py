@@ -8,9 +8,21 @@ See docs/sdk.md for every setting, the dictConfig and structlog set-ups, and wha
 
 from __future__ import annotations
 
+from ._context import bind, bound, clear_context, get_context, unbind
 from ._handler import OgLogHandler
 from ._stats import DROP_REASONS, Stats
 from ._structlog import OgLogProcessor
 from ._version import VERSION as __version__
 
-__all__ = ["DROP_REASONS", "OgLogHandler", "OgLogProcessor", "Stats", "__version__"]
+__all__ = [
+    "DROP_REASONS",
+    "OgLogHandler",
+    "OgLogProcessor",
+    "Stats",
+    "__version__",
+    "bind",
+    "bound",
+    "clear_context",
+    "get_context",
+    "unbind",
+]
