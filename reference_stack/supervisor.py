@@ -1,0 +1,290 @@
+"""Single-node supervisor: run one `create_app` in this process until SIGINT/SIGTERM, then shut down cleanly.
+
+`run_stack` (`oglog stack up`, `oglog demo`) also starts nats-server as a child (unless given a NATS URL) and
+keeps storage in chDB under the data dir. `run_roles` (`oglog serve`) runs the roles of a config read from the
+environment. Both:
+
+* take an exclusive lock (flock) on what only one process may own (the data dir; a chDB path), so a second
+  instance fails with a clear message instead of corrupting a store. The kernel drops the lock when the
+  process dies, even by `kill -9`, so a restart is never blocked by a stale lock file;
+* stop in order on the first SIGINT/SIGTERM: stop accepting connections, close live-tail sockets, let
+  in-flight requests finish, let the processor flush and ack its batch (bounded by SHUTDOWN_TIMEOUT), close
+  storage and NATS, and stop nats-server last. A second signal exits at once: nothing accepted is lost even
+  then, because JetStream keeps every batch the processor has not acked and redelivers it on the next start.
+
+nats-server is tied to this process with PR_SET_PDEATHSIG (natsd.py). Its pid is recorded under the data dir
+so that, if a `kill -9` left it still shutting down, the next start waits for it (and kills it past a
+deadline) before reusing the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .app import create_app
+from .config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
+from .natsd import NatsServer
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ORPHAN_WAIT",
+    "StackError",
+    "StackOptions",
+    "run_roles",
+    "run_stack",
+]
+
+log = logging.getLogger("oglogstream.stack.supervisor")
+
+DEFAULT_DATA_DIR = "./oglog-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+#: How long a start waits for a nats-server left by a killed supervisor to exit before killing it.
+ORPHAN_WAIT = 10.0
+#: Added to SHUTDOWN_TIMEOUT for closing storage and NATS after the processor's flush.
+SHUTDOWN_MARGIN = 10.0
+_LOCK_NAME = "oglog.lock"
+_NATS_PID_NAME = "nats-server.pid"
+
+
+class StackError(RuntimeError):
+    """The stack could not start (port in use, data dir locked, ...): reported as one line, exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StackOptions:
+    """`oglog stack up` flags. `nats_url`/`clickhouse_url` None means the embedded nats-server / chDB."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    nats_url: str | None = None
+    clickhouse_url: str | None = None
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    log_level: str = "info"
+
+    def config(self, nats_url: str) -> StackConfig:
+        """The StackConfig for all roles in one process (raises ValueError naming the bad field)."""
+        dsn = self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        return StackConfig(
+            roles=ROLES,
+            host=self.host,
+            http_port=self.port,
+            nats_url=nats_url,
+            clickhouse_dsn=dsn,
+            retention_days=self.retention_days,
+            shutdown_timeout=self.shutdown_timeout,
+            log_level=self.log_level,
+        )
+
+
+# -- locks and leftovers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an flock on `path` for the block; StackError if another live process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StackError(
+                f"{what} is in use by another oglog process (pid {holder}); stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, which an init that does not reap may leave behind, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def reap_orphan_nats(store_dir: Path, *, wait: float = ORPHAN_WAIT) -> None:
+    """If a previous supervisor died by SIGKILL, its nats-server got SIGTERM from the kernel and may still be
+    flushing the store: wait for it, then SIGKILL it past `wait`. Only a nats-server on this store is touched.
+    """
+    pid_file = store_dir / _NATS_PID_NAME
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    cmdline = _cmdline(pid)
+    if _alive(pid) and "nats-server" in cmdline and str(store_dir) in cmdline:
+        log.warning("waiting for nats-server %d left by a previous run to exit", pid)
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+
+
+# -- running -----------------------------------------------------------------------------------------------
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else (f"[{host}]" if ":" in host else host)
+
+
+def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
+    """Tell the operator where everything is."""
+    base = f"http://{_display_host(config.host)}:{config.http_port}"
+    lines = [f"OgLogStream {'+'.join(config.roles)} listening on {base}"]
+    if "ingest" in config.roles:
+        lines.append(f"  ingest     POST {base}/log   POST {base}/logs   POST {base}/v1/logs (OTLP)")
+    if "query" in config.roles:
+        lines.append(f"  query      {base}/api/logs   {base}/api/stats   {base}/api/histogram")
+        lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
+    lines.append(f"  health     {base}/health   metrics {base}/metrics")
+    lines.append(f"  nats       {config.nats_url}   storage {config.clickhouse_dsn}")
+    if extra:
+        lines.append(extra)
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), file=out, flush=True)
+
+
+async def serve(
+    config: StackConfig,
+    *,
+    out: TextIO = sys.stdout,
+    on_ready: Callable[[str], None] | None = None,
+    before_shutdown: Callable[[], None] | None = None,
+) -> None:
+    """Run `create_app(config)` until SIGINT/SIGTERM; `on_ready(base_url)` runs once it listens, and the
+    blocking `before_shutdown()` (in a thread) while it still serves, e.g. to flush a demo's handler."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def first_signal() -> None:
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, second_signal)
+
+    def second_signal() -> None:
+        print("second signal: exiting now (unacked batches stay in JetStream)", file=out, flush=True)
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first_signal)
+
+    app = create_app(config)
+    # aiohttp waits this long for in-flight requests after it stops accepting new connections.
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout
+    )
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StackError(
+                f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
+            ) from None
+        print_urls(config, out)
+        if on_ready is not None:
+            on_ready(f"http://{_display_host(config.host)}:{config.http_port}")
+        await stop.wait()
+        print("shutting down: draining in-flight batches...", file=out, flush=True)
+        if before_shutdown is not None:
+            await asyncio.to_thread(before_shutdown)
+    finally:
+        try:
+            await asyncio.wait_for(runner.cleanup(), 2 * config.shutdown_timeout + SHUTDOWN_MARGIN)
+        except asyncio.TimeoutError:
+            log.error(
+                "shutdown did not finish in time; unacked batches will be redelivered on the next start"
+            )
+    print("stopped", file=out, flush=True)
+
+
+def run_stack(
+    options: StackOptions,
+    *,
+    out: TextIO = sys.stdout,
+    on_ready: Callable[[str], None] | None = None,
+    before_shutdown: Callable[[], None] | None = None,
+) -> None:
+    """`oglog stack up`: nats-server (unless `options.nats_url`) + every role in this process, until a signal.
+
+    Raises ValueError (bad option, naming it) or StackError (could not start)."""
+    data_dir = options.data_dir.resolve()
+    options.config("nats://127.0.0.1:4222")  # validate every option before touching anything
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
+    with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}"):
+        nats: NatsServer | None = None
+        nats_url = options.nats_url
+        if nats_url is None:
+            store = data_dir / "nats"
+            reap_orphan_nats(store)
+            # Started from the main thread: PR_SET_PDEATHSIG fires when the forking *thread* exits.
+            try:
+                nats = NatsServer(store).start()
+            except (OSError, RuntimeError) as exc:
+                raise StackError(f"cannot start nats-server: {exc}") from None
+            (store / _NATS_PID_NAME).write_text(f"{nats.process.pid if nats.process else ''}\n")
+            nats_url = nats.url
+        try:
+            config = options.config(nats_url)
+            asyncio.run(serve(config, out=out, on_ready=on_ready, before_shutdown=before_shutdown))
+        finally:
+            if nats is not None:
+                nats.stop()  # last: the processor has acked everything it stored
+                (data_dir / "nats" / _NATS_PID_NAME).unlink(missing_ok=True)
+
+
+def run_roles(config: StackConfig, *, out: TextIO = sys.stdout) -> None:
+    """`oglog serve ROLE...`: the roles of `config` in this process (NATS, ClickHouse external or chDB)."""
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    parts = urlsplit(config.clickhouse_dsn)
+    if parts.scheme == "chdb" and ("process" in config.roles or "query" in config.roles):
+        path = Path(parts.path or ".").resolve()
+        lock = exclusive_lock(path.with_name(path.name + ".lock"), f"chDB store {path}")
+    with lock:
+        asyncio.run(serve(config, out=out))
