@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean system-deps
+
+# Debian packages the tests drive for real (the dashboard's browser tests); installed when missing and root.
+SYSTEM_PACKAGES := chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +18,16 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/oglog demo
 
-test: $(VENV)/.installed
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(SYSTEM_PACKAGES) from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing: $(SYSTEM_PACKAGES) (install them to run the browser tests)" >&2; \
+	  fi; }
+
+test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
