@@ -1,1 +1,1 @@
-"""The OgLogStream reference stack: ingestion, processing, query and live tail (install `oglogstream[stack]`)."""
+"""The OgLogStream reference stack: ingestion, processing, query, live tail (`oglogstream[stack]`)."""

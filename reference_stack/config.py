@@ -1,6 +1,7 @@
 """Server configuration: one frozen dataclass, read from the seed's environment variables once.
 
-`oglog serve ROLE` builds a `StackConfig` with `StackConfig.from_env()`; `oglog stack up` builds one from its flags.
+`oglog serve ROLE` builds a `StackConfig` with `StackConfig.from_env()`; `oglog stack up` builds one
+from its flags.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "CONSUMER_NAME",
+    "DEAD_LETTER_SUBJECT",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_HTTP_PORT",
@@ -23,8 +26,6 @@ __all__ = [
     "ROLES",
     "STREAM_NAME",
     "STREAM_SUBJECT",
-    "DEAD_LETTER_SUBJECT",
-    "CONSUMER_NAME",
     "StackConfig",
     "normalize_clickhouse_dsn",
     "parse_duration",
@@ -41,7 +42,7 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DEFAULT_RETENTION_DAYS = 30
 
-#: JetStream stream (work-queue retention, file storage) holding accepted batches until they are in ClickHouse.
+#: JetStream stream (work-queue retention, file storage) holding accepted batches until they are stored.
 STREAM_NAME = "OGLOG_LOGS"
 STREAM_SUBJECT = "oglog.logs.batch"
 #: Messages that can never be inserted are republished here (into the same stream's dead-letter subject).
@@ -67,7 +68,8 @@ def normalize_clickhouse_dsn(dsn: str) -> str:
     """Return a DSN that clickhouse-connect understands.
 
     `chdb:///path` and `http(s)://` pass through. The seed's `clickhouse://host:9000/db` names the native
-    protocol, which clickhouse-connect does not speak: it becomes HTTP on 8123 (or the port given, if not 9000).
+    protocol, which clickhouse-connect does not speak: it becomes HTTP on 8123 (or the port given, unless
+    it is 9000).
     """
     parts = urlsplit(dsn)
     if parts.scheme in ("chdb", "http", "https"):
@@ -78,7 +80,9 @@ def normalize_clickhouse_dsn(dsn: str) -> str:
             host = netloc.rsplit(":", 1)[0] if parts.port else netloc
             netloc = f"{host}:8123"
         return urlunsplit(("http", netloc, parts.path, parts.query, parts.fragment))
-    raise ValueError(f"CLICKHOUSE_DSN: unsupported scheme {parts.scheme!r} (use chdb://, http(s):// or clickhouse://)")
+    raise ValueError(
+        f"CLICKHOUSE_DSN: unsupported scheme {parts.scheme!r} (use chdb://, http(s):// or clickhouse://)"
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

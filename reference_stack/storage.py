@@ -2,8 +2,8 @@
 
 The same code runs on `chdb:///path` (embedded, single process) and `http(s)://` (a ClickHouse server).
 clickhouse-connect's client is blocking (its async client does not support chDB), so every call goes through
-`Storage.run`, which executes it on a dedicated thread pool: one thread for chDB, whose session must not be used
-from two threads at once, several for a server.
+`Storage.run`, which executes it on a dedicated thread pool: one thread for chDB, whose session must not be
+used from two threads at once, several for a server.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ LOGS_TABLE = "logs"
 
 # Ordered for the common query: one service, a time range, newest first. Codecs as in the OTel collector's
 # otel_logs (Delta+ZSTD for time, ZSTD elsewhere). `id` carries the client's idempotency key; its bloom filter
-# makes the processor's "already stored?" check cheap. The text index serves `q`. The minmax index on timestamp
-# and the finer granularity (2048) let a newest-first scan across all services skip most granules: measured at
-# 10M rows, unfiltered latest-100 37 -> 29 ms and a raw top-100 116 -> 18 ms (docs/benchmarks.md).
+# makes the processor's "already stored?" check cheap. The text index serves `q`. The minmax index on
+# timestamp and the finer granularity (2048) let a newest-first scan across all services skip most granules:
+# measured at 10M rows, unfiltered latest-100 37 -> 29 ms and a raw top-100 116 -> 18 ms.
 _LOGS_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
     timestamp   DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1)),

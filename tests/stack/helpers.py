@@ -25,9 +25,8 @@ async def running_app(config: StackConfig, *, app: web.Application | None = None
     processor flushes and acks its in-flight batch, storage is closed), so the next test can open its own
     chDB path. `config.http_port` is ignored.
     """
-    runner = web.AppRunner(
-        app if app is not None else create_app(config), handle_signals=False, access_log=None
-    )
+    app = app if app is not None else create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -22,6 +22,8 @@ from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.resources import STORAGE
 
+from tests.stack.helpers import running_app
+
 __all__ = [
     "OglogProcess",
     "get_json",
@@ -63,15 +65,8 @@ async def insert_rows(app: web.Application, rows: Sequence[Sequence[Any]]) -> No
 async def running(config: StackConfig) -> AsyncIterator[tuple[str, web.Application]]:
     """`create_app(config)` on a free port: yields (base URL, app); shuts down gracefully on exit."""
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", app
-    finally:
-        await runner.cleanup()
+    async with running_app(config, app=app) as url:
+        yield url, app
 
 
 def get_json(url: str, *, timeout: float = 10.0) -> tuple[int, Any, Mapping[str, str]]:

@@ -1,9 +1,8 @@
-"""Server configuration: the seed's environment variables, validated once with errors that name the variable."""
+"""Server configuration: the seed's environment variables, validated once, errors naming the variable."""
 
 from __future__ import annotations
 
 import pytest
-
 from oglogstream.stack.config import StackConfig, normalize_clickhouse_dsn, parse_duration
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import IN_CI
+from tests.stack.helpers import running_app
 
 try:
     import aiohttp
@@ -53,23 +54,13 @@ DEADLINE = 20.0
 
 
 @contextlib.asynccontextmanager
-async def running(config: StackConfig, **setup_kwargs: Any) -> AsyncIterator[Served]:
-    """`create_app(config)` with POST /v1/logs (app.py adds it for the ingest role) on a free port."""
+async def running(config: StackConfig, *, max_in_flight: int | None = None) -> AsyncIterator[Served]:
+    """`create_app(config)` (which adds POST /v1/logs for the ingest role) on a free port."""
     app = create_app(config)
-    if not any(r.method == "POST" and r.resource is not None and r.resource.canonical == otlp.OTLP_LOGS_PATH
-               for r in app.router.routes()):
-        otlp.setup(app, **setup_kwargs)
-    elif "max_in_flight" in setup_kwargs:  # already set up by create_app: adjust the limit it was given
-        app[otlp._STATE].max_in_flight = setup_kwargs["max_in_flight"]
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}", app
-    finally:
-        await runner.cleanup()
+    if max_in_flight is not None:
+        app[otlp._STATE].max_in_flight = max_in_flight
+    async with running_app(config, app=app) as url:
+        yield url, app
 
 
 def _config(nats_server: Any, chdb_dsn: str | None = None) -> StackConfig:
