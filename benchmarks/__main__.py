@@ -5,7 +5,12 @@ from __future__ import annotations
 import runpy
 import sys
 
-SUITES = ("benchmarks.sdk_bench", "benchmarks.stack_ingest_bench", "benchmarks.stack_query_bench")
+SUITES = (
+    "benchmarks.sdk_bench",
+    "benchmarks.integrations_bench",
+    "benchmarks.stack_ingest_bench",
+    "benchmarks.stack_query_bench",
+)
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SUITES

@@ -1,0 +1,210 @@
+"""Integrations benchmark: µs added per request by the Django middleware and the Flask extension.
+
+Run from the project root:  .venv/bin/python -m benchmarks.integrations_bench
+
+Each framework app is called directly as a WSGI callable (no test client, no HTTP server: only the
+framework's own per-request work is the baseline) with a fresh environ per request, once as the bare app and
+once with the integration, in interleaved rounds; the median round of each is compared. The access records
+go through a real OgLogHandler to the capture server in a child process (count-only), and the run checks
+that every record arrived. Reported per request:
+
+* process CPU (`time.process_time_ns`, measured until the handler has delivered the round's records): what
+  the application pays in total — the request thread plus the handler's worker encoding and sending the
+  records. The target is judged on this: unlike wall time, it does not grow when other processes take the
+  shared cores;
+* request-thread CPU (`time.thread_time_ns`): the part paid inside the request;
+* wall time of the request loop (includes GIL waits for the worker and, on a loaded machine, preemption).
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import logging
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from oglogstream import OgLogHandler
+from oglogstream.integrations import ACCESS_LOGGER_NAME
+
+from .sdk_bench import capture_server, server_count
+
+REQUESTS_PER_ROUND = 3000
+ROUNDS = 9
+TARGET_ADDED_US = 50.0
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_ENVIRON: dict[str, Any] = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": "/hello/42/",
+    "QUERY_STRING": "page=2",
+    "SERVER_NAME": "localhost",
+    "SERVER_PORT": "80",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": "10.0.0.1",
+    "HTTP_HOST": "localhost",
+    "HTTP_ACCEPT": "application/json",
+    "HTTP_USER_AGENT": "bench/1.0",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
+#: A request behind two proxies, for the variant that trusts them.
+_PROXIED = {"HTTP_X_FORWARDED_FOR": "203.0.113.7, 10.0.0.2", "HTTP_X_REQUEST_ID": "bench-request-0001"}
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    pass
+
+
+def run_round(
+    app: WSGIApp, path: str, extra: dict[str, str], drain: Callable[[], object] = lambda: None
+) -> tuple[float, float, float]:
+    """(process CPU, thread CPU, wall) µs per request over one round; `drain()` ends the process part."""
+    template = {**_ENVIRON, "PATH_INFO": path, **extra}
+    gc.collect()
+    process = time.process_time_ns()
+    wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+    for _ in range(REQUESTS_PER_ROUND):
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(b"")
+        result = app(environ, _start_response)
+        for _chunk in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    cpu_ns, wall_ns = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+    drain()
+    process_ns = time.process_time_ns() - process
+    return tuple(ns / REQUESTS_PER_ROUND / 1000 for ns in (process_ns, cpu_ns, wall_ns))  # type: ignore[return-value]
+
+
+def django_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.http import JsonResponse
+    from django.urls import path
+
+    def hello(request: Any, pk: int) -> JsonResponse:
+        return JsonResponse({"pk": pk})
+
+    urls = types.ModuleType("oglog_bench_urls")
+    urls.urlpatterns = [path("hello/<int:pk>/", hello)]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench-only",
+        ALLOWED_HOSTS=["localhost"],
+        ROOT_URLCONF=urls.__name__,
+        INSTALLED_APPS=[],
+        MIDDLEWARE=[],
+        LOGGING_CONFIG=None,
+        USE_TZ=True,
+    )
+    django.setup()
+    bare = WSGIHandler()
+    settings.MIDDLEWARE = ["oglogstream.integrations.django.RequestLogMiddleware"]
+    with_mw = WSGIHandler()
+    settings.OGLOG_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.OGLOG_LOG_QUERY = True
+    full = WSGIHandler()
+    return {
+        "Django bare": (bare, "/hello/42/", {}),
+        "Django + middleware": (with_mw, "/hello/42/", {}),
+        "Django + middleware (proxies, query, incoming id)": (full, "/hello/42/", _PROXIED),
+    }
+
+
+def flask_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
+    from flask import Flask
+    from oglogstream.integrations.flask import OgLog
+
+    def make(**config: Any) -> Flask:
+        app = Flask("bench")
+        app.config.update(config)
+
+        @app.get("/hello/<int:pk>")
+        def hello(pk: int) -> dict[str, int]:
+            return {"pk": pk}
+
+        return app
+
+    with_ext = make()
+    OgLog(with_ext)
+    full = make(OGLOG_TRUSTED_PROXIES=["10.0.0.0/8"], OGLOG_LOG_QUERY=True)
+    OgLog(full)
+    return {
+        "Flask bare": (make(), "/hello/42", {}),
+        "Flask + OgLog": (with_ext, "/hello/42", {}),
+        "Flask + OgLog (proxies, query, incoming id)": (full, "/hello/42", _PROXIED),
+    }
+
+
+def bench(url: str) -> tuple[dict[str, tuple[float, float, float]], int]:
+    handler = OgLogHandler(url, "bench-integrations", max_buffer_records=100_000)
+    access = logging.getLogger(ACCESS_LOGGER_NAME)
+    access.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    apps = {**django_apps(), **flask_apps()}
+    rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in apps}
+
+    def drain() -> None:
+        handler.flush(30)
+
+    for app, path, extra in apps.values():  # warm-up: imports, URL resolver caches, the handler's worker
+        run_round(app, path, extra, drain)
+    before = server_count(url)
+    emitted = 0
+    for _ in range(ROUNDS):
+        for name, (app, path, extra) in apps.items():
+            rounds[name].append(run_round(app, path, extra, drain))
+            if "bare" not in name:
+                emitted += REQUESTS_PER_ROUND
+    delivered = server_count(url) - before
+    stats = handler.stats()
+    handler.close()
+    medians = {
+        name: tuple(statistics.median(v) for v in zip(*values, strict=True))
+        for name, values in rounds.items()
+    }
+    if delivered != emitted:
+        dropped = dict(stats.dropped)
+        print(f"  WARNING: {emitted} access records emitted, {delivered} delivered; dropped {dropped}")
+    return medians, delivered  # type: ignore[return-value]
+
+
+def main() -> None:
+    version = sys.version.split()[0]
+    print(f"Python {version}; {REQUESTS_PER_ROUND} requests x {ROUNDS} interleaved rounds, median round")
+    with capture_server() as url:
+        medians, delivered = bench(url)
+    print(f"{'µs per request':50} {'process CPU':>16} {'request thread':>16} {'wall':>16}")
+    worst = 0.0
+    for name, values in medians.items():
+        base = medians["Django bare" if name.startswith("Django") else "Flask bare"]
+        cells = []
+        for value, base_value in zip(values, base, strict=True):
+            cells.append(f"{value:7.1f}" + ("" if values is base else f" ({value - base_value:+5.1f})"))
+        if values is not base:
+            worst = max(worst, values[0] - base[0])
+        print(f"{name:50} " + " ".join(f"{cell:>16}" for cell in cells))
+    print(f"access records delivered to the capture server: {delivered}")
+    verdict = "met" if worst <= TARGET_ADDED_US else "MISSED"
+    target = f"<= {TARGET_ADDED_US:.0f} µs added per request (process CPU)"
+    print(f"target: {target} -> worst {worst:.1f} µs: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
