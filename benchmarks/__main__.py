@@ -10,6 +10,7 @@ SUITES = (
     "benchmarks.integrations_bench",
     "benchmarks.stack_ingest_bench",
     "benchmarks.stack_query_bench",
+    "benchmarks.live_latency_bench",
 )
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ def run_demo(options: StackOptions, *, rate: float = DEFAULT_RATE, out: TextIO =
         ws = base.replace("http://", "ws://", 1)
         print(
             f"\nDemo app logging ~{rate:g} lines/s as web-api, auth-service, payment-service, worker. Open:\n"
+            f"  {base}/                             the dashboard: live tail, search, overview\n"
             f"  {base}/api/logs                     latest 100 entries\n"
             f"  {base}/api/logs?level=error,fatal   only errors\n"
             f"  {base}/api/logs?q=timeout           full-text search\n"

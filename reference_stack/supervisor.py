@@ -176,6 +176,7 @@ def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
     if "ingest" in config.roles:
         lines.append(f"  ingest     POST {base}/log   POST {base}/logs   POST {base}/v1/logs (OTLP)")
     if "query" in config.roles:
+        lines.append(f"  dashboard  {base}/")
         lines.append(f"  query      {base}/api/logs   {base}/api/stats   {base}/api/histogram")
         lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
     lines.append(f"  health     {base}/health   metrics {base}/metrics")

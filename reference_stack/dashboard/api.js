@@ -1,0 +1,98 @@
+// API client: the query API and live tail of this origin. Filters are the dashboard's shape:
+// {levels: string[], service: string, q: string, from: string|null, to: string|null} (from/to RFC 3339).
+
+export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
+// The X-Next-Cursor header of GET /api/logs names the page after the last entry of a full page.
+export const NEXT_CURSOR_HEADER = 'X-Next-Cursor';
+
+export class ApiError extends Error {
+  constructor(status, message, field) {
+    super(message);
+    this.status = status;
+    this.field = field || null;
+  }
+}
+
+// Query-string parameters for the filters; `time` false for the live tail (it has no time range).
+export function filterParams(filters, { time = true } = {}) {
+  const params = new URLSearchParams();
+  if (filters.levels.length) params.set('level', filters.levels.join(','));
+  if (filters.service) params.set('service', filters.service);
+  if (filters.q) params.set('q', filters.q);
+  if (time && filters.from) params.set('from', filters.from);
+  if (time && filters.to) params.set('to', filters.to);
+  return params;
+}
+
+async function errorFrom(response) {
+  // The stack's errors: {"error": summary, "details": [{"field", "reason"}]}.
+  let message = `${response.status} ${response.statusText}`;
+  let field = null;
+  try {
+    const body = await response.json();
+    const detail = body && Array.isArray(body.details) && body.details[0];
+    if (detail) {
+      field = String(detail.field);
+      message = `${detail.field}: ${detail.reason}`;
+    } else if (body && body.error) {
+      message = String(body.error);
+    }
+  } catch {
+    // not JSON (a proxy's error page): keep the status line
+  }
+  return new ApiError(response.status, message, field);
+}
+
+async function get(path, params, signal) {
+  const query = params.toString();
+  let response;
+  try {
+    // no-store: results must be current, and the API rejects unknown parameters (no cache-busters).
+    response = await fetch(query ? `${path}?${query}` : path, {
+      cache: 'no-store',
+      headers: { Accept: 'application/json' },
+      signal,
+    });
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(0, `cannot reach the server (${err.message})`);
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
+
+// One page of entries, newest first, and the cursor of the next (older) page or null.
+export async function fetchLogs(filters, { limit, cursor = null, signal } = {}) {
+  const params = filterParams(filters);
+  if (limit) params.set('limit', String(limit));
+  if (cursor) params.set('cursor', cursor);
+  const response = await get('/api/logs', params, signal);
+  return { entries: await response.json(), nextCursor: response.headers.get(NEXT_CURSOR_HEADER) };
+}
+
+export async function fetchStats(filters, { signal } = {}) {
+  return (await get('/api/stats', filterParams(filters), signal)).json();
+}
+
+export async function fetchHistogram(filters, { signal } = {}) {
+  return (await get('/api/histogram', filterParams(filters), signal)).json();
+}
+
+// The WebSocket URL of the live tail for these filters, on this page's origin (ws: or wss:).
+export function liveUrl(filters) {
+  const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const query = filterParams(filters, { time: false }).toString();
+  return `${scheme}//${window.location.host}/ws/live${query ? `?${query}` : ''}`;
+}
+
+// Checks the server would make anyway, done first so the user sees them before any request.
+// Mirrors filters.py: `q` needs a word (ASCII letters/digits or any non-ASCII character).
+export function validateFilters(filters) {
+  if (filters.q && !/[0-9A-Za-z\u0080-\uffff]/.test(filters.q)) {
+    return 'q: must contain at least one word (letters or digits)';
+  }
+  if (filters.from && filters.to && Date.parse(filters.from) >= Date.parse(filters.to)) {
+    return 'to: must be later than from';
+  }
+  return null;
+}

@@ -1,0 +1,220 @@
+// Dashboard entry point: reads the state from the URL, wires the filter bar and the three views, and keeps
+// the URL in step so the current view and filters can be bookmarked or shared.
+
+import { LEVELS, fetchStats, validateFilters } from './api.js';
+import { LiveTail } from './live.js';
+import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
+import { el, showDetail } from './render.js';
+import { SearchView } from './search.js';
+import { parseState, resolveFilters, serializeState, VIEWS } from './state.js';
+
+const SERVICES_REFRESH_MS = 60000;
+const TYPING_DELAY_MS = 500;
+const $ = (id) => document.getElementById(id);
+
+const form = {
+  root: $('filters'),
+  levels: [...$('f-levels').querySelectorAll('input[type=checkbox]')],
+  service: $('f-service'),
+  services: $('f-services'),
+  q: $('f-q'),
+  range: $('f-range'),
+  custom: $('f-custom'),
+  from: $('f-from'),
+  to: $('f-to'),
+  error: $('f-error'),
+  limit: $('search-limit'),
+};
+
+let state = parseState(window.location.search);
+let currentEntry = null;
+const applied = { live: null, search: null, overview: null }; // the filter key each view last ran with
+
+const openEntry = (entry) => {
+  currentEntry = entry;
+  showDetail(entry);
+};
+const live = new LiveTail({ onOpenEntry: openEntry });
+const search = new SearchView({ onOpenEntry: openEntry });
+const overview = new OverviewView({
+  onPickService: (service) => {
+    state.service = service;
+    writeForm();
+    commit();
+  },
+});
+
+// datetime-local inputs hold local wall-clock time without a zone; the state holds RFC 3339 UTC.
+function toLocalInput(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 19);
+}
+function fromLocalInput(value) {
+  if (!value) return null;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
+function writeForm() {
+  for (const box of form.levels) box.checked = state.levels.includes(box.value);
+  form.service.value = state.service;
+  form.q.value = state.q;
+  form.range.value = state.range;
+  form.custom.hidden = state.range !== 'custom';
+  form.from.value = toLocalInput(state.from);
+  form.to.value = toLocalInput(state.to);
+  form.limit.value = String(state.limit);
+}
+
+function readForm() {
+  state.levels = LEVELS.filter((level) => form.levels.some((box) => box.checked && box.value === level));
+  state.service = form.service.value.trim();
+  state.q = form.q.value.trim();
+  state.range = form.range.value;
+  form.custom.hidden = state.range !== 'custom';
+  if (state.range === 'custom') {
+    state.from = fromLocalInput(form.from.value);
+    state.to = fromLocalInput(form.to.value);
+    if (!state.from) {
+      // A custom range starts from the preset it replaces until the user picks a start.
+      state.from = new Date(Date.now() - 3600000).toISOString();
+      form.from.value = toLocalInput(state.from);
+    }
+  } else {
+    state.from = null;
+    state.to = null;
+  }
+  state.limit = Number(form.limit.value);
+}
+
+// Run the visible view if its filters changed (or `force`), and keep the live tail on the current filters.
+function activate({ force = false } = {}) {
+  const filters = resolveFilters(state);
+  const error = validateFilters(filters);
+  form.error.textContent = error ?? '';
+  form.root.classList.toggle('invalid', Boolean(error));
+  if (error) return;
+  const liveKey = JSON.stringify([filters.levels, filters.service, filters.q]);
+  if (applied.live !== liveKey) {
+    applied.live = liveKey;
+    live.setFilters(filters);
+  }
+  const key = JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.limit]);
+  if (state.view === 'search' && (force || applied.search !== key)) {
+    applied.search = key;
+    search.run(filters, state.limit);
+  }
+  if (state.view === 'overview' && (force || applied.overview !== key)) {
+    applied.overview = key;
+    overview.refresh(filters);
+  }
+}
+
+function render() {
+  document.body.dataset.view = state.view;
+  for (const section of document.querySelectorAll('section.view')) section.hidden = section.dataset.view !== state.view;
+  for (const tab of document.querySelectorAll('.tabs a')) {
+    const selected = tab.dataset.view === state.view;
+    tab.classList.toggle('selected', selected);
+    tab.setAttribute('aria-current', selected ? 'page' : 'false');
+    tab.href = serializeState({ ...state, view: tab.dataset.view });
+  }
+  document.title = `OgLogStream · ${state.view}`;
+}
+
+// The filters changed: record them in the URL (replacing the entry, so typing does not flood history).
+function commit() {
+  readForm();
+  window.history.replaceState(null, '', serializeState(state));
+  render();
+  activate();
+}
+
+function showView(view) {
+  if (!VIEWS.includes(view) || view === state.view) return;
+  state.view = view;
+  window.history.pushState(null, '', serializeState(state));
+  render();
+  activate();
+}
+
+async function loadServices() {
+  try {
+    const stats = await fetchStats({ levels: [], service: '', q: '', from: null, to: null });
+    form.services.replaceChildren(...Object.keys(stats.logs_by_service).map((name) => {
+      const option = el('option');
+      option.value = name;
+      return option;
+    }));
+  } catch {
+    // suggestions only; the filter still works by typing the name
+  }
+}
+
+let typingTimer = null;
+form.root.addEventListener('submit', (event) => {
+  event.preventDefault();
+  clearTimeout(typingTimer);
+  readForm();
+  window.history.replaceState(null, '', serializeState(state));
+  render();
+  activate({ force: true });
+});
+for (const box of form.levels) box.addEventListener('change', commit);
+for (const input of [form.service, form.range, form.from, form.to, form.limit]) input.addEventListener('change', commit);
+form.q.addEventListener('input', () => {
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(commit, TYPING_DELAY_MS);
+});
+
+for (const tab of document.querySelectorAll('.tabs a')) {
+  tab.addEventListener('click', (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return; // new tab: let it open
+    event.preventDefault();
+    showView(tab.dataset.view);
+  });
+}
+
+$('search-newest').addEventListener('click', () => activate({ force: true }));
+$('overview-refresh').addEventListener('click', () => activate({ force: true }));
+setInterval(() => {
+  // Only a relative range moves with time; a custom one would fetch the same numbers again.
+  if (state.view === 'overview' && $('overview-auto').checked && state.range !== 'custom' && !document.hidden) {
+    activate({ force: true });
+  }
+}, AUTO_REFRESH_MS);
+
+$('detail-close').addEventListener('click', () => {
+  $('detail').hidden = true;
+});
+$('detail-copy').addEventListener('click', async () => {
+  const button = $('detail-copy');
+  try {
+    await navigator.clipboard.writeText(JSON.stringify(currentEntry, null, 2));
+    button.textContent = 'Copied';
+  } catch {
+    button.textContent = 'Copy failed';
+  }
+  setTimeout(() => {
+    button.textContent = 'Copy JSON';
+  }, 1500);
+});
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') $('detail').hidden = true;
+});
+
+window.addEventListener('popstate', () => {
+  state = parseState(window.location.search);
+  writeForm();
+  render();
+  activate();
+});
+
+writeForm();
+window.history.replaceState(null, '', serializeState(state));
+render();
+activate();
+loadServices();
+setInterval(loadServices, SERVICES_REFRESH_MS);

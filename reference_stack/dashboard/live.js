@@ -1,0 +1,205 @@
+// Live tail: one WebSocket to /ws/live with the filters in its query string (the server filters), rows
+// appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff.
+
+import { ApiError, fetchLogs, liveUrl } from './api.js';
+import { entryRow, formatTime, noticeRow, wireRowDetail } from './render.js';
+
+// Rows kept in the table; older ones are removed as new ones arrive (the full history is in Search).
+export const MAX_ROWS = 2000;
+const BACKOFF_INITIAL_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+// A connection that stayed open this long was healthy: the next outage starts the backoff from the beginning.
+const STABLE_MS = 5000;
+// Scrolled less than this far from the bottom still counts as "at the bottom" (follow mode resumes).
+const BOTTOM_SLACK_PX = 24;
+
+export class LiveTail {
+  constructor({ onOpenEntry }) {
+    this.tbody = document.getElementById('live-rows');
+    this.scroller = document.getElementById('live-scroller');
+    this.status = document.getElementById('live-status');
+    this.pauseButton = document.getElementById('live-pause');
+    this.followBox = document.getElementById('live-follow');
+    this.pendingLabel = document.getElementById('live-pending');
+    this.droppedLabel = document.getElementById('live-dropped');
+    this.countLabel = document.getElementById('live-count');
+    this.empty = document.getElementById('live-empty');
+    this.entries = new WeakMap();
+    this.filters = null;
+    this.ws = null;
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.connectedBefore = false;
+    this.paused = false;
+    this.pending = []; // entries received while paused (at most MAX_ROWS)
+    this.skippedWhilePaused = 0;
+    this.queue = []; // rows waiting for the next frame
+    this.frame = null;
+    this.received = 0;
+    this.droppedByServer = 0;
+    this.lastScrollTop = 0;
+
+    wireRowDetail(this.tbody, this.entries, onOpenEntry);
+    this.pauseButton.addEventListener('click', () => this.setPaused(!this.paused));
+    this.followBox.addEventListener('change', () => {
+      if (this.followBox.checked) this.scrollToBottom();
+    });
+    document.getElementById('live-clear').addEventListener('click', () => this.clear());
+    this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
+  }
+
+  // (Re)connect with new filters: the server applies them, so a new socket is opened with them.
+  setFilters(filters) {
+    this.filters = filters;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.disconnect();
+    const ws = new WebSocket(liveUrl(this.filters));
+    this.ws = ws;
+    let openedAt = null;
+    this.setStatus('connecting', 'connecting…');
+    ws.addEventListener('open', () => {
+      openedAt = Date.now();
+      this.setStatus('live', 'live');
+      if (this.connectedBefore) this.addNotice('reconnected: entries sent while disconnected are not replayed here (use Search)', 'info');
+      this.connectedBefore = true;
+    });
+    ws.addEventListener('message', (event) => this.onMessage(event.data));
+    ws.addEventListener('close', (event) => {
+      if (ws !== this.ws) return; // replaced on purpose (new filters)
+      this.ws = null;
+      if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.attempt = 0;
+      this.onClosed(openedAt !== null, event);
+    });
+  }
+
+  disconnect() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, 'filters changed');
+  }
+
+  async onClosed(wasOpen, event) {
+    if (wasOpen) this.addNotice(`disconnected (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`, 'warn');
+    else {
+      // A refused upgrade does not say why; ask the query API, which validates filters the same way.
+      try {
+        await fetchLogs(this.filters, { limit: 1 });
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 400) {
+          this.setStatus('error', `rejected: ${err.message}`);
+          return; // retrying cannot help until the filters change
+        }
+      }
+    }
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** this.attempt);
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2); // jitter: tabs do not reconnect in lockstep
+    this.attempt += 1;
+    this.setStatus('reconnecting', `disconnected, retrying in ${(delay / 1000).toFixed(1)} s`);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  onMessage(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!message || typeof message !== 'object') return;
+    if (message.type === 'dropped') {
+      const count = Number(message.count) || 0;
+      this.droppedByServer += count;
+      this.droppedLabel.textContent = `${this.droppedByServer} entries dropped by the server: this tab could not keep up`;
+      this.droppedLabel.hidden = false;
+      this.addNotice(`${count} entries dropped here by the server (this tab fell behind); they are stored: use Search`, 'warn');
+      return;
+    }
+    this.received += 1;
+    if (this.paused) {
+      this.pending.push(message);
+      if (this.pending.length > MAX_ROWS) {
+        this.pending.shift();
+        this.skippedWhilePaused += 1;
+      }
+      this.pendingLabel.textContent = `${this.pending.length + this.skippedWhilePaused} new while paused`;
+      return;
+    }
+    this.enqueue(entryRow(message, this.entries));
+  }
+
+  enqueue(row) {
+    this.queue.push(row);
+    if (this.queue.length > MAX_ROWS) this.queue.shift();
+    if (this.frame === null) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  addNotice(text, kind) {
+    this.enqueue(noticeRow(`${formatTime(new Date().toISOString())}  ${text}`, kind));
+  }
+
+  flush() {
+    this.frame = null;
+    if (!this.queue.length) return;
+    const fragment = document.createDocumentFragment();
+    fragment.append(...this.queue);
+    this.queue = [];
+    this.tbody.append(fragment);
+    const excess = this.tbody.rows.length - MAX_ROWS;
+    if (excess > 0) {
+      const before = this.scroller.scrollHeight;
+      for (let i = 0; i < excess; i += 1) this.tbody.firstElementChild.remove();
+      // Keep what the reader is looking at in place when rows above it disappear.
+      if (!this.followBox.checked) this.scroller.scrollTop -= before - this.scroller.scrollHeight;
+    }
+    this.empty.hidden = this.tbody.rows.length > 0;
+    this.countLabel.textContent = `${this.tbody.querySelectorAll('tr.entry').length} shown, ${this.received} received`;
+    if (this.followBox.checked) this.scrollToBottom();
+  }
+
+  scrollToBottom() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.lastScrollTop = this.scroller.scrollTop;
+  }
+
+  onScroll() {
+    const top = this.scroller.scrollTop;
+    const atBottom = this.scroller.scrollHeight - top - this.scroller.clientHeight <= BOTTOM_SLACK_PX;
+    // Scrolling up means reading: stop following. Back at the bottom: follow again.
+    if (top < this.lastScrollTop && !atBottom) this.followBox.checked = false;
+    else if (atBottom) this.followBox.checked = true;
+    this.lastScrollTop = top;
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    this.pauseButton.textContent = paused ? 'Resume' : 'Pause';
+    this.pauseButton.classList.toggle('active', paused);
+    this.status.classList.toggle('paused', paused);
+    if (!paused) {
+      if (this.skippedWhilePaused) {
+        this.addNotice(`${this.skippedWhilePaused} older entries received while paused are not shown (only the last ${MAX_ROWS} are kept)`, 'info');
+      }
+      for (const entry of this.pending) this.enqueue(entryRow(entry, this.entries));
+      this.pending = [];
+      this.skippedWhilePaused = 0;
+      this.pendingLabel.textContent = '';
+    }
+  }
+
+  clear() {
+    this.tbody.replaceChildren();
+    this.queue = [];
+    this.empty.hidden = false;
+    this.countLabel.textContent = `0 shown, ${this.received} received`;
+  }
+
+  setStatus(state, text) {
+    this.status.dataset.state = state;
+    this.status.textContent = text;
+  }
+}

@@ -1,0 +1,103 @@
+// Search: filtered pages of stored entries, newest first. Paging follows the API's cursor (X-Next-Cursor),
+// which names the last entry of a page, so entries arriving meanwhile never shift the older pages.
+
+import { fetchLogs } from './api.js';
+import { entryRow, wireRowDetail } from './render.js';
+
+export class SearchView {
+  constructor({ onOpenEntry }) {
+    this.tbody = document.getElementById('search-rows');
+    this.info = document.getElementById('search-info');
+    this.empty = document.getElementById('search-empty');
+    this.newerButton = document.getElementById('search-newer');
+    this.olderButton = document.getElementById('search-older');
+    this.entries = new WeakMap();
+    this.filters = null;
+    this.limit = 100;
+    this.cursors = [null]; // cursors[i] fetches page i (page 0: no cursor)
+    this.page = 0;
+    this.next = null;
+    this.controller = null;
+    wireRowDetail(this.tbody, this.entries, onOpenEntry);
+    this.olderButton.addEventListener('click', () => this.older());
+    this.newerButton.addEventListener('click', () => this.newer());
+    this.updateButtons();
+  }
+
+  // A new search from the first (newest) page. `filters` has its time range already resolved, and keeps it
+  // while paging, so "last hour" means the hour before the search started on every page.
+  run(filters, limit) {
+    this.filters = filters;
+    this.limit = limit;
+    this.cursors = [null];
+    this.page = 0;
+    return this.load();
+  }
+
+  older() {
+    if (!this.next) return undefined;
+    this.cursors[this.page + 1] = this.next;
+    this.page += 1;
+    return this.load();
+  }
+
+  newer() {
+    if (this.page === 0) return undefined;
+    this.page -= 1;
+    return this.load();
+  }
+
+  async load() {
+    if (this.controller) this.controller.abort();
+    const controller = new AbortController();
+    this.controller = controller;
+    this.info.textContent = 'loading…';
+    this.tbody.classList.add('loading');
+    try {
+      const { entries, nextCursor } = await fetchLogs(this.filters, {
+        limit: this.limit, cursor: this.cursors[this.page], signal: controller.signal,
+      });
+      if (controller !== this.controller) return;
+      this.next = nextCursor;
+      this.render(entries);
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      this.next = null;
+      this.tbody.replaceChildren();
+      this.showEmpty(`Search failed: ${err.message}`, true);
+      this.info.textContent = '';
+    } finally {
+      if (controller === this.controller) {
+        this.tbody.classList.remove('loading');
+        this.updateButtons();
+      }
+    }
+  }
+
+  render(entries) {
+    const fragment = document.createDocumentFragment();
+    for (const entry of entries) fragment.append(entryRow(entry, this.entries));
+    this.tbody.replaceChildren(fragment);
+    this.tbody.parentElement.parentElement.scrollTop = 0;
+    const first = this.page * this.limit + 1;
+    if (entries.length) {
+      this.showEmpty(null);
+      const more = this.next ? '' : ' (oldest match)';
+      this.info.textContent = `page ${this.page + 1} · entries ${first}–${first + entries.length - 1}${more} · newest first`;
+    } else {
+      this.showEmpty(this.page === 0 ? 'No entries match these filters in this time range.' : 'No older entries.');
+      this.info.textContent = `page ${this.page + 1}`;
+    }
+  }
+
+  showEmpty(text, error = false) {
+    this.empty.hidden = text === null;
+    this.empty.textContent = text ?? '';
+    this.empty.classList.toggle('error', error);
+  }
+
+  updateButtons() {
+    this.olderButton.disabled = !this.next;
+    this.newerButton.disabled = this.page === 0;
+  }
+}
