@@ -8,6 +8,7 @@ See docs/sdk.md for every setting, the dictConfig and structlog set-ups, and wha
 
 from __future__ import annotations
 
+from ._async import AsyncOgLogClient
 from ._context import bind, bound, clear_context, get_context, unbind
 from ._handler import OgLogHandler
 from ._stats import DROP_REASONS, Stats
@@ -16,6 +17,7 @@ from ._version import VERSION as __version__
 
 __all__ = [
     "DROP_REASONS",
+    "AsyncOgLogClient",
     "OgLogHandler",
     "OgLogProcessor",
     "Stats",

@@ -1,9 +1,9 @@
 """The per-task logging context: one ContextVar, read once per record on the caller's thread.
 
-`bind()` replaces the mapping (never mutates it), so a reader on another thread that holds the previous mapping
-is unaffected, and asyncio tasks / threads started with `contextvars.copy_context()` inherit what was bound when
-they started. The handler ships what the context holds as attributes; a record's own `extra=` fields win on a
-key clash.
+`bind()` replaces the mapping (never mutates it), so a reader on another thread that holds the previous
+mapping is unaffected, and asyncio tasks / threads started with `contextvars.copy_context()` inherit what was
+bound when they started. The handler ships what the context holds as attributes; a record's own `extra=`
+fields win on a key clash.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def get_context() -> Mapping[str, object]:
 
 @contextmanager
 def bound(**fields: object) -> Iterator[None]:
-    """`with bound(request_id=...):` binds `fields` for the block and restores the previous context after it."""
+    """`with bound(request_id=...):` binds `fields` for the block, then restores the previous context."""
     token = CONTEXT.set(CONTEXT.get())
     try:
         bind(**fields)

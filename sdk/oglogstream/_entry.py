@@ -15,6 +15,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ __all__ = [
     "EntryEncoder",
     "StructEvent",
     "capture",
+    "capture_exc_info",
     "clip_bytes",
     "clip_chars",
     "level_for_name",
@@ -38,6 +40,7 @@ __all__ = [
     "render",
     "render_failed",
     "rfc3339",
+    "span_links",
 ]
 
 #: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
@@ -100,11 +103,14 @@ RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, N
 #: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
 IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
 
-#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context).
+#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span).
 #: `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes nothing;
 #: `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when rendering
-#: is left to the worker (same result, and the caller skips the `%`).
-CapturedRecord = tuple[dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None"]
+#: is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry span that
+#: was active (see `_otel`), or None; its ids are read on the worker (a span's context never changes).
+CapturedRecord = tuple[
+    dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object
+]
 
 
 def render(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None]:
@@ -132,10 +138,37 @@ def render_failed(msg: object, args: object, exc: Exception) -> str:
         return f"(message formatting failed: {type(exc).__name__})"
 
 
-def capture(record: logging.LogRecord, context: Mapping[str, object] | None) -> CapturedRecord:
+def capture(
+    record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
+) -> CapturedRecord:
     """What `OgLogHandler.handle` captures (it inlines this for speed)."""
     msg, args = render(record)
-    return (record.__dict__, msg, args, context)
+    return (record.__dict__, msg, args, context, span)
+
+
+def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
+    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        info = sys.exc_info()
+        return info if info[0] is not None else None
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3:
+        return value
+    return None
+
+
+def span_links(span: object) -> str:
+    """`,"trace_id":...,"span_id":...` for an active, valid OpenTelemetry span; "" otherwise. Never raises."""
+    try:
+        context = span.get_span_context()  # type: ignore[attr-defined]
+        if not context.is_valid:
+            return ""
+        return f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
+    except Exception:
+        return ""
 
 
 class StructEvent(NamedTuple):
@@ -384,13 +417,15 @@ class EntryEncoder:
                 out += f',"{name}":{_encode_str(clip_chars(value, _wire.MAX_SHORT_FIELD_CHARS))}'
         return out
 
-    def encode_record(self, record: logging.LogRecord, context: Mapping[str, object] | None = None) -> bytes:
+    def encode_record(
+        self, record: logging.LogRecord, context: Mapping[str, object] | None = None, span: object = None
+    ) -> bytes:
         """A stdlib record as one NDJSON line: `capture` + `encode_captured`."""
-        return self.encode_captured(capture(record, context))
+        return self.encode_captured(capture(record, context, span))
 
     def encode_captured(self, item: CapturedRecord) -> bytes:
         """A `CapturedRecord` as one NDJSON line. The worker's hot loop: everything is inlined."""
-        state, msg, args, context = item
+        state, msg, args, context, span = item
         if args is not None:
             try:
                 msg = msg % args
@@ -435,6 +470,8 @@ class EntryEncoder:
         links = attributes = ""
         if len(state) > RECORD_BASE_KEYS or context:
             links, attributes = self._record_attributes(state, context)
+        if span is not None and not links:  # explicit extra= trace_id/span_id win over the active span
+            links = span_links(span)
         exception = ""
         if exc_info or stack_info:
             text = _format_exception(exc_info) if exc_info else ""
@@ -511,7 +548,9 @@ class EntryEncoder:
         pairs.extend(extras.items())
         return links, _attributes(pairs)
 
-    def encode_struct(self, item: StructEvent, context: Mapping[str, object] | None) -> bytes:
+    def encode_struct(
+        self, item: StructEvent, context: Mapping[str, object] | None, span: object = None
+    ) -> bytes:
         """A structlog event dict as one NDJSON line: `event` is the message, other keys are attributes."""
         event = item.event
         raw_message = event.get("event")
@@ -529,6 +568,8 @@ class EntryEncoder:
         for name in _LINKS:  # a non-string trace/span id stays visible as an attribute
             if name in event and f'"{name}"' not in links:
                 rest[name] = event[name]
+        if span is not None and not links:
+            links = span_links(span)
         text = event.get("exception")
         exception_text = text if isinstance(text, str) else _format_exception(item.exc_info)
         stack = event.get("stack")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
+from . import _otel
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._settings import (
@@ -20,6 +22,8 @@ from ._settings import (
     DEFAULT_OVERFLOW,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SPOOL_MAX_AGE,
+    DEFAULT_SPOOL_MAX_BYTES,
     Settings,
 )
 from ._stats import Stats
@@ -29,8 +33,6 @@ __all__ = ["OgLogHandler"]
 
 _get_ident = threading.get_ident
 _context_get = CONTEXT.get
-
-
 
 
 
@@ -61,6 +63,9 @@ class OgLogHandler(logging.Handler):
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         verify: bool | str = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
     ) -> None:
         # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
         settings = Settings.build(
@@ -79,6 +84,9 @@ class OgLogHandler(logging.Handler):
             backoff_max=backoff_max,
             shutdown_timeout=shutdown_timeout,
             verify=verify,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
+            spool_max_age=spool_max_age,
         )
         super().__init__(level)
         self._pipeline = Pipeline(settings)
@@ -117,7 +125,8 @@ class OgLogHandler(logging.Handler):
                         break
             else:
                 args = None
-            item = (record.__dict__, msg, args, _context_get())
+            span_of = _otel.current_span  # None unless the application uses OpenTelemetry
+            item = (record.__dict__, msg, args, _context_get(), span_of() if span_of is not None else None)
             intake = self._intake
             if len(intake) < self._pipeline.soft_limit:
                 intake.append(item)

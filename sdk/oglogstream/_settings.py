@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_OVERFLOW",
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_SPOOL_MAX_AGE",
+    "DEFAULT_SPOOL_MAX_BYTES",
     "ENV_API_KEY",
     "ENV_SERVICE",
     "ENV_URL",
@@ -56,6 +58,10 @@ DEFAULT_BACKOFF_INITIAL = 0.5
 DEFAULT_BACKOFF_MAX = 30.0
 #: Default deadline of flush()/close() and this handler's share of the atexit drain budget.
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+#: The disk spool (opt-in, `spool_dir=`) keeps at most this many bytes of unsent batches (oldest dropped)...
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+#: ...and drops a batch older than this (seconds) instead of sending it: a day-old replay is rarely wanted.
+DEFAULT_SPOOL_MAX_AGE = 24 * 3600.0
 #: A server's Retry-After is honoured up to this many seconds (protects against absurd values).
 MAX_RETRY_AFTER = 300.0
 
@@ -89,6 +95,9 @@ class Settings:
     backoff_max: float
     shutdown_timeout: float
     verify: bool | str
+    spool_dir: str | None = None
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    spool_max_age: float = DEFAULT_SPOOL_MAX_AGE
 
     @classmethod
     def build(
@@ -109,6 +118,9 @@ class Settings:
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         verify: bool | str = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve env fallbacks (read once, here) and validate every value."""
@@ -148,6 +160,10 @@ class Settings:
         _num("shutdown_timeout", shutdown_timeout, 0.0, 3600.0)
         if not isinstance(verify, (bool, str)):
             raise ValueError(f"verify must be a bool or a CA bundle path, got {type(verify).__name__}")
+        spool = _spool_dir(spool_dir)
+        # Room for at least two of the largest batches, so dropping the oldest can always make space.
+        _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + _BUFFER_BYTES_FLOOR, 1 << 44)
+        _num("spool_max_age", spool_max_age, 1.0, 365 * 86400.0)
         return cls(
             url=url,
             endpoint=url.rstrip("/") + "/logs",
@@ -165,6 +181,9 @@ class Settings:
             backoff_max=float(backoff_max),
             shutdown_timeout=float(shutdown_timeout),
             verify=verify,
+            spool_dir=spool,
+            spool_max_bytes=spool_max_bytes,
+            spool_max_age=float(spool_max_age),
         )
 
 
@@ -177,6 +196,24 @@ def _text(name: str, value: object, env_name: str) -> str:
     if not text:
         raise ValueError(f"{name} must not be empty (argument or {env_name})")
     return text
+
+
+def _spool_dir(value: object) -> str | None:
+    """An absolute, existing (created if needed), writable directory, or None (no spool)."""
+    if value is None:
+        return None
+    if not hasattr(os, "fork"):  # the spool's multi-process safety rests on fcntl.flock (POSIX)
+        raise ValueError("spool_dir is only supported on POSIX systems (it needs fcntl.flock)")
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"spool_dir must be a path (str or os.PathLike), got {type(value).__name__}")
+    path = os.path.abspath(os.fspath(value))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"spool_dir {path!r} cannot be created: {exc}") from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise ValueError(f"spool_dir {path!r} must be readable and writable by this process")
+    return path
 
 
 def _require_utf8(name: str, value: str) -> None:

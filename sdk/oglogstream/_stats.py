@@ -16,6 +16,10 @@ DROP_REASONS: Mapping[str, str] = {
     "shutdown": "close()/atexit reached its deadline before the record could be delivered",
     "closed": "the record was logged after the handler was closed",
     "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
+    "spool_full": "the disk spool reached spool_max_bytes; its oldest batches were dropped to make room",
+    "spool_expired": "a spooled batch was older than spool_max_age when its turn to be sent came",
+    "spool_corrupt": "a spooled batch failed its length/CRC check (a torn write at a crash) and was skipped;"
+    " a frame torn inside its header counts as one record",
 }
 
 
@@ -23,8 +27,8 @@ DROP_REASONS: Mapping[str, str] = {
 class Stats:
     """A snapshot from `OgLogHandler.stats()` / `OgLogProcessor.stats()`.
 
-    Once nothing is queued, every record handed to the handler is counted exactly once:
-    `records = sent + sum(dropped.values())`.
+    Once nothing is queued or spooled, every record is counted exactly once:
+    `records + adopted = sent + sum(dropped.values())` (`adopted` is 0 without a spool).
     """
 
     #: Records taken but not yet sent or dropped (waiting to be encoded, buffered, or in flight).
@@ -39,6 +43,10 @@ class Stats:
     last_error: str | None
     #: Encoded bytes currently buffered (bounded by max_buffer_bytes).
     buffered_bytes: int
+    #: Records held in the disk spool right now (this process's and adopted ones); 0 without `spool_dir`.
+    spooled: int = 0
+    #: Records taken over from spools left by earlier or dead processes (they are then sent or dropped here).
+    adopted: int = 0
 
     @property
     def dropped_total(self) -> int:

@@ -1,6 +1,8 @@
 """`OgLogProcessor`: a structlog processor that ships each event dict through the same worker machinery.
 
-Nothing here imports structlog: the processor is a plain callable with structlog's signature.
+Nothing here imports structlog: the processor is a plain callable with structlog's signature. It ships, as
+attributes, what `oglogstream.bind()` bound and what `structlog.contextvars.bind_contextvars()` bound (whether
+or not `merge_contextvars` runs before it); keys of the event dict itself win over both.
 """
 
 from __future__ import annotations
@@ -8,11 +10,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from . import _otel
 from ._context import CONTEXT
-from ._entry import StructEvent
+from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
 from ._settings import Settings
 from ._stats import Stats
@@ -27,23 +30,27 @@ _SETTINGS = frozenset(
     {
         "api_key", "batch_size", "batch_bytes", "flush_interval", "max_buffer_records", "max_buffer_bytes",
         "overflow", "connect_timeout", "read_timeout", "backoff_initial", "backoff_max", "shutdown_timeout",
-        "verify",
+        "verify", "spool_dir", "spool_max_bytes", "spool_max_age",
     }
 )
 
 
-def _capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
-    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        info = sys.exc_info()
-        return info if info[0] is not None else None
-    if isinstance(value, BaseException):
-        return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple) and len(value) == 3:
-        return value
-    return None
+_capture_exc_info = capture_exc_info  # kept for importers of the old private name
+
+
+def _context() -> Mapping[str, object] | None:
+    """oglogstream's bound context, plus structlog's contextvars when structlog.contextvars is in use."""
+    bound = _context_get()
+    module = sys.modules.get("structlog.contextvars")
+    if module is None:
+        return bound
+    try:
+        theirs = module.get_contextvars()
+    except Exception:  # a structlog we do not understand: ship our own context only
+        return bound
+    if not theirs:
+        return bound
+    return {**bound, **theirs} if bound else theirs
 
 
 class OgLogProcessor:
@@ -91,7 +98,8 @@ class OgLogProcessor:
                     _capture_exc_info(event_dict.get("exc_info")),
                 )
                 pipeline = self._pipeline
-                item = (event, _context_get())
+                span_of = _otel.current_span
+                item = (event, _context(), span_of() if span_of is not None else None)
                 if len(pipeline.intake) < pipeline.soft_limit:
                     pipeline.intake.append(item)
                 else:

@@ -5,11 +5,13 @@ Every httpx exception is translated here into a `SendResult`, so the worker only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import email.utils
 import enum
 import gzip
+import importlib
 import json
 import logging
 import time
@@ -24,12 +26,19 @@ from ._settings import Settings
 from ._version import VERSION
 
 __all__ = [
+    "ASYNC_GZIP_OFFLOAD_BYTES",
     "GZIP_LEVEL",
+    "AsyncHttpTransport",
     "HttpTransport",
     "Outcome",
     "SendResult",
     "Transport",
+    "classify",
+    "failure",
     "parse_retry_after",
+    "phase_timeout",
+    "request_body",
+    "request_headers",
     "warm_logging_caches",
 ]
 
@@ -111,70 +120,131 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def request_headers(settings: Settings) -> dict[str, str]:
+    """Headers every `POST /logs` carries (the per-batch id header is added per request)."""
+    headers = {
+        "Content-Type": _wire.NDJSON_CONTENT_TYPE,
+        "Content-Encoding": "gzip",
+        "User-Agent": f"oglogstream-python/{VERSION}",
+    }
+    if settings.api_key:
+        headers["Authorization"] = f"Bearer {settings.api_key}"
+    return headers
+
+
+def request_body(batch: Batch) -> bytes:
+    """The gzip NDJSON body of a batch (deterministic: mtime=0, so a resent batch is byte-identical)."""
+    return gzip.compress(b"".join(batch.lines), compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def phase_timeout(settings: Settings, cap: float | None) -> httpx.Timeout:
+    """Per-phase timeouts, each capped at `cap` seconds (what is left before a close() deadline)."""
+    connect, read = settings.connect_timeout, settings.read_timeout
+    if cap is not None:
+        cap = max(cap, 0.001)
+        connect, read = min(connect, cap), min(read, cap)
+    return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+
+def failure(endpoint: str, exc: Exception) -> SendResult:
+    """An exception from sending, translated: always retryable (never a reason to lose data)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return SendResult(Outcome.RETRY, error=f"timeout talking to {endpoint}: {type(exc).__name__}")
+    if isinstance(exc, httpx.HTTPError):  # connect/read/write/protocol errors
+        return SendResult(Outcome.RETRY, error=f"cannot reach {endpoint}: {type(exc).__name__}: {exc}")
+    return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
+
+
+def classify(response: httpx.Response, endpoint: str, size: int) -> SendResult:
+    """What an answer means for the batch: sent (maybe partly rejected), retry, split, or drop."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return SendResult(Outcome.OK, status, rejected=_rejected(response, size))
+    detail = f"HTTP {status} from {endpoint}: {response.text[:300]!r}"
+    if status == 413:
+        return SendResult(Outcome.TOO_LARGE, status, error=detail)
+    if status in _RETRY_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return SendResult(Outcome.RETRY, status, retry_after=retry_after, error=detail)
+    return SendResult(Outcome.DROP, status, error=detail)
+
+
+_LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0)
+
+
 class HttpTransport:
     """One keep-alive connection to `{url}/logs`; gzip NDJSON bodies; per-batch idempotency header."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._endpoint = settings.endpoint
-        self._connect = settings.connect_timeout
-        self._read = settings.read_timeout
-        headers = {
-            "Content-Type": _wire.NDJSON_CONTENT_TYPE,
-            "Content-Encoding": "gzip",
-            "User-Agent": f"oglogstream-python/{VERSION}",
-        }
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
         self._client = httpx.Client(
-            headers=headers,
-            timeout=self._timeout(None),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0),
+            headers=request_headers(settings),
+            timeout=phase_timeout(settings, None),
+            limits=_LIMITS,
             verify=settings.verify,
             follow_redirects=False,
         )
 
-    def _timeout(self, cap: float | None) -> httpx.Timeout:
-        connect, read = self._connect, self._read
-        if cap is not None:
-            cap = max(cap, 0.001)
-            connect, read = min(connect, cap), min(read, cap)
-        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         """POST the batch; `timeout` caps each phase (used to honour a close() deadline)."""
         try:
-            body = gzip.compress(b"".join(batch.lines), compresslevel=GZIP_LEVEL, mtime=0)
             response = self._client.post(
                 self._endpoint,
-                content=body,
+                content=request_body(batch),
                 headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                timeout=self._timeout(timeout),
+                timeout=phase_timeout(self._settings, timeout),
             )
-        except httpx.TimeoutException as exc:
-            error = f"timeout talking to {self._endpoint}: {type(exc).__name__}"
-            return SendResult(Outcome.RETRY, error=error)
-        except httpx.HTTPError as exc:  # connect/read/write/protocol errors
-            error = f"cannot reach {self._endpoint}: {type(exc).__name__}: {exc}"
-            return SendResult(Outcome.RETRY, error=error)
-        except Exception as exc:  # anything else is treated as transient, never as a reason to lose data
-            return SendResult(Outcome.RETRY, error=f"unexpected error sending to {self._endpoint}: {exc!r}")
-        return self._classify(response, len(batch))
-
-    def _classify(self, response: httpx.Response, size: int) -> SendResult:
-        status = response.status_code
-        if 200 <= status < 300:
-            return SendResult(Outcome.OK, status, rejected=_rejected(response, size))
-        detail = f"HTTP {status} from {self._endpoint}: {response.text[:300]!r}"
-        if status == 413:
-            return SendResult(Outcome.TOO_LARGE, status, error=detail)
-        if status in _RETRY_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return SendResult(Outcome.RETRY, status, retry_after=retry_after, error=detail)
-        return SendResult(Outcome.DROP, status, error=detail)
+        except Exception as exc:
+            return failure(self._endpoint, exc)
+        return classify(response, self._endpoint, len(batch))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # best effort; the process may be exiting
             self._client.close()
+
+
+#: Bodies at least this large are gzipped on a thread by the asyncio transport (zlib releases the GIL), so a
+#: large batch does not hold the event loop for milliseconds.
+ASYNC_GZIP_OFFLOAD_BYTES = 32 * 1024
+
+
+class AsyncHttpTransport:
+    """`HttpTransport` for asyncio (httpx.AsyncClient): same headers, body, timeouts and classification."""
+
+    def __init__(self, settings: Settings) -> None:
+        # httpcore imports its asyncio backend (anyio) on the first request; do it now, not on the loop.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("httpcore._backends.anyio")
+        self._settings = settings
+        self._endpoint = settings.endpoint
+        self._client = httpx.AsyncClient(
+            headers=request_headers(settings),
+            timeout=phase_timeout(settings, None),
+            limits=_LIMITS,
+            verify=settings.verify,
+            follow_redirects=False,
+        )
+
+    async def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+        try:
+            if batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
+                body = await asyncio.to_thread(request_body, batch)
+            else:
+                body = request_body(batch)
+            response = await self._client.post(
+                self._endpoint,
+                content=body,
+                headers={_wire.BATCH_ID_HEADER: batch.batch_id},
+                timeout=phase_timeout(self._settings, timeout),
+            )
+        except Exception as exc:
+            return failure(self._endpoint, exc)
+        return classify(response, self._endpoint, len(batch))
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
 
 
 def _rejected(response: httpx.Response, size: int) -> tuple[tuple[int, str], ...]:

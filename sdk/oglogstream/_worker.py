@@ -7,6 +7,15 @@ Everything else - encoding, ids, batching, retries, stats - happens on the worke
 
 Records from any worker thread are never shipped (`WORKER_THREADS`), so what httpx/httpcore log while sending
 cannot loop back into a buffer.
+
+With `spool_dir`, every batch is written to the disk spool (`_spool`) when it is cut and sent from there: the
+head of the spool is tried once per turn of the loop, and while the server is away the next try is scheduled
+(backoff) instead of waited for, so the worker keeps encoding and spooling. Memory stays at one batch plus the
+spool's memory copies (bounded); the disk is bounded by spool_max_bytes / spool_max_age.
+
+Fork: `os.register_at_fork` resets every pipeline in the child (fresh worker, empty buffers, no inherited
+connection or spool files); a pid check on the slow paths catches a fork that bypassed the hooks. In a
+`multiprocessing` child (which ends with `os._exit`, skipping atexit) a multiprocessing finalizer drains.
 """
 
 from __future__ import annotations
@@ -16,19 +25,21 @@ import contextlib
 import itertools
 import os
 import secrets
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import tenacity
 
-from . import _diag
+from . import _diag, _otel
 from ._buffer import Batch, Pending
+from ._delivery import Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
-from ._settings import MAX_RETRY_AFTER, Settings
+from ._settings import Settings
+from ._spool import Spool
 from ._stats import Stats
 from ._transport import HttpTransport, Outcome, SendResult, Transport, warm_logging_caches
 
@@ -36,9 +47,6 @@ __all__ = ["WORKER_THREADS", "Item", "Pipeline", "drain_all"]
 
 #: Thread idents of running workers: a record created on one of these threads is never shipped.
 WORKER_THREADS: set[int] = set()
-
-#: A `CapturedRecord` (see `_entry.capture`) or (StructEvent, context).
-Item = tuple[Any, ...]
 
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _worker_numbers = itertools.count(1)
@@ -69,7 +77,14 @@ class Pipeline:
         self._reset()
         # Built here, on the constructing thread: httpx's first use imports modules (taking logging's lock).
         self._transport: Transport | None = self._transport_factory(settings)
+        self._spool: Spool | None = None
+        _otel.refresh()
         _PIPELINES.add(self)
+        if settings.spool_dir is not None:
+            # Start now, not at the first record: what earlier processes left in the spool is replayed even
+            # by a process that never logs.
+            with self._lock:
+                self._start_locked()
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (inherited buffers belong to the parent)."""
@@ -94,21 +109,27 @@ class Pipeline:
         self._inflight_first: int | None = None
         self._batch_prefix = secrets.token_hex(8)
         self._batch_numbers = itertools.count(1)
-        self._sent = 0
-        self._retried = 0
-        self._last_error: str | None = None
-        self._dropped: dict[str, int] = {}  # written by the worker, or by others under _lock
-        self._reported: set[str] = set()
+        self._ledger = Ledger(self._lock)
+        self._policy = RetryPolicy(s)
+        #: Spool mode: when the head of the spool may be tried again, and how many tries have failed.
+        self._retry_at = 0.0
+        self._spool_failures = 0
+        self._pid = os.getpid()
+        #: (spooled, adopted) when the spool was closed: what stats() reports after close().
+        self._spool_left = (0, 0)
 
     # ----------------------------------------------------------------- caller side
 
     def submit_slow(self, item: Item) -> bool:
         """The caller's path when the fast path's single length check fails; never raises."""
+        if self._pid != os.getpid():  # forked without the at-fork hooks (a C-level fork)
+            self._forked_without_hooks()
         with self._lock:
             if self._closing:
                 self._count("closed", 1)
                 return False
             if self._thread is None:
+                _otel.refresh()
                 self._start_locked()
             intake = self.intake
             size = len(intake)
@@ -140,26 +161,35 @@ class Pipeline:
         _diag.report("internal_error", f"could not capture a record: {exc!r}")
 
     def _count(self, reason: str, n: int) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + n
+        self._ledger.count(reason, n)
+
+    def _forked_without_hooks(self) -> None:
+        """Keep only this process's own records (the parent ships its own), then start afresh."""
+        pid = os.getpid()
+        mine = [item for item in list(self.intake) if len(item) == 5 and item[0].get("process") == pid]
+        self.after_fork_in_child()
+        self.intake.extend(mine)
 
     # ----------------------------------------------------------------- public operations
 
     def stats(self) -> Stats:
-        with self._lock:
-            dropped = dict(self._dropped)
-        return Stats(
-            queued=len(self.intake) + len(self._pending) + self._inflight_records,
-            sent=self._sent,
-            retried=self._retried,
-            dropped=dropped,
-            last_error=self._last_error,
+        spool = self._spool
+        return self._ledger.snapshot(
+            queued=len(self.intake)
+            + len(self._pending)
+            + self._inflight_records
+            + (spool.own_records if spool is not None else 0),
             buffered_bytes=self._pending.nbytes + self._inflight_bytes,
+            spooled=spool.records if spool is not None else self._spool_left[0],
+            adopted=spool.adopted_total if spool is not None else self._spool_left[1],
         )
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every record submitted before this call is sent or dropped; False on timeout."""
         if threading.get_ident() in WORKER_THREADS:
             return False  # a worker waiting for itself (or another worker) could only time out
+        if self._pid != os.getpid():
+            self._forked_without_hooks()
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         warm_logging_caches()
         with self._lock:
@@ -175,6 +205,8 @@ class Pipeline:
         """Stop taking records, deliver what is buffered until the deadline, stop the worker. Idempotent."""
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + timeout
+        if self._pid != os.getpid():
+            self._forked_without_hooks()
         self.begin_close(deadline)
         return self.finish_close(deadline)
 
@@ -186,6 +218,9 @@ class Pipeline:
             self._closing = True
             self.soft_limit = 0
             self._deadline = deadline
+            # With a spool in backoff: one more try now (the server may be back), then exit if it fails.
+            self._retry_at = 0.0
+            self._spool_failures = 0
             self._wake.set()
 
     def finish_close(self, deadline: float) -> bool:
@@ -209,7 +244,7 @@ class Pipeline:
                 leftovers = self._held()
             if leftovers:
                 self._count("shutdown", leftovers)
-            clean = not self._dropped.get("shutdown")
+            clean = not self._ledger.dropped.get("shutdown")
         if leftovers:
             _diag.report("shutdown", f"{leftovers} records not delivered before the shutdown deadline")
         return clean
@@ -219,6 +254,10 @@ class Pipeline:
         self._reset()
         # The parent's connection is not ours: drop it unclosed (closing would shut the parent's socket down).
         self._transport = None
+        # Nor are its spool files: close the inherited descriptors (the parent keeps its lock), open our own.
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.forget_after_fork()
         if closing:  # a closed handler stays closed in the child
             self._closing = True
             self._finished = True
@@ -238,12 +277,15 @@ class Pipeline:
             if self._transport is None:
                 self._transport = self._transport_factory(self.settings)
             transport = self._transport
-            self._retrying = self._build_retrying()
+            arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
+            self._retrying = tenacity.Retrying(sleep=self._backoff_sleep, **arguments)
+            self._open_spool()
             self._loop()
         except BaseException as exc:  # never let the thread die silently; records stay counted
-            self._last_error = f"worker crashed: {exc!r}"
+            self._ledger.last_error = f"worker crashed: {exc!r}"
             _diag.report("worker", f"worker thread stopped unexpectedly: {exc!r}")
         finally:
+            self._spill()
             with self._lock:
                 abandoned = self._abandoned
                 if not abandoned:
@@ -260,7 +302,49 @@ class Pipeline:
                 request.done.set()
             if transport is not None and not abandoned:
                 transport.close()
+            spool = self._spool
+            if spool is not None and not abandoned:
+                self._spool_left = (spool.records, spool.adopted_total)
+                spool.close()
+                self._spool = None
             WORKER_THREADS.discard(ident)
+
+    def _open_spool(self) -> None:
+        s = self.settings
+        if s.spool_dir is None or self._spool is not None:
+            return
+        try:
+            self._spool = Spool(
+                s.spool_dir,
+                max_bytes=s.spool_max_bytes,
+                max_age=s.spool_max_age,
+                memory_mark=s.max_buffer_bytes // 2,
+                count=self._ledger.count_locked,
+            )
+            self._spool.scan(time.monotonic())  # replay what earlier processes left first
+        except OSError as exc:  # delivery still works, from memory, as without a spool
+            self._ledger.last_error = f"spool unavailable: {exc}"
+            _diag.report("spool", f"cannot use spool_dir {s.spool_dir!r}, continuing without it: {exc}")
+
+    def _spill(self) -> None:
+        """On the way out (close deadline, or a failing server): put what memory holds into the spool."""
+        spool = self._spool
+        if spool is None or self._abandoned:
+            return
+        try:
+            self._ingest(bounded=False)
+            pending = self._pending
+            s = self.settings
+            while pending:
+                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
+                batch = Batch(self._new_batch_id(), first_seq, lines)
+                if not spool.append(batch):
+                    pending.lines.extendleft(reversed(lines))  # counted as shutdown losses by the caller
+                    pending.first_seq = first_seq
+                    pending.nbytes += batch.nbytes
+                    return
+        except Exception as exc:
+            _diag.report("spool", f"could not spool records at shutdown: {exc!r}")
 
     def _loop(self) -> None:
         s = self.settings
@@ -274,25 +358,84 @@ class Pipeline:
             self._check_waiters()
             if self._closing and (self._abort or time.monotonic() >= self._deadline):
                 return
-            if self._closing and not pending and not self.intake:
+            spool = self._spool
+            # With a spool, records are safe on disk: a failing server does not hold up the exit.
+            if (
+                self._closing
+                and not pending
+                and not self.intake
+                and (spool is None or spool.head() is None or self._spool_failures)
+            ):
                 return
             now = time.monotonic()
             urgent = now >= next_tick or self._waiters or self._closing
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
-                self._deliver(Batch(self._new_batch_id(), first_seq, lines))
+                batch = Batch(self._new_batch_id(), first_seq, lines)
+                if spool is None or not spool.append(batch):
+                    self._deliver(batch)
+                elif now >= self._retry_at:
+                    # One send per batch spooled, so a steady stream cannot starve the sending side.
+                    self._send_spooled(spool)
                 if self._abandoned:
                     return
                 continue
+            if spool is not None:
+                spool.scan(now)
+                if spool.head() is not None and now >= self._retry_at:
+                    self._send_spooled(spool)
+                    if self._abandoned:
+                        return
+                    continue
             if self.intake and (now >= next_tick or self._closing or self._waiters):
                 continue  # more to encode right now
             if now >= next_tick:
                 next_tick = now + interval
-            self._wake.wait(next_tick - now)
+            wake_at = next_tick
+            if spool is not None and spool.head() is not None:
+                wake_at = min(wake_at, self._retry_at)
+            self._wake.wait(max(0.0, wake_at - now))
             self._rearm()
+
+    def _send_spooled(self, spool: Spool) -> None:
+        """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
+        frame = spool.head()
+        assert frame is not None
+        spool.expire(time.time())
+        if spool.head() is not frame:
+            return
+        batch = spool.load(frame)
+        if batch is None:
+            return  # failed its CRC: counted and removed
+        result = self._attempt(batch)
+        if self._abandoned:
+            return
+        if result.outcome is Outcome.RETRY:
+            self._spool_failures += 1
+            self._ledger.on_retry(result)
+            self._retry_at = time.monotonic() + self._policy.delay(self._spool_failures, result)
+            return
+        self._spool_failures = 0
+        self._retry_at = 0.0
+        halves = self._ledger.settle(batch, result)
+        if halves is not None:  # 413: send the halves (with retries) before the frame counts as settled
+            for part in halves:
+                if not self._deliver(part):
+                    # Stopped by the close deadline: the whole frame stays spooled for the next process.
+                    self._inflight_records = self._inflight_bytes = 0
+                    self._inflight_first = None
+                    return
+        spool.settle(frame)
+        self._check_waiters()
+
+    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
+        return self._abort or time.monotonic() >= self._deadline
 
     def _rearm(self) -> None:
         """Clear the wake-up and let callers signal again (see `submit_slow`)."""
+        if _otel.current_span is None:
+            _otel.refresh()
         self._wake.clear()
         with self._lock:
             if not self._closing:
@@ -311,11 +454,15 @@ class Pipeline:
     def _check_waiters(self) -> None:
         if not self._waiters:
             return
+        pending = self._pending
+        oldest = pending.first_seq if pending.lines else pending.next_seq
         if self._inflight_first is not None:
-            oldest = self._inflight_first
-        else:
-            pending = self._pending
-            oldest = pending.first_seq if pending.lines else pending.next_seq
+            oldest = min(oldest, self._inflight_first)
+        spool = self._spool
+        if spool is not None:
+            spooled = spool.own_first_seq
+            if spooled is not None:
+                oldest = min(oldest, spooled)
         still = []
         for request in self._waiters:
             if request.target is not None and request.target < oldest:
@@ -325,54 +472,27 @@ class Pipeline:
         self._waiters = still
 
     def _ingest(self, *, bounded: bool) -> None:
-        """Encode intake items into `pending`: until a batch is ready (bounded) or the intake is empty.
-
-        The worker's hot loop: `Pending.push` (which applies the overflow policy) is only called when the
-        entry does not simply fit.
-        """
-        s = self.settings
-        batch_size, batch_bytes = s.batch_size, s.batch_bytes
-        pending = self._pending
-        queue = pending.lines
-        append = queue.append
-        room_records = s.max_buffer_records - self._inflight_records
-        room_bytes = s.max_buffer_bytes - self._inflight_bytes
-        popleft = self.intake.popleft
-        encoder = self._encoder
-        encode_captured = encoder.encode_captured
-        while not (bounded and (len(queue) >= batch_size or pending.nbytes >= batch_bytes)):
-            try:
-                item = popleft()
-            except IndexError:
-                return
-            try:
-                # Records are 4-tuples (CapturedRecord), structlog events 2-tuples (StructEvent, context).
-                line = (
-                    encode_captured(item) if len(item) == 4 else encoder.encode_struct(item[0], item[1])
-                )
-            except Exception as exc:  # encoding is total by design; if it is not, count and say so
-                self._count_locked("internal_error", 1)
-                _diag.report("encode", f"could not encode a record: {exc!r}")
-                continue
-            size = len(line)
-            if queue and len(queue) < room_records and pending.nbytes + size <= room_bytes:
-                append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
-                pending.next_seq += 1
-                pending.nbytes += size
-            else:
-                dropped = pending.push(line, self._inflight_records, self._inflight_bytes)
-                if dropped:
-                    self._count_locked("overflow", dropped)
-
-    def _count_locked(self, reason: str, n: int) -> None:
-        with self._lock:
-            self._count(reason, n)
+        """Encode intake items into `pending` (`_delivery.ingest`); the in-flight batch shares the bounds."""
+        ingest(
+            self.intake,
+            self._pending,
+            self._encoder,
+            self.settings,
+            self._ledger,
+            bounded=bounded,
+            held_records=self._inflight_records,
+            held_bytes=self._inflight_bytes,
+        )
 
     def _new_batch_id(self) -> str:
         return f"{self._batch_prefix}-{next(self._batch_numbers)}"
 
-    def _deliver(self, batch: Batch) -> None:
-        """Send a batch until it is accepted, split (413) or dropped; only a close deadline stops retries."""
+    def _deliver(self, batch: Batch) -> bool:
+        """Send a batch until it is accepted, split (413) or dropped; only a close deadline stops retries.
+
+        Returns False when stopped by the deadline (the in-flight records then stay counted in
+        `_inflight_records` and become `shutdown` losses when the worker, or close(), gives up).
+        """
         todo = [batch]
         self._inflight_records = len(batch)
         self._inflight_bytes = batch.nbytes
@@ -381,76 +501,20 @@ class Pipeline:
             self._inflight_first = current.first_seq
             result: SendResult = self._retrying(self._attempt, current)
             if self._abandoned or result.outcome is Outcome.RETRY:
-                # Stopped by the close deadline: the in-flight records stay counted in `_inflight_records`
-                # and become `shutdown` losses when the worker (or close(), if it gave up on us) exits.
-                return
+                return False
             self._inflight_records -= len(current)
             self._inflight_bytes -= current.nbytes
-            self._settle(current, result, todo)
+            halves = self._ledger.settle(current, result)
+            if halves is not None:
+                first, second = halves
+                todo.extend((second, first))  # `first` is popped next: order is kept
+                self._inflight_records += len(current)
+                self._inflight_bytes += current.nbytes
             self._inflight_first = todo[-1].first_seq if todo else None
             self._check_waiters()
-
-    def _settle(self, batch: Batch, result: SendResult, todo: list[Batch]) -> None:
-        outcome = result.outcome
-        if outcome is Outcome.OK:
-            rejected = len(result.rejected)
-            self._sent += len(batch) - rejected
-            if rejected:
-                self._count_locked("rejected", rejected)
-                index, error = result.rejected[0]
-                message = f"server rejected {rejected} of {len(batch)} entries; first: #{index}: {error}"
-                self._report_once("rejected", message)
-            return
-        if outcome is Outcome.TOO_LARGE and len(batch) > 1:
-            first, second = batch.halves()
-            todo.extend((second, first))  # `first` is popped next: order is kept
-            self._inflight_records += len(batch)
-            self._inflight_bytes += batch.nbytes
-            return
-        reason = "too_large" if outcome is Outcome.TOO_LARGE else "client_error"
-        self._last_error = result.error
-        self._count_locked(reason, len(batch))
-        self._report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
-
-    def _report_once(self, topic: str, message: str) -> None:
-        if topic not in self._reported:
-            self._reported.add(topic)
-            _diag.report(topic, message)
+        return True
 
     # ----------------------------------------------------------------- retries (tenacity)
-
-    def _build_retrying(self) -> tenacity.Retrying:
-        s = self.settings
-        jitter = tenacity.wait_random_exponential(multiplier=s.backoff_initial, max=s.backoff_max)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            outcome = state.outcome
-            if outcome is not None and not outcome.failed:
-                result: SendResult = outcome.result()
-                if result.retry_after is not None:
-                    return min(result.retry_after, MAX_RETRY_AFTER)
-            return float(jitter(state))
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
-            return self._abort or time.monotonic() >= self._deadline
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self._retried += 1
-            outcome = state.outcome
-            if outcome is not None and not outcome.failed:
-                error = outcome.result().error
-                self._last_error = error
-                _diag.report("retry", f"delivery failing, will retry: {error}")
-
-        return tenacity.Retrying(
-            sleep=self._backoff_sleep,
-            stop=stop,
-            wait=wait,
-            retry=tenacity.retry_if_result(lambda result: result.outcome is Outcome.RETRY),
-            before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        )
 
     def _attempt(self, batch: Batch) -> SendResult:
         cap = None
@@ -495,10 +559,34 @@ def _atexit_drain() -> None:
         drain_all(max(p.settings.shutdown_timeout for p in pipelines))
 
 
+class _MultiprocessingHook:
+    """Registered with multiprocessing's after-fork registry (which must hold a weak-referenceable object)."""
+
+    registered = False
+
+    @staticmethod
+    def run(_: object) -> None:
+        # Runs in a multiprocessing child after it cleared the finalizers it inherited. Such a child ends
+        # with os._exit(), which skips atexit, but it does run finalizers with an exit priority.
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
+
+
+_MP_HOOK = _MultiprocessingHook()
+
+
 def _after_fork_in_child() -> None:
     WORKER_THREADS.clear()
-    for pipeline in list(_PIPELINES):
+    pipelines = list(_PIPELINES)
+    for pipeline in pipelines:
         pipeline.after_fork_in_child()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if pipelines and mp_util is not None and not _MultiprocessingHook.registered:
+        # Not imported by us: only a process using multiprocessing has it, and only a multiprocessing child
+        # runs this registry (in Process._bootstrap, right after this hook); it is inherited by later forks.
+        _MultiprocessingHook.registered = True
+        mp_util.register_after_fork(_MP_HOOK, _MultiprocessingHook.run)
 
 
 atexit.register(_atexit_drain)

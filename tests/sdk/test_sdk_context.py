@@ -22,7 +22,7 @@ def _by_message(server: CaptureServer) -> dict[str, dict[str, object]]:
 
 
 def test_bound_fields_become_attributes_and_extra_wins(server: CaptureServer, make_handler, logger) -> None:
-    """bind() adds its fields to later records; a record's own extra= value wins on a clash; unbind removes."""
+    """bind() adds fields to later records; a record's own extra= value wins on a clash; unbind removes."""
     handler = make_handler(server.url)
     logger.addHandler(handler)
     oglogstream.bind(request_id="r-1", user="ann")

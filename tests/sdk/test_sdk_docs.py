@@ -41,11 +41,12 @@ def _run(example: str, url: str) -> dict:
     return namespace
 
 
-def test_the_doc_has_the_three_quickstarts() -> None:
-    """docs/sdk.md has the plain, dictConfig and structlog examples this file runs."""
+def test_the_doc_has_the_four_quickstarts() -> None:
+    """docs/sdk.md has the plain, dictConfig, structlog and asyncio examples this file runs."""
     examples = _examples()
-    assert len(examples) == 3
+    assert len(examples) == 4
     assert "dictConfig(LOGGING)" in examples[1] and "structlog.configure(" in examples[2]
+    assert "AsyncOgLogClient(" in examples[3]
 
 
 def test_plain_logging_example(server: CaptureServer, clean_root) -> None:
@@ -74,3 +75,12 @@ def test_structlog_example(server: CaptureServer, clean_root, capsys) -> None:
     assert '"order placed"' in capsys.readouterr().out
     assert namespace["log"] is not None
     processor.close(2)
+
+
+def test_asyncio_example(server: CaptureServer) -> None:
+    """The AsyncOgLogClient example delivers both events (with the bound request id) inside asyncio.run."""
+    _run(_examples()[3], server.url)
+    got = {entry["message"]: entry for entry in server.entries}
+    assert got["order placed"]["attributes"] == {"order_id": 1234, "total": 99.5}
+    assert got["payment retry"]["level"] == "warn"
+    assert got["payment retry"]["attributes"] == {"request_id": "r-1", "attempt": 2}

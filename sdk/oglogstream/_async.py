@@ -1,0 +1,447 @@
+"""`AsyncOgLogClient`: structured logging for asyncio applications, sent by one task on the running loop.
+
+`log()` is synchronous and never awaits: it captures the event (as the structlog processor does) and appends
+it to a deque. A task on the loop encodes, batches and sends with `httpx.AsyncClient`, using the same entry
+encoder, batching, retry policy and counters as the worker thread (`_delivery`). Encoding runs in slices with
+a yield to the loop between them, so a burst never holds the loop for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+import tenacity
+
+from . import _diag, _otel
+from ._buffer import Batch, Pending
+from ._context import CONTEXT
+from ._delivery import Item, Ledger, RetryPolicy, ingest
+from ._entry import EntryEncoder, StructEvent, capture_exc_info
+from ._settings import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_BUFFER_RECORDS,
+    DEFAULT_OVERFLOW,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    Settings,
+)
+from ._stats import Stats
+from ._transport import AsyncHttpTransport, Outcome, SendResult
+
+__all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
+
+#: Records encoded per slice before the task yields to the loop (bounds the loop lag a burst causes).
+ENCODE_SLICE = 200
+_INFINITY = float("inf")
+_context_get = CONTEXT.get
+_current_thread = threading.current_thread
+
+
+class _Waiter:
+    __slots__ = ("future", "target")
+
+    def __init__(self, target: int, future: asyncio.Future[bool]) -> None:
+        self.target = target
+        self.future = future
+
+
+class AsyncOgLogClient:
+    """Ship log events from asyncio code: `client.info("paid", order=7)` never awaits the network.
+
+    Settings are those of `OgLogHandler` (same names, defaults and validation; no `level` and no spool).
+    The sending task starts on the running loop at the first event; `await aclose(timeout=)` (or leaving
+    `async with`) delivers what is buffered until the deadline. `log()` may also be called from other threads.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        service: str | None = None,
+        *,
+        api_key: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
+        overflow: str = DEFAULT_OVERFLOW,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        verify: bool | str = True,
+    ) -> None:
+        self.settings = s = Settings.build(
+            url,
+            service,
+            api_key=api_key,
+            batch_size=batch_size,
+            batch_bytes=batch_bytes,
+            flush_interval=flush_interval,
+            max_buffer_records=max_buffer_records,
+            max_buffer_bytes=max_buffer_bytes,
+            overflow=overflow,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            shutdown_timeout=shutdown_timeout,
+            verify=verify,
+        )
+        self._intake: deque[Item] = deque()
+        self._lock = threading.Lock()
+        self._ledger = Ledger(self._lock)
+        self._policy = RetryPolicy(s)
+        self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, s.overflow == "drop_oldest")
+        self._encoder = EntryEncoder(s.service)
+        self._batch_prefix = secrets.token_hex(8)
+        self._batch_numbers = itertools.count(1)
+        self._drop_oldest = s.overflow == "drop_oldest"
+        self._wake_at = min(s.batch_size, s.max_buffer_records)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        # Built here, not on the loop: creating the client loads the TLS trust store (~20 ms of loop time).
+        self._transport: AsyncHttpTransport | None = AsyncHttpTransport(s)
+        self._waiters: list[_Waiter] = []
+        self._inflight_records = 0
+        self._inflight_bytes = 0
+        self._inflight_first: int | None = None
+        self._closing = False
+        self._finished = False
+        self._deadline = _INFINITY
+        self._pid = os.getpid()
+        _otel.refresh()
+
+    # ------------------------------------------------------------ caller side (never awaits, never raises)
+
+    def log(self, level: str | int, message: object, /, **attributes: Any) -> None:
+        """Queue one event. `level` is a wire or stdlib level name or number; `exc_info=True` (or an
+        exception) attaches a traceback; every other keyword becomes an attribute (as in the structlog
+        mapping: `logger`, `timestamp`, `trace_id`, `span_id` and `exception` go to their own fields)."""
+        try:
+            exc_info = capture_exc_info(attributes.pop("exc_info", None))
+            event = {**attributes, "event": message, "level": level}
+            span_of = _otel.current_span
+            item = (
+                StructEvent(event, "log", time.time(), _current_thread().name, exc_info),
+                _context_get(),
+                span_of() if span_of is not None else None,
+            )
+            self._submit(item)
+        except Exception as exc:
+            self._ledger.count_locked("internal_error", 1)
+            _diag.report("internal_error", f"could not capture an event: {exc!r}")
+
+    def debug(self, message: object, /, **attributes: Any) -> None:
+        self.log("debug", message, **attributes)
+
+    def info(self, message: object, /, **attributes: Any) -> None:
+        self.log("info", message, **attributes)
+
+    def warning(self, message: object, /, **attributes: Any) -> None:
+        self.log("warn", message, **attributes)
+
+    warn = warning
+
+    def error(self, message: object, /, **attributes: Any) -> None:
+        self.log("error", message, **attributes)
+
+    def exception(self, message: object, /, **attributes: Any) -> None:
+        """`error` with the exception being handled attached (call it from an `except` block)."""
+        attributes.setdefault("exc_info", True)
+        self.log("error", message, **attributes)
+
+    def critical(self, message: object, /, **attributes: Any) -> None:
+        self.log("fatal", message, **attributes)
+
+    fatal = critical
+
+    def _submit(self, item: Item) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._closing:
+            self._ledger.count_locked("closed", 1)
+            return
+        intake = self._intake
+        if len(intake) >= self.settings.max_buffer_records:
+            self._ledger.count_locked("overflow", 1)
+            if not self._drop_oldest:
+                return
+            with contextlib.suppress(IndexError):
+                intake.popleft()
+        intake.append(item)
+        if self._task is None:
+            self._start()
+        elif len(intake) == self._wake_at:
+            self._signal()
+
+    def _start(self) -> None:
+        """Start the sending task on the running loop (from `log`, `flush` or `aclose`); no loop: later."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._loop = loop
+        self._wake = asyncio.Event()
+        if self._transport is None:
+            self._transport = AsyncHttpTransport(self.settings)
+        self._task = loop.create_task(self._run(), name="oglogstream-async-sender")
+
+    def _signal(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:  # called from another thread: asyncio.Event is not thread-safe
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(wake.set)
+
+    def _after_fork(self) -> None:
+        """A forked child starts empty (the parent ships its own events) and with no loop of its own yet."""
+        self._pid = os.getpid()
+        self._intake.clear()
+        self._pending.clear()
+        self._lock = threading.Lock()
+        self._ledger = Ledger(self._lock)
+        self._encoder = EntryEncoder(self.settings.service)
+        self._batch_prefix = secrets.token_hex(8)
+        self._loop = self._task = self._wake = self._transport = None
+        self._waiters = []
+        self._inflight_records = self._inflight_bytes = 0
+        self._inflight_first = None
+
+    # ------------------------------------------------------------------ public operations
+
+    def stats(self) -> Stats:
+        """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
+        return self._ledger.snapshot(
+            queued=len(self._intake) + len(self._pending) + self._inflight_records,
+            buffered_bytes=self._pending.nbytes + self._inflight_bytes,
+        )
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until events logged so far are delivered (or dropped); False if `timeout` passed first."""
+        timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        if self._task is None:
+            self._start()
+        task = self._task
+        if task is None or task.done():
+            return not self._intake and not self._pending
+        # Everything logged before this call is in the intake: encode it all now, then aim at it.
+        self._ingest(bounded=False)
+        waiter = _Waiter(self._pending.next_seq - 1, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        self._check_waiters()
+        self._signal()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """Stop taking events, deliver what is buffered until the deadline, stop the task. Idempotent.
+
+        Returns False when events had to be dropped at the deadline (see `stats().dropped["shutdown"]`).
+        """
+        timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        loop = asyncio.get_running_loop()
+        if not self._closing:
+            if self._task is None and self._intake:
+                self._start()
+            self._closing = True
+            self._deadline = loop.time() + timeout
+            self._signal()
+        task = self._task
+        if task is not None and not task.done():
+            remaining = max(0.0, self._deadline - loop.time())
+            await asyncio.wait({task}, timeout=remaining)
+            if not task.done():  # a send that overran its capped timeouts: give up on it
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        if task is None:
+            self._finish(0)
+        return not self._ledger.dropped.get("shutdown")
+
+    async def __aenter__(self) -> AsyncOgLogClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncOgLogClient {self.settings.service!r} -> {self.settings.url!r}>"
+
+    # ------------------------------------------------------------------ the sending task
+
+    async def _run(self) -> None:
+        try:
+            await self._loop_body()
+        except asyncio.CancelledError:
+            if not self._closing:  # the loop is shutting down (asyncio.run's cleanup): deliver what we can
+                self._closing = True
+                assert self._loop is not None
+                self._deadline = self._loop.time() + self.settings.shutdown_timeout
+                with contextlib.suppress(BaseException):
+                    await self._loop_body()
+            raise
+        except Exception as exc:  # never let the task die silently; records stay counted
+            self._ledger.last_error = f"sender task crashed: {exc!r}"
+            _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
+        finally:
+            self._finish(len(self._intake) + len(self._pending) + self._inflight_records)
+            if self._transport is not None:
+                await self._transport.aclose()
+
+    def _finish(self, leftovers: int) -> None:
+        self._closing = True
+        if self._finished:
+            return
+        self._finished = True
+        self._intake.clear()
+        self._pending.clear()
+        if leftovers:
+            self._ledger.count_locked("shutdown", leftovers)
+            _diag.report("shutdown", f"{leftovers} events not delivered before the shutdown deadline")
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_result(False)
+
+    async def _loop_body(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        wake = self._wake
+        pending = self._pending
+        arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
+        retrying = tenacity.AsyncRetrying(sleep=self._backoff_sleep, **arguments)
+        next_tick = loop.time() + s.flush_interval
+        while True:
+            if self._ingest(bounded=True, limit=ENCODE_SLICE) == ENCODE_SLICE:
+                await asyncio.sleep(0)  # let the application run between slices
+            self._check_waiters()
+            now = loop.time()
+            if self._closing and now >= self._deadline:
+                return
+            if self._closing and not pending and not self._intake:
+                return
+            urgent = now >= next_tick or self._waiters or self._closing
+            if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
+                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
+                if not await self._deliver(retrying, Batch(self._new_batch_id(), first_seq, lines)):
+                    return
+                continue
+            if self._intake and (urgent or len(self._intake) >= ENCODE_SLICE):
+                continue
+            if now >= next_tick:
+                next_tick = now + s.flush_interval
+            wake.clear()
+            if self._intake:  # arrived between the checks above and clear(): do not sleep on it
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, next_tick - now))
+
+    def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
+        return ingest(
+            self._intake,
+            self._pending,
+            self._encoder,
+            self.settings,
+            self._ledger,
+            bounded=bounded,
+            held_records=self._inflight_records,
+            held_bytes=self._inflight_bytes,
+            limit=limit,
+        )
+
+    def _new_batch_id(self) -> str:
+        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+
+    async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
+        """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
+        todo = [batch]
+        self._inflight_records = len(batch)
+        self._inflight_bytes = batch.nbytes
+        while todo:
+            current = todo.pop()
+            self._inflight_first = current.first_seq
+            result: SendResult = await retrying(self._attempt, current)
+            if result.outcome is Outcome.RETRY:
+                return False
+            self._inflight_records -= len(current)
+            self._inflight_bytes -= current.nbytes
+            halves = self._ledger.settle(current, result)
+            if halves is not None:
+                first, second = halves
+                todo.extend((second, first))
+                self._inflight_records += len(current)
+                self._inflight_bytes += current.nbytes
+            self._inflight_first = todo[-1].first_seq if todo else None
+            self._check_waiters()
+        return True
+
+    async def _attempt(self, batch: Batch) -> SendResult:
+        cap = None
+        if self._deadline != _INFINITY:
+            assert self._loop is not None
+            cap = self._deadline - self._loop.time()
+            if cap <= 0:
+                return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        assert self._transport is not None
+        return await self._transport.send(batch, timeout=cap)
+
+    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        assert self._loop is not None
+        return self._closing and self._loop.time() >= self._deadline
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """Interruptible by aclose (which moves the deadline in); keeps encoding new events meanwhile."""
+        assert self._loop is not None and self._wake is not None
+        loop, wake = self._loop, self._wake
+        until = min(loop.time() + seconds, self._deadline)
+        while True:
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), remaining)
+            until = min(until, self._deadline)
+            self._ingest(bounded=False, limit=ENCODE_SLICE)
+
+    def _check_waiters(self) -> None:
+        if not self._waiters:
+            return
+        pending = self._pending
+        oldest = pending.first_seq if pending.lines else pending.next_seq
+        if self._inflight_first is not None:
+            oldest = min(oldest, self._inflight_first)
+        for waiter in self._waiters:
+            if waiter.target < oldest and not waiter.future.done():
+                waiter.future.set_result(True)

@@ -1,0 +1,194 @@
+"""Delivery policy shared by the worker thread (`_worker`) and the asyncio client (`_async`).
+
+One copy of: encoding the intake into the bounded `Pending` store (`ingest`), what an answer means for a batch
+and the counters behind `Stats` (`Ledger`), and when to try again (`RetryPolicy`, tenacity-based). The two
+drivers differ only in how they wait and send (a thread with `Event.wait`, or a task with `await`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import tenacity
+
+from . import _diag
+from ._buffer import Batch, Pending
+from ._entry import EntryEncoder
+from ._settings import MAX_RETRY_AFTER, Settings
+from ._stats import Stats
+from ._transport import Outcome, SendResult
+
+__all__ = ["Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
+
+#: A captured stdlib record (5-tuple: `_entry.CapturedRecord` + span) or a structlog/asyncio event
+#: (3-tuple: StructEvent, context, span).
+Item = tuple[Any, ...]
+
+
+class Ledger:
+    """The counters behind `Stats`. Written by the delivering thread/task; `dropped` also by callers,
+    always under `lock` (a `threading.Lock`, because callers may be on any thread)."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.sent = 0
+        self.retried = 0
+        self.last_error: str | None = None
+        self.dropped: dict[str, int] = {}
+        self._reported: set[str] = set()
+
+    def count(self, reason: str, n: int) -> None:
+        """Count `n` lost records; the caller holds `lock`."""
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def count_locked(self, reason: str, n: int) -> None:
+        with self.lock:
+            self.count(reason, n)
+
+    def snapshot(self, *, queued: int, buffered_bytes: int, spooled: int = 0, adopted: int = 0) -> Stats:
+        with self.lock:
+            dropped = dict(self.dropped)
+        return Stats(
+            queued=queued,
+            sent=self.sent,
+            retried=self.retried,
+            dropped=dropped,
+            last_error=self.last_error,
+            buffered_bytes=buffered_bytes,
+            spooled=spooled,
+            adopted=adopted,
+        )
+
+    def report_once(self, topic: str, message: str) -> None:
+        if topic not in self._reported:
+            self._reported.add(topic)
+            _diag.report(topic, message)
+
+    def on_retry(self, result: SendResult | None) -> None:
+        """A retryable failure: the same batch will be sent again."""
+        self.retried += 1
+        if result is not None and result.error:
+            self.last_error = result.error
+            _diag.report("retry", f"delivery failing, will retry: {result.error}")
+
+    def settle(self, batch: Batch, result: SendResult) -> tuple[Batch, Batch] | None:
+        """Account for a final (non-RETRY) answer; returns the halves to send instead on a splittable 413."""
+        outcome = result.outcome
+        if outcome is Outcome.OK:
+            rejected = len(result.rejected)
+            self.sent += len(batch) - rejected
+            if rejected:
+                self.count_locked("rejected", rejected)
+                index, error = result.rejected[0]
+                message = f"server rejected {rejected} of {len(batch)} entries; first: #{index}: {error}"
+                self.report_once("rejected", message)
+            return None
+        if outcome is Outcome.TOO_LARGE and len(batch) > 1:
+            return batch.halves()
+        reason = "too_large" if outcome is Outcome.TOO_LARGE else "client_error"
+        self.last_error = result.error
+        self.count_locked(reason, len(batch))
+        self.report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
+        return None
+
+
+class RetryPolicy:
+    """Exponential backoff with full jitter capped at `backoff_max`; a server's Retry-After wins."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._jitter = tenacity.wait_random_exponential(
+            multiplier=settings.backoff_initial, max=settings.backoff_max
+        )
+
+    def delay(self, attempt: int, result: SendResult | None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based) that answered `result`."""
+        if result is not None and result.retry_after is not None:
+            return min(result.retry_after, MAX_RETRY_AFTER)
+        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
+        state.attempt_number = attempt
+        return float(self._jitter(state))
+
+    def tenacity_arguments(
+        self, ledger: Ledger, stop: Callable[[tenacity.RetryCallState], bool]
+    ) -> dict[str, Any]:
+        """Keyword arguments for `tenacity.Retrying` / `AsyncRetrying` (the caller adds its own `sleep`)."""
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            outcome = state.outcome
+            result = outcome.result() if outcome is not None and not outcome.failed else None
+            return self.delay(state.attempt_number, result)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            ledger.on_retry(outcome.result() if outcome is not None and not outcome.failed else None)
+
+        return {
+            "stop": stop,
+            "wait": wait,
+            "retry": tenacity.retry_if_result(lambda result: result.outcome is Outcome.RETRY),
+            "before_sleep": before_sleep,
+            "retry_error_callback": lambda state: state.outcome.result() if state.outcome else None,
+        }
+
+
+def encode_item(encoder: EntryEncoder, item: Item) -> bytes:
+    """One intake item as an NDJSON line (records are 5-tuples, events 3-tuples)."""
+    if len(item) == 5:
+        return encoder.encode_captured(item)
+    return encoder.encode_struct(item[0], item[1], item[2])
+
+
+def ingest(
+    intake: deque[Item],
+    pending: Pending,
+    encoder: EntryEncoder,
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    bounded: bool,
+    held_records: int = 0,
+    held_bytes: int = 0,
+    limit: int = -1,
+) -> int:
+    """Encode intake items into `pending`: until a batch is ready (bounded), `limit` items were taken, or the
+    intake is empty; returns how many items were taken. `held_*` is what is in flight (same bounds).
+
+    The hot loop of both drivers: `Pending.push` (which applies the overflow policy) is only called when the
+    entry does not simply fit.
+    """
+    batch_size, batch_bytes = settings.batch_size, settings.batch_bytes
+    queue = pending.lines
+    append = queue.append
+    room_records = settings.max_buffer_records - held_records
+    room_bytes = settings.max_buffer_bytes - held_bytes
+    popleft = intake.popleft
+    encode_captured = encoder.encode_captured
+    taken = 0
+    while taken != limit and not (bounded and (len(queue) >= batch_size or pending.nbytes >= batch_bytes)):
+        try:
+            item = popleft()
+        except IndexError:
+            return taken
+        taken += 1
+        try:
+            line = (
+                encode_captured(item) if len(item) == 5 else encoder.encode_struct(item[0], item[1], item[2])
+            )
+        except Exception as exc:  # encoding is total by design; if it is not, count and say so
+            ledger.count_locked("internal_error", 1)
+            _diag.report("encode", f"could not encode a record: {exc!r}")
+            continue
+        size = len(line)
+        if queue and len(queue) < room_records and pending.nbytes + size <= room_bytes:
+            append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
+            pending.next_seq += 1
+            pending.nbytes += size
+        else:
+            dropped = pending.push(line, held_records, held_bytes)
+            if dropped:
+                ledger.count_locked("overflow", dropped)
+    return taken

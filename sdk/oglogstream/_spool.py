@@ -1,0 +1,472 @@
+"""Opt-in disk spool (`spool_dir=`): batches are written here before they are sent, and acked once settled.
+
+Only the worker thread of one pipeline touches a `Spool`. Layout of the directory:
+
+    <owner>.lock                      flock(LOCK_EX)-ed by its live owner for as long as it runs
+    <created_ns>-<rand>.<owner>.seg   segments, written by <owner> only; <owner> is "<pid>-<random hex>"
+
+A segment is a 16-byte header (magic, version, acked offset) followed by frames appended in order. A frame is
+a 24-byte header (magic, payload length, record count, written-at time, CRC-32 of the header fields and the
+payload) and a payload (batch id, newline, the batch's NDJSON lines). A write torn by a crash fails the length
+or CRC check and is skipped, never sent. The acked offset is rewritten in place (one 8-byte pwrite) after each
+frame is settled, so a restart resumes after it; a segment is deleted once everything in it is settled.
+
+A process that finds a lock file nobody holds (its owner died, or exited during an outage) adopts that owner's
+segments: it renames them to its own name while holding the dead owner's lock, then removes the lock file.
+The lock file is flock-ed before it is renamed into place, so a starting process is never mistaken for a dead
+one. Replayed frames keep their batch id and entry ids, so the server's de-duplication makes a replay of a
+batch it already stored (a crash between its answer and our ack) harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import struct
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+
+from . import _diag, _wire
+from ._buffer import Batch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no spool (Settings refuses spool_dir there), the rest of the SDK works
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["ORPHAN_SCAN_INTERVAL", "SEGMENT_BYTES", "Frame", "Spool"]
+
+#: A segment is closed and a new one started once it holds this many bytes.
+SEGMENT_BYTES = 8 * 1024 * 1024
+#: How often (seconds) a running process looks for segments left by dead processes.
+ORPHAN_SCAN_INTERVAL = 2.0
+
+_SEGMENT_MAGIC = b"OGSP"
+_SEGMENT_VERSION = 1
+_SEGMENT_HEADER = struct.Struct("<4sIQ")  # magic, version, acked offset
+_ACK_OFFSET_AT = 8
+# JSON escapes control characters, so this magic can never occur inside a payload: resync is unambiguous.
+_FRAME_MAGIC = b"OGF\x01"
+_FRAME_HEADER = struct.Struct("<4sIIdI")  # magic, payload length, records, written_at, crc32
+_MAX_PAYLOAD = 2 * _wire.MAX_BATCH_DECOMPRESSED_BYTES
+
+
+class _Segment:
+    __slots__ = ("fd", "live", "path", "size")
+
+    def __init__(self, path: str, fd: int, size: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size
+        #: Frames in this segment not yet settled.
+        self.live = 0
+
+
+class Frame:
+    """One spooled batch. `lines` is a memory copy (None once evicted or for adopted frames)."""
+
+    __slots__ = (
+        "batch_id", "end", "first_seq", "lines", "nbytes", "offset", "records", "segment", "written_at"
+    )
+
+    def __init__(
+        self, segment: _Segment, offset: int, end: int, records: int, written_at: float, first_seq: int | None
+    ) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.end = end
+        self.records = records
+        self.written_at = written_at
+        #: This process's seq of the first record (flush() waits on it); None for adopted frames.
+        self.first_seq = first_seq
+        self.batch_id = ""
+        self.lines: list[bytes] | None = None
+        self.nbytes = 0
+
+
+class Spool:
+    """FIFO of batches on disk: adopted frames first (oldest segments first), then this process's own."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        max_bytes: int,
+        max_age: float,
+        memory_mark: int,
+        count: Callable[[str, int], None],
+    ) -> None:
+        self.directory = directory
+        self._max_bytes = max_bytes
+        self._max_age = max_age
+        self._memory_mark = memory_mark
+        self._count = count
+        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._adopted: deque[Frame] = deque()
+        self._own: deque[Frame] = deque()
+        #: Records in frames not yet settled (adopted + own), and this process's share of them.
+        self.records = 0
+        self.own_records = 0
+        #: Records taken over from other owners' segments, ever.
+        self.adopted_total = 0
+        self._live_bytes = 0
+        self._cached_bytes = 0
+        self._active: _Segment | None = None
+        self._segments: list[_Segment] = []
+        self._next_scan = 0.0
+        self._lock_fd = self._take_lock()
+
+    # ------------------------------------------------------------------ ownership
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def _take_lock(self) -> int:
+        """Create `<owner>.lock` already locked: it appears (rename) only once we hold it."""
+        temporary = self._path(f".{self.owner}.lock.tmp")
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(temporary, self._path(f"{self.owner}.lock"))
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        return fd
+
+    def scan(self, now: float) -> None:
+        """Adopt what dead owners left behind (at most every ORPHAN_SCAN_INTERVAL seconds)."""
+        if now < self._next_scan:
+            return
+        self._next_scan = now + ORPHAN_SCAN_INTERVAL
+        try:
+            names = os.listdir(self.directory)
+        except OSError as exc:
+            _diag.report("spool", f"cannot list spool_dir {self.directory!r}: {exc}")
+            return
+        locks: set[str] = set()
+        owners: set[str] = set()
+        for name in names:
+            if name.endswith(".lock"):
+                locks.add(name[: -len(".lock")])
+            elif name.endswith(".seg") and name.count(".") == 2:
+                owners.add(name.split(".")[1])
+            elif name.endswith(".lock.tmp"):
+                self._remove_stale_temporary(name)
+        adopted: list[str] = []
+        for owner in sorted(locks | owners):
+            if owner == self.owner:
+                continue
+            if owner in locks:
+                adopted.extend(self._adopt_locked(owner))
+            else:  # segments whose lock file is gone: left by an adopter that crashed mid-way
+                adopted.extend(self._rename_segments(owner))
+        for name in sorted(adopted):  # by creation time: the oldest batches go first
+            self._load(name)
+
+    def _remove_stale_temporary(self, name: str) -> None:
+        """A `.lock.tmp` nobody holds is what a crash between create and rename leaves."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self._path(name), os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(self._path(name))
+            finally:
+                os.close(fd)
+
+    def _adopt_locked(self, owner: str) -> list[str]:
+        path = self._path(f"{owner}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return []  # adopted and removed by someone else meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return []  # its owner is alive
+                raise
+            try:  # the file we locked may have been adopted and unlinked between our open and flock
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    return []
+            except FileNotFoundError:
+                return []
+            names = self._rename_segments(owner)
+            os.unlink(path)  # only after every segment is ours: a crash before this leaves a lock to adopt
+            return names
+        except OSError as exc:
+            _diag.report("spool", f"cannot adopt spool of {owner}: {exc}")
+            return []
+        finally:
+            os.close(fd)
+
+    def _rename_segments(self, owner: str) -> list[str]:
+        suffix = f".{owner}.seg"
+        taken = []
+        for name in sorted(os.listdir(self.directory)):
+            if not name.endswith(suffix):
+                continue
+            new = f"{name[: -len(suffix)]}.{self.owner}.seg"
+            try:
+                os.rename(self._path(name), self._path(new))
+            except FileNotFoundError:
+                continue  # another process adopted it first
+            taken.append(new)
+        return taken
+
+    def _load(self, name: str) -> None:
+        """Index an adopted segment's unsettled frames (headers only; payloads are checked when sent)."""
+        path = self._path(name)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            _diag.report("spool", f"cannot open adopted segment {path!r}: {exc}")
+            return
+        size = os.fstat(fd).st_size
+        header = os.pread(fd, _SEGMENT_HEADER.size, 0)
+        if len(header) < _SEGMENT_HEADER.size or header[:4] != _SEGMENT_MAGIC:
+            self._corrupt(1, f"{path!r} is not a spool segment ({size} bytes); removed")
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return
+        acked = _SEGMENT_HEADER.unpack(header)[2]
+        segment = _Segment(path, fd, size)
+        self._segments.append(segment)
+        position = max(acked, _SEGMENT_HEADER.size)
+        while position < size:
+            head = os.pread(fd, _FRAME_HEADER.size, position)
+            ok = len(head) == _FRAME_HEADER.size and head[:4] == _FRAME_MAGIC
+            if ok:
+                _, length, records, written_at, _crc = _FRAME_HEADER.unpack(head)
+                end = position + _FRAME_HEADER.size + length
+                ok = length <= _MAX_PAYLOAD and end <= size and records > 0
+            if not ok:
+                position = self._resync(segment, position)
+                continue
+            frame = Frame(segment, position, end, records, written_at, None)
+            frame.nbytes = length
+            self._adopted.append(frame)
+            segment.live += 1
+            self.records += records
+            self.adopted_total += records
+            self._live_bytes += end - position
+            position = end
+        if not segment.live:
+            self._discard(segment)
+
+    def _resync(self, segment: _Segment, position: int) -> int:
+        """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end."""
+        rest = os.pread(segment.fd, segment.size - position - 1, position + 1)
+        found = rest.find(_FRAME_MAGIC)
+        skipped = segment.size - position if found < 0 else found + 1
+        # A torn frame's record count is unknown: it counts as one (adopted, then dropped as spool_corrupt).
+        self.adopted_total += 1
+        self._corrupt(1, f"skipped {skipped} damaged bytes in {segment.path!r} (a write torn by a crash)")
+        return segment.size if found < 0 else position + 1 + found
+
+    def _corrupt(self, records: int, message: str) -> None:
+        self._count("spool_corrupt", records)
+        _diag.report("spool_corrupt", message)
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, batch: Batch) -> bool:
+        """Write a batch as a frame at the tail; False if it could not be written (then it is not spooled)."""
+        payload = batch.batch_id.encode("ascii", "replace") + b"\n" + b"".join(batch.lines)
+        size = _FRAME_HEADER.size + len(payload)
+        if size > self._max_bytes:
+            return False
+        now = time.time()
+        self.expire(now)
+        self._make_room(size)
+        try:
+            segment = self._writable(size)
+            fields = _FRAME_HEADER.pack(_FRAME_MAGIC, len(payload), len(batch), now, 0)[4:20]
+            crc = zlib.crc32(payload, zlib.crc32(fields))
+            data = _FRAME_MAGIC + fields + struct.pack("<I", crc) + payload
+            written = 0
+            while written < len(data):
+                written += os.pwrite(segment.fd, memoryview(data)[written:], segment.size + written)
+        except OSError as exc:
+            _diag.report("spool_write", f"cannot write to spool_dir {self.directory!r}: {exc}")
+            if self._active is not None:  # never append after a possibly torn frame: start a new segment
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._active.fd, self._active.size)
+                self._retire(self._active)
+            return False
+        frame = Frame(segment, segment.size, segment.size + size, len(batch), now, batch.first_seq)
+        frame.batch_id = batch.batch_id
+        frame.nbytes = batch.nbytes
+        if self._cached_bytes + batch.nbytes <= self._memory_mark:
+            frame.lines = batch.lines
+            self._cached_bytes += batch.nbytes
+        segment.size += size
+        segment.live += 1
+        self._own.append(frame)
+        self.records += len(batch)
+        self.own_records += len(batch)
+        self._live_bytes += size
+        return True
+
+    def _writable(self, size: int) -> _Segment:
+        active = self._active
+        if active is not None and active.size + size > SEGMENT_BYTES and active.size > _SEGMENT_HEADER.size:
+            self._retire(active)
+            active = None
+        if active is None:
+            name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.{self.owner}.seg"
+            path = self._path(name)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            header = _SEGMENT_HEADER.pack(_SEGMENT_MAGIC, _SEGMENT_VERSION, _SEGMENT_HEADER.size)
+            os.pwrite(fd, header, 0)
+            active = _Segment(path, fd, _SEGMENT_HEADER.size)
+            self._segments.append(active)
+            self._active = active
+        return active
+
+    def _retire(self, segment: _Segment) -> None:
+        """No more appends to this segment; deleted now if nothing in it is waiting."""
+        if self._active is segment:
+            self._active = None
+        if not segment.live:
+            self._discard(segment)
+
+    def _discard(self, segment: _Segment) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(segment.path)
+        with contextlib.suppress(OSError):
+            os.close(segment.fd)
+        with contextlib.suppress(ValueError):
+            self._segments.remove(segment)
+
+    def _make_room(self, size: int) -> None:
+        dropped = 0
+        while self._live_bytes + size > self._max_bytes:
+            frame = self.head()
+            if frame is None:
+                break
+            dropped += frame.records
+            self._settle(frame)
+        if dropped:
+            self._count("spool_full", dropped)
+            _diag.report("spool_full", f"spool_dir full (spool_max_bytes): dropped the oldest {dropped}")
+
+    # ------------------------------------------------------------------ reading
+
+    def head(self) -> Frame | None:
+        """The next frame to send (adopted ones first)."""
+        if self._adopted:
+            return self._adopted[0]
+        return self._own[0] if self._own else None
+
+    @property
+    def own_first_seq(self) -> int | None:
+        """Seq of this process's oldest unsettled spooled record (what flush() waits for)."""
+        return self._own[0].first_seq if self._own else None
+
+    def expire(self, now: float) -> None:
+        """Drop frames at the head older than max_age."""
+        limit = now - self._max_age
+        dropped = 0
+        while True:
+            frame = self.head()
+            if frame is None or frame.written_at >= limit:
+                break
+            dropped += frame.records
+            self._settle(frame)
+        if dropped:
+            self._count("spool_expired", dropped)
+            _diag.report("spool_expired", f"dropped {dropped} spooled records older than spool_max_age")
+
+    def load(self, frame: Frame) -> Batch | None:
+        """The head frame as a batch (from memory or disk); None if it failed its CRC (it is then settled)."""
+        first_seq = frame.first_seq if frame.first_seq is not None else 0
+        if frame.lines is not None:
+            return Batch(frame.batch_id, first_seq, frame.lines)
+        try:
+            data = os.pread(frame.segment.fd, frame.end - frame.offset, frame.offset)
+        except OSError as exc:
+            data = b""
+            _diag.report("spool_read", f"cannot read {frame.segment.path!r}: {exc}")
+        batch = _parse(data, frame.records, first_seq)
+        if batch is None:
+            self._corrupt(frame.records, f"a frame in {frame.segment.path!r} failed its CRC check; skipped")
+            self._settle(frame)
+        return batch
+
+    def settle(self, frame: Frame) -> None:
+        """The head frame was sent (or dropped and counted by the caller): forget it, on disk too."""
+        self._settle(frame)
+
+    def _settle(self, frame: Frame) -> None:
+        queue = self._adopted if self._adopted and self._adopted[0] is frame else self._own
+        queue.popleft()
+        self.records -= frame.records
+        if frame.first_seq is not None:
+            self.own_records -= frame.records
+        self._live_bytes -= frame.end - frame.offset
+        if frame.lines is not None:
+            self._cached_bytes -= frame.nbytes
+            frame.lines = None
+        segment = frame.segment
+        segment.live -= 1
+        if not segment.live and segment is not self._active:
+            self._discard(segment)
+            return
+        try:
+            os.pwrite(segment.fd, struct.pack("<Q", frame.end), _ACK_OFFSET_AT)
+        except OSError as exc:  # at worst the frame is sent again after a restart (same ids: de-duplicated)
+            _diag.report("spool_write", f"cannot record progress in {segment.path!r}: {exc}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release everything. With nothing left to send the files go; otherwise the next process adopts."""
+        for segment in list(self._segments):
+            if not segment.live:
+                self._discard(segment)
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(segment.fd)
+        if not self._segments:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(f"{self.owner}.lock"))
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)  # releases the flock: what is left is now adoptable
+        self._segments = []
+        self._active = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the inherited descriptors (the parent keeps its lock); touch no file."""
+        for segment in self._segments:
+            with contextlib.suppress(OSError):
+                os.close(segment.fd)
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+        self._segments = []
+        self._active = None
+
+
+def _parse(data: bytes, records: int, first_seq: int) -> Batch | None:
+    if len(data) < _FRAME_HEADER.size or data[:4] != _FRAME_MAGIC:
+        return None
+    _, length, count, _, crc = _FRAME_HEADER.unpack_from(data)
+    payload = data[_FRAME_HEADER.size :]
+    if len(payload) != length or count != records:
+        return None
+    if zlib.crc32(payload, zlib.crc32(data[4:20])) != crc:
+        return None
+    newline = payload.find(b"\n")
+    if newline < 0 or not payload.endswith(b"\n"):
+        return None
+    lines = [line + b"\n" for line in payload[newline + 1 : -1].split(b"\n")]
+    if len(lines) != records:
+        return None
+    return Batch(payload[:newline].decode("ascii", "replace"), first_seq, lines)
