@@ -39,3 +39,15 @@ def chdb_dsn(tmp_path: Path) -> str:
     """A clickhouse-connect DSN for an embedded chDB store in a temp dir."""
     require("chdb")
     return f"chdb://{tmp_path / 'clickhouse'}"
+
+
+@pytest.fixture
+def server() -> Iterator[object]:
+    """A real local HTTP capture server (tests/sdk/capture_server.py), stopped after the test."""
+    from tests.sdk.capture_server import CaptureServer
+
+    srv = CaptureServer().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

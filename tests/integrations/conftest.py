@@ -23,16 +23,6 @@ Shipped = Callable[..., list[dict[str, Any]]]
 
 
 @pytest.fixture
-def server() -> Iterator[CaptureServer]:
-    """A started capture server, stopped after the test."""
-    srv = CaptureServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
 def clean_root() -> Iterator[logging.Logger]:
     """Restore the root logger (handlers, level) and the levels of the loggers the tests use afterwards."""
     root = logging.getLogger()

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from oglogstream import OgLogHandler
 
-from .capture_server import CaptureServer
-
 #: Small intervals and backoff so failure paths take milliseconds, not seconds.
 FAST: dict[str, Any] = {
     "flush_interval": 0.05,
@@ -20,16 +18,6 @@ FAST: dict[str, Any] = {
     "connect_timeout": 1.0,
     "read_timeout": 2.0,
 }
-
-
-@pytest.fixture
-def server() -> Iterator[CaptureServer]:
-    """A started capture server, stopped after the test."""
-    srv = CaptureServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.conftest import IN_CI
+from tests.stack.otlp_examples import SPEC_EXAMPLE
 
 try:
     from oglogstream.stack import otlp_mapping as m
@@ -29,37 +30,6 @@ from oglogstream import _wire
 
 NOW = dt.datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
 DIGEST = "ab" * 32
-
-#: The OTLP/JSON example from opentelemetry-proto (examples/logs.json): hex ids in upper case, int64 as
-#: JSON numbers, severity given only as text.
-SPEC_EXAMPLE = """
-{"resourceLogs": [{
-  "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
-  "scopeLogs": [{
-    "scope": {"name": "my.library", "version": "1.0.0", "attributes": [
-      {"key": "my.scope.attribute", "value": {"stringValue": "some scope attribute"}}]},
-    "logRecords": [{
-      "timeUnixNano": 1544712660300000000,
-      "observedTimeUnixNano": 1544712660300000000,
-      "severityText": "Information",
-      "traceId": "5B8EFFF798038103D269B633813FC60C",
-      "spanId": "EEE19B7EC3C1B174",
-      "body": {"stringValue": "Example log record"},
-      "attributes": [
-        {"key": "string.attribute", "value": {"stringValue": "some string"}},
-        {"key": "boolean.attribute", "value": {"boolValue": true}},
-        {"key": "int.attribute", "value": {"intValue": 10}},
-        {"key": "double.attribute", "value": {"doubleValue": 637.704}},
-        {"key": "array.attribute", "value": {"arrayValue": {"values": [
-          {"stringValue": "many"}, {"stringValue": "values"}]}}},
-        {"key": "map.attribute", "value": {"kvlistValue": {"values": [
-          {"key": "some.map.key", "value": {"stringValue": "some value"}}]}}}
-      ]
-    }]
-  }]
-}]}
-"""
-
 
 def _value(v: Any) -> AnyValue:
     if isinstance(v, AnyValue):

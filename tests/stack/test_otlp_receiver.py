@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import gzip
 import json
 import logging
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.stack.helpers import running_app
+from tests.stack.otlp_examples import SPEC_EXAMPLE
 
 try:
     import aiohttp
@@ -192,39 +192,9 @@ async def test_official_sdk_records_are_queryable(stack: Served, compression: st
 
 # -- OTLP/JSON -------------------------------------------------------------------------------------------
 
-#: The OTLP/JSON example of the spec (opentelemetry-proto examples/logs.json), verbatim but for the
-#: timestamps, which the test sets to now (a 2018 row would be past the table's TTL).
-SPEC_EXAMPLE = {
-    "resourceLogs": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
-        "scopeLogs": [{
-            "scope": {"name": "my.library", "version": "1.0.0", "attributes": [
-                {"key": "my.scope.attribute", "value": {"stringValue": "some scope attribute"}}]},
-            "logRecords": [{
-                "timeUnixNano": 1544712660300000000,
-                "observedTimeUnixNano": 1544712660300000000,
-                "severityText": "Information",
-                "traceId": "5B8EFFF798038103D269B633813FC60C",
-                "spanId": "EEE19B7EC3C1B174",
-                "body": {"stringValue": "Example log record"},
-                "attributes": [
-                    {"key": "string.attribute", "value": {"stringValue": "some string"}},
-                    {"key": "boolean.attribute", "value": {"boolValue": True}},
-                    {"key": "int.attribute", "value": {"intValue": 10}},
-                    {"key": "double.attribute", "value": {"doubleValue": 637.704}},
-                    {"key": "array.attribute", "value": {"arrayValue": {"values": [
-                        {"stringValue": "many"}, {"stringValue": "values"}]}}},
-                    {"key": "map.attribute", "value": {"kvlistValue": {"values": [
-                        {"key": "some.map.key", "value": {"stringValue": "some value"}}]}}},
-                ],
-            }],
-        }],
-    }],
-}
-
-
 def _spec_example(now_ns: int) -> dict[str, Any]:
-    doc = copy.deepcopy(SPEC_EXAMPLE)
+    # The spec's example, but timestamped now: a 2018 row would be past the table's TTL.
+    doc = json.loads(SPEC_EXAMPLE)
     record = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
     record["timeUnixNano"] = record["observedTimeUnixNano"] = now_ns
     return doc
