@@ -1,4 +1,7 @@
-"""Run every benchmark in turn: `python -m benchmarks` (results go to stdout; copy them into docs/benchmarks.md)."""
+"""Run every benchmark in turn: `python -m benchmarks [name ...]`.
+
+Results go to stdout; docs/benchmarks.md records them with the command of each suite.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,13 @@ SUITES = (
     "benchmarks.live_latency_bench",
 )
 
+
+def main(names: list[str]) -> None:
+    for name in names or SUITES:
+        module = name if name.startswith("benchmarks.") else f"benchmarks.{name}"
+        print(f"\n===== {module} =====", flush=True)
+        runpy.run_module(module, run_name="__main__")
+
+
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or SUITES
-    for name in chosen:
-        print(f"\n===== {name} =====", flush=True)
-        runpy.run_module(name if name.startswith("benchmarks.") else f"benchmarks.{name}", run_name="__main__")
+    main(sys.argv[1:])
