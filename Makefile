@@ -6,8 +6,9 @@ PY     := $(VENV)/bin/python
 
 .PHONY: run test lint typecheck bench clean system-deps
 
-# Debian packages the tests drive for real (the dashboard's browser tests); installed when missing and root.
-SYSTEM_PACKAGES := chromium
+# Debian packages the tests drive for real (browser tests, HAProxy in front of the roles); installed when
+# missing and running as root. Each package installs a command of the same name.
+SYSTEM_PACKAGES := chromium haproxy
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/oglog demo
 
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=0; for cmd in $(SYSTEM_PACKAGES); do command -v $$cmd >/dev/null 2>&1 || missing=1; done; \
+	[ $$missing = 0 ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(SYSTEM_PACKAGES) from Debian's packages"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \

@@ -10,6 +10,7 @@ import sys
 
 SUITES = (
     "benchmarks.sdk_bench",
+    "benchmarks.sdk_async_bench",
     "benchmarks.integrations_bench",
     "benchmarks.stack_ingest_bench",
     "benchmarks.stack_query_bench",
