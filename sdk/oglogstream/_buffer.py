@@ -81,7 +81,13 @@ class Pending:
         """(first seq, the oldest lines up to either limit); at least one line, even if it alone is larger."""
         lines = self.lines
         first = self.first_seq
-        taken: list[bytes] = []
+        if len(lines) <= batch_size and self.nbytes <= batch_bytes:  # everything fits: one C-level copy
+            taken = list(lines)
+            lines.clear()
+            self.nbytes = 0
+            self.first_seq = first + len(taken)
+            return first, taken
+        taken = []
         size = 0
         while lines and len(taken) < batch_size:
             line = lines[0]

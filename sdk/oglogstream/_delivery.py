@@ -168,27 +168,56 @@ def ingest(
     popleft = intake.popleft
     encode_captured = encoder.encode_captured
     taken = 0
-    while taken != limit and not (bounded and (len(queue) >= batch_size or pending.nbytes >= batch_bytes)):
-        try:
-            item = popleft()
-        except IndexError:
-            return taken
-        taken += 1
-        try:
-            line = (
-                encode_captured(item) if len(item) == 5 else encoder.encode_struct(item[0], item[1], item[2])
-            )
-        except Exception as exc:  # encoding is total by design; if it is not, count and say so
-            ledger.count_locked("internal_error", 1)
-            _diag.report("encode", f"could not encode a record: {exc!r}")
-            continue
-        size = len(line)
-        if queue and len(queue) < room_records and pending.nbytes + size <= room_bytes:
-            append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
-            pending.next_seq += 1
-            pending.nbytes += size
-        else:
-            dropped = pending.push(line, held_records, held_bytes)
-            if dropped:
-                ledger.count_locked("overflow", dropped)
+    # How many more entries may simply be appended before a bound (or, when bounded, a full batch) needs a
+    # closer look; counting down this local is cheaper than re-reading `pending` for every entry.
+    if bounded:
+        room = min(room_records, batch_size) - len(queue)
+        byte_room = min(room_bytes, batch_bytes - 1) - pending.nbytes
+    else:
+        room = room_records - len(queue)
+        byte_room = room_bytes - pending.nbytes
+    nbytes = 0  # appended by the fast path and not yet added to `pending.nbytes`
+    try:
+        while taken != limit:
+            if bounded and (room <= 0 or byte_room < 0):
+                pending.nbytes += nbytes
+                nbytes = 0
+                if len(queue) >= batch_size or pending.nbytes >= batch_bytes:
+                    break
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            taken += 1
+            try:
+                line = (
+                    encode_captured(item)
+                    if len(item) == 5
+                    else encoder.encode_struct(item[0], item[1], item[2])
+                )
+            except Exception as exc:  # encoding is total by design; if it is not, count and say so
+                ledger.count_locked("internal_error", 1)
+                _diag.report("encode", f"could not encode a record: {exc!r}")
+                continue
+            size = len(line)
+            if queue and room > 0 and size <= byte_room:
+                append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
+                pending.next_seq += 1
+                nbytes += size
+                room -= 1
+                byte_room -= size
+            else:
+                pending.nbytes += nbytes
+                nbytes = 0
+                dropped = pending.push(line, held_records, held_bytes)
+                if dropped:
+                    ledger.count_locked("overflow", dropped)
+                count = len(queue)
+                room = room_records - count
+                byte_room = room_bytes - pending.nbytes
+                if bounded:
+                    room = min(room, batch_size - count)
+                    byte_room = min(byte_room, batch_bytes - 1 - pending.nbytes)
+    finally:
+        pending.nbytes += nbytes
     return taken

@@ -99,6 +99,7 @@ _LEVEL_BY_NAME = {
 #: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
 #: leftovers such as `message`, which the encoder filters out).
 RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+_ONE_EXTRA = RECORD_BASE_KEYS + 1
 
 #: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
 IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
@@ -364,6 +365,14 @@ class EntryEncoder:
         self._key_prefixes: dict[object, str] = {}
         self._second = -1
         self._second_text = ""
+        # Fast path of encode_captured (the common record shape), filled by the general path:
+        # levelno -> '","level":"info",<static>"message":' and (name, threadName) -> logger + thread fields.
+        self._heads: dict[object, str] = {}
+        self._tails: dict[tuple[object, object], str] = {}
+        self._id_head = f'{{"id":"{self._prefix}'
+        self._attribute_heads: dict[object, str] = {}
+        self._stamp_second = -1
+        self._stamp = ""
 
     def _timestamp(self, created: float) -> str:
         if not _MIN_CREATED <= created <= _MAX_CREATED:  # also false for NaN
@@ -424,13 +433,84 @@ class EntryEncoder:
         return self.encode_captured(capture(record, context, span))
 
     def encode_captured(self, item: CapturedRecord) -> bytes:
-        """A `CapturedRecord` as one NDJSON line. The worker's hot loop: everything is inlined."""
+        """A `CapturedRecord` as one NDJSON line. The worker's hot loop: everything is inlined.
+
+        The common shape (a record from `logging` with no exception, a short non-empty message, a valid
+        `created`, a level and logger/thread names seen before) takes the fast path below: cached fragments
+        and one `%` format. Anything else goes through `_encode_general`, which also fills those caches; both
+        build the same bytes.
+        """
         state, msg, args, context, span = item
         if args is not None:
             try:
                 msg = msg % args
             except Exception as exc:
                 msg = render_failed(msg, args, exc)
+        try:
+            created = state["created"]
+            head = self._heads[state["levelno"]]
+            tail = self._tails[(state["name"], state["threadName"])]
+            if (
+                state["exc_info"]
+                or state["stack_info"]
+                or type(created) is not float
+                or not _MIN_CREATED <= created <= _MAX_CREATED  # also rejects NaN
+                or not msg
+                or len(msg) > _MESSAGE_FAST_CHARS
+            ):
+                return self._encode_general(state, msg, context, span)
+        except (KeyError, TypeError):  # an unusual record (missing attributes, unhashable names)
+            return self._encode_general(state, msg, context, span)
+        second = int(created)
+        if second != self._stamp_second:
+            if second != self._second:
+                self._second = second
+                self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp_second = second
+            self._stamp = f'","timestamp":"{self._second_text}.'
+        micros = int((created - second) * 1_000_000)
+        if micros > 999_999:
+            micros = 999_999
+        links = attributes = ""
+        size = len(state)
+        if size == _ONE_EXTRA and not context:
+            # One `extra=` field (the most common shape): the same fragment `_record_attributes` builds.
+            try:
+                keys = reversed(state)
+                key = next(keys)
+                if key not in _SKIPPED_KEYS and next(keys) in _BASE_KEYS:
+                    value = state[key]
+                    kind = type(value)
+                    if kind is str and len(value) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS:
+                        value_json = _encode_str(value)
+                    elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
+                        value_json = int.__repr__(value)
+                    else:
+                        value_json = _value_json(value)
+                    opening = self._attribute_heads.get(key)
+                    if opening is None:
+                        opening = self._attribute_head(key)
+                    attributes = f"{opening}{value_json}}}"
+                else:
+                    links, attributes = self._record_attributes(state, context)
+            except (RuntimeError, KeyError, StopIteration):  # another thread changed the record meanwhile
+                links, attributes = self._record_attributes(state, context)
+        elif size > RECORD_BASE_KEYS or context:
+            links, attributes = self._record_attributes(state, context)
+        if span is not None and not links:  # explicit extra= trace_id/span_id win over the active span
+            links = span_links(span)
+        # `%` for the two numbers: about twice as fast as format specs inside the f-string (same text).
+        line = (
+            f'{self._id_head}{"%x" % next(self._counter)}{self._stamp}{"%06d" % micros}Z{head}'  # noqa: UP031
+            f"{_encode_str(msg)}{tail}{links}{attributes}}}\n"
+        )
+        # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
+        return line.encode("utf-8", "replace")
+
+    def _encode_general(
+        self, state: dict[str, Any], msg: str, context: Mapping[str, object] | None, span: object
+    ) -> bytes:
+        """`encode_captured` for any record (`msg` already rendered); fills the fast path's caches."""
         if len(msg) > _MESSAGE_FAST_CHARS:
             msg = clip_bytes(msg, _wire.MAX_MESSAGE_BYTES)
         elif not msg:
@@ -452,6 +532,7 @@ class EntryEncoder:
             level = level_for_number(levelno if type(levelno) is int else logging.INFO)
             if type(levelno) is int:
                 self._levels[levelno] = level
+                self._heads[levelno] = f'","level":"{level}",{self._static}"message":'
         if type(created) is not float or not _MIN_CREATED <= created <= _MAX_CREATED:  # also rejects NaN
             created = time.time()
         second = int(created)
@@ -467,6 +548,11 @@ class EntryEncoder:
         thread = self._threads.get(thread_name)
         if thread is None:
             thread = self._short(self._threads, "thread", thread_name)
+        if type(name) is str and type(thread_name) is str and thread_name:  # the fast path's key
+            tails = self._tails
+            if len(tails) >= _NAME_CACHE_SIZE:
+                tails.clear()
+            tails[(name, thread_name)] = logger + thread
         links = attributes = ""
         if len(state) > RECORD_BASE_KEYS or context:
             links, attributes = self._record_attributes(state, context)
@@ -526,6 +612,17 @@ class EntryEncoder:
         if len(parts) > 1:
             parts.reverse()  # collected from the end: restore the order the app wrote them in
         return "", f',"attributes":{{{",".join(parts)}}}'
+
+    def _attribute_head(self, key: object) -> str:
+        """`,"attributes":{"key":` for a record's only attribute, cached."""
+        prefix = self._key_prefixes.get(key)
+        if prefix is None:
+            prefix = self._key_prefix(key)
+        heads = self._attribute_heads
+        if len(heads) >= _NAME_CACHE_SIZE:
+            heads.clear()
+        heads[key] = head = f',"attributes":{{{prefix}'
+        return head
 
     def _key_prefix(self, key: object) -> str:
         """`"key":` for an attribute key (cut to the wire limit), cached."""

@@ -178,6 +178,7 @@ class HttpTransport:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._endpoint = settings.endpoint
+        self._url = httpx.URL(settings.endpoint)  # parsed once, not on every request
         self._client = httpx.Client(
             headers=request_headers(settings),
             timeout=phase_timeout(settings, None),
@@ -189,12 +190,19 @@ class HttpTransport:
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         """POST the batch; `timeout` caps each phase (used to honour a close() deadline)."""
         try:
-            response = self._client.post(
-                self._endpoint,
-                content=request_body(batch),
-                headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                timeout=phase_timeout(self._settings, timeout),
-            )
+            if timeout is None:  # the client's own timeouts are `phase_timeout(settings, None)`
+                response = self._client.post(
+                    self._url,
+                    content=request_body(batch),
+                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
+                )
+            else:
+                response = self._client.post(
+                    self._url,
+                    content=request_body(batch),
+                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
+                    timeout=phase_timeout(self._settings, timeout),
+                )
         except Exception as exc:
             return failure(self._endpoint, exc)
         return classify(response, self._endpoint, len(batch))
