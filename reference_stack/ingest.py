@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import operator
 import re
 import secrets
 import time
@@ -39,6 +40,7 @@ _HEADER_ROOM = 4096
 _BATCH_ID = re.compile(schema.ID_PATTERN)
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK = 256 * 1024
+_TIMESTAMP = operator.itemgetter("timestamp")
 
 
 class _HTTPProblem(Exception):
@@ -173,7 +175,7 @@ def _now() -> str:
 
 def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
     """(rows, JSON-array payload) parts of at most `limit` bytes each, halving deterministically."""
-    payload = schema.dumps(rows)
+    payload = schema.dump_rows(rows)
     if len(payload) <= limit:
         return [(rows, payload)]
     if len(rows) == 1:
@@ -182,14 +184,23 @@ def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, 
     return _split(rows[:half], limit) + _split(rows[half:], limit)
 
 
-async def publish_rows(broker: Broker, metrics: Metrics, rows: list[dict[str, Any]], batch_id: str) -> None:
-    """Make `rows` durable in JetStream (raises BrokerUnavailable), then fan them out to the live tail."""
+async def publish_rows(
+    broker: Broker,
+    metrics: Metrics,
+    rows: list[dict[str, Any]],
+    batch_id: str,
+    *,
+    received_at: str | None = None,
+) -> None:
+    """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
+    out to the live tail. `received_at`: given when every row has that value (one make_rows call), which
+    makes the live payload a plain replace."""
     parts = _split(rows, broker.max_payload - _HEADER_ROOM)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
     async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
-        stamps = [r["timestamp"] for r in part_rows]
+        stamps = list(map(_TIMESTAMP, part_rows))
         headers = {
             "Nats-Msg-Id": batch_id if len(parts) == 1 else f"{batch_id}.{k + 1}of{len(parts)}",
             "Oglog-Rows": str(len(part_rows)),
@@ -207,7 +218,7 @@ async def publish_rows(broker: Broker, metrics: Metrics, rows: list[dict[str, An
     metrics.publish_latency.observe(loop.time() - started)
     for _, payload in parts:  # one live message per part: each fits under max_payload
         try:
-            await broker.publish_live(schema.live_payload(payload))
+            await broker.publish_live(schema.live_payload(payload, received_at))
         except Exception:  # best effort by contract: the entries are durable already
             metrics.live_publish_errors.inc()
 
@@ -323,30 +334,67 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
     rows = schema.make_rows([entry], batch_id=batch_id, received_at=received_at)
     if _wire.BATCH_ID_HEADER in request.headers:
         # The client can retry this request: its own message, so JetStream deduplicates by Nats-Msg-Id.
-        await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id)
+        await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id, received_at=received_at)
     else:
         await request.app[_COALESCER].publish(rows[0])
     counters.accepted["/log"].inc()
     return _json(202, {"status": "accepted", "timestamp": received_at, "id": rows[0]["id"]})
 
 
-def _validate_lines(body: bytes) -> tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]:
+#: A line of the joined array (see _ndjson_rows) whose first token is not `{`.
+_NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*[^ \t\r\x0b\x0c{]")
+
+
+def _ndjson_lines(body: bytes) -> list[bytes]:
+    """The non-blank lines of an NDJSON body (413 past MAX_BATCH_ENTRIES)."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    if len(lines) > _wire.MAX_BATCH_ENTRIES:
+        raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
+    return lines
+
+
+def _ndjson_rows(lines: list[bytes], *, batch_id: str, received_at: str) -> list[dict[str, Any]] | None:
+    """The rows of all lines, validated in ONE pydantic call (the per-call overhead is a sixth of the work),
+    or None when any line is invalid (the caller then validates line by line, for per-index errors).
+
+    The lines are joined as a JSON array, each on its own line. That yields exactly one entry per line, as if
+    each were validated alone: a JSON string cannot hold a raw newline, entries hold no arrays, and every line
+    starts with `{` - so each separating comma is the array's own, and the count check rules out a line
+    holding two entries."""
+    if not lines:
+        return None
+    joined = b"[\n" + b",\n".join(lines) + b"]"
+    if _NOT_AN_OBJECT_LINE.search(joined):
+        return None
+    try:
+        rows = schema.rows_from_json(joined, batch_id=batch_id, received_at=received_at)
+    except ValidationError:
+        return None
+    return rows if len(rows) == len(lines) else None
+
+
+def _validate_lines(lines: list[bytes]) -> tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]:
     entries: list[schema.Entry] = []
     indexes: list[int] = []
     rejected: list[dict[str, Any]] = []
-    index = -1
-    for line in body.split(b"\n"):
-        if not line.strip():
-            continue
-        index += 1
-        if index >= _wire.MAX_BATCH_ENTRIES:
-            raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
+    for index, line in enumerate(lines):
         try:
             entries.append(schema.ENTRY.validate_json(line))
             indexes.append(index)
         except ValidationError as exc:
             rejected.append({"index": index, "error": _summary(exc)})
-    return entries, indexes, rejected, index + 1
+    return entries, indexes, rejected, len(lines)
+
+
+def _array_rows(body: bytes, *, batch_id: str, received_at: str) -> list[dict[str, Any]] | None:
+    """The rows of a JSON array of entries, or None if it is empty or not all valid (see _validate_array)."""
+    try:
+        rows = schema.rows_from_json(body, batch_id=batch_id, received_at=received_at)
+    except ValidationError:
+        return None
+    if len(rows) > _wire.MAX_BATCH_ENTRIES:
+        raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
+    return rows or None
 
 
 def _validate_array(body: bytes) -> tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]:
@@ -392,8 +440,20 @@ async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
         request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
     )
     batch_id = _batch_id(request)
-    validate = _validate_array if request.content_type == "application/json" else _validate_lines
-    entries, indexes, rejected, total = validate(body)
+    received_at = _now()
+    # The common case first: every entry valid, validated and made into rows in one pydantic call. Otherwise
+    # the entries are validated one by one, for per-index errors.
+    if request.content_type == "application/json":
+        rows = _array_rows(body, batch_id=batch_id, received_at=received_at)
+        if rows is not None:
+            return await _publish_batch(request, counters, rows, batch_id, received_at, [])
+        entries, indexes, rejected, total = _validate_array(body)
+    else:
+        lines = _ndjson_lines(body)
+        rows = _ndjson_rows(lines, batch_id=batch_id, received_at=received_at)
+        if rows is not None:
+            return await _publish_batch(request, counters, rows, batch_id, received_at, [])
+        entries, indexes, rejected, total = _validate_lines(lines)
     if rejected:
         counters.rejected("invalid", len(rejected))
     if not entries:
@@ -402,9 +462,20 @@ async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
             400, {"error": "validation failed", "reason": reason, "accepted": 0, "rejected": rejected}
         )
     rows = schema.make_rows(
-        entries, batch_id=batch_id, received_at=_now(), indexes=indexes if rejected else None
+        entries, batch_id=batch_id, received_at=received_at, indexes=indexes if rejected else None
     )
-    await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id)
+    return await _publish_batch(request, counters, rows, batch_id, received_at, rejected)
+
+
+async def _publish_batch(
+    request: web.Request,
+    counters: _Counters,
+    rows: list[dict[str, Any]],
+    batch_id: str,
+    received_at: str,
+    rejected: list[dict[str, Any]],
+) -> web.Response:
+    await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id, received_at=received_at)
     counters.accepted["/logs"].inc(len(rows))
     return _json(202, {"accepted": len(rows), "rejected": rejected})
 

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,17 +125,27 @@ class _Batch:
     started: float = 0.0
 
 
+def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
+    yield b"["
+    for k, part in enumerate(parts):
+        if k:
+            yield b","
+        yield part[1:-1]
+    yield b"]"
+
+
 def _insert_rows(
     client: Client, parts: list[bytes], ids: list[str], ts_min: str, ts_max: str, token: str
 ) -> tuple[int, int]:
     """Runs on the storage thread: drop ids already stored or repeated, insert the rest with `token`.
     Returns (rows inserted, duplicates dropped)."""
     existing: set[str] = set()
+    unique = set(ids)
     if ids:
         # ids and timestamps were checked against strict patterns (no quotes, commas or backslashes), so they
         # can be inlined. One string literal split server-side: a 50,000-literal IN list costs ClickHouse's
         # parser ~1 s, this ~0.05 s.
-        id_list = ",".join(set(ids))
+        id_list = ",".join(unique)
         query = (
             f"SELECT id FROM {LOGS_TABLE} WHERE timestamp >= parseDateTime64BestEffort('{ts_min}', 6, 'UTC') "
             f"AND timestamp <= parseDateTime64BestEffort('{ts_max}', 6, 'UTC') "
@@ -143,7 +153,8 @@ def _insert_rows(
         )
         raw = client.raw_query(query, fmt="TabSeparated", settings={"max_query_size": len(query) + 1024})
         existing = set(raw.decode().split("\n")) - {""}
-    if existing or len(set(ids)) != len(ids):
+    data: bytes | Generator[bytes, None, None]
+    if existing or len(unique) != len(ids):
         kept: list[bytes] = []
         seen = existing
         for part in parts:
@@ -158,7 +169,9 @@ def _insert_rows(
         inserted = len(kept)
     else:
         dropped = 0
-        data = parts[0] if len(parts) == 1 else b"[" + b",".join(p[1:-1] for p in parts) + b"]"
+        # The payloads spliced into one array as chunks: the driver writes them to its input file one by
+        # one, without first copying the whole batch (tens of MB) into one bytes object.
+        data = parts[0] if len(parts) == 1 else _spliced(parts)
         inserted = len(ids)
     client.raw_insert(
         LOGS_TABLE, None, data, fmt="JSONEachRow", settings={"insert_deduplication_token": token}
@@ -294,6 +307,11 @@ class Processor:
                         continue
                     for msg in msgs:
                         await self._add(batch, msg)
+                        # Cut at the message that fills the batch, not after the whole fetch: a batch
+                        # stays within one message of BATCH_SIZE / max_batch_bytes however much was pending.
+                        if batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes:
+                            await self._start_flush(batch)
+                            batch = _Batch()
                 if batch.items and (
                     batch.rows >= self.batch_size
                     or batch.size >= self.max_batch_bytes

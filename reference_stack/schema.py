@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import pydantic_core
 from oglogstream import _wire
@@ -29,12 +29,14 @@ __all__ = [
     "ENTRY_LIST",
     "ID_PATTERN",
     "Entry",
+    "dump_rows",
     "dumps",
     "format_timestamp",
     "live_payload",
     "make_rows",
     "payload_ids",
     "public_entry",
+    "rows_from_json",
     "split_rows",
     "validation_details",
 ]
@@ -74,8 +76,17 @@ def _canonical_timestamp(value: str) -> str:
 
 #: The form the SDK sends and the stack stores: taken as is after a cheap check (3x faster than parsing).
 _CANONICAL_TS = r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+#: The canonical form restricted to dates that exist in every year (Feb 29 excepted) and valid times: these
+#: need no Python check at all (the regex runs in Rust). Everything else falls through to the branches below,
+#: which decide exactly as before; the union's error message only uses the last branch's reason.
+_VALID_CANONICAL_TS = (
+    r"^(19|2[0-2])\d\d-"
+    r"((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+    r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+)
 _Timestamp = Annotated[
-    Annotated[str, Field(pattern=_CANONICAL_TS), AfterValidator(_canonical_timestamp)]
+    Annotated[str, Field(pattern=_VALID_CANONICAL_TS)]
+    | Annotated[str, Field(pattern=_CANONICAL_TS), AfterValidator(_canonical_timestamp)]
     | Annotated[dt.datetime, AfterValidator(_timestamp)]
     | None,
     Field(union_mode="left_to_right"),
@@ -140,6 +151,31 @@ ENTRY_LIST: TypeAdapter[list[Entry]] = TypeAdapter(list[Entry])
 #: Parses JSON without validating (to split an array whose fast-path validation failed).
 ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
 
+#: Row key order (see make_rows): `Entry`'s fields with id and timestamp first.
+_ROW_ORDER = (
+    "id",
+    "timestamp",
+    "level",
+    "message",
+    "service",
+    "logger",
+    "host",
+    "pid",
+    "thread",
+    "trace_id",
+    "span_id",
+    "exception",
+    "attributes",
+)
+_ENTRY_HINTS = get_type_hints(Entry, include_extras=True)
+assert set(_ROW_ORDER) == set(_ENTRY_HINTS), "_ROW_ORDER must list every Entry field"
+#: `Entry` field for field (same types, same rules, same config) declared in row order: a validated dict has
+#: its keys in declaration order, so it already is a row but for defaults, empties and received_at.
+_RowOrderEntry = with_config(Entry.__pydantic_config__)(  # type: ignore[attr-defined]
+    TypedDict("_RowOrderEntry", {key: _ENTRY_HINTS[key] for key in _ROW_ORDER})  # type: ignore[operator]
+)
+_ROW_ORDER_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[_RowOrderEntry])  # type: ignore[valid-type]
+
 
 def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[str, str]]:
     """`[{"field": "attributes.user", "reason": "..."}]` from a pydantic error (`skip_loc` drops indexes).
@@ -186,19 +222,71 @@ def make_rows(
     `received_at` is exactly the public entry shape (see `live_payload`)."""
     rows = []
     for position, entry in enumerate(entries):
-        row: dict[str, Any] = {"id": None, "timestamp": None}
-        row.update(entry)
+        # Keys given again keep their first position: id and timestamp stay first.
+        row: dict[str, Any] = {"id": None, "timestamp": None, **entry}
         if not row["id"]:
             row["id"] = f"{batch_id}-{position if indexes is None else indexes[position]}"
         if not row["timestamp"]:
             row["timestamp"] = received_at
-        for key in [
-            k for k, v in entry.items() if not v and k not in _REQUIRED and k not in ("id", "timestamp")
-        ]:
-            del row[key]
+        if not all(row.values()):  # rare: one C-level pass spares the per-key loop for full entries
+            for key in [
+                k for k, v in entry.items() if not v and k not in _REQUIRED and k not in ("id", "timestamp")
+            ]:
+                del row[key]
         row["received_at"] = received_at
         rows.append(row)
     return rows
+
+
+def rows_from_json(array: bytes, *, batch_id: str, received_at: str) -> list[dict[str, Any]]:
+    """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
+    any entry is invalid (its details in another order: use ENTRY for per-entry errors). Entries that give
+    both id and timestamp (the SDK's) become rows in place."""
+    rows = _ROW_ORDER_LIST.validate_json(array)
+    for position, row in enumerate(rows):
+        if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys
+            entry: Entry = row  # type: ignore[assignment]
+            rows[position] = make_rows(
+                [entry], batch_id=batch_id, received_at=received_at, indexes=[position]
+            )[0]
+            continue
+        if not row["id"]:
+            row["id"] = f"{batch_id}-{position}"
+        if not row["timestamp"]:
+            row["timestamp"] = received_at
+        if not all(row.values()):
+            for key in [k for k, v in row.items() if not v and k not in _REQUIRED]:
+                del row[key]
+        row["received_at"] = received_at
+    return rows
+
+
+@with_config(ConfigDict(extra="allow", ser_json_inf_nan="null"))
+class _Row(TypedDict, total=False):
+    id: str
+    timestamp: str
+    level: str
+    message: str
+    service: str
+    logger: str
+    host: str
+    pid: int
+    thread: str
+    trace_id: str
+    span_id: str
+    exception: str
+    attributes: dict[str, str]
+    received_at: str
+
+
+#: Serialises `make_rows` output with the types known up front (a third faster than `dumps`' inference).
+_ROW_LIST: TypeAdapter[list[_Row]] = TypeAdapter(list[_Row])
+
+
+def dump_rows(rows: list[dict[str, Any]]) -> bytes:
+    """`dumps(rows)`, byte for byte, for rows that `make_rows` built from validated entries (whose values
+    have exactly the declared types; any other key is still serialised, by inference, as `dumps` would)."""
+    return _ROW_LIST.dump_json(rows, warnings=False)  # type: ignore[arg-type]
 
 
 #: A row's own `received_at` is its last key: followed by the row's `}` and then the next row or the array's
@@ -206,9 +294,18 @@ def make_rows(
 _RECEIVED_AT = re.compile(rb',"received_at":"[^"]*"(?=\}(?:,\{"id":"|\]\Z))')
 
 
-def live_payload(payload: bytes) -> bytes:
+def live_payload(payload: bytes, received_at: str | None = None) -> bytes:
     """NDJSON of public entries from a row payload (`dumps(make_rows(...))`), at C speed: rows are the public
-    shape plus a last `received_at` key, and rows are separated by `},{"id":"` (see `payload_ids`)."""
+    shape plus a last `received_at` key, and rows are separated by `},{"id":"` (see `payload_ids`).
+
+    `received_at`, when the caller knows every row has that value, allows one plain replace instead of a
+    regex pass (same bytes out: quotes inside JSON strings are escaped, so `,"received_at":"..."},{"id":"`
+    only occurs where a row ends and the next begins)."""
+    if received_at is not None:
+        end = b',"received_at":"' + received_at.encode() + b'"}'
+        body = payload[1:-1].replace(end + b',{"id":"', b'}\n{"id":"')
+        if body.endswith(end) and payload.startswith(b"[") and payload.endswith(b"]"):
+            return body[: -len(end)] + b"}"
     return _RECEIVED_AT.sub(b"", payload)[1:-1].replace(b'},{"id":"', b'}\n{"id":"')
 
 
