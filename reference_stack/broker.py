@@ -43,7 +43,9 @@ class BrokerUnavailable(Exception):
     """The broker could not durably take a message right now; the caller should answer 503 + Retry-After."""
 
 
-def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> api.StreamConfig:
+def stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
+) -> api.StreamConfig:
     """Work-queue retention (a message lives until the processor acks it), file storage, no age limit:
     an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators)."""
     return api.StreamConfig(
@@ -53,6 +55,7 @@ def stream_config(*, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW) -> api.
         storage=api.StorageType.FILE,
         duplicate_window=duplicate_window,
         discard=api.DiscardPolicy.NEW,
+        num_replicas=replicas,
     )
 
 
@@ -67,6 +70,7 @@ class Broker:
         reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
         publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT,
         duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+        stream_replicas: int = 1,
         name: str = "oglog",
     ) -> None:
         for key, value in (
@@ -83,6 +87,7 @@ class Broker:
         self.reconnect_wait = reconnect_wait
         self.publish_timeout = publish_timeout
         self.duplicate_window = duplicate_window
+        self.stream_replicas = stream_replicas
         self.nc: NatsClient = NatsClient()
         self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
         self._stream_ready = asyncio.Event()
@@ -109,7 +114,7 @@ class Broker:
         # nats-py retries the first connect forever when max_reconnect_attempts < 0. Its timeouts are typed
         # int but only reach asyncio.wait_for/sleep, which take the sub-second floats we use.
         await self.nc.connect(
-            servers=[self.url],
+            servers=[url.strip() for url in self.url.split(",") if url.strip()],  # a cluster: a,b,c
             name=self.name,
             connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
             reconnect_time_wait=self.reconnect_wait,  # type: ignore[arg-type]
@@ -134,7 +139,7 @@ class Broker:
 
     async def ensure_stream(self) -> None:
         """Create the stream, or update it to our config if it exists with another (idempotent)."""
-        config = stream_config(duplicate_window=self.duplicate_window)
+        config = stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas)
         try:
             await self.js.add_stream(config)
         except nats.js.errors.BadRequestError:

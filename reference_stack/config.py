@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_NATS_URL",
     "DEFAULT_RETENTION_DAYS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
+    "DEFAULT_STREAM_REPLICAS",
     "LIVE_SUBJECT",
     "ROLES",
     "STREAM_NAME",
@@ -41,6 +42,9 @@ DEFAULT_FLUSH_TIMEOUT = 1.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DEFAULT_RETENTION_DAYS = 30
+#: JetStream replicas of the stream: 1 on a single server; 3 on a NATS cluster so an accepted batch survives a
+#: server loss. Changing it for an existing stream is applied on the next start (JetStream allows 1..5).
+DEFAULT_STREAM_REPLICAS = 1
 
 #: JetStream stream (work-queue retention, file storage) holding accepted batches until they are stored.
 STREAM_NAME = "OGLOG_LOGS"
@@ -99,6 +103,7 @@ class StackConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     retention_days: int = DEFAULT_RETENTION_DAYS
+    stream_replicas: int = DEFAULT_STREAM_REPLICAS
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -117,6 +122,8 @@ class StackConfig:
             raise ValueError(f"shutdown_timeout: must be > 0, got {self.shutdown_timeout}")
         if self.retention_days < 1:
             raise ValueError(f"retention_days: must be >= 1, got {self.retention_days}")
+        if not 1 <= self.stream_replicas <= 5:
+            raise ValueError(f"stream_replicas: JetStream allows 1..5 replicas, got {self.stream_replicas}")
         if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):
             raise ValueError(f"log_level: expected debug|info|warn|error, got {self.log_level!r}")
         object.__setattr__(self, "clickhouse_dsn", normalize_clickhouse_dsn(self.clickhouse_dsn))
@@ -124,7 +131,8 @@ class StackConfig:
     @classmethod
     def from_env(cls, roles: tuple[str, ...], environ: Mapping[str, str] | None = None) -> StackConfig:
         """Read the seed's variables: NATS_URL, HTTP_PORT, CLICKHOUSE_DSN (or CLICKHOUSE_URL), BATCH_SIZE,
-        FLUSH_TIMEOUT, MAX_RETRIES, SHUTDOWN_TIMEOUT, LOG_LEVEL, plus RETENTION_DAYS and HTTP_HOST."""
+        FLUSH_TIMEOUT, MAX_RETRIES, SHUTDOWN_TIMEOUT, LOG_LEVEL, plus RETENTION_DAYS, NATS_STREAM_REPLICAS and
+        HTTP_HOST."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {"roles": roles}
 
@@ -149,6 +157,8 @@ class StackConfig:
             kwargs["max_retries"] = integer("MAX_RETRIES")
         if "RETENTION_DAYS" in env:
             kwargs["retention_days"] = integer("RETENTION_DAYS")
+        if "NATS_STREAM_REPLICAS" in env:
+            kwargs["stream_replicas"] = integer("NATS_STREAM_REPLICAS")
         if "FLUSH_TIMEOUT" in env:
             kwargs["flush_timeout"] = parse_duration(env["FLUSH_TIMEOUT"], name="FLUSH_TIMEOUT")
         if "SHUTDOWN_TIMEOUT" in env:

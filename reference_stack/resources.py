@@ -25,7 +25,9 @@ BROKER_STARTUP_WAIT = 5.0
 async def broker_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to NATS (in the background, forever) and ensure the stream; close on shutdown."""
     config = app[CONFIG]
-    broker = Broker(config.nats_url, name=f"oglog-{'+'.join(config.roles)}")
+    broker = Broker(
+        config.nats_url, stream_replicas=config.stream_replicas, name=f"oglog-{'+'.join(config.roles)}"
+    )
     app[BROKER] = broker
     await broker.start(wait=BROKER_STARTUP_WAIT)
     try:

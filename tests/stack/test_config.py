@@ -29,6 +29,14 @@ def test_seed_environment_variables_are_read() -> None:
     assert config.log_level == "debug"
 
 
+def test_stream_replicas_for_a_nats_cluster() -> None:
+    """NATS_STREAM_REPLICAS sets the JetStream replica count, within the 1..5 JetStream allows."""
+    assert StackConfig.from_env(("ingest",), {"NATS_STREAM_REPLICAS": "3"}).stream_replicas == 3
+    assert StackConfig.from_env(("ingest",), {}).stream_replicas == 1
+    with pytest.raises(ValueError, match="stream_replicas"):
+        StackConfig.from_env(("ingest",), {"NATS_STREAM_REPLICAS": "7"})
+
+
 def test_clickhouse_url_is_an_alias_for_the_dsn() -> None:
     """CLICKHOUSE_URL is accepted where CLICKHOUSE_DSN is absent."""
     config = StackConfig.from_env(("query",), {"CLICKHOUSE_URL": "chdb:///tmp/x"})
