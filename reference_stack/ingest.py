@@ -31,10 +31,21 @@ from .config import STREAM_SUBJECT
 from .metrics import Metrics
 from .resources import BROKER, METRICS
 
-__all__ = ["RETRY_AFTER_SECONDS", "publish_rows", "setup"]
+__all__ = [
+    "DEFAULT_MAX_BATCHES_IN_FLIGHT",
+    "OVERLOAD_RETRY_AFTER_SECONDS",
+    "RETRY_AFTER_SECONDS",
+    "publish_rows",
+    "setup",
+]
 
 #: What a 503 tells the client to wait before retrying (the broker reconnects every 0.5 s).
 RETRY_AFTER_SECONDS = 2
+#: POST /logs requests one process handles at once; past this it answers 429 + Retry-After rather than hold
+#: more bodies in memory (each up to MAX_BATCH_DECOMPRESSED_BYTES). The SDK backs off and retries on 429.
+DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
+#: What a 429 tells the client to wait before retrying.
+OVERLOAD_RETRY_AFTER_SECONDS = 1
 #: Headroom under max_payload for the headers of a JetStream message.
 _HEADER_ROOM = 4096
 _BATCH_ID = re.compile(schema.ID_PATTERN)
@@ -226,8 +237,12 @@ async def publish_rows(
 class _Counters:
     """Label children looked up once: `Counter.labels()` costs more than the increment itself."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT
+    ) -> None:
         self.metrics = metrics
+        self.max_batches_in_flight = max_batches_in_flight
+        self.batches_in_flight = 0
         self._requests: dict[tuple[str, int], Any] = {}
         self.accepted = {r: metrics.entries_accepted.labels(r) for r in ("/log", "/logs")}
 
@@ -303,7 +318,9 @@ def _handler(route: str, fn: Callable[[web.Request, _Counters], Any]) -> Any:
             response: web.StreamResponse = await fn(request, counters)
         except _HTTPProblem as exc:
             counters.rejected(
-                {400: "invalid", 413: "too_large", 415: "unsupported_type"}.get(exc.status, "other")
+                {400: "invalid", 413: "too_large", 415: "unsupported_type", 429: "overloaded"}.get(
+                    exc.status, "other"
+                )
             )
             response = _problem(exc)
         except BrokerUnavailable as exc:
@@ -435,6 +452,23 @@ def _summary(exc: ValidationError) -> str:
 
 
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
+    # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
+    if counters.batches_in_flight >= counters.max_batches_in_flight:
+        raise _HTTPProblem(
+            429,
+            "too many requests",
+            "body",
+            f"{counters.max_batches_in_flight} batches are in flight on this server; retry later",
+            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
+        )
+    counters.batches_in_flight += 1
+    try:
+        return await _accept_batch(request, counters)
+    finally:
+        counters.batches_in_flight -= 1
+
+
+async def _accept_batch(request: web.Request, counters: _Counters) -> web.Response:
     _check_type(request, (_wire.NDJSON_CONTENT_TYPE, "application/json"))
     body = await _read_body(
         request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
@@ -486,9 +520,11 @@ async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[_COALESCER].close()
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT) -> None:
     """Add POST /log and POST /logs (needs BROKER and METRICS, see resources)."""
-    app[_COUNTERS] = _Counters(app[METRICS])
+    if max_batches_in_flight < 1:
+        raise ValueError(f"max_batches_in_flight: must be >= 1, got {max_batches_in_flight}")
+    app[_COUNTERS] = _Counters(app[METRICS], max_batches_in_flight=max_batches_in_flight)
     app.cleanup_ctx.append(_coalescer_ctx)
     app.router.add_post("/log", _handler("/log", _post_log))
     app.router.add_post("/logs", _handler("/logs", _post_logs))

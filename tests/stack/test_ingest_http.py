@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
+from oglogstream.stack import ingest
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 
@@ -125,6 +127,42 @@ async def test_oversized_bodies_are_413(stack: Any) -> None:
     async with session.post(f"{url}/logs", data=too_many, headers=NDJSON) as resp:
         assert resp.status == 413
     assert await count_rows(app) == 0
+
+
+async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
+    """Past the in-flight limit POST /logs answers 429 + Retry-After; the held batch is still accepted."""
+    url, app, session = stack
+    counters = app[ingest._COUNTERS]
+    counters.max_batches_in_flight = 1
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield lines(1)
+        await release.wait()
+        yield lines(1)
+
+    async def post_slow() -> tuple[int, Any]:
+        async with session.post(f"{url}/logs", data=slow_body(), headers=NDJSON) as resp:
+            return resp.status, await resp.json()
+
+    async def holding() -> bool:
+        return counters.batches_in_flight == 1
+
+    async def stored_all() -> bool:
+        return await count_rows(app) == 5
+
+    held = asyncio.create_task(post_slow())
+    await wait_for(holding, timeout=10)
+    async with session.post(f"{url}/logs", data=lines(3), headers=NDJSON) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == str(ingest.OVERLOAD_RETRY_AFTER_SECONDS)
+        assert (await resp.json())["details"][0]["reason"].startswith("1 batches are in flight")
+    release.set()
+    assert await held == (202, {"accepted": 2, "rejected": []})
+    assert counters.batches_in_flight == 0
+    async with session.post(f"{url}/logs", data=lines(3), headers=NDJSON) as resp:
+        assert resp.status == 202
+    await wait_for(stored_all, timeout=20)
 
 
 async def test_gzip_bomb_is_cut_at_the_decompressed_cap(stack: Any) -> None:
