@@ -24,7 +24,7 @@ import tenacity
 from . import _diag, _otel
 from ._buffer import Batch, Pending
 from ._context import CONTEXT
-from ._delivery import Item, Ledger, RetryPolicy, ingest
+from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder, StructEvent, capture_exc_info
 from ._settings import (
     DEFAULT_BACKOFF_INITIAL,
@@ -120,9 +120,7 @@ class AsyncOgLogClient:
         # Built here, not on the loop: creating the client loads the TLS trust store (~20 ms of loop time).
         self._transport: AsyncHttpTransport | None = AsyncHttpTransport(s)
         self._waiters: list[_Waiter] = []
-        self._inflight_records = 0
-        self._inflight_bytes = 0
-        self._inflight_first: int | None = None
+        self._inflight = InFlight()
         self._closing = False
         self._finished = False
         self._deadline = _INFINITY
@@ -229,16 +227,15 @@ class AsyncOgLogClient:
         self._batch_prefix = secrets.token_hex(8)
         self._loop = self._task = self._wake = self._transport = None
         self._waiters = []
-        self._inflight_records = self._inflight_bytes = 0
-        self._inflight_first = None
+        self._inflight.clear()
 
     # ------------------------------------------------------------------ public operations
 
     def stats(self) -> Stats:
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
         return self._ledger.snapshot(
-            queued=len(self._intake) + len(self._pending) + self._inflight_records,
-            buffered_bytes=self._pending.nbytes + self._inflight_bytes,
+            queued=len(self._intake) + len(self._pending) + self._inflight.records,
+            buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
         )
 
     async def flush(self, timeout: float | None = None) -> bool:
@@ -315,7 +312,7 @@ class AsyncOgLogClient:
             self._ledger.last_error = f"sender task crashed: {exc!r}"
             _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
         finally:
-            self._finish(len(self._intake) + len(self._pending) + self._inflight_records)
+            self._finish(len(self._intake) + len(self._pending) + self._inflight.records)
             if self._transport is not None:
                 await self._transport.aclose()
 
@@ -375,8 +372,8 @@ class AsyncOgLogClient:
             self.settings,
             self._ledger,
             bounded=bounded,
-            held_records=self._inflight_records,
-            held_bytes=self._inflight_bytes,
+            held_records=self._inflight.records,
+            held_bytes=self._inflight.nbytes,
             limit=limit,
         )
 
@@ -385,24 +382,13 @@ class AsyncOgLogClient:
 
     async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
         """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
-        todo = [batch]
-        self._inflight_records = len(batch)
-        self._inflight_bytes = batch.nbytes
-        while todo:
-            current = todo.pop()
-            self._inflight_first = current.first_seq
+        inflight = self._inflight
+        inflight.begin(batch)
+        while (current := inflight.next()) is not None:
             result: SendResult = await retrying(self._attempt, current)
             if result.outcome is Outcome.RETRY:
                 return False
-            self._inflight_records -= len(current)
-            self._inflight_bytes -= current.nbytes
-            halves = self._ledger.settle(current, result)
-            if halves is not None:
-                first, second = halves
-                todo.extend((second, first))
-                self._inflight_records += len(current)
-                self._inflight_bytes += current.nbytes
-            self._inflight_first = todo[-1].first_seq if todo else None
+            inflight.settle(current, result, self._ledger)
             self._check_waiters()
         return True
 
@@ -438,10 +424,7 @@ class AsyncOgLogClient:
     def _check_waiters(self) -> None:
         if not self._waiters:
             return
-        pending = self._pending
-        oldest = pending.first_seq if pending.lines else pending.next_seq
-        if self._inflight_first is not None:
-            oldest = min(oldest, self._inflight_first)
+        oldest = self._inflight.oldest_unsettled(self._pending)
         for waiter in self._waiters:
             if waiter.target < oldest and not waiter.future.done():
                 waiter.future.set_result(True)

@@ -21,11 +21,61 @@ from ._settings import MAX_RETRY_AFTER, Settings
 from ._stats import Stats
 from ._transport import Outcome, SendResult
 
-__all__ = ["Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
+__all__ = ["InFlight", "Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
 
 #: A captured stdlib record (5-tuple: `_entry.CapturedRecord` + span) or a structlog/asyncio event
 #: (3-tuple: StructEvent, context, span).
 Item = tuple[Any, ...]
+
+
+class InFlight:
+    """The batch being sent and the 413 halves still to send: its records count against the buffer's bounds,
+    and `flush()` waits until its first seq is settled. Only the delivering thread/task touches it."""
+
+    __slots__ = ("_todo", "first_seq", "nbytes", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.nbytes = 0
+        self.first_seq: int | None = None
+        self._todo: list[Batch] = []
+
+    def begin(self, batch: Batch) -> None:
+        self._todo = [batch]
+        self.records = len(batch)
+        self.nbytes = batch.nbytes
+
+    def next(self) -> Batch | None:
+        """The part to send now (the first half of a split goes first, so order is kept)."""
+        if not self._todo:
+            return None
+        current = self._todo.pop()
+        self.first_seq = current.first_seq
+        return current
+
+    def settle(self, current: Batch, result: SendResult, ledger: Ledger) -> None:
+        """Book the answer for `current`; a 413 puts its halves back to be sent next."""
+        halves = ledger.settle(current, result)
+        if halves is None:
+            self.records -= len(current)
+            self.nbytes -= current.nbytes
+        else:
+            first, second = halves
+            self._todo.extend((second, first))
+        self.first_seq = self._todo[-1].first_seq if self._todo else None
+
+    def clear(self) -> None:
+        """Nothing in flight any more (reset after fork, or given up at the deadline)."""
+        self.records = self.nbytes = 0
+        self.first_seq = None
+        self._todo = []
+
+    def oldest_unsettled(self, pending: Pending) -> int:
+        """The seq of the oldest record not yet settled, in flight or pending: flush waits up to it."""
+        oldest = pending.first_seq if pending.lines else pending.next_seq
+        if self.first_seq is not None:
+            oldest = min(oldest, self.first_seq)
+        return oldest
 
 
 class Ledger:

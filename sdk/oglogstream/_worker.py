@@ -36,7 +36,7 @@ import tenacity
 
 from . import _diag, _otel
 from ._buffer import Batch, Pending
-from ._delivery import Item, Ledger, RetryPolicy, ingest
+from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
 from ._settings import Settings
 from ._spool import Spool
@@ -104,9 +104,7 @@ class Pipeline:
         self._finished = False
         self._abandoned = False
         self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, self._drop_oldest)
-        self._inflight_records = 0
-        self._inflight_bytes = 0
-        self._inflight_first: int | None = None
+        self._inflight = InFlight()
         self._batch_prefix = secrets.token_hex(8)
         self._batch_numbers = itertools.count(1)
         self._ledger = Ledger(self._lock)
@@ -177,9 +175,9 @@ class Pipeline:
         return self._ledger.snapshot(
             queued=len(self.intake)
             + len(self._pending)
-            + self._inflight_records
+            + self._inflight.records
             + (spool.own_records if spool is not None else 0),
-            buffered_bytes=self._pending.nbytes + self._inflight_bytes,
+            buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
             spooled=spool.records if spool is not None else self._spool_left[0],
             adopted=spool.adopted_total if spool is not None else self._spool_left[1],
         )
@@ -265,7 +263,7 @@ class Pipeline:
     # ----------------------------------------------------------------- worker
 
     def _held(self) -> int:
-        return len(self.intake) + len(self._pending) + self._inflight_records
+        return len(self.intake) + len(self._pending) + self._inflight.records
 
     def _run(self) -> None:
         ident = threading.get_ident()
@@ -422,8 +420,7 @@ class Pipeline:
             for part in halves:
                 if not self._deliver(part):
                     # Stopped by the close deadline: the whole frame stays spooled for the next process.
-                    self._inflight_records = self._inflight_bytes = 0
-                    self._inflight_first = None
+                    self._inflight.clear()
                     return
         spool.settle(frame)
         self._check_waiters()
@@ -454,10 +451,7 @@ class Pipeline:
     def _check_waiters(self) -> None:
         if not self._waiters:
             return
-        pending = self._pending
-        oldest = pending.first_seq if pending.lines else pending.next_seq
-        if self._inflight_first is not None:
-            oldest = min(oldest, self._inflight_first)
+        oldest = self._inflight.oldest_unsettled(self._pending)
         spool = self._spool
         if spool is not None:
             spooled = spool.own_first_seq
@@ -480,8 +474,8 @@ class Pipeline:
             self.settings,
             self._ledger,
             bounded=bounded,
-            held_records=self._inflight_records,
-            held_bytes=self._inflight_bytes,
+            held_records=self._inflight.records,
+            held_bytes=self._inflight.nbytes,
         )
 
     def _new_batch_id(self) -> str:
@@ -491,26 +485,15 @@ class Pipeline:
         """Send a batch until it is accepted, split (413) or dropped; only a close deadline stops retries.
 
         Returns False when stopped by the deadline (the in-flight records then stay counted in
-        `_inflight_records` and become `shutdown` losses when the worker, or close(), gives up).
+        `_inflight.records` and become `shutdown` losses when the worker, or close(), gives up).
         """
-        todo = [batch]
-        self._inflight_records = len(batch)
-        self._inflight_bytes = batch.nbytes
-        while todo:
-            current = todo.pop()
-            self._inflight_first = current.first_seq
+        inflight = self._inflight
+        inflight.begin(batch)
+        while (current := inflight.next()) is not None:
             result: SendResult = self._retrying(self._attempt, current)
             if self._abandoned or result.outcome is Outcome.RETRY:
                 return False
-            self._inflight_records -= len(current)
-            self._inflight_bytes -= current.nbytes
-            halves = self._ledger.settle(current, result)
-            if halves is not None:
-                first, second = halves
-                todo.extend((second, first))  # `first` is popped next: order is kept
-                self._inflight_records += len(current)
-                self._inflight_bytes += current.nbytes
-            self._inflight_first = todo[-1].first_seq if todo else None
+            inflight.settle(current, result, self._ledger)
             self._check_waiters()
         return True
 
