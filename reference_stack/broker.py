@@ -19,7 +19,14 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
-from .config import DEAD_LETTER_SUBJECT, LIVE_SUBJECT, STREAM_NAME, STREAM_SUBJECT
+from .config import (
+    DEAD_LETTER_SUBJECT,
+    LIVE_SUBJECT,
+    STREAM_NAME,
+    STREAM_SUBJECT,
+    check_at_least,
+    check_positive,
+)
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW",
@@ -73,14 +80,13 @@ class Broker:
         stream_replicas: int = 1,
         name: str = "oglog",
     ) -> None:
-        for key, value in (
-            ("connect_timeout", connect_timeout),
-            ("reconnect_wait", reconnect_wait),
-            ("publish_timeout", publish_timeout),
-            ("duplicate_window", duplicate_window),
-        ):
-            if value <= 0:
-                raise ValueError(f"{key}: must be > 0, got {value}")
+        check_positive(
+            connect_timeout=connect_timeout,
+            reconnect_wait=reconnect_wait,
+            publish_timeout=publish_timeout,
+            duplicate_window=duplicate_window,
+        )
+        check_at_least(1, stream_replicas=stream_replicas)
         self.url = url
         self.name = name
         self.connect_timeout = connect_timeout

@@ -28,6 +28,8 @@ __all__ = [
     "STREAM_NAME",
     "STREAM_SUBJECT",
     "StackConfig",
+    "check_at_least",
+    "check_positive",
     "normalize_clickhouse_dsn",
     "parse_duration",
 ]
@@ -58,6 +60,20 @@ LIVE_SUBJECT = "oglog.live"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def check_positive(**settings: float) -> None:
+    """Raise ValueError naming the first setting that is not > 0."""
+    for name, value in settings.items():
+        if value <= 0:
+            raise ValueError(f"{name}: must be > 0, got {value}")
+
+
+def check_at_least(minimum: int, **settings: int) -> None:
+    """Raise ValueError naming the first setting below `minimum`."""
+    for name, value in settings.items():
+        if value < minimum:
+            raise ValueError(f"{name}: must be >= {minimum}, got {value}")
 
 
 def parse_duration(value: str, *, name: str) -> float:
@@ -112,16 +128,9 @@ class StackConfig:
             raise ValueError(f"roles: expected a non-empty subset of {ROLES}, got {self.roles}")
         if not 0 <= self.http_port <= 65535:
             raise ValueError(f"http_port: must be 0..65535, got {self.http_port}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.flush_timeout <= 0:
-            raise ValueError(f"flush_timeout: must be > 0, got {self.flush_timeout}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries: must be >= 0, got {self.max_retries}")
-        if self.shutdown_timeout <= 0:
-            raise ValueError(f"shutdown_timeout: must be > 0, got {self.shutdown_timeout}")
-        if self.retention_days < 1:
-            raise ValueError(f"retention_days: must be >= 1, got {self.retention_days}")
+        check_at_least(1, batch_size=self.batch_size, retention_days=self.retention_days)
+        check_at_least(0, max_retries=self.max_retries)
+        check_positive(flush_timeout=self.flush_timeout, shutdown_timeout=self.shutdown_timeout)
         if not 1 <= self.stream_replicas <= 5:
             raise ValueError(f"stream_replicas: JetStream allows 1..5 replicas, got {self.stream_replicas}")
         if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from . import schema
 from .broker import Broker, BrokerUnavailable
-from .config import STREAM_SUBJECT
+from .config import STREAM_SUBJECT, check_at_least
 from .metrics import Metrics
 from .resources import BROKER, METRICS
 
@@ -522,8 +522,7 @@ async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT) -> None:
     """Add POST /log and POST /logs (needs BROKER and METRICS, see resources)."""
-    if max_batches_in_flight < 1:
-        raise ValueError(f"max_batches_in_flight: must be >= 1, got {max_batches_in_flight}")
+    check_at_least(1, max_batches_in_flight=max_batches_in_flight)
     app[_COUNTERS] = _Counters(app[METRICS], max_batches_in_flight=max_batches_in_flight)
     app.cleanup_ctx.append(_coalescer_ctx)
     app.router.add_post("/log", _handler("/log", _post_log))

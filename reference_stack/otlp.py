@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from . import ingest, otlp_mapping, schema
 from .broker import BrokerUnavailable
+from .config import check_at_least
 from .metrics import Metrics
 from .resources import BROKER, METRICS
 
@@ -243,7 +244,6 @@ async def _handle(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
     """Add POST /v1/logs (needs BROKER and METRICS, see resources; call it for the ingest role)."""
-    if max_in_flight < 1:
-        raise ValueError(f"max_in_flight: must be >= 1, got {max_in_flight}")
+    check_at_least(1, max_in_flight=max_in_flight)
     app[_STATE] = _State(metrics=app[METRICS], max_in_flight=max_in_flight)
     app.router.add_post(OTLP_LOGS_PATH, _handle)

@@ -36,7 +36,14 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from . import schema
 from .broker import Broker, BrokerUnavailable
-from .config import CONSUMER_NAME, DEAD_LETTER_SUBJECT, STREAM_NAME, STREAM_SUBJECT
+from .config import (
+    CONSUMER_NAME,
+    DEAD_LETTER_SUBJECT,
+    STREAM_NAME,
+    STREAM_SUBJECT,
+    check_at_least,
+    check_positive,
+)
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE
 from .storage import LOGS_TABLE, Storage
@@ -199,25 +206,18 @@ class Processor:
         retry_base: float = DEFAULT_RETRY_BASE,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
     ) -> None:
-        for key, value in (
-            ("batch_size", batch_size),
-            ("max_ack_pending", max_ack_pending),
-            ("max_batch_bytes", max_batch_bytes),
-        ):
-            if value < 1:
-                raise ValueError(f"{key}: must be >= 1, got {value}")
-        for key, fvalue in (
-            ("flush_timeout", flush_timeout),
-            ("shutdown_timeout", shutdown_timeout),
-            ("ack_wait", ack_wait),
-            ("nak_delay", nak_delay),
-            ("retry_base", retry_base),
-            ("retry_max_wait", retry_max_wait),
-        ):
-            if fvalue <= 0:
-                raise ValueError(f"{key}: must be > 0, got {fvalue}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries: must be >= 0, got {max_retries}")
+        check_at_least(
+            1, batch_size=batch_size, max_ack_pending=max_ack_pending, max_batch_bytes=max_batch_bytes
+        )
+        check_at_least(0, max_retries=max_retries)
+        check_positive(
+            flush_timeout=flush_timeout,
+            shutdown_timeout=shutdown_timeout,
+            ack_wait=ack_wait,
+            nak_delay=nak_delay,
+            retry_base=retry_base,
+            retry_max_wait=retry_max_wait,
+        )
         self.broker, self.storage, self.metrics = broker, storage, metrics
         self.batch_size = batch_size
         self.flush_timeout = flush_timeout
