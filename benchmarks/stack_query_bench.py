@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import statistics
 import sys
@@ -181,7 +182,7 @@ async def main(index_granularity: int | None) -> None:
         storage = app[STORAGE]
         if index_granularity is not None:
             ddl = logs_ddl(retention_days=config.retention_days)
-            ddl = ddl.replace("index_granularity = 8192", f"index_granularity = {index_granularity}")
+            ddl = re.sub(r"index_granularity = \d+", f"index_granularity = {index_granularity}", ddl)
             await storage.run(lambda client: client.command("DROP TABLE logs"))
             await storage.run(lambda client: client.command(ddl))
             print(f"logs table recreated with index_granularity = {index_granularity}", flush=True)
