@@ -1,9 +1,10 @@
 """Captured records -> wire entries: one NDJSON line each, built on the worker thread, always valid.
 
 Every limit in `_wire` is enforced here by truncating or converting, never by raising: a value that is not
-JSON-safe becomes its `repr`, a long message keeps its head plus TRUNCATION_MARKER, a long traceback keeps its
-tail (where the error is). Lines are assembled from pre-encoded fragments instead of `json.dumps(dict)`
-because this is the worker's hot loop; `json.encoder.encode_basestring` (C) does the string escaping.
+JSON-safe becomes its `repr`; a long message, traceback or attribute value keeps its head and its tail with
+TRUNCATION_MARKER between (the tail is where a traceback names the error). Lines are assembled from
+pre-encoded fragments instead of `json.dumps(dict)` because this is the worker's hot loop;
+`json.encoder.encode_basestring` (C) does the string escaping.
 """
 
 from __future__ import annotations
@@ -211,8 +212,13 @@ def rfc3339(created: float) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
 
 
-def clip_bytes(text: str, limit: int, *, keep_tail: bool = False) -> str:
-    """Return `text` cut to at most `limit` UTF-8 bytes, with TRUNCATION_MARKER saying how much went."""
+def clip_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes: its head, TRUNCATION_MARKER (how many bytes went), its tail.
+
+    Head and tail share the room equally, so a traceback that arrives pre-formatted inside a message (stdlib
+    QueueHandler/QueueListener) keeps both where it starts and its last line, the one naming the error.
+    A multi-byte character split at either cut is dropped whole (the result is valid UTF-8 within `limit`).
+    """
     if len(text) * 4 <= limit:
         return text
     raw = text.encode("utf-8", "replace")
@@ -220,21 +226,21 @@ def clip_bytes(text: str, limit: int, *, keep_tail: bool = False) -> str:
         return text
     # The marker for the largest possible cut is the longest one, so sizing for it always fits.
     room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(raw)).encode("utf-8"))
-    if keep_tail:
-        kept = raw[len(raw) - room :].decode("utf-8", "ignore")
-    else:
-        kept = raw[:room].decode("utf-8", "ignore")
-    marker = _wire.TRUNCATION_MARKER.format(n=len(raw) - len(kept.encode("utf-8")))
-    return marker + kept if keep_tail else kept + marker
+    head = raw[: room // 2].decode("utf-8", "ignore")
+    tail = raw[len(raw) - (room - room // 2) :].decode("utf-8", "ignore")
+    cut = len(raw) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
+    return f"{head}{_wire.TRUNCATION_MARKER.format(n=cut)}{tail}"
 
 
 def clip_chars(text: str, limit: int) -> str:
-    """Return `text` cut to at most `limit` characters, ending with TRUNCATION_MARKER when cut."""
+    """`text` cut to at most `limit` characters the way `clip_bytes` cuts: head, marker, tail."""
     if len(text) <= limit:
         return text
     room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(text) * 4))
-    cut = text[room:].encode("utf-8", "replace")
-    return text[:room] + _wire.TRUNCATION_MARKER.format(n=len(cut))
+    head_end = room // 2
+    tail_start = len(text) - (room - head_end)
+    cut = text[head_end:tail_start].encode("utf-8", "replace")
+    return f"{text[:head_end]}{_wire.TRUNCATION_MARKER.format(n=len(cut))}{text[tail_start:]}"
 
 
 def _safe_repr(value: object) -> str:
@@ -326,7 +332,7 @@ def _format_exception(exc_info: Any) -> str:
 def _exception_field(text: str) -> str:
     if not text:
         return ""
-    return f',"exception":{_encode_str(clip_bytes(text, _wire.MAX_EXCEPTION_BYTES, keep_tail=True))}'
+    return f',"exception":{_encode_str(clip_bytes(text, _wire.MAX_EXCEPTION_BYTES))}'
 
 
 def _parse_timestamp(value: object) -> float | None:

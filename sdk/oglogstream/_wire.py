@@ -30,10 +30,11 @@ WIRE_VERSION = 1
 #: Levels in order of severity. The SDK maps stdlib WARNING -> "warn" and CRITICAL -> "fatal".
 LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
 
-#: `message` is at most this many UTF-8 bytes. The SDK truncates (with TRUNCATION_MARKER), the server rejects.
+#: `message` is at most this many UTF-8 bytes. The SDK keeps the head and the tail with TRUNCATION_MARKER
+#: between (a pre-formatted traceback keeps its last line, the error); the server rejects.
 MAX_MESSAGE_BYTES = 10 * 1024
-#: `exception` (a formatted traceback) is at most this many UTF-8 bytes; the SDK keeps the tail,
-#: where the error is.
+#: `exception` (a formatted traceback) is at most this many UTF-8 bytes; the SDK clips it like `message`:
+#: head, TRUNCATION_MARKER, tail (where the error is).
 MAX_EXCEPTION_BYTES = 32 * 1024
 #: `service` is 1..MAX_SERVICE_CHARS characters.
 MAX_SERVICE_CHARS = 100
@@ -57,7 +58,7 @@ MAX_BATCH_DECOMPRESSED_BYTES = 32 * 1024 * 1024
 #: `POST /logs` takes at most this many entries per request.
 MAX_BATCH_ENTRIES = 10_000
 
-#: Appended to a truncated message/attribute; `{n}` is the number of bytes cut.
+#: Put where a message/exception/attribute value was cut (between its head and tail); `{n}` is the bytes cut.
 TRUNCATION_MARKER = "…[truncated {n} bytes]"
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import math
 import os
+import queue
 import sys
 from typing import Any
 
@@ -108,24 +110,87 @@ def test_ids_are_unique_and_valid() -> None:
     assert len(ids) == 1000 and other not in ids
 
 
-def test_long_message_is_truncated_with_marker() -> None:
-    """A message over 10 KB keeps its head, ends with the marker, and fits the limit in UTF-8 bytes."""
-    for text in ("a" * 50_000, "é" * 20_000, "😀" * 5000, "a" + "😀" * 2600):
-        entry = _decode(ENCODER.encode_record(_record(text)))
-        assert len(entry["message"].encode()) <= _wire.MAX_MESSAGE_BYTES
-        assert "…[truncated " in entry["message"] and entry["message"].startswith(text[:100])
+def test_long_message_keeps_head_and_tail_with_marker() -> None:
+    """A message over 10 KB keeps its head and its tail around the marker, within the limit in UTF-8 bytes."""
+    for text in ("a" * 50_000, "é" * 20_000, "😀" * 5000, "a" + "😀" * 2600, "ab" * 6000 + "THE END"):
+        message = _decode(ENCODER.encode_record(_record(text)))["message"]
+        assert len(message.encode()) <= _wire.MAX_MESSAGE_BYTES
+        head, marker, tail = message.partition("…[truncated ")
+        assert marker and text.startswith(head) and len(head) >= 1000
+        tail = tail.split("]", 1)[1]
+        assert text.endswith(tail) and len(tail) >= 1000
+        assert int(message.rsplit("truncated ", 1)[1].split()[0]) == len(text.encode()) - len(
+            (head + tail).encode()
+        )
 
 
 def test_clip_helpers_report_what_was_cut() -> None:
-    """The marker names how many bytes were cut; short text is returned unchanged."""
+    """Head + marker + tail; the marker names how many bytes went; short text is returned unchanged."""
     assert clip_bytes("short", 100) == "short"
-    clipped = clip_bytes("x" * 200, 100)
-    assert len(clipped.encode()) <= 100
-    cut = int(clipped.rsplit("truncated ", 1)[1].split()[0])
-    assert cut + clipped.index("…") == 200
-    assert len(clip_chars("y" * 5000, 2048)) <= 2048
-    tail = clip_bytes("head" + "z" * 100, 50, keep_tail=True)
-    assert tail.startswith("…[truncated") and tail.endswith("z")
+    clipped = clip_bytes("h" + "x" * 200 + "t", 100)
+    assert len(clipped.encode()) <= 100 and clipped.startswith("hx") and clipped.endswith("xt")
+    cut = int(clipped.split("truncated ", 1)[1].split()[0])
+    assert cut + len(clipped.replace(_wire.TRUNCATION_MARKER.format(n=cut), "")) == 202
+    chars = clip_chars("h" + "y" * 5000 + "t", 2048)
+    assert len(chars) <= 2048 and chars.startswith("hy") and chars.endswith("yt")
+    # A multi-byte character split at either cut is dropped whole: the result is still valid UTF-8.
+    for text in ("é" * 300, "a" + "😀" * 100, "😀" * 99 + "a"):
+        assert len(clip_bytes(text, 101).encode("utf-8")) <= 101
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=400), limit=st.integers(min_value=60, max_value=300))
+def test_clipping_is_within_limit_and_keeps_both_ends_for_any_text(text: str, limit: int) -> None:
+    """For any text and limit the clip fits, starts with a prefix of the text and ends with a suffix of it."""
+    raw = text.encode("utf-8", "replace").decode("utf-8")
+    by_bytes, by_chars = clip_bytes(raw, limit), clip_chars(raw, limit)
+    assert len(by_bytes.encode()) <= limit and len(by_chars) <= limit
+    for clipped in (by_bytes, by_chars):
+        if clipped != raw:
+            head, _, rest = clipped.partition("…[truncated ")
+            tail = rest.split("]", 1)[1]
+            assert raw.startswith(head) and raw.endswith(tail)
+
+
+def test_traceback_preformatted_by_a_queue_listener_ships_its_error_line(
+    server: CaptureServer, make_handler: Any
+) -> None:
+    """Issue 10 edge 6: behind QueueHandler/QueueListener a >10 KB traceback arrives inside `message`; the
+    entry the server receives still ends with the traceback's last line, the one naming the error."""
+    handler = make_handler(server.url)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler)
+    log = logging.getLogger("sdktest.queue_listener")
+    log.propagate = False
+    log.addHandler(logging.handlers.QueueHandler(records))
+    listener.start()
+    try:
+
+        def layer(n: int) -> None:
+            if not n:
+                raise ValueError("root cause " + "." * 2000)
+            try:
+                layer(n - 1)
+            except ValueError as exc:
+                raise ValueError(f"layer {n} " + "." * 2000) from exc
+
+        try:
+            try:
+                layer(10)  # a chain of 11 exceptions: a traceback of ~25 KB
+            except ValueError as exc:
+                raise KeyError("the-missing-key") from exc
+        except KeyError:
+            log.exception("request failed")
+    finally:
+        listener.stop()
+        log.handlers.clear()
+    assert handler.flush(10)
+    assert server.problems == []
+    [entry] = [e for e in server.entries if e.get("logger") == "sdktest.queue_listener"]
+    message = entry["message"]
+    assert len(message.encode()) <= _wire.MAX_MESSAGE_BYTES and "…[truncated " in message
+    assert message.startswith("request failed\nTraceback (most recent call last):")
+    assert message.endswith("KeyError: 'the-missing-key'")
 
 
 def test_empty_message_is_replaced() -> None:
@@ -133,16 +198,17 @@ def test_empty_message_is_replaced() -> None:
     assert _decode(ENCODER.encode_record(_record("")))["message"] == "(empty message)"
 
 
-def test_exception_is_formatted_and_tail_kept() -> None:
-    """exc_info becomes a formatted traceback; a huge one keeps its tail (the error line)."""
+def test_exception_is_formatted_and_keeps_head_and_tail() -> None:
+    """exc_info becomes a formatted traceback; a huge one keeps its first frames and its last (error) line."""
     try:
-        raise ValueError("x" * 100_000)
+        raise ValueError("x" * 100_000 + " the error")
     except ValueError:
         record = _record(exc_info=sys.exc_info())
     record.exc_info = record.__dict__.pop("exc_info")
     entry = _decode(ENCODER.encode_record(record))
-    assert entry["exception"].startswith("…[truncated")
-    assert entry["exception"].endswith("x")
+    assert entry["exception"].startswith("Traceback (most recent call last):")
+    assert "…[truncated " in entry["exception"]
+    assert entry["exception"].endswith("x the error")
     assert "exc_info" not in entry.get("attributes", {})
 
 
