@@ -7,6 +7,7 @@ the record contains) exists once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -15,15 +16,25 @@ import random
 import re
 import sys
 import threading
+import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode
 
 __all__ = [
     "ACCESS_LOGGER_NAME",
+    "ATTR_CLIENT",
+    "ATTR_DURATION",
+    "ATTR_METHOD",
+    "ATTR_PATH",
+    "ATTR_QUERY",
+    "ATTR_REQUEST_ID",
+    "ATTR_ROUTE",
+    "ATTR_STATUS",
+    "ATTR_USER",
+    "ATTR_USER_AGENT",
     "DEFAULT_REQUEST_ID_HEADER",
     "DEFAULT_SAMPLE_RATE",
     "HOP_CACHE_SIZE",
@@ -32,15 +43,30 @@ __all__ = [
     "REDACTED",
     "AccessConfig",
     "AccessLog",
-    "ExcInfo",
     "level_for_status",
     "new_request_id",
     "redact_query",
     "sane_request_id",
+    "wsgi_path",
 ]
 
 #: The logger every access record is written to (its level is set to INFO when nothing configured it).
 ACCESS_LOGGER_NAME = "oglogstream.access"
+
+# The access record's attribute names: OpenTelemetry HTTP semantic conventions (so other tools read them as
+# they are), plus the request id, which has no convention and keeps the name `oglogstream.bound` gives it on
+# every other record of the request.
+ATTR_REQUEST_ID = "request_id"
+ATTR_METHOD = "http.request.method"
+ATTR_PATH = "url.path"
+ATTR_QUERY = "url.query"
+ATTR_ROUTE = "http.route"
+ATTR_STATUS = "http.response.status_code"
+#: Seconds, as the semconv metric of the same name (float, µs resolution).
+ATTR_DURATION = "http.server.request.duration"
+ATTR_CLIENT = "client.address"
+ATTR_USER_AGENT = "user_agent.original"
+ATTR_USER = "user.id"
 DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
 #: Keep every access record unless told otherwise: sampling is an explicit trade of detail for volume.
 DEFAULT_SAMPLE_RATE = 1.0
@@ -60,7 +86,6 @@ _SECRET_PARAM = re.compile(
     r"pass|pwd|secret|token|key|auth|sig|session|code|credential|jwt|otp|ticket|cookie|nonce", re.I
 )
 
-ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -72,6 +97,7 @@ _random = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_random.seed)
 _getrandbits = _random.getrandbits
+_perf_counter = time.perf_counter
 
 
 def new_request_id() -> str:
@@ -101,6 +127,16 @@ def redact_query(query: str) -> str:
         return query  # nothing secret-looking, not even percent-encoded: keep it exactly as sent
     pairs = parse_qsl(query, keep_blank_values=True)
     return urlencode([(k, REDACTED if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="[]")
+
+
+def wsgi_path(environ: Mapping[str, Any]) -> str:
+    """The decoded URL path of a WSGI request: SCRIPT_NAME + PATH_INFO, which PEP 3333 gives as latin-1
+    decoded bytes, read back as UTF-8 (what Django's `request.path` and Werkzeug's `request.path` show)."""
+    raw = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "")
+    if not raw.isascii():
+        with contextlib.suppress(UnicodeEncodeError):  # already decoded by a non-conforming server
+            raw = raw.encode("latin-1").decode("utf-8", "replace")
+    return raw or "/"
 
 
 def _parse_ip(value: str) -> IPAddress | None:
@@ -261,31 +297,35 @@ class AccessLog:
             return True
         return zlib.crc32(request_id.encode()) < self._threshold
 
-    def query(self, raw: str | None) -> str | None:
-        """The query string to log (secrets redacted), or None when query logging is off or there is none."""
-        if not self.config.log_query or not raw:
-            return None
-        return redact_query(raw)
-
-    def emit(
+    def record(
         self,
+        environ: Mapping[str, Any],
         *,
-        method: str,
         path: str,
         route: str | None,
         status: int,
-        duration_ms: float,
+        start: float,
         request_id: str,
-        client_ip: str | None,
         user_id: object = None,
-        query: str | None = None,
-        exc_info: ExcInfo | None = None,
+        exc: BaseException | None = None,
     ) -> None:
-        """Write the access record (never raises: a logging problem must not fail the request)."""
+        """Write the access record of one finished request; never raises (a logging problem must not fail it).
+
+        `environ` is the request's WSGI environ or Django's `request.META` (same keys under WSGI and ASGI):
+        method, peer address, X-Forwarded-For, query string and user agent are read from it. `path` is the
+        decoded URL path, `route` the matched pattern (None: nothing matched), `start` the
+        `time.perf_counter()` value at the request's start, `exc` the unhandled exception (shipped as the
+        record's traceback only when `status` is a 5xx). Skip rules and sampling apply (see `wanted`).
+        """
+        duration = _perf_counter() - start
         try:
+            if not self.wanted(status, path, route, request_id):
+                return
             level = level_for_status(status)
             if not self.logger.isEnabledFor(level):
                 return
+            method = environ.get("REQUEST_METHOD") or ""
+            exc_info = (type(exc), exc, exc.__traceback__) if exc is not None and status >= 500 else None
             # What Logger.log does, minus findCaller's stack walk (the call site is always this line) and
             # makeRecord's collision checks (our keys are fixed and collide with nothing): ~2 µs per request.
             # The record factory, the logger's filters and every handler apply as usual.
@@ -295,28 +335,34 @@ class AccessLog:
                 __file__,
                 0,
                 "%s %s %d %.1fms",
-                (method, path, status, duration_ms),
+                (method, path, status, duration * 1000.0),
                 exc_info,
-                "emit",
+                "record",
                 None,
             )
             fields = record.__dict__  # the attributes go where `extra=` would put them
-            fields["request_id"] = request_id
-            fields["method"] = method
-            fields["path"] = path
-            fields["status"] = status
-            fields["duration_ms"] = round(duration_ms, 3)
+            fields[ATTR_REQUEST_ID] = request_id
+            fields[ATTR_METHOD] = method
+            fields[ATTR_PATH] = path
+            fields[ATTR_STATUS] = status
+            fields[ATTR_DURATION] = round(duration, 6)
             if route is not None:
-                fields["route"] = route
-            if client_ip is not None:
-                fields["client_ip"] = client_ip
+                fields[ATTR_ROUTE] = route
+            client = self.client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+            if client is not None:
+                fields[ATTR_CLIENT] = client
+            agent = environ.get("HTTP_USER_AGENT")
+            if agent:
+                fields[ATTR_USER_AGENT] = agent
             if user_id is not None:
-                fields["user_id"] = user_id if isinstance(user_id, (int, str)) else str(user_id)
-            if query is not None:
-                fields["query"] = query
+                fields[ATTR_USER] = user_id if isinstance(user_id, (int, str)) else str(user_id)
+            if self.config.log_query:
+                query = environ.get("QUERY_STRING")
+                if query:
+                    fields[ATTR_QUERY] = redact_query(query)
             self.logger.handle(record)
-        except Exception as exc:
-            self.report(f"access record failed: {exc!r}")
+        except Exception as error:
+            self.report(f"access record failed: {error!r}")
 
     def report(self, problem: str) -> None:
         """One stderr line per distinct problem (never through `logging`, which may be what is failing)."""

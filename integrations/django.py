@@ -2,6 +2,10 @@
 
     MIDDLEWARE = ["oglogstream.integrations.django.RequestLogMiddleware", ...]  # first: it sees everything
 
+The access record is the one record of a request in OgLogStream, and carries an unhandled exception's
+traceback: `django.request`'s records about requests it recorded and runserver's `django.server` access lines
+are kept off every `OgLogHandler` (other handlers, e.g. the console, still get them).
+
 Settings (all optional, read once when Django builds the middleware chain): OGLOG_REQUEST_ID_HEADER,
 OGLOG_TRUSTED_PROXIES, OGLOG_SKIP_PATHS, OGLOG_SKIP_ROUTES, OGLOG_ACCESS_SAMPLE_RATE, OGLOG_LOG_QUERY,
 OGLOG_LOG_USER. Shipping is configured in LOGGING as usual (see docs/integrations.md).
@@ -9,6 +13,7 @@ OGLOG_LOG_USER. Shipping is configured in LOGGING as usual (see docs/integration
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,12 +23,17 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.utils.functional import LazyObject, empty
 
-from ._common import ACCESS_LOGGER_NAME, AccessConfig, AccessLog, ExcInfo
+from ._common import ACCESS_LOGGER_NAME, AccessConfig, AccessLog, level_for_status
+from ._duplicates import DuplicateFilter, attach_to_oglog_handlers
 
 __all__ = ["ACCESS_LOGGER_NAME", "RequestLogMiddleware"]
 
 # Where process_exception leaves the view's exception for the access record (the request is per request).
 _EXCEPTION_ATTR = "_oglogstream_exception"
+# Set on every request the middleware sees: django.request records about it are duplicates.
+_RECORDED_ATTR = "_oglogstream_recorded"
+# runserver's access line (django.core.servers.basehttp.WSGIRequestHandler.log_request).
+_RUNSERVER_ACCESS_FORMAT = '"%s" %s %s'
 
 _perf_counter = time.perf_counter
 
@@ -43,12 +53,15 @@ class RequestLogMiddleware:
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+        # Django builds the middleware chain after LOGGING is applied: the handlers it configured are there.
+        attach_to_oglog_handlers(_DjangoDuplicates())
 
     def __call__(self, request: Any) -> Any:
         if self._async:
             return self.__acall__(request)
         start = _perf_counter()
         request_id = self.access.request_id(request.META.get(self._meta_key))
+        setattr(request, _RECORDED_ATTR, True)
         with oglogstream.bound(request_id=request_id):
             try:
                 response = self.get_response(request)
@@ -62,6 +75,7 @@ class RequestLogMiddleware:
     async def __acall__(self, request: Any) -> Any:
         start = _perf_counter()
         request_id = self.access.request_id(request.META.get(self._meta_key))
+        setattr(request, _RECORDED_ATTR, True)
         with oglogstream.bound(request_id=request_id):
             try:
                 response = await self.get_response(request)
@@ -85,37 +99,24 @@ class RequestLogMiddleware:
         user_id: object,
         raised: BaseException | None,
     ) -> None:
-        duration_ms = (_perf_counter() - start) * 1000.0
-        access = self.access
         try:
             status = 500 if response is None else int(response.status_code)
             if response is not None:
                 response[self._header] = request_id
-            path = request.path
             match = getattr(request, "resolver_match", None)
             route = getattr(match, "route", None) if match is not None else None
-            if not access.wanted(status, path, route, request_id):
-                return
-            exc_info: ExcInfo | None = None
-            if status >= 500:
-                exc = raised if raised is not None else getattr(request, _EXCEPTION_ATTR, None)
-                if exc is not None:
-                    exc_info = (type(exc), exc, exc.__traceback__)
-            meta = request.META
-            access.emit(
-                method=request.method or "",
-                path=path,
+            self.access.record(
+                request.META,
+                path=request.path,
                 route=route or None,
                 status=status,
-                duration_ms=duration_ms,
+                start=start,
                 request_id=request_id,
-                client_ip=access.client_ip(meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR")),
                 user_id=user_id,
-                query=access.query(meta.get("QUERY_STRING")),
-                exc_info=exc_info,
+                exc=raised if raised is not None else getattr(request, _EXCEPTION_ATTR, None),
             )
         except Exception as exc:  # never fail the request because of its access record
-            access.report(f"access record failed: {exc!r}")
+            self.access.report(f"access record failed: {exc!r}")
 
     def _user_id(self, request: Any) -> object:
         """The authenticated user's pk (reading `request.user` may load it, as most views do anyway)."""
@@ -142,3 +143,27 @@ def _pk(user: Any) -> object:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return user.pk
+
+
+class _DjangoDuplicates(DuplicateFilter):
+    """On OgLogHandlers: drops `django.request`'s record of a request the middleware records (the access
+    record has the status and, for a 5xx, the traceback) and runserver's access lines (`django.server`, which
+    also carry the raw query string)."""
+
+    key = ("django",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.access_logger = logging.getLogger(ACCESS_LOGGER_NAME)
+
+    def duplicate(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name == "django.request":
+            status = getattr(record, "status_code", None)
+            return (
+                isinstance(status, int)
+                and status >= 400  # always recorded: skip rules and sampling never drop an error
+                and getattr(getattr(record, "request", None), _RECORDED_ATTR, False)
+                and self.access_logger.isEnabledFor(level_for_status(status))
+            )
+        return name == "django.server" and record.msg == _RUNSERVER_ACCESS_FORMAT

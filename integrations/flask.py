@@ -17,7 +17,8 @@ import oglogstream
 from flask import Flask, Response, has_request_context, request
 from flask.signals import got_request_exception
 
-from ._common import ACCESS_LOGGER_NAME, AccessConfig, AccessLog, ExcInfo
+from ._common import ACCESS_LOGGER_NAME, AccessConfig, AccessLog, wsgi_path
+from ._duplicates import DuplicateFilter, attach_to_oglog_handlers
 
 __all__ = ["ACCESS_LOGGER_NAME", "EXTENSION_KEY", "OgLog"]
 
@@ -31,6 +32,10 @@ _START = "oglogstream.start"
 _REQUEST_ID = "oglogstream.request_id"
 _RESPONSE = "oglogstream.response"
 _EXCEPTION = "oglogstream.exception"
+
+#: Werkzeug's development-server logger, and the format of its access lines (WSGIRequestHandler.log_request).
+WERKZEUG_LOGGER_NAME = "werkzeug"
+_WERKZEUG_ACCESS_SUFFIX = '] "%s" %s %s'
 
 _perf_counter = time.perf_counter
 
@@ -60,9 +65,11 @@ class OgLog:
         handler = _build_handler(config)
         state = _AppState(app, access, handler, user_id)
         if handler is not None:
-            handler.addFilter(_SkipFrameworkDuplicate(app_logger.name))
+            _keep_werkzeug_console()
             logging.getLogger().addHandler(handler)
             self.handler = handler
+        # On the installed handler and on any OgLogHandler the app configured itself.
+        attach_to_oglog_handlers(_FlaskDuplicates(app_logger.name))
         app.extensions[EXTENSION_KEY] = state
         app.wsgi_app = _RequestScope(app.wsgi_app, state)  # type: ignore[method-assign]
         # Registered first, so it runs last (after_request functions run in reverse order): the access record
@@ -99,6 +106,20 @@ def _build_handler(config: Any) -> oglogstream.OgLogHandler | None:
         )
     except TypeError as exc:  # an unknown or duplicated keyword in OGLOG_HANDLER_OPTIONS
         raise ValueError(f"OGLOG_HANDLER_OPTIONS: {exc}") from None
+
+
+def _keep_werkzeug_console() -> None:
+    """Werkzeug adds its own stderr handler for its development-server lines only when no handler above its
+    logger would print them; the root handler about to be installed would count as one (and is kept from
+    shipping those lines), so the console they would have had is added now, as Werkzeug would have."""
+    werkzeug = logging.getLogger(WERKZEUG_LOGGER_NAME)
+    level = werkzeug.getEffectiveLevel() if werkzeug.level else logging.INFO
+    logger: logging.Logger | None = werkzeug
+    while logger is not None:
+        if any(h.level <= level for h in logger.handlers):
+            return
+        logger = logger.parent if logger.propagate else None
+    werkzeug.addHandler(logging.StreamHandler())
 
 
 class _AppState:
@@ -148,35 +169,23 @@ class _AppState:
             return None
 
     def finish(self, environ: dict[str, Any], raised: BaseException | None) -> None:
-        access = self.access
         try:
-            duration_ms = (_perf_counter() - environ[_START]) * 1000.0
-            request_id: str = environ[_REQUEST_ID]
             status, route, user_id = environ.get(_RESPONSE) or (500, None, None)
             if raised is not None:
                 status = 500
-            path = environ.get("PATH_INFO") or "/"
-            if not access.wanted(status, path, route, request_id):
-                return
             # Only unhandled exceptions get here (HTTPExceptions and handled errors never reach the signal).
-            exc_info: ExcInfo | None = None
-            exc = raised if raised is not None else environ.get(_EXCEPTION)
-            if exc is not None:
-                exc_info = (type(exc), exc, exc.__traceback__)
-            access.emit(
-                method=environ.get("REQUEST_METHOD") or "",
-                path=path,
+            self.access.record(
+                environ,
+                path=wsgi_path(environ),
                 route=route,
                 status=status,
-                duration_ms=duration_ms,
-                request_id=request_id,
-                client_ip=access.client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")),
+                start=environ[_START],
+                request_id=environ[_REQUEST_ID],
                 user_id=user_id,
-                query=access.query(environ.get("QUERY_STRING")),
-                exc_info=exc_info,
+                exc=raised if raised is not None else environ.get(_EXCEPTION),
             )
         except Exception as exc:
-            access.report(f"access record failed: {exc!r}")
+            self.access.report(f"access record failed: {exc!r}")
 
 
 class _RequestScope:
@@ -203,15 +212,22 @@ class _RequestScope:
         return result
 
 
-class _SkipFrameworkDuplicate(logging.Filter):
-    """Drops Flask's own "Exception on ..." record when the access record already carries that traceback."""
+class _FlaskDuplicates(DuplicateFilter):
+    """On OgLogHandlers: drops Flask's own "Exception on ..." record when the access record carries that
+    traceback, and Werkzeug's development-server access lines (ANSI colours, raw query string, and a second
+    record for every request)."""
 
     def __init__(self, app_logger_name: str) -> None:
         super().__init__()
         self.app_logger_name = app_logger_name
+        self.key = ("flask", app_logger_name)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def duplicate(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name == WERKZEUG_LOGGER_NAME:
+            msg = record.msg
+            return isinstance(msg, str) and msg.endswith(_WERKZEUG_ACCESS_SUFFIX)
         exc_info = record.exc_info
-        if not exc_info or record.name != self.app_logger_name or not has_request_context():
-            return True
-        return request.environ.get(_EXCEPTION) is not exc_info[1]
+        if not exc_info or name != self.app_logger_name or not has_request_context():
+            return False
+        return request.environ.get(_EXCEPTION) is exc_info[1]

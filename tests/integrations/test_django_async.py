@@ -25,14 +25,14 @@ async def test_async_view_gets_request_id_and_access_record_on_the_event_loop(sh
     assert response.status_code == 200 and response["X-Request-ID"] == "async-7"
     (access,) = shipping(ACCESS)
     attributes = access["attributes"]
-    assert attributes.pop("duration_ms") >= 0
+    assert attributes.pop("http.server.request.duration") >= 0
     assert attributes == {
         "request_id": "async-7",
-        "method": "GET",
-        "path": "/ahello/7/",
-        "route": "ahello/<int:pk>/",
-        "status": 200,
-        "client_ip": "127.0.0.1",
+        "http.request.method": "GET",
+        "url.path": "/ahello/7/",
+        "http.route": "ahello/<int:pk>/",
+        "http.response.status_code": 200,
+        "client.address": "127.0.0.1",
     }
     assert access["thread"] == "MainThread"  # a sync middleware would run in a sync_to_async worker thread
     (view_log,) = shipping(APP)
@@ -56,7 +56,7 @@ async def test_async_exception_gives_one_error_record_with_traceback(shipping: S
     response = await async_client().get("/aboom/", headers={"X-Request-ID": "async-boom"})
     assert response.status_code == 500 and response["X-Request-ID"] == "async-boom"
     (access,) = shipping(ACCESS)
-    assert (access["level"], access["attributes"]["status"]) == ("error", 500)
+    assert (access["level"], access["attributes"]["http.response.status_code"]) == ("error", 500)
     assert "ValueError: async kaboom" in access["exception"]
 
 
@@ -83,4 +83,4 @@ async def test_logged_in_user_is_read_without_sync_database_access(shipping: Shi
     await sync_to_async(client.force_login)(user)
     await client.get("/ahello/1/", headers={"X-Request-ID": "async-user"})
     (access,) = shipping(ACCESS)
-    assert access["attributes"]["user_id"] == user.pk
+    assert access["attributes"]["user.id"] == user.pk

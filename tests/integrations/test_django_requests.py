@@ -29,19 +29,22 @@ def only(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_access_record_has_exact_fields_and_the_request_id_is_bound(shipping: Shipped) -> None:
     """A sane incoming X-Request-ID is echoed, carried by the view's logs and by one INFO access record."""
-    response = client().get("/hello/42/?page=2&token=secret", HTTP_X_REQUEST_ID="req-42.a:b")
+    response = client().get(
+        "/hello/42/?page=2&token=secret", HTTP_X_REQUEST_ID="req-42.a:b", HTTP_USER_AGENT="curl/8.5.0"
+    )
     assert response.status_code == 200
     assert response["X-Request-ID"] == "req-42.a:b"
     access = only(shipping(ACCESS))
     attributes = access["attributes"]
-    assert attributes.pop("duration_ms") >= 0
+    assert attributes.pop("http.server.request.duration") >= 0
     assert attributes == {
         "request_id": "req-42.a:b",
-        "method": "GET",
-        "path": "/hello/42/",
-        "route": "hello/<int:pk>/",
-        "status": 200,
-        "client_ip": "127.0.0.1",
+        "http.request.method": "GET",
+        "url.path": "/hello/42/",
+        "http.route": "hello/<int:pk>/",
+        "http.response.status_code": 200,
+        "client.address": "127.0.0.1",
+        "user_agent.original": "curl/8.5.0",
     }
     assert access["level"] == "info" and access["service"] == "integrations-test"
     assert re.fullmatch(r"GET /hello/42/ 200 \d+\.\dms", access["message"])
@@ -75,7 +78,10 @@ def test_unhandled_exception_is_logged_once_on_the_access_record(shipping: Shipp
     assert response.status_code == 500 and response["X-Request-ID"] == "boom-1"
     access = only(shipping(ACCESS))
     assert access["level"] == "error"
-    assert access["attributes"]["status"] == 500 and access["attributes"]["route"] == "boom/"
+    assert (
+        access["attributes"]["http.response.status_code"] == 500
+        and access["attributes"]["http.route"] == "boom/"
+    )
     assert "RuntimeError: kaboom" in access["exception"] and "Traceback" in access["exception"]
     assert only(shipping(APP))["attributes"] == {"request_id": "boom-1"}
 
@@ -87,7 +93,7 @@ def test_propagated_exception_still_gets_a_500_access_record(shipping: Shipped) 
     with override_settings(DEBUG_PROPAGATE_EXCEPTIONS=True), pytest.raises(RuntimeError, match="kaboom"):
         client().get("/boom/")
     access = only(shipping(ACCESS))
-    assert (access["level"], access["attributes"]["status"]) == ("error", 500)
+    assert (access["level"], access["attributes"]["http.response.status_code"]) == ("error", 500)
     assert "RuntimeError: kaboom" in access["exception"]
     assert dict(oglogstream.get_context()) == {}
 
@@ -97,8 +103,8 @@ def test_status_levels_404_warn_and_503_error_without_traceback(shipping: Shippe
     c = client()
     assert c.get("/missing/").status_code == 404
     assert c.get("/unavailable/").status_code == 503
-    by_path = {e["attributes"]["path"]: e for e in shipping(ACCESS)}
-    assert by_path["/missing/"]["level"] == "warn" and "route" not in by_path["/missing/"]["attributes"]
+    by_path = {e["attributes"]["url.path"]: e for e in shipping(ACCESS)}
+    assert by_path["/missing/"]["level"] == "warn" and "http.route" not in by_path["/missing/"]["attributes"]
     assert by_path["/unavailable/"]["level"] == "error"
     assert "exception" not in by_path["/missing/"] and "exception" not in by_path["/unavailable/"]
 
@@ -111,7 +117,7 @@ def test_skipped_paths_and_routes_log_nothing_unless_they_fail(shipping: Shipped
         c = client()
         for url in ("/health/", "/hello/5/", "/unavailable/", "/boom/"):
             c.get(url)
-    assert sorted(e["attributes"]["path"] for e in shipping(ACCESS)) == ["/boom/", "/unavailable/"]
+    assert sorted(e["attributes"]["url.path"] for e in shipping(ACCESS)) == ["/boom/", "/unavailable/"]
     assert [e["message"] for e in shipping(APP)] == ["hello 5", "about to fail"]  # views still log
 
 
@@ -145,7 +151,7 @@ def test_authenticated_user_id(shipping: Shipped) -> None:
         c2 = client()
         c2.force_login(user)
         c2.get("/hello/1/", HTTP_X_REQUEST_ID="not-logged")
-    users = {e["attributes"]["request_id"]: e["attributes"].get("user_id") for e in shipping(ACCESS)}
+    users = {e["attributes"]["request_id"]: e["attributes"].get("user.id") for e in shipping(ACCESS)}
     assert users == {"anonymous": None, "logged-in": user.pk, "not-logged": None}
 
 
@@ -160,7 +166,7 @@ def test_client_ip_walks_forwarded_for_only_through_trusted_proxies(shipping: Sh
         c.get("/hello/1/", HTTP_X_FORWARDED_FOR=xff, HTTP_X_REQUEST_ID="trusted")
         c.get("/hello/1/", HTTP_X_FORWARDED_FOR="junk, 10.0.0.5", HTTP_X_REQUEST_ID="garbage")
         c.get("/hello/1/", REMOTE_ADDR="192.0.2.1", HTTP_X_FORWARDED_FOR=xff, HTTP_X_REQUEST_ID="direct")
-    ips = {e["attributes"]["request_id"]: e["attributes"]["client_ip"] for e in shipping(ACCESS)}
+    ips = {e["attributes"]["request_id"]: e["attributes"]["client.address"] for e in shipping(ACCESS)}
     assert ips == {
         "untrusted": "127.0.0.1",
         "trusted": "203.0.113.7",
@@ -181,7 +187,7 @@ def test_no_secrets_are_logged_and_query_logging_redacts(shipping: Shipped) -> N
     text = json.dumps(entries)
     for secret in ("s3cr3t-bearer", "c00kie-value", "k3y-value", "b0dy-secret", "t0ken-value"):
         assert secret not in text
-    queries = {e["attributes"]["path"]: e["attributes"].get("query") for e in shipping(ACCESS)}
+    queries = {e["attributes"]["url.path"]: e["attributes"].get("url.query") for e in shipping(ACCESS)}
     assert queries == {"/hello/2/": None, "/hello/3/": "page=2&access_token=[redacted]&q=shoes"}
 
 

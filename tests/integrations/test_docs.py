@@ -75,7 +75,8 @@ def test_django_settings_example(server: CaptureServer) -> None:
     access = {e["attributes"]["request_id"]: e for e in server.entries if e["logger"] == ACCESS}
     assert len(access) == 3 and {"doc-ok", "doc-boom"} <= set(access)  # + the generated id of /healthz
     assert (
-        access["doc-ok"]["service"] == "shop" and access["doc-ok"]["attributes"]["route"] == "hello/<int:pk>/"
+        access["doc-ok"]["service"] == "shop"
+        and access["doc-ok"]["attributes"]["http.route"] == "hello/<int:pk>/"
     )
     with_traceback = [e for e in server.entries if "exception" in e]
     assert [e["logger"] for e in with_traceback] == [ACCESS]
@@ -97,7 +98,7 @@ def test_flask_example(server: CaptureServer, clean_root: logging.Logger) -> Non
         request_id = response.headers["X-Request-ID"]
         assert by_logger[app.logger.name]["message"] == "greeting ana"
         assert by_logger[app.logger.name]["attributes"] == {"request_id": request_id}
-        assert by_logger[ACCESS]["attributes"]["route"] == "/hello/<name>"
+        assert by_logger[ACCESS]["attributes"]["http.route"] == "/hello/<name>"
         assert by_logger[ACCESS]["service"] == "shop"
     finally:
         assert oglog.close(app, timeout=2)

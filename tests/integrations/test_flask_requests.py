@@ -91,18 +91,21 @@ def entries(ext: OgLog, server: CaptureServer, logger: str | None = None) -> lis
 def test_access_record_exact_fields_and_request_id(make_app: MakeApp, server: CaptureServer) -> None:
     """A sane X-Request-ID is echoed and carried by the view's log and by one INFO access record."""
     app, ext = make_app()
-    response = app.test_client().get("/hello/42?token=secret", headers={"X-Request-ID": "flask-42"})
+    response = app.test_client().get(
+        "/hello/42?token=secret", headers={"X-Request-ID": "flask-42", "User-Agent": "curl/8.5.0"}
+    )
     assert response.status_code == 200 and response.headers["X-Request-ID"] == "flask-42"
     (access,) = entries(ext, server, ACCESS)
     attributes = access["attributes"]
-    assert attributes.pop("duration_ms") >= 0
+    assert attributes.pop("http.server.request.duration") >= 0
     assert attributes == {
         "request_id": "flask-42",
-        "method": "GET",
-        "path": "/hello/42",
-        "route": "/hello/<int:pk>",
-        "status": 200,
-        "client_ip": "127.0.0.1",
+        "http.request.method": "GET",
+        "url.path": "/hello/42",
+        "http.route": "/hello/<int:pk>",
+        "http.response.status_code": 200,
+        "client.address": "127.0.0.1",
+        "user_agent.original": "curl/8.5.0",
     }
     assert (access["level"], access["service"]) == ("info", "flask-test")
     assert re.fullmatch(r"GET /hello/42 200 \d+\.\dms", access["message"])
@@ -163,7 +166,10 @@ def test_unhandled_exception_logged_once_with_traceback(make_app: MakeApp, serve
     assert len(with_traceback) == 1
     (access,) = with_traceback
     assert access["logger"] == ACCESS and access["level"] == "error"
-    assert access["attributes"]["status"] == 500 and access["attributes"]["route"] == "/boom"
+    assert (
+        access["attributes"]["http.response.status_code"] == 500
+        and access["attributes"]["http.route"] == "/boom"
+    )
     assert "RuntimeError: kaboom" in access["exception"]
     (view_log,) = entries(ext, server, APP)
     assert view_log["attributes"] == {"request_id": "flask-boom"}
@@ -176,7 +182,10 @@ def test_propagated_exception_still_gets_a_500_record(make_app: MakeApp, server:
     with pytest.raises(RuntimeError, match="kaboom"):
         app.test_client().get("/boom")
     (access,) = entries(ext, server, ACCESS)
-    assert access["attributes"]["status"] == 500 and "RuntimeError: kaboom" in access["exception"]
+    assert (
+        access["attributes"]["http.response.status_code"] == 500
+        and "RuntimeError: kaboom" in access["exception"]
+    )
     assert dict(oglogstream.get_context()) == {}
 
 
@@ -192,7 +201,10 @@ def test_failing_teardown_is_safe(make_app: MakeApp, server: CaptureServer) -> N
     with pytest.raises(OSError, match="teardown broke"):
         app.test_client().get("/hello/1", headers={"X-Request-ID": "teardown"})
     (access,) = entries(ext, server, ACCESS)
-    assert access["attributes"]["status"] == 500 and "OSError: teardown broke" in access["exception"]
+    assert (
+        access["attributes"]["http.response.status_code"] == 500
+        and "OSError: teardown broke" in access["exception"]
+    )
     assert {e["attributes"]["request_id"] for e in entries(ext, server, APP)} == {"teardown"}
     assert dict(oglogstream.get_context()) == {}
 
@@ -225,10 +237,10 @@ def test_levels_skip_and_sampling(make_app: MakeApp, server: CaptureServer) -> N
     client = app.test_client()
     for url in ("/health", "/hello/1", "/bind", "/teapot", "/missing"):
         client.get(url)
-    levels = {e["attributes"]["path"]: e["level"] for e in entries(ext, server, ACCESS)}
+    levels = {e["attributes"]["url.path"]: e["level"] for e in entries(ext, server, ACCESS)}
     assert levels == {"/teapot": "warn", "/missing": "warn"}
-    missing = next(e for e in entries(ext, server, ACCESS) if e["attributes"]["path"] == "/missing")
-    assert "route" not in missing["attributes"]
+    missing = next(e for e in entries(ext, server, ACCESS) if e["attributes"]["url.path"] == "/missing")
+    assert "http.route" not in missing["attributes"]
 
 
 def test_user_id_proxies_and_privacy(make_app: MakeApp, server: CaptureServer) -> None:
@@ -247,9 +259,9 @@ def test_user_id_proxies_and_privacy(make_app: MakeApp, server: CaptureServer) -
         headers={**secrets, "X-Forwarded-For": "203.0.113.7, 10.9.8.7", "X-Request-ID": "privacy"},
     )
     (access,) = entries(ext, server, ACCESS)
-    assert access["attributes"]["user_id"] == "user-7"  # OGLOG_USER_ID's answer
-    assert access["attributes"]["client_ip"] == "203.0.113.7"
-    assert access["attributes"]["query"] == "password=[redacted]&page=1"
+    assert access["attributes"]["user.id"] == "user-7"  # OGLOG_USER_ID's answer
+    assert access["attributes"]["client.address"] == "203.0.113.7"
+    assert access["attributes"]["url.query"] == "password=[redacted]&page=1"
     text = json.dumps(entries(ext, server))
     for secret in ("s3cr3t-bearer", "c00kie-value", "pa55-value", "b0dy-secret"):
         assert secret not in text
@@ -264,4 +276,4 @@ def test_a_failing_user_id_callable_only_drops_the_user_id(make_app: MakeApp, se
     app, ext = make_app(OGLOG_USER_ID=broken)
     assert app.test_client().get("/hello/1").status_code == 200
     (access,) = entries(ext, server, ACCESS)
-    assert access["attributes"]["status"] == 200 and "user_id" not in access["attributes"]
+    assert access["attributes"]["http.response.status_code"] == 200 and "user.id" not in access["attributes"]

@@ -5,13 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BLOCKED = (
-    "import sys\n"
-    "for name in {blocked!r}:\n"
-    "    sys.modules[name] = None\n"
-    "import {module}\n"
-    "print('ok')\n"
-)
+BLOCKED = "import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\nimport {module}\nprint('ok')\n"
 
 
 def _run(module: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
