@@ -21,6 +21,8 @@ from nats.js import JetStreamContext, api
 
 from .config import (
     DEAD_LETTER_SUBJECT,
+    DEAD_STREAM_NAME,
+    LEGACY_DEAD_SUBJECT,
     LIVE_SUBJECT,
     STREAM_NAME,
     STREAM_SUBJECT,
@@ -32,6 +34,7 @@ __all__ = [
     "DEFAULT_DUPLICATE_WINDOW",
     "Broker",
     "BrokerUnavailable",
+    "dead_stream_config",
     "stream_config",
 ]
 
@@ -54,14 +57,31 @@ def stream_config(
     *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
 ) -> api.StreamConfig:
     """Work-queue retention (a message lives until the processor acks it), file storage, no age limit:
-    an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators)."""
+    an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators).
+    LEGACY_DEAD_SUBJECT stays a subject so that a store from an older release keeps its dead letters until
+    `Broker.ensure_stream` has moved them to the dead-letter stream."""
     return api.StreamConfig(
         name=STREAM_NAME,
-        subjects=[STREAM_SUBJECT, DEAD_LETTER_SUBJECT],
+        subjects=[STREAM_SUBJECT, LEGACY_DEAD_SUBJECT],
         retention=api.RetentionPolicy.WORK_QUEUE,
         storage=api.StorageType.FILE,
         duplicate_window=duplicate_window,
         discard=api.DiscardPolicy.NEW,
+        num_replicas=replicas,
+    )
+
+
+def dead_stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
+) -> api.StreamConfig:
+    """Limits retention, file storage, no age or size limit: a dead letter leaves only when it is replayed
+    (or an operator deletes it); the duplicate window makes a re-sent dead letter count once."""
+    return api.StreamConfig(
+        name=DEAD_STREAM_NAME,
+        subjects=[DEAD_LETTER_SUBJECT],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        duplicate_window=duplicate_window,
         num_replicas=replicas,
     )
 
@@ -144,13 +164,35 @@ class Broker:
                 await asyncio.sleep(self.reconnect_wait)
 
     async def ensure_stream(self) -> None:
-        """Create the stream, or update it to our config if it exists with another (idempotent)."""
-        config = stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas)
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:
-            await self.js.update_stream(config)
+        """Create the streams, or update them to our config if they exist with another (idempotent); move
+        dead letters an older release left in the logs stream to the dead-letter stream."""
+        for config in (
+            stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
+            dead_stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
+        ):
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await self.js.update_stream(config)
+        await self._move_legacy_dead_letters()
         self._stream_ready.set()
+
+    async def _move_legacy_dead_letters(self) -> None:
+        # Re-published with a Nats-Msg-Id naming the old sequence, then deleted: a crash in between re-sends
+        # it, and the duplicate window drops the copy.
+        seq = 1
+        while True:
+            try:
+                old = await self.js.get_msg(STREAM_NAME, seq=seq, subject=LEGACY_DEAD_SUBJECT, next=True)
+            except nats.js.errors.NotFoundError:
+                return
+            assert old.seq is not None
+            headers = dict(old.headers or {})
+            headers["Nats-Msg-Id"] = f"legacy-dead-{old.seq}"
+            await self.js.publish(DEAD_LETTER_SUBJECT, old.data or b"", headers=headers)
+            await self.js.delete_msg(STREAM_NAME, old.seq)
+            log.warning("moved dead letter %d from %s to stream %s", old.seq, STREAM_NAME, DEAD_STREAM_NAME)
+            seq = old.seq + 1
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("nats: %s", exc)

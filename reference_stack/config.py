@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "CONSUMER_NAME",
     "DEAD_LETTER_SUBJECT",
+    "DEAD_STREAM_NAME",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_FLUSH_TIMEOUT",
     "DEFAULT_HTTP_PORT",
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_STREAM_REPLICAS",
+    "LEGACY_DEAD_SUBJECT",
     "LIVE_SUBJECT",
     "ROLES",
     "STREAM_NAME",
@@ -51,8 +53,12 @@ DEFAULT_STREAM_REPLICAS = 1
 #: JetStream stream (work-queue retention, file storage) holding accepted batches until they are stored.
 STREAM_NAME = "OGLOG_LOGS"
 STREAM_SUBJECT = "oglog.logs.batch"
-#: Messages that can never be inserted are republished here (into the same stream's dead-letter subject).
-DEAD_LETTER_SUBJECT = "oglog.logs.dead"
+#: JetStream stream (limits retention, file storage, no age limit) keeping what can never be stored, with why,
+#: until an operator replays it (`GET /api/dead-letters`, `oglog dead-letters`).
+DEAD_STREAM_NAME = "OGLOG_DEAD"
+DEAD_LETTER_SUBJECT = "oglog.dead"
+#: Where releases before the dead-letter stream put them (a subject of STREAM_NAME); moved on start.
+LEGACY_DEAD_SUBJECT = "oglog.logs.dead"
 #: Durable pull consumer shared by every processing instance.
 CONSUMER_NAME = "oglog-processor"
 #: Core NATS subject on which accepted entries are fanned out to live-tail subscribers (no persistence).

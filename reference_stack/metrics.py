@@ -61,6 +61,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letters = Gauge(
+            "oglog_dead_letters",
+            "Dead letters waiting in the dead-letter stream for an operator (GET /api/dead-letters).",
+            registry=r,
+        )
         self.consumer_pending = Gauge(
             "oglog_consumer_pending", "Messages waiting in the stream for the processor.", registry=r
         )

@@ -9,10 +9,12 @@ Idempotent end to end (a redelivered or retried batch never duplicates rows):
      [min, max] timestamp range, where the bloom filter on `id` makes it cheap) are dropped;
   3. the insert carries `insert_deduplication_token` derived from the messages' stream sequences;
   4. messages are acked only after the insert returned; a crash in between means redelivery, and (2) holds.
-Failures: transient errors are retried with exponential backoff (tenacity, MAX_RETRIES), then the messages are
-nak'ed with a delay - never dropped. Rows ClickHouse cannot parse fail the batch at once; the batch is then
-inserted message by message to isolate the bad ones, which go to DEAD_LETTER_SUBJECT (headers say why) and are
-counted, then acked.
+Failures are classified at the storage boundary (`storage.is_data_error`). Transient ones (connection, memory,
+merges behind) are retried with exponential backoff (tenacity, MAX_RETRIES), then the messages are nak'ed with
+a delay - never dropped. A data error (rows ClickHouse refuses: parse, type, range, too many days for one
+insert) is never retried as such: the batch is stored message by message, a refused message bisected down to
+the rows that cannot be stored (inserts.py), and only those go to the dead-letter stream (deadletter.py,
+headers say why), counted; every good row of the batch is stored and the messages acked.
 """
 
 from __future__ import annotations
@@ -23,22 +25,20 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
 from aiohttp import web
-from clickhouse_connect.driver.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from . import schema
+from . import deadletter, inserts, schema
 from .broker import Broker, BrokerUnavailable
 from .config import (
     CONSUMER_NAME,
-    DEAD_LETTER_SUBJECT,
     STREAM_NAME,
     STREAM_SUBJECT,
     check_at_least,
@@ -46,7 +46,7 @@ from .config import (
 )
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE
-from .storage import LOGS_TABLE, Storage
+from .storage import Storage, is_data_error
 
 __all__ = [
     "DEFAULT_ACK_WAIT",
@@ -75,38 +75,7 @@ DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
 _IDLE_WAIT = 0.5
 
-#: ClickHouse error codes meaning "these rows can never be inserted" (parse/type errors), as opposed to
-#: transient ones (connection, memory, too many parts) that are worth retrying.
-_DATA_ERROR_CODES = frozenset(
-    {
-        6,
-        26,
-        27,
-        32,
-        38,
-        41,
-        53,
-        69,
-        70,
-        72,
-        117,
-        130,
-        131,
-        321,
-        349,
-        376,
-        407,
-        691,
-    }
-)
-_CODE = re.compile(r"Code: (\d+)")
 _CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """True when ClickHouse rejected the rows themselves (retrying cannot help)."""
-    match = _CODE.search(str(exc))
-    return match is not None and int(match.group(1)) in _DATA_ERROR_CODES
 
 
 class _Stopping(Exception):
@@ -130,60 +99,6 @@ class _Batch:
     rows: int = 0
     size: int = 0
     started: float = 0.0
-
-
-def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
-    yield b"["
-    for k, part in enumerate(parts):
-        if k:
-            yield b","
-        yield part[1:-1]
-    yield b"]"
-
-
-def _insert_rows(
-    client: Client, parts: list[bytes], ids: list[str], ts_min: str, ts_max: str, token: str
-) -> tuple[int, int]:
-    """Runs on the storage thread: drop ids already stored or repeated, insert the rest with `token`.
-    Returns (rows inserted, duplicates dropped)."""
-    existing: set[str] = set()
-    unique = set(ids)
-    if ids:
-        # ids and timestamps were checked against strict patterns (no quotes, commas or backslashes), so they
-        # can be inlined. One string literal split server-side: a 50,000-literal IN list costs ClickHouse's
-        # parser ~1 s, this ~0.05 s.
-        id_list = ",".join(unique)
-        query = (
-            f"SELECT id FROM {LOGS_TABLE} WHERE timestamp >= parseDateTime64BestEffort('{ts_min}', 6, 'UTC') "
-            f"AND timestamp <= parseDateTime64BestEffort('{ts_max}', 6, 'UTC') "
-            f"AND id IN (SELECT arrayJoin(splitByChar(',', '{id_list}')))"
-        )
-        raw = client.raw_query(query, fmt="TabSeparated", settings={"max_query_size": len(query) + 1024})
-        existing = set(raw.decode().split("\n")) - {""}
-    data: bytes | Generator[bytes, None, None]
-    if existing or len(unique) != len(ids):
-        kept: list[bytes] = []
-        seen = existing
-        for part in parts:
-            for row_id, row in zip(schema.payload_ids(part) or (), schema.split_rows(part), strict=True):
-                if row_id not in seen:
-                    seen.add(row_id)
-                    kept.append(row)
-        dropped = len(ids) - len(kept)
-        if not kept:
-            return 0, dropped
-        data = b"[" + b",".join(kept) + b"]"
-        inserted = len(kept)
-    else:
-        dropped = 0
-        # The payloads spliced into one array as chunks: the driver writes them to its input file one by
-        # one, without first copying the whole batch (tens of MB) into one bytes object.
-        data = parts[0] if len(parts) == 1 else _spliced(parts)
-        inserted = len(ids)
-    client.raw_insert(
-        LOGS_TABLE, None, data, fmt="JSONEachRow", settings={"insert_deduplication_token": token}
-    )
-    return inserted, dropped
 
 
 class Processor:
@@ -369,11 +284,8 @@ class Processor:
             try:
                 await self._insert_with_retries(items)
             except Exception as exc:
-                if is_data_error(exc) and len(items) > 1:
-                    await self._isolate(items)
-                    return
                 if is_data_error(exc):
-                    await self._dead_letter(items[0].msg, "unparsable", str(exc))
+                    await self._isolate(items, exc)
                     return
                 if isinstance(exc, _Stopping):
                     log.warning("processor: shutting down mid-retry, %d messages nak'ed", len(items))
@@ -399,23 +311,33 @@ class Processor:
                 with contextlib.suppress(Exception):
                     await item.msg.in_progress()
 
-    async def _insert_with_retries(self, items: list[_Item]) -> None:
-        ids = [i for item in items for i in item.ids]
-        ts_min = min(item.ts_min for item in items)
-        ts_max = max(item.ts_max for item in items)
+    def _insert_args(self, items: list[_Item]) -> tuple[Any, ...]:
+        """(parts, ids, ts_min, ts_max, token base, settings) for inserts.insert_rows / insert_isolating."""
         seqs = ",".join(str(item.seq) for item in items)
-        token = f"oglog-{items[0].seq}-{hashlib.sha1(seqs.encode()).hexdigest()}"
-        parts = [item.msg.data for item in items]
+        return (
+            [item.msg.data for item in items],
+            [i for item in items for i in item.ids],
+            min(item.ts_min for item in items),
+            max(item.ts_max for item in items),
+            f"oglog-{items[0].seq}-{hashlib.sha1(seqs.encode()).hexdigest()}",
+            self.storage.insert_settings,
+        )
+
+    def _count(self, inserted: int, dropped: int) -> None:
+        if inserted:
+            self.metrics.batches_inserted.inc()
+            self.metrics.rows_inserted.inc(inserted)
+        if dropped:
+            self.metrics.duplicates_skipped.labels("storage").inc(dropped)
+
+    async def _insert_with_retries(self, items: list[_Item]) -> None:
+        args = self._insert_args(items)
 
         async def attempt() -> None:
             started = time.monotonic()
-            inserted, dropped = await self.storage.run(_insert_rows, parts, ids, ts_min, ts_max, token)
+            inserted, dropped = await self.storage.run(inserts.insert_rows, *args)
             self.metrics.insert_latency.observe(time.monotonic() - started)
-            if inserted:
-                self.metrics.batches_inserted.inc()
-                self.metrics.rows_inserted.inc(inserted)
-            if dropped:
-                self.metrics.duplicates_skipped.labels("storage").inc(dropped)
+            self._count(inserted, dropped)
 
         await self._retrying(attempt)
 
@@ -437,18 +359,32 @@ class Processor:
             with attempt:
                 await fn()
 
-    async def _isolate(self, items: list[_Item]) -> None:
-        """Insert message by message: the good ones are stored, the unparsable ones dead-lettered."""
-        for item in items:
-            try:
-                await self._insert_with_retries([item])
-            except Exception as exc:
-                if is_data_error(exc):
-                    await self._dead_letter(item.msg, "unparsable", str(exc))
-                else:
-                    await self._nak([item])
+    async def _isolate(self, items: list[_Item], cause: Exception) -> None:
+        """The batch's insert was refused for its data: store every row ClickHouse takes, dead-letter the rest
+        (only those rows), ack. A transient failure meanwhile naks the batch (redelivery skips stored ids)."""
+        log.warning("processor: batch of %d messages refused (%s); isolating", len(items), str(cause)[:300])
+        args = self._insert_args(items)
+        refused: list[inserts.Unstorable] = []
+
+        async def attempt() -> None:
+            nonlocal refused
+            inserted, dropped, refused = await self.storage.run(inserts.insert_isolating, *args)
+            self._count(inserted, dropped)
+
+        try:
+            await self._retrying(attempt)
+        except Exception as exc:
+            log.error("processor: isolating %d messages failed, nak'ed: %s", len(items), exc)
+            await self._nak(items)
+            return
+        by_index = {u.index: u for u in refused}
+        for index, item in enumerate(items):
+            bad = by_index.get(index)
+            if bad is None:
+                await self._ack([item])
                 continue
-            await self._ack([item])
+            payload = b"[" + b",".join(bad.rows) + b"]"
+            await self._dead_letter(item, "unstorable", bad.error, payload=payload, rows=len(bad.rows))
 
     async def _ack(self, items: list[_Item]) -> None:
         for item in items:
@@ -461,29 +397,40 @@ class Processor:
             with contextlib.suppress(Exception):
                 await item.msg.nak(delay=self.nak_delay)
 
-    async def _dead_letter(self, msg: Msg, reason: str, error: str) -> None:
-        """Republish to DEAD_LETTER_SUBJECT (same stream, kept for operators), then ack the original."""
+    async def _dead_letter(
+        self,
+        item: _Item | Msg,
+        reason: str,
+        error: str,
+        *,
+        payload: bytes | None = None,
+        rows: int | None = None,
+    ) -> None:
+        """Make `payload` (default: the whole message) a dead letter, then ack the message; nak it when the
+        dead letter could not be made durable (it comes back, its stored rows are skipped as duplicates)."""
+        msg = item.msg if isinstance(item, _Item) else item
         seq = msg.metadata.sequence.stream
-        headers = {k: v for k, v in (msg.headers or {}).items() if k.startswith("Oglog-")}
-        headers.update(
-            {
-                "Nats-Msg-Id": f"dead-{seq}",
-                "Oglog-Dead-Reason": reason,
-                "Oglog-Error": error.replace("\r", " ").replace("\n", " ")[:1000],
-                "Oglog-Original-Seq": str(seq),
-                "Oglog-Original-Msg-Id": (msg.headers or {}).get("Nats-Msg-Id", ""),
-            }
-        )
         try:
-            await self.broker.publish(DEAD_LETTER_SUBJECT, msg.data, headers)
+            await deadletter.publish_dead_letter(
+                self.broker,
+                seq=seq,
+                headers=msg.headers or {},
+                payload=msg.data if payload is None else payload,
+                rows=rows,
+                reason=reason,
+                error=error,
+            )
         except BrokerUnavailable as exc:
             log.error("processor: cannot dead-letter message %d (%s); nak'ed", seq, exc)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.nak_delay)
             self.metrics.naks.inc()
             return
-        log.error("processor: message %d dead-lettered (%s): %s", seq, reason, error[:300])
+        log.error(
+            "processor: message %d dead-lettered (%s, %s rows): %s", seq, reason, rows or "all", error[:300]
+        )
         self.metrics.dead_lettered.labels(reason).inc()
+        await deadletter.refresh_gauge(self.broker, self.metrics)
         with contextlib.suppress(Exception):
             await msg.ack()
 

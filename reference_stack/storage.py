@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -19,9 +21,18 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-__all__ = ["LOGS_TABLE", "Storage", "logs_ddl"]
+__all__ = [
+    "LOGS_TABLE",
+    "PARTITION_MARGIN_DAYS",
+    "Storage",
+    "is_data_error",
+    "logs_ddl",
+    "ttl_expression",
+]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 LOGS_TABLE = "logs"
 
@@ -53,14 +64,57 @@ CREATE TABLE IF NOT EXISTS {table} (
 ) ENGINE = MergeTree
 PARTITION BY toDate(timestamp)
 ORDER BY (service, timestamp)
-TTL toDateTime(timestamp) + INTERVAL {retention_days} DAY DELETE
+TTL {ttl} DELETE
 SETTINGS index_granularity = 2048, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000
 """
 
 
+#: Partitions (days) one insert may touch beyond the retention period: ingestion accepts timestamps in
+#: [now - retention, now + ~1 day], so a batch spans at most retention + 2 days; one more for the clock.
+PARTITION_MARGIN_DAYS = 3
+#: ClickHouse's own default for max_partitions_per_insert_block; never go below it.
+_MIN_PARTITIONS_PER_INSERT = 100
+
+
+def ttl_expression(retention_days: int) -> str:
+    """The retention rule, exactly as ClickHouse prints it back in `system.tables.engine_full`.
+
+    `toDate32` spans 1900..2299 like the DateTime64 column; the previous release's `toDateTime(timestamp)`
+    wraps after 2106-02-07, so some future dates looked decades old and were deleted on the next merge."""
+    return f"toDate32(timestamp) + toIntervalDay({int(retention_days)})"
+
+
 def logs_ddl(*, retention_days: int, table: str = LOGS_TABLE) -> str:
     """The CREATE TABLE statement for the logs table."""
-    return _LOGS_DDL.format(table=table, retention_days=int(retention_days))
+    return _LOGS_DDL.format(table=table, ttl=ttl_expression(retention_days))
+
+
+# -- error classification --------------------------------------------------------------------------------
+#: ClickHouse error codes that describe the server's state, not the rows: retrying later can succeed.
+#: 3 UNEXPECTED_END_OF_FILE, 159 TIMEOUT_EXCEEDED, 164 READONLY, 202 TOO_MANY_SIMULTANEOUS_QUERIES,
+#: 209 SOCKET_TIMEOUT, 210 NETWORK_ERROR, 236 ABORTED, 241 MEMORY_LIMIT_EXCEEDED, 242 TABLE_IS_READ_ONLY,
+#: 243 NOT_ENOUGH_SPACE, 252 TOO_MANY_PARTS (merges behind; see _PARTITIONS), 319 UNKNOWN_STATUS_OF_INSERT,
+#: 394 QUERY_WAS_CANCELLED, 425 SYSTEM_ERROR, 439 CANNOT_SCHEDULE_TASK, 497 ACCESS_DENIED,
+#: 516 AUTHENTICATION_FAILED, 60/81 UNKNOWN_TABLE/DATABASE (dropped by hand: fix the server, keep the data),
+#: 999 KEEPER_EXCEPTION, 1002 UNKNOWN_EXCEPTION.
+_TRANSIENT_CODES = frozenset(
+    {3, 60, 81, 159, 164, 202, 209, 210, 236, 241, 242, 243, 252, 319, 394, 425, 439, 497, 516, 999, 1002}
+)
+_CODE = re.compile(r"Code: (\d+)")
+#: Code 252 also says "Too many partitions for single INSERT block": that is about the rows' dates, and the
+#: same insert fails the same way forever unless it is split.
+_PARTITIONS = "Too many partitions for single INSERT block"
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when ClickHouse refused these rows themselves (parse, type, range, partition count): the same
+    insert fails again however often it is retried, so the rows must be split or dead-lettered. False for
+    everything else: connection errors (no code) and the codes of `_TRANSIENT_CODES`, which are retried."""
+    text = str(exc)
+    if _PARTITIONS in text:
+        return True
+    match = _CODE.search(text)
+    return match is not None and int(match.group(1)) not in _TRANSIENT_CODES
 
 
 class Storage:
@@ -94,9 +148,28 @@ class Storage:
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(self.client, *args, **kwargs)
 
+    @property
+    def insert_settings(self) -> dict[str, Any]:
+        """Settings every insert into `logs` carries: enough partitions for any batch the door accepts."""
+        partitions = max(_MIN_PARTITIONS_PER_INSERT, self.retention_days + PARTITION_MARGIN_DAYS)
+        return {"max_partitions_per_insert_block": partitions}
+
     def ensure_schema(self, client: Client | None = None) -> None:
-        """Create the logs table if it is missing (idempotent). Blocking: call it through `run`."""
-        (client or self.client).command(logs_ddl(retention_days=self.retention_days))
+        """Create the logs table if it is missing, and bring the TTL of an existing one (an older release's,
+        or another RETENTION_DAYS) to `ttl_expression(retention_days)`. Idempotent: the ALTER only runs when
+        the table's rule differs. Blocking: call it through `run`."""
+        client = client or self.client
+        client.command(logs_ddl(retention_days=self.retention_days))
+        engine = str(
+            client.command(
+                "SELECT engine_full FROM system.tables "
+                f"WHERE database = currentDatabase() AND name = '{LOGS_TABLE}'"
+            )
+        )
+        wanted = ttl_expression(self.retention_days)
+        if f"TTL {wanted} SETTINGS" not in engine and not engine.endswith(f"TTL {wanted}"):
+            log.warning("storage: %s TTL set to %s (was: %s)", LOGS_TABLE, wanted, engine)
+            client.command(f"ALTER TABLE {LOGS_TABLE} MODIFY TTL {wanted}")
 
     def ping(self, client: Client | None = None) -> bool:
         """True when the storage answers a trivial query. Blocking: call it through `run`."""

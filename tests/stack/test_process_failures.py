@@ -1,17 +1,19 @@
 """Processing failures: transient insert errors are retried then nak'ed (never dropped); rows ClickHouse can
-never parse are isolated per message and dead-lettered with the reason in headers."""
+never store are isolated and dead-lettered (the dead-letter stream) with the reason in headers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from oglogstream.stack import schema
+from oglogstream.stack import inserts, schema
 from oglogstream.stack.broker import Broker
-from oglogstream.stack.config import DEAD_LETTER_SUBJECT, STREAM_NAME, STREAM_SUBJECT
+from oglogstream.stack.config import STREAM_SUBJECT
+from oglogstream.stack.deadletter import list_dead_letters
 from oglogstream.stack.metrics import Metrics
-from oglogstream.stack.process import Processor, _insert_rows
+from oglogstream.stack.process import Processor
 from oglogstream.stack.storage import Storage
 
 from .helpers import wait_for
@@ -25,7 +27,7 @@ class FlakyStorage(Storage):
     failures = 0
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if fn is _insert_rows and self.failures > 0:
+        if fn in (inserts.insert_rows, inserts.insert_isolating) and self.failures > 0:
             self.failures -= 1
             raise ConnectionError("injected: connection reset by ClickHouse")
         return await super().run(fn, *args, **kwargs)
@@ -108,11 +110,8 @@ async def test_exhausted_retries_nak_and_the_batch_comes_back(parts: Any) -> Non
 
 
 async def dead_letters(broker: Broker, n: int) -> list[Any]:
-    sub = await broker.js.pull_subscribe(DEAD_LETTER_SUBJECT, stream=STREAM_NAME)
-    try:
-        return list(await sub.fetch(n, timeout=5))
-    finally:
-        await sub.unsubscribe()
+    items, _ = await list_dead_letters(broker, limit=n)
+    return items
 
 
 async def test_unparsable_message_is_isolated_and_dead_lettered(parts: Any) -> None:
@@ -130,14 +129,14 @@ async def test_unparsable_message_is_isolated_and_dead_lettered(parts: Any) -> N
     proc = processor(broker, storage, metrics)
     proc.start()
     await wait_for(lambda: stored(storage, 20))
-    await wait_for(lambda: _nonzero(metrics.dead_lettered.labels("unparsable")._value.get()))
+    await wait_for(lambda: _nonzero(metrics.dead_lettered.labels("unstorable")._value.get()))
     await proc.stop()
     assert await count(storage) == 20
-    [dead] = await dead_letters(broker, 1)
-    assert dead.data == bad
-    assert dead.headers["Oglog-Dead-Reason"] == "unparsable"
-    assert "pid" in dead.headers["Oglog-Error"]
-    assert dead.headers["Oglog-Original-Msg-Id"] == "bad"
+    [dead] = await dead_letters(broker, 2)
+    assert dead["message"] == json.loads(bad)
+    assert dead["reason"] == "unstorable" and dead["rows"] == 1
+    assert "pid" in dead["error"]
+    assert dead["original_msg_id"] == "bad"
 
 
 async def test_malformed_message_is_dead_lettered_without_an_insert(parts: Any) -> None:
@@ -150,8 +149,8 @@ async def test_malformed_message_is_dead_lettered_without_an_insert(parts: Any) 
     await wait_for(lambda: stored(storage, 5))
     await wait_for(lambda: _nonzero(metrics.dead_lettered.labels("malformed")._value.get()))
     await proc.stop()
-    [dead] = await dead_letters(broker, 1)
-    assert dead.data == b"hello" and dead.headers["Oglog-Dead-Reason"] == "malformed"
+    [dead] = await dead_letters(broker, 2)
+    assert dead["message"] == "hello" and dead["reason"] == "malformed" and dead["rows"] is None
 
 
 async def _nonzero(value: float) -> bool:

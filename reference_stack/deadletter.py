@@ -1,0 +1,247 @@
+"""Dead letters: what the processor can never store, kept with why in the DEAD_STREAM_NAME JetStream stream.
+
+A dead letter is a message on DEAD_LETTER_SUBJECT: the payload is the refused rows (a JSON array as ingestion
+wrote them) or, for a malformed message, the original bytes; headers carry the original `Oglog-*` headers plus
+`Oglog-Dead-Reason`, `Oglog-Error`, `Oglog-Original-Seq` and `Oglog-Original-Msg-Id`.
+
+Routes (query role; issue 12 will put them behind the `admin` scope):
+  GET  /api/dead-letters?after=SEQ&limit=N
+       -> 200 {"dead_letters": [...], "next_after": SEQ|null, "total": N}
+  POST /api/dead-letters/replay {"seqs": [SEQ, ...]} or {"all": true}
+       -> 200 {"replayed": [SEQ, ...], "failed": [{"seq": SEQ, "error": "..."}]}
+Replay re-publishes each one to STREAM_SUBJECT (Nats-Msg-Id `replay-<dead seq>`, so a replay repeated within
+the duplicate window counts once) and then deletes it; the processor's id check keeps rows stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from aiohttp import web
+
+from .broker import Broker, BrokerUnavailable
+from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME, STREAM_SUBJECT
+from .metrics import Metrics
+from .resources import BROKER, METRICS
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "MAX_REPLAY",
+    "count_dead_letters",
+    "list_dead_letters",
+    "publish_dead_letter",
+    "replay_dead_letters",
+    "setup",
+]
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+#: Dead letters one replay request re-publishes (`{"all": true}` takes the oldest this many; repeat it).
+MAX_REPLAY = 1000
+_ERROR_CHARS = 1000
+#: Headers that describe the dead letter itself and are not carried back into the logs stream on replay.
+_DEAD_HEADERS = ("Oglog-Dead-Reason", "Oglog-Error", "Oglog-Original-Seq", "Oglog-Original-Msg-Id")
+
+
+async def publish_dead_letter(
+    broker: Broker,
+    *,
+    seq: int,
+    headers: Mapping[str, str],
+    payload: bytes,
+    rows: int | None,
+    reason: str,
+    error: str,
+) -> None:
+    """Make message `seq` (its `headers`; `payload`: all or the refused part of it) durable as a dead letter.
+
+    `rows`: how many rows `payload` holds (None for a malformed message). Raises BrokerUnavailable."""
+    out = {k: v for k, v in headers.items() if k.startswith("Oglog-")}
+    out.update(
+        {
+            "Nats-Msg-Id": f"dead-{seq}",
+            "Oglog-Dead-Reason": reason,
+            "Oglog-Error": error.replace("\r", " ").replace("\n", " ")[:_ERROR_CHARS],
+            "Oglog-Original-Seq": str(seq),
+            "Oglog-Original-Msg-Id": headers.get("Nats-Msg-Id", ""),
+        }
+    )
+    if rows is not None:
+        out["Oglog-Rows"] = str(rows)
+    await broker.publish(DEAD_LETTER_SUBJECT, payload, out)
+
+
+async def count_dead_letters(broker: Broker) -> int:
+    """Messages in the dead-letter stream now. Raises BrokerUnavailable."""
+    try:
+        info = await broker.js.stream_info(DEAD_STREAM_NAME)
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise BrokerUnavailable(f"dead-letter stream: {type(exc).__name__}: {exc}") from exc
+    return int(info.state.messages)
+
+
+def _describe(msg: Any) -> dict[str, Any]:
+    headers = dict(msg.headers or {})
+    data: bytes = msg.data or b""
+    try:
+        message: Any = json.loads(data)
+    except ValueError:
+        message = data.decode("utf-8", errors="replace")
+    return {
+        "seq": msg.seq,
+        "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
+        "reason": headers.get("Oglog-Dead-Reason", ""),
+        "error": headers.get("Oglog-Error", ""),
+        "original_seq": int(headers.get("Oglog-Original-Seq", "0") or 0),
+        "original_msg_id": headers.get("Oglog-Original-Msg-Id", ""),
+        "rows": int(headers["Oglog-Rows"]) if headers.get("Oglog-Rows", "").isdigit() else None,
+        "message": message,
+    }
+
+
+async def _next(broker: Broker, after: int) -> Any | None:
+    try:
+        return await broker.js.get_msg(
+            DEAD_STREAM_NAME, seq=after + 1, subject=DEAD_LETTER_SUBJECT, next=True
+        )
+    except nats.js.errors.NotFoundError:
+        return None
+    except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise BrokerUnavailable(f"dead-letter stream: {type(exc).__name__}: {exc}") from exc
+
+
+async def list_dead_letters(
+    broker: Broker, *, after: int = 0, limit: int = DEFAULT_PAGE
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to `limit` dead letters with a sequence > `after`, oldest first, and the `after` of the next page
+    (None when this was the last). Each: seq, time (ISO UTC), reason, error, original_seq, original_msg_id,
+    rows (None for malformed), message (the payload as JSON, or as text when it is not JSON).
+    Raises BrokerUnavailable."""
+    if not broker.is_connected:
+        raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
+    out: list[dict[str, Any]] = []
+    while len(out) < limit:
+        msg = await _next(broker, after)
+        if msg is None:
+            return out, None
+        out.append(_describe(msg))
+        after = msg.seq
+    return out, (after if await _next(broker, after) is not None else None)
+
+
+async def replay_dead_letters(
+    broker: Broker, seqs: list[int] | None, *, limit: int = MAX_REPLAY
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """Re-publish the dead letters `seqs` (None: the oldest `limit`) to the logs stream, deleting each once
+    the broker acked its copy. Returns (replayed seqs, [{"seq", "error"}] for those not replayed).
+    Raises BrokerUnavailable when NATS is down before anything was replayed."""
+    if not broker.is_connected:
+        raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
+    if seqs is None:
+        found, _ = await list_dead_letters(broker, limit=limit)
+        seqs = [item["seq"] for item in found]
+    replayed: list[int] = []
+    failed: list[dict[str, Any]] = []
+    for seq in seqs:
+        try:
+            msg = await broker.js.get_msg(DEAD_STREAM_NAME, seq=seq)
+        except nats.js.errors.NotFoundError:
+            failed.append({"seq": seq, "error": "no such dead letter"})
+            continue
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        headers = {k: v for k, v in (msg.headers or {}).items() if k.startswith("Oglog-")}
+        for name in _DEAD_HEADERS:
+            headers.pop(name, None)
+        headers["Nats-Msg-Id"] = f"replay-{seq}"
+        try:
+            await broker.publish(STREAM_SUBJECT, msg.data or b"", headers)
+            await broker.js.delete_msg(DEAD_STREAM_NAME, seq)
+        except (BrokerUnavailable, nats.errors.Error, asyncio.TimeoutError) as exc:
+            failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        replayed.append(seq)
+    return replayed, failed
+
+
+async def refresh_gauge(broker: Broker, metrics: Metrics) -> None:
+    """Set oglog_dead_letters to the stream's count (left as it was when NATS cannot answer)."""
+    with contextlib.suppress(BrokerUnavailable):
+        metrics.dead_letters.set(await count_dead_letters(broker))
+
+
+def _bad_request(field: str, reason: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=json.dumps({"error": "bad_request", "field": field, "reason": reason}),
+        content_type="application/json",
+    )
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise _bad_request(name, f"expected an integer in {lo}..{hi}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _unavailable(exc: BrokerUnavailable) -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text=json.dumps({"error": "unavailable", "reason": str(exc)}),
+        content_type="application/json",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def list_route(request: web.Request) -> web.Response:
+    """GET /api/dead-letters: one page, oldest first."""
+    after = _int_param(request, "after", 0, 0, 2**63 - 1)
+    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    broker = request.app[BROKER]
+    try:
+        items, next_after = await list_dead_letters(broker, after=after, limit=limit)
+        total = await count_dead_letters(broker)
+    except BrokerUnavailable as exc:
+        raise _unavailable(exc) from None
+    request.app[METRICS].dead_letters.set(total)
+    return web.json_response({"dead_letters": items, "next_after": next_after, "total": total})
+
+
+async def replay_route(request: web.Request) -> web.Response:
+    """POST /api/dead-letters/replay: `{"seqs": [...]}` (at most MAX_REPLAY) or `{"all": true}`."""
+    try:
+        body = json.loads(await request.read() or b"null")
+    except ValueError:
+        raise _bad_request("body", "expected a JSON object") from None
+    seqs: list[int] | None
+    if isinstance(body, dict) and body.get("all") is True and "seqs" not in body:
+        seqs = None
+    elif isinstance(body, dict) and isinstance(body.get("seqs"), list) and "all" not in body:
+        seqs = body["seqs"]
+        assert seqs is not None
+        if not 1 <= len(seqs) <= MAX_REPLAY or not all(type(s) is int and 1 <= s < 2**63 for s in seqs):
+            raise _bad_request("seqs", f"expected 1..{MAX_REPLAY} positive integer sequence numbers")
+    else:
+        raise _bad_request("body", 'expected {"seqs": [SEQ, ...]} or {"all": true}')
+    broker = request.app[BROKER]
+    try:
+        replayed, failed = await replay_dead_letters(broker, seqs)
+    except BrokerUnavailable as exc:
+        raise _unavailable(exc) from None
+    await refresh_gauge(broker, request.app[METRICS])
+    return web.json_response({"replayed": replayed, "failed": failed})
+
+
+def setup(app: web.Application) -> None:
+    """Register the dead-letter routes (needs the broker_ctx)."""
+    app.router.add_get("/api/dead-letters", list_route)
+    app.router.add_post("/api/dead-letters/replay", replay_route)
