@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from . import dashboard, ingest, live, otlp, process, query
+from . import dashboard, deadletter, ingest, live, otlp, process, query
 from .config import StackConfig
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
@@ -45,6 +45,7 @@ def create_app(config: StackConfig) -> web.Application:
         query.setup(app)
         live.setup(app)
         dashboard.setup(app)  # GET /: the web dashboard, same origin as the API it calls
+        deadletter.setup(app)  # GET /api/dead-letters, POST /api/dead-letters/replay
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app
