@@ -22,7 +22,7 @@ from typing import Any
 import tenacity
 
 from . import _diag, _otel
-from ._buffer import Batch, Pending
+from ._buffer import Batch, Pending, intake_limit
 from ._context import CONTEXT
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder, StructEvent, capture_exc_info
@@ -114,6 +114,8 @@ class AsyncOgLogClient:
         self._batch_numbers = itertools.count(1)
         self._drop_oldest = s.overflow == "drop_oldest"
         self._wake_at = min(s.batch_size, s.max_buffer_records)
+        #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
+        self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -178,7 +180,7 @@ class AsyncOgLogClient:
             self._ledger.count_locked("closed", 1)
             return
         intake = self._intake
-        if len(intake) >= self.settings.max_buffer_records:
+        if len(intake) >= self._intake_limit:
             self._ledger.count_locked("overflow", 1)
             if not self._drop_oldest:
                 return
@@ -365,6 +367,9 @@ class AsyncOgLogClient:
                 await asyncio.wait_for(wake.wait(), max(0.0, next_tick - now))
 
     def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
+        s = self.settings
+        held = self._pending.nbytes + self._inflight.nbytes
+        self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
         return ingest(
             self._intake,
             self._pending,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-__all__ = ["Batch", "Pending"]
+__all__ = ["INTAKE_FLOOR", "INTAKE_ITEM_BYTES", "Batch", "Pending", "intake_limit"]
 
 
 class Batch:
@@ -106,3 +106,17 @@ class Pending:
         self.nbytes = 0
         self.first_seq = self.next_seq
         return count
+
+
+#: What one captured record is assumed to occupy while it waits in the caller-side intake (its LogRecord
+#: `__dict__` plus args; measured at ~700 B for a typical record with two `extra=` fields). Callers cannot
+#: measure bytes cheaply, so the intake is bounded by a count derived from the byte budget and this estimate.
+INTAKE_ITEM_BYTES = 640
+#: The intake always has room for this many records (capped by max_records), even when the encoded
+#: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
+INTAKE_FLOOR = 1000
+
+
+def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:
+    """How many captured records may wait in the intake while `held_bytes` encoded bytes are buffered."""
+    return min(max_records, max(INTAKE_FLOOR, (max_bytes - held_bytes) // INTAKE_ITEM_BYTES))

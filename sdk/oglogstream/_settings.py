@@ -44,10 +44,12 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_BATCH_BYTES = 1024 * 1024
 #: A record waits at most about this long (seconds) before it is sent.
 DEFAULT_FLUSH_INTERVAL = 1.0
-#: While the server is away, at most this many records wait (then the overflow policy applies)...
-DEFAULT_MAX_BUFFER_RECORDS = 10_000
-#: ...and at most this many encoded bytes.
-DEFAULT_MAX_BUFFER_BYTES = 16 * 1024 * 1024
+#: The memory budget (bytes) of records waiting to be sent: the primary bound. 64 MiB holds a burst of 100,000
+#: typical records (~250 B encoded, ~700 B as a captured LogRecord) or a 60 s outage at 1,000 records/s with
+#: room to spare; the caller-side intake is bounded from the same budget (see `_buffer.intake_limit`).
+DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
+#: A secondary guard on the count (tiny records): never the limit a typical record reaches first.
+DEFAULT_MAX_BUFFER_RECORDS = 1_000_000
 #: Keep the newest records when the buffer is full: during an outage the recent past matters most.
 DEFAULT_OVERFLOW: OverflowPolicy = "drop_oldest"
 DEFAULT_CONNECT_TIMEOUT = 5.0

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import tenacity
 
 from . import _diag, _otel
-from ._buffer import Batch, Pending
+from ._buffer import Batch, Pending, intake_limit
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
 from ._settings import Settings
@@ -48,9 +48,21 @@ __all__ = ["WORKER_THREADS", "Item", "Pipeline", "drain_all"]
 #: Thread idents of running workers: a record created on one of these threads is never shipped.
 WORKER_THREADS: set[int] = set()
 
+#: In a forked child (gunicorn/multiprocessing workers, which are often ended by SIGTERM) a batch is sent once
+#: it has waited this long (seconds), not after flush_interval: the window a SIGTERM can cut is this short.
+FORK_LINGER = 0.02
+
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _worker_numbers = itertools.count(1)
 _INFINITY = float("inf")
+
+
+class _Exit:
+    """Set by the atexit drain: records arriving later (from atexit hooks that run after ours) are sent
+    synchronously by the logging thread, all of them within one shared deadline."""
+
+    started = False
+    deadline = _INFINITY
 
 
 class _FlushRequest:
@@ -72,6 +84,8 @@ class Pipeline:
         self._transport_factory: Callable[[Settings], Transport] = transport_factory or HttpTransport
         self._drop_oldest = settings.overflow == "drop_oldest"
         self._wake_at = min(settings.batch_size, settings.max_buffer_records)
+        #: Seconds a cut-ready batch may wait in a forked child (0 = use flush_interval only).
+        self._linger = 0.0
         #: Appended to by caller threads; the same object for the pipeline's whole life (also after fork).
         self.intake: deque[Item] = deque()
         self._reset()
@@ -84,16 +98,30 @@ class Pipeline:
             # Start now, not at the first record: what earlier processes left in the spool is replayed even
             # by a process that never logs.
             with self._lock:
-                self._start_locked()
+                thread = self._prepare_start_locked()
+            thread.start()
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (inherited buffers belong to the parent)."""
-        s = self.settings
-        #: Callers take the slow path once len(intake) reaches this; 0 forces it (not started, or closed).
-        self.soft_limit = 0
         self.intake.clear()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._batch_prefix = secrets.token_hex(8)
+        self._batch_numbers = itertools.count(1)
+        self._ledger = Ledger(self._lock)
+        self._policy = RetryPolicy(self.settings)
+        self._pid = os.getpid()
+        #: (spooled, adopted) when the spool was closed: what stats() reports after close().
+        self._spool_left = (0, 0)
+        self._reset_worker_state()
+
+    def _reset_worker_state(self) -> None:
+        """What one worker's life uses; reset again when a closed pipeline reopens (counters are kept)."""
+        s = self.settings
+        #: Callers take the slow path once len(intake) reaches this; 0 forces it (not started, or closed).
+        self.soft_limit = 0
+        #: The hard bound of the intake, recomputed by the worker from the byte budget (`intake_limit`).
+        self.intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._flush_requests: deque[_FlushRequest] = deque()
         self._waiters: list[_FlushRequest] = []
         self._thread: threading.Thread | None = None
@@ -105,52 +133,90 @@ class Pipeline:
         self._abandoned = False
         self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, self._drop_oldest)
         self._inflight = InFlight()
-        self._batch_prefix = secrets.token_hex(8)
-        self._batch_numbers = itertools.count(1)
-        self._ledger = Ledger(self._lock)
-        self._policy = RetryPolicy(s)
         #: Spool mode: when the head of the spool may be tried again, and how many tries have failed.
         self._retry_at = 0.0
         self._spool_failures = 0
-        self._pid = os.getpid()
-        #: (spooled, adopted) when the spool was closed: what stats() reports after close().
-        self._spool_left = (0, 0)
+        #: In a forked child: when the oldest not-yet-cut record was encoded (see FORK_LINGER).
+        self._pending_since: float | None = None
 
     # ----------------------------------------------------------------- caller side
 
     def submit_slow(self, item: Item) -> bool:
-        """The caller's path when the fast path's single length check fails; never raises."""
+        """The caller's path when the fast path's single length check fails; never raises.
+
+        After close() the pipeline reopens (a new worker), as a stdlib FileHandler reopens its file: a record
+        logged after a re-configuration or by a late atexit hook is delivered, not dropped.
+        """
         if self._pid != os.getpid():  # forked without the at-fork hooks (a C-level fork)
             self._forked_without_hooks()
+        if _otel.current_span is None:
+            _otel.refresh()  # outside the lock: it may import
+        start: threading.Thread | None = None
+        reopened = False
+        accepted = True
         with self._lock:
-            if self._closing:
-                self._count("closed", 1)
+            if self._finished and not self._reopen_locked():
+                self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return False
+            reopened = self._thread is None and self._closing
             if self._thread is None:
-                _otel.refresh()
-                self._start_locked()
+                start = self._prepare_start_locked()
             intake = self.intake
             size = len(intake)
-            if size >= self.settings.max_buffer_records:
+            if size >= self.intake_limit:
                 self._count("overflow", 1)
-                if not self._drop_oldest:
-                    return False
-                with contextlib.suppress(IndexError):  # the worker may just have taken everything
-                    intake.popleft()
-            intake.append(item)
-            if size + 1 >= self._wake_at and not self._wake.is_set():
-                self._wake.set()
-                # Until the worker has drained, later records need no wake-up: only the hard limit matters.
-                self.soft_limit = self.settings.max_buffer_records
-            return True
+                if self._drop_oldest:
+                    with contextlib.suppress(IndexError):  # the worker may just have taken everything
+                        intake.popleft()
+                else:
+                    accepted = False
+            if accepted:
+                intake.append(item)
+                if size + 1 >= self._wake_at and not self._wake.is_set():
+                    self._wake.set()
+                    # Until the worker has drained, later records need no wake-up: only the hard limit counts.
+                    self.soft_limit = self.intake_limit
+        # Started outside the lock: under gevent start() yields to the hub, and the new worker takes the lock.
+        if start is not None:
+            start.start()
+        if reopened:
+            self._send_at_exit()
+        return accepted
 
-    def _start_locked(self) -> None:
+    def _reopen_locked(self) -> bool:
+        """Make a finished pipeline take records again; False while an abandoned worker is still running."""
+        thread = self._thread
+        if self._abandoned and thread is not None and thread.is_alive():
+            return False
+        if self._abandoned:
+            self.intake.clear()  # counted as `shutdown` when the worker was abandoned
+        self._reset_worker_state()
+        self._transport = None  # closed with the old worker; the new one builds its own
+        if _Exit.started:  # at interpreter exit a reopened pipeline is closed again at once (_send_at_exit)
+            if _Exit.deadline == _INFINITY:
+                _Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
+            self._closing = True
+            self._deadline = _Exit.deadline
+        return True
+
+    def _prepare_start_locked(self) -> threading.Thread:
+        """A worker thread to start once the lock is released. Its Event is made now, from the `threading`
+        module as it is now: under gevent monkey-patching (also when patched after this pipeline was built),
+        the worker is a greenlet and must wait on a gevent Event, or it would block the whole hub."""
         thread = threading.Thread(
             target=self._run, name=f"oglogstream-worker-{next(_worker_numbers)}", daemon=True
         )
         self._thread = thread
-        thread.start()
-        self.soft_limit = min(self._wake_at, self.settings.max_buffer_records)
+        self._wake = threading.Event()
+        if self._closing:
+            self._wake.set()
+        self.soft_limit = 0 if self._closing else min(self._wake_at, self.intake_limit)
+        return thread
+
+    def _send_at_exit(self) -> None:
+        """A record after the atexit drain: deliver it now, within the shared exit deadline."""
+        if _Exit.started:
+            self.finish_close(_Exit.deadline)
 
     def count_internal_error(self, exc: BaseException) -> None:
         """A record could not even be captured (a bug): count it and say so on stderr."""
@@ -172,11 +238,10 @@ class Pipeline:
 
     def stats(self) -> Stats:
         spool = self._spool
+        # What an abandoned worker still holds was counted as `shutdown` already: it is not queued as well.
+        held = 0 if self._abandoned else len(self.intake) + len(self._pending) + self._inflight.records
         return self._ledger.snapshot(
-            queued=len(self.intake)
-            + len(self._pending)
-            + self._inflight.records
-            + (spool.own_records if spool is not None else 0),
+            queued=held + (spool.own_records if spool is not None else 0),
             buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
             spooled=spool.records if spool is not None else self._spool_left[0],
             adopted=spool.adopted_total if spool is not None else self._spool_left[1],
@@ -223,26 +288,31 @@ class Pipeline:
 
     def finish_close(self, deadline: float) -> bool:
         """Wait for the worker until `deadline`; whatever is still held then is counted as `shutdown`."""
-        thread = self._thread
-        if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            if self._finished or self._abandoned:
-                leftovers = 0
-            elif thread is None:
-                leftovers = len(self.intake)
-                self.intake.clear()
-                self._finished = True
-                if self._transport is not None:
-                    self._transport.close()
-            else:
-                # The worker is stuck (e.g. a server that never answers): give up on it, count what it holds.
-                self._abandoned = True
-                self._abort = True
-                leftovers = self._held()
-            if leftovers:
-                self._count("shutdown", leftovers)
-            clean = not self._ledger.dropped.get("shutdown")
+        while True:
+            thread = self._thread
+            if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                if self._thread is not thread:
+                    continue  # a record started a worker meanwhile: wait for that one
+                if self._finished or self._abandoned:
+                    leftovers = 0
+                elif thread is None:
+                    leftovers = len(self.intake)
+                    self.intake.clear()
+                    self._finished = True
+                    if self._transport is not None:
+                        self._transport.close()
+                else:
+                    # The worker is stuck (a server that never answers): give up on it, count what it holds.
+                    self._abandoned = True
+                    self._abort = True
+                    self._finished = True
+                    leftovers = self._held()
+                if leftovers:
+                    self._count("shutdown", leftovers)
+                clean = not self._ledger.dropped.get("shutdown")
+                break
         if leftovers:
             _diag.report("shutdown", f"{leftovers} records not delivered before the shutdown deadline")
         return clean
@@ -256,9 +326,11 @@ class Pipeline:
         spool, self._spool = self._spool, None
         if spool is not None:
             spool.forget_after_fork()
-        if closing:  # a closed handler stays closed in the child
+        if closing:  # a closed handler stays closed in the child (until a record reopens it)
             self._closing = True
             self._finished = True
+        # A forked child is often ended by SIGTERM (multiprocessing.Pool, gunicorn): send soon after logging.
+        self._linger = FORK_LINGER
 
     # ----------------------------------------------------------------- worker
 
@@ -290,9 +362,9 @@ class Pipeline:
                     leftovers = self._held()
                     self.intake.clear()
                     self._pending.clear()
+                    self._inflight.clear()
                     if leftovers:
                         self._count("shutdown", leftovers)
-                    self._finished = True
                 self.soft_limit = 0
                 self._closing = True
             for request in [*self._waiters, *self._flush_requests]:
@@ -306,6 +378,18 @@ class Pipeline:
                 spool.close()
                 self._spool = None
             WORKER_THREADS.discard(ident)
+            self._finish_run(abandoned)
+
+    def _finish_run(self, abandoned: bool) -> None:
+        """The worker's last act: only now may a record reopen the pipeline (nothing of this worker is left).
+        Records that arrived while it was winding down are taken by a new worker at once."""
+        start = None
+        with self._lock:
+            self._finished = True
+            if self.intake and not abandoned and self._reopen_locked():
+                start = self._prepare_start_locked()
+        if start is not None:
+            start.start()
 
     def _open_spool(self) -> None:
         s = self.settings
@@ -367,6 +451,13 @@ class Pipeline:
                 return
             now = time.monotonic()
             urgent = now >= next_tick or self._waiters or self._closing
+            if self._linger:
+                if not pending:
+                    self._pending_since = None
+                elif self._pending_since is None:
+                    self._pending_since = now
+                elif now >= self._pending_since + self._linger:
+                    urgent = True
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                 batch = Batch(self._new_batch_id(), first_seq, lines)
@@ -390,6 +481,8 @@ class Pipeline:
             if now >= next_tick:
                 next_tick = now + interval
             wake_at = next_tick
+            if self._pending_since is not None:
+                wake_at = min(wake_at, self._pending_since + self._linger)
             if spool is not None and spool.head() is not None:
                 wake_at = min(wake_at, self._retry_at)
             self._wake.wait(max(0.0, wake_at - now))
@@ -434,9 +527,15 @@ class Pipeline:
         if _otel.current_span is None:
             _otel.refresh()
         self._wake.clear()
+        s = self.settings
+        held = self._pending.nbytes + self._inflight.nbytes
+        limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
+        # Lingering in a forked child with nothing waiting: the next record must wake us to start the clock.
+        idle = self._linger and self._pending_since is None and not self._pending
         with self._lock:
+            self.intake_limit = limit
             if not self._closing:
-                self.soft_limit = min(self._wake_at, self.settings.max_buffer_records)
+                self.soft_limit = 0 if idle else min(self._wake_at, limit)
 
     def _take_flush_requests(self) -> None:
         taken = []

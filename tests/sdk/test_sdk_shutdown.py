@@ -110,13 +110,20 @@ def test_close_delivers_then_twice_is_harmless(server: CaptureServer, make_handl
     assert time.monotonic() - started < 0.1
 
 
-def test_records_after_close_are_counted(server: CaptureServer, make_handler, logger) -> None:
-    """A record handed to a closed handler is not sent but counted as closed."""
+def test_records_after_close_are_delivered(server: CaptureServer, make_handler, logger) -> None:
+    """Like a stdlib FileHandler, a closed handler reopens for a later record (dictConfig re-configuration)."""
     handler = make_handler(server.url)
     logger.addHandler(handler)
+    logger.info("before")
     handler.close()
     logger.info("late")
-    assert handler.stats().dropped == {"closed": 1}
+    assert handler.flush(timeout=5) is True
+    assert [e["message"] for e in server.entries] == ["before", "late"]
+    assert handler.stats().dropped == {} and handler.stats().sent == 2
+    handler.close()
+    logger.info("later still")
+    assert handler.close() is True
+    assert server.entry_count == 3
 
 
 def test_logging_shutdown_drains(server: CaptureServer, make_handler, logger) -> None:
