@@ -59,7 +59,8 @@ def test_the_doc_has_the_two_examples() -> None:
 
 @pytest.mark.usefixtures("django_env", "restore_loggers")
 def test_django_settings_example(server: CaptureServer) -> None:
-    """The LOGGING + MIDDLEWARE example ships access records, and an unhandled exception exactly once."""
+    """The LOGGING + MIDDLEWARE example (a root OgLogHandler, django.request left to propagate) ships access
+    records, and an unhandled exception's traceback exactly once."""
     from django.test import Client, override_settings
 
     namespace = _run(_examples()[0], server.url)
@@ -80,6 +81,8 @@ def test_django_settings_example(server: CaptureServer) -> None:
     )
     with_traceback = [e for e in server.entries if "exception" in e]
     assert [e["logger"] for e in with_traceback] == [ACCESS]
+    # django.request reaches the root's OgLogHandler ("Internal Server Error", "Not Found"): none ships.
+    assert not [e for e in server.entries if e["logger"].startswith("django")]
     assert "RuntimeError: kaboom" in with_traceback[0]["exception"]
     view_logs = [e for e in server.entries if e["logger"] == "tests.integrations.app"]
     assert {e["attributes"]["request_id"] for e in view_logs} == {"doc-ok", "doc-boom"}
