@@ -106,7 +106,7 @@ class AsyncOgLogClient:
         )
         self._intake: deque[Item] = deque()
         self._lock = threading.Lock()
-        self._ledger = Ledger(self._lock)
+        self._ledger = Ledger(self._lock, self.settings.service)
         self._policy = RetryPolicy(s)
         self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, s.overflow == "drop_oldest")
         self._encoder = EntryEncoder(s.service)
@@ -124,7 +124,6 @@ class AsyncOgLogClient:
         self._waiters: list[_Waiter] = []
         self._inflight = InFlight()
         self._closing = False
-        self._finished = False
         self._deadline = _INFINITY
         self._pid = os.getpid()
         _otel.refresh()
@@ -176,9 +175,6 @@ class AsyncOgLogClient:
     def _submit(self, item: Item) -> None:
         if self._pid != os.getpid():
             self._after_fork()
-        if self._closing:
-            self._ledger.count_locked("closed", 1)
-            return
         intake = self._intake
         if len(intake) >= self._intake_limit:
             self._ledger.count_locked("overflow", 1)
@@ -187,7 +183,8 @@ class AsyncOgLogClient:
             with contextlib.suppress(IndexError):
                 intake.popleft()
         intake.append(item)
-        if self._task is None:
+        loop = self._loop
+        if self._task is None or (loop is not None and loop.is_closed()):
             self._start()
         elif len(intake) == self._wake_at:
             self._signal()
@@ -198,6 +195,11 @@ class AsyncOgLogClient:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        if self._task is not None:
+            old = self._loop
+            if old is loop or old is None or not old.is_closed():
+                return  # running here already, or on a loop of another thread (`_signal` reaches it)
+            self._take_over_from_closed_loop()
         self._loop = loop
         self._wake = asyncio.Event()
         if self._transport is None:
@@ -218,13 +220,29 @@ class AsyncOgLogClient:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 loop.call_soon_threadsafe(wake.set)
 
+    def _take_over_from_closed_loop(self) -> None:
+        """The sending task's loop was closed without running it to the end (no asyncio.run cleanup): that
+        task never runs again. What it was sending is counted as lost; the buffered rest goes out on the new
+        loop. Its transport belongs to the dead loop: dropped unclosed."""
+        lost = self._inflight.records
+        self._inflight.clear()
+        if lost:
+            self._ledger.count_locked("shutdown", lost)
+        self._reset_task()
+
+    def _reset_task(self) -> None:
+        """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
+        self._closing = False
+        self._deadline = _INFINITY
+        self._loop = self._task = self._wake = self._transport = None
+
     def _after_fork(self) -> None:
         """A forked child starts empty (the parent ships its own events) and with no loop of its own yet."""
         self._pid = os.getpid()
         self._intake.clear()
         self._pending.clear()
         self._lock = threading.Lock()
-        self._ledger = Ledger(self._lock)
+        self._ledger = Ledger(self._lock, self.settings.service)
         self._encoder = EntryEncoder(self.settings.service)
         self._batch_prefix = secrets.token_hex(8)
         self._loop = self._task = self._wake = self._transport = None
@@ -269,21 +287,20 @@ class AsyncOgLogClient:
         """
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         loop = asyncio.get_running_loop()
-        if not self._closing:
-            if self._task is None and self._intake:
-                self._start()
-            self._closing = True
-            self._deadline = loop.time() + timeout
-            self._signal()
+        old = self._loop
+        if (self._task is None or (old is not None and old.is_closed())) and (self._intake or self._pending):
+            self._start()
         task = self._task
         if task is not None and not task.done():
+            if not self._closing:
+                self._closing = True
+                self._deadline = loop.time() + timeout
+                self._signal()
             remaining = max(0.0, self._deadline - loop.time())
             await asyncio.wait({task}, timeout=remaining)
             if not task.done():  # a send that overran its capped timeouts: give up on it
                 task.cancel()
                 await asyncio.wait({task}, timeout=1.0)
-        if task is None:
-            self._finish(0)
         return not self._ledger.dropped.get("shutdown")
 
     async def __aenter__(self) -> AsyncOgLogClient:
@@ -314,20 +331,21 @@ class AsyncOgLogClient:
             self._ledger.last_error = f"sender task crashed: {exc!r}"
             _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
         finally:
+            transport = self._transport
             self._finish(len(self._intake) + len(self._pending) + self._inflight.records)
-            if self._transport is not None:
-                await self._transport.aclose()
+            if transport is not None:
+                await transport.aclose()
 
     def _finish(self, leftovers: int) -> None:
-        self._closing = True
-        if self._finished:
-            return
-        self._finished = True
+        """The task ends: what it still holds is lost (counted once), and the client can start a new task
+        (on this loop after aclose(), or on the next loop after asyncio.run() ended)."""
         self._intake.clear()
         self._pending.clear()
+        self._inflight.clear()
+        self._reset_task()
         if leftovers:
             self._ledger.count_locked("shutdown", leftovers)
-            _diag.report("shutdown", f"{leftovers} events not delivered before the shutdown deadline")
+        self._ledger.summarize_losses()
         for waiter in self._waiters:
             if not waiter.future.done():
                 waiter.future.set_result(False)

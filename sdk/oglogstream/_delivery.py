@@ -8,6 +8,7 @@ drivers differ only in how they wait and send (a thread with `Event.wait`, or a 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from . import _diag
 from ._buffer import Batch, Pending
 from ._entry import EntryEncoder
 from ._settings import MAX_RETRY_AFTER, Settings
-from ._stats import Stats
+from ._stats import DROP_REASONS, LOSS_REMEDIES, Stats
 from ._transport import Outcome, SendResult
 
 __all__ = ["InFlight", "Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
@@ -82,18 +83,57 @@ class Ledger:
     """The counters behind `Stats`. Written by the delivering thread/task; `dropped` also by callers,
     always under `lock` (a `threading.Lock`, because callers may be on any thread)."""
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: threading.Lock, service: str) -> None:
         self.lock = lock
+        self.service = service
         self.sent = 0
         self.retried = 0
         self.last_error: str | None = None
         self.dropped: dict[str, int] = {}
         self._reported: set[str] = set()
+        #: Loss is never silent: reasons announced so far, losses since the last summary, when one is due.
+        self._announced: set[str] = set()
+        self._unreported: dict[str, int] = {}
+        self._summary_due = 0.0
 
     def count(self, reason: str, n: int) -> None:
-        """Count `n` lost records; the caller holds `lock`."""
-        if n:
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
+        """Count `n` lost records; the caller holds `lock`. The first loss of each reason is announced on
+        stderr at once (reason, meaning, the setting that avoids it); later ones in a summary at most every
+        `_diag.DIAG_INTERVAL` seconds (and at close, see `summarize_losses`)."""
+        if not n:
+            return
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        now = time.monotonic()
+        if reason not in self._announced:
+            self._announced.add(reason)
+            if not self._summary_due:
+                self._summary_due = now + _diag.DIAG_INTERVAL
+            _diag.write(
+                f"[{self.service}] lost {n} record(s), reason {reason!r}: {DROP_REASONS.get(reason, reason)}."
+                f" To avoid it: {LOSS_REMEDIES.get(reason, 'see docs/sdk.md')}. Later losses are summarised"
+                f" at most every {_diag.DIAG_INTERVAL:g} s; stats().dropped has the exact counts."
+            )
+            return
+        self._unreported[reason] = self._unreported.get(reason, 0) + n
+        if now >= self._summary_due:
+            message = self._take_summary(now)
+            if message:
+                _diag.write(message)
+
+    def _take_summary(self, now: float) -> str | None:
+        self._summary_due = now + _diag.DIAG_INTERVAL
+        if not self._unreported:
+            return None
+        lost = ", ".join(f"{reason}: {n}" for reason, n in sorted(self._unreported.items()))
+        self._unreported.clear()
+        return f"[{self.service}] lost more records since the last report ({lost}); totals: {self.dropped}"
+
+    def summarize_losses(self) -> None:
+        """Print the losses not yet reported (called when a worker/task stops): nothing goes unmentioned."""
+        with self.lock:
+            message = self._take_summary(time.monotonic())
+        if message:
+            _diag.write(message)
 
     def count_locked(self, reason: str, n: int) -> None:
         with self.lock:

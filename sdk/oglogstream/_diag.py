@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-__all__ = ["DIAG_INTERVAL", "report"]
+__all__ = ["DIAG_INTERVAL", "report", "write"]
 
 #: At most one line per topic per this many seconds; suppressed repeats are counted in the next line.
 DIAG_INTERVAL = 30.0
@@ -32,10 +32,15 @@ def report(topic: str, message: str) -> None:
         _last[topic] = now
         skipped = _suppressed.pop(topic, 0)
     suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
+    write(f"{message}{suffix}")
+
+
+def write(message: str) -> None:
+    """Write `oglogstream: message` to stderr now (callers rate-limit); never raises."""
     try:
         stream = sys.stderr
         if stream is not None:
-            stream.write(f"oglogstream: {message}{suffix}\n")
+            stream.write(f"oglogstream: {message}\n")
             stream.flush()
     except Exception:  # a closed or broken stderr must not break the worker
         pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-__all__ = ["DROP_REASONS", "Stats"]
+__all__ = ["DROP_REASONS", "LOSS_REMEDIES", "Stats"]
 
 #: Why records can be lost; `Stats.dropped` only has keys that occurred.
 DROP_REASONS: Mapping[str, str] = {
@@ -14,12 +14,24 @@ DROP_REASONS: Mapping[str, str] = {
     "client_error": "the server answered the whole batch with a non-retryable 4xx (e.g. 400, 401, 403)",
     "too_large": "the server answered 413 even for a batch holding only this entry",
     "shutdown": "close()/atexit reached its deadline before the record could be delivered",
-    "closed": "the record was logged after the handler was closed",
     "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
     "spool_full": "the disk spool reached spool_max_bytes; its oldest batches were dropped to make room",
     "spool_expired": "a spooled batch was older than spool_max_age when its turn to be sent came",
     "spool_corrupt": "a spooled batch failed its length/CRC check (a torn write at a crash) and was skipped;"
     " a frame torn inside its header counts as one record",
+}
+
+#: What would have avoided each loss: printed with the first loss of each reason (see `_delivery.Ledger`).
+LOSS_REMEDIES: Mapping[str, str] = {
+    "overflow": "raise max_buffer_bytes (and max_buffer_records for tiny records), or set spool_dir",
+    "rejected": "fix the entries the server rejected (stats().last_error and the line above name the first)",
+    "client_error": "check url and api_key (the server refused the requests)",
+    "too_large": "log smaller records (the server's per-entry limit)",
+    "shutdown": "raise shutdown_timeout, call flush() before exiting, or set spool_dir",
+    "internal_error": "nothing in the settings: this is an SDK bug, please report the line above",
+    "spool_full": "raise spool_max_bytes",
+    "spool_expired": "raise spool_max_age",
+    "spool_corrupt": "nothing in the settings: a crash tore the last write to the spool",
 }
 
 

@@ -108,7 +108,7 @@ class Pipeline:
         self._wake = threading.Event()
         self._batch_prefix = secrets.token_hex(8)
         self._batch_numbers = itertools.count(1)
-        self._ledger = Ledger(self._lock)
+        self._ledger = Ledger(self._lock, self.settings.service)
         self._policy = RetryPolicy(self.settings)
         self._pid = os.getpid()
         #: (spooled, adopted) when the spool was closed: what stats() reports after close().
@@ -313,8 +313,7 @@ class Pipeline:
                     self._count("shutdown", leftovers)
                 clean = not self._ledger.dropped.get("shutdown")
                 break
-        if leftovers:
-            _diag.report("shutdown", f"{leftovers} records not delivered before the shutdown deadline")
+        self._ledger.summarize_losses()
         return clean
 
     def after_fork_in_child(self) -> None:
@@ -390,6 +389,7 @@ class Pipeline:
                 start = self._prepare_start_locked()
         if start is not None:
             start.start()
+        self._ledger.summarize_losses()
 
     def _open_spool(self) -> None:
         s = self.settings

@@ -106,6 +106,9 @@ class _Handler(BaseHTTPRequestHandler):
                     {"entries": owner.entry_count, "unique": len(owner.ids), "requests": len(owner.requests)}
                 ).encode()
             self._answer(200, body)
+        elif self.path.startswith("/fail/"):  # GET /fail/503: answer every POST with 503; /fail/0: healthy
+            owner.fail_status = int(self.path[len("/fail/"):]) or None
+            self._answer(200, b"{}")
         else:
             self._answer(404, b'{"error":"not found"}')
 
@@ -119,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, b'{"error":"not found"}')
             return
         reply = owner._next_reply()
+        if reply is None and owner.fail_status is not None:
+            reply = Reply(owner.fail_status, body=b'{"error":"outage"}')
         if reply is not None and reply.delay:
             time.sleep(reply.delay)
         problems_seen: list[str] = []
@@ -127,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
         if headers.get("content-encoding") == "gzip":
             raw = gzip.decompress(raw)
         lines = [line for line in raw.split(b"\n") if line]
+        if owner.count_only and reply is not None and not 200 <= reply.status < 300:
+            self._answer(reply.status, reply.body, reply.headers)
+            return
         if owner.count_only:  # benchmark mode: count, do not parse (the server must not be the bottleneck)
             owner._record_count(len(lines))
             self._log_request(batch_id, len(lines), 202, headers)
@@ -183,6 +191,8 @@ class CaptureServer:
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: Answer every request (after any scripted replies) with this status while it is set: an outage.
+        self.fail_status: int | None = None
         #: Answer 413 to any request with more entries than this.
         self.max_entries_per_request: int | None = None
         #: Entries for which this returns True are answered as rejected in a partial accept.
@@ -319,8 +329,9 @@ def running(**kwargs: Any) -> Iterator[CaptureServer]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ids", action="store_true", help="parse entries and count unique ids (GET /count)")
     args = parser.parse_args()
-    server = CaptureServer(keep_entries=False, count_only=True)
+    server = CaptureServer(keep_entries=False, count_only=not args.ids)
     server.port = args.port
     server.start()
     print(server.url, flush=True)
