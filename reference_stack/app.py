@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import dashboard, deadletter, ingest, live, otlp, process, query
 from .config import StackConfig
+from .http_boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
 
@@ -30,7 +31,11 @@ HEALTH_STORAGE_TIMEOUT = 5.0
 
 def create_app(config: StackConfig) -> web.Application:
     """The aiohttp application for `config.roles` (any non-empty subset of ingest, process, query)."""
-    app = web.Application(client_max_size=1024**2)
+    # One error middleware for every route; aiohttp leaves request bodies compressed (read_body inflates and
+    # verifies them) and closes connections idle past IDLE_TIMEOUT (see http_boundary).
+    app = web.Application(
+        client_max_size=1024**2, middlewares=[problem_middleware], handler_args=HANDLER_ARGS
+    )
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(broker_ctx)

@@ -11,140 +11,45 @@ deterministically. Concurrent POST /log requests without a batch id share messag
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import itertools
 import operator
 import re
 import secrets
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 from oglogstream import _wire
 from pydantic import ValidationError
 
-from . import schema
-from .broker import Broker, BrokerUnavailable
+from . import batch_decode, schema
+from .broker import Broker
 from .config import STREAM_SUBJECT, check_at_least
+from .http_boundary import Problem, check_media, problem_response, read_body, to_problem, too_large
 from .metrics import Metrics
-from .resources import BROKER, METRICS
+from .resources import BROKER, CONFIG, METRICS
 
 __all__ = [
     "DEFAULT_MAX_BATCHES_IN_FLIGHT",
     "OVERLOAD_RETRY_AFTER_SECONDS",
-    "RETRY_AFTER_SECONDS",
     "publish_rows",
     "setup",
 ]
 
-#: What a 503 tells the client to wait before retrying (the broker reconnects every 0.5 s).
-RETRY_AFTER_SECONDS = 2
 #: POST /logs requests one process handles at once; past this it answers 429 + Retry-After rather than hold
 #: more bodies in memory (each up to MAX_BATCH_DECOMPRESSED_BYTES). The SDK backs off and retries on 429.
 DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
 #: What a 429 tells the client to wait before retrying.
 OVERLOAD_RETRY_AFTER_SECONDS = 1
+#: Bodies up to this size (decompressed) are decoded on the event loop (about 1 ms of work per 64 KiB).
+_INLINE_DECODE_BYTES = 64 * 1024
 #: Headroom under max_payload for the headers of a JetStream message.
 _HEADER_ROOM = 4096
 _BATCH_ID = re.compile(schema.ID_PATTERN)
-_GZIP_MAGIC = b"\x1f\x8b"
-_READ_CHUNK = 256 * 1024
 _TIMESTAMP = operator.itemgetter("timestamp")
-
-
-class _HTTPProblem(Exception):
-    def __init__(self, status: int, error: str, field: str, reason: str, **extra: Any) -> None:
-        super().__init__(reason)
-        self.status, self.error, self.field, self.reason, self.extra = status, error, field, reason, extra
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=schema.dumps(body), content_type="application/json", headers=headers
-    )
-
-
-def _problem(exc: _HTTPProblem) -> web.Response:
-    return _json(
-        exc.status,
-        {"error": exc.error, "details": [{"field": exc.field, "reason": exc.reason}]},
-        headers=exc.extra.get("headers"),
-    )
-
-
-def _check_type(request: web.Request, allowed: tuple[str, ...]) -> None:
-    if request.content_type not in allowed:
-        got = request.headers.get("Content-Type", "(none)")
-        raise _HTTPProblem(
-            415, "unsupported media type", "Content-Type", f"expected {' or '.join(allowed)}, got {got}"
-        )
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip"):
-        raise _HTTPProblem(
-            415, "unsupported media type", "Content-Encoding", f"expected gzip or identity, got {encoding}"
-        )
-
-
-def _too_large(limit: int, what: str = "body") -> _HTTPProblem:
-    return _HTTPProblem(413, "payload too large", "body", f"{what} must be at most {limit} bytes")
-
-
-async def _read_body(request: web.Request, *, limit: int, decompressed_limit: int) -> bytes:
-    """The request body, decompressed, never buffering more than the limits allow (413 past them).
-
-    aiohttp's server may already have decompressed the stream (its default); a body that still starts with the
-    gzip magic is decompressed here, incrementally, so a gzip bomb stops at `decompressed_limit`."""
-    gzipped = request.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip")
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large(limit)
-    cap = decompressed_limit if gzipped else limit
-    if length is not None and not gzipped:
-        try:
-            body = await request.content.readexactly(length) if length else b""
-        except asyncio.IncompleteReadError as exc:
-            raise _HTTPProblem(400, "bad request", "body", "shorter than its Content-Length") from exc
-    else:
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while chunk := await request.content.read(_READ_CHUNK):
-                size += len(chunk)
-                if size > cap:
-                    raise _too_large(cap, "decompressed body" if gzipped else "body")
-                chunks.append(chunk)
-        except (zlib.error, RequestPayloadError) as exc:  # aiohttp's own decompression failed
-            raise _HTTPProblem(400, "bad request", "body", f"invalid gzip data: {exc}") from exc
-        body = b"".join(chunks)
-    if gzipped and body.startswith(_GZIP_MAGIC):
-        if len(body) > limit:
-            raise _too_large(limit)
-        body = _gunzip(body, decompressed_limit)
-    return body
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    out: list[bytes] = []
-    size = 0
-    try:
-        while data:
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            pending = data
-            while pending and not inflater.eof:
-                chunk = inflater.decompress(pending, limit + 1 - size)
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit, "decompressed body")
-                out.append(chunk)
-                pending = inflater.unconsumed_tail
-            if not inflater.eof:
-                raise _HTTPProblem(400, "bad request", "body", "invalid gzip data: truncated stream")
-            data = inflater.unused_data  # concatenated gzip members are one stream (RFC 1952)
-    except zlib.error as exc:
-        raise _HTTPProblem(400, "bad request", "body", f"invalid gzip data: {exc}") from exc
-    return b"".join(out)
 
 
 def _batch_id(request: web.Request) -> str:
@@ -152,7 +57,7 @@ def _batch_id(request: web.Request) -> str:
     if given is None:
         return _fresh_id()
     if not _BATCH_ID.match(given):
-        raise _HTTPProblem(
+        raise Problem(
             400,
             "validation failed",
             _wire.BATCH_ID_HEADER,
@@ -190,7 +95,7 @@ def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, 
     if len(payload) <= limit:
         return [(rows, payload)]
     if len(rows) == 1:
-        raise _too_large(limit, "one entry as stored")
+        raise too_large(limit, "one entry as stored")
     half = len(rows) // 2
     return _split(rows[:half], limit) + _split(rows[half:], limit)
 
@@ -316,37 +221,38 @@ def _handler(route: str, fn: Callable[[web.Request, _Counters], Any]) -> Any:
         counters = request.app[_COUNTERS]
         try:
             response: web.StreamResponse = await fn(request, counters)
-        except _HTTPProblem as exc:
-            counters.rejected(
-                {400: "invalid", 413: "too_large", 415: "unsupported_type", 429: "overloaded"}.get(
-                    exc.status, "other"
-                )
-            )
-            response = _problem(exc)
-        except BrokerUnavailable as exc:
-            counters.rejected("broker_unavailable")
-            response = _json(
-                503,
-                {"error": "broker unavailable", "details": [{"field": "broker", "reason": str(exc)}]},
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+        except Exception as exc:
+            problem = to_problem(exc)
+            if problem is None:  # the error middleware answers 500 and logs it
+                counters.request(route, 500)
+                raise
+            counters.rejected(problem.kind)
+            response = problem_response(problem)
         counters.request(route, response.status)
         return response
 
     return handle
 
 
+def _window(request: web.Request) -> schema.TimeWindow:
+    return schema.TimeWindow.around(
+        dt.datetime.now(dt.timezone.utc), retention_days=request.app[CONFIG].retention_days
+    )
+
+
 async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
-    _check_type(request, ("application/json",))
-    body = await _read_body(
+    check_media(request, ("application/json",))
+    body = await read_body(
         request, limit=_wire.MAX_SINGLE_BODY_BYTES, decompressed_limit=_wire.MAX_SINGLE_BODY_BYTES
     )
     batch_id = _batch_id(request)
     try:
-        entry = schema.ENTRY.validate_json(body)
+        entry = schema.ENTRY.validate_json(body, context={"window": _window(request)})
     except ValidationError as exc:
-        counters.rejected("invalid")
-        return _json(400, {"error": "validation failed", "details": schema.validation_details(exc)})
+        details = schema.validation_details(exc)
+        raise Problem(
+            400, "validation failed", details[0]["field"], details[0]["reason"], details=details
+        ) from None
     received_at = _now()
     rows = schema.make_rows([entry], batch_id=batch_id, received_at=received_at)
     if _wire.BATCH_ID_HEADER in request.headers:
@@ -358,103 +264,14 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
     return _json(202, {"status": "accepted", "timestamp": received_at, "id": rows[0]["id"]})
 
 
-#: A line of the joined array (see _ndjson_rows) whose first token is not `{`.
-_NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*[^ \t\r\x0b\x0c{]")
-
-
-def _ndjson_lines(body: bytes) -> list[bytes]:
-    """The non-blank lines of an NDJSON body (413 past MAX_BATCH_ENTRIES)."""
-    lines = [line for line in body.split(b"\n") if line.strip()]
-    if len(lines) > _wire.MAX_BATCH_ENTRIES:
-        raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
-    return lines
-
-
-def _ndjson_rows(lines: list[bytes], *, batch_id: str, received_at: str) -> list[dict[str, Any]] | None:
-    """The rows of all lines, validated in ONE pydantic call (the per-call overhead is a sixth of the work),
-    or None when any line is invalid (the caller then validates line by line, for per-index errors).
-
-    The lines are joined as a JSON array, each on its own line. That yields exactly one entry per line, as if
-    each were validated alone: a JSON string cannot hold a raw newline, entries hold no arrays, and every line
-    starts with `{` - so each separating comma is the array's own, and the count check rules out a line
-    holding two entries."""
-    if not lines:
-        return None
-    joined = b"[\n" + b",\n".join(lines) + b"]"
-    if _NOT_AN_OBJECT_LINE.search(joined):
-        return None
-    try:
-        rows = schema.rows_from_json(joined, batch_id=batch_id, received_at=received_at)
-    except ValidationError:
-        return None
-    return rows if len(rows) == len(lines) else None
-
-
-def _validate_lines(lines: list[bytes]) -> tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]:
-    entries: list[schema.Entry] = []
-    indexes: list[int] = []
-    rejected: list[dict[str, Any]] = []
-    for index, line in enumerate(lines):
-        try:
-            entries.append(schema.ENTRY.validate_json(line))
-            indexes.append(index)
-        except ValidationError as exc:
-            rejected.append({"index": index, "error": _summary(exc)})
-    return entries, indexes, rejected, len(lines)
-
-
-def _array_rows(body: bytes, *, batch_id: str, received_at: str) -> list[dict[str, Any]] | None:
-    """The rows of a JSON array of entries, or None if it is empty or not all valid (see _validate_array)."""
-    try:
-        rows = schema.rows_from_json(body, batch_id=batch_id, received_at=received_at)
-    except ValidationError:
-        return None
-    if len(rows) > _wire.MAX_BATCH_ENTRIES:
-        raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
-    return rows or None
-
-
-def _validate_array(body: bytes) -> tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]:
-    try:
-        entries = schema.ENTRY_LIST.validate_json(body)
-    except ValidationError:
-        pass
-    else:
-        if len(entries) > _wire.MAX_BATCH_ENTRIES:
-            raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
-        return entries, list(range(len(entries))), [], len(entries)
-    try:
-        items = schema.ANY_LIST.validate_json(body)
-    except ValidationError as exc:
-        raise _HTTPProblem(
-            400,
-            "validation failed",
-            "body",
-            f"expected a JSON array of entries: {schema.validation_details(exc)[0]['reason']}",
-        ) from exc
-    if len(items) > _wire.MAX_BATCH_ENTRIES:
-        raise _too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
-    valid: list[schema.Entry] = []
-    indexes: list[int] = []
-    rejected: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        try:
-            # Re-validate from JSON so both content types apply exactly the same (JSON-mode) rules.
-            valid.append(schema.ENTRY.validate_json(schema.dumps(item)))
-            indexes.append(index)
-        except ValidationError as exc:
-            rejected.append({"index": index, "error": _summary(exc)})
-    return valid, indexes, rejected, len(items)
-
-
-def _summary(exc: ValidationError) -> str:
-    return "; ".join(f"{d['field']}: {d['reason']}" for d in schema.validation_details(exc))
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=schema.dumps(body), content_type="application/json")
 
 
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
     # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
     if counters.batches_in_flight >= counters.max_batches_in_flight:
-        raise _HTTPProblem(
+        raise Problem(
             429,
             "too many requests",
             "body",
@@ -469,36 +286,31 @@ async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
 
 
 async def _accept_batch(request: web.Request, counters: _Counters) -> web.Response:
-    _check_type(request, (_wire.NDJSON_CONTENT_TYPE, "application/json"))
-    body = await _read_body(
+    check_media(request, (_wire.NDJSON_CONTENT_TYPE, "application/json"))
+    body = await read_body(
         request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
     )
     batch_id = _batch_id(request)
     received_at = _now()
-    # The common case first: every entry valid, validated and made into rows in one pydantic call. Otherwise
-    # the entries are validated one by one, for per-index errors.
-    if request.content_type == "application/json":
-        rows = _array_rows(body, batch_id=batch_id, received_at=received_at)
-        if rows is not None:
-            return await _publish_batch(request, counters, rows, batch_id, received_at, [])
-        entries, indexes, rejected, total = _validate_array(body)
-    else:
-        lines = _ndjson_lines(body)
-        rows = _ndjson_rows(lines, batch_id=batch_id, received_at=received_at)
-        if rows is not None:
-            return await _publish_batch(request, counters, rows, batch_id, received_at, [])
-        entries, indexes, rejected, total = _validate_lines(lines)
-    if rejected:
-        counters.rejected("invalid", len(rejected))
-    if not entries:
-        reason = "no entries in the body" if total == 0 else "no valid entries"
-        return _json(
-            400, {"error": "validation failed", "reason": reason, "accepted": 0, "rejected": rejected}
-        )
-    rows = schema.make_rows(
-        entries, batch_id=batch_id, received_at=received_at, indexes=indexes if rejected else None
+    decode = functools.partial(
+        batch_decode.decode,
+        body,
+        ndjson=request.content_type == _wire.NDJSON_CONTENT_TYPE,
+        batch_id=batch_id,
+        received_at=received_at,
+        window=_window(request),
     )
-    return await _publish_batch(request, counters, rows, batch_id, received_at, rejected)
+    # A large body is decoded on a worker thread, where its Python parts share the GIL with the event loop;
+    # a small one inline (the thread hop would cost more than the work).
+    decoded = decode() if len(body) <= _INLINE_DECODE_BYTES else await asyncio.to_thread(decode)
+    if decoded.rejected:
+        counters.rejected("invalid", len(decoded.rejected))
+    if not decoded.rows:
+        reason = "no entries in the body" if decoded.total == 0 else "no valid entries"
+        raise Problem(
+            400, "validation failed", "body", reason, extra={"accepted": 0, "rejected": decoded.rejected}
+        )
+    return await _publish_batch(request, counters, decoded.rows, batch_id, received_at, decoded.rejected)
 
 
 async def _publish_batch(

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import Counter, Gauge
 
 from .filters import Filters, ParamError, check_known
-from .query import error_response
+from .http_boundary import Problem
 from .resources import BROKER, METRICS
 
 __all__ = ["CLOSE_TIMEOUT", "HEARTBEAT", "LIVE", "MAX_CLIENTS", "QUEUE_SIZE", "LiveHub", "setup"]
@@ -166,12 +166,13 @@ class LiveHub:
             check_known(request.query, ("level", "service", "q"))
             filters = Filters.from_query(request.query, time_range=False)
         except ParamError as exc:
-            return error_response(400, exc.field, exc.reason)
+            raise Problem(400, "invalid query parameter", exc.field, exc.reason) from None
         if self._stopping.is_set():
-            return error_response(503, "server", "shutting down", **{"Retry-After": "1"})
+            raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
         if len(self.clients) >= self.max_clients:
-            return error_response(
-                503, "server", f"too many live clients (max {self.max_clients})", **{"Retry-After": "5"}
+            raise Problem(
+                503, "unavailable", "server", f"too many live clients (max {self.max_clients})",
+                headers={"Retry-After": "5"},
             )
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024)
         await ws.prepare(request)

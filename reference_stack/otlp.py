@@ -31,8 +31,9 @@ from pydantic import ValidationError
 from . import ingest, otlp_mapping, schema
 from .broker import BrokerUnavailable
 from .config import check_at_least
+from .http_boundary import Problem, check_media, read_body, to_problem, too_large
 from .metrics import Metrics
-from .resources import BROKER, METRICS
+from .resources import BROKER, CONFIG, METRICS
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
@@ -61,8 +62,6 @@ _RPC_RESOURCE_EXHAUSTED = 8
 _RPC_UNAVAILABLE = 14
 _RPC_BY_HTTP = {400: _RPC_INVALID_ARGUMENT, 413: _RPC_INVALID_ARGUMENT, 415: _RPC_INVALID_ARGUMENT,
                 429: _RPC_RESOURCE_EXHAUSTED, 503: _RPC_UNAVAILABLE}
-_REASON_BY_HTTP = {400: "invalid", 413: "too_large", 415: "unsupported_type", 429: "overloaded",
-                   503: "broker_unavailable"}
 
 
 def _status_class() -> type[Message]:
@@ -86,14 +85,6 @@ def _status_class() -> type[Message]:
 
 
 _Status = _status_class()
-
-
-class _Problem(Exception):
-    """An OTLP error answer: HTTP status, message, and optional headers (Retry-After)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers
 
 
 @dataclasses.dataclass
@@ -120,39 +111,20 @@ def _encode(message: Message, protobuf: bool) -> tuple[bytes, str]:
     return json_format.MessageToJson(message, indent=None).encode("utf-8"), JSON_CONTENT_TYPE
 
 
-def _error_response(problem: _Problem, protobuf: bool) -> web.Response:
-    status = _Status(code=_RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT), message=problem.message)
+def _error_response(problem: Problem, protobuf: bool) -> web.Response:
+    status = _Status(code=_RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT), message=problem.detail)
     body, content_type = _encode(status, protobuf)
     return web.Response(status=problem.status, body=body, headers={"Content-Type": content_type,
                                                                    **(problem.headers or {})})
 
 
-def _check_media(request: web.Request) -> bool:
-    """True for protobuf, False for JSON; 415 for anything else."""
-    if request.content_type == PROTOBUF_CONTENT_TYPE:
-        protobuf = True
-    elif request.content_type == JSON_CONTENT_TYPE:
-        protobuf = False
-    else:
-        got = request.headers.get("Content-Type", "(none)")
-        expected = f"{PROTOBUF_CONTENT_TYPE} or {JSON_CONTENT_TYPE}"
-        raise _Problem(415, f"Content-Type: expected {expected}, got {got}")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip"):
-        raise _Problem(415, f"Content-Encoding: expected gzip or identity, got {encoding}")
-    return protobuf
-
-
 async def _read_body(request: web.Request) -> bytes:
-    # The same reader, limits and gzip-bomb cut-off as POST /logs (its 413/400 are converted in _handle).
-    try:
-        return await ingest._read_body(request, limit=_wire.MAX_BATCH_BODY_BYTES,
-                                       decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES)
-    except web.RequestPayloadError as exc:  # aiohttp's own gzip decoding failed (it inflates before we read)
-        raise _Problem(400, f"body: invalid gzip data ({str(exc).strip()})") from None
+    return await read_body(
+        request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
+    )
 
 
-def _process(body: bytes, protobuf: bool, now: dt.datetime) -> _Outcome:
+def _process(body: bytes, protobuf: bool, now: dt.datetime, window: schema.TimeWindow) -> _Outcome:
     """Decode, map and validate (CPU-bound: runs on a worker thread)."""
     record_errors: dict[int, str] = {}
     try:
@@ -161,14 +133,18 @@ def _process(body: bytes, protobuf: bool, now: dt.datetime) -> _Outcome:
         else:
             request, record_errors = otlp_mapping.decode_json(body)
     except otlp_mapping.PayloadError as exc:
-        raise _Problem(400, str(exc)) from None
+        field, _, reason = str(exc).partition(": ")
+        raise Problem(400, "bad request", field if reason else "body", reason or str(exc)) from None
+    records = sum(len(scope.log_records) for rl in request.resource_logs for scope in rl.scope_logs)
+    if records > _wire.MAX_BATCH_ENTRIES:
+        raise too_large(_wire.MAX_BATCH_ENTRIES, "log record count")
     digest = otlp_mapping.request_digest(body)
     mapped = otlp_mapping.map_request(request, digest=digest, now=now, record_errors=record_errors)
     rejected = list(mapped.rejected)
     entries: list[schema.Entry] = []
     for index, entry in mapped.entries:
         try:
-            entries.append(schema.ENTRY.validate_python(entry))
+            entries.append(schema.ENTRY.validate_python(entry, context={"window": window}))
         except ValidationError as exc:
             details = schema.validation_details(exc)
             rejected.append((index, "; ".join(f"{d['field']}: {d['reason']}" for d in details)))
@@ -194,7 +170,8 @@ def _partial_message(outcome: _Outcome) -> str:
 async def _export(request: web.Request, state: _State, protobuf: bool) -> web.Response:
     body = await _read_body(request)
     now = dt.datetime.now(dt.timezone.utc)
-    outcome = await asyncio.to_thread(_process, body, protobuf, now)
+    window = schema.TimeWindow.around(now, retention_days=request.app[CONFIG].retention_days)
+    outcome = await asyncio.to_thread(_process, body, protobuf, now, window)
     if outcome.rows:
         await ingest.publish_rows(request.app[BROKER], state.metrics, outcome.rows, outcome.batch_id)
         state.metrics.entries_accepted.labels(_ROUTE).inc(len(outcome.rows))
@@ -211,11 +188,12 @@ async def _handle(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     protobuf = request.content_type == PROTOBUF_CONTENT_TYPE
     try:
-        protobuf = _check_media(request)
+        check_media(request, (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE))
         if state.in_flight >= state.max_in_flight:
-            raise _Problem(
-                429, f"too many export requests in flight (limit {state.max_in_flight}); retry later",
-                {"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
+            raise Problem(
+                429, "too many requests", "body",
+                f"too many export requests in flight (limit {state.max_in_flight}); retry later",
+                headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
             )
         broker = request.app[BROKER]
         if not broker.is_connected:  # fail fast: do not read and decode a body we cannot make durable
@@ -223,21 +201,16 @@ async def _handle(request: web.Request) -> web.Response:
         state.in_flight += 1
         try:
             response = await _export(request, state, protobuf)
-        except ingest._HTTPProblem as exc:  # from the shared body reader, or one row too big to publish
-            raise _Problem(exc.status, f"{exc.field}: {exc.reason}") from None
         finally:
             state.in_flight -= 1
-    except _Problem as exc:
-        state.metrics.entries_rejected.labels(_REASON_BY_HTTP.get(exc.status, "other")).inc()
-        response = _error_response(exc, protobuf)
-    except BrokerUnavailable as exc:
-        state.metrics.entries_rejected.labels("broker_unavailable").inc()
-        retry = {"Retry-After": str(ingest.RETRY_AFTER_SECONDS)}
-        response = _error_response(_Problem(503, f"broker unavailable: {exc}", retry), protobuf)
-    if response.status != 200 and not request.content.is_eof():
-        # Refused before the body was read through (too large, bad gzip, overloaded): the client must not
-        # reuse a connection whose unread remainder the server would have to swallow first.
-        response.force_close()
+    except Exception as exc:
+        problem = to_problem(exc)
+        if problem is None:  # the error middleware answers 500 and logs it
+            state.metrics.requests.labels(_ROUTE, "500").inc()
+            raise
+        state.metrics.entries_rejected.labels(problem.kind).inc()
+        # OTLP answers errors with a google.rpc.Status in the request's encoding, not problem+json.
+        response = _error_response(problem, protobuf)
     state.metrics.requests.labels(_ROUTE, str(response.status)).inc()
     return response
 

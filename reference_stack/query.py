@@ -7,7 +7,6 @@ parses requests, calls it, and renders responses.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from .filters import (
     parse_time,
     single,
 )
+from .http_boundary import Problem
 from .resources import METRICS, STORAGE
 from .schema import dumps, public_entry
 
@@ -37,7 +37,6 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_OFFSET",
     "NEXT_CURSOR_HEADER",
-    "error_response",
     "setup",
 ]
 
@@ -81,11 +80,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
 QUERY_LATENCY: web.AppKey[Histogram] = web.AppKey("oglog_query_latency", Histogram)
 
 
-def error_response(status: int, field: str, reason: str, **headers: str) -> web.Response:
-    """The stack's error shape (as ingestion's): `{"error": summary, "details": [{"field", "reason"}]}`."""
-    error = "invalid query parameter" if status == 400 else "unavailable"
-    body = {"error": error, "details": [{"field": field, "reason": reason}]}
-    return web.json_response(body, status=status, headers=headers or None)
+def _bad_parameter(exc: ParamError) -> Problem:
+    return Problem(400, "invalid query parameter", exc.field, exc.reason)
 
 
 def setup(app: web.Application) -> None:
@@ -113,7 +109,7 @@ def _instrumented(route: str, handler: Callable[[web.Request], Awaitable[web.Res
             response = await handler(request)
             status = response.status
             return response
-        except web.HTTPException as exc:
+        except (web.HTTPException, Problem) as exc:
             status = exc.status
             raise
         finally:
@@ -133,13 +129,7 @@ async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
         reason = (
             "query timed out" if query_sql.is_timeout(exc) else f"storage unavailable ({type(exc).__name__})"
         )
-        raise web.HTTPServiceUnavailable(
-            text=json.dumps(
-                {"error": "storage unavailable", "details": [{"field": "storage", "reason": reason}]}
-            ),
-            content_type="application/json",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise Problem(503, "storage unavailable", "storage", reason, headers={"Retry-After": "1"}) from None
 
 
 async def get_logs(request: web.Request) -> web.Response:
@@ -153,7 +143,7 @@ async def get_logs(request: web.Request) -> web.Response:
         offset = 0 if raw_offset is None else parse_int(raw_offset, "offset", low=0, high=MAX_OFFSET)
         cursor = None if raw_cursor is None else Cursor.decode(raw_cursor)
     except ParamError as exc:
-        return error_response(400, exc.field, exc.reason)
+        raise _bad_parameter(exc) from None
     now_us = time.time_ns() // 1000
     rows = await _run(request, query_sql.latest_logs, filters, cursor, limit, offset, now_us)
     headers = {}
@@ -173,7 +163,7 @@ async def get_stats(request: web.Request) -> web.Response:
         check_known(request.query, Filters.PARAMS)
         filters = Filters.from_query(request.query)
     except ParamError as exc:
-        return error_response(400, exc.field, exc.reason)
+        raise _bad_parameter(exc) from None
     by_level, by_service = await _run(request, query_sql.stats, filters)
     return web.json_response(
         {"total_logs": sum(by_level.values()), "logs_by_level": by_level, "logs_by_service": by_service}
@@ -230,7 +220,7 @@ async def get_histogram(request: web.Request) -> web.Response:
                 f"{_format_interval(interval)} gives {buckets} buckets, at most {MAX_HISTOGRAM_BUCKETS}",
             )
     except ParamError as exc:
-        return error_response(400, exc.field, exc.reason)
+        raise _bad_parameter(exc) from None
     filters = Filters(filters.levels, filters.services, filters.q, filters.words, from_us, to_us)
     counts = await _run(request, query_sql.histogram, filters, first, interval)
     step = interval * 10**6

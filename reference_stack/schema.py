@@ -13,22 +13,37 @@ Unknown top-level fields are rejected on both endpoints (as the seed does on `PO
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_type_hints
 
 import pydantic_core
 from oglogstream import _wire
-from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    with_config,
+)
 from typing_extensions import NotRequired, TypedDict
+
+from .config import DEFAULT_RETENTION_DAYS, check_at_least
 
 __all__ = [
     "ANY_LIST",
     "ENTRY",
     "ENTRY_LIST",
     "ID_PATTERN",
+    "MAX_FUTURE_SECONDS",
     "Entry",
+    "TimeWindow",
+    "derived_id",
     "dump_rows",
     "dumps",
     "format_timestamp",
@@ -48,6 +63,10 @@ ID_PATTERN = rf"^[A-Za-z0-9_.:\-]{{1,{_wire.MAX_ID_CHARS}}}$"
 _NEXT_ROW_ID = re.compile(rb'\},\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % _wire.MAX_ID_CHARS)
 _FIRST_ROW_ID = re.compile(rb'\[\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % _wire.MAX_ID_CHARS)
 
+#: How far ahead of server time a timestamp may be: a day covers any clock skew and local times
+#: mislabelled as UTC (at most 14 h ahead). With the retention bound, one batch touches at most
+#: retention + 2 daily partitions.
+MAX_FUTURE_SECONDS = 24 * 3600
 #: DateTime64(6) holds 1900..2299; anything outside is a client clock or unit bug, not a log time.
 _MIN_TS = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
 _MAX_TS = dt.datetime(2299, 12, 31, tzinfo=dt.timezone.utc)
@@ -61,17 +80,67 @@ def format_timestamp(value: dt.datetime) -> str:
     return value.isoformat(timespec="microseconds") + "Z"
 
 
-def _timestamp(value: dt.datetime) -> str:
+@dataclasses.dataclass(frozen=True)
+class TimeWindow:
+    """The timestamps accepted at the door, as canonical strings (which order like the times they name):
+    `oldest` = now - retention (older rows would be deleted by the table's TTL at once), `newest` = now +
+    MAX_FUTURE_SECONDS. Both lie inside DateTime64(6)'s range. Pass one as `context={"window": w}` to
+    validation; without it the window is computed for now and DEFAULT_RETENTION_DAYS."""
+
+    oldest: str
+    newest: str
+    retention_days: int
+
+    @classmethod
+    def around(cls, now: dt.datetime, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> TimeWindow:
+        """The window for server time `now` (aware) and a retention of `retention_days` (>= 1)."""
+        check_at_least(1, retention_days=retention_days)
+        oldest = max(now - dt.timedelta(days=retention_days), _MIN_TS)
+        newest = min(now + dt.timedelta(seconds=MAX_FUTURE_SECONDS), _MAX_TS)
+        return cls(format_timestamp(oldest), format_timestamp(newest), retention_days)
+
+    def reason(self, value: str) -> str | None:
+        """Why the canonical timestamp `value` is refused, or None when it is inside the window."""
+        if value < self.oldest:
+            return (
+                f"{_WINDOW_ERROR}: {value} is older than the retention of {self.retention_days} days"
+                f" (oldest accepted now: {self.oldest})"
+            )
+        if value > self.newest:
+            return (
+                f"{_WINDOW_ERROR}: {value} is more than {MAX_FUTURE_SECONDS // 3600} h ahead of server time"
+                f" (newest accepted now: {self.newest})"
+            )
+        return None
+
+
+#: Marks the window's refusals, so validation_details reports them alone rather than merged with the
+#: format branches of the timestamp union.
+_WINDOW_ERROR = "outside the accepted time window"
+
+
+def _in_window(value: str, info: ValidationInfo) -> str:
+    context = info.context
+    window = context.get("window") if isinstance(context, dict) else None
+    if window is None:
+        window = TimeWindow.around(dt.datetime.now(_UTC))
+    reason = window.reason(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+def _timestamp(value: dt.datetime, info: ValidationInfo) -> str:
     aware = value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
     if not _MIN_TS <= aware <= _MAX_TS:
         raise ValueError("must be between 1900-01-01 and 2299-12-31")
-    return format_timestamp(value)
+    return _in_window(format_timestamp(value), info)
 
 
-def _canonical_timestamp(value: str) -> str:
+def _canonical_timestamp(value: str, info: ValidationInfo) -> str:
     # The pattern (checked in Rust) fixed the shape; fromisoformat (C) rejects impossible dates like Feb 30.
     dt.datetime.fromisoformat(value[:-1])
-    return value
+    return _in_window(value, info)
 
 
 #: The form the SDK sends and the stack stores: taken as is after a cheap check (3x faster than parsing).
@@ -85,7 +154,7 @@ _VALID_CANONICAL_TS = (
     r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
 )
 _Timestamp = Annotated[
-    Annotated[str, Field(pattern=_VALID_CANONICAL_TS)]
+    Annotated[str, Field(pattern=_VALID_CANONICAL_TS), AfterValidator(_in_window)]
     | Annotated[str, Field(pattern=_CANONICAL_TS), AfterValidator(_canonical_timestamp)]
     | Annotated[dt.datetime, AfterValidator(_timestamp)]
     | None,
@@ -147,9 +216,11 @@ class Entry(TypedDict):
 #: Validates one entry from JSON bytes (`ENTRY.validate_json`) or a parsed object (`ENTRY.validate_python`).
 ENTRY: TypeAdapter[Entry] = TypeAdapter(Entry)
 #: Validates a JSON array of entries in one call (the fast path of `POST /logs` with `application/json`).
-ENTRY_LIST: TypeAdapter[list[Entry]] = TypeAdapter(list[Entry])
+#: The list adapters refuse more than MAX_BATCH_ENTRIES items up front (one `too_long` error, no item work).
+_BatchList = Field(max_length=_wire.MAX_BATCH_ENTRIES)
+ENTRY_LIST: TypeAdapter[list[Entry]] = TypeAdapter(Annotated[list[Entry], _BatchList])
 #: Parses JSON without validating (to split an array whose fast-path validation failed).
-ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(list[Any])
+ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(Annotated[list[Any], _BatchList])
 
 #: Row key order (see make_rows): `Entry`'s fields with id and timestamp first.
 _ROW_ORDER = (
@@ -174,7 +245,9 @@ assert set(_ROW_ORDER) == set(_ENTRY_HINTS), "_ROW_ORDER must list every Entry f
 _RowOrderEntry = with_config(Entry.__pydantic_config__)(  # type: ignore[attr-defined]
     TypedDict("_RowOrderEntry", {key: _ENTRY_HINTS[key] for key in _ROW_ORDER})  # type: ignore[operator]
 )
-_ROW_ORDER_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[_RowOrderEntry])  # type: ignore[valid-type]
+_ROW_ORDER_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
+    Annotated[list[_RowOrderEntry], _BatchList]  # type: ignore[valid-type]
+)
 
 
 def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[str, str]]:
@@ -199,7 +272,10 @@ def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[
         by_field.setdefault(field, []).append(reason)
     details = []
     for field, reasons in by_field.items():
-        if len(reasons) > 1 and field == "timestamp":
+        window = [r for r in reasons if r.startswith(_WINDOW_ERROR)]
+        if window:
+            reason = window[0]
+        elif len(reasons) > 1 and field == "timestamp":
             reason = "expected an RFC 3339 timestamp like 2026-11-27T10:00:00.123456Z: " + reasons[-1]
         elif len(reasons) > 1 and field.startswith("attributes."):
             specific = [r for r in reasons if not r.startswith("Input should be a valid")]
@@ -211,21 +287,34 @@ def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[
 
 
 _REQUIRED = frozenset(("level", "message", "service"))
+#: Hex digits of sha256(batch id) in a derived id whose plain form would not fit MAX_ID_CHARS (160 bits).
+_DERIVED_DIGEST_CHARS = 40
+
+
+def derived_id(batch_id: str, index: int) -> str:
+    """The id of the entry at `index` (>= 0) of batch `batch_id` that gave none: `{batch_id}-{index}`, or,
+    when that exceeds MAX_ID_CHARS, `{sha256(batch_id)[:40]}-{index}` - deterministic, so a retried batch
+    gets the same ids, and always a valid id."""
+    plain = f"{batch_id}-{index}"
+    if len(plain) <= _wire.MAX_ID_CHARS:
+        return plain
+    return f"{hashlib.sha256(batch_id.encode()).hexdigest()[:_DERIVED_DIGEST_CHARS]}-{index}"
+
 
 
 def make_rows(
     entries: list[Entry], *, batch_id: str, received_at: str, indexes: list[int] | None = None
 ) -> list[dict[str, Any]]:
-    """Rows for the `logs` table: `id` first (given, or `{batch_id}-{i}` with `i` the entry's position in the
-    request, from `indexes` when some entries were rejected), `timestamp` defaulting to `received_at`, and
-    empty optional fields (null, "", 0, {}) dropped - they are the columns' defaults anyway. So a row minus
-    `received_at` is exactly the public entry shape (see `live_payload`)."""
+    """Rows for the `logs` table: `id` first (given, or `derived_id(batch_id, i)` with `i` the entry's
+    position in the request, from `indexes` when some entries were rejected), `timestamp` defaulting to
+    `received_at`, and empty optional fields (null, "", 0, {}) dropped - they are the columns' defaults
+    anyway. So a row minus `received_at` is exactly the public entry shape (see `live_payload`)."""
     rows = []
     for position, entry in enumerate(entries):
         # Keys given again keep their first position: id and timestamp stay first.
         row: dict[str, Any] = {"id": None, "timestamp": None, **entry}
         if not row["id"]:
-            row["id"] = f"{batch_id}-{position if indexes is None else indexes[position]}"
+            row["id"] = derived_id(batch_id, position if indexes is None else indexes[position])
         if not row["timestamp"]:
             row["timestamp"] = received_at
         if not all(row.values()):  # rare: one C-level pass spares the per-key loop for full entries
@@ -238,11 +327,14 @@ def make_rows(
     return rows
 
 
-def rows_from_json(array: bytes, *, batch_id: str, received_at: str) -> list[dict[str, Any]]:
+def rows_from_json(
+    array: bytes, *, batch_id: str, received_at: str, window: TimeWindow | None = None
+) -> list[dict[str, Any]]:
     """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
     any entry is invalid (its details in another order: use ENTRY for per-entry errors). Entries that give
-    both id and timestamp (the SDK's) become rows in place."""
-    rows = _ROW_ORDER_LIST.validate_json(array)
+    both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: now
+    and the default retention)."""
+    rows = _ROW_ORDER_LIST.validate_json(array, context={"window": window})
     for position, row in enumerate(rows):
         if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys
             entry: Entry = row  # type: ignore[assignment]
@@ -251,7 +343,7 @@ def rows_from_json(array: bytes, *, batch_id: str, received_at: str) -> list[dic
             )[0]
             continue
         if not row["id"]:
-            row["id"] = f"{batch_id}-{position}"
+            row["id"] = derived_id(batch_id, position)
         if not row["timestamp"]:
             row["timestamp"] = received_at
         if not all(row.values()):

@@ -10,8 +10,11 @@ import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oglogstream.stack import ingest, schema
+from oglogstream.stack import batch_decode, ingest, schema
 from pydantic import ValidationError
+
+#: The column type's whole range as the accepted window: these tests are about formats, not about now.
+WIDE = {"window": schema.TimeWindow("1900-01-01T00:00:00.000000Z", "2299-12-31T00:00:00.000000Z", 10**6)}
 
 RECEIVED = "2026-11-27T10:00:00.000000Z"
 
@@ -33,7 +36,7 @@ def per_line(body: bytes) -> list[dict[str, Any]] | None:
 
 
 def fast(body: bytes) -> list[dict[str, Any]] | None:
-    rows = ingest._ndjson_rows(ingest._ndjson_lines(body), batch_id="b", received_at=RECEIVED)
+    rows = batch_decode.ndjson_rows(batch_decode.ndjson_lines(body), batch_id="b", received_at=RECEIVED)
     if rows is not None:  # same keys in the same order, not only equal dicts
         assert [list(r.items()) for r in rows] == [list(r.items()) for r in per_line(body) or ()]
     return rows
@@ -109,7 +112,7 @@ def test_canonical_timestamps_taken_without_python_match_the_parsing_rule() -> N
             f"{date.year:04d}-02-{29 + day % 3:02d}T00:00:00.000000Z",
         ):
             try:
-                stored = schema.ENTRY.validate_json(entry(timestamp=text))["timestamp"]
+                stored = schema.ENTRY.validate_json(entry(timestamp=text), context=WIDE)["timestamp"]
             except ValidationError as exc:
                 assert not _old_timestamp_rule(text), text
                 assert schema.validation_details(exc)[0]["field"] == "timestamp"
@@ -167,13 +170,15 @@ def test_json_array_fast_path_gives_the_rows_of_per_entry_validation() -> None:
     """A valid JSON array becomes the same rows (keys in the same order) as validating each entry."""
     items = [json.loads(line) for line in TRICKY_BODIES[0].splitlines() + TRICKY_BODIES[1].splitlines()]
     body = json.dumps(items).encode()
-    rows = ingest._array_rows(body, batch_id="b", received_at=RECEIVED)
+    rows = batch_decode.array_rows(body, batch_id="b", received_at=RECEIVED, window=WIDE["window"])
     expected = schema.make_rows(
-        [schema.ENTRY.validate_python(i) for i in items], batch_id="b", received_at=RECEIVED
+        [schema.ENTRY.validate_python(i, context=WIDE) for i in items], batch_id="b", received_at=RECEIVED
     )
     assert rows is not None and [list(r.items()) for r in rows] == [list(r.items()) for r in expected]
-    assert ingest._array_rows(b"[]", batch_id="b", received_at=RECEIVED) is None
+    assert batch_decode.array_rows(b"[]", batch_id="b", received_at=RECEIVED) is None
     assert (
-        ingest._array_rows(json.dumps([*items, {"level": "x"}]).encode(), batch_id="b", received_at=RECEIVED)
+        batch_decode.array_rows(
+            json.dumps([*items, {"level": "x"}]).encode(), batch_id="b", received_at=RECEIVED
+        )
         is None
     )

@@ -1,0 +1,275 @@
+"""The stack's HTTP boundary: one problem type, one error middleware, one body reader, the connection limits.
+
+Every route raises `Problem` (or a domain error such as `BrokerUnavailable`) and `problem_middleware` renders
+it as RFC 9457 `application/problem+json`:
+
+    {"type": "urn:oglogstream:problem:invalid", "title": "validation failed", "status": 400,
+     "detail": "timestamp: ...", "field": "timestamp", "reason": "...",
+     "error": "validation failed", "details": [{"field": "timestamp", "reason": "..."}]}
+
+`error`/`details` are the stack's original error keys, kept for existing clients. OTLP answers with its own
+google.rpc.Status bodies (the OTLP spec requires them) but uses the same `Problem` and body reader. An
+unexpected exception becomes a 500 problem that names no internals; it is logged once, on one line.
+
+Connection limits (slowloris): `IDLE_TIMEOUT` closes a connection that has not completed a request's headers
+that long after it opened or after its last response (aiohttp's keep-alive timer, armed at connect); the body
+reader refuses a body that does not arrive within `BODY_TIMEOUT` plus its size at `MIN_BODY_RATE` (408).
+Request bodies are NOT decompressed by aiohttp (`auto_decompress=False`, see `HANDLER_ARGS`): `read_body`
+inflates gzip itself, verifies its trailer (CRC32 and length), and stops at the decompressed limit - a refused
+body is never inflated further, and the connection is closed instead of drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
+from . import schema
+from .broker import BrokerUnavailable
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "BROKER_RETRY_AFTER_SECONDS",
+    "HANDLER_ARGS",
+    "IDLE_TIMEOUT",
+    "MIN_BODY_RATE",
+    "PROBLEM_CONTENT_TYPE",
+    "Problem",
+    "check_media",
+    "problem_middleware",
+    "problem_response",
+    "read_body",
+    "to_problem",
+    "too_large",
+]
+
+log = logging.getLogger("oglogstream.stack.http")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: Seconds a connection may stay open without completing a request's headers, counted from its opening or
+#: from its previous response. Longer than HTTP clients' own idle expiry (httpx: 5 s), so a keep-alive client
+#: closes first and never races a request against the server's close.
+IDLE_TIMEOUT = 15.0
+#: Seconds any request body gets, on top of its size at MIN_BODY_RATE.
+BODY_TIMEOUT = 10.0
+#: Bytes per second a body must average beyond BODY_TIMEOUT (8 MiB, the largest body, gets 10 s + 82 s).
+MIN_BODY_RATE = 100 * 1024
+#: What a 503 for an unreachable broker tells the client to wait (the broker reconnects every 0.5 s).
+BROKER_RETRY_AFTER_SECONDS = 2
+#: aiohttp server settings for every app (`web.Application(handler_args=HANDLER_ARGS)`).
+HANDLER_ARGS: dict[str, Any] = {"auto_decompress": False, "keepalive_timeout": IDLE_TIMEOUT}
+
+_GZIP = ("gzip", "x-gzip")
+_READ_CHUNK = 64 * 1024
+_KIND_BY_STATUS = {
+    400: "invalid",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    415: "unsupported_type",
+    429: "overloaded",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class Problem(Exception):
+    """An HTTP error answer: `status`, a short `title` (also the legacy `error` key), the `field` at fault
+    and the `reason`; `details` (default: that one field/reason pair) lists several; `extra` keys are merged
+    into the body; `headers` (e.g. Retry-After) go on the response; `kind` overrides the one derived from
+    the status."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        field: str,
+        reason: str,
+        *,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+        kind: str | None = None,
+    ) -> None:
+        super().__init__(f"{field}: {reason}")
+        self._kind = kind
+        self.status, self.title, self.field, self.reason = status, title, field, reason
+        self.details = details if details is not None else [{"field": field, "reason": reason}]
+        self.headers = headers
+        self.extra = extra or {}
+
+    @property
+    def kind(self) -> str:
+        """`invalid`, `too_large`, `unsupported_type`, `overloaded`, `timeout`, `unavailable`, ... (also
+        the `reason` label of `oglog_entries_rejected_total`)."""
+        return self._kind or _KIND_BY_STATUS.get(self.status, "other")
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
+def too_large(limit: int, what: str = "body") -> Problem:
+    return Problem(413, "payload too large", "body", f"{what} must be at most {limit}")
+
+
+def problem_response(problem: Problem) -> web.Response:
+    body = {
+        "type": f"urn:oglogstream:problem:{problem.kind}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "field": problem.field,
+        "reason": problem.reason,
+        "error": problem.title,
+        "details": problem.details,
+        **problem.extra,
+    }
+    return web.Response(
+        status=problem.status, body=schema.dumps(body), content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+def to_problem(exc: BaseException) -> Problem | None:
+    """The Problem a domain error stands for, or None for an unexpected exception."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, BrokerUnavailable):
+        return Problem(
+            503, "broker unavailable", "broker", f"broker unavailable: {exc}",
+            headers={"Retry-After": str(BROKER_RETRY_AFTER_SECONDS)}, kind="broker_unavailable",
+        )
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:  # aiohttp's own: 404, 405, ...
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return Problem(exc.status, exc.reason.lower(), "request", exc.reason, headers=headers or None)
+    return None
+
+
+def _internal(request: web.Request, exc: BaseException) -> Problem:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
+    log.error("%s %s: unexpected %s%s: %s", request.method, request.path, type(exc).__name__, where, exc)
+    return Problem(500, "internal server error", "server", "unexpected error; the server log has the cause")
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turns Problems and domain errors into problem+json, anything else into a 500 that leaks nothing; closes
+    the connection of an error answered before its body was read through (so it is neither drained nor
+    inflated)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        problem = to_problem(exc)
+        if problem is None:  # redirects and other non-errors pass through
+            raise
+        response = problem_response(problem)
+    except Exception as exc:
+        response = problem_response(to_problem(exc) or _internal(request, exc))
+    if response.status >= 400 and not request.content.is_eof():
+        response.force_close()
+    return response
+
+
+def check_media(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """415 unless the Content-Type is one of `allowed` and the Content-Encoding is gzip or identity."""
+    if request.content_type not in allowed:
+        got = request.headers.get("Content-Type", "(none)")
+        raise Problem(
+            415, "unsupported media type", "Content-Type", f"expected {' or '.join(allowed)}, got {got}"
+        )
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", *_GZIP):
+        raise Problem(
+            415, "unsupported media type", "Content-Encoding", f"expected gzip or identity, got {encoding}"
+        )
+
+
+class _Gunzip:
+    """Incremental gzip inflater with an output cap; concatenated members are one stream (RFC 1952)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self.out: list[bytes] = []
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._member_started = False
+
+    def feed(self, data: bytes) -> None:
+        try:
+            while data:
+                if self._inflater.eof:  # the previous member ended: the next starts here
+                    self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._member_started = True
+                pending = data
+                while pending and not self._inflater.eof:
+                    chunk = self._inflater.decompress(pending, self.limit + 1 - self.size)
+                    self.size += len(chunk)
+                    if self.size > self.limit:
+                        raise too_large(self.limit, "decompressed body")
+                    self.out.append(chunk)
+                    pending = self._inflater.unconsumed_tail
+                data = self._inflater.unused_data if self._inflater.eof else b""
+        except zlib.error as exc:  # bad header, bad deflate data, or a CRC32/length trailer mismatch
+            raise Problem(400, "bad request", "body", f"invalid gzip data: {exc}") from None
+
+    def finish(self) -> bytes:
+        if not self._member_started:
+            raise Problem(400, "bad request", "body", "invalid gzip data: empty body")
+        if not self._inflater.eof:
+            raise Problem(
+                400, "bad request", "body", "invalid gzip data: truncated (stream or trailer missing)"
+            )
+        return b"".join(self.out)
+
+
+async def read_body(request: web.Request, *, limit: int, decompressed_limit: int) -> bytes:
+    """The request body (gzip inflated and verified), bounded before the work is done.
+
+    413 when the body exceeds `limit` bytes or, inflated, `decompressed_limit` (reading stops there); 400 for
+    a body shorter than its Content-Length or bad/truncated gzip; 408 when it does not arrive in time (see
+    BODY_TIMEOUT, MIN_BODY_RATE)."""
+    gzipped = request.headers.get("Content-Encoding", "").strip().lower() in _GZIP
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    inflater = _Gunzip(decompressed_limit) if gzipped else None
+    chunks: list[bytes] = []
+    size = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        remaining = started + BODY_TIMEOUT + max(size, length or 0) / MIN_BODY_RATE - loop.time()
+        try:
+            chunk = await asyncio.wait_for(request.content.read(_READ_CHUNK), max(remaining, 0))
+        except asyncio.TimeoutError:
+            raise Problem(
+                408, "request timeout", "body",
+                f"not received in time: {size} bytes after {loop.time() - started:.0f} s (a body gets"
+                f" {BODY_TIMEOUT:g} s plus its size at {MIN_BODY_RATE} bytes/s)",
+            ) from None
+        except (RequestPayloadError, HttpProcessingError) as exc:
+            raise Problem(400, "bad request", "body", f"incomplete body: {exc}") from None
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        if inflater is None:
+            chunks.append(chunk)
+        else:
+            inflater.feed(chunk)
+    if length is not None and size < length:
+        raise Problem(400, "bad request", "body", "shorter than its Content-Length")
+    return b"".join(chunks) if inflater is None else inflater.finish()
