@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import email.utils
 import enum
@@ -51,6 +52,27 @@ _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 _http_loggers: tuple[int, list[logging.Logger]] = (-1, [])
+
+#: True while this context (the worker thread, or the asyncio sender task) is sending one of our requests.
+_SENDING: contextvars.ContextVar[bool] = contextvars.ContextVar("oglogstream_sending", default=False)
+#: Every logger httpx/httpcore create records on (a logger's filters see only its own records).
+_HTTP_LOGGER_NAMES = (
+    "httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks"
+)
+
+
+class _OwnRequestsFilter(logging.Filter):
+    """Drops what httpx/httpcore log about the SDK's own requests ("HTTP Request: POST .../logs ..."): with a
+    console handler at INFO that is noise in the application's output. The application's own httpx use is
+    untouched: only records created while `_SENDING` is set in the current context are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _SENDING.get()
+
+
+_OWN_REQUESTS = _OwnRequestsFilter()
+for _name in _HTTP_LOGGER_NAMES:  # logging.config (dictConfig/fileConfig) adds filters, never removes ours
+    logging.getLogger(_name).addFilter(_OWN_REQUESTS)
 
 
 def warm_logging_caches() -> None:
@@ -189,6 +211,7 @@ class HttpTransport:
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         """POST the batch; `timeout` caps each phase (used to honour a close() deadline)."""
+        token = _SENDING.set(True)
         try:
             if timeout is None:  # the client's own timeouts are `phase_timeout(settings, None)`
                 response = self._client.post(
@@ -205,6 +228,8 @@ class HttpTransport:
                 )
         except Exception as exc:
             return failure(self._endpoint, exc)
+        finally:
+            _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch))
 
     def close(self) -> None:
@@ -235,6 +260,7 @@ class AsyncHttpTransport:
         )
 
     async def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+        token = _SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
         try:
             if batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
                 body = await asyncio.to_thread(request_body, batch)
@@ -248,6 +274,8 @@ class AsyncHttpTransport:
             )
         except Exception as exc:
             return failure(self._endpoint, exc)
+        finally:
+            _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch))
 
     async def aclose(self) -> None:
