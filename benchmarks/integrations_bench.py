@@ -18,20 +18,23 @@ that every record arrived. Reported per request:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
+import json
 import logging
 import statistics
+import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from oglogstream import OgLogHandler
 from oglogstream.integrations import ACCESS_LOGGER_NAME
-
-from .sdk_bench import capture_server, server_count
 
 REQUESTS_PER_ROUND = 3000
 ROUNDS = 9
@@ -60,6 +63,35 @@ _ENVIRON: dict[str, Any] = {
 }
 #: A request behind two proxies, for the variant that trusts them.
 _PROXIED = {"HTTP_X_FORWARDED_FOR": "203.0.113.7, 10.0.0.2", "HTTP_X_REQUEST_ID": "bench-request-0001"}
+
+
+@contextlib.contextmanager
+def capture_server() -> Iterator[str]:
+    """tests/sdk/capture_server.py in a child process, count-only (its CPU is off our GIL); yields the URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.sdk.capture_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()  # the server exits when its stdin closes
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def server_count(url: str) -> int:
+    """Entries the capture server has accepted so far."""
+    with urllib.request.urlopen(f"{url}/count", timeout=10) as response:
+        return int(json.load(response)["entries"])
 
 
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -152,7 +184,7 @@ def flask_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
 
 
 def bench(url: str) -> tuple[dict[str, tuple[float, float, float]], int]:
-    handler = OgLogHandler(url, "bench-integrations", max_buffer_records=100_000)
+    handler = OgLogHandler(url, "bench-integrations")  # defaults: what a user gets
     access = logging.getLogger(ACCESS_LOGGER_NAME)
     access.handlers[:] = [handler]
     access.setLevel(logging.INFO)
