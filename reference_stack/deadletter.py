@@ -27,6 +27,7 @@ from aiohttp import web
 
 from .broker import Broker, BrokerUnavailable
 from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME, STREAM_SUBJECT
+from .http_boundary import Problem
 from .metrics import Metrics
 from .resources import BROKER, METRICS
 
@@ -178,11 +179,8 @@ async def refresh_gauge(broker: Broker, metrics: Metrics) -> None:
         metrics.dead_letters.set(await count_dead_letters(broker))
 
 
-def _bad_request(field: str, reason: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(
-        text=json.dumps({"error": "bad_request", "field": field, "reason": reason}),
-        content_type="application/json",
-    )
+def _bad_request(field: str, reason: str) -> Problem:
+    return Problem(400, "invalid request", field, reason)
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -194,24 +192,14 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return int(raw)
 
 
-def _unavailable(exc: BrokerUnavailable) -> web.HTTPServiceUnavailable:
-    return web.HTTPServiceUnavailable(
-        text=json.dumps({"error": "unavailable", "reason": str(exc)}),
-        content_type="application/json",
-        headers={"Retry-After": "1"},
-    )
-
-
 async def list_route(request: web.Request) -> web.Response:
-    """GET /api/dead-letters: one page, oldest first."""
+    """GET /api/dead-letters: one page, oldest first; 400 naming a bad parameter; 503 while NATS is down."""
     after = _int_param(request, "after", 0, 0, 2**63 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     broker = request.app[BROKER]
-    try:
-        items, next_after = await list_dead_letters(broker, after=after, limit=limit)
-        total = await count_dead_letters(broker)
-    except BrokerUnavailable as exc:
-        raise _unavailable(exc) from None
+    # BrokerUnavailable becomes a 503 + Retry-After at the HTTP boundary.
+    items, next_after = await list_dead_letters(broker, after=after, limit=limit)
+    total = await count_dead_letters(broker)
     request.app[METRICS].dead_letters.set(total)
     return web.json_response({"dead_letters": items, "next_after": next_after, "total": total})
 
@@ -233,10 +221,7 @@ async def replay_route(request: web.Request) -> web.Response:
     else:
         raise _bad_request("body", 'expected {"seqs": [SEQ, ...]} or {"all": true}')
     broker = request.app[BROKER]
-    try:
-        replayed, failed = await replay_dead_letters(broker, seqs)
-    except BrokerUnavailable as exc:
-        raise _unavailable(exc) from None
+    replayed, failed = await replay_dead_letters(broker, seqs)
     await refresh_gauge(broker, request.app[METRICS])
     return web.json_response({"replayed": replayed, "failed": failed})
 

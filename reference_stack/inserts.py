@@ -142,6 +142,9 @@ def insert_isolating(
         pending = [kept] if kept else []
         while pending:
             chunk = pending.pop()
+            if budget <= 0:
+                refused.append(Unstorable(index, [r for _, r in chunk], "isolation budget spent: not tried"))
+                continue
             try:
                 budget -= 1
                 _insert(
