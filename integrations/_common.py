@@ -28,6 +28,7 @@ __all__ = [
     "ATTR_CLIENT",
     "ATTR_DURATION",
     "ATTR_METHOD",
+    "ATTR_METHOD_ORIGINAL",
     "ATTR_PATH",
     "ATTR_QUERY",
     "ATTR_REQUEST_ID",
@@ -38,8 +39,10 @@ __all__ = [
     "DEFAULT_REQUEST_ID_HEADER",
     "DEFAULT_SAMPLE_RATE",
     "HOP_CACHE_SIZE",
+    "KNOWN_METHODS",
     "MAX_FORWARDED_HOPS",
     "MAX_REQUEST_ID_LENGTH",
+    "OTHER_METHOD",
     "REDACTED",
     "AccessConfig",
     "AccessLog",
@@ -58,6 +61,13 @@ ACCESS_LOGGER_NAME = "oglogstream.access"
 # every other record of the request.
 ATTR_REQUEST_ID = "request_id"
 ATTR_METHOD = "http.request.method"
+#: Set (with ATTR_METHOD `_OTHER`) when the method is not one of KNOWN_METHODS.
+ATTR_METHOD_ORIGINAL = "http.request.method_original"
+#: The methods semconv names; any other token a client sends is `_OTHER`, which bounds the attribute's values.
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
+)
+OTHER_METHOD = "_OTHER"
 ATTR_PATH = "url.path"
 ATTR_QUERY = "url.query"
 ATTR_ROUTE = "http.route"
@@ -342,7 +352,11 @@ class AccessLog:
             )
             fields = record.__dict__  # the attributes go where `extra=` would put them
             fields[ATTR_REQUEST_ID] = request_id
-            fields[ATTR_METHOD] = method
+            if method in KNOWN_METHODS:
+                fields[ATTR_METHOD] = method
+            else:
+                fields[ATTR_METHOD] = OTHER_METHOD
+                fields[ATTR_METHOD_ORIGINAL] = method
             fields[ATTR_PATH] = path
             fields[ATTR_STATUS] = status
             fields[ATTR_DURATION] = round(duration, 6)

@@ -277,3 +277,13 @@ def test_a_failing_user_id_callable_only_drops_the_user_id(make_app: MakeApp, se
     assert app.test_client().get("/hello/1").status_code == 200
     (access,) = entries(ext, server, ACCESS)
     assert access["attributes"]["http.response.status_code"] == 200 and "user.id" not in access["attributes"]
+
+
+def test_an_unknown_method_is_other_with_the_original_kept(make_app: MakeApp, server: CaptureServer) -> None:
+    """As semconv says: a method outside the known set is `_OTHER`, the sent token in method_original."""
+    app, ext = make_app()
+    assert app.test_client().open("/hello/1", method="BREW").status_code == 405
+    (access,) = entries(ext, server, ACCESS)
+    assert access["attributes"]["http.request.method"] == "_OTHER"
+    assert access["attributes"]["http.request.method_original"] == "BREW"
+    assert access["message"].startswith("BREW /hello/1 405 ")
