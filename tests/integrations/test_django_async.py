@@ -52,12 +52,14 @@ async def test_middleware_is_a_coroutine_function_in_an_async_chain(django_env: 
 
 
 async def test_async_exception_gives_one_error_record_with_traceback(shipping: Shipped) -> None:
-    """An async view that raises yields a 500 and an ERROR access record carrying the traceback."""
+    """An async view that raises yields a 500 and an ERROR access record carrying the traceback: the only
+    shipped record (django.request's "Internal Server Error" reaches the root handler, not OgLogStream)."""
     response = await async_client().get("/aboom/", headers={"X-Request-ID": "async-boom"})
     assert response.status_code == 500 and response["X-Request-ID"] == "async-boom"
     (access,) = shipping(ACCESS)
     assert (access["level"], access["attributes"]["http.response.status_code"]) == ("error", 500)
     assert "ValueError: async kaboom" in access["exception"]
+    assert [e["logger"] for e in shipping()] == [ACCESS]
 
 
 async def test_concurrent_requests_keep_their_own_ids(shipping: Shipped) -> None:
