@@ -13,22 +13,23 @@ head of the spool is tried once per turn of the loop, and while the server is aw
 (backoff) instead of waited for, so the worker keeps encoding and spooling. Memory stays at one batch plus the
 spool's memory copies (bounded); the disk is bounded by spool_max_bytes / spool_max_age.
 
-Fork: `os.register_at_fork` resets every pipeline in the child (fresh worker, empty buffers, no inherited
-connection or spool files); a pid check on the slow paths catches a fork that bypassed the hooks. In a
-`multiprocessing` child (which ends with `os._exit`, skipping atexit) a multiprocessing finalizer drains.
+Process-wide hooks (atexit drain, fork, SIGTERM in fork children) live in `_lifecycle`. A forked child sends
+a batch once it has waited FORK_LINGER, not flush_interval. No lock is held across anything that can yield to
+a gevent hub (thread start, Event waits), and a worker's Event is made when it starts, so it is a gevent Event
+when the process was monkey-patched in between (a greenlet worker must never block the hub).
+
+Lifecycle of a pipeline: not started -> running -> closing -> finished; a record after `finished` reopens it
+(a new worker, counters kept), like a stdlib FileHandler reopening its file.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import itertools
 import os
 import secrets
-import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -38,31 +39,20 @@ from . import _diag, _otel
 from ._buffer import Batch, Pending, intake_limit
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
+from ._lifecycle import PIPELINES, WORKER_THREADS, Exit
 from ._settings import Settings
 from ._spool import Spool
 from ._stats import Stats
 from ._transport import HttpTransport, Outcome, SendResult, Transport, warm_logging_caches
 
-__all__ = ["WORKER_THREADS", "Item", "Pipeline", "drain_all"]
-
-#: Thread idents of running workers: a record created on one of these threads is never shipped.
-WORKER_THREADS: set[int] = set()
+__all__ = ["FORK_LINGER", "WORKER_THREADS", "Item", "Pipeline"]
 
 #: In a forked child (gunicorn/multiprocessing workers, which are often ended by SIGTERM) a batch is sent once
 #: it has waited this long (seconds), not after flush_interval: the window a SIGTERM can cut is this short.
 FORK_LINGER = 0.02
 
-_PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _worker_numbers = itertools.count(1)
 _INFINITY = float("inf")
-
-
-class _Exit:
-    """Set by the atexit drain: records arriving later (from atexit hooks that run after ours) are sent
-    synchronously by the logging thread, all of them within one shared deadline."""
-
-    started = False
-    deadline = _INFINITY
 
 
 class _FlushRequest:
@@ -93,7 +83,7 @@ class Pipeline:
         self._transport: Transport | None = self._transport_factory(settings)
         self._spool: Spool | None = None
         _otel.refresh()
-        _PIPELINES.add(self)
+        PIPELINES.add(self)
         if settings.spool_dir is not None:
             # Start now, not at the first record: what earlier processes left in the spool is replayed even
             # by a process that never logs.
@@ -192,11 +182,11 @@ class Pipeline:
             self.intake.clear()  # counted as `shutdown` when the worker was abandoned
         self._reset_worker_state()
         self._transport = None  # closed with the old worker; the new one builds its own
-        if _Exit.started:  # at interpreter exit a reopened pipeline is closed again at once (_send_at_exit)
-            if _Exit.deadline == _INFINITY:
-                _Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
+        if Exit.started:  # at interpreter exit a reopened pipeline is closed again at once (_send_at_exit)
+            if Exit.deadline == _INFINITY:
+                Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
             self._closing = True
-            self._deadline = _Exit.deadline
+            self._deadline = Exit.deadline
         return True
 
     def _prepare_start_locked(self) -> threading.Thread:
@@ -215,8 +205,8 @@ class Pipeline:
 
     def _send_at_exit(self) -> None:
         """A record after the atexit drain: deliver it now, within the shared exit deadline."""
-        if _Exit.started:
-            self.finish_close(_Exit.deadline)
+        if Exit.started:
+            self.finish_close(Exit.deadline)
 
     def count_internal_error(self, exc: BaseException) -> None:
         """A record could not even be captured (a bug): count it and say so on stderr."""
@@ -623,54 +613,3 @@ class Pipeline:
             if self._flush_requests:
                 self._take_flush_requests()
             self._ingest(bounded=False)
-
-
-def drain_all(budget: float) -> None:
-    """Close every live pipeline within one shared `budget` (seconds): the atexit hook."""
-    deadline = time.monotonic() + budget
-    pipelines = list(_PIPELINES)
-    for pipeline in pipelines:  # start them all first so they drain in parallel
-        pipeline.begin_close(deadline)
-    for pipeline in pipelines:
-        pipeline.finish_close(deadline)
-
-
-def _atexit_drain() -> None:
-    pipelines = list(_PIPELINES)
-    if pipelines:
-        drain_all(max(p.settings.shutdown_timeout for p in pipelines))
-
-
-class _MultiprocessingHook:
-    """Registered with multiprocessing's after-fork registry (which must hold a weak-referenceable object)."""
-
-    registered = False
-
-    @staticmethod
-    def run(_: object) -> None:
-        # Runs in a multiprocessing child after it cleared the finalizers it inherited. Such a child ends
-        # with os._exit(), which skips atexit, but it does run finalizers with an exit priority.
-        import multiprocessing.util
-
-        multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
-
-
-_MP_HOOK = _MultiprocessingHook()
-
-
-def _after_fork_in_child() -> None:
-    WORKER_THREADS.clear()
-    pipelines = list(_PIPELINES)
-    for pipeline in pipelines:
-        pipeline.after_fork_in_child()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if pipelines and mp_util is not None and not _MultiprocessingHook.registered:
-        # Not imported by us: only a process using multiprocessing has it, and only a multiprocessing child
-        # runs this registry (in Process._bootstrap, right after this hook); it is inherited by later forks.
-        _MultiprocessingHook.registered = True
-        mp_util.register_after_fork(_MP_HOOK, _MultiprocessingHook.run)
-
-
-atexit.register(_atexit_drain)
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -167,3 +167,39 @@ def test_fork_without_the_at_fork_hooks_is_caught_by_the_pid_check(
     assert handler.flush(10)
     counts = collections.Counter(str(e["message"]) for e in server.entries)
     assert counts == collections.Counter(["parent record", "child record"])
+
+
+_POOL = textwrap.dedent(
+    """
+    import logging, multiprocessing, sys
+    import oglogstream
+
+    log = logging.getLogger("pool")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(oglogstream.OgLogHandler(sys.argv[1], "pool-test"))  # defaults
+
+    def f(i):
+        log.info("task %d", i)
+        return i
+
+    if __name__ == "__main__":
+        with multiprocessing.get_context("fork").Pool(2) as p:  # __exit__ SIGTERMs the workers at once
+            assert p.map(f, range(20)) == list(range(20))
+    """
+)
+
+
+def test_pool_workers_ended_by_sigterm_deliver_every_record(server: CaptureServer, tmp_path: Path) -> None:
+    """`with Pool(2) as p: p.map(f, range(20))`, f logs once: 20 of 20 arrive although Pool.__exit__
+    SIGTERMs the workers (they drain on SIGTERM, then die of it)."""
+    script = tmp_path / "pool_app.py"
+    script.write_text(_POOL)
+    for _ in range(3):  # the race with terminate() is timing-dependent: win it every time
+        before = server.entry_count
+        result = subprocess.run([sys.executable, str(script), server.url], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert server.wait_entries(before + 20, 5)
+    counts = collections.Counter(str(e["message"]) for e in server.entries)
+    assert counts == collections.Counter({f"task {i}": 3 for i in range(20)})

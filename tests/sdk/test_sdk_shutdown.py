@@ -62,7 +62,7 @@ def test_exit_with_a_hanging_server_stays_within_budget(black_hole: BlackHoleSer
     """A process whose server never answers exits within the atexit budget + 0.5 s, and says what it lost."""
     delay, err = _exit_delay(black_hole.url, 1.0, 1)
     assert delay <= 1.0 + 0.5, delay
-    assert "not delivered before the shutdown deadline" in err
+    assert "lost 100 record(s), reason 'shutdown'" in err
 
 
 def test_atexit_budget_is_shared_across_handlers(black_hole: BlackHoleServer) -> None:
@@ -157,3 +157,51 @@ def test_forked_child_gets_its_own_worker(server: CaptureServer, make_handler, l
     assert handler.flush(5)
     by_message = {e["message"]: e["pid"] for e in server.entries}
     assert by_message == {"from child": pid, "parent before fork": os.getpid()}
+
+
+_EARLY_ATEXIT = textwrap.dedent(
+    """
+    import atexit, logging, sys
+
+    def late():
+        logging.getLogger("late").warning("from an atexit hook registered before the import")
+
+    atexit.register(late)  # runs AFTER the SDK's own atexit drain (atexit is last-in, first-out)
+    import oglogstream
+
+    log = logging.getLogger("late")
+    log.propagate = False
+    log.addHandler(oglogstream.OgLogHandler(sys.argv[1], "atexit-test"))
+    log.warning("from main")
+    """
+)
+
+
+def test_atexit_hook_registered_before_the_import_is_delivered(server: CaptureServer) -> None:
+    """A record logged after the atexit drain ran is sent synchronously at exit, not dropped as closed."""
+    result = subprocess.run(
+        [sys.executable, "-c", _EARLY_ATEXIT, server.url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(e["message"] for e in server.entries) == [
+        "from an atexit hook registered before the import",
+        "from main",
+    ]
+    assert "lost" not in result.stderr, result.stderr
+
+
+def test_dictconfig_reconfiguration_keeps_an_old_handler_delivering(server: CaptureServer, logger) -> None:
+    """dictConfig closes the handlers it replaces; a logger still holding one keeps delivering through it."""
+    import logging.config
+
+    from oglogstream import OgLogHandler
+
+    handler = OgLogHandler(server.url, "reconf", flush_interval=0.05)
+    logger.addHandler(handler)
+    logger.info("before")
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})  # closes `handler`
+    logger.info("after re-configuration")
+    assert handler.flush(5)
+    assert [e["message"] for e in server.entries] == ["before", "after re-configuration"]
+    assert handler.stats().dropped == {}
+    handler.close()

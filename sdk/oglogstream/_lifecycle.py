@@ -1,0 +1,127 @@
+"""Process-wide hooks shared by every pipeline: the atexit drain, fork, and SIGTERM in forked children.
+
+* **atexit**: `drain_all` closes every live pipeline within one budget (the largest `shutdown_timeout`).
+  `Exit.started` is then set: a record logged later (by an atexit hook registered before `import oglogstream`,
+  which runs after ours) reopens its pipeline and is sent synchronously, all within one shared exit deadline.
+* **fork**: every pipeline is reset in the child (`Pipeline.after_fork_in_child`). A `multiprocessing` child
+  ends with `os._exit` (no atexit), so a multiprocessing finalizer drains it on a normal end.
+* **SIGTERM in a forked child**: `multiprocessing.Pool.__exit__` (terminate) and supervisors end children with
+  SIGTERM right after their work returned. If SIGTERM still has its default disposition in the child, a
+  handler first drains (at most FORK_TERM_BUDGET seconds), then restores the default and re-raises the signal,
+  so the process still dies of SIGTERM. An application's own SIGTERM handler is never replaced.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+__all__ = ["FORK_TERM_BUDGET", "PIPELINES", "WORKER_THREADS", "Exit", "drain_all"]
+
+#: Seconds a forked child ended by SIGTERM spends delivering what it holds before it dies of the signal.
+FORK_TERM_BUDGET = 1.0
+
+#: Thread idents of running workers: a record created on one of these threads is never shipped.
+WORKER_THREADS: set[int] = set()
+
+
+class _Drainable(Protocol):
+    settings: Any
+
+    def begin_close(self, deadline: float) -> None: ...
+
+    def finish_close(self, deadline: float) -> bool: ...
+
+    def after_fork_in_child(self) -> None: ...
+
+
+#: Every live pipeline (weakly: a handler that is garbage collected is not kept alive by this).
+PIPELINES: weakref.WeakSet[_Drainable] = weakref.WeakSet()
+
+
+class Exit:
+    """Set by the atexit drain; `deadline` is the one budget of every record logged after it."""
+
+    started = False
+    deadline = float("inf")
+
+
+def drain_all(budget: float) -> None:
+    """Close every live pipeline within one shared `budget` (seconds)."""
+    deadline = time.monotonic() + budget
+    pipelines = list(PIPELINES)
+    for pipeline in pipelines:  # start them all first so they drain in parallel
+        pipeline.begin_close(deadline)
+    for pipeline in pipelines:
+        pipeline.finish_close(deadline)
+
+
+def _atexit_drain() -> None:
+    Exit.started = True
+    pipelines = list(PIPELINES)
+    if pipelines:
+        drain_all(max(p.settings.shutdown_timeout for p in pipelines))
+
+
+class _MultiprocessingHook:
+    """Registered with multiprocessing's after-fork registry (which must hold a weak-referenceable object)."""
+
+    registered = False
+
+    @staticmethod
+    def run(_: object) -> None:
+        # Runs in a multiprocessing child after it cleared the finalizers it inherited. Such a child ends
+        # with os._exit(), which skips atexit, but it does run finalizers with an exit priority.
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
+
+
+_MP_HOOK = _MultiprocessingHook()
+
+
+def _drain_on_sigterm(signum: int, frame: object) -> None:
+    # Drained on a helper thread and waited for with a deadline: this handler may have interrupted the main
+    # thread inside one of the SDK's (or logging's) locks, which the drain needs.
+    drainer = threading.Thread(target=drain_all, args=(FORK_TERM_BUDGET,), daemon=True)
+    drainer.start()
+    drainer.join(FORK_TERM_BUDGET + 0.2)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # die of the signal, as without this handler
+
+
+def _install_sigterm_drain() -> None:
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _drain_on_sigterm)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        pass
+
+
+def _after_fork_in_child() -> None:
+    WORKER_THREADS.clear()
+    Exit.started = False
+    Exit.deadline = float("inf")
+    pipelines = list(PIPELINES)
+    for pipeline in pipelines:
+        pipeline.after_fork_in_child()
+    if not pipelines:
+        return
+    _install_sigterm_drain()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and not _MultiprocessingHook.registered:
+        # Not imported by us: only a process using multiprocessing has it, and only a multiprocessing child
+        # runs this registry (in Process._bootstrap, right after this hook); it is inherited by later forks.
+        _MultiprocessingHook.registered = True
+        mp_util.register_after_fork(_MP_HOOK, _MultiprocessingHook.run)
+
+
+atexit.register(_atexit_drain)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)

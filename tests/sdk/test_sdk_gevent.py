@@ -1,0 +1,134 @@
+"""Green threads: no lock is held across a gevent yield, whether patching happens before or after the handler
+exists, in a forked child, and under real `gunicorn --preload -k gevent`. Each case runs in its own process."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import require
+from .capture_server import CaptureServer
+from .test_sdk_fork import _free_port, _gunicorn
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="gevent's fork cases are POSIX-only")
+
+_SETUP = """
+import logging, os, sys
+import oglogstream
+log = logging.getLogger("green")
+log.propagate = False
+log.setLevel(logging.INFO)
+handler = oglogstream.OgLogHandler(sys.argv[1], "gevent-test")
+log.addHandler(handler)
+"""
+
+_GREENLETS = """
+import gevent
+gevent.joinall([gevent.spawn(lambda n: log.info("greenlet %d", n), n) for n in range(20)], timeout=10)
+"""
+
+_CASES = {
+    # The issue's case: handler created and used, fork, the child patches and logs from 20 greenlets.
+    "fork_then_patch_in_child": _SETUP + textwrap.dedent(
+        """
+        log.info("parent")
+        assert handler.flush(5)
+        pid = os.fork()
+        if pid == 0:
+            from gevent import monkey; monkey.patch_all()
+        """
+    ) + textwrap.indent(_GREENLETS, "    ") + textwrap.dedent(
+        """
+            os._exit(0 if handler.flush(5) else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    ),
+    # Patched after the handler exists and its worker (a real thread) runs.
+    "patch_after_handler": _SETUP + 'log.info("parent")\nassert handler.flush(5)\n'
+    + "from gevent import monkey; monkey.patch_all()\n" + _GREENLETS + "sys.exit(0 if handler.flush(5) else 3)\n",
+    # Patched before the handler exists: its worker is a greenlet.
+    "patch_before_handler": "from gevent import monkey; monkey.patch_all()\n" + _SETUP + 'log.info("parent")\n'
+    + _GREENLETS + "sys.exit(0 if handler.flush(5) else 3)\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_twenty_greenlets_deliver_without_hanging(server: CaptureServer, case: str) -> None:
+    """Every record of the parent and the 20 greenlets arrives once; nothing hangs (bounded by a timeout)."""
+    require("gevent")
+    result = subprocess.run(
+        [sys.executable, "-c", _CASES[case], server.url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.wait_entries(21, 10)
+    counts = collections.Counter(str(e["message"]) for e in server.entries)
+    assert counts == collections.Counter(["parent", *(f"greenlet {n}" for n in range(20))])
+
+
+_APP = textwrap.dedent(
+    """
+    import logging, os
+    import oglogstream
+
+    log = logging.getLogger("wsgi")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    handler = oglogstream.OgLogHandler(service="gevent-app")
+    log.addHandler(handler)
+    log.info("preloaded in the master")
+    handler.flush(5)  # the master's worker thread has run: the workers fork a used handler
+
+    def app(environ, start_response):
+        log.info("request %s", environ["QUERY_STRING"])
+        body = str(os.getpid()).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    """
+)
+
+
+def test_gunicorn_preload_gevent_workers_answer_and_deliver(server: CaptureServer, tmp_path: Path) -> None:
+    """Real `gunicorn --preload -k gevent`: requests answer at once and every request's record arrives once,
+    while the workers still run (the fork-child linger sends them; no request times out)."""
+    require("gevent")
+    import requests
+
+    (tmp_path / "wsgi_app.py").write_text(_APP)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [_gunicorn(), "--preload", "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
+         "--chdir", str(tmp_path), "--graceful-timeout", "10", "wsgi_app:app"],
+        env={**os.environ, "OGLOG_URL": server.url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/?warmup", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
+                time.sleep(0.1)
+        for n in range(40):
+            requests.get(f"http://127.0.0.1:{port}/?{n}", headers={"Connection": "close"}, timeout=5)
+        assert server.wait_entries(42, 10), server.entry_count  # delivered while the workers run
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    counts = collections.Counter(str(e["message"]) for e in server.entries)
+    assert counts == collections.Counter(
+        ["preloaded in the master", "request warmup", *(f"request {n}" for n in range(40))]
+    )
