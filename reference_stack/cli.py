@@ -4,9 +4,11 @@
                    [--clickhouse-url URL] [--retention-days N] [--shutdown-timeout 30s] [--log-level info]
     oglog serve ingest|process|query [...]      one or more roles, configured by the seed's env vars
     oglog demo [--port 8080] [--data-dir ./oglog-data]   the stack plus an app logging through the SDK
+    oglog dead-letters list|replay [--url URL] ...      what could not be stored (cli_deadletters.py)
 
 Exit status: 0 after a clean shutdown, 2 for bad configuration (one line naming the flag or variable),
-1 when the stack could not start (port in use, data dir locked, storage unusable).
+1 when the stack could not start (port in use, data dir locked, storage unusable) or stopped because the
+bundled nats-server kept dying.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import cli_deadletters
 from .config import (
     DEFAULT_RETENTION_DAYS,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rate", type=float, default=20.0, help="demo log lines per second (default: %(default)s)"
     )
+    cli_deadletters.add_parser(commands)
     return parser
 
 
@@ -227,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "dead-letters":
+            return cli_deadletters.run(args)
         if args.command == "serve":
             config = config_from_env(args.roles)
             _configure_logging(config.log_level)
@@ -246,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"oglog: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except StackError as exc:
+    except (StackError, cli_deadletters.ApiError) as exc:
         print(f"oglog: error: {exc}", file=sys.stderr)
         return EXIT_START
     except KeyboardInterrupt:

@@ -23,6 +23,8 @@ _PR_SET_PDEATHSIG = 1
 #: How long the server gets to start listening, and to exit after SIGTERM.
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+#: The cluster name nodes started with a cluster_port share.
+CLUSTER_NAME = "oglog"
 
 
 def find_nats_server() -> str:
@@ -56,22 +58,68 @@ def _die_with_parent() -> None:
 
 
 class NatsServer:
-    """A nats-server child process with JetStream, its store under `store_dir`."""
+    """A nats-server child process with JetStream, its store under `store_dir`.
+
+    For a cluster node give `cluster_port` (its route listener), `routes` (every node's route URL, its own
+    included: nats-server skips it) and a `name` unique in the cluster; the cluster is named CLUSTER_NAME."""
 
     def __init__(
-        self, store_dir: str | os.PathLike[str], *, port: int | None = None, host: str = "127.0.0.1"
+        self,
+        store_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        name: str | None = None,
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
+        self.name = name
+        self.cluster_port = cluster_port
+        self.routes = routes or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def route_url(self) -> str:
+        """This node's cluster route URL (nats-route://host:cluster_port); ValueError when not clustered."""
+        if self.cluster_port is None:
+            raise ValueError("route_url: this server has no cluster_port")
+        return f"nats-route://{self.host}:{self.cluster_port}"
+
     def start(self, timeout: float = START_TIMEOUT) -> NatsServer:
         """Start the server and wait until it accepts connections (raises RuntimeError past `timeout`)."""
+        self.spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.listening():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout}s")
+
+    def listening(self) -> bool:
+        """True once the spawned server accepts connections; RuntimeError (its log's tail) if it exited."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            log_path = self.store_dir / "nats-server.log"
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            code = None if proc is None else proc.returncode
+            raise RuntimeError(f"nats-server exited with {code}: {tail}")
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to listen (see `listening`). Call it from the thread that
+        lives as long as the server should: PR_SET_PDEATHSIG fires when the forking thread exits."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
         args = [
@@ -86,6 +134,12 @@ class NatsServer:
             "--log",
             str(log_path),
         ]
+        if self.name is not None:
+            args += ["--server_name", self.name]
+        if self.cluster_port is not None:
+            args += ["--cluster_name", CLUSTER_NAME, "--cluster", f"nats://{self.host}:{self.cluster_port}"]
+            if self.routes:
+                args += ["--routes", ",".join(self.routes)]
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -93,18 +147,6 @@ class NatsServer:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}: {tail}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout}s")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the server: SIGTERM, then SIGKILL past `timeout`. Safe to call twice."""

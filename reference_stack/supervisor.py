@@ -12,9 +12,10 @@ environment. Both:
   storage and NATS, and stop nats-server last. A second signal exits at once: nothing accepted is lost even
   then, because JetStream keeps every batch the processor has not acked and redelivers it on the next start.
 
-nats-server is tied to this process with PR_SET_PDEATHSIG (natsd.py). Its pid is recorded under the data dir
-so that, if a `kill -9` left it still shutting down, the next start waits for it (and kills it past a
-deadline) before reusing the store.
+nats-server is tied to this process with PR_SET_PDEATHSIG (natsd.py) and restarted with backoff when it dies
+while the stack runs (healing.py; past its retries the stack stops with exit status 1). Its pid is recorded
+under the data dir so that, if a `kill -9` left it still shutting down, the next start waits for it (and kills
+it past a deadline) before reusing the store.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from aiohttp import web
 
 from .app import create_app
 from .config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
+from .healing import NatsKeeper
 from .natsd import NatsServer
 
 __all__ = [
@@ -193,11 +195,15 @@ async def serve(
     out: TextIO = sys.stdout,
     on_ready: Callable[[str], None] | None = None,
     before_shutdown: Callable[[], None] | None = None,
+    keeper: NatsKeeper | None = None,
 ) -> None:
     """Run `create_app(config)` until SIGINT/SIGTERM; `on_ready(base_url)` runs once it listens, and the
-    blocking `before_shutdown()` (in a thread) while it still serves, e.g. to flush a demo's handler."""
+    blocking `before_shutdown()` (in a thread) while it still serves, e.g. to flush a demo's handler.
+    `keeper` restarts the bundled nats-server; if it gives up, the stack shuts down and StackError says why.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    gave_up: list[str] = []
 
     def first_signal() -> None:
         stop.set()
@@ -228,6 +234,9 @@ async def serve(
         print_urls(config, out)
         if on_ready is not None:
             on_ready(f"http://{_display_host(config.host)}:{config.http_port}")
+        if keeper is not None:
+            watching = asyncio.create_task(keeper.watch(stop), name="oglog-nats-keeper")
+            watching.add_done_callback(lambda task: _give_up(task, gave_up, stop))
         await stop.wait()
         print("shutting down: draining in-flight batches...", file=out, flush=True)
         if before_shutdown is not None:
@@ -240,6 +249,18 @@ async def serve(
                 "shutdown did not finish in time; unacked batches will be redelivered on the next start"
             )
     print("stopped", file=out, flush=True)
+    if gave_up:
+        raise StackError(gave_up[0])
+
+
+def _give_up(task: asyncio.Task[str | None], gave_up: list[str], stop: asyncio.Event) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    reason = f"nats-server keeper failed: {type(exc).__name__}: {exc}" if exc else task.result()
+    if reason:
+        gave_up.append(reason)
+        stop.set()
 
 
 def run_stack(
@@ -260,6 +281,7 @@ def run_stack(
         raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
     with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}"):
         nats: NatsServer | None = None
+        keeper: NatsKeeper | None = None
         nats_url = options.nats_url
         if nats_url is None:
             store = data_dir / "nats"
@@ -269,11 +291,15 @@ def run_stack(
                 nats = NatsServer(store).start()
             except (OSError, RuntimeError) as exc:
                 raise StackError(f"cannot start nats-server: {exc}") from None
-            (store / _NATS_PID_NAME).write_text(f"{nats.process.pid if nats.process else ''}\n")
+            pid_file = store / _NATS_PID_NAME
+            pid_file.write_text(f"{nats.process.pid if nats.process else ''}\n")
             nats_url = nats.url
+            keeper = NatsKeeper(nats, on_restart=lambda pid: pid_file.write_text(f"{pid}\n"))
         try:
             config = options.config(nats_url)
-            asyncio.run(serve(config, out=out, on_ready=on_ready, before_shutdown=before_shutdown))
+            asyncio.run(
+                serve(config, out=out, on_ready=on_ready, before_shutdown=before_shutdown, keeper=keeper)
+            )
         finally:
             if nats is not None:
                 nats.stop()  # last: the processor has acked everything it stored

@@ -1,0 +1,112 @@
+"""`oglog dead-letters list|replay`: the dead-letter API of a running stack, from a terminal.
+
+    oglog dead-letters list   [--url http://127.0.0.1:8080] [--after SEQ] [--limit N] [--json]
+    oglog dead-letters replay [--url http://127.0.0.1:8080] (--all | SEQ [SEQ ...])
+
+Talks to GET /api/dead-letters and POST /api/dead-letters/replay of the query role (see deadletter.py).
+Exit status: 0 done, 1 the stack could not be reached or refused the request (the reason on stderr), 2 bad
+arguments, 3 a replay left some dead letters in place (listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, TextIO
+
+__all__ = ["DEFAULT_URL", "EXIT_PARTIAL", "REQUEST_TIMEOUT", "add_parser", "run"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+#: Seconds one API call may take (a replay of MAX_REPLAY dead letters is ~1,000 JetStream round trips).
+REQUEST_TIMEOUT = 60.0
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+_ERROR_WIDTH = 100
+
+
+class ApiError(RuntimeError):
+    """The stack could not be reached or answered with an error: one line for stderr."""
+
+
+def add_parser(commands: Any) -> None:
+    """Add `dead-letters` to the `oglog` subcommands."""
+    parser = commands.add_parser(
+        "dead-letters",
+        help="list or replay what the processor could not store (GET /api/dead-letters)",
+        description="List or replay dead letters of a running stack through its query API. "
+        "These routes will need the `admin` scope once API keys exist (issue 12).",
+    )
+    actions = parser.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="one page of dead letters, oldest first")
+    replay = actions.add_parser("replay", help="re-publish dead letters to the logs stream and delete them")
+    for sub in (listing, replay):
+        sub.add_argument("--url", default=DEFAULT_URL, help="the stack's base URL (default: %(default)s)")
+    listing.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this sequence")
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="page size (default: 50)")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON answer as is")
+    replay.add_argument("--all", action="store_true", help="replay the oldest 1,000 (run again for more)")
+    replay.add_argument("seqs", nargs="*", type=int, default=[], metavar="SEQ", help="dead-letter sequences")
+
+
+def _call(method: str, url: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("detail", exc.reason)
+        except ValueError:
+            detail = exc.reason
+        raise ApiError(f"{method} {url}: {exc.code} {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiError(f"{method} {url}: cannot reach the stack ({reason})") from None
+
+
+def _print_page(page: dict[str, Any], out: TextIO) -> None:
+    items = page["dead_letters"]
+    print(f"{page['total']} dead letter(s)", file=out)
+    for item in items:
+        rows = "?" if item["rows"] is None else item["rows"]
+        error = item["error"][:_ERROR_WIDTH]
+        print(
+            f"{item['seq']:>8}  {item['time']}  {item['reason']:<11} rows={rows:<6} "
+            f"msg={item['original_msg_id'] or '-'}  {error}",
+            file=out,
+        )
+    if page["next_after"] is not None:
+        print(f"more: oglog dead-letters list --after {page['next_after']}", file=out)
+
+
+def _usage(message: str) -> int:
+    print(f"oglog: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run `oglog dead-letters ...`; returns the exit status. Raises ApiError (exit 1 in cli.main)."""
+    base = args.url.rstrip("/")
+    if args.dead_command == "list":
+        if args.limit < 1 or args.after < 0:
+            return _usage("--limit must be >= 1 and --after >= 0")
+        page = _call("GET", f"{base}/api/dead-letters?after={args.after}&limit={args.limit}")
+        if args.json:
+            print(json.dumps(page, indent=2), file=out)
+        else:
+            _print_page(page, out)
+        return 0
+    if args.all == bool(args.seqs):
+        return _usage("replay: give either --all or one or more SEQ")
+    body: dict[str, Any] = {"all": True} if args.all else {"seqs": args.seqs}
+    result = _call("POST", f"{base}/api/dead-letters/replay", body)
+    print(f"replayed {len(result['replayed'])}: {' '.join(map(str, result['replayed'])) or '-'}", file=out)
+    for failure in result["failed"]:
+        print(f"not replayed {failure['seq']}: {failure['error']}", file=out)
+    return EXIT_PARTIAL if result["failed"] else 0
