@@ -111,9 +111,11 @@ class NatsServer:
             tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
             code = None if proc is None else proc.returncode
             raise RuntimeError(f"nats-server exited with {code}: {tail}")
+        # nats-server greets every client with INFO: something else holding the port does not count.
         try:
-            with socket.create_connection((self.host, self.port), timeout=0.2):
-                return True
+            with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
+                sock.settimeout(1.0)
+                return sock.recv(4) == b"INFO"
         except OSError:
             return False
 

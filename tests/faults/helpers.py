@@ -19,8 +19,8 @@ RETRY_WAIT = 0.2
 
 
 class RetryingPoster(threading.Thread):
-    """Posts NDJSON batches of `batch` entries with unique ids to `base`/logs until `stop` is set. A batch that
-    is not answered 202 is re-sent with the same batch id and entry ids until it is (or the poster stops).
+    """Posts NDJSON batches of `batch` entries with unique ids to `base`/logs until `stop` is set. A batch
+    not answered 202 is re-sent with the same batch id and entry ids until it is (or the poster stops).
     `accepted` lists the ids of acknowledged entries; `statuses` counts every answer (0: no answer)."""
 
     def __init__(self, base: str, service: str, *, batch: int = 20, pause: float = 0.02) -> None:
