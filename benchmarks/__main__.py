@@ -10,7 +10,9 @@ import sys
 
 SUITES = (
     "benchmarks.sdk_bench",
+    "benchmarks.sdk_encode_bench",
     "benchmarks.sdk_async_bench",
+    "benchmarks.sdk_outage_bench",
     "benchmarks.integrations_bench",
     "benchmarks.stack_ingest_bench",
     "benchmarks.stack_query_bench",

@@ -6,7 +6,8 @@ A ticker task sleeps 5 ms in a loop and records how late each wake-up is (the lo
 of the app would see). Meanwhile a load task logs BURST records every 10 ms. Variants: no logging at all
 (the floor), stdlib `NullHandler` (the cost of the logging calls themselves), `OgLogHandler` used from inside
 the loop, `AsyncOgLogClient`, and both again while the server is unreachable (connection refused: retries
-must not reach the loop). The server is `tests/sdk/capture_server.py` in its own process (count-only).
+must not reach the loop). Every handler and client runs with its DEFAULT settings. The server is
+`benchmarks.peers.counting_server` in its own process (count-only).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from oglogstream import AsyncOgLogClient, OgLogHandler
 
-from .sdk_bench import capture_server, isolated_logger, server_count
+from .sdk_bench import counting_server, server_count
 
 SECONDS = 4.0
 TICK = 0.005
@@ -60,6 +60,18 @@ async def _run(log_burst: Callable[[int], None]) -> list[float]:
     return lags
 
 
+def isolated_logger(name: str, handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"bench.async.{name}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def _delivered(url: str) -> int:
+    return int(server_count(url)["records"])
+
+
 def _stdlib_burst(logger: logging.Logger) -> Callable[[int], None]:
     info = logger.info
     extra = {"user_id": 42}
@@ -83,28 +95,27 @@ def _client_burst(client: AsyncOgLogClient) -> Callable[[int], None]:
 
 async def _variant(name: str, url: str | None, down: bool) -> tuple[list[float], str]:
     gc.collect()
-    settings: dict[str, Any] = {"max_buffer_records": 100_000, "connect_timeout": 1.0}
     if name == "no logging":
         return await _run(lambda n: None), ""
     if name == "NullHandler":
         return await _run(_stdlib_burst(isolated_logger("null", logging.NullHandler()))), ""
     assert url is not None
     if name.startswith("OgLogHandler"):
-        handler = OgLogHandler(url, "async-bench", **settings)
-        before = server_count(url) if not down else 0
+        handler = OgLogHandler(url, "async-bench")
+        before = _delivered(url) if not down else 0
         lags = await _run(_stdlib_burst(isolated_logger("oglog", handler)))
         flushed = await asyncio.to_thread(handler.flush, 30) if not down else False
         stats = handler.stats()
         await asyncio.to_thread(handler.close, 0.5)
-        delivered = server_count(url) - before if not down else 0
+        delivered = _delivered(url) - before if not down else 0
         return lags, f"delivered {delivered}, flush={flushed}, retried {stats.retried}, queued {stats.queued}"
-    client = AsyncOgLogClient(url, "async-bench", **settings)
-    before = server_count(url) if not down else 0
+    client = AsyncOgLogClient(url, "async-bench")
+    before = _delivered(url) if not down else 0
     lags = await _run(_client_burst(client))
     flushed = await client.flush(30) if not down else False
     stats = client.stats()
     await client.aclose(0.5)
-    delivered = server_count(url) - before if not down else 0
+    delivered = _delivered(url) - before if not down else 0
     return lags, f"delivered {delivered}, flush={flushed}, retried {stats.retried}, queued {stats.queued}"
 
 
@@ -112,7 +123,8 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}; {BURST} records every {BURST_EVERY * 1000:.0f} ms "
           f"({BURST / BURST_EVERY:,.0f}/s) for {SECONDS:.0f} s; ticker every {TICK * 1000:.0f} ms")
     dead = _dead_url()
-    with capture_server() as url:
+    with counting_server() as server:
+        url = server["http"]
         variants: list[tuple[str, str | None]] = [
             ("no logging", None),
             ("NullHandler", None),
