@@ -179,7 +179,13 @@ async def problem_middleware(
     except Exception as exc:
         response = problem_response(to_problem(exc) or _internal(request, exc))
     if response.status >= 400 and not request.content.is_eof():
+        # Refused before its body was read through: send the answer, then close at once. Otherwise aiohttp
+        # would keep reading (lingering) the remainder for up to 10 s after the answer.
         response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.protocol is not None:
+            request.protocol.force_close()
     return response
 
 
