@@ -169,7 +169,7 @@ def test_ingest_matches_the_straightforward_loop(
         for size in preload:
             pending.push(b"p" * size, *held)
         intake: deque[Any] = deque((size, None, None, None, None) for size in sizes)
-        ledger = Ledger(threading.Lock())
+        ledger = Ledger(threading.Lock(), "svc")
         if use_reference:
             taken, dropped, failed = _reference_ingest(
                 intake, pending, _SizedEncoder(), s, bounded, held, limit
