@@ -313,3 +313,47 @@ def test_spooled_batches_older_than_max_age_are_dropped_and_counted(
     assert _messages(server) == collections.Counter(["fresh"])
     stats = second.stats()
     assert stats.adopted == 100 and stats.dropped == {"spool_expired": 100} and stats.sent == 1
+
+
+_BURST_CHILD = """
+import logging, sys, time
+import oglogstream
+
+handler = oglogstream.OgLogHandler(sys.argv[1], "spool-burst", spool_dir=sys.argv[2])  # otherwise defaults
+log = logging.getLogger("burst")
+log.propagate = False
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for i in range(20_000):
+    log.info("burst %d", i)
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+def test_burst_into_a_503_server_then_sigkill_loses_nothing_spooled(
+    server: CaptureServer, make_handler, logger, tmp_path: Path
+) -> None:
+    """Server answers 503, 20,000 records in a burst, SIGKILL 3 s later: all 20,000 arrive after a restart
+    (the spool took them all; nothing was dropped from memory before it could)."""
+    spool = tmp_path / "spool"
+    server.fail_status = 503
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BURST_CHILD, server.url, str(spool)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "done"
+        time.sleep(3.0)
+        os.kill(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert "lost" not in stderr, stderr
+    assert sum(_spooled(spool).values()) == 20_000
+    server.fail_status = None
+    handler = make_handler(server.url, spool_dir=spool)  # the next process adopts and replays the spool
+    logger.addHandler(handler)
+    assert server.wait_entries(20_000, 30)
+    assert _messages(server) == collections.Counter(f"burst {i}" for i in range(20_000))
+    assert handler.stats().adopted == 20_000 and handler.stats().dropped == {}
