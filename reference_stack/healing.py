@@ -51,7 +51,7 @@ class NatsKeeper:
         self,
         server: NatsServer,
         *,
-        on_restart: Callable[[int], None] | None = None,
+        on_restart: Callable[[int], object] | None = None,
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         backoff_max: float = DEFAULT_BACKOFF_MAX,
         max_restarts: int = DEFAULT_MAX_RESTARTS,
