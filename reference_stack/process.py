@@ -198,6 +198,8 @@ class Processor:
 
     async def _run(self) -> None:
         sub = await self._subscribe()
+        if sub is not None:
+            await deadletter.refresh_gauge(self.broker, self.metrics)  # what earlier runs left for operators
         batch = _Batch()
         try:
             while sub is not None and not self._stopping.is_set():
