@@ -4,9 +4,9 @@ Run from the project root:  .venv/bin/python -m benchmarks.integrations_bench
 
 Each framework app is called directly as a WSGI callable (no test client, no HTTP server: only the
 framework's own per-request work is the baseline) with a fresh environ per request, once as the bare app and
-once with the integration, in interleaved rounds; the median round of each is compared. The access records
-go through a real OgLogHandler to the capture server in a child process (count-only), and the run checks
-that every record arrived. Reported per request:
+once with the integration, in interleaved rounds; the fastest round of each is compared. The access
+records go through a real OgLogHandler with default settings to the capture server in a child process
+(count-only), and the run checks that every record arrived. Reported per request:
 
 * process CPU (`time.process_time_ns`, measured until the handler has delivered the round's records): what
   the application pays in total — the request thread plus the handler's worker encoding and sending the
@@ -14,18 +14,25 @@ that every record arrived. Reported per request:
   shared cores;
 * request-thread CPU (`time.thread_time_ns`): the part paid inside the request;
 * wall time of the request loop (includes GIL waits for the worker and, on a loaded machine, preemption).
+
+`--baseline REV` adds the integrations as they were at git revision REV (loaded from `git archive` under
+another package name, with today's SDK) as two more variants of the same run: a before/after comparison
+that machine load cannot skew the way comparing two runs can.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
+import importlib
 import io
 import json
 import logging
-import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import types
 import urllib.request
@@ -36,8 +43,11 @@ from typing import Any
 from oglogstream import OgLogHandler
 from oglogstream.integrations import ACCESS_LOGGER_NAME
 
-REQUESTS_PER_ROUND = 3000
-ROUNDS = 9
+REQUESTS_PER_ROUND = 1000
+# Many short interleaved rounds, and the least disturbed one counts: on a shared machine other processes only
+# ever add time, and the fastest round of each variant moves by a few µs between runs where the median
+# moved by tens.
+ROUNDS = 25
 TARGET_ADDED_US = 50.0
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -94,6 +104,26 @@ def server_count(url: str) -> int:
         return int(json.load(response)["entries"])
 
 
+_ROOT = Path(__file__).resolve().parents[1]
+_BASELINE_PACKAGE = "oglog_baseline_integrations"
+
+
+def load_baseline(rev: str) -> str:
+    """Extract `integrations/` at git revision `rev` into a temp dir as an importable package; its name."""
+    tar = subprocess.run(
+        ["git", "-C", str(_ROOT), "archive", "--format=tar", rev, "integrations"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    target = Path(tempfile.mkdtemp(prefix="oglog-bench-"))
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(target, filter="data")
+    (target / "integrations").rename(target / _BASELINE_PACKAGE)
+    sys.path.insert(0, str(target))
+    return _BASELINE_PACKAGE
+
+
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
     pass
 
@@ -121,7 +151,7 @@ def run_round(
     return tuple(ns / REQUESTS_PER_ROUND / 1000 for ns in (process_ns, cpu_ns, wall_ns))  # type: ignore[return-value]
 
 
-def django_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
+def django_apps(baseline: str | None = None) -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
     import django
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
@@ -148,17 +178,21 @@ def django_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
     bare = WSGIHandler()
     settings.MIDDLEWARE = ["oglogstream.integrations.django.RequestLogMiddleware"]
     with_mw = WSGIHandler()
-    settings.OGLOG_TRUSTED_PROXIES = ["10.0.0.0/8"]
-    settings.OGLOG_LOG_QUERY = True
-    full = WSGIHandler()
-    return {
+    apps: dict[str, tuple[WSGIApp, str, dict[str, str]]] = {
         "Django bare": (bare, "/hello/42/", {}),
         "Django + middleware": (with_mw, "/hello/42/", {}),
-        "Django + middleware (proxies, query, incoming id)": (full, "/hello/42/", _PROXIED),
     }
+    if baseline is not None:
+        settings.MIDDLEWARE = [f"{baseline}.django.RequestLogMiddleware"]
+        apps["Django + middleware @ baseline"] = (WSGIHandler(), "/hello/42/", {})
+        settings.MIDDLEWARE = ["oglogstream.integrations.django.RequestLogMiddleware"]
+    settings.OGLOG_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.OGLOG_LOG_QUERY = True
+    apps["Django + middleware (proxies, query, incoming id)"] = (WSGIHandler(), "/hello/42/", _PROXIED)
+    return apps
 
 
-def flask_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
+def flask_apps(baseline: str | None = None) -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
     from flask import Flask
     from oglogstream.integrations.flask import OgLog
 
@@ -176,20 +210,25 @@ def flask_apps() -> dict[str, tuple[WSGIApp, str, dict[str, str]]]:
     OgLog(with_ext)
     full = make(OGLOG_TRUSTED_PROXIES=["10.0.0.0/8"], OGLOG_LOG_QUERY=True)
     OgLog(full)
-    return {
+    apps: dict[str, tuple[WSGIApp, str, dict[str, str]]] = {
         "Flask bare": (make(), "/hello/42", {}),
         "Flask + OgLog": (with_ext, "/hello/42", {}),
-        "Flask + OgLog (proxies, query, incoming id)": (full, "/hello/42", _PROXIED),
     }
+    if baseline is not None:
+        old = make()
+        importlib.import_module(f"{baseline}.flask").OgLog(old)
+        apps["Flask + OgLog @ baseline"] = (old, "/hello/42", {})
+    apps["Flask + OgLog (proxies, query, incoming id)"] = (full, "/hello/42", _PROXIED)
+    return apps
 
 
-def bench(url: str) -> tuple[dict[str, tuple[float, float, float]], int]:
+def bench(url: str, baseline: str | None) -> tuple[dict[str, tuple[float, float, float]], int]:
     handler = OgLogHandler(url, "bench-integrations")  # defaults: what a user gets
     access = logging.getLogger(ACCESS_LOGGER_NAME)
     access.handlers[:] = [handler]
     access.setLevel(logging.INFO)
     access.propagate = False
-    apps = {**django_apps(), **flask_apps()}
+    apps = {**django_apps(baseline), **flask_apps(baseline)}
     rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in apps}
 
     def drain() -> None:
@@ -207,31 +246,34 @@ def bench(url: str) -> tuple[dict[str, tuple[float, float, float]], int]:
     delivered = server_count(url) - before
     stats = handler.stats()
     handler.close()
-    medians = {
-        name: tuple(statistics.median(v) for v in zip(*values, strict=True))
-        for name, values in rounds.items()
-    }
+    fastest = {name: tuple(min(v) for v in zip(*values, strict=True)) for name, values in rounds.items()}
     if delivered != emitted:
         dropped = dict(stats.dropped)
         print(f"  WARNING: {emitted} access records emitted, {delivered} delivered; dropped {dropped}")
-    return medians, delivered  # type: ignore[return-value]
+    return fastest, delivered  # type: ignore[return-value]
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", metavar="REV", help="also measure integrations/ as of git revision REV")
+    args = parser.parse_args()
     version = sys.version.split()[0]
-    print(f"Python {version}; {REQUESTS_PER_ROUND} requests x {ROUNDS} interleaved rounds, median round")
+    print(f"Python {version}; {REQUESTS_PER_ROUND} requests x {ROUNDS} interleaved rounds, fastest round")
+    if args.baseline:
+        print(f"baseline: integrations/ at {args.baseline}")
     with capture_server() as url:
-        medians, delivered = bench(url)
-    print(f"{'µs per request':50} {'process CPU':>16} {'request thread':>16} {'wall':>16}")
+        fastest, delivered = bench(url, load_baseline(args.baseline) if args.baseline else None)
+    print(f"{'µs per request':50} {'process CPU':>16} {'request thread':>16} {'wall':>16} {'added/bare':>10}")
     worst = 0.0
-    for name, values in medians.items():
-        base = medians["Django bare" if name.startswith("Django") else "Flask bare"]
+    for name, values in fastest.items():
+        base = fastest["Django bare" if name.startswith("Django") else "Flask bare"]
         cells = []
         for value, base_value in zip(values, base, strict=True):
             cells.append(f"{value:7.1f}" + ("" if values is base else f" ({value - base_value:+5.1f})"))
-        if values is not base:
+        ratio = "" if values is base else f"{(values[0] - base[0]) / base[0]:.2f}"
+        if values is not base and "baseline" not in name:
             worst = max(worst, values[0] - base[0])
-        print(f"{name:50} " + " ".join(f"{cell:>16}" for cell in cells))
+        print(f"{name:50} " + " ".join(f"{cell:>16}" for cell in cells) + f" {ratio:>10}")
     print(f"access records delivered to the capture server: {delivered}")
     verdict = "met" if worst <= TARGET_ADDED_US else "MISSED"
     target = f"<= {TARGET_ADDED_US:.0f} µs added per request (process CPU)"
