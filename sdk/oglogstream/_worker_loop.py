@@ -1,0 +1,366 @@
+"""What runs on a pipeline's worker thread: encode, batch, send (with retries), spool, answer flush waiters.
+
+`WorkerLoop` is the thread side of `_worker.Pipeline` (which adds the caller side and the lifecycle). The
+worker never calls `logging` and never takes a logging lock of its own; it takes the pipeline's `_lock` only
+for short bookkeeping, never across a wait or a send.
+
+With `spool_dir`, every batch is written to the disk spool (`_spool`) when it is cut and sent from there: the
+head of the spool is tried once per turn of the loop, and while the server is away the next try is scheduled
+(backoff) instead of waited for, so the worker keeps encoding and spooling. Memory stays at one batch plus the
+spool's memory copies (bounded); the disk is bounded by spool_max_bytes / spool_max_age.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import tenacity
+
+from . import _diag, _otel
+from ._buffer import Batch, Pending, intake_limit
+from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
+from ._entry import EntryEncoder
+from ._lifecycle import WORKER_THREADS
+from ._settings import Settings
+from ._spool import Spool
+from ._transport import Outcome, SendResult, Transport, warm_logging_caches
+
+__all__ = ["FlushRequest", "WorkerLoop"]
+
+_INFINITY = float("inf")
+
+
+class FlushRequest:
+    """One flush() call: the worker sets `done` once every record up to `target` (a seq) is settled."""
+
+    __slots__ = ("done", "ok", "target")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = True
+        self.target: int | None = None
+
+
+class WorkerLoop:
+    """The worker thread's side of a pipeline; the state is created by `Pipeline._reset*`."""
+
+    settings: Settings
+    intake: deque[Item]
+    soft_limit: int
+    intake_limit: int
+    _transport_factory: Callable[[Settings], Transport]
+    _transport: Transport | None
+    _spool: Spool | None
+    _spool_left: tuple[int, int]
+    _lock: threading.Lock
+    _wake: threading.Event
+    _flush_requests: deque[FlushRequest]
+    _waiters: list[FlushRequest]
+    _ident: int | None
+    _closing: bool
+    _deadline: float
+    _abort: bool
+    _abandoned: bool
+    _pending: Pending
+    _inflight: InFlight
+    _ledger: Ledger
+    _policy: RetryPolicy
+    _retry_at: float
+    _spool_failures: int
+    _pending_since: float | None
+    _linger: float
+    _wake_at: int
+    _batch_prefix: str
+    _batch_numbers: itertools.count[int]
+    _encoder: EntryEncoder
+    _retrying: tenacity.Retrying
+
+    def _count(self, reason: str, n: int) -> None:
+        self._ledger.count(reason, n)
+
+    def _finish_run(self, abandoned: bool) -> None:
+        """The worker's last act (see `Pipeline._finish_run`)."""
+        raise NotImplementedError
+
+    def _held(self) -> int:
+        return len(self.intake) + len(self._pending) + self._inflight.records
+
+    def _run(self) -> None:
+        ident = threading.get_ident()
+        self._ident = ident
+        WORKER_THREADS.add(ident)
+        transport: Transport | None = None
+        try:
+            self._encoder = EntryEncoder(self.settings.service)
+            if self._transport is None:
+                self._transport = self._transport_factory(self.settings)
+            transport = self._transport
+            arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
+            self._retrying = tenacity.Retrying(sleep=self._backoff_sleep, **arguments)
+            self._open_spool()
+            self._loop()
+        except BaseException as exc:  # never let the thread die silently; records stay counted
+            self._ledger.last_error = f"worker crashed: {exc!r}"
+            _diag.report("worker", f"worker thread stopped unexpectedly: {exc!r}")
+        finally:
+            self._spill()
+            with self._lock:
+                abandoned = self._abandoned
+                if not abandoned:
+                    leftovers = self._held()
+                    self.intake.clear()
+                    self._pending.clear()
+                    self._inflight.clear()
+                    if leftovers:
+                        self._count("shutdown", leftovers)
+                self.soft_limit = 0
+                self._closing = True
+            for request in [*self._waiters, *self._flush_requests]:
+                request.ok = False
+                request.done.set()
+            if transport is not None and not abandoned:
+                transport.close()
+            spool = self._spool
+            if spool is not None and not abandoned:
+                self._spool_left = (spool.records, spool.adopted_total)
+                spool.close()
+                self._spool = None
+            WORKER_THREADS.discard(ident)
+            self._finish_run(abandoned)
+
+    def _open_spool(self) -> None:
+        s = self.settings
+        if s.spool_dir is None or self._spool is not None:
+            return
+        try:
+            self._spool = Spool(
+                s.spool_dir,
+                max_bytes=s.spool_max_bytes,
+                max_age=s.spool_max_age,
+                memory_mark=s.max_buffer_bytes // 2,
+                count=self._ledger.count_locked,
+            )
+            self._spool.scan(time.monotonic())  # replay what earlier processes left first
+        except OSError as exc:  # delivery still works, from memory, as without a spool
+            self._ledger.last_error = f"spool unavailable: {exc}"
+            _diag.report("spool", f"cannot use spool_dir {s.spool_dir!r}, continuing without it: {exc}")
+
+    def _spill(self) -> None:
+        """On the way out (close deadline, or a failing server): put what memory holds into the spool."""
+        spool = self._spool
+        if spool is None or self._abandoned:
+            return
+        try:
+            self._ingest(bounded=False)
+            pending = self._pending
+            s = self.settings
+            while pending:
+                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
+                batch = Batch(self._new_batch_id(), first_seq, lines)
+                if not spool.append(batch):
+                    pending.lines.extendleft(reversed(lines))  # counted as shutdown losses by the caller
+                    pending.first_seq = first_seq
+                    pending.nbytes += batch.nbytes
+                    return
+        except Exception as exc:
+            _diag.report("spool", f"could not spool records at shutdown: {exc!r}")
+
+    def _loop(self) -> None:
+        s = self.settings
+        pending = self._pending
+        interval = s.flush_interval
+        next_tick = time.monotonic() + interval
+        while True:
+            if self._flush_requests:
+                self._take_flush_requests()
+            self._ingest(bounded=True)
+            self._check_waiters()
+            if self._closing and (self._abort or time.monotonic() >= self._deadline):
+                return
+            spool = self._spool
+            # With a spool, records are safe on disk: a failing server does not hold up the exit.
+            if (
+                self._closing
+                and not pending
+                and not self.intake
+                and (spool is None or spool.head() is None or self._spool_failures)
+            ):
+                return
+            now = time.monotonic()
+            urgent = now >= next_tick or self._waiters or self._closing
+            if self._linger:
+                if not pending:
+                    self._pending_since = None
+                elif self._pending_since is None:
+                    self._pending_since = now
+                elif now >= self._pending_since + self._linger:
+                    urgent = True
+            if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
+                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
+                batch = Batch(self._new_batch_id(), first_seq, lines)
+                if spool is None or not spool.append(batch):
+                    self._deliver(batch)
+                elif now >= self._retry_at:
+                    # One send per batch spooled, so a steady stream cannot starve the sending side.
+                    self._send_spooled(spool)
+                if self._abandoned:
+                    return
+                continue
+            if spool is not None:
+                spool.scan(now)
+                if spool.head() is not None and now >= self._retry_at:
+                    self._send_spooled(spool)
+                    if self._abandoned:
+                        return
+                    continue
+            if self.intake and (now >= next_tick or self._closing or self._waiters):
+                continue  # more to encode right now
+            if now >= next_tick:
+                next_tick = now + interval
+            wake_at = next_tick
+            if self._pending_since is not None:
+                wake_at = min(wake_at, self._pending_since + self._linger)
+            if spool is not None and spool.head() is not None:
+                wake_at = min(wake_at, self._retry_at)
+            self._wake.wait(max(0.0, wake_at - now))
+            self._rearm()
+
+    def _send_spooled(self, spool: Spool) -> None:
+        """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
+        frame = spool.head()
+        assert frame is not None
+        spool.expire(time.time())
+        if spool.head() is not frame:
+            return
+        batch = spool.load(frame)
+        if batch is None:
+            return  # failed its CRC: counted and removed
+        result = self._attempt(batch)
+        if self._abandoned:
+            return
+        if result.outcome is Outcome.RETRY:
+            self._spool_failures += 1
+            self._ledger.on_retry(result)
+            self._retry_at = time.monotonic() + self._policy.delay(self._spool_failures, result)
+            return
+        self._spool_failures = 0
+        self._retry_at = 0.0
+        halves = self._ledger.settle(batch, result)
+        if halves is not None:  # 413: send the halves (with retries) before the frame counts as settled
+            for part in halves:
+                if not self._deliver(part):
+                    # Stopped by the close deadline: the whole frame stays spooled for the next process.
+                    self._inflight.clear()
+                    return
+        spool.settle(frame)
+        self._check_waiters()
+
+    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
+        return self._abort or time.monotonic() >= self._deadline
+
+    def _rearm(self) -> None:
+        """Clear the wake-up and let callers signal again (see `submit_slow`)."""
+        if _otel.current_span is None:
+            _otel.refresh()
+        self._wake.clear()
+        s = self.settings
+        held = self._pending.nbytes + self._inflight.nbytes
+        limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
+        # Lingering in a forked child with nothing waiting: the next record must wake us to start the clock.
+        idle = self._linger and self._pending_since is None and not self._pending
+        with self._lock:
+            self.intake_limit = limit
+            if not self._closing:
+                self.soft_limit = 0 if idle else min(self._wake_at, limit)
+
+    def _take_flush_requests(self) -> None:
+        taken = []
+        while self._flush_requests:
+            taken.append(self._flush_requests.popleft())
+        # Everything submitted before these requests is in the intake now: encode it all, then aim at it.
+        self._ingest(bounded=False)
+        for request in taken:
+            request.target = self._pending.next_seq - 1
+            self._waiters.append(request)
+
+    def _check_waiters(self) -> None:
+        if not self._waiters:
+            return
+        oldest = self._inflight.oldest_unsettled(self._pending)
+        spool = self._spool
+        if spool is not None:
+            spooled = spool.own_first_seq
+            if spooled is not None:
+                oldest = min(oldest, spooled)
+        still = []
+        for request in self._waiters:
+            if request.target is not None and request.target < oldest:
+                request.done.set()
+            else:
+                still.append(request)
+        self._waiters = still
+
+    def _ingest(self, *, bounded: bool) -> None:
+        """Encode intake items into `pending` (`_delivery.ingest`); the in-flight batch shares the bounds."""
+        ingest(
+            self.intake,
+            self._pending,
+            self._encoder,
+            self.settings,
+            self._ledger,
+            bounded=bounded,
+            held_records=self._inflight.records,
+            held_bytes=self._inflight.nbytes,
+        )
+
+    def _new_batch_id(self) -> str:
+        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+
+    def _deliver(self, batch: Batch) -> bool:
+        """Send a batch until it is accepted, split (413) or dropped; only a close deadline stops retries.
+
+        Returns False when stopped by the deadline (the in-flight records then stay counted in
+        `_inflight.records` and become `shutdown` losses when the worker, or close(), gives up).
+        """
+        inflight = self._inflight
+        inflight.begin(batch)
+        while (current := inflight.next()) is not None:
+            result: SendResult = self._retrying(self._attempt, current)
+            if self._abandoned or result.outcome is Outcome.RETRY:
+                return False
+            inflight.settle(current, result, self._ledger)
+            self._check_waiters()
+        return True
+
+    # ----------------------------------------------------------------- retries (tenacity)
+
+    def _attempt(self, batch: Batch) -> SendResult:
+        cap = None
+        if self._deadline != _INFINITY:
+            cap = self._deadline - time.monotonic()
+            if cap <= 0:
+                return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        warm_logging_caches()
+        try:
+            assert self._transport is not None
+            return self._transport.send(batch, timeout=cap)
+        except Exception as exc:  # a transport must translate its errors; if it does not, retry anyway
+            return SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
+
+    def _backoff_sleep(self, seconds: float) -> None:
+        """tenacity's sleep: interruptible by close, and keeps encoding new records while it waits."""
+        until = min(time.monotonic() + seconds, self._deadline)
+        while not self._abort:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._rearm()
+            if self._flush_requests:
+                self._take_flush_requests()
+            self._ingest(bounded=False)
