@@ -75,7 +75,9 @@ DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
 _IDLE_WAIT = 0.5
 
-_CANONICAL_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+#: The timestamp headers are inlined in the duplicate check: years 1900-2299 (DateTime64's range), as the
+#: ingestion role writes them.
+_CANONICAL_TS = re.compile(r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
 class _Stopping(Exception):
@@ -376,6 +378,13 @@ class Processor:
         try:
             await self._retrying(attempt)
         except Exception as exc:
+            if is_data_error(exc):  # not even the duplicate check runs: never retried; find the message
+                if len(items) == 1:
+                    await self._dead_letter(items[0], "unstorable", str(exc))
+                    return
+                for item in items:
+                    await self._isolate([item], exc)
+                return
             log.error("processor: isolating %d messages failed, nak'ed: %s", len(items), exc)
             await self._nak(items)
             return

@@ -185,3 +185,31 @@ async def _at_least_app(app: Any, n: int) -> bool:
 
 async def _positive(value: float) -> bool:
     return value > 0
+
+
+async def test_message_whose_duplicate_check_is_refused_is_dead_lettered_whole(parts: Any) -> None:  # noqa: F811
+    """When ClickHouse refuses even the duplicate check of one message, that message alone is dead-lettered
+    whole (never retried); its batch-mates are stored."""
+    broker, storage, metrics = parts
+    original = storage.run
+
+    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn in (inserts.insert_rows, inserts.insert_isolating) and "cursed" in args[1]:
+            raise Exception("Code: 41. DB::Exception: Cannot parse datetime")
+        return await original(fn, *args, **kwargs)
+
+    storage.run = run
+    await publish(broker, "before", 5)
+    await publish_rows(broker, "cursed-msg", [row("cursed"), row("innocent")])
+    await publish(broker, "after", 5)
+    proc = processor(broker, storage, metrics)
+    proc.start()
+    await wait_for(lambda: _at_least(storage, 10))
+    await wait_for(lambda: _positive(metrics.dead_lettered.labels("unstorable")._value.get()))
+    await proc.stop()
+    assert await count(storage) == 10
+    assert metrics.insert_retries._value.get() == 0
+    from oglogstream.stack.deadletter import list_dead_letters
+
+    [dead], _ = await list_dead_letters(broker)
+    assert [r["id"] for r in dead["message"]] == ["cursed", "innocent"] and dead["rows"] == 2
