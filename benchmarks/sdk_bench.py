@@ -1,14 +1,15 @@
 """SDK benchmark: a burst of 50,000 `logger.info` calls per handler, DEFAULT settings, each case in its own
 process.
 
-Run from the project root (about 2 minutes):  .venv/bin/python -m benchmarks.sdk_bench [--rounds 3]
+Run from the project root (about 2 minutes):
+    .venv/bin/python -m benchmarks.sdk_bench [--rounds 5] [--peer-rounds 1] [--only OgLogHandler]
 
 Cases (`benchmarks.peers.handlers.CASES`): NullHandler, StreamHandler to /dev/null, OgLogHandler with its
 defaults, and the peers with theirs (OpenTelemetry LoggingHandler over OTLP/HTTP, python-logstash-async over
 TCP, logtail-python over HTTP). The network handlers all send to one counting server
 (`benchmarks.peers.counting_server`), a separate process that only counts records, so its work is not on the
-measured process's GIL. Each round runs every case once, in order, each in a fresh process; ratios are taken
-within a round and their median over rounds is reported.
+measured process's GIL. Each round runs every case once, in order, each in a fresh process (the peers only in
+the first PEER_ROUNDS rounds); ratios are taken within a round and their median over rounds is reported.
 
 Per case:
 * caller µs per call: wall time of the burst loop / calls (what the application thread waits for, including
@@ -35,13 +36,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks.peers.handlers import CASES, LOCAL
 
 RECORDS = 50_000
-ROUNDS = 3
+#: The targets concern OgLogHandler against the baselines: they run every round (the machine is noisy);
+ROUNDS = 5
+#: the peers are far from the targets either way and slow to drain (python-logstash-async ~55 s per burst).
+PEER_ROUNDS = 1
 TARGET_CALLER_RATIO = 1.25
 TARGET_TOTAL_RATIO = 1.25
 #: The delivery wait gives up when nothing arrived for this long (handlers flush at least every second).
@@ -113,6 +117,15 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _worker_cpu_clock(handler: logging.Handler) -> Callable[[], float]:
+    """CPU seconds used so far by OgLogHandler's worker thread; 0.0 for other handlers or platforms."""
+    thread = getattr(getattr(handler, "_pipeline", None), "_thread", None)  # benchmark-only private peek
+    if thread is None or thread.ident is None or not hasattr(time, "pthread_getcpuclockid"):
+        return lambda: 0.0
+    clock = time.pthread_getcpuclockid(thread.ident)
+    return lambda: time.clock_gettime(clock)
+
+
 def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
     """Child: one burst; prints a JSON line after it, waits for a line on stdin, closes, prints another."""
     handler, close = CASES[name](url, tcp_port)
@@ -120,19 +133,25 @@ def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.info("warm-up")  # starts background threads and opens connections outside the timed part
     warm = True
+    if name not in LOCAL:
+        server_reset(url)  # the previous case's count must not pass for this warm-up
+    logger.info("warm-up")  # starts background threads and opens connections outside the timed part
     if name not in LOCAL:
         warm = wait_delivered(url, 1, WARMUP_SECONDS)["records"] >= 1
         server_reset(url)
     info = logger.info
+    worker_cpu = _worker_cpu_clock(handler)
     gc.collect()
     rss_before = _rss_mb()
+    worker0 = worker_cpu()
     start = time.time()
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     for i in range(records):
         info("request served %d", i, extra={"user_id": i, "path": "/api/items"})
     caller_wall, caller_cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    # Not yet delivered when the caller is done: how far the worker fell behind during the burst.
+    backlog = handler.stats().queued if hasattr(handler, "stats") else None
     total = None
     if name in LOCAL:
         handler.flush()
@@ -143,14 +162,20 @@ def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
         "caller_cpu_us": caller_cpu / records * 1e6,
         "total": total,
         "warm": warm,
+        "backlog": backlog,
         "rss_before_mb": rss_before,
     }
     print(json.dumps(burst), flush=True)
     sys.stdin.readline()  # the parent has measured delivery
+    burst_worker_cpu = worker_cpu() - worker0
     close()
     stats = handler.stats() if hasattr(handler, "stats") else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    end = {"rss_peak_mb": peak, "stats": None if stats is None else {"dropped": stats.dropped}}
+    end = {
+        "rss_peak_mb": peak,
+        "stats": None if stats is None else {"dropped": stats.dropped},
+        "worker_cpu_us": burst_worker_cpu / records * 1e6 if burst_worker_cpu else None,
+    }
     print(json.dumps(end), flush=True)
 
 
@@ -195,7 +220,7 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     """Medians over rounds of each case's numbers and of its per-round ratios against the baselines."""
-    print(f"\nMedians over {len(rounds)} rounds ({records:,} calls per burst; ratios per round, then median)")
+    print(f"\nMedians over the rounds each case ran ({records:,} calls per burst; ratios per round)")
     print("| handler | caller µs/call (wall) | x Null | caller CPU µs/call | x Null | total s | x Stream"
           " | delivered | peak RSS MB (burst added) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -205,15 +230,18 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
         return statistics.median(present) if present else None
 
     for name in CASES:
-        runs = [r[name] for r in rounds if name in r]
+        ran = [r for r in rounds if name in r]  # peers run in the first --peer-rounds rounds only
+        if not ran:
+            continue
+        runs = [r[name] for r in ran]
         wall = med([r["caller_wall_us"] for r in runs])
         cpu = med([r["caller_cpu_us"] for r in runs])
-        wall_x = med([r[name]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"] for r in rounds])
-        cpu_x = med([r[name]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"] for r in rounds])
+        wall_x = med([r[name]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"] for r in ran])
+        cpu_x = med([r[name]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"] for r in ran])
         total = med([r["total"] for r in runs])
         stream = "StreamHandler(/dev/null)"
         total_x = med([
-            r[name]["total"] / r[stream]["total"] if r[name]["total"] is not None else None for r in rounds
+            r[name]["total"] / r[stream]["total"] if r[name]["total"] is not None else None for r in ran
         ])
         shares = [r["delivered"] / records for r in runs if r["delivered"] is not None]
         share = "-" if not shares else f"{min(shares):.1%}" + (
@@ -229,6 +257,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     totals = [r["OgLogHandler"]["total"] / r["StreamHandler(/dev/null)"]["total"] for r in rounds
               if r["OgLogHandler"]["total"] is not None]
     all_delivered = all(r["delivered"] == records for r in og)
+    print(f"\nOgLogHandler: not yet delivered when the burst ended {[r['backlog'] for r in og]};"
+          f" worker thread CPU per record (µs) {[_fmt(r['worker_cpu_us'], '{:.2f}') for r in og]}")
     print("\nTargets for OgLogHandler (defaults):")
     print(f"  100 % delivered in every round: {'met' if all_delivered else 'MISSED'}"
           f" ({', '.join(str(r['delivered']) for r in og)}; dropped {[r['stats']['dropped'] for r in og]})")
@@ -244,7 +274,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of the baselines and OgLogHandler")
+    parser.add_argument("--peer-rounds", type=int, default=PEER_ROUNDS, help="rounds that include the peers")
     parser.add_argument("--records", type=int, default=RECORDS)
     parser.add_argument("--only", action="append", help="run only these cases (the baselines always run)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -262,6 +293,8 @@ def main() -> None:
         for number in range(1, args.rounds + 1):
             results: dict[str, dict[str, Any]] = {}
             for name in names:
+                if number > args.peer_rounds and name not in LOCAL and name != "OgLogHandler":
+                    continue
                 try:
                     results[name] = r = measure(name, server, args.records)
                 except Exception as exc:  # a broken peer must not cost the others' numbers
