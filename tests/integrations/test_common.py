@@ -19,7 +19,9 @@ from oglogstream.integrations._common import (
     new_request_id,
     redact_query,
     sane_request_id,
+    wsgi_path,
 )
+from oglogstream.integrations._duplicates import DuplicateFilter, attach_to_oglog_handlers
 
 
 def access(**settings: Any) -> AccessLog:
@@ -168,3 +170,52 @@ def test_custom_request_id_header() -> None:
         lambda name, default: "X-Correlation-Id" if "HEADER" in name else default
     )
     assert config.wsgi_header_key == "HTTP_X_CORRELATION_ID"
+
+
+@pytest.mark.parametrize(
+    ("environ", "path"),
+    [
+        ({"PATH_INFO": "/a/b"}, "/a/b"),
+        ({"SCRIPT_NAME": "/shop", "PATH_INFO": "/cart"}, "/shop/cart"),
+        (
+            {"PATH_INFO": "/caf\u00c3\u00a9"},
+            "/caf\u00e9",
+        ),  # PEP 3333: UTF-8 bytes given as latin-1 characters
+        ({"PATH_INFO": "/caf\u00e9"}, "/caf\ufffd"),  # latin-1 bytes that are not UTF-8: replaced, not raised
+        ({"PATH_INFO": "/\u20ac"}, "/\u20ac"),  # a server that already decoded: kept
+        ({}, "/"),
+    ],
+)
+def test_wsgi_path_is_the_decoded_full_path(environ: dict[str, str], path: str) -> None:
+    """url.path is SCRIPT_NAME + PATH_INFO read back as UTF-8, as the frameworks show it."""
+    assert wsgi_path(environ) == path
+
+
+class _Marker(DuplicateFilter):
+    key = ("test-marker",)
+
+    def duplicate(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() == "dup"
+
+
+def test_duplicate_filters_go_on_oglog_handlers_once_and_only_there(clean_root: logging.Logger) -> None:
+    """A duplicate filter is added to each OgLogHandler on any logger, once per key, never to other handlers;
+    a filter that fails to judge a record lets it through."""
+    from oglogstream import OgLogHandler
+
+    shipping = OgLogHandler("http://127.0.0.1:9", "dup-test")
+    console = logging.StreamHandler()
+    named = logging.getLogger("tests.integrations.dup")
+    clean_root.addHandler(console)
+    named.addHandler(shipping)
+    try:
+        assert attach_to_oglog_handlers(_Marker()) == 1
+        assert attach_to_oglog_handlers(_Marker()) == 0
+        assert [type(f) for f in shipping.filters] == [_Marker] and console.filters == []
+        dup = logging.LogRecord("x", logging.INFO, __file__, 1, "dup", None, None)
+        broken = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
+        assert not shipping.filter(dup) and shipping.filter(broken)
+    finally:
+        named.removeHandler(shipping)
+        clean_root.removeHandler(console)
+        shipping.close(1)
