@@ -46,6 +46,8 @@ DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
 OVERLOAD_RETRY_AFTER_SECONDS = 1
 #: Bodies up to this size (decompressed) are decoded on the event loop (about 1 ms of work per 64 KiB).
 _INLINE_DECODE_BYTES = 64 * 1024
+#: Rows serialised per call when a publish is split into parts (about 1 ms of GIL per slice).
+_DUMP_SLICE_ROWS = 256
 #: Headroom under max_payload for the headers of a JetStream message.
 _HEADER_ROOM = 4096
 _BATCH_ID = re.compile(schema.ID_PATTERN)
@@ -90,14 +92,31 @@ def _now() -> str:
 
 
 def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
-    """(rows, JSON-array payload) parts of at most `limit` bytes each, halving deterministically."""
+    """(rows, JSON-array payload) parts of at most `limit` bytes each, deterministically (a retried batch
+    gets the same parts, hence the same Nats-Msg-Ids).
+
+    Rows are serialised in slices of _DUMP_SLICE_ROWS (each a short GIL hold when this runs on a worker
+    thread) and consecutive slices packed greedily into parts; compact JSON arrays concatenate byte for byte
+    (`[a,b]` + `[c]` = `[a,b,c]`). A slice larger than `limit` is halved until it fits."""
+    parts: list[tuple[list[dict[str, Any]], bytes]] = []
+    for start in range(0, len(rows), _DUMP_SLICE_ROWS):
+        for part_rows, payload in _halve(rows[start : start + _DUMP_SLICE_ROWS], limit):
+            if parts and len(parts[-1][1]) + len(payload) - 1 <= limit:
+                last_rows, last_payload = parts[-1]
+                parts[-1] = (last_rows + part_rows, last_payload[:-1] + b"," + payload[1:])
+            else:
+                parts.append((part_rows, payload))
+    return parts
+
+
+def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
     payload = schema.dump_rows(rows)
     if len(payload) <= limit:
         return [(rows, payload)]
     if len(rows) == 1:
         raise too_large(limit, "one entry as stored")
     half = len(rows) // 2
-    return _split(rows[:half], limit) + _split(rows[half:], limit)
+    return _halve(rows[:half], limit) + _halve(rows[half:], limit)
 
 
 async def publish_rows(
@@ -111,7 +130,11 @@ async def publish_rows(
     """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
     out to the live tail. `received_at`: given when every row has that value (one make_rows call), which
     makes the live payload a plain replace."""
-    parts = _split(rows, broker.max_payload - _HEADER_ROOM)
+    limit = broker.max_payload - _HEADER_ROOM
+    if len(rows) <= _DUMP_SLICE_ROWS:
+        parts = _split(rows, limit)
+    else:  # on a worker thread, in slices: the event loop keeps serving meanwhile
+        parts = await asyncio.to_thread(_split, rows, limit)
     loop = asyncio.get_running_loop()
     started = loop.time()
 

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import re
+import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_type_hints
 
@@ -119,11 +120,22 @@ class TimeWindow:
 _WINDOW_ERROR = "outside the accepted time window"
 
 
+_default_window: list[tuple[int, TimeWindow]] = []
+
+
+def _window_now() -> TimeWindow:
+    """The default window, recomputed once a second (validation without a context runs this per entry)."""
+    second = int(time.time())
+    if not _default_window or _default_window[0][0] != second:
+        _default_window[:] = [(second, TimeWindow.around(dt.datetime.now(_UTC)))]
+    return _default_window[0][1]
+
+
 def _in_window(value: str, info: ValidationInfo) -> str:
     context = info.context
     window = context.get("window") if isinstance(context, dict) else None
     if window is None:
-        window = TimeWindow.around(dt.datetime.now(_UTC))
+        window = _window_now()
     reason = window.reason(value)
     if reason is not None:
         raise ValueError(reason)
@@ -328,22 +340,27 @@ def make_rows(
 
 
 def rows_from_json(
-    array: bytes, *, batch_id: str, received_at: str, window: TimeWindow | None = None
+    array: bytes,
+    *,
+    batch_id: str,
+    received_at: str,
+    window: TimeWindow | None = None,
+    first_index: int = 0,
 ) -> list[dict[str, Any]]:
     """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
     any entry is invalid (its details in another order: use ENTRY for per-entry errors). Entries that give
     both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: now
-    and the default retention)."""
+    and the default retention); `first_index`: the request position of the array's first entry (for ids)."""
     rows = _ROW_ORDER_LIST.validate_json(array, context={"window": window})
     for position, row in enumerate(rows):
         if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys
             entry: Entry = row  # type: ignore[assignment]
             rows[position] = make_rows(
-                [entry], batch_id=batch_id, received_at=received_at, indexes=[position]
+                [entry], batch_id=batch_id, received_at=received_at, indexes=[first_index + position]
             )[0]
             continue
         if not row["id"]:
-            row["id"] = derived_id(batch_id, position)
+            row["id"] = derived_id(batch_id, first_index + position)
         if not row["timestamp"]:
             row["timestamp"] = received_at
         if not all(row.values()):

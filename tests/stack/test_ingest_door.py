@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import schema
+from oglogstream.stack import batch_decode, schema
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -24,6 +26,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from .helpers import running_app, wait_for
 
 JSON = {"Content-Type": "application/json"}
+_TRICKY_TEXT = st.text(st.sampled_from(['"', "\\", ",", "a", "\n", "é", "{", "]"]), max_size=8)
+JSON_DOCUMENTS = st.recursive(
+    st.none() | st.integers() | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TRICKY_TEXT, inner, max_size=5),
+    max_leaves=20,
+)
 NDJSON = {"Content-Type": "application/x-ndjson"}
 NOW = dt.datetime.now(dt.timezone.utc)
 REFUSED_TIMESTAMPS = [
@@ -216,3 +224,19 @@ async def test_otlp_record_count_is_bounded(stack: Any) -> None:
         f"{url}/v1/logs", data=request.SerializeToString(), headers={"Content-Type": "application/x-protobuf"}
     ) as resp:
         assert resp.status == 413
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_DOCUMENTS)
+def test_separator_count_ignores_commas_inside_strings(document: Any) -> None:
+    """The pre-parse value count sees exactly the commas a JSON parser sees, whatever the strings hold."""
+    body = json.dumps(document).encode()
+    assert batch_decode.separators(body) == _separators(document)
+
+
+def _separators(value: Any) -> int:
+    if isinstance(value, list):
+        return max(len(value) - 1, 0) + sum(map(_separators, value))
+    if isinstance(value, dict):
+        return max(len(value) - 1, 0) + sum(map(_separators, value.values()))
+    return 0

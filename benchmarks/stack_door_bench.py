@@ -1,0 +1,160 @@
+"""Event-loop lag of the ingestion role while it handles its largest valid requests and hostile ones.
+
+Run from the project root: `.venv/bin/python -m benchmarks.stack_door_bench` (about a minute).
+
+An ingest-only app with the default settings (create_app, default limits and timeouts) runs in this process
+against a real nats-server. While each request below is handled, GET /health is probed back to back on its own
+connection; the slowest probe is the event-loop lag that request caused (the baseline: the slowest probe of an
+idle server over the same time). Each scenario runs REPEATS times; the table gives the worst of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientError, ClientSession
+from oglogstream import _wire
+from oglogstream.stack.app import create_app
+from oglogstream.stack.config import StackConfig
+from oglogstream.stack.natsd import NatsServer
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from tests.stack.helpers import running_app
+
+REPEATS = 3
+NDJSON = {"Content-Type": "application/x-ndjson"}
+GZIP_JSON = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+
+
+def _widest_batch() -> bytes:
+    """MAX_BATCH_ENTRIES entries with MAX_ATTRIBUTES attributes each: the most values a valid body holds."""
+    attributes = {f"key{k}": f"value{k}" for k in range(_wire.MAX_ATTRIBUTES)}
+    return "\n".join(
+        json.dumps({"level": "info", "message": f"m{i}", "service": "bench", "attributes": attributes})
+        for i in range(_wire.MAX_BATCH_ENTRIES)
+    ).encode()
+
+
+def _sdk_batch(n: int) -> bytes:
+    return gzip.compress(
+        "\n".join(
+            json.dumps({"level": "info", "message": f"request {i} handled", "service": "bench", "host": "h",
+                        "pid": 1, "logger": "app", "attributes": {"path": "/x", "status": "200"}})
+            for i in range(n)
+        ).encode()
+    )
+
+
+def _otlp(records: int, attributes: int) -> bytes:
+    request = ExportLogsServiceRequest()
+    log_records = request.resource_logs.add().scope_logs.add().log_records
+    for i in range(records):
+        record = log_records.add(severity_number=9)
+        if attributes:
+            record.body.string_value = f"m{i}"
+        for k in range(attributes):
+            kv = record.attributes.add(key=f"key{k}")
+            kv.value.string_value = f"value{k}"
+    return request.SerializeToString()
+
+
+def _bomb(mib: int) -> bytes:
+    member = gzip.compress(b"\0" * (100 * 1024 * 1024), compresslevel=9)
+    return member * (mib * 1024 * 1024 // len(member))
+
+
+async def _chunked(blob: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(blob), 64 * 1024):
+        yield blob[start : start + 64 * 1024]
+
+
+def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
+    widest, bomb8 = _widest_batch(), _bomb(8)
+    return [
+        ("1,000 SDK entries, gzip NDJSON (typical batch)", "/logs", lambda: _sdk_batch(1000),
+         {**NDJSON, "Content-Encoding": "gzip"}),
+        (f"{_wire.MAX_BATCH_ENTRIES:,} entries x {_wire.MAX_ATTRIBUTES} attributes, gzip NDJSON "
+         f"({len(widest) / 2**20:.1f} MiB inflated, the widest valid batch)", "/logs",
+         lambda: gzip.compress(widest), {**NDJSON, "Content-Encoding": "gzip"}),
+        ("OTLP protobuf, 10,000 records x 64 attributes, gzip", "/v1/logs",
+         lambda: gzip.compress(_otlp(10_000, 64)),
+         {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}),
+        ("3 million `{}` in 9 KB of gzip JSON (issue 11 #5)", "/logs",
+         lambda: gzip.compress(b"[" + b",".join([b"{}"] * 3_000_000) + b"]"), GZIP_JSON),
+        ("one entry with 1 million attributes, gzip JSON", "/logs",
+         lambda: gzip.compress(b'[{"level":"info","message":"m","service":"s","attributes":{'
+                               + b",".join(b'"k%d":1' % i for i in range(1_000_000)) + b"}}]"), GZIP_JSON),
+        ("OTLP protobuf, 1 million records with a severity only, gzip", "/v1/logs",
+         lambda: gzip.compress(_otlp(1_000_000, 0)),
+         {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}),
+        ("7 MB gzip bomb to /log (7 GB inflated), chunked", "/log",
+         lambda: _chunked(_bomb(7)), {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+        ("8 MB gzip bomb to /logs (8 GB inflated), chunked", "/logs",
+         lambda: _chunked(bomb8), {**NDJSON, "Content-Encoding": "gzip"}),
+    ]
+
+
+async def _probe(session: ClientSession, url: str, stop: asyncio.Event) -> float:
+    worst = 0.0
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with session.get(f"{url}/health") as resp:
+            await resp.read()
+        worst = max(worst, time.perf_counter() - started)
+    return worst
+
+
+async def _one(url: str, path: str, data: Any, headers: dict[str, str]) -> tuple[int, float, float]:
+    async with ClientSession() as probe_session, ClientSession() as session:
+        stop = asyncio.Event()
+        probe = asyncio.create_task(_probe(probe_session, url, stop))
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        try:
+            async with session.post(f"{url}{path}", data=data, headers=headers) as resp:
+                await resp.read()
+                status = resp.status
+        except ClientError:
+            status = -1  # closed while still uploading: refused early
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.2)
+        stop.set()
+        return status, elapsed, await probe
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        nats = NatsServer(Path(tmp) / "nats").start()
+        try:
+            config = StackConfig(roles=("ingest",), nats_url=nats.url)
+            async with running_app(config, app=create_app(config)) as url:
+                async with ClientSession() as session:
+                    stop = asyncio.Event()
+                    probe = asyncio.create_task(_probe(session, url, stop))
+                    await asyncio.sleep(2.0)
+                    stop.set()
+                    print(f"idle baseline: slowest /health {await probe * 1000:.1f} ms\n")
+                print("| request | answer | request time | slowest /health meanwhile |")
+                print("|---|---|---|---|")
+                for name, path, make, headers in scenarios():
+                    worst_lag, worst_time, status = 0.0, 0.0, 0
+                    for _ in range(REPEATS):
+                        status, elapsed, lag = await _one(url, path, make(), headers)
+                        worst_lag, worst_time = max(worst_lag, lag), max(worst_time, elapsed)
+                    shown = "closed early" if status == -1 else str(status)
+                    print(f"| {name} | {shown} | {worst_time * 1000:.0f} ms | {worst_lag * 1000:.0f} ms |",
+                          flush=True)
+        finally:
+            nats.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
