@@ -48,11 +48,12 @@ ROUNDS = 5
 PEER_ROUNDS = 1
 TARGET_CALLER_RATIO = 1.25
 TARGET_TOTAL_RATIO = 1.25
-#: The delivery wait gives up when nothing arrived for this long (handlers flush at least every second).
-STALL_SECONDS = 5.0
+#: The delivery wait gives up when nothing arrived for this long: longer than every compared handler's flush
+#: interval (python-logstash-async: 10 s plus a 2 s queue check; the others 1 s).
+STALL_SECONDS = 15.0
 DEADLINE_SECONDS = 120.0
 POLL_SECONDS = 0.01
-WARMUP_SECONDS = 15.0
+WARMUP_SECONDS = 30.0
 #: How long a case process may take to start, answer or close before it is killed.
 CHILD_TIMEOUT = 60.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
