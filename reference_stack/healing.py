@@ -71,6 +71,8 @@ class NatsKeeper:
         self.max_restarts, self.stable_after = max_restarts, stable_after
         self.start_timeout = start_timeout
         self.restarts = 0
+        #: Why the server is down, for the log and the reason given when the keeper gives up.
+        self.last_error = ""
 
     async def watch(self, stop: asyncio.Event) -> str | None:
         """Run until `stop` is set (returns None) or restarting failed `max_restarts` times in a row (returns
@@ -85,14 +87,15 @@ class NatsKeeper:
                 if failures and time.monotonic() - up_since >= self.stable_after:
                     failures = 0
                 continue
-            code = None if proc is None else proc.returncode  # None: the last restart never came up
+            if proc is not None:
+                self.last_error = f"exit status {proc.returncode}"
             if failures >= self.max_restarts:
                 return (
-                    f"nats-server keeps exiting (last exit status {code}); gave up after "
+                    f"nats-server keeps exiting (last: {self.last_error}); gave up after "
                     f"{self.max_restarts} restarts in a row - see {self.server.store_dir / 'nats-server.log'}"
                 )
             delay = min(self.backoff_max, self.backoff_base * 2**failures)
-            log.error("nats-server exited with status %s; restarting in %.1fs", code, delay)
+            log.error("nats-server is down (%s); restarting in %.1fs", self.last_error, delay)
             failures += 1
             if await self._wait(stop, delay):
                 return None
@@ -109,7 +112,11 @@ class NatsKeeper:
                 if time.monotonic() > deadline or await self._wait(stop, 0.05):
                     raise RuntimeError(f"did not listen on {self.server.url} within {self.start_timeout}s")
         except (OSError, RuntimeError) as exc:
-            log.error("nats-server restart failed: %s", str(exc)[:500])
+            # The server's own complaint (its log's last error line) says more than the exit status.
+            lines = str(exc).splitlines()
+            errors = [line for line in lines if "[FTL]" in line or "[ERR]" in line]
+            self.last_error = (errors[-1] if errors else lines[0] if lines else repr(exc))[:300]
+            log.error("nats-server restart failed: %s", self.last_error)
             self.server.stop()
             return False
         assert self.server.process is not None
