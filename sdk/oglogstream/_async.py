@@ -254,7 +254,7 @@ class AsyncOgLogClient:
     def stats(self) -> Stats:
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
         return self._ledger.snapshot(
-            queued=len(self._intake) + len(self._pending) + self._inflight.records,
+            queued=len(self._intake) + len(self._pending) + self._pending.moving + self._inflight.records,
             buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
         )
 
@@ -332,7 +332,8 @@ class AsyncOgLogClient:
             _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
         finally:
             transport = self._transport
-            self._finish(len(self._intake) + len(self._pending) + self._inflight.records)
+            pending = self._pending
+            self._finish(len(self._intake) + len(pending) + pending.moving + self._inflight.records)
             if transport is not None:
                 await transport.aclose()
 
@@ -407,6 +408,7 @@ class AsyncOgLogClient:
         """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
         inflight = self._inflight
         inflight.begin(batch)
+        self._pending.moving = 0
         while (current := inflight.next()) is not None:
             result: SendResult = await retrying(self._attempt, current)
             if result.outcome is Outcome.RETRY:

@@ -48,6 +48,10 @@ class Pending:
         #: The seq of lines[0] (when there is one) and of the next admitted entry.
         self.first_seq = 1
         self.next_seq = 1
+        #: Records taken out of the intake or cut from here and not yet stored in their next place (the one
+        #: being encoded, or a batch on its way to the in-flight book or the spool): `stats().queued` counts
+        #: them, so a snapshot taken meanwhile stays exact.
+        self.moving = 0
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -86,6 +90,7 @@ class Pending:
             lines.clear()
             self.nbytes = 0
             self.first_seq = first + len(taken)
+            self.moving = len(taken)
             return first, taken
         taken = []
         size = 0
@@ -97,6 +102,7 @@ class Pending:
             size += len(line)
         self.nbytes -= size
         self.first_seq = first + len(taken)
+        self.moving = len(taken)
         return first, taken
 
     def clear(self) -> int:
@@ -104,6 +110,7 @@ class Pending:
         count = len(self.lines)
         self.lines.clear()
         self.nbytes = 0
+        self.moving = 0
         self.first_seq = self.next_seq
         return count
 

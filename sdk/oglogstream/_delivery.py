@@ -278,6 +278,7 @@ def ingest(
                 item = popleft()
             except IndexError:
                 break
+            pending.moving = 1
             taken += 1
             try:
                 line = (
@@ -287,11 +288,13 @@ def ingest(
                 )
             except Exception as exc:  # encoding is total by design; if it is not, count and say so
                 ledger.count_locked("internal_error", 1)
+                pending.moving = 0
                 _diag.report("encode", f"could not encode a record: {exc!r}")
                 continue
             size = len(line)
             if queue and room > 0 and size <= byte_room:
                 append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
+                pending.moving = 0
                 pending.next_seq += 1
                 nbytes += size
                 room -= 1
@@ -300,6 +303,7 @@ def ingest(
                 pending.nbytes += nbytes
                 nbytes = 0
                 dropped = pending.push(line, held_records, held_bytes)
+                pending.moving = 0
                 if dropped:
                     ledger.count_locked("overflow", dropped)
                 count = len(queue)

@@ -213,7 +213,7 @@ class Pipeline(WorkerLoop):
     def stats(self) -> Stats:
         spool = self._spool
         # What an abandoned worker still holds was counted as `shutdown` already: it is not queued as well.
-        held = 0 if self._abandoned else len(self.intake) + len(self._pending) + self._inflight.records
+        held = 0 if self._abandoned else self._held()
         return self._ledger.snapshot(
             queued=held + (spool.own_records if spool is not None else 0),
             buffered_bytes=self._pending.nbytes + self._inflight.nbytes,

@@ -87,7 +87,8 @@ class WorkerLoop:
         raise NotImplementedError
 
     def _held(self) -> int:
-        return len(self.intake) + len(self._pending) + self._inflight.records
+        pending = self._pending
+        return len(self.intake) + len(pending) + pending.moving + self._inflight.records
 
     def _run(self) -> None:
         ident = threading.get_ident()
@@ -161,10 +162,13 @@ class WorkerLoop:
             while pending:
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                 batch = Batch(self._new_batch_id(), first_seq, lines)
-                if not spool.append(batch):
+                spooled = spool.append(batch)
+                if not spooled:
                     pending.lines.extendleft(reversed(lines))  # counted as shutdown losses by the caller
                     pending.first_seq = first_seq
                     pending.nbytes += batch.nbytes
+                pending.moving = 0
+                if not spooled:
                     return
         except Exception as exc:
             _diag.report("spool", f"could not spool records at shutdown: {exc!r}")
@@ -202,11 +206,13 @@ class WorkerLoop:
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                 batch = Batch(self._new_batch_id(), first_seq, lines)
-                if spool is None or not spool.append(batch):
+                if spool is not None and spool.append(batch):
+                    pending.moving = 0
+                    if now >= self._retry_at:
+                        # One send per batch spooled, so a steady stream cannot starve the sending side.
+                        self._send_spooled(spool)
+                else:
                     self._deliver(batch)
-                elif now >= self._retry_at:
-                    # One send per batch spooled, so a steady stream cannot starve the sending side.
-                    self._send_spooled(spool)
                 if self._abandoned:
                     return
                 continue
@@ -329,6 +335,7 @@ class WorkerLoop:
         """
         inflight = self._inflight
         inflight.begin(batch)
+        self._pending.moving = 0
         while (current := inflight.next()) is not None:
             result: SendResult = self._retrying(self._attempt, current)
             if self._abandoned or result.outcome is Outcome.RETRY:
