@@ -48,6 +48,7 @@ _ENV_NAMES = {
     "max_retries": "MAX_RETRIES",
     "shutdown_timeout": "SHUTDOWN_TIMEOUT",
     "retention_days": "RETENTION_DAYS",
+    "stream_replicas": "NATS_STREAM_REPLICAS",
     "log_level": "LOG_LEVEL",
 }
 #: StackConfig field -> the `oglog stack up` flag that sets it.

@@ -62,6 +62,8 @@ def test_serve_with_bad_env_exits_2_naming_the_variable() -> None:
         ({"SHUTDOWN_TIMEOUT": "1y"}, "SHUTDOWN_TIMEOUT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
         ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS"),
+        ({"NATS_STREAM_REPLICAS": "7"}, "NATS_STREAM_REPLICAS"),
+        ({"NATS_STREAM_REPLICAS": "three"}, "NATS_STREAM_REPLICAS"),
         ({"NATS_URL": "localhost:4222"}, "NATS_URL"),
         ({"NATS_URL": "nats://host:99999"}, "NATS_URL"),
         ({"CLICKHOUSE_DSN": "mysql://db"}, "CLICKHOUSE_DSN"),
