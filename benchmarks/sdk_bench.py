@@ -255,6 +255,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     og = [r["OgLogHandler"] for r in rounds]
     caller_x = statistics.median(r["OgLogHandler"]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"]
                                  for r in rounds)
+    caller_cpu_x = statistics.median(r["OgLogHandler"]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"]
+                                     for r in rounds)
     totals = [r["OgLogHandler"]["total"] / r["StreamHandler(/dev/null)"]["total"] for r in rounds
               if r["OgLogHandler"]["total"] is not None]
     all_delivered = all(r["delivered"] == records for r in og)
@@ -263,8 +265,9 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     print("\nTargets for OgLogHandler (defaults):")
     print(f"  100 % delivered in every round: {'met' if all_delivered else 'MISSED'}"
           f" ({', '.join(str(r['delivered']) for r in og)}; dropped {[r['stats']['dropped'] for r in og]})")
-    print(f"  caller <= {TARGET_CALLER_RATIO}x NullHandler (wall): {caller_x:.2f}x"
-          f" -> {'met' if caller_x <= TARGET_CALLER_RATIO else 'MISSED'}")
+    for label, ratio in (("wall time", caller_x), ("thread CPU", caller_cpu_x)):
+        print(f"  caller <= {TARGET_CALLER_RATIO}x NullHandler ({label}): {ratio:.2f}x"
+              f" -> {'met' if ratio <= TARGET_CALLER_RATIO else 'MISSED'}")
     if totals:
         total_x = statistics.median(totals)
         print(f"  total <= {TARGET_TOTAL_RATIO}x StreamHandler: {total_x:.2f}x"
