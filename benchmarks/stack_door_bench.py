@@ -84,6 +84,8 @@ def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
         (f"{_wire.MAX_BATCH_ENTRIES:,} entries x {_wire.MAX_ATTRIBUTES} attributes, gzip NDJSON "
          f"({len(widest) / 2**20:.1f} MiB inflated, the widest valid batch)", "/logs",
          lambda: gzip.compress(widest), {**NDJSON, "Content-Encoding": "gzip"}),
+        ("the same batch as a gzip JSON array", "/logs",
+         lambda: gzip.compress(b"[" + widest.replace(b"\n", b",") + b"]"), GZIP_JSON),
         ("OTLP protobuf, 10,000 records x 64 attributes, gzip", "/v1/logs",
          lambda: gzip.compress(_otlp(10_000, 64)),
          {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}),

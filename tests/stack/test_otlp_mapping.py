@@ -18,6 +18,7 @@ from tests.stack.otlp_examples import SPEC_EXAMPLE
 try:
     from oglogstream.stack import otlp_mapping as m
     from oglogstream.stack import schema
+    from oglogstream.stack.otlp_limits import count_log_records
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -425,3 +426,21 @@ def test_every_mapped_entry_passes_the_wire_schema(
     mapped = m.map_request(request, digest=DIGEST, now=NOW)
     [(_, entry)] = mapped.entries
     schema.ENTRY.validate_python(entry)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 30), max_size=4), max_size=4), st.integers(0, 40))
+def test_record_count_without_decoding_matches_the_decoder(shape: list[list[int]], limit: int) -> None:
+    """count_log_records sees exactly the records protobuf decodes, and stops just past the limit."""
+    request = ExportLogsServiceRequest()
+    for scopes in shape:
+        resource = request.resource_logs.add()
+        resource.resource.attributes.add(key="service.name").value.string_value = "s"
+        for records in scopes:
+            scope = resource.scope_logs.add()
+            scope.scope.name = "lib"
+            for i in range(records):
+                scope.log_records.add(severity_number=9, time_unix_nano=i).body.string_value = "m" * i
+    total = sum(map(sum, shape))
+    assert count_log_records(request.SerializeToString(), limit) == min(total, limit + 1)
+    assert count_log_records(b"\xff\xff", limit) == 0
