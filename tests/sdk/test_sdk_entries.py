@@ -9,6 +9,7 @@ import math
 import os
 import queue
 import sys
+import time
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -332,7 +333,7 @@ def test_any_message_and_extra_gives_a_valid_entry(
 )
 def test_any_struct_event_gives_a_valid_entry(event: dict[Any, Any], method: str) -> None:
     """Whatever a structlog event dict holds, the line parses and passes every wire limit."""
-    _decode(ENCODER.encode_struct(StructEvent(event, method, 0.0, "t", None), {"ctx": object()}))
+    _decode(ENCODER.encode_struct(StructEvent(event, method, time.time(), "t", None), {"ctx": object()}))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
