@@ -9,23 +9,19 @@ Idempotent end to end (a redelivered or retried batch never duplicates rows):
      [min, max] timestamp range, where the bloom filter on `id` makes it cheap) are dropped;
   3. the insert carries `insert_deduplication_token` derived from the messages' stream sequences;
   4. messages are acked only after the insert returned; a crash in between means redelivery, and (2) holds.
-Failures are classified at the storage boundary (`storage.is_data_error`). Transient ones (connection, memory,
-merges behind) are retried with exponential backoff (tenacity, MAX_RETRIES), then the messages are nak'ed with
-a delay - never dropped. A data error (rows ClickHouse refuses: parse, type, range, too many days for one
-insert) is never retried as such: the batch is stored message by message, a refused message bisected down to
-the rows that cannot be stored (inserts.py), and only those go to the dead-letter stream (deadletter.py,
-headers say why), counted; every good row of the batch is stored and the messages acked.
+Failures (flush.py): transient ones are retried, then nak'ed - never dropped; rows ClickHouse refuses are
+isolated and only they are dead-lettered, never retried, never blocking the rest of their batch. Messages that
+are not row arrays from the ingestion role are dead-lettered whole as `malformed`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +29,9 @@ import nats.errors
 from aiohttp import web
 from nats.aio.msg import Msg
 from nats.js import api
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from . import deadletter, inserts, schema
-from .broker import Broker, BrokerUnavailable
+from . import schema
+from .broker import Broker
 from .config import (
     CONSUMER_NAME,
     STREAM_NAME,
@@ -44,9 +39,11 @@ from .config import (
     check_at_least,
     check_positive,
 )
+from .deadletter import refresh_gauge
+from .flush import Flusher, Item
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE
-from .storage import Storage, is_data_error
+from .storage import Storage
 
 __all__ = [
     "DEFAULT_ACK_WAIT",
@@ -80,24 +77,9 @@ _IDLE_WAIT = 0.5
 _CANONICAL_TS = re.compile(r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-class _Stopping(Exception):
-    """Raised out of a backoff sleep when the processor is shutting down."""
-
-
-@dataclass
-class _Item:
-    """One JetStream message, checked: its rows' ids and timestamp range."""
-
-    msg: Msg
-    seq: int
-    ids: list[str]
-    ts_min: str
-    ts_max: str
-
-
 @dataclass
 class _Batch:
-    items: list[_Item] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     rows: int = 0
     size: int = 0
     started: float = 0.0
@@ -147,6 +129,17 @@ class Processor:
         self.retry_base = retry_base
         self.retry_max_wait = retry_max_wait
         self._stopping = asyncio.Event()
+        self._flusher = Flusher(
+            broker,
+            storage,
+            metrics,
+            stopping=self._stopping,
+            max_retries=max_retries,
+            ack_wait=ack_wait,
+            nak_delay=nak_delay,
+            retry_base=retry_base,
+            retry_max_wait=retry_max_wait,
+        )
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
 
@@ -201,7 +194,7 @@ class Processor:
     async def _run(self) -> None:
         sub = await self._subscribe()
         if sub is not None:
-            await deadletter.refresh_gauge(self.broker, self.metrics)  # what earlier runs left for operators
+            await refresh_gauge(self.broker, self.metrics)  # what earlier runs left for operators
         batch = _Batch()
         try:
             while sub is not None and not self._stopping.is_set():
@@ -266,12 +259,12 @@ class Processor:
         elif not (_CANONICAL_TS.match(ts_min) and _CANONICAL_TS.match(ts_max)):
             problem = "missing or malformed Oglog-Ts-Min/Oglog-Ts-Max headers"
         if problem is not None:
-            await self._dead_letter(msg, "malformed", problem)
+            await self._flusher.dead_letter(msg, "malformed", problem)
             return
         assert ids is not None
         if not batch.items:
             batch.started = time.monotonic()
-        batch.items.append(_Item(msg, meta.sequence.stream, ids, ts_min, ts_max))
+        batch.items.append(Item(msg, meta.sequence.stream, ids, ts_min, ts_max))
         batch.rows += len(ids)
         batch.size += len(msg.data)
 
@@ -279,171 +272,7 @@ class Processor:
         # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
         if self._flushing is not None:
             await self._flushing
-        self._flushing = asyncio.create_task(self._flush(batch.items), name="oglog-flush")
-
-    # -- flushing ----------------------------------------------------------------------------------------
-    async def _flush(self, items: list[_Item]) -> None:
-        heartbeat = asyncio.create_task(self._keep_alive(items))
-        try:
-            try:
-                await self._insert_with_retries(items)
-            except Exception as exc:
-                if is_data_error(exc):
-                    await self._isolate(items, exc)
-                    return
-                if isinstance(exc, _Stopping):
-                    log.warning("processor: shutting down mid-retry, %d messages nak'ed", len(items))
-                else:
-                    log.error(
-                        "processor: insert of %d messages failed after %d retries, nak'ed: %s",
-                        len(items),
-                        self.max_retries,
-                        exc,
-                    )
-                await self._nak(items)
-                return
-            await self._ack(items)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-
-    async def _keep_alive(self, items: list[_Item]) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait / 3)
-            for item in items:
-                with contextlib.suppress(Exception):
-                    await item.msg.in_progress()
-
-    def _insert_args(self, items: list[_Item]) -> tuple[Any, ...]:
-        """(parts, ids, ts_min, ts_max, token base, settings) for inserts.insert_rows / insert_isolating."""
-        seqs = ",".join(str(item.seq) for item in items)
-        return (
-            [item.msg.data for item in items],
-            [i for item in items for i in item.ids],
-            min(item.ts_min for item in items),
-            max(item.ts_max for item in items),
-            f"oglog-{items[0].seq}-{hashlib.sha1(seqs.encode()).hexdigest()}",
-            self.storage.insert_settings,
-        )
-
-    def _count(self, inserted: int, dropped: int) -> None:
-        if inserted:
-            self.metrics.batches_inserted.inc()
-            self.metrics.rows_inserted.inc(inserted)
-        if dropped:
-            self.metrics.duplicates_skipped.labels("storage").inc(dropped)
-
-    async def _insert_with_retries(self, items: list[_Item]) -> None:
-        args = self._insert_args(items)
-
-        async def attempt() -> None:
-            started = time.monotonic()
-            inserted, dropped = await self.storage.run(inserts.insert_rows, *args)
-            self.metrics.insert_latency.observe(time.monotonic() - started)
-            self._count(inserted, dropped)
-
-        await self._retrying(attempt)
-
-    async def _retrying(self, fn: Callable[[], Awaitable[None]]) -> None:
-        async def sleep(seconds: float) -> None:
-            await self._sleep(seconds)
-            if self._stopping.is_set():
-                raise _Stopping("shutting down")
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential(multiplier=self.retry_base, max=self.retry_max_wait),
-            retry=retry_if_exception(lambda exc: not is_data_error(exc) and not isinstance(exc, _Stopping)),
-            before_sleep=lambda _state: self.metrics.insert_retries.inc(),
-            sleep=sleep,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                await fn()
-
-    async def _isolate(self, items: list[_Item], cause: Exception) -> None:
-        """The batch's insert was refused for its data: store every row ClickHouse takes, dead-letter the rest
-        (only those rows), ack. A transient failure meanwhile naks the batch (redelivery skips stored ids)."""
-        log.warning("processor: batch of %d messages refused (%s); isolating", len(items), str(cause)[:300])
-        args = self._insert_args(items)
-        refused: list[inserts.Unstorable] = []
-
-        async def attempt() -> None:
-            nonlocal refused
-            inserted, dropped, refused = await self.storage.run(inserts.insert_isolating, *args)
-            self._count(inserted, dropped)
-
-        try:
-            await self._retrying(attempt)
-        except Exception as exc:
-            if is_data_error(exc):  # not even the duplicate check runs: never retried; find the message
-                if len(items) == 1:
-                    await self._dead_letter(items[0], "unstorable", str(exc))
-                    return
-                for item in items:
-                    await self._isolate([item], exc)
-                return
-            log.error("processor: isolating %d messages failed, nak'ed: %s", len(items), exc)
-            await self._nak(items)
-            return
-        by_index = {u.index: u for u in refused}
-        for index, item in enumerate(items):
-            bad = by_index.get(index)
-            if bad is None:
-                await self._ack([item])
-                continue
-            payload = b"[" + b",".join(bad.rows) + b"]"
-            await self._dead_letter(item, "unstorable", bad.error, payload=payload, rows=len(bad.rows))
-
-    async def _ack(self, items: list[_Item]) -> None:
-        for item in items:
-            with contextlib.suppress(Exception):  # a lost ack means a redelivery, which dedup absorbs
-                await item.msg.ack()
-
-    async def _nak(self, items: list[_Item]) -> None:
-        self.metrics.naks.inc(len(items))
-        for item in items:
-            with contextlib.suppress(Exception):
-                await item.msg.nak(delay=self.nak_delay)
-
-    async def _dead_letter(
-        self,
-        item: _Item | Msg,
-        reason: str,
-        error: str,
-        *,
-        payload: bytes | None = None,
-        rows: int | None = None,
-    ) -> None:
-        """Make `payload` (default: the whole message) a dead letter, then ack the message; nak it when the
-        dead letter could not be made durable (it comes back, its stored rows are skipped as duplicates)."""
-        msg = item.msg if isinstance(item, _Item) else item
-        seq = msg.metadata.sequence.stream
-        try:
-            await deadletter.publish_dead_letter(
-                self.broker,
-                seq=seq,
-                headers=msg.headers or {},
-                payload=msg.data if payload is None else payload,
-                rows=rows,
-                reason=reason,
-                error=error,
-            )
-        except BrokerUnavailable as exc:
-            log.error("processor: cannot dead-letter message %d (%s); nak'ed", seq, exc)
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=self.nak_delay)
-            self.metrics.naks.inc()
-            return
-        log.error(
-            "processor: message %d dead-lettered (%s, %s rows): %s", seq, reason, rows or "all", error[:300]
-        )
-        self.metrics.dead_lettered.labels(reason).inc()
-        await deadletter.refresh_gauge(self.broker, self.metrics)
-        with contextlib.suppress(Exception):
-            await msg.ack()
+        self._flushing = asyncio.create_task(self._flusher.flush(batch.items), name="oglog-flush")
 
 
 PROCESSOR: web.AppKey[Processor] = web.AppKey("oglog_processor", Processor)
