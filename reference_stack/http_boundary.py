@@ -69,6 +69,8 @@ HANDLER_ARGS: dict[str, Any] = {"auto_decompress": False, "keepalive_timeout": I
 
 _GZIP = ("gzip", "x-gzip")
 _READ_CHUNK = 64 * 1024
+#: Inflated bytes per zlib call before the reader yields to the event loop (about 1 ms of work).
+_INFLATE_STEP = 1024 * 1024
 _KIND_BY_STATUS = {
     400: "invalid",
     404: "not_found",
@@ -212,20 +214,27 @@ class _Gunzip:
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._member_started = False
 
-    def feed(self, data: bytes) -> None:
+    async def feed(self, data: bytes) -> None:
+        """Inflate `data`, yielding to the event loop after every _INFLATE_STEP bytes of output (64 KiB of
+        a gzip bomb inflates to 64 MiB: in one call that would hold the loop for tens of ms)."""
         try:
             while data:
                 if self._inflater.eof:  # the previous member ended: the next starts here
                     self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._member_started = True
                 pending = data
-                while pending and not self._inflater.eof:
-                    chunk = self._inflater.decompress(pending, self.limit + 1 - self.size)
+                while not self._inflater.eof:
+                    step = min(_INFLATE_STEP, self.limit + 1 - self.size)
+                    chunk = self._inflater.decompress(pending, step)
                     self.size += len(chunk)
                     if self.size > self.limit:
                         raise too_large(self.limit, "decompressed body")
                     self.out.append(chunk)
                     pending = self._inflater.unconsumed_tail
+                    if len(chunk) < step and not pending:
+                        break  # all input used and no output held back: wait for more input
+                    if len(chunk) == step:  # output was capped: zlib may hold more even with no input left
+                        await asyncio.sleep(0)
                 data = self._inflater.unused_data if self._inflater.eof else b""
         except zlib.error as exc:  # bad header, bad deflate data, or a CRC32/length trailer mismatch
             raise Problem(400, "bad request", "body", f"invalid gzip data: {exc}") from None
@@ -275,7 +284,7 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
         if inflater is None:
             chunks.append(chunk)
         else:
-            inflater.feed(chunk)
+            await inflater.feed(chunk)
     if length is not None and size < length:
         raise Problem(400, "bad request", "body", "shorter than its Content-Length")
     return b"".join(chunks) if inflater is None else inflater.finish()

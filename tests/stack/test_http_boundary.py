@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from oglogstream import _wire
 from oglogstream.stack import http_boundary
 from oglogstream.stack.app import create_app
@@ -210,3 +212,22 @@ async def test_idle_half_sent_and_trickled_requests_are_cut_off(stack: Any) -> N
     elapsed, answer = trickle
     assert elapsed < http_boundary.BODY_TIMEOUT + 5, f"trickled body open {elapsed:.1f} s: {answer[:300]!r}"
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(max_size=3000).map(lambda b: b * 800),
+    members=st.integers(1, 3),
+    cut=st.sampled_from([1, 13, 4096, 65536, 1 << 30]),
+)
+def test_gzip_reader_inflates_any_split_exactly(data: bytes, members: int, cut: int) -> None:
+    """Whatever the chunking, capped zlib steps and concatenated members give back the exact body."""
+    blob = gzip.compress(data) * members
+
+    async def inflate() -> bytes:
+        reader = http_boundary._Gunzip(len(data) * members + 1)
+        for start in range(0, len(blob), cut):
+            await reader.feed(blob[start : start + cut])
+        return reader.finish()
+
+    assert asyncio.run(inflate()) == data * members
