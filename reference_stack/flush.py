@@ -27,9 +27,33 @@ from .broker import Broker, BrokerUnavailable
 from .metrics import Metrics
 from .storage import Storage, is_data_error
 
-__all__ = ["Flusher", "Item"]
+__all__ = ["LOG_INTERVAL", "Flusher", "Item"]
 
 log = logging.getLogger("oglogstream.stack.process")
+
+#: At most one log line per kind of failure per this many seconds (a poison flood must not flood stderr);
+#: the lines suppressed meanwhile are counted in the next one, and the metrics count every event.
+LOG_INTERVAL = 10.0
+
+
+class _Throttle:
+    """Per-topic rate limit for log lines."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, topic: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(topic)
+        if last is not None and now - last < self.interval:
+            self._suppressed[topic] = self._suppressed.get(topic, 0) + 1
+            return
+        self._last[topic] = now
+        skipped = self._suppressed.pop(topic, 0)
+        suffix = f" (+{skipped} similar in the last {self.interval:g}s)" if skipped else ""
+        log.log(level, message + suffix, *args)
 
 
 class _Stopping(Exception):
@@ -71,6 +95,7 @@ class Flusher:
         self.retry_base = retry_base
         self.retry_max_wait = retry_max_wait
         self._stopping = stopping
+        self._throttle = _Throttle()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -88,7 +113,9 @@ class Flusher:
                 if isinstance(exc, _Stopping):
                     log.warning("processor: shutting down mid-retry, %d messages nak'ed", len(items))
                 else:
-                    log.error(
+                    self._throttle.log(
+                        logging.ERROR,
+                        "nak",
                         "processor: insert of %d messages failed after %d retries, nak'ed: %s",
                         len(items),
                         self.max_retries,
@@ -160,7 +187,13 @@ class Flusher:
     async def _isolate(self, items: list[Item], cause: Exception) -> None:
         """The batch's insert was refused for its data: store every row ClickHouse takes, dead-letter the rest
         (only those rows), ack. A transient failure meanwhile naks the batch (redelivery skips stored ids)."""
-        log.warning("processor: batch of %d messages refused (%s); isolating", len(items), str(cause)[:300])
+        self._throttle.log(
+            logging.WARNING,
+            "isolate",
+            "processor: batch of %d messages refused (%s); isolating",
+            len(items),
+            str(cause)[:300],
+        )
         args = self._insert_args(items)
         refused: list[inserts.Unstorable] = []
 
@@ -179,7 +212,9 @@ class Flusher:
                 for item in items:
                     await self._isolate([item], exc)
                 return
-            log.error("processor: isolating %d messages failed, nak'ed: %s", len(items), exc)
+            self._throttle.log(
+                logging.ERROR, "nak", "processor: isolating %d messages failed, nak'ed: %s", len(items), exc
+            )
             await self._nak(items)
             return
         by_index = {u.index: u for u in refused}
@@ -226,13 +261,21 @@ class Flusher:
                 error=error,
             )
         except BrokerUnavailable as exc:
-            log.error("processor: cannot dead-letter message %d (%s); nak'ed", seq, exc)
+            self._throttle.log(
+                logging.ERROR, "dead-nak", "processor: cannot dead-letter message %d (%s); nak'ed", seq, exc
+            )
             with contextlib.suppress(Exception):
                 await msg.nak(delay=self.nak_delay)
             self.metrics.naks.inc()
             return
-        log.error(
-            "processor: message %d dead-lettered (%s, %s rows): %s", seq, reason, rows or "all", error[:300]
+        self._throttle.log(
+            logging.ERROR,
+            "dead",
+            "processor: message %d dead-lettered (%s, %s rows; GET /api/dead-letters): %s",
+            seq,
+            reason,
+            rows or "all",
+            error[:300],
         )
         self.metrics.dead_lettered.labels(reason).inc()
         await deadletter.refresh_gauge(self.broker, self.metrics)

@@ -213,3 +213,24 @@ async def test_message_whose_duplicate_check_is_refused_is_dead_lettered_whole(p
 
     [dead], _ = await list_dead_letters(broker)
     assert [r["id"] for r in dead["message"]] == ["cursed", "innocent"] and dead["rows"] == 2
+
+
+def test_failure_log_lines_are_rate_limited(caplog: Any) -> None:
+    """A flood of one kind of failure logs one line per interval, the next one saying how many were held."""
+    import logging
+    import threading
+
+    from oglogstream.stack.flush import _Throttle
+
+    throttle = _Throttle(interval=0.05)
+    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.process"):
+        for k in range(3):
+            throttle.log(logging.ERROR, "dead", "message %d dead-lettered", k)
+        throttle.log(logging.ERROR, "nak", "other topic")
+        threading.Event().wait(0.1)
+        throttle.log(logging.ERROR, "dead", "message %d dead-lettered", 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "message 0 dead-lettered",
+        "other topic",
+        "message 3 dead-lettered (+2 similar in the last 0.05s)",
+    ]
