@@ -177,11 +177,12 @@ class AsyncOgLogClient:
             self._after_fork()
         intake = self._intake
         if len(intake) >= self._intake_limit:
-            self._ledger.count_locked("overflow", 1)
-            if not self._drop_oldest:
-                return
-            with contextlib.suppress(IndexError):
-                intake.popleft()
+            with self._lock:  # the sender takes items out under this lock too (see `_delivery.ingest`)
+                self._ledger.count("overflow", 1)
+                if not self._drop_oldest:
+                    return
+                with contextlib.suppress(IndexError):
+                    intake.popleft()
         intake.append(item)
         loop = self._loop
         if self._task is None or (loop is not None and loop.is_closed()):
@@ -253,10 +254,12 @@ class AsyncOgLogClient:
 
     def stats(self) -> Stats:
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
-        return self._ledger.snapshot(
-            queued=len(self._intake) + len(self._pending) + self._pending.moving + self._inflight.records,
-            buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
-        )
+        pending = self._pending
+        with self._lock:  # one consistent moment (see `_delivery.ingest`)
+            return self._ledger.snapshot(
+                queued=len(self._intake) + len(pending) + pending.moving + self._inflight.records,
+                buffered_bytes=pending.nbytes + self._inflight.nbytes,
+            )
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until events logged so far are delivered (or dropped); False if `timeout` passed first."""
@@ -371,8 +374,8 @@ class AsyncOgLogClient:
                 return
             urgent = now >= next_tick or self._waiters or self._closing
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
-                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
-                if not await self._deliver(retrying, Batch(self._new_batch_id(), first_seq, lines)):
+                batch = self._inflight.take(pending, s, self._new_batch_id(), self._lock)
+                if not await self._deliver(retrying, batch):
                     return
                 continue
             if self._intake and (urgent or len(self._intake) >= ENCODE_SLICE):

@@ -55,15 +55,27 @@ class InFlight:
         return current
 
     def settle(self, current: Batch, result: SendResult, ledger: Ledger) -> None:
-        """Book the answer for `current`; a 413 puts its halves back to be sent next."""
-        halves = ledger.settle(current, result)
-        if halves is None:
-            self.records -= len(current)
-            self.nbytes -= current.nbytes
-        else:
-            first, second = halves
-            self._todo.extend((second, first))
-        self.first_seq = self._todo[-1].first_seq if self._todo else None
+        """Book the answer for `current` (under `ledger.lock`: sent/dropped and in flight change together, so
+        a `stats()` snapshot counts each record once); a 413 puts its halves back to be sent next."""
+        with ledger.lock:
+            halves = ledger.settle(current, result)
+            if halves is None:
+                self.records -= len(current)
+                self.nbytes -= current.nbytes
+            else:
+                first, second = halves
+                self._todo.extend((second, first))
+            self.first_seq = self._todo[-1].first_seq if self._todo else None
+
+    def take(self, pending: Pending, settings: Settings, batch_id: str, lock: threading.Lock) -> Batch:
+        """Cut the next batch from `pending` and book it as in flight, in one step under `lock` (so a
+        `stats()` snapshot never sees the records in both places, or in neither)."""
+        with lock:
+            first_seq, lines = pending.cut(settings.batch_size, settings.batch_bytes)
+            batch = Batch(batch_id, first_seq, lines)
+            self.begin(batch)
+            pending.moving = 0
+        return batch
 
     def clear(self) -> None:
         """Nothing in flight any more (reset after fork, or given up at the deadline)."""
@@ -140,13 +152,12 @@ class Ledger:
             self.count(reason, n)
 
     def snapshot(self, *, queued: int, buffered_bytes: int, spooled: int = 0, adopted: int = 0) -> Stats:
-        with self.lock:
-            dropped = dict(self.dropped)
+        """A `Stats`; the caller holds `lock` and computed `queued` under it (one consistent moment)."""
         return Stats(
             queued=queued,
             sent=self.sent,
             retried=self.retried,
-            dropped=dropped,
+            dropped=dict(self.dropped),
             last_error=self.last_error,
             buffered_bytes=buffered_bytes,
             spooled=spooled,
@@ -166,13 +177,14 @@ class Ledger:
             _diag.report("retry", f"delivery failing, will retry: {result.error}")
 
     def settle(self, batch: Batch, result: SendResult) -> tuple[Batch, Batch] | None:
-        """Account for a final (non-RETRY) answer; returns the halves to send instead on a splittable 413."""
+        """Account for a final (non-RETRY) answer; returns the halves to send instead on a splittable 413.
+        The caller holds `lock`."""
         outcome = result.outcome
         if outcome is Outcome.OK:
             rejected = len(result.rejected)
             self.sent += len(batch) - rejected
             if rejected:
-                self.count_locked("rejected", rejected)
+                self.count("rejected", rejected)
                 index, error = result.rejected[0]
                 message = f"server rejected {rejected} of {len(batch)} entries; first: #{index}: {error}"
                 self.report_once("rejected", message)
@@ -181,7 +193,7 @@ class Ledger:
             return batch.halves()
         reason = "too_large" if outcome is Outcome.TOO_LARGE else "client_error"
         self.last_error = result.error
-        self.count_locked(reason, len(batch))
+        self.count(reason, len(batch))
         self.report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
         return None
 
@@ -232,6 +244,12 @@ def encode_item(encoder: EntryEncoder, item: Item) -> bytes:
     return encoder.encode_struct(item[0], item[1], item[2])
 
 
+#: Records taken out of the intake per lock acquisition: the lock makes a chunk's moves atomic for
+#: `stats()`; encoding runs outside it, so a caller on its slow path waits at most for one chunk's
+#: bookkeeping (tens of microseconds), never for encoding.
+INGEST_CHUNK = 256
+
+
 def ingest(
     intake: deque[Item],
     pending: Pending,
@@ -247,39 +265,49 @@ def ingest(
     """Encode intake items into `pending`: until a batch is ready (bounded), `limit` items were taken, or the
     intake is empty; returns how many items were taken. `held_*` is what is in flight (same bounds).
 
-    The hot loop of both drivers: `Pending.push` (which applies the overflow policy) is only called when the
-    entry does not simply fit.
+    The hot loop of both drivers, with the result of a per-entry loop over `Pending.push`. Items move in
+    chunks: taken out of the intake under `ledger.lock` (counted in `pending.moving` meanwhile), encoded
+    without the lock, then stored under the lock again, so a `stats()` snapshot (taken under the same lock)
+    sees each record exactly once. Items of a chunk that were not needed (a batch became ready first) go back
+    to the front of the intake unencoded. `Pending.push` (the overflow policy) runs only for an entry that
+    does not simply fit.
     """
     batch_size, batch_bytes = settings.batch_size, settings.batch_bytes
-    queue = pending.lines
-    append = queue.append
     room_records = settings.max_buffer_records - held_records
     room_bytes = settings.max_buffer_bytes - held_bytes
+    lock = ledger.lock
+    queue = pending.lines
     popleft = intake.popleft
     encode_captured = encoder.encode_captured
     taken = 0
-    # How many more entries may simply be appended before a bound (or, when bounded, a full batch) needs a
-    # closer look; counting down this local is cheaper than re-reading `pending` for every entry.
-    if bounded:
-        room = min(room_records, batch_size) - len(queue)
-        byte_room = min(room_bytes, batch_bytes - 1) - pending.nbytes
-    else:
-        room = room_records - len(queue)
+    while taken != limit:
+        want = INGEST_CHUNK if limit < 0 else min(INGEST_CHUNK, limit - taken)
+        with lock:
+            # Callers only append concurrently (their pops happen under this lock): `n` items are there.
+            n = min(want, len(intake))
+            chunk = [popleft() for _ in range(n)]
+            pending.moving = n
+        if not n:
+            break
+        # How many more entries may simply be appended before a bound (or, when bounded, a full batch) needs
+        # a closer look; counting down these locals is cheaper than re-reading `pending` for every entry.
+        count = len(queue)
+        room = room_records - count
         byte_room = room_bytes - pending.nbytes
-    nbytes = 0  # appended by the fast path and not yet added to `pending.nbytes`
-    try:
-        while taken != limit:
-            if bounded and (room <= 0 or byte_room < 0):
-                pending.nbytes += nbytes
-                nbytes = 0
-                if len(queue) >= batch_size or pending.nbytes >= batch_bytes:
-                    break
-            try:
-                item = popleft()
-            except IndexError:
-                break
-            pending.moving = 1
-            taken += 1
+        if bounded:
+            room = min(room, batch_size - count)
+            byte_room = min(byte_room, batch_bytes - 1 - pending.nbytes)
+        lines: list[bytes] = []
+        size_sum = failed = used = 0
+        slow: bytes | None = None
+        for item in chunk:
+            if (
+                bounded
+                and (room <= 0 or byte_room < 0)
+                and (count + len(lines) >= batch_size or pending.nbytes + size_sum >= batch_bytes)
+            ):
+                break  # a batch is ready: the rest of the chunk goes back
+            used += 1
             try:
                 line = (
                     encode_captured(item)
@@ -287,31 +315,77 @@ def ingest(
                     else encoder.encode_struct(item[0], item[1], item[2])
                 )
             except Exception as exc:  # encoding is total by design; if it is not, count and say so
-                ledger.count_locked("internal_error", 1)
-                pending.moving = 0
+                failed += 1
                 _diag.report("encode", f"could not encode a record: {exc!r}")
                 continue
             size = len(line)
-            if queue and room > 0 and size <= byte_room:
-                append(line)  # the common case, inlined; an empty queue goes through push (first_seq)
-                pending.moving = 0
-                pending.next_seq += 1
-                nbytes += size
+            if room > 0 and size <= byte_room:
+                lines.append(line)
+                size_sum += size
                 room -= 1
                 byte_room -= size
             else:
-                pending.nbytes += nbytes
-                nbytes = 0
-                dropped = pending.push(line, held_records, held_bytes)
-                pending.moving = 0
+                slow = line  # the overflow policy decides: store what came before it first
+                break
+        with lock:
+            if lines:
+                if not queue:
+                    pending.first_seq = pending.next_seq
+                queue.extend(lines)
+                pending.next_seq += len(lines)
+                pending.nbytes += size_sum
+            if slow is not None:
+                dropped = pending.push(slow, held_records, held_bytes)
                 if dropped:
-                    ledger.count_locked("overflow", dropped)
-                count = len(queue)
-                room = room_records - count
-                byte_room = room_bytes - pending.nbytes
-                if bounded:
-                    room = min(room, batch_size - count)
-                    byte_room = min(byte_room, batch_bytes - 1 - pending.nbytes)
-    finally:
-        pending.nbytes += nbytes
+                    ledger.count("overflow", dropped)
+            if failed:
+                ledger.count("internal_error", failed)
+            pending.moving = n - used
+        if slow is not None:  # the buffer is at a bound: the rest of the chunk entry by entry, via push
+            used += _push_each(chunk, used, pending, encoder, ledger, batch_size, batch_bytes,
+                               bounded, held_records, held_bytes)
+        if used < n:
+            with lock:
+                intake.extendleft(reversed(chunk[used:]))
+                pending.moving = 0
+        taken += used
+        if used < n:
+            break  # a batch is ready
+        if n < want:
+            break  # the intake is empty
     return taken
+
+
+def _push_each(
+    chunk: list[Item],
+    start: int,
+    pending: Pending,
+    encoder: EntryEncoder,
+    ledger: Ledger,
+    batch_size: int,
+    batch_bytes: int,
+    bounded: bool,
+    held_records: int,
+    held_bytes: int,
+) -> int:
+    """Store chunk[start:] one entry at a time through `Pending.push` (each under the lock); stops when a
+    batch is ready (bounded). Returns how many items it took."""
+    used = 0
+    for item in chunk[start:]:
+        if bounded and pending.ready(batch_size, batch_bytes):
+            break
+        used += 1
+        try:
+            line = encode_item(encoder, item)
+        except Exception as exc:
+            with ledger.lock:
+                ledger.count("internal_error", 1)
+                pending.moving -= 1
+            _diag.report("encode", f"could not encode a record: {exc!r}")
+            continue
+        with ledger.lock:
+            dropped = pending.push(line, held_records, held_bytes)
+            if dropped:
+                ledger.count("overflow", dropped)
+            pending.moving -= 1
+    return used

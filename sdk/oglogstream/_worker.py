@@ -211,15 +211,16 @@ class Pipeline(WorkerLoop):
     # ----------------------------------------------------------------- public operations
 
     def stats(self) -> Stats:
-        spool = self._spool
-        # What an abandoned worker still holds was counted as `shutdown` already: it is not queued as well.
-        held = 0 if self._abandoned else self._held()
-        return self._ledger.snapshot(
-            queued=held + (spool.own_records if spool is not None else 0),
-            buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
-            spooled=spool.records if spool is not None else self._spool_left[0],
-            adopted=spool.adopted_total if spool is not None else self._spool_left[1],
-        )
+        with self._lock:  # one consistent moment: the worker moves records under this lock too
+            spool = self._spool
+            # What an abandoned worker still holds was counted as `shutdown` already: not queued as well.
+            held = 0 if self._abandoned else self._held()
+            return self._ledger.snapshot(
+                queued=held + (spool.own_records if spool is not None else 0),
+                buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
+                spooled=spool.records if spool is not None else self._spool_left[0],
+                adopted=spool.adopted_total if spool is not None else self._spool_left[1],
+            )
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every record submitted before this call is sent or dropped; False on timeout."""

@@ -204,9 +204,14 @@ class WorkerLoop:
                 elif now >= self._pending_since + self._linger:
                     urgent = True
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
+                if spool is None:
+                    self._deliver(self._inflight.take(pending, s, self._new_batch_id(), self._lock))
+                    if self._abandoned:
+                        return
+                    continue
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                 batch = Batch(self._new_batch_id(), first_seq, lines)
-                if spool is not None and spool.append(batch):
+                if spool.append(batch):
                     pending.moving = 0
                     if now >= self._retry_at:
                         # One send per batch spooled, so a steady stream cannot starve the sending side.
@@ -255,7 +260,8 @@ class WorkerLoop:
             return
         self._spool_failures = 0
         self._retry_at = 0.0
-        halves = self._ledger.settle(batch, result)
+        with self._lock:
+            halves = self._ledger.settle(batch, result)
         if halves is not None:  # 413: send the halves (with retries) before the frame counts as settled
             for part in halves:
                 if not self._deliver(part):

@@ -86,3 +86,43 @@ def test_first_loss_of_each_reason_is_announced_once_with_its_remedy(
     assert dropped["overflow"] > 1
     summary = [line for line in err.splitlines() if "lost more records" in line]
     assert len(summary) == 1 and f"overflow: {dropped['overflow'] - 1}" in summary[0]
+
+
+def test_invariant_holds_at_every_moment_while_the_worker_moves_records(
+    server: CaptureServer, make_handler, logger
+) -> None:
+    """A thread samples stats() while 30,000 records are logged (with overflow drops): every snapshot has
+    logged_before <= sent + dropped + queued <= logged_after (+1 for the call in progress)."""
+    import threading
+
+    handler = make_handler(server.url, batch_size=200, max_buffer_records=3000)
+    logger.addHandler(handler)
+    logged = 0
+    done = threading.Event()
+    bad: list[tuple[int, int, int]] = []
+    samples = 0
+
+    def sample() -> None:
+        nonlocal samples
+        while not done.is_set():
+            before = logged
+            stats = handler.stats()
+            after = logged
+            total = stats.sent + stats.dropped_total + stats.queued
+            samples += 1
+            if not before <= total <= after + 1:
+                bad.append((before, total, after))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for i in range(30_000):
+            logger.info("r %d", i)
+            logged += 1
+        assert handler.flush(timeout=20)
+    finally:
+        done.set()
+        sampler.join(10)
+    assert samples > 100 and bad == []
+    stats = handler.stats()
+    assert stats.queued == 0 and stats.sent + stats.dropped_total == 30_000 and stats.sent == server.entry_count
