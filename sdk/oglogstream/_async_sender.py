@@ -1,0 +1,207 @@
+"""The sending task of `AsyncOgLogClient` (`_async`): encode in slices, batch, send with retries, settle.
+
+`AsyncSender` is the loop side of the client; the state is created by `AsyncOgLogClient.__init__`. It uses
+the same encoder, batching, retry policy and counters as the worker thread (`_delivery`). Encoding runs in
+slices of ENCODE_SLICE events with a yield to the loop between them, so a burst never holds the loop for long.
+When the task ends (aclose(), or the loop ended), the client can start a new one (`_reset_task`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections import deque
+
+import tenacity
+
+from . import _diag
+from ._buffer import Batch, Pending, intake_limit
+from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
+from ._entry import EntryEncoder
+from ._settings import Settings
+from ._transport import AsyncHttpTransport, Outcome, SendResult
+
+__all__ = ["ENCODE_SLICE", "AsyncSender", "Waiter"]
+
+#: Records encoded per slice before the task yields to the loop (bounds the loop lag a burst causes).
+ENCODE_SLICE = 200
+_INFINITY = float("inf")
+
+
+class Waiter:
+    """One `flush()` call: resolved once every event up to `target` (a seq) is settled."""
+
+    __slots__ = ("future", "target")
+
+    def __init__(self, target: int, future: asyncio.Future[bool]) -> None:
+        self.target = target
+        self.future = future
+
+
+class AsyncSender:
+    """The sending task's side of `AsyncOgLogClient`."""
+
+    settings: Settings
+    _intake: deque[Item]
+    _lock: threading.Lock
+    _ledger: Ledger
+    _policy: RetryPolicy
+    _pending: Pending
+    _encoder: EntryEncoder
+    _batch_prefix: str
+    _batch_numbers: itertools.count[int]
+    _intake_limit: int
+    _loop: asyncio.AbstractEventLoop | None
+    _task: asyncio.Task[None] | None
+    _wake: asyncio.Event | None
+    _transport: AsyncHttpTransport | None
+    _waiters: list[Waiter]
+    _inflight: InFlight
+    _closing: bool
+    _deadline: float
+
+    def _reset_task(self) -> None:
+        """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
+        self._closing = False
+        self._deadline = _INFINITY
+        self._loop = self._task = self._wake = self._transport = None
+
+    async def _run(self) -> None:
+        try:
+            await self._loop_body()
+        except asyncio.CancelledError:
+            if not self._closing:  # the loop is shutting down (asyncio.run's cleanup): deliver what we can
+                self._closing = True
+                assert self._loop is not None
+                self._deadline = self._loop.time() + self.settings.shutdown_timeout
+                with contextlib.suppress(BaseException):
+                    await self._loop_body()
+            raise
+        except Exception as exc:  # never let the task die silently; records stay counted
+            self._ledger.last_error = f"sender task crashed: {exc!r}"
+            _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
+        finally:
+            transport = self._transport
+            pending = self._pending
+            self._finish(len(self._intake) + len(pending) + pending.moving + self._inflight.records)
+            if transport is not None:
+                await transport.aclose()
+
+    def _finish(self, leftovers: int) -> None:
+        """The task ends: what it still holds is lost (counted once), and the client can start a new task
+        (on this loop after aclose(), or on the next loop after asyncio.run() ended)."""
+        self._intake.clear()
+        self._pending.clear()
+        self._inflight.clear()
+        self._reset_task()
+        if leftovers:
+            self._ledger.count_locked("shutdown", leftovers)
+        self._ledger.summarize_losses()
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_result(False)
+
+    async def _loop_body(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        wake = self._wake
+        pending = self._pending
+        arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
+        retrying = tenacity.AsyncRetrying(sleep=self._backoff_sleep, **arguments)
+        next_tick = loop.time() + s.flush_interval
+        while True:
+            if self._ingest(bounded=True, limit=ENCODE_SLICE) == ENCODE_SLICE:
+                await asyncio.sleep(0)  # let the application run between slices
+            self._check_waiters()
+            now = loop.time()
+            if self._closing and now >= self._deadline:
+                return
+            if self._closing and not pending and not self._intake:
+                return
+            urgent = now >= next_tick or self._waiters or self._closing
+            if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
+                batch = self._inflight.take(pending, s, self._new_batch_id(), self._lock)
+                if not await self._deliver(retrying, batch):
+                    return
+                continue
+            if self._intake and (urgent or len(self._intake) >= ENCODE_SLICE):
+                continue
+            if now >= next_tick:
+                next_tick = now + s.flush_interval
+            wake.clear()
+            if self._intake:  # arrived between the checks above and clear(): do not sleep on it
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, next_tick - now))
+
+    def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
+        s = self.settings
+        held = self._pending.nbytes + self._inflight.nbytes
+        self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
+        return ingest(
+            self._intake,
+            self._pending,
+            self._encoder,
+            self.settings,
+            self._ledger,
+            bounded=bounded,
+            held_records=self._inflight.records,
+            held_bytes=self._inflight.nbytes,
+            limit=limit,
+        )
+
+    def _new_batch_id(self) -> str:
+        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+
+    async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
+        """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
+        inflight = self._inflight
+        inflight.begin(batch)
+        self._pending.moving = 0
+        while (current := inflight.next()) is not None:
+            result: SendResult = await retrying(self._attempt, current)
+            if result.outcome is Outcome.RETRY:
+                return False
+            inflight.settle(current, result, self._ledger)
+            self._check_waiters()
+        return True
+
+    async def _attempt(self, batch: Batch) -> SendResult:
+        cap = None
+        if self._deadline != _INFINITY:
+            assert self._loop is not None
+            cap = self._deadline - self._loop.time()
+            if cap <= 0:
+                return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        assert self._transport is not None
+        return await self._transport.send(batch, timeout=cap)
+
+    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        assert self._loop is not None
+        return self._closing and self._loop.time() >= self._deadline
+
+    async def _backoff_sleep(self, seconds: float) -> None:
+        """Interruptible by aclose (which moves the deadline in); keeps encoding new events meanwhile."""
+        assert self._loop is not None and self._wake is not None
+        loop, wake = self._loop, self._wake
+        until = min(loop.time() + seconds, self._deadline)
+        while True:
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), remaining)
+            until = min(until, self._deadline)
+            self._ingest(bounded=False, limit=ENCODE_SLICE)
+
+    def _check_waiters(self) -> None:
+        if not self._waiters:
+            return
+        oldest = self._inflight.oldest_unsettled(self._pending)
+        for waiter in self._waiters:
+            if waiter.target < oldest and not waiter.future.done():
+                waiter.future.set_result(True)
