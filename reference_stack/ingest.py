@@ -11,7 +11,6 @@ deterministically. Concurrent POST /log requests without a batch id share messag
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import itertools
 import operator
@@ -258,9 +257,7 @@ def _handler(route: str, fn: Callable[[web.Request, _Counters], Any]) -> Any:
 
 
 def _window(request: web.Request) -> schema.TimeWindow:
-    return schema.TimeWindow.around(
-        dt.datetime.now(dt.timezone.utc), retention_days=request.app[CONFIG].retention_days
-    )
+    return schema.current_window(request.app[CONFIG].retention_days)
 
 
 async def _post_log(request: web.Request, counters: _Counters) -> web.Response:

@@ -44,6 +44,7 @@ __all__ = [
     "MAX_FUTURE_SECONDS",
     "Entry",
     "TimeWindow",
+    "current_window",
     "derived_id",
     "dump_rows",
     "dumps",
@@ -120,22 +121,30 @@ class TimeWindow:
 _WINDOW_ERROR = "outside the accepted time window"
 
 
-_default_window: list[tuple[int, TimeWindow]] = []
+_windows: dict[int, TimeWindow] = {}
+_windows_second = [-1]
 
 
-def _window_now() -> TimeWindow:
-    """The default window, recomputed once a second (validation without a context runs this per entry)."""
+def current_window(retention_days: int = DEFAULT_RETENTION_DAYS) -> TimeWindow:
+    """`TimeWindow.around(now, retention_days=...)`, recomputed once a second (this runs per request, and per
+    entry when validation is given no window); ValueError for retention_days < 1."""
     second = int(time.time())
-    if not _default_window or _default_window[0][0] != second:
-        _default_window[:] = [(second, TimeWindow.around(dt.datetime.now(_UTC)))]
-    return _default_window[0][1]
+    if _windows_second[0] != second:
+        _windows.clear()
+        _windows_second[0] = second
+    window = _windows.get(retention_days)
+    if window is None:
+        window = _windows[retention_days] = TimeWindow.around(
+            dt.datetime.now(_UTC), retention_days=retention_days
+        )
+    return window
 
 
 def _in_window(value: str, info: ValidationInfo) -> str:
     context = info.context
     window = context.get("window") if isinstance(context, dict) else None
     if window is None:
-        window = _window_now()
+        window = current_window()
     reason = window.reason(value)
     if reason is not None:
         raise ValueError(reason)
