@@ -267,7 +267,7 @@ _RowOrderEntry = with_config(Entry.__pydantic_config__)(  # type: ignore[attr-de
     TypedDict("_RowOrderEntry", {key: _ENTRY_HINTS[key] for key in _ROW_ORDER})  # type: ignore[operator]
 )
 _ROW_ORDER_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
-    Annotated[list[_RowOrderEntry], _BatchList]  # type: ignore[valid-type]
+    Annotated[list[_RowOrderEntry], _BatchList]  # type: ignore[valid-type,arg-type]
 )
 
 
