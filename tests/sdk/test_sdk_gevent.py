@@ -1,5 +1,5 @@
-"""Green threads: no lock is held across a gevent yield, whether patching happens before or after the handler
-exists, in a forked child, and under real `gunicorn --preload -k gevent`. Each case runs in its own process."""
+"""Green threads: no lock is held across a gevent yield, whether patching happens before or after the
+handler exists, in a forked child, and under real `gunicorn --preload -k gevent` (each in its own process)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,11 @@ _CASES = {
     ),
     # Patched after the handler exists and its worker (a real thread) runs.
     "patch_after_handler": _SETUP + 'log.info("parent")\nassert handler.flush(5)\n'
-    + "from gevent import monkey; monkey.patch_all()\n" + _GREENLETS + "sys.exit(0 if handler.flush(5) else 3)\n",
+    + "from gevent import monkey; monkey.patch_all()\n" + _GREENLETS
+    + "sys.exit(0 if handler.flush(5) else 3)\n",
     # Patched before the handler exists: its worker is a greenlet.
-    "patch_before_handler": "from gevent import monkey; monkey.patch_all()\n" + _SETUP + 'log.info("parent")\n'
-    + _GREENLETS + "sys.exit(0 if handler.flush(5) else 3)\n",
+    "patch_before_handler": "from gevent import monkey; monkey.patch_all()\n" + _SETUP
+    + 'log.info("parent")\n' + _GREENLETS + "sys.exit(0 if handler.flush(5) else 3)\n",
 }
 
 

@@ -1,4 +1,4 @@
-"""The SDK's own HTTP requests produce no application-visible log lines; the application's own httpx use does."""
+"""The SDK's own HTTP requests produce no application-visible log lines; the application's httpx use does."""
 
 from __future__ import annotations
 

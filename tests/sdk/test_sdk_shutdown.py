@@ -111,7 +111,7 @@ def test_close_delivers_then_twice_is_harmless(server: CaptureServer, make_handl
 
 
 def test_records_after_close_are_delivered(server: CaptureServer, make_handler, logger) -> None:
-    """Like a stdlib FileHandler, a closed handler reopens for a later record (dictConfig re-configuration)."""
+    """Like a stdlib FileHandler, a closed handler reopens for a later record (dictConfig re-configures)."""
     handler = make_handler(server.url)
     logger.addHandler(handler)
     logger.info("before")
