@@ -11,12 +11,13 @@ from __future__ import annotations
 from ._async import AsyncOgLogClient
 from ._context import bind, bound, clear_context, get_context, unbind
 from ._handler import OgLogHandler
-from ._stats import DROP_REASONS, Stats
+from ._stats import DROP_REASONS, LOSS_REMEDIES, Stats
 from ._structlog import OgLogProcessor
 from ._version import VERSION as __version__
 
 __all__ = [
     "DROP_REASONS",
+    "LOSS_REMEDIES",
     "AsyncOgLogClient",
     "OgLogHandler",
     "OgLogProcessor",
