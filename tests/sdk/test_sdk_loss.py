@@ -127,3 +127,10 @@ def test_invariant_holds_at_every_moment_while_the_worker_moves_records(
     stats = handler.stats()
     assert stats.queued == 0 and stats.sent + stats.dropped_total == 30_000
     assert stats.sent == server.entry_count
+
+
+def test_every_loss_reason_names_its_remedy() -> None:
+    """Each reason in DROP_REASONS has the setting (or explanation) printed with its first loss."""
+    from oglogstream import DROP_REASONS, LOSS_REMEDIES
+
+    assert set(LOSS_REMEDIES) == set(DROP_REASONS) and all(LOSS_REMEDIES.values())
