@@ -55,9 +55,9 @@ log = logging.getLogger("oglogstream.stack.http")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Seconds a connection may stay open without completing a request's headers, counted from its opening or
-#: from its previous response. Longer than HTTP clients' own idle expiry (httpx: 5 s), so a keep-alive client
-#: closes first and never races a request against the server's close.
-IDLE_TIMEOUT = 15.0
+#: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry (30 s),
+#: so the SDK closes an idle connection first and never races a request against the server's close.
+IDLE_TIMEOUT = 35.0
 #: Seconds any request body gets, on top of its size at MIN_BODY_RATE.
 BODY_TIMEOUT = 10.0
 #: Bytes per second a body must average beyond BODY_TIMEOUT (8 MiB, the largest body, gets 10 s + 82 s).
