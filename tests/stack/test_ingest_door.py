@@ -240,3 +240,17 @@ def _separators(value: Any) -> int:
     if isinstance(value, dict):
         return max(len(value) - 1, 0) + sum(map(_separators, value.values()))
     return 0
+
+
+async def test_single_entry_with_the_longest_batch_id_is_stored(stack: Any) -> None:
+    """POST /log with a 64-character X-Oglog-Batch-Id and no id: 202 with a valid id, and it is queryable."""
+    url, session = stack
+    batch_id = "c" * _wire.MAX_ID_CHARS
+    async with session.post(
+        f"{url}/log", json=entry(service="single-long"), headers={_wire.BATCH_ID_HEADER: batch_id}
+    ) as resp:
+        assert resp.status == 202
+        given = (await resp.json())["id"]
+    assert given == schema.derived_id(batch_id, 0) and len(given) <= _wire.MAX_ID_CHARS
+    stored = await wait_for(lambda: _when(logs(session, url, service="single-long"), 1))
+    assert [e["id"] for e in stored] == [given]
