@@ -27,7 +27,7 @@ from oglogstream.stack.config import StackConfig
 from oglogstream.stack.natsd import NatsServer
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from tests.stack.helpers import running_app
+from tests.stack.helpers import running_app, slowest_health
 
 REPEATS = 3
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -104,20 +104,10 @@ def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
     ]
 
 
-async def _probe(session: ClientSession, url: str, stop: asyncio.Event) -> float:
-    worst = 0.0
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{url}/health") as resp:
-            await resp.read()
-        worst = max(worst, time.perf_counter() - started)
-    return worst
-
-
 async def _one(url: str, path: str, data: Any, headers: dict[str, str]) -> tuple[int, float, float]:
     async with ClientSession() as probe_session, ClientSession() as session:
         stop = asyncio.Event()
-        probe = asyncio.create_task(_probe(probe_session, url, stop))
+        probe = asyncio.create_task(slowest_health(probe_session, url, stop))
         await asyncio.sleep(0.2)
         started = time.perf_counter()
         try:
@@ -140,7 +130,7 @@ async def main() -> None:
             async with running_app(config, app=create_app(config)) as url:
                 async with ClientSession() as session:
                     stop = asyncio.Event()
-                    probe = asyncio.create_task(_probe(session, url, stop))
+                    probe = asyncio.create_task(slowest_health(session, url, stop))
                     await asyncio.sleep(2.0)
                     stop.set()
                     print(f"idle baseline: slowest /health {await probe * 1000:.1f} ms\n")

@@ -13,7 +13,7 @@ from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.resources import STORAGE
 
-__all__ = ["count_rows", "query_rows", "running_app", "wait_for"]
+__all__ = ["count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
 
 
 @contextlib.asynccontextmanager
@@ -62,3 +62,15 @@ async def query_rows(app: web.Application, sql: str) -> list[dict[str, Any]]:
     """Rows of `sql` as dicts, through the app's Storage."""
     result = await app[STORAGE].run(lambda client: client.query(sql))
     return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+
+async def slowest_health(session: Any, url: str, stop: asyncio.Event) -> float:
+    """Seconds of the slowest `GET {url}/health` while `stop` is unset, probed back to back on `session`
+    (an aiohttp ClientSession): the event-loop lag the server shows meanwhile."""
+    worst = 0.0
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with session.get(f"{url}/health") as resp:
+            await resp.read()
+        worst = max(worst, time.perf_counter() - started)
+    return worst

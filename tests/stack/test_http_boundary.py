@@ -20,7 +20,7 @@ from oglogstream.stack import http_boundary
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 
-from .helpers import running_app
+from .helpers import running_app, slowest_health
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "field", "reason", "error", "details"}
 
@@ -86,18 +86,6 @@ async def test_unexpected_exception_is_a_500_problem_without_internals(
     assert "RuntimeError" in records[0].getMessage() and records[0].exc_info is None
 
 
-async def _health_latency(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> float:
-    """The slowest GET /health seen while `stop` is unset (probed back to back)."""
-    worst = 0.0
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{url}/health") as resp:
-            await resp.read()
-        worst = max(worst, time.perf_counter() - started)
-        await asyncio.sleep(0.01)
-    return worst
-
-
 async def _post_quietly(session: aiohttp.ClientSession, url: str, data: Any, headers: dict[str, str]) -> int:
     try:
         async with session.post(url, data=data, headers=headers) as resp:
@@ -129,7 +117,7 @@ async def test_gzip_bomb_is_refused_without_stalling_other_requests(
     bomb = member * (blob_mib * 1024 * 1024 // len(member))  # concatenated members are one gzip stream
     headers = {"Content-Type": content_type, "Content-Encoding": "gzip"}
     stop = asyncio.Event()
-    probe = asyncio.create_task(_health_latency(session, url, stop))
+    probe = asyncio.create_task(slowest_health(session, url, stop))
     for data in (bomb, _chunks(bomb)):  # with Content-Length, then chunked (read and inflated until the cap)
         assert await _post_quietly(session, f"{url}{path}", data, headers) == 413
     stop.set()
@@ -145,7 +133,7 @@ async def test_large_requests_do_not_stall_the_event_loop(stack: Any) -> None:
     ).encode()
     bomb = gzip.compress(b"[" + b",".join([b"{}"] * 3_000_000) + b"]")
     stop = asyncio.Event()
-    probe = asyncio.create_task(_health_latency(session, url, stop))
+    probe = asyncio.create_task(slowest_health(session, url, stop))
     await asyncio.sleep(0.05)
     statuses = await asyncio.gather(
         _post_quietly(session, f"{url}/logs", big, {"Content-Type": "application/x-ndjson"}),
