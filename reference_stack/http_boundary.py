@@ -55,8 +55,8 @@ log = logging.getLogger("oglogstream.stack.http")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Seconds a connection may stay open without completing a request's headers, counted from its opening or
-#: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry (30 s),
-#: so the SDK closes an idle connection first and never races a request against the server's close.
+#: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry
+#: (30 s), so the SDK closes an idle connection first and never races a request against the server's close.
 IDLE_TIMEOUT = 35.0
 #: Seconds any request body gets, on top of its size at MIN_BODY_RATE.
 BODY_TIMEOUT = 10.0
@@ -274,7 +274,8 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
                 f"not received in time: {size} bytes after {loop.time() - started:.0f} s (a body gets"
                 f" {BODY_TIMEOUT:g} s plus its size at {MIN_BODY_RATE} bytes/s)",
             ) from None
-        except (RequestPayloadError, HttpProcessingError) as exc:
+        except (RequestPayloadError, HttpProcessingError, ConnectionError) as exc:
+            # ConnectionError: the client went away mid-body (no one reads this answer; it is not a 500).
             raise Problem(400, "bad request", "body", f"incomplete body: {exc}") from None
         if not chunk:
             break

@@ -219,3 +219,24 @@ def test_gzip_reader_inflates_any_split_exactly(data: bytes, members: int, cut: 
         return reader.finish()
 
     assert asyncio.run(inflate()) == data * members
+
+
+async def test_client_gone_mid_body_is_not_a_server_error(
+    stack: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client closing its connection halfway through a body is a client fault: no 500, nothing logged."""
+    url, session = stack
+    host, port = url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.http"):
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+            b'Content-Length: 1000\r\n\r\n{"level":"info",'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await asyncio.sleep(0.3)
+        async with session.get(f"{url}/health") as resp:
+            assert resp.status == 200
+    assert not [r for r in caplog.records if r.name == "oglogstream.stack.http"]
