@@ -27,7 +27,7 @@ class Metrics:
         )
         self.entries_rejected = Counter(
             "oglog_entries_rejected",
-            "Entries or requests rejected by ingestion, by reason.",
+            "Entries or requests rejected by ingestion, by reason (http_boundary.Problem.kind).",
             ["reason"],
             registry=r,
         )
