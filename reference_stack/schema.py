@@ -246,8 +246,8 @@ def rows_from_json(
 ) -> list[dict[str, Any]]:
     """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
     any entry is invalid (its details in another order: use ENTRY for per-entry errors). Entries that give
-    both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: now
-    and the default retention); `first_index`: the request position of the array's first entry (for ids)."""
+    both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: the
+    column range only); `first_index`: the request position of the array's first entry (for ids)."""
     rows = _ROW_ORDER_LIST.validate_json(array, context={"window": window})
     for position, row in enumerate(rows):
         if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys

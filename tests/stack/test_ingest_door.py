@@ -77,13 +77,15 @@ async def test_log_refuses_timestamps_outside_the_window(stack: Any, timestamp: 
     assert body["details"] == [{"field": "timestamp", "reason": body["reason"]}]
 
 
-async def test_batches_list_refused_timestamps_and_store_the_rest(stack: Any) -> None:
+@pytest.mark.parametrize("ndjson", [True, False], ids=["ndjson", "json-array"])
+async def test_batches_list_refused_timestamps_and_store_the_rest(stack: Any, ndjson: bool) -> None:
     """POST /logs: each refused timestamp is listed under `rejected` by index; now and now-29d are stored."""
     url, session = stack
     good = [NOW.isoformat(), (NOW - dt.timedelta(days=29)).isoformat()]
     stamps = good + REFUSED_TIMESTAMPS
-    body = "\n".join(json.dumps(entry(timestamp=t, message=f"w{i}")) for i, t in enumerate(stamps))
-    async with session.post(f"{url}/logs", data=body, headers=NDJSON) as resp:
+    items = [entry(timestamp=t, message=f"w{i}") for i, t in enumerate(stamps)]
+    body = "\n".join(map(json.dumps, items)) if ndjson else json.dumps(items)
+    async with session.post(f"{url}/logs", data=body, headers=NDJSON if ndjson else JSON) as resp:
         assert resp.status == 202
         answer = await resp.json()
     assert answer["accepted"] == 2
