@@ -28,7 +28,7 @@ from oglogstream import _wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import ValidationError
 
-from . import ingest, otlp_limits, otlp_mapping, schema
+from . import ingest, otlp_mapping, otlp_wire, schema
 from .broker import BrokerUnavailable
 from .config import check_at_least
 from .http_boundary import Problem, check_media, read_body, to_problem, too_large
@@ -127,11 +127,11 @@ async def _read_body(request: web.Request) -> bytes:
 def _process(body: bytes, protobuf: bool, now: dt.datetime, window: schema.TimeWindow) -> _Outcome:
     """Decode, map and validate (CPU-bound: runs on a worker thread)."""
     record_errors: dict[int, str] = {}
-    if protobuf and otlp_limits.count_log_records(body, _wire.MAX_BATCH_ENTRIES) > _wire.MAX_BATCH_ENTRIES:
+    if protobuf and otlp_wire.count_log_records(body, _wire.MAX_BATCH_ENTRIES) > _wire.MAX_BATCH_ENTRIES:
         raise too_large(_wire.MAX_BATCH_ENTRIES, "log record count")
     try:
-        if protobuf:
-            request = otlp_mapping.decode_protobuf(body)
+        if protobuf:  # in slices (see otlp_wire); whole only to name the fault of a malformed body
+            request = otlp_wire.decode_sliced(body) or otlp_mapping.decode_protobuf(body)
         else:
             request, record_errors = otlp_mapping.decode_json(body)
     except otlp_mapping.PayloadError as exc:
