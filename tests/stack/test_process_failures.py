@@ -3,6 +3,7 @@ never store are isolated and dead-lettered (the dead-letter stream) with the rea
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,8 @@ from oglogstream.stack.storage import Storage
 
 from .helpers import wait_for
 
-TS = "2026-11-27T10:00:00.000000Z"
+#: Inside the retention window whatever the date (rows older than RETENTION_DAYS would expire).
+TS = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
 
 class FlakyStorage(Storage):
