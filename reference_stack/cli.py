@@ -2,9 +2,11 @@
 
     oglog stack up [--port 8080] [--host 127.0.0.1] [--data-dir ./oglog-data] [--nats-url URL]
                    [--clickhouse-url URL] [--retention-days N] [--shutdown-timeout 30s] [--log-level info]
+                   [--ingest-workers N (default: the cores available)]
     oglog serve ingest|process|query [...]      one or more roles, configured by the seed's env vars
     oglog demo [--port 8080] [--data-dir ./oglog-data]   the stack plus an app logging through the SDK
     oglog dead-letters list|replay [--url URL] ...      what could not be stored (cli_deadletters.py)
+    oglog keys create|list|revoke --data-dir DIR ...    API keys (cli_keys.py; docs/security.md)
 
 Exit status: 0 after a clean shutdown, 2 for bad configuration (one line naming the flag or variable),
 1 when the stack could not start (port in use, data dir locked, storage unusable) or stopped because the
@@ -21,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import cli_deadletters
+from . import auth, cli_deadletters, cli_keys
+from .auth import settings as auth_settings
 from .config import (
     DEFAULT_RETENTION_DAYS,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -30,6 +33,7 @@ from .config import (
     parse_duration,
 )
 from .supervisor import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, StackError, StackOptions
+from .workers import MAX_DEFAULT_WORKERS, default_ingest_workers
 
 __all__ = ["EXIT_CONFIG", "EXIT_START", "main"]
 
@@ -50,6 +54,7 @@ _ENV_NAMES = {
     "retention_days": "RETENTION_DAYS",
     "stream_replicas": "NATS_STREAM_REPLICAS",
     "log_level": "LOG_LEVEL",
+    **auth_settings.ENV_NAMES,  # OGLOG_REQUIRE_AUTH, OGLOG_API_KEYS, ... (docs/security.md)
 }
 #: StackConfig field -> the `oglog stack up` flag that sets it.
 _FLAG_NAMES = {
@@ -60,6 +65,7 @@ _FLAG_NAMES = {
     "shutdown_timeout": "--shutdown-timeout",
     "retention_days": "--retention-days",
     "log_level": "--log-level",
+    "ingest_workers": "--ingest-workers",
 }
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
@@ -123,9 +129,16 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
         retention_days=args.retention_days,
         shutdown_timeout=shutdown,
         log_level=args.log_level,
+        require_auth=args.require_auth,
+        insecure=args.insecure,
+        allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
+        ingest_workers=getattr(args, "ingest_workers", 0),  # `oglog demo` runs in one process
     )
     try:
-        options.config(args.nats_url or "nats://127.0.0.1:4222")
+        auth.require_keys(options.config(args.nats_url or "nats://127.0.0.1:4222"))
+    except auth.AuthConfigError as exc:
+        raise ConfigError(str(exc)) from None
     except ValueError as exc:
         raise _rename(exc, _FLAG_NAMES) from None
     return options
@@ -162,6 +175,19 @@ def _add_stack_flags(parser: argparse.ArgumentParser, *, data_dir_help: str) -> 
         metavar="DURATION",
         help="how long a shutdown may take to drain in-flight requests and batches (default: %(default)s)",
     )
+    # Access control (docs/security.md): off on loopback unless asked for, on beyond it unless --insecure.
+    parser.add_argument(
+        "--require-auth", action="store_true",
+        help="require API keys (`oglog keys create`) even on loopback (always on for other addresses)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true",
+        help="serve a non-loopback address WITHOUT authentication (anyone who reaches the port reads all logs)",
+    )
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a Host name this server answers to (repeatable; default: loopback + --host)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                        help="a browser origin allowed cross-origin (CORS, /ws/live; repeatable)")
     parser.add_argument(
         "--log-level",
         default="info",
@@ -190,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_stack_flags(up, data_dir_help="NATS and chDB data (default: %(default)s)")
+    up.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=default_ingest_workers(),
+        metavar="N",
+        help="ingestion processes sharing the port; 0 or 1 runs everything in one process "
+        f"(default: the cores available, at most {MAX_DEFAULT_WORKERS}: %(default)s)",
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -213,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=20.0, help="demo log lines per second (default: %(default)s)"
     )
     cli_deadletters.add_parser(commands)
+    cli_keys.add_parser(commands)
     return parser
 
 
@@ -234,8 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "dead-letters":
             return cli_deadletters.run(args)
+        if args.command == "keys":
+            return cli_keys.run(args)
         if args.command == "serve":
             config = config_from_env(args.roles)
+            try:
+                auth.require_keys(config)
+            except auth.AuthConfigError as exc:
+                raise ConfigError(str(exc)) from None
             _configure_logging(config.log_level)
             supervisor.run_roles(config)
         elif args.command == "stack":

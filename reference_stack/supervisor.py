@@ -37,10 +37,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from . import auth
 from .app import create_app
 from .config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from .healing import NatsKeeper
 from .natsd import NatsServer
+from .workers import WorkerPool, check_port_free, internal_socket_path
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -82,9 +84,18 @@ class StackOptions:
     retention_days: int = DEFAULT_RETENTION_DAYS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     log_level: str = "info"
+    #: Access control (docs/security.md): keys come from `<data_dir>/keys.json` (`oglog keys create`).
+    require_auth: bool = False
+    insecure: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    #: Ingestion processes sharing the port (workers.py); 0 or 1 runs every role in this one process.
+    ingest_workers: int = 0
 
     def config(self, nats_url: str) -> StackConfig:
         """The StackConfig for all roles in one process (raises ValueError naming the bad field)."""
+        if self.ingest_workers < 0:
+            raise ValueError(f"ingest_workers: must be >= 0, got {self.ingest_workers}")
         dsn = self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
         return StackConfig(
             roles=ROLES,
@@ -95,6 +106,11 @@ class StackOptions:
             retention_days=self.retention_days,
             shutdown_timeout=self.shutdown_timeout,
             log_level=self.log_level,
+            require_auth=self.require_auth,
+            insecure=self.insecure,
+            keys_file=str((self.data_dir / "keys.json").resolve()),
+            allowed_hosts=self.allowed_hosts,
+            allowed_origins=self.allowed_origins,
         )
 
 
@@ -182,6 +198,7 @@ def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
         lines.append(f"  query      {base}/api/logs   {base}/api/stats   {base}/api/histogram")
         lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
     lines.append(f"  health     {base}/health   metrics {base}/metrics")
+    lines.append(f"  auth       {auth.describe(config)}")
     lines.append(f"  nats       {config.nats_url}   storage {config.clickhouse_dsn}")
     if extra:
         lines.append(extra)
@@ -196,10 +213,13 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
     before_shutdown: Callable[[], None] | None = None,
     keeper: NatsKeeper | None = None,
+    workers: WorkerPool | None = None,
 ) -> None:
     """Run `create_app(config)` until SIGINT/SIGTERM; `on_ready(base_url)` runs once it listens, and the
     blocking `before_shutdown()` (in a thread) while it still serves, e.g. to flush a demo's handler.
     `keeper` restarts the bundled nats-server; if it gives up, the stack shuts down and StackError says why.
+    With `workers`, this process listens on their Unix socket and they own the public port (workers.py); they
+    are drained before this process's own shutdown.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -224,14 +244,25 @@ async def serve(
     )
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.http_port)
+        site: web.BaseSite = web.TCPSite(runner, config.host, config.http_port)
+        if workers is not None:
+            site = web.UnixSite(runner, str(workers.socket_path))
         try:
             await site.start()
         except OSError as exc:
             raise StackError(
                 f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
             ) from None
-        print_urls(config, out)
+        extra = ""
+        if workers is not None:
+            try:
+                await workers.start()
+            except RuntimeError as exc:
+                raise StackError(str(exc)) from None
+            pooled = asyncio.create_task(workers.watch(stop), name="oglog-ingest-workers")
+            pooled.add_done_callback(lambda task: _give_up(task, gave_up, stop))
+            extra = f"  ingestion  {workers.count} worker processes (pids {workers.pids})"
+        print_urls(config, out, extra=extra)
         if on_ready is not None:
             on_ready(f"http://{_display_host(config.host)}:{config.http_port}")
         if keeper is not None:
@@ -242,6 +273,8 @@ async def serve(
         if before_shutdown is not None:
             await asyncio.to_thread(before_shutdown)
     finally:
+        if workers is not None:
+            await workers.stop()  # their in-flight requests may still need this process's socket
         try:
             await asyncio.wait_for(runner.cleanup(), 2 * config.shutdown_timeout + SHUTDOWN_MARGIN)
         except asyncio.TimeoutError:
@@ -257,7 +290,7 @@ def _give_up(task: asyncio.Task[str | None], gave_up: list[str], stop: asyncio.E
     if task.cancelled():
         return
     exc = task.exception()
-    reason = f"nats-server keeper failed: {type(exc).__name__}: {exc}" if exc else task.result()
+    reason = f"{task.get_name()} failed: {type(exc).__name__}: {exc}" if exc else task.result()
     if reason:
         gave_up.append(reason)
         stop.set()
@@ -297,8 +330,25 @@ def run_stack(
             keeper = NatsKeeper(nats, on_restart=lambda pid: pid_file.write_text(f"{pid}\n"))
         try:
             config = options.config(nats_url)
+            workers: WorkerPool | None = None
+            if options.ingest_workers > 1:
+                try:
+                    port = check_port_free(config.host, config.http_port)
+                except OSError as exc:
+                    raise StackError(
+                        f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
+                    ) from None
+                config = dataclasses.replace(config, http_port=port)
+                workers = WorkerPool(config, internal_socket_path(data_dir), options.ingest_workers)
             asyncio.run(
-                serve(config, out=out, on_ready=on_ready, before_shutdown=before_shutdown, keeper=keeper)
+                serve(
+                    config,
+                    out=out,
+                    on_ready=on_ready,
+                    before_shutdown=before_shutdown,
+                    keeper=keeper,
+                    workers=workers,
+                )
             )
         finally:
             if nats is not None:
