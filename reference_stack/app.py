@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from . import dashboard, deadletter, ingest, live, otlp, process, query
+from . import auth, dashboard, deadletter, ingest, live, otlp, process, query
 from .config import StackConfig
 from .http_boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -38,6 +38,8 @@ def create_app(config: StackConfig) -> web.Application:
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    # API keys, scopes, rate limits, Host/Origin checks, secret-free logs (auth/; docs/security.md).
+    auth.setup(app, config)
     app.cleanup_ctx.append(broker_ctx)
     if "process" in config.roles or "query" in config.roles:
         app.cleanup_ctx.append(storage_ctx)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from .auth import settings as auth_settings
+
 __all__ = [
     "CONSUMER_NAME",
     "DEAD_LETTER_SUBJECT",
@@ -127,6 +129,24 @@ class StackConfig:
     retention_days: int = DEFAULT_RETENTION_DAYS
     stream_replicas: int = DEFAULT_STREAM_REPLICAS
     log_level: str = "info"
+    # Access control (docs/security.md; validated and read from OGLOG_* variables by auth/settings.py).
+    require_auth: bool = False
+    insecure: bool = False
+    keys_file: str | None = None
+    api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)  # "scopes:KEY": never printed
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limit_client: float = auth_settings.DEFAULT_CLIENT_RATE
+    rate_burst_client: int = auth_settings.DEFAULT_CLIENT_BURST
+    rate_limit_key: float = auth_settings.DEFAULT_KEY_RATE
+    rate_burst_key: int = auth_settings.DEFAULT_KEY_BURST
+    live_sockets_per_key: int = auth_settings.DEFAULT_LIVE_SOCKETS_PER_KEY
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Requests need an API key: `require_auth`, or a non-loopback `host`, unless `insecure`."""
+        return auth_settings.auth_enabled(self)
 
     def __post_init__(self) -> None:
         unknown = set(self.roles) - set(ROLES)
@@ -142,12 +162,13 @@ class StackConfig:
         if self.log_level.lower() not in ("debug", "info", "warn", "warning", "error"):
             raise ValueError(f"log_level: expected debug|info|warn|error, got {self.log_level!r}")
         object.__setattr__(self, "clickhouse_dsn", normalize_clickhouse_dsn(self.clickhouse_dsn))
+        auth_settings.validate(self)
 
     @classmethod
     def from_env(cls, roles: tuple[str, ...], environ: Mapping[str, str] | None = None) -> StackConfig:
         """Read the seed's variables: NATS_URL, HTTP_PORT, CLICKHOUSE_DSN (or CLICKHOUSE_URL), BATCH_SIZE,
         FLUSH_TIMEOUT, MAX_RETRIES, SHUTDOWN_TIMEOUT, LOG_LEVEL, plus RETENTION_DAYS, NATS_STREAM_REPLICAS and
-        HTTP_HOST."""
+        HTTP_HOST, and the access-control OGLOG_* variables (auth/settings.py ENV_NAMES)."""
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {"roles": roles}
 
@@ -180,4 +201,5 @@ class StackConfig:
             kwargs["shutdown_timeout"] = parse_duration(env["SHUTDOWN_TIMEOUT"], name="SHUTDOWN_TIMEOUT")
         if "LOG_LEVEL" in env:
             kwargs["log_level"] = env["LOG_LEVEL"]
+        kwargs.update(auth_settings.from_env(env, integer))  # OGLOG_REQUIRE_AUTH, OGLOG_API_KEYS, ...
         return cls(**kwargs)  # type: ignore[arg-type]

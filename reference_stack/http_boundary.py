@@ -73,6 +73,8 @@ _READ_CHUNK = 64 * 1024
 _INFLATE_STEP = 1024 * 1024
 _KIND_BY_STATUS = {
     400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     408: "timeout",

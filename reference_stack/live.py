@@ -20,9 +20,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client import Counter, Gauge
 
+from .auth.middleware import KEY_RECORD, WS_PROTOCOL
 from .filters import Filters, ParamError, check_known
 from .http_boundary import Problem
-from .resources import BROKER, METRICS
+from .resources import BROKER, CONFIG, METRICS
 
 __all__ = ["CLOSE_TIMEOUT", "HEARTBEAT", "LIVE", "MAX_CLIENTS", "QUEUE_SIZE", "LiveHub", "setup"]
 
@@ -100,6 +101,7 @@ class LiveHub:
         self.queue_size = queue_size
         self.max_clients = max_clients
         self.clients: set[_Client] = set()
+        self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
         self._subscription: Any = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -174,17 +176,32 @@ class LiveHub:
                 503, "unavailable", "server", f"too many live clients (max {self.max_clients})",
                 headers={"Retry-After": "5"},
             )
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024)
+        key = request.get(KEY_RECORD)  # set by the access middleware when auth is on
+        key_id = key.id if key is not None else None
+        per_key = self.app[CONFIG].live_sockets_per_key
+        if key_id is not None and self.sockets_per_key.get(key_id, 0) >= per_key:
+            raise Problem(
+                429, "too many requests", "server", f"this key already holds {per_key} live-tail sockets",
+                headers={"Retry-After": "5"}, kind="rate_limited",
+            )
+        # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
         await ws.prepare(request)
         client = _Client(ws, filters, self)
         client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
         self.clients.add(client)
         self.connected.inc()
+        if key_id is not None:
+            self.sockets_per_key[key_id] = self.sockets_per_key.get(key_id, 0) + 1
         try:
             async for msg in ws:  # clients have nothing to say; reading notices their close
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
+            if key_id is not None:
+                self.sockets_per_key[key_id] -= 1
+                if not self.sockets_per_key[key_id]:
+                    del self.sockets_per_key[key_id]
             await self._drop(client)
         return ws
 

@@ -1,0 +1,73 @@
+"""Secrets out of the server's logs: a logging filter on every stack and aiohttp logger.
+
+It rewrites each record before any handler sees it: API keys (`ogl_...`), bearer tokens, the values of
+Authorization / Proxy-Authorization / X-API-Key / Cookie / Set-Cookie headers, secret-looking query parameters
+(key, token, password, ...) and WebSocket key subprotocols become `[REDACTED]`. aiohttp's "Error handling
+request" (a malformed request: its exception text may quote raw header bytes) becomes one line without a
+traceback; other tracebacks keep their frames with the text redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+
+__all__ = ["REDACTED", "RedactingFilter", "install", "redact"]
+
+REDACTED = "[REDACTED]"
+_HEADER_NAMES = r"(?:proxy-)?authorization|x-api-key|cookie|set-cookie|sec-websocket-protocol"
+_SECRET_PARAMS = (
+    r"[A-Za-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|auth|signature|sig|session)[A-Za-z0-9_.-]*"
+)
+_PATTERNS = (
+    # "Authorization: Bearer x", "'authorization': 'x'", b'X-API-Key', ...: the value to the line/quote end.
+    re.compile(rf"(?i)((?:{_HEADER_NAMES})['\"]?\s*[:=,]\s*(?:b?['\"])?)[^\r\n'\"]+"),
+    re.compile(r"(?i)(\bbearer\s+)[^\s'\",;]+"),
+    re.compile(rf"(?i)([?&;]{_SECRET_PARAMS}=)[^&\s'\"#]*"),
+    re.compile(r"()\bogl_[0-9a-f]{8}_[A-Za-z0-9_-]+"),
+    re.compile(r"(oglog\.key\.)[^\s,'\"]+"),
+)
+#: Loggers (by prefix) whose records are filtered: ours and aiohttp's.
+LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp")
+_BAD_REQUEST = "Error handling request"
+
+
+def redact(text: str) -> str:
+    """`text` with every secret shape above replaced by REDACTED."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep the template only
+            message = str(record.msg)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and record.name.startswith("aiohttp") and message.startswith(_BAD_REQUEST):
+            # A malformed request: one concise line, no traceback (its text may carry raw headers).
+            message = f"{message}: {type(exc).__name__}: {exc}"
+            record.exc_info, record.exc_text = None, None
+        elif exc is not None:
+            record.exc_text = redact("".join(traceback.format_exception(exc)).rstrip("\n"))
+        record.msg, record.args = redact(message), ()
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def install() -> None:
+    """Attach the filter to every existing logger under LOGGER_PREFIXES (and those prefixes); idempotent.
+    Filters run only for records created on their own logger, so each logger gets it."""
+    names = [*LOGGER_PREFIXES, "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.websocket"]
+    names += [n for n in logging.root.manager.loggerDict if n.startswith(LOGGER_PREFIXES)]
+    for name in dict.fromkeys(names):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
