@@ -182,7 +182,7 @@ def _add_stack_flags(parser: argparse.ArgumentParser, *, data_dir_help: str) -> 
     )
     parser.add_argument(
         "--insecure", action="store_true",
-        help="serve a non-loopback address WITHOUT authentication (anyone who reaches the port reads all logs)",
+        help="serve a non-loopback address WITHOUT authentication (anyone reaching the port reads all logs)",
     )
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a Host name this server answers to (repeatable; default: loopback + --host)")
