@@ -14,7 +14,8 @@ import logging
 
 from aiohttp import web
 
-from . import auth, dashboard, deadletter, ingest, live, otlp, process, query
+from . import dashboard, deadletter, ingest, live, otlp, process, query
+from .auth import startup as auth
 from .config import StackConfig
 from .http_boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics

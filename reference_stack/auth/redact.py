@@ -4,7 +4,8 @@ It rewrites each record before any handler sees it: API keys (`ogl_...`), bearer
 Authorization / Proxy-Authorization / X-API-Key / Cookie / Set-Cookie headers, secret-looking query parameters
 (key, token, password, ...) and WebSocket key subprotocols become `[REDACTED]`. aiohttp's "Error handling
 request" (a malformed request: its exception text may quote raw header bytes) becomes one line without a
-traceback; other tracebacks keep their frames with the text redacted.
+traceback; other tracebacks keep their frames with the text redacted. The body of aiohttp's own 400 for such a
+request is cut the same way (its first line, without the quoted bytes).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import logging
 import re
 import traceback
 
-__all__ = ["REDACTED", "RedactingFilter", "install", "redact"]
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+__all__ = ["REDACTED", "RedactingFilter", "concise", "install", "redact"]
 
 REDACTED = "[REDACTED]"
 _HEADER_NAMES = r"(?:proxy-)?authorization|x-api-key|cookie|set-cookie|sec-websocket-protocol"
@@ -33,6 +39,13 @@ LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp")
 _BAD_REQUEST = "Error handling request"
 
 
+def concise(exc: BaseException) -> str:
+    """The first line of an exception's message, redacted: aiohttp's parser errors continue with the raw
+    request bytes (`b'Authorization: Bearer ...'`) and a caret line, which are dropped."""
+    message = str(getattr(exc, "message", None) or exc).strip()
+    return redact(message.splitlines()[0].rstrip(": ")) if message else type(exc).__name__
+
+
 def redact(text: str) -> str:
     """`text` with every secret shape above replaced by REDACTED."""
     for pattern in _PATTERNS:
@@ -48,8 +61,8 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and record.name.startswith("aiohttp") and message.startswith(_BAD_REQUEST):
-            # A malformed request: one concise line, no traceback (its text may carry raw headers).
-            message = f"{message}: {type(exc).__name__}: {exc}"
+            # A malformed request: one concise line, no traceback (the parser's text quotes the raw bytes).
+            message = f"{message}: {type(exc).__name__}: {concise(exc)}"
             record.exc_info, record.exc_text = None, None
         elif exc is not None:
             record.exc_text = redact("".join(traceback.format_exception(exc)).rstrip("\n"))
@@ -62,6 +75,23 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 
 
+def _concise_error_body(
+    self: RequestHandler,
+    request: BaseRequest,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> StreamResponse:
+    # aiohttp answers a request its parser refused with the parser's message, which quotes the raw bytes
+    # (a malformed Authorization header would come back in the body and pass through proxies' logs).
+    if isinstance(exc, HttpProcessingError) and message:
+        message = concise(exc)
+    return _ORIGINAL_HANDLE_ERROR(self, request, status, exc, message)
+
+
+_ORIGINAL_HANDLE_ERROR = RequestHandler.handle_error
+
+
 def install() -> None:
     """Attach the filter to every existing logger under LOGGER_PREFIXES (and those prefixes); idempotent.
     Filters run only for records created on their own logger, so each logger gets it."""
@@ -71,3 +101,5 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    # aiohttp has no hook for the body of a request its parser refused: this one method is replaced.
+    RequestHandler.handle_error = _concise_error_body  # type: ignore[method-assign]

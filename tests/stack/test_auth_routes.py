@@ -158,7 +158,7 @@ async def test_keys_from_the_environment(nats_server: Any, chdb_dsn: str) -> Non
 def test_auth_on_without_keys_refuses_to_start(tmp_path: Path) -> None:
     """Auth on (flag or a non-loopback address) with an empty keys file: a clear error naming the way out;
     --insecure starts without auth; loopback without the flag is off, as before."""
-    from oglogstream.stack import auth
+    from oglogstream.stack.auth import startup as auth
 
     keys = str(tmp_path / "keys.json")
     for config in (
