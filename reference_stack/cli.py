@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import auth, cli_deadletters, cli_keys
+from . import cli_deadletters, cli_keys
 from .auth import settings as auth_settings
+from .auth import startup as auth
 from .config import (
     DEFAULT_RETENTION_DAYS,
     DEFAULT_SHUTDOWN_TIMEOUT,

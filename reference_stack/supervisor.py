@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import auth
 from .app import create_app
+from .auth import startup as auth
 from .config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from .healing import NatsKeeper
 from .natsd import NatsServer
