@@ -7,7 +7,8 @@ per store), which listens on a Unix socket under the data dir. `install(app, soc
 middleware to the worker's `create_app` app: the ingestion paths (INGEST_PATHS) are served in the worker,
 everything else is streamed to the supervisor unchanged (method, path and query, headers but hop-by-hop ones,
 body, status, response headers and body; a WebSocket is relayed frame by frame), with the client's address in
-X-Forwarded-For. Authentication and rate limits of proxied routes are therefore the supervisor's.
+X-Forwarded-For. Authentication and rate limits of proxied routes are therefore the supervisor's. GET
+/metrics is answered by the worker: its own registry and every other process's, labelled (worker_metrics).
 
 Errors: the supervisor unreachable -> 502 problem+json (`{"error", "details": [{"field", "reason"}]}`);
 a WebSocket the supervisor refuses -> the supervisor's own answer (status and body).
@@ -25,7 +26,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from . import worker_metrics
 from .http_boundary import Problem, problem_response
+from .metrics import CONTENT_TYPE_LATEST
 
 __all__ = ["INGEST_PATHS", "PROXY_CONNECT_TIMEOUT", "install"]
 
@@ -52,11 +55,13 @@ _HOP_BY_HOP = frozenset(
 )
 _SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("oglog_proxy_session", aiohttp.ClientSession)
 _SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("oglog_proxy_ws", weakref.WeakSet)
+_PLACE: web.AppKey[tuple[Path, int, int]] = web.AppKey("oglog_proxy_place", tuple)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def install(app: web.Application, socket_path: Path) -> None:
-    """Make `app` (an ingest-only `create_app` app, not started) relay non-ingest paths to `socket_path`."""
+def install(app: web.Application, socket_path: Path, *, index: int = 0, workers: int = 1) -> None:
+    """Make `app` (an ingest-only `create_app` app, not started) relay non-ingest paths to `socket_path`;
+    it is worker `index` of `workers` (GET /metrics gathers them all, see worker_metrics)."""
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.UnixConnector(path=str(socket_path), limit=0)
@@ -74,6 +79,7 @@ def install(app: web.Application, socket_path: Path) -> None:
                 await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     app[_SOCKETS] = weakref.WeakSet()
+    app[_PLACE] = (socket_path, index, workers)
     app.cleanup_ctx.append(session_ctx)
     app.on_shutdown.append(close_sockets)
     app.middlewares.insert(0, _proxy_middleware)
@@ -81,14 +87,17 @@ def install(app: web.Application, socket_path: Path) -> None:
 
 @web.middleware
 async def _proxy_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    if request.path in INGEST_PATHS:
+    internal = isinstance(request.transport.get_extra_info("sockname") if request.transport else None, str)
+    if request.path in INGEST_PATHS or internal:  # internal: another worker gathering /metrics
         return await handler(request)
-    session = request.app[_SESSION]
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers["Host"] = request.host  # the supervisor checks it as if the client had connected to it
+    if request.path == "/metrics" and request.method == "GET":
+        return await _gather_metrics(request, handler, headers)
+    session = request.app[_SESSION]
     forwarded = request.headers.get("X-Forwarded-For")
     client = request.remote or ""
     headers["X-Forwarded-For"] = f"{forwarded}, {client}" if forwarded else client
-    headers["Host"] = request.host
     url = f"http://oglog-supervisor{request.rel_url}"
     try:
         if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -99,6 +108,20 @@ async def _proxy_middleware(request: web.Request, handler: _Handler) -> web.Stre
         return problem_response(
             Problem(502, "supervisor unreachable", "path", f"{type(exc).__name__}: {exc}", kind="unavailable")
         )
+
+
+async def _gather_metrics(
+    request: web.Request, handler: _Handler, headers: dict[str, str]
+) -> web.StreamResponse:
+    own = await handler(request)  # through this worker's own middlewares (access control) first
+    if own.status != 200 or not isinstance(own, web.Response) or not isinstance(own.body, bytes):
+        return own
+    socket_path, index, workers = request.app[_PLACE]
+    headers.pop("Accept-Encoding", None)
+    body = await worker_metrics.gather(
+        socket_path, workers, own_index=index, own=own.body.decode(), headers=headers
+    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _relay_http(

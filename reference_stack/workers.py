@@ -42,6 +42,7 @@ from aiohttp import web
 
 from .config import StackConfig
 from .healing import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESTARTS, DEFAULT_STABLE_AFTER
+from .worker_metrics import worker_socket_path
 
 __all__ = [
     "MAX_DEFAULT_WORKERS",
@@ -136,7 +137,8 @@ class WorkerPool:
             raise
 
     async def _spawn(self, index: int) -> None:
-        payload = base64.b64encode(pickle.dumps((self.config, str(self.socket_path), index))).decode()
+        place = (self.config, str(self.socket_path), index, self.count)
+        payload = base64.b64encode(pickle.dumps(place)).decode()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -217,27 +219,31 @@ class WorkerPool:
                     proc.kill()
                 await proc.wait()
         self.socket_path.unlink(missing_ok=True)
+        for k in range(self.count):
+            worker_socket_path(self.socket_path, k).unlink(missing_ok=True)
         if self.socket_path.parent.parent == Path(tempfile.gettempdir()):
             with contextlib.suppress(OSError):
                 self.socket_path.parent.rmdir()  # internal_socket_path's private dir
 
 
 # -- the worker process --------------------------------------------------------------------------------------
-async def _serve_worker(config: StackConfig, socket_path: Path) -> None:
+async def _serve_worker(config: StackConfig, socket_path: Path, index: int, workers: int) -> None:
     from .app import create_app
+    from .worker_metrics import worker_socket_path
     from .worker_proxy import install
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     app = create_app(config)
-    install(app, socket_path)
+    install(app, socket_path, index=index, workers=workers)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout
     )
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.http_port, reuse_port=True).start()
+        await web.UnixSite(runner, str(worker_socket_path(socket_path, index))).start()
         os.write(1, _READY)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the supervisor reads only the ready line
         await stop.wait()
@@ -248,12 +254,12 @@ async def _serve_worker(config: StackConfig, socket_path: Path) -> None:
 def main() -> int:
     """Entry point of a worker process (started by WorkerPool with its config in the environment)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config, socket_path, index = pickle.loads(base64.b64decode(os.environ.pop(_ENV)))
+    config, socket_path, index, workers = pickle.loads(base64.b64decode(os.environ.pop(_ENV)))
     from .cli import _configure_logging
 
     _configure_logging(config.log_level)
     try:
-        asyncio.run(_serve_worker(config, Path(socket_path)))
+        asyncio.run(_serve_worker(config, Path(socket_path), index, workers))
     except OSError as exc:
         code = errno.errorcode.get(exc.errno or 0, "")
         print(f"oglog ingest worker {index}: cannot serve: {code} {exc}", file=sys.stderr)

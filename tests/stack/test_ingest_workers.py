@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from oglogstream.stack.config import StackConfig
 from oglogstream.stack.natsd import NatsServer, free_port
 from oglogstream.stack.worker_proxy import install
 from oglogstream.stack.workers import WorkerPool, check_port_free, default_ingest_workers
+from prometheus_client.parser import text_string_to_metric_families
 
 from .query_helpers import OglogProcess, get_json, post_json
 from .test_stack_up import _pending_in_stream, assert_exactly_once, wait_gone
@@ -207,6 +209,23 @@ def test_bad_worker_count_and_busy_port_are_clear_errors(tmp_path: Path) -> None
         assert f"cannot listen on 127.0.0.1:{port}" in busy.output()
 
 
+def assert_metrics_of_every_process(base: str) -> None:
+    """GET /metrics, wherever it lands, has each process's series: ingestion counted in the workers (both
+    took load), inserts in the supervisor."""
+    for _ in range(3):  # fresh connections: different workers answer
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        counting = {
+            sample.labels["process"]
+            for family in text_string_to_metric_families(text)
+            if family.name == "oglog_entries_accepted"
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.value > 0
+        }
+        assert {"ingest-0", "ingest-1"} <= counting, text
+        assert 'oglog_rows_inserted_total{process="supervisor"}' in text
+
+
 # -- crash, restart, shutdown -----------------------------------------------------------------------------
 def test_kill_9_of_a_worker_under_load_loses_nothing_and_it_is_restarted(tmp_path: Path) -> None:
     """`kill -9` of one ingest worker while clients post: the worker is replaced, queries keep working, and
@@ -224,17 +243,21 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_it_is_restarted(tmp_pat
         os.kill(victim, signal.SIGKILL)
         assert wait_gone(victim)
         replaced = wait_workers(stack.proc.pid, 1, not_in=frozenset(first))
-        time.sleep(1.0)  # load reaches the new worker too
+        deadline = time.monotonic() + 60
+        while "restarted (pid" not in stack.output() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the new worker listens once the supervisor logs the restart
+        time.sleep(1.5)  # load reaches the new worker too
         for poster in posters:
             poster.stop.set()
             poster.join(30)
-        assert "ingest worker 0" in stack.output() or "ingest worker 1" in stack.output()
+        assert f"(pid {victim}) exited with status -9" in stack.output()
         assert worker_pids(stack.proc.pid) == (first - {victim}) | replaced
         for poster in posters:
             assert len(poster.accepted) >= 100
             assert_exactly_once(base, poster.service, poster.accepted)
         status, _, _ = get_json(f"{base}/health")
         assert status == 200
+        assert_metrics_of_every_process(base)
         stack.signal(signal.SIGTERM)
         assert stack.wait(60) == 0, stack.output()
 
