@@ -147,14 +147,21 @@ async def _relay_websocket(
 ) -> web.StreamResponse:
     for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
         headers.pop(name, None)  # ws_connect makes its own handshake with the supervisor
+    # Browsers send their key as a subprotocol (auth/middleware.py): offer the same list upstream and select
+    # back what the supervisor selected, or the browser fails the handshake.
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
     try:
-        upstream = await session.ws_connect(url, headers=headers, max_msg_size=_WS_MAX_MSG, autoping=True)
+        upstream = await session.ws_connect(
+            url, headers=headers, protocols=protocols, max_msg_size=_WS_MAX_MSG, autoping=True
+        )
     except aiohttp.WSServerHandshakeError:
         # Refused before the upgrade (bad filters, auth): the same GET without the upgrade gets the
         # supervisor's answer with its body, which ws_connect does not keep.
         return await _relay_http(request, session, url, headers)
     async with upstream:
-        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=True)
+        selected = (upstream.protocol,) if upstream.protocol else ()
+        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=True, protocols=selected)
         await ws.prepare(request)
         request.app[_SOCKETS].add(ws)
         down = asyncio.create_task(_pump(upstream, ws))

@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from oglogstream.stack.auth.middleware import WS_KEY_PROTOCOL, WS_PROTOCOL
 from oglogstream.stack.natsd import free_port
+from oglogstream.stack.workers import default_ingest_workers
 
 from ..conftest import IN_CI
 from .auth_helpers import AuthStack, auth_stack
@@ -66,8 +68,9 @@ def test_stack_up_beyond_loopback_needs_a_key_or_insecure(tmp_path: Path) -> Non
 
 
 def test_stack_up_with_require_auth(tmp_path: Path) -> None:
-    """`oglog stack up --require-auth` (log level debug): the banner says auth is on, /health is open, the
-    API wants the key and takes it, and the key never reaches the server's output."""
+    """`oglog stack up --require-auth` (log level debug, default ingest workers): the banner says auth is on,
+    /health is open, the API and the live tail want the key and take it (the tail as a browser sends it), and
+    the key never reaches the server's output."""
     data = tmp_path / "data"
     key = oglog("keys", "create", "--data-dir", str(data), "--scope", "query").stdout.strip().splitlines()[-1]
     port = free_port()
@@ -89,12 +92,28 @@ def test_stack_up_with_require_auth(tmp_path: Path) -> None:
         request = urllib.request.Request(f"{base}/api/stats", headers={"Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 200
+        asyncio.run(_live_tail_with_subprotocol(base, key))
         wrong = urllib.request.Request(f"{base}/api/stats?token={key}", headers={"X-API-Key": key + "x"})
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(wrong, timeout=10)
     output = proc.output()
     assert "auth       on" in output
+    if default_ingest_workers() > 1:
+        assert "worker processes" in output  # the relay path was the one tested
     assert key not in output
+
+
+async def _live_tail_with_subprotocol(base: str, key: str) -> None:
+    """The browser's way through the default stack (ingest workers relay /ws/live to the supervisor): the
+    key as a subprotocol, oglog.v1 selected back."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(
+            f"{base}/ws/live", protocols=(WS_PROTOCOL, WS_KEY_PROTOCOL + key)
+        ) as ws:
+            assert ws.protocol == WS_PROTOCOL
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{base}/ws/live", protocols=(WS_PROTOCOL, WS_KEY_PROTOCOL + "nope" * 8))
+        assert refused.value.status == 401
 
 
 @pytest.fixture
