@@ -1,48 +1,54 @@
-"""Ingestion and end-to-end throughput of the reference stack, against a bare insert measured in the same run.
+"""End-to-end throughput of `oglog stack up` as shipped, against a bare insert measured in the same run.
 
-Run from the project root: `.venv/bin/python -m benchmarks.stack_ingest_bench` (about a minute).
+Run from the project root: `.venv/bin/python -m benchmarks.stack_ingest_bench` (about two minutes).
 
 1. bare insert: clickhouse-connect `raw_insert` (JSONEachRow, 50,000-row batches) of exactly the rows the
-   stack stores, straight into chDB - the ceiling for the processor.
-2. end to end: `POST /logs` batches of 1,000 gzip NDJSON entries (the SDK's format, ids and timestamps set),
-   8 requests in flight, until every row is queryable in ClickHouse (default BATCH_SIZE/FLUSH_TIMEOUT).
-3. `POST /log` single entries, keep-alive: `wrk` when installed (it costs the server little CPU), else a
-   separate Python process with aiohttp (which competes for the 2 cores: the number is then a floor).
-The app (ingest+process roles) runs in this process. (2) and (3) are also run against an ingest-only app in
-a child process (the seed's separate ingestion service, using the second core), and (3) against a bare
-aiohttp handler that only answers 202 - the ceiling of the HTTP layer on this machine.
+   stack stores, straight into chDB in this process - the ceiling for the processor.
+2. end to end: `oglog stack up` started as a user starts it (a subprocess, default flags, fresh data dir),
+   `POST /logs` batches of 1,000 gzip NDJSON entries (the SDK's format), 8 requests in flight, timed until
+   `/api/stats` counts every row. Once as shipped (the default `--ingest-workers`, the cores available), then
+   with `--ingest-workers` 1 (one process), 2 and 4 - nothing else changed.
+3. `POST /log` single entries, keep-alive, 64 connections: `wrk` when installed, else a separate Python
+   process with aiohttp (which competes for the cores: the number is then a floor), as shipped and with 1.
+4. Resident memory (VmRSS) of each process of the stack: after start (idle) and the peak during (2)/(3).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
 
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import ClientSession, TCPConnector
 from oglogstream.stack import schema
-from oglogstream.stack.app import create_app
-from oglogstream.stack.config import StackConfig
-from oglogstream.stack.natsd import NatsServer
-from oglogstream.stack.resources import STORAGE
-from oglogstream.stack.storage import LOGS_TABLE, logs_ddl
+from oglogstream.stack.natsd import free_port
+from oglogstream.stack.storage import Storage, logs_ddl
+from oglogstream.stack.workers import default_ingest_workers
 
 E2E_ROWS = 400_000
 BATCH_ENTRIES = 1_000
 IN_FLIGHT = 8
 BARE_BATCH = 50_000
+WORKER_COUNTS = (1, 2, 4)
 SINGLE_SECONDS = 10
 SINGLE_CONNECTIONS = 64
-DRAIN_TIMEOUT = 60.0
+START_TIMEOUT = 90.0
+DRAIN_TIMEOUT = 120.0
+RSS_INTERVAL = 0.2
 SINGLE_BODY = b'{"level":"info","message":"GET /api/users 200 in 12ms","service":"bench"}'
 
 
@@ -60,40 +66,129 @@ def _entries(n: int, prefix: str) -> list[bytes]:
     return lines
 
 
-async def _count(app: web.Application, table: str = LOGS_TABLE) -> int:
-    return int(await app[STORAGE].run(lambda c: c.command(f"SELECT count() FROM {table}")))
-
-
-async def bare_insert(app: web.Application, lines: list[bytes]) -> float:
-    """Rows/s of raw_insert of the stored rows (as ingest builds them) into a table with the same DDL."""
+def bare_insert(lines: list[bytes], workdir: Path) -> float:
+    """Rows/s of raw_insert of the stored rows (as ingestion builds them) into a table with the stack DDL."""
     entries = [schema.ENTRY.validate_json(line) for line in lines]
-    rows = schema.make_rows(
-        entries,
-        batch_id="bare",
-        received_at=schema.format_timestamp(
-            __import__("datetime").datetime.now(__import__("datetime").timezone.utc)
-        ),
-    )
+    received = schema.format_timestamp(dt.datetime.now(dt.timezone.utc))
+    rows = schema.make_rows(entries, batch_id="bare", received_at=received)
     payloads = [schema.dumps(rows[i : i + BARE_BATCH]) for i in range(0, len(rows), BARE_BATCH)]
-    storage = app[STORAGE]
-    await storage.run(lambda c: c.command(logs_ddl(retention_days=30, table="bench_bare")))
-    started = time.perf_counter()
-    for payload in payloads:
-        await storage.run(lambda c, p=payload: c.raw_insert("bench_bare", None, p, fmt="JSONEachRow"))
-    elapsed = time.perf_counter() - started
-    assert await _count(app, "bench_bare") == len(rows)
-    await storage.run(lambda c: c.command("DROP TABLE bench_bare SYNC"))
+    storage = Storage(f"chdb://{workdir / 'bare'}")
+    try:
+        client = storage.client
+        client.command(logs_ddl(retention_days=30, table="bench_bare"))
+        started = time.perf_counter()
+        for payload in payloads:
+            client.raw_insert("bench_bare", None, payload, fmt="JSONEachRow")
+        elapsed = time.perf_counter() - started
+        assert int(client.command("SELECT count() FROM bench_bare")) == len(rows)
+    finally:
+        storage.close()
     return len(rows) / elapsed
 
 
-async def end_to_end(app: web.Application, url: str, lines: list[bytes], run: str) -> tuple[float, float]:
+# -- the stack as a user runs it ----------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _role(pid: int) -> str:
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"nats-server" in cmdline:
+        return "nats-server"
+    return "ingest worker" if b"oglogstream.stack.workers" in cmdline else "other"
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Stack:
+    """`oglog stack up [--ingest-workers N]` in a subprocess with its own data dir and port."""
+
+    def __init__(self, workdir: Path, workers: int | None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = ["stack", "up", "--data-dir", str(workdir / "data"), "--port", str(self.port)]
+        if workers is not None:
+            args += ["--ingest-workers", str(workers)]
+        self.log = open(workdir / "stack.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oglogstream.stack.cli", *args], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self.peak: dict[int, float] = {}
+        self._sampling = threading.Event()
+        deadline = time.monotonic() + START_TIMEOUT
+        # The banner comes after every worker listens; /health answers as soon as the first one does.
+        while not (self._healthy() and b"Press Ctrl-C" in (workdir / "stack.log").read_bytes()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"stack did not start: {(workdir / 'stack.log').read_text()}")
+            time.sleep(0.2)
+        self._sampling.wait(1.0)  # settle: the idle figure is after start, not during imports
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def roles(self) -> dict[int, str]:
+        """pid -> role of every process of the stack (the supervisor runs processing + query)."""
+        roles = {self.proc.pid: "supervisor (process+query)"}
+        roles.update({pid: _role(pid) for pid in _children(self.proc.pid)})
+        return {pid: role for pid, role in roles.items() if role != "other"}
+
+    def rss(self) -> dict[int, float]:
+        return {pid: _rss_mb(pid) for pid in self.roles()}
+
+    @contextmanager
+    def sampling_peak(self) -> Iterator[None]:
+        """Record each process's peak RSS while the block runs."""
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(RSS_INTERVAL):
+                for pid, mb in self.rss().items():
+                    self.peak[pid] = max(self.peak.get(pid, 0.0), mb)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    def stored(self) -> int:
+        with urllib.request.urlopen(f"{self.url}/api/stats", timeout=10) as resp:
+            return int(json.loads(resp.read())["total_logs"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+async def end_to_end(stack: Stack, lines: list[bytes], run: str) -> tuple[float, float]:
     """(logs/s until all are queryable, logs/s until all were accepted with 202)."""
     bodies = [
         gzip.compress(b"\n".join(lines[i : i + BATCH_ENTRIES]) + b"\n")
         for i in range(0, len(lines), BATCH_ENTRIES)
     ]
-    # Each run starts from an empty table, so background merges of earlier runs do not bias the order.
-    await app[STORAGE].run(lambda c: c.command(f"TRUNCATE TABLE {LOGS_TABLE} SYNC"))
     queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
     for k, body in enumerate(bodies):
         queue.put_nowait((k, body))
@@ -106,18 +201,19 @@ async def end_to_end(app: web.Application, url: str, lines: list[bytes], run: st
                 "Content-Encoding": "gzip",
                 "X-Oglog-Batch-Id": f"{run}-{k}",
             }
-            async with session.post(f"{url}/logs", data=body, headers=headers) as resp:
+            async with session.post(f"{stack.url}/logs", data=body, headers=headers) as resp:
                 assert resp.status == 202, (resp.status, await resp.text())
 
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     async with ClientSession(connector=TCPConnector(limit=IN_FLIGHT)) as session:
         await asyncio.gather(*(worker(session) for _ in range(IN_FLIGHT)))
     accepted = time.perf_counter() - started
     deadline = started + DRAIN_TIMEOUT
-    while await _count(app) < len(lines):
+    while await loop.run_in_executor(None, stack.stored) < len(lines):
         if time.perf_counter() > deadline:
             raise RuntimeError("end to end: rows not all stored within the drain timeout")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     stored = time.perf_counter() - started
     return len(lines) / stored, len(lines) / accepted
 
@@ -173,87 +269,49 @@ def single_entry(url: str, workdir: Path) -> tuple[float, str]:
     return rate, f"aiohttp client process, {SINGLE_CONNECTIONS} connections"
 
 
-def _child_servers(nats_url: str, urls: multiprocessing.Queue, stop: Any) -> None:
-    """Child process: an ingest-only app (the seed's separate ingestion service) and a bare aiohttp app."""
+def _memory(stack: Stack, idle: dict[int, float]) -> str:
+    roles = stack.roles()
+    return "; ".join(
+        f"{roles.get(pid, '?')} {mb:.0f} -> {stack.peak.get(pid, mb):.0f} MB"
+        for pid, mb in sorted(idle.items())
+    )
 
-    async def bare(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"status": "accepted"}, status=202)
 
-    async def run() -> None:
-        bare_app = web.Application()
-        bare_app.router.add_post("/log", bare)
-        runners = [
-            web.AppRunner(
-                create_app(StackConfig(roles=("ingest",), nats_url=nats_url)),
-                handle_signals=False,
-                access_log=None,
-            ),
-            web.AppRunner(bare_app, handle_signals=False, access_log=None),
-        ]
-        found = []
-        for runner in runners:
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            found.append("http://{}:{}".format(*runner.addresses[0][:2]))
-        urls.put(found)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, stop.wait)
-        for runner in runners:
-            await runner.cleanup()
-
-    asyncio.run(run())
+async def run_stack(workdir: Path, workers: int | None, run: str, *, single: bool) -> dict[str, object]:
+    """One fresh stack: end to end (and POST /log when `single`), memory idle and peak."""
+    loop = asyncio.get_running_loop()
+    stack = await loop.run_in_executor(None, Stack, workdir / run, workers)
+    try:
+        idle = stack.rss()
+        with stack.sampling_peak():
+            e2e, accept = await end_to_end(stack, _entries(E2E_ROWS, run), run)
+            rate, tool = 0.0, ""
+            if single:
+                rate, tool = await loop.run_in_executor(None, single_entry, stack.url, workdir)
+        return {"e2e": e2e, "accept": accept, "single": rate, "tool": tool, "memory": _memory(stack, idle)}
+    finally:
+        await loop.run_in_executor(None, stack.stop)
 
 
 async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="oglog-bench-"))
-    nats = NatsServer(workdir / "nats").start()
-    config = StackConfig(
-        roles=("ingest", "process"), nats_url=nats.url, clickhouse_dsn=f"chdb://{workdir / 'clickhouse'}"
-    )
-    app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    urls: multiprocessing.Queue = ctx.Queue()
-    child = ctx.Process(target=_child_servers, args=(nats.url, urls, stop), daemon=True)
-    loop = asyncio.get_running_loop()
+    shipped = default_ingest_workers()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = "http://{}:{}".format(*runner.addresses[0][:2])
-        child.start()
-        ingest_url, bare_url = await loop.run_in_executor(None, urls.get, True, 60)
-
-        bare = await bare_insert(app, _entries(E2E_ROWS, "bare"))
-        e2e, accept = await end_to_end(app, url, _entries(E2E_ROWS, "one"), "one")
-        split, split_accept = await end_to_end(app, ingest_url, _entries(E2E_ROWS, "two"), "two")
-        single, tool = await loop.run_in_executor(None, single_entry, url, workdir)
-        single_split, _ = await loop.run_in_executor(None, single_entry, ingest_url, workdir)
-        ceiling, _ = await loop.run_in_executor(None, single_entry, bare_url, workdir)
-
+        bare = bare_insert(_entries(E2E_ROWS, "bare"), workdir)
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {E2E_ROWS:,} rows per run")
-        print(f"bare raw_insert (JSONEachRow, {BARE_BATCH:,} rows/insert): {bare:,.0f} rows/s")
-        print(
-            f"end to end, one process (ingest+process roles; POST /logs x{BATCH_ENTRIES} gzip NDJSON, "
-            f"{IN_FLIGHT} in flight, until queryable): {e2e:,.0f} logs/s = {e2e / bare:.2f}x bare insert "
-            f"(202s alone: {accept:,.0f} logs/s)"
-        )
-        print(
-            f"end to end, two processes (ingest | process): {split:,.0f} logs/s = {split / bare:.2f}x bare "
-            f"insert (202s alone: {split_accept:,.0f} logs/s)"
-        )
-        print(
-            f"POST /log ({tool}, {SINGLE_SECONDS}s): one process {single:,.0f} req/s, ingest-only process "
-            f"{single_split:,.0f} req/s; bare aiohttp 202 handler {ceiling:,.0f} req/s "
-            f"(ratio {single_split / ceiling:.2f})"
-        )
+        print(f"bare raw_insert (JSONEachRow, {BARE_BATCH:,} rows/insert): {bare:,.0f} rows/s", flush=True)
+        runs = [("as shipped", None, True)] + [(f"--ingest-workers {n}", n, n == 1) for n in WORKER_COUNTS]
+        for k, (name, workers, single) in enumerate(runs):
+            result = await run_stack(workdir, workers, f"r{k}", single=single)
+            label = f"{name} ({shipped} workers)" if workers is None else name
+            print(
+                f"end to end, oglog stack up {label}: {result['e2e']:,.0f} logs/s = "
+                f"{float(result['e2e']) / bare:.2f}x bare insert (202s alone: {result['accept']:,.0f} logs/s)"
+            )
+            if single:
+                print(f"  POST /log ({result['tool']}, {SINGLE_SECONDS}s): {result['single']:,.0f} req/s")
+            print(f"  memory idle -> peak: {result['memory']}", flush=True)
     finally:
-        stop.set()
-        child.join(30)
-        await runner.cleanup()
-        nats.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
