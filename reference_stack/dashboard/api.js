@@ -1,6 +1,8 @@
 // API client: the query API and live tail of this origin. Filters are the dashboard's shape:
 // {levels: string[], service: string, q: string, from: string|null, to: string|null} (from/to RFC 3339).
 
+import { authHeaders, requireKey } from './auth.js';
+
 export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
 // The X-Next-Cursor header of GET /api/logs names the page after the last entry of a full page.
 export const NEXT_CURSOR_HEADER = 'X-Next-Cursor';
@@ -50,14 +52,18 @@ async function get(path, params, signal) {
     // no-store: results must be current, and the API rejects unknown parameters (no cache-busters).
     response = await fetch(query ? `${path}?${query}` : path, {
       cache: 'no-store',
-      headers: { Accept: 'application/json' },
+      headers: { Accept: 'application/json', ...authHeaders() },
       signal,
     });
   } catch (err) {
     if (err.name === 'AbortError') throw err;
     throw new ApiError(0, `cannot reach the server (${err.message})`);
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (response.status === 401) requireKey(error.message);
+    throw error;
+  }
   return response;
 }
 

@@ -2,6 +2,7 @@
 // the URL in step so the current view and filters can be bookmarked or shared.
 
 import { LEVELS, fetchStats, validateFilters } from './api.js';
+import { initAuth } from './auth.js';
 import { LiveTail } from './live.js';
 import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
 import { el, showDetail } from './render.js';
@@ -26,6 +27,7 @@ const form = {
   limit: $('search-limit'),
 };
 
+initAuth(); // before any request: a 401 opens the key dialog
 let state = parseState(window.location.search);
 let currentEntry = null;
 const applied = { live: null, search: null, overview: null }; // the filter key each view last ran with

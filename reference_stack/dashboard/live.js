@@ -2,6 +2,7 @@
 // appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff.
 
 import { ApiError, fetchLogs, liveUrl } from './api.js';
+import { wsProtocols } from './auth.js';
 import { entryRow, formatTime, noticeRow, wireRowDetail } from './render.js';
 
 // Rows kept in the table; older ones are removed as new ones arrive (the full history is in Search).
@@ -58,7 +59,7 @@ export class LiveTail {
   connect() {
     clearTimeout(this.retryTimer);
     this.disconnect();
-    const ws = new WebSocket(liveUrl(this.filters));
+    const ws = new WebSocket(liveUrl(this.filters), wsProtocols()); // the key, if any: auth.js
     this.ws = ws;
     let openedAt = null;
     this.setStatus('connecting', 'connecting…');

@@ -9,12 +9,14 @@ each other's entries. Screenshots of each main view go to `test-artifacts/` for 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -679,3 +681,81 @@ def test_shareable_url_restores_the_view_and_filters(
         expect(other.locator("#tab-search")).to_have_class(re.compile("selected"))
     finally:
         other.close()
+
+
+def test_dashboard_with_auth_asks_for_a_query_key_and_keeps_it_for_the_session(
+    browser: Any, stack: StackThread, tmp_path: Path
+) -> None:
+    """With auth on, the page asks for a key (a refused key asks again), keeps it in sessionStorage only (not
+    in the URL, a cookie or localStorage), and uses it for the API and the live tail (WebSocket subprotocol):
+    an entry shipped with an ingest key appears live, and search finds it."""
+    from oglogstream.stack.auth.keys import KeyFile, parse_scopes
+    from playwright.sync_api import expect
+
+    keys = KeyFile(tmp_path / "keys.json")
+    query_key = keys.create(parse_scopes("query"), "dashboard")[1]
+    ingest_key = keys.create(parse_scopes("ingest"), "app")[1]
+    tab = browser.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        # A second app on the module's NATS and chDB store (chDB admits one data path per process).
+        config = dataclasses.replace(stack.config, require_auth=True, keys_file=str(keys.path))
+        with StackThread(config) as secured:
+            service = new_service("auth")
+            tab.goto(f"{secured.base}/?view=live&service={service}")
+            expect(tab.locator("#auth-dialog")).to_be_visible()
+            tab.fill("#auth-key", "ogl_00000000_" + "x" * 43)  # well-formed, unknown
+            tab.click("#auth-save")
+            expect(tab.locator("#auth-reason")).to_contain_text("The stored key was refused")
+            tab.fill("#auth-key", query_key)
+            tab.click("#auth-save")
+            tab.locator("#live-status[data-state=live]").wait_for()
+            expect(tab.locator("#auth-dialog")).to_be_hidden()
+            expect(tab.locator("#auth-forget")).to_be_visible()
+
+            import oglogstream
+
+            handler = oglogstream.OgLogHandler(secured.base, service, api_key=ingest_key, flush_interval=0.05)
+            logger = logging.getLogger(f"dashboard-test.{service}")
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+            logger.addHandler(handler)
+            try:
+                logger.info("shipped with a key")
+                assert handler.flush(timeout=10), handler.stats()
+            finally:
+                logger.removeHandler(handler)
+                handler.close(timeout=10)
+            expect(tab.locator("#live-rows")).to_contain_text("shipped with a key")
+            wait_stored_with_key(secured.base, service, query_key)
+            tab.click("#tab-search")
+            expect(tab.locator("#search-rows")).to_contain_text("shipped with a key", timeout=WAIT_MS)
+            shoot(tab, "auth-search")
+
+            storage = tab.evaluate(
+                "() => [sessionStorage.getItem('oglog.queryKey'), localStorage.length, document.cookie]"
+            )
+            assert storage == [query_key, 0, ""]
+            assert query_key not in tab.url
+            tab.click("#auth-forget")
+            expect(tab.locator("#auth-dialog")).to_be_visible()
+        assert errors == []
+    finally:
+        tab.close()
+
+
+def wait_stored_with_key(base: str, service: str, key: str) -> None:
+    """Until GET /api/logs (with the key) has an entry of `service`: search shows what is stored."""
+    request = urllib.request.Request(
+        f"{base}/api/logs?{urllib.parse.urlencode({'service': service})}",
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if json.loads(response.read()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no entry of {service} stored within {WAIT_MS} ms")
