@@ -29,7 +29,7 @@ PROD = COMPOSE / "docker-compose.prod.yml"
 DOCKERFILE = COMPOSE / "Dockerfile"
 HAPROXY_CFG = COMPOSE / "haproxy" / "haproxy.cfg"
 #: What the operator must provide for the prod file (it refuses to interpolate without a password).
-PROD_ENV = {"CLICKHOUSE_PASSWORD": "s3cret"}
+PROD_ENV = {"CLICKHOUSE_PASSWORD": "s3cret", "OGLOG_API_KEYS": "ingest:" + "k" * 32 + ",query:" + "q" * 32}
 #: Every variable `oglog serve` reads. StackConfig.from_env ignores others, so a misspelt one would be silent.
 SERVE_VARIABLES = {name for name in cli._ENV_NAMES.values() if name != "roles"} | {"CLICKHOUSE_URL"}
 IMAGE_BUILD = {"context": "..", "dockerfile": "compose/Dockerfile"}
@@ -170,6 +170,8 @@ def test_every_service_env_builds_a_stack_config(path: Path) -> None:
             assert dsn.username == clickhouse_env["CLICKHOUSE_USER"]
             assert dsn.password == clickhouse_env["CLICKHOUSE_PASSWORD"]
             assert dsn.path == "/" + clickhouse_env["CLICKHOUSE_DB"]
+        # Auth: required with the operator's keys in prod; explicitly off (insecure) in dev.
+        assert config.auth_enabled == (path == PROD), name
 
 
 def test_dev_runs_one_of_each_role_and_prod_three() -> None:
@@ -288,3 +290,9 @@ def test_dockerfile_copies_everything_the_package_needs() -> None:
     assert patterns[0] == "*", "the ignore file is an allow-list"
     allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
     assert sources <= allowed, f"copied but excluded from the build context: {sorted(sources - allowed)}"
+
+
+def test_prod_file_requires_api_keys() -> None:
+    """The prod file refuses to start without OGLOG_API_KEYS instead of running without authentication."""
+    with pytest.raises(KeyError, match="OGLOG_API_KEYS"):
+        load_compose(PROD, {"CLICKHOUSE_PASSWORD": "s3cret"})

@@ -135,8 +135,10 @@ def test_configmap_builds_a_stack_config_for_every_role() -> None:
             env["CLICKHOUSE_DSN"] = EXAMPLE_DSN
         else:
             assert secret not in sources
+        assert {"secretRef": {"name": "oglog-api-keys"}} in sources, f"{role}: API keys (docs/security.md)"
+        env["OGLOG_API_KEYS"] = "ingest:" + "k" * 32
         config = cli.config_from_env([role], env)
-        assert config.roles == (role,) and config.host == "0.0.0.0"
+        assert config.roles == (role,) and config.host == "0.0.0.0" and config.auth_enabled
         if role != "ingest":
             assert config.clickhouse_dsn == EXAMPLE_DSN
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
