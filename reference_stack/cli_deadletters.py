@@ -3,7 +3,8 @@
     oglog dead-letters list   [--url http://127.0.0.1:8080] [--after SEQ] [--limit N] [--json]
     oglog dead-letters replay [--url http://127.0.0.1:8080] (--all | SEQ [SEQ ...])
 
-Talks to GET /api/dead-letters and POST /api/dead-letters/replay of the query role (see deadletter.py).
+Talks to GET /api/dead-letters and POST /api/dead-letters/replay of the query role (see deadletter.py),
+with `Authorization: Bearer $OGLOG_API_KEY` when that is set (never a flag: a command line is visible to all).
 Exit status: 0 done, 1 the stack could not be reached or refused the request (the reason on stderr), 2 bad
 arguments, 3 a replay left some dead letters in place (listed).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -37,7 +39,7 @@ def add_parser(commands: Any) -> None:
         "dead-letters",
         help="list or replay what the processor could not store (GET /api/dead-letters)",
         description="List or replay dead letters of a running stack through its query API. "
-        "These routes will need the `admin` scope once API keys exist (issue 12).",
+        "With auth on, the key comes from OGLOG_API_KEY: listing needs the query scope, replay admin.",
     )
     actions = parser.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="one page of dead letters, oldest first")
@@ -56,6 +58,9 @@ def _call(method: str, url: str, body: Any = None) -> Any:
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    key = os.environ.get("OGLOG_API_KEY")  # with auth on: list needs `query`, replay `admin` (security.md)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as resp:
             return json.loads(resp.read())

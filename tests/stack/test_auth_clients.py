@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import urllib.request
@@ -179,3 +180,29 @@ async def test_opentelemetry_exporter_with_headers(stack: AuthStack) -> None:
         ) as resp,
     ):
         assert json.loads(await resp.read())["total_logs"] == 0
+
+
+async def test_dead_letters_cli_sends_oglog_api_key(stack: AuthStack) -> None:
+    """`oglog dead-letters` takes its key from OGLOG_API_KEY: list with a query key works, replay needs admin,
+    no key is a one-line 401."""
+
+    def dead_letters(*args: str, key: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "OGLOG_API_KEY"}
+        if key is not None:
+            env["OGLOG_API_KEY"] = key
+        return subprocess.run(
+            [sys.executable, "-m", "oglogstream.stack.cli", "dead-letters", *args, "--url", stack.base],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    listed = await asyncio.to_thread(dead_letters, "list", key=stack.keys["query"])
+    assert listed.returncode == 0 and "0 dead letter(s)" in listed.stdout, listed.stderr
+    refused = await asyncio.to_thread(dead_letters, "list", key=None)
+    assert refused.returncode == 1 and "401" in refused.stderr
+    forbidden = await asyncio.to_thread(dead_letters, "replay", "--all", key=stack.keys["query"])
+    assert forbidden.returncode == 1 and "403" in forbidden.stderr
+    replayed = await asyncio.to_thread(dead_letters, "replay", "--all", key=stack.keys["admin"])
+    assert replayed.returncode == 0, replayed.stderr
