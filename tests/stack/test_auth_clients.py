@@ -26,7 +26,7 @@ from oglogstream.stack.workers import default_ingest_workers
 from ..conftest import IN_CI
 from .auth_helpers import AuthStack, auth_stack
 from .helpers import count_rows, wait_for
-from .query_helpers import OglogProcess, get_json
+from .query_helpers import OglogProcess, get_json, post_json
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -94,6 +94,9 @@ def test_stack_up_with_require_auth(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert resp.status == 200
         asyncio.run(_live_tail_with_subprotocol(base, key))
+        entry = {"level": "info", "message": "no key", "service": "auth-stack-up"}
+        assert post_json(f"{base}/log", entry) == 401  # answered by an ingest worker
+        assert post_json(f"{base}/log", entry, headers={"X-API-Key": key}) == 403
         wrong = urllib.request.Request(f"{base}/api/stats?token={key}", headers={"X-API-Key": key + "x"})
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(wrong, timeout=10)
