@@ -50,18 +50,43 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class _AuthFields(Protocol):
-    host: str
-    require_auth: bool
-    insecure: bool
-    api_keys: tuple[str, ...]
-    allowed_hosts: tuple[str, ...]
-    allowed_origins: tuple[str, ...]
-    trusted_proxies: tuple[str, ...]
-    rate_limit_client: float
-    rate_burst_client: int
-    rate_limit_key: float
-    rate_burst_key: int
-    live_sockets_per_key: int
+    """The StackConfig fields read here (read-only: StackConfig is frozen)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def require_auth(self) -> bool: ...
+
+    @property
+    def insecure(self) -> bool: ...
+
+    @property
+    def api_keys(self) -> tuple[str, ...]: ...
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]: ...
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]: ...
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]: ...
+
+    @property
+    def rate_limit_client(self) -> float: ...
+
+    @property
+    def rate_burst_client(self) -> int: ...
+
+    @property
+    def rate_limit_key(self) -> float: ...
+
+    @property
+    def rate_burst_key(self) -> int: ...
+
+    @property
+    def live_sockets_per_key(self) -> int: ...
 
 
 def is_loopback(host: str) -> bool:
