@@ -171,3 +171,23 @@ def test_auth_on_without_keys_refuses_to_start(tmp_path: Path) -> None:
     assert not StackConfig().auth_enabled and StackConfig(host="::").auth_enabled
     KeyFile(tmp_path / "keys.json").create(parse_scopes("ingest"))
     assert auth.require_keys(StackConfig(host="0.0.0.0", keys_file=keys)) == 1
+
+
+def test_key_settings_are_validated_without_quoting_keys() -> None:
+    """Malformed OGLOG_API_KEYS entries, short keys and unknown scopes are ValueErrors naming the setting,
+    never echoing the key; booleans and rates from the environment are checked too."""
+    from oglogstream.stack import cli
+    from oglogstream.stack.auth.keys import parse_env_keys
+
+    secretish = "tooshort-secret"
+    for entries in (["ingest:" + secretish], ["root:" + "k" * 32], ["k" * 32]):
+        with pytest.raises(ValueError) as error:
+            parse_env_keys(entries)
+        assert secretish not in str(error.value) and "k" * 32 not in str(error.value)
+    with pytest.raises(ValueError, match="OGLOG_API_KEYS"):
+        cli.config_from_env(["ingest"], {"OGLOG_API_KEYS": "ingest:" + secretish})
+    with pytest.raises(ValueError, match="OGLOG_REQUIRE_AUTH"):
+        cli.config_from_env(["ingest"], {"OGLOG_REQUIRE_AUTH": "maybe"})
+    with pytest.raises(ValueError, match="OGLOG_RATE_LIMIT_CLIENT"):
+        cli.config_from_env(["ingest"], {"OGLOG_RATE_LIMIT_CLIENT": "0"})
+    assert parse_env_keys(["query+admin:" + "k" * 32]) == [(frozenset({"query", "admin"}), "k" * 32)]
