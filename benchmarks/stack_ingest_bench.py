@@ -102,6 +102,18 @@ def _role(pid: int) -> str:
     return "ingest worker" if b"oglogstream.stack.workers" in cmdline else "other"
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all processes, ours and others)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -146,6 +158,9 @@ class Stack:
         roles = {self.proc.pid: "supervisor (process+query)"}
         roles.update({pid: _role(pid) for pid in _children(self.proc.pid)})
         return {pid: role for pid, role in roles.items() if role != "other"}
+
+    def cpu(self) -> dict[int, float]:
+        return {pid: _cpu_seconds(pid) for pid in self.roles()}
 
     def rss(self) -> dict[int, float]:
         return {pid: _rss_mb(pid) for pid in self.roles()}
@@ -283,12 +298,32 @@ async def run_stack(workdir: Path, workers: int | None, run: str, *, single: boo
     stack = await loop.run_in_executor(None, Stack, workdir / run, workers)
     try:
         idle = stack.rss()
+        lines = _entries(E2E_ROWS, run)
         with stack.sampling_peak():
-            e2e, accept = await end_to_end(stack, _entries(E2E_ROWS, run), run)
+            cpu_before, machine, own = stack.cpu(), _machine_busy(), time.process_time()
+            wall = time.perf_counter()
+            e2e, accept = await end_to_end(stack, lines, run)
+            wall = time.perf_counter() - wall
+            roles, cpu_after = stack.roles(), stack.cpu()
+            cores = {
+                "benchmark client": (time.process_time() - own) / wall,
+                "whole machine": (_machine_busy() - machine) / wall,
+            }
+            for pid, seconds in cpu_after.items():
+                role = "ingest workers" if roles[pid] == "ingest worker" else roles[pid]
+                cores[role] = cores.get(role, 0.0) + (seconds - cpu_before.get(pid, 0.0)) / wall
             rate, tool = 0.0, ""
             if single:
                 rate, tool = await loop.run_in_executor(None, single_entry, stack.url, workdir)
-        return {"e2e": e2e, "accept": accept, "single": rate, "tool": tool, "memory": _memory(stack, idle)}
+        usage = ", ".join(f"{role} {c:.2f}" for role, c in cores.items())
+        return {
+            "e2e": e2e,
+            "accept": accept,
+            "single": rate,
+            "tool": tool,
+            "memory": _memory(stack, idle),
+            "cores": usage,
+        }
     finally:
         await loop.run_in_executor(None, stack.stop)
 
@@ -310,6 +345,7 @@ async def main() -> None:
             )
             if single:
                 print(f"  POST /log ({result['tool']}, {SINGLE_SECONDS}s): {result['single']:,.0f} req/s")
+            print(f"  cores busy until queryable: {result['cores']}")
             print(f"  memory idle -> peak: {result['memory']}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
