@@ -50,6 +50,10 @@ class Exit:
 
     started = False
     deadline = float("inf")
+    #: The atexit drain is running on the main thread (a SIGTERM then waits for it, see `_drain_on_sigterm`).
+    draining = False
+    #: A SIGTERM arrived during that drain: re-raised once the drain is over.
+    terminate = False
 
 
 def drain_all(budget: float) -> None:
@@ -65,8 +69,15 @@ def drain_all(budget: float) -> None:
 def _atexit_drain() -> None:
     Exit.started = True
     pipelines = list(PIPELINES)
-    if pipelines:
+    if not pipelines:
+        return
+    Exit.draining = True
+    try:
         drain_all(max(p.settings.shutdown_timeout for p in pipelines))
+    finally:
+        Exit.draining = False
+        if Exit.terminate:
+            _die_of_sigterm()
 
 
 class _MultiprocessingHook:
@@ -87,11 +98,21 @@ _MP_HOOK = _MultiprocessingHook()
 
 
 def _drain_on_sigterm(signum: int, frame: object) -> None:
+    if Exit.draining:
+        # The interrupted main thread is inside the exit drain (e.g. a multiprocessing child that got its
+        # sentinel just before terminate()): a second drain would wait for locks that drain holds. Let it
+        # finish within its own deadline, then die of the signal.
+        Exit.terminate = True
+        return
     # Drained on a helper thread and waited for with a deadline: this handler may have interrupted the main
     # thread inside one of the SDK's (or logging's) locks, which the drain needs.
     drainer = threading.Thread(target=drain_all, args=(FORK_TERM_BUDGET,), daemon=True)
     drainer.start()
     drainer.join(FORK_TERM_BUDGET + 0.2)
+    _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)  # die of the signal, as without this handler
 
@@ -106,7 +127,7 @@ def _install_sigterm_drain() -> None:
 
 def _after_fork_in_child() -> None:
     WORKER_THREADS.clear()
-    Exit.started = False
+    Exit.started = Exit.draining = Exit.terminate = False
     Exit.deadline = float("inf")
     pipelines = list(PIPELINES)
     for pipeline in pipelines:

@@ -129,13 +129,11 @@ class Pipeline(WorkerLoop):
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
         start: threading.Thread | None = None
-        reopened = False
         accepted = True
         with self._lock:
             if self._finished and not self._reopen_locked():
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return False
-            reopened = self._thread is None and self._closing
             if self._thread is None:
                 start = self._prepare_start_locked()
             intake = self.intake
@@ -149,14 +147,15 @@ class Pipeline(WorkerLoop):
                     accepted = False
             if accepted:
                 intake.append(item)
-                if size + 1 >= self._wake_at and not self._wake.is_set():
+                # A forked child wakes its worker for the first record after a quiet spell (see _rearm).
+                if (size + 1 >= self._wake_at or self._linger) and not self._wake.is_set():
                     self._wake.set()
                     # Until the worker has drained, later records need no wake-up: only the hard limit counts.
                     self.soft_limit = self.intake_limit
         # Started outside the lock: under gevent start() yields to the hub, and the new worker takes the lock.
         if start is not None:
             start.start()
-        if reopened:
+        if Exit.started:
             self._send_at_exit()
         return accepted
 
@@ -191,9 +190,12 @@ class Pipeline(WorkerLoop):
         return thread
 
     def _send_at_exit(self) -> None:
-        """A record after the atexit drain: deliver it now, within the shared exit deadline."""
-        if Exit.started:
-            self.finish_close(Exit.deadline)
+        """A record during or after the atexit drain: wait until it is delivered (or the shared exit deadline
+        passed), or a worker started for it could be cut off by the interpreter's end."""
+        if Exit.deadline == _INFINITY:
+            Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
+        self.begin_close(Exit.deadline)  # also a handler built after the drain: its worker must end now
+        self.finish_close(Exit.deadline)
 
     def count_internal_error(self, exc: BaseException) -> None:
         """A record could not even be captured (a bug): count it and say so on stderr."""

@@ -232,6 +232,12 @@ class WorkerLoop:
                 continue  # more to encode right now
             if now >= next_tick:
                 next_tick = now + interval
+            if self._linger and not pending:
+                with self._lock:  # idle in a forked child: the next record must wake us (FORK_LINGER)
+                    if not self._closing:
+                        self.soft_limit = 0
+                if self.intake:
+                    continue  # arrived before the line above, without waking us
             wake_at = next_tick
             if self._pending_since is not None:
                 wake_at = min(wake_at, self._pending_since + self._linger)

@@ -92,7 +92,8 @@ def test_gunicorn_preload_workers_ship_every_request_once_with_their_pid(
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert len(set(pids.values())) >= 2, "the requests should have been spread over several workers"
-    assert server.wait_entries(92, 10)
+    sdk_lines = [line[-300:] for line in stderr.splitlines() if "oglogstream" in line]
+    assert server.wait_entries(92, 10), (server.entry_count, sdk_lines)
     counts = collections.Counter(str(e["message"]) for e in server.entries)
     assert counts.pop("request warmup") == 1
     assert counts == collections.Counter([*pids, "preloaded in the master"])
@@ -200,6 +201,6 @@ def test_pool_workers_ended_by_sigterm_deliver_every_record(server: CaptureServe
         result = subprocess.run([sys.executable, str(script), server.url], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0, result.stderr
-        assert server.wait_entries(before + 20, 5)
+        assert server.wait_entries(before + 20, 5), (server.entry_count - before, result.stderr)
     counts = collections.Counter(str(e["message"]) for e in server.entries)
     assert counts == collections.Counter({f"task {i}": 3 for i in range(20)})
