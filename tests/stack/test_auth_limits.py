@@ -62,9 +62,9 @@ async def stack(nats_server: Any, chdb_dsn: str, tmp_path: Path) -> AsyncIterato
 
 async def test_burst_beyond_the_default_limit_then_the_sdk_delivers_everything(stack: AuthStack) -> None:
     """600 POSTs at once from one address (the issue's example) with the default limits: the first
-    DEFAULT_CLIENT_BURST are answered, the rest get 429 + Retry-After and a problem body. Then the SDK (default
-    settings) logs 100,000 records while the same address keeps the bucket empty for HAMMER_SECONDS: it gets
-    429s, honours Retry-After, and once the burst has passed every record is stored exactly once."""
+    DEFAULT_CLIENT_BURST are answered, the rest get 429 + Retry-After and a problem body. Then the SDK
+    (default settings) logs 100,000 records while the same address keeps the bucket empty for HAMMER_SECONDS:
+    it gets 429s, honours Retry-After, and once the burst has passed every record is stored exactly once."""
     async with aiohttp.ClientSession() as session:
 
         async def post() -> tuple[int, str | None, bytes]:
