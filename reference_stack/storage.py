@@ -24,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 __all__ = [
     "LOGS_TABLE",
     "PARTITION_MARGIN_DAYS",
+    "TTL_SLACK_DAYS",
     "Storage",
     "is_data_error",
     "logs_ddl",
@@ -71,17 +72,26 @@ SETTINGS index_granularity = 2048, ttl_only_drop_parts = 1, non_replicated_dedup
 
 #: Partitions (days) one insert may touch beyond the retention period: ingestion accepts timestamps in
 #: [now - retention, now + ~1 day], so a batch spans at most retention + 2 days; one more for the clock.
+#: (Independent of TTL_SLACK_DAYS: that keeps rows longer, it does not widen what the door accepts.)
 PARTITION_MARGIN_DAYS = 3
 #: ClickHouse's own default for max_partitions_per_insert_block; never go below it.
 _MIN_PARTITIONS_PER_INSERT = 100
 
 
+#: Days the TTL keeps a row beyond the door's window (timestamps.TimeWindow: oldest = now - retention). The
+#: TTL counts from the row's DAY and ttl_only_drop_parts drops whole day partitions, so without this day a row
+#: accepted at now - retention + 1 h sits in the partition of a day that expired at midnight: acknowledged,
+#: then deleted on the next merge. With it, day(oldest) + retention + 1 > now always holds.
+TTL_SLACK_DAYS = 1
+
+
 def ttl_expression(retention_days: int) -> str:
-    """The retention rule, exactly as ClickHouse prints it back in `system.tables.engine_full`.
+    """The retention rule, exactly as ClickHouse prints it back in `system.tables.engine_full`: a row is
+    deleted retention_days + TTL_SLACK_DAYS after the start of its day (UTC).
 
     `toDate32` spans 1900..2299 like the DateTime64 column; the previous release's `toDateTime(timestamp)`
     wraps after 2106-02-07, so some future dates looked decades old and were deleted on the next merge."""
-    return f"toDate32(timestamp) + toIntervalDay({int(retention_days)})"
+    return f"toDate32(timestamp) + toIntervalDay({int(retention_days) + TTL_SLACK_DAYS})"
 
 
 def logs_ddl(*, retention_days: int, table: str = LOGS_TABLE) -> str:

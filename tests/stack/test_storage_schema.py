@@ -8,7 +8,15 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from oglogstream.stack.storage import LOGS_TABLE, Storage, is_data_error, logs_ddl, ttl_expression
+from oglogstream.stack.storage import (
+    LOGS_TABLE,
+    TTL_SLACK_DAYS,
+    Storage,
+    is_data_error,
+    logs_ddl,
+    ttl_expression,
+)
+from oglogstream.stack.timestamps import TimeWindow
 
 # The previous release's DDL differed only in its TTL line.
 OLD_DDL = logs_ddl(retention_days=30).replace(
@@ -42,6 +50,35 @@ def test_far_future_dates_are_kept_and_old_ones_expire(chdb_dsn: str) -> None:
         storage.close()
 
 
+@pytest.mark.parametrize("retention_days", [1, 7, 30])
+def test_every_timestamp_the_door_accepts_survives_the_ttl(chdb_dsn: str, retention_days: int) -> None:
+    """The oldest accepted entry (window start + 1 h, and the window start itself) is kept by OPTIMIZE FINAL;
+    a day older than window + TTL slack expires."""
+    storage = Storage(chdb_dsn, retention_days=retention_days)
+    try:
+        storage.ensure_schema()
+        now = dt.datetime.now(dt.timezone.utc)
+        oldest = dt.datetime.fromisoformat(TimeWindow.around(now, retention_days=retention_days).oldest[:-1])
+        start = oldest.replace(microsecond=0) + dt.timedelta(seconds=1)
+        kept = [str(start), str(start + dt.timedelta(hours=1))]
+        gone = str((oldest - dt.timedelta(days=TTL_SLACK_DAYS + 1)).replace(microsecond=0))
+        assert _insert_and_merge(storage, [*kept, gone]) == sorted(kept)
+    finally:
+        storage.close()
+
+
+def test_ttl_keeps_the_window_start_for_every_hour_of_the_day() -> None:
+    """Whatever the time of day, the day partition of the window's oldest timestamp expires after now."""
+    day = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
+    for minutes in range(0, 24 * 60, 7):
+        now = day + dt.timedelta(minutes=minutes)
+        oldest = dt.datetime.fromisoformat(TimeWindow.around(now, retention_days=30).oldest[:-1])
+        expires = dt.datetime.combine(oldest.date(), dt.time(), dt.timezone.utc) + dt.timedelta(
+            days=30 + TTL_SLACK_DAYS
+        )
+        assert expires > now
+
+
 def test_table_of_the_previous_release_gets_the_new_ttl(chdb_dsn: str) -> None:
     """A data dir made with the old DDL is migrated by ensure_schema, idempotently, and keeps 2150 rows."""
     storage = Storage(chdb_dsn)
@@ -63,6 +100,7 @@ def test_retention_change_is_applied_to_an_existing_table(chdb_dsn: str) -> None
     try:
         storage.ensure_schema()
         assert f"TTL {ttl_expression(7)}" in _engine(storage)
+        assert "toIntervalDay(8)" in _engine(storage)  # 7 days of retention + TTL_SLACK_DAYS
     finally:
         storage.close()
 
