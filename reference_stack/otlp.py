@@ -28,10 +28,10 @@ from oglogstream import _wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import ValidationError
 
-from . import ingest, otlp_mapping, otlp_wire, schema
+from . import dedup, ingest, otlp_mapping, otlp_wire, schema
 from .broker import BrokerUnavailable
 from .config import check_at_least
-from .http_boundary import Problem, check_media, read_body, to_problem, too_large
+from .http_boundary import Problem, body_started, check_media, read_body, to_problem, too_large
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS
 
@@ -41,6 +41,7 @@ __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",
     "OTLP_LOGS_PATH",
     "PROTOBUF_CONTENT_TYPE",
+    "error_for",
     "setup",
 ]
 
@@ -62,6 +63,7 @@ _RPC_RESOURCE_EXHAUSTED = 8
 _RPC_UNAVAILABLE = 14
 _RPC_BY_HTTP = {400: _RPC_INVALID_ARGUMENT, 413: _RPC_INVALID_ARGUMENT, 415: _RPC_INVALID_ARGUMENT,
                 429: _RPC_RESOURCE_EXHAUSTED, 503: _RPC_UNAVAILABLE}
+_RPC_BY_HTTP.update({401: 16, 403: 7})  # UNAUTHENTICATED, PERMISSION_DENIED (access control, auth/)
 
 
 def _status_class() -> type[Message]:
@@ -116,6 +118,12 @@ def _error_response(problem: Problem, protobuf: bool) -> web.Response:
     body, content_type = _encode(status, protobuf)
     return web.Response(status=problem.status, body=body, headers={"Content-Type": content_type,
                                                                    **(problem.headers or {})})
+
+
+def error_for(request: web.Request, problem: Problem) -> web.Response:
+    """`problem` as an OTLP error answer (google.rpc.Status in the request's encoding): for refusals made
+    before the handler runs (access control, auth/middleware.py)."""
+    return _error_response(problem, request.content_type == PROTOBUF_CONTENT_TYPE)
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -175,7 +183,9 @@ async def _export(request: web.Request, state: _State, protobuf: bool) -> web.Re
     window = schema.TimeWindow.around(now, retention_days=request.app[CONFIG].retention_days)
     outcome = await asyncio.to_thread(_process, body, protobuf, now, window)
     if outcome.rows:
-        await ingest.publish_rows(request.app[BROKER], state.metrics, outcome.rows, outcome.batch_id)
+        await ingest.publish_rows(
+            request.app[BROKER], state.metrics, outcome.rows, dedup.otlp_message_id(outcome.batch_id)
+        )
         state.metrics.entries_accepted.labels(_ROUTE).inc(len(outcome.rows))
     response = ExportLogsServiceResponse()
     if outcome.rejected:
@@ -191,6 +201,7 @@ async def _handle(request: web.Request) -> web.Response:
     protobuf = request.content_type == PROTOBUF_CONTENT_TYPE
     try:
         check_media(request, (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE))
+        await body_started(request)  # an exporter that sends no body bytes holds no slot
         if state.in_flight >= state.max_in_flight:
             raise Problem(
                 429, "too many requests", "body",

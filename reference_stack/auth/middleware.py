@@ -22,8 +22,10 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from .. import otlp
 from ..config import StackConfig
 from ..http_boundary import Problem
+from ..otlp import OTLP_LOGS_PATH
 from .keys import KeyRecord, KeyStore, parse_env_keys
 from .ratelimit import BucketTable, retry_after_seconds
 from .settings import normalize_origin
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 #: Routes needing `ingest`; `/api/*`, `/ws/live` and `/metrics` need `query`; ADMIN_ROUTES need `admin`.
-INGEST_ROUTES = frozenset({"/log", "/logs", "/v1/logs"})
+INGEST_ROUTES = frozenset({"/log", "/logs", OTLP_LOGS_PATH})
 ADMIN_ROUTES = frozenset({"/api/dead-letters/replay", "/api/keys"})
 QUERY_ROUTES = frozenset({"/ws/live", "/metrics"})
 #: Open routes: health and the dashboard's static files (no data; the page asks for a key).
@@ -246,6 +248,26 @@ async def access_middleware(
     route = resource.canonical if resource is not None else None
     if route == "/health":
         return await handler(request)
+    origin = request.headers.get("Origin")
+    cors = access.cors_headers(origin)
+    try:
+        preflight = _admit(request, access, route, origin, cors)
+    except Problem as problem:
+        if route == OTLP_LOGS_PATH:  # OTLP clients get a google.rpc.Status, as for the receiver's own errors
+            return otlp.error_for(request, problem)
+        raise
+    if preflight is not None:
+        return preflight
+    response = await handler(request)
+    if cors and not response.prepared:
+        response.headers.update(cors)
+    return response
+
+
+def _admit(
+    request: web.Request, access: Access, route: str | None, origin: str | None, cors: dict[str, str]
+) -> web.Response | None:
+    """Raise the Problem refusing `request`, or return a CORS preflight answer, or None to go on."""
     host = request.headers.get("Host")
     if not access.host_allowed(host):
         raise access.refuse(
@@ -258,7 +280,6 @@ async def access_middleware(
                 kind="host_not_allowed",
             ),
         )
-    origin = request.headers.get("Origin")
     if origin is not None and not access.origin_allowed(origin, host):
         raise access.refuse(
             "origin",
@@ -270,7 +291,6 @@ async def access_middleware(
                 kind="origin_not_allowed",
             ),
         )
-    cors = access.cors_headers(origin)
     if cors and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return web.Response(
             status=204,
@@ -284,7 +304,4 @@ async def access_middleware(
     scope = required_scope(route)
     if access.enabled and scope is not None:
         request[KEY_RECORD] = access.authenticate(request, scope)
-    response = await handler(request)
-    if cors and not response.prepared:
-        response.headers.update(cors)
-    return response
+    return None
