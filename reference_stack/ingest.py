@@ -3,8 +3,9 @@ has the entries on disk.
 
 A request's accepted entries become rows (schema.make_rows) and ONE JetStream message whose payload is the
 JSON array of rows, exactly what the processor inserts (`INSERT ... FORMAT JSONEachRow` takes an array).
-`Nats-Msg-Id` is the client's X-Oglog-Batch-Id (or a fresh id), so a retried request is stored once by the
-broker. A payload over the server's max_payload is split into messages `{batch_id}.{k}of{n}`,
+`Nats-Msg-Id` and the stem of derived entry ids come from dedup: bound to the body when the client gives
+X-Oglog-Batch-Id (a retried request is stored once by the broker, another body under a reused id is not lost),
+random otherwise. A payload over the server's max_payload is split into messages `<id>/<k>of<n>`,
 deterministically. Concurrent POST /log requests without a batch id share messages (see _Coalescer).
 """
 
@@ -12,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import operator
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,7 +23,7 @@ from aiohttp import web
 from oglogstream import _wire
 from pydantic import ValidationError
 
-from . import batch_decode, schema
+from . import batch_decode, dedup, schema
 from .broker import Broker
 from .config import STREAM_SUBJECT, check_at_least
 from .http_boundary import Problem, check_media, problem_response, read_body, to_problem, too_large
@@ -53,10 +52,11 @@ _BATCH_ID = re.compile(schema.ID_PATTERN)
 _TIMESTAMP = operator.itemgetter("timestamp")
 
 
-def _batch_id(request: web.Request) -> str:
+def _identity(request: web.Request, body: bytes) -> dedup.Identity:
+    """The request's dedup identity (see dedup): bound to its body when the client names the batch."""
     given = request.headers.get(_wire.BATCH_ID_HEADER)
     if given is None:
-        return _fresh_id()
+        return dedup.server_identity()
     if not _BATCH_ID.match(given):
         raise Problem(
             400,
@@ -64,16 +64,7 @@ def _batch_id(request: web.Request) -> str:
             _wire.BATCH_ID_HEADER,
             f"must be 1..{_wire.MAX_ID_CHARS} characters of A-Z a-z 0-9 _ . : -",
         )
-    return given
-
-
-#: Fresh batch ids: a random per-process prefix and a counter (unique across processes, cheaper than uuid4).
-_ID_PREFIX = secrets.token_hex(8)
-_ID_COUNTER = itertools.count(1)
-
-
-def _fresh_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):x}"
+    return dedup.client_identity(given, body)
 
 
 _second = -1
@@ -140,7 +131,7 @@ async def publish_rows(
     async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
         stamps = list(map(_TIMESTAMP, part_rows))
         headers = {
-            "Nats-Msg-Id": batch_id if len(parts) == 1 else f"{batch_id}.{k + 1}of{len(parts)}",
+            "Nats-Msg-Id": batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts)),
             "Oglog-Rows": str(len(part_rows)),
             "Oglog-Ts-Min": min(stamps),
             "Oglog-Ts-Max": max(stamps),
@@ -218,7 +209,9 @@ class _Coalescer:
             if not group:
                 return
             try:
-                await publish_rows(self.broker, self.metrics, [row for row, _ in group], _fresh_id())
+                await publish_rows(
+                    self.broker, self.metrics, [row for row, _ in group], dedup.server_identity().message_id
+                )
             except Exception as exc:
                 for _, future in group:
                     if not future.done():
@@ -265,7 +258,7 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
     body = await read_body(
         request, limit=_wire.MAX_SINGLE_BODY_BYTES, decompressed_limit=_wire.MAX_SINGLE_BODY_BYTES
     )
-    batch_id = _batch_id(request)
+    ident = _identity(request, body)
     try:
         entry = schema.ENTRY.validate_json(body, context={"window": _window(request)})
     except ValidationError as exc:
@@ -274,10 +267,12 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
             400, "validation failed", details[0]["field"], details[0]["reason"], details=details
         ) from None
     received_at = _now()
-    rows = schema.make_rows([entry], batch_id=batch_id, received_at=received_at)
+    rows = schema.make_rows([entry], batch_id=ident.stem, received_at=received_at)
     if _wire.BATCH_ID_HEADER in request.headers:
         # The client can retry this request: its own message, so JetStream deduplicates by Nats-Msg-Id.
-        await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id, received_at=received_at)
+        await publish_rows(
+            request.app[BROKER], counters.metrics, rows, ident.message_id, received_at=received_at
+        )
     else:
         await request.app[_COALESCER].publish(rows[0])
     counters.accepted["/log"].inc()
@@ -310,13 +305,13 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
     body = await read_body(
         request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
     )
-    batch_id = _batch_id(request)
+    ident = _identity(request, body)
     received_at = _now()
     decode = functools.partial(
         batch_decode.decode,
         body,
         ndjson=request.content_type == _wire.NDJSON_CONTENT_TYPE,
-        batch_id=batch_id,
+        batch_id=ident.stem,
         received_at=received_at,
         window=_window(request),
     )
@@ -330,7 +325,9 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
         raise Problem(
             400, "validation failed", "body", reason, extra={"accepted": 0, "rejected": decoded.rejected}
         )
-    return await _publish_batch(request, counters, decoded.rows, batch_id, received_at, decoded.rejected)
+    return await _publish_batch(
+        request, counters, decoded.rows, ident.message_id, received_at, decoded.rejected
+    )
 
 
 async def _publish_batch(

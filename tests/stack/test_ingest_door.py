@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import batch_decode, schema
+from oglogstream.stack import batch_decode, dedup, schema
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -136,7 +136,8 @@ async def test_long_batch_ids_derive_ids_that_fit(stack: Any, id_chars: int, ent
     ids = [e["id"] for e in stored]
     assert len(ids) == entries == len(set(ids))
     assert all(len(i) <= _wire.MAX_ID_CHARS for i in ids)
-    assert {schema.derived_id(batch_id, i) for i in range(entries)} == set(ids)
+    stem = dedup.client_identity(batch_id, body.encode()).stem
+    assert {schema.derived_id(stem, i) for i in range(entries)} == set(ids)
 
 
 def gz(data: bytes) -> bytes:
@@ -248,11 +249,13 @@ async def test_single_entry_with_the_longest_batch_id_is_stored(stack: Any) -> N
     """POST /log with a 64-character X-Oglog-Batch-Id and no id: 202 with a valid id, and it is queryable."""
     url, session = stack
     batch_id = "c" * _wire.MAX_ID_CHARS
+    body = json.dumps(entry(service="single-long")).encode()
     async with session.post(
-        f"{url}/log", json=entry(service="single-long"), headers={_wire.BATCH_ID_HEADER: batch_id}
+        f"{url}/log", data=body, headers={**JSON, _wire.BATCH_ID_HEADER: batch_id}
     ) as resp:
         assert resp.status == 202
         given = (await resp.json())["id"]
-    assert given == schema.derived_id(batch_id, 0) and len(given) <= _wire.MAX_ID_CHARS
+    stem = dedup.client_identity(batch_id, body).stem
+    assert given == schema.derived_id(stem, 0) and len(given) <= _wire.MAX_ID_CHARS
     stored = await wait_for(lambda: _when(logs(session, url, service="single-long"), 1))
     assert [e["id"] for e in stored] == [given]
