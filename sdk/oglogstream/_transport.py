@@ -50,6 +50,11 @@ _MAX_ANSWER_BYTES = 4 * 1024 * 1024
 _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
+# socket.getaddrinfo() encodes the host with the "idna" codec, whose first use imports encodings.idna. Done
+# now, at import: in a forked child (a gunicorn worker) that first import on the worker thread can race the
+# main thread's imports, fail, and be cached as "unknown encoding: idna" (LookupError on every send after).
+"oglogstream".encode("idna")
+
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
 _http_loggers: tuple[int, list[logging.Logger]] = (-1, [])
 
