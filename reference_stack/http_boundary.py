@@ -13,7 +13,10 @@ unexpected exception becomes a 500 problem that names no internals; it is logged
 
 Connection limits (slowloris): `IDLE_TIMEOUT` closes a connection that has not completed a request's headers
 that long after it opened or after its last response (aiohttp's keep-alive timer, armed at connect); the body
-reader refuses a body that does not arrive within `BODY_TIMEOUT` plus its size at `MIN_BODY_RATE` (408).
+reader answers 408 when no body byte arrives for `BODY_IDLE_TIMEOUT`, or when the bytes actually received fall
+below `MIN_BODY_RATE` after a grace of `BODY_TIMEOUT` (a declared Content-Length buys no time). Routes with a
+limited number of in-flight bodies call `await body_started(request)` before taking a slot, so connections
+that declare a body and send nothing never hold one.
 Request bodies are NOT decompressed by aiohttp (`auto_decompress=False`, see `HANDLER_ARGS`): `read_body`
 inflates gzip itself, verifies its trailer (CRC32 and length), and stops at the decompressed limit - a refused
 body is never inflated further, and the connection is closed instead of drained.
@@ -36,6 +39,7 @@ from . import schema
 from .broker import BrokerUnavailable
 
 __all__ = [
+    "BODY_IDLE_TIMEOUT",
     "BODY_TIMEOUT",
     "BROKER_RETRY_AFTER_SECONDS",
     "HANDLER_ARGS",
@@ -43,6 +47,7 @@ __all__ = [
     "MIN_BODY_RATE",
     "PROBLEM_CONTENT_TYPE",
     "Problem",
+    "body_started",
     "check_media",
     "problem_middleware",
     "problem_response",
@@ -58,9 +63,14 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry
 #: (30 s), so the SDK closes an idle connection first and never races a request against the server's close.
 IDLE_TIMEOUT = 35.0
-#: Seconds any request body gets, on top of its size at MIN_BODY_RATE.
+#: Seconds a request body may go without a single byte arriving (before its first byte or between two reads):
+#: an idle body ends in 408 after this long, whatever its declared Content-Length.
+BODY_IDLE_TIMEOUT = 5.0
+#: Seconds of grace every request body gets before the MIN_BODY_RATE floor applies.
 BODY_TIMEOUT = 10.0
-#: Bytes per second a body must average beyond BODY_TIMEOUT (8 MiB, the largest body, gets 10 s + 82 s).
+#: Bytes per second a body must average after BODY_TIMEOUT, counted on the bytes RECEIVED: at t seconds from
+#: the request's start at least (t - BODY_TIMEOUT) * MIN_BODY_RATE bytes must have arrived (the largest body,
+#: 8 MiB, may take 10 s + 82 s). A client that trickles is cut; the size it declares buys it no time.
 MIN_BODY_RATE = 100 * 1024
 #: What a 503 for an unreachable broker tells the client to wait (the broker reconnects every 0.5 s).
 BROKER_RETRY_AFTER_SECONDS = 2
@@ -68,6 +78,9 @@ BROKER_RETRY_AFTER_SECONDS = 2
 HANDLER_ARGS: dict[str, Any] = {"auto_decompress": False, "keepalive_timeout": IDLE_TIMEOUT}
 
 _GZIP = ("gzip", "x-gzip")
+#: Request keys body_started uses to hand its first chunk and start time to read_body.
+_FIRST_CHUNK = web.RequestKey("oglog_first_body_chunk", bytes)
+_BODY_STARTED_AT = web.RequestKey("oglog_body_started_at", float)
 _READ_CHUNK = 64 * 1024
 #: Inflated bytes per zlib call before the reader yields to the event loop (about 1 ms of work).
 _INFLATE_STEP = 1024 * 1024
@@ -251,12 +264,44 @@ class _Gunzip:
         return b"".join(self.out)
 
 
+async def _read_chunk(request: web.Request, started: float, size: int) -> bytes:
+    """The next chunk of the body (b"" at its end), or 408 when it does not come within BODY_IDLE_TIMEOUT or
+    the rate floor's deadline for the `size` bytes received since `started` (loop time)."""
+    loop = asyncio.get_running_loop()
+    floor_deadline = started + BODY_TIMEOUT + size / MIN_BODY_RATE - loop.time()
+    wait = max(min(BODY_IDLE_TIMEOUT, floor_deadline), 0)
+    try:
+        return await asyncio.wait_for(request.content.read(_READ_CHUNK), wait)
+    except asyncio.TimeoutError:
+        why = (
+            f"no byte for {BODY_IDLE_TIMEOUT:g} s" if wait == BODY_IDLE_TIMEOUT
+            else f"slower than {MIN_BODY_RATE} bytes/s after a grace of {BODY_TIMEOUT:g} s"
+        )
+        raise Problem(
+            408, "request timeout", "body",
+            f"body not received in time: {why} ({size} bytes after {loop.time() - started:.0f} s)",
+        ) from None
+    except (RequestPayloadError, HttpProcessingError, ConnectionError) as exc:
+        # ConnectionError: the client went away mid-body (no one reads this answer; it is not a 500).
+        raise Problem(400, "bad request", "body", f"incomplete body: {exc}") from None
+
+
+async def body_started(request: web.Request) -> None:
+    """Wait until the body's first bytes (or its end) arrived, holding nothing: call it before taking a
+    limited in-flight slot. 408 after BODY_IDLE_TIMEOUT without a byte; the chunk is kept for read_body."""
+    if _FIRST_CHUNK in request:
+        return
+    started = asyncio.get_running_loop().time()
+    chunk = await _read_chunk(request, started, 0)
+    request[_FIRST_CHUNK], request[_BODY_STARTED_AT] = chunk, started
+
+
 async def read_body(request: web.Request, *, limit: int, decompressed_limit: int) -> bytes:
     """The request body (gzip inflated and verified), bounded before the work is done.
 
     413 when the body exceeds `limit` bytes or, inflated, `decompressed_limit` (reading stops there); 400 for
     a body shorter than its Content-Length or bad/truncated gzip; 408 when it does not arrive in time (see
-    BODY_TIMEOUT, MIN_BODY_RATE)."""
+    BODY_IDLE_TIMEOUT, BODY_TIMEOUT, MIN_BODY_RATE)."""
     gzipped = request.headers.get("Content-Encoding", "").strip().lower() in _GZIP
     length = request.content_length
     if length is not None and length > limit:
@@ -264,21 +309,13 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
     inflater = _Gunzip(decompressed_limit) if gzipped else None
     chunks: list[bytes] = []
     size = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    first: bytes | None = request.pop(_FIRST_CHUNK, None)
+    started = request.pop(_BODY_STARTED_AT, None) or asyncio.get_running_loop().time()
     while True:
-        remaining = started + BODY_TIMEOUT + max(size, length or 0) / MIN_BODY_RATE - loop.time()
-        try:
-            chunk = await asyncio.wait_for(request.content.read(_READ_CHUNK), max(remaining, 0))
-        except asyncio.TimeoutError:
-            raise Problem(
-                408, "request timeout", "body",
-                f"not received in time: {size} bytes after {loop.time() - started:.0f} s (a body gets"
-                f" {BODY_TIMEOUT:g} s plus its size at {MIN_BODY_RATE} bytes/s)",
-            ) from None
-        except (RequestPayloadError, HttpProcessingError, ConnectionError) as exc:
-            # ConnectionError: the client went away mid-body (no one reads this answer; it is not a 500).
-            raise Problem(400, "bad request", "body", f"incomplete body: {exc}") from None
+        if first is not None:
+            chunk, first = first, None
+        else:
+            chunk = await _read_chunk(request, started, size)
         if not chunk:
             break
         size += len(chunk)

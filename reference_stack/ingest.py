@@ -26,7 +26,15 @@ from pydantic import ValidationError
 from . import batch_decode, dedup, schema
 from .broker import Broker
 from .config import STREAM_SUBJECT, check_at_least
-from .http_boundary import Problem, check_media, problem_response, read_body, to_problem, too_large
+from .http_boundary import (
+    Problem,
+    body_started,
+    check_media,
+    problem_response,
+    read_body,
+    to_problem,
+    too_large,
+)
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS
 
@@ -284,6 +292,8 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
+    # A connection that declares a body and sends nothing must not hold a slot (408 after BODY_IDLE_TIMEOUT).
+    await body_started(request)
     # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
     if counters.batches_in_flight >= counters.max_batches_in_flight:
         raise Problem(

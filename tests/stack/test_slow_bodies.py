@@ -1,0 +1,109 @@
+"""Slow and silent request bodies: a connection that declares a body and sends nothing holds no in-flight slot
+and is cut after BODY_IDLE_TIMEOUT; a body that trickles is cut by the rate floor on the bytes it actually
+sent, whatever Content-Length it declares. All with the default settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from oglogstream import _wire
+from oglogstream.stack import http_boundary
+from oglogstream.stack.app import create_app
+from oglogstream.stack.config import StackConfig
+from oglogstream.stack.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
+from oglogstream.stack.otlp import DEFAULT_MAX_IN_FLIGHT
+
+from .helpers import running_app
+
+DECLARED = 8 * 1024 * 1024  # the largest body a client may declare
+
+
+@pytest.fixture
+async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    config = StackConfig(
+        roles=("ingest", "process", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn,
+        flush_timeout=0.1,
+    )
+    async with running_app(config, app=create_app(config)) as url, aiohttp.ClientSession() as session:
+        yield url, session
+
+
+async def _declare(host: str, port: int, route: str, content_type: str) -> tuple[Any, Any]:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"POST {route} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {DECLARED}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _answer(reader: asyncio.StreamReader, within: float) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(200), within)
+    except (asyncio.TimeoutError, ConnectionError):
+        return b""
+
+
+async def test_silent_bodies_hold_no_slot_and_are_cut(stack: Any) -> None:
+    """More silent 8 MiB declarations than there are slots on /logs and /v1/logs: a legitimate batch and
+    export still succeed while they are held, and each silent one gets 408."""
+    url, session = stack
+    host, port = url.removeprefix("http://").split(":")
+    held = [
+        await _declare(host, int(port), "/logs", _wire.NDJSON_CONTENT_TYPE)
+        for _ in range(DEFAULT_MAX_BATCHES_IN_FLIGHT + 16)
+    ] + [
+        await _declare(host, int(port), "/v1/logs", "application/x-protobuf")
+        for _ in range(DEFAULT_MAX_IN_FLIGHT + 16)
+    ]
+    try:
+        await asyncio.sleep(0.5)  # every declaration has reached its handler
+        body = json.dumps({"level": "info", "message": "legit", "service": "slots"})
+        async with session.post(
+            f"{url}/logs", data=body, headers={"Content-Type": _wire.NDJSON_CONTENT_TYPE}
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+            assert (await resp.json())["accepted"] == 1
+        async with session.post(
+            f"{url}/v1/logs", data=b"", headers={"Content-Type": "application/x-protobuf"}
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+        answers = await asyncio.gather(
+            *(_answer(reader, http_boundary.BODY_IDLE_TIMEOUT + 10) for reader, _ in held)
+        )
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), {a[:40] for a in answers}
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
+async def test_trickled_body_is_cut_by_the_bytes_received_not_the_declared_size(stack: Any) -> None:
+    """A body declaring 8 MiB and sending 1 KiB a second (never idle long enough for BODY_IDLE_TIMEOUT)
+    gets 408 once the grace is over, long before 8 MiB at MIN_BODY_RATE would have taken."""
+    url, _ = stack
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await _declare(host, int(port), "/logs", _wire.NDJSON_CONTENT_TYPE)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = b""
+    try:
+        writer.write(b"[")
+        while loop.time() - started < http_boundary.BODY_TIMEOUT + 20 and not answer:
+            try:
+                writer.write(b" " * 1024)
+                await writer.drain()
+            except ConnectionError:
+                break
+            answer = await _answer(reader, 1.0)
+        answer = answer or await _answer(reader, 2.0)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    grace_and_declared = http_boundary.BODY_TIMEOUT + DECLARED / http_boundary.MIN_BODY_RATE
+    assert loop.time() - started < grace_and_declared / 2
