@@ -21,6 +21,7 @@ from .http_boundary import Problem, too_large
 
 __all__ = [
     "MAX_BATCH_VALUES",
+    "MAX_NDJSON_LINES",
     "Decoded",
     "array_rows",
     "check_size",
@@ -32,6 +33,9 @@ __all__ = [
 
 #: JSON values a batch may hold: MAX_BATCH_ENTRIES full entries (every field and MAX_ATTRIBUTES attributes).
 MAX_BATCH_VALUES = _wire.MAX_BATCH_ENTRIES * (len(schema.Entry.__annotations__) + _wire.MAX_ATTRIBUTES)
+#: Lines an NDJSON body may have, blank ones included: every entry plus as many blank lines (a blank line
+#: between entries, CRLF line ends and a trailing newline all fit).
+MAX_NDJSON_LINES = 2 * _wire.MAX_BATCH_ENTRIES
 #: Bodies with at most this many commas are parsed without the pre-scan: the list adapters' max_length
 #: stops pydantic before any per-entry work, and parsing this many values takes a few tens of ms.
 _SCAN_ABOVE_COMMAS = _wire.MAX_BATCH_ENTRIES * 16
@@ -103,7 +107,11 @@ def decode(
 
 
 def ndjson_lines(body: bytes) -> list[bytes]:
-    """The non-blank lines of an NDJSON body (413 past MAX_BATCH_ENTRIES)."""
+    """The non-blank lines of an NDJSON body; 413 past MAX_BATCH_ENTRIES entries, or past MAX_NDJSON_LINES
+    lines blank ones included (counted at C speed before any list is built: 32 MiB of newlines would
+    otherwise make 32 million line objects)."""
+    if body.count(b"\n") >= MAX_NDJSON_LINES:
+        raise too_large(MAX_NDJSON_LINES, "NDJSON lines (blank ones included)")
     lines = [line for line in body.split(b"\n") if line.strip()]
     if len(lines) > _wire.MAX_BATCH_ENTRIES:
         raise too_large(_wire.MAX_BATCH_ENTRIES, "entry count")

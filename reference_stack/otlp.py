@@ -135,13 +135,15 @@ async def _read_body(request: web.Request) -> bytes:
 def _process(body: bytes, protobuf: bool, now: dt.datetime, window: schema.TimeWindow) -> _Outcome:
     """Decode, map and validate (CPU-bound: runs on a worker thread)."""
     record_errors: dict[int, str] = {}
-    if protobuf and otlp_wire.count_log_records(body, _wire.MAX_BATCH_ENTRIES) > _wire.MAX_BATCH_ENTRIES:
-        raise too_large(_wire.MAX_BATCH_ENTRIES, "log record count")
     try:
-        if protobuf:  # in slices (see otlp_wire); whole only to name the fault of a malformed body
+        if protobuf:  # counted on the wire, decoded in slices (see otlp_wire); whole only to name a fault
+            if otlp_wire.count_log_records(body, _wire.MAX_BATCH_ENTRIES) > _wire.MAX_BATCH_ENTRIES:
+                raise too_large(_wire.MAX_BATCH_ENTRIES, "log record count")
             request = otlp_wire.decode_sliced(body) or otlp_mapping.decode_protobuf(body)
         else:
             request, record_errors = otlp_mapping.decode_json(body)
+    except otlp_wire.Oversized as exc:
+        raise too_large(exc.limit, exc.what) from None
     except otlp_mapping.PayloadError as exc:
         field, _, reason = str(exc).partition(": ")
         raise Problem(400, "bad request", field if reason else "body", reason or str(exc)) from None

@@ -23,10 +23,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from .batch_decode import separators
+from .otlp_wire import MAX_SCOPE_ATTRIBUTES, MAX_SCOPES, Oversized
 from .schema import format_timestamp
 
 __all__ = [
     "ATTRIBUTE_DROP_COUNT_KEY",
+    "MAX_JSON_VALUES",
     "RESOURCE_PREFIX",
     "SCOPE_PREFIX",
     "UNKNOWN_SERVICE",
@@ -40,6 +43,9 @@ __all__ = [
     "request_digest",
 ]
 
+#: JSON values an OTLP/JSON request may hold: MAX_BATCH_ENTRIES records of some 16 fields and MAX_ATTRIBUTES
+#: attributes (two values each: key and value) - twice what POST /logs allows, for OTLP/JSON's wordier shape.
+MAX_JSON_VALUES = _wire.MAX_BATCH_ENTRIES * (16 + 2 * _wire.MAX_ATTRIBUTES)
 #: The OTel spec's fallback when a resource has no `service.name`.
 UNKNOWN_SERVICE = "unknown_service"
 #: Resource attributes land in `attributes` under this prefix (`resource.deployment.environment`, ...).
@@ -140,12 +146,16 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
     not valid hex is rejected on its own (partial success) instead of failing the whole request.
     Unknown fields are ignored, as the OTLP spec requires of receivers.
     """
+    # Bounded before parsing, as on POST /logs: a few KB of gzip can hold millions of `{}`.
+    if body.count(b",") >= MAX_JSON_VALUES and separators(body) + 1 > MAX_JSON_VALUES:
+        raise Oversized(MAX_JSON_VALUES, "JSON values in one request")
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PayloadError(f"body: not valid JSON ({exc})") from None
     if not isinstance(document, dict):
         raise PayloadError("body: expected a JSON object (ExportLogsServiceRequest)")
+    _check_json_shape(document)
     record_errors = _rewrite_hex_ids(document)
     request = ExportLogsServiceRequest()
     try:
@@ -158,6 +168,34 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
 def _items(parent: Mapping[str, Any], camel: str, snake: str) -> list[Any]:
     value = parent.get(camel, parent.get(snake))
     return value if isinstance(value, list) else []
+
+
+def _check_json_shape(document: dict[str, Any]) -> None:
+    """The binary walk's bounds (otlp_wire.count_log_records) on a parsed OTLP/JSON document, checked
+    with list lengths before json_format builds any message: Oversized past a bound."""
+    resources = _items(document, "resourceLogs", "resource_logs")
+    if len(resources) > MAX_SCOPES:
+        raise Oversized(MAX_SCOPES, "resourceLogs")
+    scopes = records = 0
+    for resource_logs in resources:
+        if not isinstance(resource_logs, dict):
+            continue  # json_format reports the shape error
+        _check_json_attributes(resource_logs, "resource")
+        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
+            scopes += 1
+            if scopes > MAX_SCOPES:
+                raise Oversized(MAX_SCOPES, "scopeLogs")
+            if isinstance(scope_logs, dict):
+                _check_json_attributes(scope_logs, "scope")
+                records += len(_items(scope_logs, "logRecords", "log_records"))
+                if records > _wire.MAX_BATCH_ENTRIES:
+                    raise Oversized(_wire.MAX_BATCH_ENTRIES, "log records")
+
+
+def _check_json_attributes(parent: dict[str, Any], what: str) -> None:
+    holder = parent.get(what)
+    if isinstance(holder, dict) and len(_items(holder, "attributes", "attributes")) > MAX_SCOPE_ATTRIBUTES:
+        raise Oversized(MAX_SCOPE_ATTRIBUTES, f"attributes on one {what}")
 
 
 def _rewrite_hex_ids(document: dict[str, Any]) -> dict[int, str]:
@@ -231,18 +269,19 @@ def map_request(
     received = format_timestamp(now)
     id_stem = f"{batch_id(digest)}-"
     index = 0
-    for resource_logs in request.resource_logs:
+    for resource_logs in request.resource_logs:  # resource and scope attributes: mapped once per container
         resource = _Resource.from_attributes(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
             scope_attrs = [(f"{SCOPE_PREFIX}{k}", _attribute_value(v)) for k, v in _flatten(scope.attributes)]
             if scope.version:
                 scope_attrs.insert(0, (SCOPE_VERSION_KEY, _attribute_value(scope.version)))
+            shared = _Shared.of(scope_attrs + resource.attributes)
             for record in scope_logs.log_records:
                 problem = errors.get(index)
                 if problem is None:
                     try:
-                        entry = _map_record(record, resource, scope.name, scope_attrs, received)
+                        entry = _map_record(record, resource, scope.name, shared, received)
                     except _RecordError as exc:
                         problem = str(exc)
                     else:
@@ -286,7 +325,7 @@ def _map_record(
     record: LogRecord,
     resource: _Resource,
     scope_name: str,
-    scope_attrs: list[tuple[str, Any]],
+    shared: _Shared,
     received: str,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
@@ -323,26 +362,64 @@ def _map_record(
         derived.append((SEVERITY_NUMBER_KEY, int(record.severity_number)))
     if record.event_name:
         derived.append((EVENT_NAME_KEY, _attribute_value(record.event_name)))
-    attributes = _fit_attributes(
-        [own, derived, scope_attrs, resource.attributes], already_dropped=record.dropped_attributes_count
-    )
+    attributes = _fit_attributes([own, derived], shared, already_dropped=record.dropped_attributes_count)
     if attributes:
         entry["attributes"] = attributes
     return entry
 
 
-def _fit_attributes(groups: list[list[tuple[str, Any]]], *, already_dropped: int) -> dict[str, Any]:
-    """Merge attribute groups (values already fitted) in priority order, keeping within MAX_ATTRIBUTES."""
+#: Attributes an entry gets besides the drop count (one slot stays free for it).
+_ATTRIBUTE_BUDGET = _wire.MAX_ATTRIBUTES - 1
+
+
+def _usable(key: str, taken: Mapping[str, Any]) -> bool:
+    return bool(key) and key not in taken and key != ATTRIBUTE_DROP_COUNT_KEY
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The scope then resource attributes every record of a scope gets, fitted once per scope: keys
+    clipped, repeats dropped, and cut to what could ever fit in an entry, so each record costs at most
+    _ATTRIBUTE_BUDGET steps here however many attributes the resource has."""
+
+    items: list[tuple[str, Any]]
+    dropped: int  # never usable by any record (repeats, bad keys, past the budget)
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _Shared:
+        kept: dict[str, Any] = {}
+        dropped = 0
+        for key, value in pairs:
+            key = key[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+            if _usable(key, kept) and len(kept) < _ATTRIBUTE_BUDGET:
+                kept[key] = value
+            else:
+                dropped += 1
+        return cls(list(kept.items()), dropped)
+
+
+def _fit_attributes(
+    groups: list[list[tuple[str, Any]]], shared: _Shared, *, already_dropped: int
+) -> dict[str, Any]:
+    """Merge a record's attribute groups (values already fitted) in priority order, then the shared ones,
+    keeping within MAX_ATTRIBUTES; everything left out is counted under ATTRIBUTE_DROP_COUNT_KEY."""
     out: dict[str, Any] = {}
-    dropped = already_dropped
-    budget = _wire.MAX_ATTRIBUTES - 1  # one slot stays free for the drop count
+    dropped = already_dropped + shared.dropped
     for group in groups:
         for key, value in group:
             key = key[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
-            if not key or key in out or key == ATTRIBUTE_DROP_COUNT_KEY or len(out) >= budget:
-                dropped += 1
-            else:
+            if _usable(key, out) and len(out) < _ATTRIBUTE_BUDGET:
                 out[key] = value
+            else:
+                dropped += 1
+    for position, (key, value) in enumerate(shared.items):
+        if len(out) >= _ATTRIBUTE_BUDGET:
+            dropped += len(shared.items) - position
+            break
+        if key in out:
+            dropped += 1
+        else:
+            out[key] = value
     if dropped:
         out[ATTRIBUTE_DROP_COUNT_KEY] = dropped
     return out
