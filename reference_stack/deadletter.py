@@ -9,8 +9,16 @@ Routes (query role; issue 12 will put them behind the `admin` scope):
        -> 200 {"dead_letters": [...], "next_after": SEQ|null, "total": N}
   POST /api/dead-letters/replay {"seqs": [SEQ, ...]} or {"all": true}
        -> 200 {"replayed": [SEQ, ...], "failed": [{"seq": SEQ, "error": "..."}]}
+  POST /api/dead-letters/discard {"seqs": [SEQ, ...]}
+       -> 200 {"discarded": [SEQ, ...], "failed": [{"seq": SEQ, "error": "..."}]}
+  DELETE /api/dead-letters/{seq}
+       -> 200 {"discarded": [SEQ], "failed": []}; 404 when there is no such dead letter
 Replay re-publishes each one to STREAM_SUBJECT (Nats-Msg-Id `replay-<dead seq>`, so a replay repeated within
-the duplicate window counts once) and then deletes it; the processor's id check keeps rows stored once.
+the duplicate window counts once) and then deletes it; the processor's id check keeps rows stored once. A
+replayed message keeps its `Oglog-Original-Msg-Id`, so if it is refused again its new dead letter still names
+the message ingestion first wrote. Discard deletes dead letters for good (with auth on, both need `admin`).
+Request bodies go through the shared body reader (MAX_REQUEST_BYTES, timeouts) and a JSON parser with a
+nesting limit: a deep or malformed body is a 400, never a 500.
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
+import pydantic_core
 from aiohttp import web
 
 from .broker import Broker, BrokerUnavailable
 from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME, STREAM_SUBJECT
-from .http_boundary import Problem
+from .http_boundary import Problem, read_body
 from .metrics import Metrics
 from .resources import BROKER, METRICS
 
@@ -35,7 +44,9 @@ __all__ = [
     "DEFAULT_PAGE",
     "MAX_PAGE",
     "MAX_REPLAY",
+    "MAX_REQUEST_BYTES",
     "count_dead_letters",
+    "discard_dead_letters",
     "list_dead_letters",
     "publish_dead_letter",
     "replay_dead_letters",
@@ -46,9 +57,12 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 #: Dead letters one replay request re-publishes (`{"all": true}` takes the oldest this many; repeat it).
 MAX_REPLAY = 1000
+#: Bytes a replay/discard request body may have: MAX_REPLAY sequence numbers of 19 digits fit in ~21 KB.
+MAX_REQUEST_BYTES = 64 * 1024
 _ERROR_CHARS = 1000
-#: Headers that describe the dead letter itself and are not carried back into the logs stream on replay.
-_DEAD_HEADERS = ("Oglog-Dead-Reason", "Oglog-Error", "Oglog-Original-Seq", "Oglog-Original-Msg-Id")
+#: Headers that describe the dead letter itself and are not carried back into the logs stream on replay
+#: (Oglog-Original-Msg-Id is: it names the message ingestion first wrote, across any number of replays).
+_DEAD_HEADERS = ("Oglog-Dead-Reason", "Oglog-Error", "Oglog-Original-Seq")
 
 
 async def publish_dead_letter(
@@ -71,7 +85,8 @@ async def publish_dead_letter(
             "Oglog-Dead-Reason": reason,
             "Oglog-Error": error.replace("\r", " ").replace("\n", " ")[:_ERROR_CHARS],
             "Oglog-Original-Seq": str(seq),
-            "Oglog-Original-Msg-Id": headers.get("Nats-Msg-Id", ""),
+            # A replayed message carries the id of the first one; otherwise its own id is the original.
+            "Oglog-Original-Msg-Id": headers.get("Oglog-Original-Msg-Id") or headers.get("Nats-Msg-Id", ""),
         }
     )
     if rows is not None:
@@ -173,6 +188,29 @@ async def replay_dead_letters(
     return replayed, failed
 
 
+async def discard_dead_letters(broker: Broker, seqs: list[int]) -> tuple[list[int], list[dict[str, Any]]]:
+    """Delete the dead letters `seqs` for good. Returns (discarded seqs, [{"seq", "error"}] for the others,
+    "no such dead letter" for a sequence that is not in the stream). Raises BrokerUnavailable when NATS is
+    down before anything was discarded."""
+    if not broker.is_connected:
+        raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
+    discarded: list[int] = []
+    failed: list[dict[str, Any]] = []
+    for seq in seqs:
+        try:
+            await broker.js.delete_msg(DEAD_STREAM_NAME, seq)
+        except nats.js.errors.NotFoundError:
+            failed.append({"seq": seq, "error": "no such dead letter"})
+        except nats.js.errors.APIError as exc:  # 10057 "no message found" on some server versions
+            error = "no such dead letter" if exc.err_code == 10057 else f"{type(exc).__name__}: {exc}"
+            failed.append({"seq": seq, "error": error})
+        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
+        else:
+            discarded.append(seq)
+    return discarded, failed
+
+
 async def refresh_gauge(broker: Broker, metrics: Metrics) -> None:
     """Set oglog_dead_letters to the stream's count (left as it was when NATS cannot answer)."""
     with contextlib.suppress(BrokerUnavailable):
@@ -204,29 +242,62 @@ async def list_route(request: web.Request) -> web.Response:
     return web.json_response({"dead_letters": items, "next_after": next_after, "total": total})
 
 
-async def replay_route(request: web.Request) -> web.Response:
-    """POST /api/dead-letters/replay: `{"seqs": [...]}` (at most MAX_REPLAY) or `{"all": true}`."""
-    try:
-        body = json.loads(await request.read() or b"null")
-    except ValueError:
-        raise _bad_request("body", "expected a JSON object") from None
-    seqs: list[int] | None
-    if isinstance(body, dict) and body.get("all") is True and "seqs" not in body:
-        seqs = None
-    elif isinstance(body, dict) and isinstance(body.get("seqs"), list) and "all" not in body:
-        seqs = body["seqs"]
-        assert seqs is not None
+async def _selection(request: web.Request, *, allow_all: bool) -> list[int] | None:
+    """The dead letters a request body names: `{"seqs": [...]}` (1..MAX_REPLAY positive integers) or, when
+    `allow_all`, `{"all": true}` (None). 400 naming the field for anything else, 413/408 from read_body."""
+    data = await read_body(request, limit=MAX_REQUEST_BYTES, decompressed_limit=MAX_REQUEST_BYTES)
+    shape = '{"seqs": [SEQ, ...]} or {"all": true}' if allow_all else '{"seqs": [SEQ, ...]}'
+    try:  # pydantic_core's parser stops at a nesting limit (ValueError) where json.loads recursed into a 500
+        body = pydantic_core.from_json(data or b"null")
+    except ValueError as exc:
+        raise _bad_request("body", f"expected {shape}: {str(exc)[:200]}") from None
+    if allow_all and isinstance(body, dict) and body.get("all") is True and "seqs" not in body:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("seqs"), list) and "all" not in body:
+        seqs: list[Any] = body["seqs"]
         if not 1 <= len(seqs) <= MAX_REPLAY or not all(type(s) is int and 1 <= s < 2**63 for s in seqs):
             raise _bad_request("seqs", f"expected 1..{MAX_REPLAY} positive integer sequence numbers")
-    else:
-        raise _bad_request("body", 'expected {"seqs": [SEQ, ...]} or {"all": true}')
+        return seqs
+    raise _bad_request("body", f"expected {shape}")
+
+
+async def replay_route(request: web.Request) -> web.Response:
+    """POST /api/dead-letters/replay: `{"seqs": [...]}` (at most MAX_REPLAY) or `{"all": true}`."""
+    seqs = await _selection(request, allow_all=True)
     broker = request.app[BROKER]
     replayed, failed = await replay_dead_letters(broker, seqs)
     await refresh_gauge(broker, request.app[METRICS])
     return web.json_response({"replayed": replayed, "failed": failed})
 
 
+async def discard_route(request: web.Request) -> web.Response:
+    """POST /api/dead-letters/discard: `{"seqs": [...]}` (at most MAX_REPLAY), deleted for good."""
+    seqs = await _selection(request, allow_all=False)
+    assert seqs is not None  # allow_all=False
+    broker = request.app[BROKER]
+    discarded, failed = await discard_dead_letters(broker, seqs)
+    await refresh_gauge(broker, request.app[METRICS])
+    return web.json_response({"discarded": discarded, "failed": failed})
+
+
+async def delete_route(request: web.Request) -> web.Response:
+    """DELETE /api/dead-letters/{seq}: 200 once deleted, 404 when there is no such dead letter."""
+    raw = request.match_info["seq"]
+    if not raw.isdigit() or not 1 <= int(raw) < 2**63:
+        raise _bad_request("seq", f"expected a positive integer sequence number, got {raw[:40]!r}")
+    broker = request.app[BROKER]
+    discarded, failed = await discard_dead_letters(broker, [int(raw)])
+    await refresh_gauge(broker, request.app[METRICS])
+    if failed and failed[0]["error"] == "no such dead letter":
+        raise Problem(404, "not found", "seq", f"no dead letter with sequence {raw}")
+    if failed:
+        raise BrokerUnavailable(failed[0]["error"])
+    return web.json_response({"discarded": discarded, "failed": failed})
+
+
 def setup(app: web.Application) -> None:
     """Register the dead-letter routes (needs the broker_ctx)."""
     app.router.add_get("/api/dead-letters", list_route)
     app.router.add_post("/api/dead-letters/replay", replay_route)
+    app.router.add_post("/api/dead-letters/discard", discard_route)
+    app.router.add_delete("/api/dead-letters/{seq}", delete_route)

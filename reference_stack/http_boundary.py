@@ -199,8 +199,11 @@ async def problem_middleware(
         # Refused before its body was read through: send the answer, then close at once. Otherwise aiohttp
         # would keep reading (lingering) the remainder for up to 10 s after the answer.
         response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:  # the client is gone mid-body: no one reads this answer; not a server error
+            log.debug("%s %s: client gone before its %d", request.method, request.path, response.status)
         if request.protocol is not None:
             request.protocol.force_close()
     return response

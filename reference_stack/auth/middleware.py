@@ -43,7 +43,9 @@ __all__ = [
 
 #: Routes needing `ingest`; `/api/*`, `/ws/live` and `/metrics` need `query`; ADMIN_ROUTES need `admin`.
 INGEST_ROUTES = frozenset({"/log", "/logs", OTLP_LOGS_PATH})
-ADMIN_ROUTES = frozenset({"/api/dead-letters/replay", "/api/keys"})
+ADMIN_ROUTES = frozenset(
+    {"/api/dead-letters/replay", "/api/dead-letters/discard", "/api/dead-letters/{seq}", "/api/keys"}
+)
 QUERY_ROUTES = frozenset({"/ws/live", "/metrics"})
 #: Open routes: health and the dashboard's static files (no data; the page asks for a key).
 OPEN_ROUTES = frozenset({"/health", "/"})
