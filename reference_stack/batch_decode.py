@@ -20,6 +20,7 @@ from . import schema
 from .http_boundary import Problem, too_large
 
 __all__ = [
+    "DUPLICATE_ID_ERROR",
     "MAX_BATCH_VALUES",
     "MAX_NDJSON_LINES",
     "Decoded",
@@ -91,19 +92,44 @@ def decode(
         lines = ndjson_lines(body)
         rows = ndjson_rows(lines, batch_id=batch_id, received_at=received_at, window=window)
         if rows is not None:
-            return Decoded(rows, [], len(rows))
+            return _unique_ids(Decoded(rows, [], len(rows)), None)
         entries, indexes, rejected, total = _validate_lines(lines, context)
     else:
         rows = array_rows(body, batch_id=batch_id, received_at=received_at, window=window)
         if rows is not None:
-            return Decoded(rows, [], len(rows))
+            return _unique_ids(Decoded(rows, [], len(rows)), None)
         entries, indexes, rejected, total = _validate_array(body, context)
     if not entries:
         return Decoded([], rejected, total)
     rows = schema.make_rows(
         entries, batch_id=batch_id, received_at=received_at, indexes=indexes if rejected else None
     )
-    return Decoded(rows, rejected, total)
+    return _unique_ids(Decoded(rows, rejected, total), indexes)
+
+
+#: The rejection of an entry whose id an earlier entry of the same request already has.
+DUPLICATE_ID_ERROR = "id: duplicate id in this request"
+
+
+def _unique_ids(decoded: Decoded, indexes: list[int] | None) -> Decoded:
+    """`decoded` with every entry whose id repeats an earlier entry's moved to `rejected` (the processor
+    keeps one row per id, so storing both would silently keep one). `indexes`: request positions of the
+    rows (None: row i is entry i). One set build when all ids are distinct, the common case."""
+    rows = decoded.rows
+    if len({row["id"] for row in rows}) == len(rows):
+        return decoded
+    seen: set[str] = set()
+    kept: list[dict[str, Any]] = []
+    rejected = list(decoded.rejected)
+    for position, row in enumerate(rows):
+        if row["id"] in seen:
+            index = position if indexes is None else indexes[position]
+            rejected.append({"index": index, "error": f"{DUPLICATE_ID_ERROR} ({row['id']})"})
+        else:
+            seen.add(row["id"])
+            kept.append(row)
+    rejected.sort(key=lambda item: int(item["index"]))
+    return Decoded(kept, rejected, decoded.total)
 
 
 def ndjson_lines(body: bytes) -> list[bytes]:

@@ -23,6 +23,8 @@ from typing import Any
 
 from oglogstream import _wire
 
+from .levels import level_name
+
 __all__ = [
     "MAX_Q_CHARS",
     "MAX_Q_WORDS",
@@ -170,11 +172,11 @@ class Filters:
         repeat (a service name may itself contain commas)."""
         levels: list[str] = []
         for value in query.getall("level", []):
-            for level in value.split(","):
-                level = level.strip().lower()
-                if level not in _wire.LEVELS:
+            for name in value.split(","):
+                level = level_name(name)  # any case, and the aliases the door accepts (WARNING -> warn)
+                if level is None:
                     raise ParamError(
-                        "level", f"expected one or more of {','.join(_wire.LEVELS)}, got {level!r}"
+                        "level", f"expected one or more of {','.join(_wire.LEVELS)}, got {name.strip()!r}"
                     )
                 if level not in levels:
                     levels.append(level)

@@ -24,6 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from .batch_decode import separators
+from .levels import OTLP_TEXT
 from .otlp_wire import MAX_SCOPE_ATTRIBUTES, MAX_SCOPES, Oversized
 from .schema import format_timestamp
 
@@ -66,26 +67,6 @@ _DIGEST_CHARS = _wire.MAX_ID_CHARS - len(_ID_PREFIX) - 1 - 10
 
 # Severity ranges from the OTel logs data model; TRACE has no level of its own here, so it folds into debug.
 _LEVEL_BY_RANGE = ((4, "debug"), (8, "debug"), (12, "info"), (16, "warn"), (20, "error"), (24, "fatal"))
-# Severity text when the number is unspecified: OTel short names plus the common syslog/stdlib spellings.
-_LEVEL_BY_TEXT = {
-    "trace": "debug",
-    "debug": "debug",
-    "info": "info",
-    "information": "info",
-    "informational": "info",
-    "notice": "info",
-    "warn": "warn",
-    "warning": "warn",
-    "error": "error",
-    "err": "error",
-    "fatal": "fatal",
-    "critical": "fatal",
-    "crit": "fatal",
-    "alert": "fatal",
-    "emerg": "fatal",
-    "emergency": "fatal",
-    "panic": "fatal",
-}
 _DEFAULT_LEVEL = "info"
 
 # Well-known attributes promoted to first-class entry fields (and then not repeated in `attributes`).
@@ -249,7 +230,7 @@ def level_for(severity_number: int, severity_text: str) -> str:
             if severity_number <= upper:
                 return level
     text = severity_text.strip().lower().rstrip("0123456789")  # OTel short names: "INFO2", "WARN4"
-    return _LEVEL_BY_TEXT.get(text, _DEFAULT_LEVEL)
+    return OTLP_TEXT.get(text, _DEFAULT_LEVEL)
 
 
 def map_request(

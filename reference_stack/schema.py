@@ -31,7 +31,9 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
+from . import levels
 from .timestamps import (
+    FORMAT_ERROR,
     MAX_FUTURE_SECONDS,
     WINDOW_ERROR,
     Timestamp,
@@ -97,11 +99,31 @@ _AttrValue = Annotated[
 ]
 
 
+#: The reason a level no spelling matches gets.
+LEVEL_ERROR = (
+    f"must be one of {', '.join(_wire.LEVELS)} (any case) or {', '.join(levels.ALIASES)}"
+)
+
+
+def _level_alias(value: str) -> str:
+    level = levels.level_name(value)
+    if level is None:
+        raise ValueError(LEVEL_ERROR)
+    return level
+
+
+# The exact stored names are matched in Rust; only other spellings (WARNING, Info, err) cost a Python call.
+Level = Annotated[
+    Literal["debug", "info", "warn", "error", "fatal"] | Annotated[str, AfterValidator(_level_alias)],
+    Field(union_mode="left_to_right"),
+]
+
+
 @with_config(ConfigDict(extra="forbid", str_max_length=_wire.MAX_EXCEPTION_BYTES, ser_json_inf_nan="null"))
 class Entry(TypedDict):
     """One log entry as sent by a client (wire contract v1). Optional fields may also be null (= absent)."""
 
-    level: Literal["debug", "info", "warn", "error", "fatal"]
+    level: Level
     message: Annotated[str, _utf8_limit(_wire.MAX_MESSAGE_BYTES)]
     service: Annotated[str, Field(min_length=1, max_length=_wire.MAX_SERVICE_CHARS)]
     timestamp: NotRequired[Timestamp]
@@ -184,8 +206,10 @@ def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[
         window = [r for r in reasons if r.startswith(WINDOW_ERROR)]
         if window:
             reason = window[0]
+        elif len(reasons) > 1 and field == "level":
+            reason = reasons[-1] if reasons[-1] == LEVEL_ERROR else f"{LEVEL_ERROR}: {reasons[-1]}"
         elif len(reasons) > 1 and field == "timestamp":
-            reason = "expected an RFC 3339 timestamp like 2026-11-27T10:00:00.123456Z: " + reasons[-1]
+            reason = reasons[-1] if reasons[-1].startswith(FORMAT_ERROR) else f"{FORMAT_ERROR}: {reasons[-1]}"
         elif len(reasons) > 1 and field.startswith("attributes."):
             specific = [r for r in reasons if not r.startswith("Input should be a valid")]
             reason = specific[0] if specific else "must be a string, number or boolean"

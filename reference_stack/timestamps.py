@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from typing import Annotated
 
@@ -19,6 +20,7 @@ from pydantic import AfterValidator, Field, ValidationInfo
 from .config import DEFAULT_RETENTION_DAYS, check_at_least
 
 __all__ = [
+    "FORMAT_ERROR",
     "MAX_FUTURE_SECONDS",
     "WINDOW_ERROR",
     "TimeWindow",
@@ -113,11 +115,36 @@ def _in_window(value: str, info: ValidationInfo) -> str:
     return value
 
 
-def _timestamp(value: dt.datetime, info: ValidationInfo) -> str:
-    aware = value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
+#: RFC 3339 date-time (section 5.6): `T` or a space, seconds required, any fraction, `Z` or `±HH:MM`; the
+#: offset may be left out (read as UTC, documented in docs/stack.md). Numbers, dates without a time,
+#: `+0000`, times without seconds are refused: each is a guess we would rather not make about client data.
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.(\d+))?(?:[Zz]|[+-]\d\d:\d\d)?", re.ASCII
+)
+#: The reason every refused timestamp text gets.
+FORMAT_ERROR = (
+    "must be an RFC 3339 date-time like 2026-11-27T10:00:00.123456Z or 2026-11-27T12:00:00+02:00"
+    " (no offset: read as UTC)"
+)
+
+
+def _timestamp(value: str, info: ValidationInfo) -> str:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(FORMAT_ERROR)
+    text = value.upper()
+    fraction = match.group(1)
+    if fraction is not None and len(fraction) > 6:  # finer than the column: cut to microseconds
+        cut = match.start(1) + 6
+        text = text[:cut] + text[match.end(1) :]
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{FORMAT_ERROR}: {value[:40]!r} names no real time") from None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
     if not _MIN_TS <= aware <= _MAX_TS:
         raise ValueError("must be between 1900-01-01 and 2299-12-31")
-    return _in_window(format_timestamp(value), info)
+    return _in_window(format_timestamp(moment), info)
 
 
 def _canonical_timestamp(value: str, info: ValidationInfo) -> str:
@@ -139,7 +166,7 @@ _VALID_CANONICAL_TS = (
 Timestamp = Annotated[
     Annotated[str, Field(pattern=_VALID_CANONICAL_TS), AfterValidator(_in_window)]
     | Annotated[str, Field(pattern=_CANONICAL_TS), AfterValidator(_canonical_timestamp)]
-    | Annotated[dt.datetime, AfterValidator(_timestamp)]
+    | Annotated[str, AfterValidator(_timestamp)]
     | None,
     Field(union_mode="left_to_right"),
 ]
