@@ -70,6 +70,8 @@ MAX_RETRY_AFTER = 300.0
 OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("drop_oldest", "drop_newest")
 
+# Paths that name an ingestion endpoint rather than the base URL the SDK appends /logs to.
+_ENDPOINT_SUFFIXES = ("/v1/logs", "/logs", "/log")  # longest first
 # Room for the gzip header and worst-case expansion of incompressible data.
 _BATCH_BYTES_CEILING = _wire.MAX_BATCH_BODY_BYTES - 64 * 1024
 _BATCH_BYTES_FLOOR = 1024
@@ -146,6 +148,14 @@ class Settings:
             raise ValueError(f"url must be an absolute http:// or https:// URL, got {url!r}")
         if parts.query or parts.fragment:
             raise ValueError(f"url must not have a query or fragment (the SDK appends /logs), got {url!r}")
+        suffix = next((s for s in _ENDPOINT_SUFFIXES if parts.path.rstrip("/").endswith(s)), None)
+        if suffix is not None:
+            # Pasting an endpoint (the seed's POST /log, or /logs) would post to .../logs/logs and lose every
+            # record as a 404: refuse it here, while the mistake is one line in the application's config.
+            base = url.rstrip("/").removesuffix(suffix)
+            raise ValueError(
+                f"url is the stack's base URL (the SDK appends /logs): use {base!r}, not {url!r}"
+            )
         _int("batch_size", batch_size, 1, _wire.MAX_BATCH_ENTRIES)
         _int("batch_bytes", batch_bytes, _BATCH_BYTES_FLOOR, _BATCH_BYTES_CEILING)
         _num("flush_interval", flush_interval, 0.001, 3600.0)

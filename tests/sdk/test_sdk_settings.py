@@ -149,3 +149,29 @@ def test_import_does_not_need_structlog_or_stack_extras() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "{'event': 'x'}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("http://127.0.0.1:8080/logs", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/log", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/logs/", "http://127.0.0.1:8080"),
+        ("https://logs.example/oglog/v1/logs", "https://logs.example/oglog"),
+    ],
+)
+def test_an_endpoint_instead_of_the_base_url_is_refused(url: str, base: str) -> None:
+    """An ingestion endpoint pasted as `url` would post to .../logs/logs and lose every record as a 404:
+    construction refuses it and names the base URL to use instead."""
+    with pytest.raises(ValueError, match="base URL") as excinfo:
+        OgLogHandler(url, "svc")
+    assert repr(base) in str(excinfo.value)
+
+
+def test_a_base_url_with_a_path_prefix_is_kept() -> None:
+    """A stack behind a path prefix (a reverse proxy) is a valid base URL."""
+    handler = OgLogHandler("https://logs.example/oglog/", "svc")
+    try:
+        assert handler._pipeline.settings.endpoint == "https://logs.example/oglog/logs"
+    finally:
+        handler.close(0)
