@@ -225,7 +225,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not lo <= int(raw) <= hi:
         raise _bad_request(name, f"expected an integer in {lo}..{hi}, got {raw[:40]!r}")
     return int(raw)
 
@@ -283,7 +284,7 @@ async def discard_route(request: web.Request) -> web.Response:
 async def delete_route(request: web.Request) -> web.Response:
     """DELETE /api/dead-letters/{seq}: 200 once deleted, 404 when there is no such dead letter."""
     raw = request.match_info["seq"]
-    if not raw.isdigit() or not 1 <= int(raw) < 2**63:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 1 <= int(raw) < 2**63:
         raise _bad_request("seq", f"expected a positive integer sequence number, got {raw[:40]!r}")
     broker = request.app[BROKER]
     discarded, failed = await discard_dead_letters(broker, [int(raw)])

@@ -47,6 +47,12 @@ MAX_Q_WORDS = 32
 MAX_SERVICES = 100
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+#: The DateTime64(6) column's range in µs since the epoch: a cursor outside it was not made by this API (and
+#: would overflow ClickHouse's Int64 parameters).
+_MIN_US = (dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
+_MAX_US = (dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
+#: An integer parameter: ASCII digits only (int() would also take fullwidth digits or "1_000"), at most 20.
+_INT = re.compile(r"[+-]?[0-9]{1,20}")
 _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$")
 # splitByNonAlpha works on bytes: ASCII letters/digits and every byte >= 0x80 belong to words.
 _WORD = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
@@ -76,10 +82,9 @@ def tokenize(text: str) -> list[str]:
 
 def parse_int(value: str, field: str, *, low: int, high: int) -> int:
     """An integer in [low, high], or ParamError."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ParamError(field, f"expected an integer, got {value!r}") from None
+    if not _INT.fullmatch(value.strip()):
+        raise ParamError(field, f"expected an integer, got {value[:40]!r}")
+    number = int(value.strip())
     if not low <= number <= high:
         raise ParamError(field, f"must be between {low} and {high}, got {number}")
     return number
@@ -144,6 +149,8 @@ class Cursor:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
             version, ts, row_id = raw.split("|", 2)
             if version != cls._VERSION or not row_id or len(row_id) > _wire.MAX_ID_CHARS:
+                raise ValueError(raw)
+            if not _INT.fullmatch(ts) or not _MIN_US <= int(ts) < _MAX_US:
                 raise ValueError(raw)
             return cls(int(ts), row_id)
         except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_HISTOGRAM_RANGE",
     "DEFAULT_LIMIT",
     "MAX_HISTOGRAM_BUCKETS",
+    "MAX_HISTOGRAM_INTERVAL",
     "MAX_LIMIT",
     "MAX_OFFSET",
     "NEXT_CURSOR_HEADER",
@@ -75,6 +76,9 @@ _NICE_INTERVALS = (
     604800,
 )
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The widest histogram bucket: the column's whole range (1900..2299), 400 years of 366 days. Larger values
+#: (up to 2**63 s) overflowed ClickHouse's Int64 bucket arithmetic into 503s and wrong totals.
+MAX_HISTOGRAM_INTERVAL = 400 * 366 * 86400
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 QUERY_LATENCY: web.AppKey[Histogram] = web.AppKey("oglog_query_latency", Histogram)
@@ -171,13 +175,19 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 def parse_interval(value: str) -> int:
-    """`30s`, `5m`, `1h`, `1d` or plain seconds -> seconds (>= 1)."""
+    """`30s`, `5m`, `1h`, `1d` or plain seconds -> seconds, in 1..MAX_HISTOGRAM_INTERVAL; else ParamError."""
     text = value.strip().lower()
     unit = text[-1:] if text[-1:] in _UNIT_SECONDS else "s"
     number = text[:-1] if text[-1:] in _UNIT_SECONDS else text
-    if not number.isdigit() or int(number) < 1:
-        raise ParamError("interval", f"expected a duration like 30s, 5m, 1h or 1d, got {value!r}")
-    return int(number) * _UNIT_SECONDS[unit]
+    # ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+    if not (number.isascii() and number.isdigit()) or len(number) > 20 or int(number) < 1:
+        raise ParamError("interval", f"expected a duration like 30s, 5m, 1h or 1d, got {value[:40]!r}")
+    seconds = int(number) * _UNIT_SECONDS[unit]
+    if seconds > MAX_HISTOGRAM_INTERVAL:
+        raise ParamError(
+            "interval", f"must be at most {MAX_HISTOGRAM_INTERVAL} s (400 years), got {value[:40]!r}"
+        )
+    return seconds
 
 
 def _format_interval(seconds: int) -> str:
