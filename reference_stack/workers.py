@@ -150,6 +150,8 @@ class WorkerPool:
         )
         self._procs[index] = proc
         self._started[index] = time.monotonic()
+        if self._stopping:  # a restart that raced stop(): stop() did not see this process
+            proc.send_signal(signal.SIGTERM)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), WORKER_START_TIMEOUT)
@@ -160,7 +162,7 @@ class WorkerPool:
                 proc.kill()
             await proc.wait()
             raise RuntimeError(
-                f"ingest worker {index} did not start (exit status {proc.returncode}; see its log)"
+                f"ingest worker {index} did not start (exit status {proc.returncode}; its error is above)"
             )
 
     async def watch(self, stop: asyncio.Event) -> str | None:
@@ -209,10 +211,10 @@ class WorkerPool:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-        deadline = self.config.shutdown_timeout + WORKER_STOP_MARGIN
-        for proc in procs:
+        deadline = time.monotonic() + self.config.shutdown_timeout + WORKER_STOP_MARGIN
+        for proc in procs:  # one deadline for all: they drain at the same time
             try:
-                await asyncio.wait_for(proc.wait(), max(0.1, deadline))
+                await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 log.error("ingest worker pid %d did not drain in time; killing it", proc.pid)
                 with contextlib.suppress(ProcessLookupError):
