@@ -59,7 +59,7 @@ async def test_seed_quick_test(stack: Any) -> None:
     ("entry", "field"),
     [
         ({"message": "m", "service": "s"}, "level"),
-        ({"level": "INFO", "message": "m", "service": "s"}, "level"),
+        ({"level": "verbose", "message": "m", "service": "s"}, "level"),
         ({"level": "info", "service": "s"}, "message"),
         ({"level": "info", "message": "x" * (_wire.MAX_MESSAGE_BYTES + 1), "service": "s"}, "message"),
         ({"level": "info", "message": "é" * (_wire.MAX_MESSAGE_BYTES // 2 + 1), "service": "s"}, "message"),
