@@ -2,7 +2,10 @@
 
 The app is four pretend services (web API, auth, payments, a job worker), each an ordinary stdlib logger with
 an `oglogstream.OgLogHandler`, producing a realistic mix: access lines with timings, logins and failed
-passwords, payments and declines, worker jobs with an occasional exception traceback. It runs in a thread of
+passwords, payments and declines, worker jobs with an occasional exception traceback. Access lines carry the
+attributes the Django/Flask integrations write (OpenTelemetry names: http.request.method, url.path,
+http.response.status_code, http.server.request.duration in seconds, user.id), and their message states the
+same status and duration as those attributes. It runs in a thread of
 the supervisor's process and is stopped and flushed (handler.close) before the stack shuts down, so every
 line it logged is in storage when the command exits.
 """
@@ -16,9 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
+from oglogstream.integrations._common import ATTR_DURATION, ATTR_METHOD, ATTR_PATH, ATTR_STATUS, ATTR_USER
+
 from .supervisor import StackOptions, run_stack
 
-__all__ = ["DEFAULT_RATE", "DemoApp", "run_demo"]
+__all__ = ["DEFAULT_RATE", "DemoApp", "links_text", "run_demo"]
 
 DEFAULT_RATE = 20.0
 #: How long Ctrl-C waits for the demo's handlers to deliver what they buffered.
@@ -31,25 +36,36 @@ _USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
 def _web(rng: random.Random, log: logging.Logger) -> None:
     path = rng.choice(_PATHS).format(id=rng.randint(1000, 9999))
     method = "POST" if path.endswith(("checkout", "cart")) else "GET"
-    took = int(rng.lognormvariate(3.2, 0.8))
-    extra = {"http.method": method, "http.path": path, "duration_ms": took, "user": rng.choice(_USERS)}
+    seconds = rng.lognormvariate(3.2, 0.8) / 1000  # ~25 ms typical
     roll = rng.random()
-    if roll < 0.03:
-        log.error("%s %s 502 upstream timeout after %dms", method, path, took + 5000, extra=extra)
-    elif roll < 0.10:
-        log.warning("%s %s 200 slow response in %dms", method, path, took + 800, extra=extra)
-    elif roll < 0.25:
-        log.debug("%s %s cache hit", method, path, extra=extra)
-    else:
-        log.info("%s %s 200 in %dms", method, path, took, extra=extra)
+    # (level, status, extra seconds, what happened): the message and the attributes come from the same values.
+    level, status, added, what = (
+        (logging.ERROR, 502, 5.0, "upstream timeout after")
+        if roll < 0.03
+        else (logging.WARNING, 200, 0.8, "slow response in")
+        if roll < 0.10
+        else (logging.DEBUG, 200, 0.0, "cache hit in")
+        if roll < 0.25
+        else (logging.INFO, 200, 0.0, "in")
+    )
+    seconds = round(seconds + added, 6)
+    extra = {
+        ATTR_METHOD: method,
+        ATTR_PATH: path,
+        ATTR_STATUS: status,
+        ATTR_DURATION: seconds,
+        ATTR_USER: rng.choice(_USERS),
+    }
+    log.log(level, "%s %s %d %s %.0f ms", method, path, status, what, seconds * 1000, extra=extra)
 
 
 def _auth(rng: random.Random, log: logging.Logger) -> None:
     user = rng.choice(_USERS)
     if rng.random() < 0.15:
-        log.warning("invalid password for user %s", user, extra={"user": user, "attempt": rng.randint(1, 5)})
+        extra = {ATTR_USER: user, "attempt": rng.randint(1, 5)}
+        log.warning("invalid password for user %s", user, extra=extra)
     else:
-        log.info("user %s logged in", user, extra={"user": user, "mfa": rng.random() < 0.5})
+        log.info("user %s logged in", user, extra={ATTR_USER: user, "mfa": rng.random() < 0.5})
 
 
 def _payments(rng: random.Random, log: logging.Logger) -> None:
@@ -139,17 +155,9 @@ def run_demo(options: StackOptions, *, rate: float = DEFAULT_RATE, out: TextIO =
         app = DemoApp(base, rate=rate)
         app.start()
         demo.append(app)
-        ws = base.replace("http://", "ws://", 1)
         print(
             f"\nDemo app logging ~{rate:g} lines/s as web-api, auth-service, payment-service, worker. Open:\n"
-            f"  {base}/                             the dashboard: live tail, search, overview\n"
-            f"  {base}/api/logs                     latest 100 entries\n"
-            f"  {base}/api/logs?level=error,fatal   only errors\n"
-            f"  {base}/api/logs?q=timeout           full-text search\n"
-            f"  {base}/api/stats                    counts by level and service\n"
-            f"  {base}/api/histogram                counts per minute and level\n"
-            f"  {base}/health                       health\n"
-            f"  {ws}/ws/live                          live tail (WebSocket), e.g. ?level=error\n",
+            f"{links_text(base)}",
             file=out,
             flush=True,
         )
@@ -159,3 +167,20 @@ def run_demo(options: StackOptions, *, rate: float = DEFAULT_RATE, out: TextIO =
             demo[0].stop()
 
     run_stack(options, out=out, on_ready=on_ready, before_shutdown=before_shutdown)
+
+
+def links_text(base: str) -> str:
+    """The URLs worth opening under `base` (http://host:port), one a line, descriptions in one column."""
+    ws = base.replace("http://", "ws://", 1)
+    links = [
+        (f"{base}/", "the dashboard: live tail, search, overview"),
+        (f"{base}/api/logs", "latest 100 entries"),
+        (f"{base}/api/logs?level=error,fatal", "only errors"),
+        (f"{base}/api/logs?q=timeout", "full-text search"),
+        (f"{base}/api/stats", "counts by level and service"),
+        (f"{base}/api/histogram", "counts per minute and level"),
+        (f"{base}/health", "health"),
+        (f"{ws}/ws/live", "live tail (WebSocket), e.g. ?level=error"),
+    ]
+    width = max(len(url) for url, _ in links) + 3  # one column for every description, ws:// included
+    return "".join(f"  {url:<{width}}{what}\n" for url, what in links)
