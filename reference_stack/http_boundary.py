@@ -155,8 +155,10 @@ class Problem(Exception):
         return str(self)
 
 
-def too_large(limit: int, what: str = "body") -> Problem:
-    return Problem(413, "payload too large", "body", f"{what} must be at most {limit}")
+def too_large(limit: int, what: str = "body", unit: str = "") -> Problem:
+    """413 naming `what` and its limit, e.g. too_large(8388608, "body as sent", "bytes")."""
+    bound = f"{limit} {unit}" if unit else str(limit)
+    return Problem(413, "payload too large", "body", f"{what} must be at most {bound}")
 
 
 def problem_response(problem: Problem) -> web.Response:
@@ -266,7 +268,7 @@ class _Gunzip:
                     chunk = self._inflater.decompress(pending, step)
                     self.size += len(chunk)
                     if self.size > self.limit:
-                        raise too_large(self.limit, "decompressed body")
+                        raise too_large(self.limit, "decompressed body (after gunzip)", "bytes")
                     self.out.append(chunk)
                     pending = self._inflater.unconsumed_tail
                     if len(chunk) < step and not pending:
@@ -326,9 +328,11 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
     a body shorter than its Content-Length or bad/truncated gzip; 408 when it does not arrive in time (see
     BODY_IDLE_TIMEOUT, BODY_TIMEOUT, MIN_BODY_RATE)."""
     gzipped = request.headers.get("Content-Encoding", "").strip().lower() in _GZIP
+    # The limit on the bytes on the wire, named so a client knows which of the two limits it hit.
+    sent = "body as sent (gzip-compressed)" if gzipped else "body"
     length = request.content_length
     if length is not None and length > limit:
-        raise too_large(limit)
+        raise too_large(limit, sent, "bytes")
     inflater = _Gunzip(decompressed_limit) if gzipped else None
     chunks: list[bytes] = []
     size = 0
@@ -343,7 +347,7 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
             break
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
+            raise too_large(limit, sent, "bytes")
         if inflater is None:
             chunks.append(chunk)
         else:

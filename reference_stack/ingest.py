@@ -112,7 +112,7 @@ def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, 
     if len(payload) <= limit:
         return [(rows, payload)]
     if len(rows) == 1:
-        raise too_large(limit, "one entry as stored")
+        raise too_large(limit, "one entry as stored", "bytes")
     half = len(rows) // 2
     return _halve(rows[:half], limit) + _halve(rows[half:], limit)
 

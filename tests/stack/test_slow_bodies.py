@@ -107,3 +107,32 @@ async def test_trickled_body_is_cut_by_the_bytes_received_not_the_declared_size(
     assert answer.startswith(b"HTTP/1.1 408"), answer
     grace_and_declared = http_boundary.BODY_TIMEOUT + DECLARED / http_boundary.MIN_BODY_RATE
     assert loop.time() - started < grace_and_declared / 2
+
+
+@pytest.mark.parametrize(
+    ("encoding", "reason"),
+    [
+        ("identity", f"body must be at most {_wire.MAX_BATCH_BODY_BYTES} bytes"),
+        ("gzip", f"body as sent (gzip-compressed) must be at most {_wire.MAX_BATCH_BODY_BYTES} bytes"),
+    ],
+)
+async def test_413_names_bytes_and_which_body(stack: Any, encoding: str, reason: str) -> None:
+    """A declared length over the limit: 413 saying the unit and whether the compressed body is meant."""
+    url, _ = stack
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /logs HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {_wire.NDJSON_CONTENT_TYPE}\r\n"
+        f"Content-Encoding: {encoding}\r\nContent-Length: {_wire.MAX_BATCH_BODY_BYTES + 1}\r\n\r\nx".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body["status"] == 413 and body["reason"] == reason
+
+
+def test_decompressed_limit_names_bytes() -> None:
+    """The inflated-size 413 says it is about the body after gunzip, in bytes."""
+    problem = http_boundary.too_large(100, "decompressed body (after gunzip)", "bytes")
+    assert problem.reason == "decompressed body (after gunzip) must be at most 100 bytes"
