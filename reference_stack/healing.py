@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_RESTARTS",
     "DEFAULT_STABLE_AFTER",
     "NatsKeeper",
+    "exit_reason",
 ]
 
 log = logging.getLogger("oglogstream.stack.supervisor")
@@ -39,6 +41,16 @@ DEFAULT_MAX_RESTARTS = 6
 #: A restarted server that stays up this long is healthy again: the failure count starts over.
 DEFAULT_STABLE_AFTER = 30.0
 _POLL = 0.1
+
+
+def exit_reason(returncode: int) -> str:
+    """`exit status N`, or `killed by SIGKILL` for a process a signal ended (Popen's negative returncode)."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
 
 
 class NatsKeeper:
@@ -88,7 +100,7 @@ class NatsKeeper:
                     failures = 0
                 continue
             if proc is not None:
-                self.last_error = f"exit status {proc.returncode}"
+                self.last_error = exit_reason(proc.returncode)
             if failures >= self.max_restarts:
                 return (
                     f"nats-server keeps exiting (last: {self.last_error}); gave up after "

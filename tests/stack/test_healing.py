@@ -4,12 +4,14 @@ makes the keeper give up with a reason (the supervisor then exits 1); settings a
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import socket
 from pathlib import Path
 
 import pytest
-from oglogstream.stack.healing import NatsKeeper
+from oglogstream.stack.healing import NatsKeeper, exit_reason
 from oglogstream.stack.natsd import NatsServer
 
 
@@ -20,8 +22,36 @@ async def _until(probe: object, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_killed_server_is_restarted_on_the_same_port(tmp_path: Path) -> None:
-    """SIGKILL -> a new process listening on the same URL, `on_restart` told its pid."""
+DOCS = Path(__file__).parents[2] / "docs" / "stack.md"
+
+
+def _documented_lines() -> list[re.Pattern[str]]:
+    """The healing log lines docs/stack.md quotes, as patterns: any number where the docs show one, anything
+    where they show a <placeholder>."""
+    text = DOCS.read_text()
+    section = text[text.index("* **Healing**") :]
+    section = section[: section.index("\n* **")]
+    quoted = [" ".join(q.split()) for q in re.findall(r"`(nats-server [^`]+)`", section)]
+    patterns = []
+    for line in quoted:
+        pieces = re.split(r"(\d+(?:\.\d+)*|<[^>]+>)", line)
+        patterns.append(
+            re.compile(
+                "".join(
+                    "[0-9.]+" if re.fullmatch(r"\d+(?:\.\d+)*", p) else ".+" if p[:1] == "<" else re.escape(p)
+                    for p in pieces
+                )
+            )
+        )
+    return patterns
+
+
+async def test_killed_server_is_restarted_on_the_same_port(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL -> a new process listening on the same URL, `on_restart` told its pid; the lines it logs are
+    the ones docs/stack.md quotes."""
+    caplog.set_level(logging.INFO, logger="oglogstream.stack.supervisor")
     server = NatsServer(tmp_path / "nats").start()
     pids: list[int] = []
     keeper = NatsKeeper(server, on_restart=pids.append)
@@ -39,6 +69,21 @@ async def test_killed_server_is_restarted_on_the_same_port(tmp_path: Path) -> No
         stop.set()
         assert await asyncio.wait_for(watching, 5) is None
         server.stop()
+    logged = [r.getMessage() for r in caplog.records if r.name == "oglogstream.stack.supervisor"]
+    assert logged == [
+        "nats-server is down (killed by SIGKILL); restarting in 0.5s",
+        f"nats-server restarted (pid {pids[0]}) on {server.url}",
+    ]
+    documented = _documented_lines()
+    for message in logged:
+        assert any(p.fullmatch(message) for p in documented), (message, documented)
+
+
+def test_exit_reasons_name_the_signal() -> None:
+    """A negative returncode is the signal that ended the process, by name."""
+    assert [exit_reason(c) for c in (0, 1, -9, -15, -200)] == [
+        "exit status 0", "exit status 1", "killed by SIGKILL", "killed by SIGTERM", "killed by signal 200"
+    ]
 
 
 async def test_keeper_gives_up_with_the_reason(tmp_path: Path) -> None:
