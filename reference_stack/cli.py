@@ -5,7 +5,7 @@
                    [--ingest-workers N (default: the cores available)]
     oglog serve ingest|process|query [...]      one or more roles, configured by the seed's env vars
     oglog demo [--port 8080] [--data-dir ./oglog-data]   the stack plus an app logging through the SDK
-    oglog dead-letters list|replay [--url URL] ...      what could not be stored (cli_deadletters.py)
+    oglog dead-letters list|replay|discard [--url URL] ...   what could not be stored (cli_deadletters.py)
     oglog keys create|list|revoke --data-dir DIR ...    API keys (cli_keys.py; docs/security.md)
 
 Exit status: 0 after a clean shutdown, 2 for bad configuration (one line naming the flag or variable),
