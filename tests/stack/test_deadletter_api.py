@@ -186,3 +186,31 @@ def test_discard_needs_the_admin_scope() -> None:
     assert required_scope("/api/dead-letters/{seq}") == "admin"
     assert required_scope("/api/dead-letters/discard") == "admin"
     assert required_scope("/api/dead-letters") == "query"
+
+
+async def test_trickled_replay_body_is_cut(stack: Any) -> None:
+    """A replay body sent a byte a second is cut with 408 after the shared reader's grace (was never cut)."""
+    from oglogstream.stack import http_boundary
+
+    url, _ = stack
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /api/dead-letters/replay HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 50000\r\n\r\n".encode()
+    )
+    loop = asyncio.get_running_loop()
+    started, answer = loop.time(), b""
+    try:
+        while not answer and loop.time() - started < http_boundary.BODY_TIMEOUT + 20:
+            try:
+                writer.write(b" ")
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(100), 1.0)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionError:
+                break
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer
