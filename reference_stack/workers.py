@@ -62,6 +62,8 @@ WORKER_START_TIMEOUT = 60.0
 #: Added to the shutdown timeout before a draining worker is killed.
 WORKER_STOP_MARGIN = 5.0
 _ENV = "OGLOG_INGEST_WORKER"
+_PREPARED = b"prepared\n"
+_GO = b"go\n"
 _READY = b"ready\n"
 _SOCKET_NAME = "oglog-supervisor.sock"
 #: Longest Unix socket path Linux accepts (sun_path is 108 bytes with the terminating NUL).
@@ -131,7 +133,10 @@ class WorkerPool:
     async def start(self) -> None:
         """Start every worker and wait until each listens; RuntimeError (and no worker left) if one cannot."""
         try:
+            # Two steps, so that the port opens once every worker is ready to listen (imports and the NATS
+            # connection take seconds) and the banner follows within milliseconds, as it does without workers.
             await asyncio.gather(*(self._spawn(k) for k in range(self.count)))
+            await asyncio.gather(*(self._listen(k) for k in range(self.count)))
         except BaseException:
             await self.stop()
             raise
@@ -143,7 +148,7 @@ class WorkerPool:
             sys.executable,
             "-m",
             "oglogstream.stack.workers",
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, _ENV: payload},
             preexec_fn=_die_with_parent,
@@ -152,12 +157,25 @@ class WorkerPool:
         self._started[index] = time.monotonic()
         if self._stopping:  # a restart that raced stop(): stop() did not see this process
             proc.send_signal(signal.SIGTERM)
-        assert proc.stdout is not None
+        await self._expect(index, _PREPARED)
+
+    async def _listen(self, index: int) -> None:
+        """Let spawned worker `index` open the port; RuntimeError if it does not report listening."""
+        proc = self._procs[index]
+        assert proc is not None and proc.stdin is not None
+        proc.stdin.write(_GO)
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        await self._expect(index, _READY)
+
+    async def _expect(self, index: int, word: bytes) -> None:
+        proc = self._procs[index]
+        assert proc is not None and proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), WORKER_START_TIMEOUT)
         except asyncio.TimeoutError:
             line = b""
-        if line != _READY:
+        if line != word:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -196,6 +214,7 @@ class WorkerPool:
                 return None
             try:
                 await self._spawn(index)
+                await self._listen(index)
             except RuntimeError as exc:
                 failures += 1
                 self._procs[index] = None
@@ -209,6 +228,8 @@ class WorkerPool:
         self._stopping = True
         procs = [p for p in self._procs if p is not None and p.returncode is None]
         for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()  # EOF for a worker still waiting for its go line
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.config.shutdown_timeout + WORKER_STOP_MARGIN
@@ -244,6 +265,9 @@ async def _serve_worker(config: StackConfig, socket_path: Path, index: int, work
     )
     await runner.setup()
     try:
+        os.write(1, _PREPARED)
+        if not await _told_to_listen(stop):
+            return  # stopped, or the supervisor went away, before the port opened
         await web.TCPSite(runner, config.host, config.http_port, reuse_port=True).start()
         await web.UnixSite(runner, str(worker_socket_path(socket_path, index))).start()
         os.write(1, _READY)
@@ -251,6 +275,19 @@ async def _serve_worker(config: StackConfig, socket_path: Path, index: int, work
         await stop.wait()
     finally:
         await runner.cleanup()  # stop listening, finish in-flight requests, close NATS
+
+
+async def _told_to_listen(stop: asyncio.Event) -> bool:
+    """Wait for the supervisor's go line on stdin; False on SIGTERM or EOF first."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    go = asyncio.ensure_future(reader.readline())
+    halt = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({go, halt}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (go, halt):
+        task.cancel()
+    return go.done() and not go.cancelled() and go.result() == _GO
 
 
 def main() -> int:

