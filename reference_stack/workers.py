@@ -41,7 +41,13 @@ from pathlib import Path
 from aiohttp import web
 
 from .config import StackConfig
-from .healing import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESTARTS, DEFAULT_STABLE_AFTER
+from .healing import (
+    DEFAULT_BACKOFF_BASE,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_STABLE_AFTER,
+    exit_reason,
+)
 from .worker_metrics import worker_socket_path
 
 __all__ = [
@@ -203,7 +209,7 @@ class WorkerPool:
                 status = await proc.wait()
                 if stop.is_set() or self._stopping:
                     return None
-                log.error("ingest worker %d (pid %d) exited with status %s", index, proc.pid, status)
+                log.error("ingest worker %d (pid %d) is down (%s)", index, proc.pid, exit_reason(status))
                 short = time.monotonic() - self._started[index] < DEFAULT_STABLE_AFTER
                 failures = failures + 1 if short else 0
             if failures > DEFAULT_MAX_RESTARTS:
