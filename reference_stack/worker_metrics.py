@@ -51,9 +51,8 @@ async def gather(
     """The merged exposition: the supervisor's, `own` (this worker's) and every other worker's, each asked
     with the scraper's `headers` (its credentials, when the stack requires them)."""
     names = ["supervisor"] + [f"ingest-{k}" for k in range(workers)]
-    paths: list[Path | None] = [supervisor_socket] + [
-        None if k == own_index else worker_socket_path(supervisor_socket, k) for k in range(workers)
-    ]
+    paths: list[Path | None] = [supervisor_socket]
+    paths += [None if k == own_index else worker_socket_path(supervisor_socket, k) for k in range(workers)]
     texts = await asyncio.gather(*(_fetch(p, headers) if p is not None else _own(own) for p in paths))
     return merge([(name, text) for name, text in zip(names, texts, strict=True) if text is not None])
 
@@ -82,5 +81,5 @@ def merge(expositions: list[tuple[str, str]]) -> bytes:
             yield from families.values()
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged())  # type: ignore[arg-type]
+    registry.register(_Merged())
     return generate_latest(registry)

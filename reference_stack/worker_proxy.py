@@ -54,7 +54,9 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("oglog_proxy_session", aiohttp.ClientSession)
-_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("oglog_proxy_ws", weakref.WeakSet)
+_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
+    "oglog_proxy_ws", weakref.WeakSet[web.WebSocketResponse]
+)
 _PLACE: web.AppKey[tuple[Path, int, int]] = web.AppKey("oglog_proxy_place", tuple)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,7 +76,8 @@ def install(app: web.Application, socket_path: Path, *, index: int = 0, workers:
 
     async def close_sockets(app: web.Application) -> None:
         # A relayed live tail would hold the worker's shutdown for the whole shutdown timeout.
-        for ws in list(app[_SOCKETS]):
+        sockets: weakref.WeakSet[web.WebSocketResponse] = app[_SOCKETS]
+        for ws in list(sockets):
             with contextlib.suppress(Exception):
                 await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
@@ -179,8 +182,8 @@ async def _relay_websocket(
 
 
 async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
 ) -> None:
     async for msg in source:
         if msg.type == aiohttp.WSMsgType.TEXT:
