@@ -66,6 +66,21 @@ def _otlp(records: int, attributes: int) -> bytes:
     return request.SerializeToString()
 
 
+def _otlp_resource(attributes: int, records: int) -> bytes:
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    for k in range(attributes):
+        resource_logs.resource.attributes.add(key=f"k{k}").value.int_value = k
+    log_records = resource_logs.scope_logs.add().log_records
+    for i in range(records):
+        log_records.add().body.string_value = f"m{i}"
+    return request.SerializeToString()
+
+
+_OTLP_JSON = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+_OTLP_GZIP = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+
+
 def _bomb(mib: int) -> bytes:
     member = gzip.compress(b"\0" * (100 * 1024 * 1024), compresslevel=9)
     return member * (mib * 1024 * 1024 // len(member))
@@ -97,6 +112,20 @@ def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
         ("OTLP protobuf, 1 million records with a severity only, gzip", "/v1/logs",
          lambda: gzip.compress(_otlp(1_000_000, 0)),
          {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}),
+        ("32 MiB of newlines, gzip NDJSON (issue 11 review F4)", "/logs",
+         lambda: gzip.compress(b"\n" * 2**25), {**NDJSON, "Content-Encoding": "gzip"}),
+        ("OTLP/JSON `{\"junk\":[{},...]}` 32 MiB inflated (F5b)", "/v1/logs",
+         lambda: gzip.compress(b'{"resourceLogs":[],"junk":[' + b"{}," * (2**25 // 3 - 40) + b"{}]}"),
+         _OTLP_JSON),
+        ("OTLP/JSON, 1 million empty logRecords (F5b)", "/v1/logs",
+         lambda: gzip.compress(
+             b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[' + b"{}," * 10**6 + b"{}]}]}]}"
+         ),
+         _OTLP_JSON),
+        ("OTLP/JSON, 1 million empty scopeLogs (F5b)", "/v1/logs",
+         lambda: gzip.compress(b'{"resourceLogs":[{"scopeLogs":[' + b"{}," * 10**6 + b"{}]}]}"), _OTLP_JSON),
+        ("OTLP protobuf, 1,000 resource attributes x 10,000 records, gzip (F5a)", "/v1/logs",
+         lambda: gzip.compress(_otlp_resource(1000, 10_000)), _OTLP_GZIP),
         ("7 MB gzip bomb to /log (7 GB inflated), chunked", "/log",
          lambda: _chunked(_bomb(7)), {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
         ("8 MB gzip bomb to /logs (8 GB inflated), chunked", "/logs",
