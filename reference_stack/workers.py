@@ -40,7 +40,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import StackConfig
+from .config import StackConfig, check_at_least, check_positive
 from .healing import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -113,11 +113,28 @@ def _die_with_parent() -> None:
 class WorkerPool:
     """`count` ingest worker processes on `config.host:config.http_port`, relaying other paths to the
     supervisor's `socket_path`. `config` is the supervisor's; workers get it with roles ("ingest",).
-    Raises ValueError when count < 2 (fewer is the single-process stack)."""
+    Restarts wait `backoff_base` seconds, doubling per quick failure up to `backoff_max`; a worker that dies
+    within `stable_after` seconds of its start, or cannot start, counts as a failure, and more than
+    `max_restarts` in a row stop the stack (defaults: the nats-server keeper's, healing.py).
+    Raises ValueError when count < 2 (fewer is the single-process stack) or a setting is out of range."""
 
-    def __init__(self, config: StackConfig, socket_path: Path, count: int) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        socket_path: Path,
+        count: int,
+        *,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_max: float = DEFAULT_BACKOFF_MAX,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        stable_after: float = DEFAULT_STABLE_AFTER,
+    ) -> None:
         if count < 2:
             raise ValueError(f"ingest_workers: a pool needs at least 2 workers, got {count}")
+        check_positive(backoff_base=backoff_base, backoff_max=backoff_max, stable_after=stable_after)
+        check_at_least(0, max_restarts=max_restarts)
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.max_restarts, self.stable_after = max_restarts, stable_after
         self.config = dataclasses.replace(config, roles=("ingest",))
         self.socket_path = socket_path
         self.count = count
@@ -190,8 +207,8 @@ class WorkerPool:
             )
 
     async def watch(self, stop: asyncio.Event) -> str | None:
-        """Restart workers that exit until `stop` is set (returns None) or one failed DEFAULT_MAX_RESTARTS
-        restarts in a row (returns why, one line)."""
+        """Restart workers that exit until `stop` is set (returns None) or one failed more than
+        `max_restarts` times in a row (returns why, one line)."""
         keepers = [asyncio.create_task(self._keep(k, stop)) for k in range(self.count)]
         try:
             done, _ = await asyncio.wait(keepers, return_when=asyncio.FIRST_COMPLETED)
@@ -202,7 +219,7 @@ class WorkerPool:
             await asyncio.gather(*keepers, return_exceptions=True)
 
     async def _keep(self, index: int, stop: asyncio.Event) -> str | None:
-        failures = 0  # deaths within DEFAULT_STABLE_AFTER of a start, and failed starts, in a row
+        failures = 0  # deaths within stable_after of a start, and failed starts, in a row
         while True:
             proc = self._procs[index]
             if proc is not None:
@@ -210,11 +227,11 @@ class WorkerPool:
                 if stop.is_set() or self._stopping:
                     return None
                 log.error("ingest worker %d (pid %d) is down (%s)", index, proc.pid, exit_reason(status))
-                short = time.monotonic() - self._started[index] < DEFAULT_STABLE_AFTER
+                short = time.monotonic() - self._started[index] < self.stable_after
                 failures = failures + 1 if short else 0
-            if failures > DEFAULT_MAX_RESTARTS:
+            if failures > self.max_restarts:
                 return f"ingest worker {index} kept failing ({failures} times in a row); stopping the stack"
-            delay = min(DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_BASE * 2 ** max(0, failures - 1))
+            delay = min(self.backoff_max, self.backoff_base * 2 ** max(0, failures - 1))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
                 return None

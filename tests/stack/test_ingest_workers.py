@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -196,8 +197,6 @@ def test_bad_worker_count_and_busy_port_are_clear_errors(tmp_path: Path) -> None
     )
     assert bad.wait(60) == 2
     assert "--ingest-workers: must be >= 0" in bad.output()
-    import socket
-
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -224,6 +223,63 @@ def assert_metrics_of_every_process(base: str) -> None:
         }
         assert {"ingest-0", "ingest-1"} <= counting, text
         assert 'oglog_rows_inserted_total{process="supervisor"}' in text
+
+
+def _hold(port: int) -> socket.socket:
+    """Listen on 127.0.0.1:`port` without SO_REUSEPORT: a worker cannot join it."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return holder
+
+
+async def test_a_worker_that_cannot_start_fails_the_start_and_leaves_nothing(tmp_path: Path) -> None:
+    """A worker that cannot listen makes start() raise RuntimeError naming it, and no worker is left."""
+    with NatsServer(tmp_path / "nats") as nats:
+        port = free_port()
+        pool = WorkerPool(StackConfig(nats_url=nats.url, http_port=port), tmp_path / "s.sock", 2)
+        with _hold(port), pytest.raises(RuntimeError, match=r"ingest worker \d did not start"):
+            await pool.start()
+        assert pool.pids == []
+
+
+async def test_workers_that_keep_failing_are_restarted_with_backoff_then_given_up(tmp_path: Path) -> None:
+    """Killed workers come back (new pids); when their port is taken they fail every restart, and past
+    max_restarts the pool's watch returns the reason, which stops the stack."""
+    with NatsServer(tmp_path / "nats") as nats:
+        port = free_port()
+        config = StackConfig(nats_url=nats.url, http_port=port, shutdown_timeout=5)
+        pool = WorkerPool(config, tmp_path / "s.sock", 2, backoff_base=0.05, backoff_max=0.2, max_restarts=2)
+        await pool.start()
+        stop = asyncio.Event()
+        watching = asyncio.create_task(pool.watch(stop))
+        try:
+            first = set(pool.pids)
+            for pid in first:
+                os.kill(pid, signal.SIGKILL)
+            for _ in range(600):  # restarted: two new listening workers
+                if len(pool.pids) == 2 and not first & set(pool.pids) and pool.restarts == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert pool.restarts == 2 and not first & set(pool.pids)
+            again = set(pool.pids)
+            for pid in again:
+                os.kill(pid, signal.SIGKILL)
+            while _port_busy(port):  # the dead workers' sockets close with them
+                await asyncio.sleep(0.01)
+            with _hold(port):
+                reason = await asyncio.wait_for(watching, 120)
+            assert reason is not None and "kept failing" in reason
+        finally:
+            stop.set()
+            await pool.stop()
+            watching.cancel()
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 # -- crash, restart, shutdown -----------------------------------------------------------------------------
