@@ -126,8 +126,9 @@ async def publish_rows(
     received_at: str | None = None,
 ) -> None:
     """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
-    out to the live tail. `received_at`: given when every row has that value (one make_rows call), which
-    makes the live payload a plain replace."""
+    out to the live tail. `batch_id`: the Nats-Msg-Id (a `dedup` message id, never a raw client id; parts of
+    a split payload get `dedup.part_id`). `received_at`: given when every row has that value (one make_rows
+    call), which makes the live payload a plain replace."""
     limit = broker.max_payload - _HEADER_ROOM
     if len(rows) <= _DUMP_SLICE_ROWS:
         parts = _split(rows, limit)
@@ -189,7 +190,7 @@ class _Coalescer:
     in the next one, so a lone request pays no added latency and a busy node pays one broker round trip per
     group instead of per request. Each request still gets 202 only after the ack of the message carrying its
     entry. Only requests WITHOUT X-Oglog-Batch-Id are coalesced (they have no retry identity anyway); one
-    with it gets its own message whose Nats-Msg-Id is that id, as on POST /logs.
+    with it gets its own message, whose Nats-Msg-Id binds that id to the body (dedup), as on POST /logs.
     """
 
     def __init__(self, broker: Broker, metrics: Metrics, *, max_rows: int = 1000, in_flight: int = 2) -> None:
