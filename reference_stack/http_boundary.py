@@ -16,7 +16,7 @@ that long after it opened or after its last response (aiohttp's keep-alive timer
 reader answers 408 when no body byte arrives for `BODY_IDLE_TIMEOUT`, or when the bytes actually received fall
 below `MIN_BODY_RATE` after a grace of `BODY_TIMEOUT` (a declared Content-Length buys no time). Routes with a
 limited number of in-flight bodies call `await body_started(request)` before taking a slot, so connections
-that declare a body and send nothing never hold one.
+that declare a body and send nothing (or a few bytes) never hold one.
 Request bodies are NOT decompressed by aiohttp (`auto_decompress=False`, see `HANDLER_ARGS`): `read_body`
 inflates gzip itself, verifies its trailer (CRC32 and length), and stops at the decompressed limit - a refused
 body is never inflated further, and the connection is closed instead of drained.
@@ -46,6 +46,7 @@ __all__ = [
     "IDLE_TIMEOUT",
     "MIN_BODY_RATE",
     "PROBLEM_CONTENT_TYPE",
+    "SLOT_HEAD_BYTES",
     "Problem",
     "body_started",
     "check_media",
@@ -96,6 +97,10 @@ MIN_BODY_RATE = 100 * 1024
 BROKER_RETRY_AFTER_SECONDS = 2
 #: aiohttp server settings for every app (`web.Application(handler_args=HANDLER_ARGS)`).
 HANDLER_ARGS: dict[str, Any] = {"auto_decompress": False, "keepalive_timeout": IDLE_TIMEOUT}
+
+#: Bytes of a body (or all of a smaller one) that must have arrived before it may take an in-flight slot
+#: (body_started). aiohttp buffers about this much per connection anyway, so waiting costs no extra memory.
+SLOT_HEAD_BYTES = 64 * 1024
 
 _GZIP = ("gzip", "x-gzip")
 #: Request keys body_started uses to hand its first chunk and start time to read_body.
@@ -311,14 +316,30 @@ async def _read_chunk(request: web.Request, started: float, size: int) -> bytes:
         raise Problem(400, "bad request", "body", f"incomplete body: {exc}") from None
 
 
-async def body_started(request: web.Request) -> None:
-    """Wait until the body's first bytes (or its end) arrived, holding nothing: call it before taking a
-    limited in-flight slot. 408 after BODY_IDLE_TIMEOUT without a byte; the chunk is kept for read_body."""
+def _sent_name(request: web.Request) -> str:
+    """The body on the wire, named so a client knows which of the two limits (sent, inflated) it hit."""
+    gzipped = request.headers.get("Content-Encoding", "").strip().lower() in _GZIP
+    return "body as sent (gzip-compressed)" if gzipped else "body"
+
+
+async def body_started(request: web.Request, *, limit: int) -> None:
+    """Wait until the body's first SLOT_HEAD_BYTES (or all of a smaller body) arrived, holding nothing: call
+    it before taking a limited in-flight slot, so a client must send that much before it holds one (a
+    connection that sends a byte and stalls holds none; most batches are read whole before their slot).
+    413 at once for a declared Content-Length over `limit` (bytes, as read_body's); 408 as in read_body
+    (BODY_IDLE_TIMEOUT, MIN_BODY_RATE); what arrived is kept for read_body."""
     if _FIRST_CHUNK in request:
         return
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, _sent_name(request), "bytes")
     started = asyncio.get_running_loop().time()
-    chunk = await _read_chunk(request, started, 0)
-    request[_FIRST_CHUNK], request[_BODY_STARTED_AT] = chunk, started
+    head = b""
+    while len(head) < SLOT_HEAD_BYTES:
+        chunk = await _read_chunk(request, started, len(head))
+        if not chunk:
+            break
+        head += chunk
+    request[_FIRST_CHUNK], request[_BODY_STARTED_AT] = head, started
 
 
 async def read_body(request: web.Request, *, limit: int, decompressed_limit: int) -> bytes:
@@ -328,8 +349,7 @@ async def read_body(request: web.Request, *, limit: int, decompressed_limit: int
     a body shorter than its Content-Length or bad/truncated gzip; 408 when it does not arrive in time (see
     BODY_IDLE_TIMEOUT, BODY_TIMEOUT, MIN_BODY_RATE)."""
     gzipped = request.headers.get("Content-Encoding", "").strip().lower() in _GZIP
-    # The limit on the bytes on the wire, named so a client knows which of the two limits it hit.
-    sent = "body as sent (gzip-compressed)" if gzipped else "body"
+    sent = _sent_name(request)
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit, sent, "bytes")

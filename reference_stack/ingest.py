@@ -294,7 +294,7 @@ def _json(status: int, body: Any) -> web.Response:
 
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
     # A connection that declares a body and sends nothing must not hold a slot (408 after BODY_IDLE_TIMEOUT).
-    await body_started(request)
+    await body_started(request, limit=_wire.MAX_BATCH_BODY_BYTES)
     # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
     if counters.batches_in_flight >= counters.max_batches_in_flight:
         raise Problem(

@@ -203,7 +203,8 @@ async def _handle(request: web.Request) -> web.Response:
     protobuf = request.content_type == PROTOBUF_CONTENT_TYPE
     try:
         check_media(request, (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE))
-        await body_started(request)  # an exporter that sends no body bytes holds no slot
+        # An exporter that sends no body bytes holds no slot.
+        await body_started(request, limit=_wire.MAX_BATCH_BODY_BYTES)
         if state.in_flight >= state.max_in_flight:
             raise Problem(
                 429, "too many requests", "body",

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import ingest
+from oglogstream.stack import http_boundary, ingest
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 
@@ -137,7 +137,8 @@ async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
     release = asyncio.Event()
 
     async def slow_body() -> AsyncIterator[bytes]:
-        yield lines(1)
+        # A body takes its slot once SLOT_HEAD_BYTES arrived: pad the first line with JSON whitespace.
+        yield lines(1)[:-1] + b" " * http_boundary.SLOT_HEAD_BYTES + b"\n"
         await release.wait()
         yield lines(1)
 

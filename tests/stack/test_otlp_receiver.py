@@ -23,7 +23,7 @@ try:
     import aiohttp
     from aiohttp import web
     from google.rpc import status_pb2
-    from oglogstream.stack import otlp
+    from oglogstream.stack import http_boundary, otlp
     from oglogstream.stack.app import create_app
     from oglogstream.stack.config import StackConfig
     from oglogstream.stack.resources import BROKER
@@ -378,14 +378,17 @@ async def test_broker_down_503_with_retry_after(nats_server: Any) -> None:
 
 async def test_overload_429_with_retry_after(nats_server: Any) -> None:
     """Past the in-flight limit a request gets 429 + Retry-After instead of queueing its body in memory."""
-    body = _request("slow", {"body": "x"}).SerializeToString()
+    # More than SLOT_HEAD_BYTES (a body takes its slot once that much arrived), in records of 8 KiB.
+    records = [{"body": "x" * 8192} for _ in range(http_boundary.SLOT_HEAD_BYTES // 8192 + 2)]
+    body = _request("slow", *records).SerializeToString()
+    split = http_boundary.SLOT_HEAD_BYTES + 1
     async with running(_config(nats_server), max_in_flight=1) as (url, _), aiohttp.ClientSession() as session:
-        # A client that sends its headers and one byte of the body, then stalls: it holds the only slot.
+        # A client that sends its headers and SLOT_HEAD_BYTES of the body, then stalls: it holds the slot.
         host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         head = (f"POST /v1/logs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-        writer.write(head.encode() + body[:1])
+        writer.write(head.encode() + body[:split])
         await writer.drain()
         deadline = time.monotonic() + DEADLINE
         while True:  # until the stalled request has taken the slot
@@ -397,7 +400,7 @@ async def test_overload_429_with_retry_after(nats_server: Any) -> None:
                 assert resp.status == 200
             assert time.monotonic() < deadline, "the stalled request never took the slot"
             await asyncio.sleep(0.02)
-        writer.write(body[1:])
+        writer.write(body[split:])
         await writer.drain()
         status_line = await asyncio.wait_for(reader.readline(), DEADLINE)
         writer.close()

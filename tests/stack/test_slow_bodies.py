@@ -33,11 +33,12 @@ async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aio
         yield url, session
 
 
-async def _declare(host: str, port: int, route: str, content_type: str) -> tuple[Any, Any]:
+async def _declare(host: str, port: int, route: str, content_type: str, head: bytes = b"") -> tuple[Any, Any]:
+    """A connection that declares an 8 MiB body, sends `head` of it and then nothing."""
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
         f"POST {route} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {DECLARED}\r\n\r\n".encode()
+        f"Content-Length: {DECLARED}\r\n\r\n".encode() + head
     )
     await writer.drain()
     return reader, writer
@@ -50,16 +51,18 @@ async def _answer(reader: asyncio.StreamReader, within: float) -> bytes:
         return b""
 
 
-async def test_silent_bodies_hold_no_slot_and_are_cut(stack: Any) -> None:
-    """More silent 8 MiB declarations than there are slots on /logs and /v1/logs: a legitimate batch and
-    export still succeed while they are held, and each silent one gets 408."""
+@pytest.mark.parametrize("head", [b"", b"[", b"x" * (http_boundary.SLOT_HEAD_BYTES - 1)])
+async def test_silent_bodies_hold_no_slot_and_are_cut(stack: Any, head: bytes) -> None:
+    """More 8 MiB declarations than there are slots on /logs and /v1/logs, each sending nothing, one byte, or
+    just under SLOT_HEAD_BYTES and then stalling: a legitimate batch and export still succeed while they are
+    held, and each stalled one gets 408."""
     url, session = stack
     host, port = url.removeprefix("http://").split(":")
     held = [
-        await _declare(host, int(port), "/logs", _wire.NDJSON_CONTENT_TYPE)
+        await _declare(host, int(port), "/logs", _wire.NDJSON_CONTENT_TYPE, head)
         for _ in range(DEFAULT_MAX_BATCHES_IN_FLIGHT + 16)
     ] + [
-        await _declare(host, int(port), "/v1/logs", "application/x-protobuf")
+        await _declare(host, int(port), "/v1/logs", "application/x-protobuf", head)
         for _ in range(DEFAULT_MAX_IN_FLIGHT + 16)
     ]
     try:
