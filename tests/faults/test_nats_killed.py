@@ -54,7 +54,7 @@ def test_nats_server_killed_twice_is_restarted_and_nothing_is_lost(tmp_path: Pat
             accepted = poster.finish()
         assert poster.statuses[202] > 0
         assert (
-            "nats-server is down (exit status -9)" in stack.output()
+            "nats-server is down (killed by SIGKILL)" in stack.output()
             and "nats-server restarted" in stack.output()
         )
         assert_exactly_once(base, "natskill", accepted)
