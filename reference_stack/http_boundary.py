@@ -60,25 +60,6 @@ __all__ = [
 log = logging.getLogger("oglogstream.stack.http")
 
 
-class _ConciseClientErrors(logging.Filter):
-    """aiohttp answers a request it cannot parse (an over-long URL or header, a bad request line) with its own
-    400 before any middleware runs, and logs it at ERROR with a full traceback: one request per log flood.
-    This rewrites such records to one INFO line (client address, status, aiohttp's reason)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError) and 400 <= int(exc.code or 0) < 500:
-            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.msg, record.args = "refused an unparsable request from %s: %d %s", (
-                remote, exc.code, str(exc.message)[:200],
-            )
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
-logging.getLogger("aiohttp.server").addFilter(_ConciseClientErrors())
-
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Seconds a connection may stay open without completing a request's headers, counted from its opening or
 #: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry

@@ -61,9 +61,15 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and record.name.startswith("aiohttp") and message.startswith(_BAD_REQUEST):
-            # A malformed request: one concise line, no traceback (the parser's text quotes the raw bytes).
-            message = f"{message}: {type(exc).__name__}: {concise(exc)}"
+            # A request aiohttp's parser refused (over-long URL or header, bad bytes) is answered 400 before
+            # any middleware runs, and aiohttp logs it at ERROR with a traceback quoting the raw bytes: one
+            # request, one log flood. It becomes one INFO line: aiohttp's reason (first line, redacted).
+            code = int(getattr(exc, "code", 0) or 0) if isinstance(exc, HttpProcessingError) else 0
+            status = f"{code} " if code else ""
+            message = f"{message}: {status}{type(exc).__name__}: {concise(exc)}"
             record.exc_info, record.exc_text = None, None
+            if 400 <= code < 500:
+                record.levelno, record.levelname = logging.INFO, "INFO"
         elif exc is not None:
             record.exc_text = redact("".join(traceback.format_exception(exc)).rstrip("\n"))
         record.msg, record.args = redact(message), ()
