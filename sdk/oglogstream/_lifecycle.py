@@ -5,6 +5,9 @@
   which runs after ours) reopens its pipeline and is sent synchronously, all within one shared exit deadline.
 * **fork**: every pipeline is reset in the child (`Pipeline.after_fork_in_child`). A `multiprocessing` child
   ends with `os._exit` (no atexit), so a multiprocessing finalizer drains it on a normal end.
+* **a pipeline built inside a multiprocessing child** (a Pool initializer under spawn or forkserver, the
+  default start method from Python 3.14, or under fork when the parent had no handler):
+  `adopt_child_exit_path` installs the same finalizer and SIGTERM drain at creation (no fork hook ran for it).
 * **SIGTERM in a forked child**: `multiprocessing.Pool.__exit__` (terminate) and supervisors end children with
   SIGTERM right after their work returned. If SIGTERM still has its default disposition in the child, a
   handler first drains (at most FORK_TERM_BUDGET seconds), then restores the default and re-raises the signal,
@@ -22,7 +25,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["FORK_TERM_BUDGET", "PIPELINES", "WORKER_THREADS", "Exit", "drain_all"]
+__all__ = ["FORK_TERM_BUDGET", "PIPELINES", "WORKER_THREADS", "Exit", "adopt_child_exit_path", "drain_all"]
 
 #: Seconds a forked child ended by SIGTERM spends delivering what it holds before it dies of the signal.
 FORK_TERM_BUDGET = 1.0
@@ -84,14 +87,41 @@ class _MultiprocessingHook:
     """Registered with multiprocessing's after-fork registry (which must hold a weak-referenceable object)."""
 
     registered = False
+    #: The process whose multiprocessing finalizer registry holds our drain (one drain per process).
+    finalizer_pid = -1
 
     @staticmethod
     def run(_: object) -> None:
         # Runs in a multiprocessing child after it cleared the finalizers it inherited. Such a child ends
         # with os._exit(), which skips atexit, but it does run finalizers with an exit priority.
-        import multiprocessing.util
+        _register_finalizer()
 
-        multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
+
+def _register_finalizer() -> None:
+    if _MultiprocessingHook.finalizer_pid == os.getpid():
+        return
+    import multiprocessing.util
+
+    _MultiprocessingHook.finalizer_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
+
+
+def adopt_child_exit_path() -> bool:
+    """Called when a pipeline is built. In a multiprocessing child (any start method) whose pipelines were
+    not inherited through a fork hook, install what a forked child gets: the multiprocessing finalizer (the
+    child may end with os._exit, which skips atexit) and the SIGTERM drain (`Pool.__exit__` terminates its
+    workers). Returns True in such a child, so the pipeline also sends after FORK_LINGER as a forked one does.
+    Idempotent; outside multiprocessing children it does nothing and returns False."""
+    mp = sys.modules.get("multiprocessing")  # only a process using multiprocessing can be its child
+    try:
+        in_child = mp is not None and mp.parent_process() is not None
+    except Exception:  # an unusual multiprocessing state: behave as a plain process
+        return False
+    if not in_child:
+        return False
+    _register_finalizer()
+    _install_sigterm_drain()
+    return True
 
 
 _MP_HOOK = _MultiprocessingHook()

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from . import _diag, _otel
 from ._buffer import Pending, intake_limit
 from ._delivery import InFlight, Item, Ledger, RetryPolicy
-from ._lifecycle import PIPELINES, WORKER_THREADS, Exit
+from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path
 from ._settings import Settings
 from ._spool import Spool
 from ._stats import Stats
@@ -71,6 +71,8 @@ class Pipeline(WorkerLoop):
         self._spool: Spool | None = None
         _otel.refresh()
         PIPELINES.add(self)
+        if adopt_child_exit_path():  # built in a multiprocessing child (e.g. a Pool initializer)
+            self._linger = FORK_LINGER
         if settings.spool_dir is not None:
             # Start now, not at the first record: what earlier processes left in the spool is replayed even
             # by a process that never logs.
