@@ -23,6 +23,7 @@ import httpx
 
 from . import _wire
 from ._buffer import Batch
+from ._deadline import DeadlineBackend, attempt
 from ._settings import Settings
 from ._version import VERSION
 
@@ -34,6 +35,7 @@ __all__ = [
     "Outcome",
     "SendResult",
     "Transport",
+    "attempt_deadline",
     "classify",
     "failure",
     "parse_retry_after",
@@ -173,10 +175,19 @@ def phase_timeout(settings: Settings, cap: float | None) -> httpx.Timeout:
     return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
 
+def attempt_deadline(settings: Settings, cap: float | None) -> float:
+    """Seconds one attempt (connect, send, wait for and read the answer) may take in total:
+    connect_timeout + read_timeout (15 s by default), or `cap` (a close() deadline) if that is sooner.
+    The per-phase timeouts alone never end an attempt against a server that trickles its answer."""
+    total = settings.connect_timeout + settings.read_timeout
+    return total if cap is None else max(min(total, cap), 0.001)
+
+
 def failure(endpoint: str, exc: Exception) -> SendResult:
     """An exception from sending, translated: always retryable (never a reason to lose data)."""
     if isinstance(exc, httpx.TimeoutException):
-        return SendResult(Outcome.RETRY, error=f"timeout talking to {endpoint}: {type(exc).__name__}")
+        detail = f": {exc}" if str(exc) else ""
+        return SendResult(Outcome.RETRY, error=f"timeout talking to {endpoint}: {type(exc).__name__}{detail}")
     if isinstance(exc, httpx.HTTPError):  # connect/read/write/protocol errors
         return SendResult(Outcome.RETRY, error=f"cannot reach {endpoint}: {type(exc).__name__}: {exc}")
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
@@ -206,36 +217,45 @@ class HttpTransport:
         self._settings = settings
         self._endpoint = settings.endpoint
         self._url = httpx.URL(settings.endpoint)  # parsed once, not on every request
+        transport = httpx.HTTPTransport(verify=settings.verify, limits=_LIMITS)
+        # httpx has no total timeout: its connection pool gets a network backend that enforces one per
+        # attempt (`attempt_deadline`). The pool's backend is not public API: test_sdk_review_transport
+        # fails if a new httpcore moves it.
+        pool = transport._pool
+        pool._network_backend = DeadlineBackend(pool._network_backend)
         self._client = httpx.Client(
             headers=request_headers(settings),
             timeout=phase_timeout(settings, None),
-            limits=_LIMITS,
+            transport=transport,
+            limits=_LIMITS,  # and verify: for the proxy transports httpx builds from the environment
             verify=settings.verify,
             follow_redirects=False,
         )
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
-        """POST the batch; `timeout` caps each phase (used to honour a close() deadline)."""
+        """POST the batch within `attempt_deadline(settings, timeout)` seconds in total; `timeout` also caps
+        each phase (used to honour a close() deadline)."""
         token = _SENDING.set(True)
         try:
-            if timeout is None:  # the client's own timeouts are `phase_timeout(settings, None)`
-                response = self._client.post(
-                    self._url,
-                    content=request_body(batch),
-                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                )
-            else:
-                response = self._client.post(
-                    self._url,
-                    content=request_body(batch),
-                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                    timeout=phase_timeout(self._settings, timeout),
-                )
+            with attempt(attempt_deadline(self._settings, timeout)):
+                response = self._post(batch, timeout)
         except Exception as exc:
             return failure(self._endpoint, exc)
         finally:
             _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch))
+
+    def _post(self, batch: Batch, timeout: float | None) -> httpx.Response:
+        if timeout is None:  # the client's own timeouts are `phase_timeout(settings, None)`
+            return self._client.post(
+                self._url, content=request_body(batch), headers={_wire.BATCH_ID_HEADER: batch.batch_id}
+            )
+        return self._client.post(
+            self._url,
+            content=request_body(batch),
+            headers={_wire.BATCH_ID_HEADER: batch.batch_id},
+            timeout=phase_timeout(self._settings, timeout),
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # best effort; the process may be exiting
@@ -271,11 +291,19 @@ class AsyncHttpTransport:
                 body = await asyncio.to_thread(request_body, batch)
             else:
                 body = request_body(batch)
-            response = await self._client.post(
-                self._endpoint,
-                content=body,
-                headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                timeout=phase_timeout(self._settings, timeout),
+            total = attempt_deadline(self._settings, timeout)
+            response = await asyncio.wait_for(
+                self._client.post(
+                    self._endpoint,
+                    content=body,
+                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
+                    timeout=phase_timeout(self._settings, timeout),
+                ),
+                total,
+            )
+        except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
+            return SendResult(
+                Outcome.RETRY, error=f"timeout talking to {self._endpoint}: no answer within {total:g} s"
             )
         except Exception as exc:
             return failure(self._endpoint, exc)
@@ -295,7 +323,7 @@ def _rejected(response: httpx.Response, size: int) -> tuple[tuple[int, str], ...
         return ()
     try:
         answer = json.loads(content)
-    except ValueError:
+    except Exception:  # any unparsable 2xx body (bad JSON, RecursionError on deep nesting): all accepted
         return ()
     items = answer.get("rejected") if isinstance(answer, dict) else None
     if not isinstance(items, list):
