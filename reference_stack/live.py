@@ -20,12 +20,22 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client import Counter, Gauge
 
-from .auth.middleware import KEY_RECORD, WS_PROTOCOL
+from .auth.keys import RELOAD_INTERVAL
+from .auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
 from .filters import Filters, ParamError, check_known
 from .http_boundary import Problem
 from .resources import BROKER, CONFIG, METRICS
 
-__all__ = ["CLOSE_TIMEOUT", "HEARTBEAT", "LIVE", "MAX_CLIENTS", "QUEUE_SIZE", "LiveHub", "setup"]
+__all__ = [
+    "CLOSE_KEY_REVOKED",
+    "CLOSE_TIMEOUT",
+    "HEARTBEAT",
+    "LIVE",
+    "MAX_CLIENTS",
+    "QUEUE_SIZE",
+    "LiveHub",
+    "setup",
+]
 
 log = logging.getLogger("oglogstream.stack.live")
 
@@ -39,6 +49,9 @@ HEARTBEAT = 20.0
 CLOSE_TIMEOUT = 2.0
 #: Between attempts to subscribe while NATS is not connected yet.
 SUBSCRIBE_RETRY = 0.5
+#: Close code for a socket whose key was revoked or lost the `query` scope (1008: policy violation); the
+#: reason says which. A key is re-checked every RELOAD_INTERVAL, like a new request's.
+CLOSE_KEY_REVOKED = 1008
 
 
 class _Gap:
@@ -51,8 +64,11 @@ class _Gap:
 
 
 class _Client:
-    def __init__(self, ws: web.WebSocketResponse, filters: Filters, hub: LiveHub) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, filters: Filters, hub: LiveHub, key_id: str | None = None
+    ) -> None:
         self.ws = ws
+        self.key_id = key_id
         self.filters = filters
         self.hub = hub
         self.queue: deque[str | _Gap] = deque()
@@ -105,6 +121,7 @@ class LiveHub:
         self._subscription: Any = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._key_watch: asyncio.Task[None] | None = None
         registry = app[METRICS].registry
         self.connected = Gauge(
             "oglog_live_clients", "Live-tail WebSocket clients connected.", registry=registry
@@ -122,6 +139,30 @@ class LiveHub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._subscribe(), name="oglog-live-subscribe")
+        access = self.app.get(ACCESS)
+        if access is not None and access.store is not None:
+            self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
+
+    async def _watch_keys(self) -> None:
+        """Close sockets whose key was revoked or lost `query` since they connected: a key is checked when a
+        socket opens, and a revocation must end what that key already holds, not only its next request."""
+        store = self.app[ACCESS].store
+        assert store is not None
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RELOAD_INTERVAL)
+            ended = []
+            for client in list(self.clients):
+                if client.key_id is None:
+                    continue
+                record = store.current(client.key_id)
+                if record is None:
+                    ended.append((client, b"API key revoked"))
+                elif "query" not in record.scopes:
+                    ended.append((client, b"API key lacks the query scope"))
+            for client, reason in ended:
+                log.info("live tail: closing a socket of key %s: %s", client.key_id, reason.decode())
+                await self._drop(client, code=CLOSE_KEY_REVOKED, message=reason)
 
     async def _subscribe(self) -> None:
         broker = self.app[BROKER]
@@ -187,7 +228,7 @@ class LiveHub:
         # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
         await ws.prepare(request)
-        client = _Client(ws, filters, self)
+        client = _Client(ws, filters, self, key_id)
         client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
         self.clients.add(client)
         self.connected.inc()
@@ -205,7 +246,9 @@ class LiveHub:
             await self._drop(client)
         return ws
 
-    async def _drop(self, client: _Client) -> None:
+    async def _drop(
+        self, client: _Client, *, code: int = 1001, message: bytes = b"server shutting down"
+    ) -> None:
         if client in self.clients:
             self.clients.discard(client)
             self.connected.dec()
@@ -216,7 +259,7 @@ class LiveHub:
         if not client.ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    client.ws.close(code=1001, message=b"server shutting down"), CLOSE_TIMEOUT
+                    client.ws.close(code=code, message=message), CLOSE_TIMEOUT
                 )
 
     async def close_clients(self, _app: web.Application | None = None) -> None:
@@ -227,10 +270,11 @@ class LiveHub:
     async def stop(self) -> None:
         """Cleanup: end the subscription and its retry loop."""
         self._stopping.set()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._key_watch):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()

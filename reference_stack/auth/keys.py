@@ -234,6 +234,15 @@ class KeyStore:
         self._maybe_reload()
         return [*self._env, *self._by_id.values()]
 
+    def current(self, key_id: str) -> KeyRecord | None:
+        """The active record with id `key_id` as of now (keys file re-read when due), None once it is revoked
+        or removed: holders of a long-lived connection (the live tail) re-check their key with this."""
+        self._maybe_reload()
+        for record in self._env:
+            if record.id == key_id:
+                return record
+        return self._by_id.get(key_id)
+
     def verify(self, key: str) -> KeyRecord | None:
         self._maybe_reload()
         wanted = digest(key)

@@ -4,6 +4,8 @@ subprotocol and the environment; revocation reaches a running server."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,6 +133,39 @@ async def test_revocation_and_new_keys_reach_a_running_server(stack: AuthStack) 
     stack.keys_file.revoke("late")
     await wait_for(lambda: _equals(status_with(new_key), 401), timeout=5)
     assert await status_with(stack.keys["query"]) == 200
+
+
+async def test_revocation_closes_open_live_sockets(stack: AuthStack) -> None:
+    """A live-tail socket whose key is revoked, or whose key loses `query`, is closed by the server (1008,
+    with the reason) within a few seconds; a socket of a key still valid stays open."""
+    revoked = stack.keys_file.create(parse_scopes("query"), "tail-revoked")[1]
+    demoted = stack.keys_file.create(parse_scopes("query"), "tail-demoted")[1]
+    url = stack.base + "/ws/live"
+    async with aiohttp.ClientSession() as session:
+        await wait_for(lambda: _equals(_stats_status(session, stack, demoted), 200), timeout=5)
+        async with (
+            session.ws_connect(url, headers={"Authorization": f"Bearer {revoked}"}) as ws_revoked,
+            session.ws_connect(url, headers={"Authorization": f"Bearer {demoted}"}) as ws_demoted,
+            session.ws_connect(url, headers=stack.headers("query")) as ws_kept,
+        ):
+            stack.keys_file.revoke("tail-revoked")
+            with stack.keys_file._locked() as records:
+                only = frozenset({"ingest"})
+                demote = [dataclasses.replace(r, scopes=only) if "demoted" in r.name else r for r in records]
+                stack.keys_file._write(demote)
+            expected = ((ws_revoked, "API key revoked"), (ws_demoted, "API key lacks the query scope"))
+            for ws, reason in expected:
+                msg = await ws.receive(timeout=10)
+                assert msg.type == aiohttp.WSMsgType.CLOSE
+                assert (msg.data, msg.extra) == (1008, reason)
+            assert not ws_kept.closed
+            with pytest.raises(asyncio.TimeoutError):
+                await ws_kept.receive(timeout=2)
+
+
+async def _stats_status(session: aiohttp.ClientSession, stack: AuthStack, key: str) -> int:
+    async with session.get(stack.base + "/api/stats", headers={"Authorization": f"Bearer {key}"}) as resp:
+        return resp.status
 
 
 async def _equals(awaitable: Any, expected: int) -> bool:
