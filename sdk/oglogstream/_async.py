@@ -3,18 +3,23 @@
 `log()` is synchronous and never awaits: it captures the event (as the structlog processor does) and appends
 it to a deque. A task on the loop (`_async_sender.AsyncSender`) encodes, batches and sends with
 `httpx.AsyncClient`. One client works across event loops: when its task has ended, the next event on a
-running loop starts a new one there.
+running loop starts a new one there. An event logged where no loop runs (a thread, code after asyncio.run(),
+a program with no loop) starts the task on the last loop the client used if that loop still runs
+(call_soon_threadsafe), else on a loop of the client's own in a daemon thread ("oglogstream-async-loop").
+At interpreter exit `_drain_at_exit` closes every client within its shutdown_timeout, whichever loop it is on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import os
 import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -45,6 +50,10 @@ from ._transport import AsyncHttpTransport
 __all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
 
 _INFINITY = float("inf")
+#: Never set: `_PAUSE.wait(seconds)` is the exit drain's short pause.
+_PAUSE = threading.Event()
+#: Every live client (weakly), for the exit drain.
+_CLIENTS: weakref.WeakSet[AsyncOgLogClient] = weakref.WeakSet()
 _context_get = CONTEXT.get
 _current_thread = threading.current_thread
 
@@ -95,6 +104,8 @@ class AsyncOgLogClient(AsyncSender):
         )
         self._intake: deque[Item] = deque()
         self._lock = threading.Lock()
+        #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
+        self._start_lock = threading.Lock()
         self._ledger = Ledger(self._lock, self.settings.service)
         self._policy = RetryPolicy(s)
         self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, s.overflow == "drop_oldest")
@@ -106,6 +117,12 @@ class AsyncOgLogClient(AsyncSender):
         #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
         self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The loop the client last ran (or was created) on: a thread's event starts the task there.
+        self._home: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._home = asyncio.get_running_loop()
+        self._start_scheduled = False
+        self._generation = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # Built here, not on the loop: creating the client loads the TLS trust store (~20 ms of loop time).
@@ -116,6 +133,7 @@ class AsyncOgLogClient(AsyncSender):
         self._deadline = _INFINITY
         self._pid = os.getpid()
         _otel.refresh()
+        _CLIENTS.add(self)
 
     # ------------------------------------------------------------ caller side (never awaits, never raises)
 
@@ -179,22 +197,69 @@ class AsyncOgLogClient(AsyncSender):
         elif len(intake) == self._wake_at:
             self._signal()
 
-    def _start(self) -> None:
-        """Start the sending task on the running loop (from `log`, `flush` or `aclose`); no loop: later."""
+    def _start(self, *, exiting: bool = False) -> None:
+        """Start the sending task on the running loop (from `log`, `flush` or `aclose`). With no loop in
+        this thread, start it on the client's last loop if that still runs; else later (or at exit).
+        `exiting`: the exit drain, for which a task on a loop that no longer runs is dead too."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            self._start_on_home()
             return
-        if self._task is not None:
-            old = self._loop
-            if old is loop or old is None or not old.is_closed():
-                return  # running here already, or on a loop of another thread (`_signal` reaches it)
-            self._take_over_from_closed_loop()
-        self._loop = loop
-        self._wake = asyncio.Event()
-        if self._transport is None:
-            self._transport = AsyncHttpTransport(self.settings)
-        self._task = loop.create_task(self._run(), name="oglogstream-async-sender")
+        with self._start_lock:
+            if self._task is not None:
+                old = self._loop
+                dead = old is not None and (old.is_closed() or (exiting and not old.is_running()))
+                if old is loop or not dead:
+                    return  # running here already, or on a loop of another thread (`_signal` reaches it)
+                self._take_over_from_dead_loop()
+            self._loop = self._home = loop
+            self._wake = asyncio.Event()
+            if self._transport is None:
+                self._transport = AsyncHttpTransport(self.settings)
+            self._generation += 1
+            self._task = loop.create_task(self._run(self._generation), name="oglogstream-async-sender")
+
+    def _start_on_home(self) -> None:
+        if self._task is not None and not self._task_is_dead():
+            return
+        with self._lock:  # two threads logging at once schedule one start
+            if self._start_scheduled:
+                return
+            self._start_scheduled = True
+        home = self._home
+        if home is not None and not home.is_closed() and home.is_running():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: use a loop of our own
+                home.call_soon_threadsafe(self._scheduled_start)
+                return
+        threading.Thread(target=self._own_loop, name="oglogstream-async-loop", daemon=True).start()
+
+    def _task_is_dead(self) -> bool:
+        loop = self._loop
+        return loop is None or loop.is_closed()
+
+    def _scheduled_start(self) -> None:
+        try:
+            if self._intake or self._pending:
+                self._start()
+        finally:
+            self._start_scheduled = False
+
+    def _own_loop(self) -> None:
+        """A daemon thread's loop for the sending task, when no loop of the application can be used. It
+        lives until the task ends (aclose, or the exit drain)."""
+
+        async def main() -> None:
+            self._scheduled_start()
+            task = self._task
+            if task is not None and task.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait({task})
+
+        try:
+            asyncio.run(main())
+        except Exception as exc:
+            self._start_scheduled = False
+            _diag.report("worker", f"asyncio client's own loop stopped: {exc!r}")
 
     def _signal(self) -> None:
         loop, wake = self._loop, self._wake
@@ -210,10 +275,11 @@ class AsyncOgLogClient(AsyncSender):
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 loop.call_soon_threadsafe(wake.set)
 
-    def _take_over_from_closed_loop(self) -> None:
-        """The sending task's loop was closed without running it to the end (no asyncio.run cleanup): that
-        task never runs again. What it was sending is counted as lost; the buffered rest goes out on the new
-        loop. Its transport belongs to the dead loop: dropped unclosed."""
+    def _take_over_from_dead_loop(self) -> None:
+        """The sending task's loop was closed without running it to the end (no asyncio.run cleanup), or at
+        exit no longer runs: that task never runs again (`_generation` keeps it off the state). What it was
+        sending is counted as lost; the buffered rest goes out on the new loop. Its transport belongs to the
+        dead loop: dropped unclosed."""
         lost = self._inflight.records
         self._inflight.clear()
         if lost:
@@ -226,10 +292,13 @@ class AsyncOgLogClient(AsyncSender):
         self._intake.clear()
         self._pending.clear()
         self._lock = threading.Lock()
+        #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
+        self._start_lock = threading.Lock()
         self._ledger = Ledger(self._lock, self.settings.service)
         self._encoder = EntryEncoder(self.settings.service)
         self._batch_prefix = secrets.token_hex(8)
-        self._loop = self._task = self._wake = self._transport = None
+        self._loop = self._home = self._task = self._wake = self._transport = None
+        self._start_scheduled = False
         self._waiters = []
         self._inflight.clear()
 
@@ -249,6 +318,8 @@ class AsyncOgLogClient(AsyncSender):
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         if self._task is None:
             self._start()
+        if (elsewhere := self._loop_of_other_thread()) is not None:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.flush(timeout), elsewhere))
         task = self._task
         if task is None or task.done():
             return not self._intake and not self._pending
@@ -266,6 +337,21 @@ class AsyncOgLogClient(AsyncSender):
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
+    def _loop_of_other_thread(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the sending task runs on, if that is not the caller's and it runs (in another thread):
+        flush() and aclose() then run there, since a task is awaited only on its own loop."""
+        loop = self._loop
+        if self._task is None or loop is None or loop is asyncio.get_running_loop() or not loop.is_running():
+            return None
+        return loop
+
+    async def _exit_close(self, timeout: float) -> bool:
+        """`aclose` at exit on a loop of the exit drain: a task on a loop that no longer runs is dead."""
+        self._start(exiting=True)
+        if self._transport is not None:  # the default executor refuses work once the interpreter exits
+            self._transport.offload_gzip = False
+        return await self.aclose(timeout)
+
     async def aclose(self, timeout: float | None = None) -> bool:
         """Stop taking events, deliver what is buffered until the deadline, stop the task. Idempotent.
 
@@ -276,6 +362,9 @@ class AsyncOgLogClient(AsyncSender):
         old = self._loop
         if (self._task is None or (old is not None and old.is_closed())) and (self._intake or self._pending):
             self._start()
+        if (elsewhere := self._loop_of_other_thread()) is not None:
+            closing = asyncio.run_coroutine_threadsafe(self.aclose(timeout), elsewhere)
+            return await asyncio.wrap_future(closing)
         task = self._task
         if task is not None and not task.done():
             if not self._closing:
@@ -299,3 +388,31 @@ class AsyncOgLogClient(AsyncSender):
 
     def __repr__(self) -> str:
         return f"<AsyncOgLogClient {self.settings.service!r} -> {self.settings.url!r}>"
+
+
+def _drain_at_exit() -> None:
+    """At interpreter exit, deliver what clients still hold with no sending task that can run (events
+    logged after asyncio.run() ended, from threads while no loop ran, or with no loop ever), each on a
+    fresh loop of its own, within one shared budget (the largest `shutdown_timeout`). What cannot be
+    delivered is counted as 'shutdown' and announced by `aclose`."""
+    clients = [c for c in list(_CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
+    if not clients:
+        return
+    deadline = time.monotonic() + max(c.settings.shutdown_timeout for c in clients)
+    for client in clients:
+        while client._start_scheduled and time.monotonic() < deadline:  # a task being started: let it be
+            _PAUSE.wait(0.005)
+        left = max(0.0, deadline - time.monotonic())
+        loop = client._loop
+        try:
+            if client._task is not None and loop is not None and loop.is_running():
+                # Its task runs on a loop in another (daemon) thread: close it there.
+                future = asyncio.run_coroutine_threadsafe(client.aclose(left), loop)
+                future.result(left + 1.0)
+            elif client._intake or client._pending or client._inflight.records:
+                asyncio.run(client._exit_close(left))
+        except Exception as exc:  # never let the exit path raise; what is left is counted
+            _diag.report("worker", f"asyncio client exit drain failed: {exc!r}")
+
+
+atexit.register(_drain_at_exit)

@@ -61,6 +61,9 @@ class AsyncSender:
     _inflight: InFlight
     _closing: bool
     _deadline: float
+    #: Which sending task owns the state: a task whose number is no longer this one (its loop was closed
+    #: and another task took over) never touches the state again, not even when it is garbage collected.
+    _generation: int
 
     def _reset_task(self) -> None:
         """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
@@ -68,10 +71,21 @@ class AsyncSender:
         self._deadline = _INFINITY
         self._loop = self._task = self._wake = self._transport = None
 
-    async def _run(self) -> None:
+    async def _run(self, generation: int) -> None:
+        """The task's whole life. `generation` is the number `_start` gave it (see `_generation`)."""
+        owner = True
         try:
             await self._loop_body()
+        except GeneratorExit:
+            # Closed without being run to the end: its loop was closed and the task garbage collected.
+            # Awaiting is impossible now, and the state may already belong to a newer task
+            # (`_take_over_from_dead_loop` accounts for what this one held): leave everything alone.
+            owner = False
+            raise
         except asyncio.CancelledError:
+            if generation != self._generation:
+                owner = False
+                raise
             if not self._closing:  # the loop is shutting down (asyncio.run's cleanup): deliver what we can
                 self._closing = True
                 assert self._loop is not None
@@ -83,11 +97,12 @@ class AsyncSender:
             self._ledger.last_error = f"sender task crashed: {exc!r}"
             _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
         finally:
-            transport = self._transport
-            pending = self._pending
-            self._finish(len(self._intake) + len(pending) + pending.moving + self._inflight.records)
-            if transport is not None:
-                await transport.aclose()
+            if owner and generation == self._generation:
+                transport = self._transport
+                pending = self._pending
+                self._finish(len(self._intake) + len(pending) + pending.moving + self._inflight.records)
+                if transport is not None:
+                    await transport.aclose()
 
     def _finish(self, leftovers: int) -> None:
         """The task ends: what it still holds is lost (counted once), and the client can start a new task

@@ -276,6 +276,8 @@ class AsyncHttpTransport:
             importlib.import_module("httpcore._backends.anyio")
         self._settings = settings
         self._endpoint = settings.endpoint
+        #: Gzip large bodies on a thread (off at interpreter exit, when no thread can be started).
+        self.offload_gzip = True
         self._client = httpx.AsyncClient(
             headers=request_headers(settings),
             timeout=phase_timeout(settings, None),
@@ -287,7 +289,7 @@ class AsyncHttpTransport:
     async def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         token = _SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
         try:
-            if batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
+            if self.offload_gzip and batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
                 body = await asyncio.to_thread(request_body, batch)
             else:
                 body = request_body(batch)
