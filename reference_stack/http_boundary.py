@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import traceback
 import zlib
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from . import schema
+from .auth.redact import redact
 from .broker import BrokerUnavailable
 
 __all__ = [
@@ -147,16 +149,41 @@ def too_large(limit: int, what: str = "body", unit: str = "") -> Problem:
     return Problem(413, "payload too large", "body", f"{what} must be at most {bound}")
 
 
+#: Longest client value an error answer quotes back; longer ones, and key-shaped ones (a token of 16+ letters,
+#: digits and base64/URL marks), become "<N characters>": a key pasted into the wrong parameter must not come
+#: back in a body that proxies, browsers and crash reporters keep.
+MAX_ECHO_CHARS = 64
+_KEYISH = re.compile(r"(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9._~+/=-]{16,}")
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+
+
+def _withheld(value: str) -> bool:
+    return len(value) > MAX_ECHO_CHARS or bool(_KEYISH.fullmatch(value)) or redact(value) != value
+
+
+def safe_echo(text: str) -> str:
+    """`text` (an error's field or reason) with secrets redacted and each quoted value that is long or
+    key-shaped replaced by its length."""
+    if _withheld(text) and not any(c.isspace() for c in text):  # a bare value (a field name from the query)
+        return f"<{len(text)} characters>"
+    text = _QUOTED.sub(
+        lambda m: f"<{len(v)} characters>" if _withheld(v := m.group(1) or m.group(2) or "") else m.group(0),
+        text,
+    )
+    return redact(text)
+
+
 def problem_response(problem: Problem) -> web.Response:
+    field, reason = safe_echo(problem.field), safe_echo(problem.reason)
     body = {
         "type": f"urn:oglogstream:problem:{problem.kind}",
         "title": problem.title,
         "status": problem.status,
-        "detail": problem.detail,
-        "field": problem.field,
-        "reason": problem.reason,
+        "detail": f"{field}: {reason}",
+        "field": field,
+        "reason": reason,
         "error": problem.title,
-        "details": problem.details,
+        "details": [{k: safe_echo(v) for k, v in d.items()} for d in problem.details],
         **problem.extra,
     }
     return web.Response(

@@ -31,7 +31,15 @@ from pydantic import ValidationError
 from . import dedup, ingest, otlp_mapping, otlp_wire, schema
 from .broker import BrokerUnavailable
 from .config import check_at_least
-from .http_boundary import Problem, body_started, check_media, read_body, to_problem, too_large
+from .http_boundary import (
+    Problem,
+    body_started,
+    check_media,
+    read_body,
+    safe_echo,
+    to_problem,
+    too_large,
+)
 from .metrics import Metrics
 from .resources import BROKER, CONFIG, METRICS
 
@@ -114,7 +122,8 @@ def _encode(message: Message, protobuf: bool) -> tuple[bytes, str]:
 
 
 def _error_response(problem: Problem, protobuf: bool) -> web.Response:
-    status = _Status(code=_RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT), message=problem.detail)
+    code = _RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT)
+    status = _Status(code=code, message=safe_echo(problem.detail))
     body, content_type = _encode(status, protobuf)
     return web.Response(status=problem.status, body=body, headers={"Content-Type": content_type,
                                                                    **(problem.headers or {})})

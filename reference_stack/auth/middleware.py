@@ -3,8 +3,9 @@
 Order for each request (after routing, inside `problem_middleware`, so every refusal is problem+json):
 
 1. `/health` passes untouched (no data in it; load balancers and probes have no key).
-2. Host: must be a configured name (`allowed_hosts`), a loopback name or the address listened on; a wildcard
-   listen address with no names configured accepts any Host (auth is on there). Else 403 (DNS rebinding).
+2. Host: must be a configured name (`allowed_hosts`), a loopback name, the address listened on or (on a
+   wildcard address) this machine's host name; only a wildcard listen address with auth on and no names
+   configured accepts any Host (a rebinding page has no key). Else 403 (DNS rebinding).
 3. Origin (when a browser sent one): same origin as the Host, or one of `allowed_origins`; else 403. This
    covers `/ws/live` (browsers do not apply CORS to WebSockets) and cross-site POSTs.
 4. Auth on: a token from the client's address (429 + Retry-After when empty), then the key (`Authorization:
@@ -16,6 +17,7 @@ Order for each request (after routing, inside `problem_middleware`, so every ref
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -100,8 +102,10 @@ class Access:
         bind = config.host.strip("[]").lower()
         wildcard = bind in ("", "0.0.0.0", "::")
         names = frozenset(h.lower() for h in config.allowed_hosts)
+        # With auth off, the Host check is the only thing between a rebinding page and the logs: never open.
+        own = {socket.gethostname().lower()} if wildcard else {bind}
         self.hosts: frozenset[str] | None = (
-            None if wildcard and not names else _LOOPBACK_NAMES | names | ({bind} if not wildcard else set())
+            None if wildcard and not names and self.enabled else _LOOPBACK_NAMES | names | own
         )
         self.refused = Counter(
             "oglog_access_refused",
@@ -255,12 +259,18 @@ async def access_middleware(
     try:
         preflight = _admit(request, access, route, origin, cors)
     except Problem as problem:
+        # A page of an allowed origin must be able to read its 401/403/429 (and Retry-After), too.
+        problem.headers = {**(problem.headers or {}), **cors}
         if route == OTLP_LOGS_PATH:  # OTLP clients get a google.rpc.Status, as for the receiver's own errors
             return otlp.error_for(request, problem)
         raise
     if preflight is not None:
         return preflight
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        problem.headers = {**(problem.headers or {}), **cors}
+        raise
     if cors and not response.prepared:
         response.headers.update(cors)
     return response

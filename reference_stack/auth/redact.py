@@ -4,8 +4,10 @@ It rewrites each record before any handler sees it: API keys (`ogl_...`), bearer
 Authorization / Proxy-Authorization / X-API-Key / Cookie / Set-Cookie headers, secret-looking query parameters
 (key, token, password, ...) and WebSocket key subprotocols become `[REDACTED]`. aiohttp's "Error handling
 request" (a malformed request: its exception text may quote raw header bytes) becomes one line without a
-traceback; other tracebacks keep their frames with the text redacted. The body of aiohttp's own 400 for such a
-request is cut the same way (its first line, without the quoted bytes).
+traceback, and without anything the parser quoted: an over-long header is quoted from its VALUE's first bytes,
+without the header name (`Cookie: sid=SECRET` -> `b'sid=SECRET...'`), so no pattern could tell it is a
+secret; only the parser's leading words stay ("Got more than 8190 bytes when reading"). Other tracebacks keep
+their frames with the text redacted. The body of aiohttp's own 400 for such a request is cut the same way.
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ _PATTERNS = (
 #: Loggers (by prefix) whose records are filtered: ours and aiohttp's.
 LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp")
 _BAD_REQUEST = "Error handling request"
+#: From the first quoted literal (`b'...'`, `'...'`, `"..."`) of a parser error to its end: request bytes.
+_QUOTED_TAIL = re.compile(r"""\s*:?\s*(?<![A-Za-z0-9])b?['"].*""", re.S)
 
 
 def concise(exc: BaseException) -> str:
-    """The first line of an exception's message, redacted: aiohttp's parser errors continue with the raw
-    request bytes (`b'Authorization: Bearer ...'`) and a caret line, which are dropped."""
+    """The leading words of an exception's message, redacted: aiohttp's parser errors go on with the raw
+    request bytes (`b'Authorization: Bearer ...'`, `b'sid=SECRET...'`) and a caret line, which are dropped
+    (everything from the first quoted literal, and every line after the first)."""
     message = str(getattr(exc, "message", None) or exc).strip()
-    return redact(message.splitlines()[0].rstrip(": ")) if message else type(exc).__name__
+    first = message.splitlines()[0] if message else ""
+    first = _QUOTED_TAIL.sub("", first).rstrip(":. ")
+    return redact(first) if first else type(exc).__name__
 
 
 def redact(text: str) -> str:

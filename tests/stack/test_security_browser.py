@@ -3,6 +3,7 @@ refused, /ws/live refuses a hostile Origin, CORS answers only configured origins
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,51 @@ def test_origin_and_host_settings_are_validated() -> None:
         StackConfig(allowed_hosts=("*",))
     with pytest.raises(ValueError, match="insecure"):
         StackConfig(require_auth=True, insecure=True)
+
+
+@pytest.mark.parametrize("names", [(), ("logs.internal",)])
+async def test_wildcard_bind_with_auth_off_still_checks_host(
+    nats_server: Any, chdb_dsn: str, names: tuple[str, ...]
+) -> None:
+    """`--host 0.0.0.0 --insecure` (auth off), with or without names: a rebinding Host gets 403 on the API and
+    the live tail (no 101 with Origin evil.example); loopback names, configured names and the machine's name
+    pass."""
+    config = StackConfig(
+        nats_url=nats_server.url, clickhouse_dsn=chdb_dsn, host="0.0.0.0", insecure=True, allowed_hosts=names
+    )
+    async with running(config) as (base, _), aiohttp.ClientSession() as session:
+        port = base.rsplit(":", 1)[1]
+        evil = f"evil.example:{port}"
+        assert await status_of(session, base + "/api/stats", Host=evil) == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(
+                base + "/ws/live", headers={"Host": evil}, origin=f"http://{evil}"
+            )
+        assert refused.value.status == 403
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", *names, socket.gethostname()):
+            assert await status_of(session, base + "/api/stats", Host=host) == 200, host
+
+
+async def test_refusals_carry_cors_headers_for_allowed_origins(
+    nats_server: Any, chdb_dsn: str, tmp_path: Path
+) -> None:
+    """A page of an allowed origin can read its 401, 403 and 400 (and so Retry-After on a 429): they carry
+    Access-Control-Allow-Origin; another origin's refusal does not."""
+    async with (
+        auth_stack(nats_server.url, chdb_dsn, tmp_path, allowed_origins=(TRUSTED,)) as stack,
+        aiohttp.ClientSession() as session,
+    ):
+        for headers, expected in (
+            ({}, 401),
+            (stack.headers("ingest"), 403),
+            (stack.headers("revoked-query"), 401),
+        ):
+            async with session.get(stack.base + "/api/stats", headers={**headers, "Origin": TRUSTED}) as resp:
+                assert resp.status == expected
+                assert resp.headers["Access-Control-Allow-Origin"] == TRUSTED
+                assert "Retry-After" in resp.headers["Access-Control-Expose-Headers"]
+        query = {**stack.headers("query"), "Origin": TRUSTED}
+        async with session.get(stack.base + "/api/logs?level=loud", headers=query) as resp:
+            assert resp.status == 400 and resp.headers["Access-Control-Allow-Origin"] == TRUSTED
+        async with session.get(stack.base + "/api/stats", headers={"Origin": "http://evil.example"}) as resp:
+            assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers

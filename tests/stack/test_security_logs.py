@@ -119,3 +119,45 @@ def test_redaction_shapes() -> None:
     assert redact("GET /a?level=info&access_token=t&q=x") == f"GET /a?level=info&access_token={REDACTED}&q=x"
     assert redact("key ogl_0123abcd_AbC-_xyzxyzxyzxyzxyz") == f"key {REDACTED}"
     assert redact("GET /api/logs?level=info 200") == "GET /api/logs?level=info 200"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Cookie: sid={secret}",
+        "Authorization: Basic {secret}",
+        "Authorization: {secret}",
+        "X-Custom-Token: {secret}",
+    ],
+)
+async def test_an_over_long_header_leaks_none_of_its_value(
+    stack: AuthStack, captured: Capture, header: str
+) -> None:
+    """A header over aiohttp's 8190-byte limit is quoted by the parser from its value's first bytes, without
+    its name: nothing it quoted reaches the log line or the 400 body, only the parser's leading words."""
+    secret = "Zm9vOmJhcg" + SECRETS[0]
+    line = header.format(secret=secret + "A" * 9000)
+    before = len(captured.lines)
+    body = await raw_request(stack.base, f"GET /api/stats HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode())
+    lines = captured.lines[before:]
+    assert body.split(b" ")[1] == b"400" and b"Got more than 8190 bytes when reading" in body
+    assert secret[:12].encode() not in body and b"AAAA" not in body
+    bad = [x for x in lines if "Error handling request" in x]
+    assert len(bad) == 1 and "Got more than 8190 bytes when reading" in bad[0], lines
+    assert not any(secret[:12] in x or "AAAA" in x for x in lines), lines
+
+
+async def test_error_bodies_never_echo_a_key(stack: AuthStack) -> None:
+    """A key pasted into a query parameter (`level=<admin key>`, an environment key, a long value) is named
+    by its length in the 400, never echoed; a short bad value is still quoted back to help the user."""
+    async with aiohttp.ClientSession() as session:
+        for value in (stack.keys["admin"], "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==", "x" * 200):
+            url = stack.base + "/api/logs"
+            async with session.get(url, params={"level": value}, headers=stack.headers("query")) as resp:
+                assert resp.status == 400
+                text = await resp.text()
+            assert value not in text and f"<{len(value)} characters>" in text, text
+        async with session.get(
+            stack.base + "/api/logs", params={"level": "loud"}, headers=stack.headers("query")
+        ) as resp:
+            assert resp.status == 400 and "'loud'" in (await resp.json())["reason"]
