@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from . import cli_deadletters, cli_keys
 from .auth import settings as auth_settings
 from .auth import startup as auth
+from .auth.redact import redact
 from .config import (
     DEFAULT_RETENTION_DAYS,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -292,17 +293,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError(f"--rate: must be > 0, got {args.rate}")
             _configure_logging(options.log_level)
             demo.run_demo(options, rate=args.rate)
+    # Errors may quote a DSN or NATS URL given with credentials: redacted like log lines.
     except ConfigError as exc:
-        print(f"oglog: error: {exc}", file=sys.stderr)
+        print(f"oglog: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except (StackError, cli_deadletters.ApiError) as exc:
-        print(f"oglog: error: {exc}", file=sys.stderr)
+        print(f"oglog: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_START
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # anything else that stopped the start: one line, traceback in the log
         logging.getLogger("oglogstream.stack.cli").debug("start failed", exc_info=True)
-        print(f"oglog: error: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"oglog: error: could not start: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_START
     return 0
 

@@ -39,6 +39,7 @@ from aiohttp import web
 
 from .app import create_app
 from .auth import startup as auth
+from .auth.redact import redact
 from .config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from .healing import NatsKeeper
 from .natsd import NatsServer
@@ -199,7 +200,8 @@ def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
         lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
     lines.append(f"  health     {base}/health   metrics {base}/metrics")
     lines.append(f"  auth       {auth.describe(config)}")
-    lines.append(f"  nats       {config.nats_url}   storage {config.clickhouse_dsn}")
+    # Credentials in a DSN or NATS URL stay out of the banner (terminals, CI logs, journald keep it).
+    lines.append(f"  nats       {redact(config.nats_url)}   storage {redact(config.clickhouse_dsn)}")
     if extra:
         lines.append(extra)
     lines.append("Press Ctrl-C to stop.")

@@ -2,12 +2,15 @@
 
 It rewrites each record before any handler sees it: API keys (`ogl_...`), bearer tokens, the values of
 Authorization / Proxy-Authorization / X-API-Key / Cookie / Set-Cookie headers, secret-looking query parameters
-(key, token, password, ...) and WebSocket key subprotocols become `[REDACTED]`. aiohttp's "Error handling
-request" (a malformed request: its exception text may quote raw header bytes) becomes one line without a
-traceback, and without anything the parser quoted: an over-long header is quoted from its VALUE's first bytes,
-without the header name (`Cookie: sid=SECRET` -> `b'sid=SECRET...'`), so no pattern could tell it is a
-secret; only the parser's leading words stay ("Got more than 8190 bytes when reading"). Other tracebacks keep
-their frames with the text redacted. The body of aiohttp's own 400 for such a request is cut the same way.
+(key, token, password, ...), the userinfo of URLs (`http://user:PASSWORD@host` -> `http://[REDACTED]@host`:
+DSNs and NATS URLs with credentials) and WebSocket key subprotocols become `[REDACTED]`.
+
+aiohttp's "Error handling request" (a malformed request: its exception text may quote raw header bytes)
+becomes one line without a traceback, and without anything the parser quoted: an over-long header is quoted
+from its VALUE's first bytes, without the header name (`Cookie: sid=SECRET` -> `b'sid=SECRET...'`), so no
+pattern could tell it is a secret; only the parser's leading words stay ("Got more than 8190 bytes when
+reading"). Other tracebacks keep their frames with the text redacted. The body of aiohttp's own 400 for such
+a request is cut the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ _PATTERNS = (
     re.compile(rf"(?i)([?&;]{_SECRET_PARAMS}=)[^&\s'\"#]*"),
     re.compile(r"()\bogl_[0-9a-f]{8}_[A-Za-z0-9_-]+"),
     re.compile(r"(oglog\.key\.)[^\s,'\"]+"),
+    # scheme://user:password@host (ClickHouse DSNs, nats://TOKEN@host): the whole userinfo.
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+(?=@)"),
 )
 #: Loggers (by prefix) whose records are filtered: ours and aiohttp's.
 LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp")

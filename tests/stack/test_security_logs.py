@@ -5,6 +5,7 @@ error body and no metric; a malformed request costs one log line, not a tracebac
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.auth.redact import REDACTED, redact
+from oglogstream.stack.config import StackConfig
+from oglogstream.stack.supervisor import print_urls
 
 from .auth_helpers import AuthStack, auth_stack
 
@@ -161,3 +164,20 @@ async def test_error_bodies_never_echo_a_key(stack: AuthStack) -> None:
             stack.base + "/api/logs", params={"level": "loud"}, headers=stack.headers("query")
         ) as resp:
             assert resp.status == 400 and "'loud'" in (await resp.json())["reason"]
+
+
+def test_banner_and_log_lines_mask_url_credentials() -> None:
+    """`oglog stack up`'s banner and every filtered log line show a DSN's or NATS URL's host, never its
+    userinfo (password, token)."""
+    config = StackConfig(
+        nats_url="nats://oglog:NATSPASS@nats:4222,nats://NATSTOKEN@nats2:4222",
+        clickhouse_dsn="http://oglog:PASSWORD@clickhouse:8123/oglog",
+    )
+    out = io.StringIO()
+    print_urls(config, out)
+    banner = out.getvalue()
+    assert "clickhouse:8123/oglog" in banner and "nats2:4222" in banner
+    assert not any(s in banner for s in ("PASSWORD", "NATSPASS", "NATSTOKEN", "oglog:")), banner
+    line = "nats: disconnected from nats://u:p4ss@h:4222"
+    assert redact(line) == f"nats: disconnected from nats://{REDACTED}@h:4222"
+    assert redact("see https://docs.example/a@b") == "see https://docs.example/a@b"
