@@ -68,6 +68,8 @@ _FLAG_NAMES = {
     "retention_days": "--retention-days",
     "log_level": "--log-level",
     "ingest_workers": "--ingest-workers",
+    "insecure": "--insecure / OGLOG_INSECURE",
+    "api_keys": "OGLOG_API_KEYS",
 }
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
@@ -115,7 +117,20 @@ def config_from_env(roles: Sequence[str], environ: Mapping[str, str] | None = No
         raise error from None
 
 
-def _stack_options(args: argparse.Namespace) -> StackOptions:
+#: The access-control variables `oglog stack up` reads too (flags add to them; table in docs/security.md).
+_STACK_ENV_FIELDS = ("require_auth", "insecure", "keys_file", "api_keys", "allowed_hosts", "allowed_origins")
+
+
+def _stack_env(environ: Mapping[str, str]) -> dict[str, object]:
+    names = {auth_settings.ENV_NAMES[f] for f in _STACK_ENV_FIELDS}
+    try:
+        return auth_settings.from_env({k: v for k, v in environ.items() if k in names}, int)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _stack_options(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> StackOptions:
+    env = _stack_env(os.environ if environ is None else environ)
     if args.nats_url is not None:
         check_nats_url(args.nats_url, "--nats-url")
     try:
@@ -131,10 +146,12 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
         retention_days=args.retention_days,
         shutdown_timeout=shutdown,
         log_level=args.log_level,
-        require_auth=args.require_auth,
-        insecure=args.insecure,
-        allowed_hosts=tuple(args.allowed_host),
-        allowed_origins=tuple(args.allowed_origin),
+        require_auth=args.require_auth or bool(env.get("require_auth")),
+        insecure=args.insecure or bool(env.get("insecure")),
+        keys_file=env.get("keys_file"),  # type: ignore[arg-type]
+        api_keys=env.get("api_keys", ()),  # type: ignore[arg-type]
+        allowed_hosts=(*env.get("allowed_hosts", ()), *args.allowed_host),  # type: ignore[misc]
+        allowed_origins=(*env.get("allowed_origins", ()), *args.allowed_origin),  # type: ignore[misc]
         ingest_workers=getattr(args, "ingest_workers", 0),  # `oglog demo` runs in one process
     )
     try:

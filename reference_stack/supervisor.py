@@ -85,9 +85,12 @@ class StackOptions:
     retention_days: int = DEFAULT_RETENTION_DAYS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     log_level: str = "info"
-    #: Access control (docs/security.md): keys come from `<data_dir>/keys.json` (`oglog keys create`).
+    #: Access control (docs/security.md): keys come from `keys_file` (default `<data_dir>/keys.json`,
+    #: `oglog keys create`) and `api_keys` (`["SCOPES:KEY", ...]`, from OGLOG_API_KEYS).
     require_auth: bool = False
     insecure: bool = False
+    keys_file: str | None = None
+    api_keys: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     #: Ingestion processes sharing the port (workers.py); 0 or 1 runs every role in this one process.
@@ -109,7 +112,8 @@ class StackOptions:
             log_level=self.log_level,
             require_auth=self.require_auth,
             insecure=self.insecure,
-            keys_file=str((self.data_dir / "keys.json").resolve()),
+            keys_file=self.keys_file or str((self.data_dir / "keys.json").resolve()),
+            api_keys=self.api_keys,
             allowed_hosts=self.allowed_hosts,
             allowed_origins=self.allowed_origins,
         )

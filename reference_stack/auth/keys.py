@@ -60,7 +60,10 @@ RELOAD_INTERVAL = 1.0
 MIN_ENV_KEY_LENGTH = 24
 _KEY = re.compile(r"^ogl_([0-9a-f]{8})_[A-Za-z0-9_-]{16,}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+#: An environment key's characters: RFC 6750's b64token (base64, base64url, `.~`), so a generated secret fits
+#: `Authorization: Bearer`. Browsers take only HTTP tokens as WebSocket subprotocols: a key with `/` or `=`
+#: works from programs, not from the dashboard (docs/security.md).
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +120,7 @@ def parse_env_keys(entries: Sequence[str]) -> list[tuple[frozenset[str], str]]:
         if len(key) < MIN_ENV_KEY_LENGTH or not _TOKEN.match(key):
             raise ValueError(
                 f"api_keys: key {n} must be at least {MIN_ENV_KEY_LENGTH} characters of letters, digits"
-                " and -._~ (use `oglog keys create` or secrets.token_urlsafe(32))"
+                " and -._~+/= (use `oglog keys create` or secrets.token_urlsafe(32))"
             )
         parsed.append((scopes, key))
     return parsed

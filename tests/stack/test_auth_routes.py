@@ -230,3 +230,33 @@ def test_key_settings_are_validated_without_quoting_keys() -> None:
     with pytest.raises(ValueError, match="OGLOG_RATE_LIMIT_CLIENT"):
         cli.config_from_env(["ingest"], {"OGLOG_RATE_LIMIT_CLIENT": "0"})
     assert parse_env_keys(["query+admin:" + "k" * 32]) == [(frozenset({"query", "admin"}), "k" * 32)]
+    b64 = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA/+.~_-=="  # every character docs/security.md allows
+    assert parse_env_keys(["ingest:" + b64]) == [(frozenset({"ingest"}), b64)]
+    for bad in ("k" * 30 + " x", "k" * 30 + ",x", "k" * 30 + "\x7f"):
+        with pytest.raises(ValueError, match=r"-\._~\+/="):
+            parse_env_keys(["ingest:" + bad])
+
+
+def test_stack_up_reads_the_access_variables(tmp_path: Path) -> None:
+    """`oglog stack up` reads OGLOG_API_KEYS, OGLOG_INSECURE, OGLOG_REQUIRE_AUTH, OGLOG_KEYS_FILE and the
+    allowed names, as its refusal message tells users to (flags add to them); without them it refuses a
+    wildcard address with no key."""
+    from oglogstream.stack import cli
+
+    key = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA/+=="  # base64 characters, as docs/security.md allows
+    data = ["--data-dir", str(tmp_path)]
+    args = cli.build_parser().parse_args(["stack", "up", "--host", "0.0.0.0", *data])
+    with pytest.raises(cli.ConfigError, match="OGLOG_API_KEYS"):
+        cli._stack_options(args, {})
+    config = cli._stack_options(args, {"OGLOG_API_KEYS": f"query:{key}"}).config("nats://127.0.0.1:4222")
+    assert config.auth_enabled and config.api_keys == (f"query:{key}",)
+    insecure = cli._stack_options(args, {"OGLOG_INSECURE": "true", "OGLOG_ALLOWED_HOSTS": "logs.lan"})
+    assert insecure.allowed_hosts == ("logs.lan",)
+    assert not insecure.config("nats://127.0.0.1:4222").auth_enabled
+    loopback = cli.build_parser().parse_args(["stack", "up", *data])
+    keys_file = tmp_path / "other-keys.json"
+    KeyFile(keys_file).create(parse_scopes("ingest"))
+    env = {"OGLOG_REQUIRE_AUTH": "yes", "OGLOG_KEYS_FILE": str(keys_file)}
+    assert cli._stack_options(loopback, env).config("nats://127.0.0.1:4222").auth_enabled
+    with pytest.raises(cli.ConfigError, match="OGLOG_INSECURE"):
+        cli._stack_options(args, {"OGLOG_INSECURE": "maybe"})
