@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import tenacity
 
@@ -27,6 +27,8 @@ __all__ = ["InFlight", "Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
 #: A captured stdlib record (5-tuple: `_entry.CapturedRecord` + span) or a structlog/asyncio event
 #: (3-tuple: StructEvent, context, span).
 Item = tuple[Any, ...]
+#: The pipeline's lock: reentrant in `_worker` (signal handlers), plain in `_async`.
+AnyLock: TypeAlias = "threading.Lock | threading.RLock"
 
 
 class InFlight:
@@ -67,7 +69,7 @@ class InFlight:
                 self._todo.extend((second, first))
             self.first_seq = self._todo[-1].first_seq if self._todo else None
 
-    def take(self, pending: Pending, settings: Settings, batch_id: str, lock: threading.Lock) -> Batch:
+    def take(self, pending: Pending, settings: Settings, batch_id: str, lock: AnyLock) -> Batch:
         """Cut the next batch from `pending` and book it as in flight, in one step under `lock` (so a
         `stats()` snapshot never sees the records in both places, or in neither)."""
         with lock:
@@ -93,9 +95,9 @@ class InFlight:
 
 class Ledger:
     """The counters behind `Stats`. Written by the delivering thread/task; `dropped` also by callers,
-    always under `lock` (a `threading.Lock`, because callers may be on any thread)."""
+    always under `lock` (a `threading.Lock` or `RLock`, because callers may be on any thread)."""
 
-    def __init__(self, lock: threading.Lock, service: str) -> None:
+    def __init__(self, lock: AnyLock, service: str) -> None:
         self.lock = lock
         self.service = service
         self.sent = 0

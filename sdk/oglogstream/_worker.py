@@ -83,7 +83,12 @@ class Pipeline(WorkerLoop):
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (inherited buffers belong to the parent)."""
         self.intake.clear()
-        self._lock = threading.Lock()
+        #: Reentrant: a signal handler runs on the main thread, possibly while that thread holds this lock in
+        #: submit_slow/stats/flush/close; it must re-enter (see `_reentered`), never wait for itself.
+        self._lock = threading.RLock()
+        #: Records logged while a worker is closing: not its job (or close() would last as long as callers
+        #: keep logging); a new worker takes them once the closing one is done (`_start_late_locked`).
+        self._late: deque[Item] = deque()
         self._wake = threading.Event()
         self._batch_prefix = secrets.token_hex(8)
         self._batch_numbers = itertools.count(1)
@@ -104,6 +109,8 @@ class Pipeline(WorkerLoop):
         self._flush_requests: deque[FlushRequest] = deque()
         self._waiters: list[FlushRequest] = []
         self._thread: threading.Thread | None = None
+        #: The thread that prepared `_thread` and starts it once it released the lock.
+        self._starter: int | None = None
         self._ident: int | None = None
         self._closing = False
         self._deadline = _INFINITY
@@ -130,9 +137,16 @@ class Pipeline(WorkerLoop):
             self._forked_without_hooks()
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
+        if self._reentered():
+            # A signal handler interrupted this thread inside our lock: append without it (a deque append is
+            # atomic); the interrupted code, or the next record, wakes the worker.
+            self.intake.append(item)
+            return True
         start: threading.Thread | None = None
         accepted = True
         with self._lock:
+            if self._closing and not self._finished and not Exit.started:
+                return self._hold_late_locked(item)
             if self._finished and not self._reopen_locked():
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return False
@@ -161,19 +175,55 @@ class Pipeline(WorkerLoop):
             self._send_at_exit()
         return accepted
 
+    def _reentered(self) -> bool:
+        """True on the thread that already holds `_lock` (only a signal handler gets here that way)."""
+        return bool(self._lock._is_owned())  # type: ignore[attr-defined]
+
+    def _await_start(self, thread: threading.Thread, deadline: float) -> bool:
+        """Wait until a prepared worker was started (it is, just after the lock is released); False when this
+        very thread is to start it: a signal handler interrupted it in between, waiting would never end."""
+        if thread.ident is not None:
+            return True
+        if self._starter == threading.get_ident():
+            return False
+        return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
+
+    def _hold_late_locked(self, item: Item) -> bool:
+        """Keep a record logged during close() for the worker that starts once the closing one is done."""
+        if len(self._late) >= self.intake_limit:
+            self._count("overflow", 1)
+            if not self._drop_oldest:
+                return False
+            self._late.popleft()
+        self._late.append(item)
+        return True
+
+    def _start_late_locked(self) -> threading.Thread | None:
+        """After a worker finished: a new one (to start once the lock is released) for the records held
+        back while it closed, or None when there are none."""
+        if not self._late or not self._reopen_locked():
+            return None
+        self.intake.extend(self._late)
+        self._late.clear()
+        return self._prepare_start_locked()
+
     def _reopen_locked(self) -> bool:
         """Make a finished pipeline take records again; False while an abandoned worker is still running."""
         thread = self._thread
         if self._abandoned and thread is not None and thread.is_alive():
             return False
-        if self._abandoned:
-            self.intake.clear()  # counted as `shutdown` when the worker was abandoned
+        if self._abandoned and self.intake:
+            # Emptied (and counted) when the worker was abandoned; these few raced past the closed gate.
+            self._count("shutdown", len(self.intake))
+            self.intake.clear()
         self._reset_worker_state()
         self._transport = None  # closed with the old worker; the new one builds its own
-        if Exit.started:  # at interpreter exit a reopened pipeline is closed again at once (_send_at_exit)
+        if Exit.started:
+            # At interpreter exit the new worker keeps running (and its connection open) for the records of
+            # later atexit hooks, each of which waits for its delivery (`_send_at_exit`): one worker, one
+            # connection, batches as large as what arrives meanwhile, within the one exit deadline.
             if Exit.deadline == _INFINITY:
                 Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
-            self._closing = True
             self._deadline = Exit.deadline
         return True
 
@@ -185,19 +235,23 @@ class Pipeline(WorkerLoop):
             target=self._run, name=f"oglogstream-worker-{next(_worker_numbers)}", daemon=True
         )
         self._thread = thread
+        self._starter = threading.get_ident()
         self._wake = threading.Event()
         if self._closing:
             self._wake.set()
-        self.soft_limit = 0 if self._closing else min(self._wake_at, self.intake_limit)
+        # At interpreter exit every record takes the slow path, which waits for its delivery (_send_at_exit).
+        self.soft_limit = 0 if self._closing or Exit.started else min(self._wake_at, self.intake_limit)
         return thread
 
     def _send_at_exit(self) -> None:
         """A record during or after the atexit drain: wait until it is delivered (or the shared exit deadline
-        passed), or a worker started for it could be cut off by the interpreter's end."""
+        passed), or the interpreter's end could cut the worker off; past the deadline what is left is counted
+        as `shutdown` (closing, which abandons a stuck worker)."""
         if Exit.deadline == _INFINITY:
             Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
-        self.begin_close(Exit.deadline)  # also a handler built after the drain: its worker must end now
-        self.finish_close(Exit.deadline)
+        if self._closing or self._reentered() or not self.flush(Exit.deadline - time.monotonic()):
+            self.begin_close(Exit.deadline)
+            self.finish_close(Exit.deadline)
 
     def count_internal_error(self, exc: BaseException) -> None:
         """A record could not even be captured (a bug): count it and say so on stderr."""
@@ -218,7 +272,7 @@ class Pipeline(WorkerLoop):
         with self._lock:  # one consistent moment: the worker moves records under this lock too
             spool = self._spool
             # What an abandoned worker still holds was counted as `shutdown` already: not queued as well.
-            held = 0 if self._abandoned else self._held()
+            held = (0 if self._abandoned else self._held()) + len(self._late)
             return self._ledger.snapshot(
                 queued=held + (spool.own_records if spool is not None else 0),
                 buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
@@ -228,8 +282,8 @@ class Pipeline(WorkerLoop):
 
     def flush(self, timeout: float | None) -> bool:
         """Wait until every record submitted before this call is sent or dropped; False on timeout."""
-        if threading.get_ident() in WORKER_THREADS:
-            return False  # a worker waiting for itself (or another worker) could only time out
+        if threading.get_ident() in WORKER_THREADS or self._reentered():
+            return False  # waiting for a worker that needs the lock this thread holds could only time out
         if self._pid != os.getpid():
             self._forked_without_hooks()
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
@@ -238,6 +292,8 @@ class Pipeline(WorkerLoop):
             thread = self._thread
             if thread is None or self._finished or self._abandoned:
                 return not self.intake and not self._abandoned
+            if thread.ident is None and self._starter == threading.get_ident():
+                return False  # a signal handler interrupted this thread before it started the worker
             request = FlushRequest()
             self._flush_requests.append(request)
             self._wake.set()
@@ -250,6 +306,8 @@ class Pipeline(WorkerLoop):
         if self._pid != os.getpid():
             self._forked_without_hooks()
         self.begin_close(deadline)
+        if self._reentered():
+            return False  # a signal handler: the worker finishes once the interrupted code releases the lock
         return self.finish_close(deadline)
 
     def begin_close(self, deadline: float) -> None:
@@ -266,32 +324,41 @@ class Pipeline(WorkerLoop):
             self._wake.set()
 
     def finish_close(self, deadline: float) -> bool:
-        """Wait for the worker until `deadline`; whatever is still held then is counted as `shutdown`."""
-        while True:
-            thread = self._thread
-            if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
-                thread.join(max(0.0, deadline - time.monotonic()))
-            with self._lock:
-                if self._thread is not thread:
-                    continue  # a record started a worker meanwhile: wait for that one
-                if self._finished or self._abandoned:
-                    leftovers = 0
-                elif thread is None:
-                    leftovers = len(self.intake)
-                    self.intake.clear()
-                    self._finished = True
-                    if self._transport is not None:
-                        self._transport.close()
-                else:
-                    # The worker is stuck (a server that never answers): give up on it, count what it holds.
-                    self._abandoned = True
-                    self._abort = True
-                    self._finished = True
-                    leftovers = self._held()
-                if leftovers:
-                    self._count("shutdown", leftovers)
-                clean = not self._ledger.dropped.get("shutdown")
-                break
+        """Wait for the worker until `deadline`; whatever is still held then is counted as `shutdown`.
+
+        Only the worker that was running when the close began is waited for: records logged meanwhile are
+        held back (`_late`) and go to a new worker afterwards, which this close does not wait for.
+        """
+        thread = self._thread
+        if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
+            if not self._await_start(thread, deadline):
+                return False  # closing: the worker finishes once started
+            thread.join(max(0.0, deadline - time.monotonic()))
+        start = None
+        with self._lock:
+            if self._thread is not thread or self._finished or self._abandoned:
+                leftovers = 0  # that worker is done (and counted what it could not deliver)
+            elif thread is None:
+                leftovers = len(self.intake)
+                self.intake.clear()
+                self._finished = True
+                if self._transport is not None:
+                    self._transport.close()
+                start = self._start_late_locked()
+            else:
+                # The worker is stuck (a server that never answers): give up on it, count what it holds,
+                # and what waited for it (a new worker would only queue up behind the stuck send).
+                self._abandoned = True
+                self._abort = True
+                self._finished = True
+                leftovers = self._held() + len(self._late)
+                self.intake.clear()
+                self._late.clear()
+            if leftovers:
+                self._count("shutdown", leftovers)
+            clean = not self._ledger.dropped.get("shutdown")
+        if start is not None:
+            start.start()
         self._ledger.summarize_losses()
         return clean
 
@@ -316,8 +383,12 @@ class Pipeline(WorkerLoop):
         start = None
         with self._lock:
             self._finished = True
-            if self.intake and not abandoned and self._reopen_locked():
-                start = self._prepare_start_locked()
+            if self.intake and not abandoned:
+                # Raced past the closed gate after the last look at the intake: the next worker's job too.
+                self._late.extendleft(reversed(self.intake))
+                self.intake.clear()
+            if not abandoned:
+                start = self._start_late_locked()
         if start is not None:
             start.start()
         self._ledger.summarize_losses()

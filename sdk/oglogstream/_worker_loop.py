@@ -24,7 +24,7 @@ from . import _diag, _otel
 from ._buffer import Batch, Pending, intake_limit
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
-from ._lifecycle import WORKER_THREADS
+from ._lifecycle import WORKER_THREADS, Exit
 from ._settings import Settings
 from ._spool import Spool
 from ._transport import Outcome, SendResult, Transport, warm_logging_caches
@@ -56,7 +56,7 @@ class WorkerLoop:
     _transport: Transport | None
     _spool: Spool | None
     _spool_left: tuple[int, int]
-    _lock: threading.Lock
+    _lock: threading.RLock
     _wake: threading.Event
     _flush_requests: deque[FlushRequest]
     _waiters: list[FlushRequest]
@@ -293,7 +293,7 @@ class WorkerLoop:
         idle = self._linger and self._pending_since is None and not self._pending
         with self._lock:
             self.intake_limit = limit
-            if not self._closing:
+            if not self._closing and not Exit.started:  # at exit every record waits for itself
                 self.soft_limit = 0 if idle else min(self._wake_at, limit)
 
     def _take_flush_requests(self) -> None:
