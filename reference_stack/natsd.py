@@ -5,6 +5,10 @@ a `kill -9` of the parent does not leave a server holding the port and the JetSt
 session (process group), so a Ctrl-C in the terminal reaches only the supervisor, which stops it LAST, after
 the processor has acked what it stored (in the terminal's group it died first: disconnect warnings, and
 batches stored but not acked were redelivered on the next start).
+
+With a `token`, clients must present it (`url` carries it as `nats://TOKEN@host:port`): on a shared machine
+any local user can reach 127.0.0.1, and without it could read every batch or forge ones. The token goes to
+nats-server in a 0600 config file under the store, never on its command line (which `ps` shows to all).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-__all__ = ["NatsServer", "find_nats_server", "free_port"]
+__all__ = ["AUTH_CONF_NAME", "NatsServer", "find_nats_server", "free_port"]
 
 _PR_SET_PDEATHSIG = 1
 #: How long the server gets to start listening, and to exit after SIGTERM.
@@ -28,6 +32,8 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 #: The cluster name nodes started with a cluster_port share.
 CLUSTER_NAME = "oglog"
+#: The 0600 nats-server config file (in the store) holding the token, when there is one.
+AUTH_CONF_NAME = "auth.conf"
 
 
 def find_nats_server() -> str:
@@ -75,7 +81,11 @@ class NatsServer:
         name: str | None = None,
         cluster_port: int | None = None,
         routes: list[str] | None = None,
+        token: str | None = None,
     ) -> None:
+        if token is not None and not token.isalnum():
+            raise ValueError("token: letters and digits only (it goes in a URL and a config file)")
+        self.token = token
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -86,7 +96,9 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        """`nats://[TOKEN@]host:port`: what clients connect with (print it through auth.redact.redact)."""
+        userinfo = f"{self.token}@" if self.token else ""
+        return f"nats://{userinfo}{self.host}:{self.port}"
 
     @property
     def route_url(self) -> str:
@@ -125,7 +137,7 @@ class NatsServer:
     def spawn(self) -> None:
         """Start the process without waiting for it to listen (see `listening`). Call it from the thread that
         lives as long as the server should: PR_SET_PDEATHSIG fires when the forking thread exits."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
         args = [
             find_nats_server(),
@@ -139,6 +151,13 @@ class NatsServer:
             "--log",
             str(log_path),
         ]
+        if self.token is not None:
+            conf = self.store_dir / AUTH_CONF_NAME
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(f'authorization {{\n  token: "{self.token}"\n}}\n')
+            os.chmod(conf, 0o600)  # an older file keeps its mode through O_CREAT
+            args += ["--config", str(conf)]
         if self.name is not None:
             args += ["--server_name", self.name]
         if self.cluster_port is not None:

@@ -27,6 +27,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -315,7 +316,11 @@ def run_stack(
     data_dir = options.data_dir.resolve()
     options.config("nats://127.0.0.1:4222")  # validate every option before touching anything
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # 0700: the data dir holds every log (chDB files), the keys file and the NATS token; other local
+        # users must not read them. Created so here (an existing directory keeps the mode its owner chose).
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if options.clickhouse_url is None:
+            (data_dir / "clickhouse").mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
     with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}"):
@@ -327,7 +332,9 @@ def run_stack(
             reap_orphan_nats(store)
             # Started from the main thread: PR_SET_PDEATHSIG fires when the forking *thread* exits.
             try:
-                nats = NatsServer(store).start()
+                # A fresh token per start: any local user can reach 127.0.0.1 (natsd.py); every role and
+                # ingest worker gets it inside nats_url.
+                nats = NatsServer(store, token=secrets.token_hex(32)).start()
             except (OSError, RuntimeError) as exc:
                 raise StackError(f"cannot start nats-server: {exc}") from None
             pid_file = store / _NATS_PID_NAME

@@ -160,7 +160,7 @@ class KeyFile:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[list[KeyRecord]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a data dir: private (security.md)
         fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # held by other writers for milliseconds only
