@@ -162,15 +162,20 @@ def _withheld(value: str) -> bool:
 
 
 def safe_echo(text: str) -> str:
-    """`text` (an error's field or reason) with secrets redacted and each quoted value that is long or
-    key-shaped replaced by its length."""
-    if _withheld(text) and not any(c.isspace() for c in text):  # a bare value (a field name from the query)
+    """`text` (an error's field or reason) with each quoted client value that is long, key-shaped or a
+    secret shape of auth.redact replaced by its length; a bare field name (from the query) likewise. The
+    server's own words are kept ("send Authorization: Bearer KEY" is advice, not a secret)."""
+    if _withheld(text) and not any(c.isspace() for c in text):
         return f"<{len(text)} characters>"
-    text = _QUOTED.sub(
+    return _QUOTED.sub(
         lambda m: f"<{len(v)} characters>" if _withheld(v := m.group(1) or m.group(2) or "") else m.group(0),
         text,
     )
-    return redact(text)
+
+
+def safe_detail(problem: Problem) -> str:
+    """The problem's `field: reason`, each part through safe_echo."""
+    return f"{safe_echo(problem.field)}: {safe_echo(problem.reason)}"
 
 
 def problem_response(problem: Problem) -> web.Response:
@@ -179,7 +184,7 @@ def problem_response(problem: Problem) -> web.Response:
         "type": f"urn:oglogstream:problem:{problem.kind}",
         "title": problem.title,
         "status": problem.status,
-        "detail": f"{field}: {reason}",
+        "detail": safe_detail(problem),
         "field": field,
         "reason": reason,
         "error": problem.title,

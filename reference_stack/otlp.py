@@ -36,7 +36,7 @@ from .http_boundary import (
     body_started,
     check_media,
     read_body,
-    safe_echo,
+    safe_detail,
     to_problem,
     too_large,
 )
@@ -123,7 +123,7 @@ def _encode(message: Message, protobuf: bool) -> tuple[bytes, str]:
 
 def _error_response(problem: Problem, protobuf: bool) -> web.Response:
     code = _RPC_BY_HTTP.get(problem.status, _RPC_INVALID_ARGUMENT)
-    status = _Status(code=code, message=safe_echo(problem.detail))
+    status = _Status(code=code, message=safe_detail(problem))
     body, content_type = _encode(status, protobuf)
     return web.Response(status=problem.status, body=body, headers={"Content-Type": content_type,
                                                                    **(problem.headers or {})})
