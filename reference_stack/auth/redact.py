@@ -41,8 +41,9 @@ _PATTERNS = (
     # scheme://user:password@host (ClickHouse DSNs, nats://TOKEN@host): the whole userinfo.
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+(?=@)"),
 )
-#: Loggers (by prefix) whose records are filtered: ours and aiohttp's.
-LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp")
+#: Loggers (by prefix) whose records are filtered: ours, aiohttp's and nats-py's (its errors may carry a
+#: server URL, which holds the embedded server's token).
+LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp", "nats")
 _BAD_REQUEST = "Error handling request"
 #: From the first quoted literal (`b'...'`, `'...'`, `"..."`) of a parser error to its end: request bytes.
 _QUOTED_TAIL = re.compile(r"""\s*:?\s*(?<![A-Za-z0-9])b?['"].*""", re.S)
@@ -114,6 +115,7 @@ def install() -> None:
     """Attach the filter to every existing logger under LOGGER_PREFIXES (and those prefixes); idempotent.
     Filters run only for records created on their own logger, so each logger gets it."""
     names = [*LOGGER_PREFIXES, "aiohttp.server", "aiohttp.web", "aiohttp.access", "aiohttp.websocket"]
+    names += ["nats.aio.client"]
     names += [n for n in logging.root.manager.loggerDict if n.startswith(LOGGER_PREFIXES)]
     for name in dict.fromkeys(names):
         logger = logging.getLogger(name)
