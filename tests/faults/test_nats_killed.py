@@ -87,7 +87,7 @@ def test_nats_server_that_cannot_come_back_stops_the_stack_with_status_1(tmp_pat
         ["stack", "up", "--data-dir", str(data), "--port", str(port)], tmp_path / "up.log"
     ) as stack:
         stack.wait_healthy(base)
-        nats_port = int(re.search(r"nats://127\.0\.0\.1:(\d+)", stack.output()).group(1))  # type: ignore[union-attr]
+        nats_port = int(re.search(r"nats://(?:\[REDACTED\]@)?127\.0\.0\.1:(\d+)", stack.output()).group(1))  # type: ignore[union-attr]
         os.kill(_pid(data / "nats" / "nats-server.pid"), signal.SIGKILL)
         squatter = _squat(nats_port)
         try:
