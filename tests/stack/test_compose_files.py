@@ -179,7 +179,8 @@ def test_dev_runs_one_of_each_role_and_prod_three() -> None:
     dev = oglog_services(load_compose(DEV))
     assert sorted(tuple(svc["command"]) for svc in dev.values()) == sorted((role,) for role in ROLES)
     assert all(svc.get("deploy", {}).get("replicas", 1) == 1 for svc in dev.values())
-    assert dev["ingest"]["ports"] == ["127.0.0.1:8080:8080"] and dev["query"]["ports"] == ["127.0.0.1:8081:8080"]
+    assert dev["ingest"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert dev["query"]["ports"] == ["127.0.0.1:8081:8080"]
 
     prod_doc = load_compose(PROD, PROD_ENV)
     prod = oglog_services(prod_doc)
