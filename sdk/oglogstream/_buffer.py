@@ -8,8 +8,17 @@ storing the numbers: they are contiguous, so `first_seq` and a position say it a
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
-__all__ = ["INTAKE_FLOOR", "INTAKE_ITEM_BYTES", "Batch", "Pending", "intake_limit"]
+__all__ = [
+    "INTAKE_FLOOR",
+    "INTAKE_ITEM_BYTES",
+    "LARGE_MESSAGE",
+    "Batch",
+    "Pending",
+    "intake_limit",
+    "large_bytes",
+]
 
 
 class Batch:
@@ -122,6 +131,24 @@ INTAKE_ITEM_BYTES = 640
 #: The intake always has room for this many records (capped by max_records), even when the encoded
 #: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
 INTAKE_FLOOR = 1000
+#: A record whose message plus str arguments reach this many characters is not "typical": it takes the
+#: caller's slow path, where its size (`large_bytes`) counts against the intake's byte room, so a stuck
+#: worker cannot let 100k multi-kilobyte (or a few hundred 10 MB) messages pile up past max_buffer_bytes.
+LARGE_MESSAGE = 1024
+
+
+def large_bytes(item: tuple[Any, ...]) -> int:
+    """What a captured record's text occupies beyond INTAKE_ITEM_BYTES (characters of its str message and
+    str arguments, O(1) each), or 0 below LARGE_MESSAGE; `OgLogHandler.handle` inlines the same sum."""
+    if len(item) != 5:  # a structlog event: bounded by count only
+        return 0
+    msg, args = item[1], item[2]
+    size = len(msg) if type(msg) is str else 0
+    if args:
+        for arg in args:
+            if type(arg) is str:
+                size += len(arg)
+    return size if size >= LARGE_MESSAGE else 0
 
 
 def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:

@@ -263,9 +263,12 @@ def ingest(
     held_records: int = 0,
     held_bytes: int = 0,
     limit: int = -1,
+    on_done: Callable[[list[Item]], None] | None = None,
 ) -> int:
     """Encode intake items into `pending`: until a batch is ready (bounded), `limit` items were taken, or the
     intake is empty; returns how many items were taken. `held_*` is what is in flight (same bounds).
+    `on_done(items)` is called under the lock with the items of each chunk that left the intake for good
+    (stored, dropped or failed), for the caller's own accounting of what the intake holds.
 
     The hot loop of both drivers, with the result of a per-entry loop over `Pending.push`. Items move in
     chunks: taken out of the intake under `ledger.lock` (counted in `pending.moving` meanwhile), encoded
@@ -350,6 +353,9 @@ def ingest(
             with lock:
                 intake.extendleft(reversed(chunk[used:]))
                 pending.moving = 0
+        if on_done is not None:
+            with lock:
+                on_done(chunk[:used])
         taken += used
         if used < n:
             break  # a batch is ready

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from . import _otel
+from ._buffer import LARGE_MESSAGE
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._settings import (
@@ -114,21 +115,28 @@ class OgLogHandler(logging.Handler):
             # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
             # because mutable args may change after the call returns.
+            # `size` is `_buffer.large_bytes` inlined: len() of a str is O(1).
             msg = record.msg
             args = record.args
             if type(msg) is not str or (args and type(args) is not tuple):
                 msg, args = render(record)
+                size = len(msg)
             elif args:
+                size = len(msg)
                 for arg in args:
-                    if type(arg) not in IMMUTABLE_ARG_TYPES:
+                    if type(arg) is str:
+                        size += len(arg)
+                    elif type(arg) not in IMMUTABLE_ARG_TYPES:
                         msg, args = render(record)
+                        size = len(msg)
                         break
             else:
                 args = None
+                size = len(msg)
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             item = (record.__dict__, msg, args, _context_get(), span_of() if span_of is not None else None)
             intake = self._intake
-            if len(intake) < self._pipeline.soft_limit:
+            if len(intake) < self._pipeline.soft_limit and size < LARGE_MESSAGE:
                 intake.append(item)
                 return True
             return self._pipeline.submit_slow(item)

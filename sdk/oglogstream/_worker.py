@@ -22,7 +22,6 @@ Lifecycle of a pipeline: not started -> running -> closing -> finished; a record
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import secrets
@@ -32,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel
-from ._buffer import Pending, intake_limit
+from ._buffer import INTAKE_ITEM_BYTES, Pending, intake_limit, large_bytes
 from ._delivery import InFlight, Item, Ledger, RetryPolicy
 from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path
 from ._settings import Settings
@@ -89,6 +88,8 @@ class Pipeline(WorkerLoop):
         #: Records logged while a worker is closing: not its job (or close() would last as long as callers
         #: keep logging); a new worker takes them once the closing one is done (`_start_late_locked`).
         self._late: deque[Item] = deque()
+        #: `large_bytes` of every record in the intake and `_late` (changed under `_lock`).
+        self.intake_large = 0
         self._wake = threading.Event()
         self._batch_prefix = secrets.token_hex(8)
         self._batch_numbers = itertools.count(1)
@@ -137,16 +138,18 @@ class Pipeline(WorkerLoop):
             self._forked_without_hooks()
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
+        extra = large_bytes(item)
         if self._reentered():
-            # A signal handler interrupted this thread inside our lock: append without it (a deque append is
-            # atomic); the interrupted code, or the next record, wakes the worker.
+            # A signal handler interrupted this thread inside our lock (so it is held): append, never wait;
+            # the interrupted code, or the next record, wakes the worker.
             self.intake.append(item)
+            self.intake_large += extra
             return True
         start: threading.Thread | None = None
         accepted = True
         with self._lock:
             if self._closing and not self._finished and not Exit.started:
-                return self._hold_late_locked(item)
+                return self._hold_late_locked(item, extra)
             if self._finished and not self._reopen_locked():
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return False
@@ -154,15 +157,10 @@ class Pipeline(WorkerLoop):
                 start = self._prepare_start_locked()
             intake = self.intake
             size = len(intake)
-            if size >= self.intake_limit:
-                self._count("overflow", 1)
-                if self._drop_oldest:
-                    with contextlib.suppress(IndexError):  # the worker may just have taken everything
-                        intake.popleft()
-                else:
-                    accepted = False
+            accepted = self._make_room_locked(intake, extra)
             if accepted:
                 intake.append(item)
+                self.intake_large += extra
                 # A forked child wakes its worker for the first record after a quiet spell (see _rearm).
                 if (size + 1 >= self._wake_at or self._linger) and not self._wake.is_set():
                     self._wake.set()
@@ -188,14 +186,38 @@ class Pipeline(WorkerLoop):
             return False
         return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
 
-    def _hold_late_locked(self, item: Item) -> bool:
+    def _room_locked(self, queue: deque[Item], extra: int) -> bool:
+        """Whether one more record (`extra` = its `large_bytes`) fits: by count, and for a large record by
+        the bytes the intake may hold (INTAKE_ITEM_BYTES per record plus the large ones' text)."""
+        size = len(queue)
+        if size >= self.intake_limit:
+            return False
+        room = self.intake_limit * INTAKE_ITEM_BYTES
+        return not extra or (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
+
+    def _make_room_locked(self, queue: deque[Item], extra: int) -> bool:
+        """Apply the overflow policy for one more record; False (counted) when it is the one dropped.
+
+        drop_oldest drops as many of the oldest as it takes (a large record may need several), but only what
+        is there: the rest of the room may be held by records the worker is encoding (`intake_large`)."""
+        if self._room_locked(queue, extra):
+            return True
+        if self._drop_oldest:
+            while queue:
+                self.intake_large -= large_bytes(queue.popleft())  # the worker pops under this lock too
+                self._count("overflow", 1)
+                if self._room_locked(queue, extra):
+                    return True
+        self._count("overflow", 1)
+        return False
+
+    def _hold_late_locked(self, item: Item, extra: int) -> bool:
         """Keep a record logged during close() for the worker that starts once the closing one is done."""
-        if len(self._late) >= self.intake_limit:
-            self._count("overflow", 1)
-            if not self._drop_oldest:
-                return False
-            self._late.popleft()
-        self._late.append(item)
+        late = self._late
+        if not self._make_room_locked(late, extra):
+            return False
+        late.append(item)
+        self.intake_large += extra
         return True
 
     def _start_late_locked(self) -> threading.Thread | None:
@@ -214,8 +236,7 @@ class Pipeline(WorkerLoop):
             return False
         if self._abandoned and self.intake:
             # Emptied (and counted) when the worker was abandoned; these few raced past the closed gate.
-            self._count("shutdown", len(self.intake))
-            self.intake.clear()
+            self._count("shutdown", self._clear_intake_locked())
         self._reset_worker_state()
         self._transport = None  # closed with the old worker; the new one builds its own
         if Exit.started:
@@ -265,6 +286,7 @@ class Pipeline(WorkerLoop):
         mine = [item for item in list(self.intake) if len(item) == 5 and item[0].get("process") == pid]
         self.after_fork_in_child()
         self.intake.extend(mine)
+        self.intake_large = sum(map(large_bytes, mine))
 
     # ----------------------------------------------------------------- public operations
 
@@ -339,8 +361,7 @@ class Pipeline(WorkerLoop):
             if self._thread is not thread or self._finished or self._abandoned:
                 leftovers = 0  # that worker is done (and counted what it could not deliver)
             elif thread is None:
-                leftovers = len(self.intake)
-                self.intake.clear()
+                leftovers = self._clear_intake_locked()
                 self._finished = True
                 if self._transport is not None:
                     self._transport.close()
@@ -354,6 +375,7 @@ class Pipeline(WorkerLoop):
                 leftovers = self._held() + len(self._late)
                 self.intake.clear()
                 self._late.clear()
+                self.intake_large = 0
             if leftovers:
                 self._count("shutdown", leftovers)
             clean = not self._ledger.dropped.get("shutdown")

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import tenacity
 
 from . import _diag, _otel
-from ._buffer import Batch, Pending, intake_limit
+from ._buffer import Batch, Pending, intake_limit, large_bytes
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
 from ._lifecycle import WORKER_THREADS, Exit
@@ -52,6 +52,7 @@ class WorkerLoop:
     intake: deque[Item]
     soft_limit: int
     intake_limit: int
+    intake_large: int
     _transport_factory: Callable[[Settings], Transport]
     _transport: Transport | None
     _spool: Spool | None
@@ -86,6 +87,22 @@ class WorkerLoop:
         """The worker's last act (see `Pipeline._finish_run`)."""
         raise NotImplementedError
 
+    def _clear_intake_locked(self) -> int:
+        """Empty the intake (its records are counted by the caller); returns how many there were."""
+        intake = self.intake
+        if self.intake_large:
+            self.intake_large -= sum(map(large_bytes, intake))
+        count = len(intake)
+        intake.clear()
+        return count
+
+    def _ingested(self, items: list[Item]) -> None:
+        """`ingest` is done with `items` (under `_lock`): their text stops counting against the intake room
+        (not before: while they are encoded they still occupy memory)."""
+        if self.intake_large:
+            # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
+            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
+
     def _held(self) -> int:
         pending = self._pending
         return len(self.intake) + len(pending) + pending.moving + self._inflight.records
@@ -113,7 +130,7 @@ class WorkerLoop:
                 abandoned = self._abandoned
                 if not abandoned:
                     leftovers = self._held()
-                    self.intake.clear()
+                    self._clear_intake_locked()
                     self._pending.clear()
                     self._inflight.clear()
                     if leftovers:
@@ -334,6 +351,7 @@ class WorkerLoop:
             bounded=bounded,
             held_records=self._inflight.records,
             held_bytes=self._inflight.nbytes,
+            on_done=self._ingested,
         )
 
     def _new_batch_id(self) -> str:

@@ -1,0 +1,62 @@
+"""Review finding 8: large messages are bounded by max_buffer_bytes on the caller side, not only by count."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from oglogstream import OgLogHandler
+from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
+
+from .capture_server import BlackHoleServer
+
+
+@pytest.fixture
+def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
+    """A default handler whose worker is stuck in a send to a server that never answers."""
+    server = BlackHoleServer()
+    handler = OgLogHandler(server.url, "mem")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        handler.close(0.5)
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "as_argument"),
+    [(40_000, 8 * 1024, False), (300, 10 * 1024 * 1024, True)],
+    ids=["40k distinct 8 KB messages", "300 x 10 MB arguments"],
+)
+def test_large_messages_stop_at_the_byte_budget_while_the_worker_is_stuck(
+    stuck_handler: OgLogHandler, logger: logging.Logger, count: int, size: int, as_argument: bool
+) -> None:
+    """What waits for a stuck worker (caller-side intake plus encoded buffer) stays within the byte budget
+    (plus the record in flight); the rest is refused as `overflow` and every call stays accounted for."""
+    body = "q" * size
+    for i in range(count):
+        if as_argument:
+            logger.info("%d %s", i, body)  # one shared string: the SDK cannot know, so it counts each
+        else:
+            logger.info(f"{i} {body}")  # distinct text per record, like request payloads
+    stats = stuck_handler.stats()
+    assert stats.sent + stats.dropped_total + stats.queued == count
+    assert stats.dropped.get("overflow", 0) > 0
+    # Before: 40k x 8 KB were all kept (~330 MB) and 300 x 10 MB (~3 GB) against a 64 MiB budget. Encoded
+    # entries are measured (`buffered_bytes`; messages are clipped to the wire limit); captured records
+    # still waiting in the intake hold their whole text.
+    captured = len(stuck_handler._pipeline.intake)
+    assert captured * size + stats.buffered_bytes <= DEFAULT_MAX_BUFFER_BYTES + size
+
+
+def test_a_typical_message_is_not_slowed_or_refused(
+    stuck_handler: OgLogHandler, logger: logging.Logger
+) -> None:
+    """Short messages keep the count bound (the fast path): 50,000 of them all wait for the stuck worker."""
+    for i in range(50_000):
+        logger.info("request %d done in %s ms", i, "12.5")
+    stats = stuck_handler.stats()
+    assert stats.dropped == {}
+    assert stats.queued == 50_000
