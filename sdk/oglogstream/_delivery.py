@@ -319,7 +319,7 @@ def ingest(
                     if len(item) == 5
                     else encoder.encode_struct(item[0], item[1], item[2])
                 )
-            except Exception as exc:  # encoding is total by design; if it is not, count and say so
+            except BaseException as exc:  # encoding is total by design; if not, count it, say so, go on
                 failed += 1
                 _diag.report("encode", f"could not encode a record: {exc!r}")
                 continue
@@ -385,7 +385,7 @@ def _push_each(
         used += 1
         try:
             line = encode_item(encoder, item)
-        except Exception as exc:
+        except BaseException as exc:  # as in `ingest`: never let one record stop the worker
             with ledger.lock:
                 ledger.count("internal_error", 1)
                 pending.moving -= 1

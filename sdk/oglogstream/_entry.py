@@ -243,10 +243,16 @@ def clip_chars(text: str, limit: int) -> str:
     return f"{text[:head_end]}{_wire.TRUNCATION_MARKER.format(n=len(cut))}{text[tail_start:]}"
 
 
+#: What user code (`__repr__`, `__str__`) may raise while the worker encodes: anything. A KeyboardInterrupt or
+#: SystemExit raised there is the user object's doing (signals reach only the main thread), and must not stop
+#: the worker: the value becomes a placeholder and the record is kept.
+_USER_CODE_ERRORS = BaseException
+
+
 def _safe_repr(value: object) -> str:
     try:
         return repr(value)
-    except Exception:
+    except _USER_CODE_ERRORS:
         return f"<unrepresentable {type(value).__qualname__}>"
 
 
@@ -255,7 +261,7 @@ def _safe_str(value: object) -> str:
         return value
     try:
         return str(value)
-    except Exception:
+    except _USER_CODE_ERRORS:
         return _safe_repr(value)
 
 
@@ -291,7 +297,7 @@ def _value_json_slow(value: object) -> str:
             text = json.dumps(value, default=_safe_repr, ensure_ascii=False)
         else:
             text = repr(value)
-    except Exception:  # cycles, non-str keys, huge ints, a raising __repr__ ...
+    except _USER_CODE_ERRORS:  # cycles, non-str keys, huge ints, a raising __repr__ ...
         text = _safe_repr(value)
     return _encode_str(clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS))
 
@@ -325,7 +331,7 @@ def _format_exception(exc_info: Any) -> str:
         if not isinstance(exc_info, tuple) or len(exc_info) != 3 or exc_info[0] is None:
             return ""
         return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2])).rstrip("\n")
-    except Exception as exc:  # a raising __str__ on the exception must not lose the record
+    except _USER_CODE_ERRORS as exc:  # a raising __str__ on the exception must not lose the record
         return f"<traceback unavailable: {_safe_repr(exc)}>"
 
 
