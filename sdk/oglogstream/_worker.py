@@ -88,6 +88,9 @@ class Pipeline(WorkerLoop):
         #: Records logged while a worker is closing: not its job (or close() would last as long as callers
         #: keep logging); a new worker takes them once the closing one is done (`_start_late_locked`).
         self._late: deque[Item] = deque()
+        #: Threads waiting in finish_close: a signal handler's close() on such a thread must not wait again
+        #: (each nested wait would be interrupted by the next signal, until RecursionError).
+        self._close_waiters: set[int] = set()
         #: `large_bytes` of every record in the intake and `_late` (changed under `_lock`).
         self.intake_large = 0
         self._wake = threading.Event()
@@ -328,8 +331,8 @@ class Pipeline(WorkerLoop):
         if self._pid != os.getpid():
             self._forked_without_hooks()
         self.begin_close(deadline)
-        if self._reentered():
-            return False  # a signal handler: the worker finishes once the interrupted code releases the lock
+        if self._reentered() or threading.get_ident() in self._close_waiters:
+            return False  # a signal handler: the worker finishes once the interrupted code lets go
         return self.finish_close(deadline)
 
     def begin_close(self, deadline: float) -> None:
@@ -355,7 +358,12 @@ class Pipeline(WorkerLoop):
         if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
             if not self._await_start(thread, deadline):
                 return False  # closing: the worker finishes once started
-            thread.join(max(0.0, deadline - time.monotonic()))
+            me = threading.get_ident()
+            self._close_waiters.add(me)
+            try:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            finally:
+                self._close_waiters.discard(me)
         start = None
         with self._lock:
             if self._thread is not thread or self._finished or self._abandoned:

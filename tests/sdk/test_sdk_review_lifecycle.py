@@ -118,7 +118,6 @@ _SIGNAL_CHILD = textwrap.dedent(
     handler = oglogstream.OgLogHandler(url, "sig")
     log = logging.getLogger("s"); log.propagate = False; log.setLevel(logging.INFO); log.addHandler(handler)
     in_handler = [0]
-    waiting = [False]
 
     def on_signal(signum, frame):
         in_handler[0] += 1
@@ -126,12 +125,10 @@ _SIGNAL_CHILD = textwrap.dedent(
             log.info("got signal %d", signum)
         elif what == "stats":
             handler.stats()
-        elif not waiting[0]:  # a handler that waits must not nest itself (that ends in RecursionError)
-            waiting[0] = True
-            try:
-                handler.flush(1) if what == "flush" else handler.close(1)
-            finally:
-                waiting[0] = False
+        elif what == "flush":
+            handler.flush(1)
+        else:  # nested in its own wait by the next signal, close() returns at once (no RecursionError)
+            handler.close(1)
 
     signal.signal(signal.SIGUSR1, on_signal)
     stop = threading.Event()
@@ -182,7 +179,7 @@ def test_a_signal_handler_using_the_handler_never_hangs(
     expected = logged - report["dropped"].get("overflow", 0)
     assert server.wait_entries(expected, timeout=30)
     assert server.entry_count == expected
-    assert "lost" not in result.stderr, result.stderr
+    assert "'shutdown'" not in result.stderr and "internal_error" not in result.stderr, result.stderr
 
 
 _ATEXIT_MANY = textwrap.dedent(
