@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.resources import STORAGE
 
-__all__ = ["count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
+__all__ = ["all_roles", "count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
 
 
 @contextlib.asynccontextmanager
@@ -35,6 +36,17 @@ async def running_app(config: StackConfig, *, app: web.Application | None = None
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def all_roles(nats_url: str, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    """ingest + process + query in one app (defaults but a 0.1 s flush, so stored rows show up at once) on a
+    free port; yields (base URL, a client session)."""
+    config = StackConfig(
+        roles=("ingest", "process", "query"), nats_url=nats_url, clickhouse_dsn=chdb_dsn, flush_timeout=0.1
+    )
+    async with running_app(config) as url, aiohttp.ClientSession() as session:
+        yield url, session
 
 
 async def wait_for(

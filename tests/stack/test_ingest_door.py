@@ -16,14 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
 from oglogstream.stack import batch_decode, dedup, schema
-from oglogstream.stack.app import create_app
-from oglogstream.stack.config import StackConfig
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 
-from .helpers import running_app, wait_for
+from .helpers import all_roles, wait_for
 
 JSON = {"Content-Type": "application/json"}
 _TRICKY_TEXT = st.text(st.sampled_from(['"', "\\", ",", "a", "\n", "é", "{", "]"]), max_size=8)
@@ -47,12 +45,8 @@ REFUSED_TIMESTAMPS = [
 
 @pytest.fixture
 async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    config = StackConfig(
-        roles=("ingest", "process", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn,
-        flush_timeout=0.1,
-    )
-    async with running_app(config, app=create_app(config)) as url, aiohttp.ClientSession() as session:
-        yield url, session
+    async with all_roles(nats_server.url, chdb_dsn) as served:
+        yield served
 
 
 def entry(**fields: Any) -> dict[str, Any]:

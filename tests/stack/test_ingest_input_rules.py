@@ -10,12 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack import batch_decode, levels, schema
-from oglogstream.stack.app import create_app
-from oglogstream.stack.config import StackConfig
 from oglogstream.stack.timestamps import FORMAT_ERROR
 from pydantic import ValidationError
 
-from .helpers import running_app, wait_for
+from .helpers import all_roles, wait_for
 from .test_ingest_door import logs
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -25,12 +23,8 @@ RECEIVED = "2026-11-27T10:00:00.000000Z"
 
 @pytest.fixture
 async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    config = StackConfig(
-        roles=("ingest", "process", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn,
-        flush_timeout=0.1,
-    )
-    async with running_app(config, app=create_app(config)) as url, aiohttp.ClientSession() as session:
-        yield url, session
+    async with all_roles(nats_server.url, chdb_dsn) as served:
+        yield served
 
 
 def entry(**fields: Any) -> dict[str, Any]:

@@ -13,24 +13,18 @@ import aiohttp
 import pytest
 from oglogstream import _wire
 from oglogstream.stack import http_boundary
-from oglogstream.stack.app import create_app
-from oglogstream.stack.config import StackConfig
 from oglogstream.stack.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
 from oglogstream.stack.otlp import DEFAULT_MAX_IN_FLIGHT
 
-from .helpers import running_app
+from .helpers import all_roles
 
 DECLARED = 8 * 1024 * 1024  # the largest body a client may declare
 
 
 @pytest.fixture
 async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    config = StackConfig(
-        roles=("ingest", "process", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn,
-        flush_timeout=0.1,
-    )
-    async with running_app(config, app=create_app(config)) as url, aiohttp.ClientSession() as session:
-        yield url, session
+    async with all_roles(nats_server.url, chdb_dsn) as served:
+        yield served
 
 
 async def _declare(host: str, port: int, route: str, content_type: str, head: bytes = b"") -> tuple[Any, Any]:
