@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from . import dashboard, deadletter, ingest, live, otlp, process, query
+from . import dashboard, deadletter, explore, ingest, live, otlp, process, query
 from .auth import startup as auth
 from .config import StackConfig
 from .http_boundary import HANDLER_ARGS, problem_middleware
@@ -51,6 +51,7 @@ def create_app(config: StackConfig) -> web.Application:
         process.setup(app)
     if "query" in config.roles:
         query.setup(app)
+        explore.setup(app)  # GET /api/attributes, /api/logs/{id}/context (after query: shared metrics)
         live.setup(app)
         dashboard.setup(app)  # GET /: the web dashboard, same origin as the API it calls
         deadletter.setup(app)  # GET /api/dead-letters, POST /api/dead-letters/replay
