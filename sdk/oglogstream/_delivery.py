@@ -43,8 +43,9 @@ class InFlight:
         self.first_seq: int | None = None
         self._todo: list[Batch] = []
 
-    def begin(self, batch: Batch) -> None:
-        self._todo = [batch]
+    def begin(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> None:
+        """`batch` is in flight; `parts` (its 413 halves) are what to send of it, first half first."""
+        self._todo = [batch] if parts is None else [parts[1], parts[0]]
         self.records = len(batch)
         self.nbytes = batch.nbytes
 

@@ -179,7 +179,10 @@ class WorkerLoop:
             while pending:
                 first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                 batch = Batch(self._new_batch_id(), first_seq, lines)
-                spooled = spool.append(batch)
+                with self._lock:  # spooled and no longer moving in one step, for stats()
+                    spooled = spool.append(batch)
+                    if spooled:
+                        pending.moving = 0
                 if not spooled:
                     pending.lines.extendleft(reversed(lines))  # counted as shutdown losses by the caller
                     pending.first_seq = first_seq
@@ -226,10 +229,13 @@ class WorkerLoop:
                     if self._abandoned:
                         return
                     continue
-                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
-                batch = Batch(self._new_batch_id(), first_seq, lines)
-                if spool.append(batch):
-                    pending.moving = 0
+                with self._lock:  # cut, spooled and no longer moving in one step, for stats()
+                    first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
+                    batch = Batch(self._new_batch_id(), first_seq, lines)
+                    spooled = spool.append(batch)
+                    if spooled:
+                        pending.moving = 0
+                if spooled:
                     if now >= self._retry_at:
                         # One send per batch spooled, so a steady stream cannot starve the sending side.
                         self._send_spooled(spool)
@@ -239,7 +245,8 @@ class WorkerLoop:
                     return
                 continue
             if spool is not None:
-                spool.scan(now)
+                with self._lock:
+                    spool.scan(now)
                 if spool.head() is not None and now >= self._retry_at:
                     self._send_spooled(spool)
                     if self._abandoned:
@@ -267,10 +274,13 @@ class WorkerLoop:
         """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
         frame = spool.head()
         assert frame is not None
-        spool.expire(time.time())
-        if spool.head() is not frame:
-            return
-        batch = spool.load(frame)
+        # Spool changes that count records (expired, corrupt, settled) happen under `_lock` together with
+        # the counters they move records to: a stats() snapshot sees each record exactly once.
+        with self._lock:
+            spool.expire(time.time())
+            if spool.head() is not frame:
+                return
+            batch = spool.load(frame)
         if batch is None:
             return  # failed its CRC: counted and removed
         result = self._attempt(batch)
@@ -285,13 +295,22 @@ class WorkerLoop:
         self._retry_at = 0.0
         with self._lock:
             halves = self._ledger.settle(batch, result)
-        if halves is not None:  # 413: send the halves (with retries) before the frame counts as settled
-            for part in halves:
-                if not self._deliver(part):
+            if halves is None:
+                spool.settle(frame)
+            else:
+                # 413: the halves are sent (with retries) before the frame counts as settled. Meanwhile its
+                # records are counted as in flight, not as spooled (each record in one place for stats()).
+                spool.own_records -= frame.records
+        if halves is not None:
+            delivered = self._deliver(batch, halves)
+            with self._lock:
+                spool.own_records += frame.records
+                if delivered:
+                    spool.settle(frame)
+                else:
                     # Stopped by the close deadline: the whole frame stays spooled for the next process.
                     self._inflight.clear()
                     return
-        spool.settle(frame)
         self._check_waiters()
 
     def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
@@ -357,15 +376,17 @@ class WorkerLoop:
     def _new_batch_id(self) -> str:
         return f"{self._batch_prefix}-{next(self._batch_numbers)}"
 
-    def _deliver(self, batch: Batch) -> bool:
-        """Send a batch until it is accepted, split (413) or dropped; only a close deadline stops retries.
+    def _deliver(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> bool:
+        """Send a batch (or its 413 halves `parts`) until accepted, split or dropped; only a close deadline
+        stops retries.
 
         Returns False when stopped by the deadline (the in-flight records then stay counted in
         `_inflight.records` and become `shutdown` losses when the worker, or close(), gives up).
         """
         inflight = self._inflight
-        inflight.begin(batch)
-        self._pending.moving = 0
+        with self._lock:  # in flight and no longer moving in one step, for stats()
+            inflight.begin(batch, parts)
+            self._pending.moving = 0
         while (current := inflight.next()) is not None:
             result: SendResult = self._retrying(self._attempt, current)
             if self._abandoned or result.outcome is Outcome.RETRY:

@@ -357,3 +357,53 @@ def test_burst_into_a_503_server_then_sigkill_loses_nothing_spooled(
     assert server.wait_entries(20_000, 30)
     assert _messages(server) == collections.Counter(f"burst {i}" for i in range(20_000))
     assert handler.stats().adopted == 20_000 and handler.stats().dropped == {}
+
+
+def test_stats_count_each_record_once_at_every_moment_in_spool_mode(
+    server: CaptureServer, make_handler, logger, tmp_path: Path
+) -> None:
+    """With a spool, a thread samples stats() while 20,000 records are logged through an outage (503) and the
+    recovery: every snapshot has logged_before <= sent + dropped + queued <= logged_after (+1 for the call in
+    progress), i.e. a record moving from memory to the spool, or from the spool to sent, is never counted
+    twice or not at all."""
+    import threading
+
+    handler = make_handler(server.url, spool_dir=tmp_path / "spool", batch_size=200)
+    logger.addHandler(handler)
+    logged = 0
+    done = threading.Event()
+    bad: list[tuple[int, int, int]] = []
+    samples = 0
+
+    def sample() -> None:
+        nonlocal samples
+        while not done.is_set():
+            before = logged
+            stats = handler.stats()
+            after = logged
+            total = stats.sent + stats.dropped_total + stats.queued
+            samples += 1
+            if not before <= total <= after + 1:
+                bad.append((before, total, after))
+
+    sampler = threading.Thread(target=sample)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so the sampler lands inside the worker's moves
+    sampler.start()
+    try:
+        for i in range(20_000):
+            if i == 5_000:
+                server.fail_status = 503
+            elif i == 12_000:
+                server.fail_status = None
+            logger.info("r %d", i)
+            logged += 1
+        assert handler.flush(timeout=30)
+    finally:
+        done.set()
+        sampler.join(10)
+        sys.setswitchinterval(switch)
+    assert samples > 100 and bad == []
+    stats = handler.stats()
+    assert stats.queued == 0 and stats.dropped == {} and stats.sent == 20_000
+    assert len(server.ids) == 20_000
