@@ -1,0 +1,171 @@
+"""`oglog doctor`: check a stack end to end and say how to fix what is wrong.
+
+Checks, in order: reachable (`GET /health`), NATS and storage state (from `/health`), auth (`GET /api/logs`
+and `POST /log` with the key given), and an ingestion -> query round trip (one entry with a unique id, polled
+on `/api/logs` until it appears, bounded by --timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import httpx
+
+from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError, Target, add_target_flags
+from ._http import problem_line as _problem
+
+__all__ = ["DOCTOR_SERVICE", "add_parser", "run"]
+
+#: Seconds the round trip may take (ingestion -> JetStream -> processor flush -> query).
+DEFAULT_ROUND_TRIP_TIMEOUT = 20.0
+#: Pause between two polls of /api/logs during the round trip.
+POLL_INTERVAL = 0.25
+#: The service the probe entry is logged under (so it can be recognised, and filtered out).
+DOCTOR_SERVICE = "oglog-doctor"
+_KEY_HINT = (
+    "pass one with --api-key or OGLOG_API_KEY (create it: oglog keys create --data-dir DIR --scope {scope})"
+)
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "doctor", parents=parents, help="check a stack end to end and explain what is wrong",
+        description="Check URL: reachable, NATS and storage state, the API key's scopes, and that an entry "
+        f"sent to /log can be found by /api/logs (service {DOCTOR_SERVICE!r}). Exit 0 when every check "
+        "passed, 1 when one failed, 3 when the URL cannot be reached.",
+    )
+    parser.add_argument("target_url", nargs="?", metavar="URL", help="the stack (default: --url, $OGLOG_URL, "
+                        "http://127.0.0.1:8080)")
+    add_target_flags(parser)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_ROUND_TRIP_TIMEOUT, metavar="SECONDS",
+                        help="how long the round trip may take (default: %(default)s)")
+
+
+class _Report:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.failed = 0
+
+    def ok(self, name: str, detail: str) -> None:
+        self.out.write(f"✓ {name:<11} {detail}\n")
+
+    def fail(self, name: str, detail: str, fix: str) -> None:
+        self.failed += 1
+        self.out.write(f"✗ {name:<11} {detail}\n  fix: {fix}\n")
+
+
+def _auth_fix(response: httpx.Response, scope: str) -> str:
+    if response.status_code == 401:
+        return "the server requires an API key; " + _KEY_HINT.format(scope=scope)
+    return f"this key lacks the {scope!r} scope (or the Host/Origin is not allowed); " + _KEY_HINT.format(
+        scope=scope)
+
+
+def _health(client: httpx.Client, report: _Report) -> dict[str, Any] | None:
+    started = time.monotonic()
+    try:
+        response = client.get("/health")
+    except httpx.TransportError as exc:
+        report.fail("reachable", f"cannot reach {client.base_url}: {exc or type(exc).__name__}",
+                    "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL")
+        return None
+    elapsed = (time.monotonic() - started) * 1000
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "status" not in body:
+        report.fail("reachable", f"{client.base_url}/health answered {response.status_code} without the "
+                    "OgLogStream health document", "check --url: it must be the stack's base URL")
+        return None
+    report.ok("reachable", f"{client.base_url} answered /health in {elapsed:.0f} ms ({body.get('service')})")
+    return body
+
+
+def _states(health: dict[str, Any], report: _Report) -> None:
+    nats = health.get("nats_status")
+    if nats == "CONNECTED":
+        report.ok("nats", "connected")
+    else:
+        report.fail("nats", f"NATS is {nats}", "start NATS or check NATS_URL of the server (its stderr names "
+                    "the URL it cannot reach); ingestion answers 503 until it is back")
+    storage = health.get("storage_status")
+    if storage is None:
+        report.ok("storage", "not used by this process (an ingest-only role)")
+    elif storage == "ok":
+        report.ok("storage", "answers")
+    else:
+        report.fail("storage", f"storage is {storage}", "check CLICKHOUSE_DSN and that ClickHouse is up; "
+                    "/metrics and the server's log say more")
+
+
+def _round_trip(client: httpx.Client, report: _Report, timeout: float, stop: threading.Event) -> None:
+    token = uuid.uuid4().hex
+    entry = {"id": f"doctor-{token}", "level": "info", "service": DOCTOR_SERVICE,
+             "message": f"oglog doctor probe {token}"}
+    response = client.get("/api/logs", params={"limit": "1"})
+    if response.status_code in (401, 403):
+        report.fail("auth", f"query refused: {_problem(response)}", _auth_fix(response, "query"))
+        return
+    posted = client.post("/log", json=entry)
+    if posted.status_code in (401, 403):
+        report.fail("auth", f"ingestion refused: {_problem(posted)}", _auth_fix(posted, "ingest"))
+        return
+    report.ok("auth", "ingest and query allowed" + (" (with the given key)" if "authorization" in
+                                                     client.headers else ""))
+    if posted.status_code != 202:
+        report.fail("ingestion", f"POST /log: {_problem(posted)}", "see the reason above; a 503 means NATS "
+                    "is down, a 404 that this URL does not serve the ingest role")
+        return
+    if response.status_code == 404:
+        report.fail("round trip", "this URL does not serve /api/logs (no query role)",
+                    "point doctor at a process that runs the query role")
+        return
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        found = client.get("/api/logs", params={"service": DOCTOR_SERVICE, "q": token, "limit": "10"})
+        if found.status_code == 200 and any(e.get("id") == entry["id"] for e in found.json()):
+            took = time.monotonic() - started
+            report.ok("round trip", f"an entry sent to /log was queryable after {took:.1f} s")
+            return
+        if found.status_code not in (200, 503) or time.monotonic() >= deadline:
+            detail = f"the probe {entry['id']} was accepted (202) but not queryable within {timeout:g} s"
+            if found.status_code != 200:
+                detail += f" ({_problem(found)})"
+            report.fail("round trip", detail, "check that a process role runs and can write to storage "
+                        "(oglog_consumer_pending in /metrics grows when it cannot); "
+                        "see `oglog dead-letters list`")
+            return
+        stop.wait(POLL_INTERVAL)
+
+
+def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
+    if args.target_url:
+        args.url = args.target_url
+    if args.timeout <= 0:
+        raise CliError(f"--timeout: must be > 0, got {args.timeout}", EXIT_CONFIG)
+    target = Target.from_args(args)
+    report = _Report(out)
+    steps: list[Callable[[], None]] = []
+    with target.client() as client:
+        health = _health(client, report)
+        if health is None:
+            return EXIT_UNREACHABLE
+        steps = [lambda: _states(health, report),
+                 lambda: _round_trip(client, report, args.timeout, stop or threading.Event())]
+        for step in steps:
+            try:
+                step()
+            except httpx.TransportError as exc:
+                report.fail("reachable", f"the connection failed midway: {exc or type(exc).__name__}",
+                            "the server stopped or restarted; run doctor again")
+                break
+    out.write("all checks passed\n" if not report.failed else f"{report.failed} check(s) failed\n")
+    return EXIT_FAILED if report.failed else EXIT_OK

@@ -1,0 +1,195 @@
+"""`oglog send`: one entry from the arguments, or one per stdin line, delivered through OgLogHandler.
+
+Each line of stdin is either plain text (the message) or a JSON object in the entry format
+(`{"level", "message", "service", "timestamp", "logger", "trace_id", "span_id", "attributes"}`); the
+arguments give the defaults. The exit code is 0 only when the SDK reports every entry accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TextIO
+
+from .._handler import OgLogHandler
+from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
+
+__all__ = ["add_parser", "run"]
+
+#: Seconds `send` waits for the SDK to deliver everything before it reports what is still undelivered.
+DEFAULT_SEND_TIMEOUT = 15.0
+DEFAULT_SERVICE = "oglog-cli"
+DEFAULT_LEVEL = "info"
+#: The logger name entries carry unless a JSON line names one.
+CLI_LOGGER = "oglog.send"
+
+LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
+    "warning": logging.WARNING, "error": logging.ERROR, "err": logging.ERROR, "fatal": logging.CRITICAL,
+    "critical": logging.CRITICAL,
+}
+_ENTRY_KEYS = frozenset(
+    {"level", "message", "service", "timestamp", "logger", "trace_id", "span_id", "attributes"}
+)
+# Attribute names LogRecord uses itself: an `extra` under these names would overwrite the record.
+_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "send", parents=parents, help="send log entries (arguments or one per stdin line)",
+        description="Send one entry from the arguments, or (no MESSAGE) one entry per line of stdin: plain "
+        "text, or a JSON object like {\"level\":\"error\",\"message\":\"...\",\"attributes\":{...}}. "
+        "Delivered in batches through the SDK; exit 0 only if the server accepted every entry.",
+        epilog="examples:  oglog send --level error --service api --attr user=7 'payment failed'\n"
+        "           tail -f app.log | oglog send --service app",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_target_flags(parser)
+    parser.add_argument("message", nargs="?", help="the message (omit to read stdin)")
+    parser.add_argument("--level", default=DEFAULT_LEVEL, help="debug, info, warn, error, fatal "
+                        "(default: %(default)s)")
+    parser.add_argument("--service", default=None, help=f"service name (default: $OGLOG_SERVICE or "
+                        f"{DEFAULT_SERVICE})")
+    parser.add_argument("--logger", default=CLI_LOGGER, help="logger name (default: %(default)s)")
+    parser.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                        help="an attribute (repeatable); VALUE is kept as text")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_SEND_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for delivery before giving up (default: %(default)s)")
+
+
+def _level(value: object) -> int:
+    number = LEVELS.get(str(value).lower())
+    if number is None:
+        raise ValueError(f"level: must be one of debug, info, warn, error, fatal, got {value!r}")
+    return number
+
+
+def _attributes(pairs: Iterable[str]) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--attr: expected KEY=VALUE, got {pair!r}", EXIT_CONFIG)
+        attrs[key] = value
+    return attrs
+
+
+def _timestamp(value: object) -> float:
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp: must be an RFC 3339 string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"timestamp: must be an RFC 3339 date-time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp: needs an offset (Z or +01:00), got {value!r}")
+    return parsed.timestamp()
+
+
+def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tuple[str, logging.LogRecord]:
+    """(service, LogRecord) for one entry; ValueError naming the field that is wrong."""
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if unknown:
+        fields = ", ".join(sorted(_ENTRY_KEYS))
+        raise ValueError(f"{unknown[0]}: not a field `oglog send` can set (fields: {fields})")
+    message = entry.get("message")
+    if not isinstance(message, str) or not message:
+        raise ValueError("message: required, a non-empty string")
+    level = _level(entry.get("level", defaults.level))
+    record = logging.LogRecord(str(entry.get("logger") or defaults.logger), level, "", 0, message, None, None)
+    if "timestamp" in entry:
+        record.created = _timestamp(entry["timestamp"])
+        record.msecs = (record.created % 1) * 1000
+    attrs = entry.get("attributes", {})
+    if not isinstance(attrs, Mapping):
+        raise ValueError("attributes: must be a JSON object")
+    extra = {**defaults.attributes, **attrs}
+    for link in ("trace_id", "span_id"):
+        if link in entry:
+            extra[link] = entry[link]
+    for key, value in extra.items():
+        if key in _RECORD_KEYS:
+            raise ValueError(f"attributes.{key}: a name the logging record uses itself; rename the attribute")
+        setattr(record, key, value)
+    service = entry.get("service") or defaults.service
+    if not isinstance(service, str):
+        raise ValueError("service: must be a string")
+    return service, record
+
+
+def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, JSON object or plain text); line 0 is the argument."""
+    if message is not None:
+        yield 0, {"message": message}
+        return
+    for number, line in enumerate(stdin, start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        if text.lstrip().startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                yield number, value
+                continue
+        yield number, {"message": text}
+
+
+def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sys.stderr) -> int:
+    target = Target.from_args(args)
+    if args.timeout <= 0:
+        raise CliError(f"--timeout: must be > 0, got {args.timeout}", EXIT_CONFIG)
+    try:
+        _level(args.level)
+    except ValueError as exc:
+        raise CliError(f"--level: {str(exc).partition(': ')[2]}", EXIT_CONFIG) from None
+    args.attributes = _attributes(args.attr)
+    args.service = args.service or os.environ.get("OGLOG_SERVICE") or DEFAULT_SERVICE
+    if args.message is None and stdin.isatty():
+        err.write("oglog send: reading entries from stdin, one per line (Ctrl-D to end)\n")
+    handlers: dict[str, OgLogHandler] = {}
+    refused = 0
+    try:
+        for number, entry in _entries(args.message, stdin):
+            try:
+                service, record = build_record(entry, args)  # type: ignore[arg-type]
+                handler = handlers.get(service)
+                if handler is None:
+                    handler = OgLogHandler(target.url, service, api_key=target.api_key,
+                                           shutdown_timeout=args.timeout)
+                    handlers[service] = handler
+            except ValueError as exc:
+                refused += 1
+                err.write(f"oglog send: line {number}: {exc}\n" if number else f"oglog send: {exc}\n")
+                continue
+            handler.handle(record)
+    finally:
+        sent = dropped = queued = 0
+        reasons: dict[str, int] = {}
+        last_error = None
+        for handler in handlers.values():
+            handler.close(args.timeout)
+            stats = handler.stats()
+            sent, dropped, queued = sent + stats.sent, dropped + stats.dropped_total, queued + stats.queued
+            for reason, count in stats.dropped.items():
+                if count:
+                    reasons[reason] = reasons.get(reason, 0) + count
+            last_error = stats.last_error or last_error
+    total = sent + dropped + queued
+    if dropped or queued or refused:
+        why = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())) or "none dropped"
+        err.write(f"oglog send: {sent} of {total + refused} entries accepted; lost: {why}"
+                  f"{f'; {refused} not sent (invalid)' if refused else ''}"
+                  f"{f'; last error: {last_error}' if last_error else ''}\n")
+        return EXIT_FAILED
+    if not sent and args.message is None:
+        err.write("oglog send: no entries on stdin\n")
+    return EXIT_OK

@@ -1,0 +1,125 @@
+"""`oglog tail`: the live tail (`/ws/live`) in the terminal; reconnects by itself.
+
+The WebSocket client is `websockets`' synchronous client (pure Python, no dependencies of its own), imported
+only here, so `import oglogstream` does not load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+from ._filters import add_filter_flags, filter_params
+from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
+from ._output import colour_enabled, entry_line, print_json
+
+__all__ = ["add_parser", "run"]
+
+#: First and longest pause (seconds) between reconnection attempts; doubled after each failure.
+RECONNECT_INITIAL = 0.5
+RECONNECT_MAX = 10.0
+#: Seconds to open the WebSocket (TCP + upgrade).
+OPEN_TIMEOUT = 10.0
+#: Close codes after which reconnecting cannot help: policy violation (revoked key / scope).
+_FINAL_CLOSE_CODES = frozenset({1008})
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "tail", parents=parents, help="follow new entries as they arrive (live tail)",
+        description="Print entries as ingestion accepts them (GET /ws/live). Filters as for `oglog query`. "
+        "Reconnects by itself with backoff when the connection drops (said on stderr). Ctrl-C to stop.",
+        epilog="examples:  oglog tail --level error,fatal\n"
+        "           oglog tail --service api --json | jq .message",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_target_flags(parser)
+    add_filter_flags(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("-n", "--count", type=int, default=0, metavar="N",
+                        help="exit after N entries (default: follow until Ctrl-C)")
+
+
+def _ws_url(target: Target, params: list[tuple[str, Any]]) -> str:
+    base = "ws" + target.url.removeprefix("http")  # http -> ws, https -> wss
+    query = urlencode(params)
+    return f"{base}/ws/live" + (f"?{query}" if query else "")
+
+
+def _handshake_error(exc: Any) -> CliError:
+    response = exc.response
+    status = int(response.status_code)
+    try:
+        body = json.loads(bytes(response.body or b"").decode("utf-8", "replace"))
+    except ValueError:
+        body = None
+    reason = ""
+    if isinstance(body, dict):
+        field, why = body.get("field"), body.get("reason") or body.get("detail")
+        reason = f"{field}: {why}" if field and why else str(why or "")
+    line = f"HTTP {status}: {reason or response.reason_phrase}"
+    if status in (401, 403):
+        return CliError(line + " (the live tail needs a key with the query scope: --api-key / OGLOG_API_KEY)")
+    return CliError(line, EXIT_CONFIG if status == 400 else EXIT_FAILED)
+
+
+def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+        stop: threading.Event | None = None) -> int:
+    from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+    from websockets.sync.client import connect
+
+    target = Target.from_args(args)
+    if args.count < 0:
+        raise CliError(f"--count: must be >= 0, got {args.count}", EXIT_CONFIG)
+    url = _ws_url(target, filter_params(args))
+    colour = not args.json and colour_enabled(out)
+    stop = stop or threading.Event()
+    received = 0
+    pause = RECONNECT_INITIAL
+    connected_once = False
+    while not stop.is_set():
+        try:
+            with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
+                         max_size=2**22) as socket:
+                if connected_once:
+                    err.write("oglog tail: reconnected\n")
+                connected_once, pause = True, RECONNECT_INITIAL
+                while not stop.is_set():
+                    try:
+                        text = socket.recv(timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    message = json.loads(text)
+                    if isinstance(message, dict) and message.get("type") == "dropped":
+                        err.write(f"oglog tail: missed {message.get('count')} entries (output too slow)\n")
+                        continue
+                    if args.json:
+                        print_json(message, out)
+                    else:
+                        out.write(entry_line(message, colour=colour) + "\n")
+                    out.flush()
+                    received += 1
+                    if args.count and received >= args.count:
+                        return EXIT_OK
+        except InvalidStatus as exc:
+            raise _handshake_error(exc) from None
+        except InvalidURI as exc:
+            raise CliError(f"--url: {exc}", EXIT_CONFIG) from None
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            if code in _FINAL_CLOSE_CODES:
+                raise CliError(f"the server closed the live tail: {exc.rcvd.reason or code}"  # type: ignore[union-attr]
+                               ) from None
+            err.write(f"oglog tail: connection closed ({code or 'no close frame'}); "
+                      f"reconnecting in {pause:g}s\n")
+        except (OSError, TimeoutError) as exc:
+            err.write(f"oglog tail: cannot reach {target.url} ({exc or type(exc).__name__}); "
+                      f"reconnecting in {pause:g}s\n")
+        err.flush()
+        stop.wait(pause)
+        pause = min(pause * 2, RECONNECT_MAX)
+    return EXIT_OK
