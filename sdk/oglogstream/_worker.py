@@ -50,6 +50,20 @@ _worker_numbers = itertools.count(1)
 _INFINITY = float("inf")
 
 
+class _WorkerThread(threading.Thread):
+    """A worker thread that also ends cleanly when gevent patched `threading` after it started."""
+
+    def _delete(self) -> None:
+        # threading removes an ending thread from its registry under `get_ident()`; once gevent has patched
+        # that, it names a greenlet, not this OS thread, and Python prints a KeyError traceback at exit
+        # (the registry entry is keyed by the real ident, `self.ident`).
+        try:
+            super()._delete()  # type: ignore[misc]
+        except KeyError:
+            with threading._active_limbo_lock:  # type: ignore[attr-defined]
+                threading._active.pop(self.ident, None)  # type: ignore[attr-defined]
+
+
 class Pipeline(WorkerLoop):
     """Owns one worker thread (started lazily, restarted in a forked child) and its buffers and stats."""
 
@@ -255,7 +269,7 @@ class Pipeline(WorkerLoop):
         """A worker thread to start once the lock is released. Its Event is made now, from the `threading`
         module as it is now: under gevent monkey-patching (also when patched after this pipeline was built),
         the worker is a greenlet and must wait on a gevent Event, or it would block the whole hub."""
-        thread = threading.Thread(
+        thread = _WorkerThread(
             target=self._run, name=f"oglogstream-worker-{next(_worker_numbers)}", daemon=True
         )
         self._thread = thread

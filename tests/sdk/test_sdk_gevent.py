@@ -133,3 +133,28 @@ def test_gunicorn_preload_gevent_workers_answer_and_deliver(server: CaptureServe
     assert counts == collections.Counter(
         ["preloaded in the master", "request warmup", *(f"request {n}" for n in range(40))]
     )
+
+
+def test_patch_after_the_worker_started_exits_clean_and_drains(server: CaptureServer) -> None:
+    """`patch_all()` after the worker thread runs, records logged after it and no flush(): the atexit drain
+    delivers them all within the deadline and the exit prints nothing (no KeyError from threading's
+    bookkeeping of a thread that started unpatched and ends patched)."""
+    require("gevent")
+    script = _SETUP + 'log.info("parent")\nassert handler.flush(5)\n' + textwrap.dedent(
+        """
+        from gevent import monkey; monkey.patch_all()
+        import gevent
+        gevent.joinall([gevent.spawn(lambda n: log.info("greenlet %d", n), n) for n in range(20)], timeout=10)
+        for n in range(50):
+            log.info("tail %d", n)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, server.url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert server.wait_entries(71, 10)
+    counts = collections.Counter(str(e["message"]) for e in server.entries)
+    assert counts == collections.Counter(
+        ["parent", *(f"greenlet {n}" for n in range(20)), *(f"tail {n}" for n in range(50))]
+    )
