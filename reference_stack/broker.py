@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
+from .auth.redact import redact
 from .config import (
     DEAD_LETTER_SUBJECT,
     DEAD_STREAM_NAME,
@@ -120,6 +121,7 @@ class Broker:
         self._connect_task: asyncio.Task[None] | None = None
         self._ensure_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._unreachable_said = False  # the "cannot reach NATS" line was printed for this outage
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, wait: float = 0.0) -> None:
@@ -152,6 +154,7 @@ class Broker:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        self._unreachable_said = False
         await self._ensure_stream_until_ready()
 
     async def _ensure_stream_until_ready(self) -> None:
@@ -160,7 +163,13 @@ class Broker:
                 await self.ensure_stream()
                 return
             except (nats.errors.Error, asyncio.TimeoutError) as exc:
-                log.warning("JetStream stream %s not ready yet: %s", STREAM_NAME, exc)
+                hint = ""
+                if self.stream_replicas > 1:
+                    hint = (
+                        f" (NATS_STREAM_REPLICAS={self.stream_replicas}: JetStream needs at least that many "
+                        "servers in the cluster; 1 on a single server)"
+                    )
+                log.warning("JetStream stream %s not ready yet: %s%s", STREAM_NAME, exc, hint)
                 await asyncio.sleep(self.reconnect_wait)
 
     async def ensure_stream(self) -> None:
@@ -195,7 +204,16 @@ class Broker:
             seq = old.seq + 1
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("nats: %s", exc)
+        # While not connected, each failed attempt lands here: say it once per outage, at ERROR, so a role
+        # started against a wrong or down NATS_URL does not look healthy in its own log.
+        if not self.nc.is_connected and not self._closing and not self._unreachable_said:
+            self._unreachable_said = True
+            log.error(
+                "cannot reach NATS at %s: %s; retrying every %gs (ingestion answers 503 until then)",
+                redact(self.url), redact(str(exc) or type(exc).__name__), self.reconnect_wait,
+            )
+        else:
+            log.debug("nats: %s", exc)
 
     async def _on_disconnected(self) -> None:
         self._stream_ready.clear()
@@ -203,6 +221,7 @@ class Broker:
             log.warning("nats: disconnected from %s", self.url)
 
     async def _on_reconnected(self) -> None:
+        self._unreachable_said = False
         log.info("nats: reconnected to %s", self.url)
         # The server may have come back with an empty store: re-create the stream before taking writes again.
         if self._ensure_task is None or self._ensure_task.done():

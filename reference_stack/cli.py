@@ -58,6 +58,11 @@ _ENV_NAMES = {
     "log_level": "LOG_LEVEL",
     **auth_settings.ENV_NAMES,  # OGLOG_REQUIRE_AUTH, OGLOG_API_KEYS, ... (docs/security.md)
 }
+#: Every environment variable `oglog serve` reads (its --help lists them): derived from _ENV_NAMES, plus the
+#: CLICKHOUSE_DSN alias that StackConfig.from_env accepts.
+SERVE_ENV_VARS = tuple(
+    sorted({name for field, name in _ENV_NAMES.items() if field != "roles"} | {"CLICKHOUSE_URL"})
+)
 #: StackConfig field -> the `oglog stack up` flag that sets it.
 _FLAG_NAMES = {
     "host": "--host",
@@ -129,8 +134,19 @@ def _stack_env(environ: Mapping[str, str]) -> dict[str, object]:
         raise ConfigError(str(exc)) from None
 
 
+def check_data_dir(path: Path) -> Path:
+    """`path` itself, if it is a directory or can become one; ConfigError when it or a parent is a file."""
+    for candidate in (path, *path.absolute().parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise ConfigError(f"--data-dir: {candidate} is not a directory")
+            break
+    return path
+
+
 def _stack_options(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> StackOptions:
     env = _stack_env(os.environ if environ is None else environ)
+    check_data_dir(Path(args.data_dir))
     if args.nats_url is not None:
         check_nats_url(args.nats_url, "--nats-url")
     try:
@@ -248,9 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run one or more roles, configured by environment variables",
         description=(
-            "Run the given roles in one process, configured by the environment: NATS_URL, HTTP_HOST, "
-            "HTTP_PORT, CLICKHOUSE_DSN (or CLICKHOUSE_URL), BATCH_SIZE, FLUSH_TIMEOUT, MAX_RETRIES, "
-            "SHUTDOWN_TIMEOUT, RETENTION_DAYS, LOG_LEVEL. See docs/stack.md for defaults."
+            "Run the given roles in one process, configured by these environment variables (read once, at "
+            f"start): {', '.join(SERVE_ENV_VARS)}. Defaults and meanings: docs/stack.md and docs/security.md."
         ),
     )
     serve.add_argument("roles", nargs="+", choices=ROLES, metavar="ROLE", help="ingest, process and/or query")

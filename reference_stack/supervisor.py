@@ -206,7 +206,10 @@ def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
     lines.append(f"  health     {base}/health   metrics {base}/metrics")
     lines.append(f"  auth       {auth.describe(config)}")
     # Credentials in a DSN or NATS URL stay out of the banner (terminals, CI logs, journald keep it).
-    lines.append(f"  nats       {redact(config.nats_url)}   storage {redact(config.clickhouse_dsn)}")
+    # An ingest-only process never opens storage: announcing one would send people looking in the wrong place.
+    uses_storage = "process" in config.roles or "query" in config.roles
+    storage = f"   storage {redact(config.clickhouse_dsn)}" if uses_storage else ""
+    lines.append(f"  nats       {redact(config.nats_url)}{storage}")
     if extra:
         lines.append(extra)
     lines.append("Press Ctrl-C to stop.")
@@ -260,6 +263,9 @@ async def serve(
             raise StackError(
                 f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
             ) from None
+        if workers is None and config.http_port == 0:
+            # `--port 0`: the kernel picked the port; the banner and on_ready must name the one bound.
+            config = dataclasses.replace(config, http_port=int(runner.addresses[0][1]))
         extra = ""
         if workers is not None:
             try:
