@@ -3,6 +3,10 @@
 One definition of `level`, `service`, `q`, `from`/`to` and `cursor`, so `/api/logs`, `/api/stats`,
 `/api/histogram` and `/ws/live` accept exactly the same values and reject bad ones with the same errors.
 
+Attribute filters (`attr.<key>=<value>` and friends, see `AttrFilter`) and `logger`/`host`/`trace_id` equality
+are parsed here too; `Filters.where` and `Filters.matches` implement the same rules in SQL and in Python
+(tests/stack/test_attr_filters.py checks they agree on random entries).
+
 `q` semantics (documented in docs/stack.md): the text is split into words the way the `logs` text index
 tokenizes messages (`splitByNonAlpha`: runs of ASCII letters/digits and any non-ASCII characters; everything
 else separates words), words are compared case-insensitively, and an entry matches when its message contains
@@ -23,12 +27,17 @@ from typing import Any
 
 from oglogstream import _wire
 
+from .attr_filters import ATTR_PREFIX, AttrFilter
 from .levels import level_name
+from .params import ParamError
 
 __all__ = [
+    "ATTR_PREFIX",
+    "MAX_ATTR_FILTERS",
     "MAX_Q_CHARS",
     "MAX_Q_WORDS",
     "MAX_SERVICES",
+    "AttrFilter",
     "Cursor",
     "Filters",
     "ParamError",
@@ -45,6 +54,8 @@ MAX_Q_CHARS = 1000
 MAX_Q_WORDS = 32
 #: How many `service=` values one request may name.
 MAX_SERVICES = 100
+#: How many `attr.*` conditions one request may carry: each is one map lookup per scanned row.
+MAX_ATTR_FILTERS = 20
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 #: The DateTime64(6) column's range in µs since the epoch: a cursor outside it was not made by this API (and
@@ -58,20 +69,13 @@ _RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{
 _WORD = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
 
 
-class ParamError(ValueError):
-    """A bad query-string parameter: answered with 400 naming `field` and `reason`."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
 def check_known(query: Mapping[str, str], allowed: Iterable[str]) -> None:
-    """Reject parameters the endpoint does not know: a misspelt filter must not silently return everything."""
+    """Reject parameters the endpoint does not know: a misspelt filter must not silently return everything.
+    An `allowed` entry ending in `*` (e.g. "attr.*") admits every parameter starting with what precedes it."""
     allowed = set(allowed)
+    prefixes = tuple(name[:-1] for name in allowed if name.endswith("*"))
     for key in query:
-        if key not in allowed:
+        if key not in allowed and not (prefixes and key.startswith(prefixes)):
             raise ParamError(key, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
 
 
@@ -161,7 +165,8 @@ class Cursor:
 
 @dataclasses.dataclass(frozen=True)
 class Filters:
-    """What to select: levels, services, words of `q`, and a [from, to) time range in µs (all optional)."""
+    """What to select: levels, services, words of `q`, a [from, to) time range in µs, attribute conditions
+    (ANDed) and exact `logger`/`host`/`trace_id` (all optional)."""
 
     levels: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
@@ -169,14 +174,24 @@ class Filters:
     words: tuple[str, ...] = ()
     from_us: int | None = None
     to_us: int | None = None
+    attrs: tuple[AttrFilter, ...] = ()
+    logger: str | None = None
+    host: str | None = None
+    trace_id: str | None = None
 
+    #: The parameters `from_query` reads, without the time range (the live tail has none); `attr.*` stands
+    #: for every `attr.<key>` parameter (see `check_known`).
+    LIVE_PARAMS = ("level", "service", "q", "logger", "host", "trace_id", f"{ATTR_PREFIX}*")
     #: The parameters `from_query` reads; endpoints add their own.
-    PARAMS = ("level", "service", "q", "from", "to")
+    PARAMS = (*LIVE_PARAMS, "from", "to")
+    #: The exact-match fields and the columns they compare.
+    EXACT = ("logger", "host", "trace_id")
 
     @classmethod
     def from_query(cls, query: Any, *, time_range: bool = True) -> Filters:
         """Parse from an aiohttp MultiDict query. `level` may repeat or be comma-separated; `service` may
-        repeat (a service name may itself contain commas)."""
+        repeat (a service name may itself contain commas); `attr.*` conditions may repeat, at most
+        MAX_ATTR_FILTERS in all. Raises ParamError naming the parameter."""
         levels: list[str] = []
         for value in query.getall("level", []):
             for name in value.split(","):
@@ -211,7 +226,22 @@ class Filters:
             to_us = parse_time(raw_to, "to") if raw_to is not None else None
             if from_us is not None and to_us is not None and from_us >= to_us:
                 raise ParamError("to", "must be later than from")
-        return cls(tuple(levels), tuple(services), " ".join(words), tuple(words), from_us, to_us)
+        attrs: list[AttrFilter] = []
+        for name, value in query.items():
+            if name.startswith(ATTR_PREFIX):
+                attrs.append(AttrFilter.parse(name, value))
+                if len(attrs) > MAX_ATTR_FILTERS:
+                    raise ParamError(attrs[-1].field, f"at most {MAX_ATTR_FILTERS} attr.* filters")
+        exact: dict[str, str | None] = {}
+        for name in cls.EXACT:
+            value = single(query, name)
+            if value is not None and not 1 <= len(value) <= _wire.MAX_SHORT_FIELD_CHARS:
+                raise ParamError(name, f"must be 1..{_wire.MAX_SHORT_FIELD_CHARS} characters")
+            exact[name] = value
+        return cls(
+            tuple(levels), tuple(services), " ".join(words), tuple(words), from_us, to_us, tuple(attrs),
+            **exact,
+        )
 
     def where(self) -> tuple[list[str], dict[str, Any]]:
         """SQL conditions (server-side bound parameters only) and their parameter values."""
@@ -236,6 +266,13 @@ class Filters:
         if self.to_us is not None:
             conditions.append("timestamp < fromUnixTimestamp64Micro({f_to:Int64}, 'UTC')")
             params["f_to"] = self.to_us
+        for name in self.EXACT:
+            value = getattr(self, name)
+            if value is not None:
+                conditions.append(f"{name} = {{f_{name}:String}}")
+                params[f"f_{name}"] = value
+        for n, attr in enumerate(self.attrs):
+            conditions.append(attr.sql(n, params))
         return conditions, params
 
     def matches(self, entry: Mapping[str, Any]) -> bool:
@@ -248,6 +285,15 @@ class Filters:
             present = set(tokenize(str(entry.get("message", ""))))
             if not all(word in present for word in self.words):
                 return False
+        for name in self.EXACT:
+            wanted = getattr(self, name)
+            if wanted is not None and (entry.get(name) or "") != wanted:
+                return False
+        if self.attrs:
+            attributes = entry.get("attributes") or {}
+            if not isinstance(attributes, Mapping):
+                return False
+            return all(attr.matches(attributes) for attr in self.attrs)
         return True
 
 

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import re
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
+import pydantic_core
 from clickhouse_connect.driver.client import Client
 
 from . import schema
 from .storage import LOGS_TABLE, is_data_error
 
-__all__ = ["MAX_ISOLATION_INSERTS", "Unstorable", "existing_ids", "insert_isolating", "insert_rows"]
+__all__ = [
+    "MAX_ISOLATION_INSERTS",
+    "Unstorable",
+    "existing_ids",
+    "insert_isolating",
+    "insert_rows",
+    "typed_attributes",
+]
 
 #: Inserts one message's isolation may cost (bisecting its rows): one poison row among 10,000 rows needs ~28.
 #: Past the budget the still-failing chunks are dead-lettered whole (kept for replay, never dropped), so a
@@ -59,12 +69,68 @@ def existing_ids(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -
     return set(raw.decode().split("\n")) - {""}
 
 
+# A row's `attributes` object: flat, string keys, scalar values (schema.Entry), so it ends at the first `}`
+# outside a string. The JSON-string pattern skips escaped quotes, so text inside a message never matches.
+_STRING = rb'"(?:[^"\\]|\\.)*"'
+_ATTRIBUTES = re.compile(rb'"attributes":\{(?:' + _STRING + rb":(?:" + _STRING + rb'|[^,}"]*),?)*\}')
+_ATTRIBUTES_KEY = b'"attributes":{'
+# A key followed by a value that is not a string (nor an object/array/null): a number or a boolean. `pid` is
+# the only such field outside `attributes` (oglogstream.wire). A hit inside a string (escaped quote) only
+# costs the exact parse below.
+_TYPED_VALUE = re.compile(rb'":[-0-9tf]')
+_PID = b'"pid":'
+
+
+
+def _typed_columns(obj: bytes) -> bytes:
+    """`,"attributes_number":{...},"attributes_bool":{...}` (the non-empty ones) for one attributes object."""
+    numbers: dict[str, float | int] = {}
+    bools: dict[str, bool] = {}
+    for key, value in pydantic_core.from_json(obj).items():
+        if isinstance(value, bool):
+            bools[key] = value
+        elif isinstance(value, int | float) and math.isfinite(value):
+            numbers[key] = value
+    extra = b""
+    if numbers:
+        extra += b',"attributes_number":' + pydantic_core.to_json(numbers)
+    if bools:
+        extra += b',"attributes_bool":' + pydantic_core.to_json(bools)
+    return extra
+
+
+def typed_attributes(payload: bytes) -> bytes:
+    """Rows (a JSON array or one object, as stored) with `attributes_number` / `attributes_bool` added next
+    to each `attributes` object that has number / boolean values; `attributes` itself keeps every value, which
+    ClickHouse stores as its exact JSON text (`99.5` -> "99.5"). Payloads whose attributes are all strings
+    (or that have none) come back unchanged after one C-speed scan; otherwise only the rows with a typed
+    value are parsed (their attributes object alone)."""
+    # Two C-speed counts: every pid is one hit, so equal counts mean no typed attribute value.
+    if len(_TYPED_VALUE.findall(payload)) == payload.count(_PID):
+        return payload
+    hit = _TYPED_VALUE.search(payload)
+    out: list[bytes] = []
+    done = 0  # payload[:done] is in `out`
+    while hit is not None:
+        start = payload.rfind(_ATTRIBUTES_KEY, done, hit.start() + 1)
+        match = _ATTRIBUTES.match(payload, start) if start >= 0 else None
+        if match is None or match.end() <= hit.start():  # not inside an attributes object (a pid)
+            hit = _TYPED_VALUE.search(payload, hit.end())
+            continue
+        extra = _typed_columns(payload[start + len(_ATTRIBUTES_KEY) - 1 : match.end()])
+        out += (payload[done : match.end()], extra)
+        done = match.end()
+        hit = _TYPED_VALUE.search(payload, done)
+    out.append(payload[done:])
+    return b"".join(out)
+
+
 def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
     yield b"["
     for k, part in enumerate(parts):
         if k:
             yield b","
-        yield part[1:-1]
+        yield typed_attributes(part)[1:-1]
     yield b"]"
 
 
@@ -74,7 +140,7 @@ def _insert(
     client.raw_insert(
         LOGS_TABLE,
         None,
-        data,  # type: ignore[arg-type]  # the driver streams an iterable of chunks
+        typed_attributes(data) if isinstance(data, bytes) else data,  # type: ignore[arg-type]  # chunks
         fmt="JSONEachRow",
         settings={**settings, "insert_deduplication_token": token(base, ids)},
     )

@@ -206,7 +206,7 @@ class LiveHub:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """GET /ws/live: validate filters (400 before the upgrade), then stream until either side closes."""
         try:
-            check_known(request.query, ("level", "service", "q"))
+            check_known(request.query, Filters.LIVE_PARAMS)
             filters = Filters.from_query(request.query, time_range=False)
         except ParamError as exc:
             raise Problem(400, "invalid query parameter", exc.field, exc.reason) from None

@@ -7,6 +7,7 @@ parses requests, calls it, and renders responses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -231,7 +232,7 @@ async def get_histogram(request: web.Request) -> web.Response:
             )
     except ParamError as exc:
         raise _bad_parameter(exc) from None
-    filters = Filters(filters.levels, filters.services, filters.q, filters.words, from_us, to_us)
+    filters = dataclasses.replace(filters, from_us=from_us, to_us=to_us)
     counts = await _run(request, query_sql.histogram, filters, first, interval)
     step = interval * 10**6
     levels = filters.levels or query_sql.LEVELS

@@ -10,12 +10,14 @@ a millisecond or two each (see docs/benchmarks.md, "Query").
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from oglogstream import _wire
+from oglogstream import _wire, wire
 
 from .filters import Cursor, Filters
+from .migrations import TYPED_ATTRIBUTE_COLUMNS
 from .storage import LOGS_TABLE
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "is_timeout",
     "latest_logs",
     "stats",
+    "typed_attributes",
 ]
 
 LEVELS = _wire.LEVELS
@@ -38,10 +41,15 @@ SEGMENTS = (60, 600, 3600, 6 * 3600, 86400, 7 * 86400)
 #: a wide first window costs no more than a narrow one and saves a statement.
 SERVICE_SEGMENTS = SEGMENTS[1:]
 _SETTINGS = {"max_execution_time": QUERY_TIMEOUT}
-_COLUMNS = (
-    "id, timestamp, level, message, service, logger, host, pid, thread, trace_id, span_id, exception, "
-    "attributes, toUnixTimestamp64Micro(timestamp) AS ts_us"
+# The entry's columns (oglogstream.wire), the typed attribute maps, and the timestamp in µs for cursors.
+_COLUMNS = ", ".join(
+    (
+        *(field.column for field in wire.FIELDS),
+        *TYPED_ATTRIBUTE_COLUMNS,
+        "toUnixTimestamp64Micro(timestamp) AS ts_us",
+    )
 )
+_INTEGER = re.compile(r"-?[0-9]+")
 _TIMEOUT_CODE = "159"  # TIMEOUT_EXCEEDED
 
 
@@ -51,10 +59,29 @@ def is_timeout(exc: BaseException) -> bool:
     return "TIMEOUT_EXCEEDED" in text or f"Code: {_TIMEOUT_CODE}" in text
 
 
+def typed_attributes(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with `attributes` holding each value's JSON type again and the typed maps removed: a bool from
+    `attributes_bool`; a number from `attributes_number`, rebuilt from the exact stored text (99 stays the
+    integer 99, 99.5 the float, a 64-bit integer exact); else the string. Rows stored before migration 2
+    have empty typed maps: all their values come back as strings."""
+    numbers = row.pop("attributes_number", None) or {}
+    bools = row.pop("attributes_bool", None) or {}
+    if numbers or bools:
+        attributes = dict(row.get("attributes") or {})
+        for key, text in attributes.items():
+            if key in bools:
+                attributes[key] = bool(bools[key])
+            elif key in numbers:
+                attributes[key] = int(text) if _INTEGER.fullmatch(text) else float(text)
+        row["attributes"] = attributes
+    return row
+
+
 def _select(client: Client, conditions: list[str], params: dict[str, Any], tail: str) -> list[dict[str, Any]]:
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = f"SELECT {_COLUMNS} FROM {LOGS_TABLE} {where} ORDER BY timestamp DESC, id DESC {tail}"
-    return list(client.query(sql, parameters=params, settings=_SETTINGS).named_results())
+    result = client.query(sql, parameters=params, settings=_SETTINGS)
+    return [typed_attributes(row) for row in result.named_results()]
 
 
 def latest_logs(

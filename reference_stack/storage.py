@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from . import migrations
+
 __all__ = [
     "LOGS_TABLE",
     "PARTITION_MARGIN_DAYS",
@@ -36,39 +38,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 LOGS_TABLE = "logs"
-
-# Ordered for the common query: one service, a time range, newest first. Codecs as in the OTel collector's
-# otel_logs (Delta+ZSTD for time, ZSTD elsewhere). `id` carries the client's idempotency key; its bloom filter
-# makes the processor's "already stored?" check cheap. The text index serves `q`. The minmax index on
-# timestamp and the finer granularity (2048) let a newest-first scan across all services skip most granules:
-# measured at 10M rows, unfiltered latest-100 37 -> 29 ms and a raw top-100 116 -> 18 ms.
-_LOGS_DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
-    timestamp   DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1)),
-    received_at DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1)),
-    id          String CODEC(ZSTD(1)),
-    service     LowCardinality(String) CODEC(ZSTD(1)),
-    level       LowCardinality(String) CODEC(ZSTD(1)),
-    message     String CODEC(ZSTD(1)),
-    logger      LowCardinality(String) CODEC(ZSTD(1)),
-    host        LowCardinality(String) CODEC(ZSTD(1)),
-    pid         UInt32 CODEC(ZSTD(1)),
-    thread      String CODEC(ZSTD(1)),
-    trace_id    String CODEC(ZSTD(1)),
-    span_id     String CODEC(ZSTD(1)),
-    exception   String CODEC(ZSTD(1)),
-    attributes  Map(LowCardinality(String), String) CODEC(ZSTD(1)),
-    INDEX idx_timestamp timestamp TYPE minmax GRANULARITY 1,
-    INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_message message TYPE text(tokenizer = splitByNonAlpha, preprocessor = lowerUTF8(message))
-) ENGINE = MergeTree
-PARTITION BY toDate(timestamp)
-ORDER BY (service, timestamp)
-TTL {ttl} DELETE
-SETTINGS index_granularity = 2048, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000
-"""
-
 
 #: Partitions (days) one insert may touch beyond the retention period: ingestion accepts timestamps in
 #: [now - retention, now + ~1 day], so a batch spans at most retention + 2 days; one more for the clock.
@@ -95,8 +64,9 @@ def ttl_expression(retention_days: int) -> str:
 
 
 def logs_ddl(*, retention_days: int, table: str = LOGS_TABLE) -> str:
-    """The CREATE TABLE statement for the logs table."""
-    return _LOGS_DDL.format(table=table, ttl=ttl_expression(retention_days))
+    """One CREATE TABLE statement for the logs table as this release's migrations leave it (e.g. for a
+    benchmark's scratch table; the `logs` table itself is made by `ensure_schema`, through the migrations)."""
+    return migrations.current_logs_ddl(table=table, ttl=ttl_expression(retention_days))
 
 
 # -- error classification --------------------------------------------------------------------------------
@@ -165,11 +135,12 @@ class Storage:
         return {"max_partitions_per_insert_block": partitions}
 
     def ensure_schema(self, client: Client | None = None) -> None:
-        """Create the logs table if it is missing, and bring the TTL of an existing one (an older release's,
-        or another RETENTION_DAYS) to `ttl_expression(retention_days)`. Idempotent: the ALTER only runs when
-        the table's rule differs. Blocking: call it through `run`."""
+        """Apply the pending migrations (`migrations.py`: creates the logs table on a fresh store, adds what
+        later releases added to an older one), then bring the table's TTL (an older release's, or another
+        RETENTION_DAYS) to `ttl_expression(retention_days)`. Idempotent: a second start applies nothing and
+        the ALTER only runs when the table's rule differs. Blocking: call it through `run`."""
         client = client or self.client
-        client.command(logs_ddl(retention_days=self.retention_days))
+        migrations.apply(client, table=LOGS_TABLE, ttl=ttl_expression(self.retention_days))
         engine = str(
             client.command(
                 "SELECT engine_full FROM system.tables "
