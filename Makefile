@@ -1,5 +1,7 @@
 # The two set-up commands (README): `make run` starts the stack with a demo app; `make test` runs the tests.
-# Both create .venv and install everything the project needs on a fresh machine.
+# Both create .venv on a fresh machine. `make run` installs only what running needs (the [stack] extra);
+# `make test` adds the [dev] set (pytest, mypy, Playwright, benchmark peers). Each has its own stamp file, so
+# `make run` never pays for the test tools (cold times in docs/cli.md).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,13 +12,19 @@ PY     := $(VENV)/bin/python
 # missing and running as root. Each package installs a command of the same name.
 SYSTEM_PACKAGES := chromium haproxy
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[stack]'
 	touch $@
 
-run: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
 	$(VENV)/bin/oglog demo
 
 system-deps:
