@@ -13,7 +13,7 @@ import dataclasses
 import re
 from typing import Any
 
-from oglogstream import _wire
+from oglogstream import wire
 from pydantic import ValidationError
 
 from . import schema
@@ -33,13 +33,13 @@ __all__ = [
 ]
 
 #: JSON values a batch may hold: MAX_BATCH_ENTRIES full entries (every field and MAX_ATTRIBUTES attributes).
-MAX_BATCH_VALUES = _wire.MAX_BATCH_ENTRIES * (len(schema.Entry.__annotations__) + _wire.MAX_ATTRIBUTES)
+MAX_BATCH_VALUES = wire.MAX_BATCH_ENTRIES * (len(wire.FIELDS) + wire.MAX_ATTRIBUTES)
 #: Lines an NDJSON body may have, blank ones included: every entry plus as many blank lines (a blank line
 #: between entries, CRLF line ends and a trailing newline all fit).
-MAX_NDJSON_LINES = 2 * _wire.MAX_BATCH_ENTRIES
+MAX_NDJSON_LINES = 2 * wire.MAX_BATCH_ENTRIES
 #: Bodies with at most this many commas are parsed without the pre-scan: the list adapters' max_length
 #: stops pydantic before any per-entry work, and parsing this many values takes a few tens of ms.
-_SCAN_ABOVE_COMMAS = _wire.MAX_BATCH_ENTRIES * 16
+_SCAN_ABOVE_COMMAS = wire.MAX_BATCH_ENTRIES * 16
 #: NDJSON lines validated per pydantic call: about this many bytes (some 10-30 ms of work).
 _SLICE_BYTES = 256 * 1024
 
@@ -139,8 +139,8 @@ def ndjson_lines(body: bytes) -> list[bytes]:
     if body.count(b"\n") >= MAX_NDJSON_LINES:
         raise too_large(MAX_NDJSON_LINES, "NDJSON lines (blank ones included)")
     lines = [line for line in body.split(b"\n") if line.strip()]
-    if len(lines) > _wire.MAX_BATCH_ENTRIES:
-        raise too_large(_wire.MAX_BATCH_ENTRIES, "entry count")
+    if len(lines) > wire.MAX_BATCH_ENTRIES:
+        raise too_large(wire.MAX_BATCH_ENTRIES, "entry count")
     return lines
 
 
@@ -189,7 +189,7 @@ def array_rows(
         rows = schema.rows_from_json(body, batch_id=batch_id, received_at=received_at, window=window)
     except ValidationError as exc:
         if _too_many(exc):
-            raise too_large(_wire.MAX_BATCH_ENTRIES, "entry count") from None
+            raise too_large(wire.MAX_BATCH_ENTRIES, "entry count") from None
         return None
     return rows or None
 
@@ -221,7 +221,7 @@ def _validate_array(body: bytes, context: dict[str, Any]) -> _Split:
         items = schema.ANY_LIST.validate_json(body)
     except ValidationError as exc:
         if _too_many(exc):
-            raise too_large(_wire.MAX_BATCH_ENTRIES, "entry count") from None
+            raise too_large(wire.MAX_BATCH_ENTRIES, "entry count") from None
         raise Problem(
             400,
             "validation failed",

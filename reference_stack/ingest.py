@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from oglogstream import _wire
+from oglogstream import wire as _wire
 from pydantic import ValidationError
 
 from . import batch_decode, dedup, schema

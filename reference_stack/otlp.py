@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import Message
-from oglogstream import _wire
+from oglogstream import wire as _wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from pydantic import ValidationError
 

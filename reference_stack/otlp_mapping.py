@@ -1,6 +1,9 @@
-"""OTLP logs -> wire entries: decoding OTLP/HTTP payloads and mapping each LogRecord onto our entry shape.
+"""OTLP logs -> wire entries: mapping each LogRecord of a decoded request onto our entry shape.
 
-Pure functions, no I/O, so the mapping can be tested without a server. The HTTP side is `otlp.py`.
+Pure functions, no I/O, so the mapping can be tested without a server. The HTTP side is `otlp.py`, body
+decoding `otlp_decode.py` (re-exported here). Long values are clipped as the SDK clips them
+(`wire.clip_bytes`/`clip_chars`: head, TRUNCATION_MARKER, tail), so a long stack trace keeps both its first
+frames and the error line.
 The mapping is documented for users in docs/otlp.md; keep the two in step.
 """
 
@@ -16,16 +19,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-from oglogstream import _wire
+from oglogstream import wire
+from oglogstream.wire import clip_bytes, clip_chars
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from .batch_decode import separators
-from .levels import OTLP_TEXT
-from .otlp_wire import MAX_SCOPE_ATTRIBUTES, MAX_SCOPES, Oversized
+from .otlp_decode import (
+    MAX_JSON_VALUES,
+    SPAN_ID_BYTES,
+    TRACE_ID_BYTES,
+    PayloadError,
+    decode_json,
+    decode_protobuf,
+)
 from .schema import format_timestamp
 
 __all__ = [
@@ -44,9 +51,6 @@ __all__ = [
     "request_digest",
 ]
 
-#: JSON values an OTLP/JSON request may hold: MAX_BATCH_ENTRIES records of some 16 fields and MAX_ATTRIBUTES
-#: attributes (two values each: key and value) - twice what POST /logs allows, for OTLP/JSON's wordier shape.
-MAX_JSON_VALUES = _wire.MAX_BATCH_ENTRIES * (16 + 2 * _wire.MAX_ATTRIBUTES)
 #: The OTel spec's fallback when a resource has no `service.name`.
 UNKNOWN_SERVICE = "unknown_service"
 #: Resource attributes land in `attributes` under this prefix (`resource.deployment.environment`, ...).
@@ -63,11 +67,20 @@ SCOPE_VERSION_KEY = "otel.scope.version"
 _ID_PREFIX = "otlp-"
 #: Entry ids are `otlp-<digest>-<record index>`: the digest gets what MAX_ID_CHARS leaves after room for a
 #: 10-digit index (48 hex digits = 192 bits, so distinct requests never collide in practice).
-_DIGEST_CHARS = _wire.MAX_ID_CHARS - len(_ID_PREFIX) - 1 - 10
+_DIGEST_CHARS = wire.MAX_ID_CHARS - len(_ID_PREFIX) - 1 - 10
 
 # Severity ranges from the OTel logs data model; TRACE has no level of its own here, so it folds into debug.
 _LEVEL_BY_RANGE = ((4, "debug"), (8, "debug"), (12, "info"), (16, "warn"), (20, "error"), (24, "fatal"))
 _DEFAULT_LEVEL = "info"
+#: Severity text (used when the severity number is unspecified): the stored names, their aliases
+#: (wire.LEVEL_ALIASES) and a few OpenTelemetry/.NET spellings.
+OTLP_TEXT: dict[str, str] = {
+    **wire.LEVEL_BY_NAME,
+    "trace": "debug",
+    "information": "info",
+    "informational": "info",
+    "emergency": "fatal",
+}
 
 # Well-known attributes promoted to first-class entry fields (and then not repeated in `attributes`).
 _RESOURCE_HOST = "host.name"
@@ -76,13 +89,6 @@ _RESOURCE_SERVICE = "service.name"
 _RECORD_THREAD = "thread.name"
 _RECORD_STACKTRACE = "exception.stacktrace"
 
-_MAX_PID = 2**32 - 1  # the wire contract's bound; anything else stays a resource attribute
-_TRACE_ID_BYTES = 16
-_SPAN_ID_BYTES = 8
-
-
-class PayloadError(ValueError):
-    """The request body cannot be decoded as an ExportLogsServiceRequest (HTTP 400, not retryable)."""
 
 
 @dataclass
@@ -107,120 +113,6 @@ def request_digest(body: bytes) -> str:
 def batch_id(digest: str) -> str:
     """The request's JetStream `Nats-Msg-Id`: `otlp-<digest>`, the stem of its entry ids."""
     return f"{_ID_PREFIX}{digest[:_DIGEST_CHARS]}"
-
-
-def decode_protobuf(body: bytes) -> ExportLogsServiceRequest:
-    """Parse a binary protobuf ExportLogsServiceRequest."""
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except (DecodeError, RecursionError) as exc:
-        raise PayloadError(f"body: not a valid protobuf ExportLogsServiceRequest ({exc})") from None
-    return request
-
-
-def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
-    """Parse OTLP/JSON. Returns the request and errors found in individual records (by record index).
-
-    OTLP/JSON departs from the protobuf JSON mapping in one way that matters: `traceId`/`spanId` are hex,
-    not base64. We rewrite them to base64 before handing the document to json_format; a record whose id is
-    not valid hex is rejected on its own (partial success) instead of failing the whole request.
-    Unknown fields are ignored, as the OTLP spec requires of receivers.
-    """
-    # Bounded before parsing, as on POST /logs: a few KB of gzip can hold millions of `{}`.
-    if body.count(b",") >= MAX_JSON_VALUES and separators(body) + 1 > MAX_JSON_VALUES:
-        raise Oversized(MAX_JSON_VALUES, "JSON values in one request")
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PayloadError(f"body: not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise PayloadError("body: expected a JSON object (ExportLogsServiceRequest)")
-    _check_json_shape(document)
-    record_errors = _rewrite_hex_ids(document)
-    request = ExportLogsServiceRequest()
-    try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
-        raise PayloadError(f"body: not a valid OTLP/JSON ExportLogsServiceRequest ({exc})") from None
-    return request, record_errors
-
-
-def _items(parent: Mapping[str, Any], camel: str, snake: str) -> list[Any]:
-    value = parent.get(camel, parent.get(snake))
-    return value if isinstance(value, list) else []
-
-
-def _check_json_shape(document: dict[str, Any]) -> None:
-    """The binary walk's bounds (otlp_wire.count_log_records) on a parsed OTLP/JSON document, checked
-    with list lengths before json_format builds any message: Oversized past a bound."""
-    resources = _items(document, "resourceLogs", "resource_logs")
-    if len(resources) > MAX_SCOPES:
-        raise Oversized(MAX_SCOPES, "resourceLogs")
-    scopes = records = 0
-    for resource_logs in resources:
-        if not isinstance(resource_logs, dict):
-            continue  # json_format reports the shape error
-        _check_json_attributes(resource_logs, "resource")
-        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
-            scopes += 1
-            if scopes > MAX_SCOPES:
-                raise Oversized(MAX_SCOPES, "scopeLogs")
-            if isinstance(scope_logs, dict):
-                _check_json_attributes(scope_logs, "scope")
-                records += len(_items(scope_logs, "logRecords", "log_records"))
-                if records > _wire.MAX_BATCH_ENTRIES:
-                    raise Oversized(_wire.MAX_BATCH_ENTRIES, "log records")
-
-
-def _check_json_attributes(parent: dict[str, Any], what: str) -> None:
-    holder = parent.get(what)
-    if isinstance(holder, dict) and len(_items(holder, "attributes", "attributes")) > MAX_SCOPE_ATTRIBUTES:
-        raise Oversized(MAX_SCOPE_ATTRIBUTES, f"attributes on one {what}")
-
-
-def _rewrite_hex_ids(document: dict[str, Any]) -> dict[int, str]:
-    errors: dict[int, str] = {}
-    index = 0
-    for resource_logs in _items(document, "resourceLogs", "resource_logs"):
-        if not isinstance(resource_logs, dict):
-            continue  # json_format reports the shape error
-        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
-            if not isinstance(scope_logs, dict):
-                continue
-            for record in _items(scope_logs, "logRecords", "log_records"):
-                if isinstance(record, dict):
-                    for camel, snake, size in (
-                        ("traceId", "trace_id", _TRACE_ID_BYTES),
-                        ("spanId", "span_id", _SPAN_ID_BYTES),
-                    ):
-                        for key in (camel, snake):
-                            if key in record:
-                                problem = _hex_to_base64(record, key, size)
-                                if problem:
-                                    errors.setdefault(index, f"{camel}: {problem}")
-                index += 1
-    return errors
-
-
-def _hex_to_base64(record: dict[str, Any], key: str, size: int) -> str | None:
-    value = record[key]
-    if value is None or value == "":
-        del record[key]
-        return None
-    if not isinstance(value, str):
-        del record[key]
-        return f"expected a hex string, got {type(value).__name__}"
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        del record[key]
-        return f"not a hex string: {value[:80]!r}"
-    if len(raw) != size:
-        del record[key]
-        return f"expected {size * 2} hex digits, got {len(value)}"
-    record[key] = base64.b64encode(raw).decode("ascii")
-    return None
 
 
 def level_for(severity_number: int, severity_text: str) -> str:
@@ -292,10 +184,10 @@ class _Resource:
         for key, value in _flatten(attributes):
             if key == _RESOURCE_SERVICE and value not in ("", None):
                 text = value if isinstance(value, str) else _json(value)
-                service = _clip(text, _wire.MAX_SERVICE_CHARS)
+                service = clip_chars(text, wire.MAX_SERVICE_CHARS)
             elif key == _RESOURCE_HOST and isinstance(value, str) and value:
-                host = _clip(value, _wire.MAX_SHORT_FIELD_CHARS)
-            elif key == _RESOURCE_PID and type(value) is int and 0 <= value <= _MAX_PID:
+                host = clip_chars(value, wire.MAX_SHORT_FIELD_CHARS)
+            elif key == _RESOURCE_PID and type(value) is int and 0 <= value <= wire.MAX_PID:
                 pid = value
             else:
                 rest.append((f"{RESOURCE_PREFIX}{key}", _attribute_value(value)))
@@ -316,24 +208,24 @@ def _map_record(
         "service": resource.service,
     }
     if scope_name:
-        entry["logger"] = _clip(scope_name, _wire.MAX_SHORT_FIELD_CHARS)
+        entry["logger"] = clip_chars(scope_name, wire.MAX_SHORT_FIELD_CHARS)
     if resource.host:
         entry["host"] = resource.host
     if resource.pid is not None:
         entry["pid"] = resource.pid
-    trace_id = _hex_id(record.trace_id, _TRACE_ID_BYTES, "traceId")
+    trace_id = _hex_id(record.trace_id, TRACE_ID_BYTES, "traceId")
     if trace_id:
         entry["trace_id"] = trace_id
-    span_id = _hex_id(record.span_id, _SPAN_ID_BYTES, "spanId")
+    span_id = _hex_id(record.span_id, SPAN_ID_BYTES, "spanId")
     if span_id:
         entry["span_id"] = span_id
 
     own: list[tuple[str, Any]] = []
     for key, value in _flatten(record.attributes):
         if key == _RECORD_STACKTRACE and isinstance(value, str) and value:
-            entry["exception"] = _keep_tail(value, _wire.MAX_EXCEPTION_BYTES)
+            entry["exception"] = clip_bytes(value, wire.MAX_EXCEPTION_BYTES)
         elif key == _RECORD_THREAD and isinstance(value, str) and value:
-            entry["thread"] = _clip(value, _wire.MAX_SHORT_FIELD_CHARS)
+            entry["thread"] = clip_chars(value, wire.MAX_SHORT_FIELD_CHARS)
         else:
             own.append((key, _attribute_value(value)))
     derived: list[tuple[str, Any]] = []
@@ -350,7 +242,7 @@ def _map_record(
 
 
 #: Attributes an entry gets besides the drop count (one slot stays free for it).
-_ATTRIBUTE_BUDGET = _wire.MAX_ATTRIBUTES - 1
+_ATTRIBUTE_BUDGET = wire.MAX_ATTRIBUTES - 1
 
 
 def _usable(key: str, taken: Mapping[str, Any]) -> bool:
@@ -371,7 +263,7 @@ class _Shared:
         kept: dict[str, Any] = {}
         dropped = 0
         for key, value in pairs:
-            key = key[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+            key = key[: wire.MAX_ATTRIBUTE_KEY_CHARS]
             if _usable(key, kept) and len(kept) < _ATTRIBUTE_BUDGET:
                 kept[key] = value
             else:
@@ -388,7 +280,7 @@ def _fit_attributes(
     dropped = already_dropped + shared.dropped
     for group in groups:
         for key, value in group:
-            key = key[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+            key = key[: wire.MAX_ATTRIBUTE_KEY_CHARS]
             if _usable(key, out) and len(out) < _ATTRIBUTE_BUDGET:
                 out[key] = value
             else:
@@ -412,7 +304,7 @@ def _attribute_value(value: Any) -> str | int | float | bool:
     if isinstance(value, float):
         return value if math.isfinite(value) else _json(value)
     text = value if isinstance(value, str) else _json(value)
-    return _clip_marked(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS)
+    return clip_chars(text, wire.MAX_ATTRIBUTE_VALUE_CHARS)
 
 
 def _flatten(attributes: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -469,7 +361,7 @@ def _message(record: LogRecord) -> str:
         text = ""
     if not text and record.event_name:
         text = record.event_name  # events often carry everything in attributes
-    return _truncate_bytes(text, _wire.MAX_MESSAGE_BYTES)
+    return clip_bytes(text, wire.MAX_MESSAGE_BYTES)
 
 
 def _timestamp(record: LogRecord) -> str | None:
@@ -491,42 +383,3 @@ def _hex_id(raw: bytes, size: int, name: str) -> str | None:
     if len(raw) != size:
         raise _RecordError(f"{name}: expected {size} bytes, got {len(raw)}")
     return binascii.hexlify(raw).decode("ascii")
-
-
-def _clip(text: str, max_chars: int) -> str:
-    return text[:max_chars]
-
-
-def _marker(cut: int) -> str:
-    marker: str = _wire.TRUNCATION_MARKER.format(n=cut)
-    return marker
-
-
-def _clip_marked(text: str, max_chars: int) -> str:
-    """Cut `text` to `max_chars` characters including the truncation marker (which counts cut UTF-8 bytes)."""
-    if len(text) <= max_chars:
-        return text
-    keep = max_chars - len(_marker(len(text.encode("utf-8"))))
-    head = text[:keep]
-    return head + _marker(len(text.encode("utf-8")) - len(head.encode("utf-8")))
-
-
-def _truncate_bytes(text: str, max_bytes: int) -> str:
-    """Cut `text` to at most `max_bytes` UTF-8 bytes including the marker, never splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    # The marker states the exact number of bytes cut; it only grows with the cut, so the worst case fits.
-    worst = len(_marker(len(encoded)).encode("utf-8"))
-    head = encoded[: max_bytes - worst].decode("utf-8", "ignore")
-    return head + _marker(len(encoded) - len(head.encode("utf-8")))
-
-
-def _keep_tail(text: str, max_bytes: int) -> str:
-    """Like `_truncate_bytes` but keeps the end (where a traceback says what failed)."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    worst = len(_marker(len(encoded)).encode("utf-8"))
-    tail = encoded[len(encoded) - (max_bytes - worst) :].decode("utf-8", "ignore")
-    return _marker(len(encoded) - len(tail.encode("utf-8"))) + tail

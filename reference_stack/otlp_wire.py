@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from google.protobuf.message import DecodeError
-from oglogstream import _wire
+from oglogstream import wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 __all__ = [
@@ -34,13 +34,13 @@ __all__ = [
 DEFAULT_RECORDS_PER_SLICE = 250
 #: ResourceLogs in one request, and ScopeLogs in one request (all resources together): a request cannot
 #: usefully hold more containers than records.
-MAX_SCOPES = _wire.MAX_BATCH_ENTRIES
+MAX_SCOPES = wire.MAX_BATCH_ENTRIES
 #: Top-level attributes of one resource or one instrumentation scope. Only MAX_ATTRIBUTES reach an entry;
 #: more is refused (413) rather than decoded, since protobuf decodes a message in one GIL-holding call.
 MAX_SCOPE_ATTRIBUTES = 1024
 #: Fields the wire walk visits above the records (containers, heads, unknown fields): a legitimate request
 #: needs at most about 7 per record (10,000 resources of one scope of one record each).
-MAX_WIRE_FIELDS = 8 * _wire.MAX_BATCH_ENTRIES
+MAX_WIRE_FIELDS = 8 * wire.MAX_BATCH_ENTRIES
 
 _RESOURCE_LOGS = 1
 _SCOPE_LOGS = 2

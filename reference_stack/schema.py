@@ -3,9 +3,12 @@
 Validation runs in pydantic-core (Rust) on the raw JSON bytes; the only Python per entry is a couple of
 after-validators (UTF-8 size checks, a timestamp check), so a request costs a few microseconds per entry.
 Validated entries are plain dicts of JSON values: the timestamp normalised to RFC 3339 UTC with microseconds
-and a `Z` ("2026-11-27T10:00:00.123456Z"), attribute values as strings (5 -> "5", true -> "true"). A row is
+and a `Z` ("2026-11-27T10:00:00.123456Z"), attribute values as received (str, int, float or bool). A row is
 an entry with `id` FIRST and `received_at` LAST: the processor finds ids in a payload by position
 (`payload_ids`), and a row minus `received_at` is the public entry shape (`live_payload`).
+
+Every field, its order and its limit come from `oglogstream.wire.FIELDS`; this module only adds the rules
+that are more than a type and a length (`_SPECIAL_TYPES`).
 
 Unknown top-level fields are rejected on both endpoints (as the seed does on `POST /log`): a misspelt
 `mesage` or `levle` is a client bug, and silently dropping it would lose data without anyone noticing.
@@ -17,21 +20,21 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal
 
 import pydantic_core
-from oglogstream import _wire
+from oglogstream import wire
 from pydantic import (
     AfterValidator,
     ConfigDict,
     Field,
+    Strict,
     TypeAdapter,
     ValidationError,
     with_config,
 )
 from typing_extensions import NotRequired, TypedDict
 
-from . import levels
 from .timestamps import (
     FORMAT_ERROR,
     MAX_FUTURE_SECONDS,
@@ -64,12 +67,12 @@ __all__ = [
     "validation_details",
 ]
 
-ID_PATTERN = rf"^[A-Za-z0-9_.:\-]{{1,{_wire.MAX_ID_CHARS}}}$"
+ID_PATTERN = wire.ID_PATTERN
 #: Finds the id of every row but the first in a JetStream payload (a JSON array of rows, each starting with
 #: `{"id":"`). Safe because quotes inside JSON strings are escaped and the only nested object (`attributes`)
 #: follows a `:`, never `},`. The literal prefix lets `re` scan with memchr: ~0.2 µs per row.
-_NEXT_ROW_ID = re.compile(rb'\},\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % _wire.MAX_ID_CHARS)
-_FIRST_ROW_ID = re.compile(rb'\[\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % _wire.MAX_ID_CHARS)
+_NEXT_ROW_ID = re.compile(rb'\},\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID_CHARS)
+_FIRST_ROW_ID = re.compile(rb'\[\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID_CHARS)
 
 
 
@@ -83,30 +86,26 @@ def _utf8_limit(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
-
-
-_Short = Annotated[str, Field(max_length=_wire.MAX_SHORT_FIELD_CHARS)]
-_AttrKey = Annotated[str, Field(min_length=1, max_length=_wire.MAX_ATTRIBUTE_KEY_CHARS)]
-# Stored as Map(String, String): numbers become their JSON text in Rust (coerce_numbers_to_str: 5 -> "5",
-# 1.5 -> "1.5"), booleans "true"/"false", so the live tail shows exactly what a query returns later. Only
-# boolean values cost a Python call.
+#: Attribute values keep their JSON type (stored typed, see docs/architecture.md). Each branch is strict, so
+#: `true` stays a bool and 5 an int; an integer beyond 64 bits is kept as its decimal text rather than rounded
+#: to a float (only such an integer costs a Python call), and a float beyond double range becomes "inf".
 _AttrValue = Annotated[
-    Annotated[str, Field(max_length=_wire.MAX_ATTRIBUTE_VALUE_CHARS, coerce_numbers_to_str=True)]
-    | Annotated[bool, AfterValidator(_bool_text)],
+    Annotated[bool, Strict()]
+    | Annotated[int, Strict(), Field(ge=wire.INT64_MIN, le=wire.INT64_MAX)]
+    | Annotated[int, Strict(), AfterValidator(str)]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=wire.MAX_ATTRIBUTE_VALUE_CHARS, coerce_numbers_to_str=True)],
     Field(union_mode="left_to_right"),
 ]
+_AttrKey = Annotated[str, Field(min_length=1, max_length=wire.MAX_ATTRIBUTE_KEY_CHARS)]
 
 
 #: The reason a level no spelling matches gets.
-LEVEL_ERROR = (
-    f"must be one of {', '.join(_wire.LEVELS)} (any case) or {', '.join(levels.ALIASES)}"
-)
+LEVEL_ERROR = f"must be one of {', '.join(wire.LEVELS)} (any case) or {', '.join(wire.LEVEL_ALIASES)}"
 
 
 def _level_alias(value: str) -> str:
-    level = levels.level_name(value)
+    level = wire.level_name(value)
     if level is None:
         raise ValueError(LEVEL_ERROR)
     return level
@@ -114,71 +113,56 @@ def _level_alias(value: str) -> str:
 
 # The exact stored names are matched in Rust; only other spellings (WARNING, Info, err) cost a Python call.
 Level = Annotated[
-    Literal["debug", "info", "warn", "error", "fatal"] | Annotated[str, AfterValidator(_level_alias)],
+    Literal[wire.LEVELS] | Annotated[str, AfterValidator(_level_alias)],  # type: ignore[valid-type]
     Field(union_mode="left_to_right"),
 ]
 
+#: Fields whose rule is more than a type and a length.
+_SPECIAL_TYPES: dict[str, Any] = {
+    "id": Annotated[str, Field(pattern=ID_PATTERN)],
+    "timestamp": Timestamp,
+    "level": Level,
+    "attributes": Annotated[dict[_AttrKey, _AttrValue], Field(max_length=wire.MAX_ATTRIBUTES)],
+}
 
-@with_config(ConfigDict(extra="forbid", str_max_length=_wire.MAX_EXCEPTION_BYTES, ser_json_inf_nan="null"))
-class Entry(TypedDict):
-    """One log entry as sent by a client (wire contract v1). Optional fields may also be null (= absent)."""
 
-    level: Level
-    message: Annotated[str, _utf8_limit(_wire.MAX_MESSAGE_BYTES)]
-    service: Annotated[str, Field(min_length=1, max_length=_wire.MAX_SERVICE_CHARS)]
-    timestamp: NotRequired[Timestamp]
-    id: NotRequired[Annotated[str, Field(pattern=ID_PATTERN)] | None]
-    logger: NotRequired[_Short | None]
-    host: NotRequired[_Short | None]
-    pid: NotRequired[Annotated[int, Field(ge=0, le=2**32 - 1)] | None]
-    thread: NotRequired[_Short | None]
-    trace_id: NotRequired[_Short | None]
-    span_id: NotRequired[_Short | None]
-    exception: NotRequired[Annotated[str, _utf8_limit(_wire.MAX_EXCEPTION_BYTES)] | None]
-    attributes: NotRequired[
-        Annotated[
-            dict[_AttrKey, _AttrValue],
-            Field(max_length=_wire.MAX_ATTRIBUTES),
-        ]
-        | None
-    ]
+def _field_type(field: wire.Field) -> Any:
+    """The pydantic type of one wire field, from its JSON type and limit."""
+    special = _SPECIAL_TYPES.get(field.name)
+    if special is not None:
+        return special
+    if field.json_type == "integer":
+        return Annotated[int, Field(ge=0, le=field.limit)]
+    if field.unit == "bytes":
+        return Annotated[str, _utf8_limit(field.limit)]
+    if field.unit == "chars":
+        return Annotated[str, Field(min_length=field.min_length or None, max_length=field.limit)]
+    raise AssertionError(f"wire field {field.name!r} needs a rule in schema._SPECIAL_TYPES")
+
+
+def _entry_items() -> dict[str, Any]:
+    items: dict[str, Any] = {}
+    for field in wire.FIELDS:
+        kind = _field_type(field)
+        items[field.name] = kind if field.required else NotRequired[kind | None]
+    return items
+
+
+#: One log entry as sent by a client (wire contract v1), derived from `wire.FIELDS` and declared in its (row)
+#: order, so a validated entry already has its keys in row order. Optional fields may also be null (= absent).
+Entry = with_config(
+    ConfigDict(extra="forbid", str_max_length=wire.MAX_EXCEPTION_BYTES, ser_json_inf_nan="null")
+)(TypedDict("Entry", _entry_items()))  # type: ignore[operator]
 
 
 #: Validates one entry from JSON bytes (`ENTRY.validate_json`) or a parsed object (`ENTRY.validate_python`).
 ENTRY: TypeAdapter[Entry] = TypeAdapter(Entry)
 #: Validates a JSON array of entries in one call (the fast path of `POST /logs` with `application/json`).
 #: The list adapters refuse more than MAX_BATCH_ENTRIES items up front (one `too_long` error, no item work).
-_BatchList = Field(max_length=_wire.MAX_BATCH_ENTRIES)
+_BatchList = Field(max_length=wire.MAX_BATCH_ENTRIES)
 ENTRY_LIST: TypeAdapter[list[Entry]] = TypeAdapter(Annotated[list[Entry], _BatchList])
 #: Parses JSON without validating (to split an array whose fast-path validation failed).
 ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(Annotated[list[Any], _BatchList])
-
-#: Row key order (see make_rows): `Entry`'s fields with id and timestamp first.
-_ROW_ORDER = (
-    "id",
-    "timestamp",
-    "level",
-    "message",
-    "service",
-    "logger",
-    "host",
-    "pid",
-    "thread",
-    "trace_id",
-    "span_id",
-    "exception",
-    "attributes",
-)
-_ENTRY_HINTS = get_type_hints(Entry, include_extras=True)
-assert set(_ROW_ORDER) == set(_ENTRY_HINTS), "_ROW_ORDER must list every Entry field"
-#: `Entry` field for field (same types, same rules, same config) declared in row order: a validated dict has
-#: its keys in declaration order, so it already is a row but for defaults, empties and received_at.
-_RowOrderEntry = with_config(Entry.__pydantic_config__)(  # type: ignore[attr-defined]
-    TypedDict("_RowOrderEntry", {key: _ENTRY_HINTS[key] for key in _ROW_ORDER})  # type: ignore[operator]
-)
-_ROW_ORDER_LIST: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(
-    Annotated[list[_RowOrderEntry], _BatchList]  # type: ignore[valid-type,arg-type]
-)
 
 
 def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[str, str]]:
@@ -219,7 +203,7 @@ def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[
     return details
 
 
-_REQUIRED = frozenset(("level", "message", "service"))
+_REQUIRED = frozenset(wire.REQUIRED)
 #: Hex digits of sha256(batch id) in a derived id whose plain form would not fit MAX_ID_CHARS (160 bits).
 _DERIVED_DIGEST_CHARS = 40
 
@@ -229,7 +213,7 @@ def derived_id(batch_id: str, index: int) -> str:
     when that exceeds MAX_ID_CHARS, `{sha256(batch_id)[:40]}-{index}` - deterministic, so a retried batch
     gets the same ids, and always a valid id."""
     plain = f"{batch_id}-{index}"
-    if len(plain) <= _wire.MAX_ID_CHARS:
+    if len(plain) <= wire.MAX_ID_CHARS:
         return plain
     return f"{hashlib.sha256(batch_id.encode()).hexdigest()[:_DERIVED_DIGEST_CHARS]}-{index}"
 
@@ -269,10 +253,11 @@ def rows_from_json(
     first_index: int = 0,
 ) -> list[dict[str, Any]]:
     """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
-    any entry is invalid (its details in another order: use ENTRY for per-entry errors). Entries that give
+    any entry is invalid (use ENTRY for per-entry errors). Entries that give
     both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: the
     column range only); `first_index`: the request position of the array's first entry (for ids)."""
-    rows = _ROW_ORDER_LIST.validate_json(array, context={"window": window})
+    rows: list[dict[str, Any]] = ENTRY_LIST.validate_json(  # type: ignore[assignment]
+        array, context={"window": window})
     for position, row in enumerate(rows):
         if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys
             entry: Entry = row  # type: ignore[assignment]
@@ -291,22 +276,13 @@ def rows_from_json(
     return rows
 
 
-@with_config(ConfigDict(extra="allow", ser_json_inf_nan="null"))
-class _Row(TypedDict, total=False):
-    id: str
-    timestamp: str
-    level: str
-    message: str
-    service: str
-    logger: str
-    host: str
-    pid: int
-    thread: str
-    trace_id: str
-    span_id: str
-    exception: str
-    attributes: dict[str, str]
-    received_at: str
+_JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "object": dict[str, Any]}
+#: A row's types, for serialising: every column of `wire.COLUMNS` (the entry plus received_at), any key.
+_Row = with_config(ConfigDict(extra="allow", ser_json_inf_nan="null"))(
+    TypedDict(  # type: ignore[operator]
+        "_Row", {field.name: _JSON_TYPES[field.json_type] for field in wire.COLUMNS}, total=False
+    )
+)
 
 
 #: Serialises `make_rows` output with the types known up front (a third faster than `dumps`' inference).
@@ -358,8 +334,6 @@ def split_rows(payload: bytes) -> list[bytes]:
     return rows
 
 
-_PUBLIC_ALWAYS = ("id", "timestamp", "level", "message", "service")
-_PUBLIC_OPTIONAL = ("logger", "host", "pid", "thread", "trace_id", "span_id", "exception", "attributes")
 
 
 def _public_timestamp(value: object) -> str:
@@ -375,9 +349,9 @@ def _public_timestamp(value: object) -> str:
 def public_entry(row: Mapping[str, Any]) -> dict[str, Any]:
     """The public entry shape (GET /api/logs, /ws/live) from a stored row or a validated row dict:
     id, timestamp (RFC 3339 UTC, µs, `Z`), level, message, service always; the rest only when non-empty."""
-    out: dict[str, Any] = {key: row.get(key, "") for key in _PUBLIC_ALWAYS}
+    out: dict[str, Any] = {key: row.get(key, "") for key in wire.PUBLIC_ALWAYS}
     out["timestamp"] = _public_timestamp(out["timestamp"])
-    for key in _PUBLIC_OPTIONAL:
+    for key in wire.PUBLIC_OPTIONAL:
         value = row.get(key)
         if value:
             out[key] = dict(value) if key == "attributes" else value

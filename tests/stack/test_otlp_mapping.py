@@ -191,34 +191,37 @@ def test_event_name_is_the_message_of_a_bodyless_event() -> None:
 
 
 def test_long_body_truncated_with_marker() -> None:
-    """A body over the wire limit is cut to exactly fit, with the marker counting the bytes cut."""
-    body = "é" * _wire.MAX_MESSAGE_BYTES  # 2 bytes each: twice the limit
+    """A body over the limit keeps its head and tail (as the SDK clips), the marker counting the bytes cut."""
+    body = "a" + "é" * _wire.MAX_MESSAGE_BYTES + "z"  # 2 bytes each: twice the limit
     message = _one(_record(body))["message"]
     assert len(message.encode()) <= _wire.MAX_MESSAGE_BYTES
+    assert message.startswith("aé") and message.endswith("éz")
     cut = int(re.search(r"truncated (\d+) bytes", message).group(1))  # type: ignore[union-attr]
-    head = message[: message.index("…[truncated")]
-    assert len(head.encode()) + cut == len(body.encode())
+    head, tail = re.split(r"…\[truncated \d+ bytes\]", message)
+    assert len(head.encode()) + cut + len(tail.encode()) == len(body.encode())
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(min_size=0, max_size=3 * _wire.MAX_MESSAGE_BYTES // 4).map(lambda s: s * 5))
 def test_truncation_never_exceeds_limit(text: str) -> None:
-    """Whatever the text, the message fits MAX_MESSAGE_BYTES and is a prefix of the original plus marker."""
-    out = m._truncate_bytes(text, _wire.MAX_MESSAGE_BYTES)
+    """Whatever the text, the message fits MAX_MESSAGE_BYTES and is the original's head and tail around the
+    marker."""
+    out = _wire.clip_bytes(text, _wire.MAX_MESSAGE_BYTES)
     assert len(out.encode()) <= _wire.MAX_MESSAGE_BYTES
     if out != text:
-        head = out[: out.rindex("…[truncated")]
-        assert text.startswith(head)
+        head, _, tail = re.split(r"(…\[truncated \d+ bytes\])", out, maxsplit=1)
+        assert text.startswith(head) and text.endswith(tail)
 
 
 def test_stacktrace_and_thread_promoted() -> None:
-    """exception.stacktrace -> exception (tail kept when long), thread.name -> thread."""
+    """exception.stacktrace -> exception (head and tail kept when long), thread.name -> thread."""
     trace = "Traceback (most recent call last):\n" + "  frame\n" * 10_000 + "ValueError: boom\n"
     entry = _one(_record(attributes={"exception.stacktrace": trace, "exception.type": "ValueError",
                                      "thread.name": "worker-1"}))
     assert entry["thread"] == "worker-1"
     assert entry["exception"].endswith("ValueError: boom\n")
-    assert entry["exception"].startswith("…[truncated ")
+    assert entry["exception"].startswith("Traceback (most recent call last):\n")
+    assert "…[truncated " in entry["exception"]
     assert len(entry["exception"].encode()) <= _wire.MAX_EXCEPTION_BYTES
     assert entry["attributes"] == {"exception.type": "ValueError"}
 
@@ -239,7 +242,9 @@ def test_attribute_flattening_and_stringification() -> None:
     assert attrs["http.status"] == 200
     assert attrs["tags"] == '["a",1,null]'
     assert attrs["raw"] == "/w=="
-    assert len(attrs["big"]) == _wire.MAX_ATTRIBUTE_VALUE_CHARS and "…[truncated" in attrs["big"]
+    # wire.clip_chars sizes the marker for the worst cut, so the value may end a character or two short.
+    assert _wire.MAX_ATTRIBUTE_VALUE_CHARS - 2 <= len(attrs["big"]) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS
+    assert attrs["big"].startswith("xxx") and attrs["big"].endswith("xxx") and "…[truncated" in attrs["big"]
     assert attrs["inf"] == '"Infinity"'
     assert attrs["ok"] is True and attrs["ratio"] == 0.5
 

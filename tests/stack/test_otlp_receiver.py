@@ -176,9 +176,9 @@ async def test_official_sdk_records_are_queryable(stack: Served, compression: st
     placed = by_message["order placed"]
     assert placed["logger"] == f"app.otel.{compression}"
     attrs = placed["attributes"]
-    assert attrs["order_id"] == "42" and attrs["vip"] == "true" and attrs["amount"] == "9.5"
+    assert attrs["order_id"] == 42 and attrs["vip"] is True and attrs["amount"] == 9.5  # JSON types kept
     assert attrs["resource.deployment.environment"] == "test"
-    assert attrs["otel.severity_text"] == "INFO" and attrs["otel.severity_number"] == "9"
+    assert attrs["otel.severity_text"] == "INFO" and attrs["otel.severity_number"] == 9
     assert attrs["code.function.name"] == "test_official_sdk_records_are_queryable"
     failed = by_message["payment failed"]
     assert failed["trace_id"] == format(ctx.trace_id, "032x")
@@ -218,9 +218,9 @@ async def test_spec_json_example_stored(stack: Served) -> None:
     assert entry["span_id"] == "eee19b7ec3c1b174"
     assert entry["attributes"] == {
         "string.attribute": "some string",
-        "boolean.attribute": "true",
-        "int.attribute": "10",
-        "double.attribute": "637.704",
+        "boolean.attribute": True,
+        "int.attribute": 10,
+        "double.attribute": 637.704,
         "array.attribute": '["many","values"]',
         "map.attribute.some.map.key": "some value",
         "otel.severity_text": "Information",

@@ -47,12 +47,15 @@ def test_out_of_range_and_impossible_timestamps_are_rejected() -> None:
         assert [d["field"] for d in details(valid(timestamp=bad))] == ["timestamp"], bad
 
 
-def test_attribute_values_are_stored_as_strings() -> None:
-    """Numbers and booleans become their JSON rendering; non-scalars and oversized maps are rejected."""
+def test_attribute_values_keep_their_json_type() -> None:
+    """Strings, integers, floats and booleans stay what they were sent as (an integer beyond 64 bits becomes
+    its decimal text instead of a rounded float); non-scalars and oversized maps are rejected."""
+    big = 2**70
     entry = schema.ENTRY.validate_json(
-        json.dumps(valid(attributes={"s": "x", "i": 5, "b": False, "f": 0.25}))
+        json.dumps(valid(attributes={"s": "x", "i": 5, "b": False, "f": 0.25, "one": 1.0, "big": big}))
     )
-    assert entry["attributes"] == {"s": "x", "i": "5", "b": "false", "f": "0.25"}
+    assert entry["attributes"] == {"s": "x", "i": 5, "b": False, "f": 0.25, "one": 1.0, "big": str(big)}
+    assert [type(v) for v in entry["attributes"].values()] == [str, int, bool, float, float, str]
     too_many = {f"k{i}": "v" for i in range(_wire.MAX_ATTRIBUTES + 1)}
     assert details(valid(attributes=too_many))[0]["field"] == "attributes"
     assert details(valid(attributes={"nested": {"a": 1}}))[0]["field"] == "attributes.nested"
