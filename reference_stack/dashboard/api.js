@@ -1,5 +1,6 @@
 // API client: the query API and live tail of this origin. Filters are the dashboard's shape:
-// {levels: string[], service: string, q: string, from: string|null, to: string|null} (from/to RFC 3339).
+// {levels: string[], service: string, q: string, from: string|null, to: string|null, attrs: AttrFilter[]}
+// (from/to RFC 3339; AttrFilter {key, op: '=' | '!=', value}, sent as `attr.<key>=<value>` / `attr.<key>!=...`).
 
 import { authHeaders, requireKey } from './auth.js';
 
@@ -15,12 +16,22 @@ export class ApiError extends Error {
   }
 }
 
+// Most attribute conditions one search may carry (the server's MAX_ATTR_FILTERS).
+export const MAX_ATTR_FILTERS = 20;
+export const ATTR_PREFIX = 'attr.';
+
+// The query parameter of one attribute condition: `attr.k!=v` splits into the name `attr.k!` and value `v`.
+export function attrParam(attr) {
+  return [`${ATTR_PREFIX}${attr.key}${attr.op === '!=' ? '!' : ''}`, attr.value];
+}
+
 // Query-string parameters for the filters; `time` false for the live tail (it has no time range).
 export function filterParams(filters, { time = true } = {}) {
   const params = new URLSearchParams();
   if (filters.levels.length) params.set('level', filters.levels.join(','));
   if (filters.service) params.set('service', filters.service);
   if (filters.q) params.set('q', filters.q);
+  for (const attr of filters.attrs || []) params.append(...attrParam(attr));
   if (time && filters.from) params.set('from', filters.from);
   if (time && filters.to) params.set('to', filters.to);
   return params;
@@ -82,6 +93,21 @@ export async function fetchStats(filters, { signal } = {}) {
 
 export async function fetchHistogram(filters, { signal } = {}) {
   return (await get('/api/histogram', filterParams(filters), signal)).json();
+}
+
+// Top attribute keys of the filtered range, each with its top values: {keys: [{key, count, values: [{value,
+// count}]}]} (GET /api/attributes).
+export async function fetchAttributes(filters, { keys = 12, values = 6, signal } = {}) {
+  const params = filterParams(filters);
+  params.set('keys', String(keys));
+  params.set('values', String(values));
+  return (await get('/api/attributes', params, signal)).json();
+}
+
+// The entries around one entry, same service and host: {before: [...], entry, after: [...]}, oldest first.
+export async function fetchContext(id, { before = 20, after = 20, signal } = {}) {
+  const params = new URLSearchParams({ before: String(before), after: String(after) });
+  return (await get(`/api/logs/${encodeURIComponent(id)}/context`, params, signal)).json();
 }
 
 // The WebSocket URL of the live tail for these filters, on this page's origin (ws: or wss:).

@@ -2,12 +2,14 @@
 // the URL in step so the current view and filters can be bookmarked or shared.
 
 import { LEVELS, fetchStats, validateFilters } from './api.js';
+import { filterButtons, renderChips } from './attrs.js';
 import { initAuth } from './auth.js';
+import { showContext } from './context.js';
 import { LiveTail } from './live.js';
 import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
 import { el, showDetail } from './render.js';
 import { SearchView } from './search.js';
-import { parseState, resolveFilters, serializeState, VIEWS } from './state.js';
+import { addAttr, parseState, removeAttr, resolveFilters, serializeState, VIEWS } from './state.js';
 
 const SERVICES_REFRESH_MS = 60000;
 const TYPING_DELAY_MS = 500;
@@ -25,6 +27,7 @@ const form = {
   to: $('f-to'),
   error: $('f-error'),
   limit: $('search-limit'),
+  attrs: $('f-attrs'),
 };
 
 initAuth(); // before any request: a 401 opens the key dialog
@@ -32,12 +35,39 @@ let state = parseState(window.location.search);
 let currentEntry = null;
 const applied = { live: null, search: null, overview: null }; // the filter key each view last ran with
 
-const openEntry = (entry) => {
+// An attribute condition picked anywhere (side panel, entry detail) joins the filters; a chip's ✕ removes it.
+function filterAttr(attr) {
+  state.attrs = addAttr(state.attrs, attr);
+  writeForm();
+  commit();
+}
+function unfilterAttr(attr) {
+  state.attrs = removeAttr(state.attrs, attr);
+  writeForm();
+  commit();
+}
+
+// Dragging across the search histogram: that range becomes a custom range, as a new history entry (Back
+// returns to the wider range).
+function zoomTo(from, to) {
+  state.range = 'custom';
+  state.from = from;
+  state.to = to;
+  writeForm();
+  window.history.pushState(null, '', serializeState(state));
+  render();
+  activate();
+}
+
+function openEntry(entry) {
   currentEntry = entry;
-  showDetail(entry);
-};
+  showDetail(entry, {
+    attrActions: (key, value) => filterButtons(key, value, filterAttr, { label: '=' }),
+    onContext: (item, container) => showContext(item, container, { onOpenEntry: openEntry }),
+  });
+}
 const live = new LiveTail({ onOpenEntry: openEntry });
-const search = new SearchView({ onOpenEntry: openEntry });
+const search = new SearchView({ onOpenEntry: openEntry, onZoom: zoomTo, onFilter: filterAttr });
 const overview = new OverviewView({
   onPickService: (service) => {
     state.service = service;
@@ -68,6 +98,7 @@ function writeForm() {
   form.from.value = toLocalInput(state.from);
   form.to.value = toLocalInput(state.to);
   form.limit.value = String(state.limit);
+  renderChips(form.attrs, state.attrs, unfilterAttr);
 }
 
 function readForm() {
@@ -98,12 +129,12 @@ function activate({ force = false } = {}) {
   form.error.textContent = error ?? '';
   form.root.classList.toggle('invalid', Boolean(error));
   if (error) return;
-  const liveKey = JSON.stringify([filters.levels, filters.service, filters.q]);
+  const liveKey = JSON.stringify([filters.levels, filters.service, filters.q, filters.attrs]);
   if (applied.live !== liveKey) {
     applied.live = liveKey;
     live.setFilters(filters);
   }
-  const key = JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.limit]);
+  const key = JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.limit, state.attrs]);
   if (state.view === 'search' && (force || applied.search !== key)) {
     applied.search = key;
     search.run(filters, state.limit);
@@ -144,7 +175,7 @@ function showView(view) {
 
 async function loadServices() {
   try {
-    const stats = await fetchStats({ levels: [], service: '', q: '', from: null, to: null });
+    const stats = await fetchStats({ levels: [], service: '', q: '', from: null, to: null, attrs: [] });
     form.services.replaceChildren(...Object.keys(stats.logs_by_service).map((name) => {
       const option = el('option');
       option.value = name;

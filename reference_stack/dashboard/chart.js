@@ -4,7 +4,9 @@
 import { LEVELS } from './api.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const HEIGHT = 220;
+const DEFAULT_HEIGHT = 220;
+// A pointer that moved less than this between press and release clicked (zooms into one bucket), not dragged.
+const CLICK_SLOP_PX = 3;
 const MARGIN = { top: 10, right: 28, bottom: 24, left: 48 };
 const X_LABELS = 6;
 
@@ -36,16 +38,17 @@ function formatCount(n) {
   return n >= 1e6 ? `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M` : n >= 1e4 ? `${Math.round(n / 1e3)}k` : String(n);
 }
 
-// Draw `histogram` (the /api/histogram body) into `container`, replacing what was there.
-export function renderHistogram(container, histogram) {
+// Draw `histogram` (the /api/histogram body) into `container`, replacing what was there. `height` in px;
+// with `onSelect(fromIso, toIso)`, dragging across the bars (or clicking one) selects whole buckets.
+export function renderHistogram(container, histogram, { height = DEFAULT_HEIGHT, onSelect = null } = {}) {
   const buckets = histogram.buckets || [];
   const width = Math.max(320, Math.floor(container.clientWidth || 800));
   const chart = svg('svg', {
-    class: 'histogram', width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img',
-    'aria-label': `Entries per ${histogram.interval} by level`,
+    class: 'histogram', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': `Entries per ${histogram.interval} by level${onSelect ? '; drag across the bars to zoom into a time range' : ''}`,
   });
   const plotWidth = width - MARGIN.left - MARGIN.right;
-  const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const plotHeight = height - MARGIN.top - MARGIN.bottom;
   const maxTotal = buckets.reduce((max, bucket) => Math.max(max, bucket.total), 0);
   const yMax = niceCeil(maxTotal);
   const y = (value) => MARGIN.top + plotHeight - (value / yMax) * plotHeight;
@@ -93,12 +96,57 @@ export function renderHistogram(container, histogram) {
   buckets.forEach((bucket, index) => {
     if (index % every !== 0) return;
     const x = MARGIN.left + (index + 0.5) * slot;
-    axis.append(svg('text', { x: x.toFixed(2), y: HEIGHT - 6, 'text-anchor': 'middle' }, bucketLabel(bucket.timestamp, histogram.interval_seconds, spanSeconds)));
+    axis.append(svg('text', { x: x.toFixed(2), y: height - 6, 'text-anchor': 'middle' }, bucketLabel(bucket.timestamp, histogram.interval_seconds, spanSeconds)));
   });
   chart.append(axis);
   if (!maxTotal) {
     chart.append(svg('text', { class: 'no-data', x: MARGIN.left + plotWidth / 2, y: MARGIN.top + plotHeight / 2, 'text-anchor': 'middle' }, 'no entries in this range'));
   }
+  if (onSelect && buckets.length) wireBrush(chart, buckets, histogram.interval_seconds, { slot, plotHeight, onSelect });
   container.replaceChildren(chart);
   return chart;
+}
+
+// Drag-to-select: a translucent band follows the pointer; on release the covered buckets' [start, end) is
+// passed to onSelect as RFC 3339 UTC.
+function wireBrush(chart, buckets, intervalSeconds, { slot, plotHeight, onSelect }) {
+  chart.classList.add('brushable');
+  const band = svg('rect', { class: 'brush', x: 0, width: 0, y: MARGIN.top, height: plotHeight, visibility: 'hidden' });
+  chart.append(band);
+  const indexAt = (clientX) => {
+    const x = clientX - chart.getBoundingClientRect().left - MARGIN.left;
+    return Math.min(buckets.length - 1, Math.max(0, Math.floor(x / slot)));
+  };
+  let start = null;
+  let startX = 0;
+  const span = (a, b) => [Math.min(a, b), Math.max(a, b)];
+  const draw = (a, b) => {
+    const [lo, hi] = span(a, b);
+    band.setAttribute('x', (MARGIN.left + lo * slot).toFixed(2));
+    band.setAttribute('width', ((hi - lo + 1) * slot).toFixed(2));
+    band.setAttribute('visibility', 'visible');
+  };
+  chart.addEventListener('pointerdown', (event) => {
+    if (event.button !== 0) return;
+    start = indexAt(event.clientX);
+    startX = event.clientX;
+    chart.setPointerCapture(event.pointerId);
+    draw(start, start);
+  });
+  chart.addEventListener('pointermove', (event) => {
+    if (start !== null) draw(start, indexAt(event.clientX));
+  });
+  const finish = (event, cancelled) => {
+    if (start === null) return;
+    const end = Math.abs(event.clientX - startX) < CLICK_SLOP_PX ? start : indexAt(event.clientX);
+    const [lo, hi] = span(start, end);
+    start = null;
+    band.setAttribute('visibility', 'hidden');
+    if (cancelled) return;
+    const from = new Date(buckets[lo].timestamp);
+    const to = new Date(new Date(buckets[hi].timestamp).getTime() + intervalSeconds * 1000);
+    onSelect(from.toISOString(), to.toISOString());
+  };
+  chart.addEventListener('pointerup', (event) => finish(event, false));
+  chart.addEventListener('pointercancel', (event) => finish(event, true));
 }

@@ -1,5 +1,7 @@
 // Live tail: one WebSocket to /ws/live with the filters in its query string (the server filters), rows
-// appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff.
+// appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff. New filters
+// open with the newest stored entries already shown (one GET /api/logs, then the socket), and lines stay in
+// timestamp order within a short reorder window.
 
 import { ApiError, fetchLogs, liveUrl } from './api.js';
 import { wsProtocols } from './auth.js';
@@ -13,6 +15,13 @@ const BACKOFF_MAX_MS = 15000;
 const STABLE_MS = 5000;
 // Scrolled less than this far from the bottom still counts as "at the bottom" (follow mode resumes).
 const BOTTOM_SLACK_PX = 24;
+// Entries shown from storage when the tail opens (or its filters change), before live ones arrive.
+export const HISTORY_ROWS = 100;
+// An arriving entry older than rows that arrived less than this long ago is placed before them (entries from
+// several ingest processes reach the tail slightly out of order); settled rows never move.
+export const REORDER_WINDOW_MS = 1000;
+// Ids of the history rows are remembered this long, so an entry both stored and streamed shows once.
+const HISTORY_DEDUP_MS = 10000;
 
 export class LiveTail {
   constructor({ onOpenEntry }) {
@@ -38,6 +47,11 @@ export class LiveTail {
     this.frame = null;
     this.received = 0;
     this.droppedByServer = 0;
+    this.historyWanted = false;
+    this.historyPending = null; // entries received while the history request runs (null: not running)
+    this.historyIds = new Set();
+    this.historyTimer = null;
+    this.generation = 0; // bumped by setFilters: an older history answer is ignored
     this.lastScrollTop = 0;
 
     wireRowDetail(this.tbody, this.entries, onOpenEntry);
@@ -53,7 +67,31 @@ export class LiveTail {
   setFilters(filters) {
     this.filters = filters;
     this.attempt = 0;
+    this.clear();
+    this.historyWanted = true; // loaded once the new socket is open, so nothing falls between the two
     this.connect();
+  }
+
+  // The newest stored entries for these filters, shown oldest first; live entries that arrive meanwhile wait
+  // in historyPending and follow them (minus any the history already holds).
+  async loadHistory() {
+    this.generation += 1;
+    const generation = this.generation;
+    this.historyPending = [];
+    let history = [];
+    try {
+      ({ entries: history } = await fetchLogs(this.filters, { limit: HISTORY_ROWS }));
+    } catch {
+      // the tail works without history (a 400 is explained by the socket's status line)
+    }
+    if (generation !== this.generation) return;
+    const pending = this.historyPending;
+    this.historyPending = null;
+    clearTimeout(this.historyTimer);
+    this.historyIds = new Set(history.map((entry) => entry.id));
+    this.historyTimer = setTimeout(() => this.historyIds.clear(), HISTORY_DEDUP_MS);
+    for (const entry of history.reverse()) this.enqueue(entryRow(entry, this.entries), entry.timestamp);
+    for (const message of pending) this.show(message);
   }
 
   connect() {
@@ -68,6 +106,10 @@ export class LiveTail {
       this.setStatus('live', 'live');
       if (this.connectedBefore) this.addNotice('reconnected: entries sent while disconnected are not replayed here (use Search)', 'info');
       this.connectedBefore = true;
+      if (this.historyWanted) {
+        this.historyWanted = false;
+        this.loadHistory();
+      }
     });
     ws.addEventListener('message', (event) => this.onMessage(event.data));
     ws.addEventListener('close', (event) => {
@@ -121,6 +163,15 @@ export class LiveTail {
       return;
     }
     this.received += 1;
+    if (this.historyPending !== null) {
+      this.historyPending.push(message);
+      return;
+    }
+    this.show(message);
+  }
+
+  show(message) {
+    if (this.historyIds.has(message.id)) return;
     if (this.paused) {
       this.pending.push(message);
       if (this.pending.length > MAX_ROWS) {
@@ -130,10 +181,13 @@ export class LiveTail {
       this.pendingLabel.textContent = `${this.pending.length + this.skippedWhilePaused} new while paused`;
       return;
     }
-    this.enqueue(entryRow(message, this.entries));
+    this.enqueue(entryRow(message, this.entries), message.timestamp);
   }
 
-  enqueue(row) {
+  // `timestamp`: the entry's RFC 3339 UTC time (fixed width, so strings compare in time order); notices
+  // have none and stay where they are put.
+  enqueue(row, timestamp = null) {
+    if (timestamp) row.dataset.ts = timestamp;
     this.queue.push(row);
     if (this.queue.length > MAX_ROWS) this.queue.shift();
     if (this.frame === null) this.frame = requestAnimationFrame(() => this.flush());
@@ -146,10 +200,9 @@ export class LiveTail {
   flush() {
     this.frame = null;
     if (!this.queue.length) return;
-    const fragment = document.createDocumentFragment();
-    fragment.append(...this.queue);
+    const now = performance.now();
+    for (const row of this.queue) this.place(row, now);
     this.queue = [];
-    this.tbody.append(fragment);
     const excess = this.tbody.rows.length - MAX_ROWS;
     if (excess > 0) {
       const before = this.scroller.scrollHeight;
@@ -160,6 +213,21 @@ export class LiveTail {
     this.empty.hidden = this.tbody.rows.length > 0;
     this.countLabel.textContent = `${this.tbody.querySelectorAll('tr.entry').length} shown, ${this.received} received`;
     if (this.followBox.checked) this.scrollToBottom();
+  }
+
+  // Append `row`, or put it before the recently arrived rows (within REORDER_WINDOW_MS) that are newer.
+  place(row, now) {
+    row.arrived = now;
+    let before = null;
+    const ts = row.dataset.ts;
+    if (ts) {
+      let previous = this.tbody.lastElementChild;
+      while (previous && previous.dataset.ts && previous.dataset.ts > ts && now - previous.arrived <= REORDER_WINDOW_MS) {
+        before = previous;
+        previous = previous.previousElementSibling;
+      }
+    }
+    this.tbody.insertBefore(row, before);
   }
 
   scrollToBottom() {
@@ -185,7 +253,7 @@ export class LiveTail {
       if (this.skippedWhilePaused) {
         this.addNotice(`${this.skippedWhilePaused} older entries received while paused are not shown (only the last ${MAX_ROWS} are kept)`, 'info');
       }
-      for (const entry of this.pending) this.enqueue(entryRow(entry, this.entries));
+      for (const entry of this.pending) this.enqueue(entryRow(entry, this.entries), entry.timestamp);
       this.pending = [];
       this.skippedWhilePaused = 0;
       this.pendingLabel.textContent = '';

@@ -33,11 +33,12 @@ export function formatDateTime(iso) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${formatTime(iso)}`;
 }
 
-// One table row for an entry; `entries` maps rows back to their entry for the detail panel.
-export function entryRow(entry, entries) {
+// One table row for an entry; `entries` maps rows back to their entry for the detail panel. `withDate`: the
+// time column shows the local date too (a range of more than a day).
+export function entryRow(entry, entries, { withDate = false } = {}) {
   const level = levelOf(entry);
   const row = el('tr', `entry level-${level}`);
-  const time = el('td', 'time', formatTime(entry.timestamp));
+  const time = el('td', 'time', withDate ? formatDateTime(entry.timestamp) : formatTime(entry.timestamp));
   time.title = String(entry.timestamp);
   const service = el('td', 'service', String(entry.service ?? ''));
   service.title = String(entry.service ?? '');
@@ -60,8 +61,10 @@ export function noticeRow(text, kind = 'warn') {
 
 const DETAIL_FIELDS = ['timestamp', 'level', 'service', 'logger', 'host', 'pid', 'thread', 'trace_id', 'span_id', 'id'];
 
-// Fill the detail panel with every field of `entry`; returns the panel.
-export function showDetail(entry) {
+// Fill the detail panel with every field of `entry`; returns the panel. `attrActions(key, value)` gives extra
+// nodes for an attribute's row (filter buttons); `onContext(entry, container)` fills the surrounding-entries
+// section when its button is pressed.
+export function showDetail(entry, { attrActions = null, onContext = null } = {}) {
   const panel = document.getElementById('detail');
   const body = document.getElementById('detail-body');
   body.replaceChildren();
@@ -76,12 +79,26 @@ export function showDetail(entry) {
   if (attributes.length) {
     const table = el('table', 'attributes');
     for (const [key, value] of attributes.sort(([a], [b]) => a.localeCompare(b))) {
-      table.append(el('tr', null, el('th', null, key), el('td', null, String(value))));
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      const actions = attrActions ? el('td', 'attr-actions', ...attrActions(key, value)) : null;
+      table.append(el('tr', null, el('th', null, key), el('td', null, text), actions));
     }
     body.append(el('h3', null, `Attributes (${attributes.length})`), table);
   }
   if (entry.exception) {
     body.append(el('h3', null, 'Exception'), el('pre', 'exception', String(entry.exception)));
+  }
+  if (onContext && entry.id) {
+    const button = el('button', null, 'Show surrounding entries');
+    button.type = 'button';
+    button.id = 'detail-context';
+    button.title = 'The entries just before and after this one from the same service and host';
+    const container = el('div', 'context');
+    button.addEventListener('click', () => {
+      button.disabled = true;
+      onContext(entry, container);
+    });
+    body.append(el('h3', null, 'Surrounding entries'), button, container);
   }
   panel.hidden = false;
   panel.dataset.entryId = String(entry.id ?? '');

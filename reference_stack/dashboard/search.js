@@ -1,11 +1,27 @@
 // Search: filtered pages of stored entries, newest first. Paging follows the API's cursor (X-Next-Cursor),
-// which names the last entry of a page, so entries arriving meanwhile never shift the older pages.
+// which names the last entry of a page, so entries arriving meanwhile never shift the older pages. Above the
+// results, the volume histogram of the search range (drag across it to zoom); beside them, the attributes.
 
-import { fetchLogs } from './api.js';
-import { entryRow, wireRowDetail } from './render.js';
+import { fetchHistogram, fetchLogs } from './api.js';
+import { AttributePanel } from './attrs.js';
+import { renderHistogram } from './chart.js';
+import { el, entryRow, wireRowDetail } from './render.js';
+
+// Height of the histogram above the results (px): a summary, not the Overview's full chart.
+const HISTOGRAM_HEIGHT = 110;
+// A search range longer than this shows dates in the time column.
+const DATE_COLUMN_MS = 86400000;
 
 export class SearchView {
-  constructor({ onOpenEntry }) {
+  // `onZoom(fromIso, toIso)`: a range was dragged on the histogram; `onFilter(attr)`: an attribute value was
+  // picked in the side panel.
+  constructor({ onOpenEntry, onZoom, onFilter }) {
+    this.histogram = document.getElementById('search-histogram');
+    this.table = document.getElementById('search-table');
+    this.attributes = new AttributePanel({ onFilter });
+    this.onZoom = onZoom;
+    this.histogramController = null;
+    this.withDate = false;
     this.tbody = document.getElementById('search-rows');
     this.info = document.getElementById('search-info');
     this.empty = document.getElementById('search-empty');
@@ -31,7 +47,30 @@ export class SearchView {
     this.limit = limit;
     this.cursors = [null];
     this.page = 0;
+    const to = filters.to ? Date.parse(filters.to) : Date.now();
+    this.withDate = to - Date.parse(filters.from) > DATE_COLUMN_MS;
+    this.table.classList.toggle('with-date', this.withDate);
+    this.loadHistogram();
+    this.attributes.refresh(filters);
     return this.load();
+  }
+
+  async loadHistogram() {
+    if (this.histogramController) this.histogramController.abort();
+    const controller = new AbortController();
+    this.histogramController = controller;
+    this.histogram.classList.add('loading');
+    try {
+      const body = await fetchHistogram(this.filters, { signal: controller.signal });
+      if (controller !== this.histogramController) return;
+      renderHistogram(this.histogram, body, { height: HISTOGRAM_HEIGHT, onSelect: this.onZoom });
+      this.histogram.dataset.interval = body.interval;
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      this.histogram.replaceChildren(el('p', 'empty error', `Histogram unavailable: ${err.message}`));
+    } finally {
+      if (controller === this.histogramController) this.histogram.classList.remove('loading');
+    }
   }
 
   older() {
@@ -76,9 +115,9 @@ export class SearchView {
 
   render(entries) {
     const fragment = document.createDocumentFragment();
-    for (const entry of entries) fragment.append(entryRow(entry, this.entries));
+    for (const entry of entries) fragment.append(entryRow(entry, this.entries, { withDate: this.withDate }));
     this.tbody.replaceChildren(fragment);
-    this.tbody.parentElement.parentElement.scrollTop = 0;
+    this.table.parentElement.scrollTop = 0;
     const first = this.page * this.limit + 1;
     if (entries.length) {
       this.showEmpty(null);

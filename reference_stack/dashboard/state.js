@@ -1,7 +1,8 @@
 // The dashboard's state lives in the URL (location.search), so any view with its filters can be shared:
-// ?view=search&level=error,fatal&service=web-api&q=timeout&range=1h  (or from=...&to=... for a custom range).
+// ?view=search&level=error,fatal&service=web-api&q=timeout&range=1h  (or from=...&to=... for a custom range),
+// plus attribute conditions spelt as the API spells them: &attr.http.route=/x&attr.user!=bot.
 
-import { LEVELS } from './api.js';
+import { ATTR_PREFIX, LEVELS, MAX_ATTR_FILTERS } from './api.js';
 
 export const VIEWS = ['live', 'search', 'overview'];
 export const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800, '30d': 2592000 };
@@ -12,7 +13,7 @@ export const DEFAULT_PAGE_SIZE = 100;
 export function defaultState() {
   return {
     view: 'live', levels: [], service: '', q: '', range: DEFAULT_RANGE, from: null, to: null,
-    limit: DEFAULT_PAGE_SIZE,
+    limit: DEFAULT_PAGE_SIZE, attrs: [],
   };
 }
 
@@ -42,6 +43,12 @@ export function parseState(search) {
   }
   const limit = Number(params.get('limit'));
   if (PAGE_SIZES.includes(limit)) state.limit = limit;
+  for (const [name, value] of params) {
+    if (!name.startsWith(ATTR_PREFIX) || state.attrs.length >= MAX_ATTR_FILTERS) continue;
+    const negated = name.endsWith('!');
+    const key = name.slice(ATTR_PREFIX.length, negated ? -1 : undefined);
+    if (key) state.attrs = addAttr(state.attrs, { key, op: negated ? '!=' : '=', value });
+  }
   return state;
 }
 
@@ -59,6 +66,7 @@ export function serializeState(state) {
     params.set('range', state.range);
   }
   if (state.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(state.limit));
+  for (const attr of state.attrs) params.append(`${ATTR_PREFIX}${attr.key}${attr.op === '!=' ? '!' : ''}`, attr.value);
   return `?${params}`;
 }
 
@@ -70,5 +78,19 @@ export function resolveFilters(state, now = Date.now()) {
     from = new Date(now - RANGES[state.range] * 1000).toISOString();
     to = null;
   }
-  return { levels: [...state.levels], service: state.service, q: state.q.trim(), from, to };
+  return { levels: [...state.levels], service: state.service, q: state.q.trim(), from, to, attrs: [...state.attrs] };
+}
+
+const sameAttr = (a, b) => a.key === b.key && a.op === b.op && a.value === b.value;
+
+// `attrs` with `attr` added: the opposite condition on the same key and value is replaced (filtering a value
+// out after filtering it in flips it), a duplicate is not added twice.
+export function addAttr(attrs, attr) {
+  const rest = attrs.filter((other) => !(other.key === attr.key && other.value === attr.value));
+  if (rest.length >= MAX_ATTR_FILTERS) return attrs;
+  return attrs.some((other) => sameAttr(other, attr)) ? attrs : [...rest, attr];
+}
+
+export function removeAttr(attrs, attr) {
+  return attrs.filter((other) => !sameAttr(other, attr));
 }
