@@ -91,6 +91,9 @@ class OgLogHandler(logging.Handler):
         )
         super().__init__(level)
         self._pipeline = Pipeline(settings)
+        # A logging handler is closed by `logging.shutdown` at exit (after the SDK's drain): records logged
+        # in between are batched until then instead of each waiting for its own request.
+        self._pipeline.exit_close_follows = True
         self._intake = self._pipeline.intake
 
     @property

@@ -2,7 +2,9 @@
 
 * **atexit**: `drain_all` closes every live pipeline within one budget (the largest `shutdown_timeout`).
   `Exit.started` is then set: a record logged later (by an atexit hook registered before `import oglogstream`,
-  which runs after ours) reopens its pipeline and is sent synchronously, all within one shared exit deadline.
+  which runs after ours) reopens its pipeline, all within one shared exit deadline. A logging handler's
+  records then wait in its buffer, batched, for `logging.shutdown` (registered before our hook, so it runs
+  later) to close the handler; any other record, or one after that, waits for its own delivery.
 * **fork**: every pipeline is reset in the child (`Pipeline.after_fork_in_child`). A `multiprocessing` child
   ends with `os._exit` (no atexit), so a multiprocessing finalizer drains it on a normal end.
 * **a pipeline built inside a multiprocessing child** (a Pool initializer under spawn or forkserver, the
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import atexit
+import logging  # noqa: F401  # before our atexit hook: logging.shutdown then always runs after it
 import os
 import signal
 import sys
@@ -57,6 +60,9 @@ class Exit:
     draining = False
     #: A SIGTERM arrived during that drain: re-raised once the drain is over.
     terminate = False
+    #: The drain runs from the interpreter's atexit (not a multiprocessing finalizer followed by os._exit):
+    #: `logging.shutdown`, registered before it, runs later and closes every logging handler again.
+    logging_shutdown_follows = False
 
 
 def drain_all(budget: float) -> None:
@@ -81,6 +87,11 @@ def _atexit_drain() -> None:
         Exit.draining = False
         if Exit.terminate:
             _die_of_sigterm()
+
+
+def _interpreter_exit() -> None:
+    Exit.logging_shutdown_follows = True
+    _atexit_drain()
 
 
 class _MultiprocessingHook:
@@ -157,7 +168,7 @@ def _install_sigterm_drain() -> None:
 
 def _after_fork_in_child() -> None:
     WORKER_THREADS.clear()
-    Exit.started = Exit.draining = Exit.terminate = False
+    Exit.started = Exit.draining = Exit.terminate = Exit.logging_shutdown_follows = False
     Exit.deadline = float("inf")
     pipelines = list(PIPELINES)
     for pipeline in pipelines:
@@ -173,6 +184,6 @@ def _after_fork_in_child() -> None:
         mp_util.register_after_fork(_MP_HOOK, _MultiprocessingHook.run)
 
 
-atexit.register(_atexit_drain)
+atexit.register(_interpreter_exit)
 if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -76,6 +76,9 @@ class Pipeline(WorkerLoop):
         self._wake_at = min(settings.batch_size, settings.max_buffer_records)
         #: Seconds a cut-ready batch may wait in a forked child (0 = use flush_interval only).
         self._linger = 0.0
+        #: Set by a logging handler: `logging.shutdown` closes it at exit, after our atexit drain (see
+        #: `_send_at_exit`); cleared when it is closed during the exit.
+        self.exit_close_follows = False
         #: Appended to by caller threads; the same object for the pipeline's whole life (also after fork).
         self.intake: deque[Item] = deque()
         self._reset()
@@ -287,6 +290,10 @@ class Pipeline(WorkerLoop):
         as `shutdown` (closing, which abandons a stuck worker)."""
         if Exit.deadline == _INFINITY:
             Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
+        if Exit.logging_shutdown_follows and self.exit_close_follows and not self._closing:
+            # `logging.shutdown` runs later in this exit and closes (drains) the handler: the record waits in
+            # the buffer with the ones after it, and they go in batches (not one request per record).
+            return
         if self._closing or self._reentered() or not self.flush(Exit.deadline - time.monotonic()):
             self.begin_close(Exit.deadline)
             self.finish_close(Exit.deadline)
@@ -326,6 +333,8 @@ class Pipeline(WorkerLoop):
         if self._pid != os.getpid():
             self._forked_without_hooks()
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
+        if Exit.started:  # every record after the exit drain shares one deadline
+            timeout = min(timeout, max(0.0, Exit.deadline - time.monotonic()))
         warm_logging_caches()
         with self._lock:
             thread = self._thread
@@ -342,6 +351,9 @@ class Pipeline(WorkerLoop):
         """Stop taking records, deliver what is buffered until the deadline, stop the worker. Idempotent."""
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         deadline = time.monotonic() + timeout
+        if Exit.started:  # every record after the exit drain shares one deadline
+            deadline = min(deadline, Exit.deadline)
+            self.exit_close_follows = False  # a record after this close waits for its own delivery
         if self._pid != os.getpid():
             self._forked_without_hooks()
         self.begin_close(deadline)
