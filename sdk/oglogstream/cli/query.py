@@ -39,6 +39,8 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--to", dest="end", default=None, metavar="TIME", help="RFC 3339 end, exclusive")
     parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help="at most N entries, over as many pages as needed (default: %(default)s)")
+    parser.add_argument("--page-size", type=int, default=MAX_PAGE, metavar="N",
+                        help="entries per request, 1..1000 (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="NDJSON: one entry (API shape) per line")
 
 
@@ -75,13 +77,15 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
     target = Target.from_args(args)
     if args.limit < 1:
         raise CliError(f"--limit: must be >= 1, got {args.limit}", EXIT_CONFIG)
+    if not 1 <= args.page_size <= MAX_PAGE:
+        raise CliError(f"--page-size: must be 1..{MAX_PAGE}, got {args.page_size}", EXIT_CONFIG)
     params = filter_params(args) + time_params(args)
     colour = not args.json and colour_enabled(out)
     printed = 0
     cursor: str | None = None
     with target.client() as client:
         while printed < args.limit:
-            page = min(MAX_PAGE, args.limit - printed)
+            page = min(args.page_size, args.limit - printed)
             query = [*params, ("limit", str(page))] + ([("cursor", cursor)] if cursor else [])
             response, entries = request_json(client, "GET", "/api/logs", params=query)
             if not isinstance(entries, list):

@@ -185,9 +185,12 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
             last_error = stats.last_error or last_error
     total = sent + dropped + queued
     if dropped or queued or refused:
-        why = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())) or "none dropped"
-        err.write(f"oglog send: {sent} of {total + refused} entries accepted; lost: {why}"
-                  f"{f'; {refused} not sent (invalid)' if refused else ''}"
+        parts = [f"{count} {reason}" for reason, count in sorted(reasons.items())]
+        if queued:
+            parts.append(f"{queued} still undelivered after --timeout {args.timeout:g}s")
+        if refused:
+            parts.append(f"{refused} invalid (not sent)")
+        err.write(f"oglog send: {sent} of {total + refused} entries accepted; not: {', '.join(parts)}"
                   f"{f'; last error: {last_error}' if last_error else ''}\n")
         return EXIT_FAILED
     if not sent and args.message is None:

@@ -1,0 +1,217 @@
+"""The client commands (send, query, tail, stats, doctor, bench) against a real stack: nats-server + chDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack.auth_helpers import auth_stack
+from tests.stack.helpers import all_roles, wait_for
+
+from .helpers import oglog, start_oglog
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _stored(url: str, service: str, count: int) -> list[dict[str, Any]]:
+    """The entries of `service` (oglog query --json), once there are `count` of them."""
+
+    async def probe() -> list[dict[str, Any]] | None:
+        result = await oglog("query", "--service", service, "--json", "--limit", "1000", url=url)
+        assert result.code == 0, result.err
+        rows = [json.loads(line) for line in result.out.splitlines()]
+        return rows if len(rows) >= count else None
+
+    rows: list[dict[str, Any]] = await wait_for(probe, timeout=30, interval=0.3)
+    return rows
+
+
+class TestSendAndQuery:
+    async def test_arguments_and_stdin_lines_arrive_with_their_fields(
+        self, nats_server: Any, chdb_dsn: str
+    ) -> None:
+        """An entry from arguments and one per stdin line (text and JSON) are stored with level, service,
+        attributes and timestamp as given, and exit 0."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            sent = await oglog("send", "--level", "error", "--service", service, "--attr", "user=7",
+                               "payment failed", url=url)
+            assert (sent.code, sent.err) == (0, "")
+            stamp = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0)  # exact float
+            lines = "plain text line\n\n" + json.dumps({
+                "level": "WARNING", "message": "json line", "timestamp": stamp.isoformat(),
+                "attributes": {"attempt": 2},
+            }) + "\n"
+            from_stdin = await oglog("send", "--service", service, url=url, stdin=lines)
+            assert (from_stdin.code, from_stdin.err) == (0, "")
+            rows = await _stored(url, service, 3)
+        by_message = {row["message"]: row for row in rows}
+        assert set(by_message) == {"payment failed", "plain text line", "json line"}
+        assert by_message["payment failed"]["level"] == "error"
+        assert by_message["payment failed"]["attributes"]["user"] == "7"
+        assert by_message["plain text line"]["level"] == "info"
+        assert by_message["json line"]["level"] == "warn"
+        assert by_message["json line"]["timestamp"] == stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert by_message["json line"]["attributes"]["attempt"] in (2, "2")  # typed values: helper E's work
+
+    async def test_a_refused_entry_makes_send_fail_naming_the_reason(
+        self, nats_server: Any, chdb_dsn: str
+    ) -> None:
+        """An entry the server refuses (timestamp older than the retention) gives exit 1 and the reason; the
+        valid entry of the same run is still stored."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        lines = "\n".join([
+            json.dumps({"message": "too old", "timestamp": "2001-01-01T00:00:00Z"}),
+            "fine",
+            '{"message": "bad field", "hostname": "x"}',
+        ])
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            result = await oglog("send", "--service", service, url=url, stdin=lines)
+            rows = await _stored(url, service, 1)
+        assert result.code == 1
+        assert "1 of 3 entries accepted" in result.err
+        assert "hostname: not a field" in result.err  # the line refused before sending, by name
+        assert "rejected" in result.err or "refused" in result.err
+        assert [row["message"] for row in rows] == ["fine"]
+
+    async def test_unreachable_server_fails_within_the_timeout(self) -> None:
+        """Nothing listening: exit 1 after --timeout, saying the entry was not delivered."""
+        result = await oglog("send", "--timeout", "1", "hello", url="http://127.0.0.1:9")
+        assert result.code == 1
+        assert "0 of 1 entries accepted" in result.err
+
+    async def test_query_follows_cursors_up_to_the_limit(self, nats_server: Any, chdb_dsn: str) -> None:
+        """25 entries read in pages of 10: --limit 25 prints all 25 once, newest first; --limit 12 stops at
+        12; the table has one line per entry."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            lines = "".join(f"entry {i:02d}\n" for i in range(25))
+            assert (await oglog("send", "--service", service, url=url, stdin=lines)).code == 0
+            await _stored(url, service, 25)
+            paged = await oglog("query", "--service", service, "--page-size", "10", "--limit", "25", "--json",
+                                url=url)
+            short = await oglog("query", "--service", service, "--page-size", "10", "--limit", "12", url=url)
+            since = await oglog("query", "--service", service, "--since", "1h", "--json", url=url)
+            future = await oglog("query", "--service", service, "--from", "2299-01-01T00:00:00Z", url=url)
+        rows = [json.loads(line) for line in paged.out.splitlines()]
+        assert paged.code == 0
+        assert sorted(r["message"] for r in rows) == [f"entry {i:02d}" for i in range(25)]
+        assert len({r["id"] for r in rows}) == 25
+        stamps = [(r["timestamp"], r["id"]) for r in rows]
+        assert stamps == sorted(stamps, reverse=True)
+        assert short.code == 0 and len(short.out.splitlines()) == 12
+        assert all(service in line for line in short.out.splitlines())
+        assert len(since.out.splitlines()) == 25
+        assert future.code == 0 and future.out == "" and "no entries match" in future.err
+
+    async def test_server_errors_are_one_line_with_field_and_reason(
+        self, nats_server: Any, chdb_dsn: str
+    ) -> None:
+        """A bad --from reaches the API and comes back as `HTTP 400: from: ...` (exit 1); bad flags are
+        usage errors (exit 2); a closed port is exit 3."""
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            bad = await oglog("query", "--from", "yesterday", url=url)
+            usage = await oglog("query", "--since", "soon", url=url)
+        assert bad.code == 1
+        assert bad.err.startswith("oglog query: error: HTTP 400: from: ") and bad.err.count("\n") == 1
+        assert usage.code == 2 and "--since" in usage.err
+        unreachable = await oglog("stats", url="http://127.0.0.1:9")
+        assert unreachable.code == 3 and "cannot reach http://127.0.0.1:9" in unreachable.err
+
+
+class TestTailAndStats:
+    async def test_tail_prints_an_entry_sent_after_it_connected(
+        self, nats_server: Any, chdb_dsn: str
+    ) -> None:
+        """`tail --json --count 1` filtered on a service prints the entry sent to that service (and nothing
+        of another service)."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            tail = await start_oglog("tail", "--service", service, "--json", "--count", "1", url=url)
+            try:
+                # The tail only sees entries accepted after it subscribed: send until it has printed one.
+                for _ in range(40):
+                    await oglog("send", "--service", "someone-else", "other", url=url)
+                    await oglog("send", "--service", service, "--level", "error", "live one", url=url)
+                    try:
+                        await asyncio.wait_for(tail.wait(), 0.5)
+                        break
+                    except asyncio.TimeoutError:
+                        continue
+                assert tail.returncode == 0
+                assert tail.stdout is not None
+                first = json.loads((await tail.stdout.readline()).decode())
+            finally:
+                if tail.returncode is None:
+                    tail.kill()
+                    await tail.wait()
+        assert (first["service"], first["level"], first["message"]) == (service, "error", "live one")
+
+    async def test_tail_says_it_reconnects_while_the_server_is_away(self) -> None:
+        """Nothing listening: tail keeps trying, saying so on stderr, instead of exiting."""
+        tail = await start_oglog("tail", url="http://127.0.0.1:9")
+        try:
+            assert tail.stderr is not None
+            line = (await asyncio.wait_for(tail.stderr.readline(), 20)).decode()
+            assert "cannot reach http://127.0.0.1:9" in line and "reconnecting in" in line
+            assert tail.returncode is None
+        finally:
+            tail.terminate()
+            await tail.wait()
+
+    async def test_stats_table_and_json(self, nats_server: Any, chdb_dsn: str) -> None:
+        """stats --json is the API's object; the table lists every level and the service with its count."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            assert (await oglog("send", "--service", service, "--level", "error", "x", url=url)).code == 0
+            await _stored(url, service, 1)
+            as_json = await oglog("stats", "--json", url=url)
+            as_table = await oglog("stats", "--service", service, url=url)
+        stats = json.loads(as_json.out)
+        assert stats["logs_by_service"][service] == 1
+        assert as_table.code == 0
+        assert "total  1" in as_table.out
+        assert any(line.split() == ["error", "1"] for line in as_table.out.splitlines())
+        assert any(line.split() == [service, "1"] for line in as_table.out.splitlines())
+
+
+class TestDoctorAndBench:
+    async def test_doctor_is_green_on_a_healthy_stack(self, nats_server: Any, chdb_dsn: str) -> None:
+        """Every check passes (✓), exit 0."""
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            result = await oglog("doctor", url)
+        assert result.code == 0, result.out + result.err
+        for check in ("reachable", "nats", "storage", "auth", "round trip"):
+            assert f"✓ {check}" in result.out
+        assert "all checks passed" in result.out
+
+    async def test_doctor_is_red_with_a_wrong_or_narrow_key(
+        self, nats_server: Any, chdb_dsn: str, tmp_path: Path
+    ) -> None:
+        """Auth on: an unknown key fails the auth check with 401 and how to fix it; a query-only key is told
+        the ingest scope is missing; the right keys pass. Exit 1 on failure; unreachable is exit 3."""
+        async with auth_stack(nats_server.url, chdb_dsn, tmp_path) as stack:
+            wrong = await oglog("doctor", stack.base, "--api-key", "oglog_" + "x" * 40)
+            narrow = await oglog("doctor", stack.base, "--api-key", stack.keys["query"])
+        assert wrong.code == 1
+        assert "✗ auth" in wrong.out and "401" in wrong.out and "--api-key" in wrong.out
+        assert narrow.code == 1
+        assert "✗ auth" in narrow.out and "403" in narrow.out and "'ingest' scope" in narrow.out
+        unreachable = await oglog("doctor", "http://127.0.0.1:9")
+        assert unreachable.code == 3 and "✗ reachable" in unreachable.out
+
+    async def test_bench_short_run_reports_rate_and_latency(self, nats_server: Any, chdb_dsn: str) -> None:
+        """1 s at 500 entries/s in batches of 50: everything accepted, summary with rate and percentiles."""
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            result = await oglog("bench", url, "--rate", "500", "--duration", "1", "--batch-size", "50")
+        assert result.code == 0, result.out + result.err
+        assert "(500 accepted in" in result.out
+        assert "refused    0" in result.out
+        assert "requests   10 (202: 10)" in result.out
+        assert "p50" in result.out and "p99" in result.out
