@@ -54,8 +54,10 @@ export function renderHistogram(container, histogram, { height = DEFAULT_HEIGHT,
   const y = (value) => MARGIN.top + plotHeight - (value / yMax) * plotHeight;
 
   const grid = svg('g', { class: 'grid' });
-  for (let i = 0; i <= 4; i += 1) {
-    const value = (yMax * i) / 4;
+  // Whole-number steps: 1, 2 and 5 x 10^n maxima split into 5, 4 and 5 steps (at most yMax steps below 5).
+  const ticks = yMax <= 5 ? yMax : String(yMax)[0] === '2' ? 4 : 5;
+  for (let i = 0; i <= ticks; i += 1) {
+    const value = (yMax * i) / ticks;
     grid.append(
       svg('line', { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(value), y2: y(value) }),
       svg('text', { x: MARGIN.left - 6, y: y(value) + 4, 'text-anchor': 'end' }, formatCount(Math.round(value))),
