@@ -72,12 +72,15 @@ def existing_ids(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -
 # A row's `attributes` object: flat, string keys, scalar values (schema.Entry), so it ends at the first `}`
 # outside a string. The JSON-string pattern skips escaped quotes, so text inside a message never matches.
 _STRING = rb'"(?:[^"\\]|\\.)*"'
-_ATTRIBUTES = re.compile(rb'"attributes":\{(?:' + _STRING + rb":(?:" + _STRING + rb'|[^,}"]*),?)*\}')
-_ATTRIBUTES_KEY = b'"attributes":{'
+# Compact JSON as ingestion writes it; whitespace is tolerated so no other writer's rows lose their types.
+_ATTRIBUTES = re.compile(
+    rb'"attributes":\s*(\{\s*(?:' + _STRING + rb"\s*:\s*(?:" + _STRING + rb'|[^,}"\s]*)\s*,?\s*)*\})'
+)
+_ATTRIBUTES_KEY = b'"attributes":'
 # A key followed by a value that is not a string (nor an object/array/null): a number or a boolean. `pid` is
 # the only such field outside `attributes` (oglogstream.wire). A hit inside a string (escaped quote) only
 # costs the exact parse below.
-_TYPED_VALUE = re.compile(rb'":[-0-9tf]')
+_TYPED_VALUE = re.compile(rb'":\s*[-0-9tf]')
 _PID = b'"pid":'
 
 
@@ -117,7 +120,7 @@ def typed_attributes(payload: bytes) -> bytes:
         if match is None or match.end() <= hit.start():  # not inside an attributes object (a pid)
             hit = _TYPED_VALUE.search(payload, hit.end())
             continue
-        extra = _typed_columns(payload[start + len(_ATTRIBUTES_KEY) - 1 : match.end()])
+        extra = _typed_columns(match.group(1))
         out += (payload[done : match.end()], extra)
         done = match.end()
         hit = _TYPED_VALUE.search(payload, done)

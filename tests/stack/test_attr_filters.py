@@ -267,3 +267,18 @@ def test_query_string_forms_parse_to_the_same_filters() -> None:
     assert [(a.key, a.op, a.number) for a in parsed.attrs] == [
         ("d", ">", 5.0), ("d", ">=", 6.0), ("u", "!=", None), ("u", "exists", None)
     ]
+
+
+def test_typed_columns_are_added_only_for_attribute_values() -> None:
+    """Numbers and booleans in `attributes` get typed twins; look-alikes in strings and `pid` do not."""
+    tricky = (
+        b'[{"id":"a","message":"\\"attributes\\":{\\"x\\":1}","pid":7,'
+        b'"attributes":{"s":"v\\":5","n":-2.5e3,"b":false,"t":"true"},"received_at":"r"},'
+        b'{"id":"b","pid":8,"attributes":{"s":"only strings"}}]'
+    )
+    rows = json.loads(inserts.typed_attributes(tricky))
+    assert rows[0]["attributes_number"] == {"n": -2500.0} and rows[0]["attributes_bool"] == {"b": False}
+    assert "attributes_number" not in rows[1] and "attributes_bool" not in rows[1]
+    assert rows[0]["message"] == json.loads(tricky)[0]["message"]
+    plain = b'[{"id":"c","pid":9,"attributes":{"s":"x"}}]'
+    assert inserts.typed_attributes(plain) is plain  # string-only payloads pass untouched
