@@ -1,31 +1,59 @@
 """Captured records -> wire entries: one NDJSON line each, built on the worker thread, always valid.
 
-Every limit in `_wire` is enforced here by truncating or converting, never by raising: a value that is not
-JSON-safe becomes its `repr`; a long message, traceback or attribute value keeps its head and its tail with
-TRUNCATION_MARKER between (the tail is where a traceback names the error). Lines are assembled from
-pre-encoded fragments instead of `json.dumps(dict)` because this is the worker's hot loop;
-`json.encoder.encode_basestring` (C) does the string escaping.
+Every limit in `wire` is enforced by truncating or converting, never by raising (the parts' rules are in
+`_entry_values`): a long message or traceback keeps its head and its tail with TRUNCATION_MARKER between
+(the tail is where a traceback names the error). Lines are assembled from pre-encoded fragments instead of
+`json.dumps(dict)` because this is the worker's hot loop; `json.encoder.encode_basestring` (C) escapes.
+What the caller's thread captures is defined in `_capture`; this module re-exports it.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import math
 import os
 import secrets
 import socket
-import sys
 import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-from . import _wire
+from . import wire as _wire
+from ._capture import (
+    IMMUTABLE_ARG_TYPES,
+    RECORD_BASE_KEYS,
+    CapturedRecord,
+    StructEvent,
+    capture,
+    capture_exc_info,
+    render,
+    render_failed,
+)
+from ._entry_values import (
+    _BASE_KEYS,
+    _INT64_MAX,
+    _INT64_MIN,
+    _LINKS,
+    _SKIPPED_KEYS,
+    _STANDARD_KEYS,
+    _STRUCT_RESERVED,
+    DROPPED_ATTRIBUTES_KEY,
+    _attributes,
+    _encode_str,
+    _exception_field,
+    _format_exception,
+    _key,
+    _parse_timestamp,
+    _safe_str,
+    _value_json,
+    level_for_name,
+    rfc3339,
+    span_links,
+)
+from .wire import clip_bytes, clip_chars, level_for_number
 
 __all__ = [
+    "DROPPED_ATTRIBUTES_KEY",
     "EMPTY_MESSAGE",
     "IMMUTABLE_ARG_TYPES",
     "RECORD_BASE_KEYS",
@@ -46,12 +74,6 @@ __all__ = [
 
 #: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
 EMPTY_MESSAGE = "(empty message)"
-#: Extra attribute that says how many `extra=`/context keys did not fit in MAX_ATTRIBUTES.
-DROPPED_ATTRIBUTES_KEY = "oglog.dropped_attributes"
-
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # the C-accelerated escaper
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 # Anything this short cannot exceed the byte limit even at 4 UTF-8 bytes per character.
 _MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
 # The server stores DateTime64(6), which holds years 1900..2299: a `created` outside 1970..2299 (a clock or
@@ -59,300 +81,7 @@ _MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
 _MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-negative)
 _MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
 _NAME_CACHE_SIZE = 4096
-
-# LogRecord attributes that are not user `extra=` fields (plus what formatters and structlog's stdlib
-# bridge add to a record).
-_BASE_KEYS = frozenset(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
-_STANDARD_KEYS = _BASE_KEYS | {
-    "message",
-    "asctime",
-    "taskName",
-    "_from_structlog",
-    "_logger",
-    "_name",
-}
-# structlog event-dict keys that map to entry fields instead of attributes.
-_STRUCT_RESERVED = frozenset(
-    {"event", "level", "logger", "logger_name", "timestamp", "exception", "exc_info", "stack",
-     "trace_id", "span_id", "_record", "_from_structlog"}
-)
-_LINKS = ("trace_id", "span_id")
-# Keys the fast attribute path does not ship as-is: standard record keys, and links (handled separately).
-_SKIPPED_KEYS = _STANDARD_KEYS | frozenset(_LINKS)
-
-_LEVEL_BY_NAME = {
-    "trace": "debug",
-    "debug": "debug",
-    "notset": "debug",
-    "info": "info",
-    "msg": "info",
-    "log": "info",
-    "warn": "warn",
-    "warning": "warn",
-    "err": "error",
-    "error": "error",
-    "exception": "error",
-    "critical": "fatal",
-    "fatal": "fatal",
-}
-
-
-#: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
-#: leftovers such as `message`, which the encoder filters out).
-RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
-
-#: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
-IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
-
-#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span).
-#: `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes nothing;
-#: `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when rendering
-#: is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry span that
-#: was active (see `_otel`), or None; its ids are read on the worker (a span's context never changes).
-CapturedRecord = tuple[
-    dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object
-]
-
-
-def render(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None]:
-    """`(msg, args)` for a CapturedRecord: rendered now unless every arg is immutable. Never raises."""
-    msg = record.msg
-    args = record.args
-    try:
-        if args:
-            if type(msg) is str and type(args) is tuple:
-                for arg in args:
-                    if type(arg) not in IMMUTABLE_ARG_TYPES:
-                        return msg % args, None
-                return msg, args
-            return str(msg) % args, None
-        return (msg if type(msg) is str else str(msg)), None
-    except Exception as exc:
-        return render_failed(msg, args, exc), None
-
-
-def render_failed(msg: object, args: object, exc: Exception) -> str:
-    """A bad format string must not cost the record (stdlib would print a traceback and lose it)."""
-    try:
-        return f"{msg!r} % {args!r} (message formatting failed: {exc!r})"
-    except Exception:
-        return f"(message formatting failed: {type(exc).__name__})"
-
-
-def capture(
-    record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
-) -> CapturedRecord:
-    """What `OgLogHandler.handle` captures (it inlines this for speed)."""
-    msg, args = render(record)
-    return (record.__dict__, msg, args, context, span)
-
-
-def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
-    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        info = sys.exc_info()
-        return info if info[0] is not None else None
-    if isinstance(value, BaseException):
-        return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple) and len(value) == 3:
-        return value
-    return None
-
-
-def span_links(span: object) -> str:
-    """`,"trace_id":...,"span_id":...` for an active, valid OpenTelemetry span; "" otherwise. Never raises."""
-    try:
-        context = span.get_span_context()  # type: ignore[attr-defined]
-        if not context.is_valid:
-            return ""
-        return f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
-    except Exception:
-        return ""
-
-
-class StructEvent(NamedTuple):
-    """What the structlog processor captures on the caller's thread (the dict is a shallow copy)."""
-
-    event: dict[str, Any]
-    method: str
-    created: float
-    thread: str
-    exc_info: tuple[Any, Any, Any] | None
-
-
-def level_for_number(levelno: int) -> str:
-    """Map a stdlib level number to the nearest wire level; a tie goes to the less severe one."""
-    if levelno <= 15:
-        return "debug"
-    if levelno <= 25:
-        return "info"
-    if levelno <= 35:
-        return "warn"
-    if levelno <= 45:
-        return "error"
-    return "fatal"
-
-
-def level_for_name(name: object) -> str:
-    """Map a structlog level / method name (or a stdlib number) to a wire level; unknown names are `info`."""
-    if isinstance(name, int) and not isinstance(name, bool):
-        return level_for_number(name)
-    if isinstance(name, str):
-        return _LEVEL_BY_NAME.get(name.lower(), "info")
-    return "info"
-
-
-def rfc3339(created: float) -> str:
-    """`created` (Unix seconds) as RFC 3339 UTC with microseconds, e.g. 2026-11-27T10:00:00.123456Z."""
-    seconds = int(created)
-    micros = min(int((created - seconds) * 1_000_000), 999_999)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
-
-
-def clip_bytes(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes: its head, TRUNCATION_MARKER (how many bytes went), its tail.
-
-    Head and tail share the room equally, so a traceback that arrives pre-formatted inside a message (stdlib
-    QueueHandler/QueueListener) keeps both where it starts and its last line, the one naming the error.
-    A multi-byte character split at either cut is dropped whole (the result is valid UTF-8 within `limit`).
-    """
-    if len(text) * 4 <= limit:
-        return text
-    raw = text.encode("utf-8", "replace")
-    if len(raw) <= limit:
-        return text
-    # The marker for the largest possible cut is the longest one, so sizing for it always fits.
-    room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(raw)).encode("utf-8"))
-    head = raw[: room // 2].decode("utf-8", "ignore")
-    tail = raw[len(raw) - (room - room // 2) :].decode("utf-8", "ignore")
-    cut = len(raw) - len(head.encode("utf-8")) - len(tail.encode("utf-8"))
-    return f"{head}{_wire.TRUNCATION_MARKER.format(n=cut)}{tail}"
-
-
-def clip_chars(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters the way `clip_bytes` cuts: head, marker, tail."""
-    if len(text) <= limit:
-        return text
-    room = limit - len(_wire.TRUNCATION_MARKER.format(n=len(text) * 4))
-    head_end = room // 2
-    tail_start = len(text) - (room - head_end)
-    cut = text[head_end:tail_start].encode("utf-8", "replace")
-    return f"{text[:head_end]}{_wire.TRUNCATION_MARKER.format(n=len(cut))}{text[tail_start:]}"
-
-
-#: What user code (`__repr__`, `__str__`) may raise while the worker encodes: anything. A KeyboardInterrupt or
-#: SystemExit raised there is the user object's doing (signals reach only the main thread), and must not stop
-#: the worker: the value becomes a placeholder and the record is kept.
-_USER_CODE_ERRORS = BaseException
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except _USER_CODE_ERRORS:
-        return f"<unrepresentable {type(value).__qualname__}>"
-
-
-def _safe_str(value: object) -> str:
-    if type(value) is str:
-        return value
-    try:
-        return str(value)
-    except _USER_CODE_ERRORS:
-        return _safe_repr(value)
-
-
-def _value_json(value: object) -> str:
-    """One attribute value as JSON text: a string, number or bool within the wire limits."""
-    kind = type(value)
-    if kind is str:
-        text: str = value  # type: ignore[assignment]
-        if len(text) > _wire.MAX_ATTRIBUTE_VALUE_CHARS:
-            text = clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS)
-        return _encode_str(text)
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
-        return int.__repr__(value)
-    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
-        return float.__repr__(value)
-    return _value_json_slow(value)
-
-
-def _value_json_slow(value: object) -> str:
-    try:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str):
-            text = str.__str__(value)
-        elif isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
-            return int.__repr__(value)
-        elif isinstance(value, float) and math.isfinite(value):
-            return float.__repr__(value)
-        elif isinstance(value, (dict, list, tuple)):
-            # Nested values travel as JSON text; whatever json cannot do becomes a repr inside it.
-            text = json.dumps(value, default=_safe_repr, ensure_ascii=False)
-        else:
-            text = repr(value)
-    except _USER_CODE_ERRORS:  # cycles, non-str keys, huge ints, a raising __repr__ ...
-        text = _safe_repr(value)
-    return _encode_str(clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS))
-
-
-def _key(key: object) -> str:
-    text = key if type(key) is str else _safe_str(key)
-    if not text:
-        return "_"
-    return text if len(text) <= _wire.MAX_ATTRIBUTE_KEY_CHARS else text[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
-
-
-def _attributes(pairs: Iterable[tuple[object, object]]) -> str:
-    """`,"attributes":{...}` for the pairs (later keys win), or "" when there are none."""
-    merged: dict[str, object] = {}
-    for key, value in pairs:
-        merged[_key(key)] = value
-    if not merged:
-        return ""
-    items = list(merged.items())
-    if len(items) > _wire.MAX_ATTRIBUTES:
-        dropped = len(items) - (_wire.MAX_ATTRIBUTES - 1)
-        items = [*items[: _wire.MAX_ATTRIBUTES - 1], (DROPPED_ATTRIBUTES_KEY, dropped)]
-    body = ",".join([f"{_encode_str(k)}:{_value_json(v)}" for k, v in items])
-    return f',"attributes":{{{body}}}'
-
-
-def _format_exception(exc_info: Any) -> str:
-    try:
-        if isinstance(exc_info, BaseException):
-            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
-        if not isinstance(exc_info, tuple) or len(exc_info) != 3 or exc_info[0] is None:
-            return ""
-        return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2])).rstrip("\n")
-    except _USER_CODE_ERRORS as exc:  # a raising __str__ on the exception must not lose the record
-        return f"<traceback unavailable: {_safe_repr(exc)}>"
-
-
-def _exception_field(text: str) -> str:
-    if not text:
-        return ""
-    return f',"exception":{_encode_str(clip_bytes(text, _wire.MAX_EXCEPTION_BYTES))}'
-
-
-def _parse_timestamp(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):  # fromisoformat only learned "Z" in 3.11
-            text = text[:-1] + "+00:00"
-        try:
-            return datetime.fromisoformat(text).timestamp()  # naive = local time, as structlog writes it
-        except (ValueError, OverflowError, OSError):
-            return None
-    return None
 
 
 class EntryEncoder:

@@ -1,37 +1,70 @@
-"""The wire contract (version 1) as a test oracle: every entry the SDK builds must pass `problems()`."""
+"""The wire contract (version 1) as a test oracle: every entry the SDK builds must pass `problems()`.
+
+Derived from `oglogstream.wire.FIELDS` (names, JSON types, limits, required), written independently of the
+stack's pydantic schema. An SDK entry never carries an empty optional field, so empty strings are problems.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from oglogstream import _wire
+from oglogstream import wire
 
 __all__ = ["ENTRY_FIELDS", "problems"]
 
-ENTRY_FIELDS = frozenset(
-    {
-        "level",
-        "message",
-        "service",
-        "timestamp",
-        "id",
-        "logger",
-        "host",
-        "pid",
-        "thread",
-        "trace_id",
-        "span_id",
-        "exception",
-        "attributes",
-    }
-)
+ENTRY_FIELDS = frozenset(wire.FIELD_NAMES)
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
-_ID = re.compile(rf"^[A-Za-z0-9_.:-]{{1,{_wire.MAX_ID_CHARS}}}$")
+_ID = re.compile(wire.ID_PATTERN)
 
 
-def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
+def _size(text: str, unit: str) -> int:
+    return len(text.encode("utf-8")) if unit == "bytes" else len(text)
+
+
+def _field_problem(field: wire.Field, value: Any) -> str | None:
+    """Why `value` breaks `field`'s rule in the table (type, length, range), or None."""
+    name = field.name
+    if name == "level":
+        return None if value in wire.LEVELS else f"level {value!r}"
+    if name == "timestamp":
+        return None if isinstance(value, str) and _TIMESTAMP.match(value) else f"timestamp {value!r}"
+    if name == "id":
+        return None if isinstance(value, str) and _ID.match(value) else f"id {value!r}"
+    if name == "attributes":
+        return None  # see _attribute_problems
+    if field.json_type == "integer":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= field.limit:
+            return f"{name} {value!r}"
+        return None
+    if not isinstance(value, str) or not value or _size(value, field.unit) > field.limit:
+        size = _size(value, field.unit) if isinstance(value, str) else "?"
+        return f"{name} {type(value).__name__} of {size} {field.unit}"
+    if len(value) < field.min_length:
+        return f"{name} {value!r}"
+    return None
+
+
+def _attribute_problems(attrs: Any) -> list[str]:
+    if not isinstance(attrs, dict) or len(attrs) > wire.MAX_ATTRIBUTES:
+        return [f"attributes: {type(attrs).__name__} of {len(attrs) if isinstance(attrs, dict) else '?'}"]
+    out = []
+    for key, value in attrs.items():
+        if not 1 <= len(key) <= wire.MAX_ATTRIBUTE_KEY_CHARS:
+            out.append(f"attribute key {key!r:.80}")
+        if isinstance(value, str):
+            if len(value) > wire.MAX_ATTRIBUTE_VALUE_CHARS:
+                out.append(f"attribute {key!r:.40} value of {len(value)} chars")
+        elif isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            if not wire.INT64_MIN <= value <= wire.INT64_MAX:
+                out.append(f"attribute {key!r:.40} int out of range")
+        elif isinstance(value, float):
+            pass  # json.loads only produces finite floats from a valid body (NaN is not valid JSON)
+        else:
+            out.append(f"attribute {key!r:.40} is {type(value).__name__}")
+    return out
 
 
 def problems(entry: Any) -> list[str]:
@@ -39,52 +72,14 @@ def problems(entry: Any) -> list[str]:
     if not isinstance(entry, dict):
         return [f"entry is {type(entry).__name__}, not an object"]
     out = [f"unknown field {key!r}" for key in entry if key not in ENTRY_FIELDS]
-    level = entry.get("level")
-    if level not in _wire.LEVELS:
-        out.append(f"level {level!r}")
-    message = entry.get("message")
-    if not isinstance(message, str) or not message or _utf8_len(message) > _wire.MAX_MESSAGE_BYTES:
-        out.append(f"message {type(message).__name__} of {len(message or '')} chars")
-    service = entry.get("service")
-    if not isinstance(service, str) or not 1 <= len(service) <= _wire.MAX_SERVICE_CHARS:
-        out.append(f"service {service!r}")
-    if "timestamp" in entry and not (
-        isinstance(entry["timestamp"], str) and _TIMESTAMP.match(entry["timestamp"])
-    ):
-        out.append(f"timestamp {entry['timestamp']!r}")
-    if "id" in entry and not (isinstance(entry["id"], str) and _ID.match(entry["id"])):
-        out.append(f"id {entry['id']!r}")
-    for name in ("logger", "host", "thread", "trace_id", "span_id"):
-        if name in entry:
-            value = entry[name]
-            if not isinstance(value, str) or not 1 <= len(value) <= _wire.MAX_SHORT_FIELD_CHARS:
-                out.append(f"{name} {value!r:.80}")
-    if "pid" in entry and (not isinstance(entry["pid"], int) or isinstance(entry["pid"], bool)):
-        out.append(f"pid {entry['pid']!r}")
-    if "exception" in entry:
-        exc = entry["exception"]
-        if not isinstance(exc, str) or not exc or _utf8_len(exc) > _wire.MAX_EXCEPTION_BYTES:
-            out.append("exception")
+    for field in wire.FIELDS:
+        if field.name not in entry:
+            if field.required:
+                out.append(f"{field.name} missing")
+            continue
+        problem = _field_problem(field, entry[field.name])
+        if problem:
+            out.append(problem)
     if "attributes" in entry:
-        attrs = entry["attributes"]
-        if not isinstance(attrs, dict) or len(attrs) > _wire.MAX_ATTRIBUTES:
-            out.append(
-                f"attributes: {type(attrs).__name__} of {len(attrs) if isinstance(attrs, dict) else '?'}"
-            )
-        else:
-            for key, value in attrs.items():
-                if not 1 <= len(key) <= _wire.MAX_ATTRIBUTE_KEY_CHARS:
-                    out.append(f"attribute key {key!r:.80}")
-                if isinstance(value, str):
-                    if len(value) > _wire.MAX_ATTRIBUTE_VALUE_CHARS:
-                        out.append(f"attribute {key!r:.40} value of {len(value)} chars")
-                elif isinstance(value, bool):
-                    pass
-                elif isinstance(value, int):
-                    if not -(2**63) <= value < 2**63:
-                        out.append(f"attribute {key!r:.40} int out of range")
-                elif isinstance(value, float):
-                    pass  # json.loads only produces finite floats from a valid body (NaN is not valid JSON)
-                else:
-                    out.append(f"attribute {key!r:.40} is {type(value).__name__}")
+        out.extend(_attribute_problems(entry["attributes"]))
     return out

@@ -76,10 +76,7 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
-FIELD_NAMES = st.sampled_from(
-    ["level", "message", "service", "timestamp", "id", "logger", "host", "pid", "thread", "trace_id",
-     "span_id", "exception", "attributes", "mesage", ""]
-)
+FIELD_NAMES = st.sampled_from([*_wire.FIELD_NAMES, "mesage", ""])  # the entry's fields, a misspelt one, ""
 ENTRYISH = st.dictionaries(FIELD_NAMES, JSON_VALUES | st.sampled_from(["info", "2026-01-01T00:00:00Z"]),
                            max_size=8)
 BODIES = st.one_of(

@@ -1,0 +1,99 @@
+"""The caller's side of a log call: what the handler and the structlog processor capture before the worker.
+
+Captures are cheap and never raise: a record's attribute dict and its message (rendered now unless every
+argument is immutable), or a shallow copy of a structlog event dict. The worker turns them into NDJSON lines
+(`_entry.EntryEncoder`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+__all__ = [
+    "IMMUTABLE_ARG_TYPES",
+    "RECORD_BASE_KEYS",
+    "CapturedRecord",
+    "StructEvent",
+    "capture",
+    "capture_exc_info",
+    "render",
+    "render_failed",
+]
+
+#: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
+#: leftovers such as `message`, which the encoder filters out).
+RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+
+#: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
+IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
+
+#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span).
+#: `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes nothing;
+#: `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when rendering
+#: is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry span that
+#: was active (see `_otel`), or None; its ids are read on the worker (a span's context never changes).
+CapturedRecord = tuple[
+    dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object
+]
+
+
+def render(record: logging.LogRecord) -> tuple[str, tuple[Any, ...] | None]:
+    """`(msg, args)` for a CapturedRecord: rendered now unless every arg is immutable. Never raises."""
+    msg = record.msg
+    args = record.args
+    try:
+        if args:
+            if type(msg) is str and type(args) is tuple:
+                for arg in args:
+                    if type(arg) not in IMMUTABLE_ARG_TYPES:
+                        return msg % args, None
+                return msg, args
+            return str(msg) % args, None
+        return (msg if type(msg) is str else str(msg)), None
+    except Exception as exc:
+        return render_failed(msg, args, exc), None
+
+
+def render_failed(msg: object, args: object, exc: Exception) -> str:
+    """A bad format string must not cost the record (stdlib would print a traceback and lose it)."""
+    try:
+        return f"{msg!r} % {args!r} (message formatting failed: {exc!r})"
+    except Exception:
+        return f"(message formatting failed: {type(exc).__name__})"
+
+
+def capture(
+    record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
+) -> CapturedRecord:
+    """What `OgLogHandler.handle` captures (it inlines this for speed)."""
+    msg, args = render(record)
+    return (record.__dict__, msg, args, context, span)
+
+
+def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
+    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        info = sys.exc_info()
+        return info if info[0] is not None else None
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3:
+        return value
+    return None
+
+
+
+class StructEvent(NamedTuple):
+    """What the structlog processor captures on the caller's thread (the dict is a shallow copy)."""
+
+    event: dict[str, Any]
+    method: str
+    created: float
+    thread: str
+    exc_info: tuple[Any, Any, Any] | None
+

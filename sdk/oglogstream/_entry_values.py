@@ -1,0 +1,203 @@
+"""JSON fragments of an entry's parts: attribute values and keys, exceptions, trace links, times, levels.
+
+Every limit of the wire contract (`wire`) is met by converting or clipping, never by raising: a value that is
+not JSON-safe becomes its `repr`, a long string keeps its head and tail (`wire.clip_chars`/`clip_bytes`),
+and whatever user code (`__repr__`, `__str__`) raises becomes a placeholder. Used by `_entry.EntryEncoder`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from . import wire as _wire
+from .wire import clip_bytes, clip_chars, level_for_number
+
+__all__ = ["DROPPED_ATTRIBUTES_KEY", "level_for_name", "rfc3339", "span_links"]
+
+#: Extra attribute that says how many `extra=`/context keys did not fit in MAX_ATTRIBUTES.
+DROPPED_ATTRIBUTES_KEY = "oglog.dropped_attributes"
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # the C-accelerated escaper
+_INT64_MIN = _wire.INT64_MIN
+_INT64_MAX = _wire.INT64_MAX
+
+# LogRecord attributes that are not user `extra=` fields (plus what formatters and structlog's stdlib
+# bridge add to a record).
+_BASE_KEYS = frozenset(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+_STANDARD_KEYS = _BASE_KEYS | {
+    "message",
+    "asctime",
+    "taskName",
+    "_from_structlog",
+    "_logger",
+    "_name",
+}
+# structlog event-dict keys that map to entry fields instead of attributes.
+_STRUCT_RESERVED = frozenset(
+    {"event", "level", "logger", "logger_name", "timestamp", "exception", "exc_info", "stack",
+     "trace_id", "span_id", "_record", "_from_structlog"}
+)
+_LINKS = ("trace_id", "span_id")
+# Keys the fast attribute path does not ship as-is: standard record keys, and links (handled separately).
+_SKIPPED_KEYS = _STANDARD_KEYS | frozenset(_LINKS)
+
+# structlog level / method names -> wire levels: the stored names and their aliases (wire.LEVEL_BY_NAME:
+# warning, critical, err, ...) plus structlog's own method names.
+_LEVEL_BY_NAME = {
+    **_wire.LEVEL_BY_NAME,
+    "trace": "debug",
+    "notset": "debug",
+    "msg": "info",
+    "log": "info",
+    "exception": "error",
+}
+
+
+
+def span_links(span: object) -> str:
+    """`,"trace_id":...,"span_id":...` for an active, valid OpenTelemetry span; "" otherwise. Never raises."""
+    try:
+        context = span.get_span_context()  # type: ignore[attr-defined]
+        if not context.is_valid:
+            return ""
+        return f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
+    except Exception:
+        return ""
+
+
+
+def level_for_name(name: object) -> str:
+    """Map a structlog level / method name (or a stdlib number) to a wire level; unknown names are `info`."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        return level_for_number(name)
+    if isinstance(name, str):
+        return _LEVEL_BY_NAME.get(name.lower(), "info")
+    return "info"
+
+
+def rfc3339(created: float) -> str:
+    """`created` (Unix seconds) as RFC 3339 UTC with microseconds, e.g. 2026-11-27T10:00:00.123456Z."""
+    seconds = int(created)
+    micros = min(int((created - seconds) * 1_000_000), 999_999)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
+
+
+
+#: What user code (`__repr__`, `__str__`) may raise while the worker encodes: anything. A KeyboardInterrupt or
+#: SystemExit raised there is the user object's doing (signals reach only the main thread), and must not stop
+#: the worker: the value becomes a placeholder and the record is kept.
+_USER_CODE_ERRORS = BaseException
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except _USER_CODE_ERRORS:
+        return f"<unrepresentable {type(value).__qualname__}>"
+
+
+def _safe_str(value: object) -> str:
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except _USER_CODE_ERRORS:
+        return _safe_repr(value)
+
+
+def _value_json(value: object) -> str:
+    """One attribute value as JSON text: a string, number or bool within the wire limits."""
+    kind = type(value)
+    if kind is str:
+        text: str = value  # type: ignore[assignment]
+        if len(text) > _wire.MAX_ATTRIBUTE_VALUE_CHARS:
+            text = clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS)
+        return _encode_str(text)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int and _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return float.__repr__(value)
+    return _value_json_slow(value)
+
+
+def _value_json_slow(value: object) -> str:
+    try:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            text = str.__str__(value)
+        elif isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+            return int.__repr__(value)
+        elif isinstance(value, float) and math.isfinite(value):
+            return float.__repr__(value)
+        elif isinstance(value, (dict, list, tuple)):
+            # Nested values travel as JSON text; whatever json cannot do becomes a repr inside it.
+            text = json.dumps(value, default=_safe_repr, ensure_ascii=False)
+        else:
+            text = repr(value)
+    except _USER_CODE_ERRORS:  # cycles, non-str keys, huge ints, a raising __repr__ ...
+        text = _safe_repr(value)
+    return _encode_str(clip_chars(text, _wire.MAX_ATTRIBUTE_VALUE_CHARS))
+
+
+def _key(key: object) -> str:
+    text = key if type(key) is str else _safe_str(key)
+    if not text:
+        return "_"
+    return text if len(text) <= _wire.MAX_ATTRIBUTE_KEY_CHARS else text[: _wire.MAX_ATTRIBUTE_KEY_CHARS]
+
+
+def _attributes(pairs: Iterable[tuple[object, object]]) -> str:
+    """`,"attributes":{...}` for the pairs (later keys win), or "" when there are none."""
+    merged: dict[str, object] = {}
+    for key, value in pairs:
+        merged[_key(key)] = value
+    if not merged:
+        return ""
+    items = list(merged.items())
+    if len(items) > _wire.MAX_ATTRIBUTES:
+        dropped = len(items) - (_wire.MAX_ATTRIBUTES - 1)
+        items = [*items[: _wire.MAX_ATTRIBUTES - 1], (DROPPED_ATTRIBUTES_KEY, dropped)]
+    body = ",".join([f"{_encode_str(k)}:{_value_json(v)}" for k, v in items])
+    return f',"attributes":{{{body}}}'
+
+
+def _format_exception(exc_info: Any) -> str:
+    try:
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        if not isinstance(exc_info, tuple) or len(exc_info) != 3 or exc_info[0] is None:
+            return ""
+        return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2])).rstrip("\n")
+    except _USER_CODE_ERRORS as exc:  # a raising __str__ on the exception must not lose the record
+        return f"<traceback unavailable: {_safe_repr(exc)}>"
+
+
+def _exception_field(text: str) -> str:
+    if not text:
+        return ""
+    return f',"exception":{_encode_str(clip_bytes(text, _wire.MAX_EXCEPTION_BYTES))}'
+
+
+def _parse_timestamp(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):  # fromisoformat only learned "Z" in 3.11
+            text = text[:-1] + "+00:00"
+        try:
+            return datetime.fromisoformat(text).timestamp()  # naive = local time, as structlog writes it
+        except (ValueError, OverflowError, OSError):
+            return None
+    return None
+
