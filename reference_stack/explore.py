@@ -20,7 +20,7 @@ from .filters import Filters, ParamError, check_known, format_micros, parse_int,
 from .http_boundary import Problem
 from .query import _bad_parameter, _instrumented, _run
 from .query_sql import _COLUMNS as ENTRY_COLUMNS
-from .query_sql import QUERY_TIMEOUT
+from .query_sql import QUERY_TIMEOUT, typed_attributes
 from .schema import ID_PATTERN, dumps, public_entry
 from .storage import LOGS_TABLE
 
@@ -78,25 +78,31 @@ def attribute_summary(client: Client, filters: Filters, keys: int, values: int) 
     top = client.query(key_sql, parameters=dict(params, a_keys=keys), settings=_SETTINGS).result_rows
     if not top:
         return []
+    # `kind` keeps the JSON type (the typed maps of migration 2): 500 and "500" are different values.
     value_sql = (
-        f"SELECT key, value, count() AS n FROM {LOGS_TABLE} "
-        "ARRAY JOIN mapKeys(attributes) AS key, mapValues(attributes) AS value "
+        f"SELECT key, value, multiIf(mapContains(attributes_bool, key), 'bool', "
+        "mapContains(attributes_number, key), 'number', 'string') AS kind, count() AS n "
+        f"FROM {LOGS_TABLE} ARRAY JOIN mapKeys(attributes) AS key, mapValues(attributes) AS value "
         f"{_where([*conditions, 'key IN {a_names:Array(String)}'])} "
-        "GROUP BY key, value ORDER BY key, n DESC, value LIMIT {a_values:UInt32} BY key"
+        "GROUP BY key, value, kind ORDER BY key, n DESC, value, kind LIMIT {a_values:UInt32} BY key"
     )
     names = [str(key) for key, _ in top]
     value_params = dict(params, a_names=names, a_values=values)
     per_key: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for key, value, count in client.query(value_sql, parameters=value_params, settings=_SETTINGS).result_rows:
-        per_key[str(key)].append({"value": _public_value(str(key), value), "count": int(count)})
+    result = client.query(value_sql, parameters=value_params, settings=_SETTINGS)
+    for key, value, kind, count in result.result_rows:
+        per_key[str(key)].append({"value": _typed_value(str(key), str(value), kind), "count": int(count)})
     return [{"key": str(key), "count": int(count), "values": per_key[str(key)]} for key, count in top]
 
 
-def _public_value(key: str, value: Any) -> Any:
-    # The value exactly as /api/logs renders it inside an entry's `attributes` (one definition of that
-    # rendering: schema.public_entry); the placeholder timestamp only satisfies its required fields.
-    rendered = public_entry({"timestamp": "Z", "attributes": {key: value}}).get("attributes", {})
-    return rendered.get(key, value)
+def _typed_value(key: str, text: str, kind: str) -> Any:
+    # The value with its JSON type, rebuilt exactly as /api/logs rebuilds an entry's (query_sql).
+    row: dict[str, Any] = {"attributes": {key: text}}
+    if kind == "bool":
+        row["attributes_bool"] = {key: text == "true"}
+    elif kind == "number":
+        row["attributes_number"] = {key: float(text)}
+    return typed_attributes(row)["attributes"][key]
 
 
 async def get_attributes(request: web.Request) -> web.Response:
@@ -139,7 +145,7 @@ def entry_context(client: Client, entry_id: str, before: int, after: int) -> dic
     )
     if not found:
         return None
-    entry = found[0]
+    entry = typed_attributes(found[0])
     params = {
         "c_id": entry_id,
         "c_ts": int(entry["ts_us"]),
@@ -162,6 +168,7 @@ def entry_context(client: Client, entry_id: str, before: int, after: int) -> dic
         rows = list(
             client.query(sql, parameters=dict(params, c_limit=count), settings=_SETTINGS).named_results()
         )
+        rows = [typed_attributes(row) for row in rows]
         sides[side] = rows[::-1] if order == "DESC" else rows
     return {"before": sides["before"], "entry": entry, "after": sides["after"]}
 

@@ -85,6 +85,55 @@ class TestAttributes:
         _, body = await get(stack, f"/api/attributes?service=api&from={since}")
         assert "ancient" in [k["key"] for k in body["keys"]]
 
+    async def test_values_keep_their_json_type(self, stack: AuthStack) -> None:
+        """Numbers and booleans come back typed (as in /api/logs); a string "500" is a value of its own."""
+        columns = ["timestamp", "received_at", "id", "service", "level", "message", "attributes"]
+        columns += ["attributes_number", "attributes_bool"]
+        typed = [
+            [
+                utc(seconds=1),
+                utc(),
+                "n1",
+                "svc",
+                "info",
+                "m",
+                {"status": "500", "ok": "true"},
+                {"status": 500.0},
+                {"ok": True},
+            ],
+            [
+                utc(seconds=2),
+                utc(),
+                "n2",
+                "svc",
+                "info",
+                "m",
+                {"status": "500", "ok": "false"},
+                {"status": 500.0},
+                {"ok": False},
+            ],
+            [
+                utc(seconds=3),
+                utc(),
+                "s1",
+                "svc",
+                "info",
+                "m",
+                {"status": "500", "ratio": "0.5"},
+                {"ratio": 0.5},
+                {},
+            ],
+        ]
+        await stack.app[STORAGE].run(lambda client: client.insert("logs", typed, column_names=columns))
+        _, body = await get(stack, "/api/attributes")
+        values = {key["key"]: key["values"] for key in body["keys"]}
+        assert values["status"] == [{"value": 500, "count": 2}, {"value": "500", "count": 1}]
+        assert values["ok"] == [{"value": False, "count": 1}, {"value": True, "count": 1}]
+        assert values["ratio"] == [{"value": 0.5, "count": 1}]
+        _, context = await get(stack, "/api/logs/n2/context")
+        assert context["entry"]["attributes"] == {"status": 500, "ok": False}
+        assert [e["attributes"] for e in context["before"]] == [{"status": "500", "ratio": 0.5}]
+
     async def test_no_attributes_gives_empty_list(self, stack: AuthStack) -> None:
         """A range without attributes is an empty list, not an error."""
         await insert_rows(stack.app, [row("n1", 1)])
