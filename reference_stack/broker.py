@@ -158,6 +158,7 @@ class Broker:
         await self._ensure_stream_until_ready()
 
     async def _ensure_stream_until_ready(self) -> None:
+        said = ""  # the same refusal every reconnect_wait is said once, not twice a second
         while self.nc.is_connected:
             try:
                 await self.ensure_stream()
@@ -169,7 +170,9 @@ class Broker:
                         f" (NATS_STREAM_REPLICAS={self.stream_replicas}: JetStream needs at least that many "
                         "servers in the cluster; 1 on a single server)"
                     )
-                log.warning("JetStream stream %s not ready yet: %s%s", STREAM_NAME, exc, hint)
+                line = f"JetStream stream {STREAM_NAME} not ready yet: {exc}{hint}; retrying"
+                log.log(logging.DEBUG if line == said else logging.WARNING, "%s", line)
+                said = line
                 await asyncio.sleep(self.reconnect_wait)
 
     async def ensure_stream(self) -> None:
