@@ -73,7 +73,8 @@ async def test_ingested_entries_reach_clients_with_their_filters(live_app: Any) 
 
 
 async def test_public_shape_matches_the_query_api(live_app: Any) -> None:
-    """A live entry has the public fields (timestamp with Z, attributes as strings), as GET /api/logs has."""
+    """A live entry has the public fields (timestamp with Z, attributes with their JSON types), as
+    GET /api/logs has."""
     base, app, session = live_app
     ws = await session.ws_connect(f"{base}/ws/live")
     await subscribed(app, 1)
@@ -81,7 +82,7 @@ async def test_public_shape_matches_the_query_api(live_app: Any) -> None:
     async with session.post(f"{base}/log", json=entry) as r:
         assert r.status == 202
     msg = json.loads((await ws.receive(timeout=10)).data)
-    assert msg["attributes"] == {"n": "5", "ok": "true"} and msg["timestamp"].endswith("Z")
+    assert msg["attributes"] == {"n": 5, "ok": True} and msg["timestamp"].endswith("Z")
     await ws.close()
 
 
