@@ -179,7 +179,7 @@ async def get_context(request: web.Request) -> web.Response:
     entry_id = request.match_info["id"]
     try:
         check_known(query, ("before", "after"))
-        if not _ID.match(entry_id):
+        if not _ID.fullmatch(entry_id):
             raise ParamError("id", "not an entry id (letters, digits and _ . : - only)")
         counts = []
         for name in ("before", "after"):

@@ -201,6 +201,7 @@ class TestContext:
             ("/api/logs/x/context?after=-1", "after"),
             ("/api/logs/x/context?around=3", "around"),
             ("/api/logs/bad%20id/context", "id"),
+            ("/api/logs/x%0A/context", "id"),
         ],
     )
     async def test_bad_parameters_are_400(self, stack: AuthStack, path: str, field: str) -> None:
