@@ -215,3 +215,36 @@ class TestDoctorAndBench:
         assert "refused    0" in result.out
         assert "requests   10 (202: 10)" in result.out
         assert "p50" in result.out and "p99" in result.out
+
+
+class TestTailReconnects:
+    async def test_tail_reconnects_after_the_server_closes_the_socket(self) -> None:
+        """A live-tail server that sends one entry and closes (1001, as on shutdown): tail says so on stderr,
+        reconnects, prints the next connection's entry too, and sends the same filters each time."""
+        from aiohttp import web
+
+        from tests.stack.helpers import running_app
+
+        seen_queries: list[str] = []
+
+        async def live(request: web.Request) -> web.WebSocketResponse:
+            seen_queries.append(request.query_string)
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            number = len(seen_queries)
+            await ws.send_json({"id": f"e{number}", "timestamp": "2026-11-29T10:00:00.000000Z",
+                                "level": "info", "message": f"entry {number}", "service": "s"})
+            await ws.close(code=1001, message=b"going away")
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/ws/live", live)
+        async with running_app(None, app=app) as url:  # type: ignore[arg-type]
+            tail = await start_oglog("tail", "--json", "--count", "2", "--level", "error",
+                                     "--attr", "user=7", url=url)
+            out, err = await asyncio.wait_for(tail.communicate(), 30)
+        assert tail.returncode == 0, err
+        assert [json.loads(line)["message"] for line in out.decode().splitlines()] == ["entry 1", "entry 2"]
+        assert "connection closed (1001); reconnecting in 0.5s" in err.decode()
+        assert "reconnected" in err.decode()
+        assert seen_queries[:2] == ["level=error&attr.user=7"] * 2
