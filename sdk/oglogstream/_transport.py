@@ -21,7 +21,7 @@ from typing import Protocol
 import httpcore  # noqa: F401  # imported now: httpx imports it lazily, and importing takes logging's lock
 import httpx
 
-from . import _wire
+from . import wire as _wire
 from ._buffer import Batch
 from ._deadline import DeadlineBackend, attempt
 from ._settings import Settings
