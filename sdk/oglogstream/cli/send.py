@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TextIO
@@ -25,6 +27,11 @@ __all__ = ["add_parser", "run"]
 DEFAULT_SEND_TIMEOUT = 15.0
 DEFAULT_SERVICE = "oglog-cli"
 DEFAULT_LEVEL = "info"
+#: Records `send` lets wait in the SDK's buffer before it stops reading stdin until some are delivered: a
+#: large file piped in must not outrun delivery into the buffer's overflow policy (which drops records).
+MAX_QUEUED = 50_000
+#: Lines read between two looks at the SDK's queue.
+PACE_EVERY = 1000
 #: The logger name entries carry unless a JSON line names one.
 CLI_LOGGER = "oglog.send"
 
@@ -123,6 +130,19 @@ def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tupl
     return service, record
 
 
+def _pace(handler: OgLogHandler, timeout: float) -> None:
+    """Wait while `handler` holds more than MAX_QUEUED records, as long as delivery makes progress within
+    `timeout`; past that, go on (whatever is then lost is counted and reported)."""
+    wait = threading.Event()  # never set: bounded pauses
+    stats = handler.stats()
+    progress, since = stats.sent + stats.dropped_total, time.monotonic()
+    while stats.queued > MAX_QUEUED and time.monotonic() - since < timeout:
+        wait.wait(0.05)
+        stats = handler.stats()
+        if stats.sent + stats.dropped_total != progress:
+            progress, since = stats.sent + stats.dropped_total, time.monotonic()
+
+
 def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, JSON object or plain text); line 0 is the argument."""
     if message is not None:
@@ -171,6 +191,8 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
                 err.write(f"oglog send: line {number}: {exc}\n" if number else f"oglog send: {exc}\n")
                 continue
             handler.handle(record)
+            if number % PACE_EVERY == 0:
+                _pace(handler, args.timeout)
     finally:
         sent = dropped = queued = 0
         reasons: dict[str, int] = {}
