@@ -45,7 +45,7 @@ export function renderHistogram(container, histogram, { height = DEFAULT_HEIGHT,
   const width = Math.max(320, Math.floor(container.clientWidth || 800));
   const chart = svg('svg', {
     class: 'histogram', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
-    'aria-label': `Entries per ${histogram.interval} by level${onSelect ? '; drag across the bars to zoom into a time range' : ''}`,
+    'aria-label': `Entries per ${histogram.interval} by level${onSelect ? '; drag across the bars, or use the arrow keys and Enter, to zoom into a time range' : ''}`,
   });
   const plotWidth = width - MARGIN.left - MARGIN.right;
   const plotHeight = height - MARGIN.top - MARGIN.bottom;
@@ -110,9 +110,12 @@ export function renderHistogram(container, histogram, { height = DEFAULT_HEIGHT,
 }
 
 // Drag-to-select: a translucent band follows the pointer; on release the covered buckets' [start, end) is
-// passed to onSelect as RFC 3339 UTC.
+// passed to onSelect as RFC 3339 UTC. From the keyboard: focus the chart, ←/→ move, Shift+←/→ widen,
+// Enter zooms, Esc cancels.
 function wireBrush(chart, buckets, intervalSeconds, { slot, plotHeight, onSelect }) {
   chart.classList.add('brushable');
+  chart.setAttribute('tabindex', '0');
+  chart.setAttribute('aria-keyshortcuts', 'ArrowLeft ArrowRight Shift+ArrowLeft Shift+ArrowRight Enter Escape');
   const band = svg('rect', { class: 'brush', x: 0, width: 0, y: MARGIN.top, height: plotHeight, visibility: 'hidden' });
   chart.append(band);
   const indexAt = (clientX) => {
@@ -138,17 +141,44 @@ function wireBrush(chart, buckets, intervalSeconds, { slot, plotHeight, onSelect
   chart.addEventListener('pointermove', (event) => {
     if (start !== null) draw(start, indexAt(event.clientX));
   });
-  const finish = (event, cancelled) => {
-    if (start === null) return;
-    const end = Math.abs(event.clientX - startX) < CLICK_SLOP_PX ? start : indexAt(event.clientX);
-    const [lo, hi] = span(start, end);
-    start = null;
-    band.setAttribute('visibility', 'hidden');
-    if (cancelled) return;
+  const select = (a, b) => {
+    const [lo, hi] = span(a, b);
     const from = new Date(buckets[lo].timestamp);
     const to = new Date(new Date(buckets[hi].timestamp).getTime() + intervalSeconds * 1000);
     onSelect(from.toISOString(), to.toISOString());
   };
+  const finish = (event, cancelled) => {
+    if (start === null) return;
+    const end = Math.abs(event.clientX - startX) < CLICK_SLOP_PX ? start : indexAt(event.clientX);
+    const first = start;
+    start = null;
+    band.setAttribute('visibility', 'hidden');
+    if (!cancelled) select(first, end);
+  };
+  // Keyboard selection: [anchor, cursor], starting on the newest bucket.
+  let anchor = null;
+  let cursor = null;
+  chart.addEventListener('keydown', (event) => {
+    const step = { ArrowLeft: -1, ArrowRight: 1 }[event.key];
+    if (step) {
+      event.preventDefault();
+      if (cursor === null) {
+        anchor = buckets.length - 1;
+        cursor = anchor;
+      } else {
+        cursor = Math.min(buckets.length - 1, Math.max(0, cursor + step));
+        if (!event.shiftKey) anchor = cursor;
+      }
+      draw(anchor, cursor);
+    } else if (event.key === 'Enter' && cursor !== null) {
+      event.preventDefault();
+      select(anchor, cursor);
+    } else if (event.key === 'Escape') {
+      anchor = null;
+      cursor = null;
+      band.setAttribute('visibility', 'hidden');
+    }
+  });
   chart.addEventListener('pointerup', (event) => finish(event, false));
   chart.addEventListener('pointercancel', (event) => finish(event, true));
 }

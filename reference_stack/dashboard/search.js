@@ -64,7 +64,7 @@ export class SearchView {
       const body = await fetchHistogram(this.filters, { signal: controller.signal });
       if (controller !== this.histogramController) return;
       renderHistogram(this.histogram, body, { height: HISTOGRAM_HEIGHT, onSelect: this.onZoom });
-      this.histogram.dataset.interval = body.interval;
+      this.histogram.dataset.intervalSeconds = String(body.interval_seconds);
     } catch (err) {
       if (err.name === 'AbortError') return;
       this.histogram.replaceChildren(el('p', 'empty error', `Histogram unavailable: ${err.message}`));

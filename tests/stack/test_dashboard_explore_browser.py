@@ -52,8 +52,8 @@ def ship_routes(ship: Shipper) -> None:
 def test_search_histogram_drag_narrows_the_time_range(
     page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
 ) -> None:
-    """The search shows a volume histogram of its range; dragging across it makes that range the custom
-    time range (URL and form), as a new history entry."""
+    """The search shows a volume histogram of its range; dragging across it (or arrows + Enter) makes that
+    range the custom time range (URL and form), as a new history entry."""
     from playwright.sync_api import expect
 
     service = new_service("histo")
@@ -84,6 +84,22 @@ def test_search_histogram_drag_narrows_the_time_range(
     expect(page.locator("#f-custom")).to_be_visible()
     page.go_back()
     page.wait_for_function("() => !new URLSearchParams(location.search).has('from')")
+
+    # The keyboard does the same: focus, → picks the newest bucket, Shift+← twice widens to 3, Enter zooms.
+    page.wait_for_function(
+        "() => !document.querySelector('#search-histogram').classList.contains('loading')"
+        " && document.querySelectorAll('#search-histogram g.bucket').length >= 30"
+    )
+    interval = int(page.get_attribute("#search-histogram", "data-interval-seconds"))
+    page.locator("#search-histogram svg").focus()
+    for key in ("ArrowRight", "Shift+ArrowLeft", "Shift+ArrowLeft", "Enter"):
+        page.keyboard.press(key)
+    page.wait_for_function("() => new URLSearchParams(location.search).has('from')")
+    params = url_params(page)
+    start = dt.datetime.fromisoformat(params["from"][0].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(params["to"][0].replace("Z", "+00:00"))
+    assert end - start == dt.timedelta(seconds=3 * interval)
+    assert end > dt.datetime.now(dt.timezone.utc)  # the newest bucket ends after now
 
 
 def test_attribute_panel_filters_in_and_out_with_chips(
