@@ -80,6 +80,22 @@ class TestSendAndQuery:
         assert "rejected" in result.err or "refused" in result.err
         assert [row["message"] for row in rows] == ["fine"]
 
+    async def test_a_large_stdin_is_paced_not_dropped(self, nats_server: Any, chdb_dsn: str) -> None:
+        """120,000 lines (more than twice what send lets wait in the SDK's queue) are all accepted and
+        stored: exit 0, stats count every one."""
+        service = f"cli-{uuid.uuid4().hex[:8]}"
+        count = 120_000
+        async with all_roles(nats_server.url, chdb_dsn) as (url, _):
+            lines = "".join(f"line {i}\n" for i in range(count))
+            result = await oglog("send", "--service", service, url=url, stdin=lines, timeout=100)
+
+            async def stored() -> bool:
+                stats = await oglog("stats", "--service", service, "--json", url=url)
+                return bool(json.loads(stats.out)["total_logs"] == count)
+
+            await wait_for(stored, timeout=30, interval=0.5)
+        assert (result.code, result.err) == (0, "")
+
     async def test_unreachable_server_fails_within_the_timeout(self) -> None:
         """Nothing listening: exit 1 after --timeout, saying the entry was not delivered."""
         result = await oglog("send", "--timeout", "1", "hello", url="http://127.0.0.1:9")
