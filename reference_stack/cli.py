@@ -1,4 +1,5 @@
-"""`oglog`: run the reference stack.
+"""`oglog`'s server commands: run the reference stack. (The `oglog` console script is `oglogstream.cli`: the
+client commands send/tail/query/stats/doctor/bench live there and hand these commands to `main` below.)
 
     oglog stack up [--port 8080] [--host 127.0.0.1] [--data-dir ./oglog-data] [--nats-url URL]
                    [--clickhouse-url URL] [--retention-days N] [--shutdown-timeout 30s] [--log-level info]

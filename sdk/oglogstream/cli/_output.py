@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -9,7 +10,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["colour_enabled", "entry_line", "print_json", "table"]
+__all__ = ["HelpFormatter", "colour_enabled", "entry_line", "print_json", "table"]
 
 _LEVEL_COLOURS = {
     "debug": "\033[2m",  # dim
@@ -63,3 +64,12 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out: TextIO 
         if room and len(line) > room:
             line = line[: room - 1] + "…"
         out.write(line.rstrip() + "\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but an `examples:` epilog keeps its lines (descriptions are still wrapped)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)

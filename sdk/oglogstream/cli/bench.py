@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import httpx
 
 from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError, Target, add_target_flags
+from ._output import HelpFormatter
 
 __all__ = ["BenchResult", "add_parser", "run"]
 
@@ -41,7 +42,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         f"--batch-size (service {BENCH_SERVICE!r}), at most --concurrency requests at once; print the "
         "achieved rate, accepted/refused entries and latency percentiles. Exit 1 if anything was refused.",
         epilog="example:  oglog bench http://127.0.0.1:8080 --rate 20000 --duration 30 --batch-size 500",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("target_url", nargs="?", metavar="URL",
                         help="the stack (default: --url / $OGLOG_URL)")

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from ._filters import add_filter_flags, filter_params
 from ._http import EXIT_CONFIG, EXIT_OK, CliError, Target, add_target_flags, request_json
-from ._output import colour_enabled, entry_line, print_json
+from ._output import HelpFormatter, colour_enabled, entry_line, print_json
 
 __all__ = ["add_parser", "parse_since", "run"]
 
@@ -28,7 +28,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "entries are printed.",
         epilog="examples:  oglog query --level error --since 15m\n"
         "           oglog query --service api -q 'timeout' --attr user=7 --limit 500 --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_target_flags(parser)
     add_filter_flags(parser)

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from .._handler import OgLogHandler
 from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
+from ._output import HelpFormatter
 
 __all__ = ["add_parser", "run"]
 
@@ -55,7 +56,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "Delivered in batches through the SDK; exit 0 only if the server accepted every entry.",
         epilog="examples:  oglog send --level error --service api --attr user=7 'payment failed'\n"
         "           tail -f app.log | oglog send --service app",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_target_flags(parser)
     parser.add_argument("message", nargs="?", help="the message (omit to read stdin)")

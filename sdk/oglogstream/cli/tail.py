@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from ._filters import add_filter_flags, filter_params
 from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
-from ._output import colour_enabled, entry_line, print_json
+from ._output import HelpFormatter, colour_enabled, entry_line, print_json
 
 __all__ = ["add_parser", "run"]
 
@@ -35,7 +35,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "Reconnects by itself with backoff when the connection drops (said on stderr). Ctrl-C to stop.",
         epilog="examples:  oglog tail --level error,fatal\n"
         "           oglog tail --service api --json | jq .message",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_target_flags(parser)
     add_filter_flags(parser)
