@@ -1,0 +1,167 @@
+"""Cost of attribute filters at 10M rows, against a plain `service` filter measured in the same run, and the
+bytes on disk the typed attribute columns add.
+
+Run from the project root: `.venv/bin/python -m benchmarks.attr_query_bench` (a few minutes; `--rows N` for a
+smaller table).
+
+The `logs` table is made by the stack's own migrations (`Storage.ensure_schema`, default settings) in a chDB
+store in a temp dir, then filled by ClickHouse itself (`INSERT ... SELECT FROM numbers()`, 1M rows per
+insert, spread over the last 24 hours, background merges awaited). Every row has the attributes
+`request_id` (unique string), `user` (5,000 values), `status` (number: 200 90%, 404 5%, 500 4%, 503 1%),
+`duration_ms` (number, 0..999.9), `cache_hit` (bool); 1% of rows also carry `feature_flag`. Numbers and
+booleans are in `attributes` as text and in `attributes_number` / `attributes_bool`, as the processor
+stores them. Queries are the query role's SQL (`query_sql.latest_logs`, `query_sql.stats`) with filters
+parsed by `Filters.from_query`, through the Storage's client, one at a time; p50 / p90 of RUNS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from multidict import MultiDict
+from oglogstream.stack import query_sql
+from oglogstream.stack.filters import Filters
+from oglogstream.stack.migrations import TYPED_ATTRIBUTE_COLUMNS
+from oglogstream.stack.storage import LOGS_TABLE, Storage
+
+ROWS = 10_000_000
+CHUNK = 1_000_000
+SPAN_SECONDS = 24 * 3600
+WARMUP = 2
+RUNS = 15
+SETTLE_TIMEOUT = 120.0
+_RATIO = "\N{MULTIPLICATION SIGN} baseline p50"
+
+_INSERT = """
+INSERT INTO logs (timestamp, received_at, id, service, level, message, logger, host, pid,
+                  attributes, attributes_number, attributes_bool)
+SELECT
+    now64(6) - toIntervalMicrosecond({span_us} - intDiv(number * {span_us}, {total})) AS ts,
+    ts,
+    concat('bench-', toString(number)),
+    concat('svc-', toString(intHash32(number) % 20)),
+    multiIf(r < 60, 'info', r < 75, 'debug', r < 90, 'warn', r < 98, 'error', 'fatal'),
+    concat('GET /api/v1/orders/', toString(number % 50000), ' done'),
+    'app.http',
+    concat('host-', toString(number % 16)),
+    1000 + number % 64,
+    mapUpdate(
+        map('request_id', toString(number), 'user', concat('u', toString(intHash32(number + 2) % 5000)),
+            'status', toString(status), 'duration_ms', toString(duration), 'cache_hit', toString(hit)),
+        if(number % 100 = 42, map('feature_flag', 'beta'), map())),
+    map('status', toFloat64(status), 'duration_ms', duration),
+    map('cache_hit', hit)
+FROM (
+    SELECT number,
+           intHash32(number + 9) % 100 AS r,
+           multiIf(r2 < 90, 200, r2 < 95, 404, r2 < 99, 500, 503) AS status,
+           (intHash32(number + 5) % 10000) / 10 AS duration,
+           intHash32(number + 7) % 3 = 0 AS hit
+    FROM (SELECT number, intHash32(number + 11) % 100 AS r2 FROM numbers({start}, {count}))
+)
+"""
+
+#: (label, query string); the first of each group is the baseline of that group.
+LATEST = (
+    ("service=svc-3 (baseline)", "service=svc-3"),
+    ("attr.status=503 (1% of rows)", "attr.status=503"),
+    ("attr.user=u42 (0.02%)", "attr.user=u42"),
+    ("attr.duration_ms>500 (50%)", "attr.duration_ms>500"),
+    ("attr.duration_ms>=999.5 (0.05%)", "attr.duration_ms>=999.5"),
+    ("attr.feature_flag=* (1%, exists)", "attr.feature_flag=*"),
+    ("service=svc-3 & attr.status=503", "service=svc-3&attr.status=503"),
+)
+STATS = (
+    ("no filter (baseline: full count)", ""),
+    ("service=svc-3", "service=svc-3"),
+    ("attr.status=503", "attr.status=503"),
+    ("attr.duration_ms>500", "attr.duration_ms>500"),
+    ("attr.feature_flag=*", "attr.feature_flag=*"),
+    ("attr.user=u42", "attr.user=u42"),
+)
+
+
+def _filters(query: str) -> Filters:
+    pairs = [tuple([*part.split("=", 1), ""][:2]) for part in query.split("&") if part]
+    # A strict comparison arrives without '=' (see AttrFilter.parse): give it the query-string's split.
+    pairs = [(k, v) if not (">" in k or "<" in k) or v else (k, "") for k, v in pairs]
+    return Filters.from_query(MultiDict(pairs))
+
+
+def _timed(fn: Any) -> tuple[float, float]:
+    for _ in range(WARMUP):
+        fn()
+    samples = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.9) - 1]
+
+
+def _settle(client: Any) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        if not int(client.command("SELECT count() FROM system.merges")):
+            return
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=ROWS)
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="oglog-attr-bench-")
+    storage = Storage(f"chdb://{workdir}/clickhouse")
+    try:
+        client = storage.client
+        storage.ensure_schema()
+        start = time.perf_counter()
+        for first in range(0, args.rows, CHUNK):
+            count = min(CHUNK, args.rows - first)
+            client.command(
+                _INSERT.format(span_us=SPAN_SECONDS * 10**6, total=args.rows, start=first, count=count)
+            )
+        _settle(client)
+        print(f"{args.rows:,} rows generated in {time.perf_counter() - start:.0f} s")
+        sizes = dict(
+            client.query(
+                "SELECT name, data_compressed_bytes FROM system.columns "
+                f"WHERE database = currentDatabase() AND table = '{LOGS_TABLE}'"
+            ).result_rows
+        )
+        total = sum(sizes.values())
+        typed = sum(sizes[name] for name in TYPED_ATTRIBUTE_COLUMNS)
+        print("\n| bytes on disk (compressed column data) | MB |\n|---|---|")
+        print(f"| without the typed columns (the previous release's table) | {(total - typed) / 1e6:.1f} |")
+        print(f"| with them | {total / 1e6:.1f} (+{typed / max(total - typed, 1):.1%}) |")
+        for name in ("attributes", *TYPED_ATTRIBUTE_COLUMNS):
+            print(f"| of which `{name}` | {sizes[name] / 1e6:.1f} |")
+        now_us = time.time_ns() // 1000
+        print(f"\n| latest 100 (`/api/logs`) | p50 ms | p90 ms | {_RATIO} |\n|---|---|---|---|")
+        base = None
+        for label, query in LATEST:
+            filters = _filters(query)
+            p50, p90 = _timed(lambda f=filters: query_sql.latest_logs(client, f, None, 100, 0, now_us))
+            base = base or p50
+            print(f"| {label} | {p50:.1f} | {p90:.1f} | {p50 / base:.2f} |")
+        print(f"\n| `/api/stats` (all matching rows) | p50 ms | p90 ms | {_RATIO} |\n|---|---|---|---|")
+        base = None
+        for label, query in STATS:
+            filters = _filters(query)
+            p50, p90 = _timed(lambda f=filters: query_sql.stats(client, f))
+            base = base or p50
+            print(f"| {label} | {p50:.1f} | {p90:.1f} | {p50 / base:.2f} |")
+    finally:
+        storage.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
