@@ -69,6 +69,7 @@ function openEntry(entry) {
 const live = new LiveTail({ onOpenEntry: openEntry });
 const search = new SearchView({ onOpenEntry: openEntry, onZoom: zoomTo, onFilter: filterAttr });
 const overview = new OverviewView({
+  onZoom: zoomTo,
   onPickService: (service) => {
     state.service = service;
     writeForm();

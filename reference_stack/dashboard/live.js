@@ -211,7 +211,7 @@ export class LiveTail {
       if (!this.followBox.checked) this.scroller.scrollTop -= before - this.scroller.scrollHeight;
     }
     this.empty.hidden = this.tbody.rows.length > 0;
-    this.countLabel.textContent = `${this.tbody.querySelectorAll('tr.entry').length} shown, ${this.received} received`;
+    this.countLabel.textContent = `${this.tbody.querySelectorAll('tr.entry').length} shown, ${this.received} received live`;
     if (this.followBox.checked) this.scrollToBottom();
   }
 
@@ -264,7 +264,7 @@ export class LiveTail {
     this.tbody.replaceChildren();
     this.queue = [];
     this.empty.hidden = false;
-    this.countLabel.textContent = `0 shown, ${this.received} received`;
+    this.countLabel.textContent = `0 shown, ${this.received} received live`;
   }
 
   setStatus(state, text) {

@@ -7,7 +7,8 @@ import { el } from './render.js';
 export const AUTO_REFRESH_MS = 10000;
 
 export class OverviewView {
-  constructor({ onPickService }) {
+  // `onZoom(fromIso, toIso)`: a range was dragged on the chart (as in Search).
+  constructor({ onPickService, onZoom }) {
     this.levels = document.getElementById('overview-levels');
     this.services = document.getElementById('overview-services');
     this.chart = document.getElementById('chart');
@@ -15,12 +16,13 @@ export class OverviewView {
     this.interval = document.getElementById('chart-interval');
     this.info = document.getElementById('overview-info');
     this.onPickService = onPickService;
+    this.onZoom = onZoom;
     this.histogram = null;
     this.controller = null;
     this.legend.replaceChildren(...LEVELS.map((level) => el('span', `key level-${level}`, el('i', 'swatch'), level)));
     // Redraw at the new width (the SVG is sized in pixels so its text stays legible).
     new ResizeObserver(() => {
-      if (this.histogram && this.chart.isConnected) renderHistogram(this.chart, this.histogram);
+      if (this.histogram && this.chart.isConnected) renderHistogram(this.chart, this.histogram, { onSelect: this.onZoom });
     }).observe(this.chart);
   }
 
@@ -38,7 +40,7 @@ export class OverviewView {
       this.renderStats(stats);
       this.histogram = histogram;
       this.interval.textContent = `(per ${histogram.interval})`;
-      renderHistogram(this.chart, histogram);
+      renderHistogram(this.chart, histogram, { onSelect: this.onZoom });
       this.info.textContent = `updated ${new Date().toLocaleTimeString()}`;
     } catch (err) {
       if (err.name === 'AbortError') return;

@@ -102,6 +102,19 @@ def test_search_histogram_drag_narrows_the_time_range(
     assert end > dt.datetime.now(dt.timezone.utc)  # the newest bucket ends after now
 
 
+def test_overview_chart_drag_zooms_too(page: Any, stack: StackThread) -> None:
+    """The Overview's chart zooms the same way: the dragged buckets become the custom range."""
+    open_view(page, stack, view="overview", service=new_service("ovzoom"))
+    page.locator("#chart svg.histogram.brushable").wait_for()
+    box = page.locator("#chart svg").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => new URLSearchParams(location.search).has('from')")
+    assert url_params(page)["view"] == ["overview"]
+
+
 def test_attribute_panel_filters_in_and_out_with_chips(
     page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
 ) -> None:
