@@ -38,8 +38,13 @@ ENV_URL = "OGLOG_URL"
 ENV_SERVICE = "OGLOG_SERVICE"
 ENV_API_KEY = "OGLOG_API_KEY"
 
-#: Records per request: large enough to amortise HTTP + gzip, far below the server's MAX_BATCH_ENTRIES.
-DEFAULT_BATCH_SIZE = 1000
+#: Records per request, at most (a batch is also cut by DEFAULT_BATCH_BYTES and flush_interval, so in a steady
+#: flow requests are smaller). It only matters under a backlog (a burst, a recovery): there, every request is
+#: a point where the worker gives up the GIL and waits to get it back from the application's threads (up to
+#: the 5 ms switch interval), so fewer, larger requests let the worker keep pace. 4,000 typical records are
+#: about 1 MiB (the byte bound cuts first for larger ones), well below the server's MAX_BATCH_ENTRIES.
+#: Measured in docs/benchmarks.md "## SDK" (1,000 before: a 20,000-29,000 record backlog after a burst).
+DEFAULT_BATCH_SIZE = 4000
 #: Uncompressed NDJSON bytes per request; gzip keeps the body well under MAX_BATCH_BODY_BYTES.
 DEFAULT_BATCH_BYTES = 1024 * 1024
 #: A record waits at most about this long (seconds) before it is sent.

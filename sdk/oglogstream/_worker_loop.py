@@ -32,6 +32,12 @@ from ._transport import Outcome, SendResult, Transport, warm_logging_caches
 __all__ = ["FlushRequest", "WorkerLoop"]
 
 _INFINITY = float("inf")
+#: The worker lets the application's threads run while they log faster than this (records per second,
+#: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
+#: a burst is one the logging thread waits. It encodes once the burst ends (or a bound below is reached).
+DEFER_RATE = 10_000
+#: How often a deferring worker looks at the intake again (seconds).
+DEFER_STEP = 0.002
 
 
 class FlushRequest:
@@ -198,10 +204,14 @@ class WorkerLoop:
         pending = self._pending
         interval = s.flush_interval
         next_tick = time.monotonic() + interval
+        mark = (0, time.monotonic())
         while True:
             if self._flush_requests:
                 self._take_flush_requests()
+            elif len(self.intake) - mark[0] >= DEFER_RATE * (time.monotonic() - mark[1]):
+                self._yield_to_callers(mark)
             self._ingest(bounded=True)
+            mark = (len(self.intake), time.monotonic())
             self._check_waiters()
             if self._closing and (self._abort or time.monotonic() >= self._deadline):
                 return
@@ -269,6 +279,29 @@ class WorkerLoop:
                 wake_at = min(wake_at, self._retry_at)
             self._wake.wait(max(0.0, wake_at - now))
             self._rearm()
+
+    def _yield_to_callers(self, mark: tuple[int, float]) -> None:
+        """Wait while the intake grows at DEFER_RATE or more (an application thread logging in a burst): for
+        at most flush_interval, while the intake holds less than half its bound; a flush() or close() (which
+        set `_wake`) ends the wait at once. Not in a forked child (its records go out after FORK_LINGER),
+        nor at exit. Bounded by time and memory: it moves the worker's encoding to after the burst."""
+        if self._linger or self._closing or self._waiters or Exit.started:
+            return
+        intake = self.intake
+        count, since = mark
+        limit = self.intake_limit // 2
+        give_up = time.monotonic() + self.settings.flush_interval
+        with self._lock:  # callers no longer wake us (until _rearm); flush() and close() still do
+            if self._closing:
+                return
+            self.soft_limit = self.intake_limit
+            self._wake.clear()
+        while len(intake) < limit and not self._wake.is_set() and not self._flush_requests:
+            now = time.monotonic()
+            if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
+                return
+            count, since = len(intake), now
+            self._wake.wait(DEFER_STEP)
 
     def _send_spooled(self, spool: Spool) -> None:
         """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
