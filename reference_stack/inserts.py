@@ -89,7 +89,11 @@ def _typed_columns(obj: bytes) -> bytes:
     """`,"attributes_number":{...},"attributes_bool":{...}` (the non-empty ones) for one attributes object."""
     numbers: dict[str, float | int] = {}
     bools: dict[str, bool] = {}
-    for key, value in pydantic_core.from_json(obj).items():
+    try:
+        parsed = pydantic_core.from_json(obj)
+    except ValueError:  # not JSON after all: ClickHouse judges the row as it is (a data error, isolated)
+        return b""
+    for key, value in parsed.items():
         if isinstance(value, bool):
             bools[key] = value
         elif isinstance(value, int | float) and math.isfinite(value):
