@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import pty
+import sys
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.stack.auth_helpers import auth_stack
-from tests.stack.helpers import all_roles, wait_for
+from tests.stack.helpers import all_roles, running_app, wait_for
 
 from .helpers import oglog, start_oglog
 
@@ -222,6 +227,20 @@ class TestDoctorAndBench:
         unreachable = await oglog("doctor", "http://127.0.0.1:9")
         assert unreachable.code == 3 and "✗ reachable" in unreachable.out
 
+    async def test_doctor_is_red_when_nats_is_down(self) -> None:
+        """An ingest process whose NATS does not answer: nats ✗ with the fix, ingestion ✗ (503), exit 1."""
+        from oglogstream.stack.config import StackConfig
+        from oglogstream.stack.natsd import free_port
+
+        config = StackConfig(roles=("ingest",), nats_url=f"nats://127.0.0.1:{free_port()}")
+        async with running_app(config) as url:
+            result = await oglog("doctor", url, "--timeout", "2")
+        assert result.code == 1, result.out
+        assert "✓ reachable" in result.out
+        assert "✗ nats" in result.out and "NATS_URL" in result.out
+        assert "✓ storage     not used by this process" in result.out
+        assert "✗ ingestion" in result.out and "HTTP 503" in result.out
+
     async def test_bench_short_run_reports_rate_and_latency(self, nats_server: Any, chdb_dsn: str) -> None:
         """1 s at 500 entries/s in batches of 50: everything accepted, summary with rate and percentiles."""
         async with all_roles(nats_server.url, chdb_dsn) as (url, _):
@@ -233,29 +252,34 @@ class TestDoctorAndBench:
         assert "p50" in result.out and "p99" in result.out
 
 
-class TestTailReconnects:
+@contextlib.asynccontextmanager
+async def one_entry_per_connection(seen_queries: list[str]) -> AsyncIterator[str]:
+    """A real local live-tail server: each connection gets one error entry, then a 1001 close (as on a
+    server shutdown). Records each connection's query string; yields the base URL."""
+    from aiohttp import web
+
+    async def live(request: web.Request) -> web.WebSocketResponse:
+        seen_queries.append(request.query_string)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        number = len(seen_queries)
+        await ws.send_json({"id": f"e{number}", "timestamp": "2026-11-29T10:00:00.000000Z",
+                            "level": "error", "message": f"entry {number}", "service": "s"})
+        await ws.close(code=1001, message=b"going away")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws/live", live)
+    async with running_app(None, app=app) as url:  # type: ignore[arg-type]
+        yield url
+
+
+class TestTailOutput:
     async def test_tail_reconnects_after_the_server_closes_the_socket(self) -> None:
-        """A live-tail server that sends one entry and closes (1001, as on shutdown): tail says so on stderr,
-        reconnects, prints the next connection's entry too, and sends the same filters each time."""
-        from aiohttp import web
-
-        from tests.stack.helpers import running_app
-
+        """The server closes after each entry: tail says so on stderr, reconnects, prints the next
+        connection's entry too, and sends the same filters each time."""
         seen_queries: list[str] = []
-
-        async def live(request: web.Request) -> web.WebSocketResponse:
-            seen_queries.append(request.query_string)
-            ws = web.WebSocketResponse()
-            await ws.prepare(request)
-            number = len(seen_queries)
-            await ws.send_json({"id": f"e{number}", "timestamp": "2026-11-29T10:00:00.000000Z",
-                                "level": "info", "message": f"entry {number}", "service": "s"})
-            await ws.close(code=1001, message=b"going away")
-            return ws
-
-        app = web.Application()
-        app.router.add_get("/ws/live", live)
-        async with running_app(None, app=app) as url:  # type: ignore[arg-type]
+        async with one_entry_per_connection(seen_queries) as url:
             tail = await start_oglog("tail", "--json", "--count", "2", "--level", "error",
                                      "--attr", "user=7", url=url)
             out, err = await asyncio.wait_for(tail.communicate(), 30)
@@ -264,3 +288,25 @@ class TestTailReconnects:
         assert "connection closed (1001); reconnecting in 0.5s" in err.decode()
         assert "reconnected" in err.decode()
         assert seen_queries[:2] == ["level=error&attr.user=7"] * 2
+
+    async def test_tail_colours_levels_only_on_a_terminal(self) -> None:
+        """stdout a terminal (a pty): the level is coloured (red for error); piped: plain text."""
+        async with one_entry_per_connection([]) as url:
+            main, child = pty.openpty()
+            try:
+                env = {**os.environ, "OGLOG_URL": url}
+                env.pop("NO_COLOR", None)
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "oglogstream.cli", "tail", "--count", "1",
+                    stdout=child, stderr=asyncio.subprocess.PIPE, env=env,
+                )
+                await asyncio.wait_for(proc.wait(), 30)
+                on_tty = os.read(main, 65536).decode()
+            finally:
+                os.close(main)
+                os.close(child)
+            piped = await oglog("tail", "--count", "1", url=url)
+        assert proc.returncode == 0
+        assert "\033[31mERROR\033[0m" in on_tty and "entry 1" in on_tty
+        assert piped.out.startswith("2026-11-29T10:00:00.000000Z ERROR s  entry ")
+        assert "\033[" not in piped.out

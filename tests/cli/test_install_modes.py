@@ -47,6 +47,13 @@ def test_client_commands_work_without_the_stack_extra() -> None:
     assert "Traceback" not in send.stderr
 
 
+def test_websockets_is_loaded_only_by_tail() -> None:
+    """`import oglogstream` and `import oglogstream.cli` do not import websockets (tail imports it itself)."""
+    code = "import sys, oglogstream, oglogstream.cli; print('websockets' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "False", result.stderr
+
+
 @pytest.mark.parametrize("command", [["stack", "up"], ["serve", "ingest"], ["demo"], ["keys", "list"],
                                      ["dead-letters", "list"]])
 def test_server_commands_name_the_extra(command: list[str]) -> None:
