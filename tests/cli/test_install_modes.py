@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from oglogstream import __version__
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.timeout(60)
 # A meta-path finder that makes the [stack] extra's packages unimportable, as in `pip install oglogstream`.
 SDK_ONLY = """
 import sys
+from pathlib import Path
 class NoStackExtra:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in {"aiohttp", "nats", "chdb", "pydantic"}:
@@ -66,7 +68,7 @@ def test_server_commands_name_the_extra(command: list[str]) -> None:
 
 def test_console_script_points_at_the_client_cli() -> None:
     """The `oglog` script is oglogstream.cli:main, which hands server commands to the stack's CLI."""
-    with open("pyproject.toml", encoding="utf-8") as f:
+    with open(Path(__file__).parents[2] / "pyproject.toml", encoding="utf-8") as f:
         assert 'oglog = "oglogstream.cli:main"' in f.read()
     result = subprocess.run([sys.executable, "-m", "oglogstream.cli", "serve", "--help"],
                             capture_output=True, text=True, timeout=30)
