@@ -220,10 +220,16 @@ class TestDoctorAndBench:
         async with auth_stack(nats_server.url, chdb_dsn, tmp_path) as stack:
             wrong = await oglog("doctor", stack.base, "--api-key", "oglog_" + "x" * 40)
             narrow = await oglog("doctor", stack.base, "--api-key", stack.keys["query"])
+            tail = await oglog("tail", "--url", stack.base, "--api-key", stack.keys["ingest"])
+            query = await oglog("query", "--url", stack.base)
+            right = await oglog("query", "--url", stack.base, "--api-key", stack.keys["query"])
         assert wrong.code == 1
         assert "✗ auth" in wrong.out and "401" in wrong.out and "--api-key" in wrong.out
         assert narrow.code == 1
         assert "✗ auth" in narrow.out and "403" in narrow.out and "'ingest' scope" in narrow.out
+        assert tail.code == 1 and "HTTP 403" in tail.err and "query scope" in tail.err
+        assert query.code == 1 and query.err.startswith("oglog query: error: HTTP 401: ")
+        assert right.code == 0
         unreachable = await oglog("doctor", "http://127.0.0.1:9")
         assert unreachable.code == 3 and "✗ reachable" in unreachable.out
 
