@@ -240,4 +240,27 @@ def test_live_tail_opens_with_recent_entries_and_keeps_timestamp_order(
     ship.deliver()
     expect(page.locator("#live-rows tr.entry").last).to_have_text(re.compile("after"))
     assert messages(page, "#live-rows").count("before open 0") == 1
+
+    # Across requests too: an older entry right after a newer one goes before it...
+    def post_at(message: str, ms_ago: int) -> None:
+        ts = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(milliseconds=ms_ago)).isoformat()
+        entry = {
+            "level": "info",
+            "message": message,
+            "service": service,
+            "timestamp": ts.replace("+00:00", "Z"),
+        }
+        assert post_json(f"{stack.base}/logs", json.dumps(entry).encode()) == 202
+
+    post_at("newer", 0)
+    post_at("older", 400)
+    expect(page.locator("#live-rows tr.entry")).to_have_count(9, timeout=LIVE_DEADLINE_MS)
+    shown = messages(page, "#live-rows")
+    assert shown.index("older") < shown.index("newer")
+    stamps_shown = page.eval_on_selector_all("#live-rows tr.entry", "rows => rows.map(r => r.dataset.ts)")
+    assert stamps_shown == sorted(stamps_shown)
+    # ...but rows that have been on screen longer than the window never move: a late one goes last.
+    page.wait_for_timeout(1200)  # REORDER_WINDOW_MS (1 s) and a margin
+    post_at("very late", 5000)
+    expect(page.locator("#live-rows tr.entry").last).to_have_text(re.compile("very late"))
     shoot(page, "live-history")
