@@ -89,8 +89,11 @@ def _utf8_limit(limit: int) -> AfterValidator:
 #: Attribute values keep their JSON type (stored typed, see docs/architecture.md). Each branch is strict, so
 #: `true` stays a bool and 5 an int; an integer beyond 64 bits is kept as its decimal text rather than rounded
 #: to a float (only such an integer costs a Python call), and a float beyond double range becomes "inf".
+#: Strings, the common case, are tried first: a string attribute costs one branch (measured: 10,000 entries of
+#: 6 string attributes 16.5 ms, as fast as the former stringifying union; of mixed types 45 ms vs 24 ms).
 _AttrValue = Annotated[
-    Annotated[bool, Strict()]
+    Annotated[str, Strict(), Field(max_length=wire.MAX_ATTRIBUTE_VALUE_CHARS)]
+    | Annotated[bool, Strict()]
     | Annotated[int, Strict(), Field(ge=wire.INT64_MIN, le=wire.INT64_MAX)]
     | Annotated[int, Strict(), AfterValidator(str)]
     | Annotated[float, Strict(), Field(allow_inf_nan=False)]
