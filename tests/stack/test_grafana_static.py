@@ -88,7 +88,7 @@ class TestProvisioning:
         """The grafana service runs only with its profile, installs the plugin, and mounts what exists."""
         service = grafana_service()
         assert service["profiles"] == ["grafana"]
-        assert PLUGIN in service["environment"]["GF_PLUGINS_PREINSTALL"].split(",")
+        assert PLUGIN in service["environment"]["GF_PLUGINS_PREINSTALL_SYNC"].split(",")
         mounts = {target: source for source, target, *_ in (v.split(":") for v in service["volumes"])}
         assert (DEV.parent / mounts["/etc/grafana/provisioning"]).resolve() == GRAFANA / "provisioning"
         dashboards_dir = yaml_file(PROVIDER)["providers"][0]["options"]["path"]
