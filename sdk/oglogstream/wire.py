@@ -110,9 +110,10 @@ class Field:
 
     name: the JSON key. json_type: "string", "integer" or "object" (attributes). required: a client must send
     it. defaulted: the server fills it when absent (id, timestamp), so it is in every stored row and every
-    public entry. limit/unit: the bound, in "chars", "bytes" (UTF-8), "keys" or "value" (inclusive maximum);
-    0/"" = none. min_length: the least chars of a given string. column: the ClickHouse column (= name unless
-    set). clickhouse_type/codec: the column's type and compression codec.
+    public entry. limit/unit: the bound, in "chars", "bytes" (UTF-8), "keys" or "value" (an integer in
+    0..limit); 0/"" = none (a rule that is more than a length, such as the id pattern or the timestamp format,
+    is the stack's: `schema._SPECIAL_TYPES`). min_length: the least chars of a given string. column: the
+    ClickHouse column (= name unless set). clickhouse_type/codec: the column's type and compression codec.
     """
 
     name: str
