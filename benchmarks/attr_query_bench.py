@@ -12,11 +12,16 @@ insert, spread over the last 24 hours, background merges awaited). Every row has
 booleans are in `attributes` as text and in `attributes_number` / `attributes_bool`, as the processor
 stores them. Queries are the query role's SQL (`query_sql.latest_logs`, `query_sql.stats`) with filters
 parsed by `Filters.from_query`, through the Storage's client, one at a time; p50 / p90 of RUNS.
+
+Insert side (`--inserts`, seconds): the processor's extra step for typed values, `inserts.typed_attributes`,
+timed on 10,000-row payloads as ingestion writes them (with `pid`, four attributes), string-only and with two
+numbers and a bool, against the bare `raw_insert` of the same rows into chDB in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
@@ -24,7 +29,7 @@ import time
 from typing import Any
 
 from multidict import MultiDict
-from oglogstream.stack import query_sql
+from oglogstream.stack import inserts, query_sql
 from oglogstream.stack.filters import Filters
 from oglogstream.stack.migrations import TYPED_ATTRIBUTE_COLUMNS
 from oglogstream.stack.storage import LOGS_TABLE, Storage
@@ -35,6 +40,8 @@ SPAN_SECONDS = 24 * 3600
 WARMUP = 2
 RUNS = 15
 SETTLE_TIMEOUT = 120.0
+INSERT_ROWS = 10_000
+INSERT_RUNS = 9
 _RATIO = "\N{MULTIPLICATION SIGN} baseline p50"
 
 _INSERT = """
@@ -113,15 +120,67 @@ def _settle(client: Any) -> None:
         time.sleep(0.5)
 
 
+def _payload(typed: bool, first: int) -> bytes:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    rows = []
+    for i in range(first, first + INSERT_ROWS):
+        attributes: dict[str, Any] = {"path": "/api/v1/cart", "user": f"u{i % 5000}"}
+        if typed:
+            attributes |= {"status": 200, "duration_ms": i % 1000 / 10, "cache_hit": i % 3 == 0}
+        else:
+            attributes |= {"status": "200", "region": "eu-west-1"}
+        rows.append(
+            {
+                "id": f"ins-{i}",
+                "timestamp": now,
+                "level": "info",
+                "message": f"GET /api/v1/cart {i}",
+                "service": "api",
+                "pid": 4242,
+                "attributes": attributes,
+                "received_at": now,
+            }
+        )
+    return json.dumps(rows, separators=(",", ":")).encode()
+
+
+def _inserts(client: Any) -> None:
+    print(f"\n| per {INSERT_ROWS:,}-row payload | p50 ms | {_RATIO} |\n|---|---|---|")
+    first = 0
+    bare = None
+    for label, typed in (
+        ("bare raw_insert (baseline)", False),
+        ("typed_attributes, string-only", False),
+        ("typed_attributes, 2 numbers + 1 bool", True),
+    ):
+        samples = []
+        for _ in range(INSERT_RUNS):
+            data = _payload(typed, first)
+            first += INSERT_ROWS
+            start = time.perf_counter()
+            if bare is None:
+                client.raw_insert(LOGS_TABLE, None, data, fmt="JSONEachRow")
+            else:
+                inserts.typed_attributes(data)
+            samples.append((time.perf_counter() - start) * 1000)
+        p50 = statistics.median(samples)
+        bare = bare or p50
+        print(f"| {label} | {p50:.1f} | {p50 / bare:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--inserts", action="store_true", help="only the insert-side measurement")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="oglog-attr-bench-")
     storage = Storage(f"chdb://{workdir}/clickhouse")
     try:
         client = storage.client
         storage.ensure_schema()
+        if args.inserts:
+            _inserts(client)
+            return
         start = time.perf_counter()
         for first in range(0, args.rows, CHUNK):
             count = min(CHUNK, args.rows - first)
