@@ -239,7 +239,13 @@ class Filters:
                 raise ParamError(name, f"must be 1..{_wire.MAX_SHORT_FIELD_CHARS} characters")
             exact[name] = value
         return cls(
-            tuple(levels), tuple(services), " ".join(words), tuple(words), from_us, to_us, tuple(attrs),
+            tuple(levels),
+            tuple(services),
+            " ".join(words),
+            tuple(words),
+            from_us,
+            to_us,
+            tuple(attrs),
             **exact,
         )
 

@@ -26,14 +26,39 @@ from .query_helpers import running, utc
 pytestmark = pytest.mark.timeout(90)
 
 ENTRIES: list[dict[str, Any]] = [
-    {"id": "a1", "level": "info", "service": "api", "logger": "web", "host": "h1", "trace_id": "t1",
-     "attributes": {"status": 500, "duration_ms": 99.5, "ok": False, "user": "ann"}},
-    {"id": "a2", "level": "info", "service": "api", "logger": "web", "host": "h2",
-     "attributes": {"status": "500", "duration_ms": 700, "ok": True}},
-    {"id": "a3", "level": "error", "service": "api", "logger": "db", "host": "h1",
-     "attributes": {"status": 200, "duration_ms": 501.25, "big": 9007199254740993}},
-    {"id": "a4", "level": "warn", "service": "pay", "logger": "db", "trace_id": "t2",
-     "attributes": {"user": "bob", "duration_ms": "900"}},
+    {
+        "id": "a1",
+        "level": "info",
+        "service": "api",
+        "logger": "web",
+        "host": "h1",
+        "trace_id": "t1",
+        "attributes": {"status": 500, "duration_ms": 99.5, "ok": False, "user": "ann"},
+    },
+    {
+        "id": "a2",
+        "level": "info",
+        "service": "api",
+        "logger": "web",
+        "host": "h2",
+        "attributes": {"status": "500", "duration_ms": 700, "ok": True},
+    },
+    {
+        "id": "a3",
+        "level": "error",
+        "service": "api",
+        "logger": "db",
+        "host": "h1",
+        "attributes": {"status": 200, "duration_ms": 501.25, "big": 9007199254740993},
+    },
+    {
+        "id": "a4",
+        "level": "warn",
+        "service": "pay",
+        "logger": "db",
+        "trace_id": "t2",
+        "attributes": {"user": "bob", "duration_ms": "900"},
+    },
     {"id": "a5", "level": "info", "service": "pay", "message": "no attributes"},
 ]
 
@@ -159,12 +184,27 @@ async def test_posted_typed_attributes_are_filtered_live_and_stored(nats_server:
         users = await session.ws_connect(f"{base}/ws/live?attr.user=*&attr.ok=true")
         await asyncio.sleep(0.5)  # the hub subscribes to NATS in the background
         sent = [
-            {"id": "p1", "level": "info", "message": "m", "service": "s",
-             "attributes": {"duration_ms": 750.5, "user": "ann", "ok": True}},
-            {"id": "p2", "level": "info", "message": "m", "service": "s",
-             "attributes": {"duration_ms": 20, "user": "bob", "ok": False}},
-            {"id": "p3", "level": "info", "message": "m", "service": "s",
-             "attributes": {"duration_ms": "999"}},
+            {
+                "id": "p1",
+                "level": "info",
+                "message": "m",
+                "service": "s",
+                "attributes": {"duration_ms": 750.5, "user": "ann", "ok": True},
+            },
+            {
+                "id": "p2",
+                "level": "info",
+                "message": "m",
+                "service": "s",
+                "attributes": {"duration_ms": 20, "user": "bob", "ok": False},
+            },
+            {
+                "id": "p3",
+                "level": "info",
+                "message": "m",
+                "service": "s",
+                "attributes": {"duration_ms": "999"},
+            },
         ]
         async with session.post(f"{base}/logs", json=sent) as response:
             assert response.status == 202, await response.text()
@@ -265,7 +305,10 @@ def test_query_string_forms_parse_to_the_same_filters() -> None:
     query = MultiDict([("attr.d>5", ""), ("attr.d>", "6"), ("attr.u!", "x"), ("attr.u", "*")])
     parsed = Filters.from_query(query)
     assert [(a.key, a.op, a.number) for a in parsed.attrs] == [
-        ("d", ">", 5.0), ("d", ">=", 6.0), ("u", "!=", None), ("u", "exists", None)
+        ("d", ">", 5.0),
+        ("d", ">=", 6.0),
+        ("u", "!=", None),
+        ("u", "exists", None),
     ]
 
 

@@ -35,7 +35,8 @@ def previous_release_store(dsn: str) -> None:
         attributes = {"status": "500", "ms": "12.5"}
         rows = [[ts, ts, f"old{i}", "svc", "info", "before", attributes] for i in range(3)]
         storage.client.insert(
-            LOGS_TABLE, rows,
+            LOGS_TABLE,
+            rows,
             column_names=["timestamp", "received_at", "id", "service", "level", "message", "attributes"],
         )
     finally:
@@ -49,8 +50,7 @@ def versions(client: Any) -> list[int]:
 
 def columns(client: Any) -> dict[str, str]:
     sql = (
-        "SELECT name, type FROM system.columns "
-        f"WHERE database = currentDatabase() AND table = '{LOGS_TABLE}'"
+        f"SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = '{LOGS_TABLE}'"
     )
     return dict(client.query(sql).result_rows)
 
@@ -61,8 +61,15 @@ def latest(client: Any, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 def new_row(client: Any) -> None:
     now = utc().isoformat() + "Z"
-    row = {"id": "new1", "timestamp": now, "level": "info", "message": "after", "service": "svc",
-           "attributes": {"status": 500, "ms": 7.5, "ok": True}, "received_at": now}
+    row = {
+        "id": "new1",
+        "timestamp": now,
+        "level": "info",
+        "message": "after",
+        "service": "svc",
+        "attributes": {"status": 500, "ms": 7.5, "ok": True},
+        "received_at": now,
+    }
     inserts.insert_rows(client, [json.dumps([row]).encode()], ["new1"], "2000-01-01", "2200-01-01", "t", {})
 
 
