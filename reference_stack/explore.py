@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_VALUES",
     "MAX_CONTEXT",
     "MAX_KEYS",
+    "MAX_SUMMARY_MEMORY",
     "MAX_VALUES",
     "attribute_summary",
     "entry_context",
@@ -49,8 +50,14 @@ DEFAULT_ATTRIBUTES_RANGE = 3600
 DEFAULT_CONTEXT = 20
 MAX_CONTEXT = 200
 
+#: Memory one attribute-summary statement may use (bytes). Counting values exactly holds one group per
+#: distinct (key, value); a key unique per entry (a request id) over a long range would otherwise grow
+#: without bound, and embedded chDB shares the server's process. Beyond it: 400 asking for a narrower range.
+MAX_SUMMARY_MEMORY = 512 * 1024**2
+
 _ID = re.compile(ID_PATTERN)
 _SETTINGS = {"max_execution_time": QUERY_TIMEOUT}
+_MEMORY_LIMIT = "MEMORY_LIMIT_EXCEEDED"
 
 
 def setup(app: web.Application) -> None:
@@ -75,7 +82,8 @@ def attribute_summary(client: Client, filters: Filters, keys: int, values: int) 
         f"SELECT key, count() AS n FROM {LOGS_TABLE} ARRAY JOIN mapKeys(attributes) AS key "
         f"{_where(conditions)} GROUP BY key ORDER BY n DESC, key LIMIT {{a_keys:UInt32}}"
     )
-    top = client.query(key_sql, parameters=dict(params, a_keys=keys), settings=_SETTINGS).result_rows
+    settings = dict(_SETTINGS, max_memory_usage=MAX_SUMMARY_MEMORY)
+    top = client.query(key_sql, parameters=dict(params, a_keys=keys), settings=settings).result_rows
     if not top:
         return []
     # `kind` keeps the JSON type (the typed maps of migration 2): 500 and "500" are different values.
@@ -89,7 +97,7 @@ def attribute_summary(client: Client, filters: Filters, keys: int, values: int) 
     names = [str(key) for key, _ in top]
     value_params = dict(params, a_names=names, a_values=values)
     per_key: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    result = client.query(value_sql, parameters=value_params, settings=_SETTINGS)
+    result = client.query(value_sql, parameters=value_params, settings=settings)
     for key, value, kind, count in result.result_rows:
         per_key[str(key)].append({"value": _typed_value(str(key), str(value), kind), "count": int(count)})
     return [{"key": str(key), "count": int(count), "values": per_key[str(key)]} for key, count in top]
@@ -123,9 +131,27 @@ async def get_attributes(request: web.Request) -> web.Response:
     except ParamError as exc:
         raise _bad_parameter(exc) from None
     bounded = Filters(**{**_fields(filters), "from_us": from_us, "to_us": to_us})
-    summary = await _run(request, attribute_summary, bounded, keys, values)
+    summary = await _run(request, _bounded_summary, bounded, keys, values)
+    if summary is None:
+        raise Problem(
+            400,
+            "range too large",
+            "from",
+            f"counting the attribute values of this range needs more than {MAX_SUMMARY_MEMORY} bytes of "
+            "memory; narrow from/to or add filters (service, level, ...)",
+        )
     body = {"from": format_micros(from_us), "to": format_micros(to_us), "keys": summary}
     return web.Response(body=dumps(body), content_type="application/json")
+
+
+def _bounded_summary(client: Client, filters: Filters, keys: int, values: int) -> list[dict[str, Any]] | None:
+    # None when the statement hit MAX_SUMMARY_MEMORY (a property of the request, not a storage outage).
+    try:
+        return attribute_summary(client, filters, keys, values)
+    except Exception as exc:
+        if _MEMORY_LIMIT in str(exc):
+            return None
+        raise
 
 
 def _fields(filters: Filters) -> dict[str, Any]:

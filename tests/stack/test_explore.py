@@ -134,6 +134,27 @@ class TestAttributes:
         assert context["entry"]["attributes"] == {"status": 500, "ok": False}
         assert [e["attributes"] for e in context["before"]] == [{"status": "500", "ratio": 0.5}]
 
+    async def test_memory_bound_gives_400_asking_for_a_narrower_range(
+        self, stack: AuthStack, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Past MAX_SUMMARY_MEMORY (lowered here to 4 MiB so a test can reach it) the answer is a 400 naming
+        `from`, not a 503 to retry or an unbounded statement."""
+        columns = ["timestamp", "received_at", "id", "service", "level", "message", "attributes"]
+        await stack.app[STORAGE].run(
+            lambda client: client.command(
+                f"INSERT INTO logs ({', '.join(columns)}) SELECT now64(6) - toIntervalMillisecond(number), "
+                "now64(6), toString(number), 'svc', 'info', 'm', map('req', repeat(toString(number), 20)) "
+                "FROM numbers(200000)"
+            )
+        )
+        monkeypatch.setattr(explore, "MAX_SUMMARY_MEMORY", 4 * 1024**2)
+        status, body = await get(stack, "/api/attributes")
+        assert status == 400 and body["details"][0]["field"] == "from"
+        assert "narrow from/to" in body["details"][0]["reason"]
+        monkeypatch.undo()  # the default bound holds the same range
+        status, body = await get(stack, "/api/attributes?values=1")
+        assert status == 200 and body["keys"][0]["count"] == 200000
+
     async def test_no_attributes_gives_empty_list(self, stack: AuthStack) -> None:
         """A range without attributes is an empty list, not an error."""
         await insert_rows(stack.app, [row("n1", 1)])
