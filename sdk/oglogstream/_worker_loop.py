@@ -1,6 +1,7 @@
 """What runs on a pipeline's worker thread: encode, batch, send (with retries), spool, answer flush waiters.
 
-`WorkerLoop` is the thread side of `_worker.Pipeline` (which adds the caller side and the lifecycle). The
+`WorkerLoop` is the thread side of `_worker.Pipeline` (which adds the caller side and the lifecycle); its
+spool side is `_worker_spool`. The
 worker never calls `logging` and never takes a logging lock of its own; it takes the pipeline's `_lock` only
 for short bookkeeping, never across a wait or a send.
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import tenacity
 
-from . import _diag, _otel
+from . import _diag, _otel, _worker_spool
 from ._buffer import Batch, Pending, intake_limit, large_bytes
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
@@ -125,13 +126,13 @@ class WorkerLoop:
             transport = self._transport
             arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
             self._retrying = tenacity.Retrying(sleep=self._backoff_sleep, **arguments)
-            self._open_spool()
+            _worker_spool.open_spool(self)
             self._loop()
         except BaseException as exc:  # never let the thread die silently; records stay counted
             self._ledger.last_error = f"worker crashed: {exc!r}"
             _diag.report("worker", f"worker thread stopped unexpectedly: {exc!r}")
         finally:
-            self._spill()
+            _worker_spool.spill(self)
             with self._lock:
                 abandoned = self._abandoned
                 if not abandoned:
@@ -155,49 +156,6 @@ class WorkerLoop:
                 self._spool = None
             WORKER_THREADS.discard(ident)
             self._finish_run(abandoned)
-
-    def _open_spool(self) -> None:
-        s = self.settings
-        if s.spool_dir is None or self._spool is not None:
-            return
-        try:
-            self._spool = Spool(
-                s.spool_dir,
-                max_bytes=s.spool_max_bytes,
-                max_age=s.spool_max_age,
-                memory_mark=s.max_buffer_bytes // 2,
-                count=self._ledger.count_locked,
-            )
-            self._spool.scan(time.monotonic())  # replay what earlier processes left first
-        except OSError as exc:  # delivery still works, from memory, as without a spool
-            self._ledger.last_error = f"spool unavailable: {exc}"
-            _diag.report("spool", f"cannot use spool_dir {s.spool_dir!r}, continuing without it: {exc}")
-
-    def _spill(self) -> None:
-        """On the way out (close deadline, or a failing server): put what memory holds into the spool."""
-        spool = self._spool
-        if spool is None or self._abandoned:
-            return
-        try:
-            self._ingest(bounded=False)
-            pending = self._pending
-            s = self.settings
-            while pending:
-                first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
-                batch = Batch(self._new_batch_id(), first_seq, lines)
-                with self._lock:  # spooled and no longer moving in one step, for stats()
-                    spooled = spool.append(batch)
-                    if spooled:
-                        pending.moving = 0
-                if not spooled:
-                    pending.lines.extendleft(reversed(lines))  # counted as shutdown losses by the caller
-                    pending.first_seq = first_seq
-                    pending.nbytes += batch.nbytes
-                pending.moving = 0
-                if not spooled:
-                    return
-        except Exception as exc:
-            _diag.report("spool", f"could not spool records at shutdown: {exc!r}")
 
     def _loop(self) -> None:
         s = self.settings
@@ -248,7 +206,7 @@ class WorkerLoop:
                 if spooled:
                     if now >= self._retry_at:
                         # One send per batch spooled, so a steady stream cannot starve the sending side.
-                        self._send_spooled(spool)
+                        _worker_spool.send_spooled(self, spool)
                 else:
                     self._deliver(batch)
                 if self._abandoned:
@@ -258,7 +216,7 @@ class WorkerLoop:
                 with self._lock:
                     spool.scan(now)
                 if spool.head() is not None and now >= self._retry_at:
-                    self._send_spooled(spool)
+                    _worker_spool.send_spooled(self, spool)
                     if self._abandoned:
                         return
                     continue
@@ -302,49 +260,6 @@ class WorkerLoop:
                 return
             count, since = len(intake), now
             self._wake.wait(DEFER_STEP)
-
-    def _send_spooled(self, spool: Spool) -> None:
-        """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
-        frame = spool.head()
-        assert frame is not None
-        # Spool changes that count records (expired, corrupt, settled) happen under `_lock` together with
-        # the counters they move records to: a stats() snapshot sees each record exactly once.
-        with self._lock:
-            spool.expire(time.time())
-            if spool.head() is not frame:
-                return
-            batch = spool.load(frame)
-        if batch is None:
-            return  # failed its CRC: counted and removed
-        result = self._attempt(batch)
-        if self._abandoned:
-            return
-        if result.outcome is Outcome.RETRY:
-            self._spool_failures += 1
-            self._ledger.on_retry(result)
-            self._retry_at = time.monotonic() + self._policy.delay(self._spool_failures, result)
-            return
-        self._spool_failures = 0
-        self._retry_at = 0.0
-        with self._lock:
-            halves = self._ledger.settle(batch, result)
-            if halves is None:
-                spool.settle(frame)
-            else:
-                # 413: the halves are sent (with retries) before the frame counts as settled. Meanwhile its
-                # records are counted as in flight, not as spooled (each record in one place for stats()).
-                spool.own_records -= frame.records
-        if halves is not None:
-            delivered = self._deliver(batch, halves)
-            with self._lock:
-                spool.own_records += frame.records
-                if delivered:
-                    spool.settle(frame)
-                else:
-                    # Stopped by the close deadline: the whole frame stays spooled for the next process.
-                    self._inflight.clear()
-                    return
-        self._check_waiters()
 
     def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
         # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
