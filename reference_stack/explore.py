@@ -9,6 +9,7 @@ API's server-side time limit (a runaway statement ends in 503, not a held thread
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import Any
@@ -130,7 +131,7 @@ async def get_attributes(request: web.Request) -> web.Response:
             from_us = to_us - DEFAULT_ATTRIBUTES_RANGE * 10**6
     except ParamError as exc:
         raise _bad_parameter(exc) from None
-    bounded = Filters(**{**_fields(filters), "from_us": from_us, "to_us": to_us})
+    bounded = dataclasses.replace(filters, from_us=from_us, to_us=to_us)
     summary = await _run(request, _bounded_summary, bounded, keys, values)
     if summary is None:
         raise Problem(
@@ -152,11 +153,6 @@ def _bounded_summary(client: Client, filters: Filters, keys: int, values: int) -
         if _MEMORY_LIMIT in str(exc):
             return None
         raise
-
-
-def _fields(filters: Filters) -> dict[str, Any]:
-    # Every field of the dataclass, so filters added to Filters later (attributes, host, ...) carry over.
-    return {name: getattr(filters, name) for name in filters.__dataclass_fields__}
 
 
 def entry_context(client: Client, entry_id: str, before: int, after: int) -> dict[str, Any] | None:
