@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from ._http import EXIT_CONFIG, CliError
@@ -10,6 +11,8 @@ from ._http import EXIT_CONFIG, CliError
 __all__ = ["add_filter_flags", "filter_params"]
 
 ATTR_PREFIX = "attr."
+# KEY, then the API's operators (docs/api.md): = != > >= < <= (value `*`: present / absent).
+_ATTR_EXPR = re.compile(r"^([^=!<>]+)(!=|>=|<=|=|>|<)(.*)$", re.DOTALL)
 
 
 def add_filter_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +24,8 @@ def add_filter_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--search", dest="q", default=None, metavar="WORDS",
                         help="messages containing every one of these whole words (case-insensitive)")
     parser.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
-                        help="attribute filter, sent as attr.KEY=VALUE (repeatable, ANDed)")
+                        help="attribute filter, repeatable and ANDed: KEY=VALUE, KEY!=VALUE, KEY>N, KEY>=N, "
+                        "KEY<N, KEY<=N, KEY=* (present), KEY!=* (absent); sent as attr.KEY...")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="any other API query parameter, passed through as is (e.g. logger=app.db)")
 
@@ -33,6 +37,19 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
     return name, value
 
 
+def attr_param(text: str) -> tuple[str, str]:
+    """`--attr` expression -> the query parameter the API reads: `k=v` -> (attr.k, v), `k!=v` -> (attr.k!, v),
+    `k>=5` -> (attr.k>, 5), `k>5` -> (attr.k>5, "") (docs/api.md, query-string forms). CliError (exit 2) for
+    an expression without a key or operator."""
+    match = _ATTR_EXPR.match(text.removeprefix(ATTR_PREFIX))
+    if not match or not match.group(1).strip():
+        raise CliError(f"--attr: expected KEY=VALUE (or != > >= < <=), got {text!r}", EXIT_CONFIG)
+    key, op, value = match.groups()
+    if op in (">", "<"):
+        return f"{ATTR_PREFIX}{key}{op}{value}", ""
+    return f"{ATTR_PREFIX}{key}{op[:-1]}", value
+
+
 def filter_params(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The query parameters as a list of pairs (repeated names kept); CliError (exit 2) for a bad pair."""
     params: list[tuple[str, Any]] = [("service", s) for s in args.service]
@@ -40,8 +57,6 @@ def filter_params(args: argparse.Namespace) -> list[tuple[str, Any]]:
         params.append(("level", ",".join(args.level)))
     if args.q:
         params.append(("q", args.q))
-    for text in args.attr:
-        key, value = _pair(text.removeprefix(ATTR_PREFIX), "--attr")
-        params.append((ATTR_PREFIX + key, value))
+    params.extend(attr_param(text) for text in args.attr)
     params.extend(_pair(text, "--param") for text in args.param)
     return params
