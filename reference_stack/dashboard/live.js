@@ -51,7 +51,7 @@ export class LiveTail {
     this.historyPending = null; // entries received while the history request runs (null: not running)
     this.historyIds = new Set();
     this.historyTimer = null;
-    this.generation = 0; // bumped by setFilters: an older history answer is ignored
+    this.generation = 0; // bumped by setFilters: a history answer for older filters is ignored
     this.lastScrollTop = 0;
 
     wireRowDetail(this.tbody, this.entries, onOpenEntry);
@@ -68,6 +68,9 @@ export class LiveTail {
     this.filters = filters;
     this.attempt = 0;
     this.clear();
+    this.generation += 1; // a history request still running for the old filters is ignored
+    this.historyPending = null;
+    this.connectedBefore = false; // a new tail, not a reconnect
     this.historyWanted = true; // loaded once the new socket is open, so nothing falls between the two
     this.connect();
   }
@@ -75,7 +78,6 @@ export class LiveTail {
   // The newest stored entries for these filters, shown oldest first; live entries that arrive meanwhile wait
   // in historyPending and follow them (minus any the history already holds).
   async loadHistory() {
-    this.generation += 1;
     const generation = this.generation;
     this.historyPending = [];
     let history = [];
