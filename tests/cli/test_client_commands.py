@@ -259,13 +259,14 @@ class TestDoctorAndBench:
 
 
 @contextlib.asynccontextmanager
-async def one_entry_per_connection(seen_queries: list[str]) -> AsyncIterator[str]:
+async def one_entry_per_connection(seen_queries: list[list[tuple[str, str]]]) -> AsyncIterator[str]:
     """A real local live-tail server: each connection gets one error entry, then a 1001 close (as on a
-    server shutdown). Records each connection's query string; yields the base URL."""
+    server shutdown). Records each connection's query parameters as the server reads them; yields the base
+    URL."""
     from aiohttp import web
 
     async def live(request: web.Request) -> web.WebSocketResponse:
-        seen_queries.append(request.query_string)
+        seen_queries.append(list(request.query.items()))
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         number = len(seen_queries)
@@ -283,17 +284,20 @@ async def one_entry_per_connection(seen_queries: list[str]) -> AsyncIterator[str
 class TestTailOutput:
     async def test_tail_reconnects_after_the_server_closes_the_socket(self) -> None:
         """The server closes after each entry: tail says so on stderr, reconnects, prints the next
-        connection's entry too, and sends the same filters each time."""
-        seen_queries: list[str] = []
+        connection's entry too, and sends the same filters (attribute operators included) each time."""
+        seen_queries: list[list[tuple[str, str]]] = []
         async with one_entry_per_connection(seen_queries) as url:
-            tail = await start_oglog("tail", "--json", "--count", "2", "--level", "error",
-                                     "--attr", "user=7", url=url)
+            tail = await start_oglog("tail", "--json", "--count", "2", "--level", "error", "--attr", "user=7",
+                                     "--attr", "ms>500", "--attr", "ms<=900", "--attr", "flag!=*", url=url)
             out, err = await asyncio.wait_for(tail.communicate(), 30)
         assert tail.returncode == 0, err
         assert [json.loads(line)["message"] for line in out.decode().splitlines()] == ["entry 1", "entry 2"]
         assert "connection closed (1001); reconnecting in 0.5s" in err.decode()
         assert "reconnected" in err.decode()
-        assert seen_queries[:2] == ["level=error&attr.user=7"] * 2
+        # The API's query-string forms (docs/api.md): `k>5` has no value, `k<=5` is the name `attr.k<`.
+        expected = [("level", "error"), ("attr.user", "7"), ("attr.ms>500", ""), ("attr.ms<", "900"),
+                    ("attr.flag!", "*")]
+        assert seen_queries[:2] == [expected] * 2
 
     async def test_tail_colours_levels_only_on_a_terminal(self) -> None:
         """stdout a terminal (a pty): the level is coloured (red for error); piped: plain text."""
