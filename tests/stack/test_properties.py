@@ -120,7 +120,9 @@ def test_no_ingestion_input_gives_a_5xx(
         body = gzip.compress(body)
         body = body if gzipped == "good" else body[: len(body) // 2]
         headers["Content-Encoding"] = "gzip"
-    if batch_id is not None and batch_id.isascii() and batch_id.isprintable():
+    # httpx (h11) itself refuses header values with surrounding whitespace, so those never reach the server.
+    sendable = batch_id is not None and batch_id.isascii() and batch_id.isprintable()
+    if sendable and batch_id == batch_id.strip():  # type: ignore[union-attr]
         headers[_wire.BATCH_ID_HEADER] = batch_id
     response = client.post(path, content=body, headers=headers)
     assert response.status_code < 500, response.text
