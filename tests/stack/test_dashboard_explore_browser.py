@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -126,6 +127,8 @@ def test_attribute_panel_filters_in_and_out_with_chips(
     ship = shipper(service)
     ship_routes(ship)
     stored(stack, service, 12)
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     open_view(page, stack, view="search", service=service)
     route = page.locator("#attr-list section.attr-key[data-key=route]")
     expect(route).to_be_visible()
@@ -141,6 +144,11 @@ def test_attribute_panel_filters_in_and_out_with_chips(
     chip = page.locator("#f-attrs .attr-chip")
     expect(chip).to_have_text(re.compile(r"route = /b"))
     assert sorted(messages(page, "#search-rows")) == [f"request {i:02d} done" for i in range(6, 10)]
+    # The live tail follows the same conditions (its socket reopens with them).
+    deadline = time.monotonic() + 5
+    while not any("attr.route=%2Fb" in url for url in sockets) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert "attr.route=%2Fb" in sockets[-1]
 
     chip.locator("button.chip-remove").click()
     expect(page.locator("#f-attrs .attr-chip")).to_have_count(0)
