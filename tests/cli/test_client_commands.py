@@ -139,9 +139,11 @@ class TestSendAndQuery:
         async with all_roles(nats_server.url, chdb_dsn) as (url, _):
             bad = await oglog("query", "--from", "yesterday", url=url)
             usage = await oglog("query", "--since", "soon", url=url)
+            bad_attr = await oglog("query", "--attr", "no-operator", url=url)
         assert bad.code == 1
         assert bad.err.startswith("oglog query: error: HTTP 400: from: ") and bad.err.count("\n") == 1
         assert usage.code == 2 and "--since" in usage.err
+        assert bad_attr.code == 2 and "--attr: expected KEY=VALUE" in bad_attr.err
         unreachable = await oglog("stats", url="http://127.0.0.1:9")
         assert unreachable.code == 3 and "cannot reach http://127.0.0.1:9" in unreachable.err
 
