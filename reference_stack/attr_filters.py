@@ -7,12 +7,12 @@ One `AttrFilter` per parameter; `sql` and `matches` implement the same rule over
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import pydantic_core
 from oglogstream import _wire
 
 from .params import ParamError
@@ -45,20 +45,23 @@ def parse_number(value: str, field: str) -> float:
 
 def attr_text(value: Any) -> str:
     """An attribute value's string form, as the `attributes` column stores it: a string as is, a bool as
-    true/false, a number as its JSON text (for a float parsed from JSON, Python's shortest repr)."""
+    true/false, a number as its JSON text. The stored text is what ingestion's serializer (pydantic-core)
+    wrote, and a float parsed back from it serializes to the same text (shortest round-trip form: 1e20,
+    not Python's 1e+20)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return pydantic_core.to_json(value).decode()
 
 
 @dataclasses.dataclass(frozen=True)
 class AttrFilter:
     """One attribute condition from a query parameter (`field` is the parameter's `attr.<key>` form).
 
-    - `attr.k=v`: k is present and its string form is v, or k is a number equal to the number v
-      (`attr.status=500` matches 500, 500.0 and "500"; `attr.ok=true` matches true and "true");
+    - `attr.k=v`: k is present and its string form is v (`attr.status=500` matches 500 and "500" but not
+      500.0; `attr.ok=true` matches true and "true"). One map lookup: a numeric twin (500 == 500.0) read
+      the number map too and tripled the cost at 10M rows (docs/benchmarks.md);
     - `attr.k!=v`: the negation (also true where k is absent);
     - `attr.k>n` `>=` `<` `<=`: k is a number (typed storage; rows stored before migration 2 hold strings
       only and never match) and compares so with the number n;
@@ -97,10 +100,7 @@ class AttrFilter:
             return cls(rest, "exists" if op == "=" else "missing")
         if len(value) > _wire.MAX_ATTRIBUTE_VALUE_CHARS:
             raise ParamError(field, f"the value must be at most {_wire.MAX_ATTRIBUTE_VALUE_CHARS} characters")
-        number = float(value) if _JSON_NUMBER.fullmatch(value) else None
-        if number is not None and not math.isfinite(number):
-            number = None
-        return cls(rest, op, value, number)
+        return cls(rest, op, value)
 
     def sql(self, n: int, params: dict[str, Any]) -> str:
         """This condition as SQL over the attribute maps; its values bound as `a<n>_*` in `params`."""
@@ -117,13 +117,9 @@ class AttrFilter:
                 f"AND attributes_number[{key}] {sign} {{a{n}_n:Float64}})"
             )
         params[f"a{n}_v"] = self.value
-        equal = f"(mapContains(attributes, {key}) AND attributes[{key}] = {{a{n}_v:String}})"
-        if self.number is not None:
-            params[f"a{n}_n"] = self.number
-            equal = (
-                f"({equal} OR (mapContains(attributes_number, {key}) "
-                f"AND attributes_number[{key}] = {{a{n}_n:Float64}}))"
-            )
+        equal = f"attributes[{key}] = {{a{n}_v:String}}"
+        if not self.value:  # a missing key reads as "": only then does presence need its own test
+            equal = f"(mapContains(attributes, {key}) AND {equal})"
         return equal if self.op == "=" else f"NOT {equal}"
 
     def matches(self, attributes: Mapping[str, Any]) -> bool:
@@ -136,8 +132,5 @@ class AttrFilter:
         if self.op in _NUMERIC_OPS:
             assert self.number is not None
             return is_number and _NUMERIC_OPS[self.op][1](float(value), self.number)  # type: ignore[arg-type]
-        equal = present and (
-            attr_text(value) == self.value
-            or (is_number and self.number is not None and float(value) == self.number)  # type: ignore[arg-type]
-        )
+        equal = present and attr_text(value) == self.value
         return equal if self.op == "=" else not equal
