@@ -82,6 +82,7 @@ _MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-n
 _MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
 _NAME_CACHE_SIZE = 4096
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
+_TWO_EXTRA = RECORD_BASE_KEYS + 2
 
 
 class EntryEncoder:
@@ -112,6 +113,7 @@ class EntryEncoder:
         self._tails: dict[tuple[object, object], str] = {}
         self._id_head = f'{{"id":"{self._prefix}'
         self._attribute_heads: dict[object, str] = {}
+        self._attribute_pairs: dict[tuple[object, object], tuple[str, str]] = {}
         self._stamp_second = -1
         self._stamp = ""
 
@@ -236,6 +238,21 @@ class EntryEncoder:
                     links, attributes = self._record_attributes(state, context)
             except (RuntimeError, KeyError, StopIteration):  # another thread changed the record meanwhile
                 links, attributes = self._record_attributes(state, context)
+        elif size == _TWO_EXTRA and not context:
+            # Two `extra=` fields: the same fragment, from one cached opening per key pair.
+            try:
+                keys = reversed(state)
+                last = next(keys)
+                key = next(keys)
+                if key not in _SKIPPED_KEYS and last not in _SKIPPED_KEYS and next(keys) in _BASE_KEYS:
+                    pair = self._attribute_pairs.get((key, last))
+                    if pair is None:
+                        pair = self._attribute_pair(key, last)
+                    attributes = f"{pair[0]}{_value_json(state[key])}{pair[1]}{_value_json(state[last])}}}"
+                else:
+                    links, attributes = self._record_attributes(state, context)
+            except (RuntimeError, KeyError, StopIteration):  # another thread changed the record meanwhile
+                links, attributes = self._record_attributes(state, context)
         elif size > RECORD_BASE_KEYS or context:
             links, attributes = self._record_attributes(state, context)
         if span is not None and not links:  # explicit extra= trace_id/span_id win over the active span
@@ -245,8 +262,10 @@ class EntryEncoder:
             f'{self._id_head}{"%x" % next(self._counter)}{self._stamp}{"%06d" % micros}Z{head}'  # noqa: UP031
             f"{_encode_str(msg)}{tail}{links}{attributes}}}\n"
         )
-        # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
-        return line.encode("utf-8", "replace")
+        try:
+            return line.encode()  # the strict codec is the fastest; it fails only on a lone surrogate
+        except UnicodeEncodeError:  # (from bad decoding upstream): it becomes "?", the body must be UTF-8
+            return line.encode("utf-8", "replace")
 
     def _encode_general(
         self, state: dict[str, Any], msg: str, context: Mapping[str, object] | None, span: object
@@ -364,6 +383,16 @@ class EntryEncoder:
             heads.clear()
         heads[key] = head = f',"attributes":{{{prefix}'
         return head
+
+    def _attribute_pair(self, first: object, second: object) -> tuple[str, str]:
+        """(`,"attributes":{"first":`, `,"second":`) for a record's only two attributes, cached."""
+        pairs = self._attribute_pairs
+        if len(pairs) >= _NAME_CACHE_SIZE:
+            pairs.clear()
+        prefix = self._key_prefixes.get(second) or self._key_prefix(second)
+        pair = (self._attribute_head(first), f",{prefix}")
+        pairs[(first, second)] = pair
+        return pair
 
     def _key_prefix(self, key: object) -> str:
         """`"key":` for an attribute key (cut to the wire limit), cached."""

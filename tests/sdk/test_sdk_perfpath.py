@@ -231,3 +231,26 @@ def test_cut_takes_the_oldest_lines_up_to_either_limit(
     assert list(pending.lines) == lines[len(expected) :]
     assert pending.nbytes == sum(sizes) - total
     assert pending.first_seq == 1 + len(expected)
+
+
+def test_two_extra_fields_take_the_fast_path_and_match_the_general_path(monkeypatch: Any) -> None:
+    """Records with two `extra=` fields (the benchmark's shape) use the cached key-pair opening after the
+    first one, and each line is byte for byte what `_encode_general` builds (ids aside)."""
+    encoder = EntryEncoder("svc")
+    reference = EntryEncoder("svc")
+    calls = []
+    general = encoder._encode_general
+
+    def counting(*args: Any) -> bytes:
+        calls.append(1)
+        return general(*args)
+
+    monkeypatch.setattr(encoder, "_encode_general", counting)
+    for i in range(50):
+        extra = {"user_id": i, "path": f"/api/items/{i}" if i % 2 else "caf\u00e9 \ud800"}
+        item = _captured("served %d", (i,), extra, 20, "app", "Main")
+        fast = encoder.encode_captured(item)
+        plain = reference._encode_general(item[0], f"served {i}", None, None)
+        assert fast.split(b'"', 4)[4] == plain.split(b'"', 4)[4]
+        assert json.loads(fast)["attributes"] == {"user_id": i, "path": extra["path"].replace("\ud800", "?")}
+    assert len(calls) == 1
