@@ -60,8 +60,8 @@ class AttrFilter:
     """One attribute condition from a query parameter (`field` is the parameter's `attr.<key>` form).
 
     - `attr.k=v`: k is present and its string form is v (`attr.status=500` matches 500 and "500" but not
-      500.0; `attr.ok=true` matches true and "true"). One map lookup: a numeric twin (500 == 500.0) read
-      the number map too and tripled the cost at 10M rows (docs/benchmarks.md);
+      500.0; `attr.ok=true` matches true and "true"): one map lookup, and old string-only rows answer
+      alike (docs/api.md);
     - `attr.k!=v`: the negation (also true where k is absent);
     - `attr.k>n` `>=` `<` `<=`: k is a number (typed storage; rows stored before migration 2 hold strings
       only and never match) and compares so with the number n;
