@@ -69,66 +69,49 @@ def existing_ids(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -
     return set(raw.decode().split("\n")) - {""}
 
 
-# A row's `attributes` object: flat, string keys, scalar values (schema.Entry), so it ends at the first `}`
-# outside a string. The JSON-string pattern skips escaped quotes, so text inside a message never matches.
-_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'  # a JSON string, unrolled (no per-character alternation)
-# Compact JSON as ingestion writes it; whitespace is tolerated so no other writer's rows lose their types.
-_ATTRIBUTES = re.compile(
-    rb'"attributes":\s*(\{\s*(?:' + _STRING + rb"\s*:\s*(?:" + _STRING + rb'|[^,}"\s]*)\s*,?\s*)*\})'
-)
-_ATTRIBUTES_KEY = b'"attributes":'
 # A key followed by a value that is not a string (nor an object/array/null): a number or a boolean. `pid` is
-# the only such field outside `attributes` (oglogstream.wire). A hit inside a string (escaped quote) only
-# costs the exact parse below.
+# the only such field outside `attributes` (oglogstream.wire), so a payload with no more hits than pids has
+# no typed attribute value. A hit inside a string (escaped quote) only costs the exact parse below.
 _TYPED_VALUE = re.compile(rb'":\s*[-0-9tf]')
 _PID = b'"pid":'
 
 
-def _typed_columns(obj: bytes) -> bytes:
-    """`,"attributes_number":{...},"attributes_bool":{...}` (the non-empty ones) for one attributes object."""
-    try:
-        parsed = pydantic_core.from_json(obj)  # Rust: a fraction of a regex pass over the pairs
-    except ValueError:  # not JSON after all: ClickHouse judges the row as it is (a data error, isolated)
-        return b""
+def _add_typed_maps(row: Any) -> None:
+    attributes = row.get("attributes") if isinstance(row, dict) else None
+    if not attributes or not isinstance(attributes, dict):
+        return
     numbers: dict[str, float | int] = {}
     bools: dict[str, bool] = {}
-    for key, value in parsed.items():
+    for key, value in attributes.items():
         if value.__class__ is bool:
             bools[key] = value
         elif value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
             numbers[key] = value
-    extra = b""
     if numbers:
-        extra += b',"attributes_number":' + pydantic_core.to_json(numbers)
+        row["attributes_number"] = numbers
     if bools:
-        extra += b',"attributes_bool":' + pydantic_core.to_json(bools)
-    return extra
+        row["attributes_bool"] = bools
 
 
 def typed_attributes(payload: bytes) -> bytes:
-    """Rows (a JSON array or one object, as stored) with `attributes_number` / `attributes_bool` added next
-    to each `attributes` object that has number / boolean values; `attributes` itself keeps every value, which
-    ClickHouse stores as its exact JSON text (`99.5` -> "99.5"). Payloads whose attributes are all strings
-    (or that have none) come back unchanged after one C-speed scan; otherwise only the rows with a typed
-    value are parsed (their attributes object alone)."""
-    # Two C-speed counts: every pid is one hit, so equal counts mean no typed attribute value.
+    """Rows (a JSON array, or one object) with `attributes_number` / `attributes_bool` added to each row whose
+    `attributes` has number / boolean values; `attributes` itself keeps every value, which ClickHouse stores
+    as its JSON text (`99.5` -> "99.5").
+
+    Payloads whose attributes are all strings (or that have none) come back unchanged after two C-speed
+    scans. Others are parsed and written again by pydantic-core, ingestion's own serializer, so every value
+    keeps the text ingestion gave it (measured faster than patching the bytes row by row: see
+    docs/benchmarks.md, "Attribute filters"). A payload that is not JSON comes back unchanged: ClickHouse
+    refuses it as a data error, which is isolated, never retried as transient."""
     if len(_TYPED_VALUE.findall(payload)) == payload.count(_PID):
         return payload
-    hit = _TYPED_VALUE.search(payload)
-    out: list[bytes] = []
-    done = 0  # payload[:done] is in `out`
-    while hit is not None:
-        start = payload.rfind(_ATTRIBUTES_KEY, done, hit.start() + 1)
-        match = _ATTRIBUTES.match(payload, start) if start >= 0 else None
-        if match is None or match.end() <= hit.start():  # not inside an attributes object (a pid)
-            hit = _TYPED_VALUE.search(payload, hit.end())
-            continue
-        extra = _typed_columns(match.group(1))
-        out += (payload[done : match.end()], extra)
-        done = match.end()
-        hit = _TYPED_VALUE.search(payload, done)
-    out.append(payload[done:])
-    return b"".join(out)
+    try:
+        rows = pydantic_core.from_json(payload)
+    except ValueError:
+        return payload
+    for row in rows if isinstance(rows, list) else (rows,):
+        _add_typed_maps(row)
+    return pydantic_core.to_json(rows)
 
 
 def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
