@@ -163,6 +163,9 @@ class WorkerLoop:
         interval = s.flush_interval
         next_tick = time.monotonic() + interval
         mark = (0, time.monotonic())
+        # A full batch went out and the rest of that backlog is still pending: once the intake is empty (the
+        # burst is over, everything is encoded), the remainder goes at once rather than at the next tick.
+        tail_due = False
         while True:
             if self._flush_requests:
                 self._take_flush_requests()
@@ -183,7 +186,7 @@ class WorkerLoop:
             ):
                 return
             now = time.monotonic()
-            urgent = now >= next_tick or self._waiters or self._closing
+            urgent = now >= next_tick or self._waiters or self._closing or (tail_due and not self.intake)
             if self._linger:
                 if not pending:
                     self._pending_since = None
@@ -192,6 +195,7 @@ class WorkerLoop:
                 elif now >= self._pending_since + self._linger:
                     urgent = True
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
+                tail_due = not urgent
                 if spool is None:
                     self._deliver(self._inflight.take(pending, s, self._new_batch_id(), self._lock))
                     if self._abandoned:

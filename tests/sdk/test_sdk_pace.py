@@ -56,3 +56,16 @@ def test_a_burst_with_default_settings_is_delivered_in_order_once(server: Captur
         assert [e["message"] for e in server.entries] == [f"r {i}" for i in range(100_000)]
     finally:
         handler.close(5)
+
+
+def test_the_rest_of_a_burst_goes_once_the_worker_caught_up_not_at_the_next_tick(
+    server: CaptureServer, make_handler, logger
+) -> None:
+    """After full batches of a burst went out, the remainder (less than a batch) is sent as soon as the
+    intake is empty, not after flush_interval (30 s here; the wait below gives up long before)."""
+    handler = make_handler(server.url, batch_size=100, flush_interval=30.0)
+    logger.addHandler(handler)
+    for i in range(250):
+        logger.info("burst %d", i)
+    assert server.wait_entries(250, 10), server.entry_count
+    assert sum(r.entries for r in server.requests) == 250 and max(r.entries for r in server.requests) <= 100
