@@ -4,7 +4,8 @@ Every limit in `wire` is enforced by truncating or converting, never by raising 
 `_entry_values`): a long message or traceback keeps its head and its tail with TRUNCATION_MARKER between
 (the tail is where a traceback names the error). Lines are assembled from pre-encoded fragments instead of
 `json.dumps(dict)` because this is the worker's hot loop; `json.encoder.encode_basestring` (C) escapes.
-What the caller's thread captures is defined in `_capture`; this module re-exports it.
+What the caller's thread captures is defined in `_capture`; this module re-exports it. structlog/asyncio
+events are encoded by `_entry_struct`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ._capture import (
     render,
     render_failed,
 )
+from ._entry_struct import EMPTY_MESSAGE, MAX_CREATED, MESSAGE_FAST_CHARS, MIN_CREATED, encode_struct
 from ._entry_values import (
     _BASE_KEYS,
     _INT64_MAX,
@@ -36,14 +38,12 @@ from ._entry_values import (
     _LINKS,
     _SKIPPED_KEYS,
     _STANDARD_KEYS,
-    _STRUCT_RESERVED,
     DROPPED_ATTRIBUTES_KEY,
     _attributes,
     _encode_str,
     _exception_field,
     _format_exception,
     _key,
-    _parse_timestamp,
     _safe_str,
     _value_json,
     level_for_name,
@@ -72,14 +72,6 @@ __all__ = [
     "span_links",
 ]
 
-#: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
-EMPTY_MESSAGE = "(empty message)"
-# Anything this short cannot exceed the byte limit even at 4 UTF-8 bytes per character.
-_MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
-# The server stores DateTime64(6), which holds years 1900..2299: a `created` outside 1970..2299 (a clock or
-# unit bug in a hand-made record) is replaced by the time of encoding rather than getting the entry rejected.
-_MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-negative)
-_MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
 _NAME_CACHE_SIZE = 4096
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
 _TWO_EXTRA = RECORD_BASE_KEYS + 2
@@ -117,15 +109,6 @@ class EntryEncoder:
         self._stamp_second = -1
         self._stamp = ""
 
-    def _timestamp(self, created: float) -> str:
-        if not _MIN_CREATED <= created <= _MAX_CREATED:  # also false for NaN
-            created = time.time()
-        second = int(created)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{min(int((created - second) * 1_000_000), 999_999):06d}Z"
-
     def _short(self, cache: dict[str, str], field: str, value: object) -> str:
         name = value if type(value) is str else ("" if value is None else _safe_str(value))
         fragment = cache.get(name)
@@ -136,29 +119,6 @@ class EntryEncoder:
                 cache.clear()
             cache[name] = fragment
         return fragment
-
-    def _line(
-        self,
-        created: float,
-        level: str,
-        message: str,
-        logger: str,
-        thread: str,
-        exception: str,
-        links: str,
-        attributes: str,
-    ) -> bytes:
-        if len(message) > _MESSAGE_FAST_CHARS:
-            message = clip_bytes(message, _wire.MAX_MESSAGE_BYTES)
-        elif not message:
-            message = EMPTY_MESSAGE
-        line = (
-            f'{{"id":"{self._prefix}{next(self._counter):x}","timestamp":"{self._timestamp(created)}",'
-            f'"level":"{level}",{self._static}"message":{_encode_str(message)}'
-            f"{logger}{thread}{exception}{links}{attributes}}}\n"
-        )
-        # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
-        return line.encode("utf-8", "replace")
 
     def _links(self, extras: dict[str, object]) -> str:
         out = ""
@@ -197,9 +157,9 @@ class EntryEncoder:
                 state["exc_info"]
                 or state["stack_info"]
                 or type(created) is not float
-                or not _MIN_CREATED <= created <= _MAX_CREATED  # also rejects NaN
+                or not MIN_CREATED <= created <= MAX_CREATED  # also rejects NaN
                 or not msg
-                or len(msg) > _MESSAGE_FAST_CHARS
+                or len(msg) > MESSAGE_FAST_CHARS
             ):
                 return self._encode_general(state, msg, context, span)
         except (KeyError, TypeError):  # an unusual record (missing attributes, unhashable names)
@@ -271,7 +231,7 @@ class EntryEncoder:
         self, state: dict[str, Any], msg: str, context: Mapping[str, object] | None, span: object
     ) -> bytes:
         """`encode_captured` for any record (`msg` already rendered); fills the fast path's caches."""
-        if len(msg) > _MESSAGE_FAST_CHARS:
+        if len(msg) > MESSAGE_FAST_CHARS:
             msg = clip_bytes(msg, _wire.MAX_MESSAGE_BYTES)
         elif not msg:
             msg = EMPTY_MESSAGE
@@ -293,7 +253,7 @@ class EntryEncoder:
             if type(levelno) is int:
                 self._levels[levelno] = level
                 self._heads[levelno] = f'","level":"{level}",{self._static}"message":'
-        if type(created) is not float or not _MIN_CREATED <= created <= _MAX_CREATED:  # also rejects NaN
+        if type(created) is not float or not MIN_CREATED <= created <= MAX_CREATED:  # also rejects NaN
             created = time.time()
         second = int(created)
         if second != self._second:
@@ -418,39 +378,6 @@ class EntryEncoder:
     def encode_struct(
         self, item: StructEvent, context: Mapping[str, object] | None, span: object = None
     ) -> bytes:
-        """A structlog event dict as one NDJSON line: `event` is the message, other keys are attributes."""
-        event = item.event
-        raw_message = event.get("event")
-        message = "" if raw_message is None else _safe_str(raw_message)
-        level = level_for_name(event.get("level", item.method))
-        created = item.created
-        rest: dict[str, object] = {k: v for k, v in event.items() if k not in _STRUCT_RESERVED}
-        if "timestamp" in event:
-            parsed = _parse_timestamp(event["timestamp"])
-            if parsed is None:
-                rest["timestamp"] = event["timestamp"]  # keep what the app wrote, visibly
-            else:
-                created = parsed
-        links = self._links({k: event[k] for k in _LINKS if k in event})
-        for name in _LINKS:  # a non-string trace/span id stays visible as an attribute
-            if name in event and f'"{name}"' not in links:
-                rest[name] = event[name]
-        if span is not None and not links:
-            links = span_links(span)
-        text = event.get("exception")
-        exception_text = text if isinstance(text, str) else _format_exception(item.exc_info)
-        stack = event.get("stack")
-        if isinstance(stack, str) and stack:
-            exception_text = f"{exception_text}\n{stack}" if exception_text else stack
-        pairs: list[tuple[object, object]] = list(context.items()) if context else []
-        pairs.extend(rest.items())
-        return self._line(
-            created,
-            level,
-            message,
-            self._short(self._names, "logger", event.get("logger", event.get("logger_name"))),
-            self._short(self._threads, "thread", item.thread),
-            _exception_field(exception_text),
-            links,
-            _attributes(pairs),
-        )
+        """A structlog event dict as one NDJSON line: `event` is the message, other keys are attributes
+        (`_entry_struct.encode_struct`)."""
+        return encode_struct(self, item, context, span)

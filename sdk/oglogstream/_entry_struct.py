@@ -1,0 +1,118 @@
+"""structlog and asyncio events -> NDJSON lines: the `EntryEncoder.encode_struct` path, and the entry-wide
+rules it shares with `_entry` (the empty-message stand-in, the fast message length, the accepted `created`
+range). Kept apart from `_entry` (stdlib records, the worker's hot loop) so each file has one job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from . import wire as _wire
+from ._capture import StructEvent
+from ._entry_values import (
+    _LINKS,
+    _STRUCT_RESERVED,
+    _attributes,
+    _encode_str,
+    _exception_field,
+    _format_exception,
+    _parse_timestamp,
+    _safe_str,
+    level_for_name,
+    span_links,
+)
+from .wire import clip_bytes
+
+if TYPE_CHECKING:
+    from ._entry import EntryEncoder
+
+__all__ = ["EMPTY_MESSAGE", "MAX_CREATED", "MESSAGE_FAST_CHARS", "MIN_CREATED", "encode_struct"]
+
+#: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
+EMPTY_MESSAGE = "(empty message)"
+# Anything this short cannot exceed the byte limit even at 4 UTF-8 bytes per character.
+MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
+# The server stores DateTime64(6), which holds years 1900..2299: a `created` outside 1970..2299 (a clock or
+# unit bug in a hand-made record) is replaced by the time of encoding rather than getting the entry rejected.
+MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-negative)
+MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
+
+
+def encode_struct(
+    encoder: EntryEncoder, item: StructEvent, context: Mapping[str, object] | None, span: object = None
+) -> bytes:
+    """A structlog event dict as one NDJSON line: `event` is the message, other keys are attributes."""
+    event = item.event
+    raw_message = event.get("event")
+    message = "" if raw_message is None else _safe_str(raw_message)
+    level = level_for_name(event.get("level", item.method))
+    created = item.created
+    rest: dict[str, object] = {k: v for k, v in event.items() if k not in _STRUCT_RESERVED}
+    if "timestamp" in event:
+        parsed = _parse_timestamp(event["timestamp"])
+        if parsed is None:
+            rest["timestamp"] = event["timestamp"]  # keep what the app wrote, visibly
+        else:
+            created = parsed
+    links = encoder._links({k: event[k] for k in _LINKS if k in event})
+    for name in _LINKS:  # a non-string trace/span id stays visible as an attribute
+        if name in event and f'"{name}"' not in links:
+            rest[name] = event[name]
+    if span is not None and not links:
+        links = span_links(span)
+    text = event.get("exception")
+    exception_text = text if isinstance(text, str) else _format_exception(item.exc_info)
+    stack = event.get("stack")
+    if isinstance(stack, str) and stack:
+        exception_text = f"{exception_text}\n{stack}" if exception_text else stack
+    pairs: list[tuple[object, object]] = list(context.items()) if context else []
+    pairs.extend(rest.items())
+    return _line(
+        encoder,
+        created,
+        level,
+        message,
+        encoder._short(encoder._names, "logger", event.get("logger", event.get("logger_name"))),
+        encoder._short(encoder._threads, "thread", item.thread),
+        _exception_field(exception_text),
+        links,
+        _attributes(pairs),
+    )
+
+
+def _line(
+    encoder: EntryEncoder,
+    created: float,
+    level: str,
+    message: str,
+    logger: str,
+    thread: str,
+    exception: str,
+    links: str,
+    attributes: str,
+) -> bytes:
+    """One NDJSON line from its parts (each a ready JSON fragment, "" when absent); the message is clipped."""
+    if len(message) > MESSAGE_FAST_CHARS:
+        message = clip_bytes(message, _wire.MAX_MESSAGE_BYTES)
+    elif not message:
+        message = EMPTY_MESSAGE
+    line = (
+        f'{{"id":"{encoder._prefix}{next(encoder._counter):x}","timestamp":"{_timestamp(encoder, created)}",'
+        f'"level":"{level}",{encoder._static}"message":{_encode_str(message)}'
+        f"{logger}{thread}{exception}{links}{attributes}}}\n"
+    )
+    # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
+    return line.encode("utf-8", "replace")
+
+
+def _timestamp(encoder: EntryEncoder, created: float) -> str:
+    """RFC 3339 UTC with microseconds; the encoder's cached second text is shared with its fast path."""
+    if not MIN_CREATED <= created <= MAX_CREATED:  # also false for NaN
+        created = time.time()
+    second = int(created)
+    if second != encoder._second:
+        encoder._second = second
+        encoder._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{encoder._second_text}.{min(int((created - second) * 1_000_000), 999_999):06d}Z"
