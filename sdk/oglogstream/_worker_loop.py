@@ -22,7 +22,7 @@ from collections.abc import Callable
 import tenacity
 
 from . import _diag, _otel, _worker_spool
-from ._buffer import Batch, Pending, intake_limit, large_bytes
+from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, large_bytes
 from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
 from ._lifecycle import WORKER_THREADS, Exit
@@ -244,21 +244,27 @@ class WorkerLoop:
 
     def _yield_to_callers(self, mark: tuple[int, float]) -> None:
         """Wait while the intake grows at DEFER_RATE or more (an application thread logging in a burst): for
-        at most flush_interval, while the intake holds less than half its bound; a flush() or close() (which
-        set `_wake`) ends the wait at once. Not in a forked child (its records go out after FORK_LINGER),
-        nor at exit. Bounded by time and memory: it moves the worker's encoding to after the burst."""
+        at most flush_interval, while the intake holds less than half its room (records, and the text of
+        large messages, as callers are admitted); a flush() or close() (which set `_wake`) ends the wait at
+        once. Not in a forked child (its records go out after FORK_LINGER), nor at exit. Bounded by time and
+        memory: it moves the worker's encoding to after the burst."""
         if self._linger or self._closing or self._waiters or Exit.started:
             return
         intake = self.intake
         count, since = mark
-        limit = self.intake_limit // 2
+        # Half the intake's room, in the units callers are admitted by (records, plus large messages' text).
+        room = self.intake_limit * INTAKE_ITEM_BYTES // 2
         give_up = time.monotonic() + self.settings.flush_interval
         with self._lock:  # callers no longer wake us (until _rearm); flush() and close() still do
             if self._closing:
                 return
             self.soft_limit = self.intake_limit
             self._wake.clear()
-        while len(intake) < limit and not self._wake.is_set() and not self._flush_requests:
+        while (
+            len(intake) * INTAKE_ITEM_BYTES + self.intake_large < room
+            and not self._wake.is_set()
+            and not self._flush_requests
+        ):
             now = time.monotonic()
             if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
                 return

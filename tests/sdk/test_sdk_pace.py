@@ -69,3 +69,24 @@ def test_the_rest_of_a_burst_goes_once_the_worker_caught_up_not_at_the_next_tick
         logger.info("burst %d", i)
     assert server.wait_entries(250, 10), server.entry_count
     assert sum(r.entries for r in server.requests) == 250 and max(r.entries for r in server.requests) <= 100
+
+
+def test_a_burst_of_large_messages_is_not_dropped_while_the_worker_defers(
+    server: CaptureServer, logger
+) -> None:
+    """Large messages count against the intake by their bytes: a deferring worker stops deferring at half of
+    that room too, so a fast burst of 12,000 4 KiB messages (~48 MiB, within the default 64 MiB budget)
+    loses nothing."""
+    from oglogstream import OgLogHandler
+
+    handler = OgLogHandler(server.url, "pace-large")
+    logger.addHandler(handler)
+    body = "x" * 4096
+    try:
+        for i in range(12_000):
+            logger.info(f"{i} {body}")
+        assert handler.flush(60)
+        stats = handler.stats()
+        assert (stats.sent, stats.dropped, stats.queued) == (12_000, {}, 0)
+    finally:
+        handler.close(5)
