@@ -8,11 +8,17 @@ See docs/sdk.md for every setting, the dictConfig and structlog set-ups, and wha
 The public names load on first use (PEP 562), so `import oglogstream.wire` (the wire contract, which the
 reference stack imports in every server process) loads neither httpx nor tenacity and registers none of the
 SDK's atexit/fork hooks.
+
+`logging` itself is imported here, eagerly (stdlib, already loaded by nearly every program): its atexit hook
+(`logging.shutdown`, which closes every handler) must be registered before anything the application registers
+after `import oglogstream`, so that it runs after those hooks (atexit is last-in, first-out) and an
+`OgLogHandler` still batches their records; see `_lifecycle`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging  # noqa: F401  # registers logging.shutdown now (see above): not an SDK hook
 from typing import TYPE_CHECKING, Any
 
 from ._version import VERSION as __version__

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import atexit
-import logging  # noqa: F401  # before our atexit hook: logging.shutdown then always runs after it
+import logging  # noqa: F401  # before our atexit hook (the package __init__ already did, for app hooks)
 import os
 import signal
 import sys

@@ -44,7 +44,8 @@ PROBE = f"""
     os.register_at_fork = spy(os.register_at_fork)
     IMPORTS
     loaded = [m for m in {_SDK_RUNTIME!r} if m in sys.modules]
-    print(json.dumps({{"loaded": loaded, "hooks": sorted(set(hooks))}}))
+    # Only the SDK's own hooks: `import oglogstream` imports the stdlib's logging (and so threading) on purpose.
+    print(json.dumps({{"loaded": loaded, "hooks": sorted({{h for h in hooks if h.startswith("oglogstream")}})}}))
 """
 
 
