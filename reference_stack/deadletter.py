@@ -36,6 +36,7 @@ from aiohttp import web
 
 from .broker import Broker, BrokerUnavailable
 from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME, STREAM_SUBJECT
+from .filters import ParamError, check_known
 from .http_boundary import Problem, read_body
 from .metrics import Metrics
 from .resources import BROKER, METRICS
@@ -55,6 +56,8 @@ __all__ = [
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+#: The query parameters GET /api/dead-letters reads (others are a 400, as on every route).
+LIST_PARAMS = ("after", "limit")
 #: Dead letters one replay request re-publishes (`{"all": true}` takes the oldest this many; repeat it).
 MAX_REPLAY = 1000
 #: Bytes a replay/discard request body may have: MAX_REPLAY sequence numbers of 19 digits fit in ~21 KB.
@@ -233,6 +236,10 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 async def list_route(request: web.Request) -> web.Response:
     """GET /api/dead-letters: one page, oldest first; 400 naming a bad parameter; 503 while NATS is down."""
+    try:
+        check_known(request.query, LIST_PARAMS)
+    except ParamError as exc:
+        raise _bad_request(exc.field, exc.reason) from None
     after = _int_param(request, "after", 0, 0, 2**63 - 1)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     broker = request.app[BROKER]
