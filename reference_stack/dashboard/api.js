@@ -1,6 +1,7 @@
 // API client: the query API and live tail of this origin. Filters are the dashboard's shape:
 // {levels: string[], service: string, q: string, from: string|null, to: string|null, attrs: AttrFilter[]}
-// (from/to RFC 3339; AttrFilter {key, op: '=' | '!=', value}, sent as `attr.<key>=<value>` / `attr.<key>!=...`).
+// (from/to RFC 3339; AttrFilter {key, op: '=' | '!=' | '>' | '>=' | '<' | '<=', value}, sent as the API spells
+// it: `attr.<key><op><value>`, docs/api.md).
 
 import { authHeaders, requireKey } from './auth.js';
 
@@ -20,9 +21,20 @@ export class ApiError extends Error {
 export const MAX_ATTR_FILTERS = 20;
 export const ATTR_PREFIX = 'attr.';
 
-// The query parameter of one attribute condition: `attr.k!=v` splits into the name `attr.k!` and value `v`.
+// The query parameter [name, value] of one attribute condition, as a query-string splitter reads the API's
+// spelling: `attr.k!=v` is the name `attr.k!` and value `v`, `attr.k>=5` is `attr.k>` and `5`; a strict
+// comparison has no `=` (`attr.k>5`: the name `attr.k>5`, value ''). Its inverse: parseAttrParam (state.js).
 export function attrParam(attr) {
-  return [`${ATTR_PREFIX}${attr.key}${attr.op === '!=' ? '!' : ''}`, attr.value];
+  const name = `${ATTR_PREFIX}${attr.key}`;
+  if (attr.op === '>' || attr.op === '<') return [`${name}${attr.op}${attr.value}`, ''];
+  return [`${name}${attr.op.slice(0, -1)}`, attr.value];
+}
+
+// Called with the ApiError of every 400 (a filter the server refused, with its field and reason), from any
+// view's request, so the page shows it once next to the filters.
+let rejectedHandler = null;
+export function onFilterRejected(handler) {
+  rejectedHandler = handler;
 }
 
 // Query-string parameters for the filters; `time` false for the live tail (it has no time range).
@@ -73,6 +85,7 @@ async function get(path, params, signal) {
   if (!response.ok) {
     const error = await errorFrom(response);
     if (response.status === 401) requireKey(error.message);
+    if (response.status === 400 && rejectedHandler) rejectedHandler(error);
     throw error;
   }
   return response;

@@ -1,7 +1,7 @@
 // Dashboard entry point: reads the state from the URL, wires the filter bar and the three views, and keeps
 // the URL in step so the current view and filters can be bookmarked or shared.
 
-import { LEVELS, fetchStats, validateFilters } from './api.js';
+import { LEVELS, MAX_ATTR_FILTERS, fetchStats, onFilterRejected, validateFilters } from './api.js';
 import { filterButtons, renderChips } from './attrs.js';
 import { initAuth } from './auth.js';
 import { showContext } from './context.js';
@@ -9,7 +9,9 @@ import { LiveTail } from './live.js';
 import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
 import { el, showDetail } from './render.js';
 import { SearchView } from './search.js';
-import { addAttr, parseState, removeAttr, resolveFilters, serializeState, VIEWS } from './state.js';
+import {
+  addAttr, attrLabel, parseSearchText, parseState, removeAttr, resolveFilters, serializeState, VIEWS,
+} from './state.js';
 
 const SERVICES_REFRESH_MS = 60000;
 const TYPING_DELAY_MS = 500;
@@ -26,6 +28,7 @@ const form = {
   from: $('f-from'),
   to: $('f-to'),
   error: $('f-error'),
+  hint: $('f-hint'),
   limit: $('search-limit'),
   attrs: $('f-attrs'),
 };
@@ -34,6 +37,9 @@ initAuth(); // before any request: a 401 opens the key dialog
 let state = parseState(window.location.search);
 let currentEntry = null;
 const applied = { live: null, search: null, overview: null }; // the filter key each view last ran with
+// The last filters the server refused (400) and why: shown next to the filters until they change.
+let refused = null;
+const filterKey = () => JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.attrs]);
 
 // An attribute condition picked anywhere (side panel, entry detail) joins the filters; a chip's ✕ removes it.
 function filterAttr(attr) {
@@ -100,12 +106,13 @@ function writeForm() {
   form.to.value = toLocalInput(state.to);
   form.limit.value = String(state.limit);
   renderChips(form.attrs, state.attrs, unfilterAttr);
+  showPending();
 }
 
 function readForm() {
   state.levels = LEVELS.filter((level) => form.levels.some((box) => box.checked && box.value === level));
   state.service = form.service.value.trim();
-  state.q = form.q.value.trim();
+  state.q = parseSearchText(form.q.value).text.trim(); // conditions typed there join on Enter (takeTyped)
   state.range = form.range.value;
   form.custom.hidden = state.range !== 'custom';
   if (state.range === 'custom') {
@@ -123,12 +130,60 @@ function readForm() {
   state.limit = Number(form.limit.value);
 }
 
+// Conditions typed in the search box (`duration_ms>500`, state.js's grammar) become chips on Enter, not while
+// typing (`duration_ms>5` is on its way to `duration_ms>500`). false (and they stay in the box) when they
+// would pass the API's limit.
+function takeTyped() {
+  const { text, attrs } = parseSearchText(form.q.value);
+  if (!attrs.length) return true;
+  let next = state.attrs;
+  for (const attr of attrs) {
+    const added = addAttr(next, attr);
+    const duplicate = next.some((o) => o.key === attr.key && o.op === attr.op && o.value === attr.value);
+    if (added === next && !duplicate) {
+      showError(`attr: at most ${MAX_ATTR_FILTERS} attribute conditions (remove one to add ${attrLabel(attr)})`);
+      return false;
+    }
+    next = added;
+  }
+  state.attrs = next;
+  form.q.value = text;
+  showPending();
+  renderChips(form.attrs, state.attrs, unfilterAttr);
+  return true;
+}
+
+// Says under the search box what Enter will add, as the user types a condition.
+function showPending() {
+  const { attrs } = parseSearchText(form.q.value);
+  form.hint.textContent = attrs.length ? `Enter adds: ${attrs.map(attrLabel).join(', ')}` : '';
+}
+
+// The filter error next to the search box, and the chip of the refused attribute marked.
+function showError(message, field = null) {
+  form.error.textContent = message ?? '';
+  form.root.classList.toggle('invalid', Boolean(message));
+  for (const chip of form.attrs.children) {
+    const bad = field !== null && chip.dataset.field === field;
+    chip.classList.toggle('invalid', bad);
+    if (bad) chip.setAttribute('aria-invalid', 'true');
+    else chip.removeAttribute('aria-invalid');
+  }
+}
+
+onFilterRejected((err) => {
+  refused = { key: filterKey(), message: err.message, field: err.field };
+  showError(err.message, err.field);
+});
+
 // Run the visible view if its filters changed (or `force`), and keep the live tail on the current filters.
 function activate({ force = false } = {}) {
   const filters = resolveFilters(state);
+  if (refused && refused.key !== filterKey()) refused = null;
   const error = validateFilters(filters);
-  form.error.textContent = error ?? '';
-  form.root.classList.toggle('invalid', Boolean(error));
+  if (error) showError(error);
+  else if (refused) showError(refused.message, refused.field);
+  else showError(null);
   if (error) return;
   const liveKey = JSON.stringify([filters.levels, filters.service, filters.q, filters.attrs]);
   if (applied.live !== liveKey) {
@@ -191,6 +246,7 @@ let typingTimer = null;
 form.root.addEventListener('submit', (event) => {
   event.preventDefault();
   clearTimeout(typingTimer);
+  if (!takeTyped()) return;
   readForm();
   window.history.replaceState(null, '', serializeState(state));
   render();
@@ -199,6 +255,7 @@ form.root.addEventListener('submit', (event) => {
 for (const box of form.levels) box.addEventListener('change', commit);
 for (const input of [form.service, form.range, form.from, form.to, form.limit]) input.addEventListener('change', commit);
 form.q.addEventListener('input', () => {
+  showPending();
   clearTimeout(typingTimer);
   typingTimer = setTimeout(commit, TYPING_DELAY_MS);
 });

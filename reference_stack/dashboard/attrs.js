@@ -2,8 +2,9 @@
 // most common keys, GET /api/attributes) and the filter buttons of the entry detail. Clicking a value filters
 // in (`attr.k=v`); alt-click, right-click or its ≠ button filters out (`attr.k!=v`); a chip's ✕ removes it.
 
-import { fetchAttributes } from './api.js';
+import { ATTR_PREFIX, fetchAttributes } from './api.js';
 import { el } from './render.js';
+import { attrLabel } from './state.js';
 
 // Keys and values per key the side panel asks for (the API allows up to 100 of each).
 export const PANEL_KEYS = 12;
@@ -40,7 +41,7 @@ export function filterButtons(key, value, onFilter, { label = null, count = null
 // The current attribute conditions as chips; `onRemove(attr)` when a chip's ✕ is pressed.
 export function renderChips(container, attrs, onRemove) {
   container.replaceChildren(...attrs.map((attr) => {
-    const text = `${attr.key} ${attr.op} ${attr.value}`;
+    const text = attrLabel(attr);
     const remove = el('button', 'chip-remove', '✕');
     remove.type = 'button';
     remove.title = 'Remove this filter';
@@ -48,6 +49,7 @@ export function renderChips(container, attrs, onRemove) {
     remove.addEventListener('click', () => onRemove(attr));
     const chip = el('span', `attr-chip${attr.op === '!=' ? ' negated' : ''}`, el('span', 'chip-text', text), remove);
     chip.title = text;
+    chip.dataset.field = `${ATTR_PREFIX}${attr.key}`; // the `field` of the server's 400 about it
     return chip;
   }));
 }
@@ -70,7 +72,8 @@ export class AttributePanel {
       if (controller === this.controller) this.render(body.keys);
     } catch (err) {
       if (err.name === 'AbortError') return;
-      this.list.replaceChildren(el('p', 'empty error', `Attributes unavailable: ${err.message}`));
+      // A refused filter (400) is shown once, next to the filters (app.js).
+      this.list.replaceChildren(...(err.status === 400 ? [] : [el('p', 'empty error', `Attributes unavailable: ${err.message}`)]));
     } finally {
       if (controller === this.controller) this.list.classList.remove('loading');
     }

@@ -45,7 +45,8 @@ export class OverviewView {
     } catch (err) {
       if (err.name === 'AbortError') return;
       this.info.textContent = '';
-      this.chart.replaceChildren(el('p', 'empty error', `Overview failed: ${err.message}`));
+      const text = err.status === 400 ? `No overview: the server refused a filter (${err.message}); fix it above.` : `Overview failed: ${err.message}`;
+      this.chart.replaceChildren(el('p', 'empty error', text));
     }
   }
 

@@ -67,7 +67,8 @@ export class SearchView {
       this.histogram.dataset.intervalSeconds = String(body.interval_seconds);
     } catch (err) {
       if (err.name === 'AbortError') return;
-      this.histogram.replaceChildren(el('p', 'empty error', `Histogram unavailable: ${err.message}`));
+      // A refused filter (400) is shown once, next to the filters (app.js).
+      this.histogram.replaceChildren(...(err.status === 400 ? [] : [el('p', 'empty error', `Histogram unavailable: ${err.message}`)]));
     } finally {
       if (controller === this.histogramController) this.histogram.classList.remove('loading');
     }
@@ -103,7 +104,7 @@ export class SearchView {
       if (err.name === 'AbortError') return;
       this.next = null;
       this.tbody.replaceChildren();
-      this.showEmpty(`Search failed: ${err.message}`, true);
+      this.showEmpty(err.status === 400 ? `No search: the server refused a filter (${err.message}); fix it above.` : `Search failed: ${err.message}`, true);
       this.info.textContent = '';
     } finally {
       if (controller === this.controller) {

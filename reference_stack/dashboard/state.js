@@ -1,8 +1,13 @@
 // The dashboard's state lives in the URL (location.search), so any view with its filters can be shared:
 // ?view=search&level=error,fatal&service=web-api&q=timeout&range=1h  (or from=...&to=... for a custom range),
-// plus attribute conditions spelt as the API spells them: &attr.http.route=/x&attr.user!=bot.
+// plus attribute conditions spelt as the API spells them: &attr.http.route=/x&attr.user!=bot&attr.ms%3E=500.
+// An attribute condition is {key, op, value}: op one of ATTR_OPS, value a string ('*' with = / != means
+// "present" / "absent", as in the API).
 
-import { ATTR_PREFIX, LEVELS, MAX_ATTR_FILTERS } from './api.js';
+import { ATTR_PREFIX, LEVELS, MAX_ATTR_FILTERS, attrParam } from './api.js';
+
+// The API's attribute operators (docs/api.md); the comparisons take a number.
+export const ATTR_OPS = ['=', '!=', '>', '>=', '<', '<='];
 
 export const VIEWS = ['live', 'search', 'overview'];
 export const RANGES = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800, '30d': 2592000 };
@@ -45,9 +50,8 @@ export function parseState(search) {
   if (PAGE_SIZES.includes(limit)) state.limit = limit;
   for (const [name, value] of params) {
     if (!name.startsWith(ATTR_PREFIX) || state.attrs.length >= MAX_ATTR_FILTERS) continue;
-    const negated = name.endsWith('!');
-    const key = name.slice(ATTR_PREFIX.length, negated ? -1 : undefined);
-    if (key) state.attrs = addAttr(state.attrs, { key, op: negated ? '!=' : '=', value });
+    const attr = parseAttrParam(name, value);
+    if (attr) state.attrs = addAttr(state.attrs, attr);
   }
   return state;
 }
@@ -66,8 +70,61 @@ export function serializeState(state) {
     params.set('range', state.range);
   }
   if (state.limit !== DEFAULT_PAGE_SIZE) params.set('limit', String(state.limit));
-  for (const attr of state.attrs) params.append(`${ATTR_PREFIX}${attr.key}${attr.op === '!=' ? '!' : ''}`, attr.value);
+  for (const attr of state.attrs) params.append(...attrParam(attr));
   return `?${params}`;
+}
+
+// One query parameter (name, value), as URLSearchParams splits it, back into {key, op, value}: the inverse of
+// attrParam (api.js) and the same reading as the server's AttrFilter.parse. The splitter leaves an operator's
+// first character on the name (`attr.k>=5` -> name `attr.k>`, value `5`; `attr.k!=v` -> `attr.k!`, `v`), and a
+// strict comparison has no `=` at all (`attr.k>5` -> name `attr.k>5`, value ''). null without a key. A bad
+// number is kept: the server's 400 names it next to the filters (one set of rules, the server's).
+export function parseAttrParam(name, value) {
+  let rest = name.slice(ATTR_PREFIX.length);
+  let op = '=';
+  const cuts = [rest.indexOf('>'), rest.indexOf('<')].filter((i) => i >= 0);
+  const cut = cuts.length ? Math.min(...cuts) : -1;
+  if (cut >= 0 && cut < rest.length - 1 && value === '') {
+    op = rest[cut];
+    value = rest.slice(cut + 1);
+    rest = rest.slice(0, cut);
+  } else if (['!', '>', '<'].includes(rest.slice(-1))) {
+    op = `${rest.slice(-1)}=`;
+    rest = rest.slice(0, -1);
+  }
+  return rest ? { key: rest, op, value } : null;
+}
+
+// How a condition reads on its chip: `duration_ms > 500`, `request_id = abc`, `user exists`, `user missing`.
+export function attrLabel(attr) {
+  if (attr.value === '*' && (attr.op === '=' || attr.op === '!=')) {
+    return `${attr.key} ${attr.op === '=' ? 'exists' : 'missing'}`;
+  }
+  return `${attr.key} ${attr.op} ${attr.value}`;
+}
+
+// The search box's grammar: whitespace-separated words, where a word shaped `key<op>value` is an attribute
+// condition instead of text. key: a letter or _ then letters, digits, _ . - (other keys: the attribute
+// panel); op: = != > >= < <= as in the API; value: the rest of the word, or "a quoted value" with spaces
+// (\" for a quote); `key=*` / `key!=*` mean present / absent. Anything else stays full-text search.
+// Returns {text: the words left for `q`, attrs: the conditions in order}.
+const CONDITION = /^([\p{L}_][\p{L}\p{N}_.-]*)(!=|>=|<=|=|>|<)("(?:[^"\\]|\\.)*"|[^\s"]\S*)$/u;
+const WORD = /(?:[^\s"]+|"(?:[^"\\]|\\.)*"?)+/g;
+
+export function parseSearchText(input) {
+  const words = [];
+  const attrs = [];
+  for (const [word] of input.matchAll(WORD)) {
+    const match = CONDITION.exec(word);
+    if (!match) {
+      words.push(word);
+      continue;
+    }
+    let value = match[3];
+    if (value.startsWith('"')) value = value.slice(1, -1).replace(/\\(.)/g, '$1');
+    attrs.push({ key: match[1], op: match[2], value });
+  }
+  return { text: words.join(' '), attrs };
 }
 
 // API filters for the state, with a relative range resolved against `now` (ms) into absolute times.
@@ -84,11 +141,13 @@ export function resolveFilters(state, now = Date.now()) {
 const sameAttr = (a, b) => a.key === b.key && a.op === b.op && a.value === b.value;
 
 // `attrs` with `attr` added: the opposite condition on the same key and value is replaced (filtering a value
-// out after filtering it in flips it), a duplicate is not added twice.
+// out after filtering it in flips it; `=`/`!=` only: `>=500` and `<=500` together are numeric equality), a
+// duplicate is not added twice.
+const OPPOSITE = { '=': '!=', '!=': '=' };
 export function addAttr(attrs, attr) {
-  const rest = attrs.filter((other) => !(other.key === attr.key && other.value === attr.value));
-  if (rest.length >= MAX_ATTR_FILTERS) return attrs;
-  return attrs.some((other) => sameAttr(other, attr)) ? attrs : [...rest, attr];
+  if (attrs.some((other) => sameAttr(other, attr))) return attrs;
+  const rest = attrs.filter((other) => !(other.key === attr.key && other.value === attr.value && other.op === OPPOSITE[attr.op]));
+  return rest.length >= MAX_ATTR_FILTERS ? attrs : [...rest, attr];
 }
 
 export function removeAttr(attrs, attr) {
