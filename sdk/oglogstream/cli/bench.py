@@ -21,7 +21,16 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError, Target, add_target_flags
+from ._http import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    CliError,
+    Target,
+    add_target_flags,
+)
 from ._output import HelpFormatter
 
 __all__ = ["BenchResult", "add_parser", "run"]
@@ -147,9 +156,12 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             thread.start()
         progress = err.isatty()
         tick = threading.Event()  # never set: a wait with a deadline between progress lines
+        interrupted = False
         try:
-            while any(t.is_alive() for t in threads):
-                tick.wait(1.0 if progress else 0.2)
+            # The run lasts --duration even when the last batch was scheduled earlier: the achieved rate is
+            # entries over the real elapsed time, never over the span of the batches alone.
+            while any(t.is_alive() for t in threads) or (time.monotonic() < end and not stop.is_set()):
+                tick.wait(min(1.0 if progress else 0.2, max(end - time.monotonic(), 0.01)))
                 if progress:
                     done = min(time.monotonic() - start, args.duration)
                     filled = int(20 * done / args.duration)
@@ -157,6 +169,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                               f"accepted {result.accepted}  refused {result.refused}   ")
                     err.flush()
         except KeyboardInterrupt:
+            interrupted = True
             stop.set()
         for thread in threads:
             thread.join(target.timeout + 1)
@@ -164,6 +177,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         if progress:
             err.write("\n")
     _summary(result, args, out)
+    if interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if result.refused or not result.accepted else EXIT_OK
 
 

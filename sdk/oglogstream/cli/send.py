@@ -8,9 +8,11 @@ arguments give the defaults. The exit code is 0 only when the SDK reports every 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -18,8 +20,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+import httpx
+
 from .._handler import OgLogHandler
-from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
+from ._http import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    CliError,
+    Target,
+    add_target_flags,
+    auth_hint,
+    problem_line,
+)
 from ._output import HelpFormatter
 
 __all__ = ["add_parser", "run"]
@@ -46,6 +60,12 @@ _ENTRY_KEYS = frozenset(
 )
 # Attribute names LogRecord uses itself: an `extra` under these names would overwrite the record.
 _RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# The SDK's stderr lines that `send`'s own summary replaces: a loss announcement (whose advice is about
+# handler settings a `send` user cannot change) and the raw answer of a dropped batch.
+_REPLACED_DIAG = re.compile(r"^oglogstream: (\[[^\]]*\] lost |dropped \d+ records: )")
+# How the SDK's last_error starts when nothing answered (transport failure) or a status refused the batch.
+_UNREACHABLE_ERROR = re.compile(r"^(cannot reach |timeout talking to )")
+_STATUS_ERROR = re.compile(r"^HTTP (\d{3}) from ")
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -164,6 +184,35 @@ def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str
         yield number, {"message": text}
 
 
+class _DiagFilter:
+    """sys.stderr while `send` delivers: passes the SDK's lines through except those its summary replaces."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if not _REPLACED_DIAG.match(text):
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _refusal(target: Target, status: int) -> str:
+    """One line for a 401/403 that refused every batch: the server's field and reason (asked again with an
+    empty body, which stores nothing; the SDK keeps only the start of the body) and the key advice."""
+    line = f"HTTP {status}"
+    with contextlib.suppress(httpx.HTTPError), target.client() as client:
+        response = client.post("/logs", content=b"", headers={"Content-Type": "application/x-ndjson"})
+        if response.status_code == status:
+            line = problem_line(response)
+    return f"{line} ({auth_hint('ingest')})"
+
+
 def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sys.stderr) -> int:
     target = Target.from_args(args)
     if args.timeout <= 0:
@@ -178,6 +227,7 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
         err.write("oglog send: reading entries from stdin, one per line (Ctrl-D to end)\n")
     handlers: dict[str, OgLogHandler] = {}
     refused = 0
+    real_stderr, sys.stderr = sys.stderr, _DiagFilter(sys.stderr)
     try:
         for number, entry in _entries(args.message, stdin):
             try:
@@ -206,6 +256,7 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
                 if count:
                     reasons[reason] = reasons.get(reason, 0) + count
             last_error = stats.last_error or last_error
+        sys.stderr = real_stderr
     total = sent + dropped + queued
     if dropped or queued or refused:
         parts = [f"{count} {reason}" for reason, count in sorted(reasons.items())]
@@ -213,9 +264,15 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
             parts.append(f"{queued} still undelivered after --timeout {args.timeout:g}s")
         if refused:
             parts.append(f"{refused} invalid (not sent)")
+        code = EXIT_FAILED
+        status = _STATUS_ERROR.match(last_error or "")
+        if status and status.group(1) in ("401", "403"):
+            last_error = _refusal(target, int(status.group(1)))
+        elif not sent and last_error and _UNREACHABLE_ERROR.match(last_error):
+            code = EXIT_UNREACHABLE
         err.write(f"oglog send: {sent} of {total + refused} entries accepted; not: {', '.join(parts)}"
                   f"{f'; last error: {last_error}' if last_error else ''}\n")
-        return EXIT_FAILED
+        return code
     if not sent and args.message is None:
         err.write("oglog send: no entries on stdin\n")
     return EXIT_OK

@@ -14,8 +14,8 @@ from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from ._filters import add_filter_flags, filter_params
-from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags
-from ._output import HelpFormatter, colour_enabled, entry_line, print_json
+from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags, auth_hint
+from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, print_json
 
 __all__ = ["add_parser", "run"]
 
@@ -63,8 +63,20 @@ def _handshake_error(exc: Any) -> CliError:
         reason = f"{field}: {why}" if field and why else str(why or "")
     line = f"HTTP {status}: {reason or response.reason_phrase}"
     if status in (401, 403):
-        return CliError(line + " (the live tail needs a key with the query scope: --api-key / OGLOG_API_KEY)")
+        return CliError(f"{line} ({auth_hint('query')})")
     return CliError(line, EXIT_CONFIG if status == 400 else EXIT_FAILED)
+
+
+def _emit(message: Any, out: TextIO, *, as_json: bool, colour: bool) -> None:
+    """Print one entry now; OutputClosed when the reader of `out` is gone (that ends tail, not reconnects)."""
+    try:
+        if as_json:
+            print_json(message, out)
+        else:
+            out.write(entry_line(message, colour=colour) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
@@ -97,11 +109,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                     if isinstance(message, dict) and message.get("type") == "dropped":
                         err.write(f"oglog tail: missed {message.get('count')} entries (output too slow)\n")
                         continue
-                    if args.json:
-                        print_json(message, out)
-                    else:
-                        out.write(entry_line(message, colour=colour) + "\n")
-                    out.flush()
+                    _emit(message, out, as_json=args.json, colour=colour)
                     received += 1
                     if args.count and received >= args.count:
                         return EXIT_OK
@@ -116,7 +124,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                                ) from None
             err.write(f"oglog tail: connection closed ({code or 'no close frame'}); "
                       f"reconnecting in {pause:g}s\n")
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError included; a closed stdout is OutputClosed, never caught here
             err.write(f"oglog tail: cannot reach {target.url} ({exc or type(exc).__name__}); "
                       f"reconnecting in {pause:g}s\n")
         err.flush()
