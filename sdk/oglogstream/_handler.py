@@ -17,6 +17,7 @@ from ._settings import (
     DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DRAIN_ON_SIGTERM,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_BUFFER_RECORDS,
@@ -67,6 +68,7 @@ class OgLogHandler(logging.Handler):
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
+        drain_on_sigterm: bool = DEFAULT_DRAIN_ON_SIGTERM,
     ) -> None:
         # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
         settings = Settings.build(
@@ -88,6 +90,7 @@ class OgLogHandler(logging.Handler):
             spool_dir=spool_dir,
             spool_max_bytes=spool_max_bytes,
             spool_max_age=spool_max_age,
+            drain_on_sigterm=drain_on_sigterm,
         )
         super().__init__(level)
         self._pipeline = Pipeline(settings)

@@ -1,4 +1,4 @@
-"""Process-wide hooks shared by every pipeline: the atexit drain, fork, and SIGTERM in forked children.
+"""Process-wide hooks shared by every pipeline: the atexit drain, fork, and the SIGTERM drain.
 
 * **atexit**: `drain_all` closes every live pipeline within one budget (the largest `shutdown_timeout`).
   `Exit.started` is then set: a record logged later (by an atexit hook registered before `import oglogstream`,
@@ -10,10 +10,14 @@
 * **a pipeline built inside a multiprocessing child** (a Pool initializer under spawn or forkserver, the
   default start method from Python 3.14, or under fork when the parent had no handler):
   `adopt_child_exit_path` installs the same finalizer and SIGTERM drain at creation (no fork hook ran for it).
-* **SIGTERM in a forked child**: `multiprocessing.Pool.__exit__` (terminate) and supervisors end children with
-  SIGTERM right after their work returned. If SIGTERM still has its default disposition in the child, a
-  handler first drains (at most FORK_TERM_BUDGET seconds), then restores the default and re-raises the signal,
-  so the process still dies of SIGTERM. An application's own SIGTERM handler is never replaced.
+* **SIGTERM** (`drain_on_sigterm`, on by default): `docker stop`, systemd and Kubernetes end a process with
+  SIGTERM, and `multiprocessing.Pool.__exit__` (terminate) ends children with it right after their work
+  returned; with the default disposition the process dies at once and everything buffered is lost. So when a
+  pipeline is built on the main thread (or inherited by a forked child) and SIGTERM still has its default
+  disposition, a handler first drains every pipeline (within the largest `shutdown_timeout`; in a child
+  FORK_TERM_BUDGET), then restores the default and re-raises the signal, so the process still dies of SIGTERM
+  (exit status 143). An application's own SIGTERM handler is never replaced, and one installed later simply
+  replaces ours (gunicorn's and uvicorn's do; uvicorn re-raises the signal to the previous handler, ours).
 """
 
 from __future__ import annotations
@@ -28,9 +32,18 @@ import time
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["FORK_TERM_BUDGET", "PIPELINES", "WORKER_THREADS", "Exit", "adopt_child_exit_path", "drain_all"]
+__all__ = [
+    "FORK_TERM_BUDGET",
+    "PIPELINES",
+    "WORKER_THREADS",
+    "Exit",
+    "adopt_child_exit_path",
+    "adopt_sigterm_drain",
+    "drain_all",
+]
 
-#: Seconds a forked child ended by SIGTERM spends delivering what it holds before it dies of the signal.
+#: Seconds a forked (or multiprocessing) child ended by SIGTERM spends delivering what it holds before it dies
+#: of the signal (any other process: the largest `shutdown_timeout`).
 FORK_TERM_BUDGET = 1.0
 
 #: Thread idents of running workers: a record created on one of these threads is never shipped.
@@ -45,6 +58,13 @@ class _Drainable(Protocol):
     def finish_close(self, deadline: float) -> bool: ...
 
     def after_fork_in_child(self) -> None: ...
+
+
+class _Term:
+    """Where the SIGTERM drain runs: a child (multiprocessing/fork) has FORK_TERM_BUDGET, since its parent
+    (Pool.terminate, a supervisor) waits for it; any other process the largest `shutdown_timeout`."""
+
+    child = False
 
 
 #: Every live pipeline (weakly: a handler that is garbage collected is not kept alive by this).
@@ -117,7 +137,15 @@ def _register_finalizer() -> None:
     multiprocessing.util.Finalize(None, _atexit_drain, exitpriority=0)
 
 
-def adopt_child_exit_path() -> bool:
+def adopt_sigterm_drain(wanted: bool) -> None:
+    """Called when a pipeline is built (`wanted` = its `drain_on_sigterm`): install the SIGTERM drain if
+    SIGTERM has its default disposition and this is the main thread. Off the main thread Python cannot set
+    a signal handler: nothing is installed (a later pipeline built on the main thread still installs it)."""
+    if wanted:
+        _install_sigterm_drain()
+
+
+def adopt_child_exit_path(drain_on_sigterm: bool = True) -> bool:
     """Called when a pipeline is built. In a multiprocessing child (any start method) whose pipelines were
     not inherited through a fork hook, install what a forked child gets: the multiprocessing finalizer (the
     child may end with os._exit, which skips atexit) and the SIGTERM drain (`Pool.__exit__` terminates its
@@ -131,7 +159,9 @@ def adopt_child_exit_path() -> bool:
     if not in_child:
         return False
     _register_finalizer()
-    _install_sigterm_drain()
+    _Term.child = True
+    if drain_on_sigterm:
+        _install_sigterm_drain()
     return True
 
 
@@ -145,12 +175,20 @@ def _drain_on_sigterm(signum: int, frame: object) -> None:
         # finish within its own deadline, then die of the signal.
         Exit.terminate = True
         return
+    budget = _term_budget()
     # Drained on a helper thread and waited for with a deadline: this handler may have interrupted the main
     # thread inside one of the SDK's (or logging's) locks, which the drain needs.
-    drainer = threading.Thread(target=drain_all, args=(FORK_TERM_BUDGET,), daemon=True)
+    drainer = threading.Thread(target=drain_all, args=(budget,), daemon=True)
     drainer.start()
-    drainer.join(FORK_TERM_BUDGET + 0.2)
+    drainer.join(budget + 0.2)
     _die_of_sigterm()
+
+
+def _term_budget() -> float:
+    """Seconds the SIGTERM drain may take (see `_Term`)."""
+    if _Term.child:
+        return FORK_TERM_BUDGET
+    return max((p.settings.shutdown_timeout for p in list(PIPELINES)), default=0.0)
 
 
 def _die_of_sigterm() -> None:
@@ -175,7 +213,9 @@ def _after_fork_in_child() -> None:
         pipeline.after_fork_in_child()
     if not pipelines:
         return
-    _install_sigterm_drain()
+    _Term.child = True
+    if any(p.settings.drain_on_sigterm for p in pipelines):
+        _install_sigterm_drain()
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None and not _MultiprocessingHook.registered:
         # Not imported by us: only a process using multiprocessing has it, and only a multiprocessing child

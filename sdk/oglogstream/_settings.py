@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_BATCH_BYTES",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DRAIN_ON_SIGTERM",
     "DEFAULT_FLUSH_INTERVAL",
     "DEFAULT_MAX_BUFFER_BYTES",
     "DEFAULT_MAX_BUFFER_RECORDS",
@@ -69,6 +70,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
 #: ...and drops a batch older than this (seconds) instead of sending it: a day-old replay is rarely wanted.
 DEFAULT_SPOOL_MAX_AGE = 24 * 3600.0
+#: Install a drain-then-die SIGTERM handler when a handler is built on the main thread and SIGTERM still has
+#: its default disposition (never replacing an application's own handler; see `_lifecycle`): without it, a
+#: process ended by SIGTERM (docker stop, systemd, Kubernetes) loses everything logged in its last second.
+DEFAULT_DRAIN_ON_SIGTERM = True
 #: A server's Retry-After is honoured up to this many seconds (protects against absurd values).
 MAX_RETRY_AFTER = 300.0
 
@@ -107,6 +112,7 @@ class Settings:
     spool_dir: str | None = None
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     spool_max_age: float = DEFAULT_SPOOL_MAX_AGE
+    drain_on_sigterm: bool = DEFAULT_DRAIN_ON_SIGTERM
 
     @classmethod
     def build(
@@ -130,6 +136,7 @@ class Settings:
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
+        drain_on_sigterm: bool = DEFAULT_DRAIN_ON_SIGTERM,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve env fallbacks (read once, here) and validate every value."""
@@ -181,6 +188,8 @@ class Settings:
         # Room for at least two of the largest batches, so dropping the oldest can always make space.
         _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + _BUFFER_BYTES_FLOOR, 1 << 44)
         _num("spool_max_age", spool_max_age, 1.0, 365 * 86400.0)
+        if not isinstance(drain_on_sigterm, bool):
+            raise ValueError(f"drain_on_sigterm must be a bool, got {type(drain_on_sigterm).__name__}")
         return cls(
             url=url,
             endpoint=url.rstrip("/") + "/logs",
@@ -201,6 +210,7 @@ class Settings:
             spool_dir=spool,
             spool_max_bytes=spool_max_bytes,
             spool_max_age=float(spool_max_age),
+            drain_on_sigterm=drain_on_sigterm,
         )
 
 

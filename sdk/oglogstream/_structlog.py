@@ -31,6 +31,7 @@ _SETTINGS = frozenset(
         "api_key", "batch_size", "batch_bytes", "flush_interval", "max_buffer_records", "max_buffer_bytes",
         "overflow", "connect_timeout", "read_timeout", "backoff_initial", "backoff_max", "shutdown_timeout",
         "verify", "spool_dir", "spool_max_bytes", "spool_max_age",
+        "drain_on_sigterm",
     }
 )
 

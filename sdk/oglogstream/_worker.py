@@ -11,7 +11,7 @@ cannot loop back into a buffer.
 The worker thread's side (encode, batch, send, spool) is `_worker_loop.WorkerLoop`; this module is the caller
 side and the lifecycle.
 
-Process-wide hooks (atexit drain, fork, SIGTERM in fork children) live in `_lifecycle`. A forked child sends
+Process-wide hooks (atexit drain, fork, the SIGTERM drain) live in `_lifecycle`. A forked child sends
 a batch once it has waited FORK_LINGER, not flush_interval. No lock is held across anything that can yield to
 a gevent hub (thread start, Event waits), and a worker's Event is made when it starts, so it is a gevent Event
 when the process was monkey-patched in between (a greenlet worker must never block the hub).
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from . import _diag, _otel
 from ._buffer import INTAKE_ITEM_BYTES, Pending, intake_limit, large_bytes
 from ._delivery import InFlight, Item, Ledger, RetryPolicy
-from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path
+from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
 from ._settings import Settings
 from ._spool import Spool
 from ._stats import Stats
@@ -87,8 +87,9 @@ class Pipeline(WorkerLoop):
         self._spool: Spool | None = None
         _otel.refresh()
         PIPELINES.add(self)
-        if adopt_child_exit_path():  # built in a multiprocessing child (e.g. a Pool initializer)
+        if adopt_child_exit_path(settings.drain_on_sigterm):  # built in a multiprocessing child
             self._linger = FORK_LINGER
+        adopt_sigterm_drain(settings.drain_on_sigterm)
         if settings.spool_dir is not None:
             # Start now, not at the first record: what earlier processes left in the spool is replayed even
             # by a process that never logs.

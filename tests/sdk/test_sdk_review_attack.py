@@ -3,7 +3,6 @@ local capture server; the interpreter-exit cases run in their own interpreter.""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -54,3 +53,121 @@ def test_a_hook_registered_between_import_oglogstream_and_import_logging_deliver
     assert "lost" not in result.stderr, result.stderr
     assert server.entry_count == 6000 == len(server.ids)
     assert len(server.requests) <= 12, len(server.requests)
+
+
+# -- 2. SIGTERM to an ordinary process drains first, then the process still dies of SIGTERM ---------------
+_SIGTERM_APP = """
+    import logging, os, signal, sys, threading, time
+    import oglogstream
+
+    url, case = sys.argv[1], sys.argv[2]
+    log = logging.getLogger("term")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    def own(signum, frame):
+        log.info("app handler ran")
+        sys.exit(0)  # an orderly exit: the atexit drain delivers
+    if case == "own_first":
+        signal.signal(signal.SIGTERM, own)
+    if case == "off_main":
+        box = []
+        maker = threading.Thread(target=lambda: box.append(oglogstream.OgLogHandler(url, "term")))
+        maker.start()
+        maker.join()
+        handler = box[0]
+    else:
+        handler = oglogstream.OgLogHandler(url, "term", drain_on_sigterm=case != "opted_out")
+    log.addHandler(handler)
+    if case == "own_later":
+        signal.signal(signal.SIGTERM, own)
+    if case == "uvicorn_style":
+        # uvicorn: capture the signal, shut down gracefully, restore the previous handler and re-raise it.
+        previous = signal.signal(signal.SIGTERM, lambda s, f: caught.append(s))
+        caught = []
+    current = signal.getsignal(signal.SIGTERM)
+    if current == signal.SIG_DFL:
+        print("disposition default", flush=True)
+    else:
+        print("disposition", "sdk" if current.__module__ == "oglogstream._lifecycle" else current.__name__,
+              flush=True)
+    count = 50_000 if case == "burst" else 2_000
+    for i in range(count):
+        log.info("record %d", i)
+    if case != "burst":
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    if case == "uvicorn_style":
+        log.info("graceful shutdown done")
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(caught[0])
+    threading.Event().wait(30)  # SIGTERM ends the process before this
+    print("still alive", flush=True)
+"""
+
+
+def _terminated(server: CaptureServer, case: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    result = _run(server, _SIGTERM_APP, case)
+    return result, result.stdout.split()[1]
+
+
+def test_sigterm_to_a_plain_process_delivers_the_last_second_and_still_dies_of_sigterm(
+    server: CaptureServer,
+) -> None:
+    """2,000 records, 0.5 s, SIGTERM to itself: all 2,000 arrive (before: 0) and the exit status is still
+    "killed by SIGTERM"."""
+    result, disposition = _terminated(server, "plain")
+    assert disposition == "sdk"
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert server.entry_count == 2000 == len(server.ids), result.stderr
+    assert "still alive" not in result.stdout
+
+
+def test_sigterm_right_after_a_burst_delivers_the_whole_burst(server: CaptureServer) -> None:
+    """50,000 records logged in a tight loop and SIGTERM at once: all arrive within the exit budget (before:
+    0), exactly once."""
+    result, _ = _terminated(server, "burst")
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert server.entry_count == 50_000 == len(server.ids), result.stderr
+
+
+def test_an_application_handler_installed_first_is_left_alone(server: CaptureServer) -> None:
+    """The app's own SIGTERM handler (set before the handler exists) stays in place and decides the exit."""
+    result, disposition = _terminated(server, "own_first")
+    assert disposition == "own"
+    assert result.returncode == 0, result.stderr
+    assert server.entry_count == 2001 == len(server.ids), result.stderr
+
+
+def test_an_application_handler_installed_later_wins(server: CaptureServer) -> None:
+    """gunicorn-style: the app installs its handler after building ours; theirs runs (orderly exit 0) and the
+    atexit drain still delivers everything."""
+    result, disposition = _terminated(server, "own_later")
+    assert disposition == "own"
+    assert result.returncode == 0, result.stderr
+    assert server.entry_count == 2001 == len(server.ids), result.stderr
+
+
+def test_a_uvicorn_style_app_that_re_raises_to_the_previous_handler_gets_the_drain(
+    server: CaptureServer,
+) -> None:
+    """uvicorn captures SIGTERM, shuts down, restores the previous handler (ours) and re-raises: the drain
+    runs then, and the process dies of SIGTERM with every record delivered."""
+    result, disposition = _terminated(server, "uvicorn_style")
+    assert disposition == "<lambda>"
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert server.entry_count == 2001 == len(server.ids), result.stderr
+
+
+def test_a_handler_built_off_the_main_thread_installs_nothing(server: CaptureServer) -> None:
+    """Python only lets the main thread set signal handlers: built on another thread, SIGTERM keeps its
+    default (documented: such a process loses what it buffered, as before)."""
+    result, disposition = _terminated(server, "off_main")
+    assert disposition == "default"
+    assert result.returncode == -signal.SIGTERM
+
+
+def test_drain_on_sigterm_false_opts_out(server: CaptureServer) -> None:
+    """`drain_on_sigterm=False` leaves SIGTERM's default disposition untouched."""
+    result, disposition = _terminated(server, "opted_out")
+    assert disposition == "default"
+    assert result.returncode == -signal.SIGTERM

@@ -44,8 +44,9 @@ PROBE = f"""
     os.register_at_fork = spy(os.register_at_fork)
     IMPORTS
     loaded = [m for m in {_SDK_RUNTIME!r} if m in sys.modules]
-    # Only the SDK's own hooks: `import oglogstream` imports the stdlib's logging (and so threading) on purpose.
-    print(json.dumps({{"loaded": loaded, "hooks": sorted({{h for h in hooks if h.startswith("oglogstream")}})}}))
+    # Only the SDK's own hooks: `import oglogstream` imports the stdlib's logging (and threading) on purpose.
+    ours = sorted({{h for h in hooks if h.startswith("oglogstream")}})
+    print(json.dumps({{"loaded": loaded, "hooks": ours}}))
 """
 
 
