@@ -324,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = _stack_options(args)
             if args.rate <= 0:
                 raise ConfigError(f"--rate: must be > 0, got {args.rate}")
+            try:
+                demo.demo_key(options)  # auth on: the demo app's key, checked before anything starts
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
             _configure_logging(options.log_level)
             demo.run_demo(options, rate=args.rate)
     # Errors may quote a DSN or NATS URL given with credentials: redacted like log lines.

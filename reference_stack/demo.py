@@ -13,17 +13,23 @@ line it logged is in storage when the command exits.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TextIO
 
 from oglogstream.integrations._common import ATTR_DURATION, ATTR_METHOD, ATTR_PATH, ATTR_STATUS, ATTR_USER
 
+from .auth.keys import KeyStore, parse_env_keys
 from .supervisor import StackOptions, run_stack
 
-__all__ = ["DEFAULT_RATE", "DemoApp", "links_text", "run_demo"]
+__all__ = ["DEFAULT_RATE", "ENV_DEMO_KEY", "DemoApp", "demo_key", "links_text", "run_demo"]
+
+#: Where the demo app finds its key when auth is on: the variable the `oglog` client commands read.
+ENV_DEMO_KEY = "OGLOG_API_KEY"
 
 DEFAULT_RATE = 20.0
 #: How long Ctrl-C waits for the demo's handlers to deliver what they buffered.
@@ -106,7 +112,8 @@ _SERVICES: dict[str, tuple[float, Callable[[random.Random, logging.Logger], None
 class DemoApp:
     """Logs `rate` lines per second across the pretend services until `stop()`."""
 
-    def __init__(self, url: str, *, rate: float = DEFAULT_RATE, seed: int | None = None) -> None:
+    def __init__(self, url: str, *, rate: float = DEFAULT_RATE, seed: int | None = None,
+                 api_key: str | None = None) -> None:
         if rate <= 0:
             raise ValueError(f"rate: must be > 0, got {rate}")
         from oglogstream import OgLogHandler  # the SDK: imported here so the stack never needs it otherwise
@@ -118,7 +125,7 @@ class DemoApp:
         self.handlers: list[logging.Handler] = []
         self.loggers: dict[str, logging.Logger] = {}
         for service in _SERVICES:
-            handler = OgLogHandler(url, service)
+            handler = OgLogHandler(url, service, api_key=api_key)
             logger = logging.getLogger(f"oglog.demo.{service}")
             logger.setLevel(logging.DEBUG)
             logger.propagate = False  # the demo's lines go to OgLogStream, not the terminal
@@ -147,12 +154,37 @@ class DemoApp:
             handler.close(timeout)  # type: ignore[call-arg]
 
 
+def demo_key(options: StackOptions, environ: Mapping[str, str] | None = None) -> str | None:
+    """The key the demo app sends: None when auth is off, else $OGLOG_API_KEY, which must be a key this stack
+    accepts with the ingest scope. ValueError (naming the variable and how to make a key) otherwise: a demo
+    whose every line is refused would only look like an empty dashboard."""
+    config = options.config("nats://127.0.0.1:4222")
+    if not config.auth_enabled:
+        return None
+    key = (os.environ if environ is None else environ).get(ENV_DEMO_KEY, "").strip()
+    create = f"`oglog keys create --data-dir {options.data_dir} --scope ingest,query`"
+    if not key:
+        raise ValueError(f"authentication is on, so the demo app needs an ingest key in {ENV_DEMO_KEY}: "
+                         f"create one with {create} and export {ENV_DEMO_KEY}=ogl_...")
+    store = KeyStore(Path(config.keys_file) if config.keys_file else None, parse_env_keys(config.api_keys))
+    record = store.verify(key)
+    if record is None:
+        raise ValueError(f"{ENV_DEMO_KEY}: not a key this stack accepts (unknown or revoked in "
+                         f"{config.keys_file}); create one with {create}")
+    if "ingest" not in record.scopes:
+        raise ValueError(f"{ENV_DEMO_KEY}: key {record.id!r} lacks the ingest scope the demo app needs; "
+                         f"create one with {create}")
+    return key
+
+
 def run_demo(options: StackOptions, *, rate: float = DEFAULT_RATE, out: TextIO = sys.stdout) -> None:
-    """Run the stack (as `oglog stack up`) with the demo app logging into it, until Ctrl-C/SIGTERM."""
+    """Run the stack (as `oglog stack up`) with the demo app logging into it, until Ctrl-C/SIGTERM.
+    ValueError before anything starts when auth is on and $OGLOG_API_KEY is no ingest key (`demo_key`)."""
     demo: list[DemoApp] = []
+    api_key = demo_key(options)
 
     def on_ready(base: str) -> None:
-        app = DemoApp(base, rate=rate)
+        app = DemoApp(base, rate=rate, api_key=api_key)
         app.start()
         demo.append(app)
         print(

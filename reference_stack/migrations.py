@@ -124,11 +124,14 @@ def apply(client: Client, *, table: str, ttl: str) -> list[int]:
     Returns the versions this call applied ([] when the schema was current). Raises what the driver raises
     (the failed migration stays unrecorded, so the next start retries it). Blocking."""
     done = applied(client)
+    # Nothing recorded yet: a new data dir (or the release before migrations) gets its schema, routine news;
+    # a later upgrade of a store already in use is worth a warning.
+    level = logging.INFO if not done else logging.WARNING
     ran = []
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
-        log.warning("storage: applying migration %d (%s)", migration.version, migration.name)
+        log.log(level, "storage: applying migration %d (%s)", migration.version, migration.name)
         for statement in migration.statements:
             client.command(statement.format(table=table, ttl=ttl))
         client.command(

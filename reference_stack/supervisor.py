@@ -122,8 +122,9 @@ class StackOptions:
 
 # -- locks and leftovers ---------------------------------------------------------------------------------
 @contextlib.contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an flock on `path` for the block; StackError if another live process holds it."""
+def exclusive_lock(path: Path, what: str, remedy: str = "stop it first") -> Iterator[None]:
+    """Hold an flock on `path` for the block; StackError (`{what} is in use ...; {remedy}`) if another live
+    process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -134,7 +135,7 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise StackError(
-                f"{what} is in use by another oglog process (pid {holder}); stop it first"
+                f"{what} is in use by another oglog process (pid {holder}); {remedy}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -216,6 +217,14 @@ def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
+def listen_error(config: StackConfig, exc: OSError) -> str:
+    """One line for a port that cannot be bound; a port in use names the way to pick another."""
+    line = f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE:
+        line += " (another stack running? pick another port: --port N, or HTTP_PORT for `oglog serve`)"
+    return line
+
+
 async def serve(
     config: StackConfig,
     *,
@@ -260,9 +269,7 @@ async def serve(
         try:
             await site.start()
         except OSError as exc:
-            raise StackError(
-                f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
-            ) from None
+            raise StackError(listen_error(config, exc)) from None
         if workers is None and config.http_port == 0:
             # `--port 0`: the kernel picked the port; the banner and on_ready must name the one bound.
             config = dataclasses.replace(config, http_port=int(runner.addresses[0][1]))
@@ -329,7 +336,8 @@ def run_stack(
             (data_dir / "clickhouse").mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
-    with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}"):
+    with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}",
+                        "stop it, or pass --data-dir DIR (and --port N) to run a second stack"):
         nats: NatsServer | None = None
         keeper: NatsKeeper | None = None
         nats_url = options.nats_url
@@ -354,9 +362,7 @@ def run_stack(
                 try:
                     port = check_port_free(config.host, config.http_port)
                 except OSError as exc:
-                    raise StackError(
-                        f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
-                    ) from None
+                    raise StackError(listen_error(config, exc)) from None
                 config = dataclasses.replace(config, http_port=port)
                 workers = WorkerPool(config, internal_socket_path(data_dir), options.ingest_workers)
             asyncio.run(
