@@ -118,6 +118,7 @@ def test_typing_a_number_comparison_filters_the_search(
 
     page.fill("#f-q", "duration_ms>500")
     expect(page.locator("#f-hint")).to_have_text("Enter adds: duration_ms > 500")
+    shoot(page, "search-typing-condition")
     page.press("#f-q", "Enter")
     expect(page.locator("#f-attrs .attr-chip")).to_have_text(re.compile(r"duration_ms > 500"))
     expect(page.locator("#f-q")).to_have_value("")
