@@ -5,6 +5,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# `make run PORT=9090 DATA_DIR=./other-data`: where the demo stack listens and keeps its data (a second stack
+# in the same clone needs both: the data dir is locked by the first).
+PORT     ?= 8080
+DATA_DIR ?= ./oglog-data
 
 .PHONY: run test lint typecheck bench clean system-deps
 
@@ -25,7 +29,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	$(VENV)/bin/oglog demo
+	$(VENV)/bin/oglog demo --port $(PORT) --data-dir $(DATA_DIR)
 
 system-deps:
 	@missing=0; for cmd in $(SYSTEM_PACKAGES); do command -v $$cmd >/dev/null 2>&1 || missing=1; done; \
