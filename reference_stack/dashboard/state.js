@@ -37,7 +37,9 @@ export function parseState(search) {
   const levels = (params.get('level') || '').split(',').map((l) => l.trim().toLowerCase());
   state.levels = LEVELS.filter((level) => levels.includes(level));
   state.service = (params.get('service') || '').slice(0, 100);
-  state.q = (params.get('q') || '').slice(0, 1000);
+  // A hand-written `q=duration_ms>500 timeout` means what typing it and Enter does: a condition and a word.
+  const typed = parseSearchText((params.get('q') || '').slice(0, 1000));
+  state.q = typed.text;
   const from = isoOrNull(params.get('from'));
   if (from) {
     state.range = 'custom';
@@ -53,6 +55,7 @@ export function parseState(search) {
     const attr = parseAttrParam(name, value);
     if (attr) state.attrs = addAttr(state.attrs, attr);
   }
+  for (const attr of typed.attrs) state.attrs = addAttr(state.attrs, attr);
   return state;
 }
 

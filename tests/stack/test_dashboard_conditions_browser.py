@@ -189,6 +189,13 @@ def test_every_operator_in_the_url_shows_a_readable_chip_and_round_trips(
         page.goto(f"{stack.base}/?view=search&service={service}&{param}")
         expect(page.locator("#f-attrs .attr-chip")).to_have_text(re.compile(re.escape(label)))
 
+    # A condition written into `q` by hand means what typing it does: a chip, and the word stays text.
+    page.goto(f"{stack.base}/?view=search&service={service}&q=done+request_id%3Dreq-4")
+    expect(page.locator("#search-info")).to_contain_text(f"entries 1{DASH}1 (oldest match)")
+    assert chips(page) == ["request_id = req-4"]
+    expect(page.locator("#f-q")).to_have_value("done")
+    assert attr_params(page) == [("attr.request_id", "req-4")]
+
 
 def test_a_refused_condition_is_shown_next_to_the_search_box(
     page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
