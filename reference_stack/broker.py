@@ -30,6 +30,7 @@ from .config import (
     check_at_least,
     check_positive,
 )
+from .messages import MSG_ID
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW",
@@ -200,7 +201,7 @@ class Broker:
                 return
             assert old.seq is not None
             headers = dict(old.headers or {})
-            headers["Nats-Msg-Id"] = f"legacy-dead-{old.seq}"
+            headers[MSG_ID] = f"legacy-dead-{old.seq}"
             await self.js.publish(DEAD_LETTER_SUBJECT, old.data or b"", headers=headers)
             await self.js.delete_msg(STREAM_NAME, old.seq)
             log.warning("moved dead letter %d from %s to stream %s", old.seq, STREAM_NAME, DEAD_STREAM_NAME)

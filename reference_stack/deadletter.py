@@ -1,8 +1,9 @@
 """Dead letters: what the processor can never store, kept with why in the DEAD_STREAM_NAME JetStream stream.
 
 A dead letter is a message on DEAD_LETTER_SUBJECT: the payload is the refused rows (a JSON array as ingestion
-wrote them) or, for a malformed message, the original bytes; headers carry the original `Oglog-*` headers plus
-`Oglog-Dead-Reason`, `Oglog-Error`, `Oglog-Original-Seq` and `Oglog-Original-Msg-Id`.
+wrote them) or, for a malformed message, the original bytes; headers carry the original `Oglog-*` headers (the
+row format among them) plus `Oglog-Dead-Reason`, `Oglog-Error`, `Oglog-Original-Seq` and
+`Oglog-Original-Msg-Id` (messages.py names them all).
 
 Routes (query role; issue 12 will put them behind the `admin` scope):
   GET  /api/dead-letters?after=SEQ&limit=N
@@ -34,8 +35,9 @@ import nats.js.errors
 import pydantic_core
 from aiohttp import web
 
+from . import messages
 from .broker import Broker, BrokerUnavailable
-from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME, STREAM_SUBJECT
+from .config import DEAD_LETTER_SUBJECT, DEAD_STREAM_NAME
 from .filters import ParamError, check_known
 from .http_boundary import Problem, read_body
 from .metrics import Metrics
@@ -63,9 +65,6 @@ MAX_REPLAY = 1000
 #: Bytes a replay/discard request body may have: MAX_REPLAY sequence numbers of 19 digits fit in ~21 KB.
 MAX_REQUEST_BYTES = 64 * 1024
 _ERROR_CHARS = 1000
-#: Headers that describe the dead letter itself and are not carried back into the logs stream on replay
-#: (Oglog-Original-Msg-Id is: it names the message ingestion first wrote, across any number of replays).
-_DEAD_HEADERS = ("Oglog-Dead-Reason", "Oglog-Error", "Oglog-Original-Seq")
 
 
 async def publish_dead_letter(
@@ -81,19 +80,22 @@ async def publish_dead_letter(
     """Make message `seq` (its `headers`; `payload`: all or the refused part of it) durable as a dead letter.
 
     `rows`: how many rows `payload` holds (None for a malformed message). Raises BrokerUnavailable."""
-    out = {k: v for k, v in headers.items() if k.startswith("Oglog-")}
+    # Every Oglog-* header is kept, the row format among them: a replay is read as the format it has.
+    out = messages.oglog_headers(headers)
     out.update(
         {
-            "Nats-Msg-Id": f"dead-{seq}",
-            "Oglog-Dead-Reason": reason,
-            "Oglog-Error": error.replace("\r", " ").replace("\n", " ")[:_ERROR_CHARS],
-            "Oglog-Original-Seq": str(seq),
+            messages.MSG_ID: f"dead-{seq}",
+            messages.DEAD_REASON: reason,
+            messages.DEAD_ERROR: error.replace("\r", " ").replace("\n", " ")[:_ERROR_CHARS],
+            messages.ORIGINAL_SEQ: str(seq),
             # A replayed message carries the id of the first one; otherwise its own id is the original.
-            "Oglog-Original-Msg-Id": headers.get("Oglog-Original-Msg-Id") or headers.get("Nats-Msg-Id", ""),
+            messages.ORIGINAL_MSG_ID: (
+                headers.get(messages.ORIGINAL_MSG_ID) or headers.get(messages.MSG_ID, "")
+            ),
         }
     )
     if rows is not None:
-        out["Oglog-Rows"] = str(rows)
+        out[messages.ROWS] = str(rows)
     await broker.publish(DEAD_LETTER_SUBJECT, payload, out)
 
 
@@ -116,11 +118,11 @@ def _describe(msg: Any) -> dict[str, Any]:
     return {
         "seq": msg.seq,
         "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
-        "reason": headers.get("Oglog-Dead-Reason", ""),
-        "error": headers.get("Oglog-Error", ""),
-        "original_seq": int(headers.get("Oglog-Original-Seq", "0") or 0),
-        "original_msg_id": headers.get("Oglog-Original-Msg-Id", ""),
-        "rows": int(headers["Oglog-Rows"]) if headers.get("Oglog-Rows", "").isdigit() else None,
+        "reason": headers.get(messages.DEAD_REASON, ""),
+        "error": headers.get(messages.DEAD_ERROR, ""),
+        "original_seq": int(headers.get(messages.ORIGINAL_SEQ, "0") or 0),
+        "original_msg_id": headers.get(messages.ORIGINAL_MSG_ID, ""),
+        "rows": int(headers[messages.ROWS]) if headers.get(messages.ROWS, "").isdigit() else None,
         "message": message,
     }
 
@@ -177,12 +179,12 @@ async def replay_dead_letters(
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        headers = {k: v for k, v in (msg.headers or {}).items() if k.startswith("Oglog-")}
-        for name in _DEAD_HEADERS:
+        headers = messages.oglog_headers(msg.headers or {})
+        for name in messages.DEAD_ONLY_HEADERS:
             headers.pop(name, None)
-        headers["Nats-Msg-Id"] = f"replay-{seq}"
+        headers[messages.MSG_ID] = f"replay-{seq}"
         try:
-            await broker.publish(STREAM_SUBJECT, msg.data or b"", headers)
+            await broker.publish(messages.STREAM_SUBJECT, msg.data or b"", headers)
             await broker.js.delete_msg(DEAD_STREAM_NAME, seq)
         except (BrokerUnavailable, nats.errors.Error, asyncio.TimeoutError) as exc:
             failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})

@@ -1,8 +1,9 @@
 """Ingestion role: `POST /log` (one entry) and `POST /logs` (a batch), answered 202 only once JetStream
 has the entries on disk.
 
-A request's accepted entries become rows (schema.make_rows) and ONE JetStream message whose payload is the
-JSON array of rows, exactly what the processor inserts (`INSERT ... FORMAT JSONEachRow` takes an array).
+A request's accepted entries become rows (schema.make_rows, typed attribute maps included) and ONE JetStream
+message whose payload is the JSON array of rows, exactly what the processor inserts (`INSERT ... FORMAT
+JSONEachRow` takes an array); its headers are `messages.rows_headers` (the row format among them).
 `Nats-Msg-Id` and the stem of derived entry ids come from dedup: bound to the body when the client gives
 X-Oglog-Batch-Id (a retried request is stored once by the broker, another body under a reused id is not lost),
 random otherwise. A payload over the server's max_payload is split into messages `<id>/<k>of<n>`,
@@ -23,9 +24,9 @@ from aiohttp import web
 from oglogstream import wire as _wire
 from pydantic import ValidationError
 
-from . import batch_decode, dedup, schema
+from . import batch_decode, dedup, messages, schema
 from .broker import Broker
-from .config import STREAM_SUBJECT, check_at_least
+from .config import check_at_least
 from .http_boundary import (
     Problem,
     body_started,
@@ -139,13 +140,9 @@ async def publish_rows(
 
     async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
         stamps = list(map(_TIMESTAMP, part_rows))
-        headers = {
-            "Nats-Msg-Id": batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts)),
-            "Oglog-Rows": str(len(part_rows)),
-            "Oglog-Ts-Min": min(stamps),
-            "Oglog-Ts-Max": max(stamps),
-        }
-        ack = await broker.publish(STREAM_SUBJECT, payload, headers)
+        message_id = batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts))
+        headers = messages.rows_headers(message_id, len(part_rows), min(stamps), max(stamps))
+        ack = await broker.publish(messages.STREAM_SUBJECT, payload, headers)
         if ack.duplicate:
             metrics.duplicates_skipped.labels("broker").inc()
 

@@ -6,18 +6,18 @@ Idempotency: each insert carries `insert_deduplication_token = <base>-<sha1 of i
 names exactly one set of rows. A retried or redelivered insert of the same rows is dropped by ClickHouse; a
 different subset (after a crash mid-isolation, when some rows are already stored) gets another token and is
 not mistaken for a duplicate. Rows already stored are also dropped up front by id (`existing_ids`).
+
+Rows arrive complete (typed attribute maps made at ingestion, or by `messages.upgrade_payload` for a message
+of the release before): nothing here parses or rewrites a payload.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
-import re
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
-import pydantic_core
 from clickhouse_connect.driver.client import Client
 
 from . import schema
@@ -29,7 +29,6 @@ __all__ = [
     "existing_ids",
     "insert_isolating",
     "insert_rows",
-    "typed_attributes",
 ]
 
 #: Inserts one message's isolation may cost (bisecting its rows): one poison row among 10,000 rows needs ~28.
@@ -69,57 +68,12 @@ def existing_ids(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -
     return set(raw.decode().split("\n")) - {""}
 
 
-# A key followed by a value that is not a string (nor an object/array/null): a number or a boolean. `pid` is
-# the only such field outside `attributes` (oglogstream.wire), so a payload with no more hits than pids has
-# no typed attribute value. A hit inside a string (escaped quote) only costs the exact parse below.
-_TYPED_VALUE = re.compile(rb'":\s*[-0-9tf]')
-_PID = b'"pid":'
-
-
-def _add_typed_maps(row: Any) -> None:
-    attributes = row.get("attributes") if isinstance(row, dict) else None
-    if not attributes or not isinstance(attributes, dict):
-        return
-    numbers: dict[str, float | int] = {}
-    bools: dict[str, bool] = {}
-    for key, value in attributes.items():
-        if value.__class__ is bool:
-            bools[key] = value
-        elif value.__class__ is int or (value.__class__ is float and math.isfinite(value)):
-            numbers[key] = value
-    if numbers:
-        row["attributes_number"] = numbers
-    if bools:
-        row["attributes_bool"] = bools
-
-
-def typed_attributes(payload: bytes) -> bytes:
-    """Rows (a JSON array, or one object) with `attributes_number` / `attributes_bool` added to each row whose
-    `attributes` has number / boolean values; `attributes` itself keeps every value, which ClickHouse stores
-    as its JSON text (`99.5` -> "99.5").
-
-    Payloads whose attributes are all strings (or that have none) come back unchanged after two C-speed
-    scans. Others are parsed and written again by pydantic-core, ingestion's own serializer, so every value
-    keeps the text ingestion gave it (measured faster than patching the bytes row by row: see
-    docs/benchmarks.md, "Attribute filters"). A payload that is not JSON comes back unchanged: ClickHouse
-    refuses it as a data error, which is isolated, never retried as transient."""
-    if len(_TYPED_VALUE.findall(payload)) == payload.count(_PID):
-        return payload
-    try:
-        rows = pydantic_core.from_json(payload)
-    except ValueError:
-        return payload
-    for row in rows if isinstance(rows, list) else (rows,):
-        _add_typed_maps(row)
-    return pydantic_core.to_json(rows)
-
-
 def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
     yield b"["
     for k, part in enumerate(parts):
         if k:
             yield b","
-        yield typed_attributes(part)[1:-1]
+        yield part[1:-1]
     yield b"]"
 
 
@@ -129,7 +83,7 @@ def _insert(
     client.raw_insert(
         LOGS_TABLE,
         None,
-        typed_attributes(data) if isinstance(data, bytes) else data,  # type: ignore[arg-type]  # chunks
+        data,  # type: ignore[arg-type]  # bytes, or the chunks of _spliced
         fmt="JSONEachRow",
         settings={**settings, "insert_deduplication_token": token(base, ids)},
     )

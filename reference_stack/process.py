@@ -1,7 +1,9 @@
 """Processing role: JetStream durable pull consumer -> batches of rows -> ONE ClickHouse insert -> ack.
 
-A message's payload is a JSON array of `logs` rows (see ingest), so a batch is the payloads spliced into one
-array and inserted with `raw_insert(..., fmt="JSONEachRow")`: no per-row Python on the happy path.
+A message's payload is a JSON array of `logs` rows (see ingest and messages.py), typed attribute maps
+included, so a batch is the payloads spliced into one array and inserted with `raw_insert(...,
+fmt="JSONEachRow")`: no per-row Python on the happy path. A message of the release before (no row-format
+header) is first upgraded on a worker thread (`messages.upgrade_payload`).
 
 Idempotent end to end (a redelivered or retried batch never duplicates rows):
   1. JetStream drops a re-published Nats-Msg-Id within the stream's duplicate window (ingest side);
@@ -30,12 +32,11 @@ from aiohttp import web
 from nats.aio.msg import Msg
 from nats.js import api
 
-from . import schema
+from . import messages, schema
 from .broker import Broker
 from .config import (
     CONSUMER_NAME,
     STREAM_NAME,
-    STREAM_SUBJECT,
     check_at_least,
     check_positive,
 )
@@ -86,7 +87,7 @@ class _Batch:
 
 
 class Processor:
-    """Consumes STREAM_SUBJECT with the durable CONSUMER_NAME and writes batches to ClickHouse."""
+    """Consumes messages.STREAM_SUBJECT with the durable CONSUMER_NAME and writes batches to ClickHouse."""
 
     def __init__(
         self,
@@ -171,7 +172,7 @@ class Processor:
     def consumer_config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
             durable_name=CONSUMER_NAME,
-            filter_subject=STREAM_SUBJECT,
+            filter_subject=messages.STREAM_SUBJECT,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self.ack_wait,
@@ -250,23 +251,38 @@ class Processor:
         self.metrics.consumer_pending.set(meta.num_pending)
         headers = msg.headers or {}
         ids = schema.payload_ids(msg.data)
-        ts_min, ts_max = headers.get("Oglog-Ts-Min", ""), headers.get("Oglog-Ts-Max", "")
+        ts_min, ts_max = headers.get(messages.TS_MIN, ""), headers.get(messages.TS_MAX, "")
         problem = None
         if ids is None:
             problem = "payload is not a JSON array of rows written by the ingestion role"
-        elif headers.get("Oglog-Rows") != str(len(ids)):
-            problem = f"Oglog-Rows header {headers.get('Oglog-Rows')!r} does not match {len(ids)} rows found"
+        elif headers.get(messages.ROWS) != str(len(ids)):
+            problem = (
+                f"{messages.ROWS} header {headers.get(messages.ROWS)!r} does not match {len(ids)} rows found"
+            )
         elif not (_CANONICAL_TS.match(ts_min) and _CANONICAL_TS.match(ts_max)):
-            problem = "missing or malformed Oglog-Ts-Min/Oglog-Ts-Max headers"
+            problem = f"missing or malformed {messages.TS_MIN}/{messages.TS_MAX} headers"
         if problem is not None:
             await self._flusher.dead_letter(msg, "malformed", problem)
             return
         assert ids is not None
+        if not messages.has_current_format(headers):
+            await self._upgrade(msg)
         if not batch.items:
             batch.started = time.monotonic()
         batch.items.append(Item(msg, meta.sequence.stream, ids, ts_min, ts_max))
         batch.rows += len(ids)
         batch.size += len(msg.data)
+
+    async def _upgrade(self, msg: Msg) -> None:
+        """Bring a message of the release before (no row-format header) to the current format IN PLACE,
+        before it joins a batch: everything downstream (insert, isolation, dead letter, replay) then sees
+        one format. Only such messages pay, and on a worker thread, never on the storage thread (#14)."""
+        data = msg.data
+        upgraded = await asyncio.to_thread(messages.upgrade_payload, data)
+        if upgraded is not data:
+            msg.data = upgraded
+        if msg.headers is not None:
+            msg.headers[messages.ROW_FORMAT] = messages.ROW_FORMAT_VERSION
 
     async def _start_flush(self, batch: _Batch) -> None:
         # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.

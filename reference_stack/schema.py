@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -31,6 +32,7 @@ from pydantic import (
     Strict,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     with_config,
 )
 from typing_extensions import NotRequired, TypedDict
@@ -47,12 +49,15 @@ from .timestamps import (
 
 __all__ = [
     "ANY_LIST",
+    "BOOL_MAP",
     "ENTRY",
     "ENTRY_LIST",
     "ID_PATTERN",
     "MAX_FUTURE_SECONDS",
+    "NUMBER_MAP",
     "Entry",
     "TimeWindow",
+    "add_typed_maps",
     "current_window",
     "derived_id",
     "dump_rows",
@@ -86,6 +91,18 @@ def _utf8_limit(limit: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+#: Set in a validation context (a dict) when a number or boolean attribute value was validated under it:
+#: `rows_from_json` then adds typed maps, and a batch of string attributes skips that pass entirely.
+_TYPED_SEEN = "oglog_typed_attribute_seen"
+
+
+def _typed_value(value: Any, info: ValidationInfo) -> Any:
+    # One Python call per number/boolean attribute value; string values (the first branch) never get here.
+    if info.context is not None:
+        info.context[_TYPED_SEEN] = True
+    return value
+
+
 #: Attribute values keep their JSON type (stored typed, see docs/architecture.md). Each branch is strict, so
 #: `true` stays a bool and 5 an int; an integer beyond 64 bits is kept as its decimal text rather than rounded
 #: to a float (only such an integer costs a Python call), and a float beyond double range becomes "inf".
@@ -93,10 +110,10 @@ def _utf8_limit(limit: int) -> AfterValidator:
 #: 6 string attributes 16.5 ms, as fast as the former stringifying union; of mixed types 45 ms vs 24 ms).
 _AttrValue = Annotated[
     Annotated[str, Strict(), Field(max_length=wire.MAX_ATTRIBUTE_VALUE_CHARS)]
-    | Annotated[bool, Strict()]
-    | Annotated[int, Strict(), Field(ge=wire.INT64_MIN, le=wire.INT64_MAX)]
+    | Annotated[bool, Strict(), AfterValidator(_typed_value)]
+    | Annotated[int, Strict(), Field(ge=wire.INT64_MIN, le=wire.INT64_MAX), AfterValidator(_typed_value)]
     | Annotated[int, Strict(), AfterValidator(str)]
-    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False), AfterValidator(_typed_value)]
     | Annotated[str, Field(max_length=wire.MAX_ATTRIBUTE_VALUE_CHARS, coerce_numbers_to_str=True)],
     Field(union_mode="left_to_right"),
 ]
@@ -222,13 +239,63 @@ def derived_id(batch_id: str, index: int) -> str:
 
 
 
+#: Row keys of the typed twins of attribute values (storage migration 2): `{key: number}` for int (bool
+#: excluded) and finite float values, `{key: bool}` for bool values. `attributes` itself keeps every value.
+NUMBER_MAP = "attributes_number"
+BOOL_MAP = "attributes_bool"
+
+
+def _typed_maps(row: dict[str, Any], attributes: dict[str, Any]) -> None:
+    numbers: dict[str, float | int] = {}
+    bools: dict[str, bool] = {}
+    for key, value in attributes.items():
+        kind = value.__class__
+        if kind is str:
+            continue
+        if kind is bool:
+            bools[key] = value
+        # An int is one of 64 bits (a longer one was kept as its decimal text): stored in a Float64 map,
+        # rounded beyond 2**53 there, while `attributes` keeps its exact text and responses rebuild from it.
+        elif kind is int or (kind is float and math.isfinite(value)):
+            numbers[key] = value
+    if not (numbers or bools):
+        return
+    # Before `received_at`, which stays the row's last key (payload_ids, live_payload rely on it).
+    received_at = row.pop("received_at", None)
+    if numbers:
+        row[NUMBER_MAP] = numbers
+    if bools:
+        row[BOOL_MAP] = bools
+    if received_at is not None:
+        row["received_at"] = received_at
+
+
+def add_typed_maps(rows: list[Any]) -> None:
+    """Give each row (a dict; anything else is left alone) whose `attributes` hold numbers or booleans its
+    NUMBER_MAP / BOOL_MAP, placed just before `received_at`. A row of string attributes costs one pass over
+    its values; rows without attributes cost a dict lookup."""
+    for row in rows:
+        attributes = row.get("attributes") if row.__class__ is dict else None
+        if attributes and attributes.__class__ is dict:
+            _typed_maps(row, attributes)
+
+
 def make_rows(
     entries: list[Entry], *, batch_id: str, received_at: str, indexes: list[int] | None = None
 ) -> list[dict[str, Any]]:
     """Rows for the `logs` table: `id` first (given, or `derived_id(batch_id, i)` with `i` the entry's
     position in the request, from `indexes` when some entries were rejected), `timestamp` defaulting to
     `received_at`, and empty optional fields (null, "", 0, {}) dropped - they are the columns' defaults
-    anyway. So a row minus `received_at` is exactly the public entry shape (see `live_payload`)."""
+    anyway; rows whose attributes hold numbers/booleans get their typed maps (`add_typed_maps`). So a row
+    minus its typed maps and `received_at` is exactly the public entry shape (see `live_payload`)."""
+    rows = _make_rows(entries, batch_id=batch_id, received_at=received_at, indexes=indexes)
+    add_typed_maps(rows)
+    return rows
+
+
+def _make_rows(
+    entries: list[Entry], *, batch_id: str, received_at: str, indexes: list[int] | None = None
+) -> list[dict[str, Any]]:
     rows = []
     for position, entry in enumerate(entries):
         # Keys given again keep their first position: id and timestamp stay first.
@@ -255,16 +322,17 @@ def rows_from_json(
     window: TimeWindow | None = None,
     first_index: int = 0,
 ) -> list[dict[str, Any]]:
-    """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows, or a ValidationError if
+    """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows (typed maps included), or
+    a ValidationError if
     any entry is invalid (use ENTRY for per-entry errors). Entries that give
     both id and timestamp (the SDK's) become rows in place. `window`: the accepted timestamps (default: the
     column range only); `first_index`: the request position of the array's first entry (for ids)."""
-    rows: list[dict[str, Any]] = ENTRY_LIST.validate_json(  # type: ignore[assignment]
-        array, context={"window": window})
+    context: dict[str, Any] = {"window": window}
+    rows: list[dict[str, Any]] = ENTRY_LIST.validate_json(array, context=context)  # type: ignore[assignment]
     for position, row in enumerate(rows):
         if "id" not in row or "timestamp" not in row:  # the row needs them as its first keys
             entry: Entry = row  # type: ignore[assignment]
-            rows[position] = make_rows(
+            rows[position] = _make_rows(
                 [entry], batch_id=batch_id, received_at=received_at, indexes=[first_index + position]
             )[0]
             continue
@@ -276,6 +344,8 @@ def rows_from_json(
             for key in [k for k, v in row.items() if not v and k not in _REQUIRED]:
                 del row[key]
         row["received_at"] = received_at
+    if context.get(_TYPED_SEEN):  # only a body with a number/boolean attribute value pays this pass
+        add_typed_maps(rows)
     return rows
 
 
@@ -303,13 +373,24 @@ def dump_rows(rows: list[dict[str, Any]]) -> bytes:
 _RECEIVED_AT = re.compile(rb',"received_at":"[^"]*"(?=\}(?:,\{"id":"|\]\Z))')
 
 
+#: A row's typed maps (`,"attributes_number":{...}`): keys are JSON strings, values numbers or booleans. Only
+#: a row key can match: inside a string every quote is escaped, and attribute values are never objects.
+_TYPED_MAPS = re.compile(
+    rb',"(?:%s|%s)":\{(?:"(?:[^"\\]|\\.)*":[^,}]*,?)*\}' % (NUMBER_MAP.encode(), BOOL_MAP.encode())
+)
+_TYPED_MAP_KEYS = (b'"%s":{' % NUMBER_MAP.encode(), b'"%s":{' % BOOL_MAP.encode())
+
+
 def live_payload(payload: bytes, received_at: str | None = None) -> bytes:
     """NDJSON of public entries from a row payload (`dumps(make_rows(...))`), at C speed: rows are the public
-    shape plus a last `received_at` key, and rows are separated by `},{"id":"` (see `payload_ids`).
+    shape plus their typed maps (removed here; only payloads that have some pay that pass) and a last
+    `received_at` key, and rows are separated by `},{"id":"` (see `payload_ids`).
 
     `received_at`, when the caller knows every row has that value, allows one plain replace instead of a
     regex pass (same bytes out: quotes inside JSON strings are escaped, so `,"received_at":"..."},{"id":"`
     only occurs where a row ends and the next begins)."""
+    if _TYPED_MAP_KEYS[0] in payload or _TYPED_MAP_KEYS[1] in payload:
+        payload = _TYPED_MAPS.sub(b"", payload)
     if received_at is not None:
         end = b',"received_at":"' + received_at.encode() + b'"}'
         body = payload[1:-1].replace(end + b',{"id":"', b'}\n{"id":"')
