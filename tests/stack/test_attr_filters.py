@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
-from oglogstream.stack import inserts
+from oglogstream.stack import inserts, messages, schema
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.filters import MAX_ATTR_FILTERS, Filters, ParamError
 from oglogstream.stack.resources import STORAGE
@@ -65,9 +65,10 @@ ENTRIES: list[dict[str, Any]] = [
 
 
 def payload(entries: list[Mapping[str, Any]]) -> bytes:
-    """A stored-row payload as ingestion writes it (JSON array, id first, received_at last)."""
+    """A stored-row payload as ingestion writes it (JSON array, id first, typed maps, received_at last)."""
     now = utc().isoformat() + "Z"
     rows = [{"id": e["id"], "timestamp": now, "message": "m", **e, "received_at": now} for e in entries]
+    schema.add_typed_maps(rows)
     return pydantic_core.to_json(rows)  # ingestion's serializer: numbers in its text form
 
 
@@ -314,15 +315,16 @@ def test_query_string_forms_parse_to_the_same_filters() -> None:
 
 
 def test_typed_columns_are_added_only_for_attribute_values() -> None:
-    """Numbers and booleans in `attributes` get typed twins; look-alikes in strings and `pid` do not."""
+    """A message of the release before (no row-format header) is upgraded: numbers and booleans in
+    `attributes` get typed twins; look-alikes in strings and `pid` do not."""
     tricky = (
         b'[{"id":"a","message":"\\"attributes\\":{\\"x\\":1}","pid":7,'
         b'"attributes":{"s":"v\\":5","n":-2.5e3,"b":false,"t":"true"},"received_at":"r"},'
         b'{"id":"b","pid":8,"attributes":{"s":"only strings"}}]'
     )
-    rows = json.loads(inserts.typed_attributes(tricky))
+    rows = json.loads(messages.upgrade_payload(tricky))
     assert rows[0]["attributes_number"] == {"n": -2500.0} and rows[0]["attributes_bool"] == {"b": False}
     assert "attributes_number" not in rows[1] and "attributes_bool" not in rows[1]
     assert rows[0]["message"] == json.loads(tricky)[0]["message"]
     plain = b'[{"id":"c","pid":9,"attributes":{"s":"x"}}]'
-    assert inserts.typed_attributes(plain) is plain  # string-only payloads pass untouched
+    assert messages.upgrade_payload(plain) is plain  # string-only payloads pass untouched
