@@ -62,7 +62,8 @@ def test_server_commands_name_the_extra(command: list[str]) -> None:
     """Each server command prints one line naming how to install the extra from the clone and exits 2."""
     result = sdk_only(*command)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "pip install -e '.[stack]' in the oglogstream clone" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "pip install -e '.[stack]' in the oglogstream clone" in result.stderr
     assert "Traceback" not in result.stderr
 
 
