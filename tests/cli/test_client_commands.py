@@ -102,10 +102,12 @@ class TestSendAndQuery:
         assert (result.code, result.err) == (0, "")
 
     async def test_unreachable_server_fails_within_the_timeout(self) -> None:
-        """Nothing listening: exit 1 after --timeout, saying the entry was not delivered."""
+        """Nothing listening: exit 3 (cannot reach) after --timeout, saying the entry was not delivered and
+        why, without the SDK's advice about handler settings a `send` user does not have."""
         result = await oglog("send", "--timeout", "1", "hello", url="http://127.0.0.1:9")
-        assert result.code == 1
-        assert "0 of 1 entries accepted" in result.err
+        assert result.code == 3
+        assert "0 of 1 entries accepted" in result.err and "last error: cannot reach" in result.err
+        assert "shutdown_timeout" not in result.err and "spool_dir" not in result.err
 
     async def test_query_follows_cursors_up_to_the_limit(self, nats_server: Any, chdb_dsn: str) -> None:
         """25 entries read in pages of 10: --limit 25 prints all 25 once, newest first; --limit 12 stops at
@@ -134,14 +136,20 @@ class TestSendAndQuery:
     async def test_server_errors_are_one_line_with_field_and_reason(
         self, nats_server: Any, chdb_dsn: str
     ) -> None:
-        """A bad --from reaches the API and comes back as `HTTP 400: from: ...` (exit 1); bad flags are
-        usage errors (exit 2); a closed port is exit 3."""
+        """A bad --from reaches the API and comes back as `HTTP 400: from: ...`; a 400 to the flags of a
+        reading command is a usage error (exit 2), the same from query, stats and tail (`--attr 'x>abc'`);
+        bad flags the CLI sees itself are exit 2; a closed port is exit 3."""
         async with all_roles(nats_server.url, chdb_dsn) as (url, _):
             bad = await oglog("query", "--from", "yesterday", url=url)
             usage = await oglog("query", "--since", "soon", url=url)
             bad_attr = await oglog("query", "--attr", "no-operator", url=url)
-        assert bad.code == 1
+            not_a_number = [await oglog(command, "--attr", "x>abc", url=url)
+                            for command in ("query", "stats", "tail")]
+        assert bad.code == 2
         assert bad.err.startswith("oglog query: error: HTTP 400: from: ") and bad.err.count("\n") == 1
+        assert [r.code for r in not_a_number] == [2, 2, 2]
+        for command, result in zip(("query", "stats", "tail"), not_a_number, strict=True):
+            assert result.err.startswith(f"oglog {command}: error: HTTP 400: attr.x: "), result.err
         assert usage.code == 2 and "--since" in usage.err
         assert bad_attr.code == 2 and "--attr: expected KEY=VALUE" in bad_attr.err
         unreachable = await oglog("stats", url="http://127.0.0.1:9")
