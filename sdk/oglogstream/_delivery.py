@@ -35,11 +35,14 @@ class InFlight:
     """The batch being sent and the 413 halves still to send: its records count against the buffer's bounds,
     and `flush()` waits until its first seq is settled. Only the delivering thread/task touches it."""
 
-    __slots__ = ("_todo", "first_seq", "nbytes", "records")
+    __slots__ = ("_todo", "first_seq", "nbytes", "records", "unconfirmed")
 
     def __init__(self) -> None:
         self.records = 0
         self.nbytes = 0
+        #: Records of the part whose request is on its way, or whose last attempt was cut by the close
+        #: deadline without an answer: the server may have stored them (counted `unconfirmed` if given up).
+        self.unconfirmed = 0
         self.first_seq: int | None = None
         self._todo: list[Batch] = []
 
@@ -82,9 +85,17 @@ class InFlight:
 
     def clear(self) -> None:
         """Nothing in flight any more (reset after fork, or given up at the deadline)."""
-        self.records = self.nbytes = 0
+        self.records = self.nbytes = self.unconfirmed = 0
         self.first_seq = None
         self._todo = []
+
+    def give_up(self, ledger: Ledger, held: int) -> None:
+        """Count `held` records (what a pipeline holds, these in flight included) as lost at the close
+        deadline, under `ledger.lock`: the in-flight part that may have been stored as `unconfirmed`, the
+        rest as `shutdown`."""
+        unconfirmed = min(self.unconfirmed, self.records, held)
+        ledger.count("unconfirmed", unconfirmed)
+        ledger.count("shutdown", held - unconfirmed)
 
     def oldest_unsettled(self, pending: Pending) -> int:
         """The seq of the oldest record not yet settled, in flight or pending: flush waits up to it."""

@@ -123,6 +123,9 @@ class SendResult:
     #: Seconds the server asked us to wait (Retry-After), if it did.
     retry_after: float | None = None
     error: str | None = None
+    #: No answer came after the whole request was written (a read timeout or error): the server may have
+    #: stored the batch (False for connect failures and answers).
+    unanswered: bool = False
 
 
 class Transport(Protocol):
@@ -183,13 +186,23 @@ def attempt_deadline(settings: Settings, cap: float | None) -> float:
     return total if cap is None else max(min(total, cap), 0.001)
 
 
+#: Failures after the request was written: the server may have stored it (see `SendResult.unanswered`).
+_UNANSWERED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 def failure(endpoint: str, exc: Exception) -> SendResult:
     """An exception from sending, translated: always retryable (never a reason to lose data)."""
+    unanswered = isinstance(exc, _UNANSWERED)
     if isinstance(exc, httpx.TimeoutException):
         detail = f": {exc}" if str(exc) else ""
-        return SendResult(Outcome.RETRY, error=f"timeout talking to {endpoint}: {type(exc).__name__}{detail}")
+        return SendResult(
+            Outcome.RETRY,
+            error=f"timeout talking to {endpoint}: {type(exc).__name__}{detail}",
+            unanswered=unanswered,
+        )
     if isinstance(exc, httpx.HTTPError):  # connect/read/write/protocol errors
-        return SendResult(Outcome.RETRY, error=f"cannot reach {endpoint}: {type(exc).__name__}: {exc}")
+        error = f"cannot reach {endpoint}: {type(exc).__name__}: {exc}"
+        return SendResult(Outcome.RETRY, error=error, unanswered=unanswered)
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
 
 

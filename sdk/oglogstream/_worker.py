@@ -322,7 +322,8 @@ class Pipeline(WorkerLoop):
             held = (0 if self._abandoned else self._held()) + len(self._late)
             return self._ledger.snapshot(
                 queued=held + (spool.own_records if spool is not None else 0),
-                buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
+                # An abandoned worker's buffers were counted as lost: they no longer count as held.
+                buffered_bytes=0 if self._abandoned else self._pending.nbytes + self._inflight.nbytes,
                 spooled=spool.records if spool is not None else self._spool_left[0],
                 adopted=spool.adopted_total if spool is not None else self._spool_left[1],
             )
@@ -407,13 +408,15 @@ class Pipeline(WorkerLoop):
                 self._abandoned = True
                 self._abort = True
                 self._finished = True
-                leftovers = self._held() + len(self._late)
+                self._inflight.give_up(self._ledger, self._held() + len(self._late))
+                leftovers = 0
                 self.intake.clear()
                 self._late.clear()
                 self.intake_large = 0
             if leftovers:
                 self._count("shutdown", leftovers)
-            clean = not self._ledger.dropped.get("shutdown")
+            dropped = self._ledger.dropped
+            clean = not dropped.get("shutdown") and not dropped.get("unconfirmed")
         if start is not None:
             start.start()
         self._ledger.summarize_losses()

@@ -136,12 +136,10 @@ class WorkerLoop:
             with self._lock:
                 abandoned = self._abandoned
                 if not abandoned:
-                    leftovers = self._held()
+                    self._inflight.give_up(self._ledger, self._held())
                     self._clear_intake_locked()
                     self._pending.clear()
                     self._inflight.clear()
-                    if leftovers:
-                        self._count("shutdown", leftovers)
                 self.soft_limit = 0
                 self._closing = True
             for request in [*self._waiters, *self._flush_requests]:
@@ -357,16 +355,23 @@ class WorkerLoop:
 
     def _attempt(self, batch: Batch) -> SendResult:
         cap = None
+        inflight = self._inflight
         if self._deadline != _INFINITY:
             cap = self._deadline - time.monotonic()
             if cap <= 0:
+                inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
                 return SendResult(Outcome.RETRY, error="shutdown deadline reached")
         warm_logging_caches()
+        inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
         try:
             assert self._transport is not None
-            return self._transport.send(batch, timeout=cap)
+            result = self._transport.send(batch, timeout=cap)
         except Exception as exc:  # a transport must translate its errors; if it does not, retry anyway
-            return SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
+            result = SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
+        # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
+        cut = result.unanswered and time.monotonic() >= self._deadline
+        inflight.unconfirmed = len(batch) if cut else 0
+        return result
 
     def _backoff_sleep(self, seconds: float) -> None:
         """tenacity's sleep: interruptible by close, and keeps encoding new records while it waits."""

@@ -31,7 +31,8 @@ def test_unreachable_server_close_counts_each_record_once(make_handler, logger) 
 
 
 def test_stuck_worker_abandoned_at_close_counts_each_record_once(make_handler, logger) -> None:
-    """A server that never answers: close() abandons the worker; its records are lost once, not queued too."""
+    """A server that never answers: close() abandons the worker; its records are lost once, not queued too
+    (as `unconfirmed`: they were sent and nothing says the server did not store them)."""
     hole = BlackHoleServer()
     try:
         handler = make_handler(hole.url, read_timeout=30.0)
@@ -41,7 +42,8 @@ def test_stuck_worker_abandoned_at_close_counts_each_record_once(make_handler, l
         time.sleep(0.3)  # the batch is in flight now
         assert handler.close(timeout=0.5) is False
         stats = handler.stats()
-        assert (stats.queued, stats.sent, stats.dropped) == (0, 0, {"shutdown": 100})
+        assert (stats.queued, stats.sent, stats.dropped) == (0, 0, {"unconfirmed": 100})
+        assert stats.buffered_bytes == 0
     finally:
         hole.close()
 

@@ -171,3 +171,34 @@ def test_drain_on_sigterm_false_opts_out(server: CaptureServer) -> None:
     result, disposition = _terminated(server, "opted_out")
     assert disposition == "default"
     assert result.returncode == -signal.SIGTERM
+
+
+# -- 4. a request still in flight at the close deadline is "unconfirmed", not "shutdown" ------------------
+def test_close_against_a_slow_server_counts_the_request_in_flight_as_unconfirmed(
+    server: CaptureServer,
+) -> None:
+    """20,000 records, a server that answers after 3 s, close(1.0): the 4,000 of the request in flight may
+    be stored (they are), so they count as `unconfirmed`, the other 16,000 as `shutdown`; nothing stays
+    buffered after close and the counts stay exact."""
+    import logging
+
+    from oglogstream import DROP_REASONS, LOSS_REMEDIES, OgLogHandler
+
+    server.script(*[Reply(200, delay=3.0) for _ in range(10)])
+    handler = OgLogHandler(server.url, "attack-unconfirmed")
+    log = logging.getLogger("attack-unconfirmed")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        for i in range(20_000):
+            log.warning("record %d", i)
+        assert not handler.close(1.0)
+        stats = handler.stats()
+        assert stats.dropped == {"unconfirmed": 4000, "shutdown": 16_000}, stats
+        assert stats.queued == 0 and stats.sent == 0
+        assert stats.buffered_bytes == 0
+        assert "unconfirmed" in DROP_REASONS and "unconfirmed" in LOSS_REMEDIES
+        assert server.wait_entries(4000, timeout=10)
+        assert server.entry_count == 4000
+    finally:
+        log.removeHandler(handler)

@@ -62,7 +62,7 @@ def test_exit_with_a_hanging_server_stays_within_budget(black_hole: BlackHoleSer
     """A process whose server never answers exits within the atexit budget + 0.5 s, and says what it lost."""
     delay, err = _exit_delay(black_hole.url, 1.0, 1)
     assert delay <= 1.0 + 0.5, delay
-    assert "lost 100 record(s), reason 'shutdown'" in err
+    assert "lost 100 record(s), reason 'unconfirmed'" in err  # sent, never answered
 
 
 def test_atexit_budget_is_shared_across_handlers(black_hole: BlackHoleServer) -> None:
@@ -74,7 +74,7 @@ def test_atexit_budget_is_shared_across_handlers(black_hole: BlackHoleServer) ->
 def test_close_against_a_hanging_server_respects_its_timeout(
     black_hole: BlackHoleServer, make_handler, logger
 ) -> None:
-    """close(timeout) returns by its deadline and counts what was lost as shutdown."""
+    """close(timeout) returns by its deadline and counts the request still unanswered as `unconfirmed`."""
     handler = make_handler(black_hole.url, read_timeout=60, connect_timeout=60)
     logger.addHandler(handler)
     for i in range(10):
@@ -83,7 +83,7 @@ def test_close_against_a_hanging_server_respects_its_timeout(
     started = time.monotonic()
     assert handler.close(timeout=0.5) is False
     assert time.monotonic() - started < 0.5 + 0.3
-    assert handler.stats().dropped == {"shutdown": 10}
+    assert handler.stats().dropped == {"unconfirmed": 10}
 
 
 def test_flush_times_out_and_returns_false(black_hole: BlackHoleServer, make_handler, logger) -> None:
