@@ -2,7 +2,7 @@
 // the URL in step so the current view and filters can be bookmarked or shared.
 
 import { LEVELS, MAX_ATTR_FILTERS, fetchStats, onFilterRejected, validateFilters } from './api.js';
-import { filterButtons, renderChips } from './attrs.js';
+import { filterButtons, renderChips, wireAddFilter } from './attrs.js';
 import { initAuth } from './auth.js';
 import { showContext } from './context.js';
 import { LiveTail } from './live.js';
@@ -72,6 +72,7 @@ function openEntry(entry) {
     onContext: (item, container) => showContext(item, container, { onOpenEntry: openEntry }),
   });
 }
+wireAddFilter(filterAttr);
 const live = new LiveTail({ onOpenEntry: openEntry });
 const search = new SearchView({ onOpenEntry: openEntry, onZoom: zoomTo, onFilter: filterAttr });
 const overview = new OverviewView({
@@ -293,7 +294,9 @@ $('detail-copy').addEventListener('click', async () => {
   }, 1500);
 });
 document.addEventListener('keydown', (event) => {
-  if (event.key === 'Escape') $('detail').hidden = true;
+  if (event.key !== 'Escape') return;
+  $('detail').hidden = true;
+  $('f-add').open = false;
 });
 
 window.addEventListener('popstate', () => {

@@ -54,6 +54,47 @@ export function renderChips(container, attrs, onRemove) {
   }));
 }
 
+// The "+ filter" control: attribute, operator and value for a condition that is not on screen (the same as
+// typing `key<op>value` in the search box). Enter in its fields or "Add filter" adds it; `onFilter(attr)`.
+export function wireAddFilter(onFilter) {
+  const root = document.getElementById('f-add');
+  const key = document.getElementById('f-add-key');
+  const op = document.getElementById('f-add-op');
+  const value = document.getElementById('f-add-value');
+  const presence = { exists: '=', missing: '!=' }; // the API spells them `=*` / `!=*`
+  const sync = () => {
+    value.disabled = op.value in presence;
+  };
+  const submit = () => {
+    const name = key.value.trim();
+    key.toggleAttribute('aria-invalid', !name);
+    if (!name) {
+      key.focus();
+      return;
+    }
+    const numeric = !['=', '!='].includes(op.value) && !(op.value in presence);
+    onFilter(op.value in presence
+      ? { key: name, op: presence[op.value], value: '*' }
+      : { key: name, op: op.value, value: numeric ? value.value.trim() : value.value });
+    key.value = '';
+    value.value = '';
+    root.open = false;
+  };
+  op.addEventListener('change', sync);
+  document.getElementById('f-add-submit').addEventListener('click', submit);
+  for (const input of [key, op, value]) {
+    input.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter') return;
+      event.preventDefault(); // not the filter bar's submit
+      submit();
+    });
+  }
+  root.addEventListener('toggle', () => {
+    if (root.open) key.focus();
+  });
+  sync();
+}
+
 // The side panel: refreshed for each new search (not for paging), newest request wins.
 export class AttributePanel {
   constructor({ onFilter }) {
@@ -80,6 +121,12 @@ export class AttributePanel {
   }
 
   render(keys) {
+    // The keys seen also suggest themselves in the "+ filter" control.
+    document.getElementById('f-attr-keys').replaceChildren(...keys.map((key) => {
+      const option = el('option');
+      option.value = key.key;
+      return option;
+    }));
     if (!keys.length) {
       this.list.replaceChildren(el('p', 'empty', 'No attributes in this range.'));
       return;

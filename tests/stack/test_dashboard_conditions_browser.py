@@ -145,6 +145,44 @@ def test_typing_a_number_comparison_filters_the_search(
     assert chips(page) == ["duration_ms > 500", "user exists"]
 
 
+def test_add_filter_control_adds_a_condition_by_key_operator_and_value(
+    page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
+) -> None:
+    """The "+ filter" control: its labelled attribute, operator and value fields add a condition (mouse or
+    keyboard); the attribute field suggests the keys of the current search."""
+    from playwright.sync_api import expect
+
+    service = new_service("addfilter")
+    ship_requests(shipper(service))
+    stored(stack, service, 10)
+    open_view(page, stack, view="search", service=service)
+    page.locator("#f-add summary").click()
+    form = page.get_by_role("group", name="Add an attribute filter")
+    expect(form).to_be_visible()
+    expect(page.get_by_label("attribute", exact=True)).to_be_focused()
+    options = page.eval_on_selector_all("#f-attr-keys option", "os => os.map(o => o.value)")
+    assert sorted(options) == ["duration_ms", "request_id", "route", "user"]
+    page.get_by_label("attribute", exact=True).fill("duration_ms")
+    page.get_by_label("operator", exact=True).select_option(">=")
+    page.get_by_label("value", exact=True).fill("700")
+    shoot(page, "search-add-filter")
+    form.get_by_role("button", name="Add filter").click()
+    expect(page.locator("#search-info")).to_contain_text(f"entries 1{DASH}3 (oldest match)")
+    assert chips(page) == ["duration_ms >= 700"]
+    expect(form).to_be_hidden()
+
+    # From the keyboard: "user missing" (the value field is not needed, so it is disabled), Enter adds it.
+    page.locator("#f-add summary").focus()
+    page.keyboard.press("Enter")
+    page.get_by_label("attribute", exact=True).fill("user")
+    page.get_by_label("operator", exact=True).select_option("missing")
+    expect(page.get_by_label("value", exact=True)).to_be_disabled()
+    page.get_by_label("attribute", exact=True).press("Enter")
+    expect(page.locator("#search-info")).to_contain_text(f"entries 1{DASH}2 (oldest match)")
+    assert chips(page) == ["duration_ms >= 700", "user missing"]
+    assert attr_params(page) == [("attr.duration_ms>", "700"), ("attr.user!", "*")]
+
+
 def test_every_operator_in_the_url_shows_a_readable_chip_and_round_trips(
     page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
 ) -> None:
