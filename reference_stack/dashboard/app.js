@@ -10,7 +10,7 @@ import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
 import { el, showDetail } from './render.js';
 import { SearchView } from './search.js';
 import {
-  addAttr, attrLabel, parseSearchText, parseState, removeAttr, resolveFilters, serializeState, VIEWS,
+  addAttr, attrLabel, attrProblem, parseSearchText, parseState, removeAttr, resolveFilters, serializeState, VIEWS,
 } from './state.js';
 
 const SERVICES_REFRESH_MS = 60000;
@@ -42,10 +42,17 @@ let refused = null;
 const filterKey = () => JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.attrs]);
 
 // An attribute condition picked anywhere (side panel, entry detail) joins the filters; a chip's ✕ removes it.
+// One the query string cannot carry is refused beside the filters instead.
 function filterAttr(attr) {
+  const problem = attrProblem(attr);
+  if (problem) {
+    showError(problem);
+    return false;
+  }
   state.attrs = addAttr(state.attrs, attr);
   writeForm();
   commit();
+  return true;
 }
 function unfilterAttr(attr) {
   state.attrs = removeAttr(state.attrs, attr);

@@ -55,7 +55,8 @@ export function renderChips(container, attrs, onRemove) {
 }
 
 // The "+ filter" control: attribute, operator and value for a condition that is not on screen (the same as
-// typing `key<op>value` in the search box). Enter in its fields or "Add filter" adds it; `onFilter(attr)`.
+// typing `key<op>value` in the search box). Enter in its fields or "Add filter" adds it; `onFilter(attr)`
+// returns false when it refused the condition.
 export function wireAddFilter(onFilter) {
   const root = document.getElementById('f-add');
   const key = document.getElementById('f-add-key');
@@ -73,9 +74,10 @@ export function wireAddFilter(onFilter) {
       return;
     }
     const numeric = !['=', '!='].includes(op.value) && !(op.value in presence);
-    onFilter(op.value in presence
+    const added = onFilter(op.value in presence
       ? { key: name, op: presence[op.value], value: '*' }
       : { key: name, op: op.value, value: numeric ? value.value.trim() : value.value });
+    if (added === false) return; // refused (the reason is beside the filters): left to correct
     key.value = '';
     value.value = '';
     root.open = false;

@@ -98,6 +98,20 @@ export function parseAttrParam(name, value) {
   return rest ? { key: rest, op, value } : null;
 }
 
+// Why a condition cannot be sent as the API spells it, or null. The query string cannot carry a key that ends
+// in !, > or <, or that holds > or < before a value with no =, nor a comparison without a number (docs/api.md):
+// sent anyway, it would mean another condition, so it is refused before it becomes a chip.
+export function attrProblem(attr) {
+  if (!attr.key) return 'attr: the attribute key is empty';
+  const field = `${ATTR_PREFIX}${attr.key}`;
+  if (!['=', '!='].includes(attr.op) && !attr.value.trim()) return `${field}: ${attr.op} needs a number`;
+  const back = parseAttrParam(...attrParam(attr));
+  if (!back || back.key !== attr.key || back.op !== attr.op || back.value !== attr.value) {
+    return `${field}: this key cannot be filtered on (it ends in !, > or <, or holds > or <; see docs/api.md)`;
+  }
+  return null;
+}
+
 // How a condition reads on its chip: `duration_ms > 500`, `request_id = abc`, `user exists`, `user missing`.
 export function attrLabel(attr) {
   if (attr.value === '*' && (attr.op === '=' || attr.op === '!=')) {

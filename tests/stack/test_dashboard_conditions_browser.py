@@ -182,6 +182,20 @@ def test_add_filter_control_adds_a_condition_by_key_operator_and_value(
     assert chips(page) == ["duration_ms >= 700", "user missing"]
     assert attr_params(page) == [("attr.duration_ms>", "700"), ("attr.user!", "*")]
 
+    # What the query string cannot carry is refused beside the filters (`attr.ok!=x` would mean "not x").
+    page.locator("#f-add summary").click()
+    for key, op, value, reason in (
+        ("ok!", "=", "x", "attr.ok!: this key cannot be filtered on"),
+        ("duration_ms", ">", "", "attr.duration_ms: > needs a number"),
+    ):
+        page.get_by_label("attribute", exact=True).fill(key)
+        page.get_by_label("operator", exact=True).select_option(op)
+        page.get_by_label("value", exact=True).fill(value)
+        page.get_by_label("value", exact=True).press("Enter")
+        expect(page.locator("#f-error")).to_contain_text(reason)
+        assert chips(page) == ["duration_ms >= 700", "user missing"]
+        expect(form).to_be_visible()  # left open to correct
+
 
 def test_every_operator_in_the_url_shows_a_readable_chip_and_round_trips(
     page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
