@@ -13,9 +13,12 @@ booleans are in `attributes` as text and in `attributes_number` / `attributes_bo
 stores them. Queries are the query role's SQL (`query_sql.latest_logs`, `query_sql.stats`) with filters
 parsed by `Filters.from_query`, through the Storage's client, one at a time; p50 / p90 of RUNS.
 
-Insert side (`--inserts`, seconds): the processor's extra step for typed values, `inserts.typed_attributes`,
-timed on 10,000-row payloads as ingestion writes them (with `pid`, four attributes), string-only and with two
-numbers and a bool, against the bare `raw_insert` of the same rows into chDB in the same run.
+Insert side (`--inserts`, milliseconds per 10,000 rows with `pid` and four attributes, string-only or with
+two numbers and a bool), against the bare `raw_insert` of the string-only rows into chDB in the same run:
+the `raw_insert` of typed rows with their maps; ingestion's row building (`schema.rows_from_json` +
+`schema.dump_rows`, where the typed maps are made now); and the processor's upgrade of a message of the
+release before (`messages.upgrade_payload`, the only processing-side step left, for messages without the
+row-format header).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from typing import Any
 
 from multidict import MultiDict
-from oglogstream.stack import inserts, query_sql
+from oglogstream.stack import messages, query_sql, schema
 from oglogstream.stack.filters import Filters
 from oglogstream.stack.migrations import TYPED_ATTRIBUTE_COLUMNS
 from oglogstream.stack.storage import LOGS_TABLE, Storage
@@ -120,16 +123,17 @@ def _settle(client: Any) -> None:
         time.sleep(0.5)
 
 
-def _payload(typed: bool, first: int) -> bytes:
+def _body(typed: bool, first: int) -> bytes:
+    """A request body of INSERT_ROWS entries as the SDK sends them (JSON array, id and timestamp given)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    rows = []
+    entries = []
     for i in range(first, first + INSERT_ROWS):
         attributes: dict[str, Any] = {"path": "/api/v1/cart", "user": f"u{i % 5000}"}
         if typed:
             attributes |= {"status": 200, "duration_ms": i % 1000 / 10, "cache_hit": i % 3 == 0}
         else:
             attributes |= {"status": "200", "region": "eu-west-1"}
-        rows.append(
+        entries.append(
             {
                 "id": f"ins-{i}",
                 "timestamp": now,
@@ -138,30 +142,52 @@ def _payload(typed: bool, first: int) -> bytes:
                 "service": "api",
                 "pid": 4242,
                 "attributes": attributes,
-                "received_at": now,
             }
         )
-    return json.dumps(rows, separators=(",", ":")).encode()
+    return json.dumps(entries, separators=(",", ":")).encode()
+
+
+def _rows(body: bytes) -> list[dict[str, Any]]:
+    return schema.rows_from_json(
+        body, batch_id="bench", received_at=time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    )
+
+
+def _legacy(body: bytes) -> bytes:
+    """The payload the release before published for `body`: the rows without typed maps."""
+    maps = (schema.NUMBER_MAP, schema.BOOL_MAP)
+    return schema.dumps([{k: v for k, v in row.items() if k not in maps} for row in _rows(body)])
 
 
 def _inserts(client: Any) -> None:
-    print(f"\n| per {INSERT_ROWS:,}-row payload | p50 ms | {_RATIO} |\n|---|---|---|")
+    print(f"\n| per {INSERT_ROWS:,} rows | p50 ms | {_RATIO} |\n|---|---|---|")
     first = 0
     bare = None
-    for label, typed in (
-        ("bare raw_insert (baseline)", False),
-        ("typed_attributes, string-only", False),
-        ("typed_attributes, 2 numbers + 1 bool", True),
-    ):
+
+    def insert(data: bytes) -> Any:
+        return lambda: client.raw_insert(LOGS_TABLE, None, data, fmt="JSONEachRow")
+
+    def build(body: bytes) -> Any:
+        return lambda: schema.dump_rows(_rows(body))
+
+    def upgrade(data: bytes) -> Any:
+        return lambda: messages.upgrade_payload(data)
+
+    cases: list[tuple[str, bool, Any]] = [
+        ("bare raw_insert, string-only rows (baseline)", False, lambda b: insert(schema.dump_rows(_rows(b)))),
+        ("raw_insert, typed rows with their maps", True, lambda b: insert(schema.dump_rows(_rows(b)))),
+        ("ingestion: rows_from_json + dump_rows, string-only", False, build),
+        ("ingestion: rows_from_json + dump_rows, typed (maps made)", True, build),
+        ("processing: upgrade of an old message, string-only", False, lambda b: upgrade(_legacy(b))),
+        ("processing: upgrade of an old message, typed", True, lambda b: upgrade(_legacy(b))),
+    ]
+    for label, typed, make in cases:
         samples = []
         for _ in range(INSERT_RUNS):
-            data = _payload(typed, first)
+            step = make(_body(typed, first))  # prepared outside the timing
             first += INSERT_ROWS
             start = time.perf_counter()
-            if bare is None:
-                client.raw_insert(LOGS_TABLE, None, data, fmt="JSONEachRow")
-            else:
-                inserts.typed_attributes(data)
+            step()
             samples.append((time.perf_counter() - start) * 1000)
         p50 = statistics.median(samples)
         bare = bare or p50

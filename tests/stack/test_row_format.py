@@ -21,7 +21,7 @@ NOW = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 #: Attribute values of every kind: strings (also number look-alikes), numbers, booleans, an integer beyond
 #: 64 bits (kept as its decimal text: a string) and keys that look like row keys.
 MIXED = {
-    "s": "v\":5",
+    "s": 'v":5',
     "t": "true",
     "n": -2.5e3,
     "i": 200,
