@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from . import dashboard, deadletter, explore, ingest, live, otlp, process, query
+from . import dashboard, deadletter, explore, ingest, live, openapi, otlp, process, query
 from .auth import startup as auth
 from .config import StackConfig
 from .http_boundary import HANDLER_ARGS, problem_middleware
@@ -57,6 +57,7 @@ def create_app(config: StackConfig) -> web.Application:
         deadletter.setup(app)  # GET /api/dead-letters, POST /api/dead-letters/replay
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    openapi.setup(app)  # GET /openapi.json, built from the routes above once they are final
     return app
 
 

@@ -55,6 +55,9 @@ MAX_CONTEXT = 200
 #: distinct (key, value); a key unique per entry (a request id) over a long range would otherwise grow
 #: without bound, and embedded chDB shares the server's process. Beyond it: 400 asking for a narrower range.
 MAX_SUMMARY_MEMORY = 512 * 1024**2
+#: The query parameters of each route (anything else is a 400; openapi.py documents exactly these).
+ATTRIBUTES_PARAMS = (*Filters.PARAMS, "keys", "values")
+CONTEXT_PARAMS = ("before", "after")
 
 _ID = re.compile(ID_PATTERN)
 _SETTINGS = {"max_execution_time": QUERY_TIMEOUT}
@@ -118,7 +121,7 @@ async def get_attributes(request: web.Request) -> web.Response:
     """Top attribute keys and values over the filtered range (default: DEFAULT_ATTRIBUTES_RANGE s to now)."""
     query = request.query
     try:
-        check_known(query, (*Filters.PARAMS, "keys", "values"))
+        check_known(query, ATTRIBUTES_PARAMS)
         filters = Filters.from_query(query)
         raw_keys, raw_values = single(query, "keys"), single(query, "values")
         keys = DEFAULT_KEYS if raw_keys is None else parse_int(raw_keys, "keys", low=1, high=MAX_KEYS)
@@ -200,7 +203,7 @@ async def get_context(request: web.Request) -> web.Response:
     query = request.query
     entry_id = request.match_info["id"]
     try:
-        check_known(query, ("before", "after"))
+        check_known(query, CONTEXT_PARAMS)
         if not _ID.fullmatch(entry_id):
             raise ParamError("id", "not an entry id (letters, digits and _ . : - only)")
         counts = []

@@ -82,6 +82,11 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_HISTOGRAM_INTERVAL = 400 * 366 * 86400
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+#: The query parameters of each route (anything else is a 400; openapi.py documents exactly these).
+LOGS_PARAMS = (*Filters.PARAMS, "limit", "offset", "cursor")
+STATS_PARAMS = Filters.PARAMS
+HISTOGRAM_PARAMS = (*Filters.PARAMS, "interval")
+
 QUERY_LATENCY: web.AppKey[Histogram] = web.AppKey("oglog_query_latency", Histogram)
 
 
@@ -141,7 +146,7 @@ async def get_logs(request: web.Request) -> web.Response:
     """Newest first, filtered, in the public entry shape; `X-Next-Cursor`/`Link` name the next page."""
     query = request.query
     try:
-        check_known(query, (*Filters.PARAMS, "limit", "offset", "cursor"))
+        check_known(query, LOGS_PARAMS)
         filters = Filters.from_query(query)
         raw_limit, raw_offset, raw_cursor = (single(query, name) for name in ("limit", "offset", "cursor"))
         limit = DEFAULT_LIMIT if raw_limit is None else parse_int(raw_limit, "limit", low=1, high=MAX_LIMIT)
@@ -165,7 +170,7 @@ async def get_logs(request: web.Request) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     """The seed's shape: total_logs, logs_by_level (all five levels), logs_by_service; optional filters."""
     try:
-        check_known(request.query, Filters.PARAMS)
+        check_known(request.query, STATS_PARAMS)
         filters = Filters.from_query(request.query)
     except ParamError as exc:
         raise _bad_parameter(exc) from None
@@ -210,7 +215,7 @@ async def get_histogram(request: web.Request) -> web.Response:
     """Counts per time bucket and level over [from, to): every bucket present (zeros too), oldest first."""
     query = request.query
     try:
-        check_known(query, (*Filters.PARAMS, "interval"))
+        check_known(query, HISTOGRAM_PARAMS)
         filters = Filters.from_query(query, time_range=False)
         now_us = time.time_ns() // 1000
         raw_from, raw_to, raw_interval = (single(query, name) for name in ("from", "to", "interval"))

@@ -49,8 +49,8 @@ ADMIN_ROUTES = frozenset(
     {"/api/dead-letters/replay", "/api/dead-letters/discard", "/api/dead-letters/{seq}", "/api/keys"}
 )
 QUERY_ROUTES = frozenset({"/ws/live", "/metrics"})
-#: Open routes: health and the dashboard's static files (no data; the page asks for a key).
-OPEN_ROUTES = frozenset({"/health", "/"})
+#: Open routes: health, the API description and the dashboard's static files (no data; the page asks for one).
+OPEN_ROUTES = frozenset({"/health", "/", "/openapi.json"})
 OPEN_PREFIXES = ("/assets/",)
 #: WebSocket subprotocols: a browser offers [WS_PROTOCOL, WS_KEY_PROTOCOL + key]; the server selects
 #: WS_PROTOCOL (a browser cannot set Authorization on a WebSocket, and a key in the URL ends up in logs).
