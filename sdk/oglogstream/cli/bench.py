@@ -152,12 +152,12 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         work = (client, args, schedule, start, end, result, stop, run_id)
         threads = [threading.Thread(target=_worker, args=work, name=f"oglog-bench-{i}", daemon=True)
                    for i in range(args.concurrency)]
-        for thread in threads:
-            thread.start()
         progress = err.isatty()
         tick = threading.Event()  # never set: a wait with a deadline between progress lines
         interrupted = False
-        try:
+        try:  # from the first start on: a Ctrl-C at any point still stops the workers and prints the summary
+            for thread in threads:
+                thread.start()
             # The run lasts --duration even when the last batch was scheduled earlier: the achieved rate is
             # entries over the real elapsed time, never over the span of the batches alone.
             while any(t.is_alive() for t in threads) or (time.monotonic() < end and not stop.is_set()):
@@ -172,7 +172,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             interrupted = True
             stop.set()
         for thread in threads:
-            thread.join(target.timeout + 1)
+            if thread.ident is not None:  # started
+                thread.join(target.timeout + 1)
         result.elapsed = time.monotonic() - start
         if progress:
             err.write("\n")
