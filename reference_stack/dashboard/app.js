@@ -10,7 +10,7 @@ import { AUTO_REFRESH_MS, OverviewView } from './overview.js';
 import { el, showDetail } from './render.js';
 import { SearchView } from './search.js';
 import {
-  addAttr, attrLabel, attrProblem, parseSearchText, parseState, removeAttr, resolveFilters, serializeState, VIEWS,
+  addAttr, attrLabel, attrProblem, hasAttr, parseSearchText, parseState, removeAttr, resolveFilters, serializeState, VIEWS,
 } from './state.js';
 
 const SERVICES_REFRESH_MS = 60000;
@@ -44,12 +44,13 @@ const filterKey = () => JSON.stringify([state.levels, state.service, state.q, st
 // An attribute condition picked anywhere (side panel, entry detail) joins the filters; a chip's ✕ removes it.
 // One the query string cannot carry is refused beside the filters instead.
 function filterAttr(attr) {
-  const problem = attrProblem(attr);
+  const next = addAttr(state.attrs, attr);
+  const problem = attrProblem(attr) ?? (next === state.attrs && !hasAttr(state.attrs, attr) ? limitMessage(attr) : null);
   if (problem) {
     showError(problem);
     return false;
   }
-  state.attrs = addAttr(state.attrs, attr);
+  state.attrs = next;
   writeForm();
   commit();
   return true;
@@ -147,9 +148,8 @@ function takeTyped() {
   let next = state.attrs;
   for (const attr of attrs) {
     const added = addAttr(next, attr);
-    const duplicate = next.some((o) => o.key === attr.key && o.op === attr.op && o.value === attr.value);
-    if (added === next && !duplicate) {
-      showError(`attr: at most ${MAX_ATTR_FILTERS} attribute conditions (remove one to add ${attrLabel(attr)})`);
+    if (added === next && !hasAttr(next, attr)) {
+      showError(limitMessage(attr));
       return false;
     }
     next = added;
@@ -160,6 +160,8 @@ function takeTyped() {
   renderChips(form.attrs, state.attrs, unfilterAttr);
   return true;
 }
+
+const limitMessage = (attr) => `attr: at most ${MAX_ATTR_FILTERS} attribute conditions (remove one to add ${attrLabel(attr)})`;
 
 // Says under the search box what Enter will add, as the user types a condition.
 function showPending() {

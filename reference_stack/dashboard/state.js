@@ -156,6 +156,7 @@ export function resolveFilters(state, now = Date.now()) {
 }
 
 const sameAttr = (a, b) => a.key === b.key && a.op === b.op && a.value === b.value;
+export const hasAttr = (attrs, attr) => attrs.some((other) => sameAttr(other, attr));
 
 // `attrs` with `attr` added: the opposite condition on the same key and value is replaced (filtering a value
 // out after filtering it in flips it; `=`/`!=` only: `>=500` and `<=500` together are numeric equality), a

@@ -283,3 +283,19 @@ def test_a_refused_condition_is_shown_next_to_the_search_box(
     chip.locator("button.chip-remove").click()
     expect(error).to_have_text("")
     expect(page.locator("#search-info")).to_contain_text(f"entries 1{DASH}10")
+
+
+def test_a_condition_past_the_limit_is_refused_aloud(page: Any, stack: StackThread) -> None:
+    """With the API's 20 conditions in place, a 21st typed one is refused beside the box and stays typed."""
+    from playwright.sync_api import expect
+
+    conditions = "&".join(f"attr.k{i}=*" for i in range(20))
+    page.goto(f"{stack.base}/?view=search&service={new_service('limit')}&{conditions}")
+    expect(page.locator("#f-attrs .attr-chip")).to_have_count(20)
+    page.fill("#f-q", "extra=1")
+    page.press("#f-q", "Enter")
+    expect(page.locator("#f-error")).to_have_text(
+        "attr: at most 20 attribute conditions (remove one to add extra = 1)"
+    )
+    expect(page.locator("#f-q")).to_have_value("extra=1")
+    expect(page.locator("#f-attrs .attr-chip")).to_have_count(20)
