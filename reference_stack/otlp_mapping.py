@@ -302,7 +302,7 @@ def _attribute_value(value: Any) -> str | int | float | bool:
     if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _json(value)
+        return value if math.isfinite(value) else _finite(value)
     text = value if isinstance(value, str) else _json(value)
     return clip_chars(text, wire.MAX_ATTRIBUTE_VALUE_CHARS)
 
