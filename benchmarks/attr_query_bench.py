@@ -181,15 +181,17 @@ def _inserts(client: Any) -> None:
         ("processing: upgrade of an old message, string-only", False, lambda b: upgrade(_legacy(b))),
         ("processing: upgrade of an old message, typed", True, lambda b: upgrade(_legacy(b))),
     ]
-    for label, typed, make in cases:
-        samples = []
-        for _ in range(INSERT_RUNS):
+    # Round-robin: each run times every case once, so all cases see the same load on a shared machine.
+    samples: list[list[float]] = [[] for _ in cases]
+    for _ in range(INSERT_RUNS):
+        for k, (_, typed, make) in enumerate(cases):
             step = make(_body(typed, first))  # prepared outside the timing
             first += INSERT_ROWS
             start = time.perf_counter()
             step()
-            samples.append((time.perf_counter() - start) * 1000)
-        p50 = statistics.median(samples)
+            samples[k].append((time.perf_counter() - start) * 1000)
+    for (label, _, _), times in zip(cases, samples, strict=True):
+        p50 = statistics.median(times)
         bare = bare or p50
         print(f"| {label} | {p50:.1f} | {p50 / bare:.2f} |")
 
