@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import re
 import signal
 import socket
@@ -147,3 +148,25 @@ class TestServerCommands:
         line = listen_error(StackConfig(http_port=port), refused.value)
         assert line.startswith(f"cannot listen on 127.0.0.1:{port}: ") and "--port N" in line
 
+
+    def test_a_new_store_logs_its_schema_at_info_not_as_a_warning(
+        self, chdb_dsn: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A fresh data dir's first start applies every migration at INFO (routine, not a warning); a second
+        start applies nothing and says nothing."""
+        from oglogstream.stack import migrations
+        from oglogstream.stack.storage import Storage
+
+        storage = Storage(chdb_dsn)
+        try:
+            with caplog.at_level(logging.INFO, logger=migrations.__name__):
+                storage.ensure_schema()
+                first = [(r.levelno, r.getMessage()) for r in caplog.records]
+                caplog.clear()
+                storage.ensure_schema()
+        finally:
+            storage.close()
+        assert first and all(level == logging.INFO for level, _ in first), first
+        assert [m for _, m in first] == [f"storage: applying migration {m.version} ({m.name})"
+                                         for m in migrations.MIGRATIONS]
+        assert not [r for r in caplog.records if r.name == migrations.__name__]
