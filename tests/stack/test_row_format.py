@@ -15,7 +15,7 @@ from oglogstream.stack.app import create_app
 from oglogstream.stack.config import DEAD_STREAM_NAME, STREAM_NAME, StackConfig
 from oglogstream.stack.resources import BROKER
 
-from .helpers import query_rows, running_app, wait_for
+from .helpers import all_roles, query_rows, running_app, wait_for
 
 NOW = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 #: Attribute values of every kind: strings (also number look-alikes), numbers, booleans, an integer beyond
@@ -196,3 +196,28 @@ async def test_the_row_format_header_travels_through_dead_letter_and_replay(nats
         assert again.headers[messages.MSG_ID] == f"replay-{dead['seq']}"
         assert messages.DEAD_REASON not in again.headers
         assert again.data == first.data
+
+
+async def test_number_forms_documented_in_api_md(nats_server: Any, chdb_dsn: str) -> None:
+    """`1e20` is stored and answered as `1e+20` (found with `attr.e=1e%2B20`), an integer beyond 64 bits comes
+    back as its digits in a string, and neither the string nor `1e400` ("inf") is a number for comparisons."""
+    attributes = {"e": 1e20, "big": 2**70, "huge": "HUGE", "n": 1}
+    raw = json.dumps([entry(0, attributes)]).replace('"HUGE"', "1e400").replace("1e+20", "1e20").encode()
+    async with all_roles(nats_server.url, chdb_dsn) as (url, session):
+        async with session.post(f"{url}/logs", data=raw, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 202, await r.text()
+
+        async def found() -> Any:
+            async with session.get(f"{url}/api/logs?attr.e=1e%2B20") as resp:
+                assert resp.status == 200
+                return (await resp.read()) if b"e-0" in await resp.read() else None
+
+        text = await wait_for(found)
+        for number_filter in ("attr.big%3E0", "attr.huge%3E0"):
+            async with session.get(f"{url}/api/logs?{number_filter}") as resp:
+                assert resp.status == 200 and b"e-0" not in await resp.read(), number_filter
+        async with session.get(f"{url}/api/logs?attr.n%3E0") as resp:  # a real number is comparable
+            assert b"e-0" in await resp.read()
+    assert b'"e":1e+20' in text
+    [log] = json.loads(text)
+    assert log["attributes"] == {"e": 1e20, "big": str(2**70), "huge": "inf", "n": 1}
