@@ -42,18 +42,18 @@ let refused = null;
 const filterKey = () => JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.attrs]);
 
 // An attribute condition picked anywhere (side panel, entry detail) joins the filters; a chip's ✕ removes it.
-// One the query string cannot carry is refused beside the filters instead.
+// One the query string cannot carry is refused beside the filters instead; returns why, or null if added.
 function filterAttr(attr) {
   const next = addAttr(state.attrs, attr);
   const problem = attrProblem(attr) ?? (next === state.attrs && !hasAttr(state.attrs, attr) ? limitMessage(attr) : null);
   if (problem) {
     showError(problem);
-    return false;
+    return problem;
   }
   state.attrs = next;
   writeForm();
   commit();
-  return true;
+  return null;
 }
 function unfilterAttr(attr) {
   state.attrs = removeAttr(state.attrs, attr);

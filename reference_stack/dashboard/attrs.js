@@ -56,12 +56,13 @@ export function renderChips(container, attrs, onRemove) {
 
 // The "+ filter" control: attribute, operator and value for a condition that is not on screen (the same as
 // typing `key<op>value` in the search box). Enter in its fields or "Add filter" adds it; `onFilter(attr)`
-// returns false when it refused the condition.
+// returns why it refused the condition (shown in the control too: it covers the filter bar's line) or null.
 export function wireAddFilter(onFilter) {
   const root = document.getElementById('f-add');
   const key = document.getElementById('f-add-key');
   const op = document.getElementById('f-add-op');
   const value = document.getElementById('f-add-value');
+  const error = document.getElementById('f-add-error');
   const presence = { exists: '=', missing: '!=' }; // the API spells them `=*` / `!=*`
   const sync = () => {
     value.disabled = op.value in presence;
@@ -69,15 +70,17 @@ export function wireAddFilter(onFilter) {
   const submit = () => {
     const name = key.value.trim();
     key.toggleAttribute('aria-invalid', !name);
+    error.textContent = name ? '' : 'attribute: required';
     if (!name) {
       key.focus();
       return;
     }
     const numeric = !['=', '!='].includes(op.value) && !(op.value in presence);
-    const added = onFilter(op.value in presence
+    const refused = onFilter(op.value in presence
       ? { key: name, op: presence[op.value], value: '*' }
       : { key: name, op: op.value, value: numeric ? value.value.trim() : value.value });
-    if (added === false) return; // refused (the reason is beside the filters): left to correct
+    error.textContent = refused ?? '';
+    if (refused) return; // left open to correct
     key.value = '';
     value.value = '';
     root.open = false;
@@ -92,7 +95,14 @@ export function wireAddFilter(onFilter) {
     });
   }
   root.addEventListener('toggle', () => {
-    if (root.open) key.focus();
+    if (!root.open) return;
+    error.textContent = '';
+    // Opens rightwards from its button, or leftwards when that would leave the window (the button moves
+    // along the filter bar as chips come and go).
+    const body = root.querySelector('.add-filter-body');
+    body.classList.remove('leftwards');
+    if (body.getBoundingClientRect().right > document.documentElement.clientWidth) body.classList.add('leftwards');
+    key.focus();
   });
   sync();
 }

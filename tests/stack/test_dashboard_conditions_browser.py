@@ -193,8 +193,10 @@ def test_add_filter_control_adds_a_condition_by_key_operator_and_value(
         page.get_by_label("value", exact=True).fill(value)
         page.get_by_label("value", exact=True).press("Enter")
         expect(page.locator("#f-error")).to_contain_text(reason)
+        expect(form.get_by_role("alert")).to_contain_text(reason)  # visible where the user is typing
         assert chips(page) == ["duration_ms >= 700", "user missing"]
         expect(form).to_be_visible()  # left open to correct
+    shoot(page, "search-add-filter-refused")
 
 
 def test_every_operator_in_the_url_shows_a_readable_chip_and_round_trips(
@@ -272,6 +274,11 @@ def test_a_refused_condition_is_shown_next_to_the_search_box(
     assert page.locator("#search-histogram .error").count() == 0  # said once, beside the box
     assert page.locator("#attr-list .error").count() == 0
     shoot(page, "search-refused-condition")
+    page.emulate_media(color_scheme="dark")
+    page.locator("#f-add summary").click()
+    shoot(page, "search-refused-condition-dark")
+    page.locator("#f-add summary").click()
+    page.emulate_media(color_scheme="light")
 
     # The same in the other views (the live tail asks the API why its socket was refused).
     page.click("#tab-live")
