@@ -102,10 +102,11 @@ class TestUrlHints:
             assert result.code == 2, result.err
             assert f"use 'http://127.0.0.1:9', not 'http://127.0.0.1:9{route}'" in result.err
 
-    async def test_a_404_says_to_check_the_base_url(self) -> None:
+    @pytest.mark.parametrize("command", ["query", "stats", "tail"])
+    async def test_a_404_says_to_check_the_base_url(self, command: str) -> None:
         """A server without the API's routes (a wrong path prefix): HTTP 404 plus the base-URL question."""
         async with accepting_logs() as url:
-            result = await oglog("query", url=f"{url}/prefix")
+            result = await oglog(command, url=f"{url}/prefix")
         assert result.code == 1
         assert "HTTP 404" in result.err and f"(is {url}/prefix the stack's base URL" in result.err
 

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="OgLogStream from the terminal: send, tail and search logs, check and load-test a stack, "
         "and (with the [stack] extra) run the stack itself.",
         epilog="The server is http://127.0.0.1:8080 unless --url or OGLOG_URL says otherwise; a key comes "
-        "from --api-key or OGLOG_API_KEY. Exit codes: 0 ok, 1 failed, 2 usage, 3 cannot reach the server. "
+        "from --api-key or OGLOG_API_KEY. Exit codes: 0 ok, 1 failed, 2 usage, 3 cannot reach the server, "
+        "130 interrupted, 141 stdout closed. "
         "`oglog COMMAND --help` for a command's options; docs/cli.md for examples.",
     )
     parser.add_argument("--version", action="version", version=f"oglog {VERSION}")

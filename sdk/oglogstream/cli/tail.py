@@ -14,7 +14,16 @@ from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from ._filters import add_filter_flags, filter_params
-from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, CliError, Target, add_target_flags, auth_hint
+from ._http import (
+    DEFAULT_URL,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    Target,
+    add_target_flags,
+    auth_hint,
+)
 from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, print_json
 
 __all__ = ["add_parser", "run"]
@@ -50,7 +59,7 @@ def _ws_url(target: Target, params: list[tuple[str, Any]]) -> str:
     return f"{base}/ws/live" + (f"?{query}" if query else "")
 
 
-def _handshake_error(exc: Any) -> CliError:
+def _handshake_error(exc: Any, base: str) -> CliError:
     response = exc.response
     status = int(response.status_code)
     try:
@@ -64,6 +73,8 @@ def _handshake_error(exc: Any) -> CliError:
     line = f"HTTP {status}: {reason or response.reason_phrase}"
     if status in (401, 403):
         return CliError(f"{line} ({auth_hint('query')})")
+    if status == 404:
+        line += f" (is {base} the stack's base URL, like {DEFAULT_URL}?)"
     return CliError(line, EXIT_CONFIG if status == 400 else EXIT_FAILED)
 
 
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                     if args.count and received >= args.count:
                         return EXIT_OK
         except InvalidStatus as exc:
-            raise _handshake_error(exc) from None
+            raise _handshake_error(exc, target.url) from None
         except InvalidURI as exc:
             raise CliError(f"--url: {exc}", EXIT_CONFIG) from None
         except ConnectionClosed as exc:
