@@ -8,14 +8,20 @@ storing the numbers: they are contiguous, so `first_seq` and a position say it a
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Any
 
+from ._capture import RECORD_BASE_KEYS
+
 __all__ = [
+    "EXTRA_ATTR_BYTES",
+    "FORMATTER_KEYS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
     "LARGE_MESSAGE",
     "Batch",
     "Pending",
+    "extras_bytes",
     "intake_limit",
     "large_bytes",
 ]
@@ -131,15 +137,44 @@ INTAKE_ITEM_BYTES = 640
 #: The intake always has room for this many records (capped by max_records), even when the encoded
 #: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
 INTAKE_FLOOR = 1000
-#: A record whose message plus str arguments reach this many characters is not "typical": it takes the
-#: caller's slow path, where its size (`large_bytes`) counts against the intake's byte room, so a stuck
-#: worker cannot let 100k multi-kilobyte (or a few hundred 10 MB) messages pile up past max_buffer_bytes.
+#: A record whose message plus str arguments (plus `extras_bytes`) reach this many characters is not
+#: "typical": it takes the caller's slow path, where its size (`large_bytes`) counts against the intake's byte
+#: room, so a stuck worker cannot let 100k multi-kilobyte (or a few hundred 10 MB) messages, or records with
+#: dozens of `extra=` fields, pile up past max_buffer_bytes.
 LARGE_MESSAGE = 1024
+#: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
+#: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
+#: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
+EXTRA_ATTR_BYTES = 96
+
+
+#: Attributes `logging.Formatter.format` adds to a record (see `extras_bytes`).
+FORMATTER_KEYS = frozenset({"message", "asctime"})
+
+
+def extras_bytes(record_dict: dict[str, Any]) -> int:
+    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
+    and `asctime` left by another handler): EXTRA_ATTR_BYTES each plus the length of str values. O(number of
+    extras): a LogRecord sets its own attributes first, so the extras are the last ones of its `__dict__`."""
+    extra = len(record_dict) - RECORD_BASE_KEYS
+    if extra <= 0:
+        return 0
+    size = 0
+    for key, value in islice(record_dict.items(), RECORD_BASE_KEYS, None):
+        if key in FORMATTER_KEYS:
+            # Set by a handler's Formatter, maybe only after this record was captured and charged: never
+            # counted, so the charge is the same when the record leaves the intake as when it entered.
+            extra -= 1
+        elif type(value) is str:
+            size += len(value)
+    return size + extra * EXTRA_ATTR_BYTES
 
 
 def large_bytes(item: tuple[Any, ...]) -> int:
-    """What a captured record's text occupies beyond INTAKE_ITEM_BYTES (characters of its str message and
-    str arguments, O(1) each), or 0 below LARGE_MESSAGE; `OgLogHandler.handle` inlines the same sum."""
+    """What a captured record occupies beyond INTAKE_ITEM_BYTES (characters of its str message and str
+    arguments, O(1) each, plus `extras_bytes`), or 0 below LARGE_MESSAGE; `OgLogHandler.handle` inlines the
+    same sum. A record's `__dict__` may still change after the capture (a later handler's filter): callers
+    never let the running total drop below 0, and reset it when nothing charged is left."""
     if len(item) != 5:  # a structlog event: bounded by count only
         return 0
     msg, args = item[1], item[2]
@@ -148,6 +183,9 @@ def large_bytes(item: tuple[Any, ...]) -> int:
         for arg in args:
             if type(arg) is str:
                 size += len(arg)
+    record_dict = item[0]
+    if len(record_dict) > RECORD_BASE_KEYS:
+        size += extras_bytes(record_dict)
     return size if size >= LARGE_MESSAGE else 0
 
 

@@ -8,7 +8,8 @@ import threading
 from typing import Any
 
 from . import _otel
-from ._buffer import LARGE_MESSAGE
+from ._buffer import LARGE_MESSAGE, extras_bytes
+from ._capture import RECORD_BASE_KEYS
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._settings import (
@@ -121,7 +122,7 @@ class OgLogHandler(logging.Handler):
             # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
             # because mutable args may change after the call returns.
-            # `size` is `_buffer.large_bytes` inlined: len() of a str is O(1).
+            # `size` is `_buffer.large_bytes` inlined: len() of a str is O(1), extras are O(their number).
             msg = record.msg
             args = record.args
             if type(msg) is not str or (args and type(args) is not tuple):
@@ -139,8 +140,11 @@ class OgLogHandler(logging.Handler):
             else:
                 args = None
                 size = len(msg)
+            attributes = record.__dict__
+            if len(attributes) > RECORD_BASE_KEYS:  # `extra=` fields: what they occupy counts too
+                size += extras_bytes(attributes)
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
-            item = (record.__dict__, msg, args, _context_get(), span_of() if span_of is not None else None)
+            item = (attributes, msg, args, _context_get(), span_of() if span_of is not None else None)
             intake = self._intake
             if len(intake) < self._pipeline.soft_limit and size < LARGE_MESSAGE:
                 intake.append(item)

@@ -225,7 +225,8 @@ class Pipeline(WorkerLoop):
             return True
         if self._drop_oldest:
             while queue:
-                self.intake_large -= large_bytes(queue.popleft())  # the worker pops under this lock too
+                # The worker pops under this lock too; never below 0 (see `large_bytes`).
+                self.intake_large = max(0, self.intake_large - large_bytes(queue.popleft()))
                 self._count("overflow", 1)
                 if self._room_locked(queue, extra):
                     return True

@@ -57,6 +57,7 @@ class WorkerLoop:
 
     settings: Settings
     intake: deque[Item]
+    _late: deque[Item]
     soft_limit: int
     intake_limit: int
     intake_large: int
@@ -98,7 +99,7 @@ class WorkerLoop:
         """Empty the intake (its records are counted by the caller); returns how many there were."""
         intake = self.intake
         if self.intake_large:
-            self.intake_large -= sum(map(large_bytes, intake))
+            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, intake)))
         count = len(intake)
         intake.clear()
         return count
@@ -109,6 +110,10 @@ class WorkerLoop:
         if self.intake_large:
             # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
             self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
+            if not self.intake and not self._late:
+                # Nothing left that is charged: 0 exactly, even if a record's `__dict__` changed after its
+                # capture (a later handler's formatter), so the charge cannot drift.
+                self.intake_large = 0
 
     def _held(self) -> int:
         pending = self._pending

@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 
-from .capture_server import CaptureServer, Reply
+import pytest
+
+from .capture_server import BlackHoleServer, CaptureServer, Reply
 
 _HANG_GUARD = 60
 
@@ -202,3 +205,76 @@ def test_close_against_a_slow_server_counts_the_request_in_flight_as_unconfirmed
         assert server.entry_count == 4000
     finally:
         log.removeHandler(handler)
+
+
+# -- 3. many small `extra=` fields count against the memory bound ----------------------------------------
+_MANY_EXTRAS = """
+    import json, logging, os, resource, sys
+    import oglogstream
+
+    url, attributes = sys.argv[1], int(sys.argv[2])
+    handler = oglogstream.OgLogHandler(url, "attack-extras")
+    log = logging.getLogger("extras")
+    log.propagate = False
+    log.addHandler(handler)
+    keys = [f"field_{j:02d}" for j in range(attributes)]
+    log.warning("warm-up")  # starts the worker, which then hangs on the server
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for i in range(100_000):
+        value = f"{i:010d}"
+        log.warning("record %d", i, extra={key: value[:9] + key[-1] for key in keys})
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stats = handler.stats()
+    print(json.dumps({"grew_kib": after - before, "overflow": stats.dropped.get("overflow", 0),
+                      "accepted": 100_001, "queued": stats.queued, "dropped": stats.dropped_total}))
+    sys.stdout.flush()
+    os._exit(0)  # the worker hangs on purpose: skip the exit drain
+"""
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHoleServer]:
+    hole = BlackHoleServer()
+    try:
+        yield hole
+    finally:
+        hole.close()
+
+
+def test_many_small_extra_fields_stay_within_the_memory_bound(black_hole: BlackHoleServer) -> None:
+    """100,000 records with 50 ten-character `extra=` fields while the server hangs: the intake charges each
+    record its attributes, so overflow drops (counted) keep the process's growth near the 64 MiB budget
+    (before: 789 MB, no drop). Counts stay exact."""
+    import json
+
+    url = black_hole.url
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_MANY_EXTRAS), url, "50"],
+        capture_output=True,
+        text=True,
+        timeout=_HANG_GUARD * 2,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(result)
+    assert result["overflow"] > 0, result
+    assert result["queued"] + result["dropped"] == result["accepted"], result
+    assert result["grew_kib"] < 160 * 1024, result  # 64 MiB budget, charged conservatively; before: 789 MB
+    assert "reason 'overflow'" in done.stderr
+
+
+def test_the_charge_of_a_record_is_the_same_after_another_handler_formatted_it() -> None:
+    """A record is charged for its `extra=` fields when captured and credited when it leaves the intake; a
+    later handler's Formatter (which adds `message` and `asctime`) must not change that amount."""
+    import logging
+
+    from oglogstream._buffer import EXTRA_ATTR_BYTES, large_bytes
+
+    record = logging.getLogger("charge").makeRecord(
+        "charge", logging.INFO, "f", 1, "m", None, None, extra={f"k{j}": "0123456789" for j in range(50)}
+    )
+    item = (record.__dict__, "m", None, None, None)
+    before = large_bytes(item)
+    assert before == 1 + 50 * (EXTRA_ATTR_BYTES + 10)
+    logging.Formatter("%(asctime)s %(message)s").format(record)
+    assert large_bytes(item) == before
