@@ -248,15 +248,17 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
         sent = dropped = queued = 0
         reasons: dict[str, int] = {}
         last_error = None
-        for handler in handlers.values():
-            handler.close(args.timeout)
-            stats = handler.stats()
-            sent, dropped, queued = sent + stats.sent, dropped + stats.dropped_total, queued + stats.queued
-            for reason, count in stats.dropped.items():
-                if count:
-                    reasons[reason] = reasons.get(reason, 0) + count
-            last_error = stats.last_error or last_error
-        sys.stderr = real_stderr
+        try:
+            for handler in handlers.values():
+                handler.close(args.timeout)
+                stats = handler.stats()
+                sent, dropped, queued = sent + stats.sent, dropped + stats.dropped_total, queued + stats.queued
+                for reason, count in stats.dropped.items():
+                    if count:
+                        reasons[reason] = reasons.get(reason, 0) + count
+                last_error = stats.last_error or last_error
+        finally:
+            sys.stderr = real_stderr
     total = sent + dropped + queued
     if dropped or queued or refused:
         parts = [f"{count} {reason}" for reason, count in sorted(reasons.items())]
