@@ -252,7 +252,8 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
             for handler in handlers.values():
                 handler.close(args.timeout)
                 stats = handler.stats()
-                sent, dropped, queued = sent + stats.sent, dropped + stats.dropped_total, queued + stats.queued
+                sent, dropped = sent + stats.sent, dropped + stats.dropped_total
+                queued += stats.queued
                 for reason, count in stats.dropped.items():
                     if count:
                         reasons[reason] = reasons.get(reason, 0) + count
