@@ -18,6 +18,7 @@ import pytest
 from . import test_dashboard_browser as dash
 from .test_dashboard_browser import (
     DASH,
+    WAIT_MS,
     Shipper,
     StackThread,
     messages,
@@ -197,6 +198,27 @@ def test_add_filter_control_adds_a_condition_by_key_operator_and_value(
         assert chips(page) == ["duration_ms >= 700", "user missing"]
         expect(form).to_be_visible()  # left open to correct
     shoot(page, "search-add-filter-refused")
+
+
+def test_live_tail_applies_a_typed_comparison(
+    page: Any, stack: StackThread, shipper: Callable[[str], Shipper]
+) -> None:
+    """A comparison typed in the Live view reaches the live tail's socket: only matching entries show."""
+    from playwright.sync_api import expect
+
+    service = new_service("livecmp")
+    ship = shipper(service)
+    open_view(page, stack, view="live", service=service)
+    page.fill("#f-q", "duration_ms>=500")
+    page.press("#f-q", "Enter")
+    expect(page.locator("#f-attrs .attr-chip")).to_have_text(re.compile("duration_ms >= 500"))
+    page.locator("#live-status[data-state=live]").wait_for()
+    for ms in (100, 500, 499.5, 900):
+        ship.logger.info("took %s", ms, extra={"duration_ms": ms})
+    ship.logger.info("took text", extra={"duration_ms": "900"})  # a string is never compared
+    ship.deliver()
+    expect(page.locator("#live-rows tr.entry")).to_have_count(2, timeout=WAIT_MS)
+    assert messages(page, "#live-rows") == ["took 500", "took 900"]
 
 
 def test_every_operator_in_the_url_shows_a_readable_chip_and_round_trips(
