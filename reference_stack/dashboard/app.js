@@ -45,7 +45,7 @@ const filterKey = () => JSON.stringify([state.levels, state.service, state.q, st
 // One the query string cannot carry is refused beside the filters instead; returns why, or null if added.
 function filterAttr(attr) {
   const next = addAttr(state.attrs, attr);
-  const problem = attrProblem(attr) ?? (next === state.attrs && !hasAttr(state.attrs, attr) ? limitMessage(attr) : null);
+  const problem = refusal(state.attrs, next, attr);
   if (problem) {
     showError(problem);
     return problem;
@@ -148,8 +148,9 @@ function takeTyped() {
   let next = state.attrs;
   for (const attr of attrs) {
     const added = addAttr(next, attr);
-    if (added === next && !hasAttr(next, attr)) {
-      showError(limitMessage(attr));
+    const problem = refusal(next, added, attr);
+    if (problem) {
+      showError(problem);
       return false;
     }
     next = added;
@@ -161,7 +162,12 @@ function takeTyped() {
   return true;
 }
 
-const limitMessage = (attr) => `attr: at most ${MAX_ATTR_FILTERS} attribute conditions (remove one to add ${attrLabel(attr)})`;
+// Why `attr` cannot join `attrs` (`next` is addAttr's answer), or null: one rule for every way of adding one.
+function refusal(attrs, next, attr) {
+  const problem = attrProblem(attr);
+  if (problem || next !== attrs || hasAttr(attrs, attr)) return problem;
+  return `attr: at most ${MAX_ATTR_FILTERS} attribute conditions (remove one to add ${attrLabel(attr)})`;
+}
 
 // Says under the search box what Enter will add, as the user types a condition.
 function showPending() {
