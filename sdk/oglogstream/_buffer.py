@@ -159,15 +159,18 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
     extra = len(record_dict) - RECORD_BASE_KEYS
     if extra <= 0:
         return 0
-    size = 0
-    for key, value in islice(record_dict.items(), RECORD_BASE_KEYS, None):
-        if key in FORMATTER_KEYS:
-            # Set by a handler's Formatter, maybe only after this record was captured and charged: never
-            # counted, so the charge is the same when the record leaves the intake as when it entered.
-            extra -= 1
-        elif type(value) is str:
+    size = extra * EXTRA_ATTR_BYTES
+    for value in islice(record_dict.values(), RECORD_BASE_KEYS, None):  # values only: the hot path's cost
+        if type(value) is str:
             size += len(value)
-    return size + extra * EXTRA_ATTR_BYTES
+    if "message" in record_dict or "asctime" in record_dict:
+        # Set by a handler's Formatter, maybe only after this record was captured and charged: never
+        # counted, so the charge is the same when the record leaves the intake as when it entered.
+        for key in FORMATTER_KEYS:
+            if key in record_dict:
+                value = record_dict[key]
+                size -= EXTRA_ATTR_BYTES + (len(value) if type(value) is str else 0)
+    return size
 
 
 def large_bytes(item: tuple[Any, ...]) -> int:
