@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 from oglogstream import wire
-from oglogstream.stack import inserts, migrations, query_sql
+from oglogstream.stack import inserts, migrations, query_sql, schema
 from oglogstream.stack.filters import Filters
 from oglogstream.stack.migrations import MIGRATIONS_TABLE, TYPED_ATTRIBUTE_COLUMNS
 from oglogstream.stack.storage import LOGS_TABLE, Storage
@@ -70,6 +70,7 @@ def new_row(client: Any) -> None:
         "attributes": {"status": 500, "ms": 7.5, "ok": True},
         "received_at": now,
     }
+    schema.add_typed_maps([row])  # as ingestion writes it
     inserts.insert_rows(client, [json.dumps([row]).encode()], ["new1"], "2000-01-01", "2200-01-01", "t", {})
 
 
