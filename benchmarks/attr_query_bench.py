@@ -19,6 +19,10 @@ the `raw_insert` of typed rows with their maps; ingestion's row building (`schem
 `schema.dump_rows`, where the typed maps are made now); and the processor's upgrade of a message of the
 release before (`messages.upgrade_payload`, the only processing-side step left, for messages without the
 row-format header).
+
+`--rows-before REV` (no chDB): ingestion's row building on 1,000 SDK-shaped entries (no attributes, string
+attributes, typed attributes), `schema.py` of git revision REV against the working tree's, interleaved runs in
+one process; prints the best run of each and the ratio after/before.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import types
 from typing import Any
 
 from multidict import MultiDict
@@ -196,11 +203,72 @@ def _inserts(client: Any) -> None:
         print(f"| {label} | {p50:.1f} | {p50 / bare:.2f} |")
 
 
+_AB_ENTRIES = 1_000
+_AB_ROUNDS = 25
+_AB_CALLS = 20
+
+
+def _schema_at(rev: str) -> Any:
+    """`reference_stack/schema.py` as of git revision `rev`, loaded next to the current one."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:reference_stack/schema.py"], capture_output=True, check=True
+    ).stdout.decode()
+    module = types.ModuleType("oglogstream.stack._schema_before")
+    module.__package__ = "oglogstream.stack"
+    sys.modules[module.__name__] = module  # pydantic resolves the TypedDicts through sys.modules
+    exec(compile(source, f"{rev}:schema.py", "exec"), module.__dict__)
+    return module
+
+
+def _rows_before(rev: str) -> None:
+    before = _schema_at(rev)
+    received = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+    def run(mod: Any, body: bytes) -> float:
+        start = time.perf_counter()
+        for _ in range(_AB_CALLS):
+            mod.dump_rows(mod.rows_from_json(body, batch_id="b", received_at=received))
+        return (time.perf_counter() - start) / _AB_CALLS * 1000
+
+    print(f"\n| per {_AB_ENTRIES:,} entries, best run | {rev} ms | now ms | now / {rev} |\n|---|---|---|---|")
+    for label, attributes in (
+        ("no attributes", None),
+        ("string attributes", {"user": "u7", "path": "/api/v1/cart"}),
+        ("typed attributes", {"user": "u7", "status": 200, "duration_ms": 12.5, "hit": True}),
+    ):
+        entries = []
+        for i in range(_AB_ENTRIES):
+            entry: dict[str, Any] = {
+                "id": f"b1-{i}",
+                "timestamp": received,
+                "level": "info",
+                "message": f"GET /api/v1/cart handled in {i} ms",
+                "service": "api",
+                "logger": "app.views",
+                "host": "web-1",
+                "pid": 4242,
+                "thread": "MainThread",
+            }
+            if attributes is not None:
+                entry["attributes"] = attributes
+            entries.append(entry)
+        body = json.dumps(entries, separators=(",", ":")).encode()
+        old, new = [], []
+        for _ in range(_AB_ROUNDS):  # interleaved: both see the same load
+            old.append(run(before, body))
+            new.append(run(schema, body))
+        print(f"| {label} | {min(old):.2f} | {min(new):.2f} | {min(new) / min(old):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--inserts", action="store_true", help="only the insert-side measurement")
+    parser.add_argument("--rows-before", metavar="REV", help="ingestion's row building: REV's schema vs now")
     args = parser.parse_args()
+    if args.rows_before:
+        _rows_before(args.rows_before)
+        return
     workdir = tempfile.mkdtemp(prefix="oglog-attr-bench-")
     storage = Storage(f"chdb://{workdir}/clickhouse")
     try:
