@@ -281,3 +281,13 @@ def test_the_charge_of_a_record_is_the_same_after_another_handler_formatted_it()
     assert before == 1 + 50 * (EXTRA_ATTR_BYTES + 10)
     logging.Formatter("%(asctime)s %(message)s").format(record)
     assert large_bytes(item) == before
+
+
+def test_drain_on_sigterm_must_be_a_bool() -> None:
+    """The opt-out is declared with the other settings and validated like them."""
+    from oglogstream._settings import DEFAULT_DRAIN_ON_SIGTERM, Settings
+
+    assert DEFAULT_DRAIN_ON_SIGTERM is True
+    assert Settings.build("http://127.0.0.1:1", "s").drain_on_sigterm is True
+    with pytest.raises(ValueError, match="drain_on_sigterm must be a bool, got str"):
+        Settings.build("http://127.0.0.1:1", "s", drain_on_sigterm="no")  # type: ignore[arg-type]
