@@ -1,8 +1,9 @@
-"""What every client command shares: the target (URL, key), one httpx client, problem+json errors as one line,
-and the exit codes scripts rely on.
+"""What every client command shares: the target (URL, key), one httpx client, requests with a size cap and a
+total deadline, problem+json errors as one line, and the exit codes scripts rely on.
 
-Exit codes: 0 ok, 1 failed / unhealthy / refused, 2 usage or configuration (a bad flag, or a query parameter
-the server answered 400 for), 3 cannot reach the server, 130 interrupted, 141 stdout closed by its reader.
+Exit codes: 0 ok, 1 failed / unhealthy / refused / an unexpected answer, 2 usage or configuration (a bad flag,
+or a query parameter the server answered 400 for), 3 cannot reach the server or no complete answer within
+the deadline, 130 interrupted, 141 stdout closed by its reader.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+
+from .._deadline import DeadlineBackend, attempt
+from ..wire import MAX_SINGLE_BODY_BYTES
+from ._output import safe
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -27,11 +34,19 @@ __all__ = [
     "EXIT_OK",
     "EXIT_OUTPUT_CLOSED",
     "EXIT_UNREACHABLE",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_PAGE",
+    "MAX_RESPONSE_BYTES",
+    "REQUEST_DEADLINE",
+    "Answer",
     "CliError",
     "Target",
+    "UnexpectedAnswer",
     "add_target_flags",
     "auth_hint",
     "base_url_hint",
+    "decode_json",
+    "fetch",
     "problem_line",
     "request_json",
 ]
@@ -49,11 +64,24 @@ ENV_URL = "OGLOG_URL"
 ENV_API_KEY = "OGLOG_API_KEY"
 #: Where `oglog stack up` listens out of the box.
 DEFAULT_URL = "http://127.0.0.1:8080"
-#: Seconds for one HTTP request (connect + read) of a client command.
+#: Seconds for each step of one HTTP request (connect, one write, one read): httpx's timeouts.
 DEFAULT_TIMEOUT = 10.0
+#: Seconds one request may take in all (connect, headers and the whole body). httpx's timeouts are per read,
+#: so without this a server sending one byte a second would hold a command for as long as it likes.
+REQUEST_DEADLINE = 30.0
+#: The API's largest page (`limit` 1..1000 on /api/logs).
+MAX_PAGE = 1000
+#: Room per entry for what the server adds to what was sent (id, received_at, host, ...) and its re-encoding.
+_ENTRY_OVERHEAD_BYTES = 16 * 1024
+#: Largest body read from a 2xx answer (~63.5 MiB): a full page of the largest entries the API accepts
+#: (MAX_PAGE x (POST /log's MAX_SINGLE_BODY_BYTES + overhead)); anything larger is not an OgLogStream answer.
+MAX_RESPONSE_BYTES = MAX_PAGE * (MAX_SINGLE_BODY_BYTES + _ENTRY_OVERHEAD_BYTES)
+#: Bytes of an error answer kept for its one-line problem (the rest is not read).
+MAX_ERROR_BODY_BYTES = 64 * 1024
 #: Paths of the API's routes: a --url ending in one names a route, not the stack's base URL.
 _ROUTE_SUFFIXES = ("/api/logs", "/api/stats", "/api/histogram", "/ws/live", "/v1/logs", "/logs", "/log",
                    "/health")
+_T = TypeVar("_T")
 
 
 class CliError(Exception):
@@ -64,18 +92,25 @@ class CliError(Exception):
         self.code = code
 
 
+class UnexpectedAnswer(ValueError):
+    """A 2xx body that is not what the command expects (not JSON, nested too deeply, the wrong shape); the
+    message is the short reason."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """The server a command talks to: base URL (no trailing slash) and optional API key."""
+    """The server a command talks to: base URL (no trailing slash), optional API key, httpx's per-step
+    `timeout` and the total `deadline` of one request (seconds)."""
 
     url: str
     api_key: str | None
     timeout: float = DEFAULT_TIMEOUT
+    deadline: float = REQUEST_DEADLINE
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Target:
-        """From --url/--api-key, else OGLOG_URL/OGLOG_API_KEY, else DEFAULT_URL; CliError (exit 2) for a bad
-        URL."""
+        """From --url/--api-key, else OGLOG_URL/OGLOG_API_KEY, else DEFAULT_URL; a command's --timeout is
+        both. CliError (exit 2) for a bad URL."""
         url = (args.url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -84,15 +119,23 @@ class Target:
         if suffix is not None:
             raise CliError(f"--url / {ENV_URL}: {base_url_hint(url.removesuffix(suffix), url)}", EXIT_CONFIG)
         key = args.api_key or os.environ.get(ENV_API_KEY) or None
-        return cls(url, key, getattr(args, "timeout", None) or DEFAULT_TIMEOUT)
+        timeout = getattr(args, "timeout", None)
+        return cls(url, key, timeout or DEFAULT_TIMEOUT, timeout or REQUEST_DEADLINE)
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def client(self) -> httpx.Client:
-        """An httpx client for this target (the caller closes it)."""
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout)
+        """An httpx client for this target (the caller closes it). Its connection pool runs on the SDK's
+        DeadlineBackend, so `fetch` can bound a whole request, not only each read (httpx's timeouts)."""
+        transport = httpx.HTTPTransport()
+        # The pool's backend is not public API; the SDK installs it the same way (_transport.HttpTransport)
+        # and test_sdk_review_transport fails if a new httpcore moves it.
+        pool = transport._pool
+        pool._network_backend = DeadlineBackend(pool._network_backend)
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout,
+                            transport=transport)
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -118,50 +161,112 @@ def auth_hint(scope: str) -> str:
             f"create one with `oglog keys create --scope {scope}`")
 
 
-def problem_line(response: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """A complete HTTP answer read within its caps: the parts of an httpx.Response the commands use."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+    url: str
+
+
+def decode_json(content: bytes | str) -> Any:
+    """The JSON value of a body. UnexpectedAnswer (a short reason) for anything else, including JSON nested
+    deeper than the interpreter can parse (`[` x 100000 is a RecursionError, not a ValueError)."""
+    try:
+        return json.loads(content)
+    except RecursionError:
+        raise UnexpectedAnswer("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise UnexpectedAnswer(f"not JSON ({str(exc)[:80]})") from None
+
+
+def problem_line(response: httpx.Response | Answer) -> str:
     """A server error as one line: `HTTP 400: limit: must be between 1 and 1000` (problem+json's field and
-    reason when present, else the start of the body)."""
+    reason when present, else the start of the body), terminal-safe (control characters escaped)."""
     status = response.status_code
     try:
-        body: Any = response.json()
-    except ValueError:
-        text = " ".join(response.text.split())[:200]
-        return f"HTTP {status}: {text or response.reason_phrase}"
+        body: Any = decode_json(response.content[:MAX_ERROR_BODY_BYTES])
+    except UnexpectedAnswer:
+        text = " ".join(response.content[:MAX_ERROR_BODY_BYTES].decode("utf-8", "replace").split())[:200]
+        return safe(f"HTTP {status}: {text or response.reason_phrase}")
     if isinstance(body, dict):
         field, reason = body.get("field"), body.get("reason") or body.get("detail") or body.get("title")
         if field and reason:
-            return f"HTTP {status}: {field}: {reason}"
+            return safe(f"HTTP {status}: {field}: {reason}"[:400])
         if reason:
-            return f"HTTP {status}: {reason}"
-    return f"HTTP {status}: {json.dumps(body)[:200]}"
+            return safe(f"HTTP {status}: {reason}"[:400])
+    try:
+        shown = json.dumps(body)[:200]
+    except (ValueError, RecursionError):
+        shown = "(a problem that is not an object)"
+    return safe(f"HTTP {status}: {shown}")
+
+
+def _read(client: httpx.Client, method: str, path: str, max_bytes: int, kwargs: dict[str, Any]) -> Answer:
+    """One request, its body read up to `max_bytes` (2xx; an error answer is cut at MAX_ERROR_BODY_BYTES)."""
+    url = f"{str(client.base_url).rstrip('/')}{path}"
+    with client.stream(method, path, **kwargs) as response:
+        cap = max_bytes if response.is_success else MAX_ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():  # decoded: the cap holds for a compressed answer too
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                if not response.is_success:
+                    break  # its start is enough for the problem line
+                raise CliError(f"unexpected answer from {url}: larger than {cap / 2**20:.1f} MiB, the most "
+                               "one answer may be")
+        return Answer(response.status_code, response.reason_phrase, response.headers, b"".join(chunks), url)
+
+
+def fetch(client: httpx.Client, method: str, path: str, *, deadline: float,
+          max_bytes: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> Answer:
+    """The whole answer to one request (any status) by `deadline` (time.monotonic() seconds), its body at
+    most `max_bytes`; `client` comes from Target.client(). CliError: exit 3 when the server cannot be
+    reached or the answer is not complete by the deadline; exit 1 for a body over `max_bytes`."""
+    base = str(client.base_url).rstrip("/")
+    seconds = deadline - time.monotonic()
+    try:
+        if seconds <= 0:
+            raise httpx.ReadTimeout("no time left")
+        with attempt(seconds):  # DeadlineBackend (Target.client) ends every socket operation by then
+            return _read(client, method, path, max_bytes, kwargs)
+    except httpx.TimeoutException:
+        raise CliError(f"{base}{path}: no complete answer within {max(seconds, 0):.0f} s (the deadline of "
+                       "one request; --timeout where the command has it)", EXIT_UNREACHABLE) from None
+    except httpx.TransportError as exc:
+        raise CliError(f"cannot reach {base}: {exc or type(exc).__name__}", EXIT_UNREACHABLE) from None
+    except httpx.HTTPError as exc:  # an invalid URL in the answer, a decoding error, ...
+        raise CliError(f"unexpected answer from {base}{path}: {exc or type(exc).__name__}") from None
 
 
 def request_json(
-    client: httpx.Client, method: str, path: str, *, scope: str = "query", **kwargs: Any
-) -> tuple[httpx.Response, Any]:
-    """(response, decoded JSON body) of a 2xx answer. CliError: exit 3 when the server cannot be reached;
-    exit 2 for a 400 to a GET (the query parameters, i.e. the user's flags, are wrong: same as `oglog tail`);
-    exit 1 with the problem line for any other status (401/403 with `auth_hint(scope)`, 404 with the base-URL
-    advice), exit 1 for a body that is not JSON."""
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise CliError(f"{client.base_url}: no answer within the timeout ({type(exc).__name__})",
-                       EXIT_UNREACHABLE) from None
-    except httpx.TransportError as exc:
-        why = exc or type(exc).__name__
-        raise CliError(f"cannot reach {client.base_url}: {why}", EXIT_UNREACHABLE) from None
-    if not response.is_success:
-        line = problem_line(response)
-        status = response.status_code
+    client: httpx.Client, method: str, path: str, *, deadline: float, shape: Callable[[Any], _T],
+    scope: str = "query", **kwargs: Any
+) -> tuple[Answer, _T]:
+    """(answer, body) of a 2xx answer whose JSON `shape` accepts (`shape` returns the body, or raises
+    UnexpectedAnswer with a short reason; _shapes.py holds what each command expects). CliError: exit 3 when
+    the server cannot be reached or not by `deadline` (monotonic seconds); exit 2 for a 400 to a GET (the
+    query parameters, i.e. the user's flags, are wrong: same as `oglog tail`); exit 1 with the problem line
+    for any other status (401/403 with `auth_hint(scope)`, 404 with the base-URL advice), and exit 1
+    `unexpected answer from URL: reason` for a 2xx body that is not the expected JSON."""
+    answer = fetch(client, method, path, deadline=deadline, **kwargs)
+    status = answer.status_code
+    if not 200 <= status < 300:
+        line = problem_line(answer)
         if status in (401, 403):
             line += f" ({auth_hint(scope)})"
         elif status == 404:
             line += f" (is {str(client.base_url).rstrip('/')} the stack's base URL, like {DEFAULT_URL}?)"
+        elif 300 <= status < 400:
+            line += f" (a redirect to {answer.headers.get('location', '?')!r}: give the URL it points to)"
         raise CliError(line, EXIT_CONFIG if status == 400 and method == "GET" else EXIT_FAILED)
     try:
-        return response, response.json()
-    except ValueError:
-        raise CliError(
-            f"{method} {path}: the answer is not JSON (is {client.base_url} an OgLogStream?)"
-        ) from None
+        return answer, shape(decode_json(answer.content))
+    except UnexpectedAnswer as exc:
+        raise CliError(f"unexpected answer from {answer.url}: {exc} (is {client.base_url} an OgLogStream?)"
+                       ) from None

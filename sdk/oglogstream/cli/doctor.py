@@ -15,19 +15,33 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
 
-import httpx
-
-from ._http import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, CliError, Target, add_target_flags
+from . import _shapes
+from ._http import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Answer,
+    CliError,
+    Target,
+    UnexpectedAnswer,
+    add_target_flags,
+    decode_json,
+    fetch,
+)
 from ._http import problem_line as _problem
+from ._output import safe
 
 __all__ = ["DOCTOR_SERVICE", "add_parser", "run"]
 
-#: Seconds the round trip may take (ingestion -> JetStream -> processor flush -> query).
+#: Seconds the whole check may take, every request and the round trip (ingestion -> JetStream -> processor
+#: flush -> query) included.
 DEFAULT_ROUND_TRIP_TIMEOUT = 20.0
 #: Pause between two polls of /api/logs during the round trip.
 POLL_INTERVAL = 0.25
 #: The service the probe entry is logged under (so it can be recognised, and filtered out).
 DOCTOR_SERVICE = "oglog-doctor"
+_URL_FIX = "check --url: it must be the stack's base URL"
 _KEY_HINT = (
     "pass one with --api-key or OGLOG_API_KEY (create it: oglog keys create --data-dir DIR --scope {scope})"
 )
@@ -44,7 +58,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                         "http://127.0.0.1:8080)")
     add_target_flags(parser)
     parser.add_argument("--timeout", type=float, default=DEFAULT_ROUND_TRIP_TIMEOUT, metavar="SECONDS",
-                        help="how long the round trip may take (default: %(default)s)")
+                        help="how long the whole check may take, round trip included (default: %(default)s)")
 
 
 class _Report:
@@ -60,31 +74,30 @@ class _Report:
         self.out.write(f"✗ {name:<11} {detail}\n  fix: {fix}\n")
 
 
-def _auth_fix(response: httpx.Response, scope: str) -> str:
+def _auth_fix(response: Answer, scope: str) -> str:
     if response.status_code == 401:
         return "the server requires an API key; " + _KEY_HINT.format(scope=scope)
     return f"this key lacks the {scope!r} scope (or the Host/Origin is not allowed); " + _KEY_HINT.format(
         scope=scope)
 
 
-def _health(client: httpx.Client, report: _Report) -> dict[str, Any] | None:
+def _health(client: Any, report: _Report, deadline: float) -> dict[str, Any] | None:
     started = time.monotonic()
     try:
-        response = client.get("/health")
-    except httpx.TransportError as exc:
-        report.fail("reachable", f"cannot reach {client.base_url}: {exc or type(exc).__name__}",
-                    "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL")
+        response = fetch(client, "GET", "/health", deadline=deadline)
+    except CliError as exc:
+        fix = "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL"
+        report.fail("reachable", safe(exc), fix if exc.code == EXIT_UNREACHABLE else _URL_FIX)
         return None
     elapsed = (time.monotonic() - started) * 1000
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or "status" not in body:
+        body = _shapes.health(decode_json(response.content))
+    except UnexpectedAnswer as exc:
         report.fail("reachable", f"{client.base_url}/health answered {response.status_code} without the "
-                    "OgLogStream health document", "check --url: it must be the stack's base URL")
+                    f"OgLogStream health document ({safe(exc)})", _URL_FIX)
         return None
-    report.ok("reachable", f"{client.base_url} answered /health in {elapsed:.0f} ms ({body.get('service')})")
+    report.ok("reachable", f"{client.base_url} answered /health in {elapsed:.0f} ms "
+              f"({safe(body.get('service'))})")
     return body
 
 
@@ -93,27 +106,36 @@ def _states(health: dict[str, Any], report: _Report) -> None:
     if nats == "CONNECTED":
         report.ok("nats", "connected")
     else:
-        report.fail("nats", f"NATS is {nats}", "start NATS or check NATS_URL of the server (its stderr names "
-                    "the URL it cannot reach); ingestion answers 503 until it is back")
+        report.fail("nats", f"NATS is {safe(nats)}", "start NATS or check NATS_URL of the server (its stderr "
+                    "names the URL it cannot reach); ingestion answers 503 until it is back")
     storage = health.get("storage_status")
     if storage is None:
         report.ok("storage", "not used by this process (an ingest-only role)")
     elif storage == "ok":
         report.ok("storage", "answers")
     else:
-        report.fail("storage", f"storage is {storage}", "check CLICKHOUSE_DSN and that ClickHouse is up; "
-                    "/metrics and the server's log say more")
+        report.fail("storage", f"storage is {safe(storage)}", "check CLICKHOUSE_DSN and that ClickHouse is "
+                    "up; /metrics and the server's log say more")
 
 
-def _round_trip(client: httpx.Client, report: _Report, timeout: float, stop: threading.Event) -> None:
+def _found(answer: Answer, entry_id: str) -> bool:
+    """Whether a 200 from /api/logs lists the probe. CliError (exit 1) for an answer that is not entries."""
+    try:
+        return any(e.get("id") == entry_id for e in _shapes.entries(decode_json(answer.content)))
+    except UnexpectedAnswer as exc:
+        raise CliError(f"unexpected answer from {answer.url}: {exc}") from None
+
+
+def _round_trip(client: Any, report: _Report, deadline: float, stop: threading.Event) -> None:
     token = uuid.uuid4().hex
     entry = {"id": f"doctor-{token}", "level": "info", "service": DOCTOR_SERVICE,
              "message": f"oglog doctor probe {token}"}
-    response = client.get("/api/logs", params={"limit": "1"})
+    timeout = deadline - time.monotonic()
+    response = fetch(client, "GET", "/api/logs", deadline=deadline, params={"limit": "1"})
     if response.status_code in (401, 403):
         report.fail("auth", f"query refused: {_problem(response)}", _auth_fix(response, "query"))
         return
-    posted = client.post("/log", json=entry)
+    posted = fetch(client, "POST", "/log", deadline=deadline, json=entry)
     if posted.status_code in (401, 403):
         report.fail("auth", f"ingestion refused: {_problem(posted)}", _auth_fix(posted, "ingest"))
         return
@@ -127,16 +149,16 @@ def _round_trip(client: httpx.Client, report: _Report, timeout: float, stop: thr
         report.fail("round trip", "this URL does not serve /api/logs (no query role)",
                     "point doctor at a process that runs the query role")
         return
-    deadline = time.monotonic() + timeout
     started = time.monotonic()
     while True:
-        found = client.get("/api/logs", params={"service": DOCTOR_SERVICE, "q": token, "limit": "10"})
-        if found.status_code == 200 and any(e.get("id") == entry["id"] for e in found.json()):
+        found = fetch(client, "GET", "/api/logs", deadline=deadline,
+                      params={"service": DOCTOR_SERVICE, "q": token, "limit": "10"})
+        if found.status_code == 200 and _found(found, entry["id"]):
             took = time.monotonic() - started
             report.ok("round trip", f"an entry sent to /log was queryable after {took:.1f} s")
             return
         if found.status_code not in (200, 503) or time.monotonic() >= deadline:
-            detail = f"the probe {entry['id']} was accepted (202) but not queryable within {timeout:g} s"
+            detail = f"the probe {entry['id']} was accepted (202) but not queryable within {timeout:.0f} s"
             if found.status_code != 200:
                 detail += f" ({_problem(found)})"
             report.fail("round trip", detail, "check that a process role runs and can write to storage "
@@ -151,21 +173,25 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, stop: threading.E
         args.url = args.target_url
     if args.timeout <= 0:
         raise CliError(f"--timeout: must be > 0, got {args.timeout}", EXIT_CONFIG)
+    deadline = time.monotonic() + args.timeout  # bounds every request and the round trip
     target = Target.from_args(args)
     report = _Report(out)
+    code = EXIT_FAILED
     steps: list[Callable[[], None]] = []
     with target.client() as client:
-        health = _health(client, report)
+        health = _health(client, report, deadline)
         if health is None:
             return EXIT_UNREACHABLE
         steps = [lambda: _states(health, report),
-                 lambda: _round_trip(client, report, args.timeout, stop or threading.Event())]
+                 lambda: _round_trip(client, report, deadline, stop or threading.Event())]
         for step in steps:
             try:
                 step()
-            except httpx.TransportError as exc:
-                report.fail("reachable", f"the connection failed midway: {exc or type(exc).__name__}",
-                            "the server stopped or restarted; run doctor again")
+            except CliError as exc:  # unreachable midway, past --timeout, or an answer of the wrong shape
+                fix = ("the server stopped, restarted or answers too slowly: run doctor again, or with a "
+                       "longer --timeout" if exc.code == EXIT_UNREACHABLE else _URL_FIX)
+                report.fail("answer", safe(exc), fix)
+                code = exc.code
                 break
     out.write("all checks passed\n" if not report.failed else f"{report.failed} check(s) failed\n")
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return code if report.failed else EXIT_OK

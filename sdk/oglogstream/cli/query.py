@@ -5,18 +5,27 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, TextIO
 
+from . import _shapes
 from ._filters import add_filter_flags, filter_params
-from ._http import EXIT_CONFIG, EXIT_OK, CliError, Target, add_target_flags, request_json
+from ._http import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    MAX_PAGE,
+    REQUEST_DEADLINE,
+    CliError,
+    Target,
+    add_target_flags,
+    request_json,
+)
 from ._output import HelpFormatter, colour_enabled, entry_line, print_json
 
-__all__ = ["add_parser", "parse_since", "run"]
+__all__ = ["add_deadline_flag", "add_parser", "parse_since", "run"]
 
 DEFAULT_LIMIT = 100
-#: The API's largest page (`limit` 1..1000 on /api/logs).
-MAX_PAGE = 1000
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -42,6 +51,19 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--page-size", type=int, default=MAX_PAGE, metavar="N",
                         help="entries per request, 1..1000 (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="NDJSON: one entry (API shape) per line")
+    add_deadline_flag(parser)
+
+
+def add_deadline_flag(parser: argparse.ArgumentParser) -> None:
+    """--timeout: the total deadline of each request (connect, headers and the whole body)."""
+    parser.add_argument("--timeout", type=float, default=REQUEST_DEADLINE, metavar="SECONDS",
+                        help="longest one request may take in all, answer included (default: %(default)s)")
+
+
+def check_timeout(args: argparse.Namespace) -> None:
+    """CliError (exit 2) for a --timeout that is not > 0."""
+    if not args.timeout > 0:
+        raise CliError(f"--timeout: must be > 0, got {args.timeout}", EXIT_CONFIG)
 
 
 def parse_since(text: str) -> timedelta:
@@ -74,6 +96,7 @@ def time_params(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    check_timeout(args)
     target = Target.from_args(args)
     if args.limit < 1:
         raise CliError(f"--limit: must be >= 1, got {args.limit}", EXIT_CONFIG)
@@ -87,9 +110,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         while printed < args.limit:
             page = min(args.page_size, args.limit - printed)
             query = [*params, ("limit", str(page))] + ([("cursor", cursor)] if cursor else [])
-            response, entries = request_json(client, "GET", "/api/logs", params=query)
-            if not isinstance(entries, list):
-                raise CliError("GET /api/logs: expected a JSON array of entries")
+            response, entries = request_json(client, "GET", "/api/logs", params=query, shape=_shapes.entries,
+                                             deadline=time.monotonic() + target.deadline)
             for entry in entries:
                 if args.json:
                     print_json(entry, out)

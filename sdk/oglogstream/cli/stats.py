@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any, TextIO
 
+from . import _shapes
 from ._filters import add_filter_flags, filter_params
-from ._http import EXIT_OK, CliError, Target, add_target_flags, request_json
+from ._http import EXIT_OK, Target, add_target_flags, request_json
 from ._output import print_json, table
-from .query import time_params
+from .query import add_deadline_flag, check_timeout, time_params
 
 __all__ = ["add_parser", "run"]
 
@@ -26,15 +28,16 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--from", dest="start", default=None, metavar="TIME", help="RFC 3339 start")
     parser.add_argument("--to", dest="end", default=None, metavar="TIME", help="RFC 3339 end")
     parser.add_argument("--json", action="store_true", help="the API's JSON object on one line")
+    add_deadline_flag(parser)
 
 
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    check_timeout(args)
     target = Target.from_args(args)
     params = filter_params(args) + time_params(args)
     with target.client() as client:
-        _, stats = request_json(client, "GET", "/api/stats", params=params)
-    if not isinstance(stats, dict):
-        raise CliError("GET /api/stats: expected a JSON object")
+        _, stats = request_json(client, "GET", "/api/stats", params=params, shape=_shapes.stats,
+                                deadline=time.monotonic() + target.deadline)
     if args.json:
         print_json(stats, out)
         return EXIT_OK

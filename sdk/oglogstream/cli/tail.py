@@ -7,32 +7,37 @@ only here, so `import oglogstream` does not load it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
+from . import _shapes
 from ._filters import add_filter_flags, filter_params
 from ._http import (
     DEFAULT_URL,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    MAX_ERROR_BODY_BYTES,
     CliError,
     Target,
+    UnexpectedAnswer,
     add_target_flags,
     auth_hint,
+    decode_json,
 )
-from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, print_json
+from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, print_json, safe
 
 __all__ = ["add_parser", "run"]
 
 #: First and longest pause (seconds) between reconnection attempts; doubled after each failure.
 RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 10.0
-#: Seconds to open the WebSocket (TCP + upgrade).
+#: Seconds to open the WebSocket (TCP + upgrade, redirects included): websockets bounds the whole handshake.
 OPEN_TIMEOUT = 10.0
+#: Largest live-tail message (bytes): one entry, far below this.
+MAX_MESSAGE_BYTES = 2**22
 #: Close codes after which reconnecting cannot help: policy violation (revoked key / scope).
 _FINAL_CLOSE_CODES = frozenset({1008})
 
@@ -63,14 +68,14 @@ def _handshake_error(exc: Any, base: str) -> CliError:
     response = exc.response
     status = int(response.status_code)
     try:
-        body = json.loads(bytes(response.body or b"").decode("utf-8", "replace"))
-    except ValueError:
+        body = decode_json(bytes(response.body or b"")[:MAX_ERROR_BODY_BYTES])
+    except UnexpectedAnswer:
         body = None
     reason = ""
     if isinstance(body, dict):
         field, why = body.get("field"), body.get("reason") or body.get("detail")
         reason = f"{field}: {why}" if field and why else str(why or "")
-    line = f"HTTP {status}: {reason or response.reason_phrase}"
+    line = f"HTTP {status}: {reason[:400] or response.reason_phrase}"
     if status in (401, 403):
         return CliError(f"{line} ({auth_hint('query')})")
     if status == 404:
@@ -92,7 +97,7 @@ def _emit(message: Any, out: TextIO, *, as_json: bool, colour: bool) -> None:
 
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
         stop: threading.Event | None = None) -> int:
-    from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
     from websockets.sync.client import connect
 
     target = Target.from_args(args)
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     while not stop.is_set():
         try:
             with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
-                         max_size=2**22) as socket:
+                         max_size=MAX_MESSAGE_BYTES) as socket:
                 if connected_once:
                     err.write("oglog tail: reconnected\n")
                 connected_once, pause = True, RECONNECT_INITIAL
@@ -116,9 +121,13 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                         text = socket.recv(timeout=0.5)
                     except TimeoutError:
                         continue
-                    message = json.loads(text)
-                    if isinstance(message, dict) and message.get("type") == "dropped":
-                        err.write(f"oglog tail: missed {message.get('count')} entries (output too slow)\n")
+                    try:
+                        message = _shapes.live_message(decode_json(text))
+                    except UnexpectedAnswer as exc:
+                        raise CliError(f"unexpected answer from {url}: {exc}") from None
+                    if message.get("type") == "dropped":
+                        missed = safe(message.get("count"))
+                        err.write(f"oglog tail: missed {missed} entries (output too slow)\n")
                         continue
                     _emit(message, out, as_json=args.json, colour=colour)
                     received += 1
@@ -128,6 +137,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             raise _handshake_error(exc, target.url) from None
         except InvalidURI as exc:
             raise CliError(f"--url: {exc}", EXIT_CONFIG) from None
+        except InvalidHandshake as exc:  # a redirect loop, an answer that is not a WebSocket upgrade, ...
+            raise CliError(f"unexpected answer from {url}: {exc or type(exc).__name__}") from None
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
             if code in _FINAL_CLOSE_CODES:
