@@ -214,7 +214,9 @@ class Broker:
             self._unreachable_said = True
             log.error(
                 "cannot reach NATS at %s: %s; retrying every %gs (ingestion answers 503 until then)",
-                redact(self.url), redact(str(exc) or type(exc).__name__), self.reconnect_wait,
+                redact(self.url),
+                redact(str(exc) or type(exc).__name__),
+                self.reconnect_wait,
             )
         else:
             log.debug("nats: %s", exc)

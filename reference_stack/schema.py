@@ -80,7 +80,6 @@ _NEXT_ROW_ID = re.compile(rb'\},\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID
 _FIRST_ROW_ID = re.compile(rb'\[\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID_CHARS)
 
 
-
 def _utf8_limit(limit: int) -> AfterValidator:
     def check(value: str) -> str:
         # A str of n chars is at most 4n UTF-8 bytes: only long values pay for the encode.
@@ -236,7 +235,6 @@ def derived_id(batch_id: str, index: int) -> str:
     if len(plain) <= wire.MAX_ID_CHARS:
         return plain
     return f"{hashlib.sha256(batch_id.encode()).hexdigest()[:_DERIVED_DIGEST_CHARS]}-{index}"
-
 
 
 #: Row keys of the typed twins of attribute values (storage migration 2): `{key: number}` for int (bool
@@ -416,8 +414,6 @@ def split_rows(payload: bytes) -> list[bytes]:
         start = match.start() + 2
     rows.append(payload[start:-1])
     return rows
-
-
 
 
 def _public_timestamp(value: object) -> str:
