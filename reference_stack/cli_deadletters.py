@@ -7,8 +7,11 @@
 Talks to GET /api/dead-letters, POST /api/dead-letters/replay and POST /api/dead-letters/discard of the query
 role (see deadletter.py),
 with `Authorization: Bearer $OGLOG_API_KEY` when that is set (never a flag: a command line is visible to all).
-Exit status: 0 done, 1 the stack could not be reached or refused the request (the reason on stderr), 2 bad
-arguments, 3 a replay or discard left some dead letters in place (listed).
+Each call is bounded like the client commands' requests (oglogstream.cli._http.fetch: REQUEST_TIMEOUT in all,
+the body capped) and its answer's shape is checked before anything is printed (the TypedDicts below).
+Exit status: 0 done, 1 the stack could not be reached, refused the request or answered something else than
+the API's shape (one line on stderr), 2 bad arguments, 3 a replay or discard left some dead letters in place
+(listed).
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
+import time
 from typing import Any, TextIO
+
+import pydantic
+from oglogstream.cli._http import CliError, Target, UnexpectedAnswer, decode_json, fetch, problem_line
+from oglogstream.cli._output import safe
+from typing_extensions import TypedDict
 
 __all__ = ["DEFAULT_URL", "EXIT_PARTIAL", "REQUEST_TIMEOUT", "add_parser", "run"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-#: Seconds one API call may take (a replay of MAX_REPLAY dead letters is ~1,000 JetStream round trips).
+#: Seconds one API call may take in all, answer included (a replay of MAX_REPLAY dead letters is ~1,000
+#: JetStream round trips).
 REQUEST_TIMEOUT = 60.0
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
@@ -33,6 +41,43 @@ _ERROR_WIDTH = 100
 
 class ApiError(RuntimeError):
     """The stack could not be reached or answered with an error: one line for stderr."""
+
+
+class _DeadLetter(TypedDict):
+    seq: int
+    time: str | None
+    reason: str
+    rows: int | None
+    original_msg_id: str
+    error: str
+
+
+class _Page(TypedDict):
+    dead_letters: list[_DeadLetter]
+    next_after: int | None
+    total: int
+
+
+class _Failure(TypedDict):
+    seq: int
+    error: str
+
+
+class _Replayed(TypedDict):
+    replayed: list[int]
+    failed: list[_Failure]
+
+
+class _Discarded(TypedDict):
+    discarded: list[int]
+    failed: list[_Failure]
+
+
+# What each action prints from, checked before printing (the answers of deadletter.py's routes); any other
+# 2xx body is "unexpected answer", exit 1. Extra keys are allowed (the routes may add some).
+_PAGE = pydantic.TypeAdapter(_Page)
+_OUTCOMES: dict[str, pydantic.TypeAdapter[Any]] = {
+    "replayed": pydantic.TypeAdapter(_Replayed), "discarded": pydantic.TypeAdapter(_Discarded)}
 
 
 def add_parser(commands: Any) -> None:
@@ -58,29 +103,42 @@ def add_parser(commands: Any) -> None:
     discard.add_argument("seqs", nargs="+", type=int, metavar="SEQ", help="dead-letter sequences")
 
 
-def _call(method: str, url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    key = os.environ.get("OGLOG_API_KEY")  # with auth on: list needs `query`, replay `admin` (security.md)
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
+def _call(method: str, base: str, path: str, shape: pydantic.TypeAdapter[Any], body: Any = None) -> Any:
+    """The JSON answer of one API call as sent (`--json` prints it whole), once `shape` accepted it; ApiError
+    (one line) for anything else.
+    The request is bounded like every `oglog` client request: REQUEST_TIMEOUT in all, the body capped."""
+    # With auth on: list needs `query`, replay `admin` (security.md). Never a flag: a command line is
+    # visible to all.
+    target = Target(base, os.environ.get("OGLOG_API_KEY") or None, REQUEST_TIMEOUT, REQUEST_TIMEOUT)
+    url = f"{base}{path}"
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("detail", exc.reason)
-        except ValueError:
-            detail = exc.reason
-        raise ApiError(f"{method} {url}: {exc.code} {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ApiError(f"{method} {url}: cannot reach the stack ({reason})") from None
+        with target.client() as client:
+            answer = fetch(client, method, path, deadline=time.monotonic() + target.deadline,
+                           **({} if body is None else {"json": body}))
+    except CliError as exc:  # unreachable, past the deadline, or too large: the reason is in the message
+        raise ApiError(f"{method} {url}: {safe(exc)}") from None
+    if not 200 <= answer.status_code < 300:
+        raise ApiError(f"{method} {url}: {problem_line(answer)}")
+    try:
+        value = decode_json(answer.content)
+        shape.validate_python(value)
+    except UnexpectedAnswer as exc:
+        raise ApiError(f"{method} {url}: unexpected answer: {exc} (is --url the stack's base URL?)") from None
+    except pydantic.ValidationError as exc:
+        raise ApiError(f"{method} {url}: unexpected answer: {_first_problem(exc)} "
+                       "(is --url the stack's base URL?)") from None
+    return value
 
 
-def _print_page(page: dict[str, Any], out: TextIO) -> None:
+def _first_problem(exc: pydantic.ValidationError) -> str:
+    """The first problem pydantic found, on one short terminal-safe line: `dead_letters.0.seq: ...`."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    return safe(f"{where}: {first['msg']}"[:160])
+
+
+def _print_page(page: _Page, out: TextIO) -> None:
+    """The page as a table; every text from the server terminal-safe (it can quote log data)."""
     items = page["dead_letters"]
     print(f"{page['total']} dead letter(s)", file=out)
     if items:
@@ -88,10 +146,10 @@ def _print_page(page: dict[str, Any], out: TextIO) -> None:
         print(header, file=out)
     for item in items:
         rows = "?" if item["rows"] is None else item["rows"]
-        error = item["error"][:_ERROR_WIDTH]
+        error = safe(item["error"][:_ERROR_WIDTH])
         print(
-            f"{item['seq']:>8}  {item['time'] or '-':<27}  {item['reason']:<11} rows={rows:<6} "
-            f"{item['original_msg_id'] or '-':<20}  {error}",
+            f"{item['seq']:>8}  {safe(item['time'] or '-'):<27}  {safe(item['reason']):<11} rows={rows:<6} "
+            f"{safe(item['original_msg_id'] or '-'):<20}  {error}",
             file=out,
         )
     if page["next_after"] is not None:
@@ -109,7 +167,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.dead_command == "list":
         if args.limit < 1 or args.after < 0:
             return _usage("--limit must be >= 1 and --after >= 0")
-        page = _call("GET", f"{base}/api/dead-letters?after={args.after}&limit={args.limit}")
+        page = _call("GET", base, f"/api/dead-letters?after={args.after}&limit={args.limit}", _PAGE)
         if args.json:
             print(json.dumps(page, indent=2), file=out)
         else:
@@ -118,21 +176,21 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if any(seq < 1 for seq in args.seqs):
         return _usage(f"{args.dead_command}: SEQ must be >= 1")
     if args.dead_command == "discard":
-        result = _call("POST", f"{base}/api/dead-letters/discard", {"seqs": args.seqs})
+        result = _call("POST", base, "/api/dead-letters/discard", _OUTCOMES["discarded"], {"seqs": args.seqs})
         return _print_outcome(result, "discarded", out)
     if args.all == bool(args.seqs):
         return _usage("replay: give either --all or one or more SEQ")
     body: dict[str, Any] = {"all": True} if args.all else {"seqs": args.seqs}
-    result = _call("POST", f"{base}/api/dead-letters/replay", body)
+    result = _call("POST", base, "/api/dead-letters/replay", _OUTCOMES["replayed"], body)
     if args.all and not result["replayed"] and not result["failed"]:
         print("nothing to replay: no dead letters are waiting", file=out)
         return 0
     return _print_outcome(result, "replayed", out)
 
 
-def _print_outcome(result: dict[str, Any], done: str, out: TextIO) -> int:
+def _print_outcome(result: Any, done: str, out: TextIO) -> int:
     """`<done> N: SEQ ...`, then one line per dead letter left in place; the exit status."""
     print(f"{done} {len(result[done])}: {' '.join(map(str, result[done])) or '-'}", file=out)
     for failure in result["failed"]:
-        print(f"not {done} {failure['seq']}: {failure['error']}", file=out)
+        print(f"not {done} {failure['seq']}: {safe(failure['error'])}", file=out)
     return EXIT_PARTIAL if result["failed"] else 0
