@@ -73,7 +73,7 @@ REQUEST_DEADLINE = 30.0
 MAX_PAGE = 1000
 #: Room per entry for what the server adds to what was sent (id, received_at, host, ...) and its re-encoding.
 _ENTRY_OVERHEAD_BYTES = 16 * 1024
-#: Largest body read from a 2xx answer (~63.5 MiB): a full page of the largest entries the API accepts
+#: Largest body read from a 2xx answer (64.5 MiB): a full page of the largest entries the API accepts
 #: (MAX_PAGE x (POST /log's MAX_SINGLE_BODY_BYTES + overhead)); anything larger is not an OgLogStream answer.
 MAX_RESPONSE_BYTES = MAX_PAGE * (MAX_SINGLE_BODY_BYTES + _ENTRY_OVERHEAD_BYTES)
 #: Bytes of an error answer kept for its one-line problem (the rest is not read).

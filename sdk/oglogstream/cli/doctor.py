@@ -81,21 +81,23 @@ def _auth_fix(response: Answer, scope: str) -> str:
         scope=scope)
 
 
-def _health(client: Any, report: _Report, deadline: float) -> dict[str, Any] | None:
+def _health(client: Any, report: _Report, deadline: float) -> dict[str, Any] | int:
+    """The health document, or the exit code when there is none: 3 when nothing answered (in time), 1 when
+    something else than a stack answered."""
     started = time.monotonic()
     try:
         response = fetch(client, "GET", "/health", deadline=deadline)
     except CliError as exc:
         fix = "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL"
         report.fail("reachable", safe(exc), fix if exc.code == EXIT_UNREACHABLE else _URL_FIX)
-        return None
+        return exc.code
     elapsed = (time.monotonic() - started) * 1000
     try:
         body = _shapes.health(decode_json(response.content))
     except UnexpectedAnswer as exc:
         report.fail("reachable", f"{client.base_url}/health answered {response.status_code} without the "
                     f"OgLogStream health document ({safe(exc)})", _URL_FIX)
-        return None
+        return EXIT_FAILED
     report.ok("reachable", f"{client.base_url} answered /health in {elapsed:.0f} ms "
               f"({safe(body.get('service'))})")
     return body
@@ -180,8 +182,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, stop: threading.E
     steps: list[Callable[[], None]] = []
     with target.client() as client:
         health = _health(client, report, deadline)
-        if health is None:
-            return EXIT_UNREACHABLE
+        if isinstance(health, int):
+            return health
         steps = [lambda: _states(health, report),
                  lambda: _round_trip(client, report, deadline, stop or threading.Event())]
         for step in steps:

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         except InvalidStatus as exc:
             raise _handshake_error(exc, target.url) from None
         except InvalidURI as exc:
+            if exc.uri != url:  # a redirect's Location, not --url
+                raise CliError(f"unexpected answer from {url}: a redirect to {exc.uri!r}") from None
             raise CliError(f"--url: {exc}", EXIT_CONFIG) from None
         except InvalidHandshake as exc:  # a redirect loop, an answer that is not a WebSocket upgrade, ...
             raise CliError(f"unexpected answer from {url}: {exc or type(exc).__name__}") from None
