@@ -281,3 +281,29 @@ class TestSendTrustsTheSdk:
         assert rejected.code == 1 and "0 of 1 entries accepted" in rejected.err
         assert refused.code == 1 and "0 of 1 entries accepted" in refused.err
         assert_clean_failure(refused, "send to a 400 with garbage")
+
+
+class TestBenchAgainstOddAnswers:
+    @pytest.mark.parametrize("odd", [
+        Odd("202 deeply nested", status=202, body=DEEP, healthy=True),
+        Odd("202 claiming more than was sent", status=202, body=b'{"accepted": 1000000000}', healthy=True),
+        Odd("202 not JSON", status=202, body=b"\x1b[2Jok", healthy=True),
+    ], ids=lambda odd: odd.name)
+    async def test_bench_counts_an_odd_202_and_never_overcounts(self, odd: Odd) -> None:
+        """A 202 whose body is not `{"accepted": N}` counts no entry (`202 (unexpected body)`, exit 1); a
+        count larger than the batch counts the batch. No traceback from a worker thread."""
+        async with odd_server(odd) as url:
+            result = await oglog("bench", url, "--rate", "20", "--duration", "0.5", "--batch-size", "10",
+                                 timeout=BOUND)
+        assert "Traceback" not in result.err and not _RAW_CONTROL.search(result.err + result.out)
+        if odd.name.startswith("202 claiming"):
+            assert result.code == 0 and "refused    0" in result.out and "(10 accepted in" in result.out
+        else:
+            assert result.code == 1 and "202 (unexpected body): 1" in result.out
+
+    async def test_bench_stops_reading_an_endless_answer(self) -> None:
+        """An endless body to /health: bench ends with one line (exit 1) instead of filling memory."""
+        async with streaming_server(_endless_entries) as url:
+            result = await oglog("bench", url, "--duration", "0.5", timeout=BOUND)
+        assert result.code == 1 and f"larger than {CAP_MIB} MiB" in result.err
+        assert result.err.count("\n") == 1

@@ -69,6 +69,8 @@ DEFAULT_TIMEOUT = 10.0
 #: Seconds one request may take in all (connect, headers and the whole body). httpx's timeouts are per read,
 #: so without this a server sending one byte a second would hold a command for as long as it likes.
 REQUEST_DEADLINE = 30.0
+#: Connections of a client command's pool (bench sets its --concurrency).
+DEFAULT_CONNECTIONS = 10
 #: The API's largest page (`limit` 1..1000 on /api/logs).
 MAX_PAGE = 1000
 #: Room per entry for what the server adds to what was sent (id, received_at, host, ...) and its re-encoding.
@@ -126,10 +128,12 @@ class Target:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def client(self) -> httpx.Client:
-        """An httpx client for this target (the caller closes it). Its connection pool runs on the SDK's
-        DeadlineBackend, so `fetch` can bound a whole request, not only each read (httpx's timeouts)."""
-        transport = httpx.HTTPTransport()
+    def client(self, connections: int = DEFAULT_CONNECTIONS) -> httpx.Client:
+        """An httpx client for this target with up to `connections` connections (the caller closes it). Its
+        connection pool runs on the SDK's DeadlineBackend, so `fetch` can bound a whole request, not only
+        each read (httpx's timeouts)."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        transport = httpx.HTTPTransport(limits=limits)
         # The pool's backend is not public API; the SDK installs it the same way (_transport.HttpTransport)
         # and test_sdk_review_transport fails if a new httpcore moves it.
         pool = transport._pool

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._http import UnexpectedAnswer
 
-__all__ = ["MAX_JSON_DEPTH", "entries", "health", "live_message", "stats"]
+__all__ = ["MAX_JSON_DEPTH", "accepted", "entries", "health", "live_message", "stats"]
 
 #: Deepest nesting of arrays/objects accepted in an answer: far above what an entry's attributes carry, and
 #: far below the interpreter's recursion limit, so printing (json.dumps) never hits a RecursionError.
@@ -72,3 +72,11 @@ def health(body: Any) -> dict[str, Any]:
         raise UnexpectedAnswer("not the OgLogStream health document (an object with `status`)")
     _check_depth(body)
     return body
+
+
+def accepted(body: Any) -> int:
+    """A 202 from `POST /logs`: an object whose `accepted` is a count (an integer >= 0); returns the count."""
+    count = body.get("accepted") if isinstance(body, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise UnexpectedAnswer("expected an object with the count `accepted`")
+    return count

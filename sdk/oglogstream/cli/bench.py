@@ -21,15 +21,20 @@ from typing import Any, TextIO
 
 import httpx
 
+from . import _shapes
 from ._http import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    Answer,
     CliError,
     Target,
+    UnexpectedAnswer,
     add_target_flags,
+    decode_json,
+    fetch,
 )
 from ._output import HelpFormatter
 
@@ -94,8 +99,19 @@ def _body(run_id: str, batch: int, size: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _accepted(answer: Answer, size: int) -> tuple[str, int]:
+    """(status label, entries accepted) of the answer to a batch of `size`: a 202 counts what its body's
+    `accepted` says (0..size), a 202 with another body counts none, as `202 (unexpected body)`."""
+    if answer.status_code != 202:
+        return str(answer.status_code), 0
+    try:
+        return "202", min(_shapes.accepted(decode_json(answer.content)), size)
+    except UnexpectedAnswer:
+        return "202 (unexpected body)", 0
+
+
 def _worker(client: httpx.Client, args: argparse.Namespace, schedule: Any, start: float, end: float,
-            result: BenchResult, stop: threading.Event, run_id: str) -> None:
+            result: BenchResult, stop: threading.Event, run_id: str, deadline: float) -> None:
     interval = args.batch_size / args.rate
     for batch in schedule:
         due = start + batch * interval
@@ -105,11 +121,11 @@ def _worker(client: httpx.Client, args: argparse.Namespace, schedule: Any, start
             return
         body = _body(run_id, batch, args.batch_size)
         try:
-            response = client.post("/logs", content=body, headers={"Content-Type": "application/x-ndjson"})
-            status = str(response.status_code)
-            accepted = int(response.json().get("accepted", 0)) if response.status_code == 202 else 0
-        except (httpx.TransportError, ValueError, AttributeError) as exc:
-            status, accepted = type(exc).__name__, 0
+            answer = fetch(client, "POST", "/logs", deadline=time.monotonic() + deadline, content=body,
+                           headers={"Content-Type": "application/x-ndjson"})
+            status, accepted = _accepted(answer, args.batch_size)
+        except CliError as exc:
+            status, accepted = ("no answer" if exc.code == EXIT_UNREACHABLE else "unexpected answer"), 0
         latency = time.monotonic() - due
         with result.lock:
             result.statuses[status] += 1
@@ -139,17 +155,11 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     result = BenchResult()
     schedule = itertools.count()  # next() on it is atomic under the GIL: each batch is taken once
     run_id = uuid.uuid4().hex[:12]
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    client = httpx.Client(base_url=target.url, headers=target.headers, timeout=target.timeout, limits=limits)
-    with client:
-        try:
-            client.get("/health")
-        except httpx.TransportError as exc:
-            why = exc or type(exc).__name__
-            raise CliError(f"cannot reach {target.url}: {why}", EXIT_UNREACHABLE) from None
+    with target.client(connections=args.concurrency) as client:
+        fetch(client, "GET", "/health", deadline=time.monotonic() + target.deadline)  # reachable at all?
         start = time.monotonic()
         end = start + args.duration
-        work = (client, args, schedule, start, end, result, stop, run_id)
+        work = (client, args, schedule, start, end, result, stop, run_id, target.deadline)
         threads = [threading.Thread(target=_worker, args=work, name=f"oglog-bench-{i}", daemon=True)
                    for i in range(args.concurrency)]
         progress = err.isatty()
@@ -173,7 +183,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             stop.set()
         for thread in threads:
             if thread.ident is not None:  # started
-                thread.join(target.timeout + 1)
+                thread.join(target.deadline + 1)
         result.elapsed = time.monotonic() - start
         if progress:
             err.write("\n")

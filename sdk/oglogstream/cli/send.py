@@ -20,18 +20,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
-import httpx
-
 from .._handler import OgLogHandler
 from ._http import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    REQUEST_DEADLINE,
     CliError,
     Target,
     add_target_flags,
     auth_hint,
+    fetch,
     problem_line,
 )
 from ._output import HelpFormatter
@@ -206,8 +206,9 @@ def _refusal(target: Target, status: int) -> str:
     """One line for a 401/403 that refused every batch: the server's field and reason (asked again with an
     empty body, which stores nothing; the SDK keeps only the start of the body) and the key advice."""
     line = f"HTTP {status}"
-    with contextlib.suppress(httpx.HTTPError), target.client() as client:
-        response = client.post("/logs", content=b"", headers={"Content-Type": "application/x-ndjson"})
+    with contextlib.suppress(CliError), target.client() as client:
+        response = fetch(client, "POST", "/logs", deadline=time.monotonic() + REQUEST_DEADLINE, content=b"",
+                         headers={"Content-Type": "application/x-ndjson"})
         if response.status_code == status:
             line = problem_line(response)
     return f"{line} ({auth_hint('ingest')})"
