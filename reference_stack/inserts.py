@@ -5,7 +5,8 @@ Every function here is blocking and runs through `Storage.run` (one chDB session
 Idempotency: each insert carries `insert_deduplication_token = <base>-<sha1 of its row ids>`, so a token
 names exactly one set of rows. A retried or redelivered insert of the same rows is dropped by ClickHouse; a
 different subset (after a crash mid-isolation, when some rows are already stored) gets another token and is
-not mistaken for a duplicate. Rows already stored are also dropped up front by id (`existing_ids`).
+not mistaken for a duplicate. Rows already stored are also dropped up front by their identity (`Key`: id and
+timestamp, `existing_keys`), and so is a row whose identity came earlier in the same batch.
 
 Rows arrive complete (typed attribute maps made at ingestion, or by `messages.upgrade_payload` for a message
 of the release before): nothing here parses or rewrites a payload.
@@ -13,6 +14,7 @@ of the release before): nothing here parses or rewrites a payload.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 from collections.abc import Generator, Iterable, Mapping
@@ -25,8 +27,9 @@ from .storage import LOGS_TABLE, is_data_error
 
 __all__ = [
     "MAX_ISOLATION_INSERTS",
+    "Key",
     "Unstorable",
-    "existing_ids",
+    "existing_keys",
     "insert_isolating",
     "insert_rows",
 ]
@@ -51,21 +54,33 @@ def token(base: str, ids: Iterable[str]) -> str:
     return f"{base}-{hashlib.sha1(','.join(ids).encode()).hexdigest()}"
 
 
-def existing_ids(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -> set[str]:
-    """Which of `ids` are already in `logs`, looking only within [ts_min, ts_max] (the bloom filter on `id`
-    makes this cheap). ids and timestamps were checked against strict patterns (no quotes, commas or
-    backslashes), so they are inlined: one string literal split server-side costs ClickHouse's parser ~0.05 s
-    where a 50,000-literal IN list costs ~1 s."""
+#: A stored entry's identity: (id, timestamp as rows carry it, "2026-11-27T10:00:00.123456Z"). A retry has
+#: both the same; the same id with another timestamp is another entry and is stored too, whatever the timing.
+Key = tuple[str, str]
+
+
+def existing_keys(client: Client, ids: Iterable[str], ts_min: str, ts_max: str) -> set[Key]:
+    """The identities of rows in `logs` with one of `ids` and a timestamp in [ts_min, ts_max] (only those days
+    are read, and the bloom filter on `id` makes this cheap). ids and timestamps were checked against strict
+    patterns (no quotes, commas or backslashes), so they are inlined: one string literal split server-side
+    costs ClickHouse's parser ~0.05 s where a 50,000-literal IN list costs ~1 s."""
     id_list = ",".join(ids)
     if not id_list:
         return set()
     query = (
-        f"SELECT id FROM {LOGS_TABLE} WHERE timestamp >= parseDateTime64BestEffort('{ts_min}', 6, 'UTC') "
+        # toString of a DateTime64(6, 'UTC') is "2026-11-27 10:00:00.123456": the row's form but for T and Z.
+        f"SELECT id, toString(timestamp) FROM {LOGS_TABLE} "
+        f"WHERE timestamp >= parseDateTime64BestEffort('{ts_min}', 6, 'UTC') "
         f"AND timestamp <= parseDateTime64BestEffort('{ts_max}', 6, 'UTC') "
         f"AND id IN (SELECT arrayJoin(splitByChar(',', '{id_list}')))"
     )
     raw = client.raw_query(query, fmt="TabSeparated", settings={"max_query_size": len(query) + 1024})
-    return set(raw.decode().split("\n")) - {""}
+    keys: set[Key] = set()
+    for line in raw.decode().split("\n"):
+        if line:
+            row_id, stamp = line.split("\t")
+            keys.add((row_id, stamp.replace(" ", "T") + "Z"))
+    return keys
 
 
 def _spliced(parts: list[bytes]) -> Generator[bytes, None, None]:
@@ -89,17 +104,30 @@ def _insert(
     )
 
 
-def _kept_rows(parts: list[bytes], seen: set[str]) -> list[list[tuple[str, bytes]]]:
-    """Each message's (id, row) pairs whose id is not in `seen` (updated: a repeated id is kept once)."""
+def _kept_rows(parts: list[bytes], seen: set[Key], suspects: set[str]) -> list[list[tuple[str, bytes]]]:
+    """Each message's (id, row) pairs minus rows whose identity is in `seen` (updated: an identity repeated in
+    the batch is kept once). Only rows whose id is in `suspects` (stored, or repeated in the batch) can be
+    duplicates: only they pay for reading their timestamp. A row without a readable timestamp is kept
+    (ClickHouse refuses it, and isolation dead-letters it: never dropped as a duplicate)."""
     out: list[list[tuple[str, bytes]]] = []
     for part in parts:
         kept: list[tuple[str, bytes]] = []
         for row_id, row in zip(schema.payload_ids(part) or (), schema.split_rows(part), strict=True):
-            if row_id not in seen:
-                seen.add(row_id)
-                kept.append((row_id, row))
+            if row_id in suspects:
+                stamp = schema.row_timestamp(row)
+                if stamp is not None:
+                    if (row_id, stamp) in seen:
+                        continue
+                    seen.add((row_id, stamp))
+            kept.append((row_id, row))
         out.append(kept)
     return out
+
+
+def _suspects(existing: set[Key], ids: list[str]) -> set[str]:
+    """Ids that may name a duplicate row: stored ones, and ones that occur more than once in the batch."""
+    repeated = {row_id for row_id, n in collections.Counter(ids).items() if n > 1}
+    return repeated | {row_id for row_id, _ in existing}
 
 
 def insert_rows(
@@ -111,12 +139,14 @@ def insert_rows(
     base: str,
     settings: Mapping[str, Any],
 ) -> tuple[int, int]:
-    """Insert the messages' rows as ONE insert, minus ids already stored or repeated.
+    """Insert the messages' rows as ONE insert, minus rows whose identity (`Key`) is already stored or came
+    earlier in the batch.
 
     Returns (rows inserted, duplicates dropped). Raises what the driver raises (see `is_data_error`)."""
-    existing = existing_ids(client, set(ids), ts_min, ts_max)
-    if existing or len(set(ids)) != len(ids):
-        kept = [pair for rows in _kept_rows(parts, set(existing)) for pair in rows]
+    unique = set(ids)
+    existing = existing_keys(client, unique, ts_min, ts_max)
+    if existing or len(unique) != len(ids):
+        kept = [pair for rows in _kept_rows(parts, existing, _suspects(existing, ids)) for pair in rows]
         if not kept:
             return 0, len(ids)
         kept_ids = [row_id for row_id, _ in kept]
@@ -142,8 +172,8 @@ def insert_isolating(
 
     Returns (rows inserted, duplicates dropped, the refused rows by message). Raises on a transient error
     (the caller retries the whole call: rows stored before it are then dropped as existing)."""
-    existing = existing_ids(client, set(ids), ts_min, ts_max)
-    per_message = _kept_rows(parts, set(existing))
+    existing = existing_keys(client, set(ids), ts_min, ts_max)
+    per_message = _kept_rows(parts, existing, _suspects(existing, ids))
     inserted = 0
     refused: list[Unstorable] = []
     for index, kept in enumerate(per_message):

@@ -67,6 +67,7 @@ __all__ = [
     "make_rows",
     "payload_ids",
     "public_entry",
+    "row_timestamp",
     "rows_from_json",
     "split_rows",
     "validation_details",
@@ -78,6 +79,10 @@ ID_PATTERN = wire.ID_PATTERN
 #: follows a `:`, never `},`. The literal prefix lets `re` scan with memchr: ~0.2 µs per row.
 _NEXT_ROW_ID = re.compile(rb'\},\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID_CHARS)
 _FIRST_ROW_ID = re.compile(rb'\[\{"id":"([A-Za-z0-9_.:\-]{1,%d})"' % wire.MAX_ID_CHARS)
+#: A row's head: `timestamp` is its second key (`make_rows`), written as `format_timestamp` writes it.
+_ROW_TIMESTAMP = re.compile(
+    rb'\{"id":"[A-Za-z0-9_.:\-]{1,%d}","timestamp":"([0-9T:.\-]{26}Z)"' % wire.MAX_ID_CHARS
+)
 
 
 def _utf8_limit(limit: int) -> AfterValidator:
@@ -414,6 +419,22 @@ def split_rows(payload: bytes) -> list[bytes]:
         start = match.start() + 2
     rows.append(payload[start:-1])
     return rows
+
+
+def row_timestamp(row: bytes) -> str | None:
+    """The `timestamp` of one row of `split_rows` as the row carries it ("2026-11-27T10:00:00.123456Z"): read
+    from the row's head (~0.3 µs), else by parsing the row (a head `make_rows` did not write); None if the row
+    is not a JSON object with a string `timestamp` (ClickHouse refuses such a row; it is isolated, not
+    deduplicated)."""
+    head = _ROW_TIMESTAMP.match(row)
+    if head is not None:
+        return head.group(1).decode()
+    try:
+        value = pydantic_core.from_json(row)
+    except ValueError:
+        return None
+    stamp = value.get("timestamp") if isinstance(value, dict) else None
+    return stamp if isinstance(stamp, str) else None
 
 
 def _public_timestamp(value: object) -> str:
