@@ -4,6 +4,7 @@ entry ids (server-made ids, split parts, reused batch ids with another body), so
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator
@@ -110,3 +111,60 @@ def test_identities_stay_in_their_namespaces() -> None:
     assert server.stem != dedup.server_identity().stem
     for stem in (client.stem, server.stem, dedup.client_identity("b" * 64, b"x").stem):
         assert re.match(schema.ID_PATTERN, schema.derived_id(stem, 9999))
+
+
+def _day_at_11(days_ago: int) -> str:
+    """11:00 UTC `days_ago` days before today: inside the accepted window whatever the day the suite runs."""
+    now = dt.datetime.now(dt.timezone.utc).replace(hour=11, minute=0, second=0, microsecond=0)
+    return schema.format_timestamp(now - dt.timedelta(days=days_ago))
+
+
+def twin(timestamp: str, entry_id: str = "dupid-3") -> str:
+    return json.dumps(
+        {"id": entry_id, "timestamp": timestamp, "level": "info", "message": "twin", "service": "dupsvc3"}
+    )
+
+
+async def _skipped(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(f"{url}/metrics") as r:
+        found = re.search(r'^oglog_duplicates_skipped_total\{stage="storage"\} (\S+)$', await r.text(), re.M)
+    return found.group(1) if found else "0"
+
+
+@pytest.mark.parametrize("timing", ["coalesced", "apart"])
+async def test_the_same_id_at_another_timestamp_is_stored_whatever_the_timing(
+    stack: Any, timing: str
+) -> None:
+    """Attacker finding: two /log posts with the same id and timestamps a day apart are two entries, both
+    stored (the quick pair, coalesced into one message, used to keep one), as when sent after the first
+    is stored."""
+    url, app, session = stack
+    first, second = twin(_day_at_11(2)), twin(_day_at_11(1))
+    if timing == "coalesced":
+        await asyncio.gather(*(post(session, url, body, single="1") for body in (first, second)))
+    else:
+        await post(session, url, first, single="1")
+        await wait_for(lambda: _at_least(app, 1, "service = 'dupsvc3'"))
+        await post(session, url, second, single="1")
+    await wait_for(lambda: _at_least(app, 2, "service = 'dupsvc3'"))
+    await asyncio.sleep(0.5)
+    assert await count_rows(app, "service = 'dupsvc3'") == 2
+    assert await _skipped(session, url) in ("0", "0.0")
+
+
+@pytest.mark.parametrize("route", ["log", "logs"])
+async def test_a_retry_sent_twice_at_once_is_stored_once(stack: Any, route: str) -> None:
+    """The same (id, timestamp) posted twice at once (two /log requests coalesced, or two /logs requests,
+    two messages flushed in one batch), then once more after it is stored: one row."""
+    url, app, session = stack
+    body = twin(_day_at_11(1), "retry-1")
+    extra = {"single": "1"} if route == "log" else {}
+    await asyncio.gather(*(post(session, url, body, **extra) for _ in range(2)))
+    await wait_for(lambda: _at_least(app, 1, "service = 'dupsvc3'"))
+    await post(session, url, body, **extra)
+    await wait_for(lambda: _skipped_at_least(session, url, 2))
+    assert await count_rows(app, "service = 'dupsvc3'") == 1
+
+
+async def _skipped_at_least(session: aiohttp.ClientSession, url: str, n: int) -> bool:
+    return float(await _skipped(session, url)) >= n
