@@ -28,9 +28,14 @@ NOW = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 GZIP_NDJSON = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
 
 
-def batch(n: int, *, prefix: str = "m", **fields: Any) -> bytes:
+def batch(n: int, *, prefix: str = "m", ids: bool = False, **fields: Any) -> bytes:
+    """A gzip NDJSON body of n entries; with `ids`, entry i carries the explicit id `{prefix}{i}`."""
     body = b"".join(
-        json.dumps({"level": "info", "message": f"{prefix}{i}", "service": "svc", **fields}).encode() + b"\n"
+        json.dumps(
+            {"level": "info", "message": f"{prefix}{i}", "service": "svc", **fields}
+            | ({"id": f"{prefix}{i}"} if ids else {})
+        ).encode()
+        + b"\n"
         for i in range(n)
     )
     return gzip.compress(body)
@@ -191,7 +196,8 @@ class CrashBeforeAck(Processor):
 async def test_redelivery_after_crash_between_insert_and_ack_adds_no_duplicates(
     nats_server: Any, chdb_dsn: str
 ) -> None:
-    """Insert done, ack never sent, processor restarted: JetStream redelivers and no row is stored twice."""
+    """Insert done, ack never sent, processor restarted: JetStream redelivers and no row is stored twice;
+    entries sharing an id at two timestamps (two requests) stay two rows."""
     config = StackConfig(roles=("ingest",), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn)
     storage = Storage(chdb_dsn)
     broker = Broker(nats_server.url)
@@ -206,18 +212,27 @@ async def test_redelivery_after_crash_between_insert_and_ack_adds_no_duplicates(
                     f"{url}/logs", data=batch(40, prefix=f"c{k}-"), headers=GZIP_NDJSON
                 ) as r:
                     assert r.status == 202
+            for day in (1, 2):
+                stamp = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=day)).isoformat()
+                twins = batch(10, prefix="twin", timestamp=stamp, ids=True)
+                async with session.post(f"{url}/logs", data=twins, headers=GZIP_NDJSON) as r:
+                    assert r.status == 202
         crashing = CrashBeforeAck(broker, storage, metrics, **settings)  # type: ignore[arg-type]
         crashing.start()
-        await wait_for(lambda: _stored(storage, 200))
-        await wait_for(lambda: _true(CrashBeforeAck.inserted == 5))
+        await wait_for(lambda: _stored(storage, 220))
+        await wait_for(lambda: _true(CrashBeforeAck.inserted == 7))
         await crashing.stop()
 
         restarted = Processor(broker, storage, metrics, **settings)  # type: ignore[arg-type]
         restarted.start()
         await wait_for(lambda: stream_drained(broker))  # redelivered after ack_wait, then acked
         await restarted.stop()
-        assert await storage.run(lambda c: c.command("SELECT count() FROM logs")) == 200
-        assert metrics.duplicates_skipped.labels("storage")._value.get() == 200
+        assert await storage.run(lambda c: c.command("SELECT count() FROM logs")) == 220
+        assert (
+            await storage.run(lambda c: c.command("SELECT uniqExact(id) FROM logs WHERE id LIKE 'twin%'"))
+            == 10
+        )
+        assert metrics.duplicates_skipped.labels("storage")._value.get() == 220
     finally:
         await broker.close()
         storage.close()
