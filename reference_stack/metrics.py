@@ -51,7 +51,7 @@ class Metrics:
         self.duplicates_skipped = Counter(
             "oglog_duplicates_skipped",
             "Duplicates dropped: stage=broker (JetStream Nats-Msg-Id window, counted in messages) or "
-            "stage=storage (row ids already stored or repeated within a batch, counted in rows).",
+            "stage=storage (rows whose id+timestamp is stored or repeated in a batch, counted in rows).",
             ["stage"],
             registry=r,
         )
