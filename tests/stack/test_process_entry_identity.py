@@ -5,6 +5,7 @@ messages and batches (real chDB, the processor's own insert functions)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -38,7 +39,14 @@ def _args(storage: Storage, parts: list[bytes]) -> tuple[Any, ...]:
     """What the flusher passes: the batch's messages, their ids, its time span, a token base, settings."""
     stamps = [schema.row_timestamp(r) or "" for p in parts for r in schema.split_rows(p)]
     ids = [i for p in parts for i in schema.payload_ids(p) or ()]
-    return parts, ids, min(stamps), max(stamps), f"base-{stamps}-{ids}", storage.insert_settings
+    return (
+        parts,
+        ids,
+        min(stamps),
+        max(stamps),
+        "base-" + hashlib.sha1(repr(parts).encode()).hexdigest(),
+        storage.insert_settings,
+    )
 
 
 async def _rows(storage: Storage, parts: list[bytes]) -> tuple[int, int]:
