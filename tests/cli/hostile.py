@@ -11,8 +11,9 @@ from aiohttp import web
 
 from tests.stack.helpers import running_app
 
-__all__ = ["Odd", "odd_server", "raw_server", "streaming_server"]
+__all__ = ["HEALTH", "Odd", "odd_server", "raw_server", "streaming_server"]
 
+#: A healthy stack's /health document.
 HEALTH = b'{"status":"ok","service":"ingest+process+query","nats_status":"CONNECTED","storage_status":"ok"}'
 
 

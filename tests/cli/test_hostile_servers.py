@@ -14,8 +14,10 @@ from aiohttp import web
 from oglogstream.cli._http import MAX_PAGE, MAX_RESPONSE_BYTES, REQUEST_DEADLINE, Target
 from oglogstream.wire import MAX_SINGLE_BODY_BYTES
 
+from tests.stack.helpers import running_app
+
 from .helpers import Result, oglog
-from .hostile import Odd, odd_server, raw_server, streaming_server
+from .hostile import HEALTH, Odd, odd_server, raw_server, streaming_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,6 +60,7 @@ ODD_ANSWERS = [
     Odd("array of non-entries", body=b'[1,"x"]'),
     Odd("deeply nested, unterminated", body=DEEP),
     Odd("deeply nested, valid JSON", body=DEEP_VALID),
+    Odd("300 levels deep inside an entry", body=b'[{"attributes":{"a":' + b"[" * 300 + b"]" * 300 + b"}}]"),
     Odd("not JSON", body=b"<html>\x1b[31mhello\x07</html>", headers=(("Content-Type", "text/html"),)),
     Odd("invalid UTF-8", body=b"\xff\xfe\xfa"),
     Odd("empty 200", body=b""),
@@ -114,6 +117,23 @@ class TestOddAnswers:
                 continue
             assert "unexpected answer" in (result.out + result.err), (name, result)
             assert "nested too deeply" in (result.out + result.err), (name, result)
+
+    async def test_json_deeper_than_the_limit_is_refused_before_printing(self) -> None:
+        """An entry whose attributes nest 300 levels (valid JSON) is refused as a whole: exit 1, one line."""
+        body = b'[{"attributes":{"a":' + b"[" * 300 + b"]" * 300 + b"}}]"
+        async with odd_server(Odd("x", body=body)) as url:
+            result = await oglog("query", url=url)
+        assert result.code == 1 and result.out == ""
+        assert "unexpected answer" in result.err and "nested deeper than 200 levels" in result.err
+
+    async def test_more_entries_than_asked_for_do_not_stretch_the_limit(self) -> None:
+        """A server answering 50 entries (and a cursor) to `limit=3`: query prints 3."""
+        body = json.dumps([{"message": f"m{i}"} for i in range(50)]).encode()
+        odd = Odd("x", body=body, headers=(("Content-Type", "application/json"), ("X-Next-Cursor", "c")))
+        async with odd_server(odd) as url:
+            result = await oglog("query", "--limit", "3", "--json", url=url)
+        assert result.code == 0, result.err
+        assert [json.loads(line)["message"] for line in result.out.splitlines()] == ["m0", "m1", "m2"]
 
     async def test_a_redirect_loop_ends_tail_with_one_line(self) -> None:
         """A 302 loop on /ws/live (websockets' SecurityError in the report): exit 1, `unexpected answer`."""
@@ -238,6 +258,28 @@ class TestTotalDeadline:
         assert at_health.code == 3 and "✗ reachable" in at_health.out
         assert "no complete answer" in at_health.out
         assert later.code == 3 and "✓ reachable" in later.out and "no complete answer" in later.out
+
+    async def test_doctor_runs_out_of_time_as_a_failed_round_trip(self) -> None:
+        """A stack that accepts the probe but never finds it: at --timeout the round trip fails (exit 1),
+        it is not reported as a request cut short (exit 3)."""
+
+        async def health(request: web.Request) -> web.Response:
+            return web.Response(body=HEALTH, content_type="application/json")
+
+        async def accept(request: web.Request) -> web.Response:
+            return web.json_response({"accepted": 1}, status=202)
+
+        async def nothing(request: web.Request) -> web.Response:
+            return web.json_response([])
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        app.router.add_post("/log", accept)
+        app.router.add_get("/api/logs", nothing)
+        async with running_app(None, app=app) as url:  # type: ignore[arg-type]
+            result = await oglog("doctor", url, "--timeout", "2", timeout=BOUND)
+        assert result.code == 1, result.out
+        assert "✗ round trip" in result.out and "not queryable within 2 s" in result.out
 
     async def test_trickled_headers_end_at_the_timeout(self) -> None:
         """A server that sends its status line and headers one byte every 0.2 s is bounded the same way."""

@@ -152,22 +152,24 @@ def _round_trip(client: Any, report: _Report, deadline: float, stop: threading.E
                     "point doctor at a process that runs the query role")
         return
     started = time.monotonic()
-    while True:
+    found: Answer | None = None
+    # The deadline is checked before each poll: running out while waiting for the entry is this check's
+    # failure (exit 1), not a request cut short (exit 3).
+    while time.monotonic() < deadline and not stop.is_set():
         found = fetch(client, "GET", "/api/logs", deadline=deadline,
                       params={"service": DOCTOR_SERVICE, "q": token, "limit": "10"})
         if found.status_code == 200 and _found(found, entry["id"]):
             took = time.monotonic() - started
             report.ok("round trip", f"an entry sent to /log was queryable after {took:.1f} s")
             return
-        if found.status_code not in (200, 503) or time.monotonic() >= deadline:
-            detail = f"the probe {entry['id']} was accepted (202) but not queryable within {timeout:.0f} s"
-            if found.status_code != 200:
-                detail += f" ({_problem(found)})"
-            report.fail("round trip", detail, "check that a process role runs and can write to storage "
-                        "(oglog_consumer_pending in /metrics grows when it cannot); "
-                        "see `oglog dead-letters list`")
-            return
-        stop.wait(POLL_INTERVAL)
+        if found.status_code not in (200, 503):
+            break
+        stop.wait(min(POLL_INTERVAL, max(deadline - time.monotonic(), 0.0)))
+    detail = f"the probe {entry['id']} was accepted (202) but not queryable within {timeout:.0f} s"
+    if found is not None and found.status_code != 200:
+        detail += f" ({_problem(found)})"
+    report.fail("round trip", detail, "check that a process role runs and can write to storage "
+                "(oglog_consumer_pending in /metrics grows when it cannot); see `oglog dead-letters list`")
 
 
 def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
             query = [*params, ("limit", str(page))] + ([("cursor", cursor)] if cursor else [])
             response, entries = request_json(client, "GET", "/api/logs", params=query, shape=_shapes.entries,
                                              deadline=time.monotonic() + target.deadline)
+            entries = entries[:page]  # a server sending more than asked for does not stretch --limit
             for entry in entries:
                 if args.json:
                     print_json(entry, out)
