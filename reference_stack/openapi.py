@@ -15,13 +15,14 @@ test checks against real answers of a running stack.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from oglogstream import wire
 from oglogstream._version import VERSION
 
-from . import deadletter, explore, query, schema
+from . import deadletter, explore, filters, query, schema
 from .auth.middleware import required_scope
 from .filters import ATTR_PREFIX, Filters
 from .otlp import OTLP_LOGS_PATH
@@ -32,38 +33,68 @@ OPENAPI_PATH = "/openapi.json"
 OPENAPI_VERSION = "3.1.0"
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
-_TIME = {
-    "type": "string",
-    "description": "RFC 3339 UTC timestamp with microseconds, e.g. 2026-11-29T12:00:00.000000Z",
-}
+_TIME = {"type": "string", "description": "RFC 3339 date-time with an offset, e.g. 2026-11-29T12:00:00Z"}
+
+
+def _int(low: int, high: int, default: int | None = None) -> dict[str, Any]:
+    schema_: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    return schema_ if default is None else {**schema_, "default": default}
+
+
+_REPEATABLE = {"type": "array", "items": {"type": "string"}}
 
 #: Every query parameter a route accepts, by name: (JSON Schema, description). `attr.*` stands for the family.
+#: Bounds are the constants the handlers check with (a 400 past them; tests/stack/test_openapi.py tries each).
 PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "level": (
-        {"type": "string"},
-        "Level(s), any case, comma-separated or repeated; aliases such as WARNING.",
+        _REPEATABLE,
+        f"Level(s) {', '.join(wire.LEVELS)}, any case, comma-separated or repeated; "
+        "Python's and syslog's names too (WARNING, CRITICAL, err, notice).",
     ),
-    "service": ({"type": "string"}, "Service name; repeat for several."),
-    "q": ({"type": "string"}, "Full-text words, all must appear in the message (at most 32 words)."),
+    "service": ({**_REPEATABLE, "maxItems": filters.MAX_SERVICES}, "Service name; repeat for several."),
+    "q": (
+        {"type": "string", "maxLength": filters.MAX_Q_CHARS},
+        f"Full-text words, all must appear in the message (at most {filters.MAX_Q_WORDS} words).",
+    ),
     "logger": ({"type": "string"}, "Exact logger name."),
     "host": ({"type": "string"}, "Exact host name."),
     "trace_id": ({"type": "string"}, "Exact trace id."),
     f"{ATTR_PREFIX}*": (
         {"type": "string"},
-        "Attribute condition, repeatable with different keys (ANDed): `attr.<key>=<value>` equal (string "
-        "form), `attr.<key>!=<value>` not equal, `attr.<key>>=<n>`, `<=`, `>`, `<` numeric, `attr.<key>=*` "
-        "present, `attr.<key>!=*` absent. See docs/api.md.",
+        "A family of parameters, one per condition (the name holds the attribute key: OpenAPI cannot "
+        f"declare it, see x-oglog-name-pattern), at most {filters.MAX_ATTR_FILTERS}, ANDed: "
+        "`attr.<key>=<value>` equal (string form), `attr.<key>!=<value>` not equal, "
+        "`attr.<key>>=<n>`, `<=`, `>`, `<` numeric, "
+        "`attr.<key>=*` present, `attr.<key>!=*` absent. See docs/api.md.",
     ),
-    "from": (_TIME, "Start of the time range (inclusive), RFC 3339."),
-    "to": (_TIME, "End of the time range (exclusive), RFC 3339."),
-    "limit": ({"type": "integer", "minimum": 1}, "Page size."),
-    "offset": ({"type": "integer", "minimum": 0}, "Entries to skip (prefer `cursor`)."),
+    "from": (_TIME, "Start of the time range (inclusive)."),
+    "to": (_TIME, "End of the time range (exclusive)."),
+    "limit": (_int(1, query.MAX_LIMIT, query.DEFAULT_LIMIT), "Page size."),
+    "offset": (_int(0, query.MAX_OFFSET, 0), "Entries to skip (prefer `cursor`)."),
     "cursor": ({"type": "string"}, "The previous page's `X-Next-Cursor`."),
     "interval": ({"type": "string"}, "Bucket width: 30s, 5m, 1h, 1d or seconds; default: about 60 buckets."),
-    "keys": ({"type": "integer", "minimum": 1}, "How many attribute keys (most frequent first)."),
-    "values": ({"type": "integer", "minimum": 1}, "How many values per key (most frequent first)."),
-    "before": ({"type": "integer", "minimum": 0}, "Entries before this one (same service and host)."),
-    "after": ({"type": "integer", "minimum": 0}, "Entries after (context), or the sequence to start after."),
+    "keys": (
+        _int(1, explore.MAX_KEYS, explore.DEFAULT_KEYS),
+        "How many attribute keys (most frequent first).",
+    ),
+    "values": (
+        _int(1, explore.MAX_VALUES, explore.DEFAULT_VALUES),
+        "How many values per key (most frequent).",
+    ),
+    "before": (_int(0, explore.MAX_CONTEXT, explore.DEFAULT_CONTEXT), "Entries before this one."),
+    "after": (_int(0, explore.MAX_CONTEXT, explore.DEFAULT_CONTEXT), "Entries after this one."),
+}
+#: Where a route gives a parameter of the same name another meaning or bound.
+ROUTE_PARAMETERS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
+    ("/api/dead-letters", "limit"): (_int(1, deadletter.MAX_PAGE, deadletter.DEFAULT_PAGE), "Page size."),
+    ("/api/dead-letters", "after"): (_int(0, 2**63 - 1, 0), "Return dead letters after this sequence."),
+}
+#: The error statuses each kind of route documents (any other 4XX/5XX is still a problem document).
+ERRORS: dict[str | None, tuple[str, ...]] = {
+    "ingest": ("400", "401", "403", "408", "413", "415", "429", "503"),
+    "query": ("400", "401", "403", "404", "429", "503"),
+    "admin": ("400", "401", "403", "404", "429", "503"),
+    None: (),
 }
 
 
@@ -286,9 +317,12 @@ def _parameters(names: tuple[str, ...], path: str) -> list[dict[str, Any]]:
         if name.startswith("{")
     ]
     for name in names:
-        schema_, description = PARAMETERS[name]
-        shown = f"{ATTR_PREFIX}{{key}}" if name == f"{ATTR_PREFIX}*" else name
-        out.append({"name": shown, "in": "query", "schema": schema_, "description": description})
+        schema_, description = ROUTE_PARAMETERS.get((path, name)) or PARAMETERS[name]
+        parameter = {"name": name, "in": "query", "schema": schema_, "description": description}
+        if name == f"{ATTR_PREFIX}*":
+            parameter["name"] = f"{ATTR_PREFIX}{{key}}"
+            parameter["x-oglog-name-pattern"] = rf"^{ATTR_PREFIX.replace('.', '[.]')}.+$"
+        out.append(parameter)
     return out
 
 
@@ -297,22 +331,24 @@ def _operation(method: str, path: str, spec: Mapping[str, Any]) -> dict[str, Any
     ok: dict[str, Any] = {"description": spec["summary"]}
     if answer is not None:
         ok["content"] = {"application/json": {"schema": answer}}
-    problem = {
-        "description": "An error (RFC 9457)",
-        "content": {"application/problem+json": {"schema": _PROBLEM}},
-    }
+    content = {"application/problem+json": {"schema": _PROBLEM}}
+    scope = required_scope(path)
+    responses: dict[str, Any] = {status: ok}
+    for code in ERRORS[scope]:
+        if code != "404" or "{" in path:
+            responses[code] = {"description": HTTPStatus(int(code)).phrase, "content": content}
+    responses["4XX"] = responses["5XX"] = {"description": "An error (RFC 9457 problem)", "content": content}
     operation: dict[str, Any] = {
         "summary": spec["summary"],
         "operationId": f"{method.lower()}{path.replace('/', '_').replace('{', '').replace('}', '')}",
         "parameters": _parameters(tuple(spec.get("params") or ()), path),
-        "responses": {status: ok, "4XX": problem, "5XX": problem},
+        "responses": responses,
     }
     if "body" in spec:
         operation["requestBody"] = {
             "required": True,
             "content": {media: {"schema": s} for media, s in spec["body"].items()},
         }
-    scope = required_scope(path)
     if scope is not None:
         operation["security"] = [{"bearer": [scope]}, {"apiKeyHeader": [scope]}, {}]
         operation["description"] = f"Needs a key with the `{scope}` scope when auth is on."

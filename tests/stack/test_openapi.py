@@ -140,3 +140,34 @@ async def test_real_answers_match_the_documented_shapes(stack: AuthStack) -> Non
 
 async def _stored(stack: AuthStack, service: str, expected: int) -> bool:
     return await count_rows(stack.app, f"service = '{service}'") >= expected
+
+
+async def test_documented_bounds_are_the_bounds_the_server_enforces(stack: AuthStack) -> None:
+    """Every integer parameter's documented maximum is accepted and one more is a 400 naming it; the same for
+    the documented number of `service` values."""
+    document = await fetch_document(stack)
+    checked = 0
+    async with aiohttp.ClientSession() as session:
+        for path, item in document["paths"].items():
+            operation = item.get("get")
+            if operation is None or path == "/ws/live":
+                continue
+            url = stack.base + path.replace("{id}", "no-such-id")
+            headers = stack.headers(scope_of(operation))
+            for parameter in operation["parameters"]:
+                bound = parameter["schema"].get("maximum", parameter["schema"].get("maxItems"))
+                if parameter["in"] != "query" or bound is None:
+                    continue
+                name = parameter["name"]
+                for count, refused in ((bound, False), (bound + 1, True)):
+                    params: Any = (
+                        [(name, f"s{i}") for i in range(count)] if name == "service" else {name: str(count)}
+                    )
+                    async with session.get(url, params=params, headers=headers) as resp:
+                        answer = await resp.json()
+                    if refused:
+                        assert resp.status == 400 and answer["field"] == name, (path, name, answer)
+                    else:
+                        assert resp.status != 400, (path, name, answer)
+                checked += 1
+    assert checked >= 10
