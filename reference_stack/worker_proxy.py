@@ -139,9 +139,14 @@ async def _relay_http(
             if key.lower() not in _HOP_BY_HOP:
                 response.headers.add(key, value)
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The CLIENT went away mid-answer (aiohttp's ClientConnectionResetError, "Cannot write to closing
+            # transport"): the supervisor is fine, so this is not the "supervisor unreachable" error below.
+            log.debug("ingest worker: client left during %s %s", request.method, request.path)
         return response
 
 

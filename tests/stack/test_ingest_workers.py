@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -178,6 +179,49 @@ async def test_supervisor_unreachable_is_a_502_problem(tmp_path: Path) -> None:
             assert resp.status == 502 and body["field"] == "path" and body["reason"]
         finally:
             await worker.cleanup()
+
+
+async def test_a_client_leaving_mid_answer_is_not_blamed_on_the_supervisor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes its connection while a worker relays a long answer costs no ERROR line saying the
+    supervisor is unreachable (the supervisor is fine; the review saw 13 such lines from browsing)."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(50):
+            await response.write(b"x" * 65536)
+            await asyncio.sleep(0.02)
+        return response
+
+    with NatsServer(tmp_path / "nats") as nats:
+        sup_app = web.Application()
+        sup_app.router.add_get("/api/slow", slow)
+        sock = tmp_path / "s.sock"
+        sup = web.AppRunner(sup_app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await sup.setup()
+        await web.UnixSite(sup, str(sock)).start()
+        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
+        install(worker_app, sock)
+        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await worker.setup()
+        try:
+            await web.TCPSite(worker, "127.0.0.1", 0).start()
+            host, port = worker.addresses[0][:2]
+            caplog.set_level(logging.DEBUG, logger="oglogstream.stack")
+            for _ in range(3):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(b"GET /api/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                await reader.readexactly(1000)
+                writer.transport.abort()  # gone mid-answer
+            await asyncio.sleep(1.5)  # the relays notice on their next write
+        finally:
+            await worker.cleanup()
+            await sup.cleanup()
+    blamed = [r for r in caplog.records if "supervisor unreachable" in r.getMessage()]
+    assert not blamed
+    assert any("client left" in r.getMessage() for r in caplog.records)
 
 
 # -- options ----------------------------------------------------------------------------------------------
