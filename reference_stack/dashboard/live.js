@@ -1,11 +1,13 @@
 // Live tail: one WebSocket to /ws/live with the filters in its query string (the server filters), rows
 // appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff. New filters
 // open with the newest stored entries already shown (one GET /api/logs, then the socket), and lines stay in
-// timestamp order within a short reorder window.
+// timestamp order within a short reorder window. The tail has no time range: the Search view's range (which
+// the Live view does not show) never reaches its history or its socket, and a row from another day than
+// today shows its date.
 
 import { ApiError, fetchLogs, liveUrl } from './api.js';
 import { wsProtocols } from './auth.js';
-import { entryRow, formatTime, noticeRow, wireRowDetail } from './render.js';
+import { entryRow, formatTime, isToday, noticeRow, wireRowDetail } from './render.js';
 
 // Rows kept in the table; older ones are removed as new ones arrive (the full history is in Search).
 export const MAX_ROWS = 2000;
@@ -26,6 +28,7 @@ const HISTORY_DEDUP_MS = 10000;
 export class LiveTail {
   constructor({ onOpenEntry }) {
     this.tbody = document.getElementById('live-rows');
+    this.table = this.tbody.closest('table');
     this.scroller = document.getElementById('live-scroller');
     this.status = document.getElementById('live-status');
     this.pauseButton = document.getElementById('live-pause');
@@ -63,9 +66,10 @@ export class LiveTail {
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
   }
 
-  // (Re)connect with new filters: the server applies them, so a new socket is opened with them.
+  // (Re)connect with new filters: the server applies them, so a new socket is opened with them. Their
+  // from/to are dropped here, once, so no request of the tail (history, socket, the refusal check) has one.
   setFilters(filters) {
-    this.filters = filters;
+    this.filters = { ...filters, from: null, to: null };
     this.attempt = 0;
     this.clear();
     this.generation += 1; // a history request still running for the old filters is ignored
@@ -92,7 +96,7 @@ export class LiveTail {
     clearTimeout(this.historyTimer);
     this.historyIds = new Set(history.map((entry) => entry.id));
     this.historyTimer = setTimeout(() => this.historyIds.clear(), HISTORY_DEDUP_MS);
-    for (const entry of history.reverse()) this.enqueue(entryRow(entry, this.entries), entry.timestamp);
+    for (const entry of history.reverse()) this.enqueue(this.row(entry), entry.timestamp);
     for (const message of pending) this.show(message);
   }
 
@@ -183,7 +187,15 @@ export class LiveTail {
       this.pendingLabel.textContent = `${this.pending.length + this.skippedWhilePaused} new while paused`;
       return;
     }
-    this.enqueue(entryRow(message, this.entries), message.timestamp);
+    this.enqueue(this.row(message), message.timestamp);
+  }
+
+  // The row of an entry; one from another local day than today has the date in its time column (history
+  // reaches back as far as the newest HISTORY_ROWS go), and the column is widened for it.
+  row(entry) {
+    const withDate = !isToday(entry.timestamp);
+    if (withDate) this.table.classList.add('with-date');
+    return entryRow(entry, this.entries, { withDate });
   }
 
   // `timestamp`: the entry's RFC 3339 UTC time (fixed width, so strings compare in time order); notices
@@ -255,7 +267,7 @@ export class LiveTail {
       if (this.skippedWhilePaused) {
         this.addNotice(`${this.skippedWhilePaused} older entries received while paused are not shown (only the last ${MAX_ROWS} are kept)`, 'info');
       }
-      for (const entry of this.pending) this.enqueue(entryRow(entry, this.entries), entry.timestamp);
+      for (const entry of this.pending) this.enqueue(this.row(entry), entry.timestamp);
       this.pending = [];
       this.skippedWhilePaused = 0;
       this.pendingLabel.textContent = '';
@@ -264,6 +276,7 @@ export class LiveTail {
 
   clear() {
     this.tbody.replaceChildren();
+    this.table.classList.remove('with-date');
     this.queue = [];
     this.empty.hidden = false;
     this.countLabel.textContent = `0 shown, ${this.received} received live`;

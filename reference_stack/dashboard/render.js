@@ -33,6 +33,13 @@ export function formatDateTime(iso) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${formatTime(iso)}`;
 }
 
+// Whether `iso` falls on the local calendar day of `now` (ms); an unreadable time counts as today (it is
+// shown as given).
+export function isToday(iso, now = Date.now()) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) || date.toDateString() === new Date(now).toDateString();
+}
+
 // One table row for an entry; `entries` maps rows back to their entry for the detail panel. `withDate`: the
 // time column shows the local date too (a range of more than a day).
 export function entryRow(entry, entries, { withDate = false } = {}) {
