@@ -196,16 +196,19 @@ onFilterRejected((err) => {
 function activate({ force = false } = {}) {
   const filters = resolveFilters(state);
   if (refused && refused.key !== filterKey()) refused = null;
-  const error = validateFilters(filters);
+  // The live tail has no time range (live.js): a range the Search view would refuse neither stops it nor is
+  // reported in the Live view, which does not show the range.
+  const liveError = validateFilters({ ...filters, from: null, to: null });
+  const error = state.view === 'live' ? liveError : validateFilters(filters);
   if (error) showError(error);
   else if (refused) showError(refused.message, refused.field);
   else showError(null);
-  if (error) return;
   const liveKey = JSON.stringify([filters.levels, filters.service, filters.q, filters.attrs]);
-  if (applied.live !== liveKey) {
+  if (!liveError && applied.live !== liveKey) {
     applied.live = liveKey;
     live.setFilters(filters);
   }
+  if (error) return;
   const key = JSON.stringify([state.levels, state.service, state.q, state.range, state.from, state.to, state.limit, state.attrs]);
   if (state.view === 'search' && (force || applied.search !== key)) {
     applied.search = key;

@@ -77,13 +77,21 @@ def assert_newest_history_with_dates(tab: Any, times: list[dt.datetime]) -> None
     assert dated > 0  # the newest 100 span ~31 h: some are from another day whatever the local time
 
 
-def test_live_opened_by_url_shows_the_newest_entries_whatever_their_age(page: Any, stack: StackThread) -> None:
+def test_live_opened_by_url_shows_the_newest_entries_whatever_their_age(
+    page: Any, stack: StackThread
+) -> None:
     """`/?view=live&service=X` on entries spanning ~40 h shows the newest 100 (not the last hour's few), with
     the date on rows from another day."""
     service = new_service("live-age")
     times = seed_over_two_days(stack, service)
     open_view(page, stack, view="live", service=service)
     assert_newest_history_with_dates(page, times)
+    # The picture shows where yesterday's dated rows meet today's (if today has any yet).
+    page.eval_on_selector_all(
+        "#live-rows td.time",
+        "cells => (cells.find(c => !c.textContent.includes('-')) || cells[0])"
+        ".scrollIntoView({block: 'center'})",
+    )
     shoot(page, "live-history-dates")
 
 
@@ -101,3 +109,18 @@ def test_live_after_a_custom_search_range_ignores_that_range(page: Any, stack: S
     page.locator("#tab-live").click()
     page.locator("#live-status[data-state=live]").wait_for()
     assert_newest_history_with_dates(page, times)
+
+
+def test_live_runs_under_a_search_range_the_search_refuses(page: Any, stack: StackThread) -> None:
+    """A URL whose (hidden) custom range ends before it starts still opens the live tail with its history;
+    the Search view is where that range is shown and refused."""
+    from playwright.sync_api import expect
+
+    service = new_service("live-bad-range")
+    times = seed_over_two_days(stack, service)
+    later, earlier = (ts.isoformat().replace("+00:00", "Z") for ts in (times[17], times[10]))
+    open_view(page, stack, view="live", service=service, **{"from": later, "to": earlier})
+    assert_newest_history_with_dates(page, times)
+    expect(page.locator("#f-error")).to_have_text("")
+    page.locator("#tab-search").click()
+    expect(page.locator("#f-error")).to_have_text("to: must be later than from")
