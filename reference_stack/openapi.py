@@ -356,13 +356,18 @@ def _operation(method: str, path: str, spec: Mapping[str, Any]) -> dict[str, Any
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the routes `app` serves; KeyError names a route missing from OPERATIONS."""
+    """The OpenAPI 3.1 document of the routes `app` serves. A route missing from OPERATIONS (an app a test or
+    an embedder extended) is left out and named under `x-oglog-undocumented`: never a failed start."""
     paths: dict[str, dict[str, Any]] = {}
+    undocumented: list[str] = []
     for route in app.router.routes():
         method, path = route.method, route.resource.canonical if route.resource else ""
         if method == "HEAD" or not path:
             continue
-        spec = OPERATIONS[(method, path)]
+        spec = OPERATIONS.get((method, path))
+        if spec is None:
+            undocumented.append(f"{method} {path}")
+            continue
         paths.setdefault(path, {})[method.lower()] = _operation(method, path, spec)
     new_entry = schema.ENTRY.json_schema(ref_template="#/components/schemas/{model}")
     definitions = new_entry.pop("$defs", {})
@@ -374,6 +379,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "description": "The reference log stack's HTTP API (docs/api.md).",
         },
         "paths": dict(sorted(paths.items())),
+        "x-oglog-undocumented": undocumented,
         "components": {
             "schemas": {
                 **definitions,

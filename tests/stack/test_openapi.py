@@ -62,7 +62,7 @@ async def test_document_is_valid_openapi_and_lists_exactly_the_served_routes(sta
         if route.method != "HEAD" and route.resource is not None
     }
     documented = {(method, path) for path, item in document["paths"].items() for method in item}
-    assert documented == served
+    assert documented == served and document["x-oglog-undocumented"] == []
     assert ("get", "/api/attributes") in documented and ("get", "/api/keys") in documented
     # The body /log is validated with is the model's own JSON Schema.
     body = document["paths"]["/log"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -74,6 +74,17 @@ async def test_document_is_valid_openapi_and_lists_exactly_the_served_routes(sta
     assert document["paths"]["/log"]["post"]["security"][0] == {"bearer": ["ingest"]}
     assert document["paths"]["/api/keys"]["get"]["security"][0] == {"bearer": ["admin"]}
     assert "security" not in document["paths"]["/health"]["get"]
+
+
+def test_a_route_the_table_does_not_know_is_named_not_fatal() -> None:
+    """An app extended with its own route still starts; the route is listed as undocumented."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/health", lambda request: web.Response())
+    app.router.add_get("/boom", lambda request: web.Response())
+    document = openapi.build_document(app)
+    assert list(document["paths"]) == ["/health"] and document["x-oglog-undocumented"] == ["GET /boom"]
 
 
 async def test_each_route_documents_the_parameters_the_server_accepts(stack: AuthStack) -> None:
