@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -137,6 +138,12 @@ def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tupl
     attrs = entry.get("attributes", {})
     if not isinstance(attrs, Mapping):
         raise ValueError("attributes: must be a JSON object")
+    for key, value in attrs.items():
+        # The entry format's rule (oglogstream.wire; POST /log refuses others): the SDK would otherwise turn a
+        # list or object into its Python text, a value nobody can filter on.
+        scalar = isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value))
+        if not scalar:
+            raise ValueError(f"attributes.{key}: must be a string, a finite number or a boolean")
     extra = {**defaults.attributes, **attrs}
     for link in ("trace_id", "span_id"):
         if link in entry:
