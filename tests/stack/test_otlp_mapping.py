@@ -245,7 +245,7 @@ def test_attribute_flattening_and_stringification() -> None:
     # wire.clip_chars sizes the marker for the worst cut, so the value may end a character or two short.
     assert _wire.MAX_ATTRIBUTE_VALUE_CHARS - 2 <= len(attrs["big"]) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS
     assert attrs["big"].startswith("xxx") and attrs["big"].endswith("xxx") and "…[truncated" in attrs["big"]
-    # Not JSON numbers: the string as OTLP/JSON spells it, without JSON quotes (so attr.inf=Infinity finds it).
+    # Not JSON numbers: the string OTLP/JSON spells, without JSON quotes (so attr.inf=Infinity finds it).
     assert attrs["inf"] == "Infinity"
     assert attrs["ok"] is True and attrs["ratio"] == 0.5
 
