@@ -42,7 +42,7 @@ system-deps:
 	  fi; }
 
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
