@@ -22,7 +22,7 @@ import time
 import weakref
 from collections import deque
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _diag, _otel
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
@@ -30,22 +30,12 @@ from ._buffer import Pending, intake_limit
 from ._context import CONTEXT
 from ._delivery import InFlight, Item, Ledger, RetryPolicy
 from ._entry import EntryEncoder, StructEvent, capture_exc_info
-from ._settings import (
-    DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MAX_BUFFER_RECORDS,
-    DEFAULT_OVERFLOW,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    Settings,
-)
+from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
 
@@ -67,40 +57,10 @@ class AsyncOgLogClient(AsyncSender):
     """
 
     def __init__(
-        self,
-        url: str | None = None,
-        service: str | None = None,
-        *,
-        api_key: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        overflow: str = DEFAULT_OVERFLOW,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        verify: bool | str = True,
+        self, url: str | None = None, service: str | None = None, **options: Unpack[AsyncOptions]
     ) -> None:
         self.settings = s = Settings.build(
-            url,
-            service,
-            api_key=api_key,
-            batch_size=batch_size,
-            batch_bytes=batch_bytes,
-            flush_interval=flush_interval,
-            max_buffer_records=max_buffer_records,
-            max_buffer_bytes=max_buffer_bytes,
-            overflow=overflow,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            shutdown_timeout=shutdown_timeout,
-            verify=verify,
+            url, service, owner="AsyncOgLogClient", allowed=ASYNC_OPTION_NAMES, **options
         )
         self._intake: deque[Item] = deque()
         self._lock = threading.Lock()

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _otel
 from ._buffer import LARGE_MESSAGE, extras_bytes
 from ._capture import RECORD_BASE_KEYS
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
-from ._settings import (
-    DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DRAIN_ON_SIGTERM,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_MAX_BUFFER_BYTES,
-    DEFAULT_MAX_BUFFER_RECORDS,
-    DEFAULT_OVERFLOW,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_SPOOL_MAX_AGE,
-    DEFAULT_SPOOL_MAX_BYTES,
-    Settings,
-)
+from ._settings import Options, Settings
 from ._stats import Stats
 from ._worker import WORKER_THREADS, Pipeline
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["OgLogHandler"]
 
@@ -43,8 +29,9 @@ class OgLogHandler(logging.Handler):
     """Ship stdlib `logging` records to OgLogStream from a background thread; never blocks, never raises.
 
     `url`, `service` and `api_key` fall back to OGLOG_URL, OGLOG_SERVICE and OGLOG_API_KEY. Every other
-    setting is keyword-only and documented in docs/sdk.md. Handler formatters are not applied: the entry is
-    structured (message, level, logger, thread, exception and `extra=` fields travel as separate fields).
+    setting is keyword-only (`_settings.Options`; defaults and reasons in docs/sdk.md). Handler formatters
+    are not applied: the entry is structured (message, level, logger, thread, exception and `extra=` fields
+    travel as separate fields).
     """
 
     def __init__(
@@ -52,47 +39,11 @@ class OgLogHandler(logging.Handler):
         url: str | None = None,
         service: str | None = None,
         *,
-        api_key: str | None = None,
         level: int | str = logging.NOTSET,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        overflow: str = DEFAULT_OVERFLOW,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        verify: bool | str = True,
-        spool_dir: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
-        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
-        drain_on_sigterm: bool = DEFAULT_DRAIN_ON_SIGTERM,
+        **options: Unpack[Options],
     ) -> None:
         # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
-        settings = Settings.build(
-            url,
-            service,
-            api_key=api_key,
-            batch_size=batch_size,
-            batch_bytes=batch_bytes,
-            flush_interval=flush_interval,
-            max_buffer_records=max_buffer_records,
-            max_buffer_bytes=max_buffer_bytes,
-            overflow=overflow,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            shutdown_timeout=shutdown_timeout,
-            verify=verify,
-            spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes,
-            spool_max_age=spool_max_age,
-            drain_on_sigterm=drain_on_sigterm,
-        )
+        settings = Settings.build(url, service, owner="OgLogHandler", **options)
         super().__init__(level)
         self._pipeline = Pipeline(settings)
         # A logging handler is closed by `logging.shutdown` at exit (after the SDK's drain): records logged

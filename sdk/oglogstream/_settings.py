@@ -6,12 +6,16 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from . import _wire
 
+if TYPE_CHECKING:  # only in annotations (postponed): no runtime dependency on typing_extensions
+    from typing_extensions import Unpack
+
 __all__ = [
+    "ASYNC_OPTION_NAMES",
     "DEFAULT_BACKOFF_INITIAL",
     "DEFAULT_BACKOFF_MAX",
     "DEFAULT_BATCH_BYTES",
@@ -27,10 +31,15 @@ __all__ = [
     "DEFAULT_SPOOL_MAX_AGE",
     "DEFAULT_SPOOL_MAX_BYTES",
     "ENV_API_KEY",
+    "ENV_FALLBACKS",
     "ENV_SERVICE",
     "ENV_URL",
     "MAX_RETRY_AFTER",
+    "OPTION_DEFAULTS",
+    "OPTION_NAMES",
     "OVERFLOW_POLICIES",
+    "AsyncOptions",
+    "Options",
     "OverflowPolicy",
     "Settings",
 ]
@@ -80,6 +89,76 @@ MAX_RETRY_AFTER = 300.0
 OverflowPolicy = Literal["drop_oldest", "drop_newest"]
 OVERFLOW_POLICIES: tuple[str, ...] = ("drop_oldest", "drop_newest")
 
+#: The positional settings' environment fallbacks, read once in `Settings.build` (so is OGLOG_API_KEY).
+ENV_FALLBACKS: Mapping[str, str] = {"url": ENV_URL, "service": ENV_SERVICE, "api_key": ENV_API_KEY}
+
+
+class AsyncOptions(TypedDict, total=False):
+    """The keyword settings of every SDK driver: the one declaration (docs/sdk.md "Settings" lists them).
+
+    `OgLogHandler`, `OgLogProcessor` and `AsyncOgLogClient` take them as `**options: Unpack[...]`, so IDEs
+    and mypy see each keyword; `Settings.build` fills the defaults from `OPTION_DEFAULTS` and validates.
+    """
+
+    api_key: str | None
+    batch_size: int
+    batch_bytes: int
+    flush_interval: float
+    max_buffer_records: int
+    max_buffer_bytes: int
+    overflow: str
+    connect_timeout: float
+    read_timeout: float
+    backoff_initial: float
+    backoff_max: float
+    shutdown_timeout: float
+    verify: bool | str
+
+
+class Options(AsyncOptions, total=False):
+    """`AsyncOptions` plus what only the thread-worker drivers (handler, structlog processor) support."""
+
+    spool_dir: str | os.PathLike[str] | None
+    spool_max_bytes: int
+    spool_max_age: float
+    drain_on_sigterm: bool
+
+
+#: Every option's default: the named constants above (`api_key` None means "OGLOG_API_KEY or none").
+OPTION_DEFAULTS: Options = {
+    "api_key": None,
+    "batch_size": DEFAULT_BATCH_SIZE,
+    "batch_bytes": DEFAULT_BATCH_BYTES,
+    "flush_interval": DEFAULT_FLUSH_INTERVAL,
+    "max_buffer_records": DEFAULT_MAX_BUFFER_RECORDS,
+    "max_buffer_bytes": DEFAULT_MAX_BUFFER_BYTES,
+    "overflow": DEFAULT_OVERFLOW,
+    "connect_timeout": DEFAULT_CONNECT_TIMEOUT,
+    "read_timeout": DEFAULT_READ_TIMEOUT,
+    "backoff_initial": DEFAULT_BACKOFF_INITIAL,
+    "backoff_max": DEFAULT_BACKOFF_MAX,
+    "shutdown_timeout": DEFAULT_SHUTDOWN_TIMEOUT,
+    "verify": True,
+    "spool_dir": None,
+    "spool_max_bytes": DEFAULT_SPOOL_MAX_BYTES,
+    "spool_max_age": DEFAULT_SPOOL_MAX_AGE,
+    "drain_on_sigterm": DEFAULT_DRAIN_ON_SIGTERM,
+}
+#: The keyword names each kind of driver accepts (TypedDict keys include the inherited ones).
+OPTION_NAMES: frozenset[str] = frozenset(Options.__annotations__)
+ASYNC_OPTION_NAMES: frozenset[str] = frozenset(AsyncOptions.__annotations__)
+
+
+def check_option_names(owner: str, options: Mapping[str, object], allowed: frozenset[str]) -> None:
+    """Raise TypeError naming every keyword of `options` that `owner` does not take (a typo, or a setting
+    of another driver), with the valid names: `**options` would otherwise swallow it silently."""
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(
+            f"{owner} got unknown setting(s) {', '.join(unknown)}; valid: url, service, "
+            f"{', '.join(sorted(allowed))}"
+        )
+
 # Paths that name an ingestion endpoint rather than the base URL the SDK appends /logs to.
 _ENDPOINT_SUFFIXES = ("/v1/logs", "/logs", "/log")  # longest first
 # Room for the gzip header and worst-case expansion of incompressible data.
@@ -120,36 +199,36 @@ class Settings:
         url: str | None,
         service: str | None,
         *,
-        api_key: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        max_buffer_records: int = DEFAULT_MAX_BUFFER_RECORDS,
-        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
-        overflow: str = DEFAULT_OVERFLOW,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        read_timeout: float = DEFAULT_READ_TIMEOUT,
-        backoff_initial: float = DEFAULT_BACKOFF_INITIAL,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        verify: bool | str = True,
-        spool_dir: str | os.PathLike[str] | None = None,
-        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
-        spool_max_age: float = DEFAULT_SPOOL_MAX_AGE,
-        drain_on_sigterm: bool = DEFAULT_DRAIN_ON_SIGTERM,
+        owner: str = "Settings.build",
+        allowed: frozenset[str] = OPTION_NAMES,
         environ: Mapping[str, str] | None = None,
+        **options: Unpack[Options],
     ) -> Settings:
-        """Resolve env fallbacks (read once, here) and validate every value."""
+        """Resolve env fallbacks (`ENV_FALLBACKS`, read once, here), fill `OPTION_DEFAULTS`, validate.
+
+        Raises TypeError naming a keyword not in `allowed` (`owner` is the driver named in the message),
+        ValueError naming the first setting whose value is out of range or of the wrong type.
+        """
+        check_option_names(owner, options, allowed)
+        o: dict[str, Any] = {**OPTION_DEFAULTS, **options}
         env = os.environ if environ is None else environ
-        url = _text("url", url if url is not None else env.get(ENV_URL), ENV_URL)
-        service = _text("service", service if service is not None else env.get(ENV_SERVICE), ENV_SERVICE)
+        fallback = {name: env.get(var) for name, var in ENV_FALLBACKS.items()}
+        url = _text("url", fallback["url"] if url is None else url, ENV_URL)
+        service = _text("service", fallback["service"] if service is None else service, ENV_SERVICE)
+        api_key, batch_size, batch_bytes = o["api_key"], o["batch_size"], o["batch_bytes"]
+        flush_interval, overflow, verify = o["flush_interval"], o["overflow"], o["verify"]
+        max_buffer_records, max_buffer_bytes = o["max_buffer_records"], o["max_buffer_bytes"]
+        connect_timeout, read_timeout = o["connect_timeout"], o["read_timeout"]
+        backoff_initial, backoff_max = o["backoff_initial"], o["backoff_max"]
+        shutdown_timeout, drain_on_sigterm = o["shutdown_timeout"], o["drain_on_sigterm"]
+        spool_dir, spool_max_bytes, spool_max_age = o["spool_dir"], o["spool_max_bytes"], o["spool_max_age"]
         if len(service) > _wire.MAX_SERVICE_CHARS:
             raise ValueError(
                 f"service must be at most {_wire.MAX_SERVICE_CHARS} characters, got {len(service)}"
             )
         _require_utf8("service", service)
         if api_key is None:
-            api_key = env.get(ENV_API_KEY) or None
+            api_key = fallback["api_key"] or None
         if api_key is not None:
             if not isinstance(api_key, str) or not api_key.strip():
                 raise ValueError(f"api_key must be a non-empty string (or unset), got {api_key!r}")
@@ -200,7 +279,7 @@ class Settings:
             flush_interval=float(flush_interval),
             max_buffer_records=max_buffer_records,
             max_buffer_bytes=max_buffer_bytes,
-            overflow=overflow,  # type: ignore[arg-type]  # checked against OVERFLOW_POLICIES above
+            overflow=overflow,  # checked against OVERFLOW_POLICIES above
             connect_timeout=float(connect_timeout),
             read_timeout=float(read_timeout),
             backoff_initial=float(backoff_initial),

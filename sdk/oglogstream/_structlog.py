@@ -11,30 +11,24 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _otel
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
-from ._settings import Settings
+from ._settings import Options, Settings
 from ._stats import Stats
 from ._worker import WORKER_THREADS, Pipeline
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["OgLogProcessor"]
 
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 _context_get = CONTEXT.get
-_SETTINGS = frozenset(
-    {
-        "api_key", "batch_size", "batch_bytes", "flush_interval", "max_buffer_records", "max_buffer_bytes",
-        "overflow", "connect_timeout", "read_timeout", "backoff_initial", "backoff_max", "shutdown_timeout",
-        "verify", "spool_dir", "spool_max_bytes", "spool_max_age",
-        "drain_on_sigterm",
-    }
-)
-
 
 _capture_exc_info = capture_exc_info  # kept for importers of the old private name
 
@@ -68,23 +62,17 @@ class OgLogProcessor:
         service: str | None = None,
         *,
         handler: OgLogHandler | None = None,
-        **settings: Any,
+        **options: Unpack[Options],
     ) -> None:
         if handler is not None:
-            if url is not None or service is not None or settings:
+            if url is not None or service is not None or options:
                 raise ValueError("OgLogProcessor: pass either handler= or connection settings, not both")
             if not isinstance(handler, OgLogHandler):
                 raise ValueError(f"handler must be an OgLogHandler, got {type(handler).__name__}")
             self._pipeline = handler._pipeline
             self._owns_pipeline = False
         else:
-            unknown = sorted(set(settings) - _SETTINGS)
-            if unknown:
-                raise TypeError(
-                    f"OgLogProcessor got unknown setting(s) {', '.join(unknown)}; "
-                    f"valid: url, service, handler, {', '.join(sorted(_SETTINGS))}"
-                )
-            self._pipeline = Pipeline(Settings.build(url, service, **settings))
+            self._pipeline = Pipeline(Settings.build(url, service, owner="OgLogProcessor", **options))
             self._owns_pipeline = True
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
