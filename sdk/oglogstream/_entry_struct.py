@@ -99,7 +99,7 @@ def _line(
     elif not message:
         message = EMPTY_MESSAGE
     line = (
-        f'{{"id":"{encoder._prefix}{next(encoder._counter):x}","timestamp":"{_timestamp(encoder, created)}",'
+        f'{{"id":"{encoder.next_id()}","timestamp":"{_timestamp(encoder, created)}",'
         f'"level":"{level}",{encoder._static}"message":{_encode_str(message)}'
         f"{logger}{thread}{exception}{links}{attributes}}}\n"
     )
