@@ -1,0 +1,193 @@
+"""The worker's hand-written encoding fast path against plain references: the general path byte for byte on
+odd records, and `json.dumps` of the entry built field by field on ordinary ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import socket
+import sys
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oglogstream import wire
+from oglogstream._capture import StructEvent, capture
+from oglogstream._entry import _DIGITS, EntryEncoder, rfc3339
+from oglogstream._entry_values import _SKIPPED_KEYS
+from oglogstream.wire import level_for_number
+
+# Characters JSON must escape, line separators, astral code points, a lone surrogate (becomes "?").
+_ODD_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(['q"uote', "back\\slash", "nl\nx\r\t\x00\x1f", "\u2028\u2029", "\U0001f600 caf\u00e9",
+                     "lone \ud800 surrogate", "%", "100%% sure", ""]),
+)
+_ARG = st.one_of(
+    _ODD_TEXT,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+)
+_TEMPLATES = st.one_of(
+    _ODD_TEXT,
+    st.sampled_from(["took %d ms", "%s and %r", "%x %o %e %g %%", "%(name)s", "bad %", "%c", "%5.2f|%-4s|"]),
+)
+_VALUE = st.one_of(
+    _ODD_TEXT,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.text(min_size=2040, max_size=2100),
+)
+_KEY = st.one_of(
+    st.sampled_from(["user_id", "path", "trace_id", "span_id", "message", "asctime", "k" * 200]),
+    st.text(min_size=1, max_size=12),
+)
+_CREATED = st.one_of(
+    st.floats(min_value=0.0, max_value=10413791999.0),
+    st.sampled_from([1764438000.9999999, 1764438000.0, -1.0, float("nan"), 1e12]),
+)
+
+
+def _exc_info() -> tuple[Any, Any, Any]:
+    try:
+        raise ValueError("boom \u00e9 \"quoted\"")
+    except ValueError:
+        return sys.exc_info()  # type: ignore[return-value]
+
+
+def _record(
+    template: str, args: tuple[Any, ...], extra: dict[str, Any], level: int, name: str, thread: str,
+    created: float, with_exc: bool, stack: str | None,
+) -> logging.LogRecord:
+    exc_info = _exc_info() if with_exc else None
+    record = logging.LogRecord(name, level, __file__, 1, template, args or None, exc_info)
+    record.created = created
+    record.threadName = thread
+    record.stack_info = stack
+    record.__dict__.update(extra)
+    return record
+
+
+def _after_id(line: bytes, *, timestamp: bool = True) -> bytes:
+    """The line without its id (and without its timestamp when that is the encoding time)."""
+    rest = line.split(b'"', 4)[4]
+    if not timestamp:
+        rest = re.sub(rb'^,"timestamp":"[^"]*"', b"", rest)
+    return rest
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    template=_TEMPLATES,
+    args=st.lists(_ARG, max_size=2).map(tuple),
+    extra=st.dictionaries(_KEY, _VALUE, max_size=3),
+    level=st.sampled_from([logging.DEBUG, logging.INFO, 25, logging.WARNING, logging.ERROR, 51, -3]),
+    name=st.sampled_from(["app", "", "n" * 300, "caf\u00e9.\"x\""]),
+    thread=st.sampled_from(["MainThread", "", "t\ud800"]),
+    created=_CREATED,
+    with_exc=st.booleans(),
+    stack=st.sampled_from([None, "", "Stack (most recent call last):\n  here"]),
+)
+def test_warm_fast_path_equals_the_general_path_byte_for_byte(
+    template: str, args: tuple[Any, ...], extra: dict[str, Any], level: int, name: str, thread: str,
+    created: float, with_exc: bool, stack: str | None,
+) -> None:
+    """Any record, encoded a second time (caches warm: the fast path when it qualifies), gives the bytes the
+    general path gives the first time (a cold encoder always takes it), ids aside."""
+    record = _record(template, args, extra, level, name, thread, created, with_exc, stack)
+    item = capture(record, None)
+    encoder = EntryEncoder("svc")
+    cold = encoder.encode_captured(item)  # nothing cached yet: the general path
+    warm = encoder.encode_captured(item)
+    in_range = isinstance(created, float) and 0.0 <= created <= 10413791999.0
+    assert _after_id(warm, timestamp=in_range) == _after_id(cold, timestamp=in_range)
+    assert warm.endswith(b"}\n") and warm.count(b"\n") == 1
+    json.loads(warm)  # always valid JSON, lone surrogates included
+
+
+_PLAIN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_PLAIN_VALUE = st.one_of(
+    _PLAIN_TEXT,
+    st.integers(min_value=wire.INT64_MIN, max_value=wire.INT64_MAX),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+_PLAIN_KEY = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(
+    lambda key: key not in _SKIPPED_KEYS
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    message=_PLAIN_TEXT,
+    number=st.integers(),
+    extra=st.dictionaries(_PLAIN_KEY, _PLAIN_VALUE, max_size=4),
+    level=st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]),
+    name=st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    thread=st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    created=st.floats(min_value=0.0, max_value=10413791999.0),
+    repeat=st.integers(min_value=1, max_value=3),
+)
+def test_ordinary_records_equal_the_entry_built_with_json_dumps(
+    message: str, number: int, extra: dict[str, Any], level: int, name: str, thread: str, created: float,
+    repeat: int,
+) -> None:
+    """For ordinary records (short text, int64, finite floats, bools) every encoding, cold or warm, is the
+    entry a plain `json.dumps` of its fields gives, attributes in the order the application wrote them."""
+    template = message.replace("%", "%%") + " #%d"
+    record = _record(template, (number,), extra, level, name, thread, created, False, None)
+    host = socket.gethostname()[: wire.MAX_SHORT_FIELD_CHARS]
+    expected: dict[str, Any] = {
+        "timestamp": rfc3339(created),
+        "level": level_for_number(level),
+        "service": "svc",
+        **({"host": host} if host else {}),
+        "pid": os.getpid(),
+        "message": f"{message} #{number}",
+        **({"logger": name} if name else {}),
+        "thread": thread or str(record.thread),  # an unnamed thread is shipped as its ident
+        **({"attributes": extra} if extra else {}),
+    }
+    encoder = EntryEncoder("svc")
+    for _ in range(repeat + 1):
+        line = encoder.encode_captured(capture(record, None))
+        entry = json.loads(line)
+        assert re.match(wire.ID_PATTERN, entry.pop("id"))
+        assert entry == expected
+        assert list(entry) == list(expected)
+        assert list(entry.get("attributes", {})) == list(extra)
+        for key, value in extra.items():  # 1 and 1.0 and True compare equal: the JSON types must match too
+            assert type(entry["attributes"][key]) is type(value)
+            if isinstance(value, float):
+                assert math.copysign(1, entry["attributes"][key]) == math.copysign(1, value)
+
+
+def test_microsecond_table_spells_every_value_like_format() -> None:
+    """The timestamp's two 3-digit lookups give `%06d` for all 1,000,000 microsecond values."""
+    assert all(_DIGITS[m // 1000] + _DIGITS[m % 1000] == f"{m:06d}" for m in range(1_000_000))
+
+
+def test_ids_are_unique_valid_and_shared_by_every_entry_kind() -> None:
+    """Stdlib records and structlog events draw ids from one counter; every id matches the wire pattern."""
+    encoder = EntryEncoder("svc")
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "m %d", (1,), None)
+    ids = []
+    for i in range(300):
+        if i % 3:
+            line = encoder.encode_captured(capture(record, None))
+        else:
+            line = encoder.encode_struct(StructEvent({"event": "e"}, "info", 1.0, "Main", None), None)
+        ids.append(json.loads(line)["id"])
+    assert len(set(ids)) == 300
+    assert all(re.match(wire.ID_PATTERN, entry_id) for entry_id in ids)
+    counters = [int(entry_id.rsplit("-", 1)[1], 16) for entry_id in ids]
+    assert counters == list(range(1, 301))
