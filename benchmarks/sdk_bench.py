@@ -18,7 +18,9 @@ Per case:
   arrival; same machine, same clock); for StreamHandler until `flush()` returned, for NullHandler the loop;
 * delivered: records the server counted / calls; the wait ends when all arrived, or nothing arrived for
   STALL_SECONDS (longer than every handler's flush interval), or after DEADLINE_SECONDS;
-* peak RSS of the case's process (`ru_maxrss`) and how much of it the burst added.
+* peak RSS of the case's process (`ru_maxrss`) and how much of it the burst added;
+* caller GC µs per call: the time the garbage collector ran during the burst (`gc.callbacks`), per call:
+  what keeping records alive until the worker encodes them costs the application thread.
 Targets (OgLogHandler): 100 % delivered, caller <= 1.25x NullHandler, total <= 1.25x StreamHandler.
 """
 
@@ -127,6 +129,21 @@ def _worker_cpu_clock(handler: logging.Handler) -> Callable[[], float]:
     return lambda: time.clock_gettime(clock)
 
 
+class GcClock:
+    """Seconds the garbage collector ran while `gc.callbacks` holds `callback` (start/stop pairs, one thread
+    logs: collections run on it)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
 def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
     """Child: one burst; prints a JSON line after it, waits for a line on stdin, closes, prints another."""
     handler, close = CASES[name](url, tcp_port)
@@ -146,11 +163,14 @@ def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
     gc.collect()
     rss_before = _rss_mb()
     worker0 = worker_cpu()
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock.callback)
     start = time.time()
     cpu0, wall0 = time.thread_time(), time.perf_counter()
     for i in range(records):
         info("request served %d", i, extra={"user_id": i, "path": "/api/items"})
     caller_wall, caller_cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+    gc.callbacks.remove(gc_clock.callback)
     # Not yet delivered when the caller is done: how far the worker fell behind during the burst.
     backlog = handler.stats().queued if hasattr(handler, "stats") else None
     total = None
@@ -161,6 +181,7 @@ def run_case(name: str, url: str, tcp_port: int, records: int) -> None:
         "start": start,
         "caller_wall_us": caller_wall / records * 1e6,
         "caller_cpu_us": caller_cpu / records * 1e6,
+        "caller_gc_us": gc_clock.seconds / records * 1e6,
         "total": total,
         "warm": warm,
         "backlog": backlog,
@@ -222,9 +243,9 @@ def _fmt(value: float | None, pattern: str) -> str:
 def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     """Medians over rounds of each case's numbers and of its per-round ratios against the baselines."""
     print(f"\nMedians over the rounds each case ran ({records:,} calls per burst; ratios per round)")
-    print("| handler | caller µs/call (wall) | x Null | caller CPU µs/call | x Null | total s | x Stream"
-          " | delivered | peak RSS MB (burst added) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| handler | caller µs/call (wall) | x Null | caller CPU µs/call | x Null | caller GC µs/call"
+          " | total s | x Stream | delivered | peak RSS MB (burst added) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def med(values: list[float | None]) -> float | None:
         present = [v for v in values if v is not None]
@@ -237,6 +258,7 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
         runs = [r[name] for r in ran]
         wall = med([r["caller_wall_us"] for r in runs])
         cpu = med([r["caller_cpu_us"] for r in runs])
+        gc_us = med([r["caller_gc_us"] for r in runs])
         wall_x = med([r[name]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"] for r in ran])
         cpu_x = med([r[name]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"] for r in ran])
         total = med([r["total"] for r in runs])
@@ -250,7 +272,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
         peak = med([r["rss_peak_mb"] for r in runs])
         added = med([r["rss_peak_mb"] - r["rss_before_mb"] for r in runs])
         print(f"| {name} | {_fmt(wall, '{:.2f}')} | {_fmt(wall_x, '{:.2f}')} | {_fmt(cpu, '{:.2f}')}"
-              f" | {_fmt(cpu_x, '{:.2f}')} | {_fmt(total, '{:.3f}')} | {_fmt(total_x, '{:.2f}')} | {share}"
+              f" | {_fmt(cpu_x, '{:.2f}')} | {_fmt(gc_us, '{:.2f}')} | {_fmt(total, '{:.3f}')}"
+              f" | {_fmt(total_x, '{:.2f}')} | {share}"
               f" | {_fmt(peak, '{:.0f}')} (+{_fmt(added, '{:.0f}')}) |")
     og = [r["OgLogHandler"] for r in rounds]
     caller_x = statistics.median(r["OgLogHandler"]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"]
@@ -305,7 +328,8 @@ def main() -> None:
                     print(f"  round {number}: {name} failed: {exc!r}")
                     continue
                 print(f"  round {number}: {name:<58} caller {r['caller_wall_us']:6.2f} µs (cpu"
-                      f" {r['caller_cpu_us']:5.2f}) total {_fmt(r['total'], '{:.3f}')} s delivered"
+                      f" {r['caller_cpu_us']:5.2f}, gc {r['caller_gc_us']:4.2f})"
+                      f" total {_fmt(r['total'], '{:.3f}')} s delivered"
                       f" {r['delivered']} peak RSS {r['rss_peak_mb']:.0f} MB"
                       + ("" if r["warm"] else " (warm-up record never arrived)"))
             rounds.append(results)
