@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import itertools
 import os
-import secrets
 import threading
 import time
 import weakref
@@ -26,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import _diag, _otel
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
-from ._buffer import Pending, intake_limit
+from ._buffer import intake_limit
 from ._context import CONTEXT
-from ._delivery import InFlight, Item, Ledger, RetryPolicy
-from ._entry import EntryEncoder, StructEvent, capture_exc_info
+from ._entry import StructEvent, capture_exc_info
+from ._items import CapturedEvent, Item
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
 
-_INFINITY = float("inf")
 #: Never set: `_PAUSE.wait(seconds)` is the exit drain's short pause.
 _PAUSE = threading.Event()
 #: Every live client (weakly), for the exit drain.
@@ -66,14 +63,9 @@ class AsyncOgLogClient(AsyncSender):
         self._lock = threading.Lock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
         self._start_lock = threading.Lock()
-        self._ledger = Ledger(self._lock, self.settings.service)
-        self._policy = RetryPolicy(s)
-        self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, s.overflow == "drop_oldest")
-        self._encoder = EntryEncoder(s.service)
-        self._batch_prefix = secrets.token_hex(8)
-        self._batch_numbers = itertools.count(1)
-        self._drop_oldest = s.overflow == "drop_oldest"
-        self._wake_at = min(s.batch_size, s.max_buffer_records)
+        self._reset_core(self._lock)
+        self._reset_buffers()
+        self._waiters = []
         #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
         self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,10 +79,7 @@ class AsyncOgLogClient(AsyncSender):
         self._wake: asyncio.Event | None = None
         # Built here, not on the loop: creating the client loads the TLS trust store (~20 ms of loop time).
         self._transport: AsyncHttpTransport | None = AsyncHttpTransport(s)
-        self._waiters: list[Waiter] = []
-        self._inflight = InFlight()
         self._closing = False
-        self._deadline = _INFINITY
         self._pid = os.getpid()
         _otel.refresh()
         _CLIENTS.add(self)
@@ -105,7 +94,7 @@ class AsyncOgLogClient(AsyncSender):
             exc_info = capture_exc_info(attributes.pop("exc_info", None))
             event = {**attributes, "event": message, "level": level}
             span_of = _otel.current_span
-            item = (
+            item = CapturedEvent(
                 StructEvent(event, "log", time.time(), _current_thread().name, exc_info),
                 _context_get(),
                 span_of() if span_of is not None else None,
@@ -250,27 +239,24 @@ class AsyncOgLogClient(AsyncSender):
         """A forked child starts empty (the parent ships its own events) and with no loop of its own yet."""
         self._pid = os.getpid()
         self._intake.clear()
-        self._pending.clear()
         self._lock = threading.Lock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
         self._start_lock = threading.Lock()
-        self._ledger = Ledger(self._lock, self.settings.service)
-        self._encoder = EntryEncoder(self.settings.service)
-        self._batch_prefix = secrets.token_hex(8)
+        self._reset_core(self._lock)
+        self._reset_buffers()
         self._loop = self._home = self._task = self._wake = self._transport = None
+        self._closing = False
         self._start_scheduled = False
         self._waiters = []
-        self._inflight.clear()
 
     # ------------------------------------------------------------------ public operations
 
     def stats(self) -> Stats:
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
-        pending = self._pending
         with self._lock:  # one consistent moment (see `_delivery.ingest`)
             return self._ledger.snapshot(
-                queued=len(self._intake) + len(pending) + pending.moving + self._inflight.records,
-                buffered_bytes=pending.nbytes + self._inflight.nbytes,
+                queued=len(self._intake) + self._buffered(),
+                buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
             )
 
     async def flush(self, timeout: float | None = None) -> bool:

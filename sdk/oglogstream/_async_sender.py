@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import threading
 from collections import deque
 
 import tenacity
 
 from . import _diag
-from ._buffer import Batch, Pending, intake_limit
-from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
-from ._entry import EntryEncoder
-from ._settings import Settings
+from ._buffer import Batch
+from ._core import INFINITY, DeliveryCore
+from ._items import Item
 from ._transport import AsyncHttpTransport, Outcome, SendResult
 
 __all__ = ["ENCODE_SLICE", "AsyncSender", "Waiter"]
 
 #: Records encoded per slice before the task yields to the loop (bounds the loop lag a burst causes).
 ENCODE_SLICE = 200
-_INFINITY = float("inf")
 
 
 class Waiter:
@@ -39,28 +36,22 @@ class Waiter:
         self.target = target
         self.future = future
 
+    def settle(self, ok: bool) -> None:
+        if not self.future.done():
+            self.future.set_result(ok)
 
-class AsyncSender:
+
+class AsyncSender(DeliveryCore):
     """The sending task's side of `AsyncOgLogClient`."""
 
-    settings: Settings
     _intake: deque[Item]
     _lock: threading.Lock
-    _ledger: Ledger
-    _policy: RetryPolicy
-    _pending: Pending
-    _encoder: EntryEncoder
-    _batch_prefix: str
-    _batch_numbers: itertools.count[int]
     _intake_limit: int
     _loop: asyncio.AbstractEventLoop | None
     _task: asyncio.Task[None] | None
     _wake: asyncio.Event | None
     _transport: AsyncHttpTransport | None
-    _waiters: list[Waiter]
-    _inflight: InFlight
     _closing: bool
-    _deadline: float
     #: Which sending task owns the state: a task whose number is no longer this one (its loop was closed
     #: and another task took over) never touches the state again, not even when it is garbage collected.
     _generation: int
@@ -68,7 +59,7 @@ class AsyncSender:
     def _reset_task(self) -> None:
         """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
         self._closing = False
-        self._deadline = _INFINITY
+        self._deadline = INFINITY
         self._loop = self._task = self._wake = self._transport = None
 
     async def _run(self, generation: int) -> None:
@@ -99,8 +90,7 @@ class AsyncSender:
         finally:
             if owner and generation == self._generation:
                 transport = self._transport
-                pending = self._pending
-                self._finish(len(self._intake) + len(pending) + pending.moving + self._inflight.records)
+                self._finish(len(self._intake) + self._buffered())
                 if transport is not None:
                     await transport.aclose()
 
@@ -115,8 +105,7 @@ class AsyncSender:
             self._ledger.count_locked("shutdown", leftovers)
         self._ledger.summarize_losses()
         for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_result(False)
+            waiter.settle(False)
 
     async def _loop_body(self) -> None:
         s = self.settings
@@ -152,24 +141,13 @@ class AsyncSender:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(0.0, next_tick - now))
 
-    def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
-        s = self.settings
-        held = self._pending.nbytes + self._inflight.nbytes
-        self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
-        return ingest(
-            self._intake,
-            self._pending,
-            self._encoder,
-            self.settings,
-            self._ledger,
-            bounded=bounded,
-            held_records=self._inflight.records,
-            held_bytes=self._inflight.nbytes,
-            limit=limit,
-        )
+    def _clock(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else super()._clock()
 
-    def _new_batch_id(self) -> str:
-        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+    def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
+        self._intake_limit = self._intake_limit_now()
+        return self._encode_intake(self._intake, bounded=bounded, limit=limit)
 
     async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
         """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
@@ -180,23 +158,15 @@ class AsyncSender:
             result: SendResult = await retrying(self._attempt, current)
             if result.outcome is Outcome.RETRY:
                 return False
-            inflight.settle(current, result, self._ledger)
-            self._check_waiters()
+            self._settle(current, result)
         return True
 
     async def _attempt(self, batch: Batch) -> SendResult:
-        cap = None
-        if self._deadline != _INFINITY:
-            assert self._loop is not None
-            cap = self._deadline - self._loop.time()
-            if cap <= 0:
-                return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        cap = self._send_cap()
+        if isinstance(cap, SendResult):
+            return cap
         assert self._transport is not None
         return await self._transport.send(batch, timeout=cap)
-
-    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
-        assert self._loop is not None
-        return self._closing and self._loop.time() >= self._deadline
 
     async def _backoff_sleep(self, seconds: float) -> None:
         """Interruptible by aclose (which moves the deadline in); keeps encoding new events meanwhile."""
@@ -212,11 +182,3 @@ class AsyncSender:
                 await asyncio.wait_for(wake.wait(), remaining)
             until = min(until, self._deadline)
             self._ingest(bounded=False, limit=ENCODE_SLICE)
-
-    def _check_waiters(self) -> None:
-        if not self._waiters:
-            return
-        oldest = self._inflight.oldest_unsettled(self._pending)
-        for waiter in self._waiters:
-            if waiter.target < oldest and not waiter.future.done():
-                waiter.future.set_result(True)

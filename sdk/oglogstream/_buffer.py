@@ -12,6 +12,7 @@ from itertools import islice
 from typing import Any
 
 from ._capture import RECORD_BASE_KEYS
+from ._items import CapturedEvent
 
 __all__ = [
     "EXTRA_ATTR_BYTES",
@@ -178,7 +179,7 @@ def large_bytes(item: tuple[Any, ...]) -> int:
     arguments, O(1) each, plus `extras_bytes`), or 0 below LARGE_MESSAGE; `OgLogHandler.handle` inlines the
     same sum. A record's `__dict__` may still change after the capture (a later handler's filter): callers
     never let the running total drop below 0, and reset it when nothing charged is left."""
-    if len(item) != 5:  # a structlog event: bounded by count only
+    if type(item) is CapturedEvent:  # bounded by count only
         return 0
     msg, args = item[1], item[2]
     size = len(msg) if type(msg) is str else 0

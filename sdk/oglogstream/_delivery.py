@@ -18,15 +18,13 @@ import tenacity
 from . import _diag
 from ._buffer import Batch, Pending
 from ._entry import EntryEncoder
+from ._items import CapturedEvent, Item, is_event
 from ._settings import MAX_RETRY_AFTER, Settings
 from ._stats import DROP_REASONS, LOSS_REMEDIES, Stats
 from ._transport import Outcome, SendResult
 
 __all__ = ["InFlight", "Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
 
-#: A captured stdlib record (5-tuple: `_entry.CapturedRecord` + span) or a structlog/asyncio event
-#: (3-tuple: StructEvent, context, span).
-Item = tuple[Any, ...]
 #: The pipeline's lock: reentrant in `_worker` (signal handlers), plain in `_async`.
 AnyLock: TypeAlias = "threading.Lock | threading.RLock"
 
@@ -252,10 +250,10 @@ class RetryPolicy:
 
 
 def encode_item(encoder: EntryEncoder, item: Item) -> bytes:
-    """One intake item as an NDJSON line (records are 5-tuples, events 3-tuples)."""
-    if len(item) == 5:
-        return encoder.encode_captured(item)
-    return encoder.encode_struct(item[0], item[1], item[2])
+    """One intake item (a `CapturedRecord` or a `CapturedEvent`) as an NDJSON line."""
+    if is_event(item):
+        return encoder.encode_struct(*item)
+    return encoder.encode_captured(item)
 
 
 #: Records taken out of the intake per lock acquisition: the lock makes a chunk's moves atomic for
@@ -296,6 +294,7 @@ def ingest(
     queue = pending.lines
     popleft = intake.popleft
     encode_captured = encoder.encode_captured
+    event_type = CapturedEvent
     taken = 0
     while taken != limit:
         want = INGEST_CHUNK if limit < 0 else min(INGEST_CHUNK, limit - taken)
@@ -327,9 +326,9 @@ def ingest(
             used += 1
             try:
                 line = (
-                    encode_captured(item)
-                    if len(item) == 5
-                    else encoder.encode_struct(item[0], item[1], item[2])
+                    encode_captured(item)  # type: ignore[arg-type]  # not an event: a CapturedRecord
+                    if type(item) is not event_type
+                    else encoder.encode_struct(*item)
                 )
             except BaseException as exc:  # encoding is total by design; if not, count it, say so, go on
                 failed += 1

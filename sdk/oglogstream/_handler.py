@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _otel
 from ._buffer import LARGE_MESSAGE, extras_bytes
-from ._capture import RECORD_BASE_KEYS
+from ._capture import RECORD_BASE_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._settings import Options, Settings
@@ -95,7 +95,10 @@ class OgLogHandler(logging.Handler):
             if len(attributes) > RECORD_BASE_KEYS:  # `extra=` fields: what they occupy counts too
                 size += extras_bytes(attributes)
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
-            item = (attributes, msg, args, _context_get(), span_of() if span_of is not None else None)
+            # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).
+            item: CapturedRecord = (  # type: ignore[assignment]
+                attributes, msg, args, _context_get(), span_of() if span_of is not None else None
+            )
             intake = self._intake
             if len(intake) < self._pipeline.soft_limit and size < LARGE_MESSAGE:
                 intake.append(item)

@@ -17,6 +17,7 @@ from . import _otel
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
+from ._items import CapturedEvent
 from ._settings import Options, Settings
 from ._stats import Stats
 from ._worker import WORKER_THREADS, Pipeline
@@ -88,7 +89,7 @@ class OgLogProcessor:
                 )
                 pipeline = self._pipeline
                 span_of = _otel.current_span
-                item = (event, _context(), span_of() if span_of is not None else None)
+                item = CapturedEvent(event, _context(), span_of() if span_of is not None else None)
                 if len(pipeline.intake) < pipeline.soft_limit:
                     pipeline.intake.append(item)
                 else:

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel
-from ._buffer import INTAKE_ITEM_BYTES, Pending, intake_limit, large_bytes
-from ._delivery import InFlight, Item, Ledger, RetryPolicy
+from ._buffer import INTAKE_ITEM_BYTES, intake_limit, large_bytes
+from ._core import INFINITY
+from ._items import Item, is_event
 from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
 from ._settings import Settings
 from ._spool import Spool
@@ -47,7 +47,6 @@ __all__ = ["FORK_LINGER", "WORKER_THREADS", "Item", "Pipeline"]
 FORK_LINGER = 0.02
 
 _worker_numbers = itertools.count(1)
-_INFINITY = float("inf")
 
 
 class _WorkerThread(threading.Thread):
@@ -72,8 +71,6 @@ class Pipeline(WorkerLoop):
     ) -> None:
         self.settings = settings
         self._transport_factory: Callable[[Settings], Transport] = transport_factory or HttpTransport
-        self._drop_oldest = settings.overflow == "drop_oldest"
-        self._wake_at = min(settings.batch_size, settings.max_buffer_records)
         #: Seconds a cut-ready batch may wait in a forked child (0 = use flush_interval only).
         self._linger = 0.0
         #: Set by a logging handler: `logging.shutdown` closes it at exit, after our atexit drain (see
@@ -112,10 +109,7 @@ class Pipeline(WorkerLoop):
         #: `large_bytes` of every record in the intake and `_late` (changed under `_lock`).
         self.intake_large = 0
         self._wake = threading.Event()
-        self._batch_prefix = secrets.token_hex(8)
-        self._batch_numbers = itertools.count(1)
-        self._ledger = Ledger(self._lock, self.settings.service)
-        self._policy = RetryPolicy(self.settings)
+        self._reset_core(self._lock)
         self._pid = os.getpid()
         #: (spooled, adopted) when the spool was closed: what stats() reports after close().
         self._spool_left = (0, 0)
@@ -129,18 +123,17 @@ class Pipeline(WorkerLoop):
         #: The hard bound of the intake, recomputed by the worker from the byte budget (`intake_limit`).
         self.intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._flush_requests: deque[FlushRequest] = deque()
-        self._waiters: list[FlushRequest] = []
+        self._waiters = []
         self._thread: threading.Thread | None = None
         #: The thread that prepared `_thread` and starts it once it released the lock.
         self._starter: int | None = None
         self._ident: int | None = None
         self._closing = False
-        self._deadline = _INFINITY
+        self._deadline = INFINITY
         self._abort = False
         self._finished = False
         self._abandoned = False
-        self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, self._drop_oldest)
-        self._inflight = InFlight()
+        self._reset_buffers()
         #: Spool mode: when the head of the spool may be tried again, and how many tries have failed.
         self._retry_at = 0.0
         self._spool_failures = 0
@@ -265,7 +258,7 @@ class Pipeline(WorkerLoop):
             # At interpreter exit the new worker keeps running (and its connection open) for the records of
             # later atexit hooks, each of which waits for its delivery (`_send_at_exit`): one worker, one
             # connection, batches as large as what arrives meanwhile, within the one exit deadline.
-            if Exit.deadline == _INFINITY:
+            if Exit.deadline == INFINITY:
                 Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
             self._deadline = Exit.deadline
         return True
@@ -290,7 +283,7 @@ class Pipeline(WorkerLoop):
         """A record during or after the atexit drain: wait until it is delivered (or the shared exit deadline
         passed), or the interpreter's end could cut the worker off; past the deadline what is left is counted
         as `shutdown` (closing, which abandons a stuck worker)."""
-        if Exit.deadline == _INFINITY:
+        if Exit.deadline == INFINITY:
             Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
         if Exit.logging_shutdown_follows and self.exit_close_follows and not self._closing:
             # `logging.shutdown` runs later in this exit and closes (drains) the handler: the record waits in
@@ -309,7 +302,7 @@ class Pipeline(WorkerLoop):
     def _forked_without_hooks(self) -> None:
         """Keep only this process's own records (the parent ships its own), then start afresh."""
         pid = os.getpid()
-        mine = [item for item in list(self.intake) if len(item) == 5 and item[0].get("process") == pid]
+        mine = [item for item in list(self.intake) if not is_event(item) and item[0].get("process") == pid]
         self.after_fork_in_child()
         self.intake.extend(mine)
         self.intake_large = sum(map(large_bytes, mine))

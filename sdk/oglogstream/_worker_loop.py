@@ -13,7 +13,6 @@ spool's memory copies (bounded); the disk is bounded by spool_max_bytes / spool_
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import deque
@@ -22,9 +21,10 @@ from collections.abc import Callable
 import tenacity
 
 from . import _diag, _otel, _worker_spool
-from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, large_bytes
-from ._delivery import InFlight, Item, Ledger, RetryPolicy, ingest
+from ._buffer import INTAKE_ITEM_BYTES, Batch, large_bytes
+from ._core import DeliveryCore
 from ._entry import EntryEncoder
+from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
 from ._settings import Settings
 from ._spool import Spool
@@ -32,7 +32,6 @@ from ._transport import Outcome, SendResult, Transport, warm_logging_caches
 
 __all__ = ["FlushRequest", "WorkerLoop"]
 
-_INFINITY = float("inf")
 #: The worker lets the application's threads run while they log faster than this (records per second,
 #: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
 #: a burst is one the logging thread waits. It encodes once the burst ends (or a bound below is reached).
@@ -51,8 +50,13 @@ class FlushRequest:
         self.ok = True
         self.target: int | None = None
 
+    def settle(self, ok: bool) -> None:
+        if not ok:
+            self.ok = False
+        self.done.set()
 
-class WorkerLoop:
+
+class WorkerLoop(DeliveryCore):
     """The worker thread's side of a pipeline; the state is created by `Pipeline._reset*`."""
 
     settings: Settings
@@ -68,24 +72,13 @@ class WorkerLoop:
     _lock: threading.RLock
     _wake: threading.Event
     _flush_requests: deque[FlushRequest]
-    _waiters: list[FlushRequest]
     _ident: int | None
     _closing: bool
-    _deadline: float
-    _abort: bool
     _abandoned: bool
-    _pending: Pending
-    _inflight: InFlight
-    _ledger: Ledger
-    _policy: RetryPolicy
     _retry_at: float
     _spool_failures: int
     _pending_since: float | None
     _linger: float
-    _wake_at: int
-    _batch_prefix: str
-    _batch_numbers: itertools.count[int]
-    _encoder: EntryEncoder
     _retrying: tenacity.Retrying
 
     def _count(self, reason: str, n: int) -> None:
@@ -116,8 +109,7 @@ class WorkerLoop:
                 self.intake_large = 0
 
     def _held(self) -> int:
-        pending = self._pending
-        return len(self.intake) + len(pending) + pending.moving + self._inflight.records
+        return len(self.intake) + self._buffered()
 
     def _run(self) -> None:
         ident = threading.get_ident()
@@ -148,8 +140,7 @@ class WorkerLoop:
                 self.soft_limit = 0
                 self._closing = True
             for request in [*self._waiters, *self._flush_requests]:
-                request.ok = False
-                request.done.set()
+                request.settle(False)
             if transport is not None and not abandoned:
                 transport.close()
             spool = self._spool
@@ -274,18 +265,12 @@ class WorkerLoop:
             count, since = len(intake), now
             self._wake.wait(DEFER_STEP)
 
-    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
-        # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
-        return self._abort or time.monotonic() >= self._deadline
-
     def _rearm(self) -> None:
         """Clear the wake-up and let callers signal again (see `submit_slow`)."""
         if _otel.current_span is None:
             _otel.refresh()
         self._wake.clear()
-        s = self.settings
-        held = self._pending.nbytes + self._inflight.nbytes
-        limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
+        limit = self._intake_limit_now()
         # Lingering in a forked child with nothing waiting: the next record must wake us to start the clock.
         idle = self._linger and self._pending_since is None and not self._pending
         with self._lock:
@@ -303,39 +288,17 @@ class WorkerLoop:
             request.target = self._pending.next_seq - 1
             self._waiters.append(request)
 
-    def _check_waiters(self) -> None:
-        if not self._waiters:
-            return
-        oldest = self._inflight.oldest_unsettled(self._pending)
+    def _oldest_unsettled(self) -> int:
+        oldest = super()._oldest_unsettled()
         spool = self._spool
         if spool is not None:
             spooled = spool.own_first_seq
             if spooled is not None:
                 oldest = min(oldest, spooled)
-        still = []
-        for request in self._waiters:
-            if request.target is not None and request.target < oldest:
-                request.done.set()
-            else:
-                still.append(request)
-        self._waiters = still
+        return oldest
 
     def _ingest(self, *, bounded: bool) -> None:
-        """Encode intake items into `pending` (`_delivery.ingest`); the in-flight batch shares the bounds."""
-        ingest(
-            self.intake,
-            self._pending,
-            self._encoder,
-            self.settings,
-            self._ledger,
-            bounded=bounded,
-            held_records=self._inflight.records,
-            held_bytes=self._inflight.nbytes,
-            on_done=self._ingested,
-        )
-
-    def _new_batch_id(self) -> str:
-        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+        self._encode_intake(self.intake, bounded=bounded, on_done=self._ingested)
 
     def _deliver(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> bool:
         """Send a batch (or its 413 halves `parts`) until accepted, split or dropped; only a close deadline
@@ -352,20 +315,17 @@ class WorkerLoop:
             result: SendResult = self._retrying(self._attempt, current)
             if self._abandoned or result.outcome is Outcome.RETRY:
                 return False
-            inflight.settle(current, result, self._ledger)
-            self._check_waiters()
+            self._settle(current, result)
         return True
 
     # ----------------------------------------------------------------- retries (tenacity)
 
     def _attempt(self, batch: Batch) -> SendResult:
-        cap = None
         inflight = self._inflight
-        if self._deadline != _INFINITY:
-            cap = self._deadline - time.monotonic()
-            if cap <= 0:
-                inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
-                return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        cap = self._send_cap()
+        if isinstance(cap, SendResult):
+            inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
+            return cap
         warm_logging_caches()
         inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
         try:

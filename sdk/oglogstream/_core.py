@@ -1,0 +1,159 @@
+"""`DeliveryCore`: the state and policy both SDK drivers share, which differ only in how they wait and send.
+
+The thread worker (`_worker_loop.WorkerLoop`, under `_worker.Pipeline`) and the asyncio client's sending task
+(`_async_sender.AsyncSender`, under `_async.AsyncOgLogClient`) both derive from it, the way httpx's `Client`
+and `AsyncClient` share `BaseClient`. One copy of: the batch ids, the counters (`Ledger`) and retry policy,
+the bounded store of encoded lines and the batch in flight, encoding the intake into that store, the intake's
+bound, answering flush waiters, the close deadline, and the fresh identity a forked child needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import tenacity
+
+from ._buffer import Batch, Pending, intake_limit
+from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy, ingest
+from ._entry import EntryEncoder
+from ._items import Item
+from ._settings import Settings
+from ._transport import Outcome, SendResult
+
+__all__ = ["DeliveryCore", "FlushWaiter"]
+
+INFINITY = float("inf")
+
+
+class FlushWaiter(Protocol):
+    """One flush() call waiting for every record up to `target` (a seq; None until the driver set it)."""
+
+    @property
+    def target(self) -> int | None: ...
+
+    def settle(self, ok: bool) -> None:
+        """Wake the flush() caller: `ok` False when the records will not be delivered."""
+
+
+class DeliveryCore:
+    """State created by `_reset_core` / `_reset_buffers`; the I/O (wait, send) is the driver's."""
+
+    settings: Settings
+    _ledger: Ledger
+    _policy: RetryPolicy
+    _pending: Pending
+    _inflight: InFlight
+    _encoder: EntryEncoder
+    _batch_prefix: str
+    _batch_numbers: itertools.count[int]
+    _drop_oldest: bool
+    #: Callers wake the driver when the intake reaches this many records (a batch's worth).
+    _wake_at: int
+    _waiters: list[FlushWaiter]
+    #: When a close must be done (on `_clock`); INFINITY while not closing.
+    _deadline: float = INFINITY
+    #: The thread worker gives up at once when abandoned or aborted; the asyncio client never sets it.
+    _abort: bool = False
+
+    def _reset_core(self, lock: AnyLock) -> None:
+        """A fresh identity and fresh counters: at construction, and in a forked child (the parent's batch
+        ids and counts are the parent's)."""
+        s = self.settings
+        self._drop_oldest = s.overflow == "drop_oldest"
+        self._wake_at = min(s.batch_size, s.max_buffer_records)
+        self._batch_prefix = secrets.token_hex(8)
+        self._batch_numbers = itertools.count(1)
+        self._ledger = Ledger(lock, s.service)
+        self._policy = RetryPolicy(s)
+        self._encoder = EntryEncoder(s.service)
+        self._deadline = INFINITY
+
+    def _reset_buffers(self) -> None:
+        """Empty store and nothing in flight (a new worker's life, or a forked child)."""
+        s = self.settings
+        self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, self._drop_oldest)
+        self._inflight = InFlight()
+
+    def _clock(self) -> float:
+        """The clock `_deadline` is on (the asyncio client uses its loop's)."""
+        return time.monotonic()
+
+    def _new_batch_id(self) -> str:
+        """`<random per-process prefix>-<n>`: the server's idempotency key of one batch."""
+        return f"{self._batch_prefix}-{next(self._batch_numbers)}"
+
+    def _buffered(self) -> int:
+        """Records taken from the intake and not yet settled: being moved, encoded, or in flight."""
+        pending = self._pending
+        return len(pending) + pending.moving + self._inflight.records
+
+    def _intake_limit_now(self) -> int:
+        """The intake's bound given what is encoded and in flight (`_buffer.intake_limit`)."""
+        s = self.settings
+        held = self._pending.nbytes + self._inflight.nbytes
+        return intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)
+
+    def _encode_intake(
+        self,
+        intake: deque[Item],
+        *,
+        bounded: bool,
+        limit: int = -1,
+        on_done: Callable[[list[Item]], None] | None = None,
+    ) -> int:
+        """Encode intake items into `_pending` (`_delivery.ingest`); the batch in flight shares the bounds."""
+        inflight = self._inflight
+        return ingest(
+            intake,
+            self._pending,
+            self._encoder,
+            self.settings,
+            self._ledger,
+            bounded=bounded,
+            held_records=inflight.records,
+            held_bytes=inflight.nbytes,
+            limit=limit,
+            on_done=on_done,
+        )
+
+    def _oldest_unsettled(self) -> int:
+        """The seq of the oldest record not yet settled (a flush waiting for less is done)."""
+        return self._inflight.oldest_unsettled(self._pending)
+
+    def _check_waiters(self) -> None:
+        """Wake every flush() whose records are all settled."""
+        if not self._waiters:
+            return
+        oldest = self._oldest_unsettled()
+        still = []
+        for waiter in self._waiters:
+            target = waiter.target
+            if target is not None and target < oldest:
+                waiter.settle(True)
+            else:
+                still.append(waiter)
+        self._waiters = still
+
+    def _settle(self, batch: Batch, result: SendResult) -> None:
+        """Account for one answered request (`InFlight.settle`) and wake the flushes it completes."""
+        self._inflight.settle(batch, result, self._ledger)
+        self._check_waiters()
+
+    def _stop_retrying(self, state: tenacity.RetryCallState) -> bool:
+        # Never by attempt count: while the server is away, records wait in the (bounded) buffer.
+        return self._abort or self._clock() >= self._deadline
+
+    def _send_cap(self) -> float | SendResult | None:
+        """How long the next attempt may take: None (no close deadline), seconds, or, past the deadline,
+        the result that ends the retries."""
+        if self._deadline == INFINITY:
+            return None
+        cap = self._deadline - self._clock()
+        if cap <= 0:
+            return SendResult(Outcome.RETRY, error="shutdown deadline reached")
+        return cap
