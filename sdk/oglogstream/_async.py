@@ -67,7 +67,7 @@ class AsyncOgLogClient(AsyncSender):
         self._reset_buffers()
         self._waiters = []
         #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
-        self._intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
+        self.intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The loop the client last ran (or was created) on: a thread's event starts the task there.
         self._home: asyncio.AbstractEventLoop | None = None
@@ -132,13 +132,10 @@ class AsyncOgLogClient(AsyncSender):
         if self._pid != os.getpid():
             self._after_fork()
         intake = self._intake
-        if len(intake) >= self._intake_limit:
+        if len(intake) >= self.intake_limit:
             with self._lock:  # the sender takes items out under this lock too (see `_delivery.ingest`)
-                self._ledger.count("overflow", 1)
-                if not self._drop_oldest:
+                if not self._make_room_locked(intake, 0):
                     return
-                with contextlib.suppress(IndexError):
-                    intake.popleft()
         intake.append(item)
         loop = self._loop
         if self._task is None or (loop is not None and loop.is_closed()):

@@ -46,7 +46,6 @@ class AsyncSender(DeliveryCore):
 
     _intake: deque[Item]
     _lock: threading.Lock
-    _intake_limit: int
     _loop: asyncio.AbstractEventLoop | None
     _task: asyncio.Task[None] | None
     _wake: asyncio.Event | None
@@ -146,7 +145,7 @@ class AsyncSender(DeliveryCore):
         return loop.time() if loop is not None else super()._clock()
 
     def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
-        self._intake_limit = self._intake_limit_now()
+        self.intake_limit = self._intake_limit_now()
         return self._encode_intake(self._intake, bounded=bounded, limit=limit)
 
     async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import tenacity
 
-from ._buffer import Batch, Pending, intake_limit
+from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, large_bytes
 from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy, ingest
 from ._entry import EntryEncoder
 from ._items import Item
@@ -54,6 +54,10 @@ class DeliveryCore:
     _drop_oldest: bool
     #: Callers wake the driver when the intake reaches this many records (a batch's worth).
     _wake_at: int
+    #: The intake's bound in records, recomputed by the driver from the byte budget (`_intake_limit_now`).
+    intake_limit: int
+    #: `_buffer.large_bytes` of every captured record waiting in the intake (0 for events: count-bounded).
+    intake_large: int = 0
     _waiters: list[FlushWaiter]
     #: When a close must be done (on `_clock`); INFINITY while not closing.
     _deadline: float = INFINITY
@@ -78,6 +82,33 @@ class DeliveryCore:
         s = self.settings
         self._pending = Pending(s.max_buffer_records, s.max_buffer_bytes, self._drop_oldest)
         self._inflight = InFlight()
+
+    def _room_locked(self, queue: deque[Item], extra: int) -> bool:
+        """Whether one more record (`extra` = its `large_bytes`) fits: by count, and for a large record by
+        the bytes the intake may hold (INTAKE_ITEM_BYTES per record plus the large ones' text)."""
+        size = len(queue)
+        if size >= self.intake_limit:
+            return False
+        room = self.intake_limit * INTAKE_ITEM_BYTES
+        return not extra or (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
+
+    def _make_room_locked(self, queue: deque[Item], extra: int) -> bool:
+        """Apply the overflow policy for one more record; False (counted) when it is the one dropped.
+        Callers hold the lock the driver takes items out of the intake under (`_delivery.ingest`).
+
+        drop_oldest drops as many of the oldest as it takes (a large record may need several), but only what
+        is there: the rest of the room may be held by records the worker is encoding (`intake_large`)."""
+        if self._room_locked(queue, extra):
+            return True
+        if self._drop_oldest:
+            while queue:
+                # The worker pops under this lock too; never below 0 (see `large_bytes`).
+                self.intake_large = max(0, self.intake_large - large_bytes(queue.popleft()))
+                self._ledger.count("overflow", 1)
+                if self._room_locked(queue, extra):
+                    return True
+        self._ledger.count("overflow", 1)
+        return False
 
     def _clock(self) -> float:
         """The clock `_deadline` is on (the asyncio client uses its loop's)."""

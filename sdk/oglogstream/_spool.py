@@ -5,9 +5,7 @@ Only the worker thread of one pipeline touches a `Spool`. Layout of the director
     <owner>.lock                      flock(LOCK_EX)-ed by its live owner for as long as it runs
     <created_ns>-<rand>.<owner>.seg   segments, written by <owner> only; <owner> is "<pid>-<random hex>"
 
-A segment is a 16-byte header (magic, version, acked offset) followed by frames appended in order. A frame is
-a 24-byte header (magic, payload length, record count, written-at time, CRC-32 of the header fields and the
-payload) and a payload (batch id, newline, the batch's NDJSON lines). A write torn by a crash fails the length
+Segments hold frames appended in order (`_spool_format`). A write torn by a crash fails the length
 or CRC check and is skipped, never sent. The acked offset is rewritten in place (one 8-byte pwrite) after each
 frame is settled, so a restart resumes after it; a segment is deleted once everything in it is settled.
 
@@ -26,12 +24,24 @@ import os
 import secrets
 import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 
-from . import _diag, _wire
+from . import _diag
 from ._buffer import Batch
+from ._spool_format import (
+    ACK_OFFSET_AT,
+    FRAME_HEADER,
+    FRAME_MAGIC,
+    MAX_PAYLOAD,
+    SEGMENT_HEADER,
+    SEGMENT_MAGIC,
+    SEGMENT_VERSION,
+    Frame,
+    Segment,
+    encode_frame,
+    parse_frame,
+)
 
 try:
     import fcntl
@@ -44,49 +54,6 @@ __all__ = ["ORPHAN_SCAN_INTERVAL", "SEGMENT_BYTES", "Frame", "Spool"]
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: How often (seconds) a running process looks for segments left by dead processes.
 ORPHAN_SCAN_INTERVAL = 2.0
-
-_SEGMENT_MAGIC = b"OGSP"
-_SEGMENT_VERSION = 1
-_SEGMENT_HEADER = struct.Struct("<4sIQ")  # magic, version, acked offset
-_ACK_OFFSET_AT = 8
-# JSON escapes control characters, so this magic can never occur inside a payload: resync is unambiguous.
-_FRAME_MAGIC = b"OGF\x01"
-_FRAME_HEADER = struct.Struct("<4sIIdI")  # magic, payload length, records, written_at, crc32
-_MAX_PAYLOAD = 2 * _wire.MAX_BATCH_DECOMPRESSED_BYTES
-
-
-class _Segment:
-    __slots__ = ("fd", "live", "path", "size")
-
-    def __init__(self, path: str, fd: int, size: int) -> None:
-        self.path = path
-        self.fd = fd
-        self.size = size
-        #: Frames in this segment not yet settled.
-        self.live = 0
-
-
-class Frame:
-    """One spooled batch. `lines` is a memory copy (None once evicted or for adopted frames)."""
-
-    __slots__ = (
-        "batch_id", "end", "first_seq", "lines", "nbytes", "offset", "records", "segment", "written_at"
-    )
-
-    def __init__(
-        self, segment: _Segment, offset: int, end: int, records: int, written_at: float, first_seq: int | None
-    ) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.end = end
-        self.records = records
-        self.written_at = written_at
-        #: This process's seq of the first record (flush() waits on it); None for adopted frames.
-        self.first_seq = first_seq
-        self.batch_id = ""
-        self.lines: list[bytes] | None = None
-        self.nbytes = 0
-
 
 class Spool:
     """FIFO of batches on disk: adopted frames first (oldest segments first), then this process's own."""
@@ -115,8 +82,8 @@ class Spool:
         self.adopted_total = 0
         self._live_bytes = 0
         self._cached_bytes = 0
-        self._active: _Segment | None = None
-        self._segments: list[_Segment] = []
+        self._active: Segment | None = None
+        self._segments: list[Segment] = []
         self._next_scan = 0.0
         self._lock_fd = self._take_lock()
 
@@ -229,24 +196,24 @@ class Spool:
             _diag.report("spool", f"cannot open adopted segment {path!r}: {exc}")
             return
         size = os.fstat(fd).st_size
-        header = os.pread(fd, _SEGMENT_HEADER.size, 0)
-        if len(header) < _SEGMENT_HEADER.size or header[:4] != _SEGMENT_MAGIC:
+        header = os.pread(fd, SEGMENT_HEADER.size, 0)
+        if len(header) < SEGMENT_HEADER.size or header[:4] != SEGMENT_MAGIC:
             self._corrupt(1, f"{path!r} is not a spool segment ({size} bytes); removed")
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             return
-        acked = _SEGMENT_HEADER.unpack(header)[2]
-        segment = _Segment(path, fd, size)
+        acked = SEGMENT_HEADER.unpack(header)[2]
+        segment = Segment(path, fd, size)
         self._segments.append(segment)
-        position = max(acked, _SEGMENT_HEADER.size)
+        position = max(acked, SEGMENT_HEADER.size)
         while position < size:
-            head = os.pread(fd, _FRAME_HEADER.size, position)
-            ok = len(head) == _FRAME_HEADER.size and head[:4] == _FRAME_MAGIC
+            head = os.pread(fd, FRAME_HEADER.size, position)
+            ok = len(head) == FRAME_HEADER.size and head[:4] == FRAME_MAGIC
             if ok:
-                _, length, records, written_at, _crc = _FRAME_HEADER.unpack(head)
-                end = position + _FRAME_HEADER.size + length
-                ok = length <= _MAX_PAYLOAD and end <= size and records > 0
+                _, length, records, written_at, _crc = FRAME_HEADER.unpack(head)
+                end = position + FRAME_HEADER.size + length
+                ok = length <= MAX_PAYLOAD and end <= size and records > 0
             if not ok:
                 position = self._resync(segment, position)
                 continue
@@ -261,10 +228,10 @@ class Spool:
         if not segment.live:
             self._discard(segment)
 
-    def _resync(self, segment: _Segment, position: int) -> int:
+    def _resync(self, segment: Segment, position: int) -> int:
         """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end."""
         rest = os.pread(segment.fd, segment.size - position - 1, position + 1)
-        found = rest.find(_FRAME_MAGIC)
+        found = rest.find(FRAME_MAGIC)
         skipped = segment.size - position if found < 0 else found + 1
         # A torn frame's record count is unknown: it counts as one (adopted, then dropped as spool_corrupt).
         self.adopted_total += 1
@@ -279,18 +246,15 @@ class Spool:
 
     def append(self, batch: Batch) -> bool:
         """Write a batch as a frame at the tail; False if it could not be written (then it is not spooled)."""
-        payload = batch.batch_id.encode("ascii", "replace") + b"\n" + b"".join(batch.lines)
-        size = _FRAME_HEADER.size + len(payload)
+        now = time.time()
+        data = encode_frame(batch, now)
+        size = len(data)
         if size > self._max_bytes:
             return False
-        now = time.time()
         self.expire(now)
         self._make_room(size)
         try:
             segment = self._writable(size)
-            fields = _FRAME_HEADER.pack(_FRAME_MAGIC, len(payload), len(batch), now, 0)[4:20]
-            crc = zlib.crc32(payload, zlib.crc32(fields))
-            data = _FRAME_MAGIC + fields + struct.pack("<I", crc) + payload
             written = 0
             while written < len(data):
                 written += os.pwrite(segment.fd, memoryview(data)[written:], segment.size + written)
@@ -315,30 +279,30 @@ class Spool:
         self._live_bytes += size
         return True
 
-    def _writable(self, size: int) -> _Segment:
+    def _writable(self, size: int) -> Segment:
         active = self._active
-        if active is not None and active.size + size > SEGMENT_BYTES and active.size > _SEGMENT_HEADER.size:
+        if active is not None and active.size + size > SEGMENT_BYTES and active.size > SEGMENT_HEADER.size:
             self._retire(active)
             active = None
         if active is None:
             name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.{self.owner}.seg"
             path = self._path(name)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            header = _SEGMENT_HEADER.pack(_SEGMENT_MAGIC, _SEGMENT_VERSION, _SEGMENT_HEADER.size)
+            header = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, SEGMENT_HEADER.size)
             os.pwrite(fd, header, 0)
-            active = _Segment(path, fd, _SEGMENT_HEADER.size)
+            active = Segment(path, fd, SEGMENT_HEADER.size)
             self._segments.append(active)
             self._active = active
         return active
 
-    def _retire(self, segment: _Segment) -> None:
+    def _retire(self, segment: Segment) -> None:
         """No more appends to this segment; deleted now if nothing in it is waiting."""
         if self._active is segment:
             self._active = None
         if not segment.live:
             self._discard(segment)
 
-    def _discard(self, segment: _Segment) -> None:
+    def _discard(self, segment: Segment) -> None:
         with contextlib.suppress(OSError):
             os.unlink(segment.path)
         with contextlib.suppress(OSError):
@@ -395,7 +359,7 @@ class Spool:
         except OSError as exc:
             data = b""
             _diag.report("spool_read", f"cannot read {frame.segment.path!r}: {exc}")
-        batch = _parse(data, frame.records, first_seq)
+        batch = parse_frame(data, frame.records, first_seq)
         if batch is None:
             self._corrupt(frame.records, f"a frame in {frame.segment.path!r} failed its CRC check; skipped")
             self._settle(frame)
@@ -421,7 +385,7 @@ class Spool:
             self._discard(segment)
             return
         try:
-            os.pwrite(segment.fd, struct.pack("<Q", frame.end), _ACK_OFFSET_AT)
+            os.pwrite(segment.fd, struct.pack("<Q", frame.end), ACK_OFFSET_AT)
         except OSError as exc:  # at worst the frame is sent again after a restart (same ids: de-duplicated)
             _diag.report("spool_write", f"cannot record progress in {segment.path!r}: {exc}")
 
@@ -452,21 +416,3 @@ class Spool:
             os.close(self._lock_fd)
         self._segments = []
         self._active = None
-
-
-def _parse(data: bytes, records: int, first_seq: int) -> Batch | None:
-    if len(data) < _FRAME_HEADER.size or data[:4] != _FRAME_MAGIC:
-        return None
-    _, length, count, _, crc = _FRAME_HEADER.unpack_from(data)
-    payload = data[_FRAME_HEADER.size :]
-    if len(payload) != length or count != records:
-        return None
-    if zlib.crc32(payload, zlib.crc32(data[4:20])) != crc:
-        return None
-    newline = payload.find(b"\n")
-    if newline < 0 or not payload.endswith(b"\n"):
-        return None
-    lines = [line + b"\n" for line in payload[newline + 1 : -1].split(b"\n")]
-    if len(lines) != records:
-        return None
-    return Batch(payload[:newline].decode("ascii", "replace"), first_seq, lines)

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel
-from ._buffer import INTAKE_ITEM_BYTES, intake_limit, large_bytes
+from ._buffer import intake_limit, large_bytes
 from ._core import INFINITY
 from ._items import Item, is_event
 from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
@@ -38,7 +38,7 @@ from ._settings import Settings
 from ._spool import Spool
 from ._stats import Stats
 from ._transport import HttpTransport, Transport, warm_logging_caches
-from ._worker_loop import FlushRequest, WorkerLoop
+from ._worker_loop import FlushRequest, WorkerLoop, WorkerThread
 
 __all__ = ["FORK_LINGER", "WORKER_THREADS", "Item", "Pipeline"]
 
@@ -47,20 +47,6 @@ __all__ = ["FORK_LINGER", "WORKER_THREADS", "Item", "Pipeline"]
 FORK_LINGER = 0.02
 
 _worker_numbers = itertools.count(1)
-
-
-class _WorkerThread(threading.Thread):
-    """A worker thread that also ends cleanly when gevent patched `threading` after it started."""
-
-    def _delete(self) -> None:
-        # threading removes an ending thread from its registry under `get_ident()`; once gevent has patched
-        # that, it names a greenlet, not this OS thread, and Python prints a KeyError traceback at exit
-        # (the registry entry is keyed by the real ident, `self.ident`).
-        try:
-            super()._delete()  # type: ignore[misc]
-        except KeyError:
-            with threading._active_limbo_lock:  # type: ignore[attr-defined]
-                threading._active.pop(self.ident, None)  # type: ignore[attr-defined]
 
 
 class Pipeline(WorkerLoop):
@@ -200,32 +186,6 @@ class Pipeline(WorkerLoop):
             return False
         return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
 
-    def _room_locked(self, queue: deque[Item], extra: int) -> bool:
-        """Whether one more record (`extra` = its `large_bytes`) fits: by count, and for a large record by
-        the bytes the intake may hold (INTAKE_ITEM_BYTES per record plus the large ones' text)."""
-        size = len(queue)
-        if size >= self.intake_limit:
-            return False
-        room = self.intake_limit * INTAKE_ITEM_BYTES
-        return not extra or (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
-
-    def _make_room_locked(self, queue: deque[Item], extra: int) -> bool:
-        """Apply the overflow policy for one more record; False (counted) when it is the one dropped.
-
-        drop_oldest drops as many of the oldest as it takes (a large record may need several), but only what
-        is there: the rest of the room may be held by records the worker is encoding (`intake_large`)."""
-        if self._room_locked(queue, extra):
-            return True
-        if self._drop_oldest:
-            while queue:
-                # The worker pops under this lock too; never below 0 (see `large_bytes`).
-                self.intake_large = max(0, self.intake_large - large_bytes(queue.popleft()))
-                self._count("overflow", 1)
-                if self._room_locked(queue, extra):
-                    return True
-        self._count("overflow", 1)
-        return False
-
     def _hold_late_locked(self, item: Item, extra: int) -> bool:
         """Keep a record logged during close() for the worker that starts once the closing one is done."""
         late = self._late
@@ -267,7 +227,7 @@ class Pipeline(WorkerLoop):
         """A worker thread to start once the lock is released. Its Event is made now, from the `threading`
         module as it is now: under gevent monkey-patching (also when patched after this pipeline was built),
         the worker is a greenlet and must wait on a gevent Event, or it would block the whole hub."""
-        thread = _WorkerThread(
+        thread = WorkerThread(
             target=self._run, name=f"oglogstream-worker-{next(_worker_numbers)}", daemon=True
         )
         self._thread = thread

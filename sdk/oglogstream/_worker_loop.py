@@ -30,7 +30,7 @@ from ._settings import Settings
 from ._spool import Spool
 from ._transport import Outcome, SendResult, Transport, warm_logging_caches
 
-__all__ = ["FlushRequest", "WorkerLoop"]
+__all__ = ["FlushRequest", "WorkerLoop", "WorkerThread"]
 
 #: The worker lets the application's threads run while they log faster than this (records per second,
 #: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
@@ -54,6 +54,20 @@ class FlushRequest:
         if not ok:
             self.ok = False
         self.done.set()
+
+
+class WorkerThread(threading.Thread):
+    """A worker thread that also ends cleanly when gevent patched `threading` after it started."""
+
+    def _delete(self) -> None:
+        # threading removes an ending thread from its registry under `get_ident()`; once gevent has patched
+        # that, it names a greenlet, not this OS thread, and Python prints a KeyError traceback at exit
+        # (the registry entry is keyed by the real ident, `self.ident`).
+        try:
+            super()._delete()  # type: ignore[misc]
+        except KeyError:
+            with threading._active_limbo_lock:  # type: ignore[attr-defined]
+                threading._active.pop(self.ident, None)  # type: ignore[attr-defined]
 
 
 class WorkerLoop(DeliveryCore):

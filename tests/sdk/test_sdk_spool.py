@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from oglogstream import OgLogHandler
-from oglogstream._spool import _FRAME_HEADER, _SEGMENT_HEADER
+from oglogstream._spool_format import FRAME_HEADER as _FRAME_HEADER
+from oglogstream._spool_format import SEGMENT_HEADER as _SEGMENT_HEADER
 
 from .capture_server import CaptureServer, Reply
 
