@@ -39,10 +39,12 @@ import types
 from typing import Any
 
 from multidict import MultiDict
-from oglogstream.stack import messages, query_sql, schema
-from oglogstream.stack.filters import Filters
-from oglogstream.stack.migrations import TYPED_ATTRIBUTE_COLUMNS
-from oglogstream.stack.storage import LOGS_TABLE, Storage
+from oglogstream.stack.broker import messages
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.query import query_sql
+from oglogstream.stack.query.filters import Filters
+from oglogstream.stack.storage.migrations import TYPED_ATTRIBUTE_COLUMNS
+from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
 
 ROWS = 10_000_000
 CHUNK = 1_000_000
@@ -209,9 +211,9 @@ _AB_CALLS = 20
 
 
 def _schema_at(rev: str) -> Any:
-    """`reference_stack/schema.py` as of git revision `rev`, loaded next to the current one."""
+    """`reference_stack/ingestion/schema.py` as of git revision `rev`, loaded next to the current one."""
     source = subprocess.run(
-        ["git", "show", f"{rev}:reference_stack/schema.py"], capture_output=True, check=True
+        ["git", "show", f"{rev}:reference_stack/ingestion/schema.py"], capture_output=True, check=True
     ).stdout.decode()
     module = types.ModuleType("oglogstream.stack._schema_before")
     module.__package__ = "oglogstream.stack"

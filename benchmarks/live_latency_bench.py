@@ -208,7 +208,7 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="oglog-live-bench-")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "oglogstream.stack.cli", "stack", "up", "--port", str(port)]
+    command = [sys.executable, "-m", "oglogstream.stack.server.cli", "stack", "up", "--port", str(port)]
     command += ["--data-dir", data_dir, "--log-level", "warn"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:

@@ -22,9 +22,9 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession
 from oglogstream import _wire
-from oglogstream.stack.app import create_app
+from oglogstream.stack.broker.natsd import NatsServer
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.natsd import NatsServer
+from oglogstream.stack.http.app import create_app
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from tests.stack.helpers import running_app, slowest_health

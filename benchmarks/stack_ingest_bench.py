@@ -35,10 +35,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from aiohttp import ClientSession, TCPConnector
-from oglogstream.stack import schema
-from oglogstream.stack.natsd import free_port
-from oglogstream.stack.storage import Storage, logs_ddl
-from oglogstream.stack.workers import default_ingest_workers
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.server.workers import default_ingest_workers
+from oglogstream.stack.storage.storage import Storage, logs_ddl
 
 E2E_ROWS = 400_000
 BATCH_ENTRIES = 1_000
@@ -107,7 +107,7 @@ def _role(pid: int) -> str:
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     if b"nats-server" in cmdline:
         return "nats-server"
-    return "ingest worker" if b"oglogstream.stack.workers" in cmdline else "other"
+    return "ingest worker" if b"oglogstream.stack.server.workers" in cmdline else "other"
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -141,7 +141,9 @@ class Stack:
             args += ["--ingest-workers", str(workers)]
         self.log = open(workdir / "stack.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oglogstream.stack.cli", *args], stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "oglogstream.stack.server.cli", *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         self.peak: dict[int, float] = {}
         self._sampling = threading.Event()

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, web
-from oglogstream.stack.app import create_app
+from oglogstream.stack.broker.natsd import NatsServer
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.natsd import NatsServer
-from oglogstream.stack.resources import STORAGE
-from oglogstream.stack.storage import logs_ddl
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.storage.storage import logs_ddl
 
 SIZES = (1_000_000, 10_000_000)
 CHUNK = 1_000_000

@@ -25,7 +25,7 @@ def require(module: str) -> None:
 def nats_server(tmp_path: Path) -> Iterator[object]:
     """A fresh nats-server with JetStream on a free port, its store in a temp dir."""
     require("nats")
-    from oglogstream.stack.natsd import NatsServer
+    from oglogstream.stack.broker.natsd import NatsServer
 
     server = NatsServer(tmp_path / "nats").start()
     try:

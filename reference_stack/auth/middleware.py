@@ -24,10 +24,10 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from .. import otlp
 from ..config import StackConfig
-from ..http_boundary import Problem
-from ..otlp import OTLP_LOGS_PATH
+from ..http.boundary import Problem
+from ..ingestion.otlp import receiver as otlp
+from ..ingestion.otlp.receiver import OTLP_LOGS_PATH
 from .keys import KeyRecord, KeyStore, parse_env_keys
 from .ratelimit import BucketTable, retry_after_seconds
 from .settings import normalize_origin

@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import StackConfig
-from ..resources import METRICS
+from ..http.resources import METRICS
 from . import redact
 from .keys import KeyStore, parse_env_keys
 from .middleware import ACCESS, KEY_RECORD, Access, access_middleware

@@ -245,8 +245,8 @@ class TestDoctorAndBench:
 
     async def test_doctor_is_red_when_nats_is_down(self) -> None:
         """An ingest process whose NATS does not answer: nats ✗ with the fix, ingestion ✗ (503), exit 1."""
+        from oglogstream.stack.broker.natsd import free_port
         from oglogstream.stack.config import StackConfig
-        from oglogstream.stack.natsd import free_port
 
         config = StackConfig(roles=("ingest",), nats_url=f"nats://127.0.0.1:{free_port()}")
         async with running_app(config) as url:

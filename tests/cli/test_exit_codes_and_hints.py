@@ -132,7 +132,7 @@ class TestServerCommands:
     ) -> None:
         """Second stack on a locked data dir: the error says to pass --data-dir; a port in use: --port."""
         from oglogstream.stack.config import StackConfig
-        from oglogstream.stack.supervisor import exclusive_lock, listen_error
+        from oglogstream.stack.server.supervisor import exclusive_lock, listen_error
 
         data = tmp_path / "data"
         with exclusive_lock(data / "oglog.lock", "held by this test"):
@@ -155,8 +155,8 @@ class TestServerCommands:
     ) -> None:
         """A fresh data dir's first start applies every migration at INFO (routine, not a warning); a second
         start applies nothing and says nothing."""
-        from oglogstream.stack import migrations
-        from oglogstream.stack.storage import Storage
+        from oglogstream.stack.storage import migrations
+        from oglogstream.stack.storage.storage import Storage
 
         storage = Storage(chdb_dsn)
         try:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack import cli as stack_cli
-from oglogstream.stack.natsd import free_port
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.server import cli as stack_cli
 
 from tests.stack.query_helpers import get_json
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import nats
 import pytest
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 from oglogstream.stack.config import STREAM_NAME
-from oglogstream.stack.natsd import NatsServer, free_port
 
 from tests.stack.query_helpers import OglogProcess
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack.natsd import free_port
+from oglogstream.stack.broker.natsd import free_port
 
 from tests.stack.query_helpers import OglogProcess
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from clickhouse_connect.driver.exceptions import OperationalError
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import STREAM_SUBJECT, StackConfig
-from oglogstream.stack.resources import BROKER, METRICS, STORAGE
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import BROKER, METRICS, STORAGE
 
 from tests.stack.helpers import running_app
 
@@ -100,7 +100,10 @@ async def _publish(app: web.Application, msg_id: str, rows: list[dict[str, Any]]
 
 def _oglog(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oglogstream.stack.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "oglogstream.stack.server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

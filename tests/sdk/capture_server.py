@@ -2,7 +2,8 @@
 
 It decompresses and parses what the SDK sends exactly as an ingestion server would, checks every entry
 against the wire contract (`wire_check`) and, when the stack is installed, the ingestion role's own schema
-(`oglogstream.stack.schema.ENTRY`), records entries and request metadata, and can be scripted to answer
+(`oglogstream.stack.ingestion.schema.ENTRY`), records entries and request metadata, and can be scripted to
+answer
 with errors (503, 429 + Retry-After, 400, 413, partial accepts) or to go away and come back on the same port.
 
 `python -m tests.sdk.capture_server` (from the project root) runs it standalone in count-only mode (lines are
@@ -33,7 +34,7 @@ except ImportError:  # run as a script
     from wire_check import problems  # type: ignore[no-redef]
 
 try:  # the ingestion server's own validator, when the stack extra is installed
-    from oglogstream.stack.schema import ENTRY as SERVER_ENTRY
+    from oglogstream.stack.ingestion.schema import ENTRY as SERVER_ENTRY
 except ImportError:
     SERVER_ENTRY = None
 

@@ -24,7 +24,7 @@ from .wire_check import problems
 def _server_schema() -> Any:
     """The ingestion server's own validator, when the stack is importable (required when CI=true)."""
     try:
-        from oglogstream.stack.schema import ENTRY
+        from oglogstream.stack.ingestion.schema import ENTRY
     except ImportError:
         if os.environ.get("CI") == "true":
             raise

@@ -35,7 +35,7 @@ def test_every_option_has_one_default_and_the_async_options_are_a_subset() -> No
     """The defaults table covers exactly the declared options; the asyncio client's are a subset."""
     assert set(OPTION_DEFAULTS) == OPTION_NAMES == set(Options.__annotations__)
     assert ASYNC_OPTION_NAMES == set(AsyncOptions.__annotations__) < OPTION_NAMES
-    thread_only = {"spool_dir", "spool_max_bytes", "spool_max_age", "drain_on_sigterm"}
+    thread_only = {"spool_dir", "spool_max_bytes", "spool_max_age"}
     assert thread_only == OPTION_NAMES - ASYNC_OPTION_NAMES
 
 
@@ -65,9 +65,9 @@ def test_an_unknown_keyword_is_a_type_error_naming_it(driver: type) -> None:
         driver(URL, "svc", batch_sise=10)
 
 
-@pytest.mark.parametrize("name", ["spool_dir", "spool_max_bytes", "spool_max_age", "drain_on_sigterm"])
+@pytest.mark.parametrize("name", ["spool_dir", "spool_max_bytes", "spool_max_age"])
 def test_the_async_client_refuses_the_thread_only_options(name: str) -> None:
-    """The asyncio client has no spool and no SIGTERM option: passing one names it."""
+    """The asyncio client has no spool: passing a spool option names it."""
     with pytest.raises(TypeError, match=rf"AsyncOgLogClient got unknown setting\(s\) {name};"):
         AsyncOgLogClient(URL, "svc", **{name: OPTION_DEFAULTS[name]})  # type: ignore[literal-required]
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.resources import STORAGE
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import STORAGE
 
 __all__ = ["all_roles", "count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.resources import STORAGE
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import STORAGE
 
 from tests.stack.helpers import running_app
 
@@ -108,7 +108,7 @@ class OglogProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oglogstream.stack.cli", *args],
+            [sys.executable, "-m", "oglogstream.stack.server.cli", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},

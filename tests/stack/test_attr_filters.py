@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
-from oglogstream.stack import inserts, messages, schema
+from oglogstream.stack.broker import messages
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.filters import MAX_ATTR_FILTERS, Filters, ParamError
-from oglogstream.stack.resources import STORAGE
-from oglogstream.stack.storage import LOGS_TABLE, Storage
+from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.processing import inserts
+from oglogstream.stack.query.filters import MAX_ATTR_FILTERS, Filters, ParamError
+from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
 
 from .helpers import all_roles, wait_for
 from .query_helpers import running, utc

@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.auth.middleware import WS_KEY_PROTOCOL, WS_PROTOCOL
-from oglogstream.stack.natsd import free_port
-from oglogstream.stack.workers import default_ingest_workers
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.server.workers import default_ingest_workers
 
 from ..conftest import IN_CI
 from .auth_helpers import AuthStack, auth_stack
@@ -33,7 +33,10 @@ pytestmark = pytest.mark.timeout(120)
 
 def oglog(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "oglogstream.stack.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "oglogstream.stack.server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -194,7 +197,10 @@ async def test_dead_letters_cli_sends_oglog_api_key(stack: AuthStack) -> None:
         if key is not None:
             env["OGLOG_API_KEY"] = key
         return subprocess.run(
-            [sys.executable, "-m", "oglogstream.stack.cli", "dead-letters", *args, "--url", stack.base],
+            [
+                *(sys.executable, "-m", "oglogstream.stack.server.cli"),
+                *("dead-letters", *args, "--url", stack.base),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

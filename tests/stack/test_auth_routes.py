@@ -215,8 +215,8 @@ def test_auth_on_without_keys_refuses_to_start(tmp_path: Path) -> None:
 def test_key_settings_are_validated_without_quoting_keys() -> None:
     """Malformed OGLOG_API_KEYS entries, short keys and unknown scopes are ValueErrors naming the setting,
     never echoing the key; booleans and rates from the environment are checked too."""
-    from oglogstream.stack import cli
     from oglogstream.stack.auth.keys import parse_env_keys
+    from oglogstream.stack.server import cli
 
     secretish = "tooshort-secret"
     for entries in (["ingest:" + secretish], ["root:" + "k" * 32], ["k" * 32]):
@@ -241,7 +241,7 @@ def test_stack_up_reads_the_access_variables(tmp_path: Path) -> None:
     """`oglog stack up` reads OGLOG_API_KEYS, OGLOG_INSECURE, OGLOG_REQUIRE_AUTH, OGLOG_KEYS_FILE and the
     allowed names, as its refusal message tells users to (flags add to them); without them it refuses a
     wildcard address with no key."""
-    from oglogstream.stack import cli
+    from oglogstream.stack.server import cli
 
     key = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA/+=="  # base64 characters, as docs/security.md allows
     data = ["--data-dir", str(tmp_path)]

@@ -4,8 +4,8 @@ scope the routes will need. (Listing and replaying a running stack's: tests/faul
 from __future__ import annotations
 
 import pytest
-from oglogstream.stack import cli
-from oglogstream.stack.natsd import free_port
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.server import cli
 
 
 def test_help_names_the_actions_and_the_admin_scope(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack import cli
-from oglogstream.stack.natsd import free_port
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.server import cli
 
 from .query_helpers import OglogProcess, get_json, post_json
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 def run_oglog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {"PATH": "/usr/bin:/bin", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "oglogstream.stack.cli", *args],
+        [sys.executable, "-m", "oglogstream.stack.server.cli", *args],
         capture_output=True,
         text=True,
         env=clean,

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from oglogstream.stack import cli
 from oglogstream.stack.config import ROLES, StackConfig
+from oglogstream.stack.server import cli
 
 from tests.conftest import require
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack.natsd import NatsServer, free_port
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 
 from tests.conftest import IN_CI, require
 

@@ -107,7 +107,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
     """All three roles in one app on a free port, with a short processor flush so search sees logs quickly."""
     require("nats")
     require("chdb")
-    from oglogstream.stack.natsd import NatsServer
+    from oglogstream.stack.broker.natsd import NatsServer
 
     root = tmp_path_factory.mktemp("dashboard-stack")
     nats = NatsServer(root / "nats").start()
@@ -367,7 +367,7 @@ def test_live_tail_shows_server_drops_and_reconnects(
 ) -> None:
     """A `dropped` notice from the server (this tab fell behind) is shown with its count; when the server
     closes the socket the page reconnects by itself and keeps tailing."""
-    from oglogstream.stack.live import LIVE
+    from oglogstream.stack.query.live import LIVE
     from playwright.sync_api import expect
 
     service = new_service("drops")

@@ -15,12 +15,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from oglogstream.stack import cli, cli_deadletters
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.deadletter import MAX_REQUEST_BYTES
-from oglogstream.stack.process import PROCESSOR
-from oglogstream.stack.resources import METRICS
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import METRICS
+from oglogstream.stack.processing.deadletter import MAX_REQUEST_BYTES
+from oglogstream.stack.processing.process import PROCESSOR
+from oglogstream.stack.server import cli, cli_deadletters
 
 from .helpers import running_app, wait_for
 from .test_process_isolation import publish_rows, row
@@ -190,7 +190,7 @@ def test_discard_needs_the_admin_scope() -> None:
 
 async def test_trickled_replay_body_is_cut(stack: Any) -> None:
     """A replay body sent a byte a second is cut with 408 after the shared reader's grace (was never cut)."""
-    from oglogstream.stack import http_boundary
+    from oglogstream.stack.http import boundary as http_boundary
 
     url, _ = stack
     host, port = url.removeprefix("http://").split(":")

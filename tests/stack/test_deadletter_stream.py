@@ -7,9 +7,9 @@ from typing import Any
 
 import nats.js.errors
 import pytest
-from oglogstream.stack.broker import Broker, BrokerUnavailable
+from oglogstream.stack.broker.broker import Broker, BrokerUnavailable
 from oglogstream.stack.config import LEGACY_DEAD_SUBJECT, STREAM_NAME
-from oglogstream.stack.deadletter import count_dead_letters, list_dead_letters
+from oglogstream.stack.processing.deadletter import count_dead_letters, list_dead_letters
 
 
 async def test_legacy_dead_letters_are_moved_once(nats_server: Any) -> None:

@@ -8,7 +8,7 @@ import random
 import re
 
 from oglogstream.integrations._common import ATTR_DURATION, ATTR_METHOD, ATTR_PATH, ATTR_STATUS, ATTR_USER
-from oglogstream.stack import demo
+from oglogstream.stack.server import demo
 
 ACCESS = re.compile(r"^(GET|POST) (\S+) (\d{3}) .* (\d+) ms$")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from oglogstream.stack import explore
-from oglogstream.stack.resources import STORAGE
+from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.query import explore
 
 from .auth_helpers import AuthStack, auth_stack
 from .query_helpers import insert_rows, make_row, utc

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack.storage import LOGS_TABLE, Storage
+from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
 
 from tests.conftest import require
 

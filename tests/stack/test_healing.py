@@ -11,8 +11,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from oglogstream.stack.healing import NatsKeeper, exit_reason
-from oglogstream.stack.natsd import NatsServer
+from oglogstream.stack.broker.natsd import NatsServer
+from oglogstream.stack.server.healing import NatsKeeper, exit_reason
 
 
 async def _until(probe: object, timeout: float) -> None:

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import http_boundary
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
+from oglogstream.stack.http import boundary as http_boundary
+from oglogstream.stack.http.app import create_app
 
 from .helpers import running_app, slowest_health
 

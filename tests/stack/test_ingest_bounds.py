@@ -13,10 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import batch_decode, otlp_mapping, otlp_wire
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.http_boundary import Problem
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.boundary import Problem
+from oglogstream.stack.ingestion import batch_decode
+from oglogstream.stack.ingestion.otlp import mapping as otlp_mapping
+from oglogstream.stack.ingestion.otlp import protowire as otlp_wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,

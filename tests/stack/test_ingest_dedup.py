@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import dedup, schema
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.ingestion import dedup, schema
 
 from .helpers import count_rows, running_app, wait_for
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import batch_decode, dedup, schema
+from oglogstream.stack.ingestion import batch_decode, dedup, schema
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,

@@ -10,7 +10,7 @@ import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oglogstream.stack import batch_decode, ingest, schema
+from oglogstream.stack.ingestion import batch_decode, ingest, schema
 from pydantic import ValidationError
 
 #: The column type's whole range as the accepted window: these tests are about formats, not about now.

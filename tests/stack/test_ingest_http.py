@@ -11,9 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import http_boundary, ingest
-from oglogstream.stack.app import create_app
 from oglogstream.stack.config import StackConfig
+from oglogstream.stack.http import boundary as http_boundary
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.ingestion import ingest
 
 from .helpers import count_rows, query_rows, running_app, wait_for
 

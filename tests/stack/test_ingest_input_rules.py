@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from oglogstream.stack import batch_decode, levels, schema
-from oglogstream.stack.timestamps import FORMAT_ERROR
+from oglogstream.stack.ingestion import batch_decode, levels, schema
+from oglogstream.stack.ingestion.timestamps import FORMAT_ERROR
 from pydantic import ValidationError
 
 from .helpers import all_roles, wait_for

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from oglogstream.stack.app import create_app
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.natsd import NatsServer, free_port
+from oglogstream.stack.http.app import create_app
 
 from .helpers import count_rows, running_app, wait_for
 

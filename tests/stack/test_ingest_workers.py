@@ -19,18 +19,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from oglogstream.stack.app import create_app
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.natsd import NatsServer, free_port
-from oglogstream.stack.worker_proxy import install
-from oglogstream.stack.workers import WorkerPool, check_port_free, default_ingest_workers
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.server.worker_proxy import install
+from oglogstream.stack.server.workers import WorkerPool, check_port_free, default_ingest_workers
 from prometheus_client.parser import text_string_to_metric_families
 
 from .query_helpers import OglogProcess, get_json, post_json
 from .test_stack_up import assert_exactly_once, wait_gone
 
 pytestmark = pytest.mark.timeout(180)
-_WORKER_MODULE = b"oglogstream.stack.workers"
+_WORKER_MODULE = b"oglogstream.stack.server.workers"
 
 
 def stack_up(data_dir: Path, port: int, log: Path, workers: int) -> OglogProcess:

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.live import LIVE
-from oglogstream.stack.resources import BROKER
+from oglogstream.stack.http.resources import BROKER
+from oglogstream.stack.query.live import LIVE
 
 from .query_helpers import running
 

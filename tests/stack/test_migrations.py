@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 from oglogstream import wire
-from oglogstream.stack import inserts, migrations, query_sql, schema
-from oglogstream.stack.filters import Filters
-from oglogstream.stack.migrations import MIGRATIONS_TABLE, TYPED_ATTRIBUTE_COLUMNS
-from oglogstream.stack.storage import LOGS_TABLE, Storage
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.processing import inserts
+from oglogstream.stack.query import query_sql
+from oglogstream.stack.query.filters import Filters
+from oglogstream.stack.storage import migrations
+from oglogstream.stack.storage.migrations import MIGRATIONS_TABLE, TYPED_ATTRIBUTE_COLUMNS
+from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
 
 from .query_helpers import utc
 
@@ -105,7 +108,7 @@ def test_fresh_store_has_the_wire_columns_and_the_typed_ones(chdb_dsn: str) -> N
         storage.ensure_schema()
         expected = {f.column: f.clickhouse_type for f in wire.COLUMNS} | TYPED_ATTRIBUTE_COLUMNS
         assert columns(storage.client) == expected
-        from oglogstream.stack.storage import logs_ddl
+        from oglogstream.stack.storage.storage import logs_ddl
 
         storage.client.command(logs_ddl(retention_days=30, table="scratch"))
         sql = "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'scratch'"

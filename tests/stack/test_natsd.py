@@ -36,12 +36,12 @@ async def test_server_starts_with_jetstream(nats_server) -> None:  # type: ignor
 def test_kill_9_of_the_parent_takes_the_server_down(tmp_path: Path) -> None:
     """A SIGKILLed parent leaves no nats-server holding the port or the store."""
     require("nats")
-    from oglogstream.stack.natsd import free_port
+    from oglogstream.stack.broker.natsd import free_port
 
     port = free_port()
     script = (
         "import sys, time\n"
-        "from oglogstream.stack.natsd import NatsServer\n"
+        "from oglogstream.stack.broker.natsd import NatsServer\n"
         f"NatsServer({str(tmp_path / 'nats')!r}, port={port}).start()\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"

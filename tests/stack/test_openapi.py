@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import jsonschema
 import pytest
-from oglogstream.stack import openapi, schema
+from oglogstream.stack.http import openapi
+from oglogstream.stack.ingestion import schema
 from openapi_spec_validator import validate
 
 from .auth_helpers import AuthStack, auth_stack

@@ -16,9 +16,10 @@ from tests.conftest import IN_CI
 from tests.stack.otlp_examples import SPEC_EXAMPLE
 
 try:
-    from oglogstream.stack import otlp_mapping as m
-    from oglogstream.stack import otlp_wire, schema
-    from oglogstream.stack.otlp_wire import count_log_records
+    from oglogstream.stack.ingestion import schema
+    from oglogstream.stack.ingestion.otlp import mapping as m
+    from oglogstream.stack.ingestion.otlp import protowire as otlp_wire
+    from oglogstream.stack.ingestion.otlp.protowire import count_log_records
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord

@@ -23,10 +23,11 @@ try:
     import aiohttp
     from aiohttp import web
     from google.rpc import status_pb2
-    from oglogstream.stack import http_boundary, otlp
-    from oglogstream.stack.app import create_app
     from oglogstream.stack.config import StackConfig
-    from oglogstream.stack.resources import BROKER
+    from oglogstream.stack.http import boundary as http_boundary
+    from oglogstream.stack.http.app import create_app
+    from oglogstream.stack.http.resources import BROKER
+    from oglogstream.stack.ingestion.otlp import receiver as otlp
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from oglogstream.stack import inserts, schema
-from oglogstream.stack.storage import Storage
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.processing import inserts
+from oglogstream.stack.storage.storage import Storage
 
 _NOW = dt.datetime.now(dt.timezone.utc)
 #: 11:00 on the three days before today: inside the retention window whatever the day the suite runs.

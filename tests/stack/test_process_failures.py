@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from oglogstream.stack import inserts, schema
-from oglogstream.stack.broker import Broker
+from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import STREAM_SUBJECT
-from oglogstream.stack.deadletter import list_dead_letters
-from oglogstream.stack.metrics import Metrics
-from oglogstream.stack.process import Processor
-from oglogstream.stack.storage import Storage
+from oglogstream.stack.http.metrics import Metrics
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.processing import inserts
+from oglogstream.stack.processing.deadletter import list_dead_letters
+from oglogstream.stack.processing.process import Processor
+from oglogstream.stack.storage.storage import Storage
 
 from .helpers import wait_for
 

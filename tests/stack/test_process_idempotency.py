@@ -12,13 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import dedup
-from oglogstream.stack.app import create_app
-from oglogstream.stack.broker import Broker
+from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import CONSUMER_NAME, STREAM_NAME, StackConfig
-from oglogstream.stack.metrics import Metrics
-from oglogstream.stack.process import Processor
-from oglogstream.stack.storage import Storage
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.metrics import Metrics
+from oglogstream.stack.ingestion import dedup
+from oglogstream.stack.processing.process import Processor
+from oglogstream.stack.storage.storage import Storage
 
 from .helpers import count_rows, query_rows, running_app, wait_for
 

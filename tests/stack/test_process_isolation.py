@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import aiohttp
-from oglogstream.stack import inserts
-from oglogstream.stack.broker import Broker
+from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import STREAM_SUBJECT, StackConfig
-from oglogstream.stack.process import PROCESSOR
-from oglogstream.stack.resources import METRICS, STORAGE
+from oglogstream.stack.http.resources import METRICS, STORAGE
+from oglogstream.stack.processing import inserts
+from oglogstream.stack.processing.process import PROCESSOR
 
 from .helpers import count_rows, running_app, wait_for
 from .test_process_failures import TS, count, parts, processor, publish  # noqa: F401 - parts is a fixture
@@ -72,7 +72,7 @@ async def test_one_poison_row_is_dead_lettered_alone(parts: Any) -> None:  # noq
     assert await count(storage) == 49
     assert metrics.insert_retries._value.get() == 0
     assert metrics.dead_letters._value.get() == 1
-    from oglogstream.stack.deadletter import list_dead_letters
+    from oglogstream.stack.processing.deadletter import list_dead_letters
 
     [dead], next_after = await list_dead_letters(broker)
     assert next_after is None
@@ -136,7 +136,7 @@ class RefuseOnce:
 
 async def test_dead_letters_are_listed_paged_and_replayed_over_http(nats_server: Any, chdb_dsn: str) -> None:
     """GET /api/dead-letters pages with reason/error/time/message; replay stores them once fixed."""
-    from oglogstream.stack.app import create_app
+    from oglogstream.stack.http.app import create_app
 
     config = StackConfig(
         roles=("ingest", "process", "query"),
@@ -209,7 +209,7 @@ async def test_message_whose_duplicate_check_is_refused_is_dead_lettered_whole(p
     await proc.stop()
     assert await count(storage) == 10
     assert metrics.insert_retries._value.get() == 0
-    from oglogstream.stack.deadletter import list_dead_letters
+    from oglogstream.stack.processing.deadletter import list_dead_letters
 
     [dead], _ = await list_dead_letters(broker)
     assert [r["id"] for r in dead["message"]] == ["cursed", "innocent"] and dead["rows"] == 2
@@ -220,7 +220,7 @@ def test_failure_log_lines_are_rate_limited(caplog: Any) -> None:
     import logging
     import threading
 
-    from oglogstream.stack.flush import _Throttle
+    from oglogstream.stack.processing.flush import _Throttle
 
     throttle = _Throttle(interval=0.05)
     with caplog.at_level(logging.ERROR, logger="oglogstream.stack.process"):

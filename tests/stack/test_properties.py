@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import dedup, schema
 from oglogstream.stack.config import StackConfig
+from oglogstream.stack.ingestion import dedup, schema
 
 from tests.conftest import require
 
@@ -36,7 +36,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One ingest+process+query app on its own event loop thread, with a fresh nats-server and chDB."""
     require("nats")
     require("chdb")
-    from oglogstream.stack.natsd import NatsServer
+    from oglogstream.stack.broker.natsd import NatsServer
 
     root: Path = tmp_path_factory.mktemp("props")
     nats = NatsServer(root / "nats").start()

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.query import MAX_HISTOGRAM_INTERVAL
+from oglogstream.stack.query.query import MAX_HISTOGRAM_INTERVAL
 
 from .query_helpers import insert_rows, make_row, running, utc
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.filters import Cursor
+from oglogstream.stack.query.filters import Cursor
 
 from .query_helpers import insert_rows, make_row, running, utc
 
@@ -177,7 +177,7 @@ def test_cursor_round_trips_and_is_opaque() -> None:
 async def test_storage_failure_is_503(query_app: Any) -> None:
     """When storage cannot answer, the query API says 503 with Retry-After instead of a traceback."""
     base, app, session = query_app
-    from oglogstream.stack.resources import STORAGE
+    from oglogstream.stack.http.resources import STORAGE
 
     await app[STORAGE].run(lambda client: client.command("RENAME TABLE logs TO logs_away"))
     try:

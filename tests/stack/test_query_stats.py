@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.query import auto_interval
+from oglogstream.stack.query.query import auto_interval
 
 from .query_helpers import insert_rows, make_row, running
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from oglogstream.stack import deadletter, messages, schema
-from oglogstream.stack.app import create_app
+from oglogstream.stack.broker import messages
 from oglogstream.stack.config import DEAD_STREAM_NAME, STREAM_NAME, StackConfig
-from oglogstream.stack.resources import BROKER
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import BROKER
+from oglogstream.stack.ingestion import schema
+from oglogstream.stack.processing import deadletter
 
 from .helpers import all_roles, query_rows, running_app, wait_for
 

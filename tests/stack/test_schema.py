@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack import schema
+from oglogstream.stack.ingestion import schema
 from pydantic import ValidationError
 
 RECEIVED = "2026-11-27T10:00:01.000000Z"

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from oglogstream.stack.natsd import AUTH_CONF_NAME, free_port
+from oglogstream.stack.broker.natsd import AUTH_CONF_NAME, free_port
 
 from .query_helpers import OglogProcess, post_json
 from .test_stack_up import wait_stored

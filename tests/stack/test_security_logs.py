@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from oglogstream.stack.auth.redact import REDACTED, redact
 from oglogstream.stack.config import StackConfig
-from oglogstream.stack.supervisor import print_urls
+from oglogstream.stack.server.supervisor import print_urls
 
 from .auth_helpers import AuthStack, auth_stack
 

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 from oglogstream import _wire
-from oglogstream.stack import http_boundary
-from oglogstream.stack.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
-from oglogstream.stack.otlp import DEFAULT_MAX_IN_FLIGHT
+from oglogstream.stack.http import boundary as http_boundary
+from oglogstream.stack.ingestion.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
+from oglogstream.stack.ingestion.otlp.receiver import DEFAULT_MAX_IN_FLIGHT
 
 from .helpers import all_roles
 

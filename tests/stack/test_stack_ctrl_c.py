@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from oglogstream.stack.natsd import free_port
+from oglogstream.stack.broker.natsd import free_port
 
 from .query_helpers import OglogProcess, get_json
 from .test_stack_up import Poster, _pending_in_stream, assert_exactly_once, stack_up

@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 from oglogstream.stack.config import STREAM_NAME
-from oglogstream.stack.natsd import NatsServer, free_port
 
 from .query_helpers import OglogProcess, get_json, post_json
 

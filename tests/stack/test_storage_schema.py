@@ -8,7 +8,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from oglogstream.stack.storage import (
+from oglogstream.stack.ingestion.timestamps import TimeWindow
+from oglogstream.stack.storage.storage import (
     LOGS_TABLE,
     TTL_SLACK_DAYS,
     Storage,
@@ -16,7 +17,6 @@ from oglogstream.stack.storage import (
     logs_ddl,
     ttl_expression,
 )
-from oglogstream.stack.timestamps import TimeWindow
 
 # The previous release's DDL differed only in its TTL line.
 OLD_DDL = logs_ddl(retention_days=30).replace(

@@ -15,7 +15,8 @@ from tests.conftest import IN_CI
 from tests.sdk.test_wire_table import PROBE
 
 try:
-    from oglogstream.stack import levels, otlp_mapping, schema
+    from oglogstream.stack.ingestion import levels, schema
+    from oglogstream.stack.ingestion.otlp import mapping as otlp_mapping
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
@@ -150,7 +151,10 @@ def test_otlp_clips_like_the_sdk() -> None:
 def test_stack_schema_import_starts_nothing_of_the_sdk() -> None:
     """A server process importing the schema, the OTLP mapping and the batch decoder loads no SDK runtime
     (httpx, tenacity, the modules that register atexit/fork hooks) and registers no SDK hook."""
-    imports = "from oglogstream.stack import batch_decode, otlp_mapping, schema"
+    imports = (
+        "from oglogstream.stack.ingestion import batch_decode, schema; "
+        "from oglogstream.stack.ingestion.otlp import mapping"
+    )
     code = textwrap.dedent(PROBE).replace("IMPORTS", imports)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _stack_main(argv: Sequence[str]) -> int:
     try:
-        from ..stack import cli as stack_cli
+        from ..stack.server import cli as stack_cli
     except ImportError as exc:
         missing = (exc.name or "").partition(".")[0]
         if missing not in _STACK_MODULES and missing != "oglogstream":

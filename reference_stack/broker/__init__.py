@@ -1,0 +1,1 @@
+"""NATS JetStream: the connection and streams, the message format between roles, the bundled nats-server."""

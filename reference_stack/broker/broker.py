@@ -1,0 +1,304 @@
+"""NATS + JetStream for every role: a connection that keeps reconnecting, the stream, durable publishes.
+
+Starting while NATS is down must not crash a role: `Broker.start()` returns at once and connects in the
+background (forever, `reconnect_wait` apart); until then `is_connected` is False and ingestion answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext, api
+
+from ..auth.redact import redact
+from ..config import (
+    DEAD_LETTER_SUBJECT,
+    DEAD_STREAM_NAME,
+    LEGACY_DEAD_SUBJECT,
+    LIVE_SUBJECT,
+    STREAM_NAME,
+    STREAM_SUBJECT,
+    check_at_least,
+    check_positive,
+)
+from .messages import MSG_ID
+
+__all__ = [
+    "DEFAULT_DUPLICATE_WINDOW",
+    "Broker",
+    "BrokerUnavailable",
+    "dead_stream_config",
+    "stream_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: JetStream drops a message whose Nats-Msg-Id it saw within this window: a client retrying a batch within
+#: 10 minutes is stored once by the broker itself (later retries are caught by the processor's id check).
+DEFAULT_DUPLICATE_WINDOW = 600.0
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_RECONNECT_WAIT = 0.5
+DEFAULT_PUBLISH_TIMEOUT = 5.0
+DEFAULT_DRAIN_TIMEOUT = 5.0
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not durably take a message right now; the caller should answer 503 + Retry-After."""
+
+
+def stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
+) -> api.StreamConfig:
+    """Work-queue retention (a message lives until the processor acks it), file storage, no age limit:
+    an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators).
+    LEGACY_DEAD_SUBJECT stays a subject so that a store from an older release keeps its dead letters until
+    `Broker.ensure_stream` has moved them to the dead-letter stream."""
+    return api.StreamConfig(
+        name=STREAM_NAME,
+        subjects=[STREAM_SUBJECT, LEGACY_DEAD_SUBJECT],
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        storage=api.StorageType.FILE,
+        duplicate_window=duplicate_window,
+        discard=api.DiscardPolicy.NEW,
+        num_replicas=replicas,
+    )
+
+
+def dead_stream_config(
+    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
+) -> api.StreamConfig:
+    """Limits retention, file storage, no age or size limit: a dead letter leaves only when it is replayed
+    (or an operator deletes it); the duplicate window makes a re-sent dead letter count once."""
+    return api.StreamConfig(
+        name=DEAD_STREAM_NAME,
+        subjects=[DEAD_LETTER_SUBJECT],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        duplicate_window=duplicate_window,
+        num_replicas=replicas,
+    )
+
+
+class Broker:
+    """Owns the nats-py connection (`nc`) and its JetStream context (`js`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+        publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT,
+        duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
+        stream_replicas: int = 1,
+        name: str = "oglog",
+    ) -> None:
+        check_positive(
+            connect_timeout=connect_timeout,
+            reconnect_wait=reconnect_wait,
+            publish_timeout=publish_timeout,
+            duplicate_window=duplicate_window,
+        )
+        check_at_least(1, stream_replicas=stream_replicas)
+        self.url = url
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.reconnect_wait = reconnect_wait
+        self.publish_timeout = publish_timeout
+        self.duplicate_window = duplicate_window
+        self.stream_replicas = stream_replicas
+        self.nc: NatsClient = NatsClient()
+        self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
+        self._stream_ready = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._ensure_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._unreachable_said = False  # the "cannot reach NATS" line was printed for this outage
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self, *, wait: float = 0.0) -> None:
+        """Begin connecting in the background; wait up to `wait` seconds for the stream to be ready."""
+        self._connect_task = asyncio.create_task(self._connect(), name="oglog-nats-connect")
+        if wait > 0:
+            await self.wait_ready(wait)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once connected with the stream in place, False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._stream_ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _connect(self) -> None:
+        # nats-py retries the first connect forever when max_reconnect_attempts < 0. Its timeouts are typed
+        # int but only reach asyncio.wait_for/sleep, which take the sub-second floats we use.
+        await self.nc.connect(
+            servers=[url.strip() for url in self.url.split(",") if url.strip()],  # a cluster: a,b,c
+            name=self.name,
+            connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+            reconnect_time_wait=self.reconnect_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            ping_interval=5,
+            max_outstanding_pings=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._unreachable_said = False
+        await self._ensure_stream_until_ready()
+
+    async def _ensure_stream_until_ready(self) -> None:
+        said = ""  # the same refusal every reconnect_wait is said once, not twice a second
+        while self.nc.is_connected:
+            try:
+                await self.ensure_stream()
+                return
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                hint = ""
+                if self.stream_replicas > 1:
+                    hint = (
+                        f" (NATS_STREAM_REPLICAS={self.stream_replicas}: JetStream needs at least that many "
+                        "servers in the cluster; 1 on a single server)"
+                    )
+                line = f"JetStream stream {STREAM_NAME} not ready yet: {exc}{hint}; retrying"
+                log.log(logging.DEBUG if line == said else logging.WARNING, "%s", line)
+                said = line
+                await asyncio.sleep(self.reconnect_wait)
+
+    async def ensure_stream(self) -> None:
+        """Create the streams, or update them to our config if they exist with another (idempotent); move
+        dead letters an older release left in the logs stream to the dead-letter stream."""
+        for config in (
+            stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
+            dead_stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
+        ):
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await self.js.update_stream(config)
+        await self._move_legacy_dead_letters()
+        self._stream_ready.set()
+
+    async def _move_legacy_dead_letters(self) -> None:
+        # Re-published with a Nats-Msg-Id naming the old sequence, then deleted: a crash in between re-sends
+        # it, and the duplicate window drops the copy.
+        seq = 1
+        while True:
+            try:
+                old = await self.js.get_msg(STREAM_NAME, seq=seq, subject=LEGACY_DEAD_SUBJECT, next=True)
+            except nats.js.errors.NotFoundError:
+                return
+            assert old.seq is not None
+            headers = dict(old.headers or {})
+            headers[MSG_ID] = f"legacy-dead-{old.seq}"
+            await self.js.publish(DEAD_LETTER_SUBJECT, old.data or b"", headers=headers)
+            await self.js.delete_msg(STREAM_NAME, old.seq)
+            log.warning("moved dead letter %d from %s to stream %s", old.seq, STREAM_NAME, DEAD_STREAM_NAME)
+            seq = old.seq + 1
+
+    async def _on_error(self, exc: Exception) -> None:
+        # While not connected, each failed attempt lands here: say it once per outage, at ERROR, so a role
+        # started against a wrong or down NATS_URL does not look healthy in its own log.
+        if not self.nc.is_connected and not self._closing and not self._unreachable_said:
+            self._unreachable_said = True
+            log.error(
+                "cannot reach NATS at %s: %s; retrying every %gs (ingestion answers 503 until then)",
+                redact(self.url),
+                redact(str(exc) or type(exc).__name__),
+                self.reconnect_wait,
+            )
+        else:
+            log.debug("nats: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        self._stream_ready.clear()
+        if not self._closing:
+            log.warning("nats: disconnected from %s", self.url)
+
+    async def _on_reconnected(self) -> None:
+        self._unreachable_said = False
+        log.info("nats: reconnected to %s", self.url)
+        # The server may have come back with an empty store: re-create the stream before taking writes again.
+        if self._ensure_task is None or self._ensure_task.done():
+            self._ensure_task = asyncio.create_task(
+                self._ensure_stream_until_ready(), name="oglog-nats-stream"
+            )
+
+    async def close(self, *, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+        """Flush and close; bounded by `drain_timeout`. Safe to call twice."""
+        self._closing = True
+        for task in (self._connect_task, self._ensure_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.nc.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.flush(), drain_timeout)
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), drain_timeout)
+        self._stream_ready.clear()
+
+    # -- state -------------------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """CONNECTED, CONNECTING, RECONNECTING, DRAINING, CLOSED or DISCONNECTED (as the seed reports)."""
+        nc = self.nc
+        if nc.is_connected:
+            return "CONNECTED"
+        if nc.is_reconnecting:
+            return "RECONNECTING"
+        if nc.is_connecting:
+            return "CONNECTING"
+        if nc.is_draining:
+            return "DRAINING"
+        if nc.is_closed and self._connect_task is not None and self._connect_task.done():
+            return "CLOSED"
+        return "DISCONNECTED"
+
+    @property
+    def is_connected(self) -> bool:
+        """Connected and the stream is in place: publishes can be made durable now."""
+        return self.nc.is_connected and self._stream_ready.is_set()
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message the server takes (1 MiB by default)."""
+        return self.nc.max_payload if self.nc.is_connected else 1024 * 1024
+
+    # -- publishing --------------------------------------------------------------------------------------
+    async def publish(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> api.PubAck:
+        """Publish to JetStream and wait for the broker's ack (the message is then on disk)."""
+        if not self.is_connected:
+            raise BrokerUnavailable(f"NATS is {self.status.lower()}")
+        try:
+            return await self.js.publish(
+                subject, payload, timeout=self.publish_timeout, headers=dict(headers)
+            )
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"JetStream publish failed: {type(exc).__name__}: {exc}") from exc
+
+    async def publish_live(self, payload: bytes) -> None:
+        """Best effort, no persistence: fan accepted entries out to live-tail subscribers."""
+        if self.nc.is_connected:
+            await self.nc.publish(LIVE_SUBJECT, payload)
+
+    async def subscribe_live(self, cb: Callable[[bytes], Awaitable[None]]) -> Subscription:
+        """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (NDJSON entries)."""
+
+        async def handler(msg: Msg) -> None:
+            await cb(msg.data)
+
+        return await self.nc.subscribe(LIVE_SUBJECT, cb=handler)

@@ -1,0 +1,102 @@
+"""App composition: `create_app(config)` builds one aiohttp app serving the configured roles.
+
+Every role gets GET /health and GET /metrics. Resources are cleanup contexts, in dependency order: the broker
+(every role needs NATS: ingestion publishes, processing consumes, the live tail subscribes), then storage
+(processing and query), then each role's own contexts. Shutdown runs them in reverse, so the processor flushes
+its in-flight batch while storage and the broker are still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from aiohttp import web
+
+from .. import dashboard
+from ..auth import startup as auth
+from ..config import StackConfig
+from ..ingestion import ingest
+from ..ingestion.otlp import receiver as otlp
+from ..processing import deadletter, process
+from ..query import explore, live, query
+from . import openapi
+from .boundary import HANDLER_ARGS, problem_middleware
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
+
+__all__ = ["HEALTH_STORAGE_TIMEOUT", "create_app"]
+
+log = logging.getLogger("oglogstream.stack.app")
+
+#: /health gives storage this long to answer `SELECT 1` (chDB runs one statement at a time, so a long query
+#: in flight delays the probe; past this the node reports itself degraded).
+HEALTH_STORAGE_TIMEOUT = 5.0
+
+
+def create_app(config: StackConfig) -> web.Application:
+    """The aiohttp application for `config.roles` (any non-empty subset of ingest, process, query)."""
+    # One error middleware for every route; aiohttp leaves request bodies compressed (read_body inflates and
+    # verifies them) and closes connections idle past IDLE_TIMEOUT (see http/boundary.py).
+    app = web.Application(
+        client_max_size=1024**2, middlewares=[problem_middleware], handler_args=HANDLER_ARGS
+    )
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    # API keys, scopes, rate limits, Host/Origin checks, secret-free logs (auth/; docs/security.md).
+    auth.setup(app, config)
+    app.cleanup_ctx.append(broker_ctx)
+    if "process" in config.roles or "query" in config.roles:
+        app.cleanup_ctx.append(storage_ctx)
+    if "ingest" in config.roles:
+        ingest.setup(app)
+        otlp.setup(app)  # POST /v1/logs: OpenTelemetry exporters, same path as POST /logs
+    if "process" in config.roles:
+        process.setup(app)
+    if "query" in config.roles:
+        query.setup(app)
+        explore.setup(app)  # GET /api/attributes, /api/logs/{id}/context (after query: shared metrics)
+        live.setup(app)
+        dashboard.setup(app)  # GET /: the web dashboard, same origin as the API it calls
+        deadletter.setup(app)  # GET /api/dead-letters, POST /api/dead-letters/replay
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    openapi.setup(app)  # GET /openapi.json, built from the routes above once they are final
+    return app
+
+
+def _uses_storage(config: StackConfig) -> bool:
+    return "process" in config.roles or "query" in config.roles
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 `{"status": "ok", ...}` when NATS (and storage, if this role uses it) answer; else 503 degraded."""
+    app = request.app
+    config = app[CONFIG]
+    broker = app[BROKER]
+    body: dict[str, str] = {
+        "status": "ok",
+        "service": "+".join(config.roles),
+        "nats_status": broker.status,
+    }
+    healthy = broker.is_connected
+    if _uses_storage(config):
+        storage = app[STORAGE]
+        try:
+            ok = await asyncio.wait_for(storage.run(storage.ping), HEALTH_STORAGE_TIMEOUT)
+            body["storage_status"] = "ok" if ok else "error"
+        except asyncio.TimeoutError:
+            ok = False
+            body["storage_status"] = "timeout"
+        healthy = healthy and ok
+    if not healthy:
+        body["status"] = "degraded"
+    body["timestamp"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this app's registry."""
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

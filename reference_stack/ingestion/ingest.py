@@ -1,0 +1,367 @@
+"""Ingestion role: `POST /log` (one entry) and `POST /logs` (a batch), answered 202 only once JetStream
+has the entries on disk.
+
+A request's accepted entries become rows (schema.make_rows, typed attribute maps included) and ONE JetStream
+message whose payload is the JSON array of rows, exactly what the processor inserts (`INSERT ... FORMAT
+JSONEachRow` takes an array); its headers are `messages.rows_headers` (the row format among them).
+`Nats-Msg-Id` and the stem of derived entry ids come from dedup: bound to the body when the client gives
+X-Oglog-Batch-Id (a retried request is stored once by the broker, another body under a reused id is not lost),
+random otherwise. A payload over the server's max_payload is split into messages `<id>/<k>of<n>`,
+deterministically. Concurrent POST /log requests without a batch id share messages (see _Coalescer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import operator
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+from oglogstream import wire as _wire
+from pydantic import ValidationError
+
+from ..broker import messages
+from ..broker.broker import Broker
+from ..config import check_at_least
+from ..http.boundary import (
+    Problem,
+    body_started,
+    check_media,
+    problem_response,
+    read_body,
+    to_problem,
+    too_large,
+)
+from ..http.metrics import Metrics
+from ..http.resources import BROKER, CONFIG, METRICS
+from . import batch_decode, dedup, schema
+
+__all__ = [
+    "DEFAULT_MAX_BATCHES_IN_FLIGHT",
+    "OVERLOAD_RETRY_AFTER_SECONDS",
+    "publish_rows",
+    "setup",
+]
+
+#: POST /logs requests one process handles at once; past this it answers 429 + Retry-After rather than hold
+#: more bodies in memory (each up to MAX_BATCH_DECOMPRESSED_BYTES). The SDK backs off and retries on 429.
+DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
+#: What a 429 tells the client to wait before retrying.
+OVERLOAD_RETRY_AFTER_SECONDS = 1
+#: Bodies up to this size (decompressed) are decoded on the event loop (about 1 ms of work per 64 KiB).
+_INLINE_DECODE_BYTES = 64 * 1024
+#: Rows serialised per call when a publish is split into parts (about 1 ms of GIL per slice).
+_DUMP_SLICE_ROWS = 256
+#: Headroom under max_payload for the headers of a JetStream message.
+_HEADER_ROOM = 4096
+_BATCH_ID = re.compile(schema.ID_PATTERN)
+_TIMESTAMP = operator.itemgetter("timestamp")
+
+
+def _identity(request: web.Request, body: bytes) -> dedup.Identity:
+    """The request's dedup identity (see dedup): bound to its body when the client names the batch."""
+    given = request.headers.get(_wire.BATCH_ID_HEADER)
+    if given is None:
+        return dedup.server_identity()
+    if not _BATCH_ID.match(given):
+        raise Problem(
+            400,
+            "validation failed",
+            _wire.BATCH_ID_HEADER,
+            f"must be 1..{_wire.MAX_ID_CHARS} characters of A-Z a-z 0-9 _ . : -",
+        )
+    return dedup.client_identity(given, body)
+
+
+_second = -1
+_second_text = ""
+
+
+def _now() -> str:
+    """Server time as RFC 3339 UTC with microseconds (the second's text is cached: this runs per request)."""
+    global _second, _second_text
+    now = time.time()
+    second = int(now)
+    if second != _second:
+        _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second_text}.{min(int((now - second) * 1_000_000), 999_999):06d}Z"
+
+
+def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
+    """(rows, JSON-array payload) parts of at most `limit` bytes each, deterministically (a retried batch
+    gets the same parts, hence the same Nats-Msg-Ids).
+
+    Rows are serialised in slices of _DUMP_SLICE_ROWS (each a short GIL hold when this runs on a worker
+    thread) and consecutive slices packed greedily into parts; compact JSON arrays concatenate byte for byte
+    (`[a,b]` + `[c]` = `[a,b,c]`). A slice larger than `limit` is halved until it fits."""
+    parts: list[tuple[list[dict[str, Any]], bytes]] = []
+    for start in range(0, len(rows), _DUMP_SLICE_ROWS):
+        for part_rows, payload in _halve(rows[start : start + _DUMP_SLICE_ROWS], limit):
+            if parts and len(parts[-1][1]) + len(payload) - 1 <= limit:
+                last_rows, last_payload = parts[-1]
+                parts[-1] = (last_rows + part_rows, last_payload[:-1] + b"," + payload[1:])
+            else:
+                parts.append((part_rows, payload))
+    return parts
+
+
+def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
+    payload = schema.dump_rows(rows)
+    if len(payload) <= limit:
+        return [(rows, payload)]
+    if len(rows) == 1:
+        raise too_large(limit, "one entry as stored", "bytes")
+    half = len(rows) // 2
+    return _halve(rows[:half], limit) + _halve(rows[half:], limit)
+
+
+async def publish_rows(
+    broker: Broker,
+    metrics: Metrics,
+    rows: list[dict[str, Any]],
+    batch_id: str,
+    *,
+    received_at: str | None = None,
+) -> None:
+    """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
+    out to the live tail. `batch_id`: the Nats-Msg-Id (a `dedup` message id, never a raw client id; parts of
+    a split payload get `dedup.part_id`). `received_at`: given when every row has that value (one make_rows
+    call), which makes the live payload a plain replace."""
+    limit = broker.max_payload - _HEADER_ROOM
+    if len(rows) <= _DUMP_SLICE_ROWS:
+        parts = _split(rows, limit)
+    else:  # on a worker thread, in slices: the event loop keeps serving meanwhile
+        parts = await asyncio.to_thread(_split, rows, limit)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
+        stamps = list(map(_TIMESTAMP, part_rows))
+        message_id = batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts))
+        headers = messages.rows_headers(message_id, len(part_rows), min(stamps), max(stamps))
+        ack = await broker.publish(messages.STREAM_SUBJECT, payload, headers)
+        if ack.duplicate:
+            metrics.duplicates_skipped.labels("broker").inc()
+
+    if len(parts) == 1:
+        await one(0, *parts[0])
+    else:
+        await asyncio.gather(*(one(k, *part) for k, part in enumerate(parts)))
+    metrics.publish_latency.observe(loop.time() - started)
+    for _, payload in parts:  # one live message per part: each fits under max_payload
+        try:
+            await broker.publish_live(schema.live_payload(payload, received_at))
+        except Exception:  # best effort by contract: the entries are durable already
+            metrics.live_publish_errors.inc()
+
+
+class _Counters:
+    """Label children looked up once: `Counter.labels()` costs more than the increment itself."""
+
+    def __init__(
+        self, metrics: Metrics, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT
+    ) -> None:
+        self.metrics = metrics
+        self.max_batches_in_flight = max_batches_in_flight
+        self.batches_in_flight = 0
+        self._requests: dict[tuple[str, int], Any] = {}
+        self.accepted = {r: metrics.entries_accepted.labels(r) for r in ("/log", "/logs")}
+
+    def request(self, route: str, status: int) -> None:
+        child = self._requests.get((route, status))
+        if child is None:
+            child = self._requests[(route, status)] = self.metrics.requests.labels(route, str(status))
+        child.inc()
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        self.metrics.entries_rejected.labels(reason).inc(n)
+
+
+class _Coalescer:
+    """Coalesces concurrent POST /log entries into one JetStream message.
+
+    The first entry is published at once; entries arriving while that publish is in flight go out together
+    in the next one, so a lone request pays no added latency and a busy node pays one broker round trip per
+    group instead of per request. Each request still gets 202 only after the ack of the message carrying its
+    entry. Only requests WITHOUT X-Oglog-Batch-Id are coalesced (they have no retry identity anyway); one
+    with it gets its own message, whose Nats-Msg-Id binds that id to the body (dedup), as on POST /logs.
+    """
+
+    def __init__(self, broker: Broker, metrics: Metrics, *, max_rows: int = 1000, in_flight: int = 2) -> None:
+        self.broker, self.metrics, self.max_rows = broker, metrics, max_rows
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._slots = asyncio.Semaphore(in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def publish(self, row: dict[str, Any]) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if len(self._pending) == 1:
+            task = asyncio.create_task(self._send())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await future
+
+    async def _send(self) -> None:
+        async with self._slots:
+            group, self._pending = self._pending[: self.max_rows], self._pending[self.max_rows :]
+            if self._pending:  # more than one group's worth waiting: the next group starts right away
+                task = asyncio.create_task(self._send())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not group:
+                return
+            try:
+                await publish_rows(
+                    self.broker, self.metrics, [row for row, _ in group], dedup.server_identity().message_id
+                )
+            except Exception as exc:
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        """Let in-flight groups finish (their requests are waiting for them)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_COUNTERS: web.AppKey[_Counters] = web.AppKey("oglog_ingest_counters", _Counters)
+_COALESCER: web.AppKey[_Coalescer] = web.AppKey("oglog_ingest_coalescer", _Coalescer)
+
+
+def _handler(route: str, fn: Callable[[web.Request, _Counters], Any]) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        counters = request.app[_COUNTERS]
+        try:
+            response: web.StreamResponse = await fn(request, counters)
+        except Exception as exc:
+            problem = to_problem(exc)
+            if problem is None:  # the error middleware answers 500 and logs it
+                counters.request(route, 500)
+                raise
+            counters.rejected(problem.kind)
+            response = problem_response(problem)
+        counters.request(route, response.status)
+        return response
+
+    return handle
+
+
+def _window(request: web.Request) -> schema.TimeWindow:
+    return schema.current_window(request.app[CONFIG].retention_days)
+
+
+async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
+    check_media(request, ("application/json",))
+    body = await read_body(
+        request, limit=_wire.MAX_SINGLE_BODY_BYTES, decompressed_limit=_wire.MAX_SINGLE_BODY_BYTES
+    )
+    ident = _identity(request, body)
+    try:
+        entry = schema.ENTRY.validate_json(body, context={"window": _window(request)})
+    except ValidationError as exc:
+        details = schema.validation_details(exc)
+        raise Problem(
+            400, "validation failed", details[0]["field"], details[0]["reason"], details=details
+        ) from None
+    received_at = _now()
+    rows = schema.make_rows([entry], batch_id=ident.stem, received_at=received_at)
+    if _wire.BATCH_ID_HEADER in request.headers:
+        # The client can retry this request: its own message, so JetStream deduplicates by Nats-Msg-Id.
+        await publish_rows(
+            request.app[BROKER], counters.metrics, rows, ident.message_id, received_at=received_at
+        )
+    else:
+        await request.app[_COALESCER].publish(rows[0])
+    counters.accepted["/log"].inc()
+    return _json(202, {"status": "accepted", "timestamp": received_at, "id": rows[0]["id"]})
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=schema.dumps(body), content_type="application/json")
+
+
+async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
+    # A connection that declares a body and sends nothing must not hold a slot (408 after BODY_IDLE_TIMEOUT).
+    await body_started(request, limit=_wire.MAX_BATCH_BODY_BYTES)
+    # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
+    if counters.batches_in_flight >= counters.max_batches_in_flight:
+        raise Problem(
+            429,
+            "too many requests",
+            "body",
+            f"{counters.max_batches_in_flight} batches are in flight on this server; retry later",
+            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
+        )
+    counters.batches_in_flight += 1
+    try:
+        return await _accept_batch(request, counters)
+    finally:
+        counters.batches_in_flight -= 1
+
+
+async def _accept_batch(request: web.Request, counters: _Counters) -> web.Response:
+    check_media(request, (_wire.NDJSON_CONTENT_TYPE, "application/json"))
+    body = await read_body(
+        request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
+    )
+    ident = _identity(request, body)
+    received_at = _now()
+    decode = functools.partial(
+        batch_decode.decode,
+        body,
+        ndjson=request.content_type == _wire.NDJSON_CONTENT_TYPE,
+        batch_id=ident.stem,
+        received_at=received_at,
+        window=_window(request),
+    )
+    # A large body is decoded on a worker thread, where its Python parts share the GIL with the event loop;
+    # a small one inline (the thread hop would cost more than the work).
+    decoded = decode() if len(body) <= _INLINE_DECODE_BYTES else await asyncio.to_thread(decode)
+    if decoded.rejected:
+        counters.rejected("invalid", len(decoded.rejected))
+    if not decoded.rows:
+        reason = "no entries in the body" if decoded.total == 0 else "no valid entries"
+        raise Problem(
+            400, "validation failed", "body", reason, extra={"accepted": 0, "rejected": decoded.rejected}
+        )
+    return await _publish_batch(
+        request, counters, decoded.rows, ident.message_id, received_at, decoded.rejected
+    )
+
+
+async def _publish_batch(
+    request: web.Request,
+    counters: _Counters,
+    rows: list[dict[str, Any]],
+    batch_id: str,
+    received_at: str,
+    rejected: list[dict[str, Any]],
+) -> web.Response:
+    await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id, received_at=received_at)
+    counters.accepted["/logs"].inc(len(rows))
+    return _json(202, {"accepted": len(rows), "rejected": rejected})
+
+
+async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[_COALESCER] = _Coalescer(app[BROKER], app[METRICS])
+    yield
+    await app[_COALESCER].close()
+
+
+def setup(app: web.Application, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT) -> None:
+    """Add POST /log and POST /logs (needs BROKER and METRICS, see resources)."""
+    check_at_least(1, max_batches_in_flight=max_batches_in_flight)
+    app[_COUNTERS] = _Counters(app[METRICS], max_batches_in_flight=max_batches_in_flight)
+    app.cleanup_ctx.append(_coalescer_ctx)
+    app.router.add_post("/log", _handler("/log", _post_log))
+    app.router.add_post("/logs", _handler("/logs", _post_logs))

@@ -1,0 +1,172 @@
+"""Timestamps at the door: the canonical form, the column range and the accepted window.
+
+A stored timestamp is RFC 3339 UTC with microseconds and a `Z` ("2026-11-27T10:00:00.123456Z"); canonical
+strings order like the times they name, so the window check is two string comparisons. `Timestamp` is the
+pydantic type of the entry's `timestamp` field (see schema.Entry). The window comes from the validation
+context, `context={"window": TimeWindow}`: every ingestion route passes `current_window(retention_days)`.
+Without one, validation checks the wire format and the column range only (as the SDK's tests use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import time
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from ..config import DEFAULT_RETENTION_DAYS, check_at_least
+
+__all__ = [
+    "FORMAT_ERROR",
+    "MAX_FUTURE_SECONDS",
+    "WINDOW_ERROR",
+    "TimeWindow",
+    "Timestamp",
+    "current_window",
+    "format_timestamp",
+]
+
+#: How far ahead of server time a timestamp may be: a day covers any clock skew and local times
+#: mislabelled as UTC (at most 14 h ahead). With the retention bound, one batch touches at most
+#: retention + 2 daily partitions.
+MAX_FUTURE_SECONDS = 24 * 3600
+#: DateTime64(6) holds 1900..2299; anything outside is a client clock or unit bug, not a log time.
+_MIN_TS = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+_MAX_TS = dt.datetime(2299, 12, 31, tzinfo=dt.timezone.utc)
+_UTC = dt.timezone.utc
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """RFC 3339 UTC with microseconds and `Z`; naive datetimes are taken as UTC."""
+    if value.tzinfo is not None:
+        value = value.astimezone(_UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeWindow:
+    """The timestamps accepted at the door, as canonical strings (which order like the times they name):
+    `oldest` = now - retention (older rows would be deleted by the table's TTL at once), `newest` = now +
+    MAX_FUTURE_SECONDS. Both lie inside DateTime64(6)'s range. Pass one as `context={"window": w}` to
+    validation; without it only the column range applies."""
+
+    oldest: str
+    newest: str
+    retention_days: int
+
+    @classmethod
+    def around(cls, now: dt.datetime, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> TimeWindow:
+        """The window for server time `now` (aware) and a retention of `retention_days` (>= 1)."""
+        check_at_least(1, retention_days=retention_days)
+        oldest = max(now - dt.timedelta(days=retention_days), _MIN_TS)
+        newest = min(now + dt.timedelta(seconds=MAX_FUTURE_SECONDS), _MAX_TS)
+        return cls(format_timestamp(oldest), format_timestamp(newest), retention_days)
+
+    def reason(self, value: str) -> str | None:
+        """Why the canonical timestamp `value` is refused, or None when it is inside the window."""
+        if value < self.oldest:
+            return (
+                f"{WINDOW_ERROR}: {value} is older than the retention of {self.retention_days} days"
+                f" (oldest accepted now: {self.oldest})"
+            )
+        if value > self.newest:
+            return (
+                f"{WINDOW_ERROR}: {value} is more than {MAX_FUTURE_SECONDS // 3600} h ahead of server time"
+                f" (newest accepted now: {self.newest})"
+            )
+        return None
+
+
+#: Marks the window's refusals, so validation_details reports them alone rather than merged with the
+#: format branches of the timestamp union.
+WINDOW_ERROR = "outside the accepted time window"
+
+
+_windows: dict[int, TimeWindow] = {}
+_windows_second = [-1]
+
+
+def current_window(retention_days: int = DEFAULT_RETENTION_DAYS) -> TimeWindow:
+    """`TimeWindow.around(now, retention_days=...)`, recomputed once a second (this runs per request);
+    ValueError for retention_days < 1."""
+    second = int(time.time())
+    if _windows_second[0] != second:
+        _windows.clear()
+        _windows_second[0] = second
+    window = _windows.get(retention_days)
+    if window is None:
+        window = _windows[retention_days] = TimeWindow.around(
+            dt.datetime.now(_UTC), retention_days=retention_days
+        )
+    return window
+
+
+def _in_window(value: str, info: ValidationInfo) -> str:
+    context = info.context
+    window = context.get("window") if isinstance(context, dict) else None
+    if window is None:  # the wire format alone (the SDK's tests check against it): column range only
+        return value
+    reason = window.reason(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+#: RFC 3339 date-time (section 5.6): `T` or a space, seconds required, any fraction, `Z` or `±HH:MM`; the
+#: offset may be left out (read as UTC, documented in docs/stack.md). Numbers, dates without a time,
+#: `+0000`, times without seconds are refused: each is a guess we would rather not make about client data.
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.(\d+))?(?:[Zz]|[+-]\d\d:\d\d)?", re.ASCII
+)
+#: The reason every refused timestamp text gets.
+FORMAT_ERROR = (
+    "must be an RFC 3339 date-time like 2026-11-27T10:00:00.123456Z or 2026-11-27T12:00:00+02:00"
+    " (no offset: read as UTC)"
+)
+
+
+def _timestamp(value: str, info: ValidationInfo) -> str:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError(FORMAT_ERROR)
+    text = value.upper()
+    fraction = match.group(1)
+    if fraction is not None and len(fraction) > 6:  # finer than the column: cut to microseconds
+        cut = match.start(1) + 6
+        text = text[:cut] + text[match.end(1) :]
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{FORMAT_ERROR}: {value[:40]!r} names no real time") from None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
+    if not _MIN_TS <= aware <= _MAX_TS:
+        raise ValueError("must be between 1900-01-01 and 2299-12-31")
+    return _in_window(format_timestamp(moment), info)
+
+
+def _canonical_timestamp(value: str, info: ValidationInfo) -> str:
+    # The pattern (checked in Rust) fixed the shape; fromisoformat (C) rejects impossible dates like Feb 30.
+    dt.datetime.fromisoformat(value[:-1])
+    return _in_window(value, info)
+
+
+#: The form the SDK sends and the stack stores: taken as is after a cheap check (3x faster than parsing).
+_CANONICAL_TS = r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+#: The canonical form restricted to dates that exist in every year (Feb 29 excepted) and valid times: these
+#: need no Python check at all (the regex runs in Rust). Everything else falls through to the branches below,
+#: which decide exactly as before; the union's error message only uses the last branch's reason.
+_VALID_CANONICAL_TS = (
+    r"^(19|2[0-2])\d\d-"
+    r"((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+    r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+)
+Timestamp = Annotated[
+    Annotated[str, Field(pattern=_VALID_CANONICAL_TS), AfterValidator(_in_window)]
+    | Annotated[str, Field(pattern=_CANONICAL_TS), AfterValidator(_canonical_timestamp)]
+    | Annotated[str, AfterValidator(_timestamp)]
+    | None,
+    Field(union_mode="left_to_right"),
+]

@@ -1,0 +1,314 @@
+"""Processing role: JetStream durable pull consumer -> batches of rows -> ONE ClickHouse insert -> ack.
+
+A message's payload is a JSON array of `logs` rows (see ingest and messages.py), typed attribute maps
+included, so a batch is the payloads spliced into one array and inserted with `raw_insert(...,
+fmt="JSONEachRow")`: no per-row Python on the happy path. A message of the release before (no row-format
+header) is first upgraded on a worker thread (`messages.upgrade_payload`).
+
+Idempotent end to end (a redelivered or retried batch never duplicates rows):
+  1. JetStream drops a re-published Nats-Msg-Id within the stream's duplicate window (ingest side);
+  2. before each insert, ids repeated inside the batch and ids already in `logs` (checked within the batch's
+     [min, max] timestamp range, where the bloom filter on `id` makes it cheap) are dropped;
+  3. the insert carries `insert_deduplication_token` derived from the messages' stream sequences;
+  4. messages are acked only after the insert returned; a crash in between means redelivery, and (2) holds.
+Failures (flush.py): transient ones are retried, then nak'ed - never dropped; rows ClickHouse refuses are
+isolated and only they are dead-lettered, never retried, never blocking the rest of their batch. Messages that
+are not row arrays from the ingestion role are dead-lettered whole as `malformed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+from aiohttp import web
+from nats.aio.msg import Msg
+from nats.js import api
+
+from ..broker import messages
+from ..broker.broker import Broker
+from ..config import CONSUMER_NAME, STREAM_NAME, check_at_least, check_positive
+from ..http.metrics import Metrics
+from ..http.resources import BROKER, CONFIG, METRICS, STORAGE
+from ..ingestion import schema
+from ..storage.storage import Storage
+from .deadletter import refresh_gauge
+from .flush import Flusher, Item
+
+__all__ = [
+    "DEFAULT_ACK_WAIT",
+    "DEFAULT_MAX_ACK_PENDING",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_NAK_DELAY",
+    "PROCESSOR",
+    "Processor",
+    "setup",
+]
+
+log = logging.getLogger(__name__)
+
+#: JetStream redelivers a message not acked within this long. Long inserts send +WPI (in progress) every
+#: ack_wait/3, so this only bounds how soon a crashed processor's messages come back.
+DEFAULT_ACK_WAIT = 30.0
+#: Unacked messages the consumer hands out at once (a message is one request's batch, up to 10,000 rows).
+DEFAULT_MAX_ACK_PENDING = 20_000
+#: A batch is also flushed at this many payload bytes, bounding memory whatever BATCH_SIZE says.
+DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
+#: Redelivery delay for messages whose insert failed MAX_RETRIES times.
+DEFAULT_NAK_DELAY = 5.0
+#: First backoff between insert attempts (doubling, capped at DEFAULT_RETRY_MAX_WAIT).
+DEFAULT_RETRY_BASE = 0.25
+DEFAULT_RETRY_MAX_WAIT = 10.0
+_FETCH_MAX = 1_000
+_IDLE_WAIT = 0.5
+
+#: The timestamp headers are inlined in the duplicate check: years 1900-2299 (DateTime64's range), as the
+#: ingestion role writes them.
+_CANONICAL_TS = re.compile(r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+@dataclass
+class _Batch:
+    items: list[Item] = field(default_factory=list)
+    rows: int = 0
+    size: int = 0
+    started: float = 0.0
+
+
+class Processor:
+    """Consumes messages.STREAM_SUBJECT with the durable CONSUMER_NAME and writes batches to ClickHouse."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        storage: Storage,
+        metrics: Metrics,
+        *,
+        batch_size: int,
+        flush_timeout: float,
+        max_retries: int,
+        shutdown_timeout: float,
+        ack_wait: float = DEFAULT_ACK_WAIT,
+        max_ack_pending: int = DEFAULT_MAX_ACK_PENDING,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        nak_delay: float = DEFAULT_NAK_DELAY,
+        retry_base: float = DEFAULT_RETRY_BASE,
+        retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
+    ) -> None:
+        check_at_least(
+            1, batch_size=batch_size, max_ack_pending=max_ack_pending, max_batch_bytes=max_batch_bytes
+        )
+        check_at_least(0, max_retries=max_retries)
+        check_positive(
+            flush_timeout=flush_timeout,
+            shutdown_timeout=shutdown_timeout,
+            ack_wait=ack_wait,
+            nak_delay=nak_delay,
+            retry_base=retry_base,
+            retry_max_wait=retry_max_wait,
+        )
+        self.broker, self.storage, self.metrics = broker, storage, metrics
+        self.batch_size = batch_size
+        self.flush_timeout = flush_timeout
+        self.max_retries = max_retries
+        self.shutdown_timeout = shutdown_timeout
+        self.ack_wait = ack_wait
+        self.max_ack_pending = max_ack_pending
+        self.max_batch_bytes = max_batch_bytes
+        self.nak_delay = nak_delay
+        self.retry_base = retry_base
+        self.retry_max_wait = retry_max_wait
+        self._stopping = asyncio.Event()
+        self._flusher = Flusher(
+            broker,
+            storage,
+            metrics,
+            stopping=self._stopping,
+            max_retries=max_retries,
+            ack_wait=ack_wait,
+            nak_delay=nak_delay,
+            retry_base=retry_base,
+            retry_max_wait=retry_max_wait,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="oglog-processor")
+
+    async def stop(self) -> None:
+        """Stop fetching, flush the batch in hand and ack it; give up after shutdown_timeout (the unacked
+        messages are then simply redelivered to the next processor)."""
+        self._stopping.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.shutdown_timeout)
+        except asyncio.TimeoutError:
+            log.warning(
+                "processor: shutdown timeout (%.1fs): in-flight batch left for redelivery",
+                self.shutdown_timeout,
+            )
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def consumer_config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=CONSUMER_NAME,
+            filter_subject=messages.STREAM_SUBJECT,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.max_ack_pending,
+            max_deliver=-1,  # never give up on a message: failures are nak'ed or dead-lettered explicitly
+            max_waiting=512,
+        )
+
+    async def _subscribe(self) -> Any:
+        while not self._stopping.is_set():
+            if self.broker.is_connected:
+                try:
+                    await self.broker.js.add_consumer(STREAM_NAME, self.consumer_config())
+                    return await self.broker.js.pull_subscribe_bind(CONSUMER_NAME, stream=STREAM_NAME)
+                except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                    log.warning("processor: cannot bind consumer yet: %s", exc)
+            await self._sleep(_IDLE_WAIT)
+        return None
+
+    async def _run(self) -> None:
+        sub = await self._subscribe()
+        if sub is not None:
+            await refresh_gauge(self.broker, self.metrics)  # what earlier runs left for operators
+        batch = _Batch()
+        try:
+            while sub is not None and not self._stopping.is_set():
+                timeout = (
+                    self.flush_timeout
+                    if not batch.items
+                    else batch.started + self.flush_timeout - time.monotonic()
+                )
+                if timeout > 0.001:
+                    want = min(_FETCH_MAX, self.max_ack_pending)
+                    try:
+                        msgs = await sub.fetch(want, timeout=max(min(timeout, _IDLE_WAIT), 0.01))
+                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        msgs = []
+                        self.metrics.consumer_pending.set(0)  # nothing came within the wait: nothing waits
+                    except nats.errors.Error as exc:
+                        log.warning("processor: fetch failed (%s); re-binding", exc)
+                        await self._sleep(_IDLE_WAIT)
+                        with contextlib.suppress(Exception):
+                            await sub.unsubscribe()
+                        sub = await self._subscribe()
+                        continue
+                    for msg in msgs:
+                        await self._add(batch, msg)
+                        # Cut at the message that fills the batch, not after the whole fetch: a batch
+                        # stays within one message of BATCH_SIZE / max_batch_bytes however much was pending.
+                        if batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes:
+                            await self._start_flush(batch)
+                            batch = _Batch()
+                if batch.items and (
+                    batch.rows >= self.batch_size
+                    or batch.size >= self.max_batch_bytes
+                    or time.monotonic() - batch.started >= self.flush_timeout
+                ):
+                    await self._start_flush(batch)
+                    batch = _Batch()
+            # Shutdown: the batch in hand is flushed and acked like any other.
+            if batch.items:
+                await self._start_flush(batch)
+            if self._flushing is not None:
+                await self._flushing
+        finally:
+            if self._flushing is not None and not self._flushing.done():
+                self._flushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flushing
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _add(self, batch: _Batch, msg: Msg) -> None:
+        meta = msg.metadata
+        self.metrics.consumer_pending.set(meta.num_pending)
+        headers = msg.headers or {}
+        ids = schema.payload_ids(msg.data)
+        ts_min, ts_max = headers.get(messages.TS_MIN, ""), headers.get(messages.TS_MAX, "")
+        problem = None
+        if ids is None:
+            problem = "payload is not a JSON array of rows written by the ingestion role"
+        elif headers.get(messages.ROWS) != str(len(ids)):
+            problem = (
+                f"{messages.ROWS} header {headers.get(messages.ROWS)!r} does not match {len(ids)} rows found"
+            )
+        elif not (_CANONICAL_TS.match(ts_min) and _CANONICAL_TS.match(ts_max)):
+            problem = f"missing or malformed {messages.TS_MIN}/{messages.TS_MAX} headers"
+        if problem is not None:
+            await self._flusher.dead_letter(msg, "malformed", problem)
+            return
+        assert ids is not None
+        if not messages.has_current_format(headers):
+            await self._upgrade(msg)
+        if not batch.items:
+            batch.started = time.monotonic()
+        batch.items.append(Item(msg, meta.sequence.stream, ids, ts_min, ts_max))
+        batch.rows += len(ids)
+        batch.size += len(msg.data)
+
+    async def _upgrade(self, msg: Msg) -> None:
+        """Bring a message of the release before (no row-format header) to the current format IN PLACE,
+        before it joins a batch: everything downstream (insert, isolation, dead letter, replay) then sees
+        one format. Only such messages pay, and on a worker thread, never on the storage thread (#14)."""
+        data = msg.data
+        upgraded = await asyncio.to_thread(messages.upgrade_payload, data)
+        if upgraded is not data:
+            msg.data = upgraded
+        if msg.headers is not None:
+            msg.headers[messages.ROW_FORMAT] = messages.ROW_FORMAT_VERSION
+
+    async def _start_flush(self, batch: _Batch) -> None:
+        # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
+        if self._flushing is not None:
+            await self._flushing
+        self._flushing = asyncio.create_task(self._flusher.flush(batch.items), name="oglog-flush")
+
+
+PROCESSOR: web.AppKey[Processor] = web.AppKey("oglog_processor", Processor)
+
+
+async def _processor_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    processor = Processor(
+        app[BROKER],
+        app[STORAGE],
+        app[METRICS],
+        batch_size=config.batch_size,
+        flush_timeout=config.flush_timeout,
+        max_retries=config.max_retries,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+    app[PROCESSOR] = processor
+    processor.start()
+    try:
+        yield
+    finally:
+        await processor.stop()
+
+
+def setup(app: web.Application) -> None:
+    """Run the consumer for the app's lifetime (needs the broker_ctx and storage_ctx before it)."""
+    app.cleanup_ctx.append(_processor_ctx)

@@ -1,0 +1,305 @@
+"""Live tail: GET /ws/live pushes every accepted entry (optionally filtered) to WebSocket clients.
+
+One core-NATS subscription per app (on LIVE_SUBJECT, NDJSON of public entries published by ingestion) feeds
+every client. Each client has a bounded queue and its own sender task, so a slow reader only fills its own
+queue: past QUEUE_SIZE entries new ones are dropped for that client, and it then receives
+`{"type": "dropped", "count": n}` at the position of the gap. Entries are sent exactly as ingestion published
+them (one JSON object per WebSocket text message), so the live tail and GET /api/logs show the same shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from prometheus_client import Counter, Gauge
+
+from ..auth.keys import RELOAD_INTERVAL
+from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
+from ..http.boundary import Problem
+from ..http.resources import BROKER, CONFIG, METRICS
+from .filters import Filters, ParamError, check_known
+
+__all__ = [
+    "CLOSE_KEY_REVOKED",
+    "CLOSE_TIMEOUT",
+    "HEARTBEAT",
+    "LIVE",
+    "MAX_CLIENTS",
+    "QUEUE_SIZE",
+    "LiveHub",
+    "setup",
+]
+
+log = logging.getLogger("oglogstream.stack.live")
+
+#: Entries buffered per client before drops start (about a second of a busy service).
+QUEUE_SIZE = 1000
+#: Clients per process; one more gets 503 (each holds a socket, a task and up to QUEUE_SIZE entries).
+MAX_CLIENTS = 1000
+#: WebSocket ping interval: a vanished client is noticed and removed within about two of these.
+HEARTBEAT = 20.0
+#: Bound on closing one client at shutdown (a client that stopped reading cannot take the close frame).
+CLOSE_TIMEOUT = 2.0
+#: Between attempts to subscribe while NATS is not connected yet.
+SUBSCRIBE_RETRY = 0.5
+#: Close code for a socket whose key was revoked or lost the `query` scope (1008: policy violation); the
+#: reason says which. A key is re-checked every RELOAD_INTERVAL, like a new request's.
+CLOSE_KEY_REVOKED = 1008
+
+
+class _Gap:
+    """Marks, inside a client's queue, where entries were dropped and how many."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _Client:
+    def __init__(
+        self, ws: web.WebSocketResponse, filters: Filters, hub: LiveHub, key_id: str | None = None
+    ) -> None:
+        self.ws = ws
+        self.key_id = key_id
+        self.filters = filters
+        self.hub = hub
+        self.queue: deque[str | _Gap] = deque()
+        self.queued = 0  # entries in the queue (gaps not counted)
+        self.wakeup = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+
+    def offer(self, line: str) -> None:
+        """Queue one entry, or count it as dropped when the queue is full. Never blocks."""
+        if self.queued >= self.hub.queue_size:
+            gap = self.queue[-1] if self.queue and isinstance(self.queue[-1], _Gap) else None
+            if gap is None:
+                gap = _Gap()
+                self.queue.append(gap)
+            gap.count += 1
+            self.hub.dropped.inc()
+        else:
+            self.queue.append(line)
+            self.queued += 1
+        self.wakeup.set()
+
+    async def send_forever(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.queue:
+                item = self.queue.popleft()
+                if isinstance(item, _Gap):
+                    await self.ws.send_str(json.dumps({"type": "dropped", "count": item.count}))
+                else:
+                    self.queued -= 1
+                    await self.ws.send_str(item)
+
+
+class LiveHub:
+    """The app's one live subscription and its clients."""
+
+    def __init__(
+        self, app: web.Application, *, queue_size: int = QUEUE_SIZE, max_clients: int = MAX_CLIENTS
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size: must be >= 1, got {queue_size}")
+        if max_clients < 1:
+            raise ValueError(f"max_clients: must be >= 1, got {max_clients}")
+        self.app = app
+        self.queue_size = queue_size
+        self.max_clients = max_clients
+        self.clients: set[_Client] = set()
+        self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
+        self._subscription: Any = None
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._key_watch: asyncio.Task[None] | None = None
+        registry = app[METRICS].registry
+        self.connected = Gauge(
+            "oglog_live_clients", "Live-tail WebSocket clients connected.", registry=registry
+        )
+        self.dropped = Counter(
+            "oglog_live_dropped",
+            "Live-tail entries dropped for clients whose queue was full.",
+            registry=registry,
+        )
+        self.bad_payloads = Counter(
+            "oglog_live_bad_payloads",
+            "Live-subject lines that were not JSON objects (skipped).",
+            registry=registry,
+        )
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._subscribe(), name="oglog-live-subscribe")
+        access = self.app.get(ACCESS)
+        if access is not None and access.store is not None:
+            self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
+
+    async def _watch_keys(self) -> None:
+        """Close sockets whose key was revoked or lost `query` since they connected: a key is checked when a
+        socket opens, and a revocation must end what that key already holds, not only its next request."""
+        store = self.app[ACCESS].store
+        assert store is not None
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RELOAD_INTERVAL)
+            ended = []
+            for client in list(self.clients):
+                if client.key_id is None:
+                    continue
+                record = store.current(client.key_id)
+                if record is None:
+                    ended.append((client, b"API key revoked"))
+                elif "query" not in record.scopes:
+                    ended.append((client, b"API key lacks the query scope"))
+            for client, reason in ended:
+                log.info("live tail: closing a socket of key %s: %s", client.key_id, reason.decode())
+                await self._drop(client, code=CLOSE_KEY_REVOKED, message=reason)
+
+    async def _subscribe(self) -> None:
+        broker = self.app[BROKER]
+        while not self._stopping.is_set():
+            if broker.nc.is_connected:
+                try:
+                    # nats-py re-subscribes by itself after a reconnect, so one successful call is enough.
+                    self._subscription = await broker.subscribe_live(self._on_payload)
+                    return
+                except Exception as exc:
+                    log.warning("live tail: subscribe failed, retrying: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SUBSCRIBE_RETRY)
+
+    async def _on_payload(self, payload: bytes) -> None:
+        if self.clients:
+            self._fan_out(payload)
+        # NATS hands over queued payloads back to back; yielding here lets the senders drain in between, so a
+        # burst does not overflow the queues of clients that keep up.
+        await asyncio.sleep(0)
+
+    def _fan_out(self, payload: bytes) -> None:
+        filtered = any(client.filters != _NO_FILTERS for client in self.clients)
+        for raw in payload.splitlines():
+            if not raw.strip():
+                continue
+            line = raw.decode("utf-8", "replace")
+            entry: dict[str, Any] = {}
+            if filtered:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = {}
+                if not isinstance(entry, dict) or not entry:
+                    self.bad_payloads.inc()
+                    continue
+            for client in self.clients:
+                if client.filters.matches(entry):
+                    client.offer(line)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """GET /ws/live: validate filters (400 before the upgrade), then stream until either side closes."""
+        try:
+            check_known(request.query, Filters.LIVE_PARAMS)
+            filters = Filters.from_query(request.query, time_range=False)
+        except ParamError as exc:
+            raise Problem(400, "invalid query parameter", exc.field, exc.reason) from None
+        if self._stopping.is_set():
+            raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
+        if len(self.clients) >= self.max_clients:
+            raise Problem(
+                503, "unavailable", "server", f"too many live clients (max {self.max_clients})",
+                headers={"Retry-After": "5"},
+            )
+        key = request.get(KEY_RECORD)  # set by the access middleware when auth is on
+        key_id = key.id if key is not None else None
+        per_key = self.app[CONFIG].live_sockets_per_key
+        if key_id is not None and self.sockets_per_key.get(key_id, 0) >= per_key:
+            raise Problem(
+                429, "too many requests", "server", f"this key already holds {per_key} live-tail sockets",
+                headers={"Retry-After": "5"}, kind="rate_limited",
+            )
+        # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
+        await ws.prepare(request)
+        client = _Client(ws, filters, self, key_id)
+        client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
+        self.clients.add(client)
+        self.connected.inc()
+        if key_id is not None:
+            self.sockets_per_key[key_id] = self.sockets_per_key.get(key_id, 0) + 1
+        try:
+            async for msg in ws:  # clients have nothing to say; reading notices their close
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if key_id is not None:
+                self.sockets_per_key[key_id] -= 1
+                if not self.sockets_per_key[key_id]:
+                    del self.sockets_per_key[key_id]
+            await self._drop(client)
+        return ws
+
+    async def _drop(
+        self, client: _Client, *, code: int = 1001, message: bytes = b"server shutting down"
+    ) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            self.connected.dec()
+        if client.sender is not None:
+            client.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await client.sender
+        if not client.ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    client.ws.close(code=code, message=message), CLOSE_TIMEOUT
+                )
+
+    async def close_clients(self, _app: web.Application | None = None) -> None:
+        """on_shutdown: refuse new clients and close every WebSocket (1001 going away), each bounded."""
+        self._stopping.set()
+        await asyncio.gather(*(self._drop(client) for client in list(self.clients)))
+
+    async def stop(self) -> None:
+        """Cleanup: end the subscription and its retry loop."""
+        self._stopping.set()
+        for task in (self._task, self._key_watch):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        await self.close_clients()
+
+
+_NO_FILTERS = Filters()
+
+LIVE: web.AppKey[LiveHub] = web.AppKey("oglog_live", LiveHub)
+
+
+async def _live_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[LIVE]
+    await hub.start()
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+def setup(app: web.Application) -> None:
+    """Add GET /ws/live (needs the broker context registered before this)."""
+    hub = LiveHub(app)
+    app[LIVE] = hub
+    app.cleanup_ctx.append(_live_ctx)
+    app.on_shutdown.append(hub.close_clients)
+    app.router.add_get("/ws/live", hub.serve)

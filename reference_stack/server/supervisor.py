@@ -1,0 +1,392 @@
+"""Single-node supervisor: run one `create_app` in this process until SIGINT/SIGTERM, then shut down cleanly.
+
+`run_stack` (`oglog stack up`, `oglog demo`) also starts nats-server as a child (unless given a NATS URL) and
+keeps storage in chDB under the data dir. `run_roles` (`oglog serve`) runs the roles of a config read from the
+environment. Both:
+
+* take an exclusive lock (flock) on what only one process may own (the data dir; a chDB path), so a second
+  instance fails with a clear message instead of corrupting a store. The kernel drops the lock when the
+  process dies, even by `kill -9`, so a restart is never blocked by a stale lock file;
+* stop in order on the first SIGINT/SIGTERM: stop accepting connections, close live-tail sockets, let
+  in-flight requests finish, let the processor flush and ack its batch (bounded by SHUTDOWN_TIMEOUT), close
+  storage and NATS, and stop nats-server last. A second signal exits at once: nothing accepted is lost even
+  then, because JetStream keeps every batch the processor has not acked and redelivers it on the next start.
+
+nats-server is tied to this process with PR_SET_PDEATHSIG (natsd.py) and restarted with backoff when it dies
+while the stack runs (healing.py; past its retries the stack stops with exit status 1). Its pid is recorded
+under the data dir so that, if a `kill -9` left it still shutting down, the next start waits for it (and kills
+it past a deadline) before reusing the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ..auth import startup as auth
+from ..auth.redact import redact
+from ..broker.natsd import NatsServer
+from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
+from ..http.app import create_app
+from .healing import NatsKeeper
+from .workers import WorkerPool, check_port_free, internal_socket_path
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "ORPHAN_WAIT",
+    "StackError",
+    "StackOptions",
+    "run_roles",
+    "run_stack",
+]
+
+log = logging.getLogger("oglogstream.stack.supervisor")
+
+DEFAULT_DATA_DIR = "./oglog-data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+#: How long a start waits for a nats-server left by a killed supervisor to exit before killing it.
+ORPHAN_WAIT = 10.0
+#: Added to SHUTDOWN_TIMEOUT for closing storage and NATS after the processor's flush.
+SHUTDOWN_MARGIN = 10.0
+_LOCK_NAME = "oglog.lock"
+_NATS_PID_NAME = "nats-server.pid"
+
+
+class StackError(RuntimeError):
+    """The stack could not start (port in use, data dir locked, ...): reported as one line, exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StackOptions:
+    """`oglog stack up` flags. `nats_url`/`clickhouse_url` None means the embedded nats-server / chDB."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    nats_url: str | None = None
+    clickhouse_url: str | None = None
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    log_level: str = "info"
+    #: Access control (docs/security.md): keys come from `keys_file` (default `<data_dir>/keys.json`,
+    #: `oglog keys create`) and `api_keys` (`["SCOPES:KEY", ...]`, from OGLOG_API_KEYS).
+    require_auth: bool = False
+    insecure: bool = False
+    keys_file: str | None = None
+    api_keys: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    #: Ingestion processes sharing the port (workers.py); 0 or 1 runs every role in this one process.
+    ingest_workers: int = 0
+
+    def config(self, nats_url: str) -> StackConfig:
+        """The StackConfig for all roles in one process (raises ValueError naming the bad field)."""
+        if self.ingest_workers < 0:
+            raise ValueError(f"ingest_workers: must be >= 0, got {self.ingest_workers}")
+        dsn = self.clickhouse_url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        return StackConfig(
+            roles=ROLES,
+            host=self.host,
+            http_port=self.port,
+            nats_url=nats_url,
+            clickhouse_dsn=dsn,
+            retention_days=self.retention_days,
+            shutdown_timeout=self.shutdown_timeout,
+            log_level=self.log_level,
+            require_auth=self.require_auth,
+            insecure=self.insecure,
+            keys_file=self.keys_file or str((self.data_dir / "keys.json").resolve()),
+            api_keys=self.api_keys,
+            allowed_hosts=self.allowed_hosts,
+            allowed_origins=self.allowed_origins,
+        )
+
+
+# -- locks and leftovers ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str, remedy: str = "stop it first") -> Iterator[None]:
+    """Hold an flock on `path` for the block; StackError (`{what} is in use ...; {remedy}`) if another live
+    process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StackError(
+                f"{what} is in use by another oglog process (pid {holder}); {remedy}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, which an init that does not reap may leave behind, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def reap_orphan_nats(store_dir: Path, *, wait: float = ORPHAN_WAIT) -> None:
+    """If a previous supervisor died by SIGKILL, its nats-server got SIGTERM from the kernel and may still be
+    flushing the store: wait for it, then SIGKILL it past `wait`. Only a nats-server on this store is touched.
+    """
+    pid_file = store_dir / _NATS_PID_NAME
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    cmdline = _cmdline(pid)
+    if _alive(pid) and "nats-server" in cmdline and str(store_dir) in cmdline:
+        log.warning("waiting for nats-server %d left by a previous run to exit", pid)
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + wait
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+
+
+# -- running -----------------------------------------------------------------------------------------------
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else (f"[{host}]" if ":" in host else host)
+
+
+def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
+    """Tell the operator where everything is."""
+    base = f"http://{_display_host(config.host)}:{config.http_port}"
+    lines = [f"OgLogStream {'+'.join(config.roles)} listening on {base}"]
+    if "ingest" in config.roles:
+        lines.append(f"  ingest     POST {base}/log   POST {base}/logs   POST {base}/v1/logs (OTLP)")
+    if "query" in config.roles:
+        lines.append(f"  dashboard  {base}/")
+        lines.append(f"  query      {base}/api/logs   {base}/api/stats   {base}/api/histogram")
+        lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
+    lines.append(f"  health     {base}/health   metrics {base}/metrics")
+    lines.append(f"  auth       {auth.describe(config)}")
+    # Credentials in a DSN or NATS URL stay out of the banner (terminals, CI logs, journald keep it).
+    # An ingest-only process never opens storage: announcing one would send people looking in the wrong place.
+    uses_storage = "process" in config.roles or "query" in config.roles
+    storage = f"   storage {redact(config.clickhouse_dsn)}" if uses_storage else ""
+    lines.append(f"  nats       {redact(config.nats_url)}{storage}")
+    if extra:
+        lines.append(extra)
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), file=out, flush=True)
+
+
+def listen_error(config: StackConfig, exc: OSError) -> str:
+    """One line for a port that cannot be bound; a port in use names the way to pick another."""
+    line = f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE:
+        line += " (another stack running? pick another port: --port N, or HTTP_PORT for `oglog serve`)"
+    return line
+
+
+async def serve(
+    config: StackConfig,
+    *,
+    out: TextIO = sys.stdout,
+    on_ready: Callable[[str], None] | None = None,
+    before_shutdown: Callable[[], None] | None = None,
+    keeper: NatsKeeper | None = None,
+    workers: WorkerPool | None = None,
+) -> None:
+    """Run `create_app(config)` until SIGINT/SIGTERM; `on_ready(base_url)` runs once it listens, and the
+    blocking `before_shutdown()` (in a thread) while it still serves, e.g. to flush a demo's handler.
+    `keeper` restarts the bundled nats-server; if it gives up, the stack shuts down and StackError says why.
+    With `workers`, this process listens on their Unix socket and they own the public port (workers.py); they
+    are drained before this process's own shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    gave_up: list[str] = []
+
+    def first_signal() -> None:
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, second_signal)
+
+    def second_signal() -> None:
+        print("second signal: exiting now (unacked batches stay in JetStream)", file=out, flush=True)
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first_signal)
+
+    app = create_app(config)
+    # aiohttp waits this long for in-flight requests after it stops accepting new connections.
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout
+    )
+    try:
+        await runner.setup()
+        site: web.BaseSite = web.TCPSite(runner, config.host, config.http_port)
+        if workers is not None:
+            site = web.UnixSite(runner, str(workers.socket_path))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StackError(listen_error(config, exc)) from None
+        if workers is None and config.http_port == 0:
+            # `--port 0`: the kernel picked the port; the banner and on_ready must name the one bound.
+            config = dataclasses.replace(config, http_port=int(runner.addresses[0][1]))
+        extra = ""
+        if workers is not None:
+            try:
+                await workers.start()
+            except RuntimeError as exc:
+                raise StackError(str(exc)) from None
+            pooled = asyncio.create_task(workers.watch(stop), name="oglog-ingest-workers")
+            pooled.add_done_callback(lambda task: _give_up(task, gave_up, stop))
+            extra = f"  ingestion  {workers.count} worker processes (pids {workers.pids})"
+        print_urls(config, out, extra=extra)
+        if on_ready is not None:
+            on_ready(f"http://{_display_host(config.host)}:{config.http_port}")
+        if keeper is not None:
+            watching = asyncio.create_task(keeper.watch(stop), name="oglog-nats-keeper")
+            watching.add_done_callback(lambda task: _give_up(task, gave_up, stop))
+        await stop.wait()
+        print("shutting down: draining in-flight batches...", file=out, flush=True)
+        if before_shutdown is not None:
+            await asyncio.to_thread(before_shutdown)
+    finally:
+        if workers is not None:
+            await workers.stop()  # their in-flight requests may still need this process's socket
+        try:
+            await asyncio.wait_for(runner.cleanup(), 2 * config.shutdown_timeout + SHUTDOWN_MARGIN)
+        except asyncio.TimeoutError:
+            log.error(
+                "shutdown did not finish in time; unacked batches will be redelivered on the next start"
+            )
+    print("stopped", file=out, flush=True)
+    if gave_up:
+        raise StackError(gave_up[0])
+
+
+def _give_up(task: asyncio.Task[str | None], gave_up: list[str], stop: asyncio.Event) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    reason = f"{task.get_name()} failed: {type(exc).__name__}: {exc}" if exc else task.result()
+    if reason:
+        gave_up.append(reason)
+        stop.set()
+
+
+def run_stack(
+    options: StackOptions,
+    *,
+    out: TextIO = sys.stdout,
+    on_ready: Callable[[str], None] | None = None,
+    before_shutdown: Callable[[], None] | None = None,
+) -> None:
+    """`oglog stack up`: nats-server (unless `options.nats_url`) + every role in this process, until a signal.
+
+    Raises ValueError (bad option, naming it) or StackError (could not start)."""
+    data_dir = options.data_dir.resolve()
+    options.config("nats://127.0.0.1:4222")  # validate every option before touching anything
+    try:
+        # 0700: the data dir holds every log (chDB files), the keys file and the NATS token; other local
+        # users must not read them. Created so here (an existing directory keeps the mode its owner chose).
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if options.clickhouse_url is None:
+            (data_dir / "clickhouse").mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
+    with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}",
+                        "stop it, or pass --data-dir DIR (and --port N) to run a second stack"):
+        nats: NatsServer | None = None
+        keeper: NatsKeeper | None = None
+        nats_url = options.nats_url
+        if nats_url is None:
+            store = data_dir / "nats"
+            reap_orphan_nats(store)
+            # Started from the main thread: PR_SET_PDEATHSIG fires when the forking *thread* exits.
+            try:
+                # A fresh token per start: any local user can reach 127.0.0.1 (natsd.py); every role and
+                # ingest worker gets it inside nats_url.
+                nats = NatsServer(store, token=secrets.token_hex(32)).start()
+            except (OSError, RuntimeError) as exc:
+                raise StackError(f"cannot start nats-server: {exc}") from None
+            pid_file = store / _NATS_PID_NAME
+            pid_file.write_text(f"{nats.process.pid if nats.process else ''}\n")
+            nats_url = nats.url
+            keeper = NatsKeeper(nats, on_restart=lambda pid: pid_file.write_text(f"{pid}\n"))
+        try:
+            config = options.config(nats_url)
+            workers: WorkerPool | None = None
+            if options.ingest_workers > 1:
+                try:
+                    port = check_port_free(config.host, config.http_port)
+                except OSError as exc:
+                    raise StackError(listen_error(config, exc)) from None
+                config = dataclasses.replace(config, http_port=port)
+                workers = WorkerPool(config, internal_socket_path(data_dir), options.ingest_workers)
+            asyncio.run(
+                serve(
+                    config,
+                    out=out,
+                    on_ready=on_ready,
+                    before_shutdown=before_shutdown,
+                    keeper=keeper,
+                    workers=workers,
+                )
+            )
+        finally:
+            if nats is not None:
+                nats.stop()  # last: the processor has acked everything it stored
+                (data_dir / "nats" / _NATS_PID_NAME).unlink(missing_ok=True)
+
+
+def run_roles(config: StackConfig, *, out: TextIO = sys.stdout) -> None:
+    """`oglog serve ROLE...`: the roles of `config` in this process (NATS, ClickHouse external or chDB)."""
+    lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    parts = urlsplit(config.clickhouse_dsn)
+    if parts.scheme == "chdb" and ("process" in config.roles or "query" in config.roles):
+        path = Path(parts.path or ".").resolve()
+        lock = exclusive_lock(path.with_name(path.name + ".lock"), f"chDB store {path}")
+    with lock:
+        asyncio.run(serve(config, out=out))

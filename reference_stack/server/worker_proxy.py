@@ -1,0 +1,199 @@
+"""What an ingest worker does with a request that is not ingestion: pass it to the supervisor.
+
+`oglog stack up --ingest-workers N` (workers.py) puts N ingest-only processes on the public port. The kernel
+(SO_REUSEPORT) hands each new connection to one of them, so any of them may receive a query, a live-tail
+WebSocket, the dashboard, /health or /metrics. Those belong to the supervisor process (chDB admits one process
+per store), which listens on a Unix socket under the data dir. `install(app, socket_path)` adds an outermost
+middleware to the worker's `create_app` app: the ingestion paths (INGEST_PATHS) are served in the worker,
+everything else is streamed to the supervisor unchanged (method, path and query, headers but hop-by-hop ones,
+body, status, response headers and body; a WebSocket is relayed frame by frame), with the client's address in
+X-Forwarded-For. Authentication and rate limits of proxied routes are therefore the supervisor's. GET
+/metrics is answered by the worker: its own registry and every other process's, labelled (worker_metrics).
+
+Errors: the supervisor unreachable -> 502 problem+json (`{"error", "details": [{"field", "reason"}]}`);
+a WebSocket the supervisor refuses -> the supervisor's own answer (status and body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from ..http.boundary import Problem, problem_response
+from ..http.metrics import CONTENT_TYPE_LATEST
+from . import worker_metrics
+
+__all__ = ["INGEST_PATHS", "PROXY_CONNECT_TIMEOUT", "install"]
+
+log = logging.getLogger("oglogstream.stack.workers")
+
+#: Paths an ingest worker answers itself (every method: a wrong one gets the worker's own 405).
+INGEST_PATHS = frozenset({"/log", "/logs", "/v1/logs"})
+#: How long a worker waits to connect to the supervisor's socket before answering 502.
+PROXY_CONNECT_TIMEOUT = 5.0
+#: Frames relayed in one direction of a proxied WebSocket are capped like the live tail's own (64 KiB).
+_WS_MAX_MSG = 64 * 1024
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+_SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("oglog_proxy_session", aiohttp.ClientSession)
+_SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey(
+    "oglog_proxy_ws", weakref.WeakSet[web.WebSocketResponse]
+)
+_PLACE: web.AppKey[tuple[Path, int, int]] = web.AppKey("oglog_proxy_place", tuple)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def install(app: web.Application, socket_path: Path, *, index: int = 0, workers: int = 1) -> None:
+    """Make `app` (an ingest-only `create_app` app, not started) relay non-ingest paths to `socket_path`;
+    it is worker `index` of `workers` (GET /metrics gathers them all, see worker_metrics)."""
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.UnixConnector(path=str(socket_path), limit=0)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=PROXY_CONNECT_TIMEOUT)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        ) as session:
+            app[_SESSION] = session
+            yield
+
+    async def close_sockets(app: web.Application) -> None:
+        # A relayed live tail would hold the worker's shutdown for the whole shutdown timeout.
+        sockets: weakref.WeakSet[web.WebSocketResponse] = app[_SOCKETS]
+        for ws in list(sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+    app[_SOCKETS] = weakref.WeakSet()
+    app[_PLACE] = (socket_path, index, workers)
+    app.cleanup_ctx.append(session_ctx)
+    app.on_shutdown.append(close_sockets)
+    app.middlewares.insert(0, _proxy_middleware)
+
+
+@web.middleware
+async def _proxy_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    internal = isinstance(request.transport.get_extra_info("sockname") if request.transport else None, str)
+    if request.path in INGEST_PATHS or internal:  # internal: another worker gathering /metrics
+        return await handler(request)
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers["Host"] = request.host  # the supervisor checks it as if the client had connected to it
+    if request.path == "/metrics" and request.method == "GET":
+        return await _gather_metrics(request, handler, headers)
+    session = request.app[_SESSION]
+    forwarded = request.headers.get("X-Forwarded-For")
+    client = request.remote or ""
+    headers["X-Forwarded-For"] = f"{forwarded}, {client}" if forwarded else client
+    url = f"http://oglog-supervisor{request.rel_url}"
+    try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _relay_websocket(request, session, url, headers)
+        return await _relay_http(request, session, url, headers)
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        log.error("ingest worker: supervisor unreachable for %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            Problem(502, "supervisor unreachable", "path", f"{type(exc).__name__}: {exc}", kind="unavailable")
+        )
+
+
+async def _gather_metrics(
+    request: web.Request, handler: _Handler, headers: dict[str, str]
+) -> web.StreamResponse:
+    own = await handler(request)  # through this worker's own middlewares (access control) first
+    if own.status != 200 or not isinstance(own, web.Response) or not isinstance(own.body, bytes):
+        return own
+    socket_path, index, workers = request.app[_PLACE]
+    headers.pop("Accept-Encoding", None)
+    body = await worker_metrics.gather(
+        socket_path, workers, own_index=index, own=own.body.decode(), headers=headers
+    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _relay_http(
+    request: web.Request, session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> web.StreamResponse:
+    body = request.content if request.body_exists else None
+    async with session.request(
+        request.method, url, headers=headers, data=body, allow_redirects=False
+    ) as upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in _HOP_BY_HOP:
+                response.headers.add(key, value)
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The CLIENT went away mid-answer (aiohttp's ClientConnectionResetError, "Cannot write to closing
+            # transport"): the supervisor is fine, so this is not the "supervisor unreachable" error below.
+            log.debug("ingest worker: client left during %s %s", request.method, request.path)
+        return response
+
+
+async def _relay_websocket(
+    request: web.Request, session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> web.StreamResponse:
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
+        headers.pop(name, None)  # ws_connect makes its own handshake with the supervisor
+    # Browsers send their key as a subprotocol (auth/middleware.py): offer the same list upstream and select
+    # back what the supervisor selected, or the browser fails the handshake.
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
+    try:
+        upstream = await session.ws_connect(
+            url, headers=headers, protocols=protocols, max_msg_size=_WS_MAX_MSG, autoping=True
+        )
+    except aiohttp.WSServerHandshakeError:
+        # Refused before the upgrade (bad filters, auth): the same GET without the upgrade gets the
+        # supervisor's answer with its body, which ws_connect does not keep.
+        return await _relay_http(request, session, url, headers)
+    async with upstream:
+        selected = (upstream.protocol,) if upstream.protocol else ()
+        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=True, protocols=selected)
+        await ws.prepare(request)
+        request.app[_SOCKETS].add(ws)
+        down = asyncio.create_task(_pump(upstream, ws))
+        up = asyncio.create_task(_pump(ws, upstream))
+        try:
+            await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (down, up):
+                task.cancel()
+            await asyncio.gather(down, up, return_exceptions=True)
+            code = upstream.close_code or aiohttp.WSCloseCode.OK
+            await ws.close(code=code)
+            await upstream.close()
+        return ws
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+) -> None:
+    async for msg in source:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        else:
+            return

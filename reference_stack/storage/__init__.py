@@ -1,0 +1,1 @@
+"""ClickHouse storage (chDB or a server): the `logs` table, its client and its versioned migrations."""
