@@ -30,20 +30,17 @@ from ._capture import (
     render,
     render_failed,
 )
+from ._entry_attrs import NAME_CACHE_SIZE, AttributeFragments
 from ._entry_struct import EMPTY_MESSAGE, MAX_CREATED, MESSAGE_FAST_CHARS, MIN_CREATED, encode_struct
 from ._entry_values import (
     _BASE_KEYS,
     _INT64_MAX,
     _INT64_MIN,
-    _LINKS,
     _SKIPPED_KEYS,
-    _STANDARD_KEYS,
     DROPPED_ATTRIBUTES_KEY,
-    _attributes,
     _encode_str,
     _exception_field,
     _format_exception,
-    _key,
     _safe_str,
     _value_json,
     level_for_name,
@@ -72,14 +69,13 @@ __all__ = [
     "span_links",
 ]
 
-_NAME_CACHE_SIZE = 4096
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
 _TWO_EXTRA = RECORD_BASE_KEYS + 2
 #: "000".."999": the microseconds of a timestamp as two table lookups.
 _DIGITS = tuple(f"{n:03d}" for n in range(1000))
 
 
-class EntryEncoder:
+class EntryEncoder(AttributeFragments):
     """Builds NDJSON lines for one process: service/host/pid are fixed, ids are prefix + counter.
 
     Ids are a random per-encoder prefix plus a counter, so they are unique across processes (a forked
@@ -87,6 +83,7 @@ class EntryEncoder:
     """
 
     def __init__(self, service: str) -> None:
+        super().__init__()
         host = clip_chars(socket.gethostname(), _wire.MAX_SHORT_FIELD_CHARS)
         self._static = (
             f'"service":{_encode_str(service)},'
@@ -98,7 +95,6 @@ class EntryEncoder:
         self._names: dict[str, str] = {}
         self._threads: dict[str, str] = {}
         self._levels: dict[object, str] = {}
-        self._key_prefixes: dict[object, str] = {}
         self._second = -1
         self._second_text = ""
         # Fast path of encode_captured (the common record shape), filled by the general path:
@@ -106,8 +102,6 @@ class EntryEncoder:
         self._heads: dict[object, str] = {}
         self._tails: dict[tuple[object, object], str] = {}
         self._id_head = f'{{"id":"{self._prefix}'
-        self._attribute_heads: dict[object, str] = {}
-        self._attribute_pairs: dict[tuple[object, object], tuple[str, str]] = {}
         self._stamp_second = -1
         self._stamp = ""
 
@@ -117,19 +111,10 @@ class EntryEncoder:
         if fragment is None:
             clipped = clip_chars(name, _wire.MAX_SHORT_FIELD_CHARS)
             fragment = f',"{field}":{_encode_str(clipped)}' if clipped else ""
-            if len(cache) >= _NAME_CACHE_SIZE:
+            if len(cache) >= NAME_CACHE_SIZE:
                 cache.clear()
             cache[name] = fragment
         return fragment
-
-    def _links(self, extras: dict[str, object]) -> str:
-        out = ""
-        for name in _LINKS:
-            value = extras.get(name)
-            if type(value) is str and value:
-                del extras[name]
-                out += f',"{name}":{_encode_str(clip_chars(value, _wire.MAX_SHORT_FIELD_CHARS))}'
-        return out
 
     def encode_record(
         self, record: logging.LogRecord, context: Mapping[str, object] | None = None, span: object = None
@@ -298,7 +283,7 @@ class EntryEncoder:
             thread = self._short(self._threads, "thread", thread_name)
         if type(name) is str and type(thread_name) is str and thread_name:  # the fast path's key
             tails = self._tails
-            if len(tails) >= _NAME_CACHE_SIZE:
+            if len(tails) >= NAME_CACHE_SIZE:
                 tails.clear()
             tails[(name, thread_name)] = logger + thread
         links = attributes = ""
@@ -319,89 +304,6 @@ class EntryEncoder:
         )
         # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
         return line.encode("utf-8", "replace")
-
-    def _record_attributes(
-        self, state: dict[str, Any], context: Mapping[str, object] | None
-    ) -> tuple[str, str]:
-        """(links, attributes) fragments from a record's extra fields and the context."""
-        if context:
-            return self._record_attributes_merged(state, context)
-        parts: list[str] = []
-        prefixes = self._key_prefixes
-        try:
-            # LogRecord.__init__ sets its own attributes first, so `extra=` fields (and attributes a record
-            # factory adds) are at the end of the dict: walk back from the end to the first base attribute
-            # instead of diffing every key. (Formatter leftovers such as `message` are skipped on the way.)
-            for key in reversed(state):
-                if key in _SKIPPED_KEYS:
-                    if key in _BASE_KEYS:
-                        break
-                    if key in _LINKS:
-                        return self._record_attributes_merged(state, context)
-                    continue
-                value = state[key]
-                kind = type(value)
-                if kind is str and len(value) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS:
-                    value_json = _encode_str(value)
-                elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
-                    value_json = int.__repr__(value)
-                else:
-                    value_json = _value_json(value)
-                prefix = prefixes.get(key)
-                if prefix is None:
-                    prefix = self._key_prefix(key)
-                parts.append(prefix + value_json)
-        except (RuntimeError, KeyError):  # another thread changed the record meanwhile
-            return self._record_attributes_merged(state, context)
-        if not parts:
-            return "", ""
-        if len(parts) > _wire.MAX_ATTRIBUTES:
-            return self._record_attributes_merged(state, context)
-        if len(parts) > 1:
-            parts.reverse()  # collected from the end: restore the order the app wrote them in
-        return "", f',"attributes":{{{",".join(parts)}}}'
-
-    def _attribute_head(self, key: object) -> str:
-        """`,"attributes":{"key":` for a record's only attribute, cached."""
-        prefix = self._key_prefixes.get(key)
-        if prefix is None:
-            prefix = self._key_prefix(key)
-        heads = self._attribute_heads
-        if len(heads) >= _NAME_CACHE_SIZE:
-            heads.clear()
-        heads[key] = head = f',"attributes":{{{prefix}'
-        return head
-
-    def _attribute_pair(self, first: object, second: object) -> tuple[str, str]:
-        """(`,"attributes":{"first":`, `,"second":`) for a record's only two attributes, cached."""
-        pairs = self._attribute_pairs
-        if len(pairs) >= _NAME_CACHE_SIZE:
-            pairs.clear()
-        prefix = self._key_prefixes.get(second) or self._key_prefix(second)
-        pair = (self._attribute_head(first), f",{prefix}")
-        pairs[(first, second)] = pair
-        return pair
-
-    def _key_prefix(self, key: object) -> str:
-        """`"key":` for an attribute key (cut to the wire limit), cached."""
-        prefix = f"{_encode_str(_key(key))}:"
-        if len(self._key_prefixes) >= _NAME_CACHE_SIZE:
-            self._key_prefixes.clear()
-        self._key_prefixes[key] = prefix
-        return prefix
-
-    def _record_attributes_merged(
-        self, state: dict[str, Any], context: Mapping[str, object] | None
-    ) -> tuple[str, str]:
-        """The general case: context + extras (extras win), trace/span links, the attribute-count bound."""
-        snapshot = list(state.items())  # atomic: no Python code runs while the list is built
-        extras = {key: value for key, value in snapshot[RECORD_BASE_KEYS:] if key not in _STANDARD_KEYS}
-        if any(key not in _STANDARD_KEYS for key, _ in snapshot[:RECORD_BASE_KEYS]):  # an unusual record
-            extras = {key: value for key, value in snapshot if key not in _STANDARD_KEYS}
-        links = self._links(extras)
-        pairs: list[tuple[object, object]] = list(context.items()) if context else []
-        pairs.extend(extras.items())
-        return links, _attributes(pairs)
 
     def encode_struct(
         self, item: StructEvent, context: Mapping[str, object] | None, span: object = None

@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import sys
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -55,6 +56,19 @@ _CREATED = st.one_of(
     st.floats(min_value=0.0, max_value=10413791999.0),
     st.sampled_from([1764438000.9999999, 1764438000.0, -1.0, float("nan"), 1e12]),
 )
+
+
+_CONTEXTS = st.one_of(
+    st.none(),
+    st.dictionaries(_KEY, _VALUE, max_size=3),
+    st.sampled_from([
+        {"request_id": "3f2a9c1e"},
+        {"user_id": 7, "request_id": "r"},  # an extra= user_id overrides it, in its place
+        {"trace_id": "abc", "items": [1, 2]},  # a mutable value: never cached
+        {f"k{i}": i for i in range(63)},  # at the attribute bound with one extra
+        {"k" * 200: "cut key"},
+    ]),
+).map(lambda context: None if context is None else MappingProxyType(context))
 
 
 def _exc_info() -> tuple[Any, Any, Any]:
@@ -136,10 +150,11 @@ _PLAIN_KEY = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, ma
     thread=st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
     created=st.floats(min_value=0.0, max_value=10413791999.0),
     repeat=st.integers(min_value=1, max_value=3),
+    context=st.one_of(st.none(), st.dictionaries(_PLAIN_KEY, _PLAIN_VALUE, min_size=1, max_size=3)),
 )
 def test_ordinary_records_equal_the_entry_built_with_json_dumps(
     message: str, number: int, extra: dict[str, Any], level: int, name: str, thread: str, created: float,
-    repeat: int,
+    repeat: int, context: dict[str, Any] | None,
 ) -> None:
     """For ordinary records (short text, int64, finite floats, bools) every encoding, cold or warm, is the
     entry a plain `json.dumps` of its fields gives, attributes in the order the application wrote them."""
@@ -155,20 +170,44 @@ def test_ordinary_records_equal_the_entry_built_with_json_dumps(
         "message": f"{message} #{number}",
         **({"logger": name} if name else {}),
         "thread": thread or str(record.thread),  # an unnamed thread is shipped as its ident
-        **({"attributes": extra} if extra else {}),
     }
+    attributes = {**(context or {}), **extra}  # extras win over the bound context
+    if attributes:
+        expected["attributes"] = attributes
     encoder = EntryEncoder("svc")
     for _ in range(repeat + 1):
-        line = encoder.encode_captured(capture(record, None))
+        bound = None if context is None else MappingProxyType(context)
+        line = encoder.encode_captured(capture(record, bound))
         entry = json.loads(line)
         assert re.match(wire.ID_PATTERN, entry.pop("id"))
         assert entry == expected
         assert list(entry) == list(expected)
-        assert list(entry.get("attributes", {})) == list(extra)
-        for key, value in extra.items():  # 1 and 1.0 and True compare equal: the JSON types must match too
+        assert list(entry.get("attributes", {})) == list(attributes)
+        # 1 and 1.0 and True compare equal: the JSON types must match too.
+        for key, value in attributes.items():
             assert type(entry["attributes"][key]) is type(value)
             if isinstance(value, float):
                 assert math.copysign(1, entry["attributes"][key]) == math.copysign(1, value)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extra=st.dictionaries(_KEY, _VALUE, max_size=3), context=_CONTEXTS, again=st.booleans())
+def test_context_fast_path_equals_the_merge_rule(
+    extra: dict[str, Any], context: MappingProxyType[str, Any] | None, again: bool
+) -> None:
+    """With a bound context (every request under the Django/Flask integrations) the attributes and links,
+    encoded with the context's cached body (first record or a later one), are the general merge's text:
+    context first, extras after, an extra overriding a context key in its place, links and bounds applied."""
+    record = _record("m", (), extra, logging.INFO, "app", "Main", 1764438000.5, False, None)
+    encoder = EntryEncoder("svc")
+    if again:
+        other = _record("m", (), {}, logging.INFO, "app", "Main", 1764438000.5, False, None)
+        encoder._record_attributes(other.__dict__, context)  # the context is cached before this record
+    assert encoder._record_attributes(record.__dict__, context) == encoder._record_attributes_merged(
+        record.__dict__, context
+    )
+    line = encoder.encode_captured(capture(record, context))
+    assert _after_id(line) == _after_id(EntryEncoder("svc").encode_captured(capture(record, context)))
 
 
 def test_microsecond_table_spells_every_value_like_format() -> None:
