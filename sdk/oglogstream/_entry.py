@@ -34,6 +34,7 @@ from ._entry_attrs import NAME_CACHE_SIZE, AttributeFragments
 from ._entry_struct import EMPTY_MESSAGE, MAX_CREATED, MESSAGE_FAST_CHARS, MIN_CREATED, encode_struct
 from ._entry_values import (
     _BASE_KEYS,
+    _DIGITS,
     _INT64_MAX,
     _INT64_MIN,
     _SKIPPED_KEYS,
@@ -71,8 +72,6 @@ __all__ = [
 
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
 _TWO_EXTRA = RECORD_BASE_KEYS + 2
-#: "000".."999": the microseconds of a timestamp as two table lookups.
-_DIGITS = tuple(f"{n:03d}" for n in range(1000))
 
 
 class EntryEncoder(AttributeFragments):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import wire as _wire
 from ._capture import StructEvent
 from ._entry_values import (
+    _DIGITS,
     _LINKS,
     _STRUCT_RESERVED,
     _attributes,
@@ -20,6 +21,7 @@ from ._entry_values import (
     _format_exception,
     _parse_timestamp,
     _safe_str,
+    _value_json,
     level_for_name,
     span_links,
 )
@@ -63,12 +65,13 @@ def encode_struct(
     if span is not None and not links:
         links = span_links(span)
     text = event.get("exception")
-    exception_text = text if isinstance(text, str) else _format_exception(item.exc_info)
+    if isinstance(text, str):
+        exception_text = text
+    else:
+        exception_text = _format_exception(item.exc_info) if item.exc_info else ""
     stack = event.get("stack")
     if isinstance(stack, str) and stack:
         exception_text = f"{exception_text}\n{stack}" if exception_text else stack
-    pairs: list[tuple[object, object]] = list(context.items()) if context else []
-    pairs.extend(rest.items())
     return _line(
         encoder,
         created,
@@ -78,8 +81,29 @@ def encode_struct(
         encoder._short(encoder._threads, "thread", item.thread),
         _exception_field(exception_text),
         links,
-        _attributes(pairs),
+        _struct_attributes(encoder, context, rest),
     )
+
+
+def _struct_attributes(
+    encoder: EntryEncoder, context: Mapping[str, object] | None, rest: dict[str, object]
+) -> str:
+    """`,"attributes":{...}` of an event: the context's pairs, then the event's (which win). Without a context
+    and with keys the wire keeps whole, the same text from the encoder's cached `"key":` openings."""
+    if not context and len(rest) <= _wire.MAX_ATTRIBUTES:
+        prefixes = encoder._key_prefixes
+        parts = []
+        for key, value in rest.items():
+            if type(key) is not str or not 0 < len(key) <= _wire.MAX_ATTRIBUTE_KEY_CHARS:
+                return _attributes(list(rest.items()))  # cut keys may collide: the merge rule decides
+            prefix = prefixes.get(key)
+            if prefix is None:
+                prefix = encoder._key_prefix(key)
+            parts.append(prefix + _value_json(value))
+        return f',"attributes":{{{",".join(parts)}}}' if parts else ""
+    pairs: list[tuple[object, object]] = list(context.items()) if context else []
+    pairs.extend(rest.items())
+    return _attributes(pairs)
 
 
 def _line(
@@ -103,8 +127,10 @@ def _line(
         f'"level":"{level}",{encoder._static}"message":{_encode_str(message)}'
         f"{logger}{thread}{exception}{links}{attributes}}}\n"
     )
-    # Lone surrogates (from bad decoding upstream) become "?": the body must be valid UTF-8.
-    return line.encode("utf-8", "replace")
+    try:
+        return line.encode()  # the strict codec is the fastest; it fails only on a lone surrogate
+    except UnicodeEncodeError:  # (from bad decoding upstream): it becomes "?", the body must be UTF-8
+        return line.encode("utf-8", "replace")
 
 
 def _timestamp(encoder: EntryEncoder, created: float) -> str:
@@ -115,4 +141,5 @@ def _timestamp(encoder: EntryEncoder, created: float) -> str:
     if second != encoder._second:
         encoder._second = second
         encoder._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{encoder._second_text}.{min(int((created - second) * 1_000_000), 999_999):06d}Z"
+    micros = min(int((created - second) * 1_000_000), 999_999)
+    return f"{encoder._second_text}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}Z"

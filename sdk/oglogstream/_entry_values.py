@@ -45,6 +45,8 @@ _STRUCT_RESERVED = frozenset(
      "trace_id", "span_id", "_record", "_from_structlog"}
 )
 _LINKS = ("trace_id", "span_id")
+#: "000".."999": a timestamp's microseconds as two table lookups (`"%06d" %` takes 2-3x as long).
+_DIGITS = tuple(f"{n:03d}" for n in range(1000))
 # Keys the fast attribute path does not ship as-is: standard record keys, and links (handled separately).
 _SKIPPED_KEYS = _STANDARD_KEYS | frozenset(_LINKS)
 

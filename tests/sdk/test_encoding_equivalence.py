@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from oglogstream import wire
 from oglogstream._capture import StructEvent, capture
 from oglogstream._entry import _DIGITS, EntryEncoder, rfc3339
-from oglogstream._entry_values import _SKIPPED_KEYS
+from oglogstream._entry_struct import _struct_attributes, _timestamp
+from oglogstream._entry_values import _SKIPPED_KEYS, _attributes
 from oglogstream.wire import level_for_number
 
 # Characters JSON must escape, line separators, astral code points, a lone surrogate (becomes "?").
@@ -208,6 +209,21 @@ def test_context_fast_path_equals_the_merge_rule(
     )
     line = encoder.encode_captured(capture(record, context))
     assert _after_id(line) == _after_id(EntryEncoder("svc").encode_captured(capture(record, context)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rest=st.dictionaries(_KEY, _VALUE, max_size=4), context=_CONTEXTS, created=_CREATED)
+def test_structlog_event_fragments_equal_the_general_rules(
+    rest: dict[str, Any], context: MappingProxyType[str, Any] | None, created: float
+) -> None:
+    """A structlog/asyncio event's attributes (cached key openings) are the merge rule's text, and its
+    timestamp is `rfc3339` (for a `created` in range)."""
+    encoder = EntryEncoder("svc")
+    for _ in range(2):  # cold and warm key caches
+        pairs: list[tuple[object, object]] = [*(context or {}).items(), *rest.items()]
+        assert _struct_attributes(encoder, context, rest) == _attributes(pairs)
+    if 0.0 <= created <= 10413791999.0:
+        assert _timestamp(encoder, created) == rfc3339(created)
 
 
 def test_microsecond_table_spells_every_value_like_format() -> None:
