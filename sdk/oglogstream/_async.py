@@ -23,11 +23,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _diag, _otel
+from ._async_exit import ExitEntry
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
 from ._buffer import intake_limit
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._items import CapturedEvent, Item
+from ._lifecycle import PIPELINES, adopt_sigterm_drain
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
@@ -81,8 +83,14 @@ class AsyncOgLogClient(AsyncSender):
         self._transport: AsyncHttpTransport | None = AsyncHttpTransport(s)
         self._closing = False
         self._pid = os.getpid()
+        #: The thread whose loop runs the sending task (see `_async_exit`).
+        self._loop_thread: int | None = None
         _otel.refresh()
         _CLIENTS.add(self)
+        # Drained with the handlers' pipelines on SIGTERM (and by the multiprocessing finalizer).
+        self._exit_entry = ExitEntry(self)
+        PIPELINES.add(self._exit_entry)
+        adopt_sigterm_drain(s.drain_on_sigterm)
 
     # ------------------------------------------------------------ caller side (never awaits, never raises)
 
@@ -160,6 +168,7 @@ class AsyncOgLogClient(AsyncSender):
                     return  # running here already, or on a loop of another thread (`_signal` reaches it)
                 self._take_over_from_dead_loop()
             self._loop = self._home = loop
+            self._loop_thread = threading.get_ident()
             self._wake = asyncio.Event()
             if self._transport is None:
                 self._transport = AsyncHttpTransport(self.settings)

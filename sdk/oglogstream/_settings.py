@@ -113,6 +113,7 @@ class AsyncOptions(TypedDict, total=False):
     backoff_max: float
     shutdown_timeout: float
     verify: bool | str
+    drain_on_sigterm: bool
 
 
 class Options(AsyncOptions, total=False):
@@ -121,7 +122,6 @@ class Options(AsyncOptions, total=False):
     spool_dir: str | os.PathLike[str] | None
     spool_max_bytes: int
     spool_max_age: float
-    drain_on_sigterm: bool
 
 
 #: Every option's default: the named constants above (`api_key` None means "OGLOG_API_KEY or none").
