@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import sys
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -19,7 +20,7 @@ from oglogstream import wire
 from oglogstream._capture import StructEvent, capture
 from oglogstream._entry import _DIGITS, EntryEncoder, rfc3339
 from oglogstream._entry_struct import _struct_attributes, _timestamp
-from oglogstream._entry_values import _SKIPPED_KEYS, _attributes
+from oglogstream._entry_values import _SKIPPED_KEYS, _attributes, _parse_timestamp
 from oglogstream.wire import level_for_number
 
 # Characters JSON must escape, line separators, astral code points, a lone surrogate (becomes "?").
@@ -224,6 +225,25 @@ def test_structlog_event_fragments_equal_the_general_rules(
         assert _struct_attributes(encoder, context, rest) == _attributes(pairs)
     if 0.0 <= created <= 10413791999.0:
         assert _timestamp(encoder, created) == rfc3339(created)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    odd=st.sampled_from(["", "2026-02-30T00:00:00.000000Z", "2026-11-29T17:00:00.12345\u00b2Z",
+                         "2026-11-29 17:00:00.123456Z", "2026-11-29T17:00:00,123456Z"]),
+)
+def test_structlog_utc_timestamps_parse_like_fromisoformat(moment: datetime, odd: str) -> None:
+    """structlog's UTC text (`...SS.ffffffZ`, the cached-second path) gives exactly the float the general
+    parse gives; other or invalid text the same result as before (a float or None)."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for value in (text, odd):
+        try:
+            expected: float | None = datetime.fromisoformat(value.strip()[:-1] + "+00:00").timestamp()
+        except (ValueError, OverflowError, OSError):
+            expected = None
+        assert _parse_timestamp(value) == expected
+        assert _parse_timestamp(value) == expected  # the cached second
 
 
 def test_microsecond_table_spells_every_value_like_format() -> None:
