@@ -1,0 +1,97 @@
+"""The SDK worker's encoding cost per record shape: CPU µs per entry for stdlib records with 0-2 `extra=`
+fields, with and without a bound context (the Django/Flask integrations bind a request id for every request),
+and structlog events. Run from the project root (about 20 s):
+
+    .venv/bin/python -m benchmarks.sdk_bench_shapes [--sdk DIR]
+
+`--sdk DIR` imports `oglogstream` from DIR instead (e.g. an older revision: `mkdir /tmp/old && git archive
+<commit> sdk | tar -x -C /tmp/old`, then `--sdk /tmp/old/sdk`), to compare two encoders in the same minute.
+Each shape: 5,000 entries encoded by one `EntryEncoder` (caches warm after the first), garbage collector off
+while timing, ROUNDS interleaved rounds; best and median of the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+ENTRIES = 5_000
+ROUNDS = 7
+CONTEXT = MappingProxyType({"request_id": "3f2a9c1e4b7d4e0f"})
+
+
+def shapes() -> dict[str, tuple[str, list[Any]]]:
+    """name -> (encoder method, items)."""
+    from oglogstream._capture import StructEvent
+
+    def records(context: Any, extras: list[str]) -> list[Any]:
+        items = []
+        for i in range(ENTRIES):
+            record = logging.LogRecord("app", logging.INFO, __file__, 1, "request served %d", (i,), None)
+            for key in extras:
+                setattr(record, key, i if key == "user_id" else "/api/items")
+            items.append((record.__dict__, record.msg, record.args, context, None))
+        return items
+
+    def events(timestamp: bool) -> list[Any]:
+        out = []
+        for i in range(ENTRIES):
+            event: dict[str, Any] = {"event": "request served", "user_id": i, "path": "/api/items"}
+            if timestamp:
+                event.update(level="info", logger="app", timestamp=f"2026-11-29T17:00:00.{i:06d}Z")
+            out.append((StructEvent(event, "info", 1764435600.5, "MainThread", None), None))
+        return out
+
+    return {
+        "record, no extra": ("encode_captured", records(None, [])),
+        "record, 2 extras (the burst benchmark's)": ("encode_captured", records(None, ["user_id", "path"])),
+        "record + bound context, no extra": ("encode_captured", records(CONTEXT, [])),
+        "record + bound context, 1 extra": ("encode_captured", records(CONTEXT, ["user_id"])),
+        "record + bound context, 2 extras": ("encode_captured", records(CONTEXT, ["user_id", "path"])),
+        "structlog event, 2 keys": ("encode_struct", events(False)),
+        "structlog event, level/logger/ISO timestamp": ("encode_struct", events(True)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sdk", help="import oglogstream from this directory")
+    args = parser.parse_args()
+    if args.sdk:
+        sys.path.insert(0, args.sdk)
+    import oglogstream
+    from oglogstream._entry import EntryEncoder
+
+    print(f"oglogstream from {oglogstream.__file__}; CPU µs per entry ({ENTRIES:,} entries, {ROUNDS} rounds)")
+    cases = shapes()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    encoder = EntryEncoder("bench")
+    for _ in range(ROUNDS):
+        for name, (method, items) in cases.items():
+            encode: Callable[..., bytes] = getattr(encoder, method)
+            gc.collect()
+            gc.disable()
+            start = time.thread_time()
+            if method == "encode_captured":
+                for item in items:
+                    encode(item)
+            else:
+                for event, context in items:
+                    encode(event, context)
+            times[name].append((time.thread_time() - start) / len(items) * 1e6)
+            gc.enable()
+    for name, values in times.items():
+        print(f"  {name:<46} best {min(values):5.2f}  median {statistics.median(values):5.2f}")
+
+
+if __name__ == "__main__":
+    main()
