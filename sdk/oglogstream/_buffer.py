@@ -15,11 +15,13 @@ from ._capture import RECORD_BASE_KEYS
 from ._items import CapturedEvent
 
 __all__ = [
+    "CONTAINER_ITEM_BYTES",
     "EXTRA_ATTR_BYTES",
     "FORMATTER_KEYS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
     "LARGE_MESSAGE",
+    "MAPPING_ITEM_BYTES",
     "Batch",
     "Pending",
     "extras_bytes",
@@ -147,6 +149,17 @@ LARGE_MESSAGE = 1024
 #: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
 #: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
 EXTRA_ATTR_BYTES = 96
+#: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
+#: entry, on top of EXTRA_ATTR_BYTES: the captured record keeps the object (and so its elements) alive.
+#: Measured with tracemalloc (10,000 elements, tests/sdk/test_sdk_review_memory.py): a list of small ints
+#: 40 B, of short str 67 B, a tuple of floats 32 B per element; a dict of short str to short str 140 B, of
+#: ints 69 B, a set of short str 106 B per entry. Shallow, so O(1) per value: what nested containers hold is
+#: not counted (docs/sdk.md "Overflow").
+CONTAINER_ITEM_BYTES = 72
+MAPPING_ITEM_BYTES = 144
+_SEQUENCES = frozenset({list, tuple})
+_MAPPINGS = frozenset({dict, set, frozenset})
+_BYTES = frozenset({bytes, bytearray})
 
 
 #: Attributes `logging.Formatter.format` adds to a record (see `extras_bytes`).
@@ -155,14 +168,23 @@ FORMATTER_KEYS = frozenset({"message", "asctime"})
 
 def extras_bytes(record_dict: dict[str, Any]) -> int:
     """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
-    and `asctime` left by another handler): EXTRA_ATTR_BYTES each plus the length of str values. O(number of
-    extras): a LogRecord sets its own attributes first, so the extras are the last ones of its `__dict__`."""
+    and `asctime` left by another handler): EXTRA_ATTR_BYTES each, plus the length of str and bytes values
+    and, for containers, CONTAINER_ITEM_BYTES per element (MAPPING_ITEM_BYTES per dict or set entry).
+    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
+    `__dict__`."""
     extra = len(record_dict) - RECORD_BASE_KEYS
     if extra <= 0:
         return 0
     size = extra * EXTRA_ATTR_BYTES
     for value in islice(record_dict.values(), RECORD_BASE_KEYS, None):  # values only: the hot path's cost
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
+            size += len(value)
+        elif kind in _MAPPINGS:
+            size += len(value) * MAPPING_ITEM_BYTES
+        elif kind in _SEQUENCES:
+            size += len(value) * CONTAINER_ITEM_BYTES
+        elif kind in _BYTES:
             size += len(value)
     if "message" in record_dict or "asctime" in record_dict:
         # Set by a handler's Formatter, maybe only after this record was captured and charged: never

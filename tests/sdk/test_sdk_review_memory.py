@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from oglogstream import OgLogHandler
@@ -60,3 +60,38 @@ def test_a_typical_message_is_not_slowed_or_refused(
     stats = stuck_handler.stats()
     assert stats.dropped == {}
     assert stats.queued == 50_000
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: list(range(10_000, 20_000)), id="list of ints"),
+        pytest.param(lambda: [f"value-{i}" for i in range(10_000)], id="list of str"),
+        pytest.param(lambda: {f"key-{i}": f"value-{i}" for i in range(10_000)}, id="dict of str"),
+        pytest.param(lambda: {i: i for i in range(10_000, 20_000)}, id="dict of ints"),
+        pytest.param(lambda: {f"v{i}" for i in range(10_000)}, id="set of str"),
+        pytest.param(lambda: tuple(float(i) for i in range(10_000)), id="tuple of floats"),
+        pytest.param(lambda: bytes(1_000_000), id="bytes"),
+    ],
+)
+def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: Callable[[], object]) -> None:
+    """An `extra=` list/dict/set/tuple/bytes is charged at least the memory tracemalloc measures for it (the
+    captured record keeps it alive; before: 96 B whatever its size), so the intake's byte room holds."""
+    import tracemalloc
+
+    from oglogstream._buffer import large_bytes
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        value = make()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    record = logging.getLogger("charge").makeRecord(
+        "charge", logging.INFO, "f", 1, "m", None, None, extra={"payload": value}
+    )
+    charged = large_bytes((record.__dict__, "m", None, None, None))
+    assert kept > 100_000
+    assert charged >= kept, (charged, kept)
+    assert charged <= 2.5 * kept, (charged, kept)  # and not absurdly more
