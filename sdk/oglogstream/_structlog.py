@@ -31,8 +31,6 @@ _get_ident = threading.get_ident
 _current_thread = threading.current_thread
 _context_get = CONTEXT.get
 
-_capture_exc_info = capture_exc_info  # kept for importers of the old private name
-
 
 def _context() -> Mapping[str, object] | None:
     """oglogstream's bound context, plus structlog's contextvars when structlog.contextvars is in use."""
@@ -85,7 +83,7 @@ class OgLogProcessor:
                     method_name,
                     time.time(),
                     _current_thread().name,
-                    _capture_exc_info(event_dict.get("exc_info")),
+                    capture_exc_info(event_dict.get("exc_info")),
                 )
                 pipeline = self._pipeline
                 span_of = _otel.current_span
