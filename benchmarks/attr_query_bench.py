@@ -43,8 +43,8 @@ from oglogstream.stack.broker import messages
 from oglogstream.stack.ingestion import schema
 from oglogstream.stack.query import query_sql
 from oglogstream.stack.query.filters import Filters
-from oglogstream.stack.storage.migrations import TYPED_ATTRIBUTE_COLUMNS
-from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
+from oglogstream.stack.storage.migrations import LOGS_TABLE, TYPED_ATTRIBUTE_COLUMNS
+from oglogstream.stack.storage.storage import Storage
 
 ROWS = 10_000_000
 CHUNK = 1_000_000

@@ -1,11 +1,12 @@
 """Flushing a batch of the processing role: insert with retries, isolate refused rows, ack/nak/dead-letter.
 
-Failures are classified at the storage boundary (`storage.is_data_error`). Transient ones (connection, memory,
-merges behind) are retried with exponential backoff (tenacity, MAX_RETRIES), then the messages are nak'ed with
-a delay - never dropped. A data error (rows ClickHouse refuses: parse, type, range, too many days for one
-insert) is never retried as such: the batch is stored message by message, a refused message bisected down to
-the rows that cannot be stored (inserts.py), and only those go to the dead-letter stream (deadletter.py,
-headers say why), counted; every good row of the batch is stored and the messages acked.
+Rows go to a `Sink` (sink.py; ClickHouse's is `storage.Storage`), which also classifies its failures.
+Transient ones (connection, memory, merges behind) are retried with exponential backoff (tenacity,
+MAX_RETRIES), then the messages are nak'ed with a delay - never dropped. Poison (rows the sink refuses: parse,
+type, range, too many days for one insert) is never retried as such: the batch is stored message by message, a
+refused message bisected down to the rows that cannot be stored (`Sink.insert_isolating`), and only those go
+to the dead-letter stream (deadletter.py, headers say why), counted; every good row of the batch is stored and
+the messages acked.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from nats.aio.msg import Msg
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..broker.broker import Broker, BrokerUnavailable
 from ..http.metrics import Metrics
-from ..storage.storage import Storage, is_data_error
-from . import deadletter, inserts
+from . import deadletter
+from .sink import Batch, Sink, Unstorable
 
 __all__ = ["LOG_INTERVAL", "Flusher", "Item"]
 
@@ -78,7 +78,7 @@ class Flusher:
     def __init__(
         self,
         broker: Broker,
-        storage: Storage,
+        sink: Sink,
         metrics: Metrics,
         *,
         stopping: asyncio.Event,
@@ -88,7 +88,7 @@ class Flusher:
         retry_base: float,
         retry_max_wait: float,
     ) -> None:
-        self.broker, self.storage, self.metrics = broker, storage, metrics
+        self.broker, self.sink, self.metrics = broker, sink, metrics
         self.max_retries = max_retries
         self.ack_wait = ack_wait
         self.nak_delay = nak_delay
@@ -107,7 +107,7 @@ class Flusher:
             try:
                 await self._insert_with_retries(items)
             except Exception as exc:
-                if is_data_error(exc):
+                if self.sink.is_poison(exc):
                     await self._isolate(items, exc)
                     return
                 if isinstance(exc, _Stopping):
@@ -136,16 +136,16 @@ class Flusher:
                 with contextlib.suppress(Exception):
                     await item.msg.in_progress()
 
-    def _insert_args(self, items: list[Item]) -> tuple[Any, ...]:
-        """(parts, ids, ts_min, ts_max, token base, settings) for inserts.insert_rows / insert_isolating."""
+    @staticmethod
+    def _batch(items: list[Item]) -> Batch:
+        """The sink's view of the messages; the token is derived from their stream sequences."""
         seqs = ",".join(str(item.seq) for item in items)
-        return (
-            [item.msg.data for item in items],
-            [i for item in items for i in item.ids],
-            min(item.ts_min for item in items),
-            max(item.ts_max for item in items),
-            f"oglog-{items[0].seq}-{hashlib.sha1(seqs.encode()).hexdigest()}",
-            self.storage.insert_settings,
+        return Batch(
+            parts=[item.msg.data for item in items],
+            ids=[i for item in items for i in item.ids],
+            ts_min=min(item.ts_min for item in items),
+            ts_max=max(item.ts_max for item in items),
+            token=f"oglog-{items[0].seq}-{hashlib.sha1(seqs.encode()).hexdigest()}",
         )
 
     def _count(self, inserted: int, dropped: int) -> None:
@@ -156,15 +156,18 @@ class Flusher:
             self.metrics.duplicates_skipped.labels("storage").inc(dropped)
 
     async def _insert_with_retries(self, items: list[Item]) -> None:
-        args = self._insert_args(items)
+        batch = self._batch(items)
 
         async def attempt() -> None:
             started = time.monotonic()
-            inserted, dropped = await self.storage.run(inserts.insert_rows, *args)
+            stored = await self.sink.insert(batch)
             self.metrics.insert_latency.observe(time.monotonic() - started)
-            self._count(inserted, dropped)
+            self._count(stored.rows, stored.duplicates)
 
         await self._retrying(attempt)
+
+    def _transient(self, exc: BaseException) -> bool:
+        return not self.sink.is_poison(exc) and not isinstance(exc, _Stopping)
 
     async def _retrying(self, fn: Callable[[], Awaitable[None]]) -> None:
         async def sleep(seconds: float) -> None:
@@ -175,7 +178,7 @@ class Flusher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait_exponential(multiplier=self.retry_base, max=self.retry_max_wait),
-            retry=retry_if_exception(lambda exc: not is_data_error(exc) and not isinstance(exc, _Stopping)),
+            retry=retry_if_exception(self._transient),
             before_sleep=lambda _state: self.metrics.insert_retries.inc(),
             sleep=sleep,
             reraise=True,
@@ -185,7 +188,7 @@ class Flusher:
                 await fn()
 
     async def _isolate(self, items: list[Item], cause: Exception) -> None:
-        """The batch's insert was refused for its data: store every row ClickHouse takes, dead-letter the rest
+        """The batch's insert was refused for its data: store every row the sink takes, dead-letter the rest
         (only those rows), ack. A transient failure meanwhile naks the batch (redelivery skips stored ids)."""
         self._throttle.log(
             logging.WARNING,
@@ -194,18 +197,19 @@ class Flusher:
             len(items),
             str(cause)[:300],
         )
-        args = self._insert_args(items)
-        refused: list[inserts.Unstorable] = []
+        batch = self._batch(items)
+        refused: list[Unstorable] = []
 
         async def attempt() -> None:
             nonlocal refused
-            inserted, dropped, refused = await self.storage.run(inserts.insert_isolating, *args)
-            self._count(inserted, dropped)
+            isolated = await self.sink.insert_isolating(batch)
+            refused = isolated.refused
+            self._count(isolated.rows, isolated.duplicates)
 
         try:
             await self._retrying(attempt)
         except Exception as exc:
-            if is_data_error(exc):  # not even the duplicate check runs: never retried; find the message
+            if self.sink.is_poison(exc):  # not even the duplicate check runs: never retried; find the message
                 if len(items) == 1:
                     await self.dead_letter(items[0], "unstorable", str(exc))
                     return

@@ -38,9 +38,9 @@ from ..config import CONSUMER_NAME, STREAM_NAME, check_at_least, check_positive
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, CONFIG, METRICS, STORAGE
 from ..ingestion import schema
-from ..storage.storage import Storage
 from .deadletter import refresh_gauge
 from .flush import Flusher, Item
+from .sink import Sink
 
 __all__ = [
     "DEFAULT_ACK_WAIT",
@@ -83,12 +83,13 @@ class _Batch:
 
 
 class Processor:
-    """Consumes messages.STREAM_SUBJECT with the durable CONSUMER_NAME and writes batches to ClickHouse."""
+    """Consumes messages.STREAM_SUBJECT with the durable CONSUMER_NAME and writes batches to a `Sink`
+    (sink.py; `storage.Storage` in the app: ClickHouse)."""
 
     def __init__(
         self,
         broker: Broker,
-        storage: Storage,
+        sink: Sink,
         metrics: Metrics,
         *,
         batch_size: int,
@@ -114,7 +115,7 @@ class Processor:
             retry_base=retry_base,
             retry_max_wait=retry_max_wait,
         )
-        self.broker, self.storage, self.metrics = broker, storage, metrics
+        self.broker, self.sink, self.metrics = broker, sink, metrics
         self.batch_size = batch_size
         self.flush_timeout = flush_timeout
         self.max_retries = max_retries
@@ -128,7 +129,7 @@ class Processor:
         self._stopping = asyncio.Event()
         self._flusher = Flusher(
             broker,
-            storage,
+            sink,
             metrics,
             stopping=self._stopping,
             max_retries=max_retries,

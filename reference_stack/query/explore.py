@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 
 from ..http.boundary import Problem
 from ..ingestion.schema import ID_PATTERN, dumps, public_entry
-from ..storage.storage import LOGS_TABLE
+from ..storage.migrations import LOGS_TABLE
 from .filters import Filters, ParamError, check_known, format_micros, parse_int, single
 from .query import _bad_parameter, _instrumented, _run
 from .query_sql import _COLUMNS as ENTRY_COLUMNS

@@ -16,8 +16,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from oglogstream import _wire, wire
 
-from ..storage.migrations import TYPED_ATTRIBUTE_COLUMNS
-from ..storage.storage import LOGS_TABLE
+from ..storage.migrations import LOGS_TABLE, TYPED_ATTRIBUTE_COLUMNS
 from .filters import Cursor, Filters
 
 __all__ = [

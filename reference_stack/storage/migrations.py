@@ -20,6 +20,7 @@ import logging
 from clickhouse_connect.driver.client import Client
 
 __all__ = [
+    "LOGS_TABLE",
     "MIGRATIONS",
     "MIGRATIONS_TABLE",
     "TYPED_ATTRIBUTE_COLUMNS",
@@ -31,6 +32,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The table every entry is stored in (its schema: the migrations below; its name: here, once).
+LOGS_TABLE = "logs"
 MIGRATIONS_TABLE = "schema_migrations"
 
 _MIGRATIONS_DDL = f"""

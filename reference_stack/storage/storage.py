@@ -1,6 +1,8 @@
 """ClickHouse storage: the `logs` table and a client that keeps blocking calls off the event loop.
 
 The same code runs on `chdb:///path` (embedded, single process) and `http(s)://` (a ClickHouse server).
+`Storage` is also the processor's sink (`processing.sink.Sink`): `insert` / `insert_isolating` run the
+blocking insert code of `inserts.py` on the storage threads, `is_poison` is `errors.is_data_error`.
 clickhouse-connect's client is blocking (its async client does not support chDB), so every call goes through
 `Storage.run`, which executes it on a dedicated thread pool: one thread for chDB, whose session must not be
 used from two threads at once, several for a server.
@@ -13,7 +15,6 @@ import concurrent.futures
 import functools
 import logging
 import os
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -21,14 +22,15 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from . import migrations
+from ..processing.sink import Batch, Isolated, Stored
+from . import inserts, migrations
+from .errors import is_data_error
+from .migrations import LOGS_TABLE
 
 __all__ = [
-    "LOGS_TABLE",
     "PARTITION_MARGIN_DAYS",
     "TTL_SLACK_DAYS",
     "Storage",
-    "is_data_error",
     "logs_ddl",
     "ttl_expression",
 ]
@@ -36,8 +38,6 @@ __all__ = [
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
-
-LOGS_TABLE = "logs"
 
 #: Partitions (days) one insert may touch beyond the retention period: ingestion accepts timestamps in
 #: [now - retention, now + ~1 day], so a batch spans at most retention + 2 days; one more for the clock.
@@ -67,34 +67,6 @@ def logs_ddl(*, retention_days: int, table: str = LOGS_TABLE) -> str:
     """One CREATE TABLE statement for the logs table as this release's migrations leave it (e.g. for a
     benchmark's scratch table; the `logs` table itself is made by `ensure_schema`, through the migrations)."""
     return migrations.current_logs_ddl(table=table, ttl=ttl_expression(retention_days))
-
-
-# -- error classification --------------------------------------------------------------------------------
-#: ClickHouse error codes that describe the server's state, not the rows: retrying later can succeed.
-#: 3 UNEXPECTED_END_OF_FILE, 159 TIMEOUT_EXCEEDED, 164 READONLY, 202 TOO_MANY_SIMULTANEOUS_QUERIES,
-#: 209 SOCKET_TIMEOUT, 210 NETWORK_ERROR, 236 ABORTED, 241 MEMORY_LIMIT_EXCEEDED, 242 TABLE_IS_READ_ONLY,
-#: 243 NOT_ENOUGH_SPACE, 252 TOO_MANY_PARTS (merges behind; see _PARTITIONS), 319 UNKNOWN_STATUS_OF_INSERT,
-#: 394 QUERY_WAS_CANCELLED, 425 SYSTEM_ERROR, 439 CANNOT_SCHEDULE_TASK, 497 ACCESS_DENIED,
-#: 516 AUTHENTICATION_FAILED, 60/81 UNKNOWN_TABLE/DATABASE (dropped by hand: fix the server, keep the data),
-#: 999 KEEPER_EXCEPTION, 1002 UNKNOWN_EXCEPTION.
-_TRANSIENT_CODES = frozenset(
-    {3, 60, 81, 159, 164, 202, 209, 210, 236, 241, 242, 243, 252, 319, 394, 425, 439, 497, 516, 999, 1002}
-)
-_CODE = re.compile(r"Code: (\d+)")
-#: Code 252 also says "Too many partitions for single INSERT block": that is about the rows' dates, and the
-#: same insert fails the same way forever unless it is split.
-_PARTITIONS = "Too many partitions for single INSERT block"
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """True when ClickHouse refused these rows themselves (parse, type, range, partition count): the same
-    insert fails again however often it is retried, so the rows must be split or dead-lettered. False for
-    everything else: connection errors (no code) and the codes of `_TRANSIENT_CODES`, which are retried."""
-    text = str(exc)
-    if _PARTITIONS in text:
-        return True
-    match = _CODE.search(text)
-    return match is not None and int(match.group(1)) not in _TRANSIENT_CODES
 
 
 class Storage:
@@ -133,6 +105,22 @@ class Storage:
         """Settings every insert into `logs` carries: enough partitions for any batch the door accepts."""
         partitions = max(_MIN_PARTITIONS_PER_INSERT, self.retention_days + PARTITION_MARGIN_DAYS)
         return {"max_partitions_per_insert_block": partitions}
+
+    # -- the processor's sink (processing.sink.Sink) ------------------------------------------------------
+    async def insert(self, batch: Batch) -> Stored:
+        """Store the batch as ONE insert, minus rows already stored (`inserts.insert_rows`)."""
+        return Stored(*await self.run(inserts.insert_rows, *self._insert_args(batch)))
+
+    async def insert_isolating(self, batch: Batch) -> Isolated:
+        """Store the batch message by message, bisecting refused ones (`inserts.insert_isolating`)."""
+        return Isolated(*await self.run(inserts.insert_isolating, *self._insert_args(batch)))
+
+    def is_poison(self, exc: BaseException) -> bool:
+        """True when ClickHouse refused the rows themselves (`errors.is_data_error`)."""
+        return is_data_error(exc)
+
+    def _insert_args(self, batch: Batch) -> tuple[Any, ...]:
+        return (batch.parts, batch.ids, batch.ts_min, batch.ts_max, batch.token, self.insert_settings)
 
     def ensure_schema(self, client: Client | None = None) -> None:
         """Apply the pending migrations (`migrations.py`: creates the logs table on a fresh store, adds what

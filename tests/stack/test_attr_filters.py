@@ -19,9 +19,10 @@ from oglogstream.stack.broker import messages
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.resources import STORAGE
 from oglogstream.stack.ingestion import schema
-from oglogstream.stack.processing import inserts
 from oglogstream.stack.query.filters import MAX_ATTR_FILTERS, Filters, ParamError
-from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
+from oglogstream.stack.storage import inserts
+from oglogstream.stack.storage.migrations import LOGS_TABLE
+from oglogstream.stack.storage.storage import Storage
 
 from .helpers import all_roles, wait_for
 from .query_helpers import running, utc

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
+from oglogstream.stack.storage.migrations import LOGS_TABLE
+from oglogstream.stack.storage.storage import Storage
 
 from tests.conftest import require
 

@@ -12,12 +12,11 @@ import pytest
 from multidict import MultiDict
 from oglogstream import wire
 from oglogstream.stack.ingestion import schema
-from oglogstream.stack.processing import inserts
 from oglogstream.stack.query import query_sql
 from oglogstream.stack.query.filters import Filters
-from oglogstream.stack.storage import migrations
-from oglogstream.stack.storage.migrations import MIGRATIONS_TABLE, TYPED_ATTRIBUTE_COLUMNS
-from oglogstream.stack.storage.storage import LOGS_TABLE, Storage
+from oglogstream.stack.storage import inserts, migrations
+from oglogstream.stack.storage.migrations import LOGS_TABLE, MIGRATIONS_TABLE, TYPED_ATTRIBUTE_COLUMNS
+from oglogstream.stack.storage.storage import Storage
 
 from .query_helpers import utc
 

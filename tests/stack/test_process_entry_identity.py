@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from oglogstream.stack.ingestion import schema
-from oglogstream.stack.processing import inserts
+from oglogstream.stack.storage import inserts
 from oglogstream.stack.storage.storage import Storage
 
 _NOW = dt.datetime.now(dt.timezone.utc)

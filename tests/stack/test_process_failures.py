@@ -13,9 +13,9 @@ from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import STREAM_SUBJECT
 from oglogstream.stack.http.metrics import Metrics
 from oglogstream.stack.ingestion import schema
-from oglogstream.stack.processing import inserts
 from oglogstream.stack.processing.deadletter import list_dead_letters
 from oglogstream.stack.processing.process import Processor
+from oglogstream.stack.storage import inserts
 from oglogstream.stack.storage.storage import Storage
 
 from .helpers import wait_for

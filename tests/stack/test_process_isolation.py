@@ -12,8 +12,8 @@ import aiohttp
 from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import STREAM_SUBJECT, StackConfig
 from oglogstream.stack.http.resources import METRICS, STORAGE
-from oglogstream.stack.processing import inserts
 from oglogstream.stack.processing.process import PROCESSOR
+from oglogstream.stack.storage import inserts
 
 from .helpers import count_rows, running_app, wait_for
 from .test_process_failures import TS, count, parts, processor, publish  # noqa: F401 - parts is a fixture

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 from oglogstream.stack.ingestion.timestamps import TimeWindow
-from oglogstream.stack.storage.storage import (
-    LOGS_TABLE,
-    TTL_SLACK_DAYS,
-    Storage,
-    is_data_error,
-    logs_ddl,
-    ttl_expression,
-)
+from oglogstream.stack.storage.errors import is_data_error
+from oglogstream.stack.storage.migrations import LOGS_TABLE
+from oglogstream.stack.storage.storage import TTL_SLACK_DAYS, Storage, logs_ddl, ttl_expression
 
 # The previous release's DDL differed only in its TTL line.
 OLD_DDL = logs_ddl(retention_days=30).replace(

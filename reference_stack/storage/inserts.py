@@ -1,4 +1,4 @@
-"""Storage-thread side of processing: drop rows already stored, insert, isolate rows ClickHouse refuses.
+"""The processor's inserts, blocking side: drop rows already stored, insert, isolate rows ClickHouse refuses.
 
 Every function here is blocking and runs through `Storage.run` (one chDB session, one thread).
 
@@ -15,7 +15,6 @@ of the release before): nothing here parses or rewrites a payload.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any
@@ -23,12 +22,13 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from ..ingestion import schema
-from ..storage.storage import LOGS_TABLE, is_data_error
+from ..processing.sink import Unstorable
+from .errors import is_data_error
+from .migrations import LOGS_TABLE
 
 __all__ = [
     "MAX_ISOLATION_INSERTS",
     "Key",
-    "Unstorable",
     "existing_keys",
     "insert_isolating",
     "insert_rows",
@@ -38,15 +38,6 @@ __all__ = [
 #: Past the budget the still-failing chunks are dead-lettered whole (kept for replay, never dropped), so a
 #: fault misread as a data error cannot turn into one insert per row.
 MAX_ISOLATION_INSERTS = 128
-
-
-@dataclasses.dataclass
-class Unstorable:
-    """Rows of message `index` of a batch that ClickHouse refused (`error`: its message for the last try)."""
-
-    index: int
-    rows: list[bytes]
-    error: str
 
 
 def token(base: str, ids: Iterable[str]) -> str:
