@@ -141,7 +141,7 @@ class AsyncOgLogClient(AsyncSender):
             self._after_fork()
         intake = self._intake
         if len(intake) >= self.intake_limit:
-            with self._lock:  # the sender takes items out under this lock too (see `_delivery.ingest`)
+            with self._lock:  # the sender takes items out under this lock too (see `_ingest.ingest`)
                 if not self._make_room_locked(intake, 0):
                     return
         intake.append(item)
@@ -259,7 +259,7 @@ class AsyncOgLogClient(AsyncSender):
 
     def stats(self) -> Stats:
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
-        with self._lock:  # one consistent moment (see `_delivery.ingest`)
+        with self._lock:  # one consistent moment (see `_ingest.ingest`)
             return self._ledger.snapshot(
                 queued=len(self._intake) + self._buffered(),
                 buffered_bytes=self._pending.nbytes + self._inflight.nbytes,

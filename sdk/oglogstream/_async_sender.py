@@ -1,7 +1,7 @@
 """The sending task of `AsyncOgLogClient` (`_async`): encode in slices, batch, send with retries, settle.
 
 `AsyncSender` is the loop side of the client; the state is created by `AsyncOgLogClient.__init__`. It uses
-the same encoder, batching, retry policy and counters as the worker thread (`_delivery`). Encoding runs in
+the same encoder, batching, retry policy and counters as the worker thread (`_core`). Encoding runs in
 slices of ENCODE_SLICE events with a yield to the loop between them, so a burst never holds the loop for long.
 When the task ends (aclose(), or the loop ended), the client can start a new one (`_reset_task`).
 """

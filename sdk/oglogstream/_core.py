@@ -19,8 +19,9 @@ from typing import Protocol
 import tenacity
 
 from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, large_bytes
-from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy, ingest
+from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy
 from ._entry import EntryEncoder
+from ._ingest import ingest
 from ._items import Item
 from ._settings import Settings
 from ._transport import Outcome, SendResult
@@ -94,7 +95,7 @@ class DeliveryCore:
 
     def _make_room_locked(self, queue: deque[Item], extra: int) -> bool:
         """Apply the overflow policy for one more record; False (counted) when it is the one dropped.
-        Callers hold the lock the driver takes items out of the intake under (`_delivery.ingest`).
+        Callers hold the lock the driver takes items out of the intake under (`_ingest.ingest`).
 
         drop_oldest drops as many of the oldest as it takes (a large record may need several), but only what
         is there: the rest of the room may be held by records the worker is encoding (`intake_large`)."""
@@ -137,7 +138,7 @@ class DeliveryCore:
         limit: int = -1,
         on_done: Callable[[list[Item]], None] | None = None,
     ) -> int:
-        """Encode intake items into `_pending` (`_delivery.ingest`); the batch in flight shares the bounds."""
+        """Encode intake items into `_pending` (`_ingest.ingest`); the batch in flight shares the bounds."""
         inflight = self._inflight
         return ingest(
             intake,

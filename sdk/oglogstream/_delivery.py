@@ -1,15 +1,15 @@
 """Delivery policy shared by the worker thread (`_worker`) and the asyncio client (`_async`).
 
-One copy of: encoding the intake into the bounded `Pending` store (`ingest`), what an answer means for a batch
-and the counters behind `Stats` (`Ledger`), and when to try again (`RetryPolicy`, tenacity-based). The two
-drivers differ only in how they wait and send (a thread with `Event.wait`, or a task with `await`).
+One copy of: what an answer means for a batch and the counters behind `Stats` (`Ledger`), the batch in
+flight (`InFlight`), and when to try again (`RetryPolicy`, tenacity-based); encoding the intake is `_ingest`,
+the state both drivers hold `_core.DeliveryCore`. The two drivers differ only in how they wait and send (a
+thread with `Event.wait`, or a task with `await`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -17,13 +17,11 @@ import tenacity
 
 from . import _diag
 from ._buffer import Batch, Pending
-from ._entry import EntryEncoder
-from ._items import CapturedEvent, Item, is_event
 from ._settings import MAX_RETRY_AFTER, Settings
 from ._stats import DROP_REASONS, LOSS_REMEDIES, Stats
 from ._transport import Outcome, SendResult
 
-__all__ = ["InFlight", "Item", "Ledger", "RetryPolicy", "encode_item", "ingest"]
+__all__ = ["AnyLock", "InFlight", "Ledger", "RetryPolicy"]
 
 #: The pipeline's lock: reentrant in `_worker` (signal handlers), plain in `_async`.
 AnyLock: TypeAlias = "threading.Lock | threading.RLock"
@@ -247,164 +245,3 @@ class RetryPolicy:
             "before_sleep": before_sleep,
             "retry_error_callback": lambda state: state.outcome.result() if state.outcome else None,
         }
-
-
-def encode_item(encoder: EntryEncoder, item: Item) -> bytes:
-    """One intake item (a `CapturedRecord` or a `CapturedEvent`) as an NDJSON line."""
-    if is_event(item):
-        return encoder.encode_struct(*item)
-    return encoder.encode_captured(item)
-
-
-#: Records taken out of the intake per lock acquisition: the lock makes a chunk's moves atomic for
-#: `stats()`; encoding runs outside it, so a caller on its slow path waits at most for one chunk's
-#: bookkeeping (tens of microseconds), never for encoding.
-INGEST_CHUNK = 256
-
-
-def ingest(
-    intake: deque[Item],
-    pending: Pending,
-    encoder: EntryEncoder,
-    settings: Settings,
-    ledger: Ledger,
-    *,
-    bounded: bool,
-    held_records: int = 0,
-    held_bytes: int = 0,
-    limit: int = -1,
-    on_done: Callable[[list[Item]], None] | None = None,
-) -> int:
-    """Encode intake items into `pending`: until a batch is ready (bounded), `limit` items were taken, or the
-    intake is empty; returns how many items were taken. `held_*` is what is in flight (same bounds).
-    `on_done(items)` is called under the lock with the items of each chunk that left the intake for good
-    (stored, dropped or failed), for the caller's own accounting of what the intake holds.
-
-    The hot loop of both drivers, with the result of a per-entry loop over `Pending.push`. Items move in
-    chunks: taken out of the intake under `ledger.lock` (counted in `pending.moving` meanwhile), encoded
-    without the lock, then stored under the lock again, so a `stats()` snapshot (taken under the same lock)
-    sees each record exactly once. Items of a chunk that were not needed (a batch became ready first) go back
-    to the front of the intake unencoded. `Pending.push` (the overflow policy) runs only for an entry that
-    does not simply fit.
-    """
-    batch_size, batch_bytes = settings.batch_size, settings.batch_bytes
-    room_records = settings.max_buffer_records - held_records
-    room_bytes = settings.max_buffer_bytes - held_bytes
-    lock = ledger.lock
-    queue = pending.lines
-    popleft = intake.popleft
-    encode_captured = encoder.encode_captured
-    event_type = CapturedEvent
-    taken = 0
-    while taken != limit:
-        want = INGEST_CHUNK if limit < 0 else min(INGEST_CHUNK, limit - taken)
-        with lock:
-            # Callers only append concurrently (their pops happen under this lock): `n` items are there.
-            n = min(want, len(intake))
-            chunk = [popleft() for _ in range(n)]
-            pending.moving = n
-        if not n:
-            break
-        # How many more entries may simply be appended before a bound (or, when bounded, a full batch) needs
-        # a closer look; counting down these locals is cheaper than re-reading `pending` for every entry.
-        count = len(queue)
-        room = room_records - count
-        byte_room = room_bytes - pending.nbytes
-        if bounded:
-            room = min(room, batch_size - count)
-            byte_room = min(byte_room, batch_bytes - 1 - pending.nbytes)
-        lines: list[bytes] = []
-        size_sum = failed = used = 0
-        slow: bytes | None = None
-        for item in chunk:
-            if (
-                bounded
-                and (room <= 0 or byte_room < 0)
-                and (count + len(lines) >= batch_size or pending.nbytes + size_sum >= batch_bytes)
-            ):
-                break  # a batch is ready: the rest of the chunk goes back
-            used += 1
-            try:
-                line = (
-                    encode_captured(item)  # type: ignore[arg-type]  # not an event: a CapturedRecord
-                    if type(item) is not event_type
-                    else encoder.encode_struct(*item)
-                )
-            except BaseException as exc:  # encoding is total by design; if not, count it, say so, go on
-                failed += 1
-                _diag.report("encode", f"could not encode a record: {exc!r}")
-                continue
-            size = len(line)
-            if room > 0 and size <= byte_room:
-                lines.append(line)
-                size_sum += size
-                room -= 1
-                byte_room -= size
-            else:
-                slow = line  # the overflow policy decides: store what came before it first
-                break
-        with lock:
-            if lines:
-                if not queue:
-                    pending.first_seq = pending.next_seq
-                queue.extend(lines)
-                pending.next_seq += len(lines)
-                pending.nbytes += size_sum
-            if slow is not None:
-                dropped = pending.push(slow, held_records, held_bytes)
-                if dropped:
-                    ledger.count("overflow", dropped)
-            if failed:
-                ledger.count("internal_error", failed)
-            pending.moving = n - used
-        if slow is not None:  # the buffer is at a bound: the rest of the chunk entry by entry, via push
-            used += _push_each(chunk, used, pending, encoder, ledger, batch_size, batch_bytes,
-                               bounded, held_records, held_bytes)
-        if used < n:
-            with lock:
-                intake.extendleft(reversed(chunk[used:]))
-                pending.moving = 0
-        if on_done is not None:
-            with lock:
-                on_done(chunk[:used])
-        taken += used
-        if used < n:
-            break  # a batch is ready
-        if n < want:
-            break  # the intake is empty
-    return taken
-
-
-def _push_each(
-    chunk: list[Item],
-    start: int,
-    pending: Pending,
-    encoder: EntryEncoder,
-    ledger: Ledger,
-    batch_size: int,
-    batch_bytes: int,
-    bounded: bool,
-    held_records: int,
-    held_bytes: int,
-) -> int:
-    """Store chunk[start:] one entry at a time through `Pending.push` (each under the lock); stops when a
-    batch is ready (bounded). Returns how many items it took."""
-    used = 0
-    for item in chunk[start:]:
-        if bounded and pending.ready(batch_size, batch_bytes):
-            break
-        used += 1
-        try:
-            line = encode_item(encoder, item)
-        except BaseException as exc:  # as in `ingest`: never let one record stop the worker
-            with ledger.lock:
-                ledger.count("internal_error", 1)
-                pending.moving -= 1
-            _diag.report("encode", f"could not encode a record: {exc!r}")
-            continue
-        with ledger.lock:
-            dropped = pending.push(line, held_records, held_bytes)
-            if dropped:
-                ledger.count("overflow", dropped)
-            pending.moving -= 1
-    return used

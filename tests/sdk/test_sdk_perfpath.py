@@ -11,8 +11,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oglogstream._buffer import Pending
-from oglogstream._delivery import Ledger, ingest
+from oglogstream._delivery import Ledger
 from oglogstream._entry import EntryEncoder
+from oglogstream._ingest import ingest
 from oglogstream._settings import Settings
 
 _VALUES = st.one_of(
