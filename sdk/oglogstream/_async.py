@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _diag, _otel
-from ._async_exit import ExitEntry
+from ._async_exit import AtExit, ExitEntry
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
 from ._buffer import intake_limit
 from ._context import CONTEXT
@@ -347,6 +347,7 @@ def _drain_at_exit() -> None:
     logged after asyncio.run() ended, from threads while no loop ran, or with no loop ever), each on a
     fresh loop of its own, within one shared budget (the largest `shutdown_timeout`). What cannot be
     delivered is counted as 'shutdown' and announced by `aclose`."""
+    AtExit.began = True
     clients = [c for c in list(_CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
     if not clients:
         return

@@ -28,7 +28,14 @@ from ._settings import Settings
 if TYPE_CHECKING:
     from ._async import AsyncOgLogClient
 
-__all__ = ["ExitEntry", "drain_client"]
+__all__ = ["AtExit", "ExitEntry", "drain_client"]
+
+
+class AtExit:
+    """Set when `_async._drain_at_exit` (the interpreter's atexit drain of every client) has begun: the
+    pipelines' atexit drain, which runs after it, then leaves the clients alone (one exit budget, not two)."""
+
+    began = False
 
 
 class ExitEntry:
@@ -43,7 +50,9 @@ class ExitEntry:
 
     def finish_close(self, deadline: float) -> bool:
         client = self._client()
-        return True if client is None else drain_client(client, deadline)
+        if client is None or AtExit.began:
+            return True
+        return drain_client(client, deadline)
 
     def after_fork_in_child(self) -> None:
         client = self._client()
