@@ -41,8 +41,15 @@ system-deps:
 	    echo "missing: $(SYSTEM_PACKAGES) (install them to run the browser tests)" >&2; \
 	  fi; }
 
+# Two parts: most tests on TEST_WORKERS pytest-xdist workers (they mostly wait on processes and timeouts, so
+# 3 pay on 2 cores; tests sharing a module fixture stay on one worker), then the `serial` ones alone
+# (tests/conftest.py SERIAL says why each). Both parts always run; the target fails if either failed.
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -q --durations=25
+	status=0; \
+	$(PY) -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadgroup -m "not serial" || status=$$?; \
+	$(PY) -m pytest -q --durations=5 -m serial || status=$$?; \
+	exit $$status
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
