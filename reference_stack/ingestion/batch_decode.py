@@ -17,7 +17,7 @@ from oglogstream import wire
 from pydantic import ValidationError
 
 from ..http.boundary import Problem, too_large
-from . import schema
+from . import fast_rows, schema
 
 __all__ = [
     "DUPLICATE_ID_ERROR",
@@ -169,7 +169,7 @@ def ndjson_rows(
         if _NOT_AN_OBJECT_LINE.search(joined):
             return None
         try:
-            part = schema.rows_from_json(
+            part = fast_rows.rows_from_json(
                 joined, batch_id=batch_id, received_at=received_at, window=window, first_index=start
             )
         except ValidationError:
@@ -186,7 +186,7 @@ def array_rows(
 ) -> list[dict[str, Any]] | None:
     """The rows of a JSON array of entries, or None if it is empty or not all valid (see _validate_array)."""
     try:
-        rows = schema.rows_from_json(body, batch_id=batch_id, received_at=received_at, window=window)
+        rows = fast_rows.rows_from_json(body, batch_id=batch_id, received_at=received_at, window=window)
     except ValidationError as exc:
         if _too_many(exc):
             raise too_large(wire.MAX_BATCH_ENTRIES, "entry count") from None
