@@ -99,6 +99,7 @@ DECLINED = [
     entry(timestamp="2026-11-27T12:00:00+02:00"),
     entry(timestamp="2026-11-27t10:00:00.000000z"),
     entry(timestamp=5),
+    entry(timestamp="2026-11-27T10:00:00.00000\u0663Z"),  # a Unicode digit: `\d` matches it without re.ASCII
     entry(level="WARNING"),
     entry(level="Info"),
     entry(level="bogus"),
@@ -314,3 +315,23 @@ def test_mostly_valid_bodies_get_the_pydantic_rows(
 ) -> None:
     """Valid entries in any field order, with and without ids and timestamps: the rows pydantic makes."""
     event(f"decided by msgspec: {same_as_pydantic(body_of(*entries), window)}")
+
+
+def _slices_line_by_line(lines: list[bytes], size: int) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    while start < len(lines):
+        end, total = start, 0
+        while end < len(lines) and (end == start or total + len(lines[end]) <= size):
+            total += len(lines[end])
+            end += 1
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 40), max_size=30), st.integers(1, 60))
+def test_ndjson_slices_are_the_line_by_line_ones(lengths: list[int], size: int) -> None:
+    """Bisecting the running total cuts NDJSON bodies where adding line lengths one by one does."""
+    lines = [b"x" * n for n in lengths]
+    assert batch_decode.slices(lines, size) == _slices_line_by_line(lines, size)

@@ -1,0 +1,159 @@
+"""Ingestion's per-entry CPU for a valid `POST /logs` body: the code as shipped against the code before the
+msgspec fast path.
+
+Run from the project root: `.venv/bin/python -m benchmarks.ingest_decode_bench [--before REV]` (a minute).
+
+A/B in one process: `batch_decode.decode` (what the ingestion role runs for a body, default settings and the
+accepted time window of a default stack) on 1,000-entry NDJSON bodies, with this tree's `reference_stack` and
+with REV's (default: the commit before the fast path, all pydantic), extracted by `git archive` and imported
+under another package name. The two alternate ROUNDS times, so both see the same machine load;
+`time.process_time`, so waiting for a CPU does not count. For scale: `json.loads` of the same lines (objects,
+no validation), gunzip and the row serialisation (`schema.dump_rows`), which both share. Both versions' rows
+are checked equal first (as serialised). Shapes: the SDK's lines of `stack_ingest_bench` (9 fields, a string
+and an int attribute) and a full entry (every field, 8 string attributes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from oglogstream.stack.ingestion import batch_decode, fast_rows, schema
+
+from benchmarks.stack_ingest_bench import BATCH_ENTRIES, _entries
+
+BODIES = 10
+ROUNDS = 9
+RECEIVED = "2026-11-27T10:00:00.000000Z"
+#: The last commit before the msgspec fast path (ingestion validated by pydantic alone).
+BEFORE = "ad8fd24f78f54eadc118fc44c8105d9ed16957a6"
+
+
+def _before_batch_decode(rev: str, into: Path) -> ModuleType:
+    """REV's `reference_stack` as the package `oglog_stack_<rev>` under `into`; its batch_decode module."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "reference_stack"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    package = f"oglog_stack_{rev[:12]}"
+    (into / "reference_stack").rename(into / package)
+    sys.path.insert(0, str(into))
+    return importlib.import_module(f"{package}.ingestion.batch_decode")
+
+
+def _full_entries(n: int, prefix: str) -> list[bytes]:
+    stamp = schema.current_window().newest[:10] + "T10:00:00.000000Z"
+    return [
+        json.dumps(
+            {
+                "id": f"{prefix}-{i:x}",
+                "timestamp": stamp,
+                "level": "error",
+                "message": f"payment {i} failed: card declined by issuer (code 51)",
+                "service": "billing",
+                "logger": "billing.payments",
+                "host": "billing-7f9c-2",
+                "pid": 31337,
+                "thread": "worker-3",
+                "trace_id": f"{i:032x}",
+                "span_id": f"{i:016x}",
+                "exception": "Traceback (most recent call last):\n  ...\nCardDeclined: 51",
+                "attributes": {f"attr{k}": f"value {k} of {i}" for k in range(8)},
+            },
+            separators=(",", ":"),
+        ).encode()
+        for i in range(n)
+    ]
+
+
+def _per_entry_us(work: Callable[[bytes], Any], bodies: list[bytes]) -> float:
+    start = time.process_time()
+    for body in bodies:
+        work(body)
+    return (time.process_time() - start) / (len(bodies) * BATCH_ENTRIES) * 1e6
+
+
+def _decoder(module: ModuleType) -> Callable[[bytes], list[dict[str, Any]]]:
+    def decode(body: bytes) -> list[dict[str, Any]]:
+        window = module.schema.current_window()
+        decoded = module.decode(body, ndjson=True, batch_id="b", received_at=RECEIVED, window=window)
+        assert not decoded.rejected and len(decoded.rows) == BATCH_ENTRIES
+        rows: list[dict[str, Any]] = decoded.rows
+        return rows
+
+    return decode
+
+
+def _json_loads(body: bytes) -> list[Any]:
+    return [json.loads(line) for line in body.split(b"\n")]
+
+
+def measure(name: str, make: Callable[[int, str], list[bytes]], before: ModuleType) -> None:
+    bodies = [b"\n".join(make(BATCH_ENTRIES, f"b{b}")) for b in range(BODIES)]
+    gzipped = [gzip.compress(body) for body in bodies]
+    shipped, old = _decoder(batch_decode), _decoder(before)
+    rows = shipped(bodies[0])
+    assert fast_rows.decide(b"[" + bodies[0].replace(b"\n", b",") + b"]") is not None, "fast path declined"
+    assert schema.dump_rows(rows) == schema.dump_rows(old(bodies[0]))
+    work: dict[str, Callable[[bytes], Any]] = {
+        "decode, before (pydantic)": old,
+        "decode, as shipped (msgspec fast path)": shipped,
+        "json.loads of the lines (reference)": _json_loads,
+    }
+    times: dict[str, list[float]] = {label: [] for label in work}
+    ratios = []
+    for _ in range(ROUNDS):
+        for label, function in work.items():
+            times[label].append(_per_entry_us(function, bodies))
+        ratios.append(
+            times["decode, as shipped (msgspec fast path)"][-1] / times["decode, before (pydantic)"][-1]
+        )
+    shared = {
+        "gunzip": _per_entry_us(gzip.decompress, gzipped),
+        "dump_rows": _per_entry_us(lambda _body: schema.dump_rows(rows), bodies),
+    }
+    print(f"{name}: {len(bodies[0]) / BATCH_ENTRIES:.0f} bytes/entry, {BODIES} bodies x {ROUNDS} rounds")
+    for label, values in times.items():
+        print(f"  {label}: median {statistics.median(values):.2f} us/entry (min {min(values):.2f})")
+    print(
+        f"  as shipped / before, per round: median {statistics.median(ratios):.2f} "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f})"
+    )
+    print("  shared by both: " + ", ".join(f"{k} {v:.2f} us/entry" for k, v in shared.items()), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--before", default=BEFORE, help="the revision to compare with (default: %(default)s)"
+    )
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="oglog-before-") as into:
+        before = _before_batch_decode(args.before, Path(into))
+        print(f"before: {args.before}")
+        measure("SDK lines", _entries, before)
+        measure("full entries", _full_entries, before)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
