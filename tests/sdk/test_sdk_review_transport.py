@@ -34,12 +34,20 @@ class _RawServer:
         self.requests = 0
         self.lines = 0
         self._lock = threading.Lock()
+        self._counted = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def answered_lines(self, at_least: int, timeout: float = 5.0) -> int:
+        """`lines` once it reaches `at_least` (or at `timeout`): a line is counted just after its answer was
+        written, so the client may see the answer (and flush() return) a moment before."""
+        with self._counted:
+            self._counted.wait_for(lambda: self.lines >= at_least, timeout)
+            return self.lines
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -70,8 +78,9 @@ class _RawServer:
                     self._answer(conn, lines, number)
                 except OSError:
                     return
-                with self._lock:
+                with self._counted:
                     self.lines += lines
+                    self._counted.notify_all()
 
     def trickle(self, conn: socket.socket) -> None:
         """One byte per 50 ms until stopped or the client hangs up (never trips a 0.5 s read timeout)."""
@@ -171,7 +180,7 @@ def test_handler_retries_after_a_trickled_attempt_and_delivers_everything(
         for i in range(50):
             logger.info("line %d", i)
         assert handler.flush(10)
-        assert srv.lines == 50
+        assert srv.answered_lines(50) == 50
         stats = handler.stats()
         assert stats.sent == 50 and stats.retried >= 1
     finally:
@@ -198,7 +207,7 @@ def test_handler_sends_a_batch_once_when_the_2xx_body_is_deeply_nested(
         for i in range(10):
             logger.info("line %d", i)
         assert handler.flush(10)
-        assert (srv.requests, srv.lines) == (1, 10)
+        assert (srv.requests, srv.answered_lines(10)) == (1, 10)
         assert handler.stats().sent == 10
     finally:
         handler.close(2)
