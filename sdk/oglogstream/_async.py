@@ -103,9 +103,11 @@ class AsyncOgLogClient(AsyncSender):
             event = {**attributes, "event": message, "level": level}
             span_of = _otel.current_span
             item = CapturedEvent(
-                StructEvent(event, "log", time.time(), _current_thread().name, exc_info),
-                _context_get(),
-                span_of() if span_of is not None else None,
+                (
+                    StructEvent(event, "log", time.time(), _current_thread().name, exc_info),
+                    _context_get(),
+                    span_of() if span_of is not None else None,
+                )
             )
             self._submit(item)
         except Exception as exc:

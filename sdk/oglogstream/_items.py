@@ -10,7 +10,7 @@ Code that must tell them apart asks `is_event(item)` (an exact type check), neve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias, Union
+from typing import TYPE_CHECKING, TypeAlias, Union
 
 from ._capture import CapturedRecord, StructEvent
 
@@ -20,14 +20,25 @@ if TYPE_CHECKING:
 __all__ = ["CapturedEvent", "CapturedRecord", "Item", "is_event"]
 
 
-class CapturedEvent(NamedTuple):
-    """A structlog / asyncio event as captured on the caller's thread."""
+class CapturedEvent(tuple[StructEvent, "Mapping[str, object] | None", object]):
+    """A structlog / asyncio event as captured on the caller's thread: `CapturedEvent((event, context,
+    span))`. A plain tuple subclass, not a NamedTuple: built by C code (~4x cheaper per event)."""
 
-    event: StructEvent
-    #: oglogstream's (and structlog's contextvars') bound context then, or None.
-    context: Mapping[str, object] | None
-    #: The OpenTelemetry span active then (see `_otel`), or None.
-    span: object
+    __slots__ = ()
+
+    @property
+    def event(self) -> StructEvent:
+        return self[0]
+
+    @property
+    def context(self) -> Mapping[str, object] | None:
+        """oglogstream's (and structlog's contextvars') bound context then, or None."""
+        return self[1]
+
+    @property
+    def span(self) -> object:
+        """The OpenTelemetry span active then (see `_otel`), or None."""
+        return self[2]
 
 
 #: What an intake holds.

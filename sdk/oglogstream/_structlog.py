@@ -87,7 +87,7 @@ class OgLogProcessor:
                 )
                 pipeline = self._pipeline
                 span_of = _otel.current_span
-                item = CapturedEvent(event, _context(), span_of() if span_of is not None else None)
+                item = CapturedEvent((event, _context(), span_of() if span_of is not None else None))
                 if len(pipeline.intake) < pipeline.soft_limit:
                     pipeline.intake.append(item)
                 else:
