@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Mapping
+from operator import methodcaller
 from typing import Annotated, Any, Literal
 
+import msgspec
 import pydantic_core
 from oglogstream import wire
 from pydantic import (
@@ -58,6 +61,7 @@ __all__ = [
     "Entry",
     "TimeWindow",
     "add_typed_maps",
+    "attribute_value_types",
     "current_window",
     "derived_id",
     "dump_rows",
@@ -371,12 +375,27 @@ _Row = with_config(ConfigDict(extra="allow", ser_json_inf_nan="null"))(
 
 #: Serialises `make_rows` output with the types known up front (a third faster than `dumps`' inference).
 _ROW_LIST: TypeAdapter[list[_Row]] = TypeAdapter(list[_Row])
+#: Writes the same compact JSON as pydantic-core for strings (same escapes: `\u001f`, raw UTF-8 otherwise),
+#: ints, bools and dicts, 2.5x faster than _ROW_LIST; floats differ (1e+308 here is 1e308 there).
+_ENCODER = msgspec.json.Encoder()
+_get_attributes = methodcaller("get", "attributes")
+
+
+def attribute_value_types(rows: list[dict[str, Any]]) -> set[type]:
+    """The types of all attribute values of `rows` (row dicts whose `attributes`, when present, is a dict):
+    C-level passes, about 30 ns a value."""
+    values = itertools.chain.from_iterable(map(dict.values, filter(None, map(_get_attributes, rows))))
+    return set(map(type, values))
 
 
 def dump_rows(rows: list[dict[str, Any]]) -> bytes:
     """`dumps(rows)`, byte for byte, for rows that `make_rows` built from validated entries (whose values
-    have exactly the declared types; any other key is still serialised, by inference, as `dumps` would)."""
-    return _ROW_LIST.dump_json(rows, warnings=False)  # type: ignore[arg-type]
+    have exactly the declared types; any other key is still serialised, by inference, as `dumps` would).
+    Rows without float attribute values (the only floats a row holds, typed maps included) are written by
+    msgspec, the others by pydantic-core, whose float format `dumps` has."""
+    if float in attribute_value_types(rows):
+        return _ROW_LIST.dump_json(rows, warnings=False)  # type: ignore[arg-type]
+    return _ENCODER.encode(rows)
 
 
 #: A row's own `received_at` is its last key: followed by the row's `}` and then the next row or the array's

@@ -335,3 +335,45 @@ def test_ndjson_slices_are_the_line_by_line_ones(lengths: list[int], size: int) 
     """Bisecting the running total cuts NDJSON bodies where adding line lengths one by one does."""
     lines = [b"x" * n for n in lengths]
     assert batch_decode.slices(lines, size) == _slices_line_by_line(lines, size)
+
+
+_json_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)  # rows never hold surrogates
+_row_entry = st.fixed_dictionaries(
+    {"level": st.sampled_from(wire.LEVELS), "message": _json_text, "service": _json_text.filter(bool)},
+    optional={
+        "logger": _json_text,
+        "pid": st.integers(0, wire.MAX_PID),
+        "exception": _json_text,
+        "attributes": st.dictionaries(
+            _json_text.filter(bool),
+            st.one_of(
+                _json_text,
+                st.booleans(),
+                st.integers(wire.INT64_MIN, wire.INT64_MAX),
+                st.floats(allow_nan=False, allow_infinity=False),  # validation refuses the others
+            ),
+            max_size=4,
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_row_entry, min_size=1, max_size=5))
+def test_row_payloads_are_pydantics_bytes(entries: list[dict[str, Any]]) -> None:
+    """`dump_rows` writes pydantic-core's exact bytes for any rows (every character, 64-bit ints, bools;
+    float attribute values, which msgspec formats differently, are left to pydantic-core)."""
+    rows = schema.make_rows(entries, batch_id="b", received_at=RECEIVED)
+    assert schema.dump_rows(rows) == schema._ROW_LIST.dump_json(rows, warnings=False) == schema.dumps(rows)
+    if float not in schema.attribute_value_types(rows):
+        assert schema._ENCODER.encode(rows) == schema.dumps(rows)
+
+
+def test_row_payloads_escape_every_character_as_pydantic_does() -> None:
+    """Every Unicode scalar value, in a message and as an attribute key and value: the same bytes."""
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    chunks = [text[i : i + 4096] for i in range(0, len(text), 4096)]
+    rows = schema.make_rows(
+        [entry(message=c, attributes={c[:100]: c[-100:]}) for c in chunks], batch_id="b", received_at=RECEIVED
+    )
+    assert schema._ENCODER.encode(rows) == schema.dumps(rows) == schema.dump_rows(rows)
