@@ -115,7 +115,7 @@ def _struct_fields() -> list[tuple[str, Any, Any]]:
 _Entry = msgspec.defstruct(
     "_Entry", _struct_fields(), kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 )
-_DECODER = msgspec.json.Decoder(Annotated[list[_Entry], Meta(max_length=wire.MAX_BATCH_ENTRIES)])
+_DECODER = msgspec.json.Decoder(Annotated[list[_Entry], Meta(max_length=wire.MAX_BATCH_ENTRIES)])  # type: ignore[valid-type]
 _BYTE_LIMITS = tuple(
     (attrgetter(field.name), field.limit, field.required) for field in wire.FIELDS if field.unit == "bytes"
 )
