@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oglogstream import clear_context
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -27,6 +28,7 @@ SERIAL: dict[str, str] = {
     "tests/sdk/test_sdk_review_attack.py::test_sigterm_right_after_a_burst": "default shutdown deadline",
     "tests/sdk/test_sdk_review_transport.py::test_handler_retries_after_a_trickled": "default read timeout",
     "tests/stack/test_dashboard_browser.py::test_live_tail_shows_server_drops": "browser reconnect timing",
+    "tests/sdk/test_sdk_spool.py::test_spool_bounds_drop_the_oldest": "which batch the bound drops: timing",
 }
 
 
@@ -80,6 +82,14 @@ def require(module: str) -> None:
         if IN_CI:
             pytest.fail(f"CI=true and dependency {module!r} is missing: {exc}")
         pytest.skip(f"{module} not installed")
+
+
+@pytest.fixture(autouse=True)
+def _no_bound_context_afterwards() -> Iterator[None]:
+    """Fields a test binds with `oglogstream.bind` (the main thread's context) do not reach the next test
+    that runs in the same process, whatever order pytest-xdist gives them."""
+    yield
+    clear_context()
 
 
 @pytest.fixture
