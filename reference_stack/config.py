@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from .auth import settings as auth_settings
@@ -26,9 +26,12 @@ __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_STREAM_REPLICAS",
+    "ENV_NAMES",
+    "ENV_VARS",
     "LEGACY_DEAD_SUBJECT",
     "LIVE_SUBJECT",
     "ROLES",
+    "SERVE_ENV_VARS",
     "STREAM_NAME",
     "STREAM_SUBJECT",
     "StackConfig",
@@ -166,40 +169,64 @@ class StackConfig:
 
     @classmethod
     def from_env(cls, roles: tuple[str, ...], environ: Mapping[str, str] | None = None) -> StackConfig:
-        """Read the seed's variables: NATS_URL, HTTP_PORT, CLICKHOUSE_DSN (or CLICKHOUSE_URL), BATCH_SIZE,
-        FLUSH_TIMEOUT, MAX_RETRIES, SHUTDOWN_TIMEOUT, LOG_LEVEL, plus RETENTION_DAYS, NATS_STREAM_REPLICAS and
-        HTTP_HOST, and the access-control OGLOG_* variables (auth/settings.py ENV_NAMES)."""
+        """StackConfig from the variables of ENV_NAMES present in `environ` (default `os.environ`).
+
+        Raises ValueError naming the variable when one cannot be parsed, or the field when a value is out
+        of range (`oglog serve` renames it to the variable: server/cli.py).
+        """
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {"roles": roles}
-
-        def integer(var: str) -> int:
-            try:
-                return int(env[var])
-            except ValueError:
-                raise ValueError(f"{var}: expected an integer, got {env[var]!r}") from None
-
-        if "NATS_URL" in env:
-            kwargs["nats_url"] = env["NATS_URL"]
-        if "HTTP_HOST" in env:
-            kwargs["host"] = env["HTTP_HOST"]
-        if "HTTP_PORT" in env:
-            kwargs["http_port"] = integer("HTTP_PORT")
-        dsn = env.get("CLICKHOUSE_DSN") or env.get("CLICKHOUSE_URL")
-        if dsn:
-            kwargs["clickhouse_dsn"] = dsn
-        if "BATCH_SIZE" in env:
-            kwargs["batch_size"] = integer("BATCH_SIZE")
-        if "MAX_RETRIES" in env:
-            kwargs["max_retries"] = integer("MAX_RETRIES")
-        if "RETENTION_DAYS" in env:
-            kwargs["retention_days"] = integer("RETENTION_DAYS")
-        if "NATS_STREAM_REPLICAS" in env:
-            kwargs["stream_replicas"] = integer("NATS_STREAM_REPLICAS")
-        if "FLUSH_TIMEOUT" in env:
-            kwargs["flush_timeout"] = parse_duration(env["FLUSH_TIMEOUT"], name="FLUSH_TIMEOUT")
-        if "SHUTDOWN_TIMEOUT" in env:
-            kwargs["shutdown_timeout"] = parse_duration(env["SHUTDOWN_TIMEOUT"], name="SHUTDOWN_TIMEOUT")
-        if "LOG_LEVEL" in env:
-            kwargs["log_level"] = env["LOG_LEVEL"]
-        kwargs.update(auth_settings.from_env(env, integer))  # OGLOG_REQUIRE_AUTH, OGLOG_API_KEYS, ...
+        for field, (var, parse) in ENV_VARS.items():
+            value = env.get(var)
+            if not value and var in _ENV_ALIAS_OF:
+                value = env.get(_ENV_ALIAS_OF[var]) or value
+            if value is None:
+                continue
+            parsed = parse(value, var)
+            if parsed is not None:
+                kwargs[field] = parsed
+        kwargs.update(auth_settings.from_env(env, lambda var: _integer(env[var], var)))
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _text(value: str, var: str) -> str:
+    return value
+
+
+def _integer(value: str, var: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{var}: expected an integer, got {value!r}") from None
+
+
+def _duration(value: str, var: str) -> float:
+    return parse_duration(value, name=var)
+
+
+def _dsn(value: str, var: str) -> str | None:
+    return value or None  # empty: the default DSN
+
+
+#: StackConfig field -> (the seed's environment variable, its parser: (value, variable) -> value, or None for
+#: "use the default"). The one table `from_env` reads, `oglog serve` names variables in its errors from, and
+#: its --help lists (server/cli.py); access-control variables are auth/settings.py's ENV_NAMES.
+ENV_VARS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "host": ("HTTP_HOST", _text),
+    "http_port": ("HTTP_PORT", _integer),
+    "nats_url": ("NATS_URL", _text),
+    "clickhouse_dsn": ("CLICKHOUSE_DSN", _dsn),
+    "batch_size": ("BATCH_SIZE", _integer),
+    "flush_timeout": ("FLUSH_TIMEOUT", _duration),
+    "max_retries": ("MAX_RETRIES", _integer),
+    "shutdown_timeout": ("SHUTDOWN_TIMEOUT", _duration),
+    "retention_days": ("RETENTION_DAYS", _integer),
+    "stream_replicas": ("NATS_STREAM_REPLICAS", _integer),
+    "log_level": ("LOG_LEVEL", _text),
+}
+#: Variable -> another name read when it is unset or empty (the seed's Go services read CLICKHOUSE_URL).
+_ENV_ALIAS_OF = {"CLICKHOUSE_DSN": "CLICKHOUSE_URL"}
+#: StackConfig field -> environment variable, for every variable `oglog serve` reads.
+ENV_NAMES: dict[str, str] = {field: var for field, (var, _) in ENV_VARS.items()} | auth_settings.ENV_NAMES
+#: Every variable `oglog serve` reads, aliases included, sorted (its --help lists them).
+SERVE_ENV_VARS: tuple[str, ...] = tuple(sorted({*ENV_NAMES.values(), *_ENV_ALIAS_OF.values()}))

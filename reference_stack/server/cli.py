@@ -27,7 +27,15 @@ from urllib.parse import urlsplit
 from ..auth import settings as auth_settings
 from ..auth import startup as auth
 from ..auth.redact import redact
-from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig, parse_duration
+from ..config import (
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    ENV_NAMES,
+    ROLES,
+    SERVE_ENV_VARS,
+    StackConfig,
+    parse_duration,
+)
 from . import cli_deadletters, cli_keys
 from .supervisor import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, StackError, StackOptions
 from .workers import MAX_DEFAULT_WORKERS, default_ingest_workers
@@ -38,26 +46,7 @@ EXIT_CONFIG = 2
 EXIT_START = 1
 
 #: StackConfig field -> the environment variable `oglog serve` read it from (for error messages).
-_ENV_NAMES = {
-    "roles": "roles",
-    "host": "HTTP_HOST",
-    "http_port": "HTTP_PORT",
-    "nats_url": "NATS_URL",
-    "clickhouse_dsn": "CLICKHOUSE_DSN",
-    "batch_size": "BATCH_SIZE",
-    "flush_timeout": "FLUSH_TIMEOUT",
-    "max_retries": "MAX_RETRIES",
-    "shutdown_timeout": "SHUTDOWN_TIMEOUT",
-    "retention_days": "RETENTION_DAYS",
-    "stream_replicas": "NATS_STREAM_REPLICAS",
-    "log_level": "LOG_LEVEL",
-    **auth_settings.ENV_NAMES,  # OGLOG_REQUIRE_AUTH, OGLOG_API_KEYS, ... (docs/security.md)
-}
-#: Every environment variable `oglog serve` reads (its --help lists them): derived from _ENV_NAMES, plus the
-#: CLICKHOUSE_DSN alias that StackConfig.from_env accepts.
-SERVE_ENV_VARS = tuple(
-    sorted({name for field, name in _ENV_NAMES.items() if field != "roles"} | {"CLICKHOUSE_URL"})
-)
+_ENV_NAMES = {"roles": "roles", **ENV_NAMES}
 #: StackConfig field -> the `oglog stack up` flag that sets it.
 _FLAG_NAMES = {
     "host": "--host",
