@@ -10,17 +10,20 @@ under another package name. The two alternate ROUNDS times, so both see the same
 `time.process_time`, so waiting for a CPU does not count. For scale: `json.loads` of the same lines (objects,
 no validation) and gunzip. Both versions' payloads are checked equal first. Shapes: the SDK's lines of
 `stack_ingest_bench` (9 fields, a string and an int attribute) and a full entry (every field, 8 string
-attributes).
+attributes). Last, the widest valid body (MAX_BATCH_ENTRIES entries of MAX_ATTRIBUTES attributes) decoded
+once per version in a fresh process each: CPU and peak RSS growth.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import importlib
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from oglogstream.stack.ingestion import batch_decode, fast_rows, schema
+from oglogstream.wire import MAX_ATTRIBUTES, MAX_BATCH_ENTRIES
 
 from benchmarks.stack_ingest_bench import BATCH_ENTRIES, _entries
 
@@ -149,18 +153,82 @@ def measure(name: str, make: Callable[[int, str], list[bytes]], before: ModuleTy
     print(f"  gunzip (both): {gunzip:.2f} us/entry", flush=True)
 
 
+def _widest_body(distinct: bool) -> bytes:
+    """MAX_BATCH_ENTRIES NDJSON entries of MAX_ATTRIBUTES string attributes: the most values a valid body
+    holds; the values `distinct` per entry, or the same in every entry (which pydantic-core's string cache
+    stores once)."""
+    return b"\n".join(
+        json.dumps(
+            {
+                "level": "info",
+                "message": f"m{i}",
+                "service": "s",
+                "attributes": {
+                    f"key{k}": f"v{i}-{k}" if distinct else f"value{k}" for k in range(MAX_ATTRIBUTES)
+                },
+            },
+            separators=(",", ":"),
+        ).encode()
+        for i in range(MAX_BATCH_ENTRIES)
+    )
+
+
+def _widest_child(package: str, distinct: bool) -> None:
+    """In a fresh process: CPU and peak RSS growth of decoding the widest body with `package`'s code."""
+    module = importlib.import_module(f"{package}.ingestion.batch_decode")
+    body = _widest_body(distinct)
+    gc.collect()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.process_time()
+    decoded = module.decode(body, ndjson=True, batch_id="b", received_at=RECEIVED, window=None)
+    cpu = time.process_time() - start
+    assert len(decoded.rows) == MAX_BATCH_ENTRIES
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    print(json.dumps({"cpu": cpu, "mb": grown}))
+
+
+def widest(into: Path, before_package: str) -> None:
+    """Each version decodes the widest valid body once per fresh process (peak memory is per process)."""
+    print(
+        f"widest valid body ({MAX_BATCH_ENTRIES:,} entries x {MAX_ATTRIBUTES} attributes), fresh processes:"
+    )
+    for distinct in (True, False):
+        for label, package in (("before", before_package), ("as shipped", "oglogstream.stack")):
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.ingest_decode_bench", "--widest-child", package]
+                + (["--distinct"] if distinct else []),
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join([str(into), os.environ.get("PYTHONPATH", "")]),
+                },
+            )
+            result = json.loads(child.stdout)
+            values = "distinct values" if distinct else "the same values in every entry"
+            print(f"  {values}, {label}: CPU {result['cpu']:.2f} s, peak RSS growth {result['mb']:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--before", default=BEFORE, help="the revision to compare with (default: %(default)s)"
     )
+    parser.add_argument("--widest-child", help=argparse.SUPPRESS)
+    parser.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.widest_child:
+        _widest_child(args.widest_child, args.distinct)
+        return
     print(f"Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="oglog-before-") as into:
         before = _before_batch_decode(args.before, Path(into))
         print(f"before: {args.before}")
         measure("SDK lines", _entries, before)
         measure("full entries", _full_entries, before)
+        widest(Path(into), before.__name__.split(".")[0])
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
