@@ -2,6 +2,8 @@
 
 Validation runs in pydantic-core (Rust) on the raw JSON bytes; the only Python per entry is a couple of
 after-validators (UTF-8 size checks, a timestamp check), so a request costs a few microseconds per entry.
+Valid batches usually never get here: `fast_rows` decides them with msgspec and falls back to this module
+for everything else, so the error messages are all written here.
 Validated entries are plain dicts of JSON values: the timestamp normalised to RFC 3339 UTC with microseconds
 and a `Z` ("2026-11-27T10:00:00.123456Z"), attribute values as received (str, int, float or bool). A row is
 an entry with `id` FIRST and `received_at` LAST: the processor finds ids in a payload by position
