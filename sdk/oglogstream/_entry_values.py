@@ -139,8 +139,10 @@ def _value_json_slow(value: object) -> str:
             text = str.__str__(value)
         elif isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
             return int.__repr__(value)
-        elif isinstance(value, float) and math.isfinite(value):
-            return float.__repr__(value)
+        elif isinstance(value, float):
+            if math.isfinite(value):
+                return float.__repr__(value)
+            text = _wire.non_finite_text(value)
         elif isinstance(value, (dict, list, tuple)):
             # Nested values travel as JSON text; whatever json cannot do becomes a repr inside it.
             text = json.dumps(value, default=_safe_repr, ensure_ascii=False)

@@ -18,6 +18,7 @@ Iterating the storage columns (a row is the entry plus `received_at`, last)::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,8 +57,10 @@ __all__ = [
     "Field",
     "clip_bytes",
     "clip_chars",
+    "is_attribute_value",
     "level_for_number",
     "level_name",
+    "non_finite_text",
 ]
 
 WIRE_VERSION = 1
@@ -84,6 +87,27 @@ MAX_ATTRIBUTE_KEY_CHARS = 128
 MAX_ATTRIBUTE_VALUE_CHARS = 2048
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+
+
+
+def is_attribute_value(value: object) -> bool:
+    """Whether an attribute may have `value`: a string, a boolean, an integer or a float. Lists, objects and
+    null may not (`POST /log` answers 400 naming the attribute). NaN and +-Infinity (not JSON, but Python's
+    json module writes them) are stored as the text `non_finite_text` gives, integers beyond 64 bits as their
+    digits; a string's length is the separate MAX_ATTRIBUTE_VALUE_CHARS limit (the SDK clips, the stack
+    refuses).
+    """
+    return isinstance(value, str | int | float)
+
+
+def non_finite_text(value: float) -> str:
+    """How a NaN or +-Infinity attribute value is stored: the text `NaN`, `Infinity` or `-Infinity` (proto3's
+    JSON mapping, which OTLP/JSON uses; JSON itself has no such numbers). Every path spells them so: the SDK,
+    `POST /log(s)` (which accepts the NaN/Infinity tokens Python's json module writes) and OTLP."""
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
 
 #: `id` as a regular expression (the stack validates it, the SDK's ids always match).
 ID_PATTERN = rf"^[A-Za-z0-9_.:\-]{{1,{MAX_ID_CHARS}}}$"

@@ -231,6 +231,8 @@ def test_attributes_convert_values() -> None:
         "nested": {"a": [1, {"b": None}]},
         "big": 2**70,
         "nan": math.nan,
+        "inf": math.inf,
+        "-inf": -math.inf,
         "obj": Boom(),
         "cyc": cyclic,
         "set": {1},
@@ -242,7 +244,8 @@ def test_attributes_convert_values() -> None:
     assert attrs["s"] == "v" and attrs["i"] == 3 and attrs["f"] == 1.5 and attrs["b"] is True
     assert attrs["n"] == "None"
     assert json.loads(attrs["nested"]) == {"a": [1, {"b": None}]}
-    assert attrs["big"] == str(2**70) and attrs["nan"] == "nan"
+    assert attrs["big"] == str(2**70)
+    assert (attrs["nan"], attrs["inf"], attrs["-inf"]) == ("NaN", "Infinity", "-Infinity")
     assert attrs["obj"].startswith("<unrepresentable ") and attrs["obj"].endswith("Boom>")
     assert attrs["cyc"] == "[[...]]" and attrs["set"] == "{1}"
 

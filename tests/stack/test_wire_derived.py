@@ -162,3 +162,20 @@ def test_stack_schema_import_starts_nothing_of_the_sdk() -> None:
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["loaded"] == []
     assert [module for module in result["hooks"] if module.startswith("oglogstream")] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "x" * wire.MAX_ATTRIBUTE_VALUE_CHARS, True, False, 0, -(2**63), 2**63 - 1, 2**80, 99.5, -0.0, 1e308,
+     None, [], [1], {}, {"a": 1}, float("nan"), float("inf"), float("-inf")],
+    ids=repr,
+)
+def test_wire_attribute_value_rule_is_the_stacks(value: Any) -> None:
+    """`wire.is_attribute_value` (what `oglog send` checks) accepts exactly the values POST /log accepts."""
+    body = json.dumps({**GOOD, "attributes": {"k": value}})  # NaN, Infinity: JSON extensions, as sent
+    try:
+        schema.ENTRY.validate_json(body)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted is wire.is_attribute_value(value)

@@ -338,7 +338,7 @@ def _json(value: Any) -> str:
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return wire.non_finite_text(value)
     if isinstance(value, list):
         return [_finite(v) for v in value]
     if isinstance(value, dict):

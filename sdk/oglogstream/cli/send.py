@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TextIO
 
+from .. import wire
 from .._handler import OgLogHandler
 from ._http import (
     EXIT_CONFIG,
@@ -139,11 +139,10 @@ def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tupl
     if not isinstance(attrs, Mapping):
         raise ValueError("attributes: must be a JSON object")
     for key, value in attrs.items():
-        # The entry format's rule (oglogstream.wire; POST /log refuses others): the SDK would otherwise turn a
-        # list or object into its Python text, a value nobody can filter on.
-        scalar = isinstance(value, str | int) or (isinstance(value, float) and math.isfinite(value))
-        if not scalar:
-            raise ValueError(f"attributes.{key}: must be a string, a finite number or a boolean")
+        # POST /log refuses others; the SDK would turn a list or object into its Python text, a value nobody
+        # can filter on.
+        if not wire.is_attribute_value(value):
+            raise ValueError(f"attributes.{key}: must be a string, a number or a boolean")
     extra = {**defaults.attributes, **attrs}
     for link in ("trace_id", "span_id"):
         if link in entry:
