@@ -3,10 +3,12 @@
 Plain Python (no pydantic, no httpx), cheap to import: `import oglogstream.wire` does not start the SDK.
 
 The entry is the ordered table `FIELDS` (row order: id and timestamp first); everything else derives from it:
-the stack's validation model, row order and row twin and public response shape (`reference_stack/schema.py`),
-the ClickHouse DDL column list and query columns (`storage.py`, `query_sql.py`), the SDK's line builders'
-limits (`_entry.py`) and the test oracle (`tests/sdk/wire_check.py`). Adding a field is one line in `FIELDS`
-plus the code that fills it.
+the stack's validation model, row order and row twin and public response shape
+(`reference_stack/ingestion/schema.py`), the query columns (`reference_stack/query/query_sql.py`), the
+SDK's line builders' limits (`_entry.py`) and the test oracle (`tests/sdk/wire_check.py`). The table's
+columns come from versioned migrations (`reference_stack/storage/migrations.py`: a stored schema is changed,
+never recreated) and `tests/stack/test_migrations.py` checks they are these columns with these types. Adding
+a field is one line in `FIELDS`, a migration adding its column, and the code that fills it.
 
 Iterating the storage columns (a row is the entry plus `received_at`, last)::
 

@@ -1,6 +1,6 @@
 """`oglog`: the command line. Client commands (send, tail, query, stats, doctor, bench) need only the SDK;
-the server commands (stack, serve, demo, dead-letters, keys) are `oglogstream.stack.cli`, loaded only when
-asked for, and name the `[stack]` extra when it is not installed.
+the server commands (stack, serve, demo, dead-letters, keys) are `oglogstream.stack.server.cli`, loaded only
+when asked for, and name the `[stack]` extra when it is not installed.
 
 Exit codes (docs/cli.md): 0 ok, 1 failed / unhealthy / refused, 2 usage or configuration, 3 cannot reach,
 130 interrupted, 141 stdout closed by its reader (`oglog query | head`: quiet, like other Unix tools).
@@ -21,7 +21,7 @@ from ._output import OutputClosed, safe
 
 __all__ = ["SERVER_COMMANDS", "STACK_EXTRA_HINT", "build_parser", "main"]
 
-#: Commands implemented by `oglogstream.stack.cli` (the `[stack]` extra), with their one-line help.
+#: Commands implemented by `oglogstream.stack.server.cli` (the `[stack]` extra), with their one-line help.
 SERVER_COMMANDS = {
     "stack": "run the whole stack on one machine: `oglog stack up` (needs the [stack] extra)",
     "serve": "run ingest / process / query roles, configured by environment variables ([stack])",
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (send, tail, query, stats, doctor, bench):
         module.add_parser(commands, [])
     for name, help_text in SERVER_COMMANDS.items():
-        # Only listed here: main() hands these to oglogstream.stack.cli before parsing.
+        # Only listed here: main() hands these to oglogstream.stack.server.cli before parsing.
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
