@@ -69,7 +69,7 @@ CONSUMER_NAME = "oglog-processor"
 #: Core NATS subject on which accepted entries are fanned out to live-tail subscribers (no persistence).
 LIVE_SUBJECT = "oglog.live"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 

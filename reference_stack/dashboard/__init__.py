@@ -29,7 +29,7 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
 }
 # A Host header we are willing to echo into the CSP (host, IPv4, [IPv6], optional port).
-_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class _Asset:

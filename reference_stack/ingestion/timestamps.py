@@ -154,14 +154,16 @@ def _canonical_timestamp(value: str, info: ValidationInfo) -> str:
 
 
 #: The form the SDK sends and the stack stores: taken as is after a cheap check (3x faster than parsing).
-_CANONICAL_TS = r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+#: `[0-9]`, not `\d`: pydantic's Rust regex (like Python's) takes any Unicode digit there, and a timestamp
+#: taken as is must be ASCII (storage parses it).
+_CANONICAL_TS = r"^(19|2[0-2])[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]{6}Z$"
 #: The canonical form restricted to dates that exist in every year (Feb 29 excepted) and valid times: these
 #: need no Python check at all (the regex runs in Rust). Everything else falls through to the branches below,
 #: which decide exactly as before; the union's error message only uses the last branch's reason.
 _VALID_CANONICAL_TS = (
-    r"^(19|2[0-2])\d\d-"
-    r"((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
-    r"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+    r"^(19|2[0-2])[0-9][0-9]-"
+    r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z$"
 )
 Timestamp = Annotated[
     Annotated[str, Field(pattern=_VALID_CANONICAL_TS), AfterValidator(_in_window)]

@@ -71,7 +71,7 @@ _IDLE_WAIT = 0.5
 
 #: The timestamp headers are inlined in the duplicate check: years 1900-2299 (DateTime64's range), as the
 #: ingestion role writes them.
-_CANONICAL_TS = re.compile(r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+_CANONICAL_TS = re.compile(r"^(19|2[0-2])\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$", re.ASCII)
 
 
 @dataclass

@@ -64,7 +64,9 @@ _MIN_US = (dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timed
 _MAX_US = (dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
 #: An integer parameter: ASCII digits only (int() would also take fullwidth digits or "1_000"), at most 20.
 _INT = re.compile(r"[+-]?[0-9]{1,20}")
-_RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$")
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$", re.ASCII
+)
 # splitByNonAlpha works on bytes: ASCII letters/digits and every byte >= 0x80 belong to words.
 _WORD = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
 
