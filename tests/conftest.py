@@ -29,6 +29,10 @@ SERIAL: dict[str, str] = {
     "tests/sdk/test_sdk_review_transport.py::test_handler_retries_after_a_trickled": "default read timeout",
     "tests/stack/test_dashboard_browser.py::test_live_tail_shows_server_drops": "browser reconnect timing",
     "tests/sdk/test_sdk_spool.py::test_spool_bounds_drop_the_oldest": "which batch the bound drops: timing",
+    "tests/sdk/test_sdk_pace.py::test_flush_during_a_tight_logging_loop": "caller vs worker thread pace",
+    "tests/sdk/test_sdk_review_lifecycle.py::test_a_signal_handler_using": "signal timing",
+    "tests/sdk/test_sdk_shutdown.py::test_exit_with_a_hanging_server_stays": "exit budget + 0.5 s bound",
+    "tests/cli/test_hostile_servers.py::TestOddAnswers::": "every command within a 40 s deadline",
 }
 
 
