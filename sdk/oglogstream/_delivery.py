@@ -209,20 +209,25 @@ class Ledger:
 
 
 class RetryPolicy:
-    """Exponential backoff with full jitter capped at `backoff_max`; a server's Retry-After wins."""
+    """Exponential backoff with full jitter capped at `backoff_max`; a server's Retry-After can lengthen a
+    wait (up to `MAX_RETRY_AFTER`) but never shorten it below `backoff_initial` or the jittered backoff."""
 
     def __init__(self, settings: Settings) -> None:
+        self._floor = settings.backoff_initial
         self._jitter = tenacity.wait_random_exponential(
             multiplier=settings.backoff_initial, max=settings.backoff_max
         )
 
     def delay(self, attempt: int, result: SendResult | None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based) that answered `result`."""
-        if result is not None and result.retry_after is not None:
-            return min(result.retry_after, MAX_RETRY_AFTER)
         state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]  # only attempt_number is read
         state.attempt_number = attempt
-        return float(self._jitter(state))
+        backoff = float(self._jitter(state))
+        if result is not None and result.retry_after is not None:
+            # A Retry-After of 0 (or nan, negative, a past date: all parse to <= 0) repeated by a server
+            # would otherwise make a tight request loop: the server may ask us to wait longer, not less.
+            return max(min(result.retry_after, MAX_RETRY_AFTER), self._floor, backoff)
+        return backoff
 
     def tenacity_arguments(
         self, ledger: Ledger, stop: Callable[[tenacity.RetryCallState], bool]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+from oglogstream import OgLogHandler
+from oglogstream._delivery import RetryPolicy
+from oglogstream._settings import DEFAULT_BACKOFF_INITIAL, MAX_RETRY_AFTER, Settings
+from oglogstream._transport import Outcome, SendResult
+
 from .capture_server import CaptureServer, Reply
 
 
@@ -188,3 +194,37 @@ def test_byte_bound_applies(server: CaptureServer, make_handler, logger) -> None
     assert handler.flush(10)
     stats = handler.stats()
     assert stats.sent + stats.dropped["overflow"] == 1000
+
+
+# A Retry-After that asks for no wait at all: 0, nan and negative parse to 0, a past date to <= 0.
+_NO_WAIT_RETRY_AFTERS = ("0", "nan", "-5", "0.001", "Wed, 21 Oct 2015 07:28:00 GMT")
+
+
+@pytest.mark.parametrize("value", _NO_WAIT_RETRY_AFTERS)
+def test_retry_after_never_shortens_the_backoff(server: CaptureServer, logger, value: str) -> None:
+    """With default settings, a Retry-After asking for no wait still waits at least backoff_initial (a
+    server repeating it made a tight loop of 1,300 requests in 3 s)."""
+    server.script(Reply(503, {"Retry-After": value}))
+    handler = OgLogHandler(server.url, "retry-after", drain_on_sigterm=False)
+    try:
+        logger.addHandler(handler)
+        logger.info("patience")
+        assert handler.flush(10)
+    finally:
+        handler.close(timeout=5)
+    first, second = server.requests
+    assert (first.status, second.status) == (503, 202)
+    assert second.at - first.at >= DEFAULT_BACKOFF_INITIAL * 0.95
+
+
+@pytest.mark.parametrize("retry_after", [0.0, 0.001, 1.0, 1e9])
+def test_retry_policy_floors_a_server_delay_at_the_backoff(retry_after: float) -> None:
+    """Both drivers' wait after a Retry-After is within [backoff_initial, MAX_RETRY_AFTER] at every attempt
+    and never below what the server asked for (up to the cap)."""
+    settings = Settings.build("http://127.0.0.1:1", "svc")
+    policy = RetryPolicy(settings)
+    result = SendResult(Outcome.RETRY, status=503, retry_after=retry_after)
+    for attempt in range(1, 30):
+        delay = policy.delay(attempt, result)
+        assert DEFAULT_BACKOFF_INITIAL <= delay <= MAX_RETRY_AFTER
+        assert delay >= min(retry_after, MAX_RETRY_AFTER)
