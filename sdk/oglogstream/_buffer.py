@@ -8,6 +8,7 @@ storing the numbers: they are contiguous, so `first_seq` and a position say it a
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "MAPPING_ITEM_BYTES",
     "Batch",
     "Pending",
+    "event_bytes",
     "extras_bytes",
     "intake_limit",
     "large_bytes",
@@ -140,10 +142,10 @@ INTAKE_ITEM_BYTES = 640
 #: The intake always has room for this many records (capped by max_records), even when the encoded
 #: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
 INTAKE_FLOOR = 1000
-#: A record whose message plus str arguments (plus `extras_bytes`) reach this many characters is not
-#: "typical": it takes the caller's slow path, where its size (`large_bytes`) counts against the intake's byte
-#: room, so a stuck worker cannot let 100k multi-kilobyte (or a few hundred 10 MB) messages, or records with
-#: dozens of `extra=` fields, pile up past max_buffer_bytes.
+#: A record whose message plus str arguments (plus `extras_bytes`), or an event whose `event_bytes`, reach
+#: this many characters is not "typical": it takes the caller's slow path, where its size (`large_bytes`)
+#: counts against the intake's byte room, so a stuck worker cannot let 100k multi-kilobyte (or a few hundred
+#: 10 MB) messages, or records/events with dozens of fields, pile up past max_buffer_bytes.
 LARGE_MESSAGE = 1024
 #: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
 #: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
@@ -166,17 +168,11 @@ _BYTES = frozenset({bytes, bytearray})
 FORMATTER_KEYS = frozenset({"message", "asctime"})
 
 
-def extras_bytes(record_dict: dict[str, Any]) -> int:
-    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
-    and `asctime` left by another handler): EXTRA_ATTR_BYTES each, plus the length of str and bytes values
-    and, for containers, CONTAINER_ITEM_BYTES per element (MAPPING_ITEM_BYTES per dict or set entry).
-    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
-    `__dict__`."""
-    extra = len(record_dict) - RECORD_BASE_KEYS
-    if extra <= 0:
-        return 0
-    size = extra * EXTRA_ATTR_BYTES
-    for value in islice(record_dict.values(), RECORD_BASE_KEYS, None):  # values only: the hot path's cost
+def _values_bytes(values: Iterable[Any]) -> int:
+    """What `values` hold beyond their slots, shallow and O(1) each: the length of str and bytes values,
+    CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry."""
+    size = 0
+    for value in values:
         kind = type(value)
         if kind is str:
             size += len(value)
@@ -186,6 +182,27 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
             size += len(value) * CONTAINER_ITEM_BYTES
         elif kind in _BYTES:
             size += len(value)
+    return size
+
+
+def event_bytes(event: Mapping[str, Any]) -> int:
+    """What a captured structlog/asyncio event dict occupies, charged as a record's `extra=` fields are
+    (`extras_bytes`): EXTRA_ATTR_BYTES per key plus its values' text and elements (the message is the
+    `event` value). O(number of keys)."""
+    return len(event) * EXTRA_ATTR_BYTES + _values_bytes(event.values())
+
+
+def extras_bytes(record_dict: dict[str, Any]) -> int:
+    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
+    and `asctime` left by another handler): EXTRA_ATTR_BYTES each, plus the length of str and bytes values
+    and, for containers, CONTAINER_ITEM_BYTES per element (MAPPING_ITEM_BYTES per dict or set entry).
+    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
+    `__dict__`."""
+    extra = len(record_dict) - RECORD_BASE_KEYS
+    if extra <= 0:
+        return 0
+    # values only: the hot path's cost
+    size = extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
     if "message" in record_dict or "asctime" in record_dict:
         # Set by a handler's Formatter, maybe only after this record was captured and charged: never
         # counted, so the charge is the same when the record leaves the intake as when it entered.
@@ -197,12 +214,14 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
 
 
 def large_bytes(item: tuple[Any, ...]) -> int:
-    """What a captured record occupies beyond INTAKE_ITEM_BYTES (characters of its str message and str
-    arguments, O(1) each, plus `extras_bytes`), or 0 below LARGE_MESSAGE; `OgLogHandler.handle` inlines the
-    same sum. A record's `__dict__` may still change after the capture (a later handler's filter): callers
-    never let the running total drop below 0, and reset it when nothing charged is left."""
-    if type(item) is CapturedEvent:  # bounded by count only
-        return 0
+    """What a captured record or event occupies beyond INTAKE_ITEM_BYTES, or 0 below LARGE_MESSAGE: for a
+    record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
+    (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict. A record's
+    `__dict__` may still change after the capture (a later handler's filter): callers never let the running
+    total drop below 0, and reset it when nothing charged is left."""
+    if type(item) is CapturedEvent:
+        size = event_bytes(item[0].event)
+        return size if size >= LARGE_MESSAGE else 0
     msg, args = item[1], item[2]
     size = len(msg) if type(msg) is str else 0
     if args:

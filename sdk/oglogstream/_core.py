@@ -57,7 +57,7 @@ class DeliveryCore:
     _wake_at: int
     #: The intake's bound in records, recomputed by the driver from the byte budget (`_intake_limit_now`).
     intake_limit: int
-    #: `_buffer.large_bytes` of every captured record waiting in the intake (0 for events: count-bounded).
+    #: `_buffer.large_bytes` of every captured record and event waiting in the intake or being encoded.
     intake_large: int = 0
     _waiters: list[FlushWaiter]
     #: When a close must be done (on `_clock`); INFINITY while not closing.
@@ -77,6 +77,7 @@ class DeliveryCore:
         self._policy = RetryPolicy(s)
         self._encoder = EntryEncoder(s.service)
         self._deadline = INFINITY
+        self.intake_large = 0
 
     def _reset_buffers(self) -> None:
         """Empty store and nothing in flight (a new worker's life, or a forked child)."""
@@ -138,7 +139,8 @@ class DeliveryCore:
         limit: int = -1,
         on_done: Callable[[list[Item]], None] | None = None,
     ) -> int:
-        """Encode intake items into `_pending` (`_ingest.ingest`); the batch in flight shares the bounds."""
+        """Encode intake items into `_pending` (`_ingest.ingest`); the batch in flight shares the bounds.
+        `on_done` defaults to `_release_intake` (the asyncio client's accounting)."""
         inflight = self._inflight
         return ingest(
             intake,
@@ -150,8 +152,14 @@ class DeliveryCore:
             held_records=inflight.records,
             held_bytes=inflight.nbytes,
             limit=limit,
-            on_done=on_done,
+            on_done=self._release_intake if on_done is None else on_done,
         )
+
+    def _release_intake(self, items: list[Item]) -> None:
+        """`items` left the intake for good (called under the lock): their size stops counting against the
+        intake's room; 0 exactly once the intake is empty, so the charge cannot drift."""
+        if self.intake_large:
+            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
 
     def _oldest_unsettled(self) -> int:
         """The seq of the oldest record not yet settled (a flush waiting for less is done)."""

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from oglogstream import OgLogHandler
-from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
+from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer
 
@@ -95,3 +95,87 @@ def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: 
     assert kept > 100_000
     assert charged >= kept, (charged, kept)
     assert charged <= 2.5 * kept, (charged, kept)  # and not absurdly more
+
+
+EVENT_COUNT, EVENT_SIZE = 2000, 100_000
+
+
+def _distinct(i: int) -> str:
+    return f"{i:08d}" * (EVENT_SIZE // 8)  # a distinct string per event: nothing shared to discount
+
+
+def test_structlog_events_stop_at_the_byte_budget_while_the_worker_is_stuck() -> None:
+    """Events with a distinct 100 KB attribute are charged by their size as records are (before: bounded
+    only by count, 4,000 of them held +383 MiB), the rest refused as `overflow` and every call accounted."""
+    from oglogstream import OgLogProcessor
+
+    server = BlackHoleServer()
+    processor = OgLogProcessor(server.url, "mem")
+    try:
+        for i in range(EVENT_COUNT):
+            processor(None, "info", {"event": "big", "blob": _distinct(i)})
+        stats = processor.stats()
+        captured = len(processor._pipeline.intake)
+        assert stats.sent + stats.dropped_total + stats.queued == EVENT_COUNT
+        assert stats.dropped.get("overflow", 0) > 0
+        # The intake's room is recomputed when the worker takes a batch's worth, so it lags by up to one.
+        bound = DEFAULT_MAX_BUFFER_BYTES + DEFAULT_BATCH_BYTES + EVENT_SIZE
+        assert captured * EVENT_SIZE + stats.buffered_bytes <= bound
+    finally:
+        processor.close(0.5)
+        server.close()
+
+
+def test_asyncio_events_stop_at_the_byte_budget_while_the_sender_is_stuck() -> None:
+    """The asyncio client charges large events by size too: its intake stays within max_buffer_bytes."""
+    import asyncio
+
+    from oglogstream import AsyncOgLogClient
+
+    server = BlackHoleServer()
+
+    async def main() -> None:
+        client = AsyncOgLogClient(server.url, "mem", drain_on_sigterm=False)
+        try:
+            for i in range(EVENT_COUNT):  # no await: the sending task cannot run meanwhile
+                client.info("big", blob=_distinct(i))
+            stats = client.stats()
+            assert stats.sent + stats.dropped_total + stats.queued == EVENT_COUNT
+            assert stats.dropped.get("overflow", 0) > 0
+            assert len(client._intake) * EVENT_SIZE <= DEFAULT_MAX_BUFFER_BYTES + EVENT_SIZE
+        finally:
+            await client.aclose(timeout=0.5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_typical_structlog_events_keep_the_count_bound() -> None:
+    """Events of a few short keys stay on the fast path: 50,000 of them all wait for a stuck worker."""
+    from oglogstream import OgLogProcessor
+
+    server = BlackHoleServer()
+    processor = OgLogProcessor(server.url, "mem")
+    try:
+        for i in range(50_000):
+            event = {"event": "request done", "level": "info", "timestamp": "2026-11-29T18:00:00Z",
+                     "logger": "app.web", "path": "/api/items", "status": 200, "ms": 12.5, "n": i}
+            processor(None, "info", event)
+        stats = processor.stats()
+        assert stats.dropped == {}
+        assert stats.queued == 50_000
+    finally:
+        processor.close(0.5)
+        server.close()
+
+
+def test_event_charge_counts_every_value_like_extra_fields() -> None:
+    """`event_bytes` charges an event dict as `extras_bytes` charges the same fields of a record."""
+    from oglogstream._buffer import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
+
+    fields = {"blob": "x" * 5000, "items": list(range(100)), "raw": b"y" * 300}
+    make = logging.getLogger("charge").makeRecord
+    record = make("charge", logging.INFO, "f", 1, "m", None, None, extra=fields)
+    assert event_bytes({"event": "m", **fields}) == extras_bytes(record.__dict__) + EXTRA_ATTR_BYTES + 1
