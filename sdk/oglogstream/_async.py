@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from . import _diag, _otel
 from ._async_exit import AtExit, ExitEntry
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
-from ._buffer import intake_limit
+from ._buffer import intake_limit, large_bytes
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._items import CapturedEvent, Item
-from ._lifecycle import PIPELINES, adopt_sigterm_drain
+from ._lifecycle import PIPELINES, Exit, adopt_sigterm_drain
+from ._lifecycle import _die_of_sigterm as die_of_sigterm
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
 
+#: Seconds `aclose` waits for a task it cancelled at its deadline to count what it held (one loop pass).
+CANCEL_GRACE = 1.0
 #: Never set: `_PAUSE.wait(seconds)` is the exit drain's short pause.
 _PAUSE = threading.Event()
 #: Every live client (weakly), for the exit drain.
@@ -68,6 +71,7 @@ class AsyncOgLogClient(AsyncSender):
         self._reset_core(self._lock)
         self._reset_buffers()
         self._waiters = []
+        self._delivering = self._carry = None
         #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
         self.intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -76,6 +80,8 @@ class AsyncOgLogClient(AsyncSender):
         with contextlib.suppress(RuntimeError):
             self._home = asyncio.get_running_loop()
         self._start_scheduled = False
+        #: An own loop (`_own_loop`) that is ending: a start scheduled on it goes to a new loop instead.
+        self._retired: asyncio.AbstractEventLoop | None = None
         self._generation = 0
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -142,11 +148,15 @@ class AsyncOgLogClient(AsyncSender):
         if self._pid != os.getpid():
             self._after_fork()
         intake = self._intake
-        if len(intake) >= self.intake_limit:
+        extra = large_bytes(item)  # a large event is charged by its size, as the thread drivers do
+        if extra or len(intake) >= self.intake_limit:
             with self._lock:  # the sender takes items out under this lock too (see `_ingest.ingest`)
-                if not self._make_room_locked(intake, 0):
+                if not self._make_room_locked(intake, extra):
                     return
-        intake.append(item)
+                intake.append(item)
+                self.intake_large += extra
+        else:
+            intake.append(item)
         loop = self._loop
         if self._task is None or (loop is not None and loop.is_closed()):
             self._start()
@@ -196,21 +206,35 @@ class AsyncOgLogClient(AsyncSender):
         return loop is None or loop.is_closed()
 
     def _scheduled_start(self) -> None:
+        retired = asyncio.get_running_loop() is self._retired
         try:
-            if self._intake or self._pending:
+            if not retired and (self._intake or self._pending):
                 self._start()
         finally:
             self._start_scheduled = False
+        if retired and (self._intake or self._pending):  # the own loop is ending: start on a new one
+            self._start_on_home()
 
     def _own_loop(self) -> None:
         """A daemon thread's loop for the sending task, when no loop of the application can be used. It
         lives until the task ends (aclose, or the exit drain)."""
 
         async def main() -> None:
+            loop = asyncio.get_running_loop()
             self._scheduled_start()
-            task = self._task
-            if task is not None and task.get_loop() is asyncio.get_running_loop():
-                await asyncio.wait({task})
+            while True:  # a thread's event may start a new task here while the last one ends
+                task = self._task
+                if task is not None and task.get_loop() is loop and not task.done():
+                    await asyncio.wait({task})
+                    continue
+                with self._lock:  # from now on a thread's event starts another loop, not this one
+                    if self._home is loop:
+                        self._home = None
+                    self._retired = loop
+                await asyncio.sleep(0)  # run a start scheduled just before
+                task = self._task
+                if task is None or task.get_loop() is not loop or task.done():
+                    return
 
         try:
             asyncio.run(main())
@@ -233,14 +257,13 @@ class AsyncOgLogClient(AsyncSender):
                 loop.call_soon_threadsafe(wake.set)
 
     def _take_over_from_dead_loop(self) -> None:
-        """The sending task's loop was closed without running it to the end (no asyncio.run cleanup), or at
-        exit no longer runs: that task never runs again (`_generation` keeps it off the state). What it was
-        sending is counted as lost; the buffered rest goes out on the new loop. Its transport belongs to the
-        dead loop: dropped unclosed."""
-        lost = self._inflight.records
-        self._inflight.clear()
-        if lost:
-            self._ledger.count_locked("shutdown", lost)
+        """The sending task's loop was closed without running it to the end (no asyncio.run cleanup), at
+        exit no longer runs, or is frozen under the SIGTERM handler: that task never runs again
+        (`_generation` keeps it off the state). What it had not settled of its batch is sent first by the
+        next task (`_carry_over`), then the buffered rest. Its transport belongs to the dead loop: dropped
+        unclosed."""
+        with self._lock:  # stats() sees the carried records in flight throughout
+            self._carry_over()
         self._reset_task()
 
     def _after_fork(self) -> None:
@@ -256,6 +279,7 @@ class AsyncOgLogClient(AsyncSender):
         self._closing = False
         self._start_scheduled = False
         self._waiters = []
+        self._delivering = self._carry = None
 
     # ------------------------------------------------------------------ public operations
 
@@ -321,16 +345,19 @@ class AsyncOgLogClient(AsyncSender):
             return await asyncio.wrap_future(closing)
         task = self._task
         if task is not None and not task.done():
-            if not self._closing:
+            mine = loop.time() + timeout
+            # Every call honours its own deadline: an earlier one (another aclose, or the loop's cleanup
+            # with shutdown_timeout) may be later than the caller's.
+            if not self._closing or mine < self._deadline:
                 self._closing = True
-                self._deadline = loop.time() + timeout
+                self._deadline = mine
                 self._signal()
-            remaining = max(0.0, self._deadline - loop.time())
-            await asyncio.wait({task}, timeout=remaining)
+            await asyncio.wait({task}, timeout=max(0.0, mine - loop.time()))
             if not task.done():  # a send that overran its capped timeouts: give up on it
                 task.cancel()
-                await asyncio.wait({task}, timeout=1.0)
-        return not self._ledger.dropped.get("shutdown")
+                await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        dropped = self._ledger.dropped
+        return not dropped.get("shutdown") and not dropped.get("unconfirmed")
 
     async def __aenter__(self) -> AsyncOgLogClient:
         return self
@@ -353,6 +380,17 @@ def _drain_at_exit() -> None:
     clients = [c for c in list(_CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
     if not clients:
         return
+    # A SIGTERM now waits for this drain, then kills the process (as during the handlers' drain).
+    Exit.draining = True
+    try:
+        _drain_clients(clients)
+    finally:
+        Exit.draining = False
+        if Exit.terminate and not any(not isinstance(p, ExitEntry) for p in list(PIPELINES)):
+            die_of_sigterm()  # else the handlers' drain, which runs next, dies after draining them
+
+
+def _drain_clients(clients: list[AsyncOgLogClient]) -> None:
     deadline = time.monotonic() + max(c.settings.shutdown_timeout for c in clients)
     for client in clients:
         while client._start_scheduled and time.monotonic() < deadline:  # a task being started: let it be

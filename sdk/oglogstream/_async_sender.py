@@ -16,7 +16,7 @@ from collections import deque
 import tenacity
 
 from . import _diag
-from ._buffer import Batch
+from ._buffer import Batch, large_bytes
 from ._core import INFINITY, DeliveryCore
 from ._items import Item
 from ._transport import AsyncHttpTransport, Outcome, SendResult
@@ -54,6 +54,11 @@ class AsyncSender(DeliveryCore):
     #: Which sending task owns the state: a task whose number is no longer this one (its loop was closed
     #: and another task took over) never touches the state again, not even when it is garbage collected.
     _generation: int
+    #: The batch the current task is delivering (what `_carry_over` hands to the next task).
+    _delivering: Batch | None
+    #: What a task taken over (`_async._take_over_from_dead_loop`) had not settled of its batch: the next
+    #: task sends it first. Its records stay counted in `_inflight.records` meanwhile.
+    _carry: Batch | None
 
     def _reset_task(self) -> None:
         """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
@@ -89,19 +94,29 @@ class AsyncSender(DeliveryCore):
         finally:
             if owner and generation == self._generation:
                 transport = self._transport
-                self._finish(len(self._intake) + self._buffered())
+                self._finish()
                 if transport is not None:
                     await transport.aclose()
 
-    def _finish(self, leftovers: int) -> None:
-        """The task ends: what it still holds is lost (counted once), and the client can start a new task
-        (on this loop after aclose(), or on the next loop after asyncio.run() ended)."""
-        self._intake.clear()
-        self._pending.clear()
-        self._inflight.clear()
-        self._reset_task()
-        if leftovers:
-            self._ledger.count_locked("shutdown", leftovers)
+    def _finish(self) -> None:
+        """The task ends: what it still holds is lost (counted once: in flight and maybe stored as
+        `unconfirmed`, the rest `shutdown`), and the client can start a new task (on this loop after
+        aclose(), or on the next loop after asyncio.run() ended). One step under the lock, so `stats()`
+        never sees the records gone and not yet counted; events other threads append meanwhile stay in
+        the intake (counted as queued) for the next task."""
+        intake = self._intake
+        with self._lock:
+            taken = len(intake)
+            self._inflight.give_up(self._ledger, taken + self._buffered())
+            popleft = intake.popleft
+            large = 0
+            for _ in range(taken):  # not clear(): an append racing with this is kept, not lost uncounted
+                large += large_bytes(popleft())
+            self.intake_large = max(0, self.intake_large - large)
+            self._pending.clear()
+            self._inflight.clear()
+            self._carry = self._delivering = None
+            self._reset_task()
         self._ledger.summarize_losses()
         for waiter in self._waiters:
             waiter.settle(False)
@@ -115,6 +130,9 @@ class AsyncSender(DeliveryCore):
         arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
         retrying = tenacity.AsyncRetrying(sleep=self._backoff_sleep, **arguments)
         next_tick = loop.time() + s.flush_interval
+        carried, self._carry = self._carry, None
+        if carried is not None and not await self._deliver(retrying, carried):
+            return
         while True:
             if self._ingest(bounded=True, limit=ENCODE_SLICE) == ENCODE_SLICE:
                 await asyncio.sleep(0)  # let the application run between slices
@@ -151,8 +169,10 @@ class AsyncSender(DeliveryCore):
     async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
         """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
         inflight = self._inflight
-        inflight.begin(batch)
-        self._pending.moving = 0
+        with self._lock:  # in flight and no longer moving in one step, for stats()
+            inflight.begin(batch)
+            self._pending.moving = 0
+        self._delivering = batch
         while (current := inflight.next()) is not None:
             result: SendResult = await retrying(self._attempt, current)
             if result.outcome is Outcome.RETRY:
@@ -162,10 +182,31 @@ class AsyncSender(DeliveryCore):
 
     async def _attempt(self, batch: Batch) -> SendResult:
         cap = self._send_cap()
+        inflight = self._inflight
         if isinstance(cap, SendResult):
+            inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
             return cap
-        assert self._transport is not None
-        return await self._transport.send(batch, timeout=cap)
+        inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
+        assert self._transport is not None and self._loop is not None
+        result = await self._transport.send(batch, timeout=cap)
+        # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
+        cut = result.unanswered and self._loop.time() >= self._deadline
+        inflight.unconfirmed = len(batch) if cut else 0
+        return result
+
+    def _carry_over(self) -> None:
+        """The task is taken over: what it had not settled of its batch goes to the next task, which sends
+        it first (the same batch id when nothing of it was settled, so the server's dedup drops a copy it
+        stored already). Settled parts are always its first records (413 halves go in order)."""
+        batch, held = self._delivering, self._inflight.records
+        self._delivering = None
+        if batch is None or not held:
+            self._inflight.clear()
+            return
+        settled = len(batch) - held
+        if settled:
+            batch = Batch(batch.batch_id + "r", batch.first_seq + settled, batch.lines[settled:])
+        self._carry = batch
 
     async def _backoff_sleep(self, seconds: float) -> None:
         """Interruptible by aclose (which moves the deadline in); keeps encoding new events meanwhile."""

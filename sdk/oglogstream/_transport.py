@@ -302,10 +302,7 @@ class AsyncHttpTransport:
     async def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
         token = _SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
         try:
-            if self.offload_gzip and batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
-                body = await asyncio.to_thread(request_body, batch)
-            else:
-                body = request_body(batch)
+            body = await self._body(batch)
             total = attempt_deadline(self._settings, timeout)
             response = await asyncio.wait_for(
                 self._client.post(
@@ -318,13 +315,25 @@ class AsyncHttpTransport:
             )
         except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
             return SendResult(
-                Outcome.RETRY, error=f"timeout talking to {self._endpoint}: no answer within {total:g} s"
+                Outcome.RETRY,
+                error=f"timeout talking to {self._endpoint}: no answer within {total:g} s",
+                unanswered=True,  # cut at any phase: the request may have been written and stored
             )
         except Exception as exc:
             return failure(self._endpoint, exc)
         finally:
             _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch))
+
+    async def _body(self, batch: Batch) -> bytes:
+        """The gzipped body; a large one on a thread, unless no thread can be started any more (the
+        interpreter is exiting: the executor refuses work, or cannot even register its atexit hook)."""
+        if self.offload_gzip and batch.nbytes >= ASYNC_GZIP_OFFLOAD_BYTES:
+            try:
+                return await asyncio.to_thread(request_body, batch)
+            except RuntimeError:
+                self.offload_gzip = False
+        return request_body(batch)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
