@@ -43,7 +43,7 @@ class OgLogHandler(logging.Handler):
         **options: Unpack[Options],
     ) -> None:
         # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
-        settings = Settings.build(url, service, owner="OgLogHandler", **options)
+        settings = Settings.build(url, service, owner="OgLogHandler", own=("level",), **options)
         super().__init__(level)
         self._pipeline = Pipeline(settings)
         # A logging handler is closed by `logging.shutdown` at exit (after the SDK's drain): records logged

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import ssl
+import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from . import _wire
 
@@ -106,7 +109,7 @@ class AsyncOptions(TypedDict, total=False):
     flush_interval: float
     max_buffer_records: int
     max_buffer_bytes: int
-    overflow: str
+    overflow: OverflowPolicy
     connect_timeout: float
     read_timeout: float
     backoff_initial: float
@@ -149,14 +152,17 @@ OPTION_NAMES: frozenset[str] = frozenset(Options.__annotations__)
 ASYNC_OPTION_NAMES: frozenset[str] = frozenset(AsyncOptions.__annotations__)
 
 
-def check_option_names(owner: str, options: Mapping[str, object], allowed: frozenset[str]) -> None:
+def check_option_names(
+    owner: str, options: Mapping[str, object], allowed: frozenset[str], own: tuple[str, ...] = ()
+) -> None:
     """Raise TypeError naming every keyword of `options` that `owner` does not take (a typo, or a setting
-    of another driver), with the valid names: `**options` would otherwise swallow it silently."""
+    of another driver), with the valid names (`own`: the driver's keywords besides the options, such as
+    OgLogHandler's `level`): `**options` would otherwise swallow it silently."""
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise TypeError(
             f"{owner} got unknown setting(s) {', '.join(unknown)}; valid: url, service, "
-            f"{', '.join(sorted(allowed))}"
+            f"{', '.join(sorted(allowed | set(own)))}"
         )
 
 # Paths that name an ingestion endpoint rather than the base URL the SDK appends /logs to.
@@ -201,15 +207,17 @@ class Settings:
         *,
         owner: str = "Settings.build",
         allowed: frozenset[str] = OPTION_NAMES,
+        own: tuple[str, ...] = (),
         environ: Mapping[str, str] | None = None,
         **options: Unpack[Options],
     ) -> Settings:
         """Resolve env fallbacks (`ENV_FALLBACKS`, read once, here), fill `OPTION_DEFAULTS`, validate.
 
-        Raises TypeError naming a keyword not in `allowed` (`owner` is the driver named in the message),
-        ValueError naming the first setting whose value is out of range or of the wrong type.
+        Raises TypeError naming a keyword not in `allowed` (`owner` is the driver named in the message,
+        `own` its keywords besides the options, listed as valid too), ValueError naming the first setting
+        whose value is out of range or of the wrong type (a `verify` path is loaded here, once).
         """
-        check_option_names(owner, options, allowed)
+        check_option_names(owner, options, allowed, own)
         o: dict[str, Any] = {**OPTION_DEFAULTS, **options}
         env = os.environ if environ is None else environ
         fallback = {name: env.get(var) for name, var in ENV_FALLBACKS.items()}
@@ -227,16 +235,19 @@ class Settings:
                 f"service must be at most {_wire.MAX_SERVICE_CHARS} characters, got {len(service)}"
             )
         _require_utf8("service", service)
+        if any(unicodedata.category(c) == "Cc" for c in service):
+            raise ValueError(f"service must not contain control characters (line breaks, NUL): {service!r}")
         if api_key is None:
-            api_key = fallback["api_key"] or None
+            # Stripped like url and service (a key read from a file ends in a newline); blank means unset.
+            api_key = (fallback["api_key"] or "").strip() or None
+        elif isinstance(api_key, str):
+            api_key = api_key.strip()
         if api_key is not None:
-            if not isinstance(api_key, str) or not api_key.strip():
+            if not isinstance(api_key, str) or not api_key:
                 raise ValueError(f"api_key must be a non-empty string (or unset), got {api_key!r}")
-            if not api_key.isascii() or any(c in api_key for c in "\r\n"):
+            if not all(" " <= c <= "~" for c in api_key):
                 raise ValueError("api_key must be printable ASCII without line breaks (it goes in a header)")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"url must be an absolute http:// or https:// URL, got {url!r}")
+        parts = _url_parts(url)
         if parts.query or parts.fragment:
             raise ValueError(f"url must not have a query or fragment (the SDK appends /logs), got {url!r}")
         suffix = next((s for s in _ENDPOINT_SUFFIXES if parts.path.rstrip("/").endswith(s)), None)
@@ -263,6 +274,8 @@ class Settings:
         _num("shutdown_timeout", shutdown_timeout, 0.0, 3600.0)
         if not isinstance(verify, (bool, str)):
             raise ValueError(f"verify must be a bool or a CA bundle path, got {type(verify).__name__}")
+        if isinstance(verify, str):
+            _check_ca_path(verify)
         spool = _spool_dir(spool_dir)
         # Room for at least two of the largest batches, so dropping the oldest can always make space.
         _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + _BUFFER_BYTES_FLOOR, 1 << 44)
@@ -291,6 +304,49 @@ class Settings:
             spool_max_age=float(spool_max_age),
             drain_on_sigterm=drain_on_sigterm,
         )
+
+
+def _url_parts(url: str) -> SplitResult:
+    """`urlsplit(url)` of an absolute http(s) URL whose host and port can be connected to: anything else
+    would be accepted here and then retried forever as a connect error."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed or invalid [IPv6] literal
+        raise ValueError(f"url has an invalid IPv6 address ({exc}), got {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"url must be an absolute http:// or https:// URL, got {url!r}")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError(f"url must not contain spaces or control characters, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or (port is None and parts.netloc.rpartition("@")[2].endswith(":")):
+        raise ValueError(f"url must have a port between 1 and 65535 (or none), got {url!r}")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal (urlsplit removed the brackets)
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"url has an invalid IPv6 address, got {url!r}") from None
+    elif not host or not all(c.isalnum() or c in "-._" for c in host):
+        raise ValueError(f"url must name a host (letters, digits, '-', '.', '_'), got {url!r}")
+    return parts
+
+
+def _check_ca_path(path: str) -> None:
+    """A `verify=` CA bundle file (or directory of hashed certificates) that ssl can load: httpx would
+    otherwise raise FileNotFoundError/SSLError from the first request's setup, or the constructor's."""
+    if not path:
+        raise ValueError("verify must be True, False or a CA bundle path, got ''")
+    try:
+        if os.path.isdir(path):
+            ssl.create_default_context(capath=path)
+        else:
+            ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        reason = f"verify {path!r} is not a readable CA bundle (PEM file or directory): {exc}"
+        raise ValueError(reason) from None
 
 
 def _text(name: str, value: object, env_name: str) -> str:

@@ -72,7 +72,9 @@ class OgLogProcessor:
             self._pipeline = handler._pipeline
             self._owns_pipeline = False
         else:
-            self._pipeline = Pipeline(Settings.build(url, service, owner="OgLogProcessor", **options))
+            self._pipeline = Pipeline(
+                Settings.build(url, service, owner="OgLogProcessor", own=("handler",), **options)
+            )
             self._owns_pipeline = True
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:

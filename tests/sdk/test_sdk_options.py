@@ -65,6 +65,16 @@ def test_an_unknown_keyword_is_a_type_error_naming_it(driver: type) -> None:
         driver(URL, "svc", batch_sise=10)
 
 
+@pytest.mark.parametrize("driver", list(DRIVERS), ids=lambda d: d.__name__)
+def test_an_unknown_keyword_error_lists_the_drivers_own_keywords(driver: type) -> None:
+    """The TypeError's "valid:" list has every keyword the driver takes: its own (OgLogHandler's `level`,
+    OgLogProcessor's `handler`) as well as the options."""
+    with pytest.raises(TypeError) as caught:
+        driver(URL, "svc", batch_sise=10)
+    listed = set(str(caught.value).split("valid: ", 1)[1].split(", "))
+    assert listed == DRIVERS[driver][0] | DRIVERS[driver][2]
+
+
 @pytest.mark.parametrize("name", ["spool_dir", "spool_max_bytes", "spool_max_age"])
 def test_the_async_client_refuses_the_thread_only_options(name: str) -> None:
     """The asyncio client has no spool: passing a spool option names it."""
@@ -99,6 +109,7 @@ def test_mypy_sees_every_keyword(tmp_path: Path) -> None:
             OgLogHandler("http://h", "s", batch_sise=10)
             OgLogProcessor("http://h", "s", flush_interval="1")
             AsyncOgLogClient("http://h", "s", spool_dir="/tmp/x")
+            OgLogHandler("http://h", "s", overflow="drop")
             """
         )
     )
@@ -110,5 +121,6 @@ def test_mypy_sees_every_keyword(tmp_path: Path) -> None:
     ).stdout
     errors = [line for line in out.splitlines() if ": error: " in line]
     lines = sorted(line.split(": error: ")[0].rsplit(":", 1)[1] for line in errors)
-    assert lines == ["4", "5", "6"], out
+    assert lines == ["4", "5", "6", "7"], out
     assert '"batch_sise"' in out and '"flush_interval"' in out and '"spool_dir"' in out
+    assert '"overflow"' in out  # a Literal, not any str

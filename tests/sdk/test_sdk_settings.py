@@ -90,6 +90,21 @@ def test_missing_url_or_service_is_a_clear_error(missing: str, monkeypatch: pyte
         ({"backoff_initial": 2.0, "backoff_max": 1.0}, "backoff_max .* must be >= backoff_initial"),
         ({"shutdown_timeout": -0.1}, "shutdown_timeout must be between"),
         ({"verify": 3}, "verify must be a bool or a CA bundle path"),
+        ({"verify": ""}, "verify must be True, False or a CA bundle path"),
+        ({"verify": "/nonexistent/ca.pem"}, "verify '/nonexistent/ca.pem' is not a readable CA bundle"),
+        ({"verify": __file__}, "verify .* is not a readable CA bundle"),  # exists, but is not PEM
+        ({"url": "http://127.0.0.1:99999"}, "url must have a port between 1 and 65535"),
+        ({"url": "http://127.0.0.1:0"}, "url must have a port between 1 and 65535"),
+        ({"url": "http://127.0.0.1:/"}, "url must have a port between 1 and 65535"),
+        ({"url": "http://exa mple"}, "url must not contain spaces or control characters"),
+        ({"url": "http://host/a\tb"}, "url must not contain spaces or control characters"),
+        ({"url": "http://exa<mple"}, "url must name a host"),
+        ({"url": "http://[::zz]:80"}, "url has an invalid IPv6 address"),
+        ({"url": "http://[::1:80"}, "url has an invalid IPv6 address"),
+        ({"service": "a\nb"}, "service must not contain control characters"),
+        ({"service": "a\x00b"}, "service must not contain control characters"),
+        ({"service": "a\x85b"}, "service must not contain control characters"),
+        ({"api_key": "a\tb"}, "api_key must be printable ASCII"),
     ],
 )
 def test_invalid_settings_are_rejected_clearly(kwargs: dict, message: str) -> None:
@@ -175,3 +190,45 @@ def test_a_base_url_with_a_path_prefix_is_kept() -> None:
         assert handler._pipeline.settings.endpoint == "https://logs.example/oglog/logs"
     finally:
         handler.close(0)
+
+
+@pytest.mark.parametrize("driver", ["OgLogHandler", "OgLogProcessor", "AsyncOgLogClient"])
+@pytest.mark.parametrize(("raw", "expected"), [("secret\n", "secret"), (" secret ", "secret"), ("  ", None)])
+def test_the_api_key_from_the_environment_is_stripped_like_url_and_service(
+    driver: str, raw: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OGLOG_API_KEY is stripped (a key file's newline); blank after that means no key, in every driver."""
+    monkeypatch.setenv("OGLOG_API_KEY", raw)
+    built = getattr(oglogstream, driver)("http://127.0.0.1:1", "s", drain_on_sigterm=False)
+    try:
+        settings = built.settings if driver == "AsyncOgLogClient" else built._pipeline.settings
+        assert settings.api_key == expected
+    finally:
+        if driver != "AsyncOgLogClient":
+            built.close(0.1)
+
+
+def test_a_bad_verify_path_is_a_value_error_in_every_driver() -> None:
+    """A CA bundle that cannot be loaded is refused at construction naming `verify` (was a raw
+    FileNotFoundError from httpx's ssl setup), for the handler, the processor and the asyncio client."""
+    for driver in (oglogstream.OgLogHandler, oglogstream.OgLogProcessor, oglogstream.AsyncOgLogClient):
+        with pytest.raises(ValueError, match=r"^verify '/nonexistent/ca\.pem'"):
+            driver("http://127.0.0.1:1", "s", verify="/nonexistent/ca.pem")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1]:8080", "https://logs.example.com", "http://münchen.example:80/base", "http://u:p@h:1"]
+)
+def test_valid_urls_are_kept(url: str) -> None:
+    """IPv6 literals, names with non-ASCII letters (IDNA), a path prefix and userinfo stay accepted."""
+    from oglogstream._settings import Settings
+
+    assert Settings.build(url, "s", environ={}).url == url
+
+
+def test_a_good_verify_path_is_accepted() -> None:
+    """A real PEM bundle (certifi's, what httpx uses by default) is accepted as `verify=`."""
+    import certifi
+    from oglogstream._settings import Settings
+
+    assert Settings.build("https://h", "s", verify=certifi.where(), environ={}).verify == certifi.where()
