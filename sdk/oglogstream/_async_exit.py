@@ -8,9 +8,10 @@ thread's loop cannot be reached through that loop (it is frozen until the proces
 over as if its loop had died, and what it holds is delivered by a new task on a loop of the helper thread.
 A task on a loop of another thread is closed there (`aclose`); with no task, the helper's loop sends.
 
-What can still be lost on SIGTERM: the batch whose request the frozen task was awaiting (counted
-`shutdown`, though the server has usually stored it already), and everything when the drain's budget (the
-largest `shutdown_timeout`) runs out.
+The batch the frozen task was sending (or backing off on) is not lost: the new task sends it first, with the
+same batch id when none of it was settled (`AsyncSender._carry_over`). What can still be lost on SIGTERM:
+everything the drain's budget (the largest `shutdown_timeout`) does not allow to deliver, counted and
+announced.
 """
 
 from __future__ import annotations
