@@ -137,10 +137,12 @@ class EntryEncoder(AttributeFragments):
                 msg = render_failed(msg, args, exc)
         try:
             created = state["created"]
-            head = self._heads[state["levelno"]]
+            levelno = state["levelno"]
+            head = self._heads[levelno]
             tail = self._tails[(state["name"], state["threadName"])]
             if (
-                state["exc_info"]
+                type(levelno) is not int  # 40.0 or True hash like 40 or 1: only an int's head is cached
+                or state["exc_info"]
                 or state["stack_info"]
                 or type(created) is not float
                 or not MIN_CREATED <= created <= MAX_CREATED  # also rejects NaN
@@ -165,7 +167,8 @@ class EntryEncoder(AttributeFragments):
                 keys = reversed(state)
                 last = next(keys)
                 key = next(keys)
-                pair = self._attribute_pairs.get((key, last))  # only pairs of shippable keys are cached
+                # Only pairs of str keys the wire keeps whole are cached (see `_attribute_pair`).
+                pair = self._attribute_pairs.get((key, last))
                 if pair is None and key not in _SKIPPED_KEYS and last not in _SKIPPED_KEYS:
                     pair = self._attribute_pair(key, last)
                 if pair is not None and next(keys) in _BASE_KEYS:
@@ -195,7 +198,8 @@ class EntryEncoder(AttributeFragments):
             try:
                 keys = reversed(state)
                 key = next(keys)
-                if key not in _SKIPPED_KEYS and next(keys) in _BASE_KEYS:
+                # A str key only: True and 1 hash alike, a cache keyed by either would spell the other.
+                if type(key) is str and key not in _SKIPPED_KEYS and next(keys) in _BASE_KEYS:
                     value = state[key]
                     kind = type(value)
                     if kind is str and len(value) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS:
@@ -259,7 +263,8 @@ class EntryEncoder(AttributeFragments):
             levelno, created, name = get("levelno"), get("created"), get("name")
             thread_name = get("threadName") or get("thread")
             exc_info, stack_info = get("exc_info"), get("stack_info")
-        level = self._levels.get(levelno)
+        # Keyed by exact ints only: 40.0 == 40 and True == 1 must not pick up an int's cached level.
+        level = self._levels.get(levelno) if type(levelno) is int else None
         if level is None:
             level = level_for_number(levelno if type(levelno) is int else logging.INFO)
             if type(levelno) is int:

@@ -38,10 +38,16 @@ NAME_CACHE_SIZE = 4096
 _CACHEABLE_VALUE_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
+def _plain_key(key: object) -> bool:
+    """A str key the wire keeps as it is (not cut, not empty): two such keys never collide."""
+    return type(key) is str and 0 < len(key) <= _wire.MAX_ATTRIBUTE_KEY_CHARS
+
+
 class AttributeFragments:
     """Attribute fragments for one encoder; caches are per instance (one worker thread uses it)."""
 
     def __init__(self) -> None:
+        # Keyed by str keys only (see `_key_prefix`).
         self._key_prefixes: dict[object, str] = {}
         self._attribute_heads: dict[object, str] = {}
         self._attribute_pairs: dict[tuple[object, object], tuple[str, str]] = {}
@@ -98,10 +104,13 @@ class AttributeFragments:
                     if key in _LINKS:
                         return self._record_attributes_merged(state, context)
                     continue
-                if context_keys is not None and (
-                    key in context_keys or not 0 < len(key) <= _wire.MAX_ATTRIBUTE_KEY_CHARS
-                ):  # an extra overrides a context key (in its place), or a cut key might: the general rule
+                if type(key) is not str or not 0 < len(key) <= _wire.MAX_ATTRIBUTE_KEY_CHARS:
+                    # A key the wire spells differently (cut, "" -> "_", 1 -> "1") may collide with
+                    # another: the general rule merges them, last wins (as the structlog path and the
+                    # server do).
                     return self._record_attributes_merged(state, context)
+                if context_keys is not None and key in context_keys:
+                    return self._record_attributes_merged(state, context)  # overrides it, in its place
                 value = state[key]
                 kind = type(value)
                 if kind is str and len(value) <= _wire.MAX_ATTRIBUTE_VALUE_CHARS:
@@ -132,8 +141,8 @@ class AttributeFragments:
             parts.reverse()  # collected from the end: restore the order the app wrote them in
         return "", f',"attributes":{{{",".join(parts)}}}'
 
-    def _attribute_head(self, key: object) -> str:
-        """`,"attributes":{"key":` for a record's only attribute, cached."""
+    def _attribute_head(self, key: str) -> str:
+        """`,"attributes":{"key":` for a record's only attribute (a str key), cached."""
         prefix = self._key_prefixes.get(key)
         if prefix is None:
             prefix = self._key_prefix(key)
@@ -143,8 +152,11 @@ class AttributeFragments:
         heads[key] = head = f',"attributes":{{{prefix}'
         return head
 
-    def _attribute_pair(self, first: object, second: object) -> tuple[str, str]:
-        """(`,"attributes":{"first":`, `,"second":`) for a record's only two attributes, cached."""
+    def _attribute_pair(self, first: object, second: object) -> tuple[str, str] | None:
+        """(`,"attributes":{"first":`, `,"second":`) for a record's only two attributes, cached; None
+        unless both are str keys the wire keeps whole (others may collide: `_record_attributes_merged`)."""
+        if type(first) is not str or not (_plain_key(first) and _plain_key(second)):
+            return None
         pairs = self._attribute_pairs
         if len(pairs) >= NAME_CACHE_SIZE:
             pairs.clear()
@@ -156,9 +168,10 @@ class AttributeFragments:
     def _key_prefix(self, key: object) -> str:
         """`"key":` for an attribute key (cut to the wire limit), cached."""
         prefix = f"{_encode_str(_key(key))}:"
-        if len(self._key_prefixes) >= NAME_CACHE_SIZE:
-            self._key_prefixes.clear()
-        self._key_prefixes[key] = prefix
+        if type(key) is str:  # never keyed by a non-str: True, 1 and 1.0 are one dict key
+            if len(self._key_prefixes) >= NAME_CACHE_SIZE:
+                self._key_prefixes.clear()
+            self._key_prefixes[key] = prefix
         return prefix
 
     def _record_attributes_merged(
