@@ -333,8 +333,9 @@ class AsyncOgLogClient(AsyncSender):
     async def aclose(self, timeout: float | None = None) -> bool:
         """Stop taking events, deliver what is buffered until the deadline, stop the task. Idempotent.
 
-        Returns False when events had to be dropped at the deadline (see `stats().dropped["shutdown"]`).
-        """
+        Returns False when events had to be given up at the deadline (`stats().dropped["shutdown"]`, or
+        `["unconfirmed"]` for a request sent and not answered in time). Waits at most `timeout` seconds
+        (default `shutdown_timeout`), plus up to CANCEL_GRACE for a send it had to cancel."""
         timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
         loop = asyncio.get_running_loop()
         old = self._loop
@@ -375,7 +376,8 @@ def _drain_at_exit() -> None:
     """At interpreter exit, deliver what clients still hold with no sending task that can run (events
     logged after asyncio.run() ended, from threads while no loop ran, or with no loop ever), each on a
     fresh loop of its own, within one shared budget (the largest `shutdown_timeout`). What cannot be
-    delivered is counted as 'shutdown' and announced by `aclose`."""
+    delivered is counted ('shutdown', or 'unconfirmed' if sent and unanswered) and announced. A SIGTERM
+    meanwhile is deferred until the drain is over (`Exit.draining`), then kills the process."""
     AtExit.began = True
     clients = [c for c in list(_CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
     if not clients:
