@@ -171,3 +171,22 @@ class TestServerCommands:
         assert [m for _, m in first] == [f"storage: applying migration {m.version} ({m.name})"
                                          for m in migrations.MIGRATIONS]
         assert not [r for r in caplog.records if r.name == migrations.__name__]
+
+
+class TestMalformedUrl:
+    @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://h:x"])
+    def test_a_url_that_cannot_be_parsed_is_a_usage_error(self, url: str) -> None:
+        """The attacker's `--url 'http://[::1'` gave a ValueError traceback: one line naming --url, exit 2."""
+        import argparse
+
+        from oglogstream.cli._http import EXIT_CONFIG, CliError, Target
+
+        with pytest.raises(CliError, match=r"^--url / OGLOG_URL: expected a URL like") as caught:
+            Target.from_args(argparse.Namespace(url=url, api_key=None, timeout=None))
+        assert caught.value.code == EXIT_CONFIG
+
+    async def test_the_command_says_so_in_one_line(self) -> None:
+        """End to end: no traceback on stderr, exit status 2."""
+        result = await oglog("stats", url="http://[::1")
+        assert result.code == 2 and "Traceback" not in result.err, result.err
+        assert "--url / OGLOG_URL: expected a URL like" in result.err

@@ -114,8 +114,12 @@ class Target:
         """From --url/--api-key, else OGLOG_URL/OGLOG_API_KEY, else DEFAULT_URL; a command's --timeout is
         both. CliError (exit 2) for a bad URL."""
         url = (args.url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # "http://[::1" (an unclosed IPv6 bracket), "http://h:99999" (a port out of range)
+            usable = False
+        if not usable:
             raise CliError(f"--url / {ENV_URL}: expected a URL like {DEFAULT_URL}, got {url!r}", EXIT_CONFIG)
         suffix = next((s for s in _ROUTE_SUFFIXES if parts.path.endswith(s)), None)
         if suffix is not None:
