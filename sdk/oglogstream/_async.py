@@ -6,7 +6,8 @@ it to a deque. A task on the loop (`_async_sender.AsyncSender`) encodes, batches
 running loop starts a new one there. An event logged where no loop runs (a thread, code after asyncio.run(),
 a program with no loop) starts the task on the last loop the client used if that loop still runs
 (call_soon_threadsafe), else on a loop of the client's own in a daemon thread ("oglogstream-async-loop").
-At interpreter exit `_drain_at_exit` closes every client within its shutdown_timeout, whichever loop it is on.
+At interpreter exit `_async_exit.drain_at_exit` closes every client within its shutdown_timeout, whichever
+loop it is on.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ import contextlib
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _diag, _otel
-from ._async_exit import AtExit, ExitEntry
+from ._async_exit import CLIENTS, ExitEntry, drain_at_exit
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
 from ._buffer import intake_limit, large_bytes
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._items import CapturedEvent, Item
-from ._lifecycle import PIPELINES, Exit, adopt_sigterm_drain
-from ._lifecycle import _die_of_sigterm as die_of_sigterm
+from ._lifecycle import PIPELINES, adopt_sigterm_drain
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
@@ -42,10 +41,6 @@ __all__ = ["ENCODE_SLICE", "AsyncOgLogClient"]
 
 #: Seconds `aclose` waits for a task it cancelled at its deadline to count what it held (one loop pass).
 CANCEL_GRACE = 1.0
-#: Never set: `_PAUSE.wait(seconds)` is the exit drain's short pause.
-_PAUSE = threading.Event()
-#: Every live client (weakly), for the exit drain.
-_CLIENTS: weakref.WeakSet[AsyncOgLogClient] = weakref.WeakSet()
 _context_get = CONTEXT.get
 _current_thread = threading.current_thread
 
@@ -92,7 +87,7 @@ class AsyncOgLogClient(AsyncSender):
         #: The thread whose loop runs the sending task (see `_async_exit`).
         self._loop_thread: int | None = None
         _otel.refresh()
-        _CLIENTS.add(self)
+        CLIENTS.add(self)
         # Drained with the handlers' pipelines on SIGTERM (and by the multiprocessing finalizer).
         self._exit_entry = ExitEntry(self)
         PIPELINES.add(self._exit_entry)
@@ -372,42 +367,5 @@ class AsyncOgLogClient(AsyncSender):
         return f"<AsyncOgLogClient {self.settings.service!r} -> {self.settings.url!r}>"
 
 
-def _drain_at_exit() -> None:
-    """At interpreter exit, deliver what clients still hold with no sending task that can run (events
-    logged after asyncio.run() ended, from threads while no loop ran, or with no loop ever), each on a
-    fresh loop of its own, within one shared budget (the largest `shutdown_timeout`). What cannot be
-    delivered is counted ('shutdown', or 'unconfirmed' if sent and unanswered) and announced. A SIGTERM
-    meanwhile is deferred until the drain is over (`Exit.draining`), then kills the process."""
-    AtExit.began = True
-    clients = [c for c in list(_CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
-    if not clients:
-        return
-    # A SIGTERM now waits for this drain, then kills the process (as during the handlers' drain).
-    Exit.draining = True
-    try:
-        _drain_clients(clients)
-    finally:
-        Exit.draining = False
-        if Exit.terminate and not any(not isinstance(p, ExitEntry) for p in list(PIPELINES)):
-            die_of_sigterm()  # else the handlers' drain, which runs next, dies after draining them
-
-
-def _drain_clients(clients: list[AsyncOgLogClient]) -> None:
-    deadline = time.monotonic() + max(c.settings.shutdown_timeout for c in clients)
-    for client in clients:
-        while client._start_scheduled and time.monotonic() < deadline:  # a task being started: let it be
-            _PAUSE.wait(0.005)
-        left = max(0.0, deadline - time.monotonic())
-        loop = client._loop
-        try:
-            if client._task is not None and loop is not None and loop.is_running():
-                # Its task runs on a loop in another (daemon) thread: close it there.
-                future = asyncio.run_coroutine_threadsafe(client.aclose(left), loop)
-                future.result(left + 1.0)
-            elif client._intake or client._pending or client._inflight.records:
-                asyncio.run(client._exit_close(left))
-        except Exception as exc:  # never let the exit path raise; what is left is counted
-            _diag.report("worker", f"asyncio client exit drain failed: {exc!r}")
-
-
-atexit.register(_drain_at_exit)
+# After _lifecycle's own atexit hook (imported above), so it runs before it: clients first, then handlers.
+atexit.register(drain_at_exit)

@@ -1,5 +1,6 @@
 """How an `AsyncOgLogClient` takes part in the process-wide drains of `_lifecycle` (SIGTERM, multiprocessing
-finalizer, atexit) next to the handlers' pipelines.
+finalizer, atexit) next to the handlers' pipelines, and its own atexit drain (`drain_at_exit`, registered by
+`_async` so that it runs before the handlers' one).
 
 `ExitEntry` is what `_lifecycle.PIPELINES` holds for a client (weakly, as for a pipeline; the client keeps
 its entry alive and the entry only refers to the client weakly). The SIGTERM drain runs on a helper thread
@@ -24,16 +25,23 @@ import weakref
 from typing import TYPE_CHECKING
 
 from . import _diag
+from ._lifecycle import PIPELINES, Exit
+from ._lifecycle import _die_of_sigterm as die_of_sigterm
 from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._async import AsyncOgLogClient
 
-__all__ = ["AtExit", "ExitEntry", "drain_client"]
+__all__ = ["CLIENTS", "AtExit", "ExitEntry", "drain_at_exit", "drain_client"]
+
+#: Every live client (weakly), for the exit drain.
+CLIENTS: weakref.WeakSet[AsyncOgLogClient] = weakref.WeakSet()
+#: Never set: `PAUSE.wait(seconds)` is the exit drain's short pause.
+PAUSE = threading.Event()
 
 
 class AtExit:
-    """Set when `_async._drain_at_exit` (the interpreter's atexit drain of every client) has begun: the
+    """Set when `drain_at_exit` (the interpreter's atexit drain of every client) has begun: the
     pipelines' atexit drain, which runs after it, then leaves the clients alone (one exit budget, not two)."""
 
     began = False
@@ -86,3 +94,41 @@ def drain_client(client: AsyncOgLogClient, deadline: float) -> bool:
         _diag.report("worker", f"asyncio client drain failed: {exc!r}")
         return False
     return True
+
+
+def drain_at_exit() -> None:
+    """At interpreter exit, deliver what clients still hold with no sending task that can run (events
+    logged after asyncio.run() ended, from threads while no loop ran, or with no loop ever), each on a
+    fresh loop of its own, within one shared budget (the largest `shutdown_timeout`). What cannot be
+    delivered is counted ('shutdown', or 'unconfirmed' if sent and unanswered) and announced. A SIGTERM
+    meanwhile is deferred until the drain is over (`Exit.draining`), then kills the process."""
+    AtExit.began = True
+    clients = [c for c in list(CLIENTS) if c._pid == os.getpid() and (c._intake or c._pending or c._task)]
+    if not clients:
+        return
+    # A SIGTERM now waits for this drain, then kills the process (as during the handlers' drain).
+    Exit.draining = True
+    try:
+        _drain_clients(clients)
+    finally:
+        Exit.draining = False
+        if Exit.terminate and not any(not isinstance(p, ExitEntry) for p in list(PIPELINES)):
+            die_of_sigterm()  # else the handlers' drain, which runs next, dies after draining them
+
+
+def _drain_clients(clients: list[AsyncOgLogClient]) -> None:
+    deadline = time.monotonic() + max(c.settings.shutdown_timeout for c in clients)
+    for client in clients:
+        while client._start_scheduled and time.monotonic() < deadline:  # a task being started: let it be
+            PAUSE.wait(0.005)
+        left = max(0.0, deadline - time.monotonic())
+        loop = client._loop
+        try:
+            if client._task is not None and loop is not None and loop.is_running():
+                # Its task runs on a loop in another (daemon) thread: close it there.
+                future = asyncio.run_coroutine_threadsafe(client.aclose(left), loop)
+                future.result(left + 1.0)
+            elif client._intake or client._pending or client._inflight.records:
+                asyncio.run(client._exit_close(left))
+        except Exception as exc:  # never let the exit path raise; what is left is counted
+            _diag.report("worker", f"asyncio client exit drain failed: {exc!r}")
