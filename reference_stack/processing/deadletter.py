@@ -8,6 +8,9 @@ row format among them) plus `Oglog-Dead-Reason`, `Oglog-Error`, `Oglog-Original-
 Routes (query role; issue 12 will put them behind the `admin` scope):
   GET  /api/dead-letters?after=SEQ&limit=N
        -> 200 {"dead_letters": [...], "next_after": SEQ|null, "total": N}
+       A page holds up to N dead letters and stops early once their payloads reach PAGE_BYTES (next_after then
+       names where to go on); a payload that alone exceeds PAGE_BYTES is shown as the text of its first
+       PREVIEW_BYTES, with `truncated: true` and its size in `bytes`. Payloads are parsed off the event loop.
   POST /api/dead-letters/replay {"seqs": [SEQ, ...]} or {"all": true}
        -> 200 {"replayed": [SEQ, ...], "failed": [{"seq": SEQ, "error": "..."}]}
   POST /api/dead-letters/discard {"seqs": [SEQ, ...]}
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +38,7 @@ import nats.errors
 import nats.js.errors
 import pydantic_core
 from aiohttp import web
+from oglogstream import wire
 
 from ..broker import messages
 from ..broker.broker import Broker, BrokerUnavailable
@@ -48,6 +53,8 @@ __all__ = [
     "MAX_PAGE",
     "MAX_REPLAY",
     "MAX_REQUEST_BYTES",
+    "PAGE_BYTES",
+    "PREVIEW_BYTES",
     "count_dead_letters",
     "discard_dead_letters",
     "list_dead_letters",
@@ -65,6 +72,13 @@ MAX_REPLAY = 1000
 #: Bytes a replay/discard request body may have: MAX_REPLAY sequence numbers of 19 digits fit in ~21 KB.
 MAX_REQUEST_BYTES = 64 * 1024
 _ERROR_CHARS = 1000
+#: Bytes of dead-letter messages (as the answer spells them) one page carries at most: 300 dead letters of
+#: ~1 MB made one 324 MB answer that froze its process. Past this budget the page stops, next_after goes on.
+PAGE_BYTES = 8 * 1024 * 1024
+#: Bytes of a payload shown (as text, `truncated: true`) when it alone would not fit in PAGE_BYTES.
+PREVIEW_BYTES = 64 * 1024
+#: Payloads up to this size are parsed on the event loop (bounded work); larger ones in a worker thread.
+_INLINE_PARSE_BYTES = 64 * 1024
 
 
 async def publish_dead_letter(
@@ -101,20 +115,51 @@ async def publish_dead_letter(
 
 async def count_dead_letters(broker: Broker) -> int:
     """Messages in the dead-letter stream now. Raises BrokerUnavailable."""
+    return int((await _stream_state(broker)).messages)
+
+
+async def _stream_state(broker: Broker) -> Any:
+    """The dead-letter stream's state now (messages, last_seq, ...). Raises BrokerUnavailable."""
     try:
         info = await broker.js.stream_info(DEAD_STREAM_NAME)
     except (nats.errors.Error, asyncio.TimeoutError) as exc:
         raise BrokerUnavailable(f"dead-letter stream: {type(exc).__name__}: {exc}") from exc
-    return int(info.state.messages)
+    return info.state
 
 
-def _describe(msg: Any) -> dict[str, Any]:
+def _finite(value: Any) -> Any:
+    """`value` (parsed JSON) with each NaN/Infinity float spelled as wire.non_finite_text, as stored rows
+    are: JSON has no such numbers, and json.dumps would write the invalid tokens `NaN`/`Infinity`."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else wire.non_finite_text(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _message(data: bytes) -> tuple[Any, int, bool]:
+    """(message, bytes it takes in the answer, truncated) for one payload: its JSON value when it is JSON
+    that the answer can carry, else its text (invalid UTF-8 replaced); the text of its first PREVIEW_BYTES
+    when it would not fit in PAGE_BYTES alone. Never raises: a payload is shown, not refused."""
+    if len(data) <= PAGE_BYTES:
+        # pydantic_core stops at a nesting limit and at huge integers (ValueError) where json.loads recursed
+        # (RecursionError, a 500); the dumps check catches whatever else the answer could not spell.
+        try:
+            value = _finite(pydantic_core.from_json(data))
+            size = len(json.dumps(value, allow_nan=False))
+        except (ValueError, RecursionError):
+            value = data.decode("utf-8", errors="replace")
+            size = len(json.dumps(value))
+        if size <= PAGE_BYTES:
+            return value, size, False
+    text = data[:PREVIEW_BYTES].decode("utf-8", errors="ignore")
+    return text, len(json.dumps(text)), True
+
+
+def _describe(msg: Any, message: Any, truncated: bool) -> dict[str, Any]:
     headers = dict(msg.headers or {})
-    data: bytes = msg.data or b""
-    try:
-        message: Any = json.loads(data)
-    except ValueError:
-        message = data.decode("utf-8", errors="replace")
     return {
         "seq": msg.seq,
         "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
@@ -123,6 +168,8 @@ def _describe(msg: Any) -> dict[str, Any]:
         "original_seq": int(headers.get(messages.ORIGINAL_SEQ, "0") or 0),
         "original_msg_id": headers.get(messages.ORIGINAL_MSG_ID, ""),
         "rows": int(headers[messages.ROWS]) if headers.get(messages.ROWS, "").isdigit() else None,
+        "bytes": len(msg.data or b""),
+        "truncated": truncated,
         "message": message,
     }
 
@@ -141,18 +188,33 @@ async def _next(broker: Broker, after: int) -> Any | None:
 async def list_dead_letters(
     broker: Broker, *, after: int = 0, limit: int = DEFAULT_PAGE
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Up to `limit` dead letters with a sequence > `after`, oldest first, and the `after` of the next page
-    (None when this was the last). Each: seq, time (ISO UTC), reason, error, original_seq, original_msg_id,
-    rows (None for malformed), message (the payload as JSON, or as text when it is not JSON).
+    """Up to `limit` dead letters with a sequence > `after`, oldest first, stopping before the one whose
+    message would take the page's messages past PAGE_BYTES (the first one is always listed), and the `after`
+    of the next page (None when this was the last). Each: seq, time (ISO UTC), reason, error, original_seq,
+    original_msg_id, rows (None for malformed), bytes (payload size), truncated (bool), message (the payload
+    as JSON, NaN/Infinity as their text; or as text when it is not JSON the answer can carry; see _message).
     Raises BrokerUnavailable."""
     if not broker.is_connected:
         raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
     out: list[dict[str, Any]] = []
+    used = 0
     while len(out) < limit:
         msg = await _next(broker, after)
         if msg is None:
             return out, None
-        out.append(_describe(msg))
+        data: bytes = msg.data or b""
+        if out and used + len(data) > PAGE_BYTES:
+            # Checked on the raw size before any parse: the page may stop early (a payload full of spaces
+            # shrinks when spelled), never late for a large payload.
+            return out, after
+        if len(data) <= _INLINE_PARSE_BYTES:
+            message, size, truncated = _message(data)
+        else:  # a large payload's parse would stall every other client of this process
+            message, size, truncated = await asyncio.to_thread(_message, data)
+        if out and used + size > PAGE_BYTES:
+            return out, after
+        out.append(_describe(msg, message, truncated))
+        used += size
         after = msg.seq
     return out, (after if await _next(broker, after) is not None else None)
 
@@ -165,11 +227,18 @@ async def replay_dead_letters(
     Raises BrokerUnavailable when NATS is down before anything was replayed."""
     if not broker.is_connected:
         raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
-    if seqs is None:
-        found, _ = await list_dead_letters(broker, limit=limit)
-        seqs = [item["seq"] for item in found]
     replayed: list[int] = []
     failed: list[dict[str, Any]] = []
+    if seqs is None:  # the oldest `limit`, each fetched once and never parsed: a payload is only carried
+        # Only those there now: a replay refused again comes back as a newer dead letter, not replayed twice.
+        last, after = int((await _stream_state(broker)).last_seq), 0
+        for _ in range(limit):
+            msg = await _next(broker, after)
+            if msg is None or msg.seq > last:
+                break
+            after = msg.seq
+            await _replay_one(broker, msg, replayed, failed)
+        return replayed, failed
     for seq in seqs:
         try:
             msg = await broker.js.get_msg(DEAD_STREAM_NAME, seq=seq)
@@ -179,18 +248,24 @@ async def replay_dead_letters(
         except (nats.errors.Error, asyncio.TimeoutError) as exc:
             failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        headers = messages.oglog_headers(msg.headers or {})
-        for name in messages.DEAD_ONLY_HEADERS:
-            headers.pop(name, None)
-        headers[messages.MSG_ID] = f"replay-{seq}"
-        try:
-            await broker.publish(messages.STREAM_SUBJECT, msg.data or b"", headers)
-            await broker.js.delete_msg(DEAD_STREAM_NAME, seq)
-        except (BrokerUnavailable, nats.errors.Error, asyncio.TimeoutError) as exc:
-            failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
-            continue
-        replayed.append(seq)
+        await _replay_one(broker, msg, replayed, failed)
     return replayed, failed
+
+
+async def _replay_one(broker: Broker, msg: Any, replayed: list[int], failed: list[dict[str, Any]]) -> None:
+    """Re-publish dead letter `msg` (as fetched) and delete it; its seq goes to `replayed` or `failed`."""
+    seq: int = msg.seq
+    headers = messages.oglog_headers(msg.headers or {})
+    for name in messages.DEAD_ONLY_HEADERS:
+        headers.pop(name, None)
+    headers[messages.MSG_ID] = f"replay-{seq}"
+    try:
+        await broker.publish(messages.STREAM_SUBJECT, msg.data or b"", headers)
+        await broker.js.delete_msg(DEAD_STREAM_NAME, seq)
+    except (BrokerUnavailable, nats.errors.Error, asyncio.TimeoutError) as exc:
+        failed.append({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    replayed.append(seq)
 
 
 async def discard_dead_letters(broker: Broker, seqs: list[int]) -> tuple[list[int], list[dict[str, Any]]]:
