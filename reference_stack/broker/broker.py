@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import nats
@@ -49,6 +50,10 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_RECONNECT_WAIT = 0.5
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 DEFAULT_DRAIN_TIMEOUT = 5.0
+#: /health reports JetStream publishes as failing while the last one failed and none succeeded since, for this
+#: long (seconds) after that failure: a connected server whose store is full or whose stream is unavailable
+#: answers every POST 503, and a load balancer should see that too (without traffic nothing newer is known).
+PUBLISH_FAILURE_HEALTH_WINDOW = 30.0
 
 
 class BrokerUnavailable(Exception):
@@ -123,6 +128,7 @@ class Broker:
         self._ensure_task: asyncio.Task[None] | None = None
         self._closing = False
         self._unreachable_said = False  # the "cannot reach NATS" line was printed for this outage
+        self._publish_failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failure
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, wait: float = 0.0) -> None:
@@ -284,11 +290,22 @@ class Broker:
         if not self.is_connected:
             raise BrokerUnavailable(f"NATS is {self.status.lower()}")
         try:
-            return await self.js.publish(
-                subject, payload, timeout=self.publish_timeout, headers=dict(headers)
-            )
+            ack = await self.js.publish(subject, payload, timeout=self.publish_timeout, headers=dict(headers))
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"JetStream publish failed: {type(exc).__name__}: {exc}") from exc
+            reason = f"JetStream publish failed: {type(exc).__name__}: {exc}"
+            self._publish_failure = (time.monotonic(), reason)
+            raise BrokerUnavailable(reason) from exc
+        self._publish_failure = None
+        return ack
+
+    @property
+    def publish_failure(self) -> str | None:
+        """Why the last JetStream publish failed, if no publish succeeded since and it failed within the last
+        PUBLISH_FAILURE_HEALTH_WINDOW seconds; else None (what /health reports)."""
+        failure = self._publish_failure
+        if failure is None or time.monotonic() - failure[0] > PUBLISH_FAILURE_HEALTH_WINDOW:
+            return None
+        return failure[1]
 
     async def publish_live(self, payload: bytes) -> None:
         """Best effort, no persistence: fan accepted entries out to live-tail subscribers."""

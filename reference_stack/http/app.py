@@ -71,7 +71,8 @@ def _uses_storage(config: StackConfig) -> bool:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 `{"status": "ok", ...}` when NATS (and storage, if this role uses it) answer; else 503 degraded."""
+    """200 `{"status": "ok", ...}` when NATS (and storage, if this role uses it) answer; else 503 degraded
+    (`jetstream_status` says why when JetStream publishes fail while NATS is connected)."""
     app = request.app
     config = app[CONFIG]
     broker = app[BROKER]
@@ -81,6 +82,10 @@ async def health(request: web.Request) -> web.Response:
         "nats_status": broker.status,
     }
     healthy = broker.is_connected
+    failure = broker.publish_failure
+    if failure is not None:  # connected, but JetStream cannot take writes (store full, stream unavailable)
+        body["jetstream_status"] = failure
+        healthy = False
     if _uses_storage(config):
         storage = app[STORAGE]
         try:
