@@ -28,3 +28,17 @@ def test_scalar_values_keep_their_type() -> None:
     assert service == "svc"
     assert (record.s, record.n, record.f, record.b) == ("x", 5, 0.5, True)  # type: ignore[attr-defined]
     assert math.isnan(record.nan)  # type: ignore[attr-defined]  # POST /log stores it as "NaN", so does the SDK
+
+
+@pytest.mark.parametrize(("text", "number"), [("WARNING", 30), ("crit", 50), ("notice", 20), (" Error ", 40)])
+def test_levels_are_read_as_post_log_reads_them(text: str, number: int) -> None:
+    """A level name or alias POST /log takes (wire.level_name: any case, syslog and Python names) is taken."""
+    _, record = build_record({"message": "m", "level": text}, DEFAULTS)
+    assert record.levelno == number
+
+
+@pytest.mark.parametrize("text", ["bogus", 5, None])
+def test_an_unknown_level_is_refused_naming_the_field(text: object) -> None:
+    """Anything else: ValueError naming `level` and the stored levels."""
+    with pytest.raises(ValueError, match=r"^level: must be one of debug, info, warn, error, fatal"):
+        build_record({"message": "m", "level": text}, DEFAULTS)

@@ -51,10 +51,10 @@ PACE_EVERY = 1000
 #: The logger name entries carry unless a JSON line names one.
 CLI_LOGGER = "oglog.send"
 
-LEVELS = {
-    "debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
-    "warning": logging.WARNING, "error": logging.ERROR, "err": logging.ERROR, "fatal": logging.CRITICAL,
-    "critical": logging.CRITICAL,
+#: The stored level (`wire.LEVELS`) -> the logging level a record gets for it (the SDK maps it back).
+_LOGGING_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
 }
 _ENTRY_KEYS = frozenset(
     {"level", "message", "service", "timestamp", "logger", "trace_id", "span_id", "attributes"}
@@ -93,10 +93,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _level(value: object) -> int:
-    number = LEVELS.get(str(value).lower())
-    if number is None:
-        raise ValueError(f"level: must be one of debug, info, warn, error, fatal, got {value!r}")
-    return number
+    """The logging level of a stored level's name or alias (`wire.level_name`: any case, as POST /log reads
+    it); ValueError naming `level` otherwise."""
+    name = wire.level_name(value) if isinstance(value, str) else None
+    if name is None:
+        raise ValueError(f"level: must be one of {', '.join(wire.LEVELS)} (or an alias), got {value!r}")
+    return _LOGGING_LEVELS[name]
 
 
 def _attributes(pairs: Iterable[str]) -> dict[str, str]:
