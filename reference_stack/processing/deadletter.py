@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.header
 import json
 import math
 from collections.abc import Mapping
@@ -158,16 +159,37 @@ def _message(data: bytes) -> tuple[Any, int, bool]:
     return text, len(json.dumps(text)), True
 
 
+def _headers(msg: Any) -> dict[str, str]:
+    """A fetched message's headers as text: nats-py parses them with the email parser, which hands a value
+    with non-ASCII bytes back as an email.header.Header (json.dumps and str methods fail on it, str() loses
+    the bytes); its bytes are read back as UTF-8, as they were sent."""
+    return {str(k): _header_text(v) for k, v in (msg.headers or {}).items()}
+
+
+def _header_text(value: Any) -> str:
+    if not isinstance(value, email.header.Header):
+        return str(value)
+    parts = email.header.decode_header(value)
+    return b"".join(p if isinstance(p, bytes) else p.encode() for p, _ in parts).decode("utf-8", "replace")
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    """Header `name` as a number, None when absent or not ASCII digits (a hand-made or legacy dead letter
+    must not turn the whole page into a 500)."""
+    raw = headers.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
+
+
 def _describe(msg: Any, message: Any, truncated: bool) -> dict[str, Any]:
-    headers = dict(msg.headers or {})
+    headers = _headers(msg)
     return {
         "seq": msg.seq,
         "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
         "reason": headers.get(messages.DEAD_REASON, ""),
         "error": headers.get(messages.DEAD_ERROR, ""),
-        "original_seq": int(headers.get(messages.ORIGINAL_SEQ, "0") or 0),
+        "original_seq": _header_int(headers, messages.ORIGINAL_SEQ) or 0,
         "original_msg_id": headers.get(messages.ORIGINAL_MSG_ID, ""),
-        "rows": int(headers[messages.ROWS]) if headers.get(messages.ROWS, "").isdigit() else None,
+        "rows": _header_int(headers, messages.ROWS),
         "bytes": len(msg.data or b""),
         "truncated": truncated,
         "message": message,
@@ -255,7 +277,7 @@ async def replay_dead_letters(
 async def _replay_one(broker: Broker, msg: Any, replayed: list[int], failed: list[dict[str, Any]]) -> None:
     """Re-publish dead letter `msg` (as fetched) and delete it; its seq goes to `replayed` or `failed`."""
     seq: int = msg.seq
-    headers = messages.oglog_headers(msg.headers or {})
+    headers = messages.oglog_headers(_headers(msg))
     for name in messages.DEAD_ONLY_HEADERS:
         headers.pop(name, None)
     headers[messages.MSG_ID] = f"replay-{seq}"

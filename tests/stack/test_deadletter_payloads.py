@@ -18,7 +18,7 @@ from aiohttp import web
 from oglogstream.stack.broker import messages
 from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.broker.natsd import find_nats_server, free_port
-from oglogstream.stack.config import StackConfig
+from oglogstream.stack.config import DEAD_LETTER_SUBJECT, StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.processing.deadletter import (
     MAX_PAGE,
@@ -68,8 +68,9 @@ async def _dead(broker: Broker, seq: int, payload: bytes, rows: int | None = 1) 
 
 async def test_deep_and_non_finite_messages_are_listed_and_all_replayable(stack: Any) -> None:
     """The issue's deep header-less message (dead-lettered by the processor), rows with NaN, 1e400 and a
-    5,000-digit number, and a plain one: 200 with valid JSON (was a 500 RecursionError / `"x": NaN`), the
-    deep one as text, non-finite numbers as wire.non_finite_text, and `replay --all` replays every one."""
+    5,000-digit number, a plain one and one whose headers are not numbers: 200 with valid JSON (was a 500
+    RecursionError / `"x": NaN`), the deep one as text, non-finite numbers as wire.non_finite_text, and
+    `replay --all` replays every one."""
     url, app = stack
     broker = app[PROCESSOR].broker
     await broker.publish(messages.STREAM_SUBJECT, NESTED, {"Nats-Msg-Id": "deep"})
@@ -77,13 +78,15 @@ async def test_deep_and_non_finite_messages_are_listed_and_all_replayable(stack:
     await _dead(broker, 901, b'[{"id":"i","attributes":{"x":1e400}}]')
     await _dead(broker, 902, b'[{"id":"b","attributes":{"x":' + b"7" * 5000 + b"}}]")
     await _dead(broker, 903, json.dumps([row("plain")]).encode())
+    odd = {"Nats-Msg-Id": "odd", messages.ORIGINAL_SEQ: "x1", messages.ROWS: "\u00b2", "Oglog-Error": "é"}
+    await broker.publish(DEAD_LETTER_SUBJECT, b"[]", odd)  # hand-made: headers that are not numbers
     async with aiohttp.ClientSession() as session:
 
         async def five() -> list[dict[str, Any]] | None:
             status, text = await _page(session, url)
             assert status == 200, text
             items: list[dict[str, Any]] = _strict(text)["dead_letters"]
-            return items if len(items) == 5 else None
+            return items if len(items) == 6 else None
 
         items = await wait_for(five)
     by_seq = {item["original_seq"]: item for item in items}
@@ -93,9 +96,10 @@ async def test_deep_and_non_finite_messages_are_listed_and_all_replayable(stack:
     assert by_seq[901]["message"] == [{"id": "i", "attributes": {"x": "Infinity"}}]
     assert by_seq[902]["message"] == '[{"id":"b","attributes":{"x":' + "7" * 5000 + "}}]"
     assert by_seq[903]["message"] == [row("plain")]
+    assert by_seq[0]["rows"] is None and by_seq[0]["message"] == [] and by_seq[0]["error"] == "é"
     status, out = await asyncio.to_thread(_oglog, "replay", "--all", "--url", url)
     assert status == 0, out
-    assert out.splitlines()[0] == f"replayed 5: {' '.join(str(item['seq']) for item in items)}"
+    assert out.splitlines()[0] == f"replayed 6: {' '.join(str(item['seq']) for item in items)}"
 
 
 async def test_a_page_is_bounded_by_bytes_and_pages_on(stack: Any) -> None:
