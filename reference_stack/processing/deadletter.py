@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.header
-import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +36,6 @@ import nats.errors
 import nats.js.errors
 import pydantic_core
 from aiohttp import web
-from oglogstream import wire
 
 from ..broker import messages
 from ..broker.broker import Broker, BrokerUnavailable
@@ -48,6 +44,14 @@ from ..http.boundary import Problem, read_body
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, METRICS
 from ..query.filters import ParamError, check_known
+from .deadletter_view import (
+    INLINE_PARSE_BYTES,
+    PAGE_BYTES,
+    PREVIEW_BYTES,
+    describe,
+    headers_text,
+    message_view,
+)
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -73,13 +77,6 @@ MAX_REPLAY = 1000
 #: Bytes a replay/discard request body may have: MAX_REPLAY sequence numbers of 19 digits fit in ~21 KB.
 MAX_REQUEST_BYTES = 64 * 1024
 _ERROR_CHARS = 1000
-#: Bytes of dead-letter messages (as the answer spells them) one page carries at most: 300 dead letters of
-#: ~1 MB made one 324 MB answer that froze its process. Past this budget the page stops, next_after goes on.
-PAGE_BYTES = 8 * 1024 * 1024
-#: Bytes of a payload shown (as text, `truncated: true`) when it alone would not fit in PAGE_BYTES.
-PREVIEW_BYTES = 64 * 1024
-#: Payloads up to this size are parsed on the event loop (bounded work); larger ones in a worker thread.
-_INLINE_PARSE_BYTES = 64 * 1024
 
 
 async def publish_dead_letter(
@@ -128,74 +125,6 @@ async def _stream_state(broker: Broker) -> Any:
     return info.state
 
 
-def _finite(value: Any) -> Any:
-    """`value` (parsed JSON) with each NaN/Infinity float spelled as wire.non_finite_text, as stored rows
-    are: JSON has no such numbers, and json.dumps would write the invalid tokens `NaN`/`Infinity`."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else wire.non_finite_text(value)
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
-
-
-def _message(data: bytes) -> tuple[Any, int, bool]:
-    """(message, bytes it takes in the answer, truncated) for one payload: its JSON value when it is JSON
-    that the answer can carry, else its text (invalid UTF-8 replaced); the text of its first PREVIEW_BYTES
-    when it would not fit in PAGE_BYTES alone. Never raises: a payload is shown, not refused."""
-    if len(data) <= PAGE_BYTES:
-        # pydantic_core stops at a nesting limit and at huge integers (ValueError) where json.loads recursed
-        # (RecursionError, a 500); the dumps check catches whatever else the answer could not spell.
-        try:
-            value = _finite(pydantic_core.from_json(data))
-            size = len(json.dumps(value, allow_nan=False))
-        except (ValueError, RecursionError):
-            value = data.decode("utf-8", errors="replace")
-            size = len(json.dumps(value))
-        if size <= PAGE_BYTES:
-            return value, size, False
-    text = data[:PREVIEW_BYTES].decode("utf-8", errors="ignore")
-    return text, len(json.dumps(text)), True
-
-
-def _headers(msg: Any) -> dict[str, str]:
-    """A fetched message's headers as text: nats-py parses them with the email parser, which hands a value
-    with non-ASCII bytes back as an email.header.Header (json.dumps and str methods fail on it, str() loses
-    the bytes); its bytes are read back as UTF-8, as they were sent."""
-    return {str(k): _header_text(v) for k, v in (msg.headers or {}).items()}
-
-
-def _header_text(value: Any) -> str:
-    if not isinstance(value, email.header.Header):
-        return str(value)
-    parts = email.header.decode_header(value)
-    return b"".join(p if isinstance(p, bytes) else p.encode() for p, _ in parts).decode("utf-8", "replace")
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    """Header `name` as a number, None when absent or not ASCII digits (a hand-made or legacy dead letter
-    must not turn the whole page into a 500)."""
-    raw = headers.get(name, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
-
-
-def _describe(msg: Any, message: Any, truncated: bool) -> dict[str, Any]:
-    headers = _headers(msg)
-    return {
-        "seq": msg.seq,
-        "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
-        "reason": headers.get(messages.DEAD_REASON, ""),
-        "error": headers.get(messages.DEAD_ERROR, ""),
-        "original_seq": _header_int(headers, messages.ORIGINAL_SEQ) or 0,
-        "original_msg_id": headers.get(messages.ORIGINAL_MSG_ID, ""),
-        "rows": _header_int(headers, messages.ROWS),
-        "bytes": len(msg.data or b""),
-        "truncated": truncated,
-        "message": message,
-    }
-
-
 async def _next(broker: Broker, after: int) -> Any | None:
     try:
         return await broker.js.get_msg(
@@ -214,8 +143,8 @@ async def list_dead_letters(
     message would take the page's messages past PAGE_BYTES (the first one is always listed), and the `after`
     of the next page (None when this was the last). Each: seq, time (ISO UTC), reason, error, original_seq,
     original_msg_id, rows (None for malformed), bytes (payload size), truncated (bool), message (the payload
-    as JSON, NaN/Infinity as their text; or as text when it is not JSON the answer can carry; see _message).
-    Raises BrokerUnavailable."""
+    as JSON, NaN/Infinity as their text; or as text when it is not JSON the answer can carry; see
+    deadletter_view.message_view). Raises BrokerUnavailable."""
     if not broker.is_connected:
         raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
     out: list[dict[str, Any]] = []
@@ -229,13 +158,13 @@ async def list_dead_letters(
             # Checked on the raw size before any parse: the page may stop early (a payload full of spaces
             # shrinks when spelled), never late for a large payload.
             return out, after
-        if len(data) <= _INLINE_PARSE_BYTES:
-            message, size, truncated = _message(data)
+        if len(data) <= INLINE_PARSE_BYTES:
+            message, size, truncated = message_view(data)
         else:  # a large payload's parse would stall every other client of this process
-            message, size, truncated = await asyncio.to_thread(_message, data)
+            message, size, truncated = await asyncio.to_thread(message_view, data)
         if out and used + size > PAGE_BYTES:
             return out, after
-        out.append(_describe(msg, message, truncated))
+        out.append(describe(msg, message, truncated))
         used += size
         after = msg.seq
     return out, (after if await _next(broker, after) is not None else None)
@@ -277,7 +206,7 @@ async def replay_dead_letters(
 async def _replay_one(broker: Broker, msg: Any, replayed: list[int], failed: list[dict[str, Any]]) -> None:
     """Re-publish dead letter `msg` (as fetched) and delete it; its seq goes to `replayed` or `failed`."""
     seq: int = msg.seq
-    headers = messages.oglog_headers(_headers(msg))
+    headers = messages.oglog_headers(headers_text(msg))
     for name in messages.DEAD_ONLY_HEADERS:
         headers.pop(name, None)
     headers[messages.MSG_ID] = f"replay-{seq}"
