@@ -17,6 +17,7 @@ SUITES = (
     "benchmarks.stack_ingest_bench",
     "benchmarks.stack_query_bench",
     "benchmarks.live_latency_bench",
+    "benchmarks.deadletter_page_bench",
 )
 
 
