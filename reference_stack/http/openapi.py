@@ -88,7 +88,10 @@ PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
 }
 #: Where a route gives a parameter of the same name another meaning or bound.
 ROUTE_PARAMETERS: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
-    ("/api/dead-letters", "limit"): (_int(1, deadletter.MAX_PAGE, deadletter.DEFAULT_PAGE), "Page size."),
+    ("/api/dead-letters", "limit"): (
+        _int(1, deadletter.MAX_PAGE, deadletter.DEFAULT_PAGE),
+        f"Page size; a page also stops at {deadletter.PAGE_BYTES // 2**20} MiB of messages (see next_after).",
+    ),
     ("/api/dead-letters", "after"): (_int(0, 2**63 - 1, 0), "Return dead letters after this sequence."),
 }
 #: The error statuses each kind of route documents (any other 4XX/5XX is still a problem document).
