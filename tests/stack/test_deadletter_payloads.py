@@ -27,6 +27,7 @@ from oglogstream.stack.processing.deadletter import (
     list_dead_letters,
     publish_dead_letter,
 )
+from oglogstream.stack.processing.deadletter_view import message_view
 from oglogstream.stack.processing.process import PROCESSOR
 
 from .helpers import running_app, wait_for
@@ -167,3 +168,22 @@ async def test_a_message_larger_than_the_page_is_shown_truncated(big_broker: Bro
     assert [item["original_seq"] for item in items] == [1, 2, 3] and last is None
     assert [item["truncated"] for item in items] == [False, True, False]
     assert items[1]["bytes"] == len(huge) and items[1]["message"] == huge[:PREVIEW_BYTES].decode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        (b"[1e400, -1e400, NaN]", ["Infinity", "-Infinity", "NaN"]),
+        (b"[" * DEEP + b"]" * DEEP, "[" * DEEP + "]" * DEEP),
+        (b"[" + b"9" * 5000 + b"]", "[" + "9" * 5000 + "]"),
+        (b"\xff[1]", "\ufffd[1]"),
+        (b'"\\ud800"', '"\\ud800"'),
+        (b"", ""),
+        (b'  [{"a": 1}]  ', [{"a": 1}]),
+    ],
+)
+def test_each_payload_kind_is_json_the_answer_can_carry_or_text(payload: bytes, shown: Any) -> None:
+    """Non-finite numbers become their text, and whatever the answer could not carry as JSON (too deep, a
+    number too large, invalid UTF-8, a lone surrogate, nothing) is shown as text, never an error."""
+    message, size, truncated = message_view(payload)
+    assert message == shown and not truncated and size == len(json.dumps(message, allow_nan=False))
