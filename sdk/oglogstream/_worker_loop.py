@@ -268,16 +268,23 @@ class WorkerLoop(DeliveryCore):
                 return
             self.soft_limit = self.intake_limit
             self._wake.clear()
-        while (
-            len(intake) * INTAKE_ITEM_BYTES + self.intake_large < room
-            and not self._wake.is_set()
-            and not self._flush_requests
-        ):
-            now = time.monotonic()
-            if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
-                return
-            count, since = len(intake), now
-            self._wake.wait(DEFER_STEP)
+        try:
+            while (
+                len(intake) * INTAKE_ITEM_BYTES + self.intake_large < room
+                and not self._wake.is_set()
+                and not self._flush_requests
+            ):
+                now = time.monotonic()
+                if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
+                    return
+                count, since = len(intake), now
+                self._wake.wait(DEFER_STEP)
+        finally:
+            # Callers wake us again at a batch's worth (as `_rearm` sets it, without clearing a flush's or
+            # close's wake-up): else a burst resumed after a pause sits in the intake until the next tick.
+            with self._lock:
+                if not self._closing and not Exit.started:
+                    self.soft_limit = min(self._wake_at, self.intake_limit)
 
     def _rearm(self) -> None:
         """Clear the wake-up and let callers signal again (see `submit_slow`)."""

@@ -4,6 +4,7 @@ grows fast, but a flush() or close() during the burst is answered, and nothing i
 from __future__ import annotations
 
 import threading
+import time
 
 from .capture_server import CaptureServer
 
@@ -69,6 +70,22 @@ def test_the_rest_of_a_burst_goes_once_the_worker_caught_up_not_at_the_next_tick
         logger.info("burst %d", i)
     assert server.wait_entries(250, 10), server.entry_count
     assert sum(r.entries for r in server.requests) == 250 and max(r.entries for r in server.requests) <= 100
+
+
+def test_a_burst_resumed_after_a_pause_wakes_the_worker_at_a_batch(
+    server: CaptureServer, make_handler, logger
+) -> None:
+    """CI found the test above with 0 of 250 delivered: the caller paused mid-burst (a loaded machine), the
+    deferring worker saw the rate drop, waited for the next tick (30 s) and the rest of the burst could no
+    longer wake it. A batch's worth in the intake always wakes the worker."""
+    handler = make_handler(server.url, batch_size=100, flush_interval=30.0)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("before the pause %d", i)
+    time.sleep(0.3)  # the worker stops deferring and waits for the tick
+    for i in range(200):
+        logger.info("after the pause %d", i)
+    assert server.wait_entries(200, 10), server.entry_count
 
 
 def test_a_burst_of_large_messages_is_not_dropped_while_the_worker_defers(
