@@ -163,7 +163,10 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run `oglog dead-letters ...`; returns the exit status. Raises ApiError (exit 1 in cli.main)."""
-    base = args.url.rstrip("/")
+    try:  # the client commands' URL rule: one line and exit 2 for a URL that cannot be used
+        base = Target.from_args(argparse.Namespace(url=args.url, api_key=None, timeout=None)).url
+    except CliError as exc:
+        return _usage(str(exc))
     if args.dead_command == "list":
         if args.limit < 1 or args.after < 0:
             return _usage("--limit must be >= 1 and --after >= 0")
