@@ -16,7 +16,7 @@ parsed by `Filters.from_query`, through the Storage's client, one at a time; p50
 Insert side (`--inserts`, milliseconds per 10,000 rows with `pid` and four attributes, string-only or with
 two numbers and a bool), against the bare `raw_insert` of the string-only rows into chDB in the same run:
 the `raw_insert` of typed rows with their maps; ingestion's row building (`schema.rows_from_json` +
-`schema.dump_rows`, where the typed maps are made now); and the processor's upgrade of a message of the
+`row_codec.dump_rows`, where the typed maps are made now); and the processor's upgrade of a message of the
 release before (`messages.upgrade_payload`, the only processing-side step left, for messages without the
 row-format header).
 
@@ -40,7 +40,8 @@ from typing import Any
 
 from multidict import MultiDict
 from oglogstream.stack.broker import messages
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
+from oglogstream.stack.ingestion.row_codec import dump_rows
 from oglogstream.stack.query import query_sql
 from oglogstream.stack.query.filters import Filters
 from oglogstream.stack.storage.migrations import LOGS_TABLE, TYPED_ATTRIBUTE_COLUMNS
@@ -165,7 +166,7 @@ def _rows(body: bytes) -> list[dict[str, Any]]:
 def _legacy(body: bytes) -> bytes:
     """The payload the release before published for `body`: the rows without typed maps."""
     maps = (schema.NUMBER_MAP, schema.BOOL_MAP)
-    return schema.dumps([{k: v for k, v in row.items() if k not in maps} for row in _rows(body)])
+    return row_codec.dumps([{k: v for k, v in row.items() if k not in maps} for row in _rows(body)])
 
 
 def _inserts(client: Any) -> None:
@@ -177,14 +178,14 @@ def _inserts(client: Any) -> None:
         return lambda: client.raw_insert(LOGS_TABLE, None, data, fmt="JSONEachRow")
 
     def build(body: bytes) -> Any:
-        return lambda: schema.dump_rows(_rows(body))
+        return lambda: row_codec.dump_rows(_rows(body))
 
     def upgrade(data: bytes) -> Any:
         return lambda: messages.upgrade_payload(data)
 
     cases: list[tuple[str, bool, Any]] = [
-        ("bare raw_insert, string-only rows (baseline)", False, lambda b: insert(schema.dump_rows(_rows(b)))),
-        ("raw_insert, typed rows with their maps", True, lambda b: insert(schema.dump_rows(_rows(b)))),
+        ("bare raw_insert, string-only rows (baseline)", False, lambda b: insert(dump_rows(_rows(b)))),
+        ("raw_insert, typed rows with their maps", True, lambda b: insert(dump_rows(_rows(b)))),
         ("ingestion: rows_from_json + dump_rows, string-only", False, build),
         ("ingestion: rows_from_json + dump_rows, typed (maps made)", True, build),
         ("processing: upgrade of an old message, string-only", False, lambda b: upgrade(_legacy(b))),

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from oglogstream.stack.ingestion import batch_decode, fast_rows, schema
+from oglogstream.stack.ingestion import batch_decode, fast_rows, row_codec, schema
 from oglogstream.wire import MAX_ATTRIBUTES, MAX_BATCH_ENTRIES
 
 from benchmarks.stack_ingest_bench import BATCH_ENTRIES, _entries
@@ -112,13 +112,13 @@ def _json_loads(body: bytes) -> list[Any]:
 
 def _legs(before: ModuleType) -> dict[str, Callable[[bytes], Any]]:
     """What a body costs ingestion's code, per version: decode, and decode + serialise (the JetStream
-    payload, `schema.dump_rows`); and the reference."""
+    payload, `row_codec.dump_rows`); and the reference."""
     old, shipped = _decoder(before), _decoder(batch_decode)
     return {
         "before: decode": old,
         "as shipped: decode": shipped,
-        "before: decode + dump_rows": lambda body: before.schema.dump_rows(old(body)),
-        "as shipped: decode + dump_rows": lambda body: schema.dump_rows(shipped(body)),
+        "before: decode + dump_rows": lambda body: before.row_codec.dump_rows(old(body)),
+        "as shipped: decode + dump_rows": lambda body: row_codec.dump_rows(shipped(body)),
         "json.loads of the lines (reference)": _json_loads,
     }
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from aiohttp import ClientSession, TCPConnector
 from oglogstream.stack.broker.natsd import free_port
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.server.workers import default_ingest_workers
 from oglogstream.stack.storage.storage import Storage, logs_ddl
 
@@ -76,7 +76,7 @@ class BareInsert:
         received = schema.format_timestamp(dt.datetime.now(dt.timezone.utc))
         self.rows = len(entries)
         rows = schema.make_rows(entries, batch_id="bare", received_at=received)
-        self.payloads = [schema.dumps(rows[i : i + BARE_BATCH]) for i in range(0, len(rows), BARE_BATCH)]
+        self.payloads = [row_codec.dumps(rows[i : i + BARE_BATCH]) for i in range(0, len(rows), BARE_BATCH)]
         self.storage = Storage(f"chdb://{workdir / 'bare'}")
 
     def rate(self) -> float:

@@ -38,7 +38,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from ..auth.redact import redact
 from ..broker.broker import BrokerUnavailable
-from ..ingestion import schema
+from ..ingestion import row_codec
 
 __all__ = [
     "BODY_IDLE_TIMEOUT",
@@ -192,7 +192,7 @@ def problem_response(problem: Problem) -> web.Response:
         **problem.extra,
     }
     return web.Response(
-        status=problem.status, body=schema.dumps(body), content_type=PROBLEM_CONTENT_TYPE,
+        status=problem.status, body=row_codec.dumps(body), content_type=PROBLEM_CONTENT_TYPE,
         headers=problem.headers,
     )
 

@@ -23,7 +23,7 @@ from oglogstream import wire
 from oglogstream._version import VERSION
 
 from ..auth.middleware import required_scope
-from ..ingestion import schema
+from ..ingestion import row_codec, schema
 from ..ingestion.otlp.receiver import OTLP_LOGS_PATH
 from ..processing import deadletter
 from ..query import explore, filters, query
@@ -404,7 +404,7 @@ _DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("oglog_openapi", dict)
 
 
 async def _serve(request: web.Request) -> web.Response:
-    return web.Response(body=schema.dumps(request.app[_DOCUMENT]), content_type="application/json")
+    return web.Response(body=row_codec.dumps(request.app[_DOCUMENT]), content_type="application/json")
 
 
 async def _freeze(app: web.Application) -> None:

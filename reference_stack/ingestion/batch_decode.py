@@ -19,7 +19,7 @@ from oglogstream import wire
 from pydantic import ValidationError
 
 from ..http.boundary import Problem, too_large
-from . import fast_rows, schema
+from . import fast_rows, row_codec, schema
 
 __all__ = [
     "DUPLICATE_ID_ERROR",
@@ -246,7 +246,7 @@ def _validate_array(body: bytes, context: dict[str, Any]) -> _Split:
     for index, item in enumerate(items):
         try:
             # Re-validate from JSON so both content types apply exactly the same (JSON-mode) rules.
-            valid.append(schema.ENTRY.validate_json(schema.dumps(item), context=context))
+            valid.append(schema.ENTRY.validate_json(row_codec.dumps(item), context=context))
             indexes.append(index)
         except ValidationError as exc:
             rejected.append({"index": index, "error": _summary(exc)})

@@ -26,7 +26,7 @@ import msgspec
 from msgspec import Meta
 from oglogstream import wire
 
-from . import schema
+from . import row_codec, schema
 from .timestamps import _VALID_CANONICAL_TS
 
 __all__ = ["decide", "rows_from_json"]
@@ -190,7 +190,7 @@ def rows_from_json(
         )
     # Typed maps first: finish_rows then appends received_at after them, where make_rows has it, instead of
     # add_typed_maps moving it past them in every row. A batch of string values only skips that pass.
-    if not schema.attribute_value_types(rows) <= _STRING_ONLY:
+    if not row_codec.attribute_value_types(rows) <= _STRING_ONLY:
         schema.add_typed_maps(rows)
     schema.finish_rows(rows, batch_id=batch_id, received_at=received_at, first_index=first_index)
     return rows

@@ -38,7 +38,7 @@ from ..http.boundary import (
 )
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, CONFIG, METRICS
-from . import batch_decode, dedup, schema
+from . import batch_decode, dedup, row_codec, schema
 
 __all__ = [
     "DEFAULT_MAX_BATCHES_IN_FLIGHT",
@@ -110,7 +110,7 @@ def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, 
 
 
 def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
-    payload = schema.dump_rows(rows)
+    payload = row_codec.dump_rows(rows)
     if len(payload) <= limit:
         return [(rows, payload)]
     if len(rows) == 1:
@@ -154,7 +154,7 @@ async def publish_rows(
     metrics.publish_latency.observe(loop.time() - started)
     for _, payload in parts:  # one live message per part: each fits under max_payload
         try:
-            await broker.publish_live(schema.live_payload(payload, received_at))
+            await broker.publish_live(row_codec.live_payload(payload, received_at))
         except Exception:  # best effort by contract: the entries are durable already
             metrics.live_publish_errors.inc()
 
@@ -287,7 +287,7 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
 
 
 def _json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=schema.dumps(body), content_type="application/json")
+    return web.Response(status=status, body=row_codec.dumps(body), content_type="application/json")
 
 
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:

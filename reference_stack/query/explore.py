@@ -18,7 +18,8 @@ from aiohttp import web
 from clickhouse_connect.driver.client import Client
 
 from ..http.boundary import Problem
-from ..ingestion.schema import ID_PATTERN, dumps, public_entry
+from ..ingestion.row_codec import dumps, public_entry
+from ..ingestion.schema import ID_PATTERN
 from ..storage.migrations import LOGS_TABLE
 from .filters import Filters, ParamError, check_known, format_micros, parse_int, single
 from .query import _bad_parameter, _instrumented, _run

@@ -18,7 +18,7 @@ from prometheus_client import Histogram
 
 from ..http.boundary import Problem
 from ..http.resources import METRICS, STORAGE
-from ..ingestion.schema import dumps, public_entry
+from ..ingestion.row_codec import dumps, public_entry
 from . import query_sql
 from .filters import Cursor, Filters, ParamError, check_known, format_micros, parse_int, parse_time, single
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from ..ingestion import schema
+from ..ingestion import row_codec
 from ..processing.sink import Unstorable
 from .errors import is_data_error
 from .migrations import LOGS_TABLE
@@ -103,9 +103,9 @@ def _kept_rows(parts: list[bytes], seen: set[Key], suspects: set[str]) -> list[l
     out: list[list[tuple[str, bytes]]] = []
     for part in parts:
         kept: list[tuple[str, bytes]] = []
-        for row_id, row in zip(schema.payload_ids(part) or (), schema.split_rows(part), strict=True):
+        for row_id, row in zip(row_codec.payload_ids(part) or (), row_codec.split_rows(part), strict=True):
             if row_id in suspects:
-                stamp = schema.row_timestamp(row)
+                stamp = row_codec.row_timestamp(row)
                 if stamp is not None:
                     if (row_id, stamp) in seen:
                         continue

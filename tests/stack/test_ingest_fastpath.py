@@ -10,7 +10,7 @@ import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oglogstream.stack.ingestion import batch_decode, ingest, schema
+from oglogstream.stack.ingestion import batch_decode, ingest, row_codec, schema
 from pydantic import ValidationError
 
 #: The column type's whole range as the accepted window: these tests are about formats, not about now.
@@ -145,25 +145,25 @@ def _rows() -> list[dict[str, Any]]:
 def test_typed_row_serialiser_writes_the_same_bytes_as_dumps() -> None:
     """`dump_rows` (types known up front) writes exactly `dumps`' bytes for rows of validated entries."""
     rows = _rows()
-    assert schema.dump_rows(rows) == pydantic_core.to_json(rows) == schema.dumps(rows)
+    assert row_codec.dump_rows(rows) == pydantic_core.to_json(rows) == row_codec.dumps(rows)
 
 
 def test_live_payload_with_known_received_at_matches_the_general_one() -> None:
     """The plain-replace live payload equals the regex one, also with an attribute named received_at."""
     rows = _rows()
-    payload = schema.dumps(rows)
-    fast = schema.live_payload(payload, RECEIVED)
-    assert fast == schema.live_payload(payload)
-    assert [json.loads(line) for line in fast.split(b"\n")] == [schema.public_entry(r) for r in rows]
+    payload = row_codec.dumps(rows)
+    fast = row_codec.live_payload(payload, RECEIVED)
+    assert fast == row_codec.live_payload(payload)
+    assert [json.loads(line) for line in fast.split(b"\n")] == [row_codec.public_entry(r) for r in rows]
     for one in rows:
-        single = schema.dumps([one])
-        assert schema.live_payload(single, RECEIVED) == schema.live_payload(single)
+        single = row_codec.dumps([one])
+        assert row_codec.live_payload(single, RECEIVED) == row_codec.live_payload(single)
 
 
 def test_live_payload_falls_back_when_received_at_is_not_the_rows_value() -> None:
     """A wrong `received_at` hint cannot corrupt the live payload: the general path is used."""
-    payload = schema.dumps(_rows())
-    assert schema.live_payload(payload, "2000-01-01T00:00:00.000000Z") == schema.live_payload(payload)
+    payload = row_codec.dumps(_rows())
+    assert row_codec.live_payload(payload, "2000-01-01T00:00:00.000000Z") == row_codec.live_payload(payload)
 
 
 def test_json_array_fast_path_gives_the_rows_of_per_entry_validation() -> None:
@@ -207,5 +207,5 @@ def test_publish_parts_fit_the_limit_and_are_deterministic() -> None:
     parts = ingest._split(rows, limit)
     assert len(parts) > 1 and all(len(payload) <= limit for _, payload in parts)
     assert [row for part, _ in parts for row in part] == rows
-    assert all(payload == schema.dump_rows(part) for part, payload in parts)
+    assert all(payload == row_codec.dump_rows(part) for part, payload in parts)
     assert ingest._split(rows, limit) == parts

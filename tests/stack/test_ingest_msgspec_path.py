@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from oglogstream import wire
 from oglogstream.stack.http.boundary import Problem
-from oglogstream.stack.ingestion import batch_decode, fast_rows, schema
+from oglogstream.stack.ingestion import batch_decode, fast_rows, row_codec, schema
 from pydantic import ValidationError
 
 RECEIVED = "2026-11-27T10:00:00.000000Z"
@@ -29,7 +29,7 @@ def _rows_or_error(make: Any, body: bytes, window: schema.TimeWindow | None) -> 
     except ValidationError as exc:
         return ("error", exc.errors(include_url=False, include_context=False), schema.validation_details(exc))
     # Key order counts (rows are serialised as they are), and so do the types (True is not 1).
-    return [[(k, type(v), v) for k, v in row.items()] for row in rows], schema.dump_rows(rows)
+    return [[(k, type(v), v) for k, v in row.items()] for row in rows], row_codec.dump_rows(rows)
 
 
 def same_as_pydantic(body: bytes, window: schema.TimeWindow | None = None) -> bool:
@@ -364,9 +364,10 @@ def test_row_payloads_are_pydantics_bytes(entries: list[dict[str, Any]]) -> None
     """`dump_rows` writes pydantic-core's exact bytes for any rows (every character, 64-bit ints, bools;
     float attribute values, which msgspec formats differently, are left to pydantic-core)."""
     rows = schema.make_rows(entries, batch_id="b", received_at=RECEIVED)
-    assert schema.dump_rows(rows) == schema._ROW_LIST.dump_json(rows, warnings=False) == schema.dumps(rows)
-    if float not in schema.attribute_value_types(rows):
-        assert schema._ENCODER.encode(rows) == schema.dumps(rows)
+    by_pydantic = row_codec._ROW_LIST.dump_json(rows, warnings=False)
+    assert row_codec.dump_rows(rows) == by_pydantic == row_codec.dumps(rows)
+    if float not in row_codec.attribute_value_types(rows):
+        assert row_codec._ENCODER.encode(rows) == row_codec.dumps(rows)
 
 
 def test_row_payloads_escape_every_character_as_pydantic_does() -> None:
@@ -376,4 +377,4 @@ def test_row_payloads_escape_every_character_as_pydantic_does() -> None:
     rows = schema.make_rows(
         [entry(message=c, attributes={c[:100]: c[-100:]}) for c in chunks], batch_id="b", received_at=RECEIVED
     )
-    assert schema._ENCODER.encode(rows) == schema.dumps(rows) == schema.dump_rows(rows)
+    assert row_codec._ENCODER.encode(rows) == row_codec.dumps(rows) == row_codec.dump_rows(rows)

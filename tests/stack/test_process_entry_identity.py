@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.storage import inserts
 from oglogstream.stack.storage.storage import Storage
 
@@ -33,13 +33,13 @@ def message(*rows: tuple[str, str]) -> bytes:
         )
         for i, ts in rows
     ]
-    return schema.dumps(schema.make_rows(entries, batch_id="b", received_at=RECEIVED))
+    return row_codec.dumps(schema.make_rows(entries, batch_id="b", received_at=RECEIVED))
 
 
 def _args(storage: Storage, parts: list[bytes]) -> tuple[Any, ...]:
     """What the flusher passes: the batch's messages, their ids, its time span, a token base, settings."""
-    stamps = [schema.row_timestamp(r) or "" for p in parts for r in schema.split_rows(p)]
-    ids = [i for p in parts for i in schema.payload_ids(p) or ()]
+    stamps = [row_codec.row_timestamp(r) or "" for p in parts for r in row_codec.split_rows(p)]
+    ids = [i for p in parts for i in row_codec.payload_ids(p) or ()]
     return (
         parts,
         ids,
@@ -135,8 +135,8 @@ def test_row_timestamp_reads_the_row_head_and_falls_back_to_parsing() -> None:
     entry = schema.ENTRY.validate_python(
         {"id": "a", "timestamp": T1, "level": "info", "message": "m", "service": "s", "attributes": {"n": 1}}
     )
-    payload = schema.dumps(schema.make_rows([entry, entry], batch_id="b", received_at=RECEIVED))
-    assert [schema.row_timestamp(r) for r in schema.split_rows(payload)] == [T1, T1]
-    assert schema.row_timestamp(b'{"level":"info","timestamp":"%s","id":"a"}' % T2.encode()) == T2
-    assert schema.row_timestamp(b'{"id":"a","attributes":{"timestamp":"x"}}') is None
-    assert schema.row_timestamp(b"{not json") is None
+    payload = row_codec.dumps(schema.make_rows([entry, entry], batch_id="b", received_at=RECEIVED))
+    assert [row_codec.row_timestamp(r) for r in row_codec.split_rows(payload)] == [T1, T1]
+    assert row_codec.row_timestamp(b'{"level":"info","timestamp":"%s","id":"a"}' % T2.encode()) == T2
+    assert row_codec.row_timestamp(b'{"id":"a","attributes":{"timestamp":"x"}}') is None
+    assert row_codec.row_timestamp(b"{not json") is None

@@ -12,7 +12,7 @@ import pytest
 from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import STREAM_SUBJECT
 from oglogstream.stack.http.metrics import Metrics
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.processing.deadletter import list_dead_letters
 from oglogstream.stack.processing.process import Processor
 from oglogstream.stack.storage import inserts
@@ -72,7 +72,7 @@ async def publish(broker: Broker, prefix: str, n: int) -> None:
     rows = schema.make_rows(entries, batch_id=prefix, received_at=TS)
     await broker.publish(
         STREAM_SUBJECT,
-        schema.dumps(rows),
+        row_codec.dumps(rows),
         {"Nats-Msg-Id": prefix, "Oglog-Rows": str(n), "Oglog-Ts-Min": TS, "Oglog-Ts-Max": TS},
     )
 

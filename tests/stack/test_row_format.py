@@ -14,7 +14,7 @@ from oglogstream.stack.broker import messages
 from oglogstream.stack.config import DEAD_STREAM_NAME, STREAM_NAME, StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.http.resources import BROKER
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.processing import deadletter
 
 from .helpers import all_roles, query_rows, running_app, wait_for
@@ -76,11 +76,11 @@ def test_live_payload_is_the_public_shape_without_the_maps() -> None:
     odd = {'a}\\"': 1, 'k,}"': True, "x": "y"}
     body = json.dumps([entry(0, odd), entry(1, MIXED), entry(2, {"s": "x"})]).encode()
     rows = schema.rows_from_json(body, batch_id="b", received_at=NOW)
-    payload = schema.dump_rows(rows)
-    assert payload == schema.dumps(rows)
-    live = [json.loads(line) for line in schema.live_payload(payload, NOW).splitlines()]
-    assert live == [schema.public_entry(row) for row in rows]
-    assert schema.live_payload(payload) == schema.live_payload(payload, NOW)
+    payload = row_codec.dump_rows(rows)
+    assert payload == row_codec.dumps(rows)
+    live = [json.loads(line) for line in row_codec.live_payload(payload, NOW).splitlines()]
+    assert live == [row_codec.public_entry(row) for row in rows]
+    assert row_codec.live_payload(payload) == row_codec.live_payload(payload, NOW)
 
 
 def test_string_only_batches_skip_the_typed_pass(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +101,7 @@ def test_string_only_batches_skip_the_typed_pass(monkeypatch: pytest.MonkeyPatch
 def _legacy(rows: list[dict[str, Any]]) -> bytes:
     """The payload the release before wrote for these rows: no typed maps."""
     maps = (schema.NUMBER_MAP, schema.BOOL_MAP)
-    return schema.dumps([{k: v for k, v in row.items() if k not in maps} for row in rows])
+    return row_codec.dumps([{k: v for k, v in row.items() if k not in maps} for row in rows])
 
 
 def test_upgrade_gives_a_legacy_payload_the_bytes_ingestion_writes_now() -> None:
@@ -115,7 +115,7 @@ def test_upgrade_gives_a_legacy_payload_the_bytes_ingestion_writes_now() -> None
     ]
     for entries in cases:
         rows = schema.rows_from_json(json.dumps(entries).encode(), batch_id="b", received_at=NOW)
-        assert messages.upgrade_payload(_legacy(rows)) == schema.dump_rows(rows), entries
+        assert messages.upgrade_payload(_legacy(rows)) == row_codec.dump_rows(rows), entries
 
 
 def test_upgrade_leaves_string_only_and_non_json_payloads_as_they_are() -> None:
@@ -202,7 +202,8 @@ async def test_the_row_format_header_travels_through_dead_letter_and_replay(nats
 
 async def test_number_forms_documented_in_api_md(nats_server: Any, chdb_dsn: str) -> None:
     """`1e20` is stored and answered as `1e+20` (found with `attr.e=1e%2B20`), an integer beyond 64 bits comes
-    back as its digits in a string, and neither the string nor `1e400` ("Infinity") is a number for comparisons."""
+    back as its digits in a string, and neither the string nor `1e400` ("Infinity") is a number for
+    comparisons."""
     attributes = {"e": 1e20, "big": 2**70, "huge": "HUGE", "n": 1}
     raw = json.dumps([entry(0, attributes)]).replace('"HUGE"', "1e400").replace("1e+20", "1e20").encode()
     async with all_roles(nats_server.url, chdb_dsn) as (url, session):

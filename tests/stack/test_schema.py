@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oglogstream import _wire
-from oglogstream.stack.ingestion import schema
+from oglogstream.stack.ingestion import row_codec, schema
 from pydantic import ValidationError
 
 RECEIVED = "2026-11-27T10:00:01.000000Z"
@@ -106,17 +106,17 @@ def test_payload_ids_and_split_rows_survive_any_content(items: list[tuple[str, s
         for i, m, a in items
     ]
     rows = schema.make_rows(entries, batch_id="b", received_at=RECEIVED)
-    payload = schema.dumps(rows)
-    assert schema.payload_ids(payload) == [i for i, _, _ in items]
-    assert [json.loads(r) for r in schema.split_rows(payload)] == json.loads(payload)
-    live = [json.loads(line) for line in schema.live_payload(payload).split(b"\n")]
-    assert live == [schema.public_entry(row) for row in rows]
+    payload = row_codec.dumps(rows)
+    assert row_codec.payload_ids(payload) == [i for i, _, _ in items]
+    assert [json.loads(r) for r in row_codec.split_rows(payload)] == json.loads(payload)
+    live = [json.loads(line) for line in row_codec.live_payload(payload).split(b"\n")]
+    assert live == [row_codec.public_entry(row) for row in rows]
 
 
 def test_payload_ids_rejects_foreign_payloads() -> None:
     """Anything not written by make_rows+dumps is not taken for rows."""
     for payload in (b"", b"hello", b"[]", b'[{"level":"info"}]', b'{"id":"x"}'):
-        assert schema.payload_ids(payload) is None
+        assert row_codec.payload_ids(payload) is None
 
 
 def test_public_entry_shape() -> None:
@@ -134,7 +134,7 @@ def test_public_entry_shape() -> None:
         "received_at": "x",
         "exception": "",
     }
-    assert schema.public_entry(stored) == {
+    assert row_codec.public_entry(stored) == {
         "id": "a",
         "timestamp": "2026-11-27T10:00:00.000000Z",
         "level": "warn",
@@ -150,4 +150,4 @@ def test_public_entry_shape() -> None:
         "message": "m",
         "service": "s",
     }
-    assert schema.public_entry(text)["timestamp"] == "2026-11-27T10:00:00.123456Z"
+    assert row_codec.public_entry(text)["timestamp"] == "2026-11-27T10:00:00.123456Z"

@@ -15,7 +15,7 @@ from tests.conftest import IN_CI
 from tests.sdk.test_wire_table import PROBE
 
 try:
-    from oglogstream.stack.ingestion import levels, schema
+    from oglogstream.stack.ingestion import levels, row_codec, schema
     from oglogstream.stack.ingestion.otlp import mapping as otlp_mapping
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -107,19 +107,20 @@ def test_rows_have_the_column_order_and_typed_attributes() -> None:
     assert same == row and list(same) == list(row)
     expected = {"s": "x", "i": -5, "f": 0.25, "b": True, "big": str(2**64)}
     assert row["attributes"] == expected
-    payload = schema.dump_rows([row])
-    assert payload == schema.dumps([row])
-    [public] = [json.loads(line) for line in schema.live_payload(payload).splitlines()]
+    payload = row_codec.dump_rows([row])
+    assert payload == row_codec.dumps([row])
+    [public] = [json.loads(line) for line in row_codec.live_payload(payload).splitlines()]
     assert public["attributes"] == expected and type(public["attributes"]["b"]) is bool
     assert list(public) == list(wire.FIELD_NAMES)
-    assert schema.public_entry(row) == public
+    assert row_codec.public_entry(row) == public
 
 
 def test_public_entry_has_the_always_fields_and_only_non_empty_others() -> None:
     """A minimal row shows wire.PUBLIC_ALWAYS; each optional field appears only when non-empty."""
     [row] = schema.make_rows([schema.ENTRY.validate_python(GOOD)], batch_id="b", received_at=RECEIVED)
-    assert tuple(schema.public_entry(row)) == wire.PUBLIC_ALWAYS
-    assert tuple(schema.public_entry({**row, "logger": "", "pid": 0, "attributes": {}})) == wire.PUBLIC_ALWAYS
+    assert tuple(row_codec.public_entry(row)) == wire.PUBLIC_ALWAYS
+    empty = {**row, "logger": "", "pid": 0, "attributes": {}}
+    assert tuple(row_codec.public_entry(empty)) == wire.PUBLIC_ALWAYS
 
 
 # -- OTLP clips with the one helper --------------------------------------------------------------------------
