@@ -51,6 +51,7 @@ from .deadletter_view import (
     PREVIEW_BYTES,
     describe,
     headers_text,
+    item_bytes,
     message_view,
 )
 
@@ -163,9 +164,11 @@ async def list_dead_letters(
             message, size, truncated = message_view(data)
         else:  # a large payload's parse would stall every other client of this process
             message, size, truncated = await asyncio.to_thread(message_view, data)
+        item = describe(msg, message, truncated)
+        size = item_bytes(item, size)  # headers count too: up to 64 KiB each in NATS
         if out and used + size > PAGE_BYTES:
             return out, after
-        out.append(describe(msg, message, truncated))
+        out.append(item)
         used += size
         after = msg.seq
     return out, (after if await _next(broker, after) is not None else None)

@@ -15,13 +15,24 @@ from oglogstream import wire
 
 from ..broker import messages
 
-__all__ = ["INLINE_PARSE_BYTES", "PAGE_BYTES", "PREVIEW_BYTES", "describe", "headers_text", "message_view"]
+__all__ = [
+    "HEADER_CHARS",
+    "INLINE_PARSE_BYTES",
+    "PAGE_BYTES",
+    "PREVIEW_BYTES",
+    "describe",
+    "headers_text",
+    "item_bytes",
+    "message_view",
+]
 
 #: Bytes of dead-letter messages (as the answer spells them) one page carries at most: 300 dead letters of
 #: ~1 MB made one 324 MB answer that froze its process. Past this budget the page stops, next_after goes on.
 PAGE_BYTES = 8 * 1024 * 1024
 #: Bytes of a payload shown (as text, `truncated: true`) when it alone would not fit in PAGE_BYTES.
 PREVIEW_BYTES = 64 * 1024
+#: Characters of one header's text shown (the error of a dead letter is a sentence or a driver's message).
+HEADER_CHARS = 4096
 #: Payloads up to this size are parsed on the event loop (bounded work); larger ones in a worker thread.
 INLINE_PARSE_BYTES = 64 * 1024
 
@@ -79,7 +90,9 @@ def _header_int(headers: Mapping[str, str], name: str) -> int | None:
 
 
 def describe(msg: Any, message: Any, truncated: bool) -> dict[str, Any]:
-    headers = headers_text(msg)
+    """One item of the page. Header texts are clipped to HEADER_CHARS (head and tail): a NATS message may
+    carry 64 KiB of headers, and a page's budget counts them (`item_bytes`)."""
+    headers = {name: wire.clip_chars(text, HEADER_CHARS) for name, text in headers_text(msg).items()}
     return {
         "seq": msg.seq,
         "time": msg.time.isoformat().replace("+00:00", "Z") if msg.time else None,
@@ -94,3 +107,7 @@ def describe(msg: Any, message: Any, truncated: bool) -> dict[str, Any]:
     }
 
 
+def item_bytes(item: Mapping[str, Any], message_bytes: int) -> int:
+    """Bytes `item` (from `describe`) takes in the answer: its message's (known from `message_view`) plus the
+    rest, headers included, as JSON spells them."""
+    return message_bytes + len(json.dumps({k: v for k, v in item.items() if k != "message"}))
