@@ -247,7 +247,7 @@ class Settings:
                 raise ValueError(f"api_key must be a non-empty string (or unset), got {api_key!r}")
             if not all(" " <= c <= "~" for c in api_key):
                 raise ValueError("api_key must be printable ASCII without line breaks (it goes in a header)")
-        parts = _url_parts(url)
+        parts = url_parts(url)
         if parts.query or parts.fragment:
             raise ValueError(f"url must not have a query or fragment (the SDK appends /logs), got {url!r}")
         suffix = next((s for s in _ENDPOINT_SUFFIXES if parts.path.rstrip("/").endswith(s)), None)
@@ -306,7 +306,7 @@ class Settings:
         )
 
 
-def _url_parts(url: str) -> SplitResult:
+def url_parts(url: str) -> SplitResult:
     """`urlsplit(url)` of an absolute http(s) URL whose host and port can be connected to: anything else
     would be accepted here and then retried forever as a connect error."""
     try:

@@ -174,7 +174,11 @@ class TestServerCommands:
 
 
 class TestMalformedUrl:
-    @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://h:x"])
+    @pytest.mark.parametrize(
+        "url",
+        ["http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://h:x", "http://h\n", "http://h\t",
+         "http://a b", "ftp://h"],
+    )
     def test_a_url_that_cannot_be_parsed_is_a_usage_error(self, url: str) -> None:
         """The attacker's `--url 'http://[::1'` gave a ValueError traceback: one line naming --url, exit 2."""
         import argparse
@@ -185,8 +189,10 @@ class TestMalformedUrl:
             Target.from_args(argparse.Namespace(url=url, api_key=None, timeout=None))
         assert caught.value.code == EXIT_CONFIG
 
-    async def test_the_command_says_so_in_one_line(self) -> None:
-        """End to end: no traceback on stderr, exit status 2."""
-        result = await oglog("stats", url="http://[::1")
+    @pytest.mark.parametrize("command", ["stats", "send", "tail"])
+    async def test_the_command_says_so_in_one_line(self, command: str) -> None:
+        """End to end (the reviewer's `--url $'http://h\\n'`: a traceback for query, an endless reconnect for
+        tail, the URL counted as a refused entry by send): one line on stderr, exit status 2."""
+        result = await oglog(command, *(["x"] if command == "send" else []), url="http://h\n")
         assert result.code == 2 and "Traceback" not in result.err, result.err
-        assert "--url / OGLOG_URL: expected a URL like" in result.err
+        assert result.err.strip().count("\n") == 0 and "--url / OGLOG_URL: expected a URL like" in result.err

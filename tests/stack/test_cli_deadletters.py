@@ -27,7 +27,9 @@ def test_bad_usage_exits_2(args: list[str], capsys: pytest.CaptureFixture[str]) 
     assert err.startswith("oglog: error:") and "\n" not in err
 
 
-@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "ftp://h", "http://127.0.0.1:1/api/logs"])
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://127.0.0.1:99999", "ftp://h", "http://127.0.0.1:1/api/logs", "http://h\n"]
+)
 def test_a_url_that_cannot_be_used_exits_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """As the client commands do (the attacker's `--url 'http://[::1'`: `could not start: InvalidURL`, 1)."""
     assert cli.main(["dead-letters", "list", "--url", url]) == 2

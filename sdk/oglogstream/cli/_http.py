@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 
 from .._deadline import DeadlineBackend, attempt
+from .._settings import url_parts
 from ..wire import MAX_SINGLE_BODY_BYTES
 from ._output import safe
 
@@ -114,13 +114,11 @@ class Target:
         """From --url/--api-key, else OGLOG_URL/OGLOG_API_KEY, else DEFAULT_URL; a command's --timeout is
         both. CliError (exit 2) for a bad URL."""
         url = (args.url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
-        try:
-            parts = urlsplit(url)
-            usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-        except ValueError:  # "http://[::1" (an unclosed IPv6 bracket), "http://h:99999" (a port out of range)
-            usable = False
-        if not usable:
-            raise CliError(f"--url / {ENV_URL}: expected a URL like {DEFAULT_URL}, got {url!r}", EXIT_CONFIG)
+        try:  # the SDK's rule (scheme, host, port, no spaces or control characters), for every command
+            parts = url_parts(url)
+        except ValueError as exc:
+            message = f"--url / {ENV_URL}: expected a URL like {DEFAULT_URL}: {exc}"
+            raise CliError(message, EXIT_CONFIG) from None
         suffix = next((s for s in _ROUTE_SUFFIXES if parts.path.endswith(s)), None)
         if suffix is not None:
             raise CliError(f"--url / {ENV_URL}: {base_url_hint(url.removesuffix(suffix), url)}", EXIT_CONFIG)
