@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email.header
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,18 +36,6 @@ HEADER_CHARS = 4096
 INLINE_PARSE_BYTES = 64 * 1024
 
 
-def _finite(value: Any) -> Any:
-    """`value` (parsed JSON) with each NaN/Infinity float spelled as wire.non_finite_text, as stored rows
-    are: JSON has no such numbers, and json.dumps would write the invalid tokens `NaN`/`Infinity`."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else wire.non_finite_text(value)
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
-
-
 def message_view(data: bytes) -> tuple[Any, int, bool]:
     """(message, bytes it takes in the answer, truncated) for one payload: its JSON value when it is JSON
     that the answer can carry, else its text (invalid UTF-8 replaced); the text of its first PREVIEW_BYTES
@@ -57,7 +44,7 @@ def message_view(data: bytes) -> tuple[Any, int, bool]:
         # pydantic_core stops at a nesting limit and at huge integers (ValueError) where json.loads recursed
         # (RecursionError, a 500); the dumps check catches whatever else the answer could not spell.
         try:
-            value = _finite(pydantic_core.from_json(data))
+            value = wire.finite_json(pydantic_core.from_json(data))
             size = len(json.dumps(value, allow_nan=False))
         except (ValueError, RecursionError):
             value = data.decode("utf-8", errors="replace")

@@ -145,7 +145,10 @@ def _value_json_slow(value: object) -> str:
             text = _wire.non_finite_text(value)
         elif isinstance(value, (dict, list, tuple)):
             # Nested values travel as JSON text; whatever json cannot do becomes a repr inside it.
-            text = json.dumps(value, default=_safe_repr, ensure_ascii=False)
+            try:
+                text = json.dumps(value, default=_safe_repr, ensure_ascii=False, allow_nan=False)
+            except ValueError:  # NaN/Infinity inside (or a cycle: the finite pass then recurses out, repr)
+                text = json.dumps(_wire.finite_json(value), default=_safe_repr, ensure_ascii=False)
         else:
             text = repr(value)
     except _USER_CODE_ERRORS:  # cycles, non-str keys, huge ints, a raising __repr__ ...

@@ -59,6 +59,7 @@ __all__ = [
     "Field",
     "clip_bytes",
     "clip_chars",
+    "finite_json",
     "is_attribute_value",
     "level_for_number",
     "level_name",
@@ -109,6 +110,19 @@ def non_finite_text(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return "Infinity" if value > 0 else "-Infinity"
+
+
+def finite_json(value: object) -> object:
+    """`value` (JSON-like: dicts, lists, tuples, scalars) with every NaN/+-Infinity float, at any depth,
+    replaced by `non_finite_text`, so `json.dumps(..., allow_nan=False)` can write it (OTLP arrays, nested
+    `extra=` values, dead-letter payloads). Tuples become lists. A cyclic value raises RecursionError."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else non_finite_text(value)
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    return value
 
 
 #: `id` as a regular expression (the stack validates it, the SDK's ids always match).

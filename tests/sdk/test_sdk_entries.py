@@ -233,6 +233,7 @@ def test_attributes_convert_values() -> None:
         "nan": math.nan,
         "inf": math.inf,
         "-inf": -math.inf,
+        "nested_nan": [math.inf, {"x": math.nan}, (1, -math.inf)],
         "obj": Boom(),
         "cyc": cyclic,
         "set": {1},
@@ -246,6 +247,8 @@ def test_attributes_convert_values() -> None:
     assert json.loads(attrs["nested"]) == {"a": [1, {"b": None}]}
     assert attrs["big"] == str(2**70)
     assert (attrs["nan"], attrs["inf"], attrs["-inf"]) == ("NaN", "Infinity", "-Infinity")
+    # Nested too, as OTLP spells them: the text stays valid JSON (was "[Infinity, {...NaN}]").
+    assert json.loads(attrs["nested_nan"]) == ["Infinity", {"x": "NaN"}, [1, "-Infinity"]]
     assert attrs["obj"].startswith("<unrepresentable ") and attrs["obj"].endswith("Boom>")
     assert attrs["cyc"] == "[[...]]" and attrs["set"] == "{1}"
 

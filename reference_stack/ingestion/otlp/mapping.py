@@ -295,7 +295,7 @@ def _attribute_value(value: Any) -> str | int | float | bool:
     if isinstance(value, bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else _finite(value)
+        return value if math.isfinite(value) else wire.finite_json(value)
     text = value if isinstance(value, str) else _json(value)
     return clip_chars(text, wire.MAX_ATTRIBUTE_VALUE_CHARS)
 
@@ -333,17 +333,7 @@ def _python(value: AnyValue) -> Any:
 
 def _json(value: Any) -> str:
     # NaN/Infinity are not JSON: spell them as OTLP/JSON does, as strings.
-    return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return wire.non_finite_text(value)
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
+    return json.dumps(wire.finite_json(value), ensure_ascii=False, separators=(",", ":"))
 
 
 def _message(record: LogRecord) -> str:
