@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any, TextIO
@@ -103,14 +102,11 @@ def add_parser(commands: Any) -> None:
     discard.add_argument("seqs", nargs="+", type=int, metavar="SEQ", help="dead-letter sequences")
 
 
-def _call(method: str, base: str, path: str, shape: pydantic.TypeAdapter[Any], body: Any = None) -> Any:
+def _call(method: str, target: Target, path: str, shape: pydantic.TypeAdapter[Any], body: Any = None) -> Any:
     """The JSON answer of one API call as sent (`--json` prints it whole), once `shape` accepted it; ApiError
     (one line) for anything else.
     The request is bounded like every `oglog` client request: REQUEST_TIMEOUT in all, the body capped."""
-    # With auth on: list needs `query`, replay `admin` (security.md). Never a flag: a command line is
-    # visible to all.
-    target = Target(base, os.environ.get("OGLOG_API_KEY") or None, REQUEST_TIMEOUT, REQUEST_TIMEOUT)
-    url = f"{base}{path}"
+    url = f"{target.url}{path}"
     try:
         with target.client() as client:
             answer = fetch(client, method, path, deadline=time.monotonic() + target.deadline,
@@ -164,13 +160,15 @@ def _usage(message: str) -> int:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run `oglog dead-letters ...`; returns the exit status. Raises ApiError (exit 1 in cli.main)."""
     try:  # the client commands' URL rule: one line and exit 2 for a URL that cannot be used
-        base = Target.from_args(argparse.Namespace(url=args.url, api_key=None, timeout=None)).url
+        # The key from OGLOG_API_KEY only: with auth on, list needs `query`, replay `admin` (security.md);
+        # never a flag, a command line is visible to all.
+        target = Target.from_args(argparse.Namespace(url=args.url, api_key=None, timeout=REQUEST_TIMEOUT))
     except CliError as exc:
         return _usage(str(exc))
     if args.dead_command == "list":
         if args.limit < 1 or args.after < 0:
             return _usage("--limit must be >= 1 and --after >= 0")
-        page = _call("GET", base, f"/api/dead-letters?after={args.after}&limit={args.limit}", _PAGE)
+        page = _call("GET", target, f"/api/dead-letters?after={args.after}&limit={args.limit}", _PAGE)
         if args.json:
             print(json.dumps(page, indent=2), file=out)
         else:
@@ -179,12 +177,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if any(seq < 1 for seq in args.seqs):
         return _usage(f"{args.dead_command}: SEQ must be >= 1")
     if args.dead_command == "discard":
-        result = _call("POST", base, "/api/dead-letters/discard", _OUTCOMES["discarded"], {"seqs": args.seqs})
+        chosen = {"seqs": args.seqs}
+        result = _call("POST", target, "/api/dead-letters/discard", _OUTCOMES["discarded"], chosen)
         return _print_outcome(result, "discarded", out)
     if args.all == bool(args.seqs):
         return _usage("replay: give either --all or one or more SEQ")
     body: dict[str, Any] = {"all": True} if args.all else {"seqs": args.seqs}
-    result = _call("POST", base, "/api/dead-letters/replay", _OUTCOMES["replayed"], body)
+    result = _call("POST", target, "/api/dead-letters/replay", _OUTCOMES["replayed"], body)
     if args.all and not result["replayed"] and not result["failed"]:
         print("nothing to replay: no dead letters are waiting", file=out)
         return 0
