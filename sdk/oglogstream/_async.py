@@ -60,13 +60,13 @@ class AsyncOgLogClient(AsyncSender):
             url, service, owner="AsyncOgLogClient", allowed=ASYNC_OPTION_NAMES, **options
         )
         self._intake: deque[Item] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._reset_core(self._lock)
         self._reset_buffers()
         self._waiters = []
-        self._delivering = self._carry = None
+        self._carry = None
         #: The intake's bound, recomputed from the byte budget after each encoding slice (`intake_limit`).
         self.intake_limit = intake_limit(s.max_buffer_records, s.max_buffer_bytes, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -265,16 +265,16 @@ class AsyncOgLogClient(AsyncSender):
         """A forked child starts empty (the parent ships its own events) and with no loop of its own yet."""
         self._pid = os.getpid()
         self._intake.clear()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._reset_core(self._lock)
         self._reset_buffers()
         self._loop = self._home = self._task = self._wake = self._transport = None
         self._closing = False
         self._start_scheduled = False
         self._waiters = []
-        self._delivering = self._carry = None
+        self._carry = None
 
     # ------------------------------------------------------------------ public operations
 

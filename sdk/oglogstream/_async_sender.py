@@ -18,10 +18,11 @@ import tenacity
 from . import _diag
 from ._buffer import Batch, large_bytes
 from ._core import INFINITY, DeliveryCore
+from ._delivery import InFlight
 from ._items import Item
 from ._transport import AsyncHttpTransport, Outcome, SendResult
 
-__all__ = ["ENCODE_SLICE", "AsyncSender", "Waiter"]
+__all__ = ["ENCODE_SLICE", "AsyncSender", "PartsInFlight", "Waiter"]
 
 #: Records encoded per slice before the task yields to the loop (bounds the loop lag a burst causes).
 ENCODE_SLICE = 200
@@ -41,11 +42,54 @@ class Waiter:
             self.future.set_result(ok)
 
 
+class PartsInFlight(InFlight):
+    """`InFlight` that can hand its unsettled parts to another sender: a task frozen under the SIGTERM
+    handler (or whose loop died) stops at any bytecode, so `unsettled` must be right at every one of them.
+
+    `current` is set before the part leaves the to-do list (peek, set, pop): at every moment a part not yet
+    settled is in the to-do list, or it is `current` and the to-do list holds fewer records than
+    `records` (settling or splitting `current` lowers `records` or refills the list under the lock)."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: Batch | None = None
+
+    def next(self) -> Batch | None:
+        if self._todo:
+            self.current = self._todo[-1]
+        return super().next()
+
+    def unsettled(self) -> list[Batch]:
+        """The parts not yet settled, oldest first, each under the id it was (or will be) sent with."""
+        parts = self._todo[::-1]
+        current = self.current
+        if current is not None and sum(map(len, parts)) < self.records:
+            parts.insert(0, current)
+        return parts
+
+    def resume(self, parts: list[Batch]) -> None:
+        """In flight again: `parts` (from `unsettled`) are sent next, each under its own id, so the server's
+        dedup drops a part it stored before the last sender stopped."""
+        self._todo = parts[::-1]
+        self.current = None
+        self.records = sum(map(len, parts))
+        self.nbytes = sum(part.nbytes for part in parts)
+
+    def clear(self) -> None:
+        super().clear()
+        self.current = None
+
+
 class AsyncSender(DeliveryCore):
     """The sending task's side of `AsyncOgLogClient`."""
 
     _intake: deque[Item]
-    _lock: threading.Lock
+    _inflight: PartsInFlight
+    #: Reentrant so that the SIGTERM handler can release it for the main thread it interrupted
+    #: (`_lifecycle._drain_on_sigterm`), as the thread worker's.
+    _lock: threading.RLock
     _loop: asyncio.AbstractEventLoop | None
     _task: asyncio.Task[None] | None
     _wake: asyncio.Event | None
@@ -54,11 +98,14 @@ class AsyncSender(DeliveryCore):
     #: Which sending task owns the state: a task whose number is no longer this one (its loop was closed
     #: and another task took over) never touches the state again, not even when it is garbage collected.
     _generation: int
-    #: The batch the current task is delivering (what `_carry_over` hands to the next task).
-    _delivering: Batch | None
-    #: What a task taken over (`_async._take_over_from_dead_loop`) had not settled of its batch: the next
-    #: task sends it first. Its records stay counted in `_inflight.records` meanwhile.
-    _carry: Batch | None
+    #: What a task taken over (`_async._take_over_from_dead_loop`) had not settled of its batch, as the
+    #: parts it was sending (`PartsInFlight.unsettled`): the next task sends them first, under their ids.
+    #: Their records stay counted in `_inflight.records` meanwhile.
+    _carry: list[Batch] | None
+
+    def _reset_buffers(self) -> None:
+        super()._reset_buffers()
+        self._inflight = PartsInFlight()
 
     def _reset_task(self) -> None:
         """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
@@ -115,7 +162,7 @@ class AsyncSender(DeliveryCore):
             self.intake_large = max(0, self.intake_large - large)
             self._pending.clear()
             self._inflight.clear()
-            self._carry = self._delivering = None
+            self._carry = None
             self._reset_task()
         self._ledger.summarize_losses()
         for waiter in self._waiters:
@@ -145,7 +192,7 @@ class AsyncSender(DeliveryCore):
             urgent = now >= next_tick or self._waiters or self._closing
             if pending and (urgent or pending.ready(s.batch_size, s.batch_bytes)):
                 batch = self._inflight.take(pending, s, self._new_batch_id(), self._lock)
-                if not await self._deliver(retrying, batch):
+                if not await self._deliver(retrying, [batch]):
                     return
                 continue
             if self._intake and (urgent or len(self._intake) >= ENCODE_SLICE):
@@ -166,13 +213,13 @@ class AsyncSender(DeliveryCore):
         self.intake_limit = self._intake_limit_now()
         return self._encode_intake(self._intake, bounded=bounded, limit=limit)
 
-    async def _deliver(self, retrying: tenacity.AsyncRetrying, batch: Batch) -> bool:
-        """As the worker's `_deliver`: retry until sent, split or dropped; False if the deadline hit."""
+    async def _deliver(self, retrying: tenacity.AsyncRetrying, parts: list[Batch]) -> bool:
+        """As the worker's `_deliver`: retry `parts` (a new batch, or what a task taken over left, oldest
+        first) until sent, split or dropped; False if the deadline hit."""
         inflight = self._inflight
         with self._lock:  # in flight and no longer moving in one step, for stats()
-            inflight.begin(batch)
+            inflight.resume(parts)
             self._pending.moving = 0
-        self._delivering = batch
         while (current := inflight.next()) is not None:
             result: SendResult = await retrying(self._attempt, current)
             if result.outcome is Outcome.RETRY:
@@ -195,18 +242,15 @@ class AsyncSender(DeliveryCore):
         return result
 
     def _carry_over(self) -> None:
-        """The task is taken over: what it had not settled of its batch goes to the next task, which sends
-        it first (the same batch id when nothing of it was settled, so the server's dedup drops a copy it
-        stored already). Settled parts are always its first records (413 halves go in order)."""
-        batch, held = self._delivering, self._inflight.records
-        self._delivering = None
-        if batch is None or not held:
-            self._inflight.clear()
-            return
-        settled = len(batch) - held
-        if settled:
-            batch = Batch(batch.batch_id + "r", batch.first_seq + settled, batch.lines[settled:])
-        self._carry = batch
+        """The task is taken over: the parts of its batch not yet settled go to the next task, which sends
+        them first, each under the id it had (a 413 half keeps `<id>a`/`<id>b`), so the server's dedup
+        drops a part it stored before the answer was lost. A carry no task has picked up yet stays."""
+        inflight = self._inflight
+        if self._carry is None:
+            parts = inflight.unsettled() if inflight.records else []
+            self._carry = parts or None
+        if self._carry is None:
+            inflight.clear()
 
     async def _backoff_sleep(self, seconds: float) -> None:
         """Interruptible by aclose (which moves the deadline in); keeps encoding new events meanwhile."""
