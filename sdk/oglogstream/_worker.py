@@ -34,11 +34,12 @@ from ._buffer import intake_limit, large_bytes
 from ._core import INFINITY
 from ._items import Item, is_event
 from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
+from ._sender import WorkerThread
 from ._settings import Settings
 from ._spool import Spool
 from ._stats import Stats
 from ._transport import HttpTransport, Transport, warm_logging_caches
-from ._worker_loop import FlushRequest, WorkerLoop, WorkerThread
+from ._worker_loop import FlushRequest, WorkerLoop
 
 __all__ = ["FORK_LINGER", "WORKER_THREADS", "Item", "Pipeline"]
 
@@ -111,6 +112,7 @@ class Pipeline(WorkerLoop):
         self._flush_requests: deque[FlushRequest] = deque()
         self._waiters = []
         self._thread: threading.Thread | None = None
+        self._sender = None
         #: The thread that prepared `_thread` and starts it once it released the lock.
         self._starter: int | None = None
         self._ident: int | None = None
@@ -235,8 +237,7 @@ class Pipeline(WorkerLoop):
         self._wake = threading.Event()
         if self._closing:
             self._wake.set()
-        # At interpreter exit every record takes the slow path, which waits for its delivery (_send_at_exit).
-        self.soft_limit = 0 if self._closing or Exit.started else min(self._wake_at, self.intake_limit)
+        self.soft_limit = self._soft_limit_locked()
         return thread
 
     def _send_at_exit(self) -> None:

@@ -24,13 +24,15 @@ from . import _diag, _otel, _worker_spool
 from ._buffer import INTAKE_ITEM_BYTES, Batch, large_bytes
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
+from ._ingest import INGEST_CHUNK
 from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
+from ._sender import SENDER_GRACE, Sender
 from ._settings import Settings
 from ._spool import Spool
-from ._transport import Outcome, SendResult, Transport, warm_logging_caches
+from ._transport import Outcome, SendResult, Transport, attempt_deadline, warm_logging_caches
 
-__all__ = ["FlushRequest", "WorkerLoop", "WorkerThread"]
+__all__ = ["FlushRequest", "WorkerLoop"]
 
 #: The worker lets the application's threads run while they log faster than this (records per second,
 #: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
@@ -54,20 +56,6 @@ class FlushRequest:
         if not ok:
             self.ok = False
         self.done.set()
-
-
-class WorkerThread(threading.Thread):
-    """A worker thread that also ends cleanly when gevent patched `threading` after it started."""
-
-    def _delete(self) -> None:
-        # threading removes an ending thread from its registry under `get_ident()`; once gevent has patched
-        # that, it names a greenlet, not this OS thread, and Python prints a KeyError traceback at exit
-        # (the registry entry is keyed by the real ident, `self.ident`).
-        try:
-            super()._delete()  # type: ignore[misc]
-        except KeyError:
-            with threading._active_limbo_lock:  # type: ignore[attr-defined]
-                threading._active.pop(self.ident, None)  # type: ignore[attr-defined]
 
 
 class WorkerLoop(DeliveryCore):
@@ -94,6 +82,8 @@ class WorkerLoop(DeliveryCore):
     _pending_since: float | None
     _linger: float
     _retrying: tenacity.Retrying
+    #: The worker's sending thread (`_sender`), made when the worker starts.
+    _sender: Sender | None
 
     def _count(self, reason: str, n: int) -> None:
         self._ledger.count(reason, n)
@@ -137,12 +127,16 @@ class WorkerLoop(DeliveryCore):
             transport = self._transport
             arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
             self._retrying = tenacity.Retrying(sleep=self._backoff_sleep, **arguments)
+            self._sender = Sender(f"{threading.current_thread().name}-sender")
+            self._sender.start()
             _worker_spool.open_spool(self)
             self._loop()
         except BaseException as exc:  # never let the thread die silently; records stay counted
             self._ledger.last_error = f"worker crashed: {exc!r}"
             _diag.report("worker", f"worker thread stopped unexpectedly: {exc!r}")
         finally:
+            if self._sender is not None:
+                self._sender.close()
             _worker_spool.spill(self)
             with self._lock:
                 abandoned = self._abandoned
@@ -256,7 +250,7 @@ class WorkerLoop(DeliveryCore):
         large messages, as callers are admitted); a flush() or close() (which set `_wake`) ends the wait at
         once. Not in a forked child (its records go out after FORK_LINGER), nor at exit. Bounded by time and
         memory: it moves the worker's encoding to after the burst."""
-        if self._linger or self._closing or self._waiters or Exit.started:
+        if not self._may_defer():
             return
         intake = self.intake
         count, since = mark
@@ -283,8 +277,7 @@ class WorkerLoop(DeliveryCore):
             # Callers wake us again at a batch's worth (as `_rearm` sets it, without clearing a flush's or
             # close's wake-up): else a burst resumed after a pause sits in the intake until the next tick.
             with self._lock:
-                if not self._closing and not Exit.started:
-                    self.soft_limit = min(self._wake_at, self.intake_limit)
+                self.soft_limit = self._soft_limit_locked()
 
     def _rearm(self) -> None:
         """Clear the wake-up and let callers signal again (see `submit_slow`)."""
@@ -293,11 +286,19 @@ class WorkerLoop(DeliveryCore):
         self._wake.clear()
         limit = self._intake_limit_now()
         # Lingering in a forked child with nothing waiting: the next record must wake us to start the clock.
-        idle = self._linger and self._pending_since is None and not self._pending
+        idle = bool(self._linger) and self._pending_since is None and not self._pending
         with self._lock:
             self.intake_limit = limit
-            if not self._closing and not Exit.started:  # at exit every record waits for itself
-                self.soft_limit = 0 if idle else min(self._wake_at, limit)
+            self.soft_limit = self._soft_limit_locked(idle=idle)
+
+    def _soft_limit_locked(self, *, idle: bool = False) -> int:
+        """The intake length at which callers take the slow path (which wakes us): a batch's worth, or 0 -
+        every record - while closing, at interpreter exit (each record waits for its own delivery, see
+        `Pipeline._send_at_exit`), or when `idle` (lingering in a forked child with nothing waiting: the next
+        record must wake us to start the FORK_LINGER clock)."""
+        if idle or self._closing or Exit.started:
+            return 0
+        return min(self._wake_at, self.intake_limit)
 
     def _take_flush_requests(self) -> None:
         taken = []
@@ -349,15 +350,43 @@ class WorkerLoop(DeliveryCore):
             return cap
         warm_logging_caches()
         inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
-        try:
-            assert self._transport is not None
-            result = self._transport.send(batch, timeout=cap)
-        except Exception as exc:  # a transport must translate its errors; if it does not, retry anyway
-            result = SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
+        transport, sender = self._transport, self._sender
+        assert transport is not None and sender is not None
+        deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
+        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=self._encoding_ahead())
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
         cut = result.unanswered and time.monotonic() >= self._deadline
         inflight.unconfirmed = len(batch) if cut else 0
         return result
+
+    def _encoding_ahead(self) -> Callable[[], float | None]:
+        """What the worker does while a request is on the sending thread: encode the intake, a chunk per
+        call, until the next batch is ready, so it can go as soon as the answer is back (the request's gzip
+        and socket waits release the GIL). Not while callers log in a burst (the DEFER_RATE rule of
+        `_yield_to_callers`: the GIL is theirs then), and only up to one batch: the batches still go one
+        at a time, in order, and the buffer's bounds apply as in `_ingest`."""
+        intake, pending, s = self.intake, self._pending, self.settings
+        mark = [len(intake), time.monotonic()]
+
+        def meanwhile() -> float | None:
+            if not intake or pending.ready(s.batch_size, s.batch_bytes):
+                return None
+            now = time.monotonic()
+            grown = len(intake) - mark[0]
+            defer = grown > 0 and grown >= DEFER_RATE * (now - mark[1]) and self._may_defer()
+            mark[0], mark[1] = len(intake), now
+            if defer:
+                return DEFER_STEP
+            # What callers append meanwhile counts as growth at the next call; what we took does not.
+            mark[0] -= self._encode_intake(intake, bounded=True, limit=INGEST_CHUNK, on_done=self._ingested)
+            return 0.0
+
+        return meanwhile
+
+    def _may_defer(self) -> bool:
+        """Whether the worker may leave the GIL to bursting callers now: not in a forked child (its records
+        go out after FORK_LINGER), nor while closing, a flush waits, or at exit."""
+        return not (self._linger or self._closing or self._waiters or Exit.started)
 
     def _backoff_sleep(self, seconds: float) -> None:
         """tenacity's sleep: interruptible by close, and keeps encoding new records while it waits."""
