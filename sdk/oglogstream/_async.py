@@ -196,6 +196,9 @@ class AsyncOgLogClient(AsyncSender):
                 return
         threading.Thread(target=self._own_loop, name="oglogstream-async-loop", daemon=True).start()
 
+    def sigterm_locks(self) -> tuple[threading.RLock, ...]:
+        return (self._lock, self._start_lock)
+
     def _task_is_dead(self) -> bool:
         loop = self._loop
         return loop is None or loop.is_closed()

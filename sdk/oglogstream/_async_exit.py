@@ -9,8 +9,9 @@ thread's loop cannot be reached through that loop (it is frozen until the proces
 over as if its loop had died, and what it holds is delivered by a new task on a loop of the helper thread.
 A task on a loop of another thread is closed there (`aclose`); with no task, the helper's loop sends.
 
-The batch the frozen task was sending (or backing off on) is not lost: the new task sends it first, with the
-same batch id when none of it was settled (`AsyncSender._carry_over`). What can still be lost on SIGTERM:
+The batch the frozen task was sending (or backing off on) is not lost: the new task sends what of it was not
+settled first, each part under the id it had (a 413 half keeps `<id>a`/`<id>b`), so the server's dedup drops
+a part stored before its answer was lost (`AsyncSender._carry_over`). What can still be lost on SIGTERM:
 everything the drain's budget (the largest `shutdown_timeout`) does not allow to deliver, counted and
 announced.
 """
@@ -62,6 +63,10 @@ class ExitEntry:
         if client is None or AtExit.began:
             return True
         return drain_client(client, deadline)
+
+    def sigterm_locks(self) -> tuple[threading.RLock, ...]:
+        client = self._client()
+        return () if client is None else client.sigterm_locks()
 
     def after_fork_in_child(self) -> None:
         client = self._client()

@@ -112,6 +112,11 @@ class DeliveryCore:
         self._ledger.count("overflow", 1)
         return False
 
+    def sigterm_locks(self) -> tuple[AnyLock, ...]:
+        """The locks a drain takes that the thread a signal handler interrupts may hold (reentrant ones, so
+        the SIGTERM drain can let go of them for that thread: `_lifecycle._drain_on_sigterm`)."""
+        return (self._ledger.lock,)
+
     def _clock(self) -> float:
         """The clock `_deadline` is on (the asyncio client uses its loop's)."""
         return time.monotonic()

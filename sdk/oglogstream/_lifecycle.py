@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import atexit
-import logging  # noqa: F401  # before our atexit hook (the package __init__ already did, for app hooks)
+import logging  # before our atexit hook (the package __init__ already did, for app hooks)
 import os
 import signal
 import sys
@@ -58,6 +58,8 @@ class _Drainable(Protocol):
     def finish_close(self, deadline: float) -> bool: ...
 
     def after_fork_in_child(self) -> None: ...
+
+    def sigterm_locks(self) -> tuple[Any, ...]: ...
 
 
 class _Term:
@@ -176,12 +178,34 @@ def _drain_on_sigterm(signum: int, frame: object) -> None:
         Exit.terminate = True
         return
     budget = _term_budget()
+    _let_go_of_locks()
     # Drained on a helper thread and waited for with a deadline: this handler may have interrupted the main
-    # thread inside one of the SDK's (or logging's) locks, which the drain needs.
+    # thread inside one of logging's locks, or one of another library the drain needs.
     drainer = threading.Thread(target=drain_all, args=(budget,), daemon=True)
     drainer.start()
     drainer.join(budget + 0.2)
     _die_of_sigterm()
+
+
+def _let_go_of_locks() -> None:
+    """Release every lock the drain may need that the interrupted main thread holds: each pipeline's, and
+    logging's module lock and handler locks (a worker takes the first on a level-cache miss, and the second
+    when its HTTP client's log lines reach a console handler). All are reentrant, so `_is_owned` says whether
+    this thread holds one. The interrupted frame never resumes (the process dies of the signal after the
+    drain): without this, a SIGTERM inside `handle`, `stats()`, `flush()`, the asyncio task's bookkeeping,
+    `dictConfig()` or a console handler's `emit` waited out the whole budget and lost everything buffered.
+    The frame was inside a short critical section: what it had half done is at worst one record or one
+    batch's bookkeeping."""
+    locks: list[Any] = [getattr(logging, "_lock", None)]
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        locks.append(getattr(handler, "lock", None))
+    for pipeline in list(PIPELINES):
+        locks.extend(pipeline.sigterm_locks())
+    for lock in locks:
+        owned = getattr(lock, "_is_owned", None)
+        if owned is not None and owned():
+            lock._release_save()  # every level of a nested hold, as threading.Condition.wait does
 
 
 def _term_budget() -> float:
