@@ -56,8 +56,10 @@ class Sender:
     """Runs one `transport.send` at a time on its own thread; `send` returns its `SendResult`.
     Not thread-safe: only the worker thread calls `send` and `close`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, notify: Callable[[], None]) -> None:
+        """`notify()` is called on the sending thread after each answer (it wakes the worker's idle wait)."""
         self._name = name
+        self._notify = notify
         self._go = threading.Event()
         self._done = threading.Event()
         self._job: _Job | None = None
@@ -71,12 +73,14 @@ class Sender:
 
     def send(
         self, transport: Transport, batch: Batch, timeout: float | None, *, deadline: float,
-        meanwhile: Meanwhile,
+        meanwhile: Meanwhile, idle: Callable[[float], None],
     ) -> SendResult:
         """`transport.send(batch, timeout=timeout)` on the sending thread; `meanwhile()` runs on this thread
-        until the answer is there. `deadline` (time.monotonic()) bounds the wait: past it the result is a
-        retryable, unanswered failure, and the next request first waits for this one's answer."""
-        if self._busy and not self._wait(deadline, None):
+        until the answer is there, and when it has nothing to do, `idle(seconds)` waits until the worker is
+        woken (by `notify` after the answer, or by callers with more records). `deadline` (time.monotonic())
+        bounds the wait: past it the result is a retryable, unanswered failure, and the next request first
+        waits for this one's answer."""
+        if self._busy and not self._wait(deadline, None, None):
             return self._unanswered("the previous request")
         if not self.start():
             return transport.send(batch, timeout=timeout)
@@ -85,7 +89,7 @@ class Sender:
         self._job = (transport, batch, timeout)
         self._busy = True
         self._go.set()
-        if not self._wait(deadline, meanwhile):
+        if not self._wait(deadline, meanwhile, idle):
             return self._unanswered("the request")
         result = self._result
         assert result is not None
@@ -96,7 +100,9 @@ class Sender:
         self._stop = True
         self._go.set()
 
-    def _wait(self, deadline: float, meanwhile: Meanwhile | None) -> bool:
+    def _wait(
+        self, deadline: float, meanwhile: Meanwhile | None, idle: Callable[[float], None] | None
+    ) -> bool:
         """Until the answer is there (True) or `deadline` passed (False), running `meanwhile`."""
         done = self._done
         while not done.is_set():
@@ -107,8 +113,10 @@ class Sender:
                     return False
                 break
             if pause is None:
-                meanwhile = None
-                done.wait(remaining)
+                if idle is None:
+                    done.wait(remaining)
+                else:
+                    idle(remaining)
             elif pause > 0:
                 done.wait(min(pause, remaining))
         self._busy = False
@@ -152,5 +160,6 @@ class Sender:
                     result = SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
                 self._result = result
                 self._done.set()
+                self._notify()
         finally:
             WORKER_THREADS.discard(ident)

@@ -127,7 +127,7 @@ class WorkerLoop(DeliveryCore):
             transport = self._transport
             arguments = self._policy.tenacity_arguments(self._ledger, self._stop_retrying)
             self._retrying = tenacity.Retrying(sleep=self._backoff_sleep, **arguments)
-            self._sender = Sender(f"{threading.current_thread().name}-sender")
+            self._sender = Sender(f"{threading.current_thread().name}-sender", lambda: self._wake.set())
             self._sender.start()
             _worker_spool.open_spool(self)
             self._loop()
@@ -353,7 +353,9 @@ class WorkerLoop(DeliveryCore):
         transport, sender = self._transport, self._sender
         assert transport is not None and sender is not None
         deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
-        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=self._encoding_ahead())
+        result = sender.send(
+            transport, batch, cap, deadline=deadline, meanwhile=self._encoding_ahead(), idle=self._idle
+        )
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
         cut = result.unanswered and time.monotonic() >= self._deadline
         inflight.unconfirmed = len(batch) if cut else 0
@@ -382,6 +384,11 @@ class WorkerLoop(DeliveryCore):
             return 0.0
 
         return meanwhile
+
+    def _idle(self, seconds: float) -> None:
+        """Wait until woken (an answer, a batch's worth of new records, flush, close) or `seconds` passed."""
+        self._wake.wait(seconds)
+        self._rearm()
 
     def _may_defer(self) -> bool:
         """Whether the worker may leave the GIL to bursting callers now: not in a forked child (its records

@@ -1,0 +1,189 @@
+"""The worker's sending thread (`_sender`): a request on its way overlaps encoding the next batch, and every
+promise of the single-thread worker still holds (ids, order, exactly once, stats, close deadline).
+
+A real local HTTP server holds each answer until the test releases it: while it holds one, the records logged
+meanwhile must become encoded (counted in `stats().buffered_bytes`) - with the request on the worker thread
+they stayed in the intake until the answer came. No timing is asserted: every wait is for a condition, with a
+deadline that only bounds a failure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from oglogstream import OgLogHandler, _lifecycle, _wire
+
+from .conftest import attach
+
+#: Bounds every wait of these tests (a failure, not a measurement).
+WAIT = 20.0
+BATCH = 100
+
+
+class HoldingServer:
+    """`POST /logs` answered 200 only once `release()` allowed it (one release per request, in order);
+    records each request's batch id and entries."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, list[dict[str, Any]]]] = []
+        self.arrived = threading.Semaphore(0)
+        self._permits = threading.Semaphore(0)
+        self._closing = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                lines = gzip.decompress(body).splitlines()
+                batch_id = self.headers.get(_wire.BATCH_ID_HEADER, "")
+                owner.arrived.release()
+                if not owner._permits.acquire(timeout=WAIT) or owner._closing.is_set():
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                owner.requests.append((batch_id, [json.loads(line) for line in lines]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._permits.release()
+
+    def wait_arrival(self) -> bool:
+        return self.arrived.acquire(timeout=WAIT)
+
+    def close(self) -> None:
+        self._closing.set()
+        self.release(1000)
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[HoldingServer]:
+    srv = HoldingServer()
+    yield srv
+    srv.close()
+
+
+def wait_until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT
+    done = threading.Event()
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        done.wait(0.005)
+    return True
+
+
+def log_many(logger: logging.Logger, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        logger.info("record %d", i)
+
+
+def test_next_batch_is_encoded_while_the_request_is_on_its_way(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """While the server holds batch 1's answer, the records logged meanwhile are encoded (the request runs on
+    the sending thread, not the worker); then both batches arrive once, in order, with distinct ids."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    log_many(logger, 0, BATCH)
+    assert server.wait_arrival()  # batch 1 is held by the server
+    held = handler.stats()
+    assert (held.queued, held.sent) == (BATCH, 0)
+    in_flight_bytes = held.buffered_bytes
+    assert in_flight_bytes > 0
+    # One more than a batch: the record after a batch's worth wakes the worker (as it does between sends).
+    log_many(logger, BATCH, BATCH + 1)
+    # Encoded while batch 1 waits for its answer: buffered bytes grow beyond the batch in flight.
+    assert wait_until(lambda: handler.stats().buffered_bytes > in_flight_bytes)
+    stats = handler.stats()
+    assert (stats.queued, stats.sent, len(server.requests)) == (2 * BATCH + 1, 0, 0)
+    server.release(3)
+    assert handler.flush(WAIT)
+    stats = handler.stats()
+    assert (stats.sent, stats.queued, stats.dropped) == (2 * BATCH + 1, 0, {})
+    ids = [batch_id for batch_id, _ in server.requests]
+    assert len(ids) == 3 and len(set(ids)) == 3
+    messages = [entry["message"] for _, entries in server.requests for entry in entries]
+    assert messages == [f"record {i}" for i in range(2 * BATCH + 1)]
+
+
+def test_stats_count_each_record_once_while_a_request_is_held(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """accepted = sent + dropped + queued at every look while requests are held and released one by one."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    total = 5 * BATCH
+    log_many(logger, 0, total)
+    for _ in range(5):
+        assert server.wait_arrival()
+        stats = handler.stats()
+        assert stats.sent + sum(stats.dropped.values()) + stats.queued == total
+        server.release()
+    assert handler.flush(WAIT)
+    stats = handler.stats()
+    assert (stats.sent, stats.queued, stats.dropped) == (total, 0, {})
+    assert len({batch_id for batch_id, _ in server.requests}) == 5
+
+
+def test_close_deadline_bounds_a_held_request_and_counts_it_unconfirmed(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """A request the server never answers: close(timeout) returns False and the written batch counts as
+    `unconfirmed` (it may have been stored), the encoded-ahead records as `shutdown` - each record once."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    log_many(logger, 0, BATCH)
+    assert server.wait_arrival()
+    in_flight_bytes = handler.stats().buffered_bytes
+    log_many(logger, BATCH, BATCH + 1)
+    assert wait_until(lambda: handler.stats().buffered_bytes > in_flight_bytes)
+    assert handler.close(timeout=0.5) is False
+    stats = handler.stats()
+    assert stats.dropped == {"unconfirmed": BATCH, "shutdown": BATCH + 1}
+    assert (stats.sent, stats.queued) == (0, 0)
+
+
+def test_the_sending_thread_is_a_worker_thread_and_ends_with_the_worker(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """Records created on the sending thread are never shipped (it is in WORKER_THREADS), and close()
+    ends it."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    logger.info("one")
+    assert server.wait_arrival()
+    names = {t.name for t in threading.enumerate() if t.name.endswith("-sender")}
+    senders = [t for t in threading.enumerate() if t.name in names]
+    assert len(senders) == 1 and senders[0].ident in _lifecycle.WORKER_THREADS
+    server.release()
+    assert handler.flush(WAIT)
+    handler.close()
+    senders[0].join(WAIT)
+    assert not senders[0].is_alive()
+    assert senders[0].ident not in _lifecycle.WORKER_THREADS
