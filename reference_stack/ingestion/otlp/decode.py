@@ -7,16 +7,15 @@ slices protobuf bodies is `protowire.py`.
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from oglogstream import wire
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from ..batch_decode import separators
+from . import jsondoc
+from .jsondoc import MAX_JSON_VALUES
 from .protowire import MAX_SCOPE_ATTRIBUTES, MAX_SCOPES, Oversized
 
 __all__ = [
@@ -28,9 +27,6 @@ __all__ = [
     "decode_protobuf",
 ]
 
-#: JSON values an OTLP/JSON request may hold: MAX_BATCH_ENTRIES records of some 16 fields and MAX_ATTRIBUTES
-#: attributes (two values each: key and value) - twice what POST /logs allows, for OTLP/JSON's wordier shape.
-MAX_JSON_VALUES = wire.MAX_BATCH_ENTRIES * (16 + 2 * wire.MAX_ATTRIBUTES)
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
 
@@ -53,84 +49,99 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
     """Parse OTLP/JSON. Returns the request and errors found in individual records (by record index).
 
     OTLP/JSON departs from the protobuf JSON mapping in one way that matters: `traceId`/`spanId` are hex,
-    not base64. We rewrite them to base64 before handing the document to json_format; a record whose id is
-    not valid hex is rejected on its own (partial success) instead of failing the whole request.
-    Unknown fields are ignored, as the OTLP spec requires of receivers.
+    not base64. We rewrite them to base64 before handing each record to json_format; a record whose id is
+    not valid hex, or that holds too many values (jsondoc.MAX_PIECE_VALUES), is rejected on its own (partial
+    success) instead of failing the whole request. Unknown fields are ignored, as the OTLP spec requires of
+    receivers. The body is parsed in bounded pieces (jsondoc.py) and each piece becomes protobuf before the
+    next is parsed. Oversized past a bound (the binary walk's, protowire.count_log_records, checked on list
+    lengths before anything inside is parsed); PayloadError for invalid JSON, a wrong shape or nesting past
+    jsondoc.MAX_JSON_DEPTH.
     """
-    # Bounded before parsing, as on POST /logs: a few KB of gzip can hold millions of `{}`.
-    if body.count(b",") >= MAX_JSON_VALUES and separators(body) + 1 > MAX_JSON_VALUES:
-        raise Oversized(MAX_JSON_VALUES, "JSON values in one request")
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise PayloadError(f"body: not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise PayloadError("body: expected a JSON object (ExportLogsServiceRequest)")
-    _check_json_shape(document)
-    record_errors = _rewrite_hex_ids(document)
-    request = ExportLogsServiceRequest()
+        envelope = jsondoc.envelope(body)
+        resources = _check_shape(envelope)
+        request = ExportLogsServiceRequest()
+        errors: dict[int, str] = {}
+        index = 0
+        for resource_logs in resources:
+            out = request.resource_logs.add()
+            _parse_into(_bounded(jsondoc.piece(resource_logs.resource, "resource"), "resource"), out.resource)
+            out.schema_url = _schema_url(resource_logs)
+            for scope_logs in _listed(resource_logs.scopeLogs, resource_logs.scope_logs):
+                scope_out = out.scope_logs.add()
+                _parse_into(_bounded(jsondoc.piece(scope_logs.scope, "scope"), "scope"), scope_out.scope)
+                scope_out.schema_url = _schema_url(scope_logs)
+                for record in jsondoc.records(_listed(scope_logs.logRecords, scope_logs.log_records)):
+                    record_out = scope_out.log_records.add()
+                    if isinstance(record, jsondoc.TooBig):
+                        errors[index] = f"record: {record}"
+                    else:
+                        problem = _rewrite_hex_ids(record)
+                        if problem:
+                            errors[index] = problem
+                        _parse_into(record, record_out)
+                    index += 1
+    except jsondoc.JsonShapeError as exc:
+        raise PayloadError(f"body: {exc}") from None
+    return request, errors
+
+
+def _listed(camel: list[Any] | None, snake: list[Any] | None) -> list[Any]:
+    return [item for item in jsondoc.pick(camel, snake) or () if item is not None]
+
+
+def _schema_url(item: jsondoc.ResourceLogs | jsondoc.ScopeLogs) -> str:
+    value = jsondoc.piece(jsondoc.pick(item.schemaUrl, item.schema_url), "schemaUrl")
+    return value if isinstance(value, str) else ""
+
+
+def _parse_into(value: Any, message: Message) -> None:
+    if value is None:
+        return
     try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError, ValueError, TypeError) as exc:
+        json_format.ParseDict(value, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError, ValueError, TypeError, AttributeError) as exc:
         raise PayloadError(f"body: not a valid OTLP/JSON ExportLogsServiceRequest ({exc})") from None
-    return request, record_errors
 
 
-def _items(parent: Mapping[str, Any], camel: str, snake: str) -> list[Any]:
-    value = parent.get(camel, parent.get(snake))
-    return value if isinstance(value, list) else []
-
-
-def _check_json_shape(document: dict[str, Any]) -> None:
-    """The binary walk's bounds (protowire.count_log_records) on a parsed OTLP/JSON document, checked
-    with list lengths before json_format builds any message: Oversized past a bound."""
-    resources = _items(document, "resourceLogs", "resource_logs")
+def _check_shape(envelope: jsondoc.Request) -> list[jsondoc.ResourceLogs]:
+    """The binary walk's bounds (protowire.count_log_records) on the envelope's list lengths, before any
+    resource, scope or record is parsed: Oversized past a bound."""
+    resources = _listed(envelope.resourceLogs, envelope.resource_logs)
     if len(resources) > MAX_SCOPES:
         raise Oversized(MAX_SCOPES, "resourceLogs")
     scopes = records = 0
     for resource_logs in resources:
-        if not isinstance(resource_logs, dict):
-            continue  # json_format reports the shape error
-        _check_json_attributes(resource_logs, "resource")
-        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
+        for scope_logs in _listed(resource_logs.scopeLogs, resource_logs.scope_logs):
             scopes += 1
             if scopes > MAX_SCOPES:
                 raise Oversized(MAX_SCOPES, "scopeLogs")
-            if isinstance(scope_logs, dict):
-                _check_json_attributes(scope_logs, "scope")
-                records += len(_items(scope_logs, "logRecords", "log_records"))
-                if records > wire.MAX_BATCH_ENTRIES:
-                    raise Oversized(wire.MAX_BATCH_ENTRIES, "log records")
+            records += len(jsondoc.pick(scope_logs.logRecords, scope_logs.log_records) or ())
+            if records > wire.MAX_BATCH_ENTRIES:
+                raise Oversized(wire.MAX_BATCH_ENTRIES, "log records")
+    return resources
 
 
-def _check_json_attributes(parent: dict[str, Any], what: str) -> None:
-    holder = parent.get(what)
-    if isinstance(holder, dict) and len(_items(holder, "attributes", "attributes")) > MAX_SCOPE_ATTRIBUTES:
+def _bounded(holder: Any, what: str) -> Any:
+    """A resource or scope, Oversized past MAX_SCOPE_ATTRIBUTES attributes (before json_format)."""
+    attributes = holder.get("attributes") if isinstance(holder, dict) else None
+    if isinstance(attributes, list) and len(attributes) > MAX_SCOPE_ATTRIBUTES:
         raise Oversized(MAX_SCOPE_ATTRIBUTES, f"attributes on one {what}")
+    return holder
 
 
-def _rewrite_hex_ids(document: dict[str, Any]) -> dict[int, str]:
-    errors: dict[int, str] = {}
-    index = 0
-    for resource_logs in _items(document, "resourceLogs", "resource_logs"):
-        if not isinstance(resource_logs, dict):
-            continue  # json_format reports the shape error
-        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
-            if not isinstance(scope_logs, dict):
-                continue
-            for record in _items(scope_logs, "logRecords", "log_records"):
-                if isinstance(record, dict):
-                    for camel, snake, size in (
-                        ("traceId", "trace_id", TRACE_ID_BYTES),
-                        ("spanId", "span_id", SPAN_ID_BYTES),
-                    ):
-                        for key in (camel, snake):
-                            if key in record:
-                                problem = _hex_to_base64(record, key, size)
-                                if problem:
-                                    errors.setdefault(index, f"{camel}: {problem}")
-                index += 1
-    return errors
+def _rewrite_hex_ids(record: Any) -> str | None:
+    """Hex trace/span ids of one record -> base64 (json_format's bytes); the first problem, if any."""
+    if not isinstance(record, dict):
+        return None  # json_format reports the shape error
+    found = None
+    for camel, snake, size in (("traceId", "trace_id", TRACE_ID_BYTES), ("spanId", "span_id", SPAN_ID_BYTES)):
+        for key in (camel, snake):
+            if key in record:
+                problem = _hex_to_base64(record, key, size)
+                if problem and found is None:
+                    found = f"{camel}: {problem}"
+    return found
 
 
 def _hex_to_base64(record: dict[str, Any], key: str, size: int) -> str | None:
