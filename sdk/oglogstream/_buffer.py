@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any
 
 from ._capture import RECORD_BASE_KEYS
+from ._context import BoundContext
 from ._items import CapturedEvent
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MAPPING_ITEM_BYTES",
     "Batch",
     "Pending",
+    "context_bytes",
     "event_bytes",
     "extras_bytes",
     "intake_limit",
@@ -213,17 +215,46 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
     return size
 
 
+def context_bytes(context: Mapping[str, Any], owner: object) -> int:
+    """What the captured record or event `owner` (a record's `__dict__`, an event's `StructEvent`) is
+    charged for the bound `context` it carries: a `BoundContext` of LARGE_MESSAGE or more (its `nbytes`)
+    is charged once per context object, to the first item captured under it (its `payer`,
+    kept for the context's life), 0 to the others, since they all share one object (and the encoder encodes
+    it once per object). Any other mapping (structlog's contextvars merged in: a new dict per event) is
+    charged to its item by `event_bytes` when that reaches LARGE_MESSAGE. Claiming the payer is the only
+    write; two threads claiming one context at once may both be charged (on the safe side: callers clamp the
+    running total and reset it when the intake is empty)."""
+    if type(context) is not BoundContext:
+        size = event_bytes(context)
+        return size if size >= LARGE_MESSAGE else 0
+    size = context.nbytes
+    if size < LARGE_MESSAGE:
+        return 0
+    payer = context.payer
+    if payer is None:
+        context.payer = payer = owner
+    return size if payer is owner else 0
+
+
 def large_bytes(item: tuple[Any, ...]) -> int:
     """What a captured record or event occupies beyond INTAKE_ITEM_BYTES, or 0 below LARGE_MESSAGE: for a
     record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
-    (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict. A record's
-    `__dict__` may still change after the capture (a later handler's filter): callers never let the running
-    total drop below 0, and reset it when nothing charged is left."""
+    (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict; plus for either
+    `context_bytes` of its bound context. A record's `__dict__` may still change after the capture (a later
+    handler's filter): callers never let the running total drop below 0, and reset it when nothing charged
+    is left."""
     if type(item) is CapturedEvent:
-        size = event_bytes(item[0].event)
+        event = item[0]
+        size = event_bytes(event.event)
+        context = item[1]
+        if context:
+            size += context_bytes(context, event)
         return size if size >= LARGE_MESSAGE else 0
+    context = item[3]
+    size = context_bytes(context, item[0]) if context else 0
     msg, args = item[1], item[2]
-    size = len(msg) if type(msg) is str else 0
+    if type(msg) is str:
+        size += len(msg)
     if args:
         for arg in args:
             if type(arg) is str:

@@ -4,6 +4,9 @@
 mapping is unaffected, and asyncio tasks / threads started with `contextvars.copy_context()` inherit what was
 bound when they started. The handler ships what the context holds as attributes; a record's own `extra=`
 fields win on a key clash.
+
+What `bind()` stores is a `BoundContext`: records captured under it keep it alive while they wait, so it
+counts against `max_buffer_bytes`, once per context object (`_buffer.context_bytes`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,35 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
 
-__all__ = ["CONTEXT", "bind", "bound", "clear_context", "get_context", "unbind"]
+__all__ = ["CONTEXT", "BoundContext", "bind", "bound", "clear_context", "get_context", "unbind"]
+
+
+class BoundContext(dict[str, object]):
+    """The fields bound at one moment: a dict never mutated after `bind`/`unbind` built it (the public view,
+    `get_context`, is read-only), with what the intake charges for it (`_buffer.context_bytes`).
+
+    `nbytes`: its size as the intake charges it (`_buffer.event_bytes`, computed here once, so a record's
+    capture reads one attribute). `payer`: the captured record (its `__dict__`) or event that was charged
+    for it, the first one captured under it; None until then."""
+
+    __slots__ = ("nbytes", "payer")
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        from ._buffer import event_bytes  # here, not at the top: `_buffer` imports this module
+
+        super().__init__(fields)
+        self.nbytes = event_bytes(self)
+        self.payer: object = None
+
 
 #: Always replaced, never mutated in place: a reader on another thread may hold the previous mapping.
-CONTEXT: ContextVar[Mapping[str, object] | None] = ContextVar("oglogstream.context", default=None)
+CONTEXT: ContextVar[BoundContext | None] = ContextVar("oglogstream.context", default=None)
 
 
 def bind(**fields: object) -> None:
     """Add `fields` to every record logged from this thread or task from now on (until `unbind`)."""
     current = CONTEXT.get()
-    merged = {**current, **fields} if current else dict(fields)
-    CONTEXT.set(MappingProxyType(merged))
+    CONTEXT.set(BoundContext({**current, **fields} if current else fields))
 
 
 def unbind(*keys: str) -> None:
@@ -32,7 +53,7 @@ def unbind(*keys: str) -> None:
     if not current:
         return
     remaining = {k: v for k, v in current.items() if k not in keys}
-    CONTEXT.set(MappingProxyType(remaining) if remaining else None)
+    CONTEXT.set(BoundContext(remaining) if remaining else None)
 
 
 def clear_context() -> None:
@@ -42,7 +63,7 @@ def clear_context() -> None:
 
 def get_context() -> Mapping[str, object]:
     """A read-only view of what is bound now."""
-    return CONTEXT.get() or MappingProxyType({})
+    return MappingProxyType(CONTEXT.get() or {})
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import LARGE_MESSAGE, extras_bytes
+from ._buffer import LARGE_MESSAGE, context_bytes, extras_bytes
 from ._capture import RECORD_BASE_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
@@ -94,10 +94,13 @@ class OgLogHandler(logging.Handler):
             attributes = record.__dict__
             if len(attributes) > RECORD_BASE_KEYS:  # `extra=` fields: what they occupy counts too
                 size += extras_bytes(attributes)
+            context = _context_get()
+            if context is not None and context.nbytes >= LARGE_MESSAGE:  # charged once, to its first record
+                size += context_bytes(context, attributes)
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).
             item: CapturedRecord = (  # type: ignore[assignment]
-                attributes, msg, args, _context_get(), span_of() if span_of is not None else None
+                attributes, msg, args, context, span_of() if span_of is not None else None
             )
             intake = self._intake
             if len(intake) < self._pipeline.soft_limit and size < LARGE_MESSAGE:

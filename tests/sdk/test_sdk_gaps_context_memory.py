@@ -1,0 +1,138 @@
+"""The bound context (`oglogstream.bind`/`bound`, set by the Django and Flask integrations for every request)
+counts against `max_buffer_bytes` (issue #10): charged once per context object, so a stuck worker cannot hold
+more than the memory bound through big contexts, and records sharing one context are not charged for it
+again and again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+import pytest
+from oglogstream import AsyncOgLogClient, OgLogHandler, OgLogProcessor, bound
+from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
+
+from .capture_server import BlackHoleServer
+
+#: 2,000 requests each binding a distinct 100 KB context: ~200 MB if nothing bounds them (budget 64 MiB).
+REQUESTS, CONTEXT_SIZE = 2000, 100_000
+#: What may be held besides the budget (docs/sdk.md "Overflow"): the stuck request's body (the batch in flight
+#: is counted, the copy the transport sends is not), the encoder's cache of the last context, the record
+#: being captured; and the intake's room lagging the encoded buffer (at most one batch).
+SLACK = 2 * DEFAULT_BATCH_BYTES + 2 * CONTEXT_SIZE
+
+
+def _distinct(i: int) -> str:
+    return f"{i:08d}" * (CONTEXT_SIZE // 8)  # distinct text per request: nothing shared to discount
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHoleServer]:
+    """A server that accepts connections and never answers: the sender is stuck in its first send."""
+    server = BlackHoleServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _held_while(log_requests: Callable[[], None]) -> int:
+    """Bytes still allocated (tracemalloc) after `log_requests` ran: what the SDK kept of them."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        log_requests()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_distinct_big_contexts_stop_at_the_byte_budget_while_the_worker_is_stuck(
+    black_hole: BlackHoleServer, logger: logging.Logger
+) -> None:
+    """One record per request, each under its own 100 KB context: what the SDK keeps stays within the budget
+    (before: every context was charged as a typical record, 2,000 held ~200 MB), the rest is `overflow`, and
+    every call stays accounted for."""
+    handler = OgLogHandler(black_hole.url, "ctx-mem")
+    logger.addHandler(handler)
+
+    def log_requests() -> None:
+        for i in range(REQUESTS):
+            with bound(request_id=i, headers=_distinct(i)):
+                logger.info("request done")
+
+    try:
+        held = _held_while(log_requests)
+        stats = handler.stats()
+        assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
+        assert stats.dropped.get("overflow", 0) > 0
+        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
+    finally:
+        handler.close(0.5)
+
+
+def test_records_sharing_one_big_context_are_charged_for_it_once(
+    black_hole: BlackHoleServer, logger: logging.Logger
+) -> None:
+    """50,000 records under one 100 KB context (a long request, a worker thread's bound fields): the context
+    is charged once, so all of them wait for the stuck worker (charged per record they would overflow)."""
+    handler = OgLogHandler(black_hole.url, "ctx-mem")
+    logger.addHandler(handler)
+    try:
+        with bound(headers=_distinct(0)):
+            for i in range(50_000):
+                logger.info("step %d", i)
+        stats = handler.stats()
+        assert stats.dropped == {}
+        assert stats.queued == 50_000
+    finally:
+        handler.close(0.5)
+
+
+def test_structlog_events_with_distinct_big_contexts_stop_at_the_byte_budget(
+    black_hole: BlackHoleServer,
+) -> None:
+    """The structlog processor charges the bound context as the handler does."""
+    processor = OgLogProcessor(black_hole.url, "ctx-mem")
+
+    def log_requests() -> None:
+        for i in range(REQUESTS):
+            with bound(headers=_distinct(i)):
+                processor(None, "info", {"event": "request done", "level": "info"})
+
+    try:
+        held = _held_while(log_requests)
+        stats = processor.stats()
+        assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
+        assert stats.dropped.get("overflow", 0) > 0
+        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
+    finally:
+        processor.close(0.5)
+
+
+def test_asyncio_events_with_distinct_big_contexts_stop_at_the_byte_budget(
+    black_hole: BlackHoleServer,
+) -> None:
+    """The asyncio client charges the bound context too: its intake stays within max_buffer_bytes."""
+
+    async def main() -> int:
+        client = AsyncOgLogClient(black_hole.url, "ctx-mem", drain_on_sigterm=False)
+        try:
+
+            def log_requests() -> None:
+                for i in range(REQUESTS):  # no await: the sending task cannot run meanwhile
+                    with bound(headers=_distinct(i)):
+                        client.info("request done")
+
+            held = _held_while(log_requests)
+            stats = client.stats()
+            assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
+            assert stats.dropped.get("overflow", 0) > 0
+            return held
+        finally:
+            await client.aclose(timeout=0.5)
+
+    held = asyncio.run(main())
+    assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
