@@ -43,6 +43,7 @@ from .flush import Flusher, Item
 from .sink import Sink
 
 __all__ = [
+    "CAUGHT_UP_SHARE",
     "DEFAULT_ACK_WAIT",
     "DEFAULT_MAX_ACK_PENDING",
     "DEFAULT_MAX_BATCH_BYTES",
@@ -68,6 +69,16 @@ DEFAULT_RETRY_BASE = 0.25
 DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
 _IDLE_WAIT = 0.5
+#: Once the consumer has caught up (nothing left in the stream), a batch waits only this share of
+#: FLUSH_TIMEOUT: waiting longer cannot fill it faster than traffic does, it only delays the rows (#14: the
+#: last partial batch of a burst sat out the whole timeout). While messages are pending - and while an
+#: insert is in flight, which is when they pile up - batches still fill up to BATCH_SIZE / FLUSH_TIMEOUT, so
+#: a backlog keeps the big inserts; drained, the inserts are at most 1 / (share * FLUSH_TIMEOUT) per second
+#: (5/s by default, what ClickHouse's own async-insert buffer allows with its 200 ms busy timeout).
+CAUGHT_UP_SHARE = 0.2
+#: While an insert is in flight and a caught-up batch waits for it, fetches wait at most this long, so the
+#: batch goes out soon after the insert returns (a fetch returns at once when messages come).
+_IN_FLIGHT_POLL = 0.05
 
 #: The timestamp headers are inlined in the duplicate check: years 1900-2299 (DateTime64's range), as the
 #: ingestion role writes them.
@@ -194,19 +205,22 @@ class Processor:
         if sub is not None:
             await refresh_gauge(self.broker, self.metrics)  # what earlier runs left for operators
         batch = _Batch()
+        caught_up = False  # the last message fetched had nothing behind it, or a fetch found nothing
         try:
             while sub is not None and not self._stopping.is_set():
-                timeout = (
-                    self.flush_timeout
-                    if not batch.items
-                    else batch.started + self.flush_timeout - time.monotonic()
-                )
+                wait = _IDLE_WAIT
+                timeout = self.flush_timeout
+                if batch.items:
+                    timeout = self._due(batch, caught_up) - time.monotonic()
+                    if self._flushing is not None and not self._flushing.done():
+                        wait = _IN_FLIGHT_POLL
                 if timeout > 0.001:
                     want = min(_FETCH_MAX, self.max_ack_pending)
                     try:
-                        msgs = await sub.fetch(want, timeout=max(min(timeout, _IDLE_WAIT), 0.01))
+                        msgs = await sub.fetch(want, timeout=max(min(timeout, wait), 0.01))
                     except (nats.errors.TimeoutError, asyncio.TimeoutError):
                         msgs = []
+                        caught_up = True
                         self.metrics.consumer_pending.set(0)  # nothing came within the wait: nothing waits
                     except nats.errors.Error as exc:
                         log.warning("processor: fetch failed (%s); re-binding", exc)
@@ -215,6 +229,8 @@ class Processor:
                             await sub.unsubscribe()
                         sub = await self._subscribe()
                         continue
+                    if msgs:
+                        caught_up = msgs[-1].metadata.num_pending == 0
                     for msg in msgs:
                         await self._add(batch, msg)
                         # Cut at the message that fills the batch, not after the whole fetch: a batch
@@ -225,7 +241,7 @@ class Processor:
                 if batch.items and (
                     batch.rows >= self.batch_size
                     or batch.size >= self.max_batch_bytes
-                    or time.monotonic() - batch.started >= self.flush_timeout
+                    or time.monotonic() >= self._due(batch, caught_up)
                 ):
                     await self._start_flush(batch)
                     batch = _Batch()
@@ -242,6 +258,12 @@ class Processor:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    def _due(self, batch: _Batch, caught_up: bool) -> float:
+        """Monotonic time at which `batch` is flushed however full it is: FLUSH_TIMEOUT after its first
+        message, or CAUGHT_UP_SHARE of it when nothing is pending and no insert is in flight."""
+        idle = self._flushing is None or self._flushing.done()
+        return batch.started + self.flush_timeout * (CAUGHT_UP_SHARE if caught_up and idle else 1.0)
 
     async def _add(self, batch: _Batch, msg: Msg) -> None:
         meta = msg.metadata
