@@ -2,24 +2,20 @@
 
 Caller threads only append small tuples to `Pipeline.intake` (a `collections.deque`, whose append/popleft are
 atomic) and take `_lock` on the rare slow path (first record, full intake, waking the worker, after close).
-Everything else - encoding, ids, batching, retries, stats - happens on the worker thread, which never calls
-`logging` and never takes a logging lock of its own.
+Everything else - encoding, ids, batching, retries, stats - happens on the worker thread (`_worker_loop`;
+its requests go out on its own sending thread, `_sender`), which never calls `logging` and never takes a
+logging lock of its own. Records from those threads are never shipped (`WORKER_THREADS`), so what
+httpx/httpcore log while sending cannot loop back into a buffer. This module is the caller side and the
+lifecycle; process-wide hooks (atexit drain, fork, the SIGTERM drain) live in `_lifecycle`.
 
-Records from any worker thread are never shipped (`WORKER_THREADS`), so what httpx/httpcore log while sending
-cannot loop back into a buffer.
-
-The worker thread's side (encode, batch, send, spool) is `_worker_loop.WorkerLoop`; this module is the caller
-side and the lifecycle.
-
-Process-wide hooks (atexit drain, fork, the SIGTERM drain) live in `_lifecycle`. A forked child sends
-a batch once it has waited FORK_LINGER, not flush_interval. No lock is held across anything that can yield to
-a gevent hub (thread start, Event waits), and a worker's Event is made when it starts, so it is a gevent Event
-when the process was monkey-patched in between (a greenlet worker must never block the hub).
+A forked child sends a batch once it has waited FORK_LINGER, not flush_interval. No lock is held across
+anything that can yield to a gevent hub (thread start, Event waits), and a worker's Events are made when it
+starts, so they are gevent Events when the process was monkey-patched in between (a greenlet worker must
+never block the hub).
 
 Lifecycle of a pipeline: not started -> running -> closing -> finished; a record after `finished` reopens it
 (a new worker, counters kept), like a stdlib FileHandler reopening its file.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -112,7 +108,7 @@ class Pipeline(WorkerLoop):
         self._flush_requests: deque[FlushRequest] = deque()
         self._waiters = []
         self._thread: threading.Thread | None = None
-        self._sender = None
+        self._sender = None  # made by the worker when it starts
         #: The thread that prepared `_thread` and starts it once it released the lock.
         self._starter: int | None = None
         self._ident: int | None = None
@@ -129,7 +125,6 @@ class Pipeline(WorkerLoop):
         self._pending_since: float | None = None
 
     # ----------------------------------------------------------------- caller side
-
     def submit_slow(self, item: Item) -> bool:
         """The caller's path when the fast path's single length check fails; never raises.
 
@@ -190,10 +185,9 @@ class Pipeline(WorkerLoop):
 
     def _hold_late_locked(self, item: Item, extra: int) -> bool:
         """Keep a record logged during close() for the worker that starts once the closing one is done."""
-        late = self._late
-        if not self._make_room_locked(late, extra):
+        if not self._make_room_locked(self._late, extra):
             return False
-        late.append(item)
+        self._late.append(item)
         self.intake_large += extra
         return True
 
@@ -256,8 +250,7 @@ class Pipeline(WorkerLoop):
 
     def count_internal_error(self, exc: BaseException) -> None:
         """A record could not even be captured (a bug): count it and say so on stderr."""
-        with self._lock:
-            self._count("internal_error", 1)
+        self._ledger.count_locked("internal_error", 1)
         _diag.report("internal_error", f"could not capture a record: {exc!r}")
 
     def _forked_without_hooks(self) -> None:
@@ -269,7 +262,6 @@ class Pipeline(WorkerLoop):
         self.intake_large = sum(map(large_bytes, mine))
 
     # ----------------------------------------------------------------- public operations
-
     def stats(self) -> Stats:
         with self._lock:  # one consistent moment: the worker moves records under this lock too
             spool = self._spool

@@ -1,9 +1,13 @@
 """What runs on a pipeline's worker thread: encode, batch, send (with retries), spool, answer flush waiters.
 
 `WorkerLoop` is the thread side of `_worker.Pipeline` (which adds the caller side and the lifecycle); its
-spool side is `_worker_spool`. The
-worker never calls `logging` and never takes a logging lock of its own; it takes the pipeline's `_lock` only
-for short bookkeeping, never across a wait or a send.
+spool side is `_worker_spool`, when it leaves the GIL to others `_worker_pace`. The worker never calls
+`logging` and never takes a logging lock of its own; it takes the pipeline's `_lock` only for short
+bookkeeping, never across a wait or a send.
+
+Requests go out on the worker's sending thread (`_sender`), one at a time: while one is on its way (its gzip
+and socket waits release the GIL) the worker encodes the next batch (`_worker_pace.encoding_ahead`), then
+settles the answer itself - retries, 413 halves, the ledger and flush waiters stay on the worker thread.
 
 With `spool_dir`, every batch is written to the disk spool (`_spool`) when it is cut and sent from there: the
 head of the spool is tried once per turn of the loop, and while the server is away the next try is scheduled
@@ -20,11 +24,10 @@ from collections.abc import Callable
 
 import tenacity
 
-from . import _diag, _otel, _worker_spool
-from ._buffer import INTAKE_ITEM_BYTES, Batch, large_bytes
+from . import _diag, _otel, _worker_pace, _worker_spool
+from ._buffer import Batch, large_bytes
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
-from ._ingest import INGEST_CHUNK
 from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
 from ._sender import SENDER_GRACE, Sender
@@ -33,13 +36,6 @@ from ._spool import Spool
 from ._transport import Outcome, SendResult, Transport, attempt_deadline, warm_logging_caches
 
 __all__ = ["FlushRequest", "WorkerLoop"]
-
-#: The worker lets the application's threads run while they log faster than this (records per second,
-#: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
-#: a burst is one the logging thread waits. It encodes once the burst ends (or a bound below is reached).
-DEFER_RATE = 10_000
-#: How often a deferring worker looks at the intake again (seconds).
-DEFER_STEP = 0.002
 
 
 class FlushRequest:
@@ -171,8 +167,8 @@ class WorkerLoop(DeliveryCore):
         while True:
             if self._flush_requests:
                 self._take_flush_requests()
-            elif len(self.intake) - mark[0] >= DEFER_RATE * (time.monotonic() - mark[1]):
-                self._yield_to_callers(mark)
+            elif len(self.intake) - mark[0] >= _worker_pace.DEFER_RATE * (time.monotonic() - mark[1]):
+                _worker_pace.yield_to_callers(self, mark)
             self._ingest(bounded=True)
             mark = (len(self.intake), time.monotonic())
             self._check_waiters()
@@ -232,8 +228,7 @@ class WorkerLoop(DeliveryCore):
                 next_tick = now + interval
             if self._linger and not pending:
                 with self._lock:  # idle in a forked child: the next record must wake us (FORK_LINGER)
-                    if not self._closing:
-                        self.soft_limit = 0
+                    self.soft_limit = self._soft_limit_locked(idle=True)
                 if self.intake:
                     continue  # arrived before the line above, without waking us
             wake_at = next_tick
@@ -243,41 +238,6 @@ class WorkerLoop(DeliveryCore):
                 wake_at = min(wake_at, self._retry_at)
             self._wake.wait(max(0.0, wake_at - now))
             self._rearm()
-
-    def _yield_to_callers(self, mark: tuple[int, float]) -> None:
-        """Wait while the intake grows at DEFER_RATE or more (an application thread logging in a burst): for
-        at most flush_interval, while the intake holds less than half its room (records, and the text of
-        large messages, as callers are admitted); a flush() or close() (which set `_wake`) ends the wait at
-        once. Not in a forked child (its records go out after FORK_LINGER), nor at exit. Bounded by time and
-        memory: it moves the worker's encoding to after the burst."""
-        if not self._may_defer():
-            return
-        intake = self.intake
-        count, since = mark
-        # Half the intake's room, in the units callers are admitted by (records, plus large messages' text).
-        room = self.intake_limit * INTAKE_ITEM_BYTES // 2
-        give_up = time.monotonic() + self.settings.flush_interval
-        with self._lock:  # callers no longer wake us (until _rearm); flush() and close() still do
-            if self._closing:
-                return
-            self.soft_limit = self.intake_limit
-            self._wake.clear()
-        try:
-            while (
-                len(intake) * INTAKE_ITEM_BYTES + self.intake_large < room
-                and not self._wake.is_set()
-                and not self._flush_requests
-            ):
-                now = time.monotonic()
-                if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
-                    return
-                count, since = len(intake), now
-                self._wake.wait(DEFER_STEP)
-        finally:
-            # Callers wake us again at a batch's worth (as `_rearm` sets it, without clearing a flush's or
-            # close's wake-up): else a burst resumed after a pause sits in the intake until the next tick.
-            with self._lock:
-                self.soft_limit = self._soft_limit_locked()
 
     def _rearm(self) -> None:
         """Clear the wake-up and let callers signal again (see `submit_slow`)."""
@@ -353,47 +313,17 @@ class WorkerLoop(DeliveryCore):
         transport, sender = self._transport, self._sender
         assert transport is not None and sender is not None
         deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
-        result = sender.send(
-            transport, batch, cap, deadline=deadline, meanwhile=self._encoding_ahead(), idle=self._idle
-        )
+        meanwhile = _worker_pace.encoding_ahead(self)
+        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=self._idle)
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
         cut = result.unanswered and time.monotonic() >= self._deadline
         inflight.unconfirmed = len(batch) if cut else 0
         return result
 
-    def _encoding_ahead(self) -> Callable[[], float | None]:
-        """What the worker does while a request is on the sending thread: encode the intake, a chunk per
-        call, until the next batch is ready, so it can go as soon as the answer is back (the request's gzip
-        and socket waits release the GIL). Not while callers log in a burst (the DEFER_RATE rule of
-        `_yield_to_callers`: the GIL is theirs then), and only up to one batch: the batches still go one
-        at a time, in order, and the buffer's bounds apply as in `_ingest`."""
-        intake, pending, s = self.intake, self._pending, self.settings
-        mark = [len(intake), time.monotonic()]
-
-        def meanwhile() -> float | None:
-            if not intake or pending.ready(s.batch_size, s.batch_bytes):
-                return None
-            now = time.monotonic()
-            grown = len(intake) - mark[0]
-            defer = grown > 0 and grown >= DEFER_RATE * (now - mark[1]) and self._may_defer()
-            mark[0], mark[1] = len(intake), now
-            if defer:
-                return DEFER_STEP
-            # What callers append meanwhile counts as growth at the next call; what we took does not.
-            mark[0] -= self._encode_intake(intake, bounded=True, limit=INGEST_CHUNK, on_done=self._ingested)
-            return 0.0
-
-        return meanwhile
-
     def _idle(self, seconds: float) -> None:
         """Wait until woken (an answer, a batch's worth of new records, flush, close) or `seconds` passed."""
         self._wake.wait(seconds)
         self._rearm()
-
-    def _may_defer(self) -> bool:
-        """Whether the worker may leave the GIL to bursting callers now: not in a forked child (its records
-        go out after FORK_LINGER), nor while closing, a flush waits, or at exit."""
-        return not (self._linger or self._closing or self._waiters or Exit.started)
 
     def _backoff_sleep(self, seconds: float) -> None:
         """tenacity's sleep: interruptible by close, and keeps encoding new records while it waits."""
@@ -402,8 +332,7 @@ class WorkerLoop(DeliveryCore):
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
-            self._wake.wait(remaining)
-            self._rearm()
+            self._idle(remaining)
             if self._flush_requests:
                 self._take_flush_requests()
             self._ingest(bounded=False)
