@@ -308,12 +308,13 @@ class Broker:
         return failure[1]
 
     async def publish_live(self, payload: bytes) -> None:
-        """Best effort, no persistence: fan accepted entries out to live-tail subscribers."""
+        """Best effort, no persistence: fan accepted entries out to live-tail subscribers. `payload`: a row
+        payload (JSON array of rows, as in JetStream) or NDJSON of public entries (an older ingestion)."""
         if self.nc.is_connected:
             await self.nc.publish(LIVE_SUBJECT, payload)
 
     async def subscribe_live(self, cb: Callable[[bytes], Awaitable[None]]) -> Subscription:
-        """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (NDJSON entries)."""
+        """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (see publish_live)."""
 
         async def handler(msg: Msg) -> None:
             await cb(msg.data)

@@ -1,6 +1,6 @@
 """Rows as JetStream payload bytes: writing rows (`dump_rows`, `dumps`), reading a payload back at C speed
-(`payload_ids`, `split_rows`, `row_timestamp`), the live tail's NDJSON (`live_payload`) and the public entry
-shape (`public_entry`).
+(`payload_ids`, `split_rows`, `row_timestamp`), the live tail's NDJSON (`live_payload`, `live_entries`) and
+the public entry shape (`public_entry`).
 
 A payload is the JSON array `dump_rows(make_rows(...))` writes (`schema`): each row starts with `{"id":"`,
 its second key is `timestamp` and its last `received_at`, so these helpers find rows by position.
@@ -28,6 +28,7 @@ __all__ = [
     "attribute_value_types",
     "dump_rows",
     "dumps",
+    "live_entries",
     "live_payload",
     "payload_ids",
     "public_entry",
@@ -92,22 +93,43 @@ _TYPED_MAPS = re.compile(
 _TYPED_MAP_KEYS = (b'"%s":{' % NUMBER_MAP.encode(), b'"%s":{' % BOOL_MAP.encode())
 
 
+#: The last row's `received_at` (its last key, right before the array's end).
+_LAST_RECEIVED_AT = re.compile(rb',"received_at":"([0-9T:.\-]{1,40}Z)"\}\]\Z')
+
+
+def _shared_received_at(payload: bytes) -> str | None:
+    """The `received_at` every row of the payload has (one ingestion request's rows share it), or None."""
+    last = _LAST_RECEIVED_AT.search(payload, max(0, len(payload) - 64))
+    if last is None:
+        return None
+    end = b',"received_at":"' + last.group(1) + b'"},{"id":"'
+    return last.group(1).decode() if payload.count(end) == payload.count(b'},{"id":"') else None
+
+
 def live_payload(payload: bytes, received_at: str | None = None) -> bytes:
     """NDJSON of public entries from a row payload (`dumps(make_rows(...))`), at C speed: rows are the public
     shape plus their typed maps (removed here; only payloads that have some pay that pass) and a last
     `received_at` key, and rows are separated by `},{"id":"` (see `payload_ids`).
 
-    `received_at`, when the caller knows every row has that value, allows one plain replace instead of a
-    regex pass (same bytes out: quotes inside JSON strings are escaped, so `,"received_at":"..."},{"id":"`
-    only occurs where a row ends and the next begins)."""
+    When every row has the same `received_at` (given by the caller, or found so by two counts), one plain
+    replace removes it instead of a regex pass (same bytes out: quotes inside JSON strings are escaped, so
+    `,"received_at":"..."},{"id":"` only occurs where a row ends and the next begins)."""
     if _TYPED_MAP_KEYS[0] in payload or _TYPED_MAP_KEYS[1] in payload:
         payload = _TYPED_MAPS.sub(b"", payload)
+    if received_at is None:
+        received_at = _shared_received_at(payload)
     if received_at is not None:
         end = b',"received_at":"' + received_at.encode() + b'"}'
         body = payload[1:-1].replace(end + b',{"id":"', b'}\n{"id":"')
         if body.endswith(end) and payload.startswith(b"[") and payload.endswith(b"]"):
             return body[: -len(end)] + b"}"
     return _RECEIVED_AT.sub(b"", payload)[1:-1].replace(b'},{"id":"', b'}\n{"id":"')
+
+
+def live_entries(payload: bytes) -> bytes:
+    """NDJSON of public entries from a LIVE_SUBJECT payload: a row payload (what ingestion publishes) through
+    `live_payload`; NDJSON (what an ingestion of the release before published) as it is."""
+    return live_payload(payload) if payload[:1] == b"[" else payload
 
 
 def payload_ids(payload: bytes) -> list[str] | None:

@@ -1,10 +1,10 @@
 """Live tail: GET /ws/live pushes every accepted entry (optionally filtered) to WebSocket clients.
 
-One core-NATS subscription per app (on LIVE_SUBJECT, NDJSON of public entries published by ingestion) feeds
-every client. Each client has a bounded queue and its own sender task, so a slow reader only fills its own
-queue: past QUEUE_SIZE entries new ones are dropped for that client, and it then receives
-`{"type": "dropped", "count": n}` at the position of the gap. Entries are sent exactly as ingestion published
-them (one JSON object per WebSocket text message), so the live tail and GET /api/logs show the same shape.
+One core-NATS subscription per app (on LIVE_SUBJECT, row payloads published by ingestion, made public entries
+by `row_codec.live_entries`) feeds every client. Each client has a bounded queue and its own sender task, so a
+slow reader only fills its own queue: past QUEUE_SIZE entries new ones are dropped for that client, and it
+then receives `{"type": "dropped", "count": n}` at the position of the gap. Entries are sent in the public
+shape (one JSON object per WebSocket text message), so the live tail and GET /api/logs show the same shape.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..auth.keys import RELOAD_INTERVAL
 from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
 from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
+from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
 
 __all__ = [
@@ -178,8 +179,8 @@ class LiveHub:
                 await asyncio.wait_for(self._stopping.wait(), SUBSCRIBE_RETRY)
 
     async def _on_payload(self, payload: bytes) -> None:
-        if self.clients:
-            self._fan_out(payload)
+        if self.clients:  # rows become public entries here, only when someone watches (#14)
+            self._fan_out(row_codec.live_entries(payload))
         # NATS hands over queued payloads back to back; yielding here lets the senders drain in between, so a
         # burst does not overflow the queues of clients that keep up.
         await asyncio.sleep(0)
