@@ -20,9 +20,6 @@ import re
 import traceback
 
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import StreamResponse
 
 __all__ = ["REDACTED", "RedactingFilter", "concise", "install", "redact"]
 
@@ -94,21 +91,6 @@ class RedactingFilter(logging.Filter):
 _FILTER = RedactingFilter()
 
 
-def _concise_error_body(
-    self: RequestHandler,
-    request: BaseRequest,
-    status: int = 500,
-    exc: BaseException | None = None,
-    message: str | None = None,
-) -> StreamResponse:
-    # aiohttp answers a request its parser refused with the parser's message, which quotes the raw bytes
-    # (a malformed Authorization header would come back in the body and pass through proxies' logs).
-    if isinstance(exc, HttpProcessingError) and message:
-        message = concise(exc)
-    return _ORIGINAL_HANDLE_ERROR(self, request, status, exc, message)
-
-
-_ORIGINAL_HANDLE_ERROR = RequestHandler.handle_error
 
 
 def install() -> None:
@@ -121,5 +103,3 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
-    # aiohttp has no hook for the body of a request its parser refused: this one method is replaced.
-    RequestHandler.handle_error = _concise_error_body  # type: ignore[method-assign]

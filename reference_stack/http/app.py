@@ -21,7 +21,7 @@ from ..ingestion import ingest
 from ..ingestion.otlp import receiver as otlp
 from ..processing import deadletter, process
 from ..query import explore, live, query
-from . import openapi
+from . import openapi, parser_errors
 from .boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
@@ -42,6 +42,7 @@ def create_app(config: StackConfig) -> web.Application:
     app = web.Application(
         client_max_size=1024**2, middlewares=[problem_middleware], handler_args=HANDLER_ARGS
     )
+    parser_errors.install()  # requests aiohttp's parser refuses: problem+json too (http/parser_errors.py)
     app[CONFIG] = config
     app[METRICS] = Metrics()
     # API keys, scopes, rate limits, Host/Origin checks, secret-free logs (auth/; docs/security.md).
