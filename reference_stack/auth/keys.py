@@ -45,7 +45,7 @@ __all__ = [
     "parse_scopes",
 ]
 
-log = logging.getLogger("oglogstream.stack.auth")
+log = logging.getLogger(__name__)
 
 #: What a key may be allowed to do: send logs, read logs (API, live tail, metrics), operate (dead-letter
 #: replay, key listing). A key holds one or more; none implies another.

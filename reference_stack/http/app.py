@@ -28,7 +28,7 @@ from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
 
 __all__ = ["HEALTH_STORAGE_TIMEOUT", "create_app"]
 
-log = logging.getLogger("oglogstream.stack.app")
+log = logging.getLogger(__name__)
 
 #: /health gives storage this long to answer `SELECT 1` (chDB runs one statement at a time, so a long query
 #: in flight delays the probe; past this the node reports itself degraded).

@@ -59,7 +59,7 @@ __all__ = [
     "too_large",
 ]
 
-log = logging.getLogger("oglogstream.stack.http")
+log = logging.getLogger(__name__)
 
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"

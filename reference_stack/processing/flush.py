@@ -29,7 +29,7 @@ from .sink import Batch, Sink, Unstorable
 
 __all__ = ["LOG_INTERVAL", "Flusher", "Item"]
 
-log = logging.getLogger("oglogstream.stack.process")
+log = logging.getLogger(__name__)
 
 #: At most one log line per kind of failure per this many seconds (a poison flood must not flood stderr);
 #: the lines suppressed meanwhile are counted in the next one, and the metrics count every event.

@@ -38,7 +38,7 @@ __all__ = [
     "setup",
 ]
 
-log = logging.getLogger("oglogstream.stack.live")
+log = logging.getLogger(__name__)
 
 #: Entries buffered per client before drops start (about a second of a busy service).
 QUEUE_SIZE = 1000

@@ -33,7 +33,7 @@ __all__ = [
     "setup",
 ]
 
-log = logging.getLogger("oglogstream.stack.query")
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

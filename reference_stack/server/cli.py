@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # anything else that stopped the start: one line, traceback in the log
-        logging.getLogger("oglogstream.stack.cli").debug("start failed", exc_info=True)
+        logging.getLogger("oglogstream.stack.server.cli").debug("start failed", exc_info=True)  # -m: __main__
         print(f"oglog: error: could not start: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_START
     return 0

@@ -31,7 +31,7 @@ __all__ = [
     "exit_reason",
 ]
 
-log = logging.getLogger("oglogstream.stack.supervisor")
+log = logging.getLogger(__name__)
 
 #: First wait before a restart (doubling per failed restart in a row, capped at DEFAULT_BACKOFF_MAX).
 DEFAULT_BACKOFF_BASE = 0.5

@@ -57,7 +57,7 @@ __all__ = [
     "run_stack",
 ]
 
-log = logging.getLogger("oglogstream.stack.supervisor")
+log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "./oglog-data"
 DEFAULT_HOST = "127.0.0.1"

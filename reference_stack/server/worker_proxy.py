@@ -32,7 +32,7 @@ from . import worker_metrics
 
 __all__ = ["INGEST_PATHS", "PROXY_CONNECT_TIMEOUT", "install"]
 
-log = logging.getLogger("oglogstream.stack.workers")
+log = logging.getLogger(__name__)
 
 #: Paths an ingest worker answers itself (every method: a wrong one gets the worker's own 405).
 INGEST_PATHS = frozenset({"/log", "/logs", "/v1/logs"})

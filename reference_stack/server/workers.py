@@ -59,7 +59,7 @@ __all__ = [
     "internal_socket_path",
 ]
 
-log = logging.getLogger("oglogstream.stack.workers")
+log = logging.getLogger("oglogstream.stack.server.workers")  # not __name__: "__main__" in a worker (-m)
 
 #: The default worker count is the cores this process may run on, up to this many.
 MAX_DEFAULT_WORKERS = 8

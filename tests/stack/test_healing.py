@@ -51,7 +51,7 @@ async def test_killed_server_is_restarted_on_the_same_port(
 ) -> None:
     """SIGKILL -> a new process listening on the same URL, `on_restart` told its pid; the lines it logs are
     the ones docs/stack.md quotes."""
-    caplog.set_level(logging.INFO, logger="oglogstream.stack.supervisor")
+    caplog.set_level(logging.INFO, logger="oglogstream.stack.server.healing")
     server = NatsServer(tmp_path / "nats").start()
     pids: list[int] = []
     keeper = NatsKeeper(server, on_restart=pids.append)
@@ -69,7 +69,7 @@ async def test_killed_server_is_restarted_on_the_same_port(
         stop.set()
         assert await asyncio.wait_for(watching, 5) is None
         server.stop()
-    logged = [r.getMessage() for r in caplog.records if r.name == "oglogstream.stack.supervisor"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "oglogstream.stack.server.healing"]
     assert logged == [
         "nats-server is down (killed by SIGKILL); restarting in 0.5s",
         f"nats-server restarted (pid {pids[0]}) on {server.url}",

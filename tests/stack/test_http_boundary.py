@@ -77,11 +77,11 @@ async def test_unexpected_exception_is_a_500_problem_without_internals(
 ) -> None:
     """An unknown error answers 500 problem+json naming nothing internal, and is logged once on one line."""
     url, session = stack
-    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.http"):
+    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.http.boundary"):
         async with session.get(f"{url}/boom") as resp:
             body = await problem(resp, 500)
     assert "hunter2" not in json.dumps(body) and "RuntimeError" not in json.dumps(body)
-    records = [r for r in caplog.records if r.name == "oglogstream.stack.http"]
+    records = [r for r in caplog.records if r.name == "oglogstream.stack.http.boundary"]
     assert len(records) == 1 and "\n" not in records[0].getMessage()
     assert "RuntimeError" in records[0].getMessage() and records[0].exc_info is None
 
@@ -227,7 +227,7 @@ async def test_client_gone_mid_body_is_not_a_server_error(
     """A client closing its connection halfway through a body is a client fault: no 500, nothing logged."""
     url, session = stack
     host, port = url.removeprefix("http://").split(":")
-    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.http"):
+    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.http.boundary"):
         _, writer = await asyncio.open_connection(host, int(port))
         writer.write(
             b"POST /logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
@@ -239,4 +239,4 @@ async def test_client_gone_mid_body_is_not_a_server_error(
         await asyncio.sleep(0.3)
         async with session.get(f"{url}/health") as resp:
             assert resp.status == 200
-    assert not [r for r in caplog.records if r.name == "oglogstream.stack.http"]
+    assert not [r for r in caplog.records if r.name == "oglogstream.stack.http.boundary"]

@@ -223,7 +223,7 @@ def test_failure_log_lines_are_rate_limited(caplog: Any) -> None:
     from oglogstream.stack.processing.flush import _Throttle
 
     throttle = _Throttle(interval=0.05)
-    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.process"):
+    with caplog.at_level(logging.ERROR, logger="oglogstream.stack.processing.flush"):
         for k in range(3):
             throttle.log(logging.ERROR, "dead", "message %d dead-lettered", k)
         throttle.log(logging.ERROR, "nak", "other topic")

@@ -104,7 +104,7 @@ async def test_secrets_appear_in_no_log_line_body_or_metric(stack: AuthStack, ca
     try:
         raise RuntimeError(f"upstream said: Authorization: Bearer {stack.keys['admin']}")
     except RuntimeError:
-        logging.getLogger("oglogstream.stack.http").exception("GET /x: unexpected RuntimeError")
+        logging.getLogger("oglogstream.stack.http.boundary").exception("GET /x: unexpected RuntimeError")
 
     text = "\n".join(captured.lines)
     assert captured.lines and REDACTED in text
