@@ -15,6 +15,7 @@ from typing import Any
 from ._capture import RECORD_BASE_KEYS
 from ._context import BoundContext
 from ._items import CapturedEvent
+from ._settings import _BUFFER_BYTES_FLOOR as ENTRY_ROOM
 
 __all__ = [
     "CONTAINER_ITEM_BYTES",
@@ -30,6 +31,7 @@ __all__ = [
     "event_bytes",
     "extras_bytes",
     "intake_limit",
+    "intake_reserve",
     "large_bytes",
 ]
 
@@ -268,3 +270,13 @@ def large_bytes(item: tuple[Any, ...]) -> int:
 def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:
     """How many captured records may wait in the intake while `held_bytes` encoded bytes are buffered."""
     return min(max_records, max(INTAKE_FLOOR, (max_bytes - held_bytes) // INTAKE_ITEM_BYTES))
+
+
+def intake_reserve(max_bytes: int) -> int:
+    """Bytes of `max_bytes` the encoded buffer leaves to the intake's floor (INTAKE_FLOOR captured records,
+    which the intake always admits): with it, captured plus encoded records stay within the budget even when
+    the encoded buffer is full (without it they reached budget + 640,000 B). Never so much that less than
+    ENTRY_ROOM (the smallest budget max_buffer_bytes allows, where the largest entry fits) is left for
+    encoded entries: under a budget below ENTRY_ROOM + 640,000 B the floor's records
+    may exceed it by the difference (docs/sdk.md "Overflow")."""
+    return max(0, min(INTAKE_FLOOR * INTAKE_ITEM_BYTES, max_bytes - ENTRY_ROOM))

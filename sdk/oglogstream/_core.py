@@ -18,7 +18,7 @@ from typing import Protocol
 
 import tenacity
 
-from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, large_bytes
+from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, intake_reserve, large_bytes
 from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy
 from ._entry import EntryEncoder
 from ._ingest import ingest
@@ -145,8 +145,17 @@ class DeliveryCore:
         on_done: Callable[[list[Item]], None] | None = None,
     ) -> int:
         """Encode intake items into `_pending` (`_ingest.ingest`); the batch in flight shares the bounds.
-        `on_done` defaults to `_release_intake` (the asyncio client's accounting)."""
+        `on_done` defaults to `_release_intake` (the asyncio client's accounting). After each chunk is stored
+        the intake's bound follows (`_follow_intake_limit`). The encoded buffer stops `intake_reserve` short
+        of the budget (passed as held), so the records the intake always admits fit in it too."""
         inflight = self._inflight
+        reserve = intake_reserve(self.settings.max_buffer_bytes)
+        release = self._release_intake if on_done is None else on_done
+
+        def stored(items: list[Item]) -> None:
+            release(items)
+            self._follow_intake_limit()
+
         return ingest(
             intake,
             self._pending,
@@ -155,10 +164,21 @@ class DeliveryCore:
             self._ledger,
             bounded=bounded,
             held_records=inflight.records,
-            held_bytes=inflight.nbytes,
+            held_bytes=inflight.nbytes + reserve,
             limit=limit,
-            on_done=self._release_intake if on_done is None else on_done,
+            on_done=stored,
         )
+
+    def _follow_intake_limit(self) -> None:
+        """Recompute `intake_limit` from the bytes now encoded and in flight, right after a chunk of at most
+        INGEST_CHUNK records was stored (under the lock): records leave the intake and their encoded lines
+        arrive in one step, so callers never fill the room the encoded bytes took. (Recomputed only once per
+        batch, the intake overshot the budget by up to what an ingest encoded in between: one batch, or a
+        whole backlog while backing off.) A driver's fast-path gate (`soft_limit`) is lowered with it."""
+        limit = self._intake_limit_now()
+        self.intake_limit = limit
+        if getattr(self, "soft_limit", 0) > limit:
+            self.soft_limit = limit
 
     def _release_intake(self, items: list[Item]) -> None:
         """`items` left the intake for good (called under the lock): their size stops counting against the
