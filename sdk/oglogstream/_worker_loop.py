@@ -39,14 +39,16 @@ __all__ = ["FlushRequest", "WorkerLoop"]
 
 
 class FlushRequest:
-    """One flush() call: the worker sets `done` once every record up to `target` (a seq) is settled."""
+    """One flush() call: the worker sets `done` once every record up to `target` (a seq) is settled. Until the
+    records logged before it are encoded, `target` is None and `ahead` counts those still in the intake."""
 
-    __slots__ = ("done", "ok", "target")
+    __slots__ = ("ahead", "done", "ok", "target")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.ok = True
         self.target: int | None = None
+        self.ahead = 0
 
     def settle(self, ok: bool) -> None:
         if not ok:
@@ -70,6 +72,7 @@ class WorkerLoop(DeliveryCore):
     _lock: threading.RLock
     _wake: threading.Event
     _flush_requests: deque[FlushRequest]
+    _aiming: list[FlushRequest]
     _ident: int | None
     _closing: bool
     _abandoned: bool
@@ -100,6 +103,8 @@ class WorkerLoop(DeliveryCore):
     def _ingested(self, items: list[Item]) -> None:
         """`ingest` is done with `items` (under `_lock`): their text stops counting against the intake room
         (not before: while they are encoded they still occupy memory)."""
+        if self._aiming:
+            self._aim_flushes(len(items))
         if self.intake_large:
             # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
             self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
@@ -116,6 +121,8 @@ class WorkerLoop(DeliveryCore):
         self._ident = ident
         WORKER_THREADS.add(ident)
         transport: Transport | None = None
+        #: Flush requests (also in `_waiters`) whose target is set once their records left the intake.
+        self._aiming = []
         try:
             self._encoder = EntryEncoder(self.settings.service)
             if self._transport is None:
@@ -261,14 +268,31 @@ class WorkerLoop(DeliveryCore):
         return min(self._wake_at, self.intake_limit)
 
     def _take_flush_requests(self) -> None:
-        taken = []
-        while self._flush_requests:
-            taken.append(self._flush_requests.popleft())
-        # Everything submitted before these requests is in the intake now: encode it all, then aim at it.
-        self._ingest(bounded=False)
-        for request in taken:
-            request.target = self._pending.next_seq - 1
-            self._waiters.append(request)
+        """Aim the new flush() calls at what the intake holds now (everything logged before them): their
+        target is set once that many items were encoded (`_aim_flushes`), so the batches before it go out
+        while the rest is encoded, not after all of it."""
+        with self._lock:
+            ahead = len(self.intake)
+            while self._flush_requests:
+                request = self._flush_requests.popleft()
+                request.ahead = ahead
+                self._waiters.append(request)
+                self._aiming.append(request)
+            self._aim_flushes(0)
+
+    def _aim_flushes(self, taken: int) -> None:
+        """`taken` more items left the intake through `ingest` (under `_lock`): a request whose items all
+        did, or any once the intake is empty, aims at the last seq stored. Items that left otherwise (dropped
+        as `overflow` from the intake's head) only make a target later, never earlier, than it needs to be."""
+        empty = not self.intake
+        aiming = []
+        for request in self._aiming:
+            request.ahead -= taken
+            if request.ahead <= 0 or empty:
+                request.target = self._pending.next_seq - 1
+            else:
+                aiming.append(request)
+        self._aiming = aiming
 
     def _oldest_unsettled(self) -> int:
         oldest = super()._oldest_unsettled()

@@ -187,3 +187,36 @@ def test_the_sending_thread_is_a_worker_thread_and_ends_with_the_worker(
     senders[0].join(WAIT)
     assert not senders[0].is_alive()
     assert senders[0].ident not in _lifecycle.WORKER_THREADS
+
+
+def test_flush_sends_the_first_batches_while_the_rest_is_encoded(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """flush() after a backlog: the first batch goes out before the whole backlog is encoded (at most the
+    batch in flight and the next one are encoded while the server holds an answer), and flush() returns
+    True once every record logged before it is delivered, each batch once, in order."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    log_many(logger, 0, BATCH)
+    assert server.wait_arrival()  # batch 1 held: the backlog below waits in the intake
+    one_batch = handler.stats().buffered_bytes
+    backlog = 5 * BATCH
+    log_many(logger, BATCH, backlog)
+    flushed: list[bool] = []
+    flusher = threading.Thread(target=lambda: flushed.append(handler.flush(WAIT)))
+    flusher.start()
+    server.release()
+    assert server.wait_arrival()  # batch 2 held
+    assert wait_until(lambda: handler.stats().buffered_bytes > one_batch * 1.5)  # batch 3 encoded meanwhile
+    held = handler.stats()
+    # Encoding everything first would hold the whole remaining backlog (5 batches) by now.
+    assert held.buffered_bytes < one_batch * 2.5
+    assert (held.sent, held.queued) == (BATCH, backlog)
+    server.release(5)
+    flusher.join(WAIT)
+    assert flushed == [True]
+    stats = handler.stats()
+    assert (stats.sent, stats.queued, stats.dropped) == (BATCH + backlog, 0, {})
+    assert len({batch_id for batch_id, _ in server.requests}) == 6
+    messages = [entry["message"] for _, entries in server.requests for entry in entries]
+    assert messages == [f"record {i}" for i in range(BATCH + backlog)]
