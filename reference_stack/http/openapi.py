@@ -48,7 +48,9 @@ def _parameters(names: tuple[str, ...], path: str) -> list[dict[str, Any]]:
     ]
     for name in names:
         schema_, description = ROUTE_PARAMETERS.get((path, name)) or PARAMETERS[name]
-        parameter: dict[str, Any] = {"name": name, "in": "query", "schema": schema_, "description": description}
+        parameter: dict[str, Any] = {
+            "name": name, "in": "query", "schema": schema_, "description": description,
+        }
         if name == f"{ATTR_PREFIX}*":
             parameter["name"] = f"{ATTR_PREFIX}{{key}}"
             parameter["x-oglog-name-pattern"] = rf"^{ATTR_PREFIX.replace('.', '[.]')}.+$"
