@@ -204,8 +204,12 @@ def _let_go_of_locks() -> None:
         locks.extend(pipeline.sigterm_locks())
     for lock in locks:
         owned = getattr(lock, "_is_owned", None)
-        if owned is not None and owned():
-            lock._release_save()  # every level of a nested hold, as threading.Condition.wait does
+        release = getattr(lock, "_release_save", None)
+        try:
+            if owned is not None and release is not None and owned():
+                release()  # every level of a nested hold, as threading.Condition.wait does
+        except Exception:  # a lock of another kind (a custom createLock): the drain keeps its deadline
+            pass
 
 
 def _term_budget() -> float:

@@ -18,9 +18,9 @@ from .capture_server import BlackHoleServer
 
 #: 2,000 requests each binding a distinct 100 KB context: ~200 MB if nothing bounds them (budget 64 MiB).
 REQUESTS, CONTEXT_SIZE = 2000, 100_000
-#: What may be held besides the budget (docs/sdk.md "Overflow"): the stuck request's body (the batch in flight
-#: is counted, the copy the transport sends is not), the encoder's cache of the last context, the record
-#: being captured; and the intake's room lagging the encoded buffer (at most one batch).
+#: What may be held besides the budget (docs/sdk.md "Overflow"): the stuck request's body, which the
+#: transport builds from the batch in flight (counted) and keeps while it waits (not counted), and the
+#: encoder's copies of the last context's text. Measured: +1.8 MB for the handler, none for the others.
 SLACK = 2 * DEFAULT_BATCH_BYTES + 2 * CONTEXT_SIZE
 
 
@@ -68,7 +68,7 @@ def test_distinct_big_contexts_stop_at_the_byte_budget_while_the_worker_is_stuck
         stats = handler.stats()
         assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
         assert stats.dropped.get("overflow", 0) > 0
-        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
+        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
     finally:
         handler.close(0.5)
 
@@ -107,7 +107,7 @@ def test_structlog_events_with_distinct_big_contexts_stop_at_the_byte_budget(
         stats = processor.stats()
         assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
         assert stats.dropped.get("overflow", 0) > 0
-        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
+        assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
     finally:
         processor.close(0.5)
 
@@ -135,4 +135,4 @@ def test_asyncio_events_with_distinct_big_contexts_stop_at_the_byte_budget(
             await client.aclose(timeout=0.5)
 
     held = asyncio.run(main())
-    assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held
+    assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
