@@ -139,3 +139,15 @@ def test_resource_past_the_piece_bound_is_oversized() -> None:
     body = json.dumps({"resourceLogs": [{"resource": resource, "scopeLogs": []}]}).encode()
     with pytest.raises(protowire.Oversized, match="JSON values in one resource"):
         otlp_mapping.decode_json(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"resourceLogs":[null]}', b'{"resourceLogs":[{"scopeLogs":[null]}]}',
+     b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{},null]}]}]}',
+     b'{"resource_logs":[{"scope_logs":[7]}]}'],
+)
+def test_null_or_wrong_elements_of_repeated_fields_are_payload_errors(body: bytes) -> None:
+    """As json_format rules: a null or non-object element of resourceLogs/scopeLogs/logRecords is a 400."""
+    with pytest.raises(otlp_mapping.PayloadError, match="body"):
+        otlp_mapping.decode_json(body)

@@ -73,6 +73,8 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
                 scope_out.schema_url = _schema_url(scope_logs)
                 for record in jsondoc.records(_listed(scope_logs.logRecords, scope_logs.log_records)):
                     record_out = scope_out.log_records.add()
+                    if record is None:
+                        raise PayloadError("body: null is not allowed as an element of logRecords")
                     if isinstance(record, jsondoc.TooBig):
                         errors[index] = f"record: {record}"
                     else:
@@ -87,7 +89,10 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
 
 
 def _listed(camel: list[Any] | None, snake: list[Any] | None) -> list[Any]:
-    return [item for item in jsondoc.pick(camel, snake) or () if item is not None]
+    items: list[Any] = jsondoc.pick(camel, snake) or []
+    if any(item is None for item in items):  # as json_format: null is no element of a repeated field
+        raise PayloadError("body: null is not allowed as an element of resourceLogs or scopeLogs")
+    return items
 
 
 def _schema_url(item: jsondoc.ResourceLogs | jsondoc.ScopeLogs) -> str:
