@@ -23,7 +23,7 @@ from ._transport import Outcome, SendResult
 
 __all__ = ["AnyLock", "InFlight", "Ledger", "RetryPolicy"]
 
-#: The pipeline's lock: reentrant in `_worker` (signal handlers), plain in `_async`.
+#: The pipeline's lock: reentrant in both drivers (signal handlers; `_lifecycle._let_go_of_locks`).
 AnyLock: TypeAlias = "threading.Lock | threading.RLock"
 
 
