@@ -59,7 +59,7 @@ SLICE_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 200
 
 #: Bytes per C call of the value count (a few ms each).
-_COUNT_SLICE = 1024 * 1024
+_COUNT_SLICE = 256 * 1024
 _ENVELOPE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
