@@ -132,6 +132,10 @@ class AsyncSender(DeliveryCore):
                 self._closing = True
                 assert self._loop is not None
                 self._deadline = self._loop.time() + self.settings.shutdown_timeout
+                # The cancelled send (or backoff) is not settled: sent again first, each part under its id,
+                # so a copy the server stored is dropped by its dedup (before: given up, 'unconfirmed').
+                with self._lock:
+                    self._carry_over()
                 with contextlib.suppress(BaseException):
                     await self._loop_body()
             raise

@@ -1,8 +1,10 @@
-"""Exactly once across a SIGTERM during a 413 split (issue #10): every resend of the same records by
-`AsyncOgLogClient` carries the same batch id, so a server that dedups by batch id stores each record once."""
+"""Exactly once when the asyncio client's sending task is interrupted (issue #10): a SIGTERM during a 413
+split, or the loop ending mid-send. Every resend of the same records by `AsyncOgLogClient` carries the same
+batch id, so a server that dedups by batch id stores each record once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -15,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from oglogstream import _wire
+from oglogstream import AsyncOgLogClient, _wire
+
+from .capture_server import CaptureServer, Reply
 
 EVENTS = 100
 
@@ -143,3 +147,30 @@ def test_sigterm_during_a_413_split_stores_every_record_exactly_once(dedup_serve
         ids = list(dedup_server.batch_ids)
     assert sorted(rows) == list(range(EVENTS)), (ids, err)
     assert {n: c for n, c in rows.items() if c != 1} == {}, (ids, err)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(202, delay=0.5), Reply(503, headers={"Retry-After": "1"})],
+    ids=["send-in-progress", "backing-off-after-503"],
+)
+def test_loop_ending_mid_delivery_resends_the_batch_under_its_id(server: CaptureServer, reply: Reply) -> None:
+    """`asyncio.run()` returns while the batch is being sent (or retried after a 503): the loop's cleanup
+    cancels the task, which sends the batch again under the same id within shutdown_timeout (before: given
+    up at once, 100 counted `unconfirmed` or `shutdown` though the drain had 5 s), so nothing is lost and a
+    deduplicating server stores it once."""
+    server.script(reply)
+    clients: list[AsyncOgLogClient] = []
+
+    async def main() -> None:
+        client = AsyncOgLogClient(server.url, "gaps-cancel", drain_on_sigterm=False)
+        clients.append(client)
+        for i in range(EVENTS):
+            client.info("event", n=i)
+        assert not await client.flush(0.1)  # the first answer is slow, or a 503: main returns meanwhile
+
+    asyncio.run(main())
+    stats = clients[0].stats()
+    assert (stats.sent, stats.dropped, stats.queued) == (EVENTS, {}, 0)
+    assert len(server.ids) == EVENTS
+    assert len({r.batch_id for r in server.requests}) == 1, server.requests
