@@ -15,8 +15,9 @@ from .capture_server import CaptureServer
 
 EVENTS = 300
 
-# The lock is taken through the private attribute only to make the moment deterministic: in an application
-# the signal lands inside `handle`/`stats()`/`flush()`/the task's bookkeeping, which hold these locks briefly.
+# The lock is taken (from the SDK's own list, `sigterm_locks`) only to make the moment deterministic: in an
+# application the signal lands inside `handle`/`stats()`/`flush()`/the task's bookkeeping, which hold these
+# locks briefly.
 _APP = """
     import asyncio, logging, os, signal, sys, threading
     from oglogstream import AsyncOgLogClient, OgLogHandler
@@ -39,7 +40,7 @@ _APP = """
         if case == "handler_logging_lock":  # inside dictConfig()/getLogger(), with logging's caches cold
             logging.getLogger("httpx").setLevel(logging.WARNING)
             term_inside(logging._lock)
-        term_inside(handler._pipeline._lock)
+        term_inside(handler._pipeline.sigterm_locks()[0])  # the pipeline's lock
     else:
         client = AsyncOgLogClient(url, "gaps-lock")
 
@@ -47,7 +48,8 @@ _APP = """
             for i in range(events):
                 client.info("event", n=i)
             await asyncio.sleep(0.05)  # the sending task runs and waits for its flush interval
-            term_inside(client._start_lock if case == "async_start_lock" else client._lock)
+            lock, start_lock = client.sigterm_locks()
+            term_inside(start_lock if case == "async_start_lock" else lock)
 
         asyncio.run(main())
 """
