@@ -222,20 +222,23 @@ def context_bytes(context: Mapping[str, Any], owner: object) -> int:
     charged for the bound `context` it carries: a `BoundContext` of LARGE_MESSAGE or more (its `nbytes`)
     is charged once per context object, to the first item captured under it (its `payer`,
     kept for the context's life), 0 to the others, since they all share one object (and the encoder encodes
-    it once per object). Any other mapping (structlog's contextvars merged in: a new dict per event) is
-    charged to its item by `event_bytes` when that reaches LARGE_MESSAGE. Claiming the payer is the only
+    it once per object); a `BoundContext.merged` one (structlog's contextvars on top, a new one per event)
+    is charged its own `nbytes` plus its `base` as above. Any other mapping is charged to its item by
+    `event_bytes` when that reaches LARGE_MESSAGE. Claiming the payer is the only
     write; two threads claiming one context at once may both be charged (on the safe side: callers clamp the
     running total and reset it when the intake is empty)."""
     if type(context) is not BoundContext:
         size = event_bytes(context)
         return size if size >= LARGE_MESSAGE else 0
+    base = context.base  # a `BoundContext.merged` one: what it extends is charged once per object too
+    charge = context_bytes(base, owner) if base is not None else 0
     size = context.nbytes
     if size < LARGE_MESSAGE:
-        return 0
+        return charge
     payer = context.payer
     if payer is None:
         context.payer = payer = owner
-    return size if payer is owner else 0
+    return charge + size if payer is owner else charge
 
 
 def large_bytes(item: tuple[Any, ...]) -> int:

@@ -25,9 +25,10 @@ class BoundContext(dict[str, object]):
 
     `nbytes`: its size as the intake charges it (`_buffer.event_bytes`, computed here once, so a record's
     capture reads one attribute). `payer`: the captured record (its `__dict__`) or event that was charged
-    for it, the first one captured under it; None until then."""
+    for it, the first one captured under it; None until then. `base`: for a `merged` context, the bound
+    context it extends (charged once per object on its own), else None."""
 
-    __slots__ = ("nbytes", "payer")
+    __slots__ = ("base", "nbytes", "payer")
 
     def __init__(self, fields: Mapping[str, object]) -> None:
         from ._buffer import event_bytes  # here, not at the top: `_buffer` imports this module
@@ -35,6 +36,18 @@ class BoundContext(dict[str, object]):
         super().__init__(fields)
         self.nbytes = event_bytes(self)
         self.payer: object = None
+        self.base: BoundContext | None = None
+
+    @classmethod
+    def merged(cls, base: BoundContext, theirs: Mapping[str, object]) -> BoundContext:
+        """`base` with `theirs` on top (structlog's contextvars: a new mapping per event). It shares `base`'s
+        values, so it is charged its own slots and `theirs`' values, and `base` once per object as always."""
+        from ._buffer import EXTRA_ATTR_BYTES, event_bytes
+
+        merged = cls({**base, **theirs})
+        merged.nbytes = event_bytes(theirs) + len(base) * EXTRA_ATTR_BYTES
+        merged.base = base
+        return merged
 
 
 #: Always replaced, never mutated in place: a reader on another thread may hold the previous mapping.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _otel
 from ._buffer import large_bytes
-from ._context import CONTEXT
+from ._context import CONTEXT, BoundContext
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
 from ._items import CapturedEvent
@@ -45,7 +45,7 @@ def _context() -> Mapping[str, object] | None:
         return bound
     if not theirs:
         return bound
-    return {**bound, **theirs} if bound else theirs
+    return BoundContext.merged(bound, theirs) if bound else theirs
 
 
 class OgLogProcessor:

@@ -136,3 +136,23 @@ def test_asyncio_events_with_distinct_big_contexts_stop_at_the_byte_budget(
 
     held = asyncio.run(main())
     assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
+
+
+def test_structlog_contextvars_on_top_of_one_big_context_charge_it_once(black_hole: BlackHoleServer) -> None:
+    """structlog's contextvars merged over one 100 KB bound context (a new mapping per event, sharing its
+    values): the bound context is still charged once, so 20,000 events all wait for the stuck worker
+    (charged per event, ~650 fit and the rest overflowed)."""
+    import structlog.contextvars as contextvars  # a test dependency, as in test_sdk_structlog.py
+
+    processor = OgLogProcessor(black_hole.url, "ctx-mem")
+    contextvars.bind_contextvars(user="u-1")
+    try:
+        with bound(headers=_distinct(0)):
+            for i in range(20_000):
+                processor(None, "info", {"event": "step", "level": "info", "n": i})
+        stats = processor.stats()
+        assert stats.dropped == {}
+        assert stats.queued == 20_000
+    finally:
+        contextvars.clear_contextvars()
+        processor.close(0.5)
