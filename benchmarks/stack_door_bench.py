@@ -66,6 +66,14 @@ def _otlp(records: int, attributes: int) -> bytes:
     return request.SerializeToString()
 
 
+def _otlp_json(records: int, attributes: int) -> bytes:
+    attrs = [{"key": f"key{k}", "value": {"stringValue": f"value{k}"}} for k in range(attributes)]
+    log_records = [{"severityNumber": 9, "body": {"stringValue": f"m{i}"}, "attributes": attrs}
+                   for i in range(records)]
+    document = {"resourceLogs": [{"scopeLogs": [{"logRecords": log_records}]}]}
+    return json.dumps(document, separators=(",", ":")).encode()  # compact: under the 32 MiB inflated limit
+
+
 def _otlp_resource(attributes: int, records: int) -> bytes:
     request = ExportLogsServiceRequest()
     resource_logs = request.resource_logs.add()
@@ -124,6 +132,13 @@ def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
          _OTLP_JSON),
         ("OTLP/JSON, 1 million empty scopeLogs (F5b)", "/v1/logs",
          lambda: gzip.compress(b'{"resourceLogs":[{"scopeLogs":[' + b"{}," * 10**6 + b"{}]}]}"), _OTLP_JSON),
+        ("OTLP/JSON, 10,000 records x 64 attributes, gzip (the widest valid OTLP/JSON export)", "/v1/logs",
+         lambda: gzip.compress(_otlp_json(10_000, 64)), _OTLP_JSON),
+        ("OTLP/JSON, 32 MiB of nested empty lists, 500 deep (16 million lists behind 32,000 commas)",
+         "/v1/logs",
+         lambda: gzip.compress(b'{"resourceLogs":[],"x":[' + b",".join([b"[" * 500 + b"]" * 500] * 32_000)
+                               + b"]}"),
+         _OTLP_JSON),
         ("OTLP protobuf, 1,000 resource attributes x 10,000 records, gzip (F5a)", "/v1/logs",
          lambda: gzip.compress(_otlp_resource(1000, 10_000)), _OTLP_GZIP),
         ("7 MB gzip bomb to /log (7 GB inflated), chunked", "/log",
