@@ -118,7 +118,7 @@ def test_structlog_events_stop_at_the_byte_budget_while_the_worker_is_stuck() ->
         captured = len(processor._pipeline.intake)
         assert stats.sent + stats.dropped_total + stats.queued == EVENT_COUNT
         assert stats.dropped.get("overflow", 0) > 0
-        # The intake's room is recomputed when the worker takes a batch's worth, so it lags by up to one.
+        # The intake's room follows each encoded chunk (docs/sdk.md "Overflow"); one batch kept as margin.
         bound = DEFAULT_MAX_BUFFER_BYTES + DEFAULT_BATCH_BYTES + EVENT_SIZE
         assert captured * EVENT_SIZE + stats.buffered_bytes <= bound
     finally:
