@@ -80,10 +80,14 @@ class Sender:
         woken (by `notify` after the answer, or by callers with more records). `deadline` (time.monotonic())
         bounds the wait: past it the result is a retryable, unanswered failure, and the next request first
         waits for this one's answer."""
+        thread = self._thread
+        if thread is not None and not thread.is_alive():  # ended by a BaseException: its request is lost
+            self._thread = None
+            self._busy = False
         if self._busy and not self._wait(deadline, None, None):
             return self._unanswered("the previous request")
         if not self.start():
-            return transport.send(batch, timeout=timeout)
+            return _call(transport, batch, timeout)
         self._result = None
         self._done.clear()
         self._job = (transport, batch, timeout)
@@ -153,13 +157,15 @@ class Sender:
                 job, self._job = self._job, None
                 if job is None:
                     continue  # woken by close()
-                transport, batch, timeout = job
-                try:
-                    result = transport.send(batch, timeout=timeout)
-                except Exception as exc:  # a transport must translate its errors; if not, retry anyway
-                    result = SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")
-                self._result = result
+                self._result = _call(*job)
                 self._done.set()
                 self._notify()
         finally:
             WORKER_THREADS.discard(ident)
+
+
+def _call(transport: Transport, batch: Batch, timeout: float | None) -> SendResult:
+    try:
+        return transport.send(batch, timeout=timeout)
+    except Exception as exc:  # a transport must translate its errors; if it does not, retry anyway
+        return SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")

@@ -81,7 +81,8 @@ def encoding_ahead(loop: WorkerLoop) -> Callable[[], float | None]:
     mark = [len(intake), time.monotonic()]
 
     def meanwhile() -> float | None:
-        if not intake or pending.ready(s.batch_size, s.batch_bytes):
+        # Abandoned by close() (`_abort`): what it held is counted already; it must not take more.
+        if loop._abort or not intake or pending.ready(s.batch_size, s.batch_bytes):
             return None
         now = time.monotonic()
         grown = len(intake) - mark[0]

@@ -20,6 +20,10 @@ from typing import Any
 
 import pytest
 from oglogstream import OgLogHandler, _lifecycle, _wire
+from oglogstream._buffer import Batch
+from oglogstream._sender import Sender
+from oglogstream._settings import Settings
+from oglogstream._transport import HttpTransport, Outcome, SendResult
 
 from .conftest import attach
 
@@ -220,3 +224,81 @@ def test_flush_sends_the_first_batches_while_the_rest_is_encoded(
     assert len({batch_id for batch_id, _ in server.requests}) == 6
     messages = [entry["message"] for _, entries in server.requests for entry in entries]
     assert messages == [f"record {i}" for i in range(BATCH + backlog)]
+
+
+def batch(batch_id: str) -> Batch:
+    return Batch(batch_id, 1, [json.dumps({"message": batch_id}).encode() + b"\n"])
+
+
+def nothing_to_do() -> float | None:
+    return None
+
+
+class Wake:
+    """The worker's side of the contract: `notify` (given to the Sender) ends an `idle` wait."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.notified = 0
+
+    def notify(self) -> None:
+        self.notified += 1
+        self._event.set()
+
+    def idle(self, seconds: float) -> None:
+        self._event.wait(seconds)
+        self._event.clear()
+
+
+def test_sender_stops_waiting_at_its_deadline_and_the_next_request_waits_for_that_answer(
+    server: HoldingServer,
+) -> None:
+    """Past the worker's deadline an attempt is a retryable unanswered failure (it may still be stored);
+    the next request is written only after that answer came back, so requests never overlap."""
+    transport = HttpTransport(Settings.build(url=server.url, service="sdk-test", read_timeout=2 * WAIT))
+    wake = Wake()
+    sender = Sender("test-sender", wake.notify)
+    try:
+        first = sender.send(
+            transport, batch("first"), None, deadline=time.monotonic() + 0.2, meanwhile=nothing_to_do,
+            idle=wake.idle,
+        )
+        assert (first.outcome, first.unanswered) == (Outcome.RETRY, True)
+        assert server.wait_arrival()
+        server.release(2)
+        second = sender.send(
+            transport, batch("second"), None, deadline=time.monotonic() + WAIT, meanwhile=nothing_to_do,
+            idle=wake.idle,
+        )
+        assert second.outcome is Outcome.OK
+        assert [batch_id for batch_id, _ in server.requests] == ["first", "second"]
+        assert wait_until(lambda: wake.notified == 2)  # after each answer, the late one included
+    finally:
+        sender.close()
+        transport.close()
+
+
+class RaisingTransport:
+    """A transport that breaks its contract (raises instead of returning a SendResult): a fault injected at
+    the client boundary."""
+
+    def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+        raise OSError("broken transport")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_transport_that_raises_gives_a_retry_and_the_sender_keeps_working() -> None:
+    """An exception from the transport becomes a retryable result; the sending thread survives it."""
+    wake = Wake()
+    sender = Sender("test-sender", wake.notify)
+    try:
+        for _ in range(2):
+            result = sender.send(
+                RaisingTransport(), batch("x"), None, deadline=time.monotonic() + WAIT,
+                meanwhile=nothing_to_do, idle=wake.idle,
+            )
+            assert result.outcome is Outcome.RETRY and "broken transport" in (result.error or "")
+    finally:
+        sender.close()
