@@ -1,7 +1,7 @@
 """OTLP/HTTP bodies -> ExportLogsServiceRequest: binary protobuf, or OTLP/JSON with its hex ids and bounds.
 
 Pure functions, no I/O. The mapping onto wire entries is `mapping.py`; the binary walk that counts and
-slices protobuf bodies is `protowire.py`.
+slices protobuf bodies is `protowire.py`; the bounded, piecewise OTLP/JSON parse is `jsondoc.py`.
 """
 
 from __future__ import annotations
