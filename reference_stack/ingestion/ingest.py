@@ -62,19 +62,22 @@ _BATCH_ID = re.compile(schema.ID_PATTERN)
 _TIMESTAMP = operator.itemgetter("timestamp")
 
 
-def _identity(request: web.Request, body: bytes) -> dedup.Identity:
-    """The request's dedup identity (see dedup): bound to its body when the client names the batch."""
+def _given_batch_id(request: web.Request) -> str | None:
+    """The client's X-Oglog-Batch-Id, checked (400 when it is not an id); None when not given."""
     given = request.headers.get(_wire.BATCH_ID_HEADER)
-    if given is None:
-        return dedup.server_identity()
-    if not _BATCH_ID.match(given):
+    if given is not None and not _BATCH_ID.match(given):
         raise Problem(
             400,
             "validation failed",
             _wire.BATCH_ID_HEADER,
             f"must be 1..{_wire.MAX_ID_CHARS} characters of A-Z a-z 0-9 _ . : -",
         )
-    return dedup.client_identity(given, body)
+    return given
+
+
+def _identity(given: str | None, body: bytes) -> dedup.Identity:
+    """The request's dedup identity (see dedup): bound to its body (sha256) when the client names it."""
+    return dedup.server_identity() if given is None else dedup.client_identity(given, body)
 
 
 _second = -1
@@ -119,6 +122,10 @@ def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, 
     return _halve(rows[:half], limit) + _halve(rows[half:], limit)
 
 
+def _payload_limit(broker: Broker) -> int:
+    return broker.max_payload - _HEADER_ROOM
+
+
 async def publish_rows(
     broker: Broker,
     metrics: Metrics,
@@ -128,11 +135,18 @@ async def publish_rows(
     """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
     out to the live tail. `batch_id`: the Nats-Msg-Id (a `dedup` message id, never a raw client id; parts of
     a split payload get `dedup.part_id`)."""
-    limit = broker.max_payload - _HEADER_ROOM
+    limit = _payload_limit(broker)
     if len(rows) <= _DUMP_SLICE_ROWS:
         parts = _split(rows, limit)
     else:  # on a worker thread, in slices: the event loop keeps serving meanwhile
         parts = await asyncio.to_thread(_split, rows, limit)
+    await _publish_parts(broker, metrics, parts, batch_id)
+
+
+async def _publish_parts(
+    broker: Broker, metrics: Metrics, parts: list[tuple[list[dict[str, Any]], bytes]], batch_id: str
+) -> None:
+    """`publish_rows` once its rows are serialised into `parts` (`_split`)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -264,7 +278,7 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
     body = await read_body(
         request, limit=_wire.MAX_SINGLE_BODY_BYTES, decompressed_limit=_wire.MAX_SINGLE_BODY_BYTES
     )
-    ident = _identity(request, body)
+    ident = _identity(_given_batch_id(request), body)
     try:
         entry = schema.ENTRY.validate_json(body, context={"window": _window(request)})
     except ValidationError as exc:
@@ -311,19 +325,19 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
     body = await read_body(
         request, limit=_wire.MAX_BATCH_BODY_BYTES, decompressed_limit=_wire.MAX_BATCH_DECOMPRESSED_BYTES
     )
-    ident = _identity(request, body)
-    received_at = _now()
     decode = functools.partial(
-        batch_decode.decode,
+        _decode_batch,
+        _given_batch_id(request),
         body,
         ndjson=request.content_type == _wire.NDJSON_CONTENT_TYPE,
-        batch_id=ident.stem,
-        received_at=received_at,
+        received_at=_now(),
         window=_window(request),
+        limit=_payload_limit(request.app[BROKER]),
     )
-    # A large body is decoded on a worker thread, where its Python parts share the GIL with the event loop;
-    # a small one inline (the thread hop would cost more than the work).
-    decoded = decode() if len(body) <= _INLINE_DECODE_BYTES else await asyncio.to_thread(decode)
+    # A large body is hashed, decoded and serialised in ONE worker-thread hop, where its Python parts share
+    # the GIL with the event loop (hashing and part of the rest release it); a small one inline (the thread
+    # hop would cost more than the work).
+    ident, decoded, parts = decode() if len(body) <= _INLINE_DECODE_BYTES else await asyncio.to_thread(decode)
     if decoded.rejected:
         counters.rejected("invalid", len(decoded.rejected))
     if not decoded.rows:
@@ -331,19 +345,28 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
         raise Problem(
             400, "validation failed", "body", reason, extra={"accepted": 0, "rejected": decoded.rejected}
         )
-    return await _publish_batch(request, counters, decoded.rows, ident.message_id, decoded.rejected)
+    await _publish_parts(request.app[BROKER], counters.metrics, parts, ident.message_id)
+    counters.accepted["/logs"].inc(len(decoded.rows))
+    return _json(202, {"accepted": len(decoded.rows), "rejected": decoded.rejected})
 
 
-async def _publish_batch(
-    request: web.Request,
-    counters: _Counters,
-    rows: list[dict[str, Any]],
-    batch_id: str,
-    rejected: list[dict[str, Any]],
-) -> web.Response:
-    await publish_rows(request.app[BROKER], counters.metrics, rows, batch_id)
-    counters.accepted["/logs"].inc(len(rows))
-    return _json(202, {"accepted": len(rows), "rejected": rejected})
+def _decode_batch(
+    given: str | None,
+    body: bytes,
+    *,
+    ndjson: bool,
+    received_at: str,
+    window: schema.TimeWindow,
+    limit: int,
+) -> tuple[dedup.Identity, batch_decode.Decoded, list[tuple[list[dict[str, Any]], bytes]]]:
+    """Blocking: the request's identity, its rows and rejections (`batch_decode.decode`, Problem for a body
+    that cannot be read as a batch) and the rows' payload parts of at most `limit` bytes (`_split`; none
+    when no row is valid)."""
+    ident = _identity(given, body)
+    decoded = batch_decode.decode(
+        body, ndjson=ndjson, batch_id=ident.stem, received_at=received_at, window=window
+    )
+    return ident, decoded, _split(decoded.rows, limit) if decoded.rows else []
 
 
 async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:
