@@ -9,6 +9,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -151,3 +152,74 @@ def test_null_or_wrong_elements_of_repeated_fields_are_payload_errors(body: byte
     """As json_format rules: a null or non-object element of resourceLogs/scopeLogs/logRecords is a 400."""
     with pytest.raises(otlp_mapping.PayloadError, match="body"):
         otlp_mapping.decode_json(body)
+
+
+def _reference_decode(body: bytes) -> tuple[Any, dict[int, str]]:
+    """The previous decoder's semantics in one go: the whole document parsed at once, hex ids rewritten per
+    record, json_format over the whole request."""
+    from google.protobuf import json_format
+    from oglogstream.stack.ingestion.otlp import decode
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    document = json.loads(body)
+    errors: dict[int, str] = {}
+    index = 0
+    for resource_logs in document.get("resourceLogs", []):
+        for scope_logs in resource_logs.get("scopeLogs", []):
+            for record in scope_logs.get("logRecords", []):
+                problem = decode._rewrite_hex_ids(record)
+                if problem:
+                    errors[index] = problem
+                index += 1
+    request = ExportLogsServiceRequest()
+    json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    return request, errors
+
+
+_VALUE = st.one_of(
+    st.builds(lambda s: {"stringValue": s}, st.text(max_size=30)),
+    st.builds(lambda i: {"intValue": str(i)}, st.integers(-(2**63), 2**63 - 1)),
+    st.builds(lambda b: {"boolValue": b}, st.booleans()),
+    st.builds(lambda f: {"doubleValue": f}, st.floats(allow_nan=False, allow_infinity=False)),
+)
+_ATTRS = st.lists(st.builds(lambda k, v: {"key": k, "value": v}, st.text(max_size=8), _VALUE), max_size=4)
+_RECORD = st.fixed_dictionaries(
+    {},
+    optional={
+        "timeUnixNano": st.integers(0, 2**63 - 1).map(str),
+        "severityNumber": st.integers(0, 24),
+        "severityText": st.text(max_size=10),
+        "body": _VALUE,
+        "attributes": _ATTRS,
+        "traceId": st.one_of(st.binary(min_size=16, max_size=16).map(bytes.hex), st.text(max_size=6)),
+        "spanId": st.binary(min_size=8, max_size=8).map(bytes.hex),
+        "unknownField": st.integers(),
+    },
+)
+_DOCUMENT = st.builds(
+    lambda resources: {"resourceLogs": resources},
+    st.lists(
+        st.builds(
+            lambda attrs, scopes: {"resource": {"attributes": attrs}, "scopeLogs": scopes},
+            _ATTRS,
+            st.lists(
+                st.builds(lambda name, records: {"scope": {"name": name}, "logRecords": records},
+                          st.text(max_size=8), st.lists(_RECORD, max_size=30)),
+                max_size=3,
+            ),
+        ),
+        max_size=3,
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_DOCUMENT)
+def test_pieces_decode_exactly_as_the_whole_document(document: dict[str, Any]) -> None:
+    """Parsed in slices (the default size, and 300 bytes so that most bodies cross several), the request and
+    the per-record errors equal the whole-document decode's."""
+    body = json.dumps(document).encode()
+    expected = _reference_decode(body)
+    assert otlp_mapping.decode_json(body) == expected
+    with mock.patch.object(jsondoc, "SLICE_BYTES", 300):
+        assert otlp_mapping.decode_json(body) == expected
