@@ -338,7 +338,10 @@ class WorkerLoop(DeliveryCore):
         assert transport is not None and sender is not None
         deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
         meanwhile = _worker_pace.encoding_ahead(self)
-        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=self._idle)
+        def idle(seconds: float) -> None:
+            _worker_pace.await_answer(self, seconds)
+
+        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=idle)
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
         cut = result.unanswered and time.monotonic() >= self._deadline
         inflight.unconfirmed = len(batch) if cut else 0

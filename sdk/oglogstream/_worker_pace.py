@@ -20,7 +20,7 @@ from ._lifecycle import Exit
 if TYPE_CHECKING:
     from ._worker_loop import WorkerLoop
 
-__all__ = ["DEFER_RATE", "DEFER_STEP", "encoding_ahead", "may_defer", "yield_to_callers"]
+__all__ = ["DEFER_RATE", "DEFER_STEP", "await_answer", "encoding_ahead", "may_defer", "yield_to_callers"]
 
 #: The worker lets the application's threads run while they log faster than this (records per second,
 #: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
@@ -95,3 +95,17 @@ def encoding_ahead(loop: WorkerLoop) -> Callable[[], float | None]:
         return 0.0
 
     return meanwhile
+
+
+def await_answer(loop: WorkerLoop, seconds: float) -> None:
+    """The `idle` of a request on the sending thread: wait until `_wake` is set - by the answer (`notify`),
+    flush() or close(), or by callers - or `seconds` passed. With the next batch encoded already, callers
+    need not wake us (as while deferring to a burst): else a burst's every record would take the slow path
+    and wake the worker, only for it to find nothing it may do before the answer."""
+    s = loop.settings
+    if loop._pending.ready(s.batch_size, s.batch_bytes):
+        with loop._lock:
+            if not loop._closing and not Exit.started:
+                loop.soft_limit = loop.intake_limit
+    loop._wake.wait(seconds)
+    loop._rearm()

@@ -136,6 +136,30 @@ def test_next_batch_is_encoded_while_the_request_is_on_its_way(
     assert messages == [f"record {i}" for i in range(2 * BATCH + 1)]
 
 
+def test_callers_stay_on_the_fast_path_while_the_encoded_next_batch_waits_for_an_answer(
+    make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
+) -> None:
+    """With batch 2 encoded and batch 1's answer held, the worker has nothing to do: callers are not asked to
+    wake it (their slow path starts at the intake's hard limit), so a burst is not turned into one wake-up
+    per record; after the answer a batch's worth wakes it again."""
+    handler = make_handler(server.url, batch_size=BATCH, read_timeout=2 * WAIT)
+    attach(logger, handler)
+    pipeline = handler._pipeline
+    log_many(logger, 0, BATCH)
+    assert server.wait_arrival()
+    in_flight_bytes = handler.stats().buffered_bytes
+    log_many(logger, BATCH, BATCH + 1)
+    assert wait_until(lambda: handler.stats().buffered_bytes > in_flight_bytes)
+    assert wait_until(lambda: pipeline.soft_limit == pipeline.intake_limit)
+    log_many(logger, 2 * BATCH + 1, 3 * BATCH)
+    assert pipeline.soft_limit == pipeline.intake_limit
+    server.release(10)
+    assert handler.flush(WAIT)
+    assert pipeline.soft_limit == BATCH
+    stats = handler.stats()
+    assert (stats.sent, stats.queued, stats.dropped) == (5 * BATCH + 1, 0, {})
+
+
 def test_stats_count_each_record_once_while_a_request_is_held(
     make_handler: Callable[..., OgLogHandler], logger: logging.Logger, server: HoldingServer
 ) -> None:
