@@ -69,12 +69,13 @@ DEFAULT_RETRY_BASE = 0.25
 DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
 _IDLE_WAIT = 0.5
-#: Once the consumer has caught up (nothing left in the stream), a batch waits only this share of
-#: FLUSH_TIMEOUT: waiting longer cannot fill it faster than traffic does, it only delays the rows (#14: the
-#: last partial batch of a burst sat out the whole timeout). While messages are pending - and while an
-#: insert is in flight, which is when they pile up - batches still fill up to BATCH_SIZE / FLUSH_TIMEOUT, so
-#: a backlog keeps the big inserts; drained, the inserts are at most 1 / (share * FLUSH_TIMEOUT) per second
-#: (5/s by default, what ClickHouse's own async-insert buffer allows with its 200 ms busy timeout).
+#: The tail of a burst: once the consumer has caught up (nothing left in the stream, no insert in flight) and
+#: the batch before was cut FULL (BATCH_SIZE / max_batch_bytes: traffic was outrunning the timeout), the
+#: partial batch after it waits only this share of FLUSH_TIMEOUT: waiting longer cannot fill it, it only
+#: delays the burst's last rows (#14: they sat out the whole timeout). A trickle (the batch before was cut by
+#: the timeout) still waits all of FLUSH_TIMEOUT, so a quiet stream makes at most about one insert per
+#: second - ClickHouse's advice for synchronous inserts - and a burst at most one early insert at its end.
+#: While messages are pending, batches fill up to BATCH_SIZE / FLUSH_TIMEOUT as before.
 CAUGHT_UP_SHARE = 0.2
 #: While an insert is in flight and a caught-up batch waits for it, fetches wait at most this long, so the
 #: batch goes out soon after the insert returns (a fetch returns at once when messages come).
@@ -151,6 +152,8 @@ class Processor:
         )
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
+        #: The last batch handed to the flusher was cut full (see CAUGHT_UP_SHARE).
+        self._last_cut_full = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -261,9 +264,11 @@ class Processor:
 
     def _due(self, batch: _Batch, caught_up: bool) -> float:
         """Monotonic time at which `batch` is flushed however full it is: FLUSH_TIMEOUT after its first
-        message, or CAUGHT_UP_SHARE of it when nothing is pending and no insert is in flight."""
+        message, or CAUGHT_UP_SHARE of it for the tail of a burst (the batch before was cut full, nothing is
+        pending and no insert is in flight)."""
         idle = self._flushing is None or self._flushing.done()
-        return batch.started + self.flush_timeout * (CAUGHT_UP_SHARE if caught_up and idle else 1.0)
+        tail = caught_up and idle and self._last_cut_full
+        return batch.started + self.flush_timeout * (CAUGHT_UP_SHARE if tail else 1.0)
 
     async def _add(self, batch: _Batch, msg: Msg) -> None:
         meta = msg.metadata
@@ -304,6 +309,7 @@ class Processor:
             msg.headers[messages.ROW_FORMAT] = messages.ROW_FORMAT_VERSION
 
     async def _start_flush(self, batch: _Batch) -> None:
+        self._last_cut_full = batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes
         # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
         if self._flushing is not None:
             await self._flushing

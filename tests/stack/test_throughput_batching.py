@@ -1,5 +1,5 @@
-"""Processor batching (#14): a drained stream's last partial batch goes out early, a backlog still goes out
-in full batches; real nats-server and chDB."""
+"""Processor batching (#14): a burst's last partial batch goes out early, a trickle waits the whole
+FLUSH_TIMEOUT, a backlog goes out in full batches; real nats-server and chDB."""
 
 from __future__ import annotations
 
@@ -37,31 +37,55 @@ def _inserts(metrics: Metrics) -> float:
     return float(metrics.batches_inserted._value.get())
 
 
-async def test_drained_partial_batch_is_flushed_before_the_flush_timeout(
-    nats_server: Any, chdb_dsn: str
-) -> None:
-    """With nothing left in the stream and no insert in flight, a partial batch is stored after
-    CAUGHT_UP_SHARE of FLUSH_TIMEOUT instead of sitting out the whole timeout (the tail of a burst)."""
+async def test_burst_tail_is_flushed_before_the_flush_timeout(nats_server: Any, chdb_dsn: str) -> None:
+    """After a batch cut full (a burst), the partial batch behind it is stored after CAUGHT_UP_SHARE of
+    FLUSH_TIMEOUT once nothing is left in the stream, instead of sitting out the whole timeout."""
     config = StackConfig(
         roles=("ingest", "process"),
         nats_url=nats_server.url,
         clickhouse_dsn=chdb_dsn,
         flush_timeout=LONG_FLUSH_TIMEOUT,
+        batch_size=20,
     )
     app = create_app(config)
     async with running_app(config, app=app):
-        await ingest.publish_rows(app[BROKER], app[METRICS], _rows(25, "drained-"), "drained-1")
+        await ingest.publish_rows(app[BROKER], app[METRICS], _rows(20, "full-"), "full-1")
+        await ingest.publish_rows(app[BROKER], app[METRICS], _rows(5, "tail-"), "tail-1")
 
         async def stored() -> bool:
             return await count_rows(app) == 25
 
         await wait_for(stored, timeout=LONG_FLUSH_TIMEOUT * 0.8)
+        assert _inserts(app[METRICS]) == 2
+
+
+async def test_trickle_waits_the_whole_flush_timeout(nats_server: Any, chdb_dsn: str) -> None:
+    """A partial batch with no full batch before it (a quiet stream) waits all of FLUSH_TIMEOUT, so a
+    trickle makes about one insert per FLUSH_TIMEOUT, as ClickHouse advises for synchronous inserts."""
+    flush_timeout = 3.0
+    config = StackConfig(
+        roles=("ingest", "process"),
+        nats_url=nats_server.url,
+        clickhouse_dsn=chdb_dsn,
+        flush_timeout=flush_timeout,
+    )
+    app = create_app(config)
+    async with running_app(config, app=app):
+        await ingest.publish_rows(app[BROKER], app[METRICS], _rows(5, "trickle-"), "trickle-1")
+        # Well past CAUGHT_UP_SHARE of the timeout (0.6 s) and short of all of it: load can only delay.
+        await asyncio.sleep(flush_timeout * 0.5)
+        assert await count_rows(app) == 0
+
+        async def stored() -> bool:
+            return await count_rows(app) == 5
+
+        await wait_for(stored, timeout=30)
         assert _inserts(app[METRICS]) == 1
 
 
 async def test_backlog_is_inserted_in_full_batches(nats_server: Any, chdb_dsn: str) -> None:
     """1,500 messages waiting in the stream when the processor starts (more than one fetch's worth) become
-    ONE insert: a batch is cut early only once the stream is drained, not after each fetch."""
+    ONE insert: a batch is not cut after each fetch."""
     broker = Broker(nats_server.url)
     await broker.start(wait=10)
     try:
@@ -73,8 +97,8 @@ async def test_backlog_is_inserted_in_full_batches(nats_server: Any, chdb_dsn: s
         roles=("process",),
         nats_url=nats_server.url,
         clickhouse_dsn=chdb_dsn,
-        flush_timeout=LONG_FLUSH_TIMEOUT,
-        batch_size=10_000,  # never reached: only the drained rule ends this batch
+        flush_timeout=6.0,
+        batch_size=10_000,  # never reached: only the timeout ends this batch
     )
     app = create_app(config)
     async with running_app(config, app=app):
@@ -82,7 +106,7 @@ async def test_backlog_is_inserted_in_full_batches(nats_server: Any, chdb_dsn: s
         async def stored() -> bool:
             return await count_rows(app) == 1_500
 
-        await wait_for(stored, timeout=LONG_FLUSH_TIMEOUT * 0.8)
+        await wait_for(stored, timeout=40)
         await asyncio.sleep(0.2)  # nothing more may be inserted
         assert _inserts(app[METRICS]) == 1
         assert await count_rows(app) == 1_500
