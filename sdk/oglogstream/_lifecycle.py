@@ -32,6 +32,8 @@ import time
 import weakref
 from typing import Any, Protocol
 
+from . import _sigterm_watch
+
 __all__ = [
     "FORK_TERM_BUDGET",
     "PIPELINES",
@@ -171,6 +173,10 @@ _MP_HOOK = _MultiprocessingHook()
 
 
 def _drain_on_sigterm(signum: int, frame: object) -> None:
+    if not _sigterm_watch.handler_started():
+        # The watchdog already drains in our place, or this is a SIGTERM nested in our own handler (the
+        # watchdog's re-delivery, a second `kill`): the outer drain dies of the signal within its budget.
+        return
     if Exit.draining:
         # The interrupted main thread is inside the exit drain (e.g. a multiprocessing child that got its
         # sentinel just before terminate()): a second drain would wait for locks that drain holds. Let it
@@ -224,10 +230,37 @@ def _die_of_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # die of the signal, as without this handler
 
 
+def _take_over(deadline: float) -> None:
+    """The watchdog's last resort (on its thread; see `_sigterm_watch`): the main thread never ran our
+    handler, so drain every pipeline until `deadline` (time.monotonic()) and die of SIGTERM from here."""
+    if Exit.draining:  # the main thread's exit drain is delivering: let it, then die as the handler would
+        Exit.terminate = True
+    else:
+        drain_all(max(0.0, deadline - time.monotonic()))
+    try:
+        # signal.signal works only on the main thread: restore the default disposition through libc.
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.signal(signal.SIGTERM, None)  # SIG_DFL
+        os.kill(os.getpid(), signal.SIGTERM)
+    except Exception:  # no ctypes/libc here: the conventional status of a SIGTERM death
+        pass
+    os._exit(128 + signal.SIGTERM)
+
+
+def _sigterm_is_ours() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _drain_on_sigterm
+
+
 def _install_sigterm_drain() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _drain_on_sigterm)
+        if _sigterm_is_ours():  # installed now, or inherited through fork (re-armed with this process's pipe)
+            _sigterm_watch.arm(_sigterm_is_ours, _take_over, _term_budget)
     except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM on this platform
         pass
 

@@ -1,0 +1,110 @@
+"""A SIGTERM whose Python handler cannot run (the main thread blocked in a C call that missed the signal)
+still ends the process within the drain budget, with everything buffered delivered: the watchdog of
+`_sigterm_watch` re-delivers the signal to the main thread, or drains and dies in its place.
+
+The race is forced deterministically: a helper thread signals itself with `pthread_kill`, so the C-level
+handler runs on that thread (the flag is set, the wakeup fd written) while the main thread stays blocked -
+exactly what a SIGTERM landing between `sem_trywait` and `sem_wait` leaves behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from .capture_server import CaptureServer
+
+EVENTS = 200
+
+_APP = """
+    import ctypes, logging, multiprocessing, os, signal, sys, threading, time
+    from oglogstream import OgLogHandler
+
+    url, case, events = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(OgLogHandler(url, "sigterm-race"))  # defaults
+    for i in range(events):
+        log.info("event %d", i)
+
+    def term_off_main(blocked):
+        blocked.wait(30)
+        time.sleep(0.2)  # the main thread is inside the blocking call by now
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # the handler's flag, not the main thread
+
+    def block_main_thread():
+        blocked = threading.Event()
+        threading.Thread(target=term_off_main, args=(blocked,), daemon=True).start()
+        if case == "semlock":  # what a Pool worker idles in (SimpleQueue.get), held by another process
+            lock = multiprocessing.get_context("fork").Lock()
+            holder = multiprocessing.get_context("fork").Process(target=hold, args=(lock,), daemon=True)
+            holder.start()
+            holder_ready.wait(30)
+            blocked.set()
+            print("blocking", time.monotonic(), flush=True)
+            lock.acquire()
+        else:  # a C call that retries EINTR without checking signals: only the watchdog's drain helps
+            mutex = ctypes.create_string_buffer(64)  # PTHREAD_MUTEX_INITIALIZER is all zeroes in glibc
+            libc = ctypes.CDLL(None)
+            libc.pthread_mutex_lock(mutex)  # taken here, so the next lock call blocks in the kernel
+            blocked.set()
+            print("blocking", time.monotonic(), flush=True)
+            libc.pthread_mutex_lock(mutex)
+        print("still alive", flush=True)
+
+    holder_ready = multiprocessing.get_context("fork").Event()
+
+    def hold(lock):
+        parent = os.getppid()
+        lock.acquire()
+        holder_ready.set()
+        deadline = time.monotonic() + 60
+        while os.getppid() == parent and time.monotonic() < deadline:  # ends with the process it blocks
+            threading.Event().wait(0.1)
+
+    if case.startswith("child_"):  # the same inside a forked multiprocessing child (budget FORK_TERM_BUDGET)
+        case = case[len("child_"):]
+        child = multiprocessing.get_context("fork").Process(target=block_main_thread)
+        child.start()
+        child.join(60)
+        print("child exit", child.exitcode, flush=True)
+    else:
+        block_main_thread()
+"""
+
+
+def _run(server: CaptureServer, case: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_APP), server.url, case, str(EVENTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("case", ["semlock", "mutex"])
+def test_missed_sigterm_on_a_blocked_main_thread_drains_and_kills(server: CaptureServer, case: str) -> None:
+    """Main thread blocked in a SemLock held by another process (the Pool worker's hang) or in a mutex wait
+    that never returns EINTR; SIGTERM's handler flag set off the main thread: the process dies of SIGTERM
+    and all 200 records arrive exactly once (before: it never died)."""
+    result = _run(server, case)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert "still alive" not in result.stdout
+    assert server.entry_count == EVENTS == len(server.ids), result.stderr
+
+
+@pytest.mark.parametrize("case", ["child_semlock", "child_mutex"])
+def test_a_blocked_forked_child_still_dies_of_sigterm(server: CaptureServer, case: str) -> None:
+    """The same in a forked multiprocessing child (the watchdog is re-armed after fork with the child's own
+    pipe): the child dies of SIGTERM, the parent's `join` returns, the parent's records and the child's
+    (inherited buffer: delivered once, by one of them) all arrive once."""
+    result = _run(server, case)
+    assert f"child exit {-signal.SIGTERM}" in result.stdout, result.stdout + result.stderr
+    assert "still alive" not in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert server.entry_count == EVENTS == len(server.ids), result.stderr
+
