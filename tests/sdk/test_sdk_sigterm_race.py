@@ -8,6 +8,8 @@ exactly what a SIGTERM landing between `sem_trywait` and `sem_wait` leaves behin
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -78,12 +80,20 @@ _APP = """
 
 
 def _run(server: CaptureServer, case: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_APP), server.url, case, str(EVENTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """Run the app in its own process group; on a hang, kill the whole group (its children too)."""
+    args = [sys.executable, "-c", textwrap.dedent(_APP), server.url, case, str(EVENTS)]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{case}: still alive 60 s after SIGTERM\n{out}{err}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # a child left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("case", ["semlock", "mutex"])
