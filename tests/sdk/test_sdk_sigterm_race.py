@@ -22,7 +22,17 @@ from .capture_server import CaptureServer
 EVENTS = 200
 
 _APP = """
-    import ctypes, logging, multiprocessing, os, signal, sys, threading, time
+    import sys
+    if sys.argv[2].startswith("gevent_"):  # monkey-patched first, as gevent apps do
+        from gevent import monkey
+        monkey.patch_all()
+        start_thread, get_ident, sleep = monkey.get_original("_thread", ["start_new_thread", "get_ident"]) + [
+            monkey.get_original("time", "sleep")
+        ]
+    else:
+        from _thread import start_new_thread as start_thread, get_ident
+        from time import sleep
+    import ctypes, logging, multiprocessing, os, signal, threading, time
     from oglogstream import OgLogHandler
 
     url, case, events = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -33,27 +43,28 @@ _APP = """
     for i in range(events):
         log.info("event %d", i)
 
-    def term_off_main(blocked):
-        blocked.wait(30)
-        time.sleep(0.2)  # the main thread is inside the blocking call by now
-        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # the handler's flag, not the main thread
+    def term_off_main(blocked):  # on a real OS thread, also under gevent
+        while not blocked:
+            sleep(0.01)
+        sleep(0.2)  # the main thread is inside the blocking call by now
+        signal.pthread_kill(get_ident(), signal.SIGTERM)  # the handler's flag is set, on this thread
 
     def block_main_thread():
-        blocked = threading.Event()
-        threading.Thread(target=term_off_main, args=(blocked,), daemon=True).start()
+        blocked = []
+        start_thread(term_off_main, (blocked,))
         if case == "semlock":  # what a Pool worker idles in (SimpleQueue.get), held by another process
             lock = multiprocessing.get_context("fork").Lock()
             holder = multiprocessing.get_context("fork").Process(target=hold, args=(lock,), daemon=True)
             holder.start()
             holder_ready.wait(30)
-            blocked.set()
+            blocked.append(True)
             print("blocking", time.monotonic(), flush=True)
             lock.acquire()
         else:  # a C call that retries EINTR without checking signals: only the watchdog's drain helps
             mutex = ctypes.create_string_buffer(64)  # PTHREAD_MUTEX_INITIALIZER is all zeroes in glibc
             libc = ctypes.CDLL(None)
             libc.pthread_mutex_lock(mutex)  # taken here, so the next lock call blocks in the kernel
-            blocked.set()
+            blocked.append(True)
             print("blocking", time.monotonic(), flush=True)
             libc.pthread_mutex_lock(mutex)
         print("still alive", flush=True)
@@ -68,6 +79,7 @@ _APP = """
         while os.getppid() == parent and time.monotonic() < deadline:  # ends with the process it blocks
             threading.Event().wait(0.1)
 
+    case = case.removeprefix("gevent_")
     if case.startswith("child_"):  # the same inside a forked multiprocessing child (budget FORK_TERM_BUDGET)
         case = case[len("child_"):]
         child = multiprocessing.get_context("fork").Process(target=block_main_thread)
@@ -96,11 +108,11 @@ def _run(server: CaptureServer, case: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-@pytest.mark.parametrize("case", ["semlock", "mutex"])
+@pytest.mark.parametrize("case", ["semlock", "mutex", "gevent_semlock"])
 def test_missed_sigterm_on_a_blocked_main_thread_drains_and_kills(server: CaptureServer, case: str) -> None:
     """Main thread blocked in a SemLock held by another process (the Pool worker's hang) or in a mutex wait
-    that never returns EINTR; SIGTERM's handler flag set off the main thread: the process dies of SIGTERM
-    and all 200 records arrive exactly once (before: it never died)."""
+    that never returns EINTR, also gevent-patched; SIGTERM's handler flag set off the main thread: the
+    process dies of SIGTERM and all 200 records arrive exactly once (before: it never died)."""
     result = _run(server, case)
     assert result.returncode == -signal.SIGTERM, result.stderr
     assert "still alive" not in result.stdout
