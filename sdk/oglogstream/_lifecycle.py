@@ -265,7 +265,31 @@ def _install_sigterm_drain() -> None:
         pass
 
 
+def _before_fork() -> None:
+    _sigterm_watch.ForkMask.before_fork(_sigterm_is_ours())
+
+
+def _after_fork_in_parent() -> None:
+    _sigterm_watch.ForkMask.release()
+
+
 def _after_fork_in_child() -> None:
+    try:
+        _reset_after_fork()
+    finally:
+        _watch_after_fork()
+
+
+def _watch_after_fork() -> None:
+    """The child's own watchdog (or none): never the parent's pipe; then let a held-back SIGTERM in."""
+    try:
+        if not (_sigterm_is_ours() and _sigterm_watch.arm(_sigterm_is_ours, _take_over, _term_budget)):
+            _sigterm_watch.disarm_inherited()
+    finally:
+        _sigterm_watch.ForkMask.release()
+
+
+def _reset_after_fork() -> None:
     WORKER_THREADS.clear()
     Exit.started = Exit.draining = Exit.terminate = Exit.logging_shutdown_follows = False
     Exit.deadline = float("inf")
@@ -287,4 +311,6 @@ def _after_fork_in_child() -> None:
 
 atexit.register(_interpreter_exit)
 if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )

@@ -29,7 +29,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REDELIVER_AFTER", "TAKEOVER_AFTER", "Watch", "arm", "handler_started"]
+__all__ = [
+    "REDELIVER_AFTER",
+    "TAKEOVER_AFTER",
+    "ForkMask",
+    "Watch",
+    "arm",
+    "disarm_inherited",
+    "handler_started",
+]
 
 #: Seconds the watchdog waits for the Python handler to start before it re-sends SIGTERM to the main thread.
 REDELIVER_AFTER = 0.1
@@ -65,6 +73,44 @@ class Watch:
     #: Our handler has started since the watchdog was armed.
     ran = False
     gevent = False
+
+
+class ForkMask:
+    """SIGTERM is held back in the forking thread from just before `fork()` until the child has its own wakeup
+    fd (and in the parent until `fork()` returned). Without it, a SIGTERM landing in a new child before its
+    after-fork hooks ran (a Pool worker terminated before it ever ran: the map was done by the other worker)
+    was lost twice: CPython clears the child's pending signal flags after fork, so the child never ran the
+    handler and never died; and the C handler had written the signal byte to the inherited wakeup fd, the
+    parent's pipe, so the parent's watchdog re-delivered SIGTERM to the parent. The mask is restored in both
+    processes by the at-fork hooks, before any application code runs: nothing exec'd inherits it."""
+
+    blocked = False
+
+    @classmethod
+    def before_fork(cls, ours: bool) -> None:
+        """Called in the parent before fork (`ours`: our SIGTERM handler is installed)."""
+        if ours and hasattr(signal, "pthread_sigmask"):
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            cls.blocked = signal.SIGTERM not in old
+
+    @classmethod
+    def release(cls) -> None:
+        """Called after fork, in the parent and (once the watchdog is re-armed) in the child: a SIGTERM held
+        back meanwhile is delivered now, to this process's own handler and wakeup fd."""
+        if cls.blocked:
+            cls.blocked = False
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def disarm_inherited() -> None:
+    """In a forked child that does not re-arm: stop writing signal bytes to the parent's pipe."""
+    if Watch.pid not in (-1, os.getpid()):
+        with contextlib.suppress(ValueError, OSError):
+            old = signal.set_wakeup_fd(-1)
+            if old not in (-1, Watch.write_fd):  # someone else's: keep it
+                signal.set_wakeup_fd(old)
+        _close(Watch.read_fd, Watch.write_fd)
+        Watch.pid, Watch.read_fd, Watch.write_fd = -1, -1, -1
 
 
 def arm(is_ours: Callable[[], bool], take_over: Callable[[float], None], budget: Callable[[], float]) -> bool:

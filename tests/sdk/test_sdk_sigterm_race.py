@@ -130,3 +130,41 @@ def test_a_blocked_forked_child_still_dies_of_sigterm(server: CaptureServer, cas
     assert result.returncode == 0, result.stderr
     assert server.entry_count == EVENTS == len(server.ids), result.stderr
 
+
+
+_FORK_WINDOW_APP = """
+    import logging, os, signal, sys, threading
+    # Registered before the SDK's: runs first in the child, and holds it inside its after-fork hooks.
+    os.register_at_fork(after_in_child=lambda: threading.Event().wait(0.5))
+    from oglogstream import OgLogHandler
+
+    url, events = sys.argv[1], int(sys.argv[2])
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(OgLogHandler(url, "sigterm-fork-window"))  # defaults
+    pid = os.fork()
+    if pid == 0:
+        threading.Event().wait(10)
+        os._exit(0)
+    os.kill(pid, signal.SIGTERM)  # lands while the child is still inside its after-fork hooks
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status), flush=True)
+    threading.Event().wait(0.5)  # the parent's watchdog would have acted by now
+    for i in range(events):
+        log.info("event %d", i)
+    print("parent alive", flush=True)
+"""
+
+
+def test_sigterm_to_a_child_inside_its_fork_hooks_is_the_childs_alone(server: CaptureServer) -> None:
+    """A SIGTERM reaching a forked child before its after-fork hooks re-armed it (a Pool worker terminated
+    before it ever ran) kills the child, not the parent: before, the child's C handler wrote the byte to
+    the parent's inherited wakeup pipe and the parent's watchdog killed the parent (the soak's hang: the
+    parent died in `Pool.__exit__` and left the other worker running). The parent then lives on and
+    delivers all 200 records."""
+    args = [sys.executable, "-c", textwrap.dedent(_FORK_WINDOW_APP), server.url, str(EVENTS)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert f"child {-signal.SIGTERM}" in result.stdout, result.stdout + result.stderr
+    assert "parent alive" in result.stdout and result.returncode == 0, result.stdout + result.stderr
+    assert server.entry_count == EVENTS == len(server.ids), result.stderr
