@@ -26,6 +26,7 @@ SERIAL: dict[str, str] = {
     "tests/stack/test_http_boundary.py::test_gzip_bomb_is_refused_without_stalling": "/health < 1 s bound",
     "tests/stack/test_http_boundary.py::test_large_requests_do_not_stall": "/health < 1 s bound",
     "tests/sdk/test_sdk_review_attack.py::test_sigterm_right_after_a_burst": "default shutdown deadline",
+    "tests/sdk/test_sdk_shutdown.py::test_logging_shutdown_against_a_hanging": "shutdown deadline",
     "tests/sdk/test_sdk_review_transport.py::test_handler_retries_after_a_trickled": "default read timeout",
     "tests/stack/test_dashboard_browser.py::test_live_tail_shows_server_drops": "browser reconnect timing",
     "tests/sdk/test_sdk_spool.py::test_spool_bounds_drop_the_oldest": "which batch the bound drops: timing",

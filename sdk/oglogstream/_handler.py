@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
@@ -22,6 +23,12 @@ __all__ = ["OgLogHandler"]
 
 _get_ident = threading.get_ident
 _context_get = CONTEXT.get
+
+#: A `close()` without a timeout that starts within this many seconds of a `flush()` without a timeout that
+#: ran out shares that flush's deadline (`logging.shutdown()` and a `dictConfig()` re-configuration call
+#: flush() then close() on every handler, holding logging's module lock): the pair takes one
+#: `shutdown_timeout` when the server is down, not two.
+CLOSE_FOLLOWS_FLUSH = 1.0
 
 
 
@@ -50,6 +57,8 @@ class OgLogHandler(logging.Handler):
         # in between are batched until then instead of each waiting for its own request.
         self._pipeline.exit_close_follows = True
         self._intake = self._pipeline.intake
+        #: (when a default-timeout flush() began, when it ran out) of the last one that ran out, else None.
+        self._flush_ran_out: tuple[float, float] | None = None
 
     @property
     def url(self) -> str:
@@ -120,13 +129,23 @@ class OgLogHandler(logging.Handler):
 
         `timeout=None` means the handler's `shutdown_timeout`: every wait has a deadline.
         """
-        return self._pipeline.flush(timeout)
+        began = time.monotonic()
+        ok = self._pipeline.flush(timeout)
+        self._flush_ran_out = None if ok or timeout is not None else (began, time.monotonic())
+        return ok
 
     def close(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Deliver what is buffered (until the deadline), stop the worker. A second call does nothing.
 
-        Returns False when records had to be dropped at the deadline (see `stats().dropped["shutdown"]`).
+        `timeout=None` means `shutdown_timeout`, minus what a default flush() that ran out less than
+        CLOSE_FOLLOWS_FLUSH seconds ago already waited (flush then close, as `logging.shutdown()` does, takes
+        one `shutdown_timeout`). Returns False when records had to be dropped at the deadline (see
+        `stats().dropped["shutdown"]`).
         """
+        ran_out, self._flush_ran_out = self._flush_ran_out, None
+        if timeout is None and ran_out is not None and time.monotonic() - ran_out[1] < CLOSE_FOLLOWS_FLUSH:
+            budget = self._pipeline.settings.shutdown_timeout
+            timeout = max(0.0, ran_out[0] + budget - time.monotonic())
         try:
             return self._pipeline.close(timeout)
         finally:

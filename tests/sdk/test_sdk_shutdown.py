@@ -97,6 +97,22 @@ def test_flush_times_out_and_returns_false(black_hole: BlackHoleServer, make_han
     handler.close(0.1)
 
 
+def test_logging_shutdown_against_a_hanging_server_takes_one_budget(
+    black_hole: BlackHoleServer, make_handler, logger
+) -> None:
+    """logging.shutdown() (and so a dictConfig re-configuration, under logging's module lock) calls flush()
+    then close(): against a server that never answers the pair takes one shutdown_timeout, not two."""
+    handler = make_handler(black_hole.url, read_timeout=60, connect_timeout=60, shutdown_timeout=1.0)
+    logger.addHandler(handler)
+    for i in range(10):
+        logger.info("%d", i)
+    time.sleep(0.2)
+    started = time.monotonic()
+    logging.shutdown([weakref.ref(handler)])
+    assert time.monotonic() - started < 1.0 + 0.5  # was 2.0: flush's budget, then close's
+    assert handler.stats().dropped == {"unconfirmed": 10}
+
+
 def test_close_delivers_then_twice_is_harmless(server: CaptureServer, make_handler, logger) -> None:
     """close() sends what is buffered; a second close() returns at once."""
     handler = make_handler(server.url, flush_interval=60)
