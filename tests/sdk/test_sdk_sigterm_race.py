@@ -131,7 +131,6 @@ def test_a_blocked_forked_child_still_dies_of_sigterm(server: CaptureServer, cas
     assert server.entry_count == EVENTS == len(server.ids), result.stderr
 
 
-
 _FORK_WINDOW_APP = """
     import logging, os, signal, sys, threading
     # Registered before the SDK's: runs first in the child, and holds it inside its after-fork hooks.
