@@ -233,10 +233,10 @@ def _die_of_sigterm() -> None:
 def _take_over(deadline: float) -> None:
     """The watchdog's last resort (on its thread; see `_sigterm_watch`): the main thread never ran our
     handler, so drain every pipeline until `deadline` (time.monotonic()) and die of SIGTERM from here."""
-    if Exit.draining:  # the main thread's exit drain is delivering: let it, then die as the handler would
+    if Exit.draining:  # the main thread's exit drain is delivering: it dies of the signal when it is done
         Exit.terminate = True
-    else:
-        drain_all(max(0.0, deadline - time.monotonic()))
+        return
+    drain_all(max(0.0, deadline - time.monotonic()))
     try:
         # signal.signal works only on the main thread: restore the default disposition through libc.
         import ctypes

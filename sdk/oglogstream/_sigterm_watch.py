@@ -67,12 +67,11 @@ class Watch:
     main_ident = 0
     #: Released (a real lock, also under gevent) when our handler starts; the watchdog waits on it.
     started: Any = None
-    #: Real lock guarding `claimed`: the handler and the watchdog's takeover each drain only if first.
-    claim_lock: Any = None
-    claimed = False
+    #: One ticket: whoever pops it (the handler or the watchdog's takeover) drains. `list.pop` is one C call
+    #: under the GIL, so a nested signal handler cannot interrupt it halfway (a lock could deadlock there).
+    ticket: list[None] = []
     #: Our handler has started since the watchdog was armed.
     ran = False
-    gevent = False
 
 
 class ForkMask:
@@ -140,9 +139,8 @@ def arm(is_ours: Callable[[], bool], take_over: Callable[[float], None], budget:
     start, allocate_lock, get_ident = _originals()
     Watch.pid, Watch.read_fd, Watch.write_fd = os.getpid(), read_fd, write_fd
     Watch.main_ident = get_ident()
-    Watch.started, Watch.claim_lock, Watch.claimed, Watch.ran = allocate_lock(), allocate_lock(), False, False
+    Watch.started, Watch.ticket, Watch.ran = allocate_lock(), [None], False
     Watch.started.acquire()
-    Watch.gevent = "gevent.monkey" in sys.modules
     start(_watch, (read_fd, is_ours, take_over, budget))
     return True
 
@@ -159,11 +157,11 @@ def handler_started() -> bool:
 
 
 def _claim() -> bool:
-    with Watch.claim_lock:
-        if Watch.claimed:
-            return False
-        Watch.claimed = True
-        return True
+    try:
+        Watch.ticket.pop()
+    except IndexError:
+        return False
+    return True
 
 
 def _close(*fds: int) -> None:
@@ -194,7 +192,7 @@ def _see_it_through(budget: float, is_ours: Callable[[], bool], take_over: Calla
         Watch.started.acquire(timeout=REDELIVER_AFTER)  # returns at once when the handler starts
         if Watch.ran or not is_ours():
             return
-        if time.monotonic() - received >= TAKEOVER_AFTER and not Watch.gevent:
+        if time.monotonic() - received >= TAKEOVER_AFTER and "gevent.monkey" not in sys.modules:
             # Under gevent the pipelines' workers are greenlets of the main thread's hub: no drain from here,
             # re-delivery only.
             if _claim():
