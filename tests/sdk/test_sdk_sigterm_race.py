@@ -167,3 +167,41 @@ def test_sigterm_to_a_child_inside_its_fork_hooks_is_the_childs_alone(server: Ca
     assert f"child {-signal.SIGTERM}" in result.stdout, result.stdout + result.stderr
     assert "parent alive" in result.stdout and result.returncode == 0, result.stdout + result.stderr
     assert server.entry_count == EVENTS == len(server.ids), result.stderr
+
+
+_ASYNCIO_APP = """
+    import asyncio, logging, os, signal, sys
+    from oglogstream import OgLogHandler
+
+    url, events = sys.argv[1], int(sys.argv[2])
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(OgLogHandler(url, "sigterm-asyncio"))  # defaults: our wakeup fd is set now
+
+    async def main():
+        got = asyncio.Event()
+        # asyncio sets its own wakeup fd over ours
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, got.set)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.wait_for(got.wait(), 10)
+        print("asyncio got SIGUSR1", flush=True)
+        for i in range(events):
+            log.info("event %d", i)
+        await asyncio.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)  # still ours: drained, then death by SIGTERM
+        await asyncio.sleep(30)
+        print("still alive", flush=True)
+
+    asyncio.run(main())
+"""
+
+
+def test_asyncio_signal_handlers_keep_working_next_to_the_watchdog(server: CaptureServer) -> None:
+    """asyncio's `add_signal_handler` sets its own wakeup fd over ours: its handlers run as usual, and a
+    SIGTERM still drains all 200 records and kills the process."""
+    args = [sys.executable, "-c", textwrap.dedent(_ASYNCIO_APP), server.url, str(EVENTS)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert "asyncio got SIGUSR1" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == -signal.SIGTERM and "still alive" not in result.stdout, result.stderr
+    assert server.entry_count == EVENTS == len(server.ids), result.stderr
