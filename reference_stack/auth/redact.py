@@ -6,11 +6,12 @@ Authorization / Proxy-Authorization / X-API-Key / Cookie / Set-Cookie headers, s
 DSNs and NATS URLs with credentials) and WebSocket key subprotocols become `[REDACTED]`.
 
 aiohttp's "Error handling request" (a malformed request: its exception text may quote raw header bytes)
-becomes one line without a traceback, and without anything the parser quoted: an over-long header is quoted
-from its VALUE's first bytes, without the header name (`Cookie: sid=SECRET` -> `b'sid=SECRET...'`), so no
-pattern could tell it is a secret; only the parser's leading words stay ("Got more than 8190 bytes when
-reading"). Other tracebacks keep their frames with the text redacted. The body of aiohttp's own 400 for such
-a request is cut the same way.
+becomes one line without a traceback, and without any request bytes: an over-long header is quoted from its
+VALUE's first bytes, without the header name (`Cookie: sid=SECRET` -> `b'sid=SECRET...'`), so no pattern
+could tell it is a secret, and an invalid URL's message is the target itself (`?code=SECRET`); only the
+parser's leading words stay ("Got more than 8190 bytes when reading"), or the kind of error ("Invalid URL in
+the request target"), at most MAX_REASON_CHARS characters (`concise`). Other tracebacks keep their frames
+with the text redacted. The problem+json answer to such a request (http/parser_errors.py) says the same.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import logging
 import re
 import traceback
 
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 
-__all__ = ["REDACTED", "RedactingFilter", "concise", "install", "redact"]
+__all__ = ["MAX_REASON_CHARS", "REDACTED", "RedactingFilter", "concise", "install", "redact"]
 
 REDACTED = "[REDACTED]"
 _HEADER_NAMES = r"(?:proxy-)?authorization|x-api-key|cookie|set-cookie|sec-websocket-protocol"
@@ -42,18 +43,38 @@ _PATTERNS = (
 #: server URL, which holds the embedded server's token).
 LOGGER_PREFIXES = ("oglogstream.stack", "aiohttp", "nats")
 _BAD_REQUEST = "Error handling request"
-#: From the first quoted literal (`b'...'`, `'...'`, `"..."`) of a parser error to its end: request bytes.
-_QUOTED_TAIL = re.compile(r"""\s*:?\s*(?<![A-Za-z0-9])b?['"].*""", re.S)
+#: The words a parser error starts with, which say what went wrong ("Got more than 8190 bytes when reading",
+#: "Invalid header value char"): letters, digits, spaces, commas and hyphens from the start of its message.
+#: aiohttp puts the request bytes it quotes after a colon, a quote or a parenthesis, which end the words.
+_LEADING_WORDS = re.compile(r"[A-Za-z][A-Za-z0-9 ,-]*")
+#: A parser refusal's reason is at most this many characters (the words are cut at a word boundary).
+MAX_REASON_CHARS = 100
+#: Refusals whose message is the request's own bytes (aiohttp's InvalidURLError is the unquoted target, query
+#: string and all): named by their kind alone.
+_MESSAGE_IS_REQUEST_BYTES = {InvalidURLError: "Invalid URL in the request target"}
 
 
 def concise(exc: BaseException) -> str:
-    """The leading words of an exception's message, redacted: aiohttp's parser errors go on with the raw
-    request bytes (`b'Authorization: Bearer ...'`, `b'sid=SECRET...'`) and a caret line, which are dropped
-    (everything from the first quoted literal, and every line after the first)."""
+    """A parser refusal's reason without any request bytes, at most MAX_REASON_CHARS characters: the
+    leading words of the exception's message (aiohttp's parser errors go on with the raw request bytes,
+    `b'Authorization: Bearer ...'`, `bytearray(b'sid=SECRET...')`, and a caret line), or, when the message
+    is the request's bytes or has fewer than two leading words, the kind of error."""
+    for kind, reason in _MESSAGE_IS_REQUEST_BYTES.items():
+        if isinstance(exc, kind):
+            return reason
     message = str(getattr(exc, "message", None) or exc).strip()
-    first = message.splitlines()[0] if message else ""
-    first = _QUOTED_TAIL.sub("", first).rstrip(":. ")
-    return redact(first) if first else type(exc).__name__
+    match = _LEADING_WORDS.match(message)
+    words = match.group().rstrip(" ,-") if match else ""
+    if len(words) > MAX_REASON_CHARS:
+        words = words[: MAX_REASON_CHARS + 1].rsplit(" ", 1)[0][:MAX_REASON_CHARS]
+    if words.count(" ") < 1:
+        return _kind(exc)
+    return redact(words)
+
+
+def _kind(exc: BaseException) -> str:
+    """`BadHttpMessage` -> "Bad Http Message": the exception's class name as words."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", type(exc).__name__)
 
 
 def redact(text: str) -> str:

@@ -6,8 +6,8 @@ aiohttp answers them from `RequestHandler.handle_error` with a plain-text 400. a
 answer (aio-libs/aiohttp#3287, open): `install()` replaces that one method, process-wide, once. The
 replacement still calls aiohttp's own (which logs the refusal; auth/redact.py turns it into one INFO line)
 and then answers `problem_response(Problem(status, ..., "request", reason))` instead, where the reason is
-the parser's leading words without the raw bytes it quotes (`auth.redact.concise`). Errors that are not the
-parser's (status 500) keep aiohttp's answer.
+the parser's leading words or the kind of error, never request bytes, at most 100 characters
+(`auth.redact.concise`). Errors that are not the parser's (status 500) keep aiohttp's answer.
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from oglogstream.stack.auth.redact import MAX_REASON_CHARS
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.boundary import PROBLEM_CONTENT_TYPE
 
@@ -88,3 +90,41 @@ async def test_heads_within_the_limits_are_served(base: str) -> None:
     wide = f"X-Wide: {'v' * LINE_LIMIT}\r\nConnection: close\r\n"
     status, _, body = await raw_answer(base, HEAD.format(target="/health", headers=many + wide).encode())
     assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+#: Request targets aiohttp refuses as invalid URLs, whose exception message is the target itself.
+BAD_TARGETS = {
+    "query-secret": "http://[::1/reset?code=SECRET&otp=998877",
+    "key-in-host": "http://[::1ogl_12345678_SECRET/x",
+    "long-target": "http://[::1/" + "SECRET" * 1_300,
+}
+
+
+@pytest.mark.parametrize("target", list(BAD_TARGETS.values()), ids=list(BAD_TARGETS))
+async def test_refusals_name_the_kind_never_request_bytes(
+    base: str, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An invalid URL (aiohttp's message is the raw target): the answer and the one log line name the kind
+    of refusal and the field, hold no byte of the target, and stay short."""
+    caplog.set_level(logging.INFO)
+    status, headers, body = await raw_answer(base, HEAD.format(target=target, headers="").encode())
+    problem = assert_problem(status, headers, body, "Invalid URL in the request target")
+    assert len(problem["reason"]) <= MAX_REASON_CHARS
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("aiohttp")]
+    assert lines and all("SECRET" not in line and "998877" not in line for line in lines), lines
+    assert max(map(len, lines)) < 300, lines
+    for text in (body.decode(), *lines):
+        assert "SECRET" not in text and "998877" not in text and "ogl_" not in text
+
+
+async def test_an_over_long_line_is_named_without_its_bytes(
+    base: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An over-long header: "Got more than 8190 bytes when reading", not "... reading: bytearray(b'...'"."""
+    caplog.set_level(logging.INFO)
+    status, headers, body = await raw_answer(
+        base, HEAD.format(target="/health", headers=f"Cookie: sid={SECRET}{'A' * LINE_LIMIT}\r\n").encode())
+    problem = assert_problem(status, headers, body, f"more than {LINE_LIMIT} bytes")
+    assert problem["reason"] == f"Got more than {LINE_LIMIT} bytes when reading"
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("aiohttp")]
+    assert lines and all("bytearray" not in line and SECRET[:12] not in line for line in lines), lines
