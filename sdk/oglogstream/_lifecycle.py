@@ -18,6 +18,7 @@
   FORK_TERM_BUDGET), then restores the default and re-raises the signal, so the process still dies of SIGTERM
   (exit status 143). An application's own SIGTERM handler is never replaced, and one installed later simply
   replaces ours (gunicorn's and uvicorn's do; uvicorn re-raises the signal to the previous handler, ours).
+  A SIGTERM the blocked main thread misses is re-delivered, or drained by a watchdog (`_sigterm_watch`).
 """
 
 from __future__ import annotations

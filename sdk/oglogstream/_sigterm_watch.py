@@ -16,7 +16,8 @@ thread with `pthread_kill` (the blocked call then gets EINTR and the handler run
 some C extensions do) it drains every pipeline itself within what is left of the budget and kills the
 process with the default SIGTERM disposition. Nothing is done when the application replaced our handler.
 A wakeup fd set later (asyncio's `add_signal_handler`) replaces ours: the watchdog then hears nothing and
-the process behaves as without it. The SIGTERM mask is never touched (exec'd children would inherit it).
+the process behaves as without it. SIGTERM is never left blocked (exec'd children would inherit the
+mask): it is held back only in a forking thread, until both processes' at-fork hooks ran (`ForkMask`).
 """
 
 from __future__ import annotations
