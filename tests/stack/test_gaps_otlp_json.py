@@ -154,23 +154,37 @@ def test_null_or_wrong_elements_of_repeated_fields_are_payload_errors(body: byte
         otlp_mapping.decode_json(body)
 
 
+def _kept(obj: dict[str, Any], camel: str, snake: str) -> list[Any]:
+    """The list json_format keeps for a repeated field given as `camel` and/or `snake`: the later key's."""
+    keys = [key for key in obj if key in (camel, snake)]
+    return (obj[keys[-1]] or []) if keys else []
+
+
 def _reference_decode(body: bytes) -> tuple[Any, dict[int, str]]:
     """The previous decoder's semantics in one go: the whole document parsed at once, hex ids rewritten per
-    record, json_format over the whole request."""
+    record (numbered over the records json_format keeps; the ids of records it drops rewritten too), then
+    json_format over the whole request."""
     from google.protobuf import json_format
     from oglogstream.stack.ingestion.otlp import decode
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     document = json.loads(body)
     errors: dict[int, str] = {}
+    done: set[int] = set()
     index = 0
-    for resource_logs in document.get("resourceLogs", []):
-        for scope_logs in resource_logs.get("scopeLogs", []):
-            for record in scope_logs.get("logRecords", []):
+    for resource_logs in _kept(document, "resourceLogs", "resource_logs"):
+        for scope_logs in _kept(resource_logs, "scopeLogs", "scope_logs"):
+            for record in _kept(scope_logs, "logRecords", "log_records"):
                 problem = decode._rewrite_hex_ids(record)
+                done.add(id(record))
                 if problem:
                     errors[index] = problem
                 index += 1
+    for resource_logs in (r for key in ("resourceLogs", "resource_logs") for r in document.get(key) or []):
+        for scope_logs in (s for key in ("scopeLogs", "scope_logs") for s in resource_logs.get(key) or []):
+            for record in (r for key in ("logRecords", "log_records") for r in scope_logs.get(key) or []):
+                if id(record) not in done:
+                    decode._rewrite_hex_ids(record)
     request = ExportLogsServiceRequest()
     json_format.ParseDict(document, request, ignore_unknown_fields=True)
     return request, errors
@@ -196,28 +210,29 @@ _RECORD = st.fixed_dictionaries(
         "unknownField": st.integers(),
     },
 )
-_DOCUMENT = st.builds(
-    lambda resources: {"resourceLogs": resources},
-    st.lists(
-        st.builds(
-            lambda attrs, scopes: {"resource": {"attributes": attrs}, "scopeLogs": scopes},
-            _ATTRS,
-            st.lists(
-                st.builds(lambda name, records: {"scope": {"name": name}, "logRecords": records},
-                          st.text(max_size=8), st.lists(_RECORD, max_size=30)),
-                max_size=3,
-            ),
-        ),
-        max_size=3,
-    ),
-)
+def _spelled(camel: str, snake: str, items: Any) -> Any:
+    """`{camel: items}`, `{snake: items}`, or both keys in either order (one of them holding other items)."""
+    return st.sampled_from(["camel", "snake", "both", "both-reversed"]).flatmap(
+        lambda how: st.builds(
+            lambda kept, other: (
+                {camel: kept} if how == "camel" else {snake: kept} if how == "snake"
+                else {camel: other, snake: kept} if how == "both" else {snake: other, camel: kept}),
+            items, items))
+
+
+_SCOPE = st.builds(lambda name, records: {"scope": {"name": name}, **records},
+                   st.text(max_size=8), _spelled("logRecords", "log_records", st.lists(_RECORD, max_size=12)))
+_RESOURCE = st.builds(lambda attrs, scopes: {"resource": {"attributes": attrs}, **scopes},
+                      _ATTRS, _spelled("scopeLogs", "scope_logs", st.lists(_SCOPE, max_size=3)))
+_DOCUMENT = _spelled("resourceLogs", "resource_logs", st.lists(_RESOURCE, max_size=3))
 
 
 @settings(max_examples=150, deadline=None)
 @given(_DOCUMENT)
 def test_pieces_decode_exactly_as_the_whole_document(document: dict[str, Any]) -> None:
     """Parsed in slices (the default size, and 300 bytes so that most bodies cross several), the request and
-    the per-record errors equal the whole-document decode's."""
+    the per-record errors equal the whole-document decode's, whichever spellings of the repeated fields
+    the body uses (both: the later key wins)."""
     body = json.dumps(document).encode()
     expected = _reference_decode(body)
     assert otlp_mapping.decode_json(body) == expected

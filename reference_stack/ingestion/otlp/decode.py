@@ -65,46 +65,78 @@ def decode_json(body: bytes) -> tuple[ExportLogsServiceRequest, dict[int, str]]:
     """
     try:
         envelope = jsondoc.envelope(body)
-        resources = _check_shape(envelope)
+        _check_shape(envelope)
         request = ExportLogsServiceRequest()
-        errors: dict[int, str] = {}
-        index = 0
-        for resource_logs in resources:
-            out = request.resource_logs.add()
-            _parse_into(_bounded(jsondoc.piece(resource_logs.resource, "resource"), "resource"), out.resource)
-            _schema_url(resource_logs, out)
-            for scope_logs in _listed(resource_logs.scopeLogs, resource_logs.scope_logs):
-                scope_out = out.scope_logs.add()
-                _parse_into(_bounded(jsondoc.piece(scope_logs.scope, "scope"), "scope"), scope_out.scope)
-                _schema_url(scope_logs, scope_out)
-                for record in jsondoc.records(_listed(scope_logs.logRecords, scope_logs.log_records)):
-                    record_out = scope_out.log_records.add()
-                    if record is None:
-                        raise PayloadError("body: null is not allowed as an element of logRecords")
-                    if isinstance(record, jsondoc.TooBig):
-                        errors[index] = f"record: {record}"
-                    else:
-                        problem = _rewrite_hex_ids(record)
-                        if problem:
-                            errors[index] = problem
-                        _parse_into(record, record_out)
-                    index += 1
+        decoded = _Decoded()
+        decoded.fill(envelope, request)
     except jsondoc.JsonShapeError as exc:
         raise PayloadError(f"body: {exc}") from None
-    return request, errors
+    return request, decoded.errors
 
 
-def _listed(camel: list[Any] | None, snake: list[Any] | None) -> list[Any]:
-    items: list[Any] = jsondoc.pick(camel, snake) or []
-    if any(item is None for item in items):  # as json_format: null is no element of a repeated field
-        raise PayloadError("body: null is not allowed as an element of resourceLogs or scopeLogs")
-    return items
+class _Decoded:
+    """The envelope's fields applied in the body's order onto the request, as json_format applies them: a
+    repeated field set again (its other spelling) or set to null is cleared first. Records are numbered
+    across the request; the records a clear removes are always the last ones numbered, so their numbers
+    and errors are taken back."""
+
+    def __init__(self) -> None:
+        self.errors: dict[int, str] = {}
+        self.index = 0
+
+    def fill(self, node: jsondoc.Node, message: Message) -> None:
+        for name, value in node.fields:
+            if name in _REPEATED:
+                self._clear(message, name)
+                if value is None:
+                    continue
+                if name == "log_records":
+                    self._records(value, getattr(message, name))
+                    continue
+                for item in value:
+                    if item is None:  # as json_format: null is no element of a repeated field
+                        raise PayloadError(f"body: null is not allowed as an element of {_REPEATED[name]}")
+                    self.fill(item, getattr(message, name).add())
+            elif value is None:
+                message.ClearField(name)
+            elif name == "schema_url":  # a string, as json_format checks it
+                _parse_into({"schemaUrl": jsondoc.piece(value, "schemaUrl")}, message)
+            else:
+                _parse_into(_bounded(jsondoc.piece(value, name), name), getattr(message, name))
+
+    def _clear(self, message: Message, name: str) -> None:
+        removed = _records_in(getattr(message, name), name)
+        if removed:
+            self.index -= removed
+            self.errors = {i: e for i, e in self.errors.items() if i < self.index}
+        message.ClearField(name)
+
+    def _records(self, raws: list[Any], out: Any) -> None:
+        for record in jsondoc.records(raws):
+            record_out = out.add()
+            if record is None:
+                raise PayloadError("body: null is not allowed as an element of logRecords")
+            if isinstance(record, jsondoc.TooBig):
+                self.errors[self.index] = f"record: {record}"
+            else:
+                problem = _rewrite_hex_ids(record)
+                if problem:
+                    self.errors[self.index] = problem
+                _parse_into(record, record_out)
+            self.index += 1
 
 
-def _schema_url(item: jsondoc.ResourceLogs | jsondoc.ScopeLogs, out: Message) -> None:
-    """`schemaUrl` set on `out` as json_format sets it (a non-string is a PayloadError, null leaves it)."""
-    value = jsondoc.piece(jsondoc.pick(item.schemaUrl, item.schema_url), "schemaUrl")
-    _parse_into({"schemaUrl": value}, out)
+#: The repeated envelope fields (proto name -> JSON name).
+_REPEATED = {"resource_logs": "resourceLogs", "scope_logs": "scopeLogs", "log_records": "logRecords"}
+
+
+def _records_in(items: Any, name: str) -> int:
+    """Log records held by the repeated field `name`'s current `items`."""
+    if name == "log_records":
+        return len(items)
+    if name == "scope_logs":
+        return sum(len(scope.log_records) for scope in items)
+    return sum(_records_in(resource.scope_logs, "scope_logs") for resource in items)
 
 
 _Path = tuple[tuple[str, int | None], ...]
@@ -166,22 +198,22 @@ def _put_back(message: Message, path: _Path, text: str) -> None:
     setattr(holder, name, text)
 
 
-def _check_shape(envelope: jsondoc.Request) -> list[jsondoc.ResourceLogs]:
-    """The binary walk's bounds (protowire.count_log_records) on the envelope's list lengths, before any
-    resource, scope or record is parsed: Oversized past a bound."""
-    resources = _listed(envelope.resourceLogs, envelope.resource_logs)
+def _check_shape(envelope: jsondoc.Node) -> None:
+    """The binary walk's bounds (protowire.count_log_records) on the envelope's list lengths, every
+    spelling counted, before any resource, scope or record is parsed: Oversized past a bound."""
+    resources = _all(envelope, "resource_logs")
     if len(resources) > MAX_SCOPES:
         raise Oversized(MAX_SCOPES, "resourceLogs")
-    scopes = records = 0
-    for resource_logs in resources:
-        for scope_logs in _listed(resource_logs.scopeLogs, resource_logs.scope_logs):
-            scopes += 1
-            if scopes > MAX_SCOPES:
-                raise Oversized(MAX_SCOPES, "scopeLogs")
-            records += len(jsondoc.pick(scope_logs.logRecords, scope_logs.log_records) or ())
-            if records > wire.MAX_BATCH_ENTRIES:
-                raise Oversized(wire.MAX_BATCH_ENTRIES, "log records")
-    return resources
+    scopes = [scope for resource in resources if resource for scope in _all(resource, "scope_logs")]
+    if len(scopes) > MAX_SCOPES:
+        raise Oversized(MAX_SCOPES, "scopeLogs")
+    if sum(len(_all(scope, "log_records")) for scope in scopes if scope) > wire.MAX_BATCH_ENTRIES:
+        raise Oversized(wire.MAX_BATCH_ENTRIES, "log records")
+
+
+def _all(node: jsondoc.Node, name: str) -> list[Any]:
+    """The elements of every occurrence of the repeated field `name` in `node`."""
+    return [item for field, items in node.fields if field == name and items for item in items]
 
 
 def _bounded(holder: Any, what: str) -> Any:
