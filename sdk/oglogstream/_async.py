@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from . import _diag, _otel
 from ._async_exit import CLIENTS, ExitEntry, drain_at_exit
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
-from ._buffer import intake_limit, large_bytes
+from ._buffer import intake_limit, is_charged, item_context, large_bytes
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
 from ._items import CapturedEvent, Item
@@ -144,9 +144,15 @@ class AsyncOgLogClient(AsyncSender):
             self._after_fork()
         intake = self._intake
         extra = large_bytes(item)  # a large event is charged by its size, as the thread drivers do
-        if extra or len(intake) >= self.intake_limit:
+        context = item_context(item)
+        charged = is_charged(context)  # so is a large bound context, while any event under it waits
+        if extra or charged or len(intake) >= self.intake_limit:
             with self._lock:  # the sender takes items out under this lock too (see `_ingest.ingest`)
+                if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
+                    extra += self.charges.enter(context)
                 if not self._make_room_locked(intake, extra):
+                    if charged:
+                        self.charges.leave(context)  # refused: what that releases was never added
                     return
                 intake.append(item)
                 self.intake_large += extra

@@ -16,7 +16,7 @@ from collections import deque
 import tenacity
 
 from . import _diag
-from ._buffer import Batch, large_bytes
+from ._buffer import Batch
 from ._core import INFINITY, DeliveryCore
 from ._delivery import InFlight
 from ._items import Item
@@ -161,8 +161,9 @@ class AsyncSender(DeliveryCore):
             self._inflight.give_up(self._ledger, taken + self._buffered())
             popleft = intake.popleft
             large = 0
+            release = self.charges.release
             for _ in range(taken):  # not clear(): an append racing with this is kept, not lost uncounted
-                large += large_bytes(popleft())
+                large += release((popleft(),))
             self.intake_large = max(0, self.intake_large - large)
             self._pending.clear()
             self._inflight.clear()

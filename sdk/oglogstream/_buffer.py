@@ -26,12 +26,14 @@ __all__ = [
     "LARGE_MESSAGE",
     "MAPPING_ITEM_BYTES",
     "Batch",
+    "ContextCharges",
     "Pending",
-    "context_bytes",
     "event_bytes",
     "extras_bytes",
     "intake_limit",
     "intake_reserve",
+    "is_charged",
+    "item_context",
     "large_bytes",
 ]
 
@@ -217,46 +219,97 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
     return size
 
 
-def context_bytes(context: Mapping[str, Any], owner: object) -> int:
-    """What the captured record or event `owner` (a record's `__dict__`, an event's `StructEvent`) is
-    charged for the bound `context` it carries: a `BoundContext` of LARGE_MESSAGE or more (its `nbytes`)
-    is charged once per context object, to the first item captured under it (its `payer`,
-    kept for the context's life), 0 to the others, since they all share one object (and the encoder encodes
-    it once per object); a `BoundContext.merged` one (structlog's contextvars on top, a new one per event)
-    is charged its own `nbytes` plus its `base` as above. Any other mapping is charged to its item by
-    `event_bytes` when that reaches LARGE_MESSAGE. Claiming the payer is the only
-    write; two threads claiming one context at once may both be charged (on the safe side: callers clamp the
-    running total and reset it when the intake is empty)."""
-    if type(context) is not BoundContext:
-        size = event_bytes(context)
-        return size if size >= LARGE_MESSAGE else 0
-    base = context.base  # a `BoundContext.merged` one: what it extends is charged once per object too
-    charge = context_bytes(base, owner) if base is not None else 0
-    size = context.nbytes
-    if size < LARGE_MESSAGE:
-        return charge
-    payer = context.payer
-    if payer is None:
-        context.payer = payer = owner
-    return charge + size if payer is owner else charge
+def item_context(item: tuple[Any, ...]) -> Any:
+    """The bound context a captured record or event carries (a mapping, or None)."""
+    return item[1] if type(item) is CapturedEvent else item[3]
+
+
+def is_charged(context: object) -> bool:
+    """Whether `context` is a `BoundContext` that `ContextCharges` charges (it or what it extends reaches
+    LARGE_MESSAGE): a record carrying one takes the caller's slow path, where the charge is taken under the
+    pipeline's lock."""
+    return type(context) is BoundContext and context.charged
+
+
+class ContextCharges:
+    """What the intake holds of charged bound contexts (`is_charged`), one per pipeline, changed only under
+    the lock its driver takes items out of the intake under.
+
+    A context is charged its `nbytes` (and each `base` it extends, on its own) while ANY record or event
+    referencing it waits in the intake or is being encoded: charged when the first enters, released when
+    the last leaves. So 50,000 records under one context are charged it once, and a context whose first
+    record was sent or dropped is charged again for the next ones (they keep it alive). Keyed by `id()`:
+    the waiting records keep the object alive, so the id is stable while its count is above 0."""
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting)
+
+    def enter(self, context: object) -> int:
+        """One more item references `context`; returns the bytes newly charged (0 when already held)."""
+        size = 0
+        waiting = self._waiting
+        while type(context) is BoundContext:
+            if context.nbytes >= LARGE_MESSAGE:
+                key = id(context)
+                count = waiting.get(key, 0)
+                waiting[key] = count + 1
+                if not count:
+                    size += context.nbytes
+            context = context.base
+        return size
+
+    def leave(self, context: object) -> int:
+        """An item referencing `context` left; returns the bytes released (when it was the last one)."""
+        size = 0
+        waiting = self._waiting
+        while type(context) is BoundContext:
+            if context.nbytes >= LARGE_MESSAGE:
+                key = id(context)
+                count = waiting.pop(key, 0) - 1
+                if count > 0:
+                    waiting[key] = count
+                elif count == 0:
+                    size += context.nbytes
+            context = context.base
+        return size
+
+    def release(self, items: Iterable[tuple[Any, ...]]) -> int:
+        """`items` left the intake: `large_bytes` of each plus the contexts released (see `leave`)."""
+        size = 0
+        for item in items:
+            size += large_bytes(item)
+            context = item_context(item)
+            if type(context) is BoundContext and context.charged:
+                size += self.leave(context)
+        return size
+
+    def clear(self) -> None:
+        """The intake was emptied without `release` (an abandoned worker, a forked child)."""
+        self._waiting.clear()
 
 
 def large_bytes(item: tuple[Any, ...]) -> int:
     """What a captured record or event occupies beyond INTAKE_ITEM_BYTES, or 0 below LARGE_MESSAGE: for a
     record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
     (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict; plus for either
-    `context_bytes` of its bound context. A record's `__dict__` may still change after the capture (a later
-    handler's filter): callers never let the running total drop below 0, and reset it when nothing charged
-    is left."""
+    `event_bytes` of a bound context that is a plain mapping (structlog's contextvars alone). A
+    `BoundContext` is charged by `ContextCharges` instead (once while any item referencing it waits). A
+    record's `__dict__` may still change after the capture (a later handler's filter): callers never let
+    the running total drop below 0, and reset it when nothing charged is left."""
     if type(item) is CapturedEvent:
         event = item[0]
         size = event_bytes(event.event)
         context = item[1]
-        if context:
-            size += context_bytes(context, event)
+        if context and type(context) is not BoundContext:
+            size += event_bytes(context)
         return size if size >= LARGE_MESSAGE else 0
     context = item[3]
-    size = context_bytes(context, item[0]) if context else 0
+    size = event_bytes(context) if context and type(context) is not BoundContext else 0
     msg, args = item[1], item[2]
     if type(msg) is str:
         size += len(msg)

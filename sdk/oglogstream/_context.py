@@ -6,7 +6,8 @@ bound when they started. The handler ships what the context holds as attributes;
 fields win on a key clash.
 
 What `bind()` stores is a `BoundContext`: records captured under it keep it alive while they wait, so it
-counts against `max_buffer_bytes`, once per context object (`_buffer.context_bytes`).
+counts against `max_buffer_bytes` while any record referencing it waits (`_buffer.ContextCharges`). Binding on
+top of a large context (nested `bound()`) extends it (`BoundContext.merged`): only the new fields are new.
 """
 
 from __future__ import annotations
@@ -21,33 +22,50 @@ __all__ = ["CONTEXT", "BoundContext", "bind", "bound", "clear_context", "get_con
 
 class BoundContext(dict[str, object]):
     """The fields bound at one moment: a dict never mutated after `bind`/`unbind` built it (the public view,
-    `get_context`, is read-only), with what the intake charges for it (`_buffer.context_bytes`).
+    `get_context`, is read-only), with what the intake charges for it (`_buffer.ContextCharges`).
 
     `nbytes`: its size as the intake charges it (`_buffer.event_bytes`, computed here once, so a record's
-    capture reads one attribute). `payer`: the captured record (its `__dict__`) or event that was charged
-    for it, the first one captured under it; None until then. `base`: for a `merged` context, the bound
-    context it extends (charged once per object on its own), else None."""
+    capture reads attributes only). `base`: for a `merged` context, the bound context it extends (charged
+    on its own, once however many contexts extend it), else None. `charged`: whether it or a base reaches
+    `_buffer.LARGE_MESSAGE` (records under it take the caller's slow path, where the charge is taken)."""
 
-    __slots__ = ("base", "nbytes", "payer")
+    __slots__ = ("base", "charged", "nbytes")
 
     def __init__(self, fields: Mapping[str, object]) -> None:
-        from ._buffer import event_bytes  # here, not at the top: `_buffer` imports this module
+        from ._buffer import LARGE_MESSAGE, event_bytes  # here, not at the top: `_buffer` imports this
 
         super().__init__(fields)
         self.nbytes = event_bytes(self)
-        self.payer: object = None
         self.base: BoundContext | None = None
+        self.charged = self.nbytes >= LARGE_MESSAGE
 
     @classmethod
     def merged(cls, base: BoundContext, theirs: Mapping[str, object]) -> BoundContext:
         """`base` with `theirs` on top (structlog's contextvars: a new mapping per event). It shares `base`'s
         values, so it is charged its own slots and `theirs`' values, and `base` once per object as always."""
-        from ._buffer import EXTRA_ATTR_BYTES, event_bytes
+        from ._buffer import EXTRA_ATTR_BYTES, LARGE_MESSAGE, event_bytes
 
         merged = cls({**base, **theirs})
         merged.nbytes = event_bytes(theirs) + len(base) * EXTRA_ATTR_BYTES
         merged.base = base
+        merged.charged = base.charged or merged.nbytes >= LARGE_MESSAGE
         return merged
+
+
+def _extend(current: BoundContext | None, fields: Mapping[str, object]) -> BoundContext:
+    """`current` with `fields` on top. Over a charged context it shares that context's values, so it
+    extends the root it was built on (one level deep however often `bind` nests): the root is charged
+    once, and each extension its own slots and new values."""
+    if current is None:
+        return BoundContext(fields)
+    if not current.charged:
+        return BoundContext({**current, **fields})
+    root = current.base if current.base is not None else current
+    if root is current:
+        return BoundContext.merged(root, fields)
+    # The fields `current` added over `root` (its own values), then the new ones.
+    added = {k: v for k, v in current.items() if k not in root or root[k] is not v}
+    return BoundContext.merged(root, {**added, **fields})
 
 
 #: Always replaced, never mutated in place: a reader on another thread may hold the previous mapping.
@@ -56,8 +74,7 @@ CONTEXT: ContextVar[BoundContext | None] = ContextVar("oglogstream.context", def
 
 def bind(**fields: object) -> None:
     """Add `fields` to every record logged from this thread or task from now on (until `unbind`)."""
-    current = CONTEXT.get()
-    CONTEXT.set(BoundContext({**current, **fields} if current else fields))
+    CONTEXT.set(_extend(CONTEXT.get() or None, fields))
 
 
 def unbind(*keys: str) -> None:

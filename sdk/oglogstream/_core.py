@@ -18,7 +18,7 @@ from typing import Protocol
 
 import tenacity
 
-from ._buffer import INTAKE_ITEM_BYTES, Batch, Pending, intake_limit, intake_reserve, large_bytes
+from ._buffer import INTAKE_ITEM_BYTES, Batch, ContextCharges, Pending, intake_limit, intake_reserve
 from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy
 from ._entry import EntryEncoder
 from ._ingest import ingest
@@ -59,6 +59,8 @@ class DeliveryCore:
     intake_limit: int
     #: `_buffer.large_bytes` of every captured record and event waiting in the intake or being encoded.
     intake_large: int = 0
+    #: The charged bound contexts among them (`_buffer.ContextCharges`; their bytes are in `intake_large`).
+    charges: ContextCharges
     _waiters: list[FlushWaiter]
     #: When a close must be done (on `_clock`); INFINITY while not closing.
     _deadline: float = INFINITY
@@ -78,6 +80,7 @@ class DeliveryCore:
         self._encoder = EntryEncoder(s.service)
         self._deadline = INFINITY
         self.intake_large = 0
+        self.charges = ContextCharges()
 
     def _reset_buffers(self) -> None:
         """Empty store and nothing in flight (a new worker's life, or a forked child)."""
@@ -105,7 +108,7 @@ class DeliveryCore:
         if self._drop_oldest:
             while queue:
                 # The worker pops under this lock too; never below 0 (see `large_bytes`).
-                self.intake_large = max(0, self.intake_large - large_bytes(queue.popleft()))
+                self.intake_large = max(0, self.intake_large - self.charges.release((queue.popleft(),)))
                 self._ledger.count("overflow", 1)
                 if self._room_locked(queue, extra):
                     return True
@@ -183,8 +186,8 @@ class DeliveryCore:
     def _release_intake(self, items: list[Item]) -> None:
         """`items` left the intake for good (called under the lock): their size stops counting against the
         intake's room; 0 exactly once the intake is empty, so the charge cannot drift."""
-        if self.intake_large:
-            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
+        if self.intake_large or self.charges:
+            self.intake_large = max(0, self.intake_large - self.charges.release(items))
 
     def _oldest_unsettled(self) -> int:
         """The seq of the oldest record not yet settled (a flush waiting for less is done)."""

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import LARGE_MESSAGE, context_bytes, extras_bytes
+from ._buffer import LARGE_MESSAGE, extras_bytes
 from ._capture import RECORD_BASE_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
@@ -104,8 +104,10 @@ class OgLogHandler(logging.Handler):
             if len(attributes) > RECORD_BASE_KEYS:  # `extra=` fields: what they occupy counts too
                 size += extras_bytes(attributes)
             context = _context_get()
-            if context is not None and context.nbytes >= LARGE_MESSAGE:  # charged once, to its first record
-                size += context_bytes(context, attributes)
+            if context is not None and context.charged:
+                # A large bound context is charged while any record under it waits (`ContextCharges`),
+                # counted under the pipeline's lock: the slow path.
+                size = LARGE_MESSAGE
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).
             item: CapturedRecord = (  # type: ignore[assignment]

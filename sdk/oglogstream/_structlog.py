@@ -14,7 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import large_bytes
+from ._buffer import is_charged, large_bytes
 from ._context import CONTEXT, BoundContext
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
@@ -92,7 +92,12 @@ class OgLogProcessor:
                 span_of = _otel.current_span
                 item = CapturedEvent((event, _context(), span_of() if span_of is not None else None))
                 # A large event (`_buffer.large_bytes`) takes the slow path, where its size is charged.
-                if len(pipeline.intake) < pipeline.soft_limit and not large_bytes(item):
+                # So does one under a charged bound context (`_buffer.ContextCharges`).
+                if (
+                    len(pipeline.intake) < pipeline.soft_limit
+                    and not large_bytes(item)
+                    and not is_charged(item[1])
+                ):
                     pipeline.intake.append(item)
                 else:
                     pipeline.submit_slow(item)

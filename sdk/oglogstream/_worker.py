@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel
-from ._buffer import intake_limit, large_bytes
+from ._buffer import intake_limit, is_charged, item_context, large_bytes
 from ._core import INFINITY
 from ._items import Item, is_event
 from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
@@ -136,20 +136,24 @@ class Pipeline(WorkerLoop):
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
         extra = large_bytes(item)
+        context = item_context(item)
+        charged = is_charged(context)
         if self._reentered():
             # A signal handler interrupted this thread inside our lock (so it is held): append, never wait;
             # the interrupted code, or the next record, wakes the worker.
             self.intake.append(item)
-            self.intake_large += extra
+            self.intake_large += extra + (self.charges.enter(context) if charged else 0)
             return True
         start: threading.Thread | None = None
         accepted = True
         with self._lock:
+            if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
+                extra += self.charges.enter(context)
             if self._closing and not self._finished and not Exit.started:
-                return self._hold_late_locked(item, extra)
+                return self._hold_late_locked(item, extra) or self._uncharge_locked(context, charged)
             if self._finished and not self._reopen_locked():
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
-                return False
+                return self._uncharge_locked(context, charged)
             if self._thread is None:
                 start = self._prepare_start_locked()
             intake = self.intake
@@ -163,12 +167,21 @@ class Pipeline(WorkerLoop):
                     self._wake.set()
                     # Until the worker has drained, later records need no wake-up: only the hard limit counts.
                     self.soft_limit = self.intake_limit
+            else:
+                self._uncharge_locked(context, charged)
         # Started outside the lock: under gevent start() yields to the hub, and the new worker takes the lock.
         if start is not None:
             start.start()
         if Exit.started:
             self._send_at_exit()
         return accepted
+
+    def _uncharge_locked(self, context: object, charged: bool) -> bool:
+        """The record carrying `context` was refused after `charges.enter`: take its count back (what that
+        released was never added to `intake_large`). Returns False, the refusal."""
+        if charged:
+            self.charges.leave(context)
+        return False
 
     def _reentered(self) -> bool:
         """True on the thread that already holds `_lock` (only a signal handler gets here that way)."""
@@ -259,7 +272,11 @@ class Pipeline(WorkerLoop):
         mine = [item for item in list(self.intake) if not is_event(item) and item[0].get("process") == pid]
         self.after_fork_in_child()
         self.intake.extend(mine)
-        self.intake_large = sum(map(large_bytes, mine))
+        charges = self.charges
+        charges.clear()
+        self.intake_large = sum(map(large_bytes, mine)) + sum(
+            charges.enter(context) for context in map(item_context, mine) if is_charged(context)
+        )
 
     # ----------------------------------------------------------------- public operations
     def stats(self) -> Stats:
@@ -360,6 +377,7 @@ class Pipeline(WorkerLoop):
                 self.intake.clear()
                 self._late.clear()
                 self.intake_large = 0
+                self.charges.clear()
             if leftovers:
                 self._count("shutdown", leftovers)
             dropped = self._ledger.dropped

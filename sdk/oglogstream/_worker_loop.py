@@ -25,7 +25,7 @@ from collections.abc import Callable
 import tenacity
 
 from . import _diag, _otel, _worker_pace, _worker_spool
-from ._buffer import Batch, large_bytes
+from ._buffer import Batch, ContextCharges
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
 from ._items import Item
@@ -65,6 +65,7 @@ class WorkerLoop(DeliveryCore):
     soft_limit: int
     intake_limit: int
     intake_large: int
+    charges: ContextCharges
     _transport_factory: Callable[[Settings], Transport]
     _transport: Transport | None
     _spool: Spool | None
@@ -94,8 +95,8 @@ class WorkerLoop(DeliveryCore):
     def _clear_intake_locked(self) -> int:
         """Empty the intake (its records are counted by the caller); returns how many there were."""
         intake = self.intake
-        if self.intake_large:
-            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, intake)))
+        if self.intake_large or self.charges:
+            self.intake_large = max(0, self.intake_large - self.charges.release(intake))
         count = len(intake)
         intake.clear()
         return count
@@ -105,13 +106,14 @@ class WorkerLoop(DeliveryCore):
         (not before: while they are encoded they still occupy memory)."""
         if self._aiming:
             self._aim_flushes(len(items))
-        if self.intake_large:
+        if self.intake_large or self.charges:
             # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
-            self.intake_large = max(0, self.intake_large - sum(map(large_bytes, items)))
+            self.intake_large = max(0, self.intake_large - self.charges.release(items))
             if not self.intake and not self._late:
                 # Nothing left that is charged: 0 exactly, even if a record's `__dict__` changed after its
                 # capture (a later handler's formatter), so the charge cannot drift.
                 self.intake_large = 0
+                self.charges.clear()
 
     def _held(self) -> int:
         return len(self.intake) + self._buffered()
