@@ -101,7 +101,8 @@ class _Decoded:
                 message.ClearField(name)
             elif name == "schema_url":  # a string, as json_format checks it
                 _parse_into({"schemaUrl": jsondoc.piece(value, "schemaUrl")}, message)
-            else:
+            else:  # resource, scope: present once named, even if empty (json_format's SetInParent)
+                getattr(message, name).SetInParent()
                 _parse_into(_bounded(jsondoc.piece(value, name), name), getattr(message, name))
 
     def _clear(self, message: Message, name: str) -> None:
