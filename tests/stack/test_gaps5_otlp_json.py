@@ -211,3 +211,22 @@ def test_an_invalid_earlier_spelling_is_still_a_payload_error() -> None:
     """json_format parses the earlier key too: its invalid record fails the request although dropped."""
     with pytest.raises(otlp_mapping.PayloadError, match="not a valid OTLP/JSON"):
         otlp_mapping.decode_json(_scope('"logRecords":[{"timeUnixNano":"x"}],"log_records":[]'))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"resourceLogs":[{"resource":"x","scopeLogs":[{"logRecords":[{"body":{"stringValue":"b"}}]}]}]}',
+        b'{"resourceLogs":[{"resource":{},"scopeLogs":[{"scope":{},"logRecords":[{}]}]}]}',
+        b'{"resourceLogs":[{"resource":null,"scopeLogs":[{"scope":null,"logRecords":[{"body":null}]}]}]}',
+        b'{"resource\\u004cogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"b"}}]}]}]}',
+        b'{"resourceLogs":[],"resourceLogs":[{"scopeLogs":[{"logRecords":[{}]}]}]}',
+        b'{"resourceLogs":null,"resource_logs":[{"scopeLogs":[{"logRecords":[{}]}]}]}',
+        b'{"resourceLogs":[{"schemaUrl":"a","schema_url":"b","scopeLogs":[{"schema_url":"c","schemaUrl":null}]}]}',
+    ],
+    ids=["resource-string", "empty-messages", "nulls", "escaped-key", "repeated-key", "null-then-snake",
+         "schema-url-spellings"],
+)
+def test_edge_documents_decode_as_the_whole_document(body: bytes) -> None:
+    """Documents a differential check against the whole-document decode found or probes: equal requests."""
+    assert otlp_mapping.decode_json(body) == _reference_decode(body)
