@@ -26,6 +26,8 @@ SERIAL: dict[str, str] = {
     "tests/stack/test_http_boundary.py::test_gzip_bomb_is_refused_without_stalling": "/health < 1 s bound",
     "tests/stack/test_http_boundary.py::test_large_requests_do_not_stall": "/health < 1 s bound",
     "tests/sdk/test_sdk_review_attack.py::test_sigterm_right_after_a_burst": "default shutdown deadline",
+    "tests/stack/test_gaps5_otlp_json.py::test_a_30_mb_string_does_not": "/health latency bound (1 s)",
+    "tests/stack/test_gaps_otlp_json.py::test_nested_containers_are_refused": "/health latency bound",
     "tests/sdk/test_sdk_shutdown.py::test_logging_shutdown_against_a_hanging": "shutdown deadline",
     "tests/sdk/test_sdk_review_transport.py::test_handler_retries_after_a_trickled": "default read timeout",
     "tests/stack/test_dashboard_browser.py::test_live_tail_shows_server_drops": "browser reconnect timing",
