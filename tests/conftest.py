@@ -23,6 +23,7 @@ PORTS_PER_WORKER = 1500
 #: the machine itself, so tests beside it would make it flaky, or its report is too large for xdist to carry.
 SERIAL: dict[str, str] = {
     "tests/sdk/test_sdk_review_memory.py::": "allocates ~3 GB; its report exceeds xdist's 2 GB frame",
+    "tests/sdk/test_sdk_gaps5_gevent_exit.py::": "gunicorn's SIGTERM-to-exit deadline bound (3 s)",
     "tests/stack/test_http_boundary.py::test_gzip_bomb_is_refused_without_stalling": "/health < 1 s bound",
     "tests/stack/test_http_boundary.py::test_large_requests_do_not_stall": "/health < 1 s bound",
     "tests/sdk/test_sdk_review_attack.py::test_sigterm_right_after_a_burst": "default shutdown deadline",

@@ -14,6 +14,7 @@ Where no thread can be started (interpreter exit), requests run on the worker th
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections.abc import Callable
@@ -38,8 +39,26 @@ Meanwhile = Callable[[], "float | None"]
 _Job = tuple[Transport, Batch, "float | None"]
 
 
+#: The interpreter's own lock type: it releases a thread's end-of-life lock of this type itself.
+_NATIVE_LOCK = _thread.LockType
+
+
 class WorkerThread(threading.Thread):
-    """A worker or sending thread that also ends cleanly when gevent patched `threading` after it started."""
+    """A worker or sending thread that also ends cleanly when gevent patched `threading` after it started,
+    and that `join()`/`is_alive()` see end when it runs as a greenlet although this class was built before
+    the patch (gunicorn `--preload -k gevent`: the SDK is imported in the master, workers patch later)."""
+
+    def _bootstrap_inner(self) -> None:
+        try:
+            super()._bootstrap_inner()  # type: ignore[misc]
+        finally:
+            # Started as a greenlet (threading patched by now): its end-of-life lock is gevent's, which only
+            # gevent's own Thread class releases (the interpreter never does for a greenlet), so join()
+            # waited its whole timeout and is_alive() stayed True. Release it as that class does.
+            lock = getattr(self, "_tstate_lock", None)  # Python < 3.13; 3.13's thread handles need nothing
+            if lock is not None and type(lock) is not _NATIVE_LOCK and lock.locked():
+                lock.release()
+                self._stop()  # type: ignore[attr-defined]
 
     def _delete(self) -> None:
         # threading removes an ending thread from its registry under `get_ident()`; once gevent has patched
