@@ -18,7 +18,6 @@
   FORK_TERM_BUDGET), then restores the default and re-raises the signal, so the process still dies of SIGTERM
   (exit status 143). An application's own SIGTERM handler is never replaced, and one installed later simply
   replaces ours (gunicorn's and uvicorn's do; uvicorn re-raises the signal to the previous handler, ours).
-  A SIGTERM the blocked main thread misses is re-delivered, or drained by a watchdog (`_sigterm_watch`).
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ import threading
 import time
 import weakref
 from typing import Any, Protocol
-
-from . import _sigterm_watch
 
 __all__ = [
     "FORK_TERM_BUDGET",
@@ -174,10 +171,6 @@ _MP_HOOK = _MultiprocessingHook()
 
 
 def _drain_on_sigterm(signum: int, frame: object) -> None:
-    if not _sigterm_watch.handler_started():
-        # The watchdog already drains in our place, or this is a SIGTERM nested in our own handler (the
-        # watchdog's re-delivery, a second `kill`): the outer drain dies of the signal within its budget.
-        return
     if Exit.draining:
         # The interrupted main thread is inside the exit drain (e.g. a multiprocessing child that got its
         # sentinel just before terminate()): a second drain would wait for locks that drain holds. Let it
@@ -231,66 +224,15 @@ def _die_of_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # die of the signal, as without this handler
 
 
-def _take_over(deadline: float) -> None:
-    """The watchdog's last resort (on its thread; see `_sigterm_watch`): the main thread never ran our
-    handler, so drain every pipeline until `deadline` (time.monotonic()) and die of SIGTERM from here."""
-    if Exit.draining:  # the main thread's exit drain is delivering: it dies of the signal when it is done
-        Exit.terminate = True
-        return
-    drain_all(max(0.0, deadline - time.monotonic()))
-    try:
-        # signal.signal works only on the main thread: restore the default disposition through libc.
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.signal.restype = ctypes.c_void_p
-        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
-        libc.signal(signal.SIGTERM, None)  # SIG_DFL
-        os.kill(os.getpid(), signal.SIGTERM)
-    except Exception:  # no ctypes/libc here: the conventional status of a SIGTERM death
-        pass
-    os._exit(128 + signal.SIGTERM)
-
-
-def _sigterm_is_ours() -> bool:
-    return signal.getsignal(signal.SIGTERM) is _drain_on_sigterm
-
-
 def _install_sigterm_drain() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _drain_on_sigterm)
-        if _sigterm_is_ours():  # installed now, or inherited through fork (re-armed with this process's pipe)
-            _sigterm_watch.arm(_sigterm_is_ours, _take_over, _term_budget)
     except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM on this platform
         pass
 
 
-def _before_fork() -> None:
-    _sigterm_watch.ForkMask.before_fork(_sigterm_is_ours())
-
-
-def _after_fork_in_parent() -> None:
-    _sigterm_watch.ForkMask.release()
-
-
 def _after_fork_in_child() -> None:
-    try:
-        _reset_after_fork()
-    finally:
-        _watch_after_fork()
-
-
-def _watch_after_fork() -> None:
-    """The child's own watchdog (or none): never the parent's pipe; then let a held-back SIGTERM in."""
-    try:
-        if not (_sigterm_is_ours() and _sigterm_watch.arm(_sigterm_is_ours, _take_over, _term_budget)):
-            _sigterm_watch.disarm_inherited()
-    finally:
-        _sigterm_watch.ForkMask.release()
-
-
-def _reset_after_fork() -> None:
     WORKER_THREADS.clear()
     Exit.started = Exit.draining = Exit.terminate = Exit.logging_shutdown_follows = False
     Exit.deadline = float("inf")
@@ -312,6 +254,4 @@ def _reset_after_fork() -> None:
 
 atexit.register(_interpreter_exit)
 if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-    )
+    os.register_at_fork(after_in_child=_after_fork_in_child)
