@@ -22,10 +22,12 @@ from ._delivery import InFlight
 from ._items import Item
 from ._transport import AsyncHttpTransport, Outcome, SendResult
 
-__all__ = ["ENCODE_SLICE", "AsyncSender", "PartsInFlight", "Waiter"]
+__all__ = ["ENCODE_SLICE", "TRANSPORT_CLOSE_WAIT", "AsyncSender", "PartsInFlight", "Waiter"]
 
 #: Records encoded per slice before the task yields to the loop (bounds the loop lag a burst causes).
 ENCODE_SLICE = 200
+#: Seconds a loop-ending resend waits for the cancelled request's client to close (see `_fresh_transport`).
+TRANSPORT_CLOSE_WAIT = 0.5
 
 
 class Waiter:
@@ -137,6 +139,7 @@ class AsyncSender(DeliveryCore):
                 with self._lock:
                     self._carry_over()
                 with contextlib.suppress(BaseException):
+                    await self._fresh_transport()
                     await self._loop_body()
             raise
         except Exception as exc:  # never let the task die silently; records stay counted
@@ -148,6 +151,19 @@ class AsyncSender(DeliveryCore):
                 self._finish()
                 if transport is not None:
                     await transport.aclose()
+
+    async def _fresh_transport(self) -> None:
+        """The cancelled request may still hold the client's one pooled connection (`_transport._LIMITS`):
+        the resend would wait for it until the deadline (found in CI: 100 'unconfirmed' after 5 s). Resend on
+        a new client; the old one is closed within TRANSPORT_CLOSE_WAIT."""
+        old = self._transport
+        if old is None:
+            return
+        fresh = AsyncHttpTransport(self.settings)
+        fresh.offload_gzip = old.offload_gzip
+        self._transport = fresh
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(old.aclose(), TRANSPORT_CLOSE_WAIT)
 
     def _finish(self) -> None:
         """The task ends: what it still holds is lost (counted once: in flight and maybe stored as
