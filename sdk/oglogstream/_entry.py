@@ -279,10 +279,11 @@ class EntryEncoder(AttributeFragments):
         micros = int((created - second) * 1_000_000)
         if micros > 999_999:
             micros = 999_999
-        logger = self._names.get(name)
+        # Looked up by str only: a filter or adapter may have set a list (unhashable) or a number.
+        logger = self._names.get(name) if type(name) is str else None
         if logger is None:
             logger = self._short(self._names, "logger", name)
-        thread = self._threads.get(thread_name)
+        thread = self._threads.get(thread_name) if type(thread_name) is str else None
         if thread is None:
             thread = self._short(self._threads, "thread", thread_name)
         if type(name) is str and type(thread_name) is str and thread_name:  # the fast path's key

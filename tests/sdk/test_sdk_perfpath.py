@@ -8,6 +8,7 @@ import threading
 from collections import deque
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oglogstream._buffer import Pending
@@ -255,3 +256,14 @@ def test_two_extra_fields_take_the_fast_path_and_match_the_general_path(monkeypa
         assert fast.split(b'"', 4)[4] == plain.split(b'"', 4)[4]
         assert json.loads(fast)["attributes"] == {"user_id": i, "path": extra["path"].replace("\ud800", "?")}
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("value", [[0], {"a": 1}, 7])
+def test_unhashable_or_odd_logger_and_thread_names_are_encoded(value: object) -> None:
+    """A filter that sets `threadName` or `name` to a list, dict or number: the entry still encodes, the
+    value as its text (hypothesis found `threadName=[0]` raising TypeError in the worker)."""
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "m", None, None)
+    record.threadName = value  # type: ignore[assignment]
+    record.name = value  # type: ignore[assignment]
+    entry = json.loads(EntryEncoder("svc").encode_record(record))
+    assert entry["thread"] == entry["logger"] == str(value)
