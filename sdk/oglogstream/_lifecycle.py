@@ -67,6 +67,9 @@ class _Term:
     (Pool.terminate, a supervisor) waits for it; any other process the largest `shutdown_timeout`."""
 
     child = False
+    #: A forked child whose fork hook held the inherited drain back: armed on its first record
+    #: (`arm_child_drain`).
+    held_back = False
 
 
 #: Every live pipeline (weakly: a handler that is garbage collected is not kept alive by this).
@@ -212,6 +215,15 @@ def _let_go_of_locks() -> None:
             pass
 
 
+def arm_child_drain() -> None:
+    """A forked child's pipeline starts its worker (its first record): install the SIGTERM drain its fork
+    hook held back. Only from the main thread (Python sets signal handlers there alone): a child whose first
+    record comes from another thread arms it on a later worker start from the main thread, if any."""
+    if _Term.held_back and threading.current_thread() is threading.main_thread():
+        _Term.held_back = False
+        _install_sigterm_drain()
+
+
 def _term_budget() -> float:
     """Seconds the SIGTERM drain may take (see `_Term`)."""
     if _Term.child:
@@ -243,7 +255,17 @@ def _after_fork_in_child() -> None:
         return
     _Term.child = True
     if any(p.settings.drain_on_sigterm for p in pipelines):
-        _install_sigterm_drain()
+        # A child with no record has nothing to drain: until its first record (`arm_child_drain`) SIGTERM
+        # keeps its default disposition, so it dies at once whatever the main thread is blocked in. The
+        # drain handler runs only when the main thread next checks for signals: a Pool worker blocked in
+        # `SemLock.acquire` when terminate() came could miss it and hang the parent's `Pool.__exit__`
+        # (docs/sdk.md "A SIGTERM the main thread misses").
+        _Term.held_back = True
+        try:
+            if signal.getsignal(signal.SIGTERM) is _drain_on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+            pass
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None and not _MultiprocessingHook.registered:
         # Not imported by us: only a process using multiprocessing has it, and only a multiprocessing child

@@ -29,7 +29,14 @@ from . import _diag, _otel
 from ._buffer import intake_limit, is_charged, item_context, large_bytes
 from ._core import INFINITY
 from ._items import Item, is_event
-from ._lifecycle import PIPELINES, WORKER_THREADS, Exit, adopt_child_exit_path, adopt_sigterm_drain
+from ._lifecycle import (
+    PIPELINES,
+    WORKER_THREADS,
+    Exit,
+    adopt_child_exit_path,
+    adopt_sigterm_drain,
+    arm_child_drain,
+)
 from ._sender import WorkerThread
 from ._settings import Settings
 from ._spool import Spool
@@ -245,6 +252,7 @@ class Pipeline(WorkerLoop):
         if self._closing:
             self._wake.set()
         self.soft_limit = self._soft_limit_locked()
+        arm_child_drain()
         return thread
 
     def _send_at_exit(self) -> None:
