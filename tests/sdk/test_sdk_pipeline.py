@@ -206,8 +206,10 @@ def test_the_sending_thread_is_a_worker_thread_and_ends_with_the_worker(
     attach(logger, handler)
     logger.info("one")
     assert server.wait_arrival()
-    names = {t.name for t in threading.enumerate() if t.name.endswith("-sender")}
-    senders = [t for t in threading.enumerate() if t.name in names]
+    # This handler's sender only: other tests' handlers on this xdist worker may still be closing.
+    worker = handler._pipeline._thread
+    assert worker is not None
+    senders = [t for t in threading.enumerate() if t.name == f"{worker.name}-sender"]
     assert len(senders) == 1 and senders[0].ident in _lifecycle.WORKER_THREADS
     server.release()
     assert handler.flush(WAIT)
