@@ -57,31 +57,47 @@ def _gunicorn() -> str:
     return found
 
 
+def start_gunicorn(
+    tmp_path: Path, app: str, oglog_url: str, *options: str, first_path: str = "/?warmup"
+) -> tuple[subprocess.Popen[str], int]:
+    """Real gunicorn serving `app` (the source of `wsgi_app.py`) with OGLOG_URL set, once it has answered a
+    first GET of `first_path` (within 20 s): the process (stderr piped) and its port. `options` go before
+    the app name (`--preload`, `-k gevent`, `-w N`, ...)."""
+    gunicorn = _gunicorn()  # fails (CI) or skips when gunicorn or requests is missing
+    import requests
+
+    (tmp_path / "wsgi_app.py").write_text(app)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [gunicorn, *options, "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path), "wsgi_app:app"],
+        env={**os.environ, "OGLOG_URL": oglog_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}{first_path}", timeout=2)
+            return proc, port
+        except requests.ConnectionError:
+            if time.monotonic() >= deadline or proc.poll() is not None:
+                proc.kill()
+                proc.communicate()
+                pytest.fail("gunicorn did not start")
+            time.sleep(0.1)
+
+
 def test_gunicorn_preload_workers_ship_every_request_once_with_their_pid(
     server: CaptureServer, tmp_path: Path
 ) -> None:
     """A handler created in a --preload master works in every worker; nothing is lost or sent twice."""
     import requests
 
-    (tmp_path / "wsgi_app.py").write_text(_APP)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_gunicorn(), "--preload", "-w", "3", "-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path),
-         "--graceful-timeout", "10", "wsgi_app:app"],
-        env={**os.environ, "OGLOG_URL": server.url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, port = start_gunicorn(
+        tmp_path, _APP, server.url, "--preload", "-w", "3", "--graceful-timeout", "10"
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/?warmup", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-                time.sleep(0.1)
         pids: dict[str, int] = {}
         for n in range(90):
             url = f"http://127.0.0.1:{port}/?{n}"

@@ -17,7 +17,7 @@ import pytest
 
 from ..conftest import require
 from .capture_server import CaptureServer
-from .test_sdk_fork import _free_port, _gunicorn
+from .test_sdk_fork import start_gunicorn
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="gunicorn's workers are POSIX-only")
 
@@ -56,27 +56,11 @@ def test_sigterm_after_delivered_records_exits_at_once(
     record stored once."""
     if worker_class == "gevent":
         require("gevent")
-    import requests
 
-    (tmp_path / "wsgi_app.py").write_text(_APP)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_gunicorn(), "--preload", "-k", worker_class, "-w", "1", "-b", f"127.0.0.1:{port}",
-         "--chdir", str(tmp_path), "wsgi_app:app"],
-        env={**os.environ, "OGLOG_URL": server.url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, _ = start_gunicorn(
+        tmp_path, _APP, server.url, "--preload", "-k", worker_class, "-w", "1", first_path="/"
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-                time.sleep(0.1)
         assert server.wait_entries(1 + PER_REQUEST, 10), server.entry_count
         stopped = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from ..conftest import require
 from .capture_server import CaptureServer
-from .test_sdk_fork import _free_port, _gunicorn
+from .test_sdk_fork import start_gunicorn
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="gevent's fork cases are POSIX-only")
 
@@ -103,25 +102,10 @@ def test_gunicorn_preload_gevent_workers_answer_and_deliver(server: CaptureServe
     require("gevent")
     import requests
 
-    (tmp_path / "wsgi_app.py").write_text(_APP)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_gunicorn(), "--preload", "-k", "gevent", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--chdir", str(tmp_path), "--graceful-timeout", "10", "wsgi_app:app"],
-        env={**os.environ, "OGLOG_URL": server.url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, port = start_gunicorn(
+        tmp_path, _APP, server.url, "--preload", "-k", "gevent", "-w", "2", "--graceful-timeout", "10"
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/?warmup", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and proc.poll() is None, "gunicorn did not start"
-                time.sleep(0.1)
         for n in range(40):
             requests.get(f"http://127.0.0.1:{port}/?{n}", headers={"Connection": "close"}, timeout=5)
         assert server.wait_entries(42, 10), server.entry_count  # delivered while the workers run
