@@ -176,7 +176,7 @@ class WorkerLoop(DeliveryCore):
         while True:
             if self._flush_requests:
                 self._take_flush_requests()
-            elif len(self.intake) - mark[0] >= _worker_pace.DEFER_RATE * (time.monotonic() - mark[1]):
+            elif _worker_pace.bursting(len(self.intake) - mark[0], time.monotonic() - mark[1]):
                 _worker_pace.yield_to_callers(self, mark)
             self._ingest(bounded=True)
             mark = (len(self.intake), time.monotonic())

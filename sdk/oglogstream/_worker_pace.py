@@ -20,7 +20,15 @@ from ._lifecycle import Exit
 if TYPE_CHECKING:
     from ._worker_loop import WorkerLoop
 
-__all__ = ["DEFER_RATE", "DEFER_STEP", "await_answer", "encoding_ahead", "may_defer", "yield_to_callers"]
+__all__ = [
+    "DEFER_RATE",
+    "DEFER_STEP",
+    "await_answer",
+    "bursting",
+    "encoding_ahead",
+    "may_defer",
+    "yield_to_callers",
+]
 
 #: The worker lets the application's threads run while they log faster than this (records per second,
 #: measured over the worker's last turn): one GIL serves both, so every microsecond the worker encodes during
@@ -28,6 +36,11 @@ __all__ = ["DEFER_RATE", "DEFER_STEP", "await_answer", "encoding_ahead", "may_de
 DEFER_RATE = 10_000
 #: How often a deferring worker looks at the intake again (seconds).
 DEFER_STEP = 0.002
+
+
+def bursting(grown: float, seconds: float) -> bool:
+    """Whether an intake that grew by `grown` records in `seconds` is being filled at DEFER_RATE or more."""
+    return grown >= DEFER_RATE * seconds
 
 
 def may_defer(loop: WorkerLoop) -> bool:
@@ -61,7 +74,7 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
             and not loop._flush_requests
         ):
             now = time.monotonic()
-            if now >= give_up or len(intake) - count < DEFER_RATE * (now - since):
+            if now >= give_up or not bursting(len(intake) - count, now - since):
                 return
             count, since = len(intake), now
             loop._wake.wait(DEFER_STEP)
@@ -86,7 +99,7 @@ def encoding_ahead(loop: WorkerLoop) -> Callable[[], float | None]:
             return None
         now = time.monotonic()
         grown = len(intake) - mark[0]
-        defer = grown > 0 and grown >= DEFER_RATE * (now - mark[1]) and may_defer(loop)
+        defer = grown > 0 and bursting(grown, now - mark[1]) and may_defer(loop)
         mark[0], mark[1] = len(intake), now
         if defer:
             return DEFER_STEP
