@@ -176,11 +176,8 @@ class AsyncSender(DeliveryCore):
             taken = len(intake)
             self._inflight.give_up(self._ledger, taken + self._buffered())
             popleft = intake.popleft
-            large = 0
-            release = self.charges.release
-            for _ in range(taken):  # not clear(): an append racing with this is kept, not lost uncounted
-                large += release((popleft(),))
-            self.intake_large = max(0, self.intake_large - large)
+            # not clear(): an append racing with this is kept, not lost uncounted
+            self._release_intake([popleft() for _ in range(taken)])
             self._pending.clear()
             self._inflight.clear()
             self._carry = None

@@ -13,7 +13,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import tenacity
@@ -108,7 +108,7 @@ class DeliveryCore:
         if self._drop_oldest:
             while queue:
                 # The worker pops under this lock too; never below 0 (see `large_bytes`).
-                self.intake_large = max(0, self.intake_large - self.charges.release((queue.popleft(),)))
+                self._release_intake([queue.popleft()])
                 self._ledger.count("overflow", 1)
                 if self._room_locked(queue, extra):
                     return True
@@ -183,7 +183,7 @@ class DeliveryCore:
         if getattr(self, "soft_limit", 0) > limit:
             self.soft_limit = limit
 
-    def _release_intake(self, items: list[Item]) -> None:
+    def _release_intake(self, items: Iterable[Item]) -> None:
         """`items` left the intake for good (called under the lock): their size stops counting against the
         intake's room; 0 exactly once the intake is empty, so the charge cannot drift."""
         if self.intake_large or self.charges:

@@ -95,8 +95,7 @@ class WorkerLoop(DeliveryCore):
     def _clear_intake_locked(self) -> int:
         """Empty the intake (its records are counted by the caller); returns how many there were."""
         intake = self.intake
-        if self.intake_large or self.charges:
-            self.intake_large = max(0, self.intake_large - self.charges.release(intake))
+        self._release_intake(intake)
         count = len(intake)
         intake.clear()
         return count
@@ -108,7 +107,7 @@ class WorkerLoop(DeliveryCore):
             self._aim_flushes(len(items))
         if self.intake_large or self.charges:
             # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
-            self.intake_large = max(0, self.intake_large - self.charges.release(items))
+            self._release_intake(items)
             if not self.intake and not self._late:
                 # Nothing left that is charged: 0 exactly, even if a record's `__dict__` changed after its
                 # capture (a later handler's formatter), so the charge cannot drift.
