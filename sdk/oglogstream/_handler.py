@@ -31,7 +31,6 @@ _context_get = CONTEXT.get
 CLOSE_FOLLOWS_FLUSH = 1.0
 
 
-
 class OgLogHandler(logging.Handler):
     """Ship stdlib `logging` records to OgLogStream from a background thread; never blocks, never raises.
 
