@@ -151,8 +151,7 @@ class AsyncOgLogClient(AsyncSender):
                 if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
                     extra += self.charges.enter(context)
                 if not self._make_room_locked(intake, extra):
-                    if charged:
-                        self.charges.leave(context)  # refused: what that releases was never added
+                    self._uncharge_locked(context, charged)
                     return
                 intake.append(item)
                 self.intake_large += extra

@@ -183,6 +183,13 @@ class DeliveryCore:
         if getattr(self, "soft_limit", 0) > limit:
             self.soft_limit = limit
 
+    def _uncharge_locked(self, context: object, charged: bool) -> bool:
+        """The record or event carrying `context` was refused after `charges.enter`: take its count back
+        (what that released was never added to `intake_large`). Returns False, the refusal."""
+        if charged:
+            self.charges.leave(context)
+        return False
+
     def _release_intake(self, items: Iterable[Item]) -> None:
         """`items` left the intake for good (called under the lock): their size stops counting against the
         intake's room; 0 exactly once the intake is empty, so the charge cannot drift."""

@@ -183,13 +183,6 @@ class Pipeline(WorkerLoop):
             self._send_at_exit()
         return accepted
 
-    def _uncharge_locked(self, context: object, charged: bool) -> bool:
-        """The record carrying `context` was refused after `charges.enter`: take its count back (what that
-        released was never added to `intake_large`). Returns False, the refusal."""
-        if charged:
-            self.charges.leave(context)
-        return False
-
     def _reentered(self) -> bool:
         """True on the thread that already holds `_lock` (only a signal handler gets here that way)."""
         return bool(self._lock._is_owned())  # type: ignore[attr-defined]
