@@ -145,12 +145,17 @@ def _from_json(data: bytes, what: str) -> Any:
         raise JsonShapeError(f"not valid JSON in {what} ({exc})") from None
 
 
+def _too_many_values(data: bytes) -> bool:
+    """Whether one piece holds MAX_PIECE_VALUES values or more (only a piece past SLICE_BYTES can)."""
+    return len(data) > SLICE_BYTES and json_values(data) >= MAX_PIECE_VALUES
+
+
 def piece(raw: msgspec.Raw, what: str) -> Any:
     """A resource, scope or schemaUrl value, parsed alone (Oversized past MAX_PIECE_VALUES)."""
     if not len(raw):
         return None
     data = bytes(raw)
-    if len(data) > SLICE_BYTES and json_values(data) >= MAX_PIECE_VALUES:
+    if _too_many_values(data):
         raise Oversized(MAX_PIECE_VALUES, f"JSON values in one {what}")
     return _from_json(data, what)
 
@@ -163,7 +168,7 @@ def records(raws: list[msgspec.Raw]) -> Iterator[Any]:
     size = 0
     for raw in raws:
         data = bytes(raw)
-        too_big = len(data) > SLICE_BYTES and json_values(data) >= MAX_PIECE_VALUES
+        too_big = _too_many_values(data)
         if batch and (too_big or size + len(data) > SLICE_BYTES):
             yield from _from_json(b"[" + b",".join(batch) + b"]", "a log record")
             batch, size = [], 0
