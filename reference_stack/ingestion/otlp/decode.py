@@ -100,10 +100,10 @@ class _Decoded:
             elif value is None:
                 message.ClearField(name)
             elif name == "schema_url":  # a string, as json_format checks it
-                _parse_into({"schemaUrl": jsondoc.piece(value, "schemaUrl")}, message)
+                _parse_into({"schemaUrl": jsondoc.piece(value, "schemaUrl")}, message, len(value))
             else:  # resource, scope: present once named, even if empty (json_format's SetInParent)
                 getattr(message, name).SetInParent()
-                _parse_into(_bounded(jsondoc.piece(value, name), name), getattr(message, name))
+                _parse_into(_bounded(jsondoc.piece(value, name), name), getattr(message, name), len(value))
 
     def _clear(self, message: Message, name: str) -> None:
         removed = _records_in(getattr(message, name), name)
@@ -113,7 +113,7 @@ class _Decoded:
         message.ClearField(name)
 
     def _records(self, raws: list[Any], out: Any) -> None:
-        for record in jsondoc.records(raws):
+        for raw, record in zip(raws, jsondoc.records(raws), strict=True):  # one value or TooBig per raw
             record_out = out.add()
             if record is None:
                 raise PayloadError("body: null is not allowed as an element of logRecords")
@@ -123,7 +123,7 @@ class _Decoded:
                 problem = _rewrite_hex_ids(record)
                 if problem:
                     self.errors[self.index] = problem
-                _parse_into(record, record_out)
+                _parse_into(record, record_out, len(raw))
             self.index += 1
 
 
@@ -143,13 +143,15 @@ def _records_in(items: Any, name: str) -> int:
 _Path = tuple[tuple[str, int | None], ...]
 
 
-def _parse_into(value: Any, message: Message) -> None:
-    """json_format.ParseDict of one piece into `message`; every exception it raises (ParseError, and the
-    OverflowError/ValueError of a non-finite number where protobuf wants an integer) is a PayloadError."""
+def _parse_into(value: Any, message: Message, raw_bytes: int) -> None:
+    """json_format.ParseDict of one piece (`raw_bytes` long as JSON) into `message`; every exception it
+    raises (ParseError, and the OverflowError/ValueError of a non-finite number where protobuf wants an
+    integer) is a PayloadError."""
     if value is None:
         return
     long_strings: list[tuple[_Path, str]] = []
-    _set_aside_long_strings(value, message.DESCRIPTOR, (), long_strings)
+    if raw_bytes > LONG_STRING_CHARS:  # only then can it hold a longer string: no walk for the others
+        _set_aside_long_strings(value, message.DESCRIPTOR, (), long_strings)
     try:
         json_format.ParseDict(value, message, ignore_unknown_fields=True)
         for path, text in long_strings:
