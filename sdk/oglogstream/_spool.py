@@ -10,16 +10,13 @@ or CRC check and is skipped, never sent. The acked offset is rewritten in place 
 frame is settled, so a restart resumes after it; a segment is deleted once everything in it is settled.
 
 A process that finds a lock file nobody holds (its owner died, or exited during an outage) adopts that owner's
-segments: it renames them to its own name while holding the dead owner's lock, then removes the lock file.
-The lock file is flock-ed before it is renamed into place, so a starting process is never mistaken for a dead
-one. Replayed frames keep their batch id and entry ids, so the server's de-duplication makes a replay of a
-batch it already stored (a crash between its answer and our ack) harmless.
+segments (`_spool_owners`). Replayed frames keep their batch id and entry ids, so the server's de-duplication
+makes a replay of a batch it already stored (a crash between its answer and our ack) harmless.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 import struct
@@ -42,11 +39,7 @@ from ._spool_format import (
     encode_frame,
     parse_frame,
 )
-
-try:
-    import fcntl
-except ImportError:  # Windows: no spool (Settings refuses spool_dir there), the rest of the SDK works
-    fcntl = None  # type: ignore[assignment]
+from ._spool_owners import adopt_orphans, take_lock
 
 __all__ = ["ORPHAN_SCAN_INTERVAL", "SEGMENT_BYTES", "Frame", "Spool"]
 
@@ -54,6 +47,7 @@ __all__ = ["ORPHAN_SCAN_INTERVAL", "SEGMENT_BYTES", "Frame", "Spool"]
 SEGMENT_BYTES = 8 * 1024 * 1024
 #: How often (seconds) a running process looks for segments left by dead processes.
 ORPHAN_SCAN_INTERVAL = 2.0
+
 
 class Spool:
     """FIFO of batches on disk: adopted frames first (oldest segments first), then this process's own."""
@@ -85,107 +79,20 @@ class Spool:
         self._active: Segment | None = None
         self._segments: list[Segment] = []
         self._next_scan = 0.0
-        self._lock_fd = self._take_lock()
+        self._lock_fd = take_lock(directory, self.owner)
 
     # ------------------------------------------------------------------ ownership
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
-    def _take_lock(self) -> int:
-        """Create `<owner>.lock` already locked: it appears (rename) only once we hold it."""
-        temporary = self._path(f".{self.owner}.lock.tmp")
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(temporary, self._path(f"{self.owner}.lock"))
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        return fd
-
     def scan(self, now: float) -> None:
         """Adopt what dead owners left behind (at most every ORPHAN_SCAN_INTERVAL seconds)."""
         if now < self._next_scan:
             return
         self._next_scan = now + ORPHAN_SCAN_INTERVAL
-        try:
-            names = os.listdir(self.directory)
-        except OSError as exc:
-            _diag.report("spool", f"cannot list spool_dir {self.directory!r}: {exc}")
-            return
-        locks: set[str] = set()
-        owners: set[str] = set()
-        for name in names:
-            if name.endswith(".lock"):
-                locks.add(name[: -len(".lock")])
-            elif name.endswith(".seg") and name.count(".") == 2:
-                owners.add(name.split(".")[1])
-            elif name.endswith(".lock.tmp"):
-                self._remove_stale_temporary(name)
-        adopted: list[str] = []
-        for owner in sorted(locks | owners):
-            if owner == self.owner:
-                continue
-            if owner in locks:
-                adopted.extend(self._adopt_locked(owner))
-            else:  # segments whose lock file is gone: left by an adopter that crashed mid-way
-                adopted.extend(self._rename_segments(owner))
-        for name in sorted(adopted):  # by creation time: the oldest batches go first
+        for name in adopt_orphans(self.directory, self.owner):  # by creation time: oldest batches first
             self._load(name)
-
-    def _remove_stale_temporary(self, name: str) -> None:
-        """A `.lock.tmp` nobody holds is what a crash between create and rename leaves."""
-        with contextlib.suppress(OSError):
-            fd = os.open(self._path(name), os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.unlink(self._path(name))
-            finally:
-                os.close(fd)
-
-    def _adopt_locked(self, owner: str) -> list[str]:
-        path = self._path(f"{owner}.lock")
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError:
-            return []  # adopted and removed by someone else meanwhile
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    return []  # its owner is alive
-                raise
-            try:  # the file we locked may have been adopted and unlinked between our open and flock
-                if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                    return []
-            except FileNotFoundError:
-                return []
-            names = self._rename_segments(owner)
-            os.unlink(path)  # only after every segment is ours: a crash before this leaves a lock to adopt
-            return names
-        except OSError as exc:
-            _diag.report("spool", f"cannot adopt spool of {owner}: {exc}")
-            return []
-        finally:
-            os.close(fd)
-
-    def _rename_segments(self, owner: str) -> list[str]:
-        suffix = f".{owner}.seg"
-        taken = []
-        for name in sorted(os.listdir(self.directory)):
-            if not name.endswith(suffix):
-                continue
-            new = f"{name[: -len(suffix)]}.{self.owner}.seg"
-            try:
-                os.rename(self._path(name), self._path(new))
-            except FileNotFoundError:
-                continue  # another process adopted it first
-            taken.append(new)
-        return taken
 
     def _load(self, name: str) -> None:
         """Index an adopted segment's unsettled frames (headers only; payloads are checked when sent)."""
