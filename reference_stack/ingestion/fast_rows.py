@@ -17,19 +17,20 @@ Measured (`benchmarks/ingest_decode_bench.py`, docs/benchmarks.md "Ingestion and
 from __future__ import annotations
 
 import re
+from collections import deque
 from functools import partial
-from itertools import chain
+from itertools import chain, repeat
 from operator import attrgetter, is_not
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 from oglogstream import wire
 
-from . import row_codec, schema
+from . import schema
 from .timestamps import _VALID_CANONICAL_TS
 
-__all__ = ["decide", "rows_from_json"]
+__all__ = ["Row", "decide", "rows_from_json"]
 
 #: The largest finite double: pydantic's float branch refuses inf (allow_inf_nan=False), and msgspec's
 #: bound check refuses what parses to inf (1e400), so both keep exactly the finite floats.
@@ -104,20 +105,36 @@ def _struct_fields() -> list[tuple[str, Any, Any]]:
     for field in wire.FIELDS:
         kind = _field_type(field)
         # msgspec.NODEFAULT: required. An optional field may be null, as in the schema; None is the
-        # default, omitted when the struct becomes a dict (the pydantic entry has it as None or not at all,
-        # and schema.finish_rows drops it either way).
+        # default, omitted when the row is written (the pydantic entry has it as None or not at all, and
+        # schema.finish_rows drops it either way).
         fields.append(
             (field.name, kind, msgspec.NODEFAULT) if field.required else (field.name, kind | None, None)
         )
+    # The columns ingestion adds, after the entry's as in schema.make_rows: typed as UnsetType, which no JSON
+    # value decodes to, so a body that gives one of them is declined (pydantic refuses the unknown field).
+    # UNSET is omitted when the row is written, as a row without typed maps has none.
+    added = (schema.NUMBER_MAP, schema.BOOL_MAP, wire.RECEIVED_AT.name)
+    fields += [(name, UnsetType, UNSET) for name in added]
     return fields
 
 
-#: One entry: fields in row order (a struct becomes a dict in declaration order, as pydantic's TypedDict
-#: gives them), unknown fields refused (extra="forbid").
-_Entry = msgspec.defstruct(
-    "_Entry", _struct_fields(), kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+#: One entry as decoded, then the row made of it in place (`rows_from_json`): fields in row order (msgspec
+#: writes a struct's fields in declaration order: the bytes `row_codec.dump_rows` writes for the dict row),
+#: unknown fields refused (extra="forbid"). `row[column]` reads a column (C-level, as `dict.__getitem__`
+#: does for the ones every row has: id, timestamp, level, message, service, received_at); an optional
+#: column not given reads None (typed maps: UNSET). gc=False: a row only refers to strings, ints, bools
+#: and flat dicts of them, so it can be in no reference cycle, and 10,000 of them do not trigger collections.
+Row = msgspec.defstruct(
+    "Row",
+    _struct_fields(),
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    gc=False,
+    module=__name__,
+    namespace={"__getitem__": object.__getattribute__},
 )
-_DECODER = msgspec.json.Decoder(Annotated[list[_Entry], Meta(max_length=wire.MAX_BATCH_ENTRIES)])  # type: ignore[valid-type]
+_DECODER = msgspec.json.Decoder(Annotated[list[Row], Meta(max_length=wire.MAX_BATCH_ENTRIES)])  # type: ignore[valid-type]
 _BYTE_LIMITS = tuple(
     (attrgetter(field.name), field.limit, field.required) for field in wire.FIELDS if field.unit == "bytes"
 )
@@ -128,6 +145,14 @@ _get_attributes = attrgetter("attributes")
 _STRING_ONLY = frozenset({str})
 #: True for a value that was given (not None): "" is given, and refused by the patterns.
 _given = partial(is_not, None)
+#: (getter, empty value) of each optional field: a given but empty value ("", 0, {}) is dropped from the
+#: row, as schema.finish_rows drops it (it is the column's default anyway).
+_EMPTY: dict[str, Any] = {"string": "", "integer": 0, "object": {}}
+_OPTIONAL = tuple(
+    (field.name, attrgetter(field.name), _EMPTY[field.json_type])
+    for field in wire.FIELDS
+    if not field.required and field.name not in ("id", "timestamp")  # their patterns refuse ""
+)
 
 
 def _over_bytes(entries: list[Any]) -> bool:
@@ -152,10 +177,10 @@ def _all_match(pattern: re.Pattern[str], values: list[str]) -> bool:
     return not values or pattern.fullmatch("\n".join(values)) is not None
 
 
-def decide(array: bytes, *, window: schema.TimeWindow | None = None) -> list[dict[str, Any]] | None:
-    """The validated entries of a JSON array (dicts in row key order, optional fields not given or null
-    left out), exactly as `schema.ENTRY_LIST.validate_json(array, context={"window": window})` gives them up
-    to those absent keys; or None when this path cannot decide the body (the pydantic path then does)."""
+def decide(array: bytes, *, window: schema.TimeWindow | None = None) -> list[Any] | None:
+    """The validated entries of a JSON array as `Row` structs (optional fields not given or null are None),
+    holding exactly what `schema.ENTRY_LIST.validate_json(array, context={"window": window})` gives; or None
+    when this path cannot decide the body (the pydantic path then does)."""
     try:
         entries = _DECODER.decode(array)
     except (msgspec.ValidationError, msgspec.DecodeError):
@@ -169,8 +194,7 @@ def decide(array: bytes, *, window: schema.TimeWindow | None = None) -> list[dic
     # Canonical timestamps order like the times they name: the window holds them all iff it holds both ends.
     if window is not None and stamps and (min(stamps) < window.oldest or max(stamps) > window.newest):
         return None
-    rows: list[dict[str, Any]] = msgspec.to_builtins(entries)
-    return rows
+    return entries
 
 
 def rows_from_json(
@@ -180,17 +204,58 @@ def rows_from_json(
     received_at: str,
     window: schema.TimeWindow | None = None,
     first_index: int = 0,
-) -> list[dict[str, Any]]:
-    """`schema.rows_from_json` (same arguments, same rows, same ValidationError), through `decide` when it
-    can decide the body."""
+) -> list[Any]:
+    """`schema.rows_from_json` (same arguments, same ValidationError): the rows as `Row` structs when `decide`
+    decides the body and no attribute value is a float, else as dicts; either way `row_codec.dump_rows`
+    writes the same bytes and `row_codec.row_dicts` gives the same dicts."""
     rows = decide(array, window=window)
     if rows is None:
         return schema.rows_from_json(
             array, batch_id=batch_id, received_at=received_at, window=window, first_index=first_index
         )
-    # Typed maps first: finish_rows then appends received_at after them, where make_rows has it, instead of
-    # add_typed_maps moving it past them in every row. A batch of string values only skips that pass.
-    if not row_codec.attribute_value_types(rows) <= _STRING_ONLY:
-        schema.add_typed_maps(rows)
-    schema.finish_rows(rows, batch_id=batch_id, received_at=received_at, first_index=first_index)
+    types = set(map(type, chain.from_iterable(map(dict.values, filter(None, map(_get_attributes, rows))))))
+    if float in types:
+        # Written by pydantic-core (its float format, see row_codec.dump_rows): dict rows, as before.
+        dicts: list[dict[str, Any]] = msgspec.to_builtins(rows)
+        schema.add_typed_maps(dicts)
+        schema.finish_rows(dicts, batch_id=batch_id, received_at=received_at, first_index=first_index)
+        return dicts
+    _finish(rows, batch_id=batch_id, received_at=received_at, first_index=first_index)
+    if not types <= _STRING_ONLY:
+        _add_typed_maps(rows, numbers=int in types, bools=bool in types)
     return rows
+
+
+def _finish(rows: list[Any], *, batch_id: str, received_at: str, first_index: int) -> None:
+    """schema.finish_rows for Row structs: a derived id and received_at as timestamp when not given, empty
+    optional values dropped, received_at set. The checks are C-level passes; only rows of bodies that need
+    a change pay a Python step each."""
+    if None in map(_get_id, rows) or None in map(_get_timestamp, rows):
+        for position, row in enumerate(rows):
+            if row.id is None:
+                row.id = schema.derived_id(batch_id, first_index + position)
+            if row.timestamp is None:
+                row.timestamp = received_at
+    for name, get, empty in _OPTIONAL:
+        if empty in map(get, rows):  # == comparisons: None never equals an empty value
+            for row in rows:
+                if getattr(row, name) == empty:
+                    setattr(row, name, None)
+    deque(map(setattr, rows, repeat(wire.RECEIVED_AT.name), repeat(received_at)), maxlen=0)
+
+
+def _add_typed_maps(rows: list[Any], *, numbers: bool, bools: bool) -> None:
+    """schema.add_typed_maps for Row structs without float attribute values: `numbers` when some value is
+    an int, `bools` when some is a bool (the batch's value types, known before)."""
+    for row in rows:
+        attributes = row.attributes
+        if not attributes:
+            continue
+        if numbers:
+            typed = {k: v for k, v in attributes.items() if v.__class__ is int}
+            if typed:
+                row.attributes_number = typed
+        if bools:
+            typed = {k: v for k, v in attributes.items() if v.__class__ is bool}
+            if typed:
+                row.attributes_bool = typed

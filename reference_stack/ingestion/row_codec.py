@@ -32,6 +32,7 @@ __all__ = [
     "live_payload",
     "payload_ids",
     "public_entry",
+    "row_dicts",
     "row_timestamp",
     "split_rows",
 ]
@@ -61,6 +62,7 @@ _ROW_LIST: TypeAdapter[list[_Row]] = TypeAdapter(list[_Row])
 #: ints, bools and dicts, 2.5x faster than _ROW_LIST; floats differ (1e+308 here is 1e308 there).
 _ENCODER = msgspec.json.Encoder()
 _get_attributes = methodcaller("get", "attributes")
+_is_dict = dict.__instancecheck__
 
 
 def attribute_value_types(rows: list[dict[str, Any]]) -> set[type]:
@@ -70,14 +72,25 @@ def attribute_value_types(rows: list[dict[str, Any]]) -> set[type]:
     return set(map(type, values))
 
 
-def dump_rows(rows: list[dict[str, Any]]) -> bytes:
-    """`dumps(rows)`, byte for byte, for rows that `make_rows` built from validated entries (whose values
-    have exactly the declared types; any other key is still serialised, by inference, as `dumps` would).
+def dump_rows(rows: list[Any]) -> bytes:
+    """`dumps(row_dicts(rows))`, byte for byte, for rows that `make_rows` built from validated entries (whose
+    values have exactly the declared types; any other key is still serialised, by inference, as `dumps`
+    would) or that `fast_rows.rows_from_json` made as `fast_rows.Row` structs (never with a float value).
     Rows without float attribute values (the only floats a row holds, typed maps included) are written by
-    msgspec, the others by pydantic-core, whose float format `dumps` has."""
-    if float in attribute_value_types(rows):
-        return _ROW_LIST.dump_json(rows, warnings=False)  # type: ignore[arg-type]
-    return _ENCODER.encode(rows)
+    msgspec - a struct's fields in declaration order, None and UNSET left out, as its dict has them - the
+    others by pydantic-core, whose float format `dumps` has."""
+    dicts = list(filter(_is_dict, rows))
+    if float not in attribute_value_types(dicts):
+        return _ENCODER.encode(rows)
+    if len(dicts) < len(rows):  # rare: slices of one NDJSON body decided by both paths
+        rows = row_dicts(rows)
+    return _ROW_LIST.dump_json(rows, warnings=False)  # type: ignore[arg-type]
+
+
+def row_dicts(rows: list[Any]) -> list[dict[str, Any]]:
+    """`rows` as dicts, in row key order: dict rows as they are, `fast_rows.Row` structs converted (fields
+    that are None or UNSET left out, as `dump_rows` writes them)."""
+    return [row if row.__class__ is dict else msgspec.to_builtins(row) for row in rows]
 
 
 #: A row's own `received_at` is its last key: followed by the row's `}` and then the next row or the array's
