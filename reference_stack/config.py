@@ -29,6 +29,7 @@ __all__ = [
     "ENV_NAMES",
     "ENV_VARS",
     "LEGACY_DEAD_SUBJECT",
+    "LIVE_INTEREST_SUBJECT",
     "LIVE_SUBJECT",
     "ROLES",
     "SERVE_ENV_VARS",
@@ -68,6 +69,9 @@ LEGACY_DEAD_SUBJECT = "oglog.logs.dead"
 CONSUMER_NAME = "oglog-processor"
 #: Core NATS subject on which accepted entries are fanned out to live-tail subscribers (no persistence).
 LIVE_SUBJECT = "oglog.live"
+#: Core NATS subject on which a live-tail hub with clients announces them (empty messages, see
+#: broker.LIVE_INTEREST_INTERVAL): ingestion publishes on LIVE_SUBJECT only while it hears these.
+LIVE_INTEREST_SUBJECT = "oglog.live.interest"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

@@ -2,6 +2,13 @@
 
 Starting while NATS is down must not crash a role: `Broker.start()` returns at once and connects in the
 background (forever, `reconnect_wait` apart); until then `is_connected` is False and ingestion answers 503.
+
+Live-tail interest (#14): a live-tail hub with clients announces them on LIVE_INTEREST_SUBJECT
+(`announce_live_interest`, at once for its first client, then every LIVE_INTEREST_INTERVAL); every Broker
+follows these announcements and `publish_live` publishes only until LIVE_INTEREST_TIMEOUT after the last one
+it heard, so with nobody watching the live copies cost neither ingestion, nor nats-server, nor the query role.
+A connection that is new or re-established assumes interest for LIVE_INTEREST_TIMEOUT, so a process that
+started or reconnected while clients watch publishes before it hears its first announcement.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from ..config import (
     DEAD_LETTER_SUBJECT,
     DEAD_STREAM_NAME,
     LEGACY_DEAD_SUBJECT,
+    LIVE_INTEREST_SUBJECT,
     LIVE_SUBJECT,
     STREAM_NAME,
     STREAM_SUBJECT,
@@ -35,6 +43,8 @@ from .messages import MSG_ID
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW",
+    "LIVE_INTEREST_INTERVAL",
+    "LIVE_INTEREST_TIMEOUT",
     "Broker",
     "BrokerUnavailable",
     "dead_stream_config",
@@ -54,6 +64,12 @@ DEFAULT_DRAIN_TIMEOUT = 5.0
 #: long (seconds) after that failure: a connected server whose store is full or whose stream is unavailable
 #: answers every POST 503, and a load balancer should see that too (without traffic nothing newer is known).
 PUBLISH_FAILURE_HEALTH_WINDOW = 30.0
+#: A live-tail hub with clients announces them this often (seconds). One small message per hub per interval
+#: while someone watches; shorter only makes ingestion stop sooner after the last client leaves.
+LIVE_INTEREST_INTERVAL = 2.0
+#: Ingestion publishes live copies until this long after the last announcement it heard: three intervals, so
+#: one lost announcement or a hub's event loop busy for a few seconds does not cut off its clients.
+LIVE_INTEREST_TIMEOUT = 3 * LIVE_INTEREST_INTERVAL
 
 
 class BrokerUnavailable(Exception):
@@ -129,6 +145,8 @@ class Broker:
         self._closing = False
         self._unreachable_said = False  # the "cannot reach NATS" line was printed for this outage
         self._publish_failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failure
+        self._live_until = 0.0  # monotonic time until which publish_live publishes (see the module docstring)
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, wait: float = 0.0) -> None:
@@ -162,6 +180,9 @@ class Broker:
             reconnected_cb=self._on_reconnected,
         )
         self._unreachable_said = False
+        self._assume_live_interest()
+        # nats-py re-subscribes after every reconnect: one subscription for the connection's whole life.
+        await self.nc.subscribe(LIVE_INTEREST_SUBJECT, cb=self._on_live_interest)
         await self._ensure_stream_until_ready()
 
     async def _ensure_stream_until_ready(self) -> None:
@@ -233,6 +254,11 @@ class Broker:
             log.warning("nats: disconnected from %s", self.url)
 
     async def _on_reconnected(self) -> None:
+        # Before the stream is ready again (no JetStream publish is acknowledged before): announcements sent
+        # while this connection was down are lost, and a hub's clients must not miss entries because of it.
+        self._assume_live_interest()
+        for listener in list(self._reconnect_listeners):
+            listener()
         self._unreachable_said = False
         log.info("nats: reconnected to %s", self.url)
         # The server may have come back with an empty store: re-create the stream before taking writes again.
@@ -307,11 +333,52 @@ class Broker:
             return None
         return failure[1]
 
-    async def publish_live(self, payload: bytes) -> None:
-        """Best effort, no persistence: fan accepted entries out to live-tail subscribers. `payload`: a row
-        payload (JSON array of rows, as in JetStream) or NDJSON of public entries (an older ingestion)."""
-        if self.nc.is_connected:
-            await self.nc.publish(LIVE_SUBJECT, payload)
+    def on_reconnected(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` (synchronous, must not raise) after each NATS reconnect; returns the function
+        that removes it."""
+        self._reconnect_listeners.append(listener)
+        return lambda: self._reconnect_listeners.remove(listener)
+
+    # -- live tail ---------------------------------------------------------------------------------------
+    def _assume_live_interest(self) -> None:
+        self._live_until = time.monotonic() + LIVE_INTEREST_TIMEOUT
+
+    async def _on_live_interest(self, _msg: Msg) -> None:
+        # No await before the state is set: the server sent this announcement before any JetStream ack it
+        # sends this connection afterwards, and nats-py runs this callback before the code waiting on such an
+        # ack resumes - so an entry acknowledged after a hub's announcement reached the server is published.
+        self._assume_live_interest()
+
+    @property
+    def live_interest(self) -> bool:
+        """True while publish_live publishes: some hub announced clients within LIVE_INTEREST_TIMEOUT, or
+        this connection is younger than that."""
+        return time.monotonic() < self._live_until
+
+    async def announce_live_interest(self, *, timeout: float | None = None) -> None:
+        """Tell every process publishing live copies (this one included, at once) that a live-tail client is
+        connected. With `timeout` (seconds), also wait until the server has the announcement (a PING round
+        trip, which covers this connection's earlier commands such as a SUB): from then on, an entry
+        whose JetStream publish is acknowledged is published live by any process on that server. Raises
+        BrokerUnavailable when NATS is not connected or the round trip fails or times out."""
+        if not self.nc.is_connected:
+            raise BrokerUnavailable(f"NATS is {self.status.lower()}")
+        self._assume_live_interest()
+        try:
+            await self.nc.publish(LIVE_INTEREST_SUBJECT, b"")
+            if timeout is not None:
+                await self.nc.flush(timeout)  # type: ignore[arg-type]  # int-typed, takes floats
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"live-tail announcement failed: {type(exc).__name__}: {exc}") from exc
+
+    async def publish_live(self, payload: bytes) -> bool:
+        """Best effort, no persistence: fan accepted entries out to live-tail subscribers, only while
+        `live_interest` (else nothing is sent). `payload`: a row payload (JSON array of rows, as in
+        JetStream) or NDJSON of public entries (an older ingestion). Returns whether it was published."""
+        if not (self.nc.is_connected and time.monotonic() < self._live_until):
+            return False
+        await self.nc.publish(LIVE_SUBJECT, payload)
+        return True
 
     async def subscribe_live(self, cb: Callable[[bytes], Awaitable[None]]) -> Subscription:
         """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (see publish_live)."""

@@ -164,7 +164,10 @@ async def _publish_parts(
         await asyncio.gather(*(one(k, *part) for k, part in enumerate(parts)))
     metrics.publish_latency.observe(loop.time() - started)
     # The row payloads as they are: the live tail makes them public entries (row_codec.live_payload) only
-    # when it has clients, instead of every request paying that pass here (#14: ~1.3 µs per entry).
+    # when it has clients, instead of every request paying that pass here (#14: ~1.3 µs per entry). Sent only
+    # while some live-tail hub announces clients (Broker.live_interest): nobody watching costs nothing.
+    if not broker.live_interest:
+        return
     for _, payload in parts:  # one live message per part: each fits under max_payload
         try:
             await broker.publish_live(payload)

@@ -1,10 +1,18 @@
 """Live tail: GET /ws/live pushes every accepted entry (optionally filtered) to WebSocket clients.
 
 One core-NATS subscription per app (on LIVE_SUBJECT, row payloads published by ingestion, made public entries
-by `row_codec.live_entries`) feeds every client. Each client has a bounded queue and its own sender task, so a
-slow reader only fills its own queue: past QUEUE_SIZE entries new ones are dropped for that client, and it
-then receives `{"type": "dropped", "count": n}` at the position of the gap. Entries are sent in the public
-shape (one JSON object per WebSocket text message), so the live tail and GET /api/logs show the same shape.
+by `row_codec.live_entries`) feeds every client. It exists only while the app has clients (#14): the first
+client's upgrade waits (up to READY_TIMEOUT, else 503) until the subscription is made and the hub's interest
+announcement (`Broker.announce_live_interest`, repeated every LIVE_INTEREST_INTERVAL while clients remain)
+has reached the NATS server; the last client's departure ends both, and ingestion stops publishing live
+copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every entry whose JetStream publish is
+acknowledged after its upgrade answer (101) was sent, as long as NATS stays connected (the live tail is not
+replayed across a disconnect); entries acknowledged earlier may appear too.
+
+Each client has a bounded queue and its own sender task, so a slow reader only fills its own queue: past
+QUEUE_SIZE entries new ones are dropped for that client, and it then receives `{"type": "dropped", "count":
+n}` at the position of the gap. Entries are sent in the public shape (one JSON object per WebSocket text
+message), so the live tail and GET /api/logs show the same shape.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from ..auth.keys import RELOAD_INTERVAL
 from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
+from ..broker.broker import LIVE_INTEREST_INTERVAL, BrokerUnavailable
 from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
 from ..ingestion import row_codec
@@ -34,6 +43,7 @@ __all__ = [
     "LIVE",
     "MAX_CLIENTS",
     "QUEUE_SIZE",
+    "READY_TIMEOUT",
     "LiveHub",
     "setup",
 ]
@@ -48,8 +58,9 @@ MAX_CLIENTS = 1000
 HEARTBEAT = 20.0
 #: Bound on closing one client at shutdown (a client that stopped reading cannot take the close frame).
 CLOSE_TIMEOUT = 2.0
-#: Between attempts to subscribe while NATS is not connected yet.
-SUBSCRIBE_RETRY = 0.5
+#: Bound on a new client's wait, before its upgrade, for NATS, the subscription and the interest announcement;
+#: past it the client gets 503 + Retry-After (an open socket that would miss entries is worse).
+READY_TIMEOUT = 5.0
 #: Close code for a socket whose key was revoked or lost the `query` scope (1008: policy violation); the
 #: reason says which. A key is re-checked every RELOAD_INTERVAL, like a new request's.
 CLOSE_KEY_REVOKED = 1008
@@ -119,9 +130,12 @@ class LiveHub:
         self.max_clients = max_clients
         self.clients: set[_Client] = set()
         self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
-        self._subscription: Any = None
+        self._subscription: Any = None  # held while self.clients is not empty
+        self._announcer: asyncio.Task[None] | None = None  # likewise
+        self._gate = asyncio.Lock()  # one subscribe/unsubscribe at a time (first arrival vs last departure)
+        self._announce_now = asyncio.Event()  # set after a NATS reconnect: announce without waiting
+        self._unlisten: Any = None
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._key_watch: asyncio.Task[None] | None = None
         registry = app[METRICS].registry
         self.connected = Gauge(
@@ -139,7 +153,7 @@ class LiveHub:
         )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._subscribe(), name="oglog-live-subscribe")
+        self._unlisten = self.app[BROKER].on_reconnected(self._announce_now.set)
         access = self.app.get(ACCESS)
         if access is not None and access.store is not None:
             self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
@@ -165,18 +179,56 @@ class LiveHub:
                 log.info("live tail: closing a socket of key %s: %s", client.key_id, reason.decode())
                 await self._drop(client, code=CLOSE_KEY_REVOKED, message=reason)
 
-    async def _subscribe(self) -> None:
+    async def _watch(self) -> None:
+        """For a client already in `self.clients`: return once the subscription exists and interest was
+        announced to the NATS server (within READY_TIMEOUT). Raises BrokerUnavailable or TimeoutError."""
         broker = self.app[BROKER]
-        while not self._stopping.is_set():
-            if broker.nc.is_connected:
-                try:
-                    # nats-py re-subscribes by itself after a reconnect, so one successful call is enough.
-                    self._subscription = await broker.subscribe_live(self._on_payload)
-                    return
-                except Exception as exc:
-                    log.warning("live tail: subscribe failed, retrying: %s", exc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        if not await broker.wait_ready(READY_TIMEOUT):
+            raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
+        # Holders of the gate only run bounded steps (nats-py queues a SUB locally; the flush has a timeout).
+        await asyncio.wait_for(self._gate.acquire(), max(deadline - loop.time(), 0.001))
+        try:
+            if self._subscription is None:
+                # nats-py re-subscribes by itself after a reconnect, so one call holds it until _unwatch.
+                self._subscription = await broker.subscribe_live(self._on_payload)
+            if self._announcer is None:
+                # The flush also carries the SUB above to the server (same connection, in order).
+                await broker.announce_live_interest(timeout=max(deadline - loop.time(), 0.001))
+                self._announcer = asyncio.create_task(self._announce_forever(), name="oglog-live-interest")
+        finally:
+            self._gate.release()
+
+    async def _unwatch(self) -> None:
+        """After a client left `self.clients`: if it was the last, end the announcements and the
+        subscription."""
+        async with self._gate:
+            if self.clients or self._subscription is None:
+                return
+            await self._end_subscription()
+
+    async def _end_subscription(self) -> None:
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # NATS closed: nothing left to unsubscribe from
+                await subscription.unsubscribe()
+
+    async def _announce_forever(self) -> None:
+        broker = self.app[BROKER]
+        while True:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), SUBSCRIBE_RETRY)
+                await asyncio.wait_for(self._announce_now.wait(), LIVE_INTEREST_INTERVAL)
+            self._announce_now.clear()
+            try:
+                await broker.announce_live_interest()
+            except BrokerUnavailable as exc:  # disconnected: announced again right after the reconnect
+                log.debug("live tail: interest announcement skipped: %s", exc)
 
     async def _on_payload(self, payload: bytes) -> None:
         if self.clients:  # rows become public entries here, only when someone watches (#14)
@@ -228,14 +280,25 @@ class LiveHub:
             )
         # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
-        await ws.prepare(request)
         client = _Client(ws, filters, self, key_id)
-        client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
+        # In the fan-out before the upgrade: entries arriving meanwhile are queued, sent once it is done.
         self.clients.add(client)
         self.connected.inc()
         if key_id is not None:
             self.sockets_per_key[key_id] = self.sockets_per_key.get(key_id, 0) + 1
         try:
+            try:
+                await self._watch()
+            except (BrokerUnavailable, asyncio.TimeoutError) as exc:
+                reason = str(exc) or f"not ready within {READY_TIMEOUT:g}s"
+                raise Problem(
+                    503, "unavailable", "server", f"live tail unavailable: {reason}",
+                    headers={"Retry-After": "1"},
+                ) from None
+            if self._stopping.is_set():
+                raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
+            await ws.prepare(request)
+            client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
             async for msg in ws:  # clients have nothing to say; reading notices their close
                 if msg.type == WSMsgType.ERROR:
                     break
@@ -245,6 +308,7 @@ class LiveHub:
                 if not self.sockets_per_key[key_id]:
                     del self.sockets_per_key[key_id]
             await self._drop(client)
+            await self._unwatch()
         return ws
 
     async def _drop(
@@ -257,7 +321,7 @@ class LiveHub:
             client.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await client.sender
-        if not client.ws.closed:
+        if client.ws.prepared and not client.ws.closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
                     client.ws.close(code=code, message=message), CLOSE_TIMEOUT
@@ -269,17 +333,17 @@ class LiveHub:
         await asyncio.gather(*(self._drop(client) for client in list(self.clients)))
 
     async def stop(self) -> None:
-        """Cleanup: end the subscription and its retry loop."""
+        """Cleanup: end the key watch, the announcements and the subscription, then close every client."""
         self._stopping.set()
-        for task in (self._task, self._key_watch):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        if self._key_watch is not None and not self._key_watch.done():
+            self._key_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_watch
+        async with self._gate:
+            await self._end_subscription()
         await self.close_clients()
 
 
