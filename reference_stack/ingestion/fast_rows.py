@@ -157,10 +157,13 @@ _OPTIONAL = tuple(
 
 def _over_bytes(entries: list[Any]) -> bool:
     """True when a `bytes`-limited field of some entry has more UTF-8 bytes than its limit (schema's
-    _utf8_limit). Only values of more than limit/4 characters can, and only those are encoded."""
+    _utf8_limit). Only values of more than limit/4 characters can, and only those are encoded; the lengths
+    are compared in one C-level pass first (most bodies have no such value)."""
     for get, limit, required in _BYTE_LIMITS:
         chars = limit // 4
-        values = map(get, entries) if required else filter(None, map(get, entries))
+        values = list(map(get, entries) if required else filter(None, map(get, entries)))
+        if not values or max(map(len, values)) <= chars:
+            continue
         for value in values:
             if len(value) > chars and len(value.encode("utf-8", "surrogatepass")) > limit:
                 return True
@@ -222,7 +225,7 @@ def rows_from_json(
         return dicts
     _finish(rows, batch_id=batch_id, received_at=received_at, first_index=first_index)
     if not types <= _STRING_ONLY:
-        _add_typed_maps(rows, numbers=int in types, bools=bool in types)
+        _add_typed_maps(rows)
     return rows
 
 
@@ -244,18 +247,22 @@ def _finish(rows: list[Any], *, batch_id: str, received_at: str, first_index: in
     deque(map(setattr, rows, repeat(wire.RECEIVED_AT.name), repeat(received_at)), maxlen=0)
 
 
-def _add_typed_maps(rows: list[Any], *, numbers: bool, bools: bool) -> None:
-    """schema.add_typed_maps for Row structs without float attribute values: `numbers` when some value is
-    an int, `bools` when some is a bool (the batch's value types, known before)."""
+def _add_typed_maps(rows: list[Any]) -> None:
+    """schema.add_typed_maps for Row structs without float attribute values (ints and bools only). One
+    inline loop per row: a third cheaper than a dict comprehension, which is a function call per row."""
     for row in rows:
         attributes = row.attributes
         if not attributes:
             continue
+        numbers: dict[str, int] = {}
+        bools: dict[str, bool] = {}
+        for key, value in attributes.items():
+            kind = value.__class__
+            if kind is int:
+                numbers[key] = value
+            elif kind is bool:
+                bools[key] = value
         if numbers:
-            typed = {k: v for k, v in attributes.items() if v.__class__ is int}
-            if typed:
-                row.attributes_number = typed
+            row.attributes_number = numbers
         if bools:
-            typed = {k: v for k, v in attributes.items() if v.__class__ is bool}
-            if typed:
-                row.attributes_bool = typed
+            row.attributes_bool = bools
