@@ -280,6 +280,8 @@ class LiveHub:
             )
         # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
+        if not ws.can_prepare(request).ok:  # not a WebSocket upgrade: aiohttp's 400, without touching NATS
+            await ws.prepare(request)
         client = _Client(ws, filters, self, key_id)
         # In the fan-out before the upgrade: entries arriving meanwhile are queued, sent once it is done.
         self.clients.add(client)

@@ -15,7 +15,7 @@ import aiohttp
 import nats
 import pytest
 from oglogstream.stack.broker.broker import LIVE_INTEREST_TIMEOUT
-from oglogstream.stack.broker.natsd import NatsServer
+from oglogstream.stack.broker.natsd import NatsServer, free_port
 from oglogstream.stack.config import LIVE_INTEREST_SUBJECT, LIVE_SUBJECT, StackConfig
 from oglogstream.stack.http.resources import BROKER
 from oglogstream.stack.query.live import LIVE
@@ -226,3 +226,17 @@ async def test_a_nats_restart_keeps_the_live_tail_working(nats_server: Any, stac
         await ws.close()
     finally:
         restarted.stop()
+
+
+async def test_without_nats_the_upgrade_is_refused_with_503(chdb_dsn: str) -> None:
+    """A socket that could not receive anything is refused (503 + Retry-After) within READY_TIMEOUT, not
+    opened silently; the hub is left without clients or subscription."""
+    async with (
+        running(config(f"nats://127.0.0.1:{free_port()}", "query", chdb_dsn)) as (base, app),
+        aiohttp.ClientSession() as session,
+    ):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{base}/ws/live")
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
+        hub = app[LIVE]
+        assert not hub.clients and hub._subscription is None and hub._announcer is None
