@@ -52,7 +52,9 @@ _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*[^ \t\r\x0b\x0c{]")
 
 @dataclasses.dataclass
 class Decoded:
-    rows: list[dict[str, Any]]
+    # Row dicts, or fast_rows.Row structs for the valid bodies msgspec decides: `row[column]` reads both,
+    # row_codec.dump_rows writes both as the same bytes, row_codec.row_dicts turns both into dicts.
+    rows: list[Any]
     rejected: list[dict[str, Any]]  # [{"index": i, "error": "field: reason; ..."}]
     total: int  # entries in the body, valid or not
 
@@ -122,7 +124,7 @@ def _unique_ids(decoded: Decoded, indexes: list[int] | None) -> Decoded:
     if len({row["id"] for row in rows}) == len(rows):
         return decoded
     seen: set[str] = set()
-    kept: list[dict[str, Any]] = []
+    kept: list[Any] = []
     rejected = list(decoded.rejected)
     for position, row in enumerate(rows):
         if row["id"] in seen:
@@ -149,7 +151,7 @@ def ndjson_lines(body: bytes) -> list[bytes]:
 
 def ndjson_rows(
     lines: list[bytes], *, batch_id: str, received_at: str, window: schema.TimeWindow | None = None
-) -> list[dict[str, Any]] | None:
+) -> list[Any] | None:
     """The rows of all lines, validated in ONE call per slice (`fast_rows.rows_from_json`: msgspec, else
     pydantic; the per-call overhead is a sixth of pydantic's work), or None when any line is invalid (the
     caller then validates line by line, for per-index errors).
@@ -160,7 +162,7 @@ def ndjson_rows(
     holding two entries."""
     if not lines:
         return None
-    rows: list[dict[str, Any]] = []
+    rows: list[Any] = []
     # Slices of about _SLICE_BYTES: each call holds the GIL only that long, so on a worker thread the event
     # loop gets its turns in between.
     for start, end in slices(lines, _SLICE_BYTES):
@@ -195,7 +197,7 @@ def slices(lines: list[bytes], size: int) -> list[tuple[int, int]]:
 
 def array_rows(
     body: bytes, *, batch_id: str, received_at: str, window: schema.TimeWindow | None = None
-) -> list[dict[str, Any]] | None:
+) -> list[Any] | None:
     """The rows of a JSON array of entries, or None if it is empty or not all valid (see _validate_array)."""
     try:
         rows = fast_rows.rows_from_json(body, batch_id=batch_id, received_at=received_at, window=window)
