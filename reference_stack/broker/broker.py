@@ -181,8 +181,12 @@ class Broker:
         )
         self._unreachable_said = False
         self._assume_live_interest()
-        # nats-py re-subscribes after every reconnect: one subscription for the connection's whole life.
-        await self.nc.subscribe(LIVE_INTEREST_SUBJECT, cb=self._on_live_interest)
+        try:
+            # nats-py re-subscribes after every reconnect: one subscription for the connection's whole life.
+            await self.nc.subscribe(LIVE_INTEREST_SUBJECT, cb=self._on_live_interest)
+        except nats.errors.Error as exc:  # deaf to announcements: publish live copies always, never lose them
+            self._live_until = float("inf")
+            log.error("nats: cannot follow live-tail interest (%s); publishing every live copy", exc)
         await self._ensure_stream_until_ready()
 
     async def _ensure_stream_until_ready(self) -> None:
