@@ -196,6 +196,7 @@ class LiveHub:
             if self._announcer is None:
                 # The flush also carries the SUB above to the server (same connection, in order).
                 await broker.announce_live_interest(timeout=max(deadline - loop.time(), 0.001))
+                self._announce_now.clear()  # a reconnect while nobody watched: just announced anyway
                 self._announcer = asyncio.create_task(self._announce_forever(), name="oglog-live-interest")
         finally:
             self._gate.release()
