@@ -5,8 +5,9 @@ Run from the project root: `.venv/bin/python -m benchmarks.ingest_decode_bench [
 
 A/B in one process: `batch_decode.decode` (what the ingestion role runs for a body, default settings and the
 accepted time window of a default stack) on 1,000-entry NDJSON bodies, with this tree's `reference_stack` and
-with REV's (default: the commit before the fast path, all pydantic), extracted by `git archive` and imported
-under another package name. The two alternate ROUNDS times, so both see the same machine load;
+with REV's (default: the commit before the fast path, all pydantic; `--before 009935e`: the fast path before
+its rows became `fast_rows.Row` structs), extracted by `git archive` and imported under another package
+name. The two alternate ROUNDS times, so both see the same machine load;
 `time.process_time`, so waiting for a CPU does not count. For scale: `json.loads` of the same lines (objects,
 no validation) and gunzip. Both versions' payloads are checked equal first. Shapes: the SDK's lines of
 `stack_ingest_bench` (9 fields, a string and an int attribute) and a full entry (every field, 8 string
@@ -95,12 +96,12 @@ def _per_entry_us(work: Callable[[bytes], Any], bodies: list[bytes]) -> float:
     return (time.process_time() - start) / (len(bodies) * BATCH_ENTRIES) * 1e6
 
 
-def _decoder(module: ModuleType) -> Callable[[bytes], list[dict[str, Any]]]:
-    def decode(body: bytes) -> list[dict[str, Any]]:
+def _decoder(module: ModuleType) -> Callable[[bytes], list[Any]]:
+    def decode(body: bytes) -> list[Any]:
         window = module.schema.current_window()
         decoded = module.decode(body, ndjson=True, batch_id="b", received_at=RECEIVED, window=window)
         assert not decoded.rejected and len(decoded.rows) == BATCH_ENTRIES
-        rows: list[dict[str, Any]] = decoded.rows
+        rows: list[Any] = decoded.rows  # dicts, or Row structs (written as the same bytes by dump_rows)
         return rows
 
     return decode
