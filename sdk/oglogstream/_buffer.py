@@ -18,13 +18,20 @@ from ._items import CapturedEvent
 from ._settings import _BUFFER_BYTES_FLOOR as ENTRY_ROOM
 
 __all__ = [
+    "ALWAYS_WEIGHED",
     "CONTAINER_ITEM_BYTES",
     "EXTRA_ATTR_BYTES",
+    "FLAT_CHARS",
     "FORMATTER_KEYS",
+    "FREE_EXTRAS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
     "LARGE_MESSAGE",
     "MAPPING_ITEM_BYTES",
+    "RECORD_BYTES",
+    "WEIGHT_BYTES",
+    "WEIGHT_SHIFT",
+    "WEIGHT_UNITS",
     "Batch",
     "ContextCharges",
     "Pending",
@@ -33,8 +40,12 @@ __all__ = [
     "intake_limit",
     "intake_reserve",
     "is_charged",
+    "item_chars",
     "item_context",
     "large_bytes",
+    "record_units",
+    "settle_weights",
+    "weight_units",
 ]
 
 
@@ -153,10 +164,37 @@ INTAKE_FLOOR = 1000
 #: counts against the intake's byte room, so a stuck worker cannot let 100k multi-kilobyte (or a few hundred
 #: 10 MB) messages, or records/events with dozens of fields, pile up past max_buffer_bytes.
 LARGE_MESSAGE = 1024
+#: What a captured record occupies while it waits in the intake besides its characters (message, str
+#: arguments, what `extras_bytes` charges), its slot in the intake included: measured with tracemalloc
+#: through `logger.info` (Python 3.11, a distinct message str per call, no `extra=` fields) at ~592 B plus
+#: the message str's 49 B header when the calling module is `dbg.py`, ~630 B for
+#: `test_sdk_intake_weight.py` (each record has its own `filename` and `module` strings); this covers
+#: module names of up to ~45 characters.
+RECORD_BYTES = 704
+#: A record charged fewer characters than this, less up to FREE_EXTRAS fields' EXTRA_ATTR_BYTES (the
+#: `weight_units` basis), is charged INTAKE_ITEM_BYTES flat. From here to LARGE_MESSAGE it is charged,
+#: besides, `weight_units` WEIGHT_BYTES each, lock-free: the handler appends them to the pipeline's
+#: `intake_weights` deque, the worker takes them back as it takes the records (`settle_weights`). With the
+#: flat charge alone a stuck worker let records of 200 / 300 / 1,000 characters take 1.23x / 1.38x / 2.44x
+#: the budget. Below it a record takes up to RECORD_BYTES + 63 + two fields' slots (~820 B, 1.3x its
+#: charge), like the typical record (a short message with a couple of `extra=` fields, ~700 B), which so
+#: pays neither the caller's append nor the worker's recount. Structlog and asyncio events keep the flat
+#: charge below LARGE_MESSAGE.
+FLAT_CHARS = 64
+#: `extra=` fields whose EXTRA_ATTR_BYTES the flat charge covers (the typical record's).
+FREE_EXTRAS = 2
+#: The unit of the weights: 1/2**WEIGHT_SHIFT of INTAKE_ITEM_BYTES, so `len(intake) + (len(weights) >>
+#: WEIGHT_SHIFT)` is the intake's charge in INTAKE_ITEM_BYTES records (the fast path's one check).
+WEIGHT_SHIFT = 3
+WEIGHT_BYTES = INTAKE_ITEM_BYTES >> WEIGHT_SHIFT
+#: What a unit covers of the record: WEIGHT_BYTES less its own slot in the deque (a pointer).
+_WEIGHT_COVERS = WEIGHT_BYTES - 8
 #: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
 #: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
 #: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
 EXTRA_ATTR_BYTES = 96
+#: From this many characters every record below LARGE_MESSAGE is charged weights (`weight_units`).
+ALWAYS_WEIGHED = FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES
 #: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
 #: entry, on top of EXTRA_ATTR_BYTES: the captured record keeps the object (and so its elements) alive.
 #: Measured with tracemalloc (10,000 elements, tests/sdk/test_sdk_review_memory.py): a list of small ints
@@ -293,8 +331,52 @@ class ContextCharges:
         self._waiting.clear()
 
 
+def weight_units(size: int, extras: int) -> int:
+    """How many WEIGHT_BYTES units a record of `size` characters (`item_chars`) with `extras` attributes
+    beyond a plain LogRecord's is charged besides INTAKE_ITEM_BYTES: 0 from LARGE_MESSAGE on (`large_bytes`
+    charges those) and below FLAT_CHARS (after FREE_EXTRAS fields' EXTRA_ATTR_BYTES), else enough that
+    INTAKE_ITEM_BYTES + the units cover RECORD_BYTES + that basis (and the units' own deque slots)."""
+    if size >= LARGE_MESSAGE:
+        return 0
+    if extras > 0:
+        size -= (extras if extras < FREE_EXTRAS else FREE_EXTRAS) * EXTRA_ATTR_BYTES
+    if size < FLAT_CHARS:
+        return 0
+    return -(-(size + RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
+
+
+def record_units(item: tuple[Any, ...]) -> int:
+    """`weight_units` of a captured record, as the caller computed it; 0 for an event (flat charge)."""
+    if type(item) is CapturedEvent:
+        return 0
+    return weight_units(item_chars(item), len(item[0]) - RECORD_BASE_KEYS)
+
+
+#: WEIGHT_UNITS[k]: k placeholder units, appended with one `deque.extend` (atomic under the GIL).
+WEIGHT_UNITS: tuple[tuple[None, ...], ...] = tuple(
+    (None,) * k for k in range(weight_units(LARGE_MESSAGE - 1, 0) + 1)
+)
+
+
+def settle_weights(weights: deque[None], items: Iterable[tuple[Any, ...]]) -> None:
+    """`items` left the intake: take their `weight_units` back from `weights` (the driver's lock held; callers
+    only append). Recomputed from each item, as the caller computed it (`item_chars`), so the units are
+    plain placeholders; never below 0 (a record's `__dict__` may change after the capture)."""
+    units = sum(map(record_units, items))
+    pop = weights.pop
+    for _ in range(min(units, len(weights))):
+        pop()
+
+
 def large_bytes(item: tuple[Any, ...]) -> int:
-    """What a captured record or event occupies beyond INTAKE_ITEM_BYTES, or 0 below LARGE_MESSAGE: for a
+    """`item_chars`, or 0 below LARGE_MESSAGE: what the item is charged beyond INTAKE_ITEM_BYTES on the
+    caller's slow path."""
+    size = item_chars(item)
+    return size if size >= LARGE_MESSAGE else 0
+
+
+def item_chars(item: tuple[Any, ...]) -> int:
+    """What a captured record or event occupies beyond RECORD_BYTES, in characters: for a
     record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
     (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict; plus for either
     `event_bytes` of a bound context that is a plain mapping (structlog's contextvars alone). A
@@ -307,7 +389,7 @@ def large_bytes(item: tuple[Any, ...]) -> int:
         context = item[1]
         if context and type(context) is not BoundContext:
             size += event_bytes(context)
-        return size if size >= LARGE_MESSAGE else 0
+        return size
     context = item[3]
     size = event_bytes(context) if context and type(context) is not BoundContext else 0
     msg, args = item[1], item[2]
@@ -320,7 +402,7 @@ def large_bytes(item: tuple[Any, ...]) -> int:
     record_dict = item[0]
     if len(record_dict) > RECORD_BASE_KEYS:
         size += extras_bytes(record_dict)
-    return size if size >= LARGE_MESSAGE else 0
+    return size
 
 
 def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:

@@ -8,7 +8,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import LARGE_MESSAGE, extras_bytes
+from ._buffer import (
+    ALWAYS_WEIGHED,
+    FLAT_CHARS,
+    FREE_EXTRAS,
+    LARGE_MESSAGE,
+    WEIGHT_SHIFT,
+    WEIGHT_UNITS,
+    extras_bytes,
+    weight_units,
+)
 from ._capture import RECORD_BASE_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
@@ -56,6 +65,7 @@ class OgLogHandler(logging.Handler):
         # in between are batched until then instead of each waiting for its own request.
         self._pipeline.exit_close_follows = True
         self._intake = self._pipeline.intake
+        self._weights = self._pipeline.intake_weights
         #: (when a default-timeout flush() began, when it ran out) of the last one that ran out, else None.
         self._flush_ran_out: tuple[float, float] | None = None
 
@@ -100,7 +110,8 @@ class OgLogHandler(logging.Handler):
                 args = None
                 size = len(msg)
             attributes = record.__dict__
-            if len(attributes) > RECORD_BASE_KEYS:  # `extra=` fields: what they occupy counts too
+            extras = len(attributes) - RECORD_BASE_KEYS
+            if extras > 0:  # `extra=` fields: what they occupy counts too
                 size += extras_bytes(attributes)
             context = _context_get()
             if context is not None and context.charged:
@@ -113,8 +124,19 @@ class OgLogHandler(logging.Handler):
                 attributes, msg, args, context, span_of() if span_of is not None else None
             )
             intake = self._intake
-            if len(intake) < self._pipeline.soft_limit and size < LARGE_MESSAGE:
+            weights = self._weights
+            # The intake's charge in typical records: one each, plus the weights of the longer ones
+            # (`_buffer.FLAT_CHARS`), appended after the record: a worker that takes the record in between
+            # takes its units back from others' (or fewer), and this append makes the sum good again (or
+            # over-charged until the intake is next empty), never under-charged for long.
+            held = len(intake) + (len(weights) >> WEIGHT_SHIFT)
+            if held < self._pipeline.soft_limit and size < LARGE_MESSAGE:
                 intake.append(item)
+                # Below ALWAYS_WEIGHED a record with FREE_EXTRAS fields has none (the typical one: no call).
+                if size >= FLAT_CHARS and (size >= ALWAYS_WEIGHED or extras < FREE_EXTRAS):
+                    units = weight_units(size, extras)
+                    if units:
+                        weights.extend(WEIGHT_UNITS[units])
                 return True
             return self._pipeline.submit_slow(item)
         except Exception as exc:  # never raise into the application

@@ -26,7 +26,16 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel
-from ._buffer import intake_limit, is_charged, item_context, large_bytes
+from ._buffer import (
+    LARGE_MESSAGE,
+    WEIGHT_BYTES,
+    WEIGHT_UNITS,
+    intake_limit,
+    is_charged,
+    item_chars,
+    item_context,
+    record_units,
+)
 from ._core import INFINITY
 from ._items import Item, is_event
 from ._lifecycle import (
@@ -68,6 +77,9 @@ class Pipeline(WorkerLoop):
         self.exit_close_follows = False
         #: Appended to by caller threads; the same object for the pipeline's whole life (also after fork).
         self.intake: deque[Item] = deque()
+        #: `_buffer.weight_units` of the records in the intake and `_late`, as placeholders (the same
+        #: object for life, like the intake): appended by callers, taken back by `_release_intake`.
+        self.intake_weights: deque[None] = deque()
         self._reset()
         # Built here, on the constructing thread: httpx's first use imports modules (taking logging's lock).
         self._transport: Transport | None = self._transport_factory(settings)
@@ -87,6 +99,7 @@ class Pipeline(WorkerLoop):
     def _reset(self) -> None:
         """Fresh state: at construction, and in a forked child (inherited buffers belong to the parent)."""
         self.intake.clear()
+        self.intake_weights.clear()
         #: Reentrant: a signal handler runs on the main thread, possibly while that thread holds this lock in
         #: submit_slow/stats/flush/close; it must re-enter (see `_reentered`), never wait for itself.
         self._lock = threading.RLock()
@@ -142,13 +155,16 @@ class Pipeline(WorkerLoop):
             self._forked_without_hooks()
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
-        extra = large_bytes(item)
+        chars = item_chars(item)
+        extra = chars if chars >= LARGE_MESSAGE else 0  # `_buffer.large_bytes`
+        units = record_units(item)
         context = item_context(item)
         charged = is_charged(context)
         if self._reentered():
             # A signal handler interrupted this thread inside our lock (so it is held): append, never wait;
             # the interrupted code, or the next record, wakes the worker.
             self.intake.append(item)
+            self.intake_weights.extend(WEIGHT_UNITS[units])
             self.intake_large += extra + (self.charges.enter(context) if charged else 0)
             return True
         start: threading.Thread | None = None
@@ -157,7 +173,7 @@ class Pipeline(WorkerLoop):
             if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
                 extra += self.charges.enter(context)
             if self._closing and not self._finished and not Exit.started:
-                return self._hold_late_locked(item, extra) or self._uncharge_locked(context, charged)
+                return self._hold_late_locked(item, extra, units) or self._uncharge_locked(context, charged)
             if self._finished and not self._reopen_locked():
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return self._uncharge_locked(context, charged)
@@ -165,9 +181,10 @@ class Pipeline(WorkerLoop):
                 start = self._prepare_start_locked()
             intake = self.intake
             size = len(intake)
-            accepted = self._make_room_locked(intake, extra)
+            accepted = self._make_room_locked(intake, extra + units * WEIGHT_BYTES)
             if accepted:
                 intake.append(item)
+                self.intake_weights.extend(WEIGHT_UNITS[units])
                 self.intake_large += extra
                 # A forked child wakes its worker for the first record after a quiet spell (see _rearm).
                 if (size + 1 >= self._wake_at or self._linger) and not self._wake.is_set():
@@ -196,13 +213,18 @@ class Pipeline(WorkerLoop):
             return False
         return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
 
-    def _hold_late_locked(self, item: Item, extra: int) -> bool:
+    def _hold_late_locked(self, item: Item, extra: int, units: int) -> bool:
         """Keep a record logged during close() for the worker that starts once the closing one is done."""
-        if not self._make_room_locked(self._late, extra):
+        if not self._make_room_locked(self._late, extra + units * WEIGHT_BYTES):
             return False
         self._late.append(item)
+        self.intake_weights.extend(WEIGHT_UNITS[units])
         self.intake_large += extra
         return True
+
+    def _room_locked(self, queue: deque[Item], extra: int) -> bool:
+        """`DeliveryCore._room_locked`, with the weights of the records waiting (`intake_weights`)."""
+        return super()._room_locked(queue, extra + len(self.intake_weights) * WEIGHT_BYTES)
 
     def _start_late_locked(self) -> threading.Thread | None:
         """After a worker finished: a new one (to start once the lock is released) for the records held
@@ -275,7 +297,10 @@ class Pipeline(WorkerLoop):
         self.intake.extend(mine)
         charges = self.charges
         charges.clear()
-        self.intake_large = sum(map(large_bytes, mine)) + sum(
+        chars = [item_chars(item) for item in mine]
+        for item in mine:
+            self.intake_weights.extend(WEIGHT_UNITS[record_units(item)])
+        self.intake_large = sum(size for size in chars if size >= LARGE_MESSAGE) + sum(
             charges.enter(context) for context in map(item_context, mine) if is_charged(context)
         )
 
@@ -377,6 +402,7 @@ class Pipeline(WorkerLoop):
                 leftovers = 0
                 self.intake.clear()
                 self._late.clear()
+                self.intake_weights.clear()
                 self.intake_large = 0
                 self.charges.clear()
             if leftovers:

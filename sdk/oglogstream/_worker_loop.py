@@ -20,12 +20,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import tenacity
 
 from . import _diag, _otel, _worker_pace, _worker_spool
-from ._buffer import Batch, ContextCharges
+from ._buffer import Batch, ContextCharges, settle_weights
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
 from ._items import Item
@@ -61,6 +61,7 @@ class WorkerLoop(DeliveryCore):
 
     settings: Settings
     intake: deque[Item]
+    intake_weights: deque[None]
     _late: deque[Item]
     soft_limit: int
     intake_limit: int
@@ -105,14 +106,23 @@ class WorkerLoop(DeliveryCore):
         (not before: while they are encoded they still occupy memory)."""
         if self._aiming:
             self._aim_flushes(len(items))
-        if self.intake_large or self.charges:
+        if self.intake_large or self.charges or self.intake_weights:
             # Never below 0: an abandoned worker's intake was emptied (and the count reset) meanwhile.
             self._release_intake(items)
             if not self.intake and not self._late:
                 # Nothing left that is charged: 0 exactly, even if a record's `__dict__` changed after its
-                # capture (a later handler's formatter), so the charge cannot drift.
+                # capture (a later handler's formatter), so the charge cannot drift. (A caller appends its
+                # record, then its weights: a clear in between leaves them over-charged until the next.)
                 self.intake_large = 0
                 self.charges.clear()
+                self.intake_weights.clear()
+
+    def _release_intake(self, items: Iterable[Item]) -> None:
+        """`DeliveryCore._release_intake`, and the records' weights taken back (`_buffer.settle_weights`)."""
+        if self.intake_weights:
+            items = items if isinstance(items, (list, deque)) else list(items)
+            settle_weights(self.intake_weights, items)
+        super()._release_intake(items)
 
     def _held(self) -> int:
         return len(self.intake) + self._buffered()

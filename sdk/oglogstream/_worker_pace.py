@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._buffer import INTAKE_ITEM_BYTES
+from ._buffer import INTAKE_ITEM_BYTES, WEIGHT_BYTES
 from ._ingest import INGEST_CHUNK
 from ._lifecycle import Exit
 
@@ -52,14 +52,14 @@ def may_defer(loop: WorkerLoop) -> bool:
 def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
     """Wait while the intake grows at DEFER_RATE or more (an application thread logging in a burst;
     `mark` = (intake length, time.monotonic()) at the worker's last look): for at most flush_interval, while
-    the intake holds less than half its room (records, and the text of large messages, as callers are
-    admitted); a flush() or close() (which set `_wake`) ends the wait at once. Bounded by time and memory: it
-    moves the worker's encoding to after the burst."""
+    the intake holds less than half its room (records, their weights and the text of large messages, as
+    callers are admitted); a flush() or close() (which set `_wake`) ends the wait at once. Bounded by time
+    and memory: it moves the worker's encoding to after the burst."""
     if not may_defer(loop):
         return
-    intake = loop.intake
+    intake, weights = loop.intake, loop.intake_weights
     count, since = mark
-    # Half the intake's room, in the units callers are admitted by (records, plus large messages' text).
+    # Half the intake's room, in the units callers are admitted by (records, weights, large messages' text).
     room = loop.intake_limit * INTAKE_ITEM_BYTES // 2
     give_up = time.monotonic() + loop.settings.flush_interval
     with loop._lock:  # callers no longer wake us (until _rearm); flush() and close() still do
@@ -69,7 +69,7 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
         loop._wake.clear()
     try:
         while (
-            len(intake) * INTAKE_ITEM_BYTES + loop.intake_large < room
+            len(intake) * INTAKE_ITEM_BYTES + len(weights) * WEIGHT_BYTES + loop.intake_large < room
             and not loop._wake.is_set()
             and not loop._flush_requests
         ):

@@ -1,0 +1,114 @@
+"""The intake's charge follows what a record takes (issue #10): records of FLAT_CHARS to LARGE_MESSAGE
+characters, which the flat INTAKE_ITEM_BYTES charge let take up to 2.5x the byte budget behind a stuck
+worker, are charged their size too (`_buffer.weight_units`), on the caller's fast path."""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from oglogstream import OgLogHandler
+from oglogstream._buffer import (
+    EXTRA_ATTR_BYTES,
+    FLAT_CHARS,
+    FREE_EXTRAS,
+    INTAKE_ITEM_BYTES,
+    LARGE_MESSAGE,
+    RECORD_BYTES,
+    WEIGHT_BYTES,
+    weight_units,
+)
+from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
+
+from .capture_server import BlackHoleServer, CaptureServer
+
+#: More 300-character records than the default 64 MiB budget holds (~82,000 at ~800 B each).
+CALLS = 100_000
+#: What an encoded line takes beyond its length: a bytes object's header (33 B) and its slot, rounded up.
+ENCODED_LINE_OVERHEAD = 48
+
+
+@pytest.fixture
+def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
+    """A default handler whose worker is stuck in a send to a server that never answers."""
+    server = BlackHoleServer()
+    handler = OgLogHandler(server.url, "weight")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        handler.close(0.5)
+        server.close()
+
+
+@pytest.mark.parametrize("chars", [200, 300, 1000])
+def test_what_waits_for_a_stuck_worker_stays_within_the_budget(
+    stuck_handler: OgLogHandler, logger: logging.Logger, chars: int
+) -> None:
+    """Distinct messages of `chars` characters, default settings, a stuck worker: the memory the waiting
+    records take (tracemalloc) stays within max_buffer_bytes, the rest is refused as `overflow`, every call
+    is accounted for. Before: 1.23x / 1.38x / 2.44x the budget at 200 / 300 / 1,000 characters."""
+    pad = "x" * (chars - 8)
+    # pytest's log capture handlers would keep every record alive: only ours during the measure.
+    others = [handler for handler in logger.handlers if handler is not stuck_handler]
+    for handler in others:
+        logger.removeHandler(handler)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(CALLS):
+            logger.info(f"{i:08d}{pad}")  # a distinct str per record, as request payloads are
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        for handler in others:
+            logger.addHandler(handler)
+    stats = stuck_handler.stats()
+    assert stats.sent + stats.dropped_total + stats.queued == CALLS
+    assert stats.dropped.get("overflow", 0) > 0  # the bound, not the number of calls, stopped it
+    # The encoded store counts its lines by their length: their bytes objects' headers and slots are not.
+    pipeline = stuck_handler._pipeline
+    encoded_overhead = (len(pipeline._pending) + pipeline._inflight.records) * ENCODED_LINE_OVERHEAD
+    ratio = held / DEFAULT_MAX_BUFFER_BYTES
+    assert held <= DEFAULT_MAX_BUFFER_BYTES + encoded_overhead, f"{ratio:.3f}x the budget"
+
+
+def test_a_typical_record_keeps_the_flat_charge(
+    stuck_handler: OgLogHandler, logger: logging.Logger
+) -> None:
+    """A short message with two `extra=` fields (the benchmark's record) takes no weights: its fast path
+    is as before, and 50,000 of them all wait for the stuck worker."""
+    for i in range(50_000):
+        logger.info("request served %d", i, extra={"user_id": i, "path": "/api/items"})
+    stats = stuck_handler.stats()
+    assert stats.dropped == {}
+    assert stats.queued == 50_000
+    assert len(stuck_handler._pipeline.intake_weights) == 0
+
+
+def test_the_weights_cover_the_record_they_charge() -> None:
+    """From FLAT_CHARS (after FREE_EXTRAS fields) to LARGE_MESSAGE the flat charge plus the weights cover
+    RECORD_BYTES + the basis, the units' own deque slots included; outside that range there are none."""
+    assert weight_units(FLAT_CHARS - 1, 0) == 0
+    assert weight_units(LARGE_MESSAGE, 0) == 0
+    assert weight_units(FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES - 1, 5) == 0
+    for size in range(FLAT_CHARS, LARGE_MESSAGE):
+        units = weight_units(size, 0)
+        assert INTAKE_ITEM_BYTES + units * (WEIGHT_BYTES - 8) >= RECORD_BYTES + size, size
+
+
+def test_the_worker_takes_the_weights_back(server: CaptureServer, logger: logging.Logger) -> None:
+    """Once a healthy server has every record, the weights are all taken back: none left over that would
+    shrink the intake's room for the next burst."""
+    handler = OgLogHandler(server.url, "weight")
+    logger.addHandler(handler)
+    try:
+        for i in range(5_000):
+            logger.info(f"{i:08d}" + "y" * (200 + i % 700))
+        assert handler.flush(30)
+        assert handler.stats().sent == 5_000
+        assert len(handler._pipeline.intake_weights) == 0
+    finally:
+        handler.close(5)
