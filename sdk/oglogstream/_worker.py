@@ -5,8 +5,9 @@ atomic) and take `_lock` on the rare slow path (first record, full intake, wakin
 Everything else - encoding, ids, batching, retries, stats - happens on the worker thread (`_worker_loop`;
 its requests go out on its own sending thread, `_sender`), which never calls `logging` and never takes a
 logging lock of its own. Records from those threads are never shipped (`WORKER_THREADS`), so what
-httpx/httpcore log while sending cannot loop back into a buffer. This module is the caller side and the
-lifecycle; process-wide hooks (atexit drain, fork, the SIGTERM drain) live in `_lifecycle`.
+httpx/httpcore log while sending cannot loop back into a buffer. This module is the caller side, flush()
+and fork; closing and reopening live in `_worker_close`, process-wide hooks (atexit drain, fork, the SIGTERM
+drain) in `_lifecycle`.
 
 A forked child sends a batch once it has waited FORK_LINGER, not flush_interval. No lock is held across
 anything that can yield to a gevent hub (thread start, Event waits), and a worker's Events are made when it
@@ -25,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from . import _diag, _otel
+from . import _diag, _otel, _worker_close
 from ._buffer import (
     LARGE_MESSAGE,
     WEIGHT_BYTES,
@@ -104,7 +105,7 @@ class Pipeline(WorkerLoop):
         #: submit_slow/stats/flush/close; it must re-enter (see `_reentered`), never wait for itself.
         self._lock = threading.RLock()
         #: Records logged while a worker is closing: not its job (or close() would last as long as callers
-        #: keep logging); a new worker takes them once the closing one is done (`_start_late_locked`).
+        #: keep logging); a new worker takes them once the closing one is done (`_worker_close`).
         self._late: deque[Item] = deque()
         #: Threads waiting in finish_close: a signal handler's close() on such a thread must not wait again
         #: (each nested wait would be interrupted by the next signal, until RecursionError).
@@ -173,8 +174,9 @@ class Pipeline(WorkerLoop):
             if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
                 extra += self.charges.enter(context)
             if self._closing and not self._finished and not Exit.started:
-                return self._hold_late_locked(item, extra, units) or self._uncharge_locked(context, charged)
-            if self._finished and not self._reopen_locked():
+                held = _worker_close.hold_late_locked(self, item, extra, units)
+                return held or self._uncharge_locked(context, charged)
+            if self._finished and not _worker_close.reopen_locked(self):
                 self._count("shutdown", 1)  # an abandoned worker is still stuck: no new one beside it
                 return self._uncharge_locked(context, charged)
             if self._thread is None:
@@ -213,46 +215,9 @@ class Pipeline(WorkerLoop):
             return False
         return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
 
-    def _hold_late_locked(self, item: Item, extra: int, units: int) -> bool:
-        """Keep a record logged during close() for the worker that starts once the closing one is done."""
-        if not self._make_room_locked(self._late, extra + units * WEIGHT_BYTES):
-            return False
-        self._late.append(item)
-        self.intake_weights.extend(WEIGHT_UNITS[units])
-        self.intake_large += extra
-        return True
-
     def _room_locked(self, queue: deque[Item], extra: int) -> bool:
         """`DeliveryCore._room_locked`, with the weights of the records waiting (`intake_weights`)."""
         return super()._room_locked(queue, extra + len(self.intake_weights) * WEIGHT_BYTES)
-
-    def _start_late_locked(self) -> threading.Thread | None:
-        """After a worker finished: a new one (to start once the lock is released) for the records held
-        back while it closed, or None when there are none."""
-        if not self._late or not self._reopen_locked():
-            return None
-        self.intake.extend(self._late)
-        self._late.clear()
-        return self._prepare_start_locked()
-
-    def _reopen_locked(self) -> bool:
-        """Make a finished pipeline take records again; False while an abandoned worker is still running."""
-        thread = self._thread
-        if self._abandoned and thread is not None and thread.is_alive():
-            return False
-        if self._abandoned and self.intake:
-            # Emptied (and counted) when the worker was abandoned; these few raced past the closed gate.
-            self._count("shutdown", self._clear_intake_locked())
-        self._reset_worker_state()
-        self._transport = None  # closed with the old worker; the new one builds its own
-        if Exit.started:
-            # At interpreter exit the new worker keeps running (and its connection open) for the records of
-            # later atexit hooks, each of which waits for its delivery (`_send_at_exit`): one worker, one
-            # connection, batches as large as what arrives meanwhile, within the one exit deadline.
-            if Exit.deadline == INFINITY:
-                Exit.deadline = time.monotonic() + self.settings.shutdown_timeout
-            self._deadline = Exit.deadline
-        return True
 
     def _prepare_start_locked(self) -> threading.Thread:
         """A worker thread to start once the lock is released. Its Event is made now, from the `threading`
@@ -341,78 +306,17 @@ class Pipeline(WorkerLoop):
 
     def close(self, timeout: float | None) -> bool:
         """Stop taking records, deliver what is buffered until the deadline, stop the worker. Idempotent."""
-        timeout = self.settings.shutdown_timeout if timeout is None else max(0.0, timeout)
-        deadline = time.monotonic() + timeout
-        if Exit.started:  # every record after the exit drain shares one deadline
-            deadline = min(deadline, Exit.deadline)
-            self.exit_close_follows = False  # a record after this close waits for its own delivery
-        if self._pid != os.getpid():
-            self._forked_without_hooks()
-        self.begin_close(deadline)
-        if self._reentered() or threading.get_ident() in self._close_waiters:
-            return False  # a signal handler: the worker finishes once the interrupted code lets go
-        return self.finish_close(deadline)
+        return _worker_close.close(self, timeout)
 
     def begin_close(self, deadline: float) -> None:
-        warm_logging_caches()
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            self.soft_limit = 0
-            self._deadline = deadline
-            # With a spool in backoff: one more try now (the server may be back), then exit if it fails.
-            self._retry_at = 0.0
-            self._spool_failures = 0
-            self._wake.set()
+        _worker_close.begin_close(self, deadline)
 
     def finish_close(self, deadline: float) -> bool:
-        """Wait for the worker until `deadline`; whatever is still held then is counted as `shutdown`.
+        """See `_worker_close.finish_close`."""
+        return _worker_close.finish_close(self, deadline)
 
-        Only the worker that was running when the close began is waited for: records logged meanwhile are
-        held back (`_late`) and go to a new worker afterwards, which this close does not wait for.
-        """
-        thread = self._thread
-        if thread is not None and not self._abandoned and thread.ident != threading.get_ident():
-            if not self._await_start(thread, deadline):
-                return False  # closing: the worker finishes once started
-            me = threading.get_ident()
-            self._close_waiters.add(me)
-            try:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            finally:
-                self._close_waiters.discard(me)
-        start = None
-        with self._lock:
-            if self._thread is not thread or self._finished or self._abandoned:
-                leftovers = 0  # that worker is done (and counted what it could not deliver)
-            elif thread is None:
-                leftovers = self._clear_intake_locked()
-                self._finished = True
-                if self._transport is not None:
-                    self._transport.close()
-                start = self._start_late_locked()
-            else:
-                # The worker is stuck (a server that never answers): give up on it, count what it holds,
-                # and what waited for it (a new worker would only queue up behind the stuck send).
-                self._abandoned = True
-                self._abort = True
-                self._finished = True
-                self._inflight.give_up(self._ledger, self._held() + len(self._late))
-                leftovers = 0
-                self.intake.clear()
-                self._late.clear()
-                self.intake_weights.clear()
-                self.intake_large = 0
-                self.charges.clear()
-            if leftovers:
-                self._count("shutdown", leftovers)
-            dropped = self._ledger.dropped
-            clean = not dropped.get("shutdown") and not dropped.get("unconfirmed")
-        if start is not None:
-            start.start()
-        self._ledger.summarize_losses()
-        return clean
+    def _finish_run(self, abandoned: bool) -> None:
+        _worker_close.finish_run(self, abandoned)
 
     def after_fork_in_child(self) -> None:
         closing = self._closing
@@ -428,19 +332,3 @@ class Pipeline(WorkerLoop):
             self._finished = True
         # A forked child is often ended by SIGTERM (multiprocessing.Pool, gunicorn): send soon after logging.
         self._linger = FORK_LINGER
-
-    def _finish_run(self, abandoned: bool) -> None:
-        """The worker's last act: only now may a record reopen the pipeline (nothing of this worker is left).
-        Records that arrived while it was winding down are taken by a new worker at once."""
-        start = None
-        with self._lock:
-            self._finished = True
-            if self.intake and not abandoned:
-                # Raced past the closed gate after the last look at the intake: the next worker's job too.
-                self._late.extendleft(reversed(self.intake))
-                self.intake.clear()
-            if not abandoned:
-                start = self._start_late_locked()
-        if start is not None:
-            start.start()
-        self._ledger.summarize_losses()
