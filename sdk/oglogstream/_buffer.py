@@ -8,15 +8,37 @@ storing the numbers: they are contiguous, so `first_seq` and a position say it a
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
-from itertools import islice
-from typing import Any
 
-from ._capture import RECORD_BASE_KEYS
-from ._context import BoundContext
-from ._items import CapturedEvent
-from ._settings import _BUFFER_BYTES_FLOOR as ENTRY_ROOM
+from ._intake_charge import (
+    ALWAYS_WEIGHED,
+    CONTAINER_ITEM_BYTES,
+    EXTRA_ATTR_BYTES,
+    FLAT_CHARS,
+    FORMATTER_KEYS,
+    FREE_EXTRAS,
+    INTAKE_FLOOR,
+    INTAKE_ITEM_BYTES,
+    LARGE_MESSAGE,
+    MAPPING_ITEM_BYTES,
+    RECORD_BYTES,
+    WEIGHT_BYTES,
+    WEIGHT_SHIFT,
+    WEIGHT_UNITS,
+    ContextCharges,
+    event_bytes,
+    extras_bytes,
+    intake_limit,
+    intake_reserve,
+    is_charged,
+    item_chars,
+    item_context,
+    large_bytes,
+    record_units,
+    settle_weights,
+    weight_units,
+)
 
+#: The intake's charges live in `_intake_charge`; their names stay importable from here.
 __all__ = [
     "ALWAYS_WEIGHED",
     "CONTAINER_ITEM_BYTES",
@@ -150,271 +172,3 @@ class Pending:
         self.moving = 0
         self.first_seq = self.next_seq
         return count
-
-
-#: What one captured record is assumed to occupy while it waits in the caller-side intake (its LogRecord
-#: `__dict__` plus args; measured at ~700 B for a typical record with two `extra=` fields). Callers cannot
-#: measure bytes cheaply, so the intake is bounded by a count derived from the byte budget and this estimate.
-INTAKE_ITEM_BYTES = 640
-#: The intake always has room for this many records (capped by max_records), even when the encoded
-#: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
-INTAKE_FLOOR = 1000
-#: A record whose message plus str arguments (plus `extras_bytes`), or an event whose `event_bytes`, reach
-#: this many characters is not "typical": it takes the caller's slow path, where its size (`large_bytes`)
-#: counts against the intake's byte room, so a stuck worker cannot let 100k multi-kilobyte (or a few hundred
-#: 10 MB) messages, or records/events with dozens of fields, pile up past max_buffer_bytes.
-LARGE_MESSAGE = 1024
-#: What a captured record occupies while it waits in the intake besides its characters (message, str
-#: arguments, what `extras_bytes` charges), its slot in the intake included: measured with tracemalloc
-#: through `logger.info` (Python 3.11, a distinct message str per call, no `extra=` fields) at ~592 B plus
-#: the message str's 49 B header when the calling module is `dbg.py`, ~630 B for
-#: `test_sdk_intake_weight.py` (each record has its own `filename` and `module` strings); this covers
-#: module names of up to ~45 characters.
-RECORD_BYTES = 704
-#: A record charged fewer characters than this, less up to FREE_EXTRAS fields' EXTRA_ATTR_BYTES (the
-#: `weight_units` basis), is charged INTAKE_ITEM_BYTES flat. From here to LARGE_MESSAGE it is charged,
-#: besides, `weight_units` WEIGHT_BYTES each, lock-free: the handler appends them to the pipeline's
-#: `intake_weights` deque, the worker takes them back as it takes the records (`settle_weights`). With the
-#: flat charge alone a stuck worker let records of 200 / 300 / 1,000 characters take 1.23x / 1.38x / 2.44x
-#: the budget. Below it a record takes up to RECORD_BYTES + 63 + two fields' slots (~820 B, 1.3x its
-#: charge), like the typical record (a short message with a couple of `extra=` fields, ~700 B), which so
-#: pays neither the caller's append nor the worker's recount. Structlog and asyncio events keep the flat
-#: charge below LARGE_MESSAGE.
-FLAT_CHARS = 64
-#: `extra=` fields whose EXTRA_ATTR_BYTES the flat charge covers (the typical record's).
-FREE_EXTRAS = 2
-#: The unit of the weights: 1/2**WEIGHT_SHIFT of INTAKE_ITEM_BYTES, so `len(intake) + (len(weights) >>
-#: WEIGHT_SHIFT)` is the intake's charge in INTAKE_ITEM_BYTES records (the fast path's one check).
-WEIGHT_SHIFT = 3
-WEIGHT_BYTES = INTAKE_ITEM_BYTES >> WEIGHT_SHIFT
-#: What a unit covers of the record: WEIGHT_BYTES less its own slot in the deque (a pointer).
-_WEIGHT_COVERS = WEIGHT_BYTES - 8
-#: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
-#: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
-#: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
-EXTRA_ATTR_BYTES = 96
-#: From this many characters every record below LARGE_MESSAGE is charged weights (`weight_units`).
-ALWAYS_WEIGHED = FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES
-#: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
-#: entry, on top of EXTRA_ATTR_BYTES: the captured record keeps the object (and so its elements) alive.
-#: Measured with tracemalloc (10,000 elements, tests/sdk/test_sdk_review_memory.py): a list of small ints
-#: 40 B, of short str 67 B, a tuple of floats 32 B per element; a dict of short str to short str 140 B, of
-#: ints 69 B, a set of short str 106 B per entry. Shallow, so O(1) per value: what nested containers hold is
-#: not counted (docs/sdk.md "Overflow").
-CONTAINER_ITEM_BYTES = 72
-MAPPING_ITEM_BYTES = 144
-_SEQUENCES = frozenset({list, tuple})
-_MAPPINGS = frozenset({dict, set, frozenset})
-_BYTES = frozenset({bytes, bytearray})
-
-
-#: Attributes `logging.Formatter.format` adds to a record (see `extras_bytes`).
-FORMATTER_KEYS = frozenset({"message", "asctime"})
-
-
-def _values_bytes(values: Iterable[Any]) -> int:
-    """What `values` hold beyond their slots, shallow and O(1) each: the length of str and bytes values,
-    CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry."""
-    size = 0
-    for value in values:
-        kind = type(value)
-        if kind is str:
-            size += len(value)
-        elif kind in _MAPPINGS:
-            size += len(value) * MAPPING_ITEM_BYTES
-        elif kind in _SEQUENCES:
-            size += len(value) * CONTAINER_ITEM_BYTES
-        elif kind in _BYTES:
-            size += len(value)
-    return size
-
-
-def event_bytes(event: Mapping[str, Any]) -> int:
-    """What a captured structlog/asyncio event dict occupies, charged as a record's `extra=` fields are
-    (`extras_bytes`): EXTRA_ATTR_BYTES per key plus its values' text and elements (the message is the
-    `event` value). O(number of keys)."""
-    return len(event) * EXTRA_ATTR_BYTES + _values_bytes(event.values())
-
-
-def extras_bytes(record_dict: dict[str, Any]) -> int:
-    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
-    and `asctime` left by another handler): EXTRA_ATTR_BYTES each, plus the length of str and bytes values
-    and, for containers, CONTAINER_ITEM_BYTES per element (MAPPING_ITEM_BYTES per dict or set entry).
-    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
-    `__dict__`."""
-    extra = len(record_dict) - RECORD_BASE_KEYS
-    if extra <= 0:
-        return 0
-    # values only: the hot path's cost
-    size = extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
-    if "message" in record_dict or "asctime" in record_dict:
-        # Set by a handler's Formatter, maybe only after this record was captured and charged: never
-        # counted, so the charge is the same when the record leaves the intake as when it entered.
-        for key in FORMATTER_KEYS:
-            if key in record_dict:
-                value = record_dict[key]
-                size -= EXTRA_ATTR_BYTES + (len(value) if type(value) is str else 0)
-    return size
-
-
-def item_context(item: tuple[Any, ...]) -> Any:
-    """The bound context a captured record or event carries (a mapping, or None)."""
-    return item[1] if type(item) is CapturedEvent else item[3]
-
-
-def is_charged(context: object) -> bool:
-    """Whether `context` is a `BoundContext` that `ContextCharges` charges (it or what it extends reaches
-    LARGE_MESSAGE): a record carrying one takes the caller's slow path, where the charge is taken under the
-    pipeline's lock."""
-    return type(context) is BoundContext and context.charged
-
-
-class ContextCharges:
-    """What the intake holds of charged bound contexts (`is_charged`), one per pipeline, changed only under
-    the lock its driver takes items out of the intake under.
-
-    A context is charged its `nbytes` (and each `base` it extends, on its own) while ANY record or event
-    referencing it waits in the intake or is being encoded: charged when the first enters, released when
-    the last leaves. So 50,000 records under one context are charged it once, and a context whose first
-    record was sent or dropped is charged again for the next ones (they keep it alive). Keyed by `id()`:
-    the waiting records keep the object alive, so the id is stable while its count is above 0."""
-
-    __slots__ = ("_waiting",)
-
-    def __init__(self) -> None:
-        self._waiting: dict[int, int] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._waiting)
-
-    def enter(self, context: object) -> int:
-        """One more item references `context`; returns the bytes newly charged (0 when already held)."""
-        size = 0
-        waiting = self._waiting
-        while type(context) is BoundContext:
-            if context.nbytes >= LARGE_MESSAGE:
-                key = id(context)
-                count = waiting.get(key, 0)
-                waiting[key] = count + 1
-                if not count:
-                    size += context.nbytes
-            context = context.base
-        return size
-
-    def leave(self, context: object) -> int:
-        """An item referencing `context` left; returns the bytes released (when it was the last one)."""
-        size = 0
-        waiting = self._waiting
-        while type(context) is BoundContext:
-            if context.nbytes >= LARGE_MESSAGE:
-                key = id(context)
-                count = waiting.pop(key, 0) - 1
-                if count > 0:
-                    waiting[key] = count
-                elif count == 0:
-                    size += context.nbytes
-            context = context.base
-        return size
-
-    def release(self, items: Iterable[tuple[Any, ...]]) -> int:
-        """`items` left the intake: `large_bytes` of each plus the contexts released (see `leave`)."""
-        size = 0
-        for item in items:
-            size += large_bytes(item)
-            context = item_context(item)
-            if type(context) is BoundContext and context.charged:
-                size += self.leave(context)
-        return size
-
-    def clear(self) -> None:
-        """The intake was emptied without `release` (an abandoned worker, a forked child)."""
-        self._waiting.clear()
-
-
-def weight_units(size: int, extras: int) -> int:
-    """How many WEIGHT_BYTES units a record of `size` characters (`item_chars`) with `extras` attributes
-    beyond a plain LogRecord's is charged besides INTAKE_ITEM_BYTES: 0 from LARGE_MESSAGE on (`large_bytes`
-    charges those) and below FLAT_CHARS (after FREE_EXTRAS fields' EXTRA_ATTR_BYTES), else enough that
-    INTAKE_ITEM_BYTES + the units cover RECORD_BYTES + that basis (and the units' own deque slots)."""
-    if size >= LARGE_MESSAGE:
-        return 0
-    if extras > 0:
-        size -= (extras if extras < FREE_EXTRAS else FREE_EXTRAS) * EXTRA_ATTR_BYTES
-    if size < FLAT_CHARS:
-        return 0
-    return -(-(size + RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
-
-
-def record_units(item: tuple[Any, ...]) -> int:
-    """`weight_units` of a captured record, as the caller computed it; 0 for an event (flat charge)."""
-    if type(item) is CapturedEvent:
-        return 0
-    return weight_units(item_chars(item), len(item[0]) - RECORD_BASE_KEYS)
-
-
-#: WEIGHT_UNITS[k]: k placeholder units, appended with one `deque.extend` (atomic under the GIL).
-WEIGHT_UNITS: tuple[tuple[None, ...], ...] = tuple(
-    (None,) * k for k in range(weight_units(LARGE_MESSAGE - 1, 0) + 1)
-)
-
-
-def settle_weights(weights: deque[None], items: Iterable[tuple[Any, ...]]) -> None:
-    """`items` left the intake: take their `weight_units` back from `weights` (the driver's lock held; callers
-    only append). Recomputed from each item, as the caller computed it (`item_chars`), so the units are
-    plain placeholders; never below 0 (a record's `__dict__` may change after the capture)."""
-    units = sum(map(record_units, items))
-    pop = weights.pop
-    for _ in range(min(units, len(weights))):
-        pop()
-
-
-def large_bytes(item: tuple[Any, ...]) -> int:
-    """`item_chars`, or 0 below LARGE_MESSAGE: what the item is charged beyond INTAKE_ITEM_BYTES on the
-    caller's slow path."""
-    size = item_chars(item)
-    return size if size >= LARGE_MESSAGE else 0
-
-
-def item_chars(item: tuple[Any, ...]) -> int:
-    """What a captured record or event occupies beyond RECORD_BYTES, in characters: for a
-    record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
-    (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict; plus for either
-    `event_bytes` of a bound context that is a plain mapping (structlog's contextvars alone). A
-    `BoundContext` is charged by `ContextCharges` instead (once while any item referencing it waits). A
-    record's `__dict__` may still change after the capture (a later handler's filter): callers never let
-    the running total drop below 0, and reset it when nothing charged is left."""
-    if type(item) is CapturedEvent:
-        event = item[0]
-        size = event_bytes(event.event)
-        context = item[1]
-        if context and type(context) is not BoundContext:
-            size += event_bytes(context)
-        return size
-    context = item[3]
-    size = event_bytes(context) if context and type(context) is not BoundContext else 0
-    msg, args = item[1], item[2]
-    if type(msg) is str:
-        size += len(msg)
-    if args:
-        for arg in args:
-            if type(arg) is str:
-                size += len(arg)
-    record_dict = item[0]
-    if len(record_dict) > RECORD_BASE_KEYS:
-        size += extras_bytes(record_dict)
-    return size
-
-
-def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:
-    """How many captured records may wait in the intake while `held_bytes` encoded bytes are buffered."""
-    return min(max_records, max(INTAKE_FLOOR, (max_bytes - held_bytes) // INTAKE_ITEM_BYTES))
-
-
-def intake_reserve(max_bytes: int) -> int:
-    """Bytes of `max_bytes` the encoded buffer leaves to the intake's floor (INTAKE_FLOOR captured records,
-    which the intake always admits): with it, captured plus encoded records stay within the budget even when
-    the encoded buffer is full (without it they reached budget + 640,000 B). Never so much that less than
-    ENTRY_ROOM (the smallest budget max_buffer_bytes allows, where the largest entry fits) is left for
-    encoded entries: under a budget below ENTRY_ROOM + 640,000 B the floor's records
-    may exceed it by the difference (docs/sdk.md "Overflow")."""
-    return max(0, min(INTAKE_FLOOR * INTAKE_ITEM_BYTES, max_bytes - ENTRY_ROOM))

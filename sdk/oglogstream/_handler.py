@@ -91,7 +91,7 @@ class OgLogHandler(logging.Handler):
             # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
             # because mutable args may change after the call returns.
-            # `size` is `_buffer.large_bytes` inlined: len() of a str is O(1), extras are O(their number).
+            # `size` is `_intake_charge.item_chars` inlined: len() of a str is O(1), extras O(their number).
             msg = record.msg
             args = record.args
             if type(msg) is not str or (args and type(args) is not tuple):
@@ -126,9 +126,9 @@ class OgLogHandler(logging.Handler):
             intake = self._intake
             weights = self._weights
             # The intake's charge in typical records: one each, plus the weights of the longer ones
-            # (`_buffer.FLAT_CHARS`), appended after the record: a worker that takes the record in between
-            # takes its units back from others' (or fewer), and this append makes the sum good again (or
-            # over-charged until the intake is next empty), never under-charged for long.
+            # (`_intake_charge.FLAT_CHARS`), appended after the record: a worker that takes the record in
+            # between takes its units back from others' (or fewer), and this append makes the sum good again
+            # (or over-charged until the intake is next empty), never under-charged for long.
             held = len(intake) + (len(weights) >> WEIGHT_SHIFT)
             if held < self._pipeline.soft_limit and size < LARGE_MESSAGE:
                 intake.append(item)

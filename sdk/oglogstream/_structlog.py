@@ -91,8 +91,8 @@ class OgLogProcessor:
                 pipeline = self._pipeline
                 span_of = _otel.current_span
                 item = CapturedEvent((event, _context(), span_of() if span_of is not None else None))
-                # A large event (`_buffer.large_bytes`) takes the slow path, where its size is charged.
-                # So does one under a charged bound context (`_buffer.ContextCharges`).
+                # A large event (`_intake_charge.large_bytes`) takes the slow path, where its size is charged.
+                # So does one under a charged bound context (`_intake_charge.ContextCharges`).
                 if (
                     len(pipeline.intake) < pipeline.soft_limit
                     and not large_bytes(item)

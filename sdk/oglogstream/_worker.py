@@ -78,7 +78,7 @@ class Pipeline(WorkerLoop):
         self.exit_close_follows = False
         #: Appended to by caller threads; the same object for the pipeline's whole life (also after fork).
         self.intake: deque[Item] = deque()
-        #: `_buffer.weight_units` of the records in the intake and `_late`, as placeholders (the same
+        #: `_intake_charge.weight_units` of the records in the intake and `_late`, as placeholders (the same
         #: object for life, like the intake): appended by callers, taken back by `_release_intake`.
         self.intake_weights: deque[None] = deque()
         self._reset()
@@ -157,7 +157,7 @@ class Pipeline(WorkerLoop):
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
         chars = item_chars(item)
-        extra = chars if chars >= LARGE_MESSAGE else 0  # `_buffer.large_bytes`
+        extra = chars if chars >= LARGE_MESSAGE else 0  # `_intake_charge.large_bytes`
         units = record_units(item)
         context = item_context(item)
         charged = is_charged(context)

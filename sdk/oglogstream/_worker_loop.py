@@ -118,7 +118,8 @@ class WorkerLoop(DeliveryCore):
                 self.intake_weights.clear()
 
     def _release_intake(self, items: Iterable[Item]) -> None:
-        """`DeliveryCore._release_intake`, and the records' weights taken back (`_buffer.settle_weights`)."""
+        """`DeliveryCore._release_intake`, and the records' weights taken back
+        (`_intake_charge.settle_weights`)."""
         if self.intake_weights:
             items = items if isinstance(items, (list, deque)) else list(items)
             settle_weights(self.intake_weights, items)
