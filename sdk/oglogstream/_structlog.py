@@ -14,7 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import is_charged, large_bytes
+from ._buffer import WEIGHT_SHIFT, is_charged, large_bytes
 from ._context import CONTEXT, BoundContext
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
@@ -92,9 +92,11 @@ class OgLogProcessor:
                 span_of = _otel.current_span
                 item = CapturedEvent((event, _context(), span_of() if span_of is not None else None))
                 # A large event (`_intake_charge.large_bytes`) takes the slow path, where its size is charged.
-                # So does one under a charged bound context (`_intake_charge.ContextCharges`).
+                # So does one under a charged bound context (`_intake_charge.ContextCharges`). The room
+                # counts the weights of the records waiting (a shared handler's, `OgLogHandler.handle`).
+                held = len(pipeline.intake) + (len(pipeline.intake_weights) >> WEIGHT_SHIFT)
                 if (
-                    len(pipeline.intake) < pipeline.soft_limit
+                    held < pipeline.soft_limit
                     and not large_bytes(item)
                     and not is_charged(item[1])
                 ):

@@ -9,7 +9,7 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from oglogstream import OgLogHandler
+from oglogstream import OgLogHandler, OgLogProcessor
 from oglogstream._buffer import (
     EXTRA_ATTR_BYTES,
     FLAT_CHARS,
@@ -18,8 +18,10 @@ from oglogstream._buffer import (
     LARGE_MESSAGE,
     RECORD_BYTES,
     WEIGHT_BYTES,
+    WEIGHT_SHIFT,
     weight_units,
 )
+from oglogstream._ingest import INGEST_CHUNK
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer, CaptureServer
@@ -112,3 +114,27 @@ def test_the_worker_takes_the_weights_back(server: CaptureServer, logger: loggin
         assert len(handler._pipeline.intake_weights) == 0
     finally:
         handler.close(5)
+
+
+def test_events_of_a_shared_pipeline_respect_the_records_weights(
+    stuck_handler: OgLogHandler, logger: logging.Logger
+) -> None:
+    """A structlog processor sharing the handler's pipeline sees the room its records' weights took: once
+    1,000-character records filled it, 5,000 more events do not push the intake's charge past its bound
+    (before, their count check ignored the weights and let them all in)."""
+    pad = "z" * 992
+    for i in range(CALLS):
+        logger.info(f"{i:08d}{pad}")
+        if stuck_handler.stats().dropped.get("overflow", 0):
+            break
+    records = i + 1
+    pipeline = stuck_handler._pipeline
+    assert len(pipeline.intake) < pipeline.intake_limit // 2  # the weights, not the count, filled it
+    processor = OgLogProcessor(handler=stuck_handler)
+    for n in range(5_000):
+        processor(None, "info", {"event": "after the records", "n": n})
+    charged = len(pipeline.intake) + (len(pipeline.intake_weights) >> WEIGHT_SHIFT)
+    # Tolerance: the chunk the worker may be encoding (its records left the count before their lines came).
+    assert charged <= pipeline.intake_limit + INGEST_CHUNK, charged - pipeline.intake_limit
+    stats = stuck_handler.stats()
+    assert stats.sent + stats.dropped_total + stats.queued == records + 5_000
