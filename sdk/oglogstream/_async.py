@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from . import _diag, _otel
 from ._async_exit import CLIENTS, ExitEntry, drain_at_exit
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
-from ._buffer import intake_limit, is_charged, item_context, large_bytes
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
+from ._intake_charge import intake_limit, is_charged, item_context, large_bytes
 from ._items import CapturedEvent, Item
 from ._lifecycle import PIPELINES, adopt_sigterm_drain
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings

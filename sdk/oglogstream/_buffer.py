@@ -9,66 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ._intake_charge import (
-    ALWAYS_WEIGHED,
-    CONTAINER_ITEM_BYTES,
-    EXTRA_ATTR_BYTES,
-    FLAT_CHARS,
-    FORMATTER_KEYS,
-    FREE_EXTRAS,
-    INTAKE_FLOOR,
-    INTAKE_ITEM_BYTES,
-    LARGE_MESSAGE,
-    MAPPING_ITEM_BYTES,
-    RECORD_BYTES,
-    WEIGHT_BYTES,
-    WEIGHT_SHIFT,
-    WEIGHT_UNITS,
-    ContextCharges,
-    event_bytes,
-    extras_bytes,
-    intake_limit,
-    intake_reserve,
-    is_charged,
-    item_chars,
-    item_context,
-    large_bytes,
-    record_units,
-    settle_weights,
-    weight_units,
-)
-
-#: The intake's charges live in `_intake_charge`; their names stay importable from here.
-__all__ = [
-    "ALWAYS_WEIGHED",
-    "CONTAINER_ITEM_BYTES",
-    "EXTRA_ATTR_BYTES",
-    "FLAT_CHARS",
-    "FORMATTER_KEYS",
-    "FREE_EXTRAS",
-    "INTAKE_FLOOR",
-    "INTAKE_ITEM_BYTES",
-    "LARGE_MESSAGE",
-    "MAPPING_ITEM_BYTES",
-    "RECORD_BYTES",
-    "WEIGHT_BYTES",
-    "WEIGHT_SHIFT",
-    "WEIGHT_UNITS",
-    "Batch",
-    "ContextCharges",
-    "Pending",
-    "event_bytes",
-    "extras_bytes",
-    "intake_limit",
-    "intake_reserve",
-    "is_charged",
-    "item_chars",
-    "item_context",
-    "large_bytes",
-    "record_units",
-    "settle_weights",
-    "weight_units",
-]
+__all__ = ["Batch", "Pending"]
 
 
 class Batch:

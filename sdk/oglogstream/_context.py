@@ -6,8 +6,9 @@ bound when they started. The handler ships what the context holds as attributes;
 fields win on a key clash.
 
 What `bind()` stores is a `BoundContext`: records captured under it keep it alive while they wait, so it
-counts against `max_buffer_bytes` while any record referencing it waits (`_buffer.ContextCharges`). Binding on
-top of a large context (nested `bound()`) extends it (`BoundContext.merged`): only the new fields are new.
+counts against `max_buffer_bytes` while any record referencing it waits (`_intake_charge.ContextCharges`).
+Binding on top of a large context (nested `bound()`) extends it (`BoundContext.merged`): only the new fields
+are new.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ __all__ = ["CONTEXT", "BoundContext", "bind", "bound", "clear_context", "get_con
 
 class BoundContext(dict[str, object]):
     """The fields bound at one moment: a dict never mutated after `bind`/`unbind` built it (the public view,
-    `get_context`, is read-only), with what the intake charges for it (`_buffer.ContextCharges`).
+    `get_context`, is read-only), with what the intake charges for it (`_intake_charge.ContextCharges`).
 
-    `nbytes`: its size as the intake charges it (`_buffer.event_bytes`, computed here once, so a record's
-    capture reads attributes only). `base`: for a `merged` context, the bound context it extends (charged
-    on its own, once however many contexts extend it), else None. `charged`: whether it or a base reaches
-    `_buffer.LARGE_MESSAGE` (records under it take the caller's slow path, where the charge is taken)."""
+    `nbytes`: its size as the intake charges it (`_intake_charge.event_bytes`, computed here once, so a
+    record's capture reads attributes only). `base`: for a `merged` context, the bound context it extends
+    (charged on its own, once however many contexts extend it), else None. `charged`: whether it or a base
+    reaches `_intake_charge.LARGE_MESSAGE` (records under it take the caller's slow path, where the charge
+    is taken)."""
 
     __slots__ = ("base", "charged", "nbytes")
 
     def __init__(self, fields: Mapping[str, object]) -> None:
-        from ._buffer import LARGE_MESSAGE, event_bytes  # here, not at the top: `_buffer` imports this
+        # Imported here, not at the top: `_intake_charge` imports this module.
+        from ._intake_charge import LARGE_MESSAGE, event_bytes
 
         super().__init__(fields)
         self.nbytes = event_bytes(self)
@@ -43,7 +46,7 @@ class BoundContext(dict[str, object]):
     def merged(cls, base: BoundContext, theirs: Mapping[str, object]) -> BoundContext:
         """`base` with `theirs` on top (structlog's contextvars: a new mapping per event). It shares `base`'s
         values, so it is charged its own slots and `theirs`' values, and `base` once per object as always."""
-        from ._buffer import EXTRA_ATTR_BYTES, LARGE_MESSAGE, event_bytes
+        from ._intake_charge import EXTRA_ATTR_BYTES, LARGE_MESSAGE, event_bytes
 
         merged = cls({**base, **theirs})
         merged.nbytes = event_bytes(theirs) + len(base) * EXTRA_ATTR_BYTES

@@ -18,10 +18,11 @@ from typing import Protocol
 
 import tenacity
 
-from ._buffer import INTAKE_ITEM_BYTES, Batch, ContextCharges, Pending, intake_limit, intake_reserve
+from ._buffer import Batch, Pending
 from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy
 from ._entry import EntryEncoder
 from ._ingest import ingest
+from ._intake_charge import INTAKE_ITEM_BYTES, ContextCharges, intake_limit, intake_reserve
 from ._items import Item
 from ._settings import Settings
 from ._transport import Outcome, SendResult
@@ -57,9 +58,10 @@ class DeliveryCore:
     _wake_at: int
     #: The intake's bound in records, recomputed by the driver from the byte budget (`_intake_limit_now`).
     intake_limit: int
-    #: `_buffer.large_bytes` of every captured record and event waiting in the intake or being encoded.
+    #: `_intake_charge.large_bytes` of every captured record and event waiting in the intake or being encoded.
     intake_large: int = 0
-    #: The charged bound contexts among them (`_buffer.ContextCharges`; their bytes are in `intake_large`).
+    #: The charged bound contexts among them (`_intake_charge.ContextCharges`; their bytes are in
+    #: `intake_large`).
     charges: ContextCharges
     _waiters: list[FlushWaiter]
     #: When a close must be done (on `_clock`); INFINITY while not closing.
@@ -134,7 +136,7 @@ class DeliveryCore:
         return len(pending) + pending.moving + self._inflight.records
 
     def _intake_limit_now(self) -> int:
-        """The intake's bound given what is encoded and in flight (`_buffer.intake_limit`)."""
+        """The intake's bound given what is encoded and in flight (`_intake_charge.intake_limit`)."""
         s = self.settings
         held = self._pending.nbytes + self._inflight.nbytes
         return intake_limit(s.max_buffer_records, s.max_buffer_bytes, held)

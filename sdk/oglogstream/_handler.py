@@ -8,7 +8,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import (
+from ._capture import RECORD_BASE_KEYS, CapturedRecord
+from ._context import CONTEXT
+from ._entry import IMMUTABLE_ARG_TYPES, render
+from ._intake_charge import (
     ALWAYS_WEIGHED,
     FLAT_CHARS,
     FREE_EXTRAS,
@@ -18,9 +21,6 @@ from ._buffer import (
     extras_bytes,
     weight_units,
 )
-from ._capture import RECORD_BASE_KEYS, CapturedRecord
-from ._context import CONTEXT
-from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._settings import Options, Settings
 from ._stats import Stats
 from ._worker import WORKER_THREADS, Pipeline

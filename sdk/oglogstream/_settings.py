@@ -64,7 +64,7 @@ DEFAULT_BATCH_BYTES = 1024 * 1024
 DEFAULT_FLUSH_INTERVAL = 1.0
 #: The memory budget (bytes) of records waiting to be sent: the primary bound. 64 MiB holds a burst of 100,000
 #: typical records (~250 B encoded, ~700 B as a captured LogRecord) or a 60 s outage at 1,000 records/s with
-#: room to spare; the caller-side intake is bounded from the same budget (see `_buffer.intake_limit`).
+#: room to spare; the caller-side intake is bounded from the same budget (see `_intake_charge.intake_limit`).
 DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
 #: A secondary guard on the count (tiny records): never the limit a typical record reaches first.
 DEFAULT_MAX_BUFFER_RECORDS = 1_000_000

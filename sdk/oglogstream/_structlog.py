@@ -14,10 +14,10 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._buffer import WEIGHT_SHIFT, is_charged, large_bytes
 from ._context import CONTEXT, BoundContext
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
+from ._intake_charge import WEIGHT_SHIFT, is_charged, large_bytes
 from ._items import CapturedEvent
 from ._settings import Options, Settings
 from ._stats import Stats

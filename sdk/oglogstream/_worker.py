@@ -27,7 +27,8 @@ from collections import deque
 from collections.abc import Callable
 
 from . import _diag, _otel, _worker_close
-from ._buffer import (
+from ._core import INFINITY
+from ._intake_charge import (
     LARGE_MESSAGE,
     WEIGHT_BYTES,
     WEIGHT_UNITS,
@@ -37,7 +38,6 @@ from ._buffer import (
     item_context,
     record_units,
 )
-from ._core import INFINITY
 from ._items import Item, is_event
 from ._lifecycle import (
     PIPELINES,

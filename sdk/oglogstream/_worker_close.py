@@ -12,8 +12,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ._buffer import WEIGHT_BYTES, WEIGHT_UNITS
 from ._core import INFINITY
+from ._intake_charge import WEIGHT_BYTES, WEIGHT_UNITS
 from ._lifecycle import Exit
 from ._transport import warm_logging_caches
 

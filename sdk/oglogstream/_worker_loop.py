@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable
 import tenacity
 
 from . import _diag, _otel, _worker_pace, _worker_spool
-from ._buffer import Batch, ContextCharges, settle_weights
+from ._buffer import Batch
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
+from ._intake_charge import ContextCharges, settle_weights
 from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
 from ._sender import SENDER_GRACE, Sender

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._buffer import INTAKE_ITEM_BYTES, WEIGHT_BYTES
 from ._ingest import INGEST_CHUNK
+from ._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES
 from ._lifecycle import Exit
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@ import logging
 
 import pytest
 from oglogstream import AsyncOgLogClient, OgLogHandler
-from oglogstream._buffer import INTAKE_ITEM_BYTES
 from oglogstream._core import DeliveryCore
 from oglogstream._ingest import INGEST_CHUNK
+from oglogstream._intake_charge import INTAKE_ITEM_BYTES
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import CaptureServer

@@ -1,6 +1,6 @@
 """The intake's charge follows what a record takes (issue #10): records of FLAT_CHARS to LARGE_MESSAGE
 characters, which the flat INTAKE_ITEM_BYTES charge let take up to 2.5x the byte budget behind a stuck
-worker, are charged their size too (`_buffer.weight_units`), on the caller's fast path."""
+worker, are charged their size too (`_intake_charge.weight_units`), on the caller's fast path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from oglogstream import OgLogHandler, OgLogProcessor
-from oglogstream._buffer import (
+from oglogstream._ingest import INGEST_CHUNK
+from oglogstream._intake_charge import (
     EXTRA_ATTR_BYTES,
     FLAT_CHARS,
     FREE_EXTRAS,
@@ -21,7 +22,6 @@ from oglogstream._buffer import (
     WEIGHT_SHIFT,
     weight_units,
 )
-from oglogstream._ingest import INGEST_CHUNK
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer, CaptureServer

@@ -271,7 +271,7 @@ def test_the_charge_of_a_record_is_the_same_after_another_handler_formatted_it()
     later handler's Formatter (which adds `message` and `asctime`) must not change that amount."""
     import logging
 
-    from oglogstream._buffer import EXTRA_ATTR_BYTES, large_bytes
+    from oglogstream._intake_charge import EXTRA_ATTR_BYTES, large_bytes
 
     record = logging.getLogger("charge").makeRecord(
         "charge", logging.INFO, "f", 1, "m", None, None, extra={f"k{j}": "0123456789" for j in range(50)}

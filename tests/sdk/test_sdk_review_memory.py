@@ -79,7 +79,7 @@ def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: 
     captured record keeps it alive; before: 96 B whatever its size), so the intake's byte room holds."""
     import tracemalloc
 
-    from oglogstream._buffer import large_bytes
+    from oglogstream._intake_charge import large_bytes
 
     tracemalloc.start()
     try:
@@ -173,7 +173,7 @@ def test_typical_structlog_events_keep_the_count_bound() -> None:
 
 def test_event_charge_counts_every_value_like_extra_fields() -> None:
     """`event_bytes` charges an event dict as `extras_bytes` charges the same fields of a record."""
-    from oglogstream._buffer import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
+    from oglogstream._intake_charge import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
 
     fields = {"blob": "x" * 5000, "items": list(range(100)), "raw": b"y" * 300}
     make = logging.getLogger("charge").makeRecord
