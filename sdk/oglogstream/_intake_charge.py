@@ -14,7 +14,7 @@ from typing import Any
 from ._capture import RECORD_BASE_KEYS
 from ._context import BoundContext
 from ._items import CapturedEvent
-from ._settings import _BUFFER_BYTES_FLOOR as ENTRY_ROOM
+from ._settings import MIN_BUFFER_BYTES
 
 __all__ = [
     "ALWAYS_WEIGHED",
@@ -308,7 +308,7 @@ def intake_reserve(max_bytes: int) -> int:
     """Bytes of `max_bytes` the encoded buffer leaves to the intake's floor (INTAKE_FLOOR captured records,
     which the intake always admits): with it, captured plus encoded records stay within the budget even when
     the encoded buffer is full (without it they reached budget + 640,000 B). Never so much that less than
-    ENTRY_ROOM (the smallest budget max_buffer_bytes allows, where the largest entry fits) is left for
-    encoded entries: under a budget below ENTRY_ROOM + 640,000 B the floor's records
+    MIN_BUFFER_BYTES (the smallest budget max_buffer_bytes allows, where the largest entry fits) is left for
+    encoded entries: under a budget below MIN_BUFFER_BYTES + 640,000 B the floor's records
     may exceed it by the difference (docs/sdk.md "Overflow")."""
-    return max(0, min(INTAKE_FLOOR * INTAKE_ITEM_BYTES, max_bytes - ENTRY_ROOM))
+    return max(0, min(INTAKE_FLOOR * INTAKE_ITEM_BYTES, max_bytes - MIN_BUFFER_BYTES))

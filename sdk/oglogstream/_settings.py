@@ -38,6 +38,7 @@ __all__ = [
     "ENV_SERVICE",
     "ENV_URL",
     "MAX_RETRY_AFTER",
+    "MIN_BUFFER_BYTES",
     "OPTION_DEFAULTS",
     "OPTION_NAMES",
     "OVERFLOW_POLICIES",
@@ -170,8 +171,9 @@ _ENDPOINT_SUFFIXES = ("/v1/logs", "/logs", "/log")  # longest first
 # Room for the gzip header and worst-case expansion of incompressible data.
 _BATCH_BYTES_CEILING = _wire.MAX_BATCH_BODY_BYTES - 64 * 1024
 _BATCH_BYTES_FLOOR = 1024
-# The largest entry the encoder can build (every limit hit, worst-case JSON escaping) fits in this.
-_BUFFER_BYTES_FLOOR = 2 * 1024 * 1024
+#: The smallest max_buffer_bytes allowed: the largest entry the encoder can build (every limit hit, worst-case
+#: JSON escaping) fits in this, so the encoded buffer always has room for one (see `_intake_charge`).
+MIN_BUFFER_BYTES = 2 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +264,7 @@ class Settings:
         _int("batch_bytes", batch_bytes, _BATCH_BYTES_FLOOR, _BATCH_BYTES_CEILING)
         _num("flush_interval", flush_interval, 0.001, 3600.0)
         _int("max_buffer_records", max_buffer_records, 1, 100_000_000)
-        _int("max_buffer_bytes", max_buffer_bytes, _BUFFER_BYTES_FLOOR, 1 << 40)
+        _int("max_buffer_bytes", max_buffer_bytes, MIN_BUFFER_BYTES, 1 << 40)
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
         _num("connect_timeout", connect_timeout, 0.001, 600.0)
@@ -278,7 +280,7 @@ class Settings:
             _check_ca_path(verify)
         spool = _spool_dir(spool_dir)
         # Room for at least two of the largest batches, so dropping the oldest can always make space.
-        _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + _BUFFER_BYTES_FLOOR, 1 << 44)
+        _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + MIN_BUFFER_BYTES, 1 << 44)
         _num("spool_max_age", spool_max_age, 1.0, 365 * 86400.0)
         if not isinstance(drain_on_sigterm, bool):
             raise ValueError(f"drain_on_sigterm must be a bool, got {type(drain_on_sigterm).__name__}")
