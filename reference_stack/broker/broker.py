@@ -67,9 +67,12 @@ PUBLISH_FAILURE_HEALTH_WINDOW = 30.0
 #: A live-tail hub with clients announces them this often (seconds). One small message per hub per interval
 #: while someone watches; shorter only makes ingestion stop sooner after the last client leaves.
 LIVE_INTEREST_INTERVAL = 2.0
-#: Ingestion publishes live copies until this long after the last announcement it heard: three intervals, so
-#: one lost announcement or a hub's event loop busy for a few seconds does not cut off its clients.
-LIVE_INTEREST_TIMEOUT = 3 * LIVE_INTEREST_INTERVAL
+#: Ingestion publishes live copies until this long after the last announcement it heard (seconds). Fifteen
+#: intervals: a hub whose event loop stalls for several seconds (GC, swap, a paused container: 4-9 s were
+#: seen to cut clients off at 6 s) keeps its clients' entries coming. The only cost of a long timeout is that
+#: ingestion keeps publishing live copies this long after the last client left. A hub whose announcements
+#: lapse beyond it anyway closes its clients (query/live.py), so a gap is never silent.
+LIVE_INTEREST_TIMEOUT = 15 * LIVE_INTEREST_INTERVAL
 
 
 class BrokerUnavailable(Exception):
@@ -122,12 +125,14 @@ class Broker:
         duplicate_window: float = DEFAULT_DUPLICATE_WINDOW,
         stream_replicas: int = 1,
         name: str = "oglog",
+        live_interest_timeout: float = LIVE_INTEREST_TIMEOUT,
     ) -> None:
         check_positive(
             connect_timeout=connect_timeout,
             reconnect_wait=reconnect_wait,
             publish_timeout=publish_timeout,
             duplicate_window=duplicate_window,
+            live_interest_timeout=live_interest_timeout,
         )
         check_at_least(1, stream_replicas=stream_replicas)
         self.url = url
@@ -137,6 +142,9 @@ class Broker:
         self.publish_timeout = publish_timeout
         self.duplicate_window = duplicate_window
         self.stream_replicas = stream_replicas
+        #: Seconds publish_live keeps publishing after the last announcement heard; a hub on this broker
+        #: treats a longer silence of its own announcements as a gap in its clients' entries.
+        self.live_interest_timeout = live_interest_timeout
         self.nc: NatsClient = NatsClient()
         self.js: JetStreamContext = self.nc.jetstream(timeout=publish_timeout)
         self._stream_ready = asyncio.Event()
@@ -345,7 +353,8 @@ class Broker:
 
     # -- live tail ---------------------------------------------------------------------------------------
     def _assume_live_interest(self) -> None:
-        self._live_until = time.monotonic() + LIVE_INTEREST_TIMEOUT
+        # Never lowered: `inf` (deaf to announcements, see _connect) must survive reconnects and announcing.
+        self._live_until = max(self._live_until, time.monotonic() + self.live_interest_timeout)
 
     async def _on_live_interest(self, _msg: Msg) -> None:
         # No await before the state is set: the server sent this announcement before any JetStream ack it
@@ -355,8 +364,9 @@ class Broker:
 
     @property
     def live_interest(self) -> bool:
-        """True while publish_live publishes: some hub announced clients within LIVE_INTEREST_TIMEOUT, or
-        this connection is younger than that."""
+        """True while publish_live publishes: some hub announced clients within `live_interest_timeout`
+        (LIVE_INTEREST_TIMEOUT by default), or this connection is younger than that, or the connection
+        could not follow announcements (then always)."""
         return time.monotonic() < self._live_until
 
     async def announce_live_interest(self, *, timeout: float | None = None) -> None:

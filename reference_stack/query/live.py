@@ -6,8 +6,12 @@ client's upgrade waits (up to READY_TIMEOUT, else 503) until the subscription is
 announcement (`Broker.announce_live_interest`, repeated every LIVE_INTEREST_INTERVAL while clients remain)
 has reached the NATS server; the last client's departure ends both, and ingestion stops publishing live
 copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every entry whose JetStream publish is
-acknowledged after its upgrade answer (101) was sent, as long as NATS stays connected (the live tail is not
-replayed across a disconnect); entries acknowledged earlier may appear too.
+acknowledged after its upgrade answer (101) was sent, or its socket is closed with CLOSE_INTERRUPTED (1013,
+reason INTERRUPTED_REASON) so it knows entries may be missing and reconnects; entries acknowledged earlier may
+appear too. The hub closes its clients so when NATS reconnects (ingestion may have reconnected first and
+published while the hub could not receive: the live tail is not replayed) and when its own announcements
+lapsed for longer than the broker's live_interest_timeout less LAPSE_MARGIN (its event loop stalled, or
+announcing failed), since ingestion may then have stopped publishing live copies.
 
 Each client has a bounded queue and its own sender task, so a slow reader only fills its own queue: past
 QUEUE_SIZE entries new ones are dropped for that client, and it then receives `{"type": "dropped", "count":
@@ -37,9 +41,12 @@ from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
 
 __all__ = [
+    "CLOSE_INTERRUPTED",
     "CLOSE_KEY_REVOKED",
     "CLOSE_TIMEOUT",
     "HEARTBEAT",
+    "INTERRUPTED_REASON",
+    "LAPSE_MARGIN",
     "LIVE",
     "MAX_CLIENTS",
     "QUEUE_SIZE",
@@ -64,6 +71,13 @@ READY_TIMEOUT = 5.0
 #: Close code for a socket whose key was revoked or lost the `query` scope (1008: policy violation); the
 #: reason says which. A key is re-checked every RELOAD_INTERVAL, like a new request's.
 CLOSE_KEY_REVOKED = 1008
+#: Close code for sockets that may have missed entries (1013: try again later); `oglog tail` and the
+#: dashboard reconnect on it, and the reason says why.
+CLOSE_INTERRUPTED = 1013
+INTERRUPTED_REASON = "live tail interrupted, entries may be missing; reconnect"
+#: Seconds of an announcement's travel to every ingestion process, deducted from the broker's
+#: live_interest_timeout: announcements further apart than the difference may have let ingestion stop.
+LAPSE_MARGIN = 1.0
 
 
 class _Gap:
@@ -87,6 +101,9 @@ class _Client:
         self.queued = 0  # entries in the queue (gaps not counted)
         self.wakeup = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
+        # Set, without an await, once the upgrade is about to be answered: from then on the promise holds, and
+        # a gap in the live copies closes this socket (an earlier client gets a fresh announcement instead).
+        self.promised = False
 
     def offer(self, line: str) -> None:
         """Queue one entry, or count it as dropped when the queue is full. Never blocks."""
@@ -134,6 +151,8 @@ class LiveHub:
         self._announcer: asyncio.Task[None] | None = None  # likewise
         self._gate = asyncio.Lock()  # one subscribe/unsubscribe at a time (first arrival vs last departure)
         self._announce_now = asyncio.Event()  # set after a NATS reconnect: announce without waiting
+        self._announced_at: float | None = None  # loop time of the last successful announcement
+        self._closing: set[asyncio.Task[None]] = set()  # interrupted clients' closes under way
         self._unlisten: Any = None
         self._stopping = asyncio.Event()
         self._key_watch: asyncio.Task[None] | None = None
@@ -146,6 +165,12 @@ class LiveHub:
             "Live-tail entries dropped for clients whose queue was full.",
             registry=registry,
         )
+        self.interrupted = Counter(
+            "oglog_live_interrupted",
+            "Live-tail clients closed because entries may be missing, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.bad_payloads = Counter(
             "oglog_live_bad_payloads",
             "Live-subject lines that were not JSON objects (skipped).",
@@ -153,10 +178,47 @@ class LiveHub:
         )
 
     async def start(self) -> None:
-        self._unlisten = self.app[BROKER].on_reconnected(self._announce_now.set)
+        self._unlisten = self.app[BROKER].on_reconnected(self._on_reconnected)
         access = self.app.get(ACCESS)
         if access is not None and access.store is not None:
             self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
+
+    def _on_reconnected(self) -> None:
+        self._announce_now.set()
+        # Entries published while this connection was down were not received, and are not replayed.
+        self._interrupt("nats_reconnect", "NATS reconnected")
+
+    def _announced(self) -> None:
+        """After a successful announcement: if the previous one is older than the broker's
+        live_interest_timeout less LAPSE_MARGIN, ingestion may have stopped publishing in between."""
+        now = asyncio.get_running_loop().time()
+        last, self._announced_at = self._announced_at, now
+        lapse = self.app[BROKER].live_interest_timeout - LAPSE_MARGIN
+        if last is not None and now - last > lapse:
+            self._interrupt(
+                "announcement_lapse", f"interest announcements lapsed for {now - last:.1f}s (> {lapse:g}s)"
+            )
+
+    def _interrupt(self, reason: str, detail: str) -> None:
+        """Close every promised client with CLOSE_INTERRUPTED (removed from the fan-out now, closed in the
+        background so the caller - the announcer, or a NATS callback - is not held up by slow sockets)."""
+        clients = [client for client in self.clients if client.promised]
+        if not clients:
+            return
+        log.warning(
+            "live tail: %s; closing %d client(s) (%d %s) so they reconnect",
+            detail, len(clients), CLOSE_INTERRUPTED, INTERRUPTED_REASON,
+        )
+        self.interrupted.labels(reason).inc(len(clients))
+        message = INTERRUPTED_REASON.encode()
+        for client in clients:
+            self.clients.discard(client)
+            self.connected.dec()
+            task = asyncio.create_task(
+                self._drop(client, code=CLOSE_INTERRUPTED, message=message), name="oglog-live-interrupt"
+            )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _watch_keys(self) -> None:
         """Close sockets whose key was revoked or lost `query` since they connected: a key is checked when a
@@ -193,9 +255,15 @@ class LiveHub:
             if self._subscription is None:
                 # nats-py re-subscribes by itself after a reconnect, so one call holds it until _unwatch.
                 self._subscription = await broker.subscribe_live(self._on_payload)
-            if self._announcer is None:
-                # The flush also carries the SUB above to the server (same connection, in order).
+            stale = self._announced_at is None or (
+                loop.time() - self._announced_at > broker.live_interest_timeout - LAPSE_MARGIN
+            )
+            if self._announcer is None or stale:
+                # The flush also carries the SUB above to the server (same connection, in order). Stale: the
+                # announcer has not run for long (a stalled loop), so interest may have lapsed meanwhile.
                 await broker.announce_live_interest(timeout=max(deadline - loop.time(), 0.001))
+                self._announced()
+            if self._announcer is None:
                 self._announce_now.clear()  # a reconnect while nobody watched: just announced anyway
                 self._announcer = asyncio.create_task(self._announce_forever(), name="oglog-live-interest")
         finally:
@@ -211,6 +279,7 @@ class LiveHub:
 
     async def _end_subscription(self) -> None:
         announcer, self._announcer = self._announcer, None
+        self._announced_at = None  # the next first client starts afresh: nobody was promised meanwhile
         if announcer is not None:
             announcer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,6 +299,8 @@ class LiveHub:
                 await broker.announce_live_interest()
             except BrokerUnavailable as exc:  # disconnected: announced again right after the reconnect
                 log.debug("live tail: interest announcement skipped: %s", exc)
+            else:
+                self._announced()
 
     async def _on_payload(self, payload: bytes) -> None:
         if self.clients:  # rows become public entries here, only when someone watches (#14)
@@ -300,6 +371,7 @@ class LiveHub:
                 ) from None
             if self._stopping.is_set():
                 raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
+            client.promised = True
             await ws.prepare(request)
             client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
             async for msg in ws:  # clients have nothing to say; reading notices their close
@@ -348,6 +420,7 @@ class LiveHub:
         async with self._gate:
             await self._end_subscription()
         await self.close_clients()
+        await asyncio.gather(*list(self._closing))
 
 
 _NO_FILTERS = Filters()
