@@ -43,6 +43,8 @@ from ..auth.redact import redact
 from ..broker.natsd import NatsServer
 from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from ..http.app import create_app
+from ..ingestion.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
+from ..query.live import MAX_CLIENTS
 from .healing import NatsKeeper
 from .workers import WorkerPool, check_port_free, internal_socket_path
 
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ORPHAN_WAIT",
+    "SUPERVISOR_BACKLOG",
     "StackError",
     "StackOptions",
     "run_roles",
@@ -66,6 +69,11 @@ DEFAULT_PORT = 8080
 ORPHAN_WAIT = 10.0
 #: Added to SHUTDOWN_TIMEOUT for closing storage and NATS after the processor's flush.
 SHUTDOWN_MARGIN = 10.0
+#: Listen backlog of the Unix socket the ingest workers relay every non-ingest request to. Every live-tail
+#: client reconnects at once after a NATS restart or a 1013 close (query/live.py), each one a new connection
+#: from a worker: the default 128 made 210-357 of 1,010 such clients get 502. Room for MAX_CLIENTS plus a
+#: burst of other requests; the kernel caps it at net.core.somaxconn (4096 on current Linux).
+SUPERVISOR_BACKLOG = MAX_CLIENTS + DEFAULT_MAX_BATCHES_IN_FLIGHT
 _LOCK_NAME = "oglog.lock"
 _NATS_PID_NAME = "nats-server.pid"
 
@@ -265,7 +273,7 @@ async def serve(
         await runner.setup()
         site: web.BaseSite = web.TCPSite(runner, config.host, config.http_port)
         if workers is not None:
-            site = web.UnixSite(runner, str(workers.socket_path))
+            site = web.UnixSite(runner, str(workers.socket_path), backlog=SUPERVISOR_BACKLOG)
         try:
             await site.start()
         except OSError as exc:

@@ -179,9 +179,12 @@ async def _relay_websocket(
         finally:
             for task in (down, up):
                 task.cancel()
-            await asyncio.gather(down, up, return_exceptions=True)
+            results = await asyncio.gather(down, up, return_exceptions=True)
+            # The supervisor's close code and reason reach the client unchanged: a live tail closed with 1013
+            # "entries may be missing" must say so through a worker as well.
             code = upstream.close_code or aiohttp.WSCloseCode.OK
-            await ws.close(code=code)
+            reason = results[0] if isinstance(results[0], str) else ""
+            await ws.close(code=code, message=reason.encode())
             await upstream.close()
         return ws
 
@@ -189,11 +192,13 @@ async def _relay_websocket(
 async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
-) -> None:
-    async for msg in source:
+) -> str:
+    """Relay data frames until `source` ends; the reason of its close frame ("" if none)."""
+    while True:
+        msg = await source.receive()
         if msg.type == aiohttp.WSMsgType.TEXT:
             await sink.send_str(msg.data)
         elif msg.type == aiohttp.WSMsgType.BINARY:
             await sink.send_bytes(msg.data)
-        else:
-            return
+        else:  # CLOSE (reason in extra), CLOSING, CLOSED, ERROR
+            return msg.extra if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) else ""
