@@ -1,0 +1,90 @@
+"""Live tail through ingest workers (worker_proxy.py relays /ws/live to the supervisor): the supervisor's
+"entries may be missing" close reaches the client with its code and reason, and as many simultaneous upgrades
+as the hub admits (MAX_CLIENTS) all get through the supervisor's socket (none is a 502)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from oglogstream.stack.broker.natsd import NatsServer, free_port
+from oglogstream.stack.config import StackConfig
+from oglogstream.stack.http.app import create_app
+from oglogstream.stack.query.live import CLOSE_INTERRUPTED, INTERRUPTED_REASON, MAX_CLIENTS
+from oglogstream.stack.server.worker_proxy import install
+
+from .query_helpers import OglogProcess
+from .test_live_gaps import closed_with
+
+pytestmark = pytest.mark.timeout(110)
+
+
+async def test_the_interrupted_close_reaches_a_client_through_a_worker(tmp_path: Path) -> None:
+    """A NATS restart closes the supervisor's live clients with 1013 and a reason; a client connected
+    through an ingest worker gets both unchanged (so it knows entries may be missing)."""
+    with NatsServer(tmp_path / "nats") as nats:
+        sup = web.AppRunner(
+            create_app(StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")),
+            handle_signals=False, access_log=None, shutdown_timeout=5,
+        )
+        await sup.setup()
+        sock = tmp_path / "s.sock"
+        await web.UnixSite(sup, str(sock)).start()
+        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
+        install(worker_app, sock)
+        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await worker.setup()
+        restarted: NatsServer | None = None
+        try:
+            await web.TCPSite(worker, "127.0.0.1", 0).start()
+            base = "http://{}:{}".format(*worker.addresses[0][:2])
+            async with aiohttp.ClientSession() as session, session.ws_connect(f"{base}/ws/live") as ws:
+                nats.stop()
+                restarted = NatsServer(nats.store_dir, port=nats.port).start()
+                assert await closed_with(ws) == (CLOSE_INTERRUPTED, INTERRUPTED_REASON)
+        finally:
+            await worker.cleanup()
+            await sup.cleanup()
+            if restarted is not None:
+                restarted.stop()
+
+
+@pytest.fixture
+async def stack_with_workers(tmp_path: Path) -> AsyncIterator[str]:
+    """`oglog stack up --ingest-workers 2` at its defaults; its base URL once /health answers."""
+    port = free_port()
+    args = ["stack", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port), "--ingest-workers", "2"]
+    with OglogProcess(args, tmp_path / "stack.log") as process:
+        base = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(process.wait_healthy, base)
+        yield base
+
+
+async def test_every_admitted_simultaneous_upgrade_through_the_workers_gets_through(
+    stack_with_workers: str,
+) -> None:
+    """MAX_CLIENTS + 10 upgrades at once through the workers (as after every client was closed with 1013 and
+    reconnects): MAX_CLIENTS get 101, the 10 beyond get the hub's 503, none a 502 from the relay."""
+    outcome: collections.Counter[int | str] = collections.Counter()
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def upgrade() -> None:
+            try:
+                sockets.append(await session.ws_connect(f"{stack_with_workers}/ws/live"))
+                outcome[101] += 1
+            except aiohttp.WSServerHandshakeError as exc:
+                outcome[exc.status] += 1
+            except aiohttp.ClientError as exc:
+                outcome[type(exc).__name__] += 1
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(upgrade() for _ in range(MAX_CLIENTS + 10))), 60)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    assert outcome == {101: MAX_CLIENTS, 503: 10}
