@@ -303,6 +303,7 @@ class TestTailOutput:
         assert tail.returncode == 0, err
         assert [json.loads(line)["message"] for line in out.decode().splitlines()] == ["entry 1", "entry 2"]
         assert "connection closed (1001); reconnecting in 0.5s" in err.decode()
+        assert "the server said: going away" in err.decode()  # the close reason (1013: entries may be missing)
         assert "reconnected" in err.decode()
         # The API's query-string forms (docs/api.md): `k>5` has no value, `k<=5` is the name `attr.k<`.
         expected = [("level", "error"), ("attr.user", "7"), ("attr.ms>500", ""), ("attr.ms<", "900"),

@@ -146,6 +146,8 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             if code in _FINAL_CLOSE_CODES:
                 raise CliError(f"the server closed the live tail: {exc.rcvd.reason or code}"  # type: ignore[union-attr]
                                ) from None
+            if exc.rcvd is not None and exc.rcvd.reason:  # 1013: "... entries may be missing; reconnect"
+                err.write(f"oglog tail: the server said: {safe(exc.rcvd.reason)}\n")
             err.write(f"oglog tail: connection closed ({code or 'no close frame'}); "
                       f"reconnecting in {pause:g}s\n")
         except OSError as exc:  # TimeoutError included; a closed stdout is OutputClosed, never caught here
