@@ -30,13 +30,15 @@ RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, N
 #: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
 IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
 
-#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span).
-#: `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes nothing;
-#: `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when rendering
-#: is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry span that
-#: was active (see `_otel`), or None; its ids are read on the worker (a span's context never changes).
+#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span,
+#: charge). `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes
+#: nothing; `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when
+#: rendering is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry
+#: span that was active (see `_otel`), or None; its ids are read on the worker (a span's context never
+#: changes). `charge` is what the intake charged the record (`_intake_charge.record_charge`), taken back as
+#: is when it leaves (a later handler may add attributes to the dict meanwhile).
 CapturedRecord = tuple[
-    dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object
+    dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object, int
 ]
 
 
@@ -68,9 +70,13 @@ def render_failed(msg: object, args: object, exc: Exception) -> str:
 def capture(
     record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
 ) -> CapturedRecord:
-    """What `OgLogHandler.handle` captures (it inlines this for speed)."""
+    """What `OgLogHandler.handle` captures (it inlines this for speed), its charge included."""
+    from ._intake_charge import item_chars, record_charge  # imports this module
+
     msg, args = render(record)
-    return (record.__dict__, msg, args, context, span)
+    attributes = record.__dict__
+    size = item_chars((attributes, msg, args, context, span, 0))
+    return (attributes, msg, args, context, span, record_charge(size, len(attributes) - RECORD_BASE_KEYS))
 
 
 def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:

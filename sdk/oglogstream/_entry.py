@@ -129,7 +129,7 @@ class EntryEncoder(AttributeFragments):
         and one `%` format. Anything else goes through `_encode_general`, which also fills those caches; both
         build the same bytes.
         """
-        state, msg, args, context, span = item
+        state, msg, args, context, span, _charge = item
         if args is not None:
             try:
                 msg = msg % args

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from ._intake_charge import (
     WEIGHT_SHIFT,
     WEIGHT_UNITS,
     extras_bytes,
-    weight_units,
+    record_charge,
 )
 from ._settings import Options, Settings
 from ._stats import Stats
@@ -32,6 +33,7 @@ __all__ = ["OgLogHandler"]
 
 _get_ident = threading.get_ident
 _context_get = CONTEXT.get
+_sizeof = sys.getsizeof
 
 #: A `close()` without a timeout that starts within this many seconds of a `flush()` without a timeout that
 #: ran out shares that flush's deadline (`logging.shutdown()` and a `dictConfig()` re-configuration call
@@ -91,52 +93,59 @@ class OgLogHandler(logging.Handler):
             # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
             # because mutable args may change after the call returns.
-            # `size` is `_intake_charge.item_chars` inlined: len() of a str is O(1), extras O(their number).
+            # `size` is `_intake_charge.item_chars` inlined: `str_bytes` of each str (O(1): the length of
+            # an ASCII str, else its real size, 2-4 bytes a character), extras O(their number).
             msg = record.msg
             args = record.args
             if type(msg) is not str or (args and type(args) is not tuple):
                 msg, args = render(record)
-                size = len(msg)
+                size = len(msg) if msg.isascii() else _sizeof(msg)
             elif args:
-                size = len(msg)
+                size = len(msg) if msg.isascii() else _sizeof(msg)
                 for arg in args:
                     if type(arg) is str:
-                        size += len(arg)
+                        size += len(arg) if arg.isascii() else _sizeof(arg)
                     elif type(arg) not in IMMUTABLE_ARG_TYPES:
                         msg, args = render(record)
-                        size = len(msg)
+                        size = len(msg) if msg.isascii() else _sizeof(msg)
                         break
             else:
                 args = None
-                size = len(msg)
+                size = len(msg) if msg.isascii() else _sizeof(msg)
             attributes = record.__dict__
             extras = len(attributes) - RECORD_BASE_KEYS
-            if extras > 0:  # `extra=` fields: what they occupy counts too
+            if extras > 0:  # `extra=` fields (or a Formatter's `message`): what they occupy counts too
                 size += extras_bytes(attributes)
+            # The charge the record carries (`_intake_charge.record_charge`): its weight units, or its size
+            # from LARGE_MESSAGE on. Below ALWAYS_WEIGHED a record with FREE_EXTRAS fields has none (the
+            # typical one: no call).
+            if size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras >= FREE_EXTRAS):
+                charge = 0
+            else:
+                charge = record_charge(size, extras)
             context = _context_get()
-            if context is not None and context.charged:
-                # A large bound context is charged while any record under it waits (`ContextCharges`),
-                # counted under the pipeline's lock: the slow path.
-                size = LARGE_MESSAGE
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).
             item: CapturedRecord = (  # type: ignore[assignment]
-                attributes, msg, args, context, span_of() if span_of is not None else None
+                attributes, msg, args, context, span_of() if span_of is not None else None, charge
             )
             intake = self._intake
             weights = self._weights
             # The intake's charge in typical records: one each, plus the weights of the longer ones
             # (`_intake_charge.FLAT_CHARS`), appended after the record: a worker that takes the record in
-            # between takes its units back from others' (or fewer), and this append makes the sum good again
-            # (or over-charged until the intake is next empty), never under-charged for long.
+            # between takes back fewer units, and this append leaves the sum over-charged until the intake
+            # is next empty, never under-charged. A large bound context is charged while any record under
+            # it waits (`ContextCharges`), counted under the pipeline's lock: the slow path, as a large
+            # record's size is.
             held = len(intake) + (len(weights) >> WEIGHT_SHIFT)
-            if held < self._pipeline.soft_limit and size < LARGE_MESSAGE:
+            if (
+                held < self._pipeline.soft_limit
+                and charge < LARGE_MESSAGE
+                and (context is None or not context.charged)
+            ):
                 intake.append(item)
-                # Below ALWAYS_WEIGHED a record with FREE_EXTRAS fields has none (the typical one: no call).
-                if size >= FLAT_CHARS and (size >= ALWAYS_WEIGHED or extras < FREE_EXTRAS):
-                    units = weight_units(size, extras)
-                    if units:
-                        weights.extend(WEIGHT_UNITS[units])
+                if charge:
+                    weights.extend(WEIGHT_UNITS[charge])
                 return True
             return self._pipeline.submit_slow(item)
         except Exception as exc:  # never raise into the application

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from itertools import islice
+from sys import getsizeof
 from typing import Any
 
 from ._capture import RECORD_BASE_KEYS
@@ -21,7 +22,6 @@ __all__ = [
     "CONTAINER_ITEM_BYTES",
     "EXTRA_ATTR_BYTES",
     "FLAT_CHARS",
-    "FORMATTER_KEYS",
     "FREE_EXTRAS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
@@ -40,8 +40,10 @@ __all__ = [
     "item_chars",
     "item_context",
     "large_bytes",
+    "record_charge",
     "record_units",
     "settle_weights",
+    "str_bytes",
     "weight_units",
 ]
 
@@ -102,18 +104,22 @@ _MAPPINGS = frozenset({dict, set, frozenset})
 _BYTES = frozenset({bytes, bytearray})
 
 
-#: Attributes `logging.Formatter.format` adds to a record (see `extras_bytes`).
-FORMATTER_KEYS = frozenset({"message", "asctime"})
+def str_bytes(text: str) -> int:
+    """What a str's text occupies, O(1): its length when ASCII (1 byte a character; the ~49 B header is in
+    RECORD_BYTES / EXTRA_ATTR_BYTES), else its whole size (`sys.getsizeof`): PEP 393 stores non-Latin-1
+    text in 2 or 4 bytes a character (CJK 2, emoji 4), so counting characters let a stuck worker's intake
+    hold 1.9x (CJK) to 3.7x (emoji) the budget. `OgLogHandler.handle` inlines the same expression."""
+    return len(text) if text.isascii() else getsizeof(text)
 
 
 def _values_bytes(values: Iterable[Any]) -> int:
-    """What `values` hold beyond their slots, shallow and O(1) each: the length of str and bytes values,
-    CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry."""
+    """What `values` hold beyond their slots, shallow and O(1) each: `str_bytes` of str values, the length
+    of bytes values, CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry."""
     size = 0
     for value in values:
         kind = type(value)
         if kind is str:
-            size += len(value)
+            size += len(value) if value.isascii() else getsizeof(value)
         elif kind in _MAPPINGS:
             size += len(value) * MAPPING_ITEM_BYTES
         elif kind in _SEQUENCES:
@@ -131,24 +137,16 @@ def event_bytes(event: Mapping[str, Any]) -> int:
 
 
 def extras_bytes(record_dict: dict[str, Any]) -> int:
-    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, or a formatter's `message`
-    and `asctime` left by another handler): EXTRA_ATTR_BYTES each, plus the length of str and bytes values
-    and, for containers, CONTAINER_ITEM_BYTES per element (MAPPING_ITEM_BYTES per dict or set entry).
-    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
-    `__dict__`."""
+    """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, and a Formatter's `message`
+    and `asctime` when a handler before ours formatted the record: memory the waiting record holds too):
+    EXTRA_ATTR_BYTES each, plus `_values_bytes` of their values. O(number of extras): a LogRecord sets its
+    own attributes first, so the extras are the last ones of its `__dict__`. Computed once, at the capture
+    (the record's `record_charge`): what a later handler adds changes nothing that is taken back."""
     extra = len(record_dict) - RECORD_BASE_KEYS
     if extra <= 0:
         return 0
     # values only: the hot path's cost
-    size = extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
-    if "message" in record_dict or "asctime" in record_dict:
-        # Set by a handler's Formatter, maybe only after this record was captured and charged: never
-        # counted, so the charge is the same when the record leaves the intake as when it entered.
-        for key in FORMATTER_KEYS:
-            if key in record_dict:
-                value = record_dict[key]
-                size -= EXTRA_ATTR_BYTES + (len(value) if type(value) is str else 0)
-    return size
+    return extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
 
 
 def item_context(item: tuple[Any, ...]) -> Any:
@@ -239,11 +237,24 @@ def weight_units(size: int, extras: int) -> int:
     return -(-(size + RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
 
 
+def record_charge(size: int, extras: int) -> int:
+    """The charge a captured record carries (its tuple's last element, `CapturedRecord`) for a record of
+    `size` bytes (`item_chars`) with `extras` attributes beyond a plain LogRecord's: `size` from
+    LARGE_MESSAGE on (the `large_bytes` its slow path charges), else its `weight_units` (at most
+    `weight_units(LARGE_MESSAGE - 1, 0)`, far below LARGE_MESSAGE). Carried, never recomputed: what is taken
+    back when the record leaves the intake is exactly what was charged, whatever a later handler or filter
+    adds to the record meanwhile (recomputing took back 3 of a 300-character record's 6 units once a later
+    Formatter had set `message`: phantom charges that refused records)."""
+    return size if size >= LARGE_MESSAGE else weight_units(size, extras)
+
+
 def record_units(item: tuple[Any, ...]) -> int:
-    """`weight_units` of a captured record, as the caller computed it; 0 for an event (flat charge)."""
+    """The `weight_units` a captured record was charged (carried in its tuple); 0 for an event (flat charge
+    below LARGE_MESSAGE) and for a large record (`large_bytes`)."""
     if type(item) is CapturedEvent:
         return 0
-    return weight_units(item_chars(item), len(item[0]) - RECORD_BASE_KEYS)
+    charge: int = item[5]
+    return charge if charge < LARGE_MESSAGE else 0
 
 
 #: WEIGHT_UNITS[k]: k placeholder units, appended with one `deque.extend` (atomic under the GIL).
@@ -254,8 +265,8 @@ WEIGHT_UNITS: tuple[tuple[None, ...], ...] = tuple(
 
 def settle_weights(weights: deque[None], items: Iterable[tuple[Any, ...]]) -> None:
     """`items` left the intake: take their `weight_units` back from `weights` (the driver's lock held; callers
-    only append). Recomputed from each item, as the caller computed it (`item_chars`), so the units are
-    plain placeholders; never below 0 (a record's `__dict__` may change after the capture)."""
+    only append): the units each record carries (`record_units`), so the placeholders need no identity.
+    Never below 0: a caller appends its record before its units, so a worker may take the record first."""
     units = sum(map(record_units, items))
     pop = weights.pop
     for _ in range(min(units, len(weights))):
@@ -264,19 +275,22 @@ def settle_weights(weights: deque[None], items: Iterable[tuple[Any, ...]]) -> No
 
 def large_bytes(item: tuple[Any, ...]) -> int:
     """`item_chars`, or 0 below LARGE_MESSAGE: what the item is charged beyond INTAKE_ITEM_BYTES on the
-    caller's slow path."""
-    size = item_chars(item)
-    return size if size >= LARGE_MESSAGE else 0
+    caller's slow path. A record's is the charge it carries (`record_charge`, computed at the capture); an
+    event's is computed from its dict (a copy the SDK made, which nothing changes afterwards)."""
+    if type(item) is CapturedEvent:
+        size = item_chars(item)
+        return size if size >= LARGE_MESSAGE else 0
+    charge: int = item[5]
+    return charge if charge >= LARGE_MESSAGE else 0
 
 
 def item_chars(item: tuple[Any, ...]) -> int:
-    """What a captured record or event occupies beyond RECORD_BYTES, in characters: for a
-    record the characters of its str message and str arguments (O(1) each) plus `extras_bytes`
-    (`OgLogHandler.handle` inlines the same sum); for an event `event_bytes` of its dict; plus for either
-    `event_bytes` of a bound context that is a plain mapping (structlog's contextvars alone). A
-    `BoundContext` is charged by `ContextCharges` instead (once while any item referencing it waits). A
-    record's `__dict__` may still change after the capture (a later handler's filter): callers never let
-    the running total drop below 0, and reset it when nothing charged is left."""
+    """What a captured record or event occupies beyond RECORD_BYTES, in bytes: for a record `str_bytes` of
+    its str message and str arguments (O(1) each) plus `extras_bytes` (`OgLogHandler.handle` inlines the
+    same sum, `_capture.capture` calls this: the record's `record_charge` is computed from it once); for an
+    event `event_bytes` of its dict; plus for either `event_bytes` of a bound context that is a plain
+    mapping (structlog's contextvars alone). A `BoundContext` is charged by `ContextCharges` instead (once
+    while any item referencing it waits)."""
     if type(item) is CapturedEvent:
         event = item[0]
         size = event_bytes(event.event)
@@ -288,11 +302,11 @@ def item_chars(item: tuple[Any, ...]) -> int:
     size = event_bytes(context) if context and type(context) is not BoundContext else 0
     msg, args = item[1], item[2]
     if type(msg) is str:
-        size += len(msg)
+        size += str_bytes(msg)
     if args:
         for arg in args:
             if type(arg) is str:
-                size += len(arg)
+                size += str_bytes(arg)
     record_dict = item[0]
     if len(record_dict) > RECORD_BASE_KEYS:
         size += extras_bytes(record_dict)

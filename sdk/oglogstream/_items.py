@@ -1,6 +1,6 @@
 """The two shapes a captured log call takes in a driver's intake, by name.
 
-* `CapturedRecord` (`_capture`): a stdlib record, a plain 5-tuple that `OgLogHandler.handle` builds inline
+* `CapturedRecord` (`_capture`): a stdlib record, a plain 6-tuple that `OgLogHandler.handle` builds inline
   (a tuple literal is the cheapest capture there is; the hot path stays as measured).
 * `CapturedEvent`: a structlog or `AsyncOgLogClient` event, its context and span.
 

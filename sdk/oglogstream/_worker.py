@@ -29,13 +29,12 @@ from collections.abc import Callable
 from . import _diag, _otel, _worker_close
 from ._core import INFINITY
 from ._intake_charge import (
-    LARGE_MESSAGE,
     WEIGHT_BYTES,
     WEIGHT_UNITS,
     intake_limit,
     is_charged,
-    item_chars,
     item_context,
+    large_bytes,
     record_units,
 )
 from ._items import Item, is_event
@@ -156,8 +155,7 @@ class Pipeline(WorkerLoop):
             self._forked_without_hooks()
         if _otel.current_span is None:
             _otel.refresh()  # outside the lock: it may import
-        chars = item_chars(item)
-        extra = chars if chars >= LARGE_MESSAGE else 0  # `_intake_charge.large_bytes`
+        extra = large_bytes(item)  # what the record carries (or the event's size): taken back as is
         units = record_units(item)
         context = item_context(item)
         charged = is_charged(context)
@@ -262,10 +260,9 @@ class Pipeline(WorkerLoop):
         self.intake.extend(mine)
         charges = self.charges
         charges.clear()
-        chars = [item_chars(item) for item in mine]
         for item in mine:
             self.intake_weights.extend(WEIGHT_UNITS[record_units(item)])
-        self.intake_large = sum(size for size in chars if size >= LARGE_MESSAGE) + sum(
+        self.intake_large = sum(map(large_bytes, mine)) + sum(
             charges.enter(context) for context in map(item_context, mine) if is_charged(context)
         )
 

@@ -271,12 +271,13 @@ def test_the_charge_of_a_record_is_the_same_after_another_handler_formatted_it()
     later handler's Formatter (which adds `message` and `asctime`) must not change that amount."""
     import logging
 
+    from oglogstream._capture import capture
     from oglogstream._intake_charge import EXTRA_ATTR_BYTES, large_bytes
 
     record = logging.getLogger("charge").makeRecord(
         "charge", logging.INFO, "f", 1, "m", None, None, extra={f"k{j}": "0123456789" for j in range(50)}
     )
-    item = (record.__dict__, "m", None, None, None)
+    item = capture(record, None)
     before = large_bytes(item)
     assert before == 1 + 50 * (EXTRA_ATTR_BYTES + 10)
     logging.Formatter("%(asctime)s %(message)s").format(record)

@@ -79,6 +79,7 @@ def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: 
     captured record keeps it alive; before: 96 B whatever its size), so the intake's byte room holds."""
     import tracemalloc
 
+    from oglogstream._capture import capture
     from oglogstream._intake_charge import large_bytes
 
     tracemalloc.start()
@@ -91,7 +92,7 @@ def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: 
     record = logging.getLogger("charge").makeRecord(
         "charge", logging.INFO, "f", 1, "m", None, None, extra={"payload": value}
     )
-    charged = large_bytes((record.__dict__, "m", None, None, None))
+    charged = large_bytes(capture(record, None))
     assert kept > 100_000
     assert charged >= kept, (charged, kept)
     assert charged <= 2.5 * kept, (charged, kept)  # and not absurdly more
