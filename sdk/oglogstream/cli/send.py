@@ -22,6 +22,8 @@ from typing import Any, TextIO
 
 from .. import wire
 from .._handler import OgLogHandler
+from .._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES
+from .._stats import Stats
 from ._http import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -43,11 +45,18 @@ __all__ = ["add_parser", "run"]
 DEFAULT_SEND_TIMEOUT = 15.0
 DEFAULT_SERVICE = "oglog-cli"
 DEFAULT_LEVEL = "info"
-#: Records `send` lets wait in the SDK's buffer before it stops reading stdin until some are delivered: a
-#: large file piped in must not outrun delivery into the buffer's overflow policy (which drops records).
-MAX_QUEUED = 50_000
-#: Lines read between two looks at the SDK's queue.
+#: The share of the handler's budget (max_buffer_bytes, and max_buffer_records) its records may hold before
+#: `send` stops reading stdin until delivery makes room: a file piped in has no reason ever to reach the
+#: overflow policy (which drops records), and the half still held keeps the worker sending while `send` waits.
+PACE_SHARE = 0.5
+#: `send` looks at what the handler holds after this many lines or this many characters read since its last
+#: look, whichever comes first: between two looks it adds at most ~1,000 records' charge (~0.7 MB for short
+#: lines, ~1.8 MB for 1,000-character ones) or 1 MiB of text plus its records' charge (100 lines of 10,000
+#: characters: ~1.1 MB), far below the other half of the budget.
 PACE_EVERY = 1000
+PACE_CHARS = 1024 * 1024
+#: Seconds between two looks while `send` waits for delivery to make room.
+PACE_STEP = 0.02
 #: The logger name entries carry unless a JSON line names one.
 CLI_LOGGER = "oglog.send"
 
@@ -159,23 +168,42 @@ def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tupl
     return service, record
 
 
-def _pace(handler: OgLogHandler, timeout: float) -> None:
-    """Wait while `handler` holds more than MAX_QUEUED records, as long as delivery makes progress within
-    `timeout`; past that, go on (whatever is then lost is counted and reported)."""
-    wait = threading.Event()  # never set: bounded pauses
+def _held(handler: OgLogHandler) -> tuple[int, int, Stats]:
+    """(records, bytes, stats) `handler` holds against its budget now: its records not yet sent or dropped,
+    and the bytes they are charged: the caller-side intake's charge as callers are admitted by it
+    (INTAKE_ITEM_BYTES a record, the weights of mid-size ones, the text of large ones) plus the encoded
+    entries buffered and in flight (`Stats.buffered_bytes`). The intake is read without its lock: a look
+    that may be a few records old, not an account."""
+    pipeline = handler._pipeline
     stats = handler.stats()
+    intake = (len(pipeline.intake) * INTAKE_ITEM_BYTES + len(pipeline.intake_weights) * WEIGHT_BYTES
+              + pipeline.intake_large)
+    return stats.queued, intake + stats.buffered_bytes, stats
+
+
+def _pace(handler: OgLogHandler, timeout: float) -> None:
+    """Wait while `handler` holds more than PACE_SHARE of its budget (records or bytes, `_held`), as long as
+    delivery makes progress within `timeout`; past that, go on (whatever is then lost is counted and
+    reported). Returns at once when it holds less: reading and delivery overlap."""
+    settings = handler._pipeline.settings
+    max_records = settings.max_buffer_records * PACE_SHARE
+    max_bytes = settings.max_buffer_bytes * PACE_SHARE
+    records, held, stats = _held(handler)
+    if records <= max_records and held <= max_bytes:
+        return
+    wait = threading.Event()  # never set: bounded pauses
     progress, since = stats.sent + stats.dropped_total, time.monotonic()
-    while stats.queued > MAX_QUEUED and time.monotonic() - since < timeout:
-        wait.wait(0.05)
-        stats = handler.stats()
+    while (records > max_records or held > max_bytes) and time.monotonic() - since < timeout:
+        wait.wait(PACE_STEP)
+        records, held, stats = _held(handler)
         if stats.sent + stats.dropped_total != progress:
             progress, since = stats.sent + stats.dropped_total, time.monotonic()
 
 
-def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, JSON object or plain text); line 0 is the argument."""
+def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str, Any], int]]:
+    """(line number, entry, the line's length in characters); line 0 is the argument."""
     if message is not None:
-        yield 0, {"message": message}
+        yield 0, {"message": message}, len(message)
         return
     for number, line in enumerate(stdin, start=1):
         text = line.rstrip("\r\n")
@@ -187,9 +215,9 @@ def _entries(message: str | None, stdin: TextIO) -> Iterator[tuple[int, dict[str
             except ValueError:
                 value = None
             if isinstance(value, dict):
-                yield number, value
+                yield number, value, len(text)
                 continue
-        yield number, {"message": text}
+        yield number, {"message": text}, len(text)
 
 
 class _DiagFilter:
@@ -236,11 +264,12 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
         err.write("oglog send: reading entries from stdin, one per line (Ctrl-D to end)\n")
     handlers: dict[str, OgLogHandler] = {}
     refused = 0
+    lines = chars = 0  # read since `send` last looked at what the handler holds (`_pace`)
     real_stderr, sys.stderr = sys.stderr, _DiagFilter(sys.stderr)
     try:
-        for number, entry in _entries(args.message, stdin):
+        for number, entry, size in _entries(args.message, stdin):
             try:
-                service, record = build_record(entry, args)  # type: ignore[arg-type]
+                service, record = build_record(entry, args)
                 handler = handlers.get(service)
                 if handler is None:
                     handler = OgLogHandler(target.url, service, api_key=target.api_key,
@@ -251,8 +280,12 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
                 err.write(f"oglog send: line {number}: {exc}\n" if number else f"oglog send: {exc}\n")
                 continue
             handler.handle(record)
-            if number % PACE_EVERY == 0:
-                _pace(handler, args.timeout)
+            lines += 1
+            chars += size
+            if lines >= PACE_EVERY or chars >= PACE_CHARS:
+                for each in handlers.values():  # lines of several services fill several buffers
+                    _pace(each, args.timeout)
+                lines = chars = 0
     finally:
         sent = dropped = queued = 0
         reasons: dict[str, int] = {}
