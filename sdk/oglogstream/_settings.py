@@ -63,10 +63,12 @@ DEFAULT_BATCH_SIZE = 4000
 DEFAULT_BATCH_BYTES = 1024 * 1024
 #: A record waits at most about this long (seconds) before it is sent.
 DEFAULT_FLUSH_INTERVAL = 1.0
-#: The memory budget (bytes) of records waiting to be sent: the primary bound. 64 MiB holds a burst of 100,000
-#: typical records (~250 B encoded, ~700 B as a captured LogRecord) or a 60 s outage at 1,000 records/s with
-#: room to spare; the caller-side intake is bounded from the same budget (see `_intake_charge.intake_limit`).
-DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
+#: The memory budget (bytes) of records waiting to be sent: the primary bound. 128 MiB holds a tight-loop
+#: burst of 50,000 distinct 1,000-character messages (charged ~1.8 KB each while captured) with nothing
+#: dropped, the real memory such a burst used when 64 MiB under-charged it (docs/sdk.md "Why these
+#: defaults"); ~200,000 typical records, or a 60 s outage at 1,000 records/s with room to spare. The
+#: caller-side intake is bounded from the same budget (see `_intake_charge.intake_limit`).
+DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
 #: A secondary guard on the count (tiny records): never the limit a typical record reaches first.
 DEFAULT_MAX_BUFFER_RECORDS = 1_000_000
 #: Keep the newest records when the buffer is full: during an outage the recent past matters most.
