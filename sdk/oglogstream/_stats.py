@@ -25,7 +25,12 @@ DROP_REASONS: Mapping[str, str] = {
 
 #: What would have avoided each loss: printed with the first loss of each reason (see `_delivery.Ledger`).
 LOSS_REMEDIES: Mapping[str, str] = {
-    "overflow": "raise max_buffer_bytes (and max_buffer_records for tiny records), or set spool_dir",
+    # A burst overflows the caller-side intake (records logged faster than the worker encodes them), which
+    # a spool does not relieve: only a larger budget does. An outage fills the encoded buffer, which a spool
+    # moves to disk.
+    "overflow": "if records were logged faster than they are encoded (a burst), raise max_buffer_bytes (and"
+    " max_buffer_records for tiny records); if the server was failing or slow (an outage), set spool_dir"
+    " (or raise max_buffer_bytes)",
     "rejected": "fix the entries the server rejected (stats().last_error and the line above name the first)",
     "client_error": "check url and api_key (the server refused the requests)",
     "too_large": "log smaller records (the server's per-entry limit)",
