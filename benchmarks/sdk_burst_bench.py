@@ -2,6 +2,7 @@
 
 Run from the project root (about 10 s a round):  .venv/bin/python -m benchmarks.sdk_burst_bench [--rounds 3]
 Baseline of the same run (the budget before 2026-11-30):  ... --max-buffer-bytes 67108864
+Other shapes:  ... --records 100000 --width 300;  with a disk spool (a temp dir per round):  ... --spool
 
 Each round is its own process against one healthy local server (`tests.sdk.capture_server --ids`, a separate
 process that parses every entry and counts unique ids). The process creates `OgLogHandler(url, service)` and
@@ -19,6 +20,7 @@ import logging
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -28,22 +30,29 @@ WIDTH = 1000
 ROUND_DEADLINE = 120.0
 
 
-def _child(url: str, max_buffer_bytes: int | None) -> None:
+def _child(url: str, args: argparse.Namespace) -> None:
     from oglogstream import OgLogHandler
 
-    options = {} if max_buffer_bytes is None else {"max_buffer_bytes": max_buffer_bytes}
+    options: dict[str, object] = {}
+    if args.max_buffer_bytes is not None:
+        options["max_buffer_bytes"] = args.max_buffer_bytes
+    spool = tempfile.TemporaryDirectory(prefix="burst-spool-") if args.spool else None
+    if spool is not None:
+        options["spool_dir"] = spool.name
     handler = OgLogHandler(url, "burst", **options)  # type: ignore[arg-type]
     logger = logging.getLogger("burst")
     logger.propagate = False
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    filler = "m" * (WIDTH - 8)
+    filler = "m" * (args.width - 8)
     began = time.perf_counter()
-    for i in range(RECORDS):
+    for i in range(args.records):
         logger.info(f"{i:08d}{filler}")
     burst = time.perf_counter() - began
     handler.close(60.0)
     stats = handler.stats()
+    if spool is not None:
+        spool.cleanup()
     print(json.dumps({
         "burst_s": burst, "sent": stats.sent, "dropped": dict(stats.dropped),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -61,17 +70,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--records", type=int, default=RECORDS)
+    parser.add_argument("--width", type=int, default=WIDTH, help="characters per message (>= 8)")
+    parser.add_argument("--spool", action="store_true", help="set spool_dir (a temp dir per round)")
     parser.add_argument("--max-buffer-bytes", type=int, default=None, help="(baseline only) not the default")
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.max_buffer_bytes)
+        _child(args.child, args)
         return
     from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
     budget = args.max_buffer_bytes or DEFAULT_MAX_BUFFER_BYTES
-    print(f"burst: {RECORDS:,} x {WIDTH:,}-character messages, max_buffer_bytes {budget / 2**20:g} MiB"
-          f"{' (default)' if args.max_buffer_bytes is None else ' (baseline, not the default)'}")
+    print(f"burst: {args.records:,} x {args.width:,}-character messages, max_buffer_bytes "
+          f"{budget / 2**20:g} MiB"
+          f"{' (default)' if args.max_buffer_bytes is None else ' (baseline, not the default)'}"
+          f"{', spool_dir set' if args.spool else ''}")
     server = subprocess.Popen([sys.executable, "-m", "tests.sdk.capture_server", "--ids"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -80,8 +94,11 @@ def main() -> None:
         before = _count(url)["unique"]
         for number in range(1, args.rounds + 1):
             command = [sys.executable, "-m", "benchmarks.sdk_burst_bench", "--child", url]
+            command += ["--records", str(args.records), "--width", str(args.width)]
             if args.max_buffer_bytes is not None:
                 command += ["--max-buffer-bytes", str(args.max_buffer_bytes)]
+            if args.spool:
+                command.append("--spool")
             child = subprocess.run(
                 command, capture_output=True, text=True, timeout=ROUND_DEADLINE, check=True
             )
@@ -89,7 +106,7 @@ def main() -> None:
             unique = _count(url)["unique"]
             overflow = result["dropped"].get("overflow", 0)
             print(f"round {number}: delivered {unique - before:,} ({result['sent']:,} counted sent), "
-                  f"overflow {overflow:,} ({overflow / RECORDS:.1%}), other losses "
+                  f"overflow {overflow:,} ({overflow / args.records:.1%}), other losses "
                   f"{sum(result['dropped'].values()) - overflow}, burst {result['burst_s']:.2f} s, peak RSS "
                   f"{result['peak_rss_mib']:.0f} MiB", flush=True)
             before = unique
