@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +38,7 @@ from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
+from .live_client import Client
 
 __all__ = [
     "CLOSE_INTERRUPTED",
@@ -80,58 +80,6 @@ INTERRUPTED_REASON = "live tail interrupted, entries may be missing; reconnect"
 LAPSE_MARGIN = 1.0
 
 
-class _Gap:
-    """Marks, inside a client's queue, where entries were dropped and how many."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-class _Client:
-    def __init__(
-        self, ws: web.WebSocketResponse, filters: Filters, hub: LiveHub, key_id: str | None = None
-    ) -> None:
-        self.ws = ws
-        self.key_id = key_id
-        self.filters = filters
-        self.hub = hub
-        self.queue: deque[str | _Gap] = deque()
-        self.queued = 0  # entries in the queue (gaps not counted)
-        self.wakeup = asyncio.Event()
-        self.sender: asyncio.Task[None] | None = None
-        # Set, without an await, once the upgrade is about to be answered: from then on the promise holds, and
-        # a gap in the live copies closes this socket (an earlier client gets a fresh announcement instead).
-        self.promised = False
-
-    def offer(self, line: str) -> None:
-        """Queue one entry, or count it as dropped when the queue is full. Never blocks."""
-        if self.queued >= self.hub.queue_size:
-            gap = self.queue[-1] if self.queue and isinstance(self.queue[-1], _Gap) else None
-            if gap is None:
-                gap = _Gap()
-                self.queue.append(gap)
-            gap.count += 1
-            self.hub.dropped.inc()
-        else:
-            self.queue.append(line)
-            self.queued += 1
-        self.wakeup.set()
-
-    async def send_forever(self) -> None:
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            while self.queue:
-                item = self.queue.popleft()
-                if isinstance(item, _Gap):
-                    await self.ws.send_str(json.dumps({"type": "dropped", "count": item.count}))
-                else:
-                    self.queued -= 1
-                    await self.ws.send_str(item)
-
-
 class LiveHub:
     """The app's one live subscription and its clients."""
 
@@ -145,7 +93,7 @@ class LiveHub:
         self.app = app
         self.queue_size = queue_size
         self.max_clients = max_clients
-        self.clients: set[_Client] = set()
+        self.clients: set[Client] = set()
         self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
         self._subscription: Any = None  # held while self.clients is not empty
         self._announcer: asyncio.Task[None] | None = None  # likewise
@@ -354,7 +302,7 @@ class LiveHub:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
         if not ws.can_prepare(request).ok:  # not a WebSocket upgrade: aiohttp's 400, without touching NATS
             await ws.prepare(request)
-        client = _Client(ws, filters, self, key_id)
+        client = Client(ws, filters, self, key_id)
         # In the fan-out before the upgrade: entries arriving meanwhile are queued, sent once it is done.
         self.clients.add(client)
         self.connected.inc()
@@ -387,7 +335,7 @@ class LiveHub:
         return ws
 
     async def _drop(
-        self, client: _Client, *, code: int = 1001, message: bytes = b"server shutting down"
+        self, client: Client, *, code: int = 1001, message: bytes = b"server shutting down"
     ) -> None:
         if client in self.clients:
             self.clients.discard(client)

@@ -137,6 +137,7 @@ async def test_a_broker_deaf_to_announcements_publishes_every_live_copy_across_r
         restarted = NatsServer(nats_server.store_dir, port=nats_server.port).start()
         try:
             await asyncio.wait_for(reconnected.wait(), SETTLE)
+            assert await broker.wait_ready(SETTLE)
             await broker.announce_live_interest(timeout=SETTLE)
             assert broker._live_until == float("inf")
             assert await broker.publish_live(b"[]")
