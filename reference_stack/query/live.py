@@ -9,9 +9,9 @@ copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every entry w
 acknowledged after its upgrade answer (101) was sent, or its socket is closed with CLOSE_INTERRUPTED (1013,
 reason INTERRUPTED_REASON) so it knows entries may be missing and reconnects; entries acknowledged earlier may
 appear too. The hub closes its clients so when NATS reconnects (ingestion may have reconnected first and
-published while the hub could not receive: the live tail is not replayed) and when its own announcements
-lapsed for longer than the broker's live_interest_timeout less LAPSE_MARGIN (its event loop stalled, or
-announcing failed), since ingestion may then have stopped publishing live copies.
+published while the hub could not receive: the live tail is not replayed) and when its last successful
+announcement is older than the broker's live_interest_timeout less LAPSE_MARGIN (its event loop stalled, or
+announcing kept failing), since ingestion may then have stopped publishing live copies.
 
 Each client has a bounded queue and its own sender task, so a slow reader only fills its own queue: past
 QUEUE_SIZE entries new ones are dropped for that client, and it then receives `{"type": "dropped", "count":
@@ -136,16 +136,20 @@ class LiveHub:
         # Entries published while this connection was down were not received, and are not replayed.
         self._interrupt("nats_reconnect", "NATS reconnected")
 
-    def _announced(self) -> None:
-        """After a successful announcement: if the previous one is older than the broker's
-        live_interest_timeout less LAPSE_MARGIN, ingestion may have stopped publishing in between."""
-        now = asyncio.get_running_loop().time()
-        last, self._announced_at = self._announced_at, now
+    def _check_lapse(self) -> None:
+        """If the last successful announcement is older than the broker's live_interest_timeout less
+        LAPSE_MARGIN, ingestion may have stopped publishing live copies since: interrupt the clients."""
+        if self._announced_at is None:
+            return
+        silence = asyncio.get_running_loop().time() - self._announced_at
         lapse = self.app[BROKER].live_interest_timeout - LAPSE_MARGIN
-        if last is not None and now - last > lapse:
-            self._interrupt(
-                "announcement_lapse", f"interest announcements lapsed for {now - last:.1f}s (> {lapse:g}s)"
-            )
+        if silence > lapse:
+            self._interrupt("announcement_lapse", f"interest announced {silence:.1f}s ago (> {lapse:g}s)")
+
+    def _announced(self) -> None:
+        """After a successful announcement (the check first: the gap before it may have lost entries)."""
+        self._check_lapse()
+        self._announced_at = asyncio.get_running_loop().time()
 
     def _interrupt(self, reason: str, detail: str) -> None:
         """Close every promised client with CLOSE_INTERRUPTED (removed from the fan-out now, closed in the
@@ -247,6 +251,7 @@ class LiveHub:
                 await broker.announce_live_interest()
             except BrokerUnavailable as exc:  # disconnected: announced again right after the reconnect
                 log.debug("live tail: interest announcement skipped: %s", exc)
+                self._check_lapse()  # failing for long: tell the clients now, not once it works again
             else:
                 self._announced()
 

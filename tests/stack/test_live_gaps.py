@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import nats.errors
 import pytest
-from oglogstream.stack.broker.broker import Broker
+from oglogstream.stack.broker.broker import Broker, BrokerUnavailable
 from oglogstream.stack.broker.natsd import NatsServer
 from oglogstream.stack.config import LIVE_INTEREST_SUBJECT
 from oglogstream.stack.http.resources import BROKER
@@ -73,6 +73,22 @@ async def test_a_stalled_hub_closes_its_clients_with_a_reason(stack: Any) -> Non
     await post(session, ingest_base, ["after"])
     assert await receive_ids(again, 1) == ["after"]
     await again.close()
+
+
+async def test_announcements_failing_for_long_close_the_clients_without_waiting_for_a_success(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every announcement refused at the NATS client boundary (NATS itself stays up): once the last success is
+    older than the timeout less LAPSE_MARGIN, the client is closed with 1013 while announcing still fails."""
+    _, (query_base, query_app), session = stack
+    ws = await session.ws_connect(f"{query_base}/ws/live")
+
+    async def refused(**_: Any) -> None:
+        raise BrokerUnavailable("refused by the test")
+
+    monkeypatch.setattr(query_app[BROKER], "announce_live_interest", refused)
+    assert await closed_with(ws) == (CLOSE_INTERRUPTED, INTERRUPTED_REASON)
+    assert interrupted(query_app, "announcement_lapse") == 1
 
 
 async def test_a_client_arriving_right_after_a_stall_is_announced_afresh(stack: Any) -> None:
