@@ -26,8 +26,18 @@ from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer, CaptureServer
 
-#: More 300-character records than the default 64 MiB budget holds (~82,000 at ~800 B each).
-CALLS = 100_000
+
+def _calls(chars: int) -> int:
+    """At most 3x as many records of `chars` characters as the default budget holds at RECORD_BYTES + their
+    characters each: more than it holds even when the worker encoded most of them (an encoded line is
+    ~250 B + its characters) - the tests stop once the bound dropped OVERFLOWED records."""
+    return 3 * DEFAULT_MAX_BUFFER_BYTES // (RECORD_BYTES + chars)
+
+
+#: Records the bound must have dropped before a test stops logging (looked at every LOOK_EVERY calls).
+OVERFLOWED = 1000
+LOOK_EVERY = 1000
+
 #: What an encoded line takes beyond its length: a bytes object's header (33 B) and its slot, rounded up.
 ENCODED_LINE_OVERHEAD = 48
 
@@ -53,6 +63,7 @@ def test_what_waits_for_a_stuck_worker_stays_within_the_budget(
     records take (tracemalloc) stays within max_buffer_bytes, the rest is refused as `overflow`, every call
     is accounted for. Before: 1.23x / 1.38x / 2.44x the budget at 200 / 300 / 1,000 characters."""
     pad = "x" * (chars - 8)
+    calls = _calls(chars)
     # pytest's log capture handlers would keep every record alive: only ours during the measure.
     others = [handler for handler in logger.handlers if handler is not stuck_handler]
     for handler in others:
@@ -60,15 +71,18 @@ def test_what_waits_for_a_stuck_worker_stays_within_the_budget(
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(CALLS):
+        for i in range(calls):
             logger.info(f"{i:08d}{pad}")  # a distinct str per record, as request payloads are
+            if i % LOOK_EVERY == 0 and stuck_handler.stats().dropped.get("overflow", 0) >= OVERFLOWED:
+                calls = i + 1
+                break
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
         for handler in others:
             logger.addHandler(handler)
     stats = stuck_handler.stats()
-    assert stats.sent + stats.dropped_total + stats.queued == CALLS
+    assert stats.sent + stats.dropped_total + stats.queued == calls
     assert stats.dropped.get("overflow", 0) > 0  # the bound, not the number of calls, stopped it
     # The encoded store counts its lines by their length: their bytes objects' headers and slots are not.
     pipeline = stuck_handler._pipeline
@@ -123,7 +137,7 @@ def test_events_of_a_shared_pipeline_respect_the_records_weights(
     1,000-character records filled it, 5,000 more events do not push the intake's charge past its bound
     (before, their count check ignored the weights and let them all in)."""
     pad = "z" * 992
-    for i in range(CALLS):
+    for i in range(_calls(1000)):
         logger.info(f"{i:08d}{pad}")
         if stuck_handler.stats().dropped.get("overflow", 0):
             break
