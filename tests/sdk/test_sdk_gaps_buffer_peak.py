@@ -21,7 +21,7 @@ from .capture_server import CaptureServer
 #: The documented tolerance: the records of the chunk being encoded left the intake's count before their
 #: encoded lines arrived, so callers may fill their slots meanwhile.
 TOLERANCE = INGEST_CHUNK * INTAKE_ITEM_BYTES
-#: Enough records to fill the 64 MiB budget several times over at either size below.
+#: More records than the default budget (128 MiB) holds at either size below.
 CALLS = 250_000
 
 

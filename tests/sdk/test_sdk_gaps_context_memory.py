@@ -16,7 +16,7 @@ from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer
 
-#: 2,000 requests each binding a distinct 100 KB context: ~200 MB if nothing bounds them (budget 64 MiB).
+#: 2,000 requests each binding a distinct 100 KB context: ~200 MB unbounded (budget 128 MiB).
 REQUESTS, CONTEXT_SIZE = 2000, 100_000
 #: What may be held besides the budget (docs/sdk.md "Overflow"): the stuck request's body, which the
 #: transport builds from the batch in flight (counted) and keeps while it waits (not counted), and the

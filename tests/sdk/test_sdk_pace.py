@@ -92,7 +92,7 @@ def test_a_burst_of_large_messages_is_not_dropped_while_the_worker_defers(
     server: CaptureServer, logger
 ) -> None:
     """Large messages count against the intake by their bytes: a deferring worker stops deferring at half of
-    that room too, so a fast burst of 12,000 4 KiB messages (~48 MiB, within the default 64 MiB budget)
+    that room too, so a fast burst of 12,000 4 KiB messages (~48 MiB, within the default 128 MiB budget)
     loses nothing."""
     from oglogstream import OgLogHandler
 
