@@ -86,8 +86,8 @@ class TestSendAndQuery:
         assert [row["message"] for row in rows] == ["fine"]
 
     async def test_a_large_stdin_is_paced_not_dropped(self, nats_server: Any, chdb_dsn: str) -> None:
-        """120,000 lines (more than twice what send lets wait in the SDK's queue) are all accepted and
-        stored: exit 0, stats count every one."""
+        """120,000 lines (more than send lets wait in the SDK's buffer: half of max_buffer_bytes, ~104,000
+        short records) are all accepted and stored: exit 0, stats count every one."""
         service = f"cli-{uuid.uuid4().hex[:8]}"
         count = 120_000
         async with all_roles(nats_server.url, chdb_dsn) as (url, _):
