@@ -229,7 +229,10 @@ def listen_error(config: StackConfig, exc: OSError) -> str:
     """One line for a port that cannot be bound; a port in use names the way to pick another."""
     line = f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
     if exc.errno == errno.EADDRINUSE:
-        line += " (another stack running? pick another port: --port N, or HTTP_PORT for `oglog serve`)"
+        line += (
+            " (another stack running? pick another port: --port N, `make run PORT=N` for the demo,"
+            " or HTTP_PORT for `oglog serve`)"
+        )
     return line
 
 
@@ -335,7 +338,12 @@ def run_stack(
 
     Raises ValueError (bad option, naming it) or StackError (could not start)."""
     data_dir = options.data_dir.resolve()
-    options.config("nats://127.0.0.1:4222")  # validate every option before touching anything
+    probe = options.config("nats://127.0.0.1:4222")  # validate every option before touching anything
+    if probe.http_port:  # a port in use fails now, before a data dir is created or migrated for nothing
+        try:
+            check_port_free(probe.host, probe.http_port)
+        except OSError as exc:
+            raise StackError(listen_error(probe, exc)) from None
     try:
         # 0700: the data dir holds every log (chDB files), the keys file and the NATS token; other local
         # users must not read them. Created so here (an existing directory keeps the mode its owner chose).

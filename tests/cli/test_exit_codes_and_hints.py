@@ -145,9 +145,14 @@ class TestServerCommands:
             port = busy.getsockname()[1]
             with socket.socket() as again, pytest.raises(OSError) as refused:
                 again.bind(("127.0.0.1", port))
+            line = listen_error(StackConfig(http_port=port), refused.value)
+            # A port in use fails before the data dir is created (or a store migrated) for nothing.
+            taken = await oglog("stack", "up", "--data-dir", str(tmp_path / "fresh"), "--port", str(port))
         assert refused.value.errno == errno.EADDRINUSE
-        line = listen_error(StackConfig(http_port=port), refused.value)
         assert line.startswith(f"cannot listen on 127.0.0.1:{port}: ") and "--port N" in line
+        assert "make run PORT=N" in line
+        assert taken.code == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.err
+        assert not (tmp_path / "fresh").exists()
 
 
     def test_a_new_store_logs_its_schema_at_info_not_as_a_warning(
