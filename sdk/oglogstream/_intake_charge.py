@@ -146,7 +146,13 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
     if extra <= 0:
         return 0
     # values only: the hot path's cost
-    return extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
+    size = extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
+    if "message" in record_dict or "asctime" in record_dict:
+        # Not among the FREE_EXTRAS `extra=` fields the flat charge covers (`weight_units` discounts them):
+        # charged that discount back, or an earlier Formatter's copy of the text rode free (1.22x the
+        # budget behind a stuck worker with 300-character messages).
+        size += EXTRA_ATTR_BYTES * (("message" in record_dict) + ("asctime" in record_dict))
+    return size
 
 
 def item_context(item: tuple[Any, ...]) -> Any:
