@@ -52,6 +52,10 @@ class Pending:
         #: being encoded, or a batch on its way to the in-flight book or the spool): `stats().queued` counts
         #: them, so a snapshot taken meanwhile stays exact.
         self.moving = 0
+        #: Set by close() when it gives up on a stuck worker and counts what it holds (`moving` included) as
+        #: lost: the rest of a chunk that worker was encoding is then discarded, not put back in the intake,
+        #: where a reopened pipeline would count or send it a second time.
+        self.given_up = False
 
     def __len__(self) -> int:
         return len(self.lines)

@@ -132,7 +132,8 @@ def ingest(
                                bounded, held_records, held_bytes)
         if used < n:
             with lock:
-                intake.extendleft(reversed(chunk[used:]))
+                if not pending.given_up:  # else close() counted them as lost already
+                    intake.extendleft(reversed(chunk[used:]))
                 pending.moving = 0
         if on_done is not None:
             with lock:

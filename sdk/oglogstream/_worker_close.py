@@ -134,6 +134,7 @@ def finish_close(pipe: Pipeline, deadline: float) -> bool:
             pipe._abort = True
             pipe._finished = True
             pipe._inflight.give_up(pipe._ledger, pipe._held() + len(pipe._late))
+            pipe._pending.given_up = True
             leftovers = 0
             pipe.intake.clear()
             pipe._late.clear()
@@ -156,15 +157,6 @@ def finish_run(pipe: Pipeline, abandoned: bool) -> None:
     start = None
     with pipe._lock:
         pipe._finished = True
-        if pipe.intake and abandoned:
-            # Only the rest of the chunk this worker was encoding when close() gave up on it can be here
-            # (`_ingest.ingest` puts what it did not encode back; callers cannot append since the close):
-            # close() counted it then (`_buffered` includes `moving`). Counted again when a record reopened
-            # the pipeline, or sent by the next worker, it made stats() exceed the calls by up to a chunk.
-            pipe.intake.clear()
-            pipe.intake_weights.clear()
-            pipe.intake_large = 0
-            pipe.charges.clear()
         if pipe.intake and not abandoned:
             # Raced past the closed gate after the last look at the intake: the next worker's job too.
             pipe._late.extendleft(reversed(pipe.intake))
