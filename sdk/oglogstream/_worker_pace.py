@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._ingest import INGEST_CHUNK
-from ._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES
+from ._intake_charge import INTAKE_ITEM_BYTES
 from ._lifecycle import Exit
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
     and memory: it moves the worker's encoding to after the burst."""
     if not may_defer(loop):
         return
-    intake, weights = loop.intake, loop.intake_weights
+    intake = loop.intake
     count, since = mark
     # Half the intake's room, in the units callers are admitted by (records, weights, large messages' text).
     room = loop.intake_limit * INTAKE_ITEM_BYTES // 2
@@ -69,7 +69,7 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
         loop._wake.clear()
     try:
         while (
-            len(intake) * INTAKE_ITEM_BYTES + len(weights) * WEIGHT_BYTES + loop.intake_large < room
+            loop.intake_bytes() < room
             and not loop._wake.is_set()
             and not loop._flush_requests
         ):

@@ -22,7 +22,6 @@ from typing import Any, TextIO
 
 from .. import wire
 from .._handler import OgLogHandler
-from .._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES
 from .._stats import Stats
 from ._http import (
     EXIT_CONFIG,
@@ -174,11 +173,8 @@ def _held(handler: OgLogHandler) -> tuple[int, int, Stats]:
     (INTAKE_ITEM_BYTES a record, the weights of mid-size ones, the text of large ones) plus the encoded
     entries buffered and in flight (`Stats.buffered_bytes`). The intake is read without its lock: a look
     that may be a few records old, not an account."""
-    pipeline = handler._pipeline
     stats = handler.stats()
-    intake = (len(pipeline.intake) * INTAKE_ITEM_BYTES + len(pipeline.intake_weights) * WEIGHT_BYTES
-              + pipeline.intake_large)
-    return stats.queued, intake + stats.buffered_bytes, stats
+    return stats.queued, handler._pipeline.intake_bytes() + stats.buffered_bytes, stats
 
 
 def _pace(handler: OgLogHandler, timeout: float) -> None:
