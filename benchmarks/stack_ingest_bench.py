@@ -52,6 +52,8 @@ SINGLE_CONNECTIONS = 64
 START_TIMEOUT = 90.0
 DRAIN_TIMEOUT = 120.0
 RSS_INTERVAL = 0.2
+#: A run whose rows become queryable this many times slower than they were accepted prints the stack's log.
+STALL_RATIO = 4
 SINGLE_BODY = b'{"level":"info","message":"GET /api/users 200 in 12ms","service":"bench"}'
 
 
@@ -333,6 +335,12 @@ async def run_stack(workdir: Path, workers: int | None, run: str, *, single: boo
             rate, tool = 0.0, ""
             if single:
                 rate, tool = await loop.run_in_executor(None, single_entry, stack.url, workdir)
+        if e2e < accept / STALL_RATIO:
+            # Rows became queryable long after the last 202 (seen once: 0.07x, the machine idle meanwhile):
+            # the stack's own log says what it waited for, and the run's directory is deleted at the end.
+            tail = (workdir / run / "stack.log").read_text(errors="replace").splitlines()[-40:]
+            print(f"  stalled: queryable at {e2e:,.0f} logs/s after 202s at {accept:,.0f}/s; stack log tail:")
+            print("\n".join(f"    {line}" for line in tail), flush=True)
         usage = ", ".join(f"{role} {c:.2f}" for role, c in cores.items())
         # CPU per stored entry: what each role costs whatever else the machine runs (cores / logs per second
         # holds less noise than the rate itself when other work takes the cores).
