@@ -339,9 +339,12 @@ class WorkerLoop(DeliveryCore):
             self._pending.moving = 0
         while (current := inflight.next()) is not None:
             result: SendResult = self._retrying(self._attempt, current)
-            if self._abandoned or result.outcome is Outcome.RETRY:
+            if result.outcome is Outcome.RETRY:
                 return False
-            self._settle(current, result)
+            with self._lock:  # close() abandons under this lock: counted `unconfirmed` there, or sent here
+                if self._abandoned:
+                    return False
+                self._settle(current, result)
         return True
 
     # ----------------------------------------------------------------- retries (tenacity)

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from oglogstream import OgLogHandler
 
+from .capture_server import BlackHoleServer
+
 #: Small intervals and backoff so failure paths take milliseconds, not seconds.
 FAST: dict[str, Any] = {
     "flush_interval": 0.05,
@@ -44,6 +46,24 @@ def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     yield log
     for handler in list(log.handlers):
         log.removeHandler(handler)
+
+
+@pytest.fixture
+def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
+    """A handler with default settings on `logger`, whose worker is stuck in a send to a server that never
+    answers (the memory-bound tests: what waits stays waiting)."""
+    server = BlackHoleServer()
+    handler = OgLogHandler(server.url, "stuck")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        worker = handler._pipeline._thread
+        handler.close(0.5)
+        server.close()
+        # The abandoned worker frees its buffers once its send fails: before the next test measures.
+        if worker is not None:
+            worker.join(30)
 
 
 def attach(log: logging.Logger, handler: logging.Handler) -> logging.Logger:

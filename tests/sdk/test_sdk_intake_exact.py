@@ -31,8 +31,6 @@ from oglogstream._intake_charge import (
 )
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
-from .capture_server import BlackHoleServer
-
 #: What an encoded line takes beyond its length: a bytes object's header (33 B) and its slot, rounded up.
 ENCODED_LINE_OVERHEAD = 48
 #: The most units a record below LARGE_MESSAGE carries.
@@ -46,22 +44,6 @@ def formatted(record: logging.LogRecord) -> None:
     logging.Formatter("%(asctime)s %(message)s").format(record)
     record.__dict__["added_by_a_filter"] = "x" * 100
 
-
-@pytest.fixture
-def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
-    """A default handler whose worker is stuck in a send to a server that never answers."""
-    server = BlackHoleServer()
-    handler = OgLogHandler(server.url, "exact")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        worker = handler._pipeline._thread
-        handler.close(0.5)
-        server.close()
-        # The abandoned worker frees its buffers once its send fails: before the next test measures.
-        if worker is not None:
-            worker.join(30)
 
 
 @contextmanager
@@ -279,7 +261,9 @@ def test_non_ascii_events_stay_within_the_budget(stuck_handler: OgLogHandler, lo
 # ----------------------------------------------------------------- an earlier handler's Formatter
 
 
-@pytest.mark.parametrize("chars", [60, 300, 900])
+# Not 60: below the weights a record keeps the flat charge, which a warm interpreter can exceed (docs/sdk.md
+# "How exact the bound is": 1,385 B held against 1,120 B charged after other tests in the same process).
+@pytest.mark.parametrize("chars", [300, 900])
 def test_an_earlier_formatters_message_is_charged(
     stuck_handler: OgLogHandler, logger: logging.Logger, chars: int
 ) -> None:

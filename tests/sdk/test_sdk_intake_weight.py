@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 from oglogstream import OgLogHandler, OgLogProcessor
@@ -24,7 +23,7 @@ from oglogstream._intake_charge import (
 )
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
-from .capture_server import BlackHoleServer, CaptureServer
+from .capture_server import CaptureServer
 
 
 def _calls(chars: int) -> int:
@@ -41,18 +40,6 @@ LOOK_EVERY = 1000
 #: What an encoded line takes beyond its length: a bytes object's header (33 B) and its slot, rounded up.
 ENCODED_LINE_OVERHEAD = 48
 
-
-@pytest.fixture
-def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
-    """A default handler whose worker is stuck in a send to a server that never answers."""
-    server = BlackHoleServer()
-    handler = OgLogHandler(server.url, "weight")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        handler.close(0.5)
-        server.close()
 
 
 @pytest.mark.parametrize("chars", [200, 300, 1000])

@@ -38,7 +38,7 @@ def _captured(
     record = logging.LogRecord(name, level, __file__, 1, msg, None, None)
     record.threadName = thread
     record.__dict__.update(extra)
-    return (record.__dict__, msg, args, None, None)
+    return (record.__dict__, msg, args, None, None, 0)  # a CapturedRecord: its charge last
 
 
 def _without_id(line: bytes) -> tuple[list[str], dict[str, Any]]:

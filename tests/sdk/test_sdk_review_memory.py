@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from oglogstream import OgLogHandler
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer
-
-
-@pytest.fixture
-def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
-    """A default handler whose worker is stuck in a send to a server that never answers."""
-    server = BlackHoleServer()
-    handler = OgLogHandler(server.url, "mem")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        handler.close(0.5)
-        server.close()
 
 
 @pytest.mark.parametrize(
