@@ -85,7 +85,7 @@ def test_a_big_container_in_extra_is_charged_at_least_what_it_keeps_alive(make: 
     assert charged <= 2.5 * kept, (charged, kept)  # and not absurdly more
 
 
-EVENT_COUNT, EVENT_SIZE = 2000, 100_000
+EVENT_COUNT, EVENT_SIZE = 3000, 100_000  # ~300 MB: past the 128 MiB default with a batch in flight
 
 
 def _distinct(i: int) -> str:
