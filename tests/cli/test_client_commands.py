@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -302,8 +303,8 @@ class TestTailOutput:
             out, err = await asyncio.wait_for(tail.communicate(), 30)
         assert tail.returncode == 0, err
         assert [json.loads(line)["message"] for line in out.decode().splitlines()] == ["entry 1", "entry 2"]
-        assert "connection closed (1001); reconnecting in 0.5s" in err.decode()
-        assert "the server said: going away" in err.decode()  # the close reason (1013: entries may be missing)
+        assert re.search(r"connection closed \(1001\); reconnecting in 0\.[2-5]s", err.decode())
+        assert "the server said: going away" in err.decode()  # the close reason (1013: entries missing)
         assert "reconnected" in err.decode()
         # The API's query-string forms (docs/api.md): `k>5` has no value, `k<=5` is the name `attr.k<`.
         expected = [("level", "error"), ("attr.user", "7"), ("attr.ms>500", ""), ("attr.ms<", "900"),
@@ -331,3 +332,17 @@ class TestTailOutput:
         assert "\033[31mERROR\033[0m" in on_tty and "entry 1" in on_tty
         assert piped.out.startswith("2026-11-29T10:00:00.000000Z ERROR s  entry ")
         assert "\033[" not in piped.out
+
+
+class TestTailReconnectDelay:
+    def test_pause_is_drawn_from_the_upper_half_of_the_backoff(self) -> None:
+        """Clients closed together (a 1013 to every client of a hub) spread their reconnects over
+        [backoff/2, backoff] instead of returning in lockstep; the backoff's cap bounds the pause."""
+        from oglogstream.cli.tail import RECONNECT_INITIAL, RECONNECT_MAX, reconnect_delay
+
+        assert reconnect_delay(RECONNECT_INITIAL, draw=0.0) == 0.2  # 0.25, rounded for the stderr line
+        assert reconnect_delay(RECONNECT_INITIAL, draw=0.999) == 0.5
+        assert reconnect_delay(RECONNECT_MAX, draw=0.0) == RECONNECT_MAX / 2
+        assert reconnect_delay(RECONNECT_MAX, draw=0.999) == RECONNECT_MAX
+        pauses = {reconnect_delay(RECONNECT_MAX) for _ in range(200)}
+        assert len(pauses) > 10 and min(pauses) >= 5.0 and max(pauses) <= 10.0

@@ -7,6 +7,7 @@ only here, so `import oglogstream` does not load it.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import threading
 from typing import Any, TextIO
@@ -31,7 +32,7 @@ from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, pr
 
 __all__ = ["add_parser", "run"]
 
-#: First and longest pause (seconds) between reconnection attempts; doubled after each failure.
+#: First and longest backoff (seconds) between reconnection attempts; doubled after each failure.
 RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 10.0
 #: Seconds to open the WebSocket (TCP + upgrade, redirects included): websockets bounds the whole handshake.
@@ -83,6 +84,16 @@ def _handshake_error(exc: Any, base: str) -> CliError:
     return CliError(line, EXIT_CONFIG if status == 400 else EXIT_FAILED)
 
 
+def reconnect_delay(backoff: float, draw: float | None = None) -> float:
+    """The pause (seconds) before the next attempt: "equal jitter", uniform in [backoff/2, backoff].
+
+    Every client of a hub is closed at once (1013 after a NATS reconnect, a restart): without jitter they
+    would all come back in the same instant, and again at each doubling. `draw` is a number in [0, 1) (tests);
+    rounded to 0.1 s for the stderr line. The dashboard uses the same rule (dashboard/live.js)."""
+    fraction = random.random() if draw is None else draw
+    return round(backoff / 2 + fraction * backoff / 2, 1)
+
+
 def _emit(message: Any, out: TextIO, *, as_json: bool, colour: bool) -> None:
     """Print one entry now; OutputClosed when the reader of `out` is gone (that ends tail, not reconnects)."""
     try:
@@ -107,7 +118,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     colour = not args.json and colour_enabled(out)
     stop = stop or threading.Event()
     received = 0
-    pause = RECONNECT_INITIAL
+    backoff = RECONNECT_INITIAL
     connected_once = False
     while not stop.is_set():
         try:
@@ -115,7 +126,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                          max_size=MAX_MESSAGE_BYTES) as socket:
                 if connected_once:
                     err.write("oglog tail: reconnected\n")
-                connected_once, pause = True, RECONNECT_INITIAL
+                connected_once, backoff = True, RECONNECT_INITIAL
                 while not stop.is_set():
                     try:
                         text = socket.recv(timeout=0.5)
@@ -142,6 +153,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         except InvalidHandshake as exc:  # a redirect loop, an answer that is not a WebSocket upgrade, ...
             raise CliError(f"unexpected answer from {url}: {exc or type(exc).__name__}") from None
         except ConnectionClosed as exc:
+            pause = reconnect_delay(backoff)
             code = exc.rcvd.code if exc.rcvd is not None else None
             if code in _FINAL_CLOSE_CODES:
                 raise CliError(f"the server closed the live tail: {exc.rcvd.reason or code}"  # type: ignore[union-attr]
@@ -151,9 +163,10 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             err.write(f"oglog tail: connection closed ({code or 'no close frame'}); "
                       f"reconnecting in {pause:g}s\n")
         except OSError as exc:  # TimeoutError included; a closed stdout is OutputClosed, never caught here
+            pause = reconnect_delay(backoff)
             err.write(f"oglog tail: cannot reach {target.url} ({exc or type(exc).__name__}); "
                       f"reconnecting in {pause:g}s\n")
         err.flush()
         stop.wait(pause)
-        pause = min(pause * 2, RECONNECT_MAX)
+        backoff = min(backoff * 2, RECONNECT_MAX)
     return EXIT_OK
