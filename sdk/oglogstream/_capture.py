@@ -10,33 +10,41 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any, NamedTuple
 
 __all__ = [
     "IMMUTABLE_ARG_TYPES",
     "RECORD_BASE_KEYS",
+    "SNAPSHOT_KEYS",
     "CapturedRecord",
     "StructEvent",
     "capture",
     "capture_exc_info",
     "render",
     "render_failed",
+    "snapshot",
 ]
 
 #: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
 #: leftovers such as `message`, which the encoder filters out).
 RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
 
+#: The LogRecord attributes a snapshot (`snapshot`) keeps, in this order, before the `extra=` fields: the
+#: ones the encoder reads (`_entry`), and `process` (a forked child keeps its own records by it).
+SNAPSHOT_KEYS = ("name", "levelno", "created", "thread", "threadName", "process", "exc_info", "stack_info")
+
 #: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
 IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
 
-#: What the handler captures on the caller's thread: (the record's attribute dict, msg, args, context, span,
-#: charge). `msg` and `args` are taken now, so reassigning them later (another handler's filter) changes
-#: nothing; `args` is None when `msg` is already rendered, or a tuple of IMMUTABLE_ARG_TYPES values when
-#: rendering is left to the worker (same result, and the caller skips the `%`). `span` is the OpenTelemetry
-#: span that was active (see `_otel`), or None; its ids are read on the worker (a span's context never
-#: changes). `charge` is what the intake charged the record (`_intake_charge.record_charge`), taken back as
-#: is when it leaves (a later handler may add attributes to the dict meanwhile).
+#: What the handler captures on the caller's thread: (the record's `snapshot`, or its attribute dict when it
+#: is kept whole, msg, args, context, span, charge). The snapshot, `msg` and `args` are taken now, so what a
+#: later handler or filter changes or adds changes nothing; `args` is None when `msg` is already rendered,
+#: or a tuple of IMMUTABLE_ARG_TYPES values when rendering is left to the worker (same result, and the
+#: caller skips the `%`). `span` is the OpenTelemetry span that was active (see `_otel`), or None; its ids
+#: are read on the worker (a span's context never changes). `charge` is what the intake charged the record
+#: (`_intake_charge.record_charge`), taken back as is when it leaves (a later handler may add attributes
+#: to a record kept whole meanwhile).
 CapturedRecord = tuple[
     dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object, int
 ]
@@ -67,6 +75,37 @@ def render_failed(msg: object, args: object, exc: Exception) -> str:
         return f"(message formatting failed: {type(exc).__name__})"
 
 
+def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
+    """A small dict of what the worker reads of a record, `attributes` (its `__dict__`): SNAPSHOT_KEYS, then
+    the attributes beyond a plain LogRecord's (`extra=` fields, a Formatter's leftovers: the last ones of
+    `attributes`), in their order. None when the record is kept whole: it has `exc_info` or `stack_info`
+    (formatted on the worker), or lacks one of SNAPSHOT_KEYS (a hand-made record). `OgLogHandler.handle`
+    inlines it.
+
+    Why: the record's own `__dict__` held until the worker encodes it takes ~650 B, ~1,200 B once
+    LogRecords lost CPython's shared instance-dict keys (varied `extra=` names, a Formatter's `message`),
+    and is tracked by the garbage collector; the snapshot takes ~250 B and frees the LogRecord at once
+    (untracked when its values are atomic). The encoder gives both the same bytes."""
+    try:
+        if attributes["exc_info"] or attributes["stack_info"]:
+            return None
+        state = {
+            "name": attributes["name"],
+            "levelno": attributes["levelno"],
+            "created": attributes["created"],
+            "thread": attributes["thread"],
+            "threadName": attributes["threadName"],
+            "process": attributes["process"],
+            "exc_info": None,
+            "stack_info": None,
+        }
+    except KeyError:
+        return None
+    if len(attributes) > RECORD_BASE_KEYS:
+        state.update(islice(attributes.items(), RECORD_BASE_KEYS, None))
+    return state
+
+
 def capture(
     record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
 ) -> CapturedRecord:
@@ -76,7 +115,9 @@ def capture(
     msg, args = render(record)
     attributes = record.__dict__
     size = item_chars((attributes, msg, args, context, span, 0))
-    return (attributes, msg, args, context, span, record_charge(size, len(attributes) - RECORD_BASE_KEYS))
+    state = snapshot(attributes)
+    charge = record_charge(size, len(attributes) - RECORD_BASE_KEYS, state is None)
+    return (attributes if state is None else state, msg, args, context, span, charge)
 
 
 def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:

@@ -23,6 +23,7 @@ from . import wire as _wire
 from ._capture import (
     IMMUTABLE_ARG_TYPES,
     RECORD_BASE_KEYS,
+    SNAPSHOT_KEYS,
     CapturedRecord,
     StructEvent,
     capture,
@@ -70,8 +71,14 @@ __all__ = [
     "span_links",
 ]
 
+# A captured record's dict is a `_capture.snapshot` (SNAPSHOT_KEYS, then its extras) or, kept whole, the
+# record's `__dict__` (RECORD_BASE_KEYS, then its extras). Either way its extras are the keys after the last
+# base key (`_record_attributes` walks back to it): the sizes below only pick the fast paths (which check it).
+_BASE_SIZE = len(SNAPSHOT_KEYS)
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
 _TWO_EXTRA = RECORD_BASE_KEYS + 2
+_ONE_EXTRA_SNAPSHOT = _BASE_SIZE + 1
+_TWO_EXTRA_SNAPSHOT = _BASE_SIZE + 2
 
 
 class EntryEncoder(AttributeFragments):
@@ -160,7 +167,7 @@ class EntryEncoder(AttributeFragments):
             micros = 999_999
         links = attributes = ""
         size = len(state)
-        if size == _TWO_EXTRA and not context:
+        if size in (_TWO_EXTRA_SNAPSHOT, _TWO_EXTRA) and not context:
             # Two `extra=` fields (a common shape): one cached opening per key pair; the values' usual types
             # inline (the same text `_value_json` gives).
             try:
@@ -193,7 +200,7 @@ class EntryEncoder(AttributeFragments):
                     links, attributes = self._record_attributes(state, context)
             except (RuntimeError, KeyError, StopIteration):  # another thread changed the record meanwhile
                 links, attributes = self._record_attributes(state, context)
-        elif size == _ONE_EXTRA and not context:
+        elif size in (_ONE_EXTRA_SNAPSHOT, _ONE_EXTRA) and not context:
             # One `extra=` field (the most common shape): the same fragment `_record_attributes` builds.
             try:
                 keys = reversed(state)
@@ -216,7 +223,7 @@ class EntryEncoder(AttributeFragments):
                     links, attributes = self._record_attributes(state, context)
             except (RuntimeError, KeyError, StopIteration):  # another thread changed the record meanwhile
                 links, attributes = self._record_attributes(state, context)
-        elif size > RECORD_BASE_KEYS or context:
+        elif size > _BASE_SIZE or context:  # a kept record without extras walks back one key: same text
             links, attributes = self._record_attributes(state, context)
         if span is not None and not links:  # explicit extra= trace_id/span_id win over the active span
             links = span_links(span)
@@ -292,7 +299,7 @@ class EntryEncoder(AttributeFragments):
                 tails.clear()
             tails[(name, thread_name)] = logger + thread
         links = attributes = ""
-        if len(state) > RECORD_BASE_KEYS or context:
+        if len(state) > _BASE_SIZE or context:
             links, attributes = self._record_attributes(state, context)
         if span is not None and not links:  # explicit extra= trace_id/span_id win over the active span
             links = span_links(span)

@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 import time
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
@@ -116,10 +117,33 @@ class OgLogHandler(logging.Handler):
             extras = len(attributes) - RECORD_BASE_KEYS
             if extras > 0:  # `extra=` fields (or a Formatter's `message`): what they occupy counts too
                 size += extras_bytes(attributes)
+            # `_capture.snapshot`, inlined: what the worker reads, so the LogRecord is freed now (its
+            # `__dict__` took up to ~1,200 B while waiting, and kept the collector busy).
+            try:
+                if attributes["exc_info"] or attributes["stack_info"]:
+                    state = None
+                else:
+                    state = {
+                        "name": attributes["name"],
+                        "levelno": attributes["levelno"],
+                        "created": attributes["created"],
+                        "thread": attributes["thread"],
+                        "threadName": attributes["threadName"],
+                        "process": attributes["process"],
+                        "exc_info": None,
+                        "stack_info": None,
+                    }
+                    if extras > 0:
+                        state.update(islice(attributes.items(), RECORD_BASE_KEYS, None))
+            except KeyError:
+                state = None
             # The charge the record carries (`_intake_charge.record_charge`): its weight units, or its size
-            # from LARGE_MESSAGE on. Below ALWAYS_WEIGHED a record with FREE_EXTRAS fields has none (the
-            # typical one: no call).
-            if size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras >= FREE_EXTRAS):
+            # from LARGE_MESSAGE on. Below ALWAYS_WEIGHED a snapshot with FREE_EXTRAS fields has none (the
+            # typical one: no call). A record kept whole (exception, stack) is charged what it holds.
+            if state is None:
+                state = attributes
+                charge = record_charge(size, extras, True)
+            elif size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras == FREE_EXTRAS):
                 charge = 0
             else:
                 charge = record_charge(size, extras)
@@ -127,7 +151,7 @@ class OgLogHandler(logging.Handler):
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).
             item: CapturedRecord = (  # type: ignore[assignment]
-                attributes, msg, args, context, span_of() if span_of is not None else None, charge
+                state, msg, args, context, span_of() if span_of is not None else None, charge
             )
             intake = self._intake
             weights = self._weights

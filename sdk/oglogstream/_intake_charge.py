@@ -25,6 +25,7 @@ __all__ = [
     "FREE_EXTRAS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
+    "KEPT_RECORD_BYTES",
     "LARGE_MESSAGE",
     "MAPPING_ITEM_BYTES",
     "RECORD_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "is_charged",
     "item_chars",
     "item_context",
+    "kept_units",
     "large_bytes",
     "record_charge",
     "record_units",
@@ -77,7 +79,8 @@ RECORD_BYTES = 704
 #: pays neither the caller's append nor the worker's recount. Structlog and asyncio events keep the flat
 #: charge below LARGE_MESSAGE.
 FLAT_CHARS = 64
-#: `extra=` fields whose EXTRA_ATTR_BYTES the flat charge covers (the typical record's).
+#: `extra=` fields whose EXTRA_ATTR_BYTES the flat charge covers (the typical record's) when the record has
+#: no more than these.
 FREE_EXTRAS = 2
 #: The unit of the weights: 1/2**WEIGHT_SHIFT of INTAKE_ITEM_BYTES, so `len(intake) + (len(weights) >>
 #: WEIGHT_SHIFT)` is the intake's charge in INTAKE_ITEM_BYTES records (the fast path's one check).
@@ -89,6 +92,12 @@ _WEIGHT_COVERS = WEIGHT_BYTES - 8
 #: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
 #: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
 EXTRA_ATTR_BYTES = 96
+#: What a captured record kept whole (it has an exception or a stack; others are captured as a
+#: `_capture.snapshot`) occupies besides its characters: its LogRecord and `__dict__` (whose shared keys are
+#: lost once it has `extra=` fields) plus the exception and a one-frame traceback. Measured with tracemalloc
+#: (`logger.exception` in an `except` block, 0-3 `extra=` fields, fresh and warm interpreter): up to
+#: 1,435 B + its characters. Deeper tracebacks and what their frames hold are not counted.
+KEPT_RECORD_BYTES = 1472
 #: From this many characters every record below LARGE_MESSAGE is charged weights (`weight_units`).
 ALWAYS_WEIGHED = FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES
 #: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
@@ -233,25 +242,37 @@ def weight_units(size: int, extras: int) -> int:
     """How many WEIGHT_BYTES units a record of `size` characters (`item_chars`) with `extras` attributes
     beyond a plain LogRecord's is charged besides INTAKE_ITEM_BYTES: 0 from LARGE_MESSAGE on (`large_bytes`
     charges those) and below FLAT_CHARS (after FREE_EXTRAS fields' EXTRA_ATTR_BYTES), else enough that
-    INTAKE_ITEM_BYTES + the units cover RECORD_BYTES + that basis (and the units' own deque slots)."""
+    INTAKE_ITEM_BYTES + the units cover RECORD_BYTES + that basis (and the units' own deque slots). With more
+    than FREE_EXTRAS fields none is free: the snapshot's dict (`_capture.snapshot`) outgrows its first table
+    (~260 B more at three fields, tracemalloc)."""
     if size >= LARGE_MESSAGE:
         return 0
-    if extras > 0:
-        size -= (extras if extras < FREE_EXTRAS else FREE_EXTRAS) * EXTRA_ATTR_BYTES
+    if 0 < extras <= FREE_EXTRAS:
+        size -= extras * EXTRA_ATTR_BYTES
     if size < FLAT_CHARS:
         return 0
     return -(-(size + RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
 
 
-def record_charge(size: int, extras: int) -> int:
+def record_charge(size: int, extras: int, kept: bool = False) -> int:
     """The charge a captured record carries (its tuple's last element, `CapturedRecord`) for a record of
     `size` bytes (`item_chars`) with `extras` attributes beyond a plain LogRecord's: `size` from
     LARGE_MESSAGE on (the `large_bytes` its slow path charges), else its `weight_units` (at most
-    `weight_units(LARGE_MESSAGE - 1, 0)`, far below LARGE_MESSAGE). Carried, never recomputed: what is taken
-    back when the record leaves the intake is exactly what was charged, whatever a later handler or filter
-    adds to the record meanwhile (recomputing took back 3 of a 300-character record's 6 units once a later
-    Formatter had set `message`: phantom charges that refused records)."""
-    return size if size >= LARGE_MESSAGE else weight_units(size, extras)
+    `weight_units(LARGE_MESSAGE - 1, 0)`, far below LARGE_MESSAGE), or, for a record `kept` whole (its
+    `__dict__`, not a `_capture.snapshot`: it has an exception or a stack), `kept_units`. Carried, never
+    recomputed: what is taken back when the record leaves the intake is exactly what was charged, whatever a
+    later handler or filter adds to the record meanwhile (recomputing took back 3 of a 300-character
+    record's 6 units once a later Formatter had set `message`: phantom charges that refused records)."""
+    if size >= LARGE_MESSAGE:
+        return size
+    return kept_units(size) if kept else weight_units(size, extras)
+
+
+def kept_units(size: int) -> int:
+    """The WEIGHT_BYTES units of a record below LARGE_MESSAGE kept whole (see `record_charge`): enough that
+    INTAKE_ITEM_BYTES + the units cover KEPT_RECORD_BYTES + `size` (no field is free). At most
+    `kept_units(LARGE_MESSAGE - 1)` (WEIGHT_UNITS' length)."""
+    return -(-(size + KEPT_RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
 
 
 def record_units(item: tuple[Any, ...]) -> int:
@@ -265,7 +286,7 @@ def record_units(item: tuple[Any, ...]) -> int:
 
 #: WEIGHT_UNITS[k]: k placeholder units, appended with one `deque.extend` (atomic under the GIL).
 WEIGHT_UNITS: tuple[tuple[None, ...], ...] = tuple(
-    (None,) * k for k in range(weight_units(LARGE_MESSAGE - 1, 0) + 1)
+    (None,) * k for k in range(kept_units(LARGE_MESSAGE - 1) + 1)
 )
 
 

@@ -92,11 +92,13 @@ def test_a_typical_record_keeps_the_flat_charge(
 
 
 def test_the_weights_cover_the_record_they_charge() -> None:
-    """From FLAT_CHARS (after FREE_EXTRAS fields) to LARGE_MESSAGE the flat charge plus the weights cover
-    RECORD_BYTES + the basis, the units' own deque slots included; outside that range there are none."""
+    """From FLAT_CHARS (after up to FREE_EXTRAS fields; none free when a record has more) to LARGE_MESSAGE
+    the flat charge plus the weights cover RECORD_BYTES + the basis, the units' own deque slots included;
+    outside that range there are none."""
     assert weight_units(FLAT_CHARS - 1, 0) == 0
     assert weight_units(LARGE_MESSAGE, 0) == 0
-    assert weight_units(FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES - 1, 5) == 0
+    assert weight_units(FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES - 1, FREE_EXTRAS) == 0
+    assert weight_units(FLAT_CHARS - 1 + (FREE_EXTRAS + 1) * EXTRA_ATTR_BYTES, FREE_EXTRAS + 1) > 0
     for size in range(FLAT_CHARS, LARGE_MESSAGE):
         units = weight_units(size, 0)
         assert INTAKE_ITEM_BYTES + units * (WEIGHT_BYTES - 8) >= RECORD_BYTES + size, size

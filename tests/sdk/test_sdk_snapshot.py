@@ -1,0 +1,241 @@
+"""A captured record is a small snapshot of what the worker reads (`_capture.snapshot`), not the LogRecord's
+`__dict__`: the same bytes on the wire, and what every waiting record holds stays within what it was charged,
+in a fresh or a warm interpreter (one whose LogRecords lost CPython's shared instance-dict keys), with or
+without `extra=` fields, an earlier Formatter's leftovers or an exception, at any size below LARGE_MESSAGE."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import subprocess
+import sys
+import tracemalloc
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oglogstream import OgLogHandler, bound
+from oglogstream._capture import SNAPSHOT_KEYS, capture, snapshot
+from oglogstream._entry import EntryEncoder
+from oglogstream._intake_charge import (
+    INTAKE_ITEM_BYTES,
+    LARGE_MESSAGE,
+    WEIGHT_BYTES,
+    large_bytes,
+    record_units,
+)
+
+from .test_encoding_equivalence import _ARG, _CONTEXTS, _CREATED, _KEY, _TEMPLATES, _VALUE, _after_id, _record
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Records logged per shape in the memory measure.
+PER_SHAPE = 1_000
+#: tracemalloc's view of the measured window also holds the deques' blocks (64 slots each, allocated as
+#: they fill): ~1 % of a record's charge.
+MEASURE_SLACK = 1.02
+
+
+# ----------------------------------------------------------------- the same bytes as the whole record
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    template=_TEMPLATES,
+    args=st.lists(_ARG, max_size=2).map(tuple),
+    extra=st.dictionaries(_KEY, _VALUE, max_size=4),
+    level=st.sampled_from([logging.DEBUG, logging.INFO, 25, logging.ERROR, -3]),
+    name=st.sampled_from(["app", "", "n" * 300, "caf\u00e9.\"x\""]),
+    thread=st.sampled_from(["MainThread", "", "t\ud800"]),
+    created=_CREATED,
+    with_exc=st.booleans(),
+    stack=st.sampled_from([None, "", "Stack (most recent call last):\n  here"]),
+    context=_CONTEXTS,
+)
+def test_a_snapshot_encodes_as_the_whole_record(
+    template: str, args: tuple[Any, ...], extra: dict[str, Any], level: int, name: str, thread: str,
+    created: float, with_exc: bool, stack: str | None, context: Any,
+) -> None:
+    """Any record, with any extras and context, encodes (cold: the general path, then warm: the fast
+    paths) to the same bytes from its capture as from its whole `__dict__`, ids aside."""
+    record = _record(template, args, extra, level, name, thread, created, with_exc, stack)
+    item = capture(record, context)
+    whole = (record.__dict__, *item[1:])
+    assert (item[0] is record.__dict__) == bool(record.exc_info or record.stack_info)
+    stamp = record.created
+    in_range = type(stamp) is float and 0.0 <= stamp <= 10413791999.0
+    for encoder_a, encoder_b in ((EntryEncoder("svc"), EntryEncoder("svc")),):
+        for _ in range(2):
+            a = encoder_a.encode_captured(item)  # type: ignore[arg-type]
+            b = encoder_b.encode_captured(whole)  # type: ignore[arg-type]
+            assert _after_id(a, timestamp=in_range) == _after_id(b, timestamp=in_range)
+            json.loads(a)
+
+
+def test_a_snapshot_holds_only_what_the_worker_reads() -> None:
+    """SNAPSHOT_KEYS then the extras in their order; atomic values leave it untracked by the collector, and
+    nothing of it keeps the LogRecord alive. A record with an exception, a stack or missing attributes is
+    kept whole (None)."""
+    log = logging.getLogger("snap")
+    extra = {"user_id": 7, "path": "/x"}
+    record = log.makeRecord("snap", logging.INFO, "f", 1, "m %d", (1,), None, extra=extra)
+    state = snapshot(record.__dict__)
+    assert state is not None
+    assert list(state) == [*SNAPSHOT_KEYS, "user_id", "path"]
+    assert state["process"] == record.process and state["created"] == record.created
+    assert not gc.is_tracked(state)
+    ref = weakref.ref(record)
+    item = capture(record, None)
+    del record
+    assert ref() is None and item[0]["user_id"] == 7
+    try:
+        raise ValueError("x")
+    except ValueError:
+        failed = log.makeRecord("snap", logging.ERROR, "f", 1, "m", None, sys.exc_info())
+    assert snapshot(failed.__dict__) is None
+    stacked = log.makeRecord("snap", logging.INFO, "f", 1, "m", None, None, sinfo="Stack:")
+    assert snapshot(stacked.__dict__) is None
+    assert snapshot({"msg": "hand-made"}) is None
+
+
+def test_the_handler_captures_what_capture_gives(logger: logging.Logger) -> None:
+    """The handler's inlined capture (its hot path) builds the item `capture` builds: same dict, msg, args,
+    context and charge, for each shape (no extras, 1-4 extras, formatter leftovers, exception, context)."""
+    handler = OgLogHandler("http://127.0.0.1:9", "snap")
+    pipeline = handler._pipeline
+    kept: list[logging.LogRecord] = []
+    keeper = logging.Handler()
+    keeper.emit = kept.append  # type: ignore[assignment,method-assign]
+    logger.handlers[:] = [keeper, handler]
+    pipeline.soft_limit = 10**9  # no worker: the items stay in the intake
+    try:
+        for extras in range(5):
+            for chars in (0, 63, 200, 600):
+                logger.info("x" * chars, extra={f"f{i}": "v" * i for i in range(extras)})
+        logger.info("%s and %d", "a", 3)
+        with bound(request_id="r1"):
+            logger.warning("in a request")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            logger.exception("failed")
+        items = list(pipeline.intake)
+        assert len(items) == len(kept)
+        for record, item in zip(kept, items, strict=True):
+            expected = capture(record, item[3])
+            assert item[0] == expected[0] and item[1:] == expected[1:]
+        assert items[-1][0] is kept[-1].__dict__  # the exception's record is kept whole
+    finally:
+        pipeline.intake.clear()
+        pipeline.intake_weights.clear()
+        pipeline.soft_limit = 0
+        handler.close(0.5)
+
+
+# ----------------------------------------------------------------- what a waiting record holds
+
+
+def warm_up() -> None:
+    """What a long-running process does to LogRecord's shared instance-dict keys: varied `extra=` names and
+    Formatter leftovers (`message`, `asctime`)."""
+    formatter = logging.Formatter("%(asctime)s %(message)s")
+    log = logging.getLogger("warm-up")
+    for i in range(200):
+        record = log.makeRecord("w", logging.INFO, "f", 1, "m", None, None, extra={f"e{i}": 1, f"o{i}": 2})
+        formatter.format(record)
+
+
+def measure(kind: str) -> list[tuple[str, float, float]]:
+    """(shape, bytes held per record, bytes charged per record) for records waiting in an intake no worker
+    takes from (tracemalloc, PER_SHAPE distinct records a shape; the message and extra values' strings are
+    made before the window and counted as held). `kind`: "plain", "formatted" (an earlier handler formats
+    each record) or "exception" (`logger.exception` in an `except` block)."""
+    handler = OgLogHandler("http://127.0.0.1:9", "mem")
+    pipeline = handler._pipeline
+    log = logging.getLogger(f"mem.{kind}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.handlers[:] = [handler]
+    if kind == "formatted":
+        earlier = logging.Handler()
+        earlier.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        earlier.emit = earlier.format  # type: ignore[assignment,method-assign]
+        log.handlers.insert(0, earlier)
+    results = []
+    try:
+        for chars in (0, 10, 63, 64, 300, 700):
+            for extras in range(5):
+                # Large records take the slow path (charged their size; it would start the worker).
+                if chars * (3 if kind == "formatted" else 1) + extras * 104 + 240 >= LARGE_MESSAGE:
+                    continue
+                pipeline.soft_limit = 10**9
+                messages = [(f"{i:08d}" + "m" * chars)[:chars] for i in range(PER_SHAPE)]
+                fields = [{f"field{j}": f"v{i:07d}" for j in range(extras)} for i in range(PER_SHAPE)]
+                gc.collect()
+                tracemalloc.start()
+                try:
+                    before = tracemalloc.get_traced_memory()[0]
+                    for i in range(PER_SHAPE):
+                        if kind == "exception":
+                            try:
+                                raise ValueError(messages[i])
+                            except ValueError:
+                                log.exception(messages[i], extra=fields[i])
+                        else:
+                            log.info(messages[i], extra=fields[i])
+                    held = tracemalloc.get_traced_memory()[0] - before
+                finally:
+                    tracemalloc.stop()
+                items = list(pipeline.intake)
+                assert len(items) == PER_SHAPE, (chars, extras, len(items))
+                held += PER_SHAPE * (sys.getsizeof(messages[0]) if chars else 0)
+                held += PER_SHAPE * sum(map(sys.getsizeof, fields[0].values()))
+                charged = sum(
+                    INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES
+                    for item in items
+                )
+                shape = f"{kind} {chars} chars {extras} extras"
+                results.append((shape, held / PER_SHAPE, charged / PER_SHAPE))
+                del items
+                pipeline.intake.clear()
+                pipeline.intake_weights.clear()
+    finally:
+        pipeline.soft_limit = 0
+        pipeline.intake.clear()
+        pipeline.intake_weights.clear()
+        handler.close(0.5)
+    return results
+
+
+def _assert_charged(results: list[tuple[str, float, float]]) -> None:
+    over = [
+        (shape, round(held), round(charged))
+        for shape, held, charged in results
+        if held > charged * MEASURE_SLACK
+    ]
+    assert not over, over
+
+
+@pytest.mark.parametrize("kind", ["plain", "formatted", "exception"])
+def test_a_waiting_record_holds_at_most_its_charge_in_a_warm_interpreter(kind: str) -> None:
+    """After LogRecords lost their shared keys (this process, warmed up): each shape's records hold at
+    most their charge (before: a 60-character record 1,385 B against 1,120 B; 0-4 extras up to 2.1x)."""
+    warm_up()
+    _assert_charged(measure(kind))
+
+
+def test_a_waiting_record_holds_at_most_its_charge_in_a_fresh_interpreter() -> None:
+    """The same measure in a new interpreter, where LogRecords still share their instance-dict keys."""
+    code = (
+        "import json; from tests.sdk.test_sdk_snapshot import measure; "
+        "print(json.dumps([r for kind in ('plain', 'formatted', 'exception') for r in measure(kind)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=100, check=True
+    )
+    results = [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+    assert len(results) > 40
+    _assert_charged(results)  # type: ignore[arg-type]
