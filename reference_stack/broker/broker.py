@@ -60,6 +60,8 @@ DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_RECONNECT_WAIT = 0.5
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 DEFAULT_DRAIN_TIMEOUT = 5.0
+#: At most one "slow consumer" line per this many seconds (the next one counts the drops in between).
+_SLOW_CONSUMER_LOG_INTERVAL = 10.0
 #: /health reports JetStream publishes as failing while the last one failed and none succeeded since, for this
 #: long (seconds) after that failure: a connected server whose store is full or whose stream is unavailable
 #: answers every POST 503, and a load balancer should see that too (without traffic nothing newer is known).
@@ -155,6 +157,8 @@ class Broker:
         self._publish_failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failure
         self._live_until = 0.0  # monotonic time until which publish_live publishes (see the module docstring)
         self._reconnect_listeners: list[Callable[[], None]] = []
+        self._slow_said = -_SLOW_CONSUMER_LOG_INTERVAL  # monotonic time of the last slow-consumer line
+        self._slow_dropped = 0  # messages dropped since that line
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, wait: float = 0.0) -> None:
@@ -257,6 +261,20 @@ class Broker:
                 redact(str(exc) or type(exc).__name__),
                 self.reconnect_wait,
             )
+        elif isinstance(exc, nats.errors.SlowConsumerError):
+            # The client dropped a message it could not queue: a JetStream one comes back only after ack_wait.
+            # Once per _SLOW_CONSUMER_LOG_INTERVAL (one line per dropped message would flood stderr).
+            now = time.monotonic()
+            self._slow_dropped += 1
+            if now - self._slow_said >= _SLOW_CONSUMER_LOG_INTERVAL:
+                self._slow_said = now
+                log.error(
+                    "nats: %d message(s) on %s dropped by this client (slow consumer: its queue is full); "
+                    "JetStream redelivers them after ack_wait",
+                    self._slow_dropped,
+                    exc.subject,
+                )
+                self._slow_dropped = 0
         else:
             log.debug("nats: %s", exc)
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from .sink import Sink
 __all__ = [
     "CAUGHT_UP_SHARE",
     "DEFAULT_ACK_WAIT",
+    "DEFAULT_FETCH_BYTES",
     "DEFAULT_MAX_ACK_PENDING",
     "DEFAULT_MAX_BATCH_BYTES",
     "DEFAULT_NAK_DELAY",
@@ -68,6 +69,14 @@ DEFAULT_NAK_DELAY = 5.0
 DEFAULT_RETRY_BASE = 0.25
 DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
+#: Payload bytes one fetch may ask the server for: it asks for at most this many max_payload-sized messages
+#: (16 at NATS's default 1 MiB). The server pushes a pull request's messages as fast as it can and CLOSES a
+#: connection whose unread bytes pass its max_pending (64 MiB by default, "Slow Consumer Detected"); the
+#: messages it had delivered are then lost in transit and only come back after ack_wait (#14: 400 fetched
+#: messages of 400 KB, rows queryable 30 s after their 202s, storage idle meanwhile). A fetch's pull requests
+#: (one or two) expire with it, so the unread bytes stay well under that limit however slowly the event loop
+#: reads; the processor's memory for fetched messages is bounded by it too.
+DEFAULT_FETCH_BYTES = 16 * 1024 * 1024
 _IDLE_WAIT = 0.5
 #: The tail of a burst: once the consumer has caught up (nothing left in the stream, no insert in flight) and
 #: the batch before was cut FULL (BATCH_SIZE / max_batch_bytes: traffic was outrunning the timeout), the
@@ -114,9 +123,14 @@ class Processor:
         nak_delay: float = DEFAULT_NAK_DELAY,
         retry_base: float = DEFAULT_RETRY_BASE,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
+        fetch_bytes: int = DEFAULT_FETCH_BYTES,
     ) -> None:
         check_at_least(
-            1, batch_size=batch_size, max_ack_pending=max_ack_pending, max_batch_bytes=max_batch_bytes
+            1,
+            batch_size=batch_size,
+            max_ack_pending=max_ack_pending,
+            max_batch_bytes=max_batch_bytes,
+            fetch_bytes=fetch_bytes,
         )
         check_at_least(0, max_retries=max_retries)
         check_positive(
@@ -138,6 +152,7 @@ class Processor:
         self.nak_delay = nak_delay
         self.retry_base = retry_base
         self.retry_max_wait = retry_max_wait
+        self.fetch_bytes = fetch_bytes
         self._stopping = asyncio.Event()
         self._flusher = Flusher(
             broker,
@@ -151,18 +166,32 @@ class Processor:
             retry_max_wait=retry_max_wait,
         )
         self._task: asyncio.Task[None] | None = None
+        self._unlisten: Callable[[], None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         #: The last batch handed to the flusher was cut full (see CAUGHT_UP_SHARE).
         self._last_cut_full = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
+        self._unlisten = self.broker.on_reconnected(self._on_reconnected)
         self._task = asyncio.create_task(self._run(), name="oglog-processor")
+
+    def _on_reconnected(self) -> None:
+        # Messages the server had delivered on the lost connection (acked by nobody, nak'able by nobody) wait
+        # out ack_wait: say so, so a delay of rows after their 202s is never silent.
+        log.warning(
+            "processor: the NATS connection was lost; messages delivered on it and not yet read are "
+            "redelivered after ack_wait (%gs)",
+            self.ack_wait,
+        )
 
     async def stop(self) -> None:
         """Stop fetching, flush the batch in hand and ack it; give up after shutdown_timeout (the unacked
         messages are then simply redelivered to the next processor)."""
         self._stopping.set()
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         if self._task is None:
             return
         try:
@@ -218,7 +247,7 @@ class Processor:
                     if self._flushing is not None and not self._flushing.done():
                         wait = _IN_FLIGHT_POLL
                 if timeout > 0.001:
-                    want = min(_FETCH_MAX, self.max_ack_pending)
+                    want = self._fetch_size()
                     try:
                         msgs = await sub.fetch(want, timeout=max(min(timeout, wait), 0.01))
                     except (nats.errors.TimeoutError, asyncio.TimeoutError):
@@ -261,6 +290,11 @@ class Processor:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    def _fetch_size(self) -> int:
+        """Messages one fetch asks for: whatever their size, at most fetch_bytes of payload (see
+        DEFAULT_FETCH_BYTES), at least one."""
+        return max(1, min(_FETCH_MAX, self.max_ack_pending, self.fetch_bytes // self.broker.max_payload))
 
     def _due(self, batch: _Batch, caught_up: bool) -> float:
         """Monotonic time at which `batch` is flushed however full it is: FLUSH_TIMEOUT after its first
