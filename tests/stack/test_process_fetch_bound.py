@@ -48,10 +48,11 @@ async def parts(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[Broker, 
 
 async def publish_backlog(broker: Broker) -> int:
     """MESSAGES messages of ROWS_PER_MESSAGE rows, ~850 KB each (under NATS's default 1 MiB max_payload)."""
+    filler = "x" * MESSAGE_TEXT
     for k in range(MESSAGES):
         entries = [
             schema.ENTRY.validate_python(
-                {"level": "info", "message": f"m{k}-{i} " + "x" * MESSAGE_TEXT, "service": "s", "timestamp": TS}
+                {"level": "info", "message": f"m{k}-{i} {filler}", "service": "s", "timestamp": TS}
             )
             for i in range(ROWS_PER_MESSAGE)
         ]
@@ -102,7 +103,8 @@ async def test_a_fetch_asks_for_at_most_fetch_bytes_of_messages(parts: Any) -> N
     broker, storage = parts
     settings: dict[str, Any] = dict(batch_size=10, flush_timeout=0.3, max_retries=1, shutdown_timeout=1)
     assert broker.max_payload == 1024 * 1024
-    assert Processor(broker, storage, Metrics(), **settings)._fetch_size() == DEFAULT_FETCH_BYTES // 2**20 == 16
+    assert DEFAULT_FETCH_BYTES // 2**20 == 16
+    assert Processor(broker, storage, Metrics(), **settings)._fetch_size() == 16
     assert Processor(broker, storage, Metrics(), fetch_bytes=1, **settings)._fetch_size() == 1
     with pytest.raises(ValueError, match="fetch_bytes"):
         Processor(broker, storage, Metrics(), fetch_bytes=0, **settings)
