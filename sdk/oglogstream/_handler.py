@@ -6,7 +6,6 @@ import logging
 import sys
 import threading
 import time
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
@@ -20,6 +19,7 @@ from ._intake_charge import (
     LARGE_MESSAGE,
     WEIGHT_SHIFT,
     WEIGHT_UNITS,
+    copy_extras,
     extras_bytes,
     record_charge,
 )
@@ -115,8 +115,6 @@ class OgLogHandler(logging.Handler):
                 size = len(msg) if msg.isascii() else _sizeof(msg)
             attributes = record.__dict__
             extras = len(attributes) - RECORD_BASE_KEYS
-            if extras > 0:  # `extra=` fields (or a Formatter's `message`): what they occupy counts too
-                size += extras_bytes(attributes)
             # `_capture.snapshot`, inlined: what the worker reads, so the LogRecord is freed now (its
             # `__dict__` took up to ~1,200 B while waiting, and kept the collector busy).
             try:
@@ -133,20 +131,24 @@ class OgLogHandler(logging.Handler):
                         "exc_info": None,
                         "stack_info": None,
                     }
-                    if extras > 0:
-                        state.update(islice(attributes.items(), RECORD_BASE_KEYS, None))
             except KeyError:
                 state = None
             # The charge the record carries (`_intake_charge.record_charge`): its weight units, or its size
-            # from LARGE_MESSAGE on. Below ALWAYS_WEIGHED a snapshot with FREE_EXTRAS fields has none (the
-            # typical one: no call). A record kept whole (exception, stack) is charged what it holds.
+            # from LARGE_MESSAGE on. `extra=` fields (or a Formatter's `message`) count with what they
+            # occupy. Below ALWAYS_WEIGHED a snapshot with FREE_EXTRAS fields has none (the typical one: no
+            # call). A record kept whole (exception, stack) is charged what it holds.
             if state is None:
+                if extras > 0:
+                    size += extras_bytes(attributes)
                 state = attributes
                 charge = record_charge(size, extras, True)
-            elif size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras == FREE_EXTRAS):
-                charge = 0
             else:
-                charge = record_charge(size, extras)
+                if extras > 0:
+                    size += copy_extras(attributes, state)
+                if size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras == FREE_EXTRAS):
+                    charge = 0
+                else:
+                    charge = record_charge(size, extras)
             context = _context_get()
             span_of = _otel.current_span  # None unless the application uses OpenTelemetry
             # `args` is a tuple or None by now (mypy cannot narrow `type(args) is not tuple`).

@@ -33,6 +33,7 @@ __all__ = [
     "WEIGHT_SHIFT",
     "WEIGHT_UNITS",
     "ContextCharges",
+    "copy_extras",
     "event_bytes",
     "extras_bytes",
     "intake_limit",
@@ -148,14 +149,33 @@ def event_bytes(event: Mapping[str, Any]) -> int:
 def extras_bytes(record_dict: dict[str, Any]) -> int:
     """What the attributes beyond a plain LogRecord's occupy (`extra=` fields, and a Formatter's `message`
     and `asctime` when a handler before ours formatted the record: memory the waiting record holds too):
-    EXTRA_ATTR_BYTES each, plus `_values_bytes` of their values. O(number of extras): a LogRecord sets its
-    own attributes first, so the extras are the last ones of its `__dict__`. Computed once, at the capture
-    (the record's `record_charge`): what a later handler adds changes nothing that is taken back."""
-    extra = len(record_dict) - RECORD_BASE_KEYS
-    if extra <= 0:
-        return 0
-    # values only: the hot path's cost
-    size = extra * EXTRA_ATTR_BYTES + _values_bytes(islice(record_dict.values(), RECORD_BASE_KEYS, None))
+    EXTRA_ATTR_BYTES each, plus `_values_bytes` of their values (`copy_extras`, into a throwaway dict).
+    Computed once, at the capture (the record's `record_charge`): what a later handler adds changes nothing
+    that is taken back."""
+    return copy_extras(record_dict, {}) if len(record_dict) > RECORD_BASE_KEYS else 0
+
+
+def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:
+    """Copy the attributes beyond a plain LogRecord's from `record_dict` (a LogRecord's `__dict__`) into
+    `into` (a `_capture.snapshot`), in their order, and return what they occupy (see `extras_bytes`).
+    O(number of extras): a LogRecord sets its own attributes first, so the extras are the last ones of its
+    `__dict__`. One pass for both jobs: the handler's hot path (0.97 µs for two fields, against 1.41 µs for
+    `extras_bytes` and a separate `dict.update`)."""
+    before = len(into)
+    size = 0
+    for key, value in islice(record_dict.items(), RECORD_BASE_KEYS, None):
+        into[key] = value
+        # `_values_bytes`'s rule, inlined (a call per value would cost more than the rule)
+        kind = type(value)
+        if kind is str:
+            size += len(value) if value.isascii() else getsizeof(value)
+        elif kind in _MAPPINGS:
+            size += len(value) * MAPPING_ITEM_BYTES
+        elif kind in _SEQUENCES:
+            size += len(value) * CONTAINER_ITEM_BYTES
+        elif kind in _BYTES:
+            size += len(value)
+    size += (len(into) - before) * EXTRA_ATTR_BYTES
     if "message" in record_dict or "asctime" in record_dict:
         # Not among the FREE_EXTRAS `extra=` fields the flat charge covers (`weight_units` discounts them):
         # charged that discount back, or an earlier Formatter's copy of the text rode free (1.22x the
