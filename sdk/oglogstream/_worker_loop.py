@@ -227,6 +227,8 @@ class WorkerLoop(DeliveryCore):
                         return
                     continue
                 with self._lock:  # cut, spooled and no longer moving in one step, for stats()
+                    if self._abandoned:
+                        return  # close() counted what `pending` holds as lost: spooled, it would count twice
                     first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
                     batch = Batch(self._new_batch_id(), first_seq, lines)
                     spooled = spool.append(batch)

@@ -54,6 +54,8 @@ def spill(loop: WorkerLoop) -> None:
             first_seq, lines = pending.cut(s.batch_size, s.batch_bytes)
             batch = Batch(loop._new_batch_id(), first_seq, lines)
             with loop._lock:  # spooled and no longer moving in one step, for stats()
+                if loop._abandoned:  # close() gave up meanwhile and counted these records as lost
+                    return
                 spooled = spool.append(batch)
                 if spooled:
                     pending.moving = 0
@@ -82,7 +84,7 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
     if batch is None:
         return  # failed its CRC: counted and removed
     result = loop._attempt(batch)
-    if loop._abandoned:
+    if loop._abandoned:  # (checked again under the lock before anything is settled)
         return
     if result.outcome is Outcome.RETRY:
         loop._spool_failures += 1
@@ -92,6 +94,11 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
     loop._spool_failures = 0
     loop._retry_at = 0.0
     with loop._lock:
+        # close() abandons under this lock. Once it has, the frame stays spooled (still counted as queued,
+        # for the next process, whose resend the server de-duplicates by its batch id): settling it too
+        # would move records close() has already accounted for.
+        if loop._abandoned:
+            return
         halves = loop._ledger.settle(batch, result)
         if halves is None:
             spool.settle(frame)
@@ -102,11 +109,16 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
     if halves is not None:
         delivered = loop._deliver(batch, halves)
         with loop._lock:
-            spool.own_records += frame.records
+            if loop._abandoned:
+                # close() counted the halves still in flight as lost (`give_up`), the settled ones are sent.
+                return
             if delivered:
+                spool.own_records += frame.records
                 spool.settle(frame)
             else:
-                # Stopped by the close deadline: the whole frame stays spooled for the next process.
+                # Stopped by the close deadline: the whole frame stays spooled for the next process. Its
+                # halves already settled were counted as sent: only the rest counts as spooled again.
+                spool.own_records += loop._inflight.records
                 loop._inflight.clear()
                 return
     loop._check_waiters()
