@@ -102,7 +102,7 @@ class Flusher:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def flush(self, items: list[Item]) -> None:
-        heartbeat = asyncio.create_task(self._keep_alive(items))
+        heartbeat = asyncio.create_task(self.keep_alive([item.msg for item in items]))
         try:
             try:
                 await self._insert_with_retries(items)
@@ -129,12 +129,14 @@ class Flusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _keep_alive(self, items: list[Item]) -> None:
+    async def keep_alive(self, msgs: list[Msg]) -> None:
+        """Until cancelled: tell JetStream every ack_wait/3 that `msgs` are being worked on (+WPI), so
+        messages held past ack_wait (a long insert, a wait for the insert before it) are not redelivered."""
         while True:
             await asyncio.sleep(self.ack_wait / 3)
-            for item in items:
+            for msg in msgs:
                 with contextlib.suppress(Exception):
-                    await item.msg.in_progress()
+                    await msg.in_progress()
 
     @staticmethod
     def _batch(items: list[Item]) -> Batch:

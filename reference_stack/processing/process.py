@@ -263,12 +263,12 @@ class Processor:
                         continue
                     if msgs:
                         caught_up = msgs[-1].metadata.num_pending == 0
-                    for msg in msgs:
+                    for k, msg in enumerate(msgs):
                         await self._add(batch, msg)
                         # Cut at the message that fills the batch, not after the whole fetch: a batch
                         # stays within one message of BATCH_SIZE / max_batch_bytes however much was pending.
                         if batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes:
-                            await self._start_flush(batch)
+                            await self._start_flush(batch, msgs[k + 1 :])
                             batch = _Batch()
                 if batch.items and (
                     batch.rows >= self.batch_size
@@ -342,11 +342,22 @@ class Processor:
         if msg.headers is not None:
             msg.headers[messages.ROW_FORMAT] = messages.ROW_FORMAT_VERSION
 
-    async def _start_flush(self, batch: _Batch) -> None:
+    async def _start_flush(self, batch: _Batch, rest: list[Msg] | None = None) -> None:
+        """Hand `batch` to the flusher once the insert before it returned; `rest`: the messages of the same
+        fetch not yet in a batch, which wait too."""
         self._last_cut_full = batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes
         # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
-        if self._flushing is not None:
-            await self._flushing
+        if self._flushing is not None and not self._flushing.done():
+            # This batch (and the rest of its fetch) waits for the insert before it, which may outlast
+            # ack_wait (retries, a slow server): kept alive meanwhile, or JetStream would redeliver them.
+            held = [item.msg for item in batch.items] + (rest or [])
+            alive = asyncio.create_task(self._flusher.keep_alive(held))
+            try:
+                await self._flushing
+            finally:
+                alive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alive
         self._flushing = asyncio.create_task(self._flusher.flush(batch.items), name="oglog-flush")
 
 
