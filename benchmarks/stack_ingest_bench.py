@@ -339,6 +339,10 @@ async def run_stack(workdir: Path, workers: int | None, run: str, *, single: boo
             # Rows became queryable long after the last 202 (seen once: 0.07x, the machine idle meanwhile):
             # the stack's own log says what it waited for, and the run's directory is deleted at the end.
             tail = (workdir / run / "stack.log").read_text(errors="replace").splitlines()[-40:]
+            # nats-server's own view (e.g. "Slow Consumer Detected": it closed a connection, #14).
+            for path in (workdir / run / "data").rglob("nats-server.log"):
+                lines = path.read_text(errors="replace").splitlines()[-10:]
+                tail += [f"nats-server: {line}" for line in lines]
             print(f"  stalled: queryable at {e2e:,.0f} logs/s after 202s at {accept:,.0f}/s; stack log tail:")
             print("\n".join(f"    {line}" for line in tail), flush=True)
         usage = ", ".join(f"{role} {c:.2f}" for role, c in cores.items())
