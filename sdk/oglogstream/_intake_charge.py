@@ -51,9 +51,10 @@ __all__ = [
 ]
 
 
-#: What one captured record is assumed to occupy while it waits in the caller-side intake (its LogRecord
-#: `__dict__` plus args; measured at ~700 B for a typical record with two `extra=` fields). Callers cannot
-#: measure bytes cheaply, so the intake is bounded by a count derived from the byte budget and this estimate.
+#: What one captured record is assumed to occupy while it waits in the caller-side intake (its
+#: `_capture.snapshot`, the 6-tuple and its slot: measured at ~460 B plus the message, ~570 B with two short
+#: `extra=` fields). Callers cannot measure bytes cheaply, so the intake is bounded by a count derived from
+#: the byte budget and this estimate.
 INTAKE_ITEM_BYTES = 640
 #: The intake always has room for this many records (capped by max_records), even when the encoded
 #: buffer has used up the byte budget: the overflow policy then applies in the encoded buffer instead.
@@ -64,11 +65,10 @@ INTAKE_FLOOR = 1000
 #: 10 MB) messages, or records/events with dozens of fields, pile up past max_buffer_bytes.
 LARGE_MESSAGE = 1024
 #: What a captured record occupies while it waits in the intake besides its characters (message, str
-#: arguments, what `extras_bytes` charges), its slot in the intake included: measured with tracemalloc
-#: through `logger.info` (Python 3.11, a distinct message str per call, no `extra=` fields) at ~592 B plus
-#: the message str's 49 B header when the calling module is `dbg.py`, ~630 B for
-#: `test_sdk_intake_weight.py` (each record has its own `filename` and `module` strings); this covers
-#: module names of up to ~45 characters.
+#: arguments, what `extras_bytes` charges), its slot in the intake included. Set when the record's whole
+#: `__dict__` was kept (~592-630 B plus the message str's 49 B header, tracemalloc through `logger.info`,
+#: Python 3.11); its snapshot takes ~460 B plus the message str (header included), so this over-charges
+#: mid-size records by ~190 B (safe; lowering it would give bursts more room).
 RECORD_BYTES = 704
 #: A record charged fewer characters than this, less up to FREE_EXTRAS fields' EXTRA_ATTR_BYTES (the
 #: `weight_units` basis), is charged INTAKE_ITEM_BYTES flat. From here to LARGE_MESSAGE it is charged,
