@@ -116,9 +116,11 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
                 spool.own_records += frame.records
                 spool.settle(frame)
             else:
-                # Stopped by the close deadline: the whole frame stays spooled for the next process. Its
-                # halves already settled were counted as sent: only the rest counts as spooled again.
-                spool.own_records += loop._inflight.records
+                # Stopped by the close deadline: the whole frame stays spooled for the next process. Of
+                # this process's own frame, the halves already settled were counted as sent: only the rest
+                # counts as spooled again (an adopted frame's records are not this process's to count).
+                own = frame.first_seq is not None
+                spool.own_records += loop._inflight.records if own else frame.records
                 loop._inflight.clear()
                 return
     loop._check_waiters()
