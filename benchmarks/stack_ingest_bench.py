@@ -1,6 +1,8 @@
 """End-to-end throughput of `oglog stack up` as shipped, against a bare insert measured in the same run.
 
 Run from the project root: `.venv/bin/python -m benchmarks.stack_ingest_bench` (about two minutes).
+`--repeat N [--ingest-workers W] [--rows R]` runs only the end-to-end part, in N fresh stacks in a row (#14:
+a rare stall shows in some runs only).
 
 1. bare insert: clickhouse-connect `raw_insert` (JSONEachRow, 50,000-row batches) of exactly the rows the
    stack stores, straight into chDB in this process - the ceiling for the processor. Measured again just
@@ -18,6 +20,7 @@ Run from the project root: `.venv/bin/python -m benchmarks.stack_ingest_bench` (
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import gzip
@@ -312,17 +315,19 @@ def _memory(stack: Stack, idle: dict[int, float]) -> str:
     )
 
 
-async def run_stack(workdir: Path, workers: int | None, run: str, *, single: bool) -> dict[str, object]:
-    """One fresh stack: end to end (and POST /log when `single`), memory idle and peak."""
+async def run_stack(
+    workdir: Path, workers: int | None, run: str, *, single: bool, rows: int = E2E_ROWS
+) -> dict[str, object]:
+    """One fresh stack: end to end with `rows` entries (and POST /log when `single`), memory idle and peak."""
     loop = asyncio.get_running_loop()
     stack = await loop.run_in_executor(None, Stack, workdir / run, workers)
     try:
         idle = stack.rss()
-        bodies = _bodies(_entries(E2E_ROWS, run))
+        bodies = _bodies(_entries(rows, run))
         with stack.sampling_peak():
             cpu_before, machine, own = stack.cpu(), _machine_busy(), time.process_time()
             wall = time.perf_counter()
-            e2e, accept = await end_to_end(stack, bodies, E2E_ROWS, run)
+            e2e, accept = await end_to_end(stack, bodies, rows, run)
             wall = time.perf_counter() - wall
             roles, cpu_after = stack.roles(), stack.cpu()
             cores = {
@@ -349,7 +354,7 @@ async def run_stack(workdir: Path, workers: int | None, run: str, *, single: boo
         # CPU per stored entry: what each role costs whatever else the machine runs (cores / logs per second
         # holds less noise than the rate itself when other work takes the cores).
         per_entry = ", ".join(
-            f"{role} {c * wall / E2E_ROWS * 1e6:.1f}" for role, c in cores.items() if role != "whole machine"
+            f"{role} {c * wall / rows * 1e6:.1f}" for role, c in cores.items() if role != "whole machine"
         )
         return {
             "e2e": e2e,
@@ -362,6 +367,49 @@ async def run_stack(workdir: Path, workers: int | None, run: str, *, single: boo
         }
     finally:
         await loop.run_in_executor(None, stack.stop)
+
+
+async def repeat(runs: int, workers: int | None, rows: int) -> None:
+    """End to end only, in `runs` fresh stacks one after the other, to catch a rare stall (#14): each run's
+    time to the last 202 and to queryable; a stalled run also prints the stack's and nats-server's logs."""
+    workdir = Path(tempfile.mkdtemp(prefix="oglog-bench-"))
+    stalls = 0
+    try:
+        for k in range(runs):
+            result = await run_stack(workdir, workers, f"r{k}", single=False, rows=rows)
+            e2e, accept = result["e2e"], result["accept"]
+            assert isinstance(e2e, float) and isinstance(accept, float)
+            stalled = e2e < accept / STALL_RATIO
+            stalls += stalled
+            print(
+                f"run {k + 1}/{runs}: 202s in {rows / accept:.2f} s, queryable at {rows / e2e:.2f} s"
+                + (" (stalled)" if stalled else ""),
+                flush=True,
+            )
+            shutil.rmtree(workdir / f"r{k}", ignore_errors=True)
+        print(f"{stalls} of {runs} runs stalled ({rows:,} rows, --ingest-workers {workers or 'as shipped'})")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="end to end only, in this many fresh stacks in a row (0, the default: the whole benchmark)",
+    )
+    parser.add_argument(
+        "--ingest-workers", type=int, default=None, help="with --repeat: the stack's --ingest-workers"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=E2E_ROWS, help=f"with --repeat: entries per run (default {E2E_ROWS:,})"
+    )
+    args = parser.parse_args()
+    if args.repeat < 0 or args.rows < BATCH_ENTRIES:
+        parser.error(f"--repeat must be >= 0 and --rows >= {BATCH_ENTRIES}")
+    return args
 
 
 async def main() -> None:
@@ -392,4 +440,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    _ARGS = _args()
+    if _ARGS.repeat:
+        asyncio.run(repeat(_ARGS.repeat, _ARGS.ingest_workers, _ARGS.rows))
+    else:
+        asyncio.run(main())
