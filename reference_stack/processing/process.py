@@ -72,8 +72,8 @@ _FETCH_MAX = 1_000
 #: Payload bytes one fetch may ask the server for: it asks for at most this many max_payload-sized messages
 #: (16 at NATS's default 1 MiB). The server pushes a pull request's messages as fast as it can and CLOSES a
 #: connection whose unread bytes pass its max_pending (64 MiB by default, "Slow Consumer Detected"); the
-#: messages it had delivered are then lost in transit and only come back after ack_wait (#14: 400 fetched
-#: messages of 400 KB, rows queryable 30 s after their 202s, storage idle meanwhile). A fetch's pull requests
+#: messages it had delivered are then lost in transit and only come back after ack_wait (#14: a backlog of
+#: 333 KB messages, rows queryable 30 s after their 202s, storage idle meanwhile). A fetch's pull requests
 #: (one or two) expire with it, so the unread bytes stay well under that limit however slowly the event loop
 #: reads; the processor's memory for fetched messages is bounded by it too.
 DEFAULT_FETCH_BYTES = 16 * 1024 * 1024
@@ -347,17 +347,20 @@ class Processor:
         fetch not yet in a batch, which wait too."""
         self._last_cut_full = batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes
         # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
-        if self._flushing is not None and not self._flushing.done():
-            # This batch (and the rest of its fetch) waits for the insert before it, which may outlast
-            # ack_wait (retries, a slow server): kept alive meanwhile, or JetStream would redeliver them.
-            held = [item.msg for item in batch.items] + (rest or [])
-            alive = asyncio.create_task(self._flusher.keep_alive(held))
+        if self._flushing is not None:
+            alive = None
+            if not self._flushing.done():
+                # This batch (and the rest of its fetch) waits for the insert before it, which may outlast
+                # ack_wait (retries, a slow server): kept alive meanwhile, or JetStream would redeliver them.
+                held = [item.msg for item in batch.items] + (rest or [])
+                alive = asyncio.create_task(self._flusher.keep_alive(held))
             try:
                 await self._flushing
             finally:
-                alive.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alive
+                if alive is not None:
+                    alive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await alive
         self._flushing = asyncio.create_task(self._flusher.flush(batch.items), name="oglog-flush")
 
 
