@@ -34,9 +34,10 @@ from .test_encoding_equivalence import _ARG, _CONTEXTS, _CREATED, _KEY, _TEMPLAT
 ROOT = Path(__file__).resolve().parents[2]
 #: Records logged per shape in the memory measure.
 PER_SHAPE = 1_000
-#: tracemalloc's view of the measured window also holds the deques' blocks (64 slots each, allocated as
-#: they fill): ~1 % of a record's charge.
-MEASURE_SLACK = 1.02
+#: tracemalloc sees every thread's allocations in the measured window (a previous test's worker or server
+#: winding down), and the deques' blocks (64 slots each, allocated as they fill): 5 %, as in
+#: test_sdk_intake_exact. Measured alone the worst shape is 0.98x its charge; before snapshots 1.14-2.5x.
+MEASURE_SLACK = 1.05
 
 
 # ----------------------------------------------------------------- the same bytes as the whole record
