@@ -23,7 +23,6 @@ from oglogstream._capture import SNAPSHOT_KEYS, capture, snapshot
 from oglogstream._entry import EntryEncoder
 from oglogstream._intake_charge import (
     INTAKE_ITEM_BYTES,
-    LARGE_MESSAGE,
     WEIGHT_BYTES,
     large_bytes,
     record_units,
@@ -167,10 +166,15 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
         log.handlers.insert(0, earlier)
     results = []
     try:
-        for chars in (0, 10, 63, 64, 300, 700):
+        for chars in (0, 10, 63, 64, 300, 700, 1000):
             for extras in range(5):
                 # Large records take the slow path (charged their size; it would start the worker).
-                if chars * (3 if kind == "formatted" else 1) + extras * 104 + 240 >= LARGE_MESSAGE:
+                sample = log.makeRecord(log.name, logging.INFO, "f", 1, "m" * chars, None, None, extra={
+                    f"field{j}": "v" * 8 for j in range(extras)
+                })
+                if kind == "formatted":
+                    log.handlers[0].format(sample)
+                if large_bytes(capture(sample, None)):
                     continue
                 pipeline.soft_limit = 10**9
                 messages = [(f"{i:08d}" + "m" * chars)[:chars] for i in range(PER_SHAPE)]
