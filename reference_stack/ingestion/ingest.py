@@ -39,19 +39,22 @@ from ..http.boundary import (
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, CONFIG, METRICS
 from . import batch_decode, dedup, row_codec, schema
+from .slots import (
+    DEFAULT_MAX_BATCHES_IN_FLIGHT,
+    DEFAULT_MAX_BATCHES_PER_CLIENT,
+    OVERLOAD_RETRY_AFTER_SECONDS,
+    BatchSlots,
+    client_of,
+)
 
 __all__ = [
     "DEFAULT_MAX_BATCHES_IN_FLIGHT",
+    "DEFAULT_MAX_BATCHES_PER_CLIENT",
     "OVERLOAD_RETRY_AFTER_SECONDS",
     "publish_rows",
     "setup",
 ]
 
-#: POST /logs requests one process handles at once; past this it answers 429 + Retry-After rather than hold
-#: more bodies in memory (each up to MAX_BATCH_DECOMPRESSED_BYTES). The SDK backs off and retries on 429.
-DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
-#: What a 429 tells the client to wait before retrying.
-OVERLOAD_RETRY_AFTER_SECONDS = 1
 #: Bodies up to this size (decompressed) are decoded on the event loop (about 1 ms of work per 64 KiB).
 _INLINE_DECODE_BYTES = 64 * 1024
 #: Rows serialised per call when a publish is split into parts (about 1 ms of GIL per slice).
@@ -178,12 +181,9 @@ async def _publish_parts(
 class _Counters:
     """Label children looked up once: `Counter.labels()` costs more than the increment itself."""
 
-    def __init__(
-        self, metrics: Metrics, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT
-    ) -> None:
+    def __init__(self, metrics: Metrics, slots: BatchSlots) -> None:
         self.metrics = metrics
-        self.max_batches_in_flight = max_batches_in_flight
-        self.batches_in_flight = 0
+        self.slots = slots
         self._requests: dict[tuple[str, int], Any] = {}
         self.accepted = {r: metrics.entries_accepted.labels(r) for r in ("/log", "/logs")}
 
@@ -307,20 +307,10 @@ def _json(status: int, body: Any) -> web.Response:
 async def _post_logs(request: web.Request, counters: _Counters) -> web.Response:
     # A connection that declares a body and sends nothing must not hold a slot (408 after BODY_IDLE_TIMEOUT).
     await body_started(request, limit=_wire.MAX_BATCH_BODY_BYTES)
-    # Checked before the body is read: each batch in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES.
-    if counters.batches_in_flight >= counters.max_batches_in_flight:
-        raise Problem(
-            429,
-            "too many requests",
-            "body",
-            f"{counters.max_batches_in_flight} batches are in flight on this server; retry later",
-            headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
-        )
-    counters.batches_in_flight += 1
-    try:
+    # Taken before the rest of the body is read: each batch in flight may hold up to
+    # MAX_BATCH_DECOMPRESSED_BYTES, and one client may hold only its share of the slots (slots.py).
+    with counters.slots.take(client_of(request)):
         return await _accept_batch(request, counters)
-    finally:
-        counters.batches_in_flight -= 1
 
 
 async def _accept_batch(request: web.Request, counters: _Counters) -> web.Response:
@@ -378,10 +368,19 @@ async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[_COALESCER].close()
 
 
-def setup(app: web.Application, *, max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT) -> None:
-    """Add POST /log and POST /logs (needs BROKER and METRICS, see resources)."""
-    check_at_least(1, max_batches_in_flight=max_batches_in_flight)
-    app[_COUNTERS] = _Counters(app[METRICS], max_batches_in_flight=max_batches_in_flight)
+def setup(
+    app: web.Application,
+    *,
+    max_batches_in_flight: int = DEFAULT_MAX_BATCHES_IN_FLIGHT,
+    max_batches_per_client: int = DEFAULT_MAX_BATCHES_PER_CLIENT,
+) -> None:
+    """Add POST /log and POST /logs (needs BROKER and METRICS, see resources). `max_batches_in_flight`:
+    POST /logs bodies this process takes at once, `max_batches_per_client` of them one client (slots.py);
+    ValueError when either is < 1 or the share exceeds the total."""
+    check_at_least(
+        1, max_batches_in_flight=max_batches_in_flight, max_batches_per_client=max_batches_per_client
+    )
+    app[_COUNTERS] = _Counters(app[METRICS], BatchSlots(max_batches_in_flight, max_batches_per_client))
     app.cleanup_ctx.append(_coalescer_ctx)
     app.router.add_post("/log", _handler("/log", _post_log))
     app.router.add_post("/logs", _handler("/logs", _post_logs))

@@ -14,7 +14,7 @@ from oglogstream import _wire
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http import boundary as http_boundary
 from oglogstream.stack.http.app import create_app
-from oglogstream.stack.ingestion import ingest
+from oglogstream.stack.ingestion import ingest, slots
 
 from .helpers import count_rows, query_rows, running_app, wait_for
 
@@ -134,7 +134,7 @@ async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
     """Past the in-flight limit POST /logs answers 429 + Retry-After; the held batch is still accepted."""
     url, app, session = stack
     counters = app[ingest._COUNTERS]
-    counters.max_batches_in_flight = 1
+    counters.slots = slots.BatchSlots(total=1, per_client=1)
     release = asyncio.Event()
 
     async def slow_body() -> AsyncIterator[bytes]:
@@ -148,7 +148,7 @@ async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
             return resp.status, await resp.json()
 
     async def holding() -> bool:
-        return counters.batches_in_flight == 1
+        return counters.slots.in_flight == 1
 
     async def stored_all() -> bool:
         return await count_rows(app) == 5
@@ -158,10 +158,10 @@ async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
     async with session.post(f"{url}/logs", data=lines(3), headers=NDJSON) as resp:
         assert resp.status == 429
         assert resp.headers["Retry-After"] == str(ingest.OVERLOAD_RETRY_AFTER_SECONDS)
-        assert (await resp.json())["details"][0]["reason"].startswith("1 batches are in flight")
+        assert "already has 1 batches in flight" in (await resp.json())["details"][0]["reason"]
     release.set()
     assert await held == (202, {"accepted": 2, "rejected": []})
-    assert counters.batches_in_flight == 0
+    assert counters.slots.in_flight == 0
     async with session.post(f"{url}/logs", data=lines(3), headers=NDJSON) as resp:
         assert resp.status == 202
     await wait_for(stored_all, timeout=20)

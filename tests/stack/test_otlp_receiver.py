@@ -28,6 +28,7 @@ try:
     from oglogstream.stack.http.app import create_app
     from oglogstream.stack.http.resources import BROKER
     from oglogstream.stack.ingestion.otlp import receiver as otlp
+    from oglogstream.stack.ingestion.slots import BatchSlots
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -59,7 +60,7 @@ async def running(config: StackConfig, *, max_in_flight: int | None = None) -> A
     """`create_app(config)` (which adds POST /v1/logs for the ingest role) on a free port."""
     app = create_app(config)
     if max_in_flight is not None:
-        app[otlp._STATE].max_in_flight = max_in_flight
+        app[otlp._STATE].slots = BatchSlots(max_in_flight, max_in_flight)
     async with running_app(config, app=app) as url:
         yield url, app
 

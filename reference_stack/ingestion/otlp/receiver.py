@@ -34,6 +34,7 @@ from ...http.boundary import Problem, body_started, check_media, read_body, safe
 from ...http.metrics import Metrics
 from ...http.resources import BROKER, CONFIG, METRICS
 from .. import dedup, ingest, schema
+from ..slots import BatchSlots, client_of
 from . import mapping, protowire
 
 __all__ = [
@@ -52,8 +53,9 @@ JSON_CONTENT_TYPE = "application/json"
 #: Requests decoded at once by one process; past this the receiver answers 429 instead of queueing bodies
 #: of up to MAX_BATCH_DECOMPRESSED_BYTES each in memory (exporters back off and retry on 429).
 DEFAULT_MAX_IN_FLIGHT = 16
-#: What a 429 asks the exporter to wait, in seconds.
-OVERLOAD_RETRY_AFTER_SECONDS = 1
+#: Of those, what one exporter (API key, or address without auth) may hold: half, so one client cannot lock
+#: out the others (ingestion/slots.py), and a collector's usual handful of concurrent exports fits.
+DEFAULT_MAX_PER_CLIENT = 8
 #: partialSuccess.errorMessage lists the first rejections only; the count is always exact.
 MAX_ERROR_MESSAGE_CHARS = 2048
 
@@ -101,8 +103,7 @@ class _Outcome:
 @dataclasses.dataclass
 class _State:
     metrics: Metrics
-    max_in_flight: int
-    in_flight: int = 0
+    slots: BatchSlots
 
 
 _STATE: web.AppKey[_State] = web.AppKey("oglog_otlp_state", _State)
@@ -207,20 +208,12 @@ async def _handle(request: web.Request) -> web.Response:
         check_media(request, (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE))
         # An exporter that sends no body bytes holds no slot.
         await body_started(request, limit=_wire.MAX_BATCH_BODY_BYTES)
-        if state.in_flight >= state.max_in_flight:
-            raise Problem(
-                429, "too many requests", "body",
-                f"too many export requests in flight (limit {state.max_in_flight}); retry later",
-                headers={"Retry-After": str(OVERLOAD_RETRY_AFTER_SECONDS)},
-            )
-        broker = request.app[BROKER]
-        if not broker.is_connected:  # fail fast: do not read and decode a body we cannot make durable
-            raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
-        state.in_flight += 1
-        try:
+        # One exporter (API key, or address without auth) holds at most its share of the slots (slots.py).
+        with state.slots.take(client_of(request)):
+            broker = request.app[BROKER]
+            if not broker.is_connected:  # fail fast: do not read and decode a body we cannot make durable
+                raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
             response = await _export(request, state, protobuf)
-        finally:
-            state.in_flight -= 1
     except Exception as exc:
         problem = to_problem(exc)
         if problem is None:  # the error middleware answers 500 and logs it
@@ -233,8 +226,15 @@ async def _handle(request: web.Request) -> web.Response:
     return response
 
 
-def setup(app: web.Application, *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
-    """Add POST /v1/logs (needs BROKER and METRICS, see resources; call it for the ingest role)."""
-    check_at_least(1, max_in_flight=max_in_flight)
-    app[_STATE] = _State(metrics=app[METRICS], max_in_flight=max_in_flight)
+def setup(
+    app: web.Application,
+    *,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    max_per_client: int = DEFAULT_MAX_PER_CLIENT,
+) -> None:
+    """Add POST /v1/logs (needs BROKER and METRICS, see resources; call it for the ingest role).
+    `max_in_flight`: export bodies this process takes at once, `max_per_client` of them one exporter;
+    ValueError when either is < 1 or the share exceeds the total."""
+    check_at_least(1, max_in_flight=max_in_flight, max_per_client=max_per_client)
+    app[_STATE] = _State(metrics=app[METRICS], slots=BatchSlots(max_in_flight, max_per_client))
     app.router.add_post(OTLP_LOGS_PATH, _handle)
