@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
+from ..auth.middleware import ACCESS, KEY_RECORD
 from ..http.boundary import Problem
 from ..http.resources import METRICS, STORAGE
 from ..ingestion.row_codec import dumps, public_entry
+from ..processing.flush import LOG_INTERVAL
+from ..storage.scheduler import Busy
 from . import query_sql
 from .filters import Cursor, Filters, ParamError, check_known, format_micros, parse_int, parse_time, single
 
@@ -79,6 +82,9 @@ STATS_PARAMS = Filters.PARAMS
 HISTOGRAM_PARAMS = (*Filters.PARAMS, "interval")
 
 QUERY_LATENCY: web.AppKey[Histogram] = web.AppKey("oglog_query_latency", Histogram)
+QUERIES_REFUSED: web.AppKey[Counter] = web.AppKey("oglog_queries_refused", Counter)
+# When each refusal reason was last logged (time.monotonic()).
+_REFUSAL_LOGGED: web.AppKey[dict[str, float]] = web.AppKey("oglog_query_refusal_logged", dict)
 
 
 def _bad_parameter(exc: ParamError) -> Problem:
@@ -87,6 +93,13 @@ def _bad_parameter(exc: ParamError) -> Problem:
 
 def setup(app: web.Application) -> None:
     """Add the query routes (storage comes from the app's storage context, metrics from app[METRICS])."""
+    app[QUERIES_REFUSED] = Counter(
+        "oglog_query_refused",
+        "Queries refused or given up before they ran, by reason (storage.scheduler.Busy.reason).",
+        ["reason"],
+        registry=app[METRICS].registry,
+    )
+    app[_REFUSAL_LOGGED] = {}
     app[QUERY_LATENCY] = Histogram(
         "oglog_query_seconds",
         "Query API request duration by route.",
@@ -120,11 +133,40 @@ def _instrumented(route: str, handler: Callable[[web.Request], Awaitable[web.Res
     return handle
 
 
+def _client(request: web.Request) -> str:
+    """Who asks, for the storage's per-client query limit: the query key, else the client's address."""
+    record = request.get(KEY_RECORD)
+    if record is not None:
+        return f"key:{record.id}"
+    access = request.app.get(ACCESS)
+    return f"addr:{access.client_address(request) if access is not None else request.remote}"
+
+
+def _refused(request: web.Request, busy: Busy) -> Problem:
+    """The answer to a query the storage refused or gave up on: 429 for a client over its share, else 503;
+    counted by reason, logged at most once per LOG_INTERVAL per reason."""
+    request.app[QUERIES_REFUSED].labels(busy.reason).inc()
+    now = time.monotonic()
+    last = request.app[_REFUSAL_LOGGED]
+    if now - last.get(busy.reason, -LOG_INTERVAL) >= LOG_INTERVAL:
+        last[busy.reason] = now
+        log.warning("query refused on %s (%s): %s", request.path, busy.reason, busy)
+    if busy.reason == "client_share":
+        return Problem(
+            429, "too many requests", "query", str(busy), headers={"Retry-After": "1"}, kind="query_busy"
+        )
+    return Problem(503, "storage busy", "storage", str(busy), headers={"Retry-After": "1"}, kind="query_busy")
+
+
 async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
-    """Run a query function on the storage threads; storage trouble becomes a 503 the client may retry."""
+    """Run a query function on the storage threads as this client's query, within QUERY_TIMEOUT seconds
+    (waiting included). A refusal (`_refused`) or storage trouble becomes a 429/503 the client may retry."""
     storage = request.app[STORAGE]
+    deadline = time.monotonic() + query_sql.QUERY_TIMEOUT
     try:
-        return await storage.run(fn, *args)
+        return await storage.query(_client(request), deadline, fn, *args)
+    except Busy as busy:
+        raise _refused(request, busy) from None
     except Exception as exc:
         log.warning("query failed on %s: %s", request.path, exc)
         reason = (

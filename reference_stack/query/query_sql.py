@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from oglogstream import _wire, wire
 
 from ..storage.migrations import LOGS_TABLE, TYPED_ATTRIBUTE_COLUMNS
+from ..storage.scheduler import time_left
 from .filters import Cursor, Filters
 
 __all__ = [
@@ -27,19 +28,24 @@ __all__ = [
     "histogram",
     "is_timeout",
     "latest_logs",
+    "statement_settings",
     "stats",
     "typed_attributes",
 ]
 
 LEVELS = _wire.LEVELS
-#: Server-side limit per statement (seconds): a runaway query ends with 503 instead of holding a thread.
+#: Seconds a query may take, waiting for a storage thread included (`Storage.query`'s deadline); each
+#: statement's `max_execution_time` is the rest of it (`statement_settings`), so a runaway query ends with
+#: a 503 instead of holding the storage thread (on chDB the only one, which the processor's inserts need).
 QUERY_TIMEOUT = 30
+#: The smallest `max_execution_time` a statement gets when its deadline is (nearly) past: ClickHouse
+#: reads 0 as "no limit".
+MIN_STATEMENT_TIME = 0.05
 #: Newest-first scan windows, in seconds before the anchor (the cursor, `to`, or now).
 SEGMENTS = (60, 600, 3600, 6 * 3600, 86400, 7 * 86400)
 #: With a `service` filter the scan stays inside that service's key range (ORDER BY service, timestamp), so
 #: a wide first window costs no more than a narrow one and saves a statement.
 SERVICE_SEGMENTS = SEGMENTS[1:]
-_SETTINGS = {"max_execution_time": QUERY_TIMEOUT}
 # The entry's columns (oglogstream.wire), the typed attribute maps, and the timestamp in µs for cursors.
 _COLUMNS = ", ".join(
     (
@@ -56,6 +62,14 @@ def is_timeout(exc: BaseException) -> bool:
     """True when ClickHouse gave up because of `max_execution_time`."""
     text = str(exc)
     return "TIMEOUT_EXCEEDED" in text or f"Code: {_TIMEOUT_CODE}" in text
+
+
+def statement_settings(**extra: Any) -> dict[str, Any]:
+    """Settings for one statement: `max_execution_time` = QUERY_TIMEOUT, or the seconds left before the
+    running query's deadline (`scheduler.time_left`) when fewer, at least MIN_STATEMENT_TIME; plus `extra`."""
+    left = time_left()
+    limit = QUERY_TIMEOUT if left is None else min(QUERY_TIMEOUT, max(MIN_STATEMENT_TIME, left))
+    return {"max_execution_time": limit, **extra}
 
 
 def typed_attributes(row: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +93,7 @@ def typed_attributes(row: dict[str, Any]) -> dict[str, Any]:
 def _select(client: Client, conditions: list[str], params: dict[str, Any], tail: str) -> list[dict[str, Any]]:
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = f"SELECT {_COLUMNS} FROM {LOGS_TABLE} {where} ORDER BY timestamp DESC, id DESC {tail}"
-    result = client.query(sql, parameters=params, settings=_SETTINGS)
+    result = client.query(sql, parameters=params, settings=statement_settings())
     return [typed_attributes(row) for row in result.named_results()]
 
 
@@ -134,7 +148,7 @@ def stats(client: Client, filters: Filters) -> tuple[dict[str, int], dict[str, i
     per_level = ", ".join(f"countIf(level = {{l_{level}:String}})" for level in LEVELS)
     params.update({f"l_{level}": level for level in LEVELS})
     sql = f"SELECT service, {per_level} FROM {LOGS_TABLE} {where} GROUP BY service"
-    settings = dict(_SETTINGS, optimize_aggregation_in_order=1)
+    settings = statement_settings(optimize_aggregation_in_order=1)
     by_level = dict.fromkeys(LEVELS, 0)
     by_service: dict[str, int] = {}
     for service, *counts in client.query(sql, parameters=params, settings=settings).result_rows:
@@ -156,5 +170,5 @@ def histogram(client: Client, filters: Filters, first_us: int, interval: int) ->
         f"AS bucket, level, count() FROM {LOGS_TABLE} {where} GROUP BY bucket, level"
     )
     params.update(h_first=first_us, h_step=interval * 10**6)
-    rows = client.query(sql, parameters=params, settings=_SETTINGS).result_rows
+    rows = client.query(sql, parameters=params, settings=statement_settings()).result_rows
     return {(int(bucket), level): int(count) for bucket, level, count in rows}

@@ -3,18 +3,20 @@
 The same code runs on `chdb:///path` (embedded, single process) and `http(s)://` (a ClickHouse server).
 `Storage` is also the processor's sink (`processing.sink.Sink`): `insert` / `insert_isolating` run the
 blocking insert code of `inserts.py` on the storage threads, `is_poison` is `errors.is_data_error`.
-clickhouse-connect's client is blocking (its async client does not support chDB), so every call goes through
-`Storage.run`, which executes it on a dedicated thread pool: one thread for chDB, whose session must not be
-used from two threads at once, several for a server.
+clickhouse-connect's client is blocking (its async client does not support chDB), so every call runs on the
+storage threads (`scheduler.Scheduler`): one for chDB, whose session must not be used from two threads at
+once, several for a server. `Storage.run` is the stack's own work (inserts and their duplicate checks,
+schema, health): it goes before every waiting query. `Storage.query` is a client's query: bounded in number,
+per client, and in time (wait included), so a flood of slow queries cannot starve the processor's inserts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,9 +28,13 @@ from ..processing.sink import Batch, Isolated, Stored
 from . import inserts, migrations
 from .errors import is_data_error
 from .migrations import LOGS_TABLE
+from .scheduler import DEFAULT_MAX_CLIENT_QUERIES, DEFAULT_MAX_WAITING_QUERIES, Busy, Scheduler
 
 __all__ = [
+    "CLOSE_TIMEOUT",
+    "DEADLINE_GRACE",
     "PARTITION_MARGIN_DAYS",
+    "SERVER_THREADS",
     "TTL_SLACK_DAYS",
     "Storage",
     "logs_ddl",
@@ -45,6 +51,13 @@ log = logging.getLogger(__name__)
 PARTITION_MARGIN_DAYS = 3
 #: ClickHouse's own default for max_partitions_per_insert_block; never go below it.
 _MIN_PARTITIONS_PER_INSERT = 100
+#: Storage threads with a ClickHouse server (queries use at most SERVER_THREADS - 1 of them); chDB gets one.
+SERVER_THREADS = 8
+#: `Storage.query` waits this long past a query's deadline for its answer, so that a statement stopped by
+#: `max_execution_time` at the deadline reports that itself (seconds).
+DEADLINE_GRACE = 1.0
+#: `close` waits this long (seconds) for the call in progress and the queued inserts.
+CLOSE_TIMEOUT = 60.0
 
 
 #: Days the TTL keeps a row beyond the door's window (timestamps.TimeWindow: oldest = now - retention). The
@@ -72,14 +85,25 @@ def logs_ddl(*, retention_days: int, table: str = LOGS_TABLE) -> str:
 class Storage:
     """Owns one clickhouse-connect client and the threads its blocking calls run on."""
 
-    def __init__(self, dsn: str, *, retention_days: int = 30) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        retention_days: int = 30,
+        max_waiting_queries: int = DEFAULT_MAX_WAITING_QUERIES,
+        max_client_queries: int = DEFAULT_MAX_CLIENT_QUERIES,
+    ) -> None:
+        """`max_waiting_queries`, `max_client_queries`: `scheduler.Scheduler`'s limits (ValueError < 1)."""
         self.dsn = dsn
         self.retention_days = retention_days
         self.embedded = urlsplit(dsn).scheme == "chdb"
         if self.embedded:
             os.makedirs(urlsplit(dsn).path or ".", exist_ok=True)
-        workers = 1 if self.embedded else 8
-        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="oglog-clickhouse")
+        self._scheduler = Scheduler(
+            1 if self.embedded else SERVER_THREADS,
+            max_waiting=max_waiting_queries,
+            max_per_client=max_client_queries,
+        )
         self._client: Client | None = None
 
     @property
@@ -92,10 +116,30 @@ class Storage:
         return self._client
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn(client, *args, **kwargs)` on the storage threads and await its result."""
-        loop = asyncio.get_running_loop()
+        """Run `fn(client, *args, **kwargs)` on the storage threads, before any waiting query, and await its
+        result (the stack's own work: inserts, schema, health). Raises what `fn` raises; `scheduler.Busy`
+        ("closed") after `close`."""
         call = functools.partial(self._call, fn, *args, **kwargs)
-        return await loop.run_in_executor(self._executor, call)
+        return await asyncio.wrap_future(self._scheduler.submit(call))
+
+    async def query(self, client: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        """Run a client's query `fn(client, *args)` on the storage threads and await its result.
+
+        `client`: who asks (a query key id or an address), for the per-client limit and round-robin.
+        `deadline` (time.monotonic()): covers the wait and the run; `scheduler.time_left()` gives `fn` the
+        rest for its statements' `max_execution_time`. Raises `scheduler.Busy` (refused: "queue_full",
+        "client_share", "closed"; "wait_timeout": not started by the deadline; "deadline": still running
+        DEADLINE_GRACE after it) or what `fn` raises (a statement's TIMEOUT_EXCEEDED at the deadline)."""
+        future = self._scheduler.submit(
+            functools.partial(self._call, fn, *args), client=client, deadline=deadline
+        )
+        wait = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), wait)
+        except TimeoutError:
+            if future.cancelled():  # withdrawn before it started
+                raise Busy("wait_timeout", "the query waited for the storage past its deadline") from None
+            raise Busy("deadline", "the query ran past its deadline") from None
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(self.client, *args, **kwargs)
@@ -148,11 +192,12 @@ class Storage:
             return False
 
     def close(self) -> None:
-        """Close the client and stop the threads (waits for a running call)."""
-        self._executor.submit(self._close_client).result()
-        self._executor.shutdown(wait=True)
-
-    def _close_client(self) -> None:
+        """Stop the threads after the queued work (waiting queries fail with `Busy("closed")`), then close
+        the client. Waits up to CLOSE_TIMEOUT seconds; a call still running then is logged, and the client
+        is left to it rather than closed under it."""
+        if not self._scheduler.close(CLOSE_TIMEOUT):
+            log.error("storage: a call still runs after %.0f s; the client is not closed", CLOSE_TIMEOUT)
+            return
         if self._client is not None:
             self._client.close()
             self._client = None

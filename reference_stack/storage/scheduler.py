@@ -1,0 +1,218 @@
+"""The storage threads' scheduler: the stack's own work (the processor's inserts) before clients' queries.
+
+Embedded chDB runs one statement at a time (one thread), a ClickHouse server gets `threads` of them. With a
+plain FIFO pool, queries queued ahead of an insert delay it for as long as they run: a flood of slow queries
+held the processor's batch past JetStream's ack_wait (redelivered, 75,000 duplicates skipped) and a fresh
+entry took 45 s to become queryable. So two classes of work:
+
+- work (`submit(fn)`, no client): inserts with their duplicate checks, schema, health. Runs before every
+  waiting query, FIFO among itself, unbounded (the processor bounds its own batches).
+- queries (`submit(fn, client=..., deadline=...)`): at most `threads - 1` run at once when there are several
+  threads (one is kept for work), 1 on a single thread; a running query is never interrupted, so work waits
+  at most for the one query ahead of it, itself bounded by its deadline. Waiting queries are bounded
+  (`max_waiting`, then `Busy("queue_full")`) and served round-robin across clients (a query key or address),
+  FIFO within one; a client holds at most `max_per_client` of them, running or waiting
+  (`Busy("client_share")`). A query still waiting at its deadline fails with `Busy("wait_timeout")`;
+  `time_left()` gives the running one's remaining seconds for its statements' `max_execution_time`.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_CLIENT_QUERIES",
+    "DEFAULT_MAX_WAITING_QUERIES",
+    "IDLE_POLL",
+    "Busy",
+    "Scheduler",
+    "time_left",
+]
+
+log = logging.getLogger(__name__)
+
+#: Queries waiting for a storage thread, all clients together; one more is refused (503 + Retry-After).
+#: 16 queries of a few seconds each is already a long wait; past that, retrying later is the better answer.
+DEFAULT_MAX_WAITING_QUERIES = 16
+#: Queries one client (query key, else address) may hold at once, running or waiting (429 beyond): a
+#: dashboard refresh sends 3-4 at once; the reviewer's flood sent 8-16.
+DEFAULT_MAX_CLIENT_QUERIES = 6
+#: An idle thread re-checks for shutdown this often (seconds); new work wakes it at once.
+IDLE_POLL = 1.0
+
+_current = threading.local()
+
+
+def time_left() -> float | None:
+    """Seconds until the deadline of the query running on this thread; None outside a query."""
+    deadline: float | None = getattr(_current, "deadline", None)
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class Busy(Exception):
+    """A query refused, or given up at its deadline. `reason`: "queue_full", "client_share", "closed",
+    "wait_timeout" (not started by its deadline), "deadline" (`Storage.query`: still running past it)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class _Job:
+    call: Callable[[], Any]
+    client: str | None = None
+    deadline: float | None = None
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class Scheduler:
+    """`threads` storage threads running submitted callables, work before queries (module docstring)."""
+
+    def __init__(
+        self,
+        threads: int,
+        *,
+        max_waiting: int = DEFAULT_MAX_WAITING_QUERIES,
+        max_per_client: int = DEFAULT_MAX_CLIENT_QUERIES,
+        name: str = "oglog-clickhouse",
+    ) -> None:
+        limits = {"threads": threads, "max_waiting": max_waiting, "max_per_client": max_per_client}
+        for label, value in limits.items():
+            if value < 1:
+                raise ValueError(f"{label} must be at least 1, got {value}")
+        self.max_waiting = max_waiting
+        self.max_per_client = max_per_client
+        self.query_threads = max(1, threads - 1)
+        self._cond = threading.Condition()
+        self._work: collections.deque[_Job] = collections.deque()
+        # Waiting queries per client; the first client is served next, then moves to the end (round-robin).
+        self._queries: collections.OrderedDict[str, collections.deque[_Job]] = collections.OrderedDict()
+        self._waiting = 0
+        self._held: collections.Counter[str] = collections.Counter()  # running + waiting, per client
+        self._running_queries = 0
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(
+        self, call: Callable[[], Any], *, client: str | None = None, deadline: float | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """Queue `call()`: as work when `client` is None, else as that client's query, which fails with
+        `Busy("wait_timeout")` if it has not started by `deadline` (time.monotonic()). Raises `Busy` at once
+        when the queries' limits are reached or the scheduler is closed. Cancelling the returned future
+        before the call starts withdraws it."""
+        job = _Job(call, client, deadline)
+        with self._cond:
+            if self._closed:
+                raise Busy("closed", "storage is shutting down")
+            if client is None:
+                self._work.append(job)
+            else:
+                if self._held[client] >= self.max_per_client:
+                    raise Busy(
+                        "client_share",
+                        f"this client already has {self.max_per_client} queries running or waiting",
+                    )
+                if self._waiting >= self.max_waiting:
+                    raise Busy("queue_full", f"{self._waiting} queries are already waiting for the storage")
+                self._queries.setdefault(client, collections.deque()).append(job)
+                self._waiting += 1
+                self._held[client] += 1
+                job.future.add_done_callback(lambda _f: self._settled(job))
+            self._cond.notify()
+        return job.future
+
+    def _settled(self, job: _Job) -> None:
+        """A query's future is done (result, error or cancelled): free its slot; drop it if still waiting."""
+        assert job.client is not None
+        with self._cond:
+            queue = self._queries.get(job.client)
+            if queue is not None and job in queue:
+                queue.remove(job)
+                self._waiting -= 1
+                if not queue:
+                    del self._queries[job.client]
+            self._held[job.client] -= 1
+            if self._held[job.client] <= 0:
+                del self._held[job.client]
+
+    def _next(self) -> _Job | None:
+        """The next job to run (lock held), or None when there is none this thread may take."""
+        if self._work:
+            return self._work.popleft()
+        if self._queries and self._running_queries < self.query_threads:
+            client, queue = next(iter(self._queries.items()))
+            job = queue.popleft()
+            self._waiting -= 1
+            if queue:
+                self._queries.move_to_end(client)
+            else:
+                del self._queries[client]
+            self._running_queries += 1
+            return job
+        return None
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next()
+                while job is None:
+                    if self._closed and not self._work:
+                        return
+                    self._cond.wait(IDLE_POLL)
+                    job = self._next()
+            try:
+                self._run(job)
+            finally:
+                if job.client is not None:
+                    with self._cond:
+                        self._running_queries -= 1
+                        self._cond.notify()
+
+    @staticmethod
+    def _run(job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return  # withdrawn while waiting (the client went away or gave up)
+        if job.deadline is not None and time.monotonic() >= job.deadline:
+            job.future.set_exception(
+                Busy("wait_timeout", "the query waited for the storage past its deadline")
+            )
+            return
+        _current.deadline = job.deadline
+        try:
+            result = job.call()
+        except BaseException as exc:  # handed to the caller, like concurrent.futures does
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+        finally:
+            _current.deadline = None
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new submissions, fail the waiting queries with `Busy("closed")`, let queued work finish, and
+        wait up to `timeout` seconds for the threads; False if one is still running then (it is a daemon)."""
+        with self._cond:
+            self._closed = True
+            # Taken out under the lock so no thread starts one of them meanwhile.
+            waiting = [job for queue in self._queries.values() for job in queue]
+            self._queries.clear()
+            self._waiting = 0
+            self._cond.notify_all()
+        for job in waiting:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(Busy("closed", "storage is shutting down"))
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
