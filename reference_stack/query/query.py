@@ -16,16 +16,17 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from ..auth.middleware import ACCESS, KEY_RECORD
 from ..http.boundary import Problem
 from ..http.resources import METRICS, STORAGE
 from ..ingestion.row_codec import dumps, public_entry
+from ..ingestion.slots import client_of
 from ..processing.flush import LOG_INTERVAL
 from ..storage.scheduler import Busy
 from . import query_sql
 from .filters import Cursor, Filters, ParamError, check_known, format_micros, parse_int, parse_time, single
 
 __all__ = [
+    "BUSY_RETRY_AFTER_SECONDS",
     "DEFAULT_HISTOGRAM_RANGE",
     "DEFAULT_LIMIT",
     "MAX_HISTOGRAM_BUCKETS",
@@ -43,6 +44,8 @@ MAX_LIMIT = 1000
 #: Offsets make ClickHouse read and discard every skipped row; past this, page with `cursor` instead.
 MAX_OFFSET = 100_000
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
+#: What a query refused by the storage's limits (429/503) is told to wait before retrying (seconds).
+BUSY_RETRY_AFTER_SECONDS = 1
 #: /api/histogram without `from`: this many seconds before `to` (or now).
 DEFAULT_HISTOGRAM_RANGE = 3600
 #: The auto interval aims at about this many buckets; an explicit one may give at most MAX_HISTOGRAM_BUCKETS.
@@ -133,15 +136,6 @@ def _instrumented(route: str, handler: Callable[[web.Request], Awaitable[web.Res
     return handle
 
 
-def _client(request: web.Request) -> str:
-    """Who asks, for the storage's per-client query limit: the query key, else the client's address."""
-    record = request.get(KEY_RECORD)
-    if record is not None:
-        return f"key:{record.id}"
-    access = request.app.get(ACCESS)
-    return f"addr:{access.client_address(request) if access is not None else request.remote}"
-
-
 def _refused(request: web.Request, busy: Busy) -> Problem:
     """The answer to a query the storage refused or gave up on: 429 for a client over its share, else 503;
     counted by reason, logged at most once per LOG_INTERVAL per reason."""
@@ -151,11 +145,10 @@ def _refused(request: web.Request, busy: Busy) -> Problem:
     if now - last.get(busy.reason, -LOG_INTERVAL) >= LOG_INTERVAL:
         last[busy.reason] = now
         log.warning("query refused on %s (%s): %s", request.path, busy.reason, busy)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     if busy.reason == "client_share":
-        return Problem(
-            429, "too many requests", "query", str(busy), headers={"Retry-After": "1"}, kind="query_busy"
-        )
-    return Problem(503, "storage busy", "storage", str(busy), headers={"Retry-After": "1"}, kind="query_busy")
+        return Problem(429, "too many requests", "query", str(busy), headers=headers, kind="query_busy")
+    return Problem(503, "storage busy", "storage", str(busy), headers=headers, kind="query_busy")
 
 
 async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
@@ -164,7 +157,7 @@ async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
     storage = request.app[STORAGE]
     deadline = time.monotonic() + query_sql.QUERY_TIMEOUT
     try:
-        return await storage.query(_client(request), deadline, fn, *args)
+        return await storage.query(client_of(request), deadline, fn, *args)
     except Busy as busy:
         raise _refused(request, busy) from None
     except Exception as exc:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import check_at_least
+
 __all__ = [
     "DEFAULT_MAX_CLIENT_QUERIES",
     "DEFAULT_MAX_WAITING_QUERIES",
@@ -84,10 +86,7 @@ class Scheduler:
         max_per_client: int = DEFAULT_MAX_CLIENT_QUERIES,
         name: str = "oglog-clickhouse",
     ) -> None:
-        limits = {"threads": threads, "max_waiting": max_waiting, "max_per_client": max_per_client}
-        for label, value in limits.items():
-            if value < 1:
-                raise ValueError(f"{label} must be at least 1, got {value}")
+        check_at_least(1, threads=threads, max_waiting=max_waiting, max_per_client=max_per_client)
         self.max_waiting = max_waiting
         self.max_per_client = max_per_client
         self.query_threads = max(1, threads - 1)
