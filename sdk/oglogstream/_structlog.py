@@ -17,7 +17,14 @@ from . import _otel
 from ._context import CONTEXT, BoundContext
 from ._entry import StructEvent, capture_exc_info
 from ._handler import OgLogHandler
-from ._intake_charge import WEIGHT_SHIFT, is_charged, large_bytes
+from ._intake_charge import (
+    LARGE_MESSAGE,
+    WEIGHT_SHIFT,
+    WEIGHT_UNITS,
+    event_units,
+    is_charged,
+    item_chars,
+)
 from ._items import CapturedEvent
 from ._settings import Options, Settings
 from ._stats import Stats
@@ -95,12 +102,18 @@ class OgLogProcessor:
                 # So does one under a charged bound context (`_intake_charge.ContextCharges`). The room
                 # counts the weights of the records waiting (a shared handler's, `OgLogHandler.handle`).
                 held = len(pipeline.intake) + (len(pipeline.intake_weights) >> WEIGHT_SHIFT)
+                size = item_chars(item)
                 if (
                     held < pipeline.soft_limit
-                    and not large_bytes(item)
+                    and size < LARGE_MESSAGE
                     and not is_charged(item[1])
                 ):
                     pipeline.intake.append(item)
+                    # A mid-size event's weights (`_intake_charge.event_units`), after the event, as a
+                    # record's are (`OgLogHandler.handle`).
+                    units = event_units(size)
+                    if units:
+                        pipeline.intake_weights.extend(WEIGHT_UNITS[units])
                 else:
                     pipeline.submit_slow(item)
         except Exception as exc:  # never raise into the application

@@ -261,9 +261,10 @@ def test_non_ascii_events_stay_within_the_budget(stuck_handler: OgLogHandler, lo
 # ----------------------------------------------------------------- an earlier handler's Formatter
 
 
-# 60 (the flat charge's range): 1,385 B held against 1,120 B charged in a warm interpreter before records
-# were captured as snapshots (docs/sdk.md "How exact the bound is").
-@pytest.mark.parametrize("chars", [60, 300, 900])
+# This measures the whole LogRecord (kept by another handler), an upper bound of what the charge covers: not
+# 60, where a warm interpreter's LogRecord takes ~1,385 B against 1,360 B. What our handler holds (a
+# snapshot) is measured in test_sdk_snapshot.py, formatted records included (0.59-0.68x their charge).
+@pytest.mark.parametrize("chars", [300, 900])
 def test_an_earlier_formatters_message_is_charged(
     stuck_handler: OgLogHandler, logger: logging.Logger, chars: int
 ) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oglogstream import OgLogHandler, bound
-from oglogstream._capture import SNAPSHOT_KEYS, capture, snapshot
+from oglogstream import OgLogHandler, OgLogProcessor, bound
+from oglogstream._capture import SNAPSHOT_KEYS, StructEvent, capture, snapshot
 from oglogstream._entry import EntryEncoder
 from oglogstream._intake_charge import (
     INTAKE_ITEM_BYTES,
@@ -27,6 +27,7 @@ from oglogstream._intake_charge import (
     large_bytes,
     record_units,
 )
+from oglogstream._items import CapturedEvent
 
 from .test_encoding_equivalence import _ARG, _CONTEXTS, _CREATED, _KEY, _TEMPLATES, _VALUE, _after_id, _record
 
@@ -244,3 +245,54 @@ def test_a_waiting_record_holds_at_most_its_charge_in_a_fresh_interpreter() -> N
     results = [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
     assert len(results) > 40
     _assert_charged(results)  # type: ignore[arg-type]
+
+
+def test_a_waiting_structlog_event_holds_at_most_its_charge() -> None:
+    """A structlog processor sharing a handler's pipeline: mid-size events (1-8 keys, 10-600 characters)
+    are charged their size in weights (`event_units`), not the flat 640 B they held up to 1.97x of."""
+    handler = OgLogHandler("http://127.0.0.1:9", "events")
+    pipeline = handler._pipeline
+    processor = OgLogProcessor(handler=handler)
+    results = []
+    try:
+        for keys in (1, 3, 6, 8):
+            for chars in (10, 200, 600):
+                messages = [f"{i:08d}" + "e" * chars for i in range(PER_SHAPE)]
+                values = [[f"v{i:07d}"] * (keys - 1) for i in range(PER_SHAPE)]
+                sample = CapturedEvent((StructEvent(
+                    {"event": messages[0], **{f"key{k}": values[0][k] for k in range(keys - 1)}},
+                    "info", 0.0, "MainThread", None,
+                ), None, None))
+                if large_bytes(sample):
+                    continue  # the slow path: charged its size (and it would start the worker)
+                pipeline.soft_limit = 10**9
+                gc.collect()
+                tracemalloc.start()
+                try:
+                    before = tracemalloc.get_traced_memory()[0]
+                    for i in range(PER_SHAPE):
+                        event = {"event": messages[i]}
+                        for k in range(keys - 1):
+                            event[f"key{k}"] = values[i][k]
+                        processor(None, "info", event)
+                    held = tracemalloc.get_traced_memory()[0] - before
+                finally:
+                    tracemalloc.stop()
+                items = list(pipeline.intake)
+                assert len(items) == PER_SHAPE, (keys, chars, len(items))
+                held += PER_SHAPE * (sys.getsizeof(messages[0]) + sum(map(sys.getsizeof, values[0])))
+                charged = sum(
+                    INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES
+                    for item in items
+                )
+                assert len(pipeline.intake_weights) == sum(map(record_units, items))
+                results.append((f"event {keys} keys {chars} chars", held / PER_SHAPE, charged / PER_SHAPE))
+                pipeline.intake.clear()
+                pipeline.intake_weights.clear()
+    finally:
+        pipeline.soft_limit = 0
+        pipeline.intake.clear()
+        pipeline.intake_weights.clear()
+        handler.close(0.5)
+    assert len(results) >= 9  # 8 keys of 600 characters reach LARGE_MESSAGE, and 6 keys at 600
+    _assert_charged(results)
