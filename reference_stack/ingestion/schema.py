@@ -38,6 +38,7 @@ from typing_extensions import NotRequired, TypedDict
 from .timestamps import (
     FORMAT_ERROR,
     MAX_FUTURE_SECONDS,
+    RANGE_ERROR,
     WINDOW_ERROR,
     Timestamp,
     TimeWindow,
@@ -211,7 +212,10 @@ def validation_details(exc: ValidationError, *, skip_loc: int = 0) -> list[dict[
         elif len(reasons) > 1 and field == "level":
             reason = reasons[-1] if reasons[-1] == LEVEL_ERROR else f"{LEVEL_ERROR}: {reasons[-1]}"
         elif len(reasons) > 1 and field == "timestamp":
-            reason = reasons[-1] if reasons[-1].startswith(FORMAT_ERROR) else f"{FORMAT_ERROR}: {reasons[-1]}"
+            # A well-formed time out of range says only the range; other reasons refine the format error.
+            last = reasons[-1]
+            bare = last.startswith(FORMAT_ERROR) or last == RANGE_ERROR
+            reason = last if bare else f"{FORMAT_ERROR}: {last}"
         elif len(reasons) > 1 and field.startswith("attributes."):
             specific = [r for r in reasons if not r.startswith("Input should be a valid")]
             reason = specific[0] if specific else "must be a string, number or boolean"

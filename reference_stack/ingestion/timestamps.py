@@ -20,8 +20,11 @@ from pydantic import AfterValidator, Field, ValidationInfo
 from ..config import DEFAULT_RETENTION_DAYS, check_at_least
 
 __all__ = [
+    "END_OF_RANGE",
     "FORMAT_ERROR",
     "MAX_FUTURE_SECONDS",
+    "RANGE_ERROR",
+    "START_OF_RANGE",
     "WINDOW_ERROR",
     "TimeWindow",
     "Timestamp",
@@ -33,9 +36,14 @@ __all__ = [
 #: mislabelled as UTC (at most 14 h ahead). With the retention bound, one batch touches at most
 #: retention + 2 daily partitions.
 MAX_FUTURE_SECONDS = 24 * 3600
-#: DateTime64(6) holds 1900..2299; anything outside is a client clock or unit bug, not a log time.
-_MIN_TS = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
-_MAX_TS = dt.datetime(2299, 12, 31, tzinfo=dt.timezone.utc)
+#: The timestamp column's range, [START_OF_RANGE, END_OF_RANGE): ClickHouse's DateTime64(6) holds
+#: 1900-01-01 00:00:00 to 2299-12-31 23:59:59.999999 UTC. Anything outside is a client clock or unit bug, not
+#: a log time. The one definition for ingestion and the query API (query/filters.py).
+START_OF_RANGE = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+END_OF_RANGE = dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc)
+#: The reason a well-formed time outside that range gets (ingestion and query alike).
+RANGE_ERROR = "must be between 1900-01-01 and 2299-12-31 (UTC, the end of that day included)"
+_LAST_TS = END_OF_RANGE - dt.timedelta(microseconds=1)
 _UTC = dt.timezone.utc
 
 
@@ -61,8 +69,8 @@ class TimeWindow:
     def around(cls, now: dt.datetime, *, retention_days: int = DEFAULT_RETENTION_DAYS) -> TimeWindow:
         """The window for server time `now` (aware) and a retention of `retention_days` (>= 1)."""
         check_at_least(1, retention_days=retention_days)
-        oldest = max(now - dt.timedelta(days=retention_days), _MIN_TS)
-        newest = min(now + dt.timedelta(seconds=MAX_FUTURE_SECONDS), _MAX_TS)
+        oldest = max(now - dt.timedelta(days=retention_days), START_OF_RANGE)
+        newest = min(now + dt.timedelta(seconds=MAX_FUTURE_SECONDS), _LAST_TS)
         return cls(format_timestamp(oldest), format_timestamp(newest), retention_days)
 
     def reason(self, value: str) -> str | None:
@@ -142,8 +150,8 @@ def _timestamp(value: str, info: ValidationInfo) -> str:
     except ValueError:
         raise ValueError(f"{FORMAT_ERROR}: {value[:40]!r} names no real time") from None
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
-    if not _MIN_TS <= aware <= _MAX_TS:
-        raise ValueError("must be between 1900-01-01 and 2299-12-31")
+    if not START_OF_RANGE <= aware < END_OF_RANGE:
+        raise ValueError(RANGE_ERROR)
     return _in_window(format_timestamp(moment), info)
 
 

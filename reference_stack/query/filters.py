@@ -29,6 +29,7 @@ from oglogstream import _wire
 
 from ..http.params import ParamError
 from ..ingestion.levels import level_name
+from ..ingestion.timestamps import END_OF_RANGE, RANGE_ERROR, START_OF_RANGE
 from .attr_filters import ATTR_PREFIX, AttrFilter
 
 __all__ = [
@@ -60,8 +61,8 @@ MAX_ATTR_FILTERS = 20
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 #: The DateTime64(6) column's range in µs since the epoch: a cursor outside it was not made by this API (and
 #: would overflow ClickHouse's Int64 parameters).
-_MIN_US = (dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
-_MAX_US = (dt.datetime(2300, 1, 1, tzinfo=dt.timezone.utc) - _EPOCH) // dt.timedelta(microseconds=1)
+_MIN_US = (START_OF_RANGE - _EPOCH) // dt.timedelta(microseconds=1)
+_MAX_US = (END_OF_RANGE - _EPOCH) // dt.timedelta(microseconds=1)
 #: An integer parameter: ASCII digits only (int() would also take fullwidth digits or "1_000"), at most 20.
 _INT = re.compile(r"[+-]?[0-9]{1,20}")
 _RFC3339 = re.compile(
@@ -121,8 +122,8 @@ def parse_time(value: str, field: str) -> int:
     except ValueError as exc:
         raise ParamError(field, f"not a valid date/time: {exc}") from None
     micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
-    if not -2208988800_000000 <= micros < 10413792000_000000:  # DateTime64(6) holds 1900..2299
-        raise ParamError(field, "must be between 1900-01-01 and 2299-12-31")
+    if not _MIN_US <= micros < _MAX_US:
+        raise ParamError(field, RANGE_ERROR)
     return micros
 
 
@@ -138,7 +139,8 @@ class Cursor:
     """Position after the last row of a page: rows strictly older in (timestamp, id) order come next.
 
     Opaque to clients (base64url); it names a row, not a row count, so entries arriving between two page
-    requests cannot shift the following pages."""
+    requests cannot shift the following pages. Not signed: `decode` refuses what it cannot read (ParamError),
+    and a well-formed forged cursor is just a starting position among the rows the filters select anyway."""
 
     timestamp_us: int
     id: str

@@ -194,17 +194,17 @@ class WorkerPool:
     async def _expect(self, index: int, word: bytes) -> None:
         proc = self._procs[index]
         assert proc is not None and proc.stdout is not None
+        timed_out = False
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), WORKER_START_TIMEOUT)
         except asyncio.TimeoutError:
-            line = b""
+            line, timed_out = b"", True
         if line != word:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            raise RuntimeError(
-                f"ingest worker {index} did not start (exit status {proc.returncode}; its error is above)"
-            )
+            why = _start_failure(proc.returncode, timed_out)
+            raise RuntimeError(f"ingest worker {index} did not start ({why})")
 
     async def watch(self, stop: asyncio.Event) -> str | None:
         """Restart workers that exit until `stop` is set (returns None) or one failed more than
@@ -226,7 +226,7 @@ class WorkerPool:
                 status = await proc.wait()
                 if stop.is_set() or self._stopping:
                     return None
-                log.error("ingest worker %d (pid %d) is down (%s)", index, proc.pid, exit_reason(status))
+                log.error("ingest worker %d (pid %d) is down (%s)", index, proc.pid, _ended(status))
                 short = time.monotonic() - self._started[index] < self.stable_after
                 failures = failures + 1 if short else 0
             if failures > self.max_restarts:
@@ -270,6 +270,30 @@ class WorkerPool:
         if self.socket_path.parent.parent == Path(tempfile.gettempdir()):
             with contextlib.suppress(OSError):
                 self.socket_path.parent.rmdir()  # internal_socket_path's private dir
+
+
+#: The returncode asyncio reports for a child whose status it could not collect (its watcher logs "Unknown
+#: child process pid N, will report returncode 255"): nothing is known of how it ended. A worker itself
+#: exits with 0 or 1 (main), or 1 from an uncaught exception.
+_UNKNOWN_STATUS = 255
+
+
+def _ended(returncode: int | None) -> str:
+    """How a worker process ended, as far as is known: `killed by SIGKILL`, `exit status 1`, or that its
+    status could not be collected."""
+    if returncode is None or returncode == _UNKNOWN_STATUS:
+        return "exit status unknown: reaped before asyncio could collect it, most likely killed from outside"
+    return exit_reason(returncode)
+
+
+def _start_failure(returncode: int | None, timed_out: bool) -> str:
+    """Why a worker did not report ready, saying only what is known: no answer in time, the signal that
+    killed it, or its exit status (only then may it have printed an error)."""
+    if timed_out:
+        return f"no ready line within {WORKER_START_TIMEOUT:g} s; killed"
+    if returncode is not None and returncode > 0 and returncode != _UNKNOWN_STATUS:
+        return f"{exit_reason(returncode)} before it reported ready; the error it printed, if any, is above"
+    return f"{_ended(returncode)}, before it reported ready"
 
 
 # -- the worker process --------------------------------------------------------------------------------------
