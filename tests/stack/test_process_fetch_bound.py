@@ -112,3 +112,25 @@ async def test_a_fetch_asks_for_at_most_fetch_bytes_of_messages(parts: Any) -> N
 
 async def _stored(storage: Storage, n: int) -> bool:
     return await count(storage) >= n
+
+
+async def test_a_lost_connection_is_said_with_the_wait_it_costs(
+    parts: Any, nats_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After NATS comes back, the processor's log says messages in transit return only after ack_wait."""
+    broker, storage = parts
+    settings: dict[str, Any] = dict(batch_size=10, flush_timeout=0.3, max_retries=1, shutdown_timeout=5)
+    proc = Processor(broker, storage, Metrics(), **settings)
+    proc.start()
+    try:
+        await wait_for(lambda: _true(broker.is_connected))
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(nats_server.start)
+        said = "messages delivered on it and not yet read are redelivered after ack_wait (30s)"
+        await wait_for(lambda: _true(any(said in r.getMessage() for r in caplog.records)))
+    finally:
+        await proc.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
