@@ -134,3 +134,19 @@ async def test_a_lost_connection_is_said_with_the_wait_it_costs(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_messages_the_client_drops_are_logged_once_per_interval(
+    parts: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscription whose queue is full drops messages (nats-py's slow consumer): one ERROR line with the
+    count, not one per message."""
+    broker, _ = parts
+    sub = await broker.nc.subscribe("test.slow-consumer", pending_bytes_limit=10_000)  # read by nobody
+    for _ in range(20):
+        await broker.nc.publish("test.slow-consumer", b"x" * 4_000)
+    await broker.nc.flush()
+    said = "dropped by this client (slow consumer: its queue is full); JetStream redelivers them"
+    await wait_for(lambda: _true(any(said in r.getMessage() for r in caplog.records)))
+    await sub.unsubscribe()
+    assert sum(said in r.getMessage() for r in caplog.records) == 1
