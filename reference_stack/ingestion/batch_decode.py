@@ -13,6 +13,7 @@ import bisect
 import dataclasses
 import itertools
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from oglogstream import wire
@@ -25,7 +26,9 @@ __all__ = [
     "DUPLICATE_ID_ERROR",
     "MAX_BATCH_VALUES",
     "MAX_NDJSON_LINES",
+    "MAX_REJECTED_ERRORS",
     "Decoded",
+    "answer_rejected",
     "array_rows",
     "check_size",
     "decode",
@@ -46,6 +49,10 @@ _SCAN_ABOVE_COMMAS = wire.MAX_BATCH_ENTRIES * 16
 #: NDJSON lines validated per pydantic call: about this many bytes (some 10-30 ms of work).
 _SLICE_BYTES = 256 * 1024
 
+#: Refused entries an answer explains (index and error text); past these it gives indexes only, or nothing
+#: on a 400 refusing every entry (`answer_rejected`). The text of an error costs several times its
+#: validation, and 10,000 of them made a 1.5 MB answer to a 1.5 KB gzip body.
+MAX_REJECTED_ERRORS = 100
 #: A line of the joined array (see _ndjson_rows) whose first token is not `{`.
 _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*[^ \t\r\x0b\x0c{]")
 
@@ -55,7 +62,8 @@ class Decoded:
     # Row dicts, or fast_rows.Row structs for the valid bodies msgspec decides: `row[column]` reads both,
     # row_codec.dump_rows writes both as the same bytes, row_codec.row_dicts turns both into dicts.
     rows: list[Any]
-    rejected: list[dict[str, Any]]  # [{"index": i, "error": "field: reason; ..."}]
+    # [{"index": i, "error": "field: reason; ..."}], by index; past MAX_REJECTED_ERRORS {"index": i} alone
+    rejected: list[dict[str, Any]]
     total: int  # entries in the body, valid or not
 
 
@@ -211,22 +219,42 @@ def array_rows(
 _Split = tuple[list[schema.Entry], list[int], list[dict[str, Any]], int]
 
 
-def _validate_lines(lines: list[bytes], context: dict[str, Any]) -> _Split:
+def _validate_each(documents: Iterable[bytes], context: dict[str, Any]) -> _Split:
+    """Each JSON document validated alone. The error path costs about what validation does: the text of an
+    error (Python work several times pydantic's) is written only for the first MAX_REJECTED_ERRORS refused
+    entries, the only ones an answer shows it for (`answer_rejected`), and a document repeating an earlier
+    refused one is refused without validating it again (the same bytes, the same verdict)."""
     entries: list[schema.Entry] = []
     indexes: list[int] = []
     rejected: list[dict[str, Any]] = []
-    for index, line in enumerate(lines):
-        try:
-            entries.append(schema.ENTRY.validate_json(line, context=context))
-            indexes.append(index)
-        except ValidationError as exc:
-            rejected.append({"index": index, "error": _summary(exc)})
-    return entries, indexes, rejected, len(lines)
+    refused: dict[bytes, str | None] = {}  # document -> its error text (None: not written)
+    total = 0
+    for index, document in enumerate(documents):
+        total += 1
+        if document in refused:
+            error = refused[document]
+        else:
+            try:
+                entries.append(schema.ENTRY.validate_json(document, context=context))
+            except ValidationError as exc:
+                error = _summary(exc) if len(rejected) < MAX_REJECTED_ERRORS else None
+                refused[document] = error
+            else:
+                indexes.append(index)
+                continue
+        # error is None only past the first MAX_REJECTED_ERRORS refusals (a repeat of a document refused
+        # earlier has its text, if it was written).
+        rejected.append({"index": index} if error is None else {"index": index, "error": error})
+    return entries, indexes, rejected, total
+
+
+def _validate_lines(lines: list[bytes], context: dict[str, Any]) -> _Split:
+    return _validate_each(lines, context)
 
 
 def _validate_array(body: bytes, context: dict[str, Any]) -> _Split:
     try:
-        entries = schema.ENTRY_LIST.validate_json(body, context=context)
+        entries = schema.ENTRY_LIST_FIRST_ERROR.validate_json(body, context=context)
     except ValidationError:
         pass
     else:
@@ -242,17 +270,21 @@ def _validate_array(body: bytes, context: dict[str, Any]) -> _Split:
             "body",
             f"expected a JSON array of entries: {schema.validation_details(exc)[0]['reason']}",
         ) from None
-    valid: list[schema.Entry] = []
-    indexes: list[int] = []
-    rejected: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        try:
-            # Re-validate from JSON so both content types apply exactly the same (JSON-mode) rules.
-            valid.append(schema.ENTRY.validate_json(row_codec.dumps(item), context=context))
-            indexes.append(index)
-        except ValidationError as exc:
-            rejected.append({"index": index, "error": _summary(exc)})
-    return valid, indexes, rejected, len(items)
+    # Re-validated from JSON so both content types apply exactly the same (JSON-mode) rules.
+    return _validate_each(map(row_codec.dumps, items), context)
+
+
+def answer_rejected(rejected: list[dict[str, Any]], *, every_index: bool) -> dict[str, Any]:
+    """The answer's `rejected` part, bounded: `{"rejected": [...], "rejected_count": n}`, n being every
+    refused entry. The list gives the first MAX_REJECTED_ERRORS refusals as `{"index", "error"}` and, with
+    `every_index` (a 202: the client must know exactly which entries were not stored, and the SDK counts
+    the items), each later one as `{"index": i}` alone, about 15 bytes each; without it (a 400 refusing
+    every entry) nothing more. So an answer is at most ~16 KB of errors plus 15 bytes per entry."""
+    listed = [
+        item if position < MAX_REJECTED_ERRORS else {"index": item["index"]}
+        for position, item in enumerate(rejected if every_index else rejected[:MAX_REJECTED_ERRORS])
+    ]
+    return {"rejected": listed, "rejected_count": len(rejected)}
 
 
 def _summary(exc: ValidationError) -> str:

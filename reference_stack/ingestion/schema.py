@@ -51,6 +51,7 @@ __all__ = [
     "BOOL_MAP",
     "ENTRY",
     "ENTRY_LIST",
+    "ENTRY_LIST_FIRST_ERROR",
     "ID_PATTERN",
     "MAX_FUTURE_SECONDS",
     "NUMBER_MAP",
@@ -180,6 +181,13 @@ ENTRY: TypeAdapter[Entry] = TypeAdapter(Entry)
 #: The list adapters refuse more than MAX_BATCH_ENTRIES items up front (one `too_long` error, no item work).
 _BatchList = Field(max_length=wire.MAX_BATCH_ENTRIES)
 ENTRY_LIST: TypeAdapter[list[Entry]] = TypeAdapter(Annotated[list[Entry], _BatchList])
+#: ENTRY_LIST stopping at the first invalid entry: for "are all of these valid?" (rows_from_json), where a
+#: refused batch is then validated entry by entry for its per-index errors anyway. Collecting every error
+#: of a 10,000-entry slice first cost 45-70 ms, twice a valid batch's whole decode. It does not give the
+#: `too_long` error for too many entries (ENTRY_LIST and ANY_LIST do).
+ENTRY_LIST_FIRST_ERROR: TypeAdapter[list[Entry]] = TypeAdapter(
+    Annotated[list[Entry], Field(max_length=wire.MAX_BATCH_ENTRIES, fail_fast=True)]
+)
 #: Parses JSON without validating (to split an array whose fast-path validation failed).
 ANY_LIST: TypeAdapter[list[Any]] = TypeAdapter(Annotated[list[Any], _BatchList])
 
@@ -324,11 +332,14 @@ def rows_from_json(
     first_index: int = 0,
 ) -> list[dict[str, Any]]:
     """`make_rows(ENTRY_LIST.validate_json(array), ...)` in one pass: the same rows (typed maps included), or
-    a ValidationError if any entry is invalid (use ENTRY for per-entry errors). `window`: the accepted
-    timestamps (default: the column range only); `first_index`: the request position of the array's first
-    entry (for ids). `fast_rows.rows_from_json` gives the same rows faster for bodies it can decide."""
+    the ValidationError of the first invalid entry (ENTRY_LIST_FIRST_ERROR; use ENTRY for per-entry errors).
+    `window`: the accepted timestamps (default: the column range only); `first_index`: the request position
+    of the array's first entry (for ids). `fast_rows.rows_from_json` gives the same rows faster for bodies
+    it can decide."""
     context: dict[str, Any] = {"window": window}
-    rows: list[dict[str, Any]] = ENTRY_LIST.validate_json(array, context=context)  # type: ignore[assignment]
+    rows: list[dict[str, Any]] = ENTRY_LIST_FIRST_ERROR.validate_json(  # type: ignore[assignment]
+        array, context=context
+    )
     finish_rows(rows, batch_id=batch_id, received_at=received_at, first_index=first_index)
     if context.get(_TYPED_SEEN):  # only a body with a number/boolean attribute value pays this pass
         add_typed_maps(rows)

@@ -160,7 +160,7 @@ async def test_too_many_batches_in_flight_is_429(stack: Any) -> None:
         assert resp.headers["Retry-After"] == str(ingest.OVERLOAD_RETRY_AFTER_SECONDS)
         assert "already has 1 batches in flight" in (await resp.json())["details"][0]["reason"]
     release.set()
-    assert await held == (202, {"accepted": 2, "rejected": []})
+    assert await held == (202, {"accepted": 2, "rejected": [], "rejected_count": 0})
     assert counters.slots.in_flight == 0
     async with session.post(f"{url}/logs", data=lines(3), headers=NDJSON) as resp:
         assert resp.status == 202

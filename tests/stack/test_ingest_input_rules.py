@@ -58,6 +58,7 @@ async def test_a_repeated_id_in_one_request_is_listed_as_rejected(stack: Any, nd
     assert answer == {
         "accepted": 2,
         "rejected": [{"index": 2, "error": f"{batch_decode.DUPLICATE_ID_ERROR} (same)"}],
+        "rejected_count": 1,
     }
     stored = await wait_for(lambda: _count(logs(session, url, service="rules"), 2))
     assert sorted(e["message"] for e in stored) == ["first", "other"]

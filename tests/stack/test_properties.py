@@ -230,7 +230,7 @@ def test_accepted_entries_round_trip_exactly_once(
     response = client.post("/logs", content=body.encode(), headers=headers)
     after = _stamp(dt.datetime.now(dt.timezone.utc))
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": len(items), "rejected": []}
+    assert response.json() == {"accepted": len(items), "rejected": [], "rejected_count": 0}
     stored = _fetch(client, service, len(items))
     assert len(stored) == len(items) == len({e["id"] for e in stored}) == len({e["message"] for e in stored})
     by_message = {e["message"]: e for e in stored}

@@ -1,0 +1,122 @@
+"""A batch of invalid entries gets a bounded answer that still counts every refusal exactly, and costs about
+the work of a valid batch: the reviewer's 1.5 KB gzip of 10,000 bad-level lines got a 1,509,161-byte 400,
+and 128 bytes of gzip of 9,000 `{}` lines cost 100-220 ms."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from oglogstream import _wire
+from oglogstream._transport import Outcome, classify
+from oglogstream.stack.ingestion import batch_decode, schema
+
+from .helpers import all_roles
+
+GZIP_NDJSON = {"Content-Type": _wire.NDJSON_CONTENT_TYPE, "Content-Encoding": "gzip"}
+LISTED = batch_decode.MAX_REJECTED_ERRORS
+BAD_LEVEL = json.dumps({"level": "bogus", "message": "x", "service": "atk"})
+VALID = json.dumps({"level": "info", "message": "ok", "service": "atk"})
+
+
+def _gzip_lines(lines: list[str]) -> bytes:
+    return gzip.compress(("\n".join(lines) + "\n").encode())
+
+
+@pytest.fixture
+async def stack(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    async with all_roles(nats_server.url, chdb_dsn) as served:
+        yield served
+
+
+async def test_ten_thousand_bad_lines_get_a_bounded_400_with_the_exact_count(stack: Any) -> None:
+    """The reviewer's body: 400 listing the first LISTED refusals (index, error) and rejected_count 10,000,
+    in a few KB instead of 1.5 MB."""
+    url, session = stack
+    body = _gzip_lines([BAD_LEVEL] * _wire.MAX_BATCH_ENTRIES)
+    async with session.post(f"{url}/logs", data=body, headers=GZIP_NDJSON) as resp:
+        assert resp.status == 400
+        raw = await resp.read()
+    answer = json.loads(raw)
+    assert answer["accepted"] == 0 and answer["rejected_count"] == _wire.MAX_BATCH_ENTRIES
+    assert [r["index"] for r in answer["rejected"]] == list(range(LISTED))
+    assert all(r["error"].startswith("level: ") for r in answer["rejected"])
+    assert len(raw) < 16 * 1024, len(raw)
+
+
+async def test_a_partial_accept_lists_every_refused_index_so_the_sdk_counts_exactly(stack: Any) -> None:
+    """9,000 `{}` lines and one valid entry: 202 accepting 1, every refused index listed (the first LISTED
+    with their error, the rest by index alone), rejected_count 9,000; the SDK's reading of that answer
+    counts exactly 9,000 rejected entries."""
+    url, session = stack
+    lines = ["{}"] * 9000 + [VALID]
+    async with session.post(f"{url}/logs", data=_gzip_lines(lines), headers=GZIP_NDJSON) as resp:
+        assert resp.status == 202
+        raw = await resp.read()
+    answer = json.loads(raw)
+    assert answer["accepted"] == 1 and answer["rejected_count"] == 9000
+    assert [r["index"] for r in answer["rejected"]] == list(range(9000))
+    assert all("error" in r for r in answer["rejected"][:LISTED])
+    assert all(r.keys() == {"index"} for r in answer["rejected"][LISTED:])
+    assert len(raw) < 16 * 1024 + 16 * 9000, len(raw)  # was 871,917 bytes
+    result = classify(httpx.Response(202, content=raw), f"{url}/logs", len(lines))
+    assert result.outcome is Outcome.OK and len(result.rejected) == 9000
+
+
+class _Counting:
+    """Counts calls of `fn` (the per-entry validation, or the writing of an error's text)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("ndjson", [True, False], ids=["ndjson", "json-array"])
+def test_error_texts_are_written_only_for_listed_entries(monkeypatch: Any, ndjson: bool) -> None:
+    """10,000 distinct invalid entries: each is validated once, but only LISTED error texts are written."""
+    summaries = _Counting(batch_decode._summary)
+    monkeypatch.setattr(batch_decode, "_summary", summaries)
+    entries = [
+        {"level": f"bogus{i}", "message": "x", "service": "atk"} for i in range(_wire.MAX_BATCH_ENTRIES)
+    ]
+    body = "\n".join(map(json.dumps, entries)) if ndjson else json.dumps(entries)
+    decoded = batch_decode.decode(
+        body.encode(), ndjson=ndjson, batch_id="b", received_at="2026-11-30T00:00:00.000000Z",
+        window=schema.current_window(),
+    )
+    assert len(decoded.rejected) == _wire.MAX_BATCH_ENTRIES and not decoded.rows
+    assert summaries.calls == LISTED
+    assert all("error" in r for r in decoded.rejected[:LISTED])
+    assert all(r.keys() == {"index"} for r in decoded.rejected[LISTED:])
+
+
+def test_a_repeated_invalid_line_is_validated_once(monkeypatch: Any) -> None:
+    """9,000 identical `{}` lines (128 bytes gzipped) cost one validation and one error text, not 9,000."""
+    validations = _Counting(schema.ENTRY.validate_json)
+    monkeypatch.setattr(schema.ENTRY, "validate_json", validations)
+    decoded = batch_decode.decode(
+        b"{}\n" * 9000 + VALID.encode(), ndjson=True, batch_id="b",
+        received_at="2026-11-30T00:00:00.000000Z", window=schema.current_window(),
+    )
+    assert len(decoded.rows) == 1 and len(decoded.rejected) == 9000
+    assert validations.calls == 2  # one `{}`, one valid line
+    assert decoded.rejected[0]["error"] == decoded.rejected[LISTED - 1]["error"]
+
+
+def test_the_answer_part_is_bounded_either_way() -> None:
+    """answer_rejected: a 400 lists LISTED refusals, a 202 every index; both count them all."""
+    rejected = [{"index": i, "error": "level: bad"} for i in range(500)]
+    refused_whole = batch_decode.answer_rejected(rejected, every_index=False)
+    assert refused_whole == {"rejected": rejected[:LISTED], "rejected_count": 500}
+    partial = batch_decode.answer_rejected(rejected, every_index=True)
+    assert partial["rejected"][:LISTED] == rejected[:LISTED]
+    assert partial["rejected"][LISTED:] == [{"index": i} for i in range(LISTED, 500)]
+    assert partial["rejected_count"] == 500
