@@ -10,8 +10,9 @@ entry took 45 s to become queryable. So two classes of work:
 - queries (`submit(fn, client=..., deadline=...)`): at most `threads - 1` run at once when there are several
   threads (one is kept for work), 1 on a single thread; a running query is never interrupted, so work waits
   at most for the one query ahead of it, itself bounded by its deadline. Waiting queries are bounded
-  (`max_waiting`, then `Busy("queue_full")`) and served round-robin across clients (a query key or address),
-  FIFO within one; a client holds at most `max_per_client` of them, running or waiting
+  (`max_waiting`, then `Busy("queue_full")`) and served fairly across clients (a query key or address): the
+  client whose last query started longest ago goes next, one that held no query until now first; FIFO
+  within a client; a client holds at most `max_per_client` of them, running or waiting
   (`Busy("client_share")`). A query still waiting at its deadline fails with `Busy("wait_timeout")`;
   `time_left()` gives the running one's remaining seconds for its statements' `max_execution_time`.
 """
@@ -92,8 +93,11 @@ class Scheduler:
         self.query_threads = max(1, threads - 1)
         self._cond = threading.Condition()
         self._work: collections.deque[_Job] = collections.deque()
-        # Waiting queries per client; the first client is served next, then moves to the end (round-robin).
-        self._queries: collections.OrderedDict[str, collections.deque[_Job]] = collections.OrderedDict()
+        # Waiting queries per client, and when each client holding a slot last had a query started (a tick):
+        # the waiting client served least recently goes next, a client new to the queue first.
+        self._queries: dict[str, collections.deque[_Job]] = {}
+        self._started: dict[str, int] = {}
+        self._ticks = 0
         self._waiting = 0
         self._held: collections.Counter[str] = collections.Counter()  # running + waiting, per client
         self._running_queries = 0
@@ -145,19 +149,22 @@ class Scheduler:
             self._held[job.client] -= 1
             if self._held[job.client] <= 0:
                 del self._held[job.client]
+                self._started.pop(job.client, None)
 
     def _next(self) -> _Job | None:
         """The next job to run (lock held), or None when there is none this thread may take."""
         if self._work:
             return self._work.popleft()
         if self._queries and self._running_queries < self.query_threads:
-            client, queue = next(iter(self._queries.items()))
+            # Ties (clients never served) go by arrival: dicts keep insertion order and min() the first.
+            client = min(self._queries, key=lambda name: self._started.get(name, -1))
+            queue = self._queries[client]
             job = queue.popleft()
             self._waiting -= 1
-            if queue:
-                self._queries.move_to_end(client)
-            else:
+            if not queue:
                 del self._queries[client]
+            self._started[client] = self._ticks
+            self._ticks += 1
             self._running_queries += 1
             return job
         return None

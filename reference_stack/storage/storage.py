@@ -125,7 +125,7 @@ class Storage:
     async def query(self, client: str, deadline: float, fn: Callable[..., T], *args: Any) -> T:
         """Run a client's query `fn(client, *args)` on the storage threads and await its result.
 
-        `client`: who asks (a query key id or an address), for the per-client limit and round-robin.
+        `client`: who asks (a query key id or an address), for the per-client limit and fair turns.
         `deadline` (time.monotonic()): covers the wait and the run; `scheduler.time_left()` gives `fn` the
         rest for its statements' `max_execution_time`. Raises `scheduler.Busy` (refused: "queue_full",
         "client_share", "closed"; "wait_timeout": not started by the deadline; "deadline": still running

@@ -69,7 +69,7 @@ async def _held(storage: Storage, gate: Gate) -> asyncio.Task[None]:
     return task
 
 
-async def test_a_queued_insert_runs_before_queued_queries_which_go_round_robin(storage: Storage) -> None:
+async def test_a_queued_insert_runs_before_queued_queries_which_take_turns(storage: Storage) -> None:
     """Queries of clients a, a, b queued before an insert all see its rows, in the order a, b, a."""
     gate, batch = Gate(), _batch(storage, 5)
     seen: list[tuple[str, int]] = []
@@ -93,6 +93,26 @@ async def test_a_queued_insert_runs_before_queued_queries_which_go_round_robin(s
     finally:
         gate.release.set()
     assert seen == [("a1", 5), ("b1", 5), ("a2", 5)]
+
+
+def test_a_new_client_goes_before_the_backlog_of_a_client_with_a_query_running() -> None:
+    """While a's query holds the thread, a2, a3, b1, c1 queue: b1 and c1 run before a's backlog."""
+    scheduler = Scheduler(1)
+    gate, order = Gate(), []
+    try:
+        running = scheduler.submit(gate, client="a")
+        assert gate.entered.wait(WAIT)
+        futures = [
+            scheduler.submit(lambda label=label: order.append(label), client=label[0])
+            for label in ("a2", "a3", "b1", "c1")
+        ]
+        gate.release.set()
+        for future in (running, *futures):
+            future.result(WAIT)
+    finally:
+        gate.release.set()
+        assert scheduler.close(WAIT)
+    assert order == ["b1", "c1", "a2", "a3"]
 
 
 def test_with_several_threads_queries_leave_one_for_inserts() -> None:
