@@ -55,8 +55,12 @@ async def test_a_partial_accept_lists_every_refused_index_so_the_sdk_counts_exac
     counts exactly 9,000 rejected entries."""
     url, session = stack
     lines = ["{}"] * 9000 + [VALID]
-    async with session.post(f"{url}/logs", data=_gzip_lines(lines), headers=GZIP_NDJSON) as resp:
+    async with session.post(
+        f"{url}/logs", data=_gzip_lines(lines), headers={**GZIP_NDJSON, "Accept-Encoding": "gzip"}
+    ) as resp:
         assert resp.status == 202
+        assert resp.headers["Content-Encoding"] == "gzip"
+        on_the_wire = int(resp.headers["Content-Length"])
         raw = await resp.read()
     answer = json.loads(raw)
     assert answer["accepted"] == 1 and answer["rejected_count"] == 9000
@@ -64,6 +68,7 @@ async def test_a_partial_accept_lists_every_refused_index_so_the_sdk_counts_exac
     assert all("error" in r for r in answer["rejected"][:LISTED])
     assert all(r.keys() == {"index"} for r in answer["rejected"][LISTED:])
     assert len(raw) < 16 * 1024 + 16 * 9000, len(raw)  # was 871,917 bytes
+    assert on_the_wire < len(raw) // 5, (on_the_wire, len(raw))
     result = classify(httpx.Response(202, content=raw), f"{url}/logs", len(lines))
     assert result.outcome is Outcome.OK and len(result.rejected) == 9000
 
