@@ -7,6 +7,7 @@ parses requests, calls it, and renders responses.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_OFFSET",
     "NEXT_CURSOR_HEADER",
+    "REFUSAL_HOLD_SECONDS",
     "setup",
 ]
 
@@ -46,6 +48,12 @@ MAX_OFFSET = 100_000
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
 #: What a query refused by the storage's limits (429/503) is told to wait before retrying (seconds).
 BUSY_RETRY_AFTER_SECONDS = 1
+#: A query refused at once (its client's share taken, or too many waiting) is answered after this many
+#: seconds: a client that ignores Retry-After (the reviewer's flood loops) otherwise spins at 150-270
+#: refusals/s in the process that also runs chDB and the processor, and other clients' ingestion took 2-3x
+#: longer (docs/benchmarks.md, "Queries against inserts"). Holding costs one idle request of that client.
+REFUSAL_HOLD_SECONDS = 1.0
+_HELD_REASONS = frozenset({"client_share", "queue_full"})
 #: /api/histogram without `from`: this many seconds before `to` (or now).
 DEFAULT_HISTOGRAM_RANGE = 3600
 #: The auto interval aims at about this many buckets; an explicit one may give at most MAX_HISTOGRAM_BUCKETS.
@@ -159,6 +167,8 @@ async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
     try:
         return await storage.query(client_of(request), deadline, fn, *args)
     except Busy as busy:
+        if busy.reason in _HELD_REASONS:
+            await asyncio.sleep(REFUSAL_HOLD_SECONDS)
         raise _refused(request, busy) from None
     except Exception as exc:
         log.warning("query failed on %s: %s", request.path, exc)
