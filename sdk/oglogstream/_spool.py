@@ -34,10 +34,14 @@ from ._spool_format import (
     SEGMENT_HEADER,
     SEGMENT_MAGIC,
     SEGMENT_VERSION,
+    SPLIT_HEADER,
+    SPLIT_MAGIC,
     Frame,
     Segment,
     encode_frame,
+    encode_split,
     parse_frame,
+    parse_split,
 )
 from ._spool_owners import adopt_orphans, take_lock
 
@@ -114,18 +118,35 @@ class Spool:
         segment = Segment(path, fd, size)
         self._segments.append(segment)
         position = max(acked, SEGMENT_HEADER.size)
+        found: dict[int, Frame] = {}  # offset -> frame, for the split records that follow their frame
         while position < size:
             head = os.pread(fd, FRAME_HEADER.size, position)
-            ok = len(head) == FRAME_HEADER.size and head[:4] == FRAME_MAGIC
+            split = head[:4] == SPLIT_MAGIC
+            ok = len(head) == FRAME_HEADER.size and (head[:4] == FRAME_MAGIC or split)
             if ok:
-                _, length, records, written_at, _crc = FRAME_HEADER.unpack(head)
+                _, length, records, field, _crc = (SPLIT_HEADER if split else FRAME_HEADER).unpack(head)
                 end = position + FRAME_HEADER.size + length
-                ok = length <= MAX_PAYLOAD and end <= size and records > 0
+                ok = length <= MAX_PAYLOAD and end <= size and (records > 0 or split)
             if not ok:
                 position = self._resync(segment, position)
                 continue
-            frame = Frame(segment, position, end, records, written_at, None)
+            if split:
+                # The replaced frame is acked (then this record is dead) or was indexed above. Its CRC is
+                # checked here: a torn one must not replace a frame that is still whole.
+                parent = found.get(int(field))
+                if parent is not None and self._valid_split(fd, position, end, records):
+                    self.records += records - parent.records
+                    self.adopted_total += records - parent.records
+                    parent.records = records
+                    if parent.split is not None:
+                        self._live_bytes -= parent.split[1] - parent.split[0]
+                    parent.split = (position, end)
+                    self._live_bytes += end - position
+                position = end
+                continue
+            frame = Frame(segment, position, end, records, field, None)
             frame.nbytes = length
+            found[position] = frame
             self._adopted.append(frame)
             segment.live += 1
             self.records += records
@@ -135,10 +156,19 @@ class Spool:
         if not segment.live:
             self._discard(segment)
 
+    @staticmethod
+    def _valid_split(fd: int, position: int, end: int, records: int) -> bool:
+        try:
+            data = os.pread(fd, end - position, position)
+        except OSError:
+            return False
+        return parse_split(data, records, 0) is not None
+
     def _resync(self, segment: Segment, position: int) -> int:
         """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end."""
         rest = os.pread(segment.fd, segment.size - position - 1, position + 1)
-        found = rest.find(FRAME_MAGIC)
+        hits = [at for at in (rest.find(FRAME_MAGIC), rest.find(SPLIT_MAGIC)) if at >= 0]
+        found = min(hits) if hits else -1
         skipped = segment.size - position if found < 0 else found + 1
         # A torn frame's record count is unknown: it counts as one (adopted, then dropped as spool_corrupt).
         self.adopted_total += 1
@@ -151,15 +181,20 @@ class Spool:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, batch: Batch) -> bool:
-        """Write a batch as a frame at the tail; False if it could not be written (then it is not spooled)."""
+    def append(self, batch: Batch, *, evict: bool = True) -> bool:
+        """Write a batch as a frame at the tail; False if it could not be written (then it is not spooled).
+        With `evict=False` (while the head is being sent) nothing is expired or dropped to make room: False
+        when it does not fit."""
         now = time.time()
         data = encode_frame(batch, now)
         size = len(data)
         if size > self._max_bytes:
             return False
-        self.expire(now)
-        self._make_room(size)
+        if evict:
+            self.expire(now)
+            self._make_room(size)
+        elif self._live_bytes + size > self._max_bytes:
+            return False
         try:
             segment = self._writable(size)
             written = 0
@@ -256,21 +291,59 @@ class Spool:
             self._count("spool_expired", dropped)
             _diag.report("spool_expired", f"dropped {dropped} spooled records older than spool_max_age")
 
-    def load(self, frame: Frame) -> Batch | None:
-        """The head frame as a batch (from memory or disk); None if it failed its CRC (it is then settled)."""
+    def load(self, frame: Frame) -> list[Batch] | None:
+        """What is left of the head frame to send, first part first (the whole frame, or what its 413 split
+        left); None if it failed its CRC (it is then settled and counted as `spool_corrupt`)."""
+        if frame.parts is not None:
+            return frame.parts
         first_seq = frame.first_seq if frame.first_seq is not None else 0
-        if frame.lines is not None:
-            return Batch(frame.batch_id, first_seq, frame.lines)
+        if frame.lines is not None and frame.split is None:
+            return [Batch(frame.batch_id, first_seq, frame.lines)]
+        offset, end = frame.split if frame.split is not None else (frame.offset, frame.end)
         try:
-            data = os.pread(frame.segment.fd, frame.end - frame.offset, frame.offset)
+            data = os.pread(frame.segment.fd, end - offset, offset)
         except OSError as exc:
             data = b""
             _diag.report("spool_read", f"cannot read {frame.segment.path!r}: {exc}")
-        batch = parse_frame(data, frame.records, first_seq)
-        if batch is None:
+        if frame.split is not None:
+            parts = parse_split(data, frame.records, first_seq)
+        else:
+            batch = parse_frame(data, frame.records, first_seq)
+            parts = None if batch is None else [batch]
+        if parts is None:
             self._corrupt(frame.records, f"a frame in {frame.segment.path!r} failed its CRC check; skipped")
             self._settle(frame)
-        return batch
+        return parts
+
+    def progress(self, frame: Frame, left: list[Batch], settled: int) -> None:
+        """The head frame's first part got an answer that split it (413) or settled it (`settled` records,
+        counted by the caller under the same lock), and `left` is what remains to send. Once anything was
+        settled, a split record saying what is left is appended to the frame's segment, so a later process
+        never sends a settled part again, nor the rest under another batch id. Only if that write fails
+        (reported) may a restart resend settled parts, under their old ids."""
+        frame.parts = left
+        if not settled:
+            return
+        frame.records -= settled
+        self.records -= settled
+        if frame.first_seq is not None:
+            self.own_records -= settled
+        segment = frame.segment
+        data = encode_split(left, frame.offset)
+        try:
+            written = 0
+            while written < len(data):
+                written += os.pwrite(segment.fd, memoryview(data)[written:], segment.size + written)
+        except OSError as exc:
+            _diag.report("spool_write", f"cannot record a split batch's progress in {segment.path!r}: {exc}")
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)  # never leave a torn record before the next frame
+            return
+        if frame.split is not None:
+            self._live_bytes -= frame.split[1] - frame.split[0]
+        frame.split = (segment.size, segment.size + len(data))
+        self._live_bytes += len(data)
+        segment.size += len(data)
 
     def settle(self, frame: Frame) -> None:
         """The head frame was sent (or dropped and counted by the caller): forget it, on disk too."""
@@ -283,6 +356,9 @@ class Spool:
         if frame.first_seq is not None:
             self.own_records -= frame.records
         self._live_bytes -= frame.end - frame.offset
+        if frame.split is not None:
+            self._live_bytes -= frame.split[1] - frame.split[0]
+        frame.parts = None
         if frame.lines is not None:
             self._cached_bytes -= frame.nbytes
             frame.lines = None

@@ -202,6 +202,10 @@ class WorkerLoop(DeliveryCore):
             if self._closing and (self._abort or time.monotonic() >= self._deadline):
                 return
             spool = self._spool
+            if self._closing and spool is not None and (pending or self.intake):
+                # Closing with a spool: everything in memory goes to disk first (local and fast), then
+                # whatever time is left is spent sending. At the deadline nothing unsent is only in memory.
+                _worker_spool.spill(self)
             # With a spool, records are safe on disk: a failing server does not hold up the exit.
             if (
                 self._closing
@@ -328,16 +332,16 @@ class WorkerLoop(DeliveryCore):
     def _ingest(self, *, bounded: bool) -> None:
         self._encode_intake(self.intake, bounded=bounded, on_done=self._ingested)
 
-    def _deliver(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> bool:
-        """Send a batch (or its 413 halves `parts`) until accepted, split or dropped; only a close deadline
-        stops retries.
+    def _deliver(self, batch: Batch) -> bool:
+        """Send a batch (and its 413 halves) until accepted, split or dropped; only a close deadline stops
+        retries. (A spooled batch goes through `_worker_spool.send_spooled` instead.)
 
         Returns False when stopped by the deadline (the in-flight records then stay counted in
         `_inflight.records` and become `shutdown` losses when the worker, or close(), gives up).
         """
         inflight = self._inflight
         with self._lock:  # in flight and no longer moving in one step, for stats()
-            inflight.begin(batch, parts)
+            inflight.begin(batch)
             self._pending.moving = 0
         while (current := inflight.next()) is not None:
             result: SendResult = self._retrying(self._attempt, current)
@@ -364,6 +368,9 @@ class WorkerLoop(DeliveryCore):
         deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
         meanwhile = _worker_pace.encoding_ahead(self)
         def idle(seconds: float) -> None:
+            if self._closing and self._spool is not None and (self._pending or self.intake):
+                # close() began while an answer is awaited (a slow server): spool memory now, not after it.
+                _worker_spool.spill(self, evict=False)
             _worker_pace.await_answer(self, seconds)
 
         result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=idle)

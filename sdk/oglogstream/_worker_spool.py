@@ -41,8 +41,10 @@ def open_spool(loop: WorkerLoop) -> None:
         _diag.report("spool", f"cannot use spool_dir {s.spool_dir!r}, continuing without it: {exc}")
 
 
-def spill(loop: WorkerLoop) -> None:
-    """On the way out (close deadline, or a failing server): put what memory holds into the spool."""
+def spill(loop: WorkerLoop, *, evict: bool = True) -> None:
+    """Put what memory holds (intake and pending) into the spool: when close() begins (the spool write is
+    local and fast, so it is done before the deadline, even while a slow answer is awaited), and on the way
+    out. `evict=False` while the head is being sent: nothing is dropped to make room for it then."""
     spool = loop._spool
     if spool is None or loop._abandoned:
         return
@@ -56,7 +58,7 @@ def spill(loop: WorkerLoop) -> None:
             with loop._lock:  # spooled and no longer moving in one step, for stats()
                 if loop._abandoned:  # close() gave up meanwhile and counted these records as lost
                     return
-                spooled = spool.append(batch)
+                spooled = spool.append(batch, evict=evict)
                 if spooled:
                     pending.moving = 0
             if not spooled:
@@ -71,7 +73,14 @@ def spill(loop: WorkerLoop) -> None:
 
 
 def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
-    """One try at the head of the spool; on a retryable failure the next try is scheduled, not awaited."""
+    """One try at the head of the spool (its next part, if a 413 split it); on a retryable failure the next
+    try is scheduled, not awaited.
+
+    A 413's halves stay in the spool as the frame's parts (`Spool.progress`), sent one per call like any
+    frame: they are never in flight in memory only, so a close() that gives up leaves them spooled for the
+    next process (counted as spooled, not lost), and a settled part is recorded on disk before its
+    records count as sent.
+    """
     frame = spool.head()
     assert frame is not None
     # Spool changes that count records (expired, corrupt, settled) happen under `_lock` together with
@@ -80,10 +89,11 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
         spool.expire(time.time())
         if spool.head() is not frame:
             return
-        batch = spool.load(frame)
-    if batch is None:
+        parts = spool.load(frame)
+    if parts is None:
         return  # failed its CRC: counted and removed
-    result = loop._attempt(batch)
+    current = parts[0]
+    result = loop._attempt(current)
     if loop._abandoned:  # (checked again under the lock before anything is settled)
         return
     if result.outcome is Outcome.RETRY:
@@ -96,31 +106,14 @@ def send_spooled(loop: WorkerLoop, spool: Spool) -> None:
     with loop._lock:
         # close() abandons under this lock. Once it has, the frame stays spooled (still counted as queued,
         # for the next process, whose resend the server de-duplicates by its batch id): settling it too
-        # would move records close() has already accounted for.
-        if loop._abandoned:
+        # would move records close() has already accounted for. Nothing evicts the head while it is sent
+        # (`spill(evict=False)`); the check keeps a dropped frame from being settled twice all the same.
+        if loop._abandoned or spool.head() is not frame:
             return
-        halves = loop._ledger.settle(batch, result)
-        if halves is None:
-            spool.settle(frame)
+        halves = loop._ledger.settle(current, result)
+        left = [*halves, *parts[1:]] if halves is not None else parts[1:]
+        if left:
+            spool.progress(frame, left, 0 if halves is not None else len(current))
         else:
-            # 413: the halves are sent (with retries) before the frame counts as settled. Meanwhile its
-            # records are counted as in flight, not as spooled (each record in one place for stats()).
-            spool.own_records -= frame.records
-    if halves is not None:
-        delivered = loop._deliver(batch, halves)
-        with loop._lock:
-            if loop._abandoned:
-                # close() counted the halves still in flight as lost (`give_up`), the settled ones are sent.
-                return
-            if delivered:
-                spool.own_records += frame.records
-                spool.settle(frame)
-            else:
-                # Stopped by the close deadline: the whole frame stays spooled for the next process. Of
-                # this process's own frame, the halves already settled were counted as sent: only the rest
-                # counts as spooled again (an adopted frame's records are not this process's to count).
-                own = frame.first_seq is not None
-                spool.own_records += loop._inflight.records if own else frame.records
-                loop._inflight.clear()
-                return
+            spool.settle(frame)
     loop._check_waiters()
