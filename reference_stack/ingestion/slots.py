@@ -3,10 +3,13 @@
 Each POST /logs body in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES, so a process takes at most
 `total` at once. Without a per-client share one client could take them all: the reviewer's 140 connections
 trickling 8 MiB bodies just above MIN_BODY_RATE held all 128 slots of a 2-worker stack for ~80 s each, and
-every other client got 429 (docs/api.md, "Limits"). So a client - its API key when auth is on, else its
-address (`Access.client_address`: the peer, or behind a trusted proxy the nearest untrusted
-X-Forwarded-For hop) - holds at most `per_client` slots; past that it alone gets 429 + Retry-After while the
-others keep their 202s. The SDK sends one batch at a time per handler, far below the share.
+every other client got 429 (docs/api.md, "Limits"). So a client - its address (`Access.client_address`:
+the peer, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop), and its API key when auth
+is on - holds `per_client` slots whenever it wants them; past that share it may take more only while
+`per_client` slots stay free for the others, else it alone gets 429 + Retry-After while the others keep
+their 202s. A lone client (one busy shipper, an app fleet behind one address) can so use all but a share of
+the process, and a newcomer always finds a share free unless several clients are each past theirs. The
+address is part of the client even with a key: a fleet of apps sharing one ingest key is many clients.
 """
 
 from __future__ import annotations
@@ -30,24 +33,24 @@ __all__ = [
 #: POST /logs requests one process handles at once; past this it answers 429 + Retry-After rather than hold
 #: more bodies in memory (each up to MAX_BATCH_DECOMPRESSED_BYTES). The SDK backs off and retries on 429.
 DEFAULT_MAX_BATCHES_IN_FLIGHT = 64
-#: Of those, what one client (API key, or address without auth) may hold: a quarter, so at least four
-#: clients must collude to fill a process, and a client sending 8 batches at once (the ingest benchmark)
-#: has twice the room it needs.
+#: Of those, what one client (address, and API key with auth) may always hold, and how many a client past
+#: it must leave free: a quarter. A client sending 8 batches at once (the ingest benchmark) is within it.
 DEFAULT_MAX_BATCHES_PER_CLIENT = 16
 #: What a 429 tells the client to wait before retrying.
 OVERLOAD_RETRY_AFTER_SECONDS = 1
 
 
 def client_of(request: web.Request) -> str:
-    """Who a request counts against: "key:<id>" when an API key authenticated it, else "addr:<address>"."""
+    """Who a request counts against: "addr:<address>", or "key:<id>@<address>" when an API key
+    authenticated it (apps sharing one key are told apart by address)."""
     # Imported here: auth.middleware imports the OTLP receiver, which uses these slots.
     from ..auth.middleware import ACCESS, KEY_RECORD
 
-    record = request.get(KEY_RECORD)
-    if record is not None:
-        return f"key:{record.id}"
     access = request.app.get(ACCESS)
     address = access.client_address(request) if access is not None else request.remote or ""
+    record = request.get(KEY_RECORD)
+    if record is not None:
+        return f"key:{record.id}@{address}"
     return f"addr:{address}"
 
 
@@ -74,13 +77,15 @@ class BatchSlots:
     @contextlib.contextmanager
     def take(self, client: str) -> Iterator[None]:
         """Hold one slot for `client` for the `with` block; 429 Problem (Retry-After) when the client holds
-        its share already or the process is full. The client's limit is checked first: a client over its
-        share is told so even when the process is full too."""
+        its share already and taking one more would leave fewer than a share free, or the process is full.
+        The client's limit is checked first: a client past its share is told so even when the process is
+        full too."""
         held = self._held.get(client, 0)
-        if held >= self.per_client:
+        if held >= self.per_client and self.total - self.in_flight - 1 < self.per_client:
             raise _overloaded(
-                "client", f"this client (API key, or address without auth) already has {held} batches in "
-                f"flight on this server, its share of the {self.total} slots; retry later",
+                "client", f"this client (its address, and API key with auth) already has {held} batches in "
+                f"flight on this server, past its share of {self.per_client} of the {self.total} slots "
+                "while others may need them; retry later",
             )
         if self.in_flight >= self.total:
             raise _overloaded("body", f"{self.total} batches are in flight on this server; retry later")
