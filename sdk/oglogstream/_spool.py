@@ -316,14 +316,14 @@ class Spool:
         return parts
 
     def progress(self, frame: Frame, left: list[Batch], settled: int) -> None:
-        """The head frame's first part got an answer that split it (413) or settled it (`settled` records,
-        counted by the caller under the same lock), and `left` is what remains to send. Once anything was
-        settled, a split record saying what is left is appended to the frame's segment, so a later process
-        never sends a settled part again, nor the rest under another batch id. Only if that write fails
-        (reported) may a restart resend settled parts, under their old ids."""
+        """The head frame's first part got an answer that split it (413, `settled` 0) or settled it
+        (`settled` records, counted by the caller under the same lock); `left` is what remains to send, each
+        part under its own batch id. A split record saying so is appended to the frame's segment before the
+        next part is sent: a later process never sends a settled part again, nor a part's records under
+        another batch id (killed before the record is complete, it resends the state before: the parts it
+        sends again keep their ids, which the server de-duplicates). Only if the write fails (reported) may
+        a restart resend a settled part, under its old id."""
         frame.parts = left
-        if not settled:
-            return
         frame.records -= settled
         self.records -= settled
         if frame.first_seq is not None:
