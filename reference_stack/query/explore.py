@@ -24,7 +24,7 @@ from ..storage.migrations import LOGS_TABLE
 from .filters import Filters, ParamError, check_known, format_micros, parse_int, single
 from .query import _bad_parameter, _instrumented, _run
 from .query_sql import _COLUMNS as ENTRY_COLUMNS
-from .query_sql import QUERY_TIMEOUT, typed_attributes
+from .query_sql import statement_settings, typed_attributes
 
 __all__ = [
     "DEFAULT_ATTRIBUTES_RANGE",
@@ -61,7 +61,6 @@ ATTRIBUTES_PARAMS = (*Filters.PARAMS, "keys", "values")
 CONTEXT_PARAMS = ("before", "after")
 
 _ID = re.compile(ID_PATTERN)
-_SETTINGS = {"max_execution_time": QUERY_TIMEOUT}
 _MEMORY_LIMIT = "MEMORY_LIMIT_EXCEEDED"
 
 
@@ -87,7 +86,7 @@ def attribute_summary(client: Client, filters: Filters, keys: int, values: int) 
         f"SELECT key, count() AS n FROM {LOGS_TABLE} ARRAY JOIN mapKeys(attributes) AS key "
         f"{_where(conditions)} GROUP BY key ORDER BY n DESC, key LIMIT {{a_keys:UInt32}}"
     )
-    settings = dict(_SETTINGS, max_memory_usage=MAX_SUMMARY_MEMORY)
+    settings = statement_settings(max_memory_usage=MAX_SUMMARY_MEMORY)
     top = client.query(key_sql, parameters=dict(params, a_keys=keys), settings=settings).result_rows
     if not top:
         return []
@@ -166,7 +165,7 @@ def entry_context(client: Client, entry_id: str, before: int, after: int) -> dic
         client.query(
             f"SELECT {ENTRY_COLUMNS} FROM {LOGS_TABLE} WHERE id = {{c_id:String}} LIMIT 1",
             parameters={"c_id": entry_id},
-            settings=_SETTINGS,
+            settings=statement_settings(),
         ).named_results()
     )
     if not found:
@@ -192,7 +191,9 @@ def entry_context(client: Client, entry_id: str, before: int, after: int) -> dic
             f"ORDER BY timestamp {order}, id {order} LIMIT {{c_limit:UInt32}}"
         )
         rows = list(
-            client.query(sql, parameters=dict(params, c_limit=count), settings=_SETTINGS).named_results()
+            client.query(
+                sql, parameters=dict(params, c_limit=count), settings=statement_settings()
+            ).named_results()
         )
         rows = [typed_attributes(row) for row in rows]
         sides[side] = rows[::-1] if order == "DESC" else rows
