@@ -5,9 +5,11 @@ Only the worker thread of one pipeline touches a `Spool`. Layout of the director
     <owner>.lock                      flock(LOCK_EX)-ed by its live owner for as long as it runs
     <created_ns>-<rand>.<owner>.seg   segments, written by <owner> only; <owner> is "<pid>-<random hex>"
 
-Segments hold frames appended in order (`_spool_format`). A write torn by a crash fails the length
-or CRC check and is skipped, never sent. The acked offset is rewritten in place (one 8-byte pwrite) after each
-frame is settled, so a restart resumes after it; a segment is deleted once everything in it is settled.
+Segments hold frames appended in order (`_spool_format`), and split records: what is left of a frame the
+server split with 413, appended once a part of it is split or settled (`Spool.progress`). A write torn by a
+crash fails the length or CRC check and is skipped, never sent. The acked offset is rewritten in place
+(one 8-byte pwrite) after each frame is settled, so a restart resumes after it (split records of a frame
+before that offset are dead); a segment is deleted once everything in it is settled.
 
 A process that finds a lock file nobody holds (its owner died, or exited during an outage) adopts that owner's
 segments (`_spool_owners`). Replayed frames keep their batch id and entry ids, so the server's de-duplication
@@ -128,7 +130,8 @@ class Spool:
                 end = position + FRAME_HEADER.size + length
                 ok = length <= MAX_PAYLOAD and end <= size and (records > 0 or split)
             if not ok:
-                position = self._resync(segment, position)
+                # A torn split record loses nothing (the state before it stands); a torn frame does.
+                position = self._resync(segment, position, lost=not split)
                 continue
             if split:
                 # The replaced frame is acked (then this record is dead) or was indexed above. Its CRC is
@@ -164,15 +167,20 @@ class Spool:
             return False
         return parse_split(data, records, 0) is not None
 
-    def _resync(self, segment: Segment, position: int) -> int:
-        """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end."""
+    def _resync(self, segment: Segment, position: int, *, lost: bool = True) -> int:
+        """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end; `lost` says
+        whether records were lost with it (not for a torn split record)."""
         rest = os.pread(segment.fd, segment.size - position - 1, position + 1)
         hits = [at for at in (rest.find(FRAME_MAGIC), rest.find(SPLIT_MAGIC)) if at >= 0]
         found = min(hits) if hits else -1
         skipped = segment.size - position if found < 0 else found + 1
-        # A torn frame's record count is unknown: it counts as one (adopted, then dropped as spool_corrupt).
-        self.adopted_total += 1
-        self._corrupt(1, f"skipped {skipped} damaged bytes in {segment.path!r} (a write torn by a crash)")
+        message = f"skipped {skipped} damaged bytes in {segment.path!r} (a write torn by a crash)"
+        if lost:
+            # A torn frame's record count is unknown: one (adopted, then dropped as spool_corrupt).
+            self.adopted_total += 1
+            self._corrupt(1, message)
+        else:
+            _diag.report("spool_corrupt", message)
         return segment.size if found < 0 else position + 1 + found
 
     def _corrupt(self, records: int, message: str) -> None:

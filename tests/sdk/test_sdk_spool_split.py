@@ -294,8 +294,14 @@ def test_close_with_a_slow_server_spools_everything_unsent(split_server: SplitSe
     split_server.assert_once_each(300)
 
 
-def _spool(directory: Path) -> Spool:
-    return Spool(str(directory), max_bytes=1 << 30, max_age=3600.0, memory_mark=0, count=lambda r, n: None)
+def _spool(directory: Path, lost: collections.Counter[str] | None = None) -> Spool:
+    """A Spool as the worker makes one; `lost` collects what it counts as dropped, by reason."""
+    lost = collections.Counter() if lost is None else lost
+
+    def count(reason: str, n: int) -> None:
+        lost[reason] += n
+
+    return Spool(str(directory), max_bytes=1 << 30, max_age=3600.0, memory_mark=0, count=count)
 
 
 def _lines(n: int) -> list[bytes]:
@@ -332,12 +338,14 @@ def test_split_records_survive_a_restart_and_a_torn_one_leaves_the_state_before(
     [segment] = list(tmp_path.glob("*.seg"))
     with open(segment, "r+b") as f:  # the last split record torn by a kill -9 mid-write
         f.truncate(size - 5)
-    torn = _spool(tmp_path)
+    lost: collections.Counter[str] = collections.Counter()
+    torn = _spool(tmp_path, lost)
     torn.scan(time.monotonic())
     head = torn.head()
     assert head is not None
     parts = torn.load(head)
     assert parts is not None and [(p.batch_id, len(p)) for p in parts] == [("X-1a", 4), ("X-1b", 4)]
+    assert torn.records == 8 and torn.adopted_total == 8 and not lost  # the state before; nothing lost
     torn.close()
 
 
