@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,8 +37,6 @@ __all__ = [
     "Scheduler",
     "time_left",
 ]
-
-log = logging.getLogger(__name__)
 
 #: Queries waiting for a storage thread, all clients together; one more is refused (503 + Retry-After).
 #: 16 queries of a few seconds each is already a long wait; past that, retrying later is the better answer.
