@@ -17,6 +17,8 @@ import pytest
 from oglogstream import OgLogHandler
 from oglogstream._spool_format import FRAME_HEADER as _FRAME_HEADER
 from oglogstream._spool_format import SEGMENT_HEADER as _SEGMENT_HEADER
+from oglogstream._spool_format import SPLIT_HEADER as _SPLIT_HEADER
+from oglogstream._spool_format import SPLIT_MAGIC as _SPLIT_MAGIC
 
 from .capture_server import CaptureServer, Reply
 
@@ -43,11 +45,21 @@ def _spooled(spool: Path) -> dict[str, int]:
         if len(data) < _SEGMENT_HEADER.size:
             continue
         offset = _SEGMENT_HEADER.unpack_from(data)[2]
+        owner = segment.name.split(".")[1].split("-")[0]
+        frames: dict[int, int] = {}  # offset -> records left (a split record replaces its frame's count)
         while offset + _FRAME_HEADER.size <= len(data):
-            _, length, records, _, _ = _FRAME_HEADER.unpack_from(data, offset)
-            offset += _FRAME_HEADER.size + length
-            if offset <= len(data):
-                found[segment.name.split(".")[1].split("-")[0]] += records
+            magic, length, records, _, _ = _FRAME_HEADER.unpack_from(data, offset)
+            end = offset + _FRAME_HEADER.size + length
+            if end <= len(data):
+                if magic == _SPLIT_MAGIC:
+                    parent = int(_SPLIT_HEADER.unpack_from(data, offset)[3])
+                    if parent in frames:
+                        frames[parent] = records
+                else:
+                    frames[offset] = records
+            offset = end
+        if frames:
+            found[owner] += sum(frames.values())
     return dict(found)
 
 
