@@ -131,7 +131,11 @@ class Spool:
                 ok = length <= MAX_PAYLOAD and end <= size and (records > 0 or split)
             if not ok:
                 # A torn split record loses nothing (the state before it stands); a torn frame does.
-                position = self._resync(segment, position, lost=not split)
+                start, position = position, self._resync(segment, position, lost=not split)
+                if position >= size:  # a torn tail: cut off, so split records appended here follow whole ones
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                        segment.size = start
                 continue
             if split:
                 # The replaced frame is acked (then this record is dead) or was indexed above. Its CRC is

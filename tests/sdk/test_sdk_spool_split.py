@@ -346,7 +346,16 @@ def test_split_records_survive_a_restart_and_a_torn_one_leaves_the_state_before(
     parts = torn.load(head)
     assert parts is not None and [(p.batch_id, len(p)) for p in parts] == [("X-1a", 4), ("X-1b", 4)]
     assert torn.records == 8 and torn.adopted_total == 8 and not lost  # the state before; nothing lost
+    torn.progress(head, parts[1:], 4)  # X-1a stored now: recorded after the cut-off torn tail
     torn.close()
+    last = _spool(tmp_path, lost)
+    last.scan(time.monotonic())
+    head = last.head()
+    assert head is not None
+    parts = last.load(head)
+    assert parts is not None and [(p.batch_id, len(p)) for p in parts] == [("X-1b", 4)]
+    assert last.records == 4 and not lost
+    last.close()
 
 
 def test_a_split_frame_settled_to_the_end_is_gone_after_a_restart(tmp_path: Path) -> None:
