@@ -44,6 +44,7 @@ from ._spool_format import (
     encode_split,
     parse_frame,
     parse_split,
+    split_intact,
 )
 from ._spool_owners import adopt_orphans, take_lock
 
@@ -141,7 +142,7 @@ class Spool:
                 # The replaced frame is acked (then this record is dead) or was indexed above. Its CRC is
                 # checked here: a torn one must not replace a frame that is still whole.
                 parent = found.get(int(field))
-                if parent is not None and self._valid_split(fd, position, end, records):
+                if parent is not None and split_intact(fd, position, end, records):
                     self.records += records - parent.records
                     self.adopted_total += records - parent.records
                     parent.records = records
@@ -162,14 +163,6 @@ class Spool:
             position = end
         if not segment.live:
             self._discard(segment)
-
-    @staticmethod
-    def _valid_split(fd: int, position: int, end: int, records: int) -> bool:
-        try:
-            data = os.pread(fd, end - position, position)
-        except OSError:
-            return False
-        return parse_split(data, records, 0) is not None
 
     def _resync(self, segment: Segment, position: int, *, lost: bool = True) -> int:
         """Skip a damaged region (a torn tail, usually) up to the next frame magic or the end; `lost` says

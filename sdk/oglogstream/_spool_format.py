@@ -14,6 +14,7 @@ again under their own batch ids, which the server de-duplicates).
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
@@ -36,6 +37,7 @@ __all__ = [
     "encode_split",
     "parse_frame",
     "parse_split",
+    "split_intact",
 ]
 
 SEGMENT_MAGIC = b"OGSP"
@@ -155,3 +157,12 @@ def parse_split(data: bytes, records: int, first_seq: int) -> list[Batch] | None
         seq += n
         at += 1 + n
     return parts if sum(map(len, parts)) == records else None
+
+
+def split_intact(fd: int, offset: int, end: int, records: int) -> bool:
+    """Whether the split record at [offset, end) of the file `fd` reads back whole (length, count, CRC)."""
+    try:
+        data = os.pread(fd, end - offset, offset)
+    except OSError:
+        return False
+    return parse_split(data, records, 0) is not None
