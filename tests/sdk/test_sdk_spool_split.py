@@ -21,6 +21,8 @@ import pytest
 from oglogstream._buffer import Batch
 from oglogstream._spool import Spool
 
+from .capture_server import BlackHoleServer
+
 ROOT = Path(__file__).resolve().parents[2]
 #: (phase, batch id, entries) -> HTTP status, and seconds to wait before answering.
 Policy = Callable[[int, str, int], int]
@@ -148,7 +150,9 @@ print(json.dumps({"ok": ok, "sent": s.sent, "dropped": s.dropped, "queued": s.qu
 class Child:
     """One real process logging through a spooled handler (see CHILD); `go()` lets it close (or die)."""
 
-    def __init__(self, server: SplitServer, spool: Path, n: int, mode: str, close: float, batch: int) -> None:
+    def __init__(
+        self, server: SplitServer | BlackHoleServer, spool: Path, n: int, mode: str, close: float, batch: int
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, server.url, str(spool), str(n), mode, str(close), str(batch)],
             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -292,6 +296,24 @@ def test_close_with_a_slow_server_spools_everything_unsent(split_server: SplitSe
     assert second is not None and second["dropped"] == {} and second["sent"] == first["spooled"]
     # A batch whose answer came after the deadline is sent again under the same batch id (de-duplicated).
     split_server.assert_once_each(300)
+
+
+def test_close_with_a_server_that_never_answers_spools_everything(
+    split_server: SplitServer, tmp_path: Path
+) -> None:
+    """A server that hangs: close(0.5) gives up on the stuck request on time, yet nothing is lost - all 300
+    records are spooled (the one batch on its way included), and the next process delivers each once."""
+    hole = BlackHoleServer()
+    try:
+        first = Child(hole, tmp_path, 300, "log", 0.5, 20).go()
+    finally:
+        hole.close()
+    assert first is not None and first["bad_snapshots"] == 0
+    assert (first["sent"], first["dropped"], first["spooled"]) == (0, {}, 300)
+    second = Child(split_server, tmp_path, 0, "drain", 3.0, 20).result()
+    assert second is not None and (second["adopted"], second["sent"], second["dropped"]) == (300, 300, {})
+    split_server.assert_once_each(300)
+    assert sum(split_server.rows.values()) == 300
 
 
 def _spool(directory: Path, lost: collections.Counter[str] | None = None) -> Spool:
