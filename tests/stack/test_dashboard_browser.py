@@ -384,6 +384,8 @@ def test_live_tail_shows_server_drops_and_reconnects(
         hub.queue_size = 1000
     expect(page.locator("#live-dropped")).to_contain_text("47 entries dropped by the server")
     expect(page.locator("#live-rows tr.notice-row", has_text="47 entries dropped")).to_be_visible()
+    # Entries are appended once per animation frame, the notice at once: wait for the frame.
+    expect(page.locator("#live-rows tr.entry")).to_have_count(3)
     assert messages(page, "#live-rows") == ["burst 0", "burst 1", "burst 2"]
 
     async def close_all() -> None:

@@ -20,11 +20,18 @@ from oglogstream.stack.http.resources import STORAGE
 from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.processing.sink import Batch
 from oglogstream.stack.query import query_sql
-from oglogstream.stack.storage.scheduler import DEFAULT_MAX_CLIENT_QUERIES, Busy, Scheduler
+from oglogstream.stack.storage.scheduler import (
+    DEFAULT_MAX_CLIENT_QUERIES,
+    DEFAULT_MAX_WAITING_QUERIES,
+    Busy,
+    Scheduler,
+)
 from oglogstream.stack.storage.storage import Storage
 
 from .query_helpers import running
 
+#: What one client alone may hold: all of the queue but another client's share.
+ALONE = DEFAULT_MAX_WAITING_QUERIES - DEFAULT_MAX_CLIENT_QUERIES
 #: Bounds every wait in these tests (seconds); none is expected to come near it.
 WAIT = 30.0
 
@@ -167,6 +174,30 @@ async def test_query_limits_per_client_and_in_all(chdb_dsn: str) -> None:
         store.close()
 
 
+async def test_a_lone_client_may_pass_its_share_while_the_queue_keeps_room_for_another(chdb_dsn: str) -> None:
+    """Share 2 of a queue of 6: alone, a client queues 4 (a dashboard's burst is served); the 5th is refused
+    ("client_share"), and another client still finds its whole share free."""
+    store = Storage(chdb_dsn, max_waiting_queries=6, max_client_queries=2)
+    gate = Gate()
+    held = await _held(store, gate)
+    deadline = time.monotonic() + WAIT
+    noop = lambda client: None  # noqa: E731
+    try:
+        mine = []
+        for _ in range(4):
+            mine.append(asyncio.create_task(store.query("a", deadline, noop)))
+            await asyncio.sleep(0)
+        with pytest.raises(Busy) as share:
+            await store.query("a", deadline, noop)
+        assert share.value.reason == "client_share"
+        theirs = [asyncio.create_task(store.query("b", deadline, noop)) for _ in range(2)]
+        gate.release.set()
+        await asyncio.gather(held, *mine, *theirs)
+    finally:
+        gate.release.set()
+        store.close()
+
+
 async def test_a_query_waiting_past_its_deadline_fails_and_close_fails_the_rest(chdb_dsn: str) -> None:
     """The deadline covers the wait ("wait_timeout"); queries still waiting at close fail with "closed"."""
     store = Storage(chdb_dsn)
@@ -210,7 +241,8 @@ def quick_queries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 async def test_refused_queries_are_429_or_503_problems_with_retry_after(
     nats_server: Any, chdb_dsn: str, quick_queries: None
 ) -> None:
-    """While the storage is held: a client's queries past its share get 429, the rest 503 at the deadline
+    """While the storage is held: a lone client's queries past all but another's share get 429, the rest 503
+    at the deadline
     (1 s here); both problem+json with Retry-After, counted in oglog_query_refused_total by reason."""
     config = StackConfig(roles=("query",), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn)
     gate = Gate()
@@ -221,17 +253,17 @@ async def test_refused_queries_are_429_or_503_problems_with_retry_after(
             async with session.get(f"{base}/api/logs?limit=1") as resp:
                 return resp.status, resp.content_type, await resp.json(), resp.headers.get("Retry-After")
 
-        answers = await asyncio.gather(*(get() for _ in range(DEFAULT_MAX_CLIENT_QUERIES + 2)))
+        answers = await asyncio.gather(*(get() for _ in range(ALONE + 2)))
         gate.release.set()
         await held
         statuses = sorted(status for status, *_ in answers)
-        assert statuses == [429] * 2 + [503] * DEFAULT_MAX_CLIENT_QUERIES
+        assert statuses == [429] * 2 + [503] * ALONE
         for status, content_type, body, retry_after in answers:
             assert content_type == "application/problem+json" and retry_after == "1"
             assert body["field"] == ("query" if status == 429 else "storage")
         async with session.get(f"{base}/metrics") as resp:
             metrics = await resp.text()
         assert 'oglog_query_refused_total{reason="client_share"} 2.0' in metrics
-        assert f'oglog_query_refused_total{{reason="wait_timeout"}} {DEFAULT_MAX_CLIENT_QUERIES}.0' in metrics
+        assert f'oglog_query_refused_total{{reason="wait_timeout"}} {ALONE}.0' in metrics
         async with session.get(f"{base}/api/logs?limit=1") as resp:
             assert resp.status == 200
