@@ -136,7 +136,7 @@ class Storage:
         wait = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), wait)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin on Python 3.10
             if future.cancelled():  # withdrawn before it started
                 raise Busy("wait_timeout", "the query waited for the storage past its deadline") from None
             raise Busy("deadline", "the query ran past its deadline") from None
