@@ -13,6 +13,7 @@ from aiohttp import web
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.storage.storage import Storage
 
 __all__ = ["all_roles", "count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
 
@@ -36,6 +37,16 @@ async def running_app(config: StackConfig, *, app: web.Application | None = None
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def ready_storage(store: Storage) -> AsyncIterator[Storage]:
+    """`store` with its schema applied, closed on the way out (the processor's and queries' own tests)."""
+    try:
+        await store.run(store.ensure_schema)
+        yield store
+    finally:
+        store.close()
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,8 @@ from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.storage import inserts
 from oglogstream.stack.storage.storage import Storage
 
+from .helpers import ready_storage
+
 _NOW = dt.datetime.now(dt.timezone.utc)
 #: 11:00 on the three days before today: inside the retention window whatever the day the suite runs.
 T0, T1, T2 = (
@@ -62,12 +64,8 @@ async def _isolating(storage: Storage, parts: list[bytes]) -> tuple[int, int]:
 
 @pytest.fixture
 async def storage(chdb_dsn: str) -> AsyncIterator[Storage]:
-    store = Storage(chdb_dsn)
-    try:
-        await store.run(store.ensure_schema)
+    async with ready_storage(Storage(chdb_dsn)) as store:
         yield store
-    finally:
-        store.close()
 
 
 @pytest.fixture(params=[_rows, _isolating], ids=["insert_rows", "insert_isolating"])

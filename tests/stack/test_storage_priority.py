@@ -28,6 +28,7 @@ from oglogstream.stack.storage.scheduler import (
 )
 from oglogstream.stack.storage.storage import Storage
 
+from .helpers import ready_storage
 from .query_helpers import running
 
 #: What one client alone may hold: all of the queue but another client's share.
@@ -62,12 +63,8 @@ class Gate:
 
 @pytest.fixture
 async def storage(chdb_dsn: str) -> AsyncIterator[Storage]:
-    store = Storage(chdb_dsn)
-    try:
-        await store.run(store.ensure_schema)
+    async with ready_storage(Storage(chdb_dsn)) as store:
         yield store
-    finally:
-        store.close()
 
 
 async def _held(storage: Storage, gate: Gate) -> asyncio.Task[None]:
