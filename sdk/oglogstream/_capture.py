@@ -10,25 +10,32 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from itertools import islice
 from typing import Any, NamedTuple
+
+from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
 
 __all__ = [
     "IMMUTABLE_ARG_TYPES",
+    "LAST_RECORD_KEY",
     "RECORD_BASE_KEYS",
     "SNAPSHOT_KEYS",
     "CapturedRecord",
     "StructEvent",
     "capture",
     "capture_exc_info",
+    "extra_items",
     "render",
     "render_failed",
     "snapshot",
 ]
 
+_PLAIN_RECORD = logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__
 #: A LogRecord created by `logging` has this many attributes; more means `extra=` fields (or formatter
 #: leftovers such as `message`, which the encoder filters out).
-RECORD_BASE_KEYS = len(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
+RECORD_BASE_KEYS = len(_PLAIN_RECORD)
+#: The attribute `LogRecord.__init__` sets last (`process` on 3.11, `taskName` from 3.12): where a record's
+#: own attributes end in its `__dict__` unless one was deleted, set again or the record was hand-made.
+LAST_RECORD_KEY = next(reversed(_PLAIN_RECORD))
 
 #: The LogRecord attributes a snapshot (`snapshot`) keeps, in this order, before the `extra=` fields: the
 #: ones the encoder reads (`_entry`), and `process` (a forked child keeps its own records by it).
@@ -77,8 +84,8 @@ def render_failed(msg: object, args: object, exc: Exception) -> str:
 
 def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
     """A small dict of what the worker reads of a record, `attributes` (its `__dict__`): SNAPSHOT_KEYS, then
-    the attributes beyond a plain LogRecord's (`extra=` fields, a Formatter's leftovers: the last ones of
-    `attributes`), in their order. None when the record is kept whole: it has `exc_info` or `stack_info`
+    its `extra=` fields in their order (`extra_items`: not a Formatter's leftovers, which the encoder
+    skips). None when the record is kept whole: it has `exc_info` or `stack_info`
     (formatted on the worker), or lacks one of SNAPSHOT_KEYS (a hand-made record). `OgLogHandler.handle`
     inlines it.
 
@@ -102,23 +109,52 @@ def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
         }
     except KeyError:
         return None
-    if len(attributes) > RECORD_BASE_KEYS:
-        state.update(islice(attributes.items(), RECORD_BASE_KEYS, None))
+    if len(attributes) != RECORD_BASE_KEYS or next(reversed(attributes)) is not LAST_RECORD_KEY:
+        state.update(extra_items(attributes))
     return state
+
+
+def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The `(key, value)` pairs of `attributes` (a LogRecord's `__dict__`) that are `extra=` fields (or
+    attributes a filter or record factory added): every key that is not a standard one (`_STANDARD_KEYS`:
+    LogRecord's own, a Formatter's `message`/`asctime`, structlog's bridge keys), in their order.
+
+    O(number of extras) for a record whose own attributes come first, as `LogRecord.__init__` sets them:
+    walked back from the end to LAST_RECORD_KEY, which must then sit at index RECORD_BASE_KEYS - 1.
+    Anything else (a filter deleted `pathname`, or deleted and set again an attribute, which moves it to the
+    end; a hand-made record) takes the walk over every key. Not found: a record whose LAST_RECORD_KEY was
+    deleted and set again after as many extras as other attributes were deleted (the shape looks plain)."""
+    tail: list[tuple[str, Any]] = []
+    leftovers = 0
+    for pair in reversed(attributes.items()):
+        key = pair[0]
+        if key in _STANDARD_KEYS:
+            if key in _BASE_KEYS:
+                if key is LAST_RECORD_KEY and len(attributes) - len(tail) - leftovers == RECORD_BASE_KEYS:
+                    tail.reverse()
+                    return tail
+                break
+            leftovers += 1
+        else:
+            tail.append(pair)
+    return [pair for pair in attributes.items() if pair[0] not in _STANDARD_KEYS]
 
 
 def capture(
     record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
 ) -> CapturedRecord:
     """What `OgLogHandler.handle` captures (it inlines this for speed), its charge included."""
-    from ._intake_charge import item_chars, record_charge  # imports this module
+    from ._intake_charge import copy_extras, item_chars, kept_bytes, record_charge  # imports this module
 
     msg, args = render(record)
     attributes = record.__dict__
-    size = item_chars((attributes, msg, args, context, span, 0))
     state = snapshot(attributes)
-    charge = record_charge(size, len(attributes) - RECORD_BASE_KEYS, state is None)
-    return (attributes if state is None else state, msg, args, context, span, charge)
+    if state is None:  # kept whole: charged what its `__dict__` holds and may be given (`kept_bytes`)
+        size = item_chars(({}, msg, args, context, span, 0))
+        size += kept_bytes(attributes, size)
+        return (attributes, msg, args, context, span, record_charge(size, 0, True))
+    size = item_chars(({}, msg, args, context, span, 0)) + copy_extras(attributes, {})
+    return (state, msg, args, context, span, record_charge(size, len(state) - len(SNAPSHOT_KEYS)))
 
 
 def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:

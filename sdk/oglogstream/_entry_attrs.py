@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import wire as _wire
-from ._capture import RECORD_BASE_KEYS
+from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS, SNAPSHOT_KEYS
 from ._entry_values import (
     _BASE_KEYS,
     _INT64_MAX,
@@ -31,6 +31,8 @@ from .wire import clip_chars
 
 __all__ = ["NAME_CACHE_SIZE", "AttributeFragments"]
 
+_SNAPSHOT_SIZE = len(SNAPSHOT_KEYS)
+_SNAPSHOT_LAST = SNAPSHOT_KEYS[-1]
 #: Entries per fragment cache (logger/thread names, attribute keys, key pairs); a full cache is cleared.
 NAME_CACHE_SIZE = 4096
 #: Context values whose text cannot change after `bind` (a list bound as a value could): only a context of
@@ -97,9 +99,18 @@ class AttributeFragments:
             # LogRecord.__init__ sets its own attributes first, so `extra=` fields (and attributes a record
             # factory adds) are at the end of the dict: walk back from the end to the first base attribute
             # instead of diffing every key. (Formatter leftovers such as `message` are skipped on the way.)
-            for key in reversed(state):
+            # The base attribute must end a snapshot's SNAPSHOT_KEYS or a plain record's own attributes
+            # where they end (`_capture.extra_items`); else (a deleted or re-set attribute, a hand-made
+            # record kept whole) extras may precede it: the general rule.
+            for walked, key in enumerate(reversed(state)):
                 if key in _SKIPPED_KEYS:
                     if key in _BASE_KEYS:
+                        before = len(state) - walked
+                        if not (
+                            (before == _SNAPSHOT_SIZE and key == _SNAPSHOT_LAST and "msg" not in state)
+                            or (before == RECORD_BASE_KEYS and key is LAST_RECORD_KEY)
+                        ):
+                            return self._record_attributes_merged(state, context)
                         break
                     if key in _LINKS:
                         return self._record_attributes_merged(state, context)

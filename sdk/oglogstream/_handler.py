@@ -9,18 +9,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._capture import RECORD_BASE_KEYS, CapturedRecord
+from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS, SNAPSHOT_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._intake_charge import (
     ALWAYS_WEIGHED,
+    ARG_BYTES,
     FLAT_CHARS,
+    FREE_ARGS,
     FREE_EXTRAS,
     LARGE_MESSAGE,
+    SMALL_INT,
     WEIGHT_SHIFT,
     WEIGHT_UNITS,
     copy_extras,
-    extras_bytes,
+    kept_bytes,
     record_charge,
 )
 from ._settings import Options, Settings
@@ -35,6 +38,7 @@ __all__ = ["OgLogHandler"]
 _get_ident = threading.get_ident
 _context_get = CONTEXT.get
 _sizeof = sys.getsizeof
+_SNAPSHOT_SIZE = len(SNAPSHOT_KEYS)
 
 #: A `close()` without a timeout that starts within this many seconds of a `flush()` without a timeout that
 #: ran out shares that flush's deadline (`logging.shutdown()` and a `dictConfig()` re-configuration call
@@ -95,7 +99,8 @@ class OgLogHandler(logging.Handler):
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,
             # because mutable args may change after the call returns.
             # `size` is `_intake_charge.item_chars` inlined: `str_bytes` of each str (O(1): the length of
-            # an ASCII str, else its real size, 2-4 bytes a character), extras O(their number).
+            # an ASCII str, else its real size, 2-4 bytes a character), `args_bytes` of kept arguments (a
+            # large int's size, ARG_BYTES each beyond FREE_ARGS), extras O(their number).
             msg = record.msg
             args = record.args
             if type(msg) is not str or (args and type(args) is not tuple):
@@ -103,18 +108,25 @@ class OgLogHandler(logging.Handler):
                 size = len(msg) if msg.isascii() else _sizeof(msg)
             elif args:
                 size = len(msg) if msg.isascii() else _sizeof(msg)
+                arg: Any
                 for arg in args:
-                    if type(arg) is str:
+                    kind = type(arg)
+                    if kind is str:
                         size += len(arg) if arg.isascii() else _sizeof(arg)
-                    elif type(arg) not in IMMUTABLE_ARG_TYPES:
+                    elif kind is int:
+                        if not -SMALL_INT <= arg <= SMALL_INT:
+                            size += _sizeof(arg)
+                    elif kind not in IMMUTABLE_ARG_TYPES:
                         msg, args = render(record)
                         size = len(msg) if msg.isascii() else _sizeof(msg)
                         break
+                else:
+                    if len(args) > FREE_ARGS:
+                        size += (len(args) - FREE_ARGS) * ARG_BYTES
             else:
                 args = None
                 size = len(msg) if msg.isascii() else _sizeof(msg)
             attributes = record.__dict__
-            extras = len(attributes) - RECORD_BASE_KEYS
             # `_capture.snapshot`, inlined: what the worker reads, so the LogRecord is freed now (its
             # `__dict__` took up to ~1,200 B while waiting, and kept the collector busy).
             try:
@@ -134,17 +146,20 @@ class OgLogHandler(logging.Handler):
             except KeyError:
                 state = None
             # The charge the record carries (`_intake_charge.record_charge`): its weight units, or its size
-            # from LARGE_MESSAGE on. `extra=` fields (or a Formatter's `message`) count with what they
-            # occupy. Below ALWAYS_WEIGHED a snapshot with FREE_EXTRAS fields has none (the typical one: no
-            # call). A record kept whole (exception, stack) is charged what it holds.
+            # from LARGE_MESSAGE on. `extra=` fields count with what they occupy. Below ALWAYS_WEIGHED a
+            # snapshot with FREE_EXTRAS fields has none (the typical one: no call). A record kept whole
+            # (exception, stack) is charged what it holds and what a later handler may add (`kept_bytes`).
+            # A plain LogRecord's own attributes end with LAST_RECORD_KEY (`_capture.extra_items`).
             if state is None:
-                if extras > 0:
-                    size += extras_bytes(attributes)
+                size += kept_bytes(attributes, size)
                 state = attributes
-                charge = record_charge(size, extras, True)
+                charge = record_charge(size, 0, True)
             else:
-                if extras > 0:
+                if len(attributes) != RECORD_BASE_KEYS or next(reversed(attributes)) is not LAST_RECORD_KEY:
                     size += copy_extras(attributes, state)
+                    extras = len(state) - _SNAPSHOT_SIZE
+                else:
+                    extras = 0
                 if size < FLAT_CHARS or (size < ALWAYS_WEIGHED and extras == FREE_EXTRAS):
                     charge = 0
                 else:
