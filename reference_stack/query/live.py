@@ -14,9 +14,11 @@ announcement is older than the broker's live_interest_timeout less LAPSE_MARGIN 
 announcing kept failing), since ingestion may then have stopped publishing live copies.
 
 Each client has a bounded queue and its own sender task, so a slow reader only fills its own queue: past
-QUEUE_SIZE entries new ones are dropped for that client, and it then receives `{"type": "dropped", "count":
-n}` at the position of the gap. Entries are sent in the public shape (one JSON object per WebSocket text
-message), so the live tail and GET /api/logs show the same shape.
+QUEUE_SIZE entries or QUEUE_BYTES of them, new ones are dropped for that client, and it then receives
+`{"type": "dropped", "count": n}` at the position of the gap. One request's entries arrive at once, so the
+queue holds two of the largest requests the door takes: an idle reader never loses a burst. Entries are
+sent in the public shape (one JSON object per WebSocket text message), so the live tail and GET /api/logs
+show the same shape.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from oglogstream import wire
 from prometheus_client import Counter, Gauge
 
 from ..auth.keys import RELOAD_INTERVAL
@@ -49,6 +52,7 @@ __all__ = [
     "LAPSE_MARGIN",
     "LIVE",
     "MAX_CLIENTS",
+    "QUEUE_BYTES",
     "QUEUE_SIZE",
     "READY_TIMEOUT",
     "LiveHub",
@@ -57,9 +61,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Entries buffered per client before drops start (about a second of a busy service).
-QUEUE_SIZE = 1000
-#: Clients per process; one more gets 503 (each holds a socket, a task and up to QUEUE_SIZE entries).
+#: Entries buffered per client before drops start: two of the largest requests (`wire.MAX_BATCH_ENTRIES`),
+#: since one request's entries are queued at once. It was 1,000, under the SDK's own batch of 4,000: a
+#: tail with an idle reader lost 3,000 of every such batch and blamed the reader. The entries are shared by
+#: the clients (one str each); a queue slot costs a pointer.
+QUEUE_SIZE = 2 * wire.MAX_BATCH_ENTRIES
+#: Bytes of entries buffered per client before drops start, whichever of the two bounds comes first: what
+#: a client that stopped reading keeps alive (entries of 50 KiB would make QUEUE_SIZE alone ~1 GB).
+QUEUE_BYTES = 16 * 1024 * 1024
+#: Clients per process; one more gets 503 (each holds a socket, a task and up to QUEUE_BYTES of entries).
 MAX_CLIENTS = 1000
 #: WebSocket ping interval: a vanished client is noticed and removed within about two of these.
 HEARTBEAT = 20.0
@@ -84,14 +94,22 @@ class LiveHub:
     """The app's one live subscription and its clients."""
 
     def __init__(
-        self, app: web.Application, *, queue_size: int = QUEUE_SIZE, max_clients: int = MAX_CLIENTS
+        self,
+        app: web.Application,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        queue_bytes: int = QUEUE_BYTES,
+        max_clients: int = MAX_CLIENTS,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size: must be >= 1, got {queue_size}")
+        if queue_bytes < 1:
+            raise ValueError(f"queue_bytes: must be >= 1, got {queue_bytes}")
         if max_clients < 1:
             raise ValueError(f"max_clients: must be >= 1, got {max_clients}")
         self.app = app
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.max_clients = max_clients
         self.clients: set[Client] = set()
         self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)

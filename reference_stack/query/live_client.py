@@ -16,9 +16,10 @@ __all__ = ["Client", "Gap"]
 
 
 class _Hub(Protocol):
-    """What a client needs of its hub: the queue bound and the drop counter."""
+    """What a client needs of its hub: the queue bounds and the drop counter."""
 
     queue_size: int
+    queue_bytes: int
     dropped: Counter
 
 
@@ -32,7 +33,8 @@ class Gap:
 
 
 class Client:
-    """One WebSocket, its filters, and up to `hub.queue_size` entries (str, one JSON object each) waiting for
+    """One WebSocket, its filters, and up to `hub.queue_size` entries / `hub.queue_bytes` of them (str, one
+    JSON object each, ASCII: `json.dumps`) waiting for
     its own sender task; `key_id` is the API key holding it (None with auth off)."""
 
     def __init__(
@@ -44,6 +46,7 @@ class Client:
         self.hub = hub
         self.queue: deque[str | Gap] = deque()
         self.queued = 0  # entries in the queue (gaps not counted)
+        self.queued_bytes = 0  # their length
         self.wakeup = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         # Set, without an await, once the upgrade is about to be answered: from then on the promise holds, and
@@ -52,7 +55,7 @@ class Client:
 
     def offer(self, line: str) -> None:
         """Queue one entry, or count it as dropped when the queue is full. Never blocks."""
-        if self.queued >= self.hub.queue_size:
+        if self.queued >= self.hub.queue_size or self.queued_bytes + len(line) > self.hub.queue_bytes:
             gap = self.queue[-1] if self.queue and isinstance(self.queue[-1], Gap) else None
             if gap is None:
                 gap = Gap()
@@ -62,6 +65,7 @@ class Client:
         else:
             self.queue.append(line)
             self.queued += 1
+            self.queued_bytes += len(line)
         self.wakeup.set()
 
     async def send_forever(self) -> None:
@@ -75,4 +79,5 @@ class Client:
                     await self.ws.send_str(json.dumps({"type": "dropped", "count": item.count}))
                 else:
                     self.queued -= 1
+                    self.queued_bytes -= len(item)
                     await self.ws.send_str(item)

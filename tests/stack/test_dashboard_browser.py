@@ -367,7 +367,7 @@ def test_live_tail_shows_server_drops_and_reconnects(
 ) -> None:
     """A `dropped` notice from the server (this tab fell behind) is shown with its count; when the server
     closes the socket the page reconnects by itself and keeps tailing."""
-    from oglogstream.stack.query.live import LIVE
+    from oglogstream.stack.query.live import LIVE, QUEUE_SIZE
     from playwright.sync_api import expect
 
     service = new_service("drops")
@@ -381,7 +381,7 @@ def test_live_tail_shows_server_drops_and_reconnects(
         assert post_json(f"{stack.base}/logs", burst.encode()) == 202
         expect(page.locator("#live-dropped")).to_be_visible()
     finally:
-        hub.queue_size = 1000
+        hub.queue_size = QUEUE_SIZE
     expect(page.locator("#live-dropped")).to_contain_text("47 entries dropped by the server")
     expect(page.locator("#live-rows tr.notice-row", has_text="47 entries dropped")).to_be_visible()
     # Entries are appended once per animation frame, the notice at once: wait for the frame.

@@ -138,6 +138,56 @@ async def test_slow_client_gets_drop_notice_while_fast_client_gets_everything(li
     await slow.close()
 
 
+async def test_one_request_of_the_sdks_default_batch_reaches_an_idle_reader_whole(live_app: Any) -> None:
+    """A POST /logs of the SDK's default batch (4,000 entries, queued at once) reaches a reading client with
+    no drop notice: the queue was 1,000 and such a tail lost 3,000 of every batch, blaming the reader."""
+    from oglogstream._settings import DEFAULT_BATCH_SIZE
+
+    base, app, session = live_app
+    ws = await session.ws_connect(f"{base}/ws/live")
+    await subscribed(app, 1)
+    body = "\n".join(
+        json.dumps({"id": f"b{i}", "level": "info", "message": f"line {i}", "service": "burst"})
+        for i in range(DEFAULT_BATCH_SIZE)
+    )
+    async with session.post(
+        f"{base}/logs", data=body.encode(), headers={"Content-Type": "application/x-ndjson"}
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+    assert await receive_ids(ws, DEFAULT_BATCH_SIZE) == [f"b{i}" for i in range(DEFAULT_BATCH_SIZE)]
+    await ws.close()
+
+
+async def test_a_client_queue_is_bounded_in_bytes_too(live_app: Any) -> None:
+    """A client that does not read keeps at most queue_bytes of entries (large entries reach the byte bound
+    long before the count): the rest is dropped for it and counted in the notice."""
+    base, app, session = live_app
+    app[LIVE].queue_bytes = 100_000
+    slow = await session.ws_connect(f"{base}/ws/live")  # reads only at the end
+    await subscribed(app, 1)
+    lines = [
+        json.dumps({"id": f"w{i}", "timestamp": "2026-11-27T10:00:00.000000Z", "level": "info",
+                    "message": "x" * 10_000, "service": "s"})
+        for i in range(50)
+    ]
+    await app[BROKER].publish_live("\n".join(lines).encode())
+    (client,) = app[LIVE].clients
+    for _ in range(200):
+        if client.hub.dropped._value.get() > 0:
+            break
+        await asyncio.sleep(0.02)
+    assert client.queued_bytes <= 100_000
+    delivered, dropped = 0, 0
+    while delivered + dropped < 50:
+        data = json.loads((await slow.receive(timeout=20)).data)
+        if data.get("type") == "dropped":
+            dropped += data["count"]
+        else:
+            delivered += 1
+    assert dropped > 0 and delivered + dropped == 50
+    await slow.close()
+
+
 async def test_bad_filter_is_400_before_upgrade(live_app: Any) -> None:
     """An invalid filter is refused with a 400 naming it instead of opening a socket that never matches."""
     base, _, session = live_app
