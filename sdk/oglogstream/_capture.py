@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any, NamedTuple
 
-from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
+from ._entry_values import _STANDARD_KEYS
 
 __all__ = [
     "IMMUTABLE_ARG_TYPES",
@@ -119,24 +120,16 @@ def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
     attributes a filter or record factory added): every key that is not a standard one (`_STANDARD_KEYS`:
     LogRecord's own, a Formatter's `message`/`asctime`, structlog's bridge keys), in their order.
 
-    O(number of extras) for a record whose own attributes come first, as `LogRecord.__init__` sets them:
-    walked back from the end to LAST_RECORD_KEY, which must then sit at index RECORD_BASE_KEYS - 1.
-    Anything else (a filter deleted `pathname`, or deleted and set again an attribute, which moves it to the
-    end; a hand-made record) takes the walk over every key. Not found: a record whose LAST_RECORD_KEY was
-    deleted and set again after as many extras as other attributes were deleted (the shape looks plain)."""
-    tail: list[tuple[str, Any]] = []
-    leftovers = 0
-    for pair in reversed(attributes.items()):
-        key = pair[0]
-        if key in _STANDARD_KEYS:
-            if key in _BASE_KEYS:
-                if key is LAST_RECORD_KEY and len(attributes) - len(tail) - leftovers == RECORD_BASE_KEYS:
-                    tail.reverse()
-                    return tail
-                break
-            leftovers += 1
-        else:
-            tail.append(pair)
+    O(number of extras) past a C-level skip for a record whose own attributes come first, as
+    `LogRecord.__init__` sets them: LAST_RECORD_KEY at index RECORD_BASE_KEYS - 1 (then none was deleted,
+    so the rest are not LogRecord's). Anything else (a filter deleted `pathname`, or deleted and set again
+    an attribute, which moves it to the end; a hand-made record) takes the walk over every key. Not found:
+    a record whose LAST_RECORD_KEY was deleted and set again after exactly as many other attributes were
+    deleted as extras precede it (the shape then looks plain). `_intake_charge.copy_extras` inlines it."""
+    tail = islice(attributes.items(), RECORD_BASE_KEYS - 1, None)
+    first = next(tail, None)
+    if first is not None and first[0] is LAST_RECORD_KEY:
+        return [pair for pair in tail if pair[0] not in _STANDARD_KEYS]
     return [pair for pair in attributes.items() if pair[0] not in _STANDARD_KEYS]
 
 

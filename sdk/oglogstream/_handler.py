@@ -19,7 +19,8 @@ from ._intake_charge import (
     FREE_ARGS,
     FREE_EXTRAS,
     LARGE_MESSAGE,
-    SMALL_INT,
+    SMALL_INT_MAX,
+    SMALL_INT_MIN,
     WEIGHT_SHIFT,
     WEIGHT_UNITS,
     copy_extras,
@@ -114,7 +115,7 @@ class OgLogHandler(logging.Handler):
                     if kind is str:
                         size += len(arg) if arg.isascii() else _sizeof(arg)
                     elif kind is int:
-                        if not -SMALL_INT <= arg <= SMALL_INT:
+                        if not SMALL_INT_MIN <= arg <= SMALL_INT_MAX:
                             size += _sizeof(arg)
                     elif kind not in IMMUTABLE_ARG_TYPES:
                         msg, args = render(record)

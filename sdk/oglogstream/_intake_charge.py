@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from sys import getsizeof
 from typing import Any
 
-from ._capture import extra_items
+from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS
 from ._context import BoundContext
-from ._entry_values import _BASE_KEYS
+from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
 from ._items import CapturedEvent
 from ._settings import MIN_BUFFER_BYTES
 
@@ -36,7 +37,8 @@ __all__ = [
     "MAX_CHAINED",
     "OBJECT_FALLBACK_BYTES",
     "RECORD_BYTES",
-    "SMALL_INT",
+    "SMALL_INT_MAX",
+    "SMALL_INT_MIN",
     "TRACEBACK_FRAME_BYTES",
     "WEIGHT_BYTES",
     "WEIGHT_SHIFT",
@@ -145,9 +147,10 @@ _MAPPINGS = frozenset({dict, set, frozenset})
 _BYTES = frozenset({bytes, bytearray})
 _LEFTOVERS = ("message", "asctime")
 #: Values whose object EXTRA_ATTR_BYTES covers (its allowance for a str's 49 B header): float 24 B, bool and
-#: None shared, an int of magnitude up to SMALL_INT 28-36 B. A larger int is charged `sys.getsizeof`.
+#: None shared, an int from SMALL_INT_MIN to SMALL_INT_MAX 28-36 B. A larger int is charged its size.
 _ATOMS = frozenset({float, bool, type(None)})
-SMALL_INT = 2**62
+SMALL_INT_MAX = 2**62
+SMALL_INT_MIN = -SMALL_INT_MAX
 #: What a value `sys.getsizeof` cannot size (its `__sizeof__` raised) is charged.
 OBJECT_FALLBACK_BYTES = 256
 #: A record's `%` arguments kept for the worker (`_capture.render`: str, int, float, bool, None) beyond the
@@ -184,7 +187,8 @@ def object_bytes(value: object) -> int:
 
 def _values_bytes(values: Iterable[Any]) -> int:
     """What `values` hold beyond their slots, shallow and O(1) each: `str_bytes` of str values, nothing for
-    floats, bools, None and ints up to SMALL_INT (EXTRA_ATTR_BYTES covers them), the length of bytes values,
+    floats, bools, None and ints from SMALL_INT_MIN to SMALL_INT_MAX (EXTRA_ATTR_BYTES covers
+    them), the length of bytes values,
     CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry, `object_bytes` of
     anything else (a large int included)."""
     size = 0
@@ -193,7 +197,7 @@ def _values_bytes(values: Iterable[Any]) -> int:
         if kind is str:
             size += len(value) if value.isascii() else getsizeof(value)
         elif kind is int:
-            if not -SMALL_INT <= value <= SMALL_INT:
+            if not SMALL_INT_MIN <= value <= SMALL_INT_MAX:
                 size += getsizeof(value)
         elif kind in _ATOMS:
             pass
@@ -210,7 +214,7 @@ def _values_bytes(values: Iterable[Any]) -> int:
 
 def args_bytes(args: tuple[Any, ...] | None) -> int:
     """What a captured record's `%` arguments (kept for the worker: IMMUTABLE_ARG_TYPES values, or None
-    once rendered) are charged: `str_bytes` of str ones, `sys.getsizeof` of ints beyond SMALL_INT, and
+    once rendered) are charged: `str_bytes` of str ones, `sys.getsizeof` of ints beyond SMALL_INT_MAX, and
     ARG_BYTES for each beyond FREE_ARGS. `OgLogHandler.handle` inlines it."""
     if not args:
         return 0
@@ -219,7 +223,7 @@ def args_bytes(args: tuple[Any, ...] | None) -> int:
         kind = type(arg)
         if kind is str:
             size += len(arg) if arg.isascii() else getsizeof(arg)
-        elif kind is int and not -SMALL_INT <= arg <= SMALL_INT:
+        elif kind is int and not SMALL_INT_MIN <= arg <= SMALL_INT_MAX:
             size += getsizeof(arg)
     return size
 
@@ -292,21 +296,26 @@ def traceback_frames(exc_info: object) -> tuple[int, int]:
 
 
 def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:
-    """Copy the `extra=` fields of `record_dict` (a LogRecord's `__dict__`: `_capture.extra_items`, not a
-    Formatter's leftovers, which the encoder skips and the snapshot so needs not hold) into `into` (a
+    """Copy the `extra=` fields of `record_dict` (a LogRecord's `__dict__`: `_capture.extra_items`, inlined;
+    not a Formatter's leftovers, which the encoder skips and the snapshot so needs not hold) into `into` (a
     `_capture.snapshot`), in their order, and return what they are charged: what they occupy
     (`extras_bytes` of the snapshot) plus, as if held, a Formatter's `message`/`asctime` an earlier handler
     left. O(number of extras) for the usual record. One pass for both jobs: the handler's hot path."""
+    before = len(into)
     size = 0
-    pairs = extra_items(record_dict)
-    for key, value in pairs:
+    items = record_dict.items()
+    tail = islice(items, RECORD_BASE_KEYS - 1, None)
+    first = next(tail, None)
+    for key, value in tail if first is not None and first[0] is LAST_RECORD_KEY else items:
+        if key in _STANDARD_KEYS:
+            continue
         into[key] = value
         # `_values_bytes`'s rule, inlined for the usual types (a call per value would cost more than the rule)
         kind = type(value)
         if kind is str:
             size += len(value) if value.isascii() else getsizeof(value)
         elif kind is int:
-            if not -SMALL_INT <= value <= SMALL_INT:
+            if not SMALL_INT_MIN <= value <= SMALL_INT_MAX:
                 size += getsizeof(value)
         elif kind not in _ATOMS:
             size += _values_bytes((value,))
@@ -316,7 +325,7 @@ def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:
         # `message` is often the msg str itself; an `asctime` ~72 B). Rare enough for a call.
         size += _values_bytes([record_dict[key] for key in _LEFTOVERS if key in record_dict])
         size += EXTRA_ATTR_BYTES * (("message" in record_dict) + ("asctime" in record_dict))
-    return size + len(pairs) * EXTRA_ATTR_BYTES
+    return size + (len(into) - before) * EXTRA_ATTR_BYTES
 
 
 def item_context(item: tuple[Any, ...]) -> Any:
