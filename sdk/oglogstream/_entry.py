@@ -162,7 +162,7 @@ class EntryEncoder(AttributeFragments):
         second = int(created)
         if second != self._stamp_second:
             self._stamp = self._stamp_for(second)
-        micros = int((created - second) * 1_000_000)
+        micros = round((created - second) * 1_000_000)  # the nearest microsecond (`rfc3339`)
         if micros > 999_999:
             micros = 999_999
         links = attributes = ""
@@ -283,7 +283,7 @@ class EntryEncoder(AttributeFragments):
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        micros = int((created - second) * 1_000_000)
+        micros = round((created - second) * 1_000_000)  # the nearest microsecond (`rfc3339`)
         if micros > 999_999:
             micros = 999_999
         # Looked up by str only: a filter or adapter may have set a list (unhashable) or a number.

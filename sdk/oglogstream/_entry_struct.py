@@ -134,12 +134,16 @@ def _line(
 
 
 def _timestamp(encoder: EntryEncoder, created: float) -> str:
-    """RFC 3339 UTC with microseconds; the encoder's cached second text is shared with its fast path."""
+    """RFC 3339 UTC with microseconds; the encoder's cached second text is shared with its fast path.
+
+    Rounded to the nearest microsecond: an event's own timestamp (structlog's `TimeStamper`, ISO text with
+    microseconds) reaches here as a float a fraction of a microsecond off, and truncating stored 1 µs less
+    than the console printed (`.100000` as `.099999`). `rfc3339` is the rule."""
     if not MIN_CREATED <= created <= MAX_CREATED:  # also false for NaN
         created = time.time()
     second = int(created)
+    micros = min(round((created - second) * 1_000_000), 999_999)
     if second != encoder._second:
         encoder._second = second
         encoder._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    micros = min(int((created - second) * 1_000_000), 999_999)
     return f"{encoder._second_text}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}Z"

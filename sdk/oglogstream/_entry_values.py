@@ -85,9 +85,12 @@ def level_for_name(name: object) -> str:
 
 
 def rfc3339(created: float) -> str:
-    """`created` (Unix seconds) as RFC 3339 UTC with microseconds, e.g. 2026-11-27T10:00:00.123456Z."""
+    """`created` (Unix seconds) as RFC 3339 UTC with microseconds, e.g. 2026-11-27T10:00:00.123456Z: the
+    nearest microsecond (a float of an ISO text's microseconds is a fraction off either way), .999999 within
+    half a microsecond of the next second (no carry: the second's text is cached). The rule of every entry
+    (`EntryEncoder.encode_captured`, `_entry_struct._timestamp`)."""
     seconds = int(created)
-    micros = min(int((created - seconds) * 1_000_000), 999_999)
+    micros = min(round((created - seconds) * 1_000_000), 999_999)
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
 
 

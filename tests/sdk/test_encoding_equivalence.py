@@ -14,6 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oglogstream import wire
@@ -247,6 +248,16 @@ def test_structlog_utc_timestamps_parse_like_fromisoformat(moment: datetime, odd
             expected = None
         assert _parse_timestamp(value) == expected
         assert _parse_timestamp(value) == expected  # the cached second
+
+
+@pytest.mark.parametrize("fraction", ["253284", "100000", "000001", "999999", "000000", "499999", "500000"])
+def test_an_events_own_timestamp_is_shipped_to_the_microsecond(fraction: str) -> None:
+    """structlog's TimeStamper text reaches the encoder as a float a fraction of a microsecond off: the
+    shipped timestamp is the text's own microsecond (truncating stored `.100000` as `.099999`)."""
+    text = f"2026-11-30T03:49:53.{fraction}Z"
+    created = _parse_timestamp(text)
+    assert created is not None
+    assert _timestamp(EntryEncoder("svc"), created) == text == rfc3339(created)
 
 
 def test_microsecond_table_spells_every_value_like_format() -> None:
