@@ -8,7 +8,9 @@ OGLOG_SKIP_ROUTES, OGLOG_ACCESS_SAMPLE_RATE, OGLOG_LOG_QUERY, OGLOG_LOG_USER, OG
 
 from __future__ import annotations
 
+import copy
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -36,6 +38,8 @@ _EXCEPTION = "oglogstream.exception"
 #: Werkzeug's development-server logger, and the format of its access lines (WSGIRequestHandler.log_request).
 WERKZEUG_LOGGER_NAME = "werkzeug"
 _WERKZEUG_ACCESS_SUFFIX = '] "%s" %s %s'
+#: SGR escape sequences (colours, bold) Werkzeug wraps its startup lines in for a terminal.
+_ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 _perf_counter = time.perf_counter
 
@@ -221,6 +225,24 @@ class _FlaskDuplicates(DuplicateFilter):
         super().__init__()
         self.app_logger_name = app_logger_name
         self.key = ("flask", app_logger_name)
+
+    def filter(self, record: logging.LogRecord) -> bool | logging.LogRecord:  # type: ignore[override]
+        """Not a duplicate: shipped; a Werkzeug line in terminal colours ("WARNING: This is a development
+        server", "Press CTRL+C to quit") as a copy without them (`OgLogHandler.handle` takes a filter's
+        replacement record on every Python version; the console keeps its colours)."""
+        if not super().filter(record):
+            return False
+        if record.name != WERKZEUG_LOGGER_NAME:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a line we cannot render is shipped as it is
+            return True
+        if "\x1b[" not in text:
+            return True
+        plain = copy.copy(record)
+        plain.msg, plain.args = _ANSI_SGR.sub("", text), None
+        return plain
 
     def duplicate(self, record: logging.LogRecord) -> bool:
         name = record.name

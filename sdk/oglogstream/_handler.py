@@ -85,6 +85,20 @@ class OgLogHandler(logging.Handler):
     def service(self) -> str:
         return self._pipeline.settings.service
 
+    def filter(self, record: logging.LogRecord) -> bool | logging.LogRecord:  # type: ignore[override]
+        """The handler's filters, as Python 3.12 runs them on every version: False when one refuses the
+        record; a filter may return a replacement record, which the next filters and the handler get (the
+        record itself, and so the other handlers, stay as they were: e.g. the Flask integration ships
+        Werkzeug's startup lines without terminal colours). True when none replaced it."""
+        replaced: logging.LogRecord | None = None
+        for f in self.filters:
+            result = f.filter(record) if hasattr(f, "filter") else f(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):
+                record = replaced = result
+        return replaced if replaced is not None else True
+
     def handle(self, record: logging.LogRecord) -> bool:
         """Capture the record and return at once (no handler lock, no I/O): the hot path."""
         try:
@@ -94,7 +108,7 @@ class OgLogHandler(logging.Handler):
                 verdict: Any = self.filter(record)
                 if not verdict:
                     return False
-                if isinstance(verdict, logging.LogRecord):  # 3.12+: a filter may return a replacement
+                if isinstance(verdict, logging.LogRecord):  # a filter returned a replacement (`filter`)
                     record = verdict
             # `_entry.capture`, inlined for the common cases: a str msg with no args, or with immutable args
             # (whose rendering the worker does: the result cannot differ). Anything else is rendered now,

@@ -139,3 +139,25 @@ def test_werkzeug_lines_stay_on_the_console(server: CaptureServer, clean_root: l
         ext.close(app, timeout=2)
         werkzeug.handlers[:] = saved_werkzeug
         clean_root.handlers[:] = saved_root
+
+
+def test_werkzeug_startup_lines_ship_without_terminal_colours(
+    server: CaptureServer, clean_root: logging.Logger
+) -> None:
+    """Werkzeug's startup banner (kept: it says what ran) ships without its ANSI colour codes, as a copy:
+    the console's record keeps them."""
+    app = build_app(OGLOG_URL=server.url, OGLOG_SERVICE="dev-server", OGLOG_HANDLER_OPTIONS=FAST)
+    ext = OgLog(app)
+    try:
+        werkzeug = logging.getLogger(WERKZEUG_LOGGER_NAME)
+        banner = "\x1b[31m\x1b[1mWARNING: This is a development server.\x1b[0m"
+        werkzeug.warning(banner)
+        werkzeug.warning("%s", "\x1b[33mPress CTRL+C to quit\x1b[0m")
+        assert ext.handler is not None
+        entries = shipped(ext, server)
+        assert [(e["logger"], e["message"]) for e in entries] == [
+            (WERKZEUG_LOGGER_NAME, "WARNING: This is a development server."),
+            (WERKZEUG_LOGGER_NAME, "Press CTRL+C to quit"),
+        ]
+    finally:
+        ext.close(app, timeout=2)

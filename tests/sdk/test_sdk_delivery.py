@@ -145,6 +145,28 @@ def test_level_filtering_and_handler_filters(server: CaptureServer, make_handler
     assert [e["message"] for e in server.entries] == ["kept"]
 
 
+def test_a_filter_may_replace_the_record_on_every_python(server: CaptureServer, make_handler, logger) -> None:
+    """A handler filter returning a record (3.12 semantics, on 3.10/3.11 too) ships that record; the next
+    filter sees it; the original, which other handlers get, is left as it was."""
+    import copy
+
+    def masked(record: logging.LogRecord) -> logging.LogRecord:
+        clean = copy.copy(record)
+        clean.msg, clean.args = record.getMessage().replace("hunter2", "***"), None
+        return clean
+
+    seen: list[str] = []
+    handler = make_handler(server.url)
+    handler.addFilter(masked)
+    handler.addFilter(lambda record: seen.append(record.getMessage()) or True)
+    logger.addHandler(handler)
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "password %s", ("hunter2",), None)
+    logger.handle(record)
+    assert handler.flush(5)
+    assert [e["message"] for e in server.entries] == ["password ***"]
+    assert seen == ["password ***"] and record.getMessage() == "password hunter2"
+
+
 def test_body_is_gzip_of_ndjson_lines() -> None:
     """The transport's body is the gzip of the encoded lines joined (one entry per line)."""
     from oglogstream._buffer import Batch
