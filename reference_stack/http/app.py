@@ -90,7 +90,7 @@ async def health(request: web.Request) -> web.Response:
     if _uses_storage(config):
         storage = app[STORAGE]
         try:
-            ok = await asyncio.wait_for(storage.run(storage.ping), HEALTH_STORAGE_TIMEOUT)
+            ok = await asyncio.wait_for(storage.checked(), HEALTH_STORAGE_TIMEOUT)
             body["storage_status"] = "ok" if ok else "error"
         except asyncio.TimeoutError:
             ok = False

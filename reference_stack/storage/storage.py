@@ -34,6 +34,7 @@ __all__ = [
     "CLOSE_TIMEOUT",
     "DEADLINE_GRACE",
     "PARTITION_MARGIN_DAYS",
+    "PING_MAX_AGE",
     "SERVER_THREADS",
     "TTL_SLACK_DAYS",
     "Storage",
@@ -56,6 +57,8 @@ SERVER_THREADS = 8
 #: `Storage.query` waits this long past a query's deadline for its answer, so that a statement stopped by
 #: `max_execution_time` at the deadline reports that itself (seconds).
 DEADLINE_GRACE = 1.0
+#: `Storage.checked` reuses a `ping` answered less than this long ago (seconds).
+PING_MAX_AGE = 1.0
 #: `close` waits this long (seconds) for the call in progress and the queued inserts.
 CLOSE_TIMEOUT = 60.0
 
@@ -105,6 +108,8 @@ class Storage:
             max_per_client=max_client_queries,
         )
         self._client: Client | None = None
+        self._ping_task: asyncio.Future[bool] | None = None  # the shared `ping` in flight (`checked`)
+        self._ping_answer: tuple[float, bool] | None = None  # (time.monotonic(), result) of the last one
 
     @property
     def client(self) -> Client:
@@ -183,6 +188,23 @@ class Storage:
         if f"TTL {wanted} SETTINGS" not in engine and not engine.endswith(f"TTL {wanted}"):
             log.warning("storage: %s TTL set to %s (was: %s)", LOGS_TABLE, wanted, engine)
             client.command(f"ALTER TABLE {LOGS_TABLE} MODIFY TTL {wanted}")
+
+    async def checked(self) -> bool:
+        """Whether the storage answers (`ping` on the storage threads), shared by every caller: callers
+        arriving while one runs await it, and an answer younger than PING_MAX_AGE is reused. /health is
+        open (load balancers probe it without keys) and `run` is the stack's own work, which goes before
+        every query: one `SELECT 1` per call let a /health flood delay queries and inserts by seconds."""
+        answer = self._ping_answer
+        if answer is not None and time.monotonic() - answer[0] < PING_MAX_AGE:
+            return answer[1]
+        if self._ping_task is None or self._ping_task.done():
+            self._ping_task = asyncio.ensure_future(self._ping_once())
+        return await asyncio.shield(self._ping_task)  # a caller that gives up does not cancel the others'
+
+    async def _ping_once(self) -> bool:
+        ok = await self.run(self.ping)
+        self._ping_answer = (time.monotonic(), ok)
+        return ok
 
     def ping(self, client: Client | None = None) -> bool:
         """True when the storage answers a trivial query. Blocking: call it through `run`."""

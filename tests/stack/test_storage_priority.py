@@ -264,3 +264,23 @@ async def test_refused_queries_are_429_or_503_problems_with_retry_after(
         assert f'oglog_query_refused_total{{reason="wait_timeout"}} {ALONE}.0' in metrics
         async with session.get(f"{base}/api/logs?limit=1") as resp:
             assert resp.status == 200
+
+
+async def test_health_checks_share_one_ping(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 concurrent /health checks (open to anyone) cost one `SELECT 1` on the storage thread, and a
+    check within PING_MAX_AGE reuses the answer: a /health flood cannot queue work ahead of every query."""
+    from oglogstream.stack.storage import storage as storage_module
+
+    pings = 0
+    ping = Storage.ping
+
+    def counted(self: Storage, client: Client | None = None) -> bool:
+        nonlocal pings
+        pings += 1
+        return ping(self, client)
+
+    monkeypatch.setattr(Storage, "ping", counted)
+    assert await asyncio.gather(*(storage.checked() for _ in range(200))) == [True] * 200
+    assert await storage.checked() and pings == 1
+    monkeypatch.setattr(storage_module, "PING_MAX_AGE", 0.0)
+    assert await storage.checked() and pings == 2
