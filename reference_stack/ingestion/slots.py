@@ -5,11 +5,13 @@ Each POST /logs body in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES, so a
 trickling 8 MiB bodies just above MIN_BODY_RATE held all 128 slots of a 2-worker stack for ~80 s each, and
 every other client got 429 (docs/api.md, "Limits"). So a client - its address (`Access.client_address`:
 the peer, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop), and its API key when auth
-is on - holds `per_client` slots whenever it wants them; past that share it may take more only while
+is on - takes up to `per_client` slots while any is free; past that share it may take more only while
 `per_client` slots stay free for the others, else it alone gets 429 + Retry-After while the others keep
 their 202s. A lone client (one busy shipper, an app fleet behind one address) can so use all but a share of
-the process, and a newcomer always finds a share free unless several clients are each past theirs. The
-address is part of the client even with a key: a fleet of apps sharing one ingest key is many clients.
+the process. Not a guarantee for every newcomer: clients within their shares take from the free slots too,
+so one client past its share and another at its share fill a process (the next client gets 429 "body")
+until a body completes. The address is part of the client even with a key: a fleet of apps sharing one
+ingest key is many clients.
 """
 
 from __future__ import annotations
