@@ -53,6 +53,11 @@ _SLICE_BYTES = 256 * 1024
 #: on a 400 refusing every entry (`answer_rejected`). The text of an error costs several times its
 #: validation, and 10,000 of them made a 1.5 MB answer to a 1.5 KB gzip body.
 MAX_REJECTED_ERRORS = 100
+#: One refused entry's error text at most (characters; its first failures, then how many more): an entry
+#: with 64 bad attributes under 128-character keys made each listed error ~12 KB, and a 1.2 MB 400.
+MAX_ERROR_CHARS = 240
+#: Failures named in one entry's error before "(and N more)".
+MAX_ERROR_FAILURES = 3
 #: A line of the joined array (see _ndjson_rows) whose first token is not `{`.
 _NOT_AN_OBJECT_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*[^ \t\r\x0b\x0c{]")
 
@@ -279,7 +284,8 @@ def answer_rejected(rejected: list[dict[str, Any]], *, every_index: bool) -> dic
     refused entry. The list gives the first MAX_REJECTED_ERRORS refusals as `{"index", "error"}` and, with
     `every_index` (a 202: the client must know exactly which entries were not stored, and the SDK counts
     the items), each later one as `{"index": i}` alone, about 15 bytes each; without it (a 400 refusing
-    every entry) nothing more. So an answer is at most ~16 KB of errors plus 15 bytes per entry."""
+    every entry) nothing more. So an answer is at most ~25 KB of errors (MAX_ERROR_CHARS each) plus 15 bytes
+    per entry."""
     listed = [
         item if position < MAX_REJECTED_ERRORS else {"index": item["index"]}
         for position, item in enumerate(rejected if every_index else rejected[:MAX_REJECTED_ERRORS])
@@ -288,4 +294,10 @@ def answer_rejected(rejected: list[dict[str, Any]], *, every_index: bool) -> dic
 
 
 def _summary(exc: ValidationError) -> str:
-    return "; ".join(f"{d['field']}: {d['reason']}" for d in schema.validation_details(exc))
+    """One entry's error: its first MAX_ERROR_FAILURES failures, then how many more, clipped to
+    MAX_ERROR_CHARS."""
+    details = schema.validation_details(exc)
+    text = "; ".join(f"{d['field']}: {d['reason']}" for d in details[:MAX_ERROR_FAILURES])
+    if len(details) > MAX_ERROR_FAILURES:
+        text += f" (and {len(details) - MAX_ERROR_FAILURES} more)"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

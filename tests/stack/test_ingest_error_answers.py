@@ -49,6 +49,22 @@ async def test_ten_thousand_bad_lines_get_a_bounded_400_with_the_exact_count(sta
     assert len(raw) < 16 * 1024, len(raw)
 
 
+async def test_entries_with_many_bad_fields_still_get_a_bounded_400(stack: Any) -> None:
+    """The re-attack's body: 200 entries, each with 64 invalid attributes under 128-character keys, got a
+    1,169,782-byte 400 (every failure of every listed entry); each listed error now names its first
+    failures, how many more, and stays within MAX_ERROR_CHARS."""
+    url, session = stack
+    bad = {f"{'k' * 120}{i:08d}": {"nested": [i]} for i in range(64)}
+    lines = [json.dumps({"level": "info", "message": "m", "service": "atk", "attributes": bad})] * 200
+    async with session.post(f"{url}/logs", data=_gzip_lines(lines), headers=GZIP_NDJSON) as resp:
+        assert resp.status == 400
+        raw = await resp.read()
+    answer = json.loads(raw)
+    assert answer["rejected_count"] == 200 and len(answer["rejected"]) == LISTED
+    assert all(len(r["error"]) <= batch_decode.MAX_ERROR_CHARS for r in answer["rejected"])
+    assert len(raw) < LISTED * (batch_decode.MAX_ERROR_CHARS + 64), len(raw)
+
+
 async def test_a_partial_accept_lists_every_refused_index_so_the_sdk_counts_exactly(stack: Any) -> None:
     """9,000 `{}` lines and one valid entry: 202 accepting 1, every refused index listed (the first LISTED
     with their error, the rest by index alone), rejected_count 9,000; the SDK's reading of that answer
