@@ -7,16 +7,34 @@ intake's bound in records (`intake_limit`) and the encoded buffer's reserve for 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
-from itertools import islice
-from sys import getsizeof
+from collections.abc import Iterable
 from typing import Any
 
-from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS
 from ._context import BoundContext
-from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
 from ._items import CapturedEvent
 from ._settings import MIN_BUFFER_BYTES
+from ._value_charge import (
+    ARG_BYTES,
+    CONTAINER_ITEM_BYTES,
+    EXTRA_ATTR_BYTES,
+    FRAME_TEXT_BYTES,
+    FREE_ARGS,
+    LATER_FORMAT_BYTES,
+    MAPPING_ITEM_BYTES,
+    MAX_CHAINED,
+    OBJECT_FALLBACK_BYTES,
+    SMALL_INT_MAX,
+    SMALL_INT_MIN,
+    TRACEBACK_FRAME_BYTES,
+    args_bytes,
+    copy_extras,
+    event_bytes,
+    extras_bytes,
+    kept_bytes,
+    object_bytes,
+    str_bytes,
+    traceback_frames,
+)
 
 __all__ = [
     "ALWAYS_WEIGHED",
@@ -105,28 +123,12 @@ WEIGHT_SHIFT = 3
 WEIGHT_BYTES = INTAKE_ITEM_BYTES >> WEIGHT_SHIFT
 #: What a unit covers of the record: WEIGHT_BYTES less its own slot in the deque (a pointer).
 _WEIGHT_COVERS = WEIGHT_BYTES - 8
-#: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
-#: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
-#: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
-EXTRA_ATTR_BYTES = 96
 #: What a captured record kept whole (it has an exception or a stack; others are captured as a
 #: `_capture.snapshot`) occupies besides its characters: its LogRecord and `__dict__` (whose shared keys are
 #: lost once it has `extra=` fields) plus the exception and a one-frame traceback. Measured with tracemalloc
 #: (`logger.exception` in an `except` block, 0-3 `extra=` fields, fresh and warm interpreter): up to
 #: 1,435 B + its characters. Deeper tracebacks and what their frames hold are not counted.
 KEPT_RECORD_BYTES = 1472
-#: What each traceback frame beyond the first of a record kept whole holds (`kept_bytes`): its traceback
-#: entry and frame object (measured with tracemalloc, 3-10 frames of small functions: ~245 B a frame). What
-#: the frames' locals reference is not counted.
-TRACEBACK_FRAME_BYTES = 256
-#: What a handler after ours adds to a record kept whole (`kept_bytes`) besides the message's text: a
-#: Formatter's `message` and `asctime` (slots, headers, the dict's growth) and `exc_text`'s fixed part
-#: (header line, exception line); FRAME_TEXT_BYTES a frame besides its file name (line number, function,
-#: source line). Measured with tracemalloc (a later StreamHandler formatting `logger.exception` records).
-LATER_FORMAT_BYTES = 320
-FRAME_TEXT_BYTES = 96
-#: Chained exceptions `traceback_frames` counts at most (a cycle stops it sooner): O(1) work per record.
-MAX_CHAINED = 16
 #: What a captured structlog event occupies besides what `event_bytes` charges (its keys' slots and its
 #: values' text): the dict copy's table, the StructEvent, the CapturedEvent and its slot in the intake.
 #: Measured with tracemalloc (1-10 keys, 10-600 characters): ~385 B with one key, up to ~440 B with six
@@ -134,198 +136,6 @@ MAX_CHAINED = 16
 EVENT_BYTES = 480
 #: From this many characters every record below LARGE_MESSAGE is charged weights (`weight_units`).
 ALWAYS_WEIGHED = FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES
-#: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
-#: entry, on top of EXTRA_ATTR_BYTES: the captured record keeps the object (and so its elements) alive.
-#: Measured with tracemalloc (10,000 elements, tests/sdk/test_sdk_review_memory.py): a list of small ints
-#: 40 B, of short str 67 B, a tuple of floats 32 B per element; a dict of short str to short str 140 B, of
-#: ints 69 B, a set of short str 106 B per entry. Shallow, so O(1) per value: what nested containers hold is
-#: not counted (docs/sdk.md "Overflow").
-CONTAINER_ITEM_BYTES = 72
-MAPPING_ITEM_BYTES = 144
-_SEQUENCES = frozenset({list, tuple})
-_MAPPINGS = frozenset({dict, set, frozenset})
-_BYTES = frozenset({bytes, bytearray})
-_LEFTOVERS = ("message", "asctime")
-#: Values whose object EXTRA_ATTR_BYTES covers (its allowance for a str's 49 B header): float 24 B, bool and
-#: None shared, an int from SMALL_INT_MIN to SMALL_INT_MAX 28-36 B. A larger int is charged its size.
-_ATOMS = frozenset({float, bool, type(None)})
-SMALL_INT_MAX = 2**62
-SMALL_INT_MIN = -SMALL_INT_MAX
-#: What a value `sys.getsizeof` cannot size (its `__sizeof__` raised) is charged.
-OBJECT_FALLBACK_BYTES = 256
-#: A record's `%` arguments kept for the worker (`_capture.render`: str, int, float, bool, None) beyond the
-#: first FREE_ARGS are charged ARG_BYTES each besides their text (a str's characters, `str_bytes`) and a
-#: large int's `sys.getsizeof`: the args tuple's slot (8 B) and the value's object (float 24 B, int 28-36 B,
-#: a str's 49 B header). The flat charge and RECORD_BYTES cover the first FREE_ARGS (the typical `"%s"`
-#: or `"%d of %d"` call, which so stays on the fast path). Before, 6 / 10 / 20 float arguments held 1.19x /
-#: 1.40x / 1.95x their charge (tracemalloc, waiting records).
-FREE_ARGS = 2
-ARG_BYTES = 64
-
-
-def str_bytes(text: str) -> int:
-    """What a str's text occupies, O(1): its length when ASCII (1 byte a character; the ~49 B header is in
-    RECORD_BYTES / EXTRA_ATTR_BYTES), else its whole size (`sys.getsizeof`): PEP 393 stores non-Latin-1
-    text in 2 or 4 bytes a character (CJK 2, emoji 4), so counting characters let a stuck worker's intake
-    hold 1.9x (CJK) to 3.7x (emoji) the budget. `OgLogHandler.handle` inlines the same expression."""
-    return len(text) if text.isascii() else getsizeof(text)
-
-
-def object_bytes(value: object) -> int:
-    """What a value of no type `_values_bytes` knows occupies (a UUID, Decimal, datetime, an application
-    object), O(1): `sys.getsizeof`, plus the buffer a memoryview keeps alive; OBJECT_FALLBACK_BYTES when its
-    `__sizeof__` raises. Shallow: what its attributes reference is not counted, except what EXTRA_ATTR_BYTES'
-    allowance for a str header covers (a UUID's int: 56 + 44 B held against 96 + 56 B charged)."""
-    try:
-        size = getsizeof(value)
-        if type(value) is memoryview:
-            size += value.nbytes
-        return size
-    except Exception:
-        return OBJECT_FALLBACK_BYTES
-
-
-def _values_bytes(values: Iterable[Any]) -> int:
-    """What `values` hold beyond their slots, shallow and O(1) each: `str_bytes` of str values, nothing for
-    floats, bools, None and ints from SMALL_INT_MIN to SMALL_INT_MAX (EXTRA_ATTR_BYTES covers
-    them), the length of bytes values,
-    CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry, `object_bytes` of
-    anything else (a large int included)."""
-    size = 0
-    for value in values:
-        kind = type(value)
-        if kind is str:
-            size += len(value) if value.isascii() else getsizeof(value)
-        elif kind is int:
-            if not SMALL_INT_MIN <= value <= SMALL_INT_MAX:
-                size += getsizeof(value)
-        elif kind in _ATOMS:
-            pass
-        elif kind in _MAPPINGS:
-            size += len(value) * MAPPING_ITEM_BYTES
-        elif kind in _SEQUENCES:
-            size += len(value) * CONTAINER_ITEM_BYTES
-        elif kind in _BYTES:
-            size += len(value)
-        else:
-            size += object_bytes(value)
-    return size
-
-
-def args_bytes(args: tuple[Any, ...] | None) -> int:
-    """What a captured record's `%` arguments (kept for the worker: IMMUTABLE_ARG_TYPES values, or None
-    once rendered) are charged: `str_bytes` of str ones, `sys.getsizeof` of ints beyond SMALL_INT_MAX, and
-    ARG_BYTES for each beyond FREE_ARGS. `OgLogHandler.handle` inlines it."""
-    if not args:
-        return 0
-    size = (len(args) - FREE_ARGS) * ARG_BYTES if len(args) > FREE_ARGS else 0
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            size += len(arg) if arg.isascii() else getsizeof(arg)
-        elif kind is int and not SMALL_INT_MIN <= arg <= SMALL_INT_MAX:
-            size += getsizeof(arg)
-    return size
-
-
-def event_bytes(event: Mapping[str, Any]) -> int:
-    """What a captured structlog/asyncio event dict occupies, charged as a record's `extra=` fields are
-    (`extras_bytes`): EXTRA_ATTR_BYTES per key plus its values' text and elements (the message is the
-    `event` value). O(number of keys)."""
-    return len(event) * EXTRA_ATTR_BYTES + _values_bytes(event.values())
-
-
-def extras_bytes(record_dict: dict[str, Any]) -> int:
-    """What a captured record's dict holds beyond LogRecord's own attributes: EXTRA_ATTR_BYTES per other key
-    plus `_values_bytes` of their values. For a snapshot (`_capture.snapshot`), its `extra=` fields (what
-    `copy_extras` returns); for a record kept whole, also a Formatter's `message`/`asctime` an earlier
-    handler left (it holds them). O(number of keys): a capture's (`_capture.capture`) and a kept record's
-    (the slow path's) charge only. Computed once, at the capture (the record's `record_charge`)."""
-    extras = [value for key, value in record_dict.items() if key not in _BASE_KEYS]
-    return len(extras) * EXTRA_ATTR_BYTES + _values_bytes(extras) if extras else 0
-
-
-def kept_bytes(record_dict: dict[str, Any], size: int) -> int:
-    """What a record kept whole (exception, stack) is charged besides KEPT_RECORD_BYTES and `size` (its
-    message and arguments, `item_chars`' first terms): `extras_bytes` of its `__dict__`, its `stack_info`
-    and `exc_text` text, TRACEBACK_FRAME_BYTES per traceback frame beyond the first (`traceback_frames`),
-    and, since the charge is taken once, at the capture, what a handler after ours may add while it waits
-    unless one before already did (no `message` yet): a Formatter's `message` (the text again when it has
-    arguments), `asctime` and `exc_text` (LATER_FORMAT_BYTES, FRAME_TEXT_BYTES a frame and the frames' file
-    names). O(number of
-    keys + frames): the slow path's (exceptions are rare, and formatting them costs O(frames) anyway)."""
-    held = extras_bytes(record_dict)
-    for key in ("stack_info", "exc_text"):
-        text = record_dict.get(key)
-        if type(text) is str:
-            held += len(text) if text.isascii() else getsizeof(text)
-    frames, names = traceback_frames(record_dict.get("exc_info"))
-    if frames > 1:
-        held += (frames - 1) * TRACEBACK_FRAME_BYTES
-    if "message" not in record_dict:
-        held += LATER_FORMAT_BYTES + frames * FRAME_TEXT_BYTES + names
-        if record_dict.get("args"):  # else `getMessage()` returns the msg str itself
-            held += size
-    return held
-
-
-def traceback_frames(exc_info: object) -> tuple[int, int]:
-    """(frames, text) of the tracebacks an `exc_info` triple keeps alive: its exception's and those of the
-    exceptions it chains (`__cause__`, `__context__`), up to MAX_CHAINED exceptions; `text` is what their
-    formatting (`exc_text`) takes beyond FRAME_TEXT_BYTES a frame: the frames' file names and `str_bytes`
-    of the exceptions' str arguments (its last line, `ValueError: <text>`). (0, 0) for anything else.
-    Never raises."""
-    frames = names = 0
-    try:
-        exc = exc_info[1] if type(exc_info) is tuple and len(exc_info) == 3 else None
-        seen: set[int] = set()
-        while isinstance(exc, BaseException) and len(seen) < MAX_CHAINED and id(exc) not in seen:
-            seen.add(id(exc))
-            for arg in exc.args[:MAX_CHAINED]:
-                if type(arg) is str:
-                    names += len(arg) if arg.isascii() else getsizeof(arg)
-            tb = exc.__traceback__
-            while tb is not None:
-                frames += 1
-                names += len(tb.tb_frame.f_code.co_filename)
-                tb = tb.tb_next
-            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    except Exception:
-        pass
-    return frames, names
-
-
-def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:
-    """Copy the `extra=` fields of `record_dict` (a LogRecord's `__dict__`: `_capture.extra_items`, inlined;
-    not a Formatter's leftovers, which the encoder skips and the snapshot so needs not hold) into `into` (a
-    `_capture.snapshot`), in their order, and return what they are charged: what they occupy
-    (`extras_bytes` of the snapshot) plus, as if held, a Formatter's `message`/`asctime` an earlier handler
-    left. O(number of extras) for the usual record. One pass for both jobs: the handler's hot path."""
-    before = len(into)
-    size = 0
-    items = record_dict.items()
-    tail = islice(items, RECORD_BASE_KEYS - 1, None)
-    first = next(tail, None)
-    for key, value in tail if first is not None and first[0] is LAST_RECORD_KEY else items:
-        if key in _STANDARD_KEYS:
-            continue
-        into[key] = value
-        # `_values_bytes`'s rule, inlined for the usual types (a call per value would cost more than the rule)
-        kind = type(value)
-        if kind is str:
-            size += len(value) if value.isascii() else getsizeof(value)
-        elif kind is int:
-            if not SMALL_INT_MIN <= value <= SMALL_INT_MAX:
-                size += getsizeof(value)
-        elif kind not in _ATOMS:
-            size += _values_bytes((value,))
-    if "message" in record_dict or "asctime" in record_dict:
-        # An earlier handler's Formatter leftovers are not copied, yet charged as an `extra=` field each
-        # (never among the FREE_EXTRAS): a bound on the record whoever keeps it, as before snapshots (a
-        # `message` is often the msg str itself; an `asctime` ~72 B). Rare enough for a call.
-        size += _values_bytes([record_dict[key] for key in _LEFTOVERS if key in record_dict])
-        size += EXTRA_ATTR_BYTES * (("message" in record_dict) + ("asctime" in record_dict))
-    return size + (len(into) - before) * EXTRA_ATTR_BYTES
 
 
 def item_context(item: tuple[Any, ...]) -> Any:
