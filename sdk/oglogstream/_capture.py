@@ -125,7 +125,7 @@ def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
     so the rest are not LogRecord's). Anything else (a filter deleted `pathname`, or deleted and set again
     an attribute, which moves it to the end; a hand-made record) takes the walk over every key. Not found:
     a record whose LAST_RECORD_KEY was deleted and set again after exactly as many other attributes were
-    deleted as extras precede it (the shape then looks plain). `_intake_charge.copy_extras` inlines it."""
+    deleted as extras precede it (the shape then looks plain). `_value_charge.copy_extras` inlines it."""
     tail = islice(attributes.items(), RECORD_BASE_KEYS - 1, None)
     first = next(tail, None)
     if first is not None and first[0] is LAST_RECORD_KEY:
@@ -137,7 +137,8 @@ def capture(
     record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
 ) -> CapturedRecord:
     """What `OgLogHandler.handle` captures (it inlines this for speed), its charge included."""
-    from ._intake_charge import copy_extras, item_chars, kept_bytes, record_charge  # imports this module
+    from ._intake_charge import item_chars, record_charge  # imports this module
+    from ._value_charge import copy_extras, kept_bytes
 
     msg, args = render(record)
     attributes = record.__dict__

@@ -25,7 +25,7 @@ class BoundContext(dict[str, object]):
     """The fields bound at one moment: a dict never mutated after `bind`/`unbind` built it (the public view,
     `get_context`, is read-only), with what the intake charges for it (`_intake_charge.ContextCharges`).
 
-    `nbytes`: its size as the intake charges it (`_intake_charge.event_bytes`, computed here once, so a
+    `nbytes`: its size as the intake charges it (`_value_charge.event_bytes`, computed here once, so a
     record's capture reads attributes only). `base`: for a `merged` context, the bound context it extends
     (charged on its own, once however many contexts extend it), else None. `charged`: whether it or a base
     reaches `_intake_charge.LARGE_MESSAGE` (records under it take the caller's slow path, where the charge
@@ -35,7 +35,8 @@ class BoundContext(dict[str, object]):
 
     def __init__(self, fields: Mapping[str, object]) -> None:
         # Imported here, not at the top: `_intake_charge` imports this module.
-        from ._intake_charge import LARGE_MESSAGE, event_bytes
+        from ._intake_charge import LARGE_MESSAGE
+        from ._value_charge import event_bytes
 
         super().__init__(fields)
         self.nbytes = event_bytes(self)
@@ -46,7 +47,8 @@ class BoundContext(dict[str, object]):
     def merged(cls, base: BoundContext, theirs: Mapping[str, object]) -> BoundContext:
         """`base` with `theirs` on top (structlog's contextvars: a new mapping per event). It shares `base`'s
         values, so it is charged its own slots and `theirs`' values, and `base` once per object as always."""
-        from ._intake_charge import EXTRA_ATTR_BYTES, LARGE_MESSAGE, event_bytes
+        from ._intake_charge import LARGE_MESSAGE
+        from ._value_charge import EXTRA_ATTR_BYTES, event_bytes
 
         merged = cls({**base, **theirs})
         merged.nbytes = event_bytes(theirs) + len(base) * EXTRA_ATTR_BYTES

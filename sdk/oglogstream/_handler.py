@@ -14,21 +14,16 @@ from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._intake_charge import (
     ALWAYS_WEIGHED,
-    ARG_BYTES,
     FLAT_CHARS,
-    FREE_ARGS,
     FREE_EXTRAS,
     LARGE_MESSAGE,
-    SMALL_INT_MAX,
-    SMALL_INT_MIN,
     WEIGHT_SHIFT,
     WEIGHT_UNITS,
-    copy_extras,
-    kept_bytes,
     record_charge,
 )
 from ._settings import Options, Settings
 from ._stats import Stats
+from ._value_charge import ARG_BYTES, FREE_ARGS, SMALL_INT_MAX, SMALL_INT_MIN, copy_extras, kept_bytes
 from ._worker import WORKER_THREADS, Pipeline
 
 if TYPE_CHECKING:

@@ -1,7 +1,8 @@
 """What the values a captured record or event keeps alive occupy, in bytes, O(1) each (shallow): text,
 containers, numbers and other objects (`_values_bytes`), `%` arguments (`args_bytes`), a record's `extra=`
 fields (`extras_bytes`, `copy_extras`: the handler's hot path), what a record kept whole holds and may be
-given (`kept_bytes`). `_intake_charge` turns these into the intake's charges (and re-exports them).
+given (`kept_bytes`). `_intake_charge` turns these into the intake's charges (importers take these names
+from here).
 """
 
 from __future__ import annotations

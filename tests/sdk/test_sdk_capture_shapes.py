@@ -18,20 +18,17 @@ from oglogstream import OgLogHandler
 from oglogstream._capture import LAST_RECORD_KEY, SNAPSHOT_KEYS, capture, extra_items
 from oglogstream._entry import EntryEncoder
 from oglogstream._entry_values import _STANDARD_KEYS
-from oglogstream._intake_charge import (
+from oglogstream._intake_charge import INTAKE_ITEM_BYTES, KEPT_RECORD_BYTES, LARGE_MESSAGE, record_charge
+from oglogstream._value_charge import (
     ARG_BYTES,
     EXTRA_ATTR_BYTES,
     FREE_ARGS,
-    INTAKE_ITEM_BYTES,
-    KEPT_RECORD_BYTES,
-    LARGE_MESSAGE,
     OBJECT_FALLBACK_BYTES,
     TRACEBACK_FRAME_BYTES,
     args_bytes,
     copy_extras,
     kept_bytes,
     object_bytes,
-    record_charge,
     traceback_frames,
 )
 

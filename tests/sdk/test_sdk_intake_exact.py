@@ -18,18 +18,16 @@ from oglogstream import OgLogHandler, OgLogProcessor
 from oglogstream._capture import capture
 from oglogstream._ingest import INGEST_CHUNK
 from oglogstream._intake_charge import (
-    EXTRA_ATTR_BYTES,
     INTAKE_ITEM_BYTES,
     LARGE_MESSAGE,
     RECORD_BYTES,
     WEIGHT_BYTES,
-    event_bytes,
-    extras_bytes,
     large_bytes,
     record_units,
     weight_units,
 )
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
+from oglogstream._value_charge import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
 
 #: What an encoded line takes beyond its length: a bytes object's header (33 B) and its slot, rounded up.
 ENCODED_LINE_OVERHEAD = 48

@@ -11,7 +11,6 @@ import pytest
 from oglogstream import OgLogHandler, OgLogProcessor
 from oglogstream._ingest import INGEST_CHUNK
 from oglogstream._intake_charge import (
-    EXTRA_ATTR_BYTES,
     FLAT_CHARS,
     FREE_EXTRAS,
     INTAKE_ITEM_BYTES,
@@ -22,6 +21,7 @@ from oglogstream._intake_charge import (
     weight_units,
 )
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
+from oglogstream._value_charge import EXTRA_ATTR_BYTES
 
 from .capture_server import CaptureServer
 

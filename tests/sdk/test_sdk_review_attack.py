@@ -272,7 +272,8 @@ def test_the_charge_of_a_record_is_the_same_after_another_handler_formatted_it()
     import logging
 
     from oglogstream._capture import capture
-    from oglogstream._intake_charge import EXTRA_ATTR_BYTES, large_bytes
+    from oglogstream._intake_charge import large_bytes
+    from oglogstream._value_charge import EXTRA_ATTR_BYTES
 
     record = logging.getLogger("charge").makeRecord(
         "charge", logging.INFO, "f", 1, "m", None, None, extra={f"k{j}": "0123456789" for j in range(50)}

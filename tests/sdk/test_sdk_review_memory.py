@@ -161,7 +161,7 @@ def test_typical_structlog_events_keep_the_count_bound() -> None:
 
 def test_event_charge_counts_every_value_like_extra_fields() -> None:
     """`event_bytes` charges an event dict as `extras_bytes` charges the same fields of a record."""
-    from oglogstream._intake_charge import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
+    from oglogstream._value_charge import EXTRA_ATTR_BYTES, event_bytes, extras_bytes
 
     fields = {"blob": "x" * 5000, "items": list(range(100)), "raw": b"y" * 300}
     make = logging.getLogger("charge").makeRecord
