@@ -51,7 +51,7 @@ export class LiveTail {
     this.received = 0;
     this.droppedByServer = 0;
     this.historyWanted = false;
-    this.historyPending = null; // entries received while the history request runs (null: not running)
+    this.liveIds = null; // ids shown live while the history request runs (null: not running)
     this.historyIds = new Set();
     this.historyTimer = null;
     this.generation = 0; // bumped by setFilters: a history answer for older filters is ignored
@@ -73,17 +73,17 @@ export class LiveTail {
     this.attempt = 0;
     this.clear();
     this.generation += 1; // a history request still running for the old filters is ignored
-    this.historyPending = null;
+    this.liveIds = null;
     this.connectedBefore = false; // a new tail, not a reconnect
     this.historyWanted = true; // loaded once the new socket is open, so nothing falls between the two
     this.connect();
   }
 
-  // The newest stored entries for these filters, shown oldest first; live entries that arrive meanwhile wait
-  // in historyPending and follow them (minus any the history already holds).
+  // The newest stored entries for these filters, placed in time order among the live entries shown
+  // meanwhile (minus those shown live already).
   async loadHistory() {
     const generation = this.generation;
-    this.historyPending = [];
+    this.liveIds = new Set();
     let history = [];
     try {
       ({ entries: history } = await fetchLogs(this.filters, { limit: HISTORY_ROWS }));
@@ -91,13 +91,18 @@ export class LiveTail {
       // the tail works without history (a 400 is explained by the socket's status line)
     }
     if (generation !== this.generation) return;
-    const pending = this.historyPending;
-    this.historyPending = null;
+    const shownLive = this.liveIds;
+    this.liveIds = null;
     clearTimeout(this.historyTimer);
     this.historyIds = new Set(history.map((entry) => entry.id));
     this.historyTimer = setTimeout(() => this.historyIds.clear(), HISTORY_DEDUP_MS);
-    for (const entry of history.reverse()) this.enqueue(this.row(entry), entry.timestamp);
-    for (const message of pending) this.show(message);
+    // Live entries were shown as they came (a history request waiting behind the storage's inserts must
+    // not hold them back); the stored ones go in among them in time order, minus those shown live already.
+    this.flush();
+    for (const entry of history.reverse()) {
+      if (!shownLive.has(entry.id)) this.placeInOrder(this.row(entry), entry.timestamp);
+    }
+    this.trim();
   }
 
   connect() {
@@ -169,10 +174,7 @@ export class LiveTail {
       return;
     }
     this.received += 1;
-    if (this.historyPending !== null) {
-      this.historyPending.push(message);
-      return;
-    }
+    if (this.liveIds !== null) this.liveIds.add(message.id);
     this.show(message);
   }
 
@@ -217,6 +219,11 @@ export class LiveTail {
     const now = performance.now();
     for (const row of this.queue) this.place(row, now);
     this.queue = [];
+    this.trim();
+  }
+
+  // Keep the newest MAX_ROWS rows, the counters and the follow position up to date.
+  trim() {
     const excess = this.tbody.rows.length - MAX_ROWS;
     if (excess > 0) {
       const before = this.scroller.scrollHeight;
@@ -227,6 +234,15 @@ export class LiveTail {
     this.empty.hidden = this.tbody.rows.length > 0;
     this.countLabel.textContent = `${this.tbody.querySelectorAll('tr.entry').length} shown, ${this.received} received live`;
     if (this.followBox.checked) this.scrollToBottom();
+  }
+
+  // Put a stored (history) row before the first row that is newer, settled (it never moves again).
+  placeInOrder(row, timestamp) {
+    row.dataset.ts = timestamp;
+    row.arrived = -Infinity;
+    let next = this.tbody.firstElementChild;
+    while (next && !(next.dataset.ts && next.dataset.ts > timestamp)) next = next.nextElementSibling;
+    this.tbody.insertBefore(row, next);
   }
 
   // Append `row`, or put it before the recently arrived rows (within REORDER_WINDOW_MS) that are newer.

@@ -124,3 +124,32 @@ def test_live_runs_under_a_search_range_the_search_refuses(page: Any, stack: Sta
     expect(page.locator("#f-error")).to_have_text("")
     page.locator("#tab-search").click()
     expect(page.locator("#f-error")).to_have_text("to: must be later than from")
+
+
+def test_live_entries_show_at_once_while_a_slow_history_loads_and_history_goes_in_time_order(
+    page: Any, stack: StackThread
+) -> None:
+    """The history request is held (as one waiting behind the storage's inserts): a live entry shows
+    meanwhile, and the history, when it comes, goes before it in time order, without duplicates. (Before,
+    live entries waited for the history, and stored entries newer than some live ones went after them.)"""
+    import time
+
+    from playwright.sync_api import expect
+
+    service = new_service("slowhistory")
+    seed_over_two_days(stack, service)
+    held: list[Any] = []
+    page.route(re.compile(r".*/api/logs\?.*"), lambda route: held.append(route))  # answered later
+    open_view(page, stack, view="live", service=service)
+    expect(page.locator("#live-status[data-state=live]")).to_be_visible()
+    time.sleep(0.3)  # the socket's subscription is registered on open
+    live = json.dumps({"level": "info", "message": "line live", "service": service})
+    assert post_json(f"{stack.base}/logs", live.encode()) == 202
+    expect(page.locator("#live-rows tr.entry", has_text="line live")).to_be_visible()
+    assert held and messages(page, "#live-rows") == ["line live"]  # the history is still held
+    for route in held:
+        route.continue_()
+    expect(page.locator("#live-rows tr.entry")).to_have_count(HISTORY_ROWS + 1, timeout=15_000)
+    shown = messages(page, "#live-rows")
+    assert shown == [f"line {i:03d}" for i in range(SEEDED - HISTORY_ROWS, SEEDED)] + ["line live"]
+    page.unroute(re.compile(r".*/api/logs\?.*"))
