@@ -271,9 +271,7 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
                 held += (sys.getsizeof(text) if text else 0) + sum(map(_premade_bytes, extra.values()))
                 if items[0][2] is not None:  # arguments kept for the worker, not rendered now
                     held += sum(map(_premade_bytes, args))
-            charged = sum(
-                INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items
-            )
+            charged = _charged(items)
             results.append((f"{kind} {shape}", held / PER_SHAPE, charged / PER_SHAPE))
             del items, made
             captured.clear()
@@ -285,6 +283,11 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
         pipeline.intake_weights.clear()
         handler.close(0.5)
     return results
+
+
+def _charged(items: list[Any]) -> int:
+    """What the intake charges for `items`, in bytes: a unit each, large text, weights."""
+    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
 
 
 def _assert_charged(results: list[tuple[str, float, float]]) -> None:
@@ -354,10 +357,7 @@ def test_a_waiting_structlog_event_holds_at_most_its_charge() -> None:
                 items = list(pipeline.intake)
                 assert len(items) == PER_SHAPE, (keys, chars, len(items))
                 held += PER_SHAPE * (sys.getsizeof(messages[0]) + sum(map(sys.getsizeof, values[0])))
-                charged = sum(
-                    INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES
-                    for item in items
-                )
+                charged = _charged(items)
                 assert len(pipeline.intake_weights) == sum(map(record_units, items))
                 results.append((f"event {keys} keys {chars} chars", held / PER_SHAPE, charged / PER_SHAPE))
                 pipeline.intake.clear()
