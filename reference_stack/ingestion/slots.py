@@ -5,13 +5,12 @@ Each POST /logs body in flight may hold up to MAX_BATCH_DECOMPRESSED_BYTES, so a
 trickling 8 MiB bodies just above MIN_BODY_RATE held all 128 slots of a 2-worker stack for ~80 s each, and
 every other client got 429 (docs/api.md, "Limits"). So a client - its address (`Access.client_address`:
 the peer, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop), and its API key when auth
-is on - takes up to `per_client` slots while any is free; past that share it may take more only while
-`per_client` slots stay free for the others, else it alone gets 429 + Retry-After while the others keep
-their 202s. A lone client (one busy shipper, an app fleet behind one address) can so use all but a share of
-the process. Not a guarantee for every newcomer: clients within their shares take from the free slots too,
-so one client past its share and another at its share fill a process (the next client gets 429 "body")
-until a body completes. The address is part of the client even with a key: a fleet of apps sharing one
-ingest key is many clients.
+is on - shares the slots by the rule the storage's query queue uses too (`http.share.SharePolicy`): up to
+`per_client` slots while any is free, more only while `per_client` stay free for the others, else it alone
+gets 429 + Retry-After while the others keep their 202s. A lone client (one busy shipper, an app fleet
+behind one address) can so use all but a share of the process; one client past its share and another at
+its share fill a process (the next client gets 429 "body") until a body completes. The address is part of
+the client even with a key: a fleet of apps sharing one ingest key is many clients.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from ..config import check_at_least
 from ..http.boundary import Problem
+from ..http.share import SharePolicy
 
 __all__ = [
     "DEFAULT_MAX_BATCHES_IN_FLIGHT",
@@ -65,9 +64,7 @@ class BatchSlots:
         total: int = DEFAULT_MAX_BATCHES_IN_FLIGHT,
         per_client: int = DEFAULT_MAX_BATCHES_PER_CLIENT,
     ) -> None:
-        check_at_least(1, total=total, per_client=per_client)
-        if per_client > total:
-            raise ValueError(f"per-client limit: must be at most the total ({total}), got {per_client}")
+        self.policy = SharePolicy(total, per_client, capacity_name="total", share_name="per_client")
         self.total, self.per_client = total, per_client
         self.in_flight = 0
         # Only clients holding a slot have an entry: the table is bounded by `total`.
@@ -83,13 +80,14 @@ class BatchSlots:
         The client's limit is checked first: a client past its share is told so even when the process is
         full too."""
         held = self._held.get(client, 0)
-        if held >= self.per_client and self.total - self.in_flight - 1 < self.per_client:
+        refusal = self.policy.refusal(held, self.in_flight)
+        if refusal == "share":
             raise _overloaded(
                 "client", f"this client (its address, and API key with auth) already has {held} batches in "
                 f"flight on this server, past its share of {self.per_client} of the {self.total} slots "
                 "while others may need them; retry later",
             )
-        if self.in_flight >= self.total:
+        if refusal == "full":
             raise _overloaded("body", f"{self.total} batches are in flight on this server; retry later")
         self.in_flight += 1
         self._held[client] = held + 1

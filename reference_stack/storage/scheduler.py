@@ -13,8 +13,9 @@ entry took 45 s to become queryable. So two classes of work:
   (`max_waiting`, then `Busy("queue_full")`) and served fairly across clients (a query key or address): the
   client whose last query started longest ago goes next, one that held no query until now first; FIFO
   within a client; a client holds `max_per_client` of them, running or waiting, and more only while the
-  queue keeps room for another client's share (else `Busy("client_share")`): a lone dashboard firing a burst
-  of requests is served, a flood cannot fill the queue. A query still waiting at its deadline fails with
+  queue keeps room for another client's share (else `Busy("client_share")`; the rule ingestion's body slots
+  follow too, `http.share.SharePolicy`, with the waiting queue as its capacity): a lone dashboard firing a
+  burst of requests is served, a flood cannot fill the queue. A query still waiting at its deadline fails with
   `Busy("wait_timeout")`; `time_left()` gives the running one's remaining seconds for its statements'
   `max_execution_time`.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import check_at_least
+from ..http.share import SharePolicy
 
 __all__ = [
     "DEFAULT_MAX_CLIENT_QUERIES",
@@ -88,7 +90,10 @@ class Scheduler:
         max_per_client: int = DEFAULT_MAX_CLIENT_QUERIES,
         name: str = "oglog-clickhouse",
     ) -> None:
-        check_at_least(1, threads=threads, max_waiting=max_waiting, max_per_client=max_per_client)
+        check_at_least(1, threads=threads)
+        self.policy = SharePolicy(
+            max_waiting, max_per_client, capacity_name="max_waiting", share_name="max_per_client"
+        )
         self.max_waiting = max_waiting
         self.max_per_client = max_per_client
         self.query_threads = max(1, threads - 1)
@@ -124,13 +129,14 @@ class Scheduler:
                 self._work.append(job)
             else:
                 held = self._held[client]
-                if held >= self.max_per_client and self._waiting + 1 > self.max_waiting - self.max_per_client:
+                refusal = self.policy.refusal(held, self._waiting)
+                if refusal == "share":
                     raise Busy(
                         "client_share",
                         f"this client already has {held} queries running or waiting, past its share of "
                         f"{self.max_per_client} while others may need the queue",
                     )
-                if self._waiting >= self.max_waiting:
+                if refusal == "full":
                     raise Busy("queue_full", f"{self._waiting} queries are already waiting for the storage")
                 self._queries.setdefault(client, collections.deque()).append(job)
                 self._waiting += 1

@@ -1,0 +1,47 @@
+"""The one rule by which clients share a bounded resource: ingestion's body slots (`ingestion.slots`, the
+OTLP receiver's too) and the storage's query queue (`storage.scheduler`).
+
+A client may always hold up to `share` of the `capacity` while any is free; past its share it may take one
+more only while `share` stay free afterwards, for another client. So a lone client (one busy shipper, a
+dashboard's burst of searches) uses all but a share, and a flood from one client cannot shut the others
+out. Not a guarantee for every newcomer: clients within their shares take from the free room too, so one
+client past its share and another at its share can fill it until something completes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..config import check_at_least
+
+__all__ = ["Refusal", "SharePolicy"]
+
+#: Why a take is refused: "share" (this client is past its share and would leave less than one free),
+#: "full" (no room at all). "share" is checked first: a client past its share is told so even when the
+#: resource is full too.
+Refusal = Literal["share", "full"]
+
+
+class SharePolicy:
+    """`capacity` units shared with a per-client `share` (module docstring). ValueError when either is < 1
+    or the share exceeds the capacity; the messages use `capacity_name`/`share_name`, the callers' option
+    names."""
+
+    __slots__ = ("capacity", "share")
+
+    def __init__(
+        self, capacity: int, share: int, *, capacity_name: str = "capacity", share_name: str = "share"
+    ) -> None:
+        check_at_least(1, **{capacity_name: capacity, share_name: share})
+        if share > capacity:
+            raise ValueError(f"{share_name}: must be at most the {capacity_name} ({capacity}), got {share}")
+        self.capacity, self.share = capacity, share
+
+    def refusal(self, held: int, used: int) -> Refusal | None:
+        """Whether a client holding `held` units may take one more while `used` of the capacity are taken
+        (by everyone, this client included): None if it may, else why not."""
+        if held >= self.share and self.capacity - used - 1 < self.share:
+            return "share"
+        if used >= self.capacity:
+            return "full"
+        return None
