@@ -11,6 +11,7 @@ from typing import Any
 
 from oglogstream import wire
 
+from ..ingestion import batch_decode
 from ..ingestion.otlp.receiver import OTLP_LOGS_PATH
 from ..processing import deadletter
 from ..query import explore, filters, query
@@ -141,9 +142,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": (
             "202",
             _object(
-                ("accepted", "rejected"),
-                accepted={"type": "integer"},
-                rejected={"type": "array", "items": {"type": "object"}},
+                ("accepted", "rejected", "rejected_count"),
+                accepted={"type": "integer", "description": "Entries stored (durable in JetStream)."},
+                rejected={
+                    "type": "array",
+                    "maxItems": batch_decode.MAX_REJECTED_ERRORS,
+                    "description": "The first refused entries, by index, with why; count rejected_count.",
+                    "items": _object(("index", "error"), index={"type": "integer"}, error={"type": "string"}),
+                },
+                rejected_count={
+                    "type": "integer",
+                    "description": "Every refused entry (not stored); clients count this, not the list.",
+                },
             ),
         ),
     },

@@ -49,9 +49,10 @@ _SCAN_ABOVE_COMMAS = wire.MAX_BATCH_ENTRIES * 16
 #: NDJSON lines validated per pydantic call: about this many bytes (some 10-30 ms of work).
 _SLICE_BYTES = 256 * 1024
 
-#: Refused entries an answer explains (index and error text); past these it gives indexes only, or nothing
-#: on a 400 refusing every entry (`answer_rejected`). The text of an error costs several times its
-#: validation, and 10,000 of them made a 1.5 MB answer to a 1.5 KB gzip body.
+#: Refused entries an answer lists (index and error text), a 400 and a 202 alike; `rejected_count` counts
+#: them all (`answer_rejected`). The text of an error costs several times its validation, and 10,000 of them
+#: made a 1.5 MB answer to a 1.5 KB gzip body; a 202 listing every later index (~15 B each) was still ~1.5 MB
+#: for a 100,000-line body.
 MAX_REJECTED_ERRORS = 100
 #: One refused entry's error text at most (characters; its first failures, then how many more): an entry
 #: with 64 bad attributes under 128-character keys made each listed error ~12 KB, and a 1.2 MB 400.
@@ -67,7 +68,8 @@ class Decoded:
     # Row dicts, or fast_rows.Row structs for the valid bodies msgspec decides: `row[column]` reads both,
     # row_codec.dump_rows writes both as the same bytes, row_codec.row_dicts turns both into dicts.
     rows: list[Any]
-    # [{"index": i, "error": "field: reason; ..."}], by index; past MAX_REJECTED_ERRORS {"index": i} alone
+    # Every refusal [{"index": i, "error": "field: reason; ..."}], by index; past MAX_REJECTED_ERRORS
+    # {"index": i} alone (no text written: answers list only the first ones)
     rejected: list[dict[str, Any]]
     total: int  # entries in the body, valid or not
 
@@ -279,18 +281,13 @@ def _validate_array(body: bytes, context: dict[str, Any]) -> _Split:
     return _validate_each(map(row_codec.dumps, items), context)
 
 
-def answer_rejected(rejected: list[dict[str, Any]], *, every_index: bool) -> dict[str, Any]:
-    """The answer's `rejected` part, bounded: `{"rejected": [...], "rejected_count": n}`, n being every
-    refused entry. The list gives the first MAX_REJECTED_ERRORS refusals as `{"index", "error"}` and, with
-    `every_index` (a 202: the client must know exactly which entries were not stored, and the SDK counts
-    the items), each later one as `{"index": i}` alone, about 15 bytes each; without it (a 400 refusing
-    every entry) nothing more. So an answer is at most ~25 KB of errors (MAX_ERROR_CHARS each) plus 15 bytes
-    per entry."""
-    listed = [
-        item if position < MAX_REJECTED_ERRORS else {"index": item["index"]}
-        for position, item in enumerate(rejected if every_index else rejected[:MAX_REJECTED_ERRORS])
-    ]
-    return {"rejected": listed, "rejected_count": len(rejected)}
+def answer_rejected(rejected: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer's `rejected` part, bounded the same way for a 400 (no entry valid) and a 202 (some were):
+    `{"rejected": [{"index", "error"}, ...], "rejected_count": n}`, the list being the first
+    MAX_REJECTED_ERRORS refusals by index and n every refused entry. Clients count `rejected_count`; the list
+    explains the first ones. So an answer holds at most ~25 KB of errors (MAX_ERROR_CHARS each), whatever
+    the body (a 202 that listed every later index was ~15 bytes per refused entry)."""
+    return {"rejected": rejected[:MAX_REJECTED_ERRORS], "rejected_count": len(rejected)}
 
 
 def _summary(exc: ValidationError) -> str:

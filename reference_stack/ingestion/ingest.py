@@ -61,8 +61,8 @@ _INLINE_DECODE_BYTES = 64 * 1024
 #: An invalid entry costs 5-10 µs (its error), a valid one about 2: 9,000 `{}` lines are only 27 KB but
 #: held the loop for 75 ms. `}` counts entries (and nested objects) from above without parsing.
 _INLINE_DECODE_OBJECTS = 500
-#: Answers larger than this go gzip-compressed to clients that accept it (the SDK does): a 202 listing 9,000
-#: refused indexes is ~140 KB as JSON, ~10x less compressed.
+#: Answers larger than this go gzip-compressed to clients that accept it (the SDK does): a 400 or 202 listing
+#: MAX_REJECTED_ERRORS long errors is up to ~25 KB as JSON, several times less compressed.
 _COMPRESS_ANSWER_BYTES = 8 * 1024
 #: Rows serialised per call when a publish is split into parts (about 1 ms of GIL per slice).
 _DUMP_SLICE_ROWS = 256
@@ -347,11 +347,11 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
         counters.rejected("invalid", len(decoded.rejected))
     if not decoded.rows:
         reason = "no entries in the body" if decoded.total == 0 else "no valid entries"
-        listed = batch_decode.answer_rejected(decoded.rejected, every_index=False)
+        listed = batch_decode.answer_rejected(decoded.rejected)
         raise Problem(400, "validation failed", "body", reason, extra={"accepted": 0, **listed})
     await _publish_parts(request.app[BROKER], counters.metrics, parts, ident.message_id)
     counters.accepted["/logs"].inc(len(decoded.rows))
-    listed = batch_decode.answer_rejected(decoded.rejected, every_index=True)
+    listed = batch_decode.answer_rejected(decoded.rejected)
     return _json(202, {"accepted": len(decoded.rows), **listed})
 
 
