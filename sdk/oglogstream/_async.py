@@ -27,7 +27,16 @@ from ._async_exit import CLIENTS, ExitEntry, drain_at_exit
 from ._async_sender import ENCODE_SLICE, AsyncSender, Waiter
 from ._context import CONTEXT
 from ._entry import StructEvent, capture_exc_info
-from ._intake_charge import intake_limit, is_charged, item_context, large_bytes
+from ._intake_charge import (
+    LARGE_MESSAGE,
+    WEIGHT_BYTES,
+    WEIGHT_SHIFT,
+    WEIGHT_UNITS,
+    event_units,
+    intake_limit,
+    is_charged,
+    item_chars,
+)
 from ._items import CapturedEvent, Item
 from ._lifecycle import PIPELINES, adopt_sigterm_drain
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
@@ -60,6 +69,7 @@ class AsyncOgLogClient(AsyncSender):
             url, service, owner="AsyncOgLogClient", allowed=ASYNC_OPTION_NAMES, **options
         )
         self._intake: deque[Item] = deque()
+        self.intake_weights = deque()
         self._lock = threading.RLock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
         self._start_lock = threading.RLock()
@@ -143,20 +153,29 @@ class AsyncOgLogClient(AsyncSender):
         if self._pid != os.getpid():
             self._after_fork()
         intake = self._intake
-        extra = large_bytes(item)  # a large event is charged by its size, as the thread drivers do
-        context = item_context(item)
+        weights = self.intake_weights
+        # Charged as the structlog processor charges its events (`_intake_charge`): a large event its size,
+        # a mid-size one its weights (appended after it; the sender takes both back), a small one the flat
+        # INTAKE_ITEM_BYTES. Before, everything below LARGE_MESSAGE was charged the flat 640 B.
+        size = item_chars(item)
+        extra = size if size >= LARGE_MESSAGE else 0
+        units = event_units(size)
+        context = item[1]
         charged = is_charged(context)  # so is a large bound context, while any event under it waits
-        if extra or charged or len(intake) >= self.intake_limit:
+        if extra or charged or len(intake) + (len(weights) >> WEIGHT_SHIFT) >= self.intake_limit:
             with self._lock:  # the sender takes items out under this lock too (see `_ingest.ingest`)
                 if charged:  # counted before the overflow policy runs: drop_oldest may release it meanwhile
                     extra += self.charges.enter(context)
-                if not self._make_room_locked(intake, extra):
+                if not self._make_room_locked(intake, extra + units * WEIGHT_BYTES):
                     self._uncharge_locked(context, charged)
                     return
                 intake.append(item)
+                weights.extend(WEIGHT_UNITS[units])
                 self.intake_large += extra
         else:
             intake.append(item)
+            if units:
+                weights.extend(WEIGHT_UNITS[units])
         loop = self._loop
         if self._task is None or (loop is not None and loop.is_closed()):
             self._start()
@@ -273,6 +292,7 @@ class AsyncOgLogClient(AsyncSender):
         """A forked child starts empty (the parent ships its own events) and with no loop of its own yet."""
         self._pid = os.getpid()
         self._intake.clear()
+        self.intake_weights.clear()
         self._lock = threading.RLock()
         #: Serialises starting the task: a thread's scheduled start and a flush/aclose may race.
         self._start_lock = threading.RLock()

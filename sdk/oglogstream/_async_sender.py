@@ -177,7 +177,7 @@ class AsyncSender(DeliveryCore):
             self._inflight.give_up(self._ledger, taken + self._buffered())
             popleft = intake.popleft
             # not clear(): an append racing with this is kept, not lost uncounted
-            self._release_intake([popleft() for _ in range(taken)])
+            self._ingested([popleft() for _ in range(taken)])
             self._pending.clear()
             self._inflight.clear()
             self._carry = None
@@ -229,7 +229,17 @@ class AsyncSender(DeliveryCore):
 
     def _ingest(self, *, bounded: bool, limit: int = -1) -> int:
         self.intake_limit = self._intake_limit_now()
-        return self._encode_intake(self._intake, bounded=bounded, limit=limit)
+        return self._encode_intake(self._intake, bounded=bounded, limit=limit, on_done=self._ingested)
+
+    def _ingested(self, items: list[Item]) -> None:
+        """`items` left the intake (under the lock): their charges are taken back (`_release_intake`); once
+        the intake is empty, every charge is 0 exactly. A thread appends its event, then its weights: when the
+        sender took the event in between, its weights would otherwise stay charged for good."""
+        self._release_intake(items)
+        if not self._intake and (self.intake_weights or self.intake_large or self.charges):
+            self.intake_weights.clear()
+            self.intake_large = 0
+            self.charges.clear()
 
     async def _deliver(self, retrying: tenacity.AsyncRetrying, parts: list[Batch]) -> bool:
         """As the worker's `_deliver`: retry `parts` (a new batch, or what a task taken over left, oldest

@@ -22,7 +22,14 @@ from ._buffer import Batch, Pending
 from ._delivery import AnyLock, InFlight, Ledger, RetryPolicy
 from ._entry import EntryEncoder
 from ._ingest import ingest
-from ._intake_charge import INTAKE_ITEM_BYTES, ContextCharges, intake_limit, intake_reserve
+from ._intake_charge import (
+    INTAKE_ITEM_BYTES,
+    WEIGHT_BYTES,
+    ContextCharges,
+    intake_limit,
+    intake_reserve,
+    settle_weights,
+)
 from ._items import Item
 from ._settings import Settings
 from ._transport import Outcome, SendResult
@@ -63,6 +70,10 @@ class DeliveryCore:
     #: The charged bound contexts among them (`_intake_charge.ContextCharges`; their bytes are in
     #: `intake_large`).
     charges: ContextCharges
+    #: `_intake_charge.record_units` of the items in the intake (and the thread worker's `_late`), as
+    #: placeholders: appended by callers lock-free after their item, taken back by `_release_intake`. The same
+    #: object for the driver's whole life (a caller may hold it).
+    intake_weights: deque[None]
     _waiters: list[FlushWaiter]
     #: When a close must be done (on `_clock`); INFINITY while not closing.
     _deadline: float = INFINITY
@@ -91,11 +102,13 @@ class DeliveryCore:
         self._inflight = InFlight()
 
     def _room_locked(self, queue: deque[Item], extra: int) -> bool:
-        """Whether one more record (`extra` = its `large_bytes`) fits: by count, and for a large record by
-        the bytes the intake may hold (INTAKE_ITEM_BYTES per record plus the large ones' text)."""
+        """Whether one more record (`extra` = its `large_bytes` plus its weights' bytes) fits: by count, and
+        by the bytes the intake may hold (INTAKE_ITEM_BYTES per record plus the weights of the records
+        waiting and the large ones' text)."""
         size = len(queue)
         if size >= self.intake_limit:
             return False
+        extra += len(self.intake_weights) * WEIGHT_BYTES
         room = self.intake_limit * INTAKE_ITEM_BYTES
         return not extra or (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
 
@@ -193,8 +206,11 @@ class DeliveryCore:
         return False
 
     def _release_intake(self, items: Iterable[Item]) -> None:
-        """`items` left the intake for good (called under the lock): their size stops counting against the
-        intake's room; 0 exactly once the intake is empty, so the charge cannot drift."""
+        """`items` left the intake for good (called under the lock): their size and their weights
+        (`_intake_charge.settle_weights`) stop counting against the intake's room."""
+        if self.intake_weights:
+            items = items if isinstance(items, (list, deque)) else list(items)
+            settle_weights(self.intake_weights, items)
         if self.intake_large or self.charges:
             self.intake_large = max(0, self.intake_large - self.charges.release(items))
 

@@ -213,10 +213,6 @@ class Pipeline(WorkerLoop):
             return False
         return bool(thread._started.wait(max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
 
-    def _room_locked(self, queue: deque[Item], extra: int) -> bool:
-        """`DeliveryCore._room_locked`, with the weights of the records waiting (`intake_weights`)."""
-        return super()._room_locked(queue, extra + len(self.intake_weights) * WEIGHT_BYTES)
-
     def _prepare_start_locked(self) -> threading.Thread:
         """A worker thread to start once the lock is released. Its Event is made now, from the `threading`
         module as it is now: under gevent monkey-patching (also when patched after this pipeline was built),

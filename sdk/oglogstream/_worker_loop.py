@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import tenacity
 
@@ -28,7 +28,7 @@ from . import _diag, _otel, _worker_pace, _worker_spool
 from ._buffer import Batch
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
-from ._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, ContextCharges, settle_weights
+from ._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, ContextCharges
 from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
 from ._sender import SENDER_GRACE, Sender
@@ -62,7 +62,6 @@ class WorkerLoop(DeliveryCore):
 
     settings: Settings
     intake: deque[Item]
-    intake_weights: deque[None]
     _late: deque[Item]
     soft_limit: int
     intake_limit: int
@@ -124,14 +123,6 @@ class WorkerLoop(DeliveryCore):
                 self.intake_large = 0
                 self.charges.clear()
                 self.intake_weights.clear()
-
-    def _release_intake(self, items: Iterable[Item]) -> None:
-        """`DeliveryCore._release_intake`, and the records' weights taken back
-        (`_intake_charge.settle_weights`)."""
-        if self.intake_weights:
-            items = items if isinstance(items, (list, deque)) else list(items)
-            settle_weights(self.intake_weights, items)
-        super()._release_intake(items)
 
     def _held(self) -> int:
         return len(self.intake) + self._buffered()
