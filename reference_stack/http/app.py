@@ -24,7 +24,7 @@ from ..query import explore, live, query
 from . import openapi, parser_errors
 from .boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, storage_ctx
+from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, refuse_queries_on_shutdown, storage_ctx
 
 __all__ = ["HEALTH_STORAGE_TIMEOUT", "create_app"]
 
@@ -50,6 +50,8 @@ def create_app(config: StackConfig) -> web.Application:
     app.cleanup_ctx.append(broker_ctx)
     if "process" in config.roles or "query" in config.roles:
         app.cleanup_ctx.append(storage_ctx)
+        # Runs before aiohttp waits for in-flight requests: waiting queries get 503 at once, inserts go on.
+        app.on_shutdown.append(refuse_queries_on_shutdown)
     if "ingest" in config.roles:
         ingest.setup(app)
         otlp.setup(app)  # POST /v1/logs: OpenTelemetry exporters, same path as POST /logs

@@ -156,7 +156,8 @@ def _refused(request: web.Request, busy: Busy) -> Problem:
     headers = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
     if busy.reason == "client_share":
         return Problem(429, "too many requests", "query", str(busy), headers=headers, kind="query_busy")
-    return Problem(503, "storage busy", "storage", str(busy), headers=headers, kind="query_busy")
+    title = "shutting down" if busy.reason == "closed" else "storage busy"
+    return Problem(503, title, "storage", str(busy), headers=headers, kind="query_busy")
 
 
 async def _run(request: web.Request, fn: Any, *args: Any) -> Any:

@@ -43,6 +43,7 @@ from ..auth.redact import redact
 from ..broker.natsd import NatsServer
 from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from ..http.app import create_app
+from ..http.resources import refuse_queries
 from ..ingestion.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
 from ..query.live import MAX_CLIENTS
 from .healing import NatsKeeper
@@ -301,9 +302,11 @@ async def serve(
             watching.add_done_callback(lambda task: _give_up(task, gave_up, stop))
         await stop.wait()
         print("shutting down: draining in-flight batches...", file=out, flush=True)
+        refuse_queries(app)  # waiting queries get 503 now, not after the queue is served
         if before_shutdown is not None:
             await asyncio.to_thread(before_shutdown)
     finally:
+        refuse_queries(app)  # idempotent; also when the start failed
         if workers is not None:
             await workers.stop()  # their in-flight requests may still need this process's socket
         try:

@@ -18,6 +18,9 @@ entry took 45 s to become queryable. So two classes of work:
   burst of requests is served, a flood cannot fill the queue. A query still waiting at its deadline fails with
   `Busy("wait_timeout")`; `time_left()` gives the running one's remaining seconds for its statements'
   `max_execution_time`.
+
+Shutdown: `refuse_queries()` (when the server begins to stop) fails the waiting queries with
+`Busy("closed")` at once and refuses new ones, while inserts go on; `close()` then lets queued work finish.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_CLIENT_QUERIES",
     "DEFAULT_MAX_WAITING_QUERIES",
     "IDLE_POLL",
+    "SHUTTING_DOWN",
     "Busy",
     "Scheduler",
     "time_left",
@@ -52,6 +56,8 @@ DEFAULT_MAX_WAITING_QUERIES = 32
 DEFAULT_MAX_CLIENT_QUERIES = 8
 #: An idle thread re-checks for shutdown this often (seconds); new work wakes it at once.
 IDLE_POLL = 1.0
+#: Why a query is refused once the shutdown began (`Busy("closed")`).
+SHUTTING_DOWN = "the server is shutting down; retry (against another instance, or this one once restarted)"
 
 _current = threading.local()
 
@@ -108,6 +114,7 @@ class Scheduler:
         self._held: collections.Counter[str] = collections.Counter()  # running + waiting, per client
         self._running_queries = 0
         self._closed = False
+        self._refusing_queries = False  # `refuse_queries`: work still taken, queries not
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(threads)
         ]
@@ -123,8 +130,8 @@ class Scheduler:
         before the call starts withdraws it."""
         job = _Job(call, client, deadline)
         with self._cond:
-            if self._closed:
-                raise Busy("closed", "storage is shutting down")
+            if self._closed or (client is not None and self._refusing_queries):
+                raise Busy("closed", SHUTTING_DOWN)
             if client is None:
                 self._work.append(job)
             else:
@@ -214,19 +221,43 @@ class Scheduler:
         finally:
             _current.deadline = None
 
-    def close(self, timeout: float) -> bool:
-        """Refuse new submissions, fail the waiting queries with `Busy("closed")`, let queued work finish, and
-        wait up to `timeout` seconds for the threads; False if one is still running then (it is a daemon)."""
-        with self._cond:
-            self._closed = True
-            # Taken out under the lock so no thread starts one of them meanwhile.
-            waiting = [job for queue in self._queries.values() for job in queue]
-            self._queries.clear()
-            self._waiting = 0
-            self._cond.notify_all()
+    def _stop_queries(self) -> list[_Job]:
+        """(Lock held.) Refuse queries from now on and take the waiting ones out, so no thread starts one."""
+        self._refusing_queries = True
+        waiting = [job for queue in self._queries.values() for job in queue]
+        self._queries.clear()
+        self._waiting = 0
+        self._cond.notify_all()
+        return waiting
+
+    @staticmethod
+    def _fail(waiting: list[_Job]) -> int:
         for job in waiting:
             if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(Busy("closed", "storage is shutting down"))
+                job.future.set_exception(Busy("closed", SHUTTING_DOWN))
+        return len(waiting)
+
+    @property
+    def waiting(self) -> int:
+        """Queries waiting for a thread now (not the running ones)."""
+        return self._waiting
+
+    def refuse_queries(self) -> int:
+        """The start of a shutdown: fail the waiting queries with `Busy("closed")` at once and refuse new
+        ones, while work (inserts) is still taken and running queries finish. Without it a shutdown waited
+        for the whole queue (27.7 s under a query flood) before answering anyone. Returns how many failed."""
+        with self._cond:
+            waiting = self._stop_queries()
+        return self._fail(waiting)
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new submissions, fail the waiting queries with `Busy("closed")` (`refuse_queries`), let
+        queued work finish, and wait up to `timeout` seconds for the threads; False if one is still running
+        then (it is a daemon)."""
+        with self._cond:
+            self._closed = True
+            waiting = self._stop_queries()
+        self._fail(waiting)
         end = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))

@@ -213,6 +213,16 @@ class Storage:
         except Exception:
             return False
 
+    def refuse_queries(self) -> int:
+        """The shutdown began: fail the waiting queries with `Busy("closed")` now and refuse new ones; inserts
+        go on (`scheduler.Scheduler.refuse_queries`). Returns how many waiting queries were failed."""
+        return self._scheduler.refuse_queries()
+
+    @property
+    def queries_waiting(self) -> int:
+        """Clients' queries waiting for a storage thread now."""
+        return self._scheduler.waiting
+
     def close(self) -> None:
         """Stop the threads after the queued work (waiting queries fail with `Busy("closed")`), then close
         the client. Waits up to CLOSE_TIMEOUT seconds; a call still running then is logged, and the client
