@@ -25,7 +25,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import nats.errors
 from aiohttp import web
@@ -40,6 +39,7 @@ from ..http.resources import BROKER, CONFIG, METRICS, STORAGE
 from ..ingestion import row_codec
 from .deadletter import refresh_gauge
 from .flush import Flusher, Item
+from .pull import Puller
 from .sink import Sink
 
 __all__ = [
@@ -69,14 +69,17 @@ DEFAULT_NAK_DELAY = 5.0
 DEFAULT_RETRY_BASE = 0.25
 DEFAULT_RETRY_MAX_WAIT = 10.0
 _FETCH_MAX = 1_000
-#: Payload bytes one fetch may ask the server for: it asks for at most this many max_payload-sized messages
-#: (16 at NATS's default 1 MiB). The server pushes a pull request's messages as fast as it can and CLOSES a
-#: connection whose unread bytes pass its max_pending (64 MiB by default, "Slow Consumer Detected"); the
-#: messages it had delivered are then lost in transit and only come back after ack_wait (#14: a backlog of
-#: 333 KB messages, rows queryable 30 s after their 202s, storage idle meanwhile). A fetch's pull requests
-#: (one or two) expire with it, so the unread bytes stay well under that limit however slowly the event loop
-#: reads; the processor's memory for fetched messages is bounded by it too.
-DEFAULT_FETCH_BYTES = 16 * 1024 * 1024
+#: Payload bytes one pull request may deliver (JetStream's max_bytes, enforced by the server; raised to one
+#: max_payload message plus headers if smaller), and the processor only ever has one request open (pull.py).
+#: The server CLOSES a connection whose unread bytes pass its max_pending (64 MiB) or that it cannot write to
+#: for 10 s ("Slow Consumer Detected"); the messages and the publish acks in transit on it are then lost (#14:
+#: rows queryable 30-40 s after their 202s, 503s for stored bodies). In `oglog stack up` an HTTP flood slows
+#: the shared event loop to about one 256 KiB socket read per iteration: 4 MiB fits in the loopback socket
+#: buffers, so the server never waits on this connection, and draining it takes 16 loop iterations. Larger
+#: values measured no faster (docs/benchmarks.md, "Slow consumer under an HTTP flood").
+DEFAULT_FETCH_BYTES = 4 * 1024 * 1024
+#: Room for a message's headers and subject above max_payload in a request's max_bytes.
+_HEADER_ROOM = 64 * 1024
 _IDLE_WAIT = 0.5
 #: The tail of a burst: once the consumer has caught up (nothing left in the stream, no insert in flight) and
 #: the batch before was cut FULL (BATCH_SIZE / max_batch_bytes: traffic was outrunning the timeout), the
@@ -166,6 +169,7 @@ class Processor:
             retry_max_wait=retry_max_wait,
         )
         self._task: asyncio.Task[None] | None = None
+        self._puller: Puller | None = None
         self._unlisten: Callable[[], None] | None = None
         self._flushing: asyncio.Task[None] | None = None
         #: The last batch handed to the flusher was cut full (see CAUGHT_UP_SHARE).
@@ -177,6 +181,8 @@ class Processor:
         self._task = asyncio.create_task(self._run(), name="oglog-processor")
 
     def _on_reconnected(self) -> None:
+        if self._puller is not None:
+            self._puller.reset()
         # Messages the server had delivered on the lost connection (acked by nobody, nak'able by nobody) wait
         # out ack_wait: say so, so a delay of rows after their 202s is never silent.
         log.warning(
@@ -221,12 +227,20 @@ class Processor:
             max_waiting=512,
         )
 
-    async def _subscribe(self) -> Any:
+    async def _subscribe(self) -> Puller | None:
         while not self._stopping.is_set():
             if self.broker.is_connected:
                 try:
                     await self.broker.js.add_consumer(STREAM_NAME, self.consumer_config())
-                    return await self.broker.js.pull_subscribe_bind(CONSUMER_NAME, stream=STREAM_NAME)
+                    puller = Puller(
+                        self.broker.nc,
+                        stream=STREAM_NAME,
+                        consumer=CONSUMER_NAME,
+                        max_bytes=self._pull_bytes(),
+                    )
+                    await puller.start()
+                    self._puller = puller
+                    return puller
                 except (nats.errors.Error, asyncio.TimeoutError) as exc:
                     log.warning("processor: cannot bind consumer yet: %s", exc)
             await self._sleep(_IDLE_WAIT)
@@ -250,19 +264,18 @@ class Processor:
                     want = self._fetch_size()
                     try:
                         msgs = await sub.fetch(want, timeout=max(min(timeout, wait), 0.01))
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                        msgs = []
-                        caught_up = True
-                        self.metrics.consumer_pending.set(0)  # nothing came within the wait: nothing waits
                     except nats.errors.Error as exc:
                         log.warning("processor: fetch failed (%s); re-binding", exc)
                         await self._sleep(_IDLE_WAIT)
                         with contextlib.suppress(Exception):
-                            await sub.unsubscribe()
+                            await sub.close()
                         sub = await self._subscribe()
                         continue
                     if msgs:
                         caught_up = msgs[-1].metadata.num_pending == 0
+                    else:
+                        caught_up = True
+                        self.metrics.consumer_pending.set(0)  # nothing came within the wait: nothing waits
                     for k, msg in enumerate(msgs):
                         await self._add(batch, msg)
                         # Cut at the message that fills the batch, not after the whole fetch: a batch
@@ -289,12 +302,16 @@ class Processor:
                     await self._flushing
             if sub is not None:
                 with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                    await sub.close()
 
     def _fetch_size(self) -> int:
-        """Messages one fetch asks for: whatever their size, at most fetch_bytes of payload (see
-        DEFAULT_FETCH_BYTES), at least one."""
-        return max(1, min(_FETCH_MAX, self.max_ack_pending, self.fetch_bytes // self.broker.max_payload))
+        """Messages one pull request asks for; their bytes are bounded by `_pull_bytes()`."""
+        return min(_FETCH_MAX, self.max_ack_pending)
+
+    def _pull_bytes(self) -> int:
+        """Bytes one pull request may deliver: fetch_bytes (DEFAULT_FETCH_BYTES), but at least one message
+        of the server's max_payload with its headers, or the server would refuse to deliver it."""
+        return max(self.fetch_bytes, self.broker.max_payload + _HEADER_ROOM)
 
     def _due(self, batch: _Batch, caught_up: bool) -> float:
         """Monotonic time at which `batch` is flushed however full it is: FLUSH_TIMEOUT after its first

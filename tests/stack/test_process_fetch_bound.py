@@ -96,14 +96,15 @@ async def test_a_large_backlog_read_by_a_busy_loop_is_stored_without_waiting_for
     assert await count(storage) == total
 
 
-async def test_a_fetch_asks_for_at_most_fetch_bytes_of_messages(parts: Any) -> None:
-    """At NATS's default max_payload (1 MiB) a fetch asks for 16 messages; never fewer than one."""
+async def test_a_pull_request_asks_for_at_most_fetch_bytes(parts: Any) -> None:
+    """A request's max_bytes is DEFAULT_FETCH_BYTES (4 MiB), never less than one max_payload message (see
+    test_process_slow_reads.py for one request open at a time)."""
     broker, storage = parts
     settings: dict[str, Any] = dict(batch_size=10, flush_timeout=0.3, max_retries=1, shutdown_timeout=1)
     assert broker.max_payload == 1024 * 1024
-    assert DEFAULT_FETCH_BYTES // 2**20 == 16
-    assert Processor(broker, storage, Metrics(), **settings)._fetch_size() == 16
-    assert Processor(broker, storage, Metrics(), fetch_bytes=1, **settings)._fetch_size() == 1
+    assert DEFAULT_FETCH_BYTES // 2**20 == 4
+    assert Processor(broker, storage, Metrics(), **settings)._pull_bytes() == DEFAULT_FETCH_BYTES
+    assert Processor(broker, storage, Metrics(), fetch_bytes=1, **settings)._pull_bytes() > 1024 * 1024
     with pytest.raises(ValueError, match="fetch_bytes"):
         Processor(broker, storage, Metrics(), fetch_bytes=0, **settings)
 
