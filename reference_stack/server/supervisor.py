@@ -5,17 +5,17 @@ keeps storage in chDB under the data dir. `run_roles` (`oglog serve`) runs the r
 environment. Both:
 
 * take an exclusive lock (flock) on what only one process may own (the data dir; a chDB path), so a second
-  instance fails with a clear message instead of corrupting a store. The kernel drops the lock when the
-  process dies, even by `kill -9`, so a restart is never blocked by a stale lock file;
-* stop in order on the first SIGINT/SIGTERM: stop accepting connections, close live-tail sockets, let
-  in-flight requests finish, let the processor flush and ack its batch (bounded by SHUTDOWN_TIMEOUT), close
+  instance fails with a clear message instead of corrupting a store (datadir.py);
+* stop in order on the first SIGINT/SIGTERM: stop accepting connections, answer the queries still waiting
+  for storage with 503 (`http.resources.refuse_queries`), close live-tail sockets, let in-flight requests
+  finish, let the processor flush and ack its batch (bounded by SHUTDOWN_TIMEOUT), close
   storage and NATS, and stop nats-server last. A second signal exits at once: nothing accepted is lost even
   then, because JetStream keeps every batch the processor has not acked and redelivers it on the next start.
 
 nats-server is tied to this process with PR_SET_PDEATHSIG (natsd.py) and restarted with backoff when it dies
 while the stack runs (healing.py; past its retries the stack stops with exit status 1). Its pid is recorded
 under the data dir so that, if a `kill -9` left it still shutting down, the next start waits for it (and kills
-it past a deadline) before reusing the store.
+it past a deadline) before reusing the store (datadir.py). The banner and port errors: banner.py.
 """
 
 from __future__ import annotations
@@ -23,29 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import logging
 import os
 import secrets
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..auth import startup as auth
-from ..auth.redact import redact
 from ..broker.natsd import NatsServer
 from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from ..http.app import create_app
 from ..http.resources import refuse_queries
 from ..ingestion.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
 from ..query.live import MAX_CLIENTS
+from .banner import display_host, listen_error, print_urls
+from .datadir import NATS_PID_NAME, ORPHAN_WAIT, StackError, exclusive_lock, reap_orphan_nats
 from .healing import NatsKeeper
 from .workers import WorkerPool, check_port_free, internal_socket_path
 
@@ -57,6 +54,10 @@ __all__ = [
     "SUPERVISOR_BACKLOG",
     "StackError",
     "StackOptions",
+    "exclusive_lock",
+    "listen_error",
+    "print_urls",
+    "reap_orphan_nats",
     "run_roles",
     "run_stack",
 ]
@@ -66,8 +67,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = "./oglog-data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-#: How long a start waits for a nats-server left by a killed supervisor to exit before killing it.
-ORPHAN_WAIT = 10.0
 #: Added to SHUTDOWN_TIMEOUT for closing storage and NATS after the processor's flush.
 SHUTDOWN_MARGIN = 10.0
 #: Listen backlog of the Unix socket the ingest workers relay every non-ingest request to. Every live-tail
@@ -76,11 +75,6 @@ SHUTDOWN_MARGIN = 10.0
 #: burst of other requests; the kernel caps it at net.core.somaxconn (4096 on current Linux).
 SUPERVISOR_BACKLOG = MAX_CLIENTS + DEFAULT_MAX_BATCHES_IN_FLIGHT
 _LOCK_NAME = "oglog.lock"
-_NATS_PID_NAME = "nats-server.pid"
-
-
-class StackError(RuntimeError):
-    """The stack could not start (port in use, data dir locked, ...): reported as one line, exit status 1."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -129,114 +123,7 @@ class StackOptions:
         )
 
 
-# -- locks and leftovers ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def exclusive_lock(path: Path, what: str, remedy: str = "stop it first") -> Iterator[None]:
-    """Hold an flock on `path` for the block; StackError (`{what} is in use ...; {remedy}`) if another live
-    process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise StackError(
-                f"{what} is in use by another oglog process (pid {holder}); {remedy}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie, which an init that does not reap may leave behind, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def reap_orphan_nats(store_dir: Path, *, wait: float = ORPHAN_WAIT) -> None:
-    """If a previous supervisor died by SIGKILL, its nats-server got SIGTERM from the kernel and may still be
-    flushing the store: wait for it, then SIGKILL it past `wait`. Only a nats-server on this store is touched.
-    """
-    pid_file = store_dir / _NATS_PID_NAME
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    cmdline = _cmdline(pid)
-    if _alive(pid) and "nats-server" in cmdline and str(store_dir) in cmdline:
-        log.warning("waiting for nats-server %d left by a previous run to exit", pid)
-        deadline = time.monotonic() + wait
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + wait
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-    pid_file.unlink(missing_ok=True)
-
-
 # -- running -----------------------------------------------------------------------------------------------
-def _display_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else (f"[{host}]" if ":" in host else host)
-
-
-def print_urls(config: StackConfig, out: TextIO, *, extra: str = "") -> None:
-    """Tell the operator where everything is."""
-    base = f"http://{_display_host(config.host)}:{config.http_port}"
-    lines = [f"OgLogStream {'+'.join(config.roles)} listening on {base}"]
-    if "ingest" in config.roles:
-        lines.append(f"  ingest     POST {base}/log   POST {base}/logs   POST {base}/v1/logs (OTLP)")
-    if "query" in config.roles:
-        lines.append(f"  dashboard  {base}/")
-        lines.append(f"  query      {base}/api/logs   {base}/api/stats   {base}/api/histogram")
-        lines.append(f"  live tail  ws://{base.removeprefix('http://')}/ws/live")
-    lines.append(f"  health     {base}/health   metrics {base}/metrics")
-    lines.append(f"  auth       {auth.describe(config)}")
-    # Credentials in a DSN or NATS URL stay out of the banner (terminals, CI logs, journald keep it).
-    # An ingest-only process never opens storage: announcing one would send people looking in the wrong place.
-    uses_storage = "process" in config.roles or "query" in config.roles
-    storage = f"   storage {redact(config.clickhouse_dsn)}" if uses_storage else ""
-    lines.append(f"  nats       {redact(config.nats_url)}{storage}")
-    if extra:
-        lines.append(extra)
-    lines.append("Press Ctrl-C to stop.")
-    print("\n".join(lines), file=out, flush=True)
-
-
-def listen_error(config: StackConfig, exc: OSError) -> str:
-    """One line for a port that cannot be bound; a port in use names the way to pick another."""
-    line = f"cannot listen on {config.host}:{config.http_port}: {exc.strerror or exc}"
-    if exc.errno == errno.EADDRINUSE:
-        line += (
-            " (another stack running? pick another port: --port N, `make run PORT=N` for the demo,"
-            " or HTTP_PORT for `oglog serve`)"
-        )
-    return line
-
-
 async def serve(
     config: StackConfig,
     *,
@@ -296,7 +183,7 @@ async def serve(
             extra = f"  ingestion  {workers.count} worker processes (pids {workers.pids})"
         print_urls(config, out, extra=extra)
         if on_ready is not None:
-            on_ready(f"http://{_display_host(config.host)}:{config.http_port}")
+            on_ready(f"http://{display_host(config.host)}:{config.http_port}")
         if keeper is not None:
             watching = asyncio.create_task(keeper.watch(stop), name="oglog-nats-keeper")
             watching.add_done_callback(lambda task: _give_up(task, gave_up, stop))
@@ -370,7 +257,7 @@ def run_stack(
                 nats = NatsServer(store, token=secrets.token_hex(32)).start()
             except (OSError, RuntimeError) as exc:
                 raise StackError(f"cannot start nats-server: {exc}") from None
-            pid_file = store / _NATS_PID_NAME
+            pid_file = store / NATS_PID_NAME
             pid_file.write_text(f"{nats.process.pid if nats.process else ''}\n")
             nats_url = nats.url
             keeper = NatsKeeper(nats, on_restart=lambda pid: pid_file.write_text(f"{pid}\n"))
@@ -397,7 +284,7 @@ def run_stack(
         finally:
             if nats is not None:
                 nats.stop()  # last: the processor has acked everything it stored
-                (data_dir / "nats" / _NATS_PID_NAME).unlink(missing_ok=True)
+                (data_dir / "nats" / NATS_PID_NAME).unlink(missing_ok=True)
 
 
 def run_roles(config: StackConfig, *, out: TextIO = sys.stdout) -> None:
