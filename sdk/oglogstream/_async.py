@@ -312,6 +312,7 @@ class AsyncOgLogClient(AsyncSender):
             return self._ledger.snapshot(
                 queued=len(self._intake) + self._buffered(),
                 buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
+                intake_bytes=self.intake_charged(len(self._intake)),
             )
 
     async def flush(self, timeout: float | None = None) -> bool:

@@ -28,6 +28,7 @@ from ._intake_charge import (
     ContextCharges,
     intake_limit,
     intake_reserve,
+    intake_room,
     settle_weights,
 )
 from ._items import Item
@@ -109,8 +110,16 @@ class DeliveryCore:
         if size >= self.intake_limit:
             return False
         extra += len(self.intake_weights) * WEIGHT_BYTES
-        room = self.intake_limit * INTAKE_ITEM_BYTES
-        return not extra or (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
+        if not extra:
+            return True
+        room = intake_room(self.settings.max_buffer_bytes, self._pending.nbytes + self._inflight.nbytes)
+        return (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
+
+    def intake_charged(self, records: int) -> int:
+        """What `records` items waiting in the intake are charged, in bytes, in the units callers are
+        admitted by: INTAKE_ITEM_BYTES each, plus the weights of the mid-size ones and the text of the large
+        ones (and charged bound contexts) among every item waiting."""
+        return records * INTAKE_ITEM_BYTES + len(self.intake_weights) * WEIGHT_BYTES + self.intake_large
 
     def _make_room_locked(self, queue: deque[Item], extra: int) -> bool:
         """Apply the overflow policy for one more record; False (counted) when it is the one dropped.

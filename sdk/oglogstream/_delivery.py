@@ -161,9 +161,12 @@ class Ledger:
         with self.lock:
             self.count(reason, n)
 
-    def snapshot(self, *, queued: int, buffered_bytes: int, spooled: int = 0, adopted: int = 0) -> Stats:
+    def snapshot(
+        self, *, queued: int, buffered_bytes: int, intake_bytes: int, spooled: int = 0, adopted: int = 0
+    ) -> Stats:
         """A `Stats`; the caller holds `lock` and computed `queued` under it (one consistent moment)."""
         return Stats(
+            intake_bytes=intake_bytes,
             queued=queued,
             sent=self.sent,
             retried=self.retried,
@@ -191,12 +194,15 @@ class Ledger:
         The caller holds `lock`."""
         outcome = result.outcome
         if outcome is Outcome.OK:
-            rejected = len(result.rejected)
+            # The answer's count, not its list's length: the stack lists only the first refusals.
+            rejected = result.rejected_count
             self.sent += len(batch) - rejected
             if rejected:
                 self.count("rejected", rejected)
-                index, error = result.rejected[0]
-                message = f"server rejected {rejected} of {len(batch)} entries; first: #{index}: {error}"
+                message = f"server rejected {rejected} of {len(batch)} entries"
+                if result.rejected:
+                    index, error = result.rejected[0]
+                    message += f"; first: #{index}: {error}"
                 self.report_once("rejected", message)
             return None
         if outcome is Outcome.TOO_LARGE and len(batch) > 1:

@@ -73,6 +73,12 @@ class OgLogHandler(logging.Handler):
         self._flush_ran_out: tuple[float, float] | None = None
 
     @property
+    def settings(self) -> Settings:
+        """The handler's validated settings (read-only: a frozen `Settings`, every option by name with its
+        default filled in), as `AsyncOgLogClient.settings`."""
+        return self._pipeline.settings
+
+    @property
     def url(self) -> str:
         return self._pipeline.settings.url
 

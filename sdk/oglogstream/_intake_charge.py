@@ -38,6 +38,7 @@ __all__ = [
     "event_units",
     "intake_limit",
     "intake_reserve",
+    "intake_room",
     "is_charged",
     "item_chars",
     "item_context",
@@ -288,7 +289,15 @@ def item_chars(item: tuple[Any, ...]) -> int:
 
 def intake_limit(max_records: int, max_bytes: int, held_bytes: int) -> int:
     """How many captured records may wait in the intake while `held_bytes` encoded bytes are buffered."""
-    return min(max_records, max(INTAKE_FLOOR, (max_bytes - held_bytes) // INTAKE_ITEM_BYTES))
+    return min(max_records, intake_room(max_bytes, held_bytes) // INTAKE_ITEM_BYTES)
+
+
+def intake_room(max_bytes: int, held_bytes: int) -> int:
+    """The bytes the intake's charges (INTAKE_ITEM_BYTES a record, weights, large text) may reach while
+    `held_bytes` encoded bytes are buffered: the rest of the budget, never less than INTAKE_FLOOR records'.
+    Not capped by max_buffer_records: that count is checked on its own (mid-size records' weights must not
+    make 100 records of max_buffer_records=100 refuse the 89th)."""
+    return max(INTAKE_FLOOR, (max_bytes - held_bytes) // INTAKE_ITEM_BYTES) * INTAKE_ITEM_BYTES
 
 
 def intake_reserve(max_bytes: int) -> int:

@@ -68,6 +68,9 @@ class Stats:
     spooled: int = 0
     #: Records taken over from spools left by earlier or dead processes (they are then sent or dropped here).
     adopted: int = 0
+    #: Bytes the records captured but not yet encoded are charged against max_buffer_bytes (640 B each, more
+    #: for mid-size and large ones: docs/sdk.md "Overflow"). With `buffered_bytes`, what the budget holds.
+    intake_bytes: int = 0
 
     @property
     def dropped_total(self) -> int:

@@ -49,6 +49,8 @@ __all__ = [
 GZIP_LEVEL = 1
 #: A partial-accept answer larger than this is not parsed (the batch then counts as accepted in full).
 _MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: Characters of a rejected entry's error kept (the first one is reported on stderr).
+_MAX_ERROR_CHARS = 300
 _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 
 
@@ -118,8 +120,11 @@ class Outcome(enum.Enum):
 class SendResult:
     outcome: Outcome
     status: int | None = None
-    #: For OK: (index in batch, error) of entries the server rejected.
+    #: For OK: (index in batch, error) of entries the server listed as rejected (it may list only the first).
     rejected: tuple[tuple[int, str], ...] = ()
+    #: For OK: how many entries of the batch the server refused in all (`_rejected`): at least
+    #: len(rejected), at most the batch's length.
+    rejected_count: int = 0
     #: Seconds the server asked us to wait (Retry-After), if it did.
     retry_after: float | None = None
     error: str | None = None
@@ -210,7 +215,8 @@ def classify(response: httpx.Response, endpoint: str, size: int) -> SendResult:
     """What an answer means for the batch: sent (maybe partly rejected), retry, split, or drop."""
     status = response.status_code
     if 200 <= status < 300:
-        return SendResult(Outcome.OK, status, rejected=_rejected(response, size))
+        count, listed = _rejected(response, size)
+        return SendResult(Outcome.OK, status, rejected=listed, rejected_count=count)
     detail = f"HTTP {status} from {endpoint}: {response.text[:300]!r}"
     if status == 413:
         return SendResult(Outcome.TOO_LARGE, status, error=detail)
@@ -340,22 +346,34 @@ class AsyncHttpTransport:
             await self._client.aclose()
 
 
-def _rejected(response: httpx.Response, size: int) -> tuple[tuple[int, str], ...]:
-    """Entries a 2xx partial-accept answer lists as rejected (indices validated against the batch)."""
+def _rejected(response: httpx.Response, size: int) -> tuple[int, tuple[tuple[int, str], ...]]:
+    """(how many entries of a batch of `size` a 2xx partial-accept answer refused, the (index, error) pairs
+    it lists). The list's indices are validated against the batch (ints in range, each once). The stack
+    lists only the first refusals and counts them all in `rejected_count`: that count is taken when it is an
+    int from len(listed) to `size`; anything else (absent, negative, over the batch, below what is listed, a
+    string, a bool) falls back to the listed entries. Never raises; bounded work (the body is parsed only
+    up to _MAX_ANSWER_BYTES, and the list's walk stops once every index of the batch was seen)."""
     content = response.content
     if not content or len(content) > _MAX_ANSWER_BYTES:
-        return ()
+        return 0, ()
     try:
         answer = json.loads(content)
     except Exception:  # any unparsable 2xx body (bad JSON, RecursionError on deep nesting): all accepted
-        return ()
-    items = answer.get("rejected") if isinstance(answer, dict) else None
-    if not isinstance(items, list):
-        return ()
+        return 0, ()
+    if not isinstance(answer, dict):
+        return 0, ()
+    items = answer.get("rejected")
     seen: dict[int, str] = {}
-    for item in items:
-        if isinstance(item, dict):
-            index = item.get("index")
-            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size:
-                seen[index] = str(item.get("error", ""))
-    return tuple(sorted(seen.items()))
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict):
+                index = item.get("index")
+                if type(index) is int and 0 <= index < size and index not in seen:
+                    seen[index] = str(item.get("error", ""))[:_MAX_ERROR_CHARS]
+                    if len(seen) == size:
+                        break
+    listed = tuple(sorted(seen.items()))
+    count = answer.get("rejected_count")
+    if type(count) is int and len(listed) <= count <= size:
+        return count, listed
+    return len(listed), listed

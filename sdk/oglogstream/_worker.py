@@ -272,6 +272,7 @@ class Pipeline(WorkerLoop):
                 queued=held + (spool.own_records if spool is not None else 0),
                 # An abandoned worker's buffers were counted as lost: they no longer count as held.
                 buffered_bytes=0 if self._abandoned else self._pending.nbytes + self._inflight.nbytes,
+                intake_bytes=self.intake_charged(len(self.intake) + len(self._late)),
                 spooled=spool.records if spool is not None else self._spool_left[0],
                 adopted=spool.adopted_total if spool is not None else self._spool_left[1],
             )

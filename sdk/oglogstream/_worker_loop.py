@@ -28,7 +28,7 @@ from . import _diag, _otel, _worker_pace, _worker_spool
 from ._buffer import Batch
 from ._core import DeliveryCore
 from ._entry import EntryEncoder
-from ._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, ContextCharges
+from ._intake_charge import ContextCharges
 from ._items import Item
 from ._lifecycle import WORKER_THREADS, Exit
 from ._sender import SENDER_GRACE, Sender
@@ -93,8 +93,7 @@ class WorkerLoop(DeliveryCore):
         """What the caller-side intake is charged now, in bytes, in the units callers are admitted by:
         INTAKE_ITEM_BYTES a record, the weights of mid-size ones, the text of large ones. Read without the
         lock: a look that may be a few records old (the worker's pacing, `oglog send`), not an account."""
-        weights = len(self.intake_weights) * WEIGHT_BYTES
-        return len(self.intake) * INTAKE_ITEM_BYTES + weights + self.intake_large
+        return self.intake_charged(len(self.intake))
 
     def _finish_run(self, abandoned: bool) -> None:
         """The worker's last act (see `Pipeline._finish_run`)."""

@@ -171,17 +171,16 @@ def _held(handler: OgLogHandler) -> tuple[int, int, Stats]:
     """(records, bytes, stats) `handler` holds against its budget now: its records not yet sent or dropped,
     and the bytes they are charged: the caller-side intake's charge as callers are admitted by it
     (INTAKE_ITEM_BYTES a record, the weights of mid-size ones, the text of large ones) plus the encoded
-    entries buffered and in flight (`Stats.buffered_bytes`). The intake is read without its lock: a look
-    that may be a few records old, not an account."""
+    entries buffered and in flight (`Stats.buffered_bytes`), both from one `stats()` snapshot."""
     stats = handler.stats()
-    return stats.queued, handler._pipeline.intake_bytes() + stats.buffered_bytes, stats
+    return stats.queued, stats.intake_bytes + stats.buffered_bytes, stats
 
 
 def _pace(handler: OgLogHandler, timeout: float) -> None:
     """Wait while `handler` holds more than PACE_SHARE of its budget (records or bytes, `_held`), as long as
     delivery makes progress within `timeout`; past that, go on (whatever is then lost is counted and
     reported). Returns at once when it holds less: reading and delivery overlap."""
-    settings = handler._pipeline.settings
+    settings = handler.settings
     max_records = settings.max_buffer_records * PACE_SHARE
     max_bytes = settings.max_buffer_bytes * PACE_SHARE
     records, held, stats = _held(handler)
