@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
 import os
-import ssl
 import unicodedata
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
-from urllib.parse import SplitResult, urlsplit
 
 from . import _wire
+from ._settings_check import (
+    check_ca_path,
+    check_int,
+    check_seconds,
+    require_utf8,
+    required_text,
+    spool_directory,
+    url_parts,
+)
 
 if TYPE_CHECKING:  # only in annotations (postponed): no runtime dependency on typing_extensions
     from typing_extensions import Unpack
@@ -46,6 +51,7 @@ __all__ = [
     "Options",
     "OverflowPolicy",
     "Settings",
+    "url_parts",
 ]
 
 ENV_URL = "OGLOG_URL"
@@ -225,8 +231,8 @@ class Settings:
         o: dict[str, Any] = {**OPTION_DEFAULTS, **options}
         env = os.environ if environ is None else environ
         fallback = {name: env.get(var) for name, var in ENV_FALLBACKS.items()}
-        url = _text("url", fallback["url"] if url is None else url, ENV_URL)
-        service = _text("service", fallback["service"] if service is None else service, ENV_SERVICE)
+        url = required_text("url", fallback["url"] if url is None else url, ENV_URL)
+        service = required_text("service", fallback["service"] if service is None else service, ENV_SERVICE)
         api_key, batch_size, batch_bytes = o["api_key"], o["batch_size"], o["batch_bytes"]
         flush_interval, overflow, verify = o["flush_interval"], o["overflow"], o["verify"]
         max_buffer_records, max_buffer_bytes = o["max_buffer_records"], o["max_buffer_bytes"]
@@ -238,7 +244,7 @@ class Settings:
             raise ValueError(
                 f"service must be at most {_wire.MAX_SERVICE_CHARS} characters, got {len(service)}"
             )
-        _require_utf8("service", service)
+        require_utf8("service", service)
         if any(unicodedata.category(c) == "Cc" for c in service):
             raise ValueError(f"service must not contain control characters (line breaks, NUL): {service!r}")
         if api_key is None:
@@ -262,28 +268,28 @@ class Settings:
             raise ValueError(
                 f"url is the stack's base URL (the SDK appends /logs): use {base!r}, not {url!r}"
             )
-        _int("batch_size", batch_size, 1, _wire.MAX_BATCH_ENTRIES)
-        _int("batch_bytes", batch_bytes, _BATCH_BYTES_FLOOR, _BATCH_BYTES_CEILING)
-        _num("flush_interval", flush_interval, 0.001, 3600.0)
-        _int("max_buffer_records", max_buffer_records, 1, 100_000_000)
-        _int("max_buffer_bytes", max_buffer_bytes, MIN_BUFFER_BYTES, 1 << 40)
+        check_int("batch_size", batch_size, 1, _wire.MAX_BATCH_ENTRIES)
+        check_int("batch_bytes", batch_bytes, _BATCH_BYTES_FLOOR, _BATCH_BYTES_CEILING)
+        check_seconds("flush_interval", flush_interval, 0.001, 3600.0)
+        check_int("max_buffer_records", max_buffer_records, 1, 100_000_000)
+        check_int("max_buffer_bytes", max_buffer_bytes, MIN_BUFFER_BYTES, 1 << 40)
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}")
-        _num("connect_timeout", connect_timeout, 0.001, 600.0)
-        _num("read_timeout", read_timeout, 0.001, 600.0)
-        _num("backoff_initial", backoff_initial, 0.0001, 600.0)
-        _num("backoff_max", backoff_max, 0.0001, 3600.0)
+        check_seconds("connect_timeout", connect_timeout, 0.001, 600.0)
+        check_seconds("read_timeout", read_timeout, 0.001, 600.0)
+        check_seconds("backoff_initial", backoff_initial, 0.0001, 600.0)
+        check_seconds("backoff_max", backoff_max, 0.0001, 3600.0)
         if backoff_max < backoff_initial:
             raise ValueError(f"backoff_max ({backoff_max}) must be >= backoff_initial ({backoff_initial})")
-        _num("shutdown_timeout", shutdown_timeout, 0.0, 3600.0)
+        check_seconds("shutdown_timeout", shutdown_timeout, 0.0, 3600.0)
         if not isinstance(verify, (bool, str)):
             raise ValueError(f"verify must be a bool or a CA bundle path, got {type(verify).__name__}")
         if isinstance(verify, str):
-            _check_ca_path(verify)
-        spool = _spool_dir(spool_dir)
+            check_ca_path(verify)
+        spool = spool_directory(spool_dir)
         # Room for at least two of the largest batches, so dropping the oldest can always make space.
-        _int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + MIN_BUFFER_BYTES, 1 << 44)
-        _num("spool_max_age", spool_max_age, 1.0, 365 * 86400.0)
+        check_int("spool_max_bytes", spool_max_bytes, 2 * batch_bytes + MIN_BUFFER_BYTES, 1 << 44)
+        check_seconds("spool_max_age", spool_max_age, 1.0, 365 * 86400.0)
         if not isinstance(drain_on_sigterm, bool):
             raise ValueError(f"drain_on_sigterm must be a bool, got {type(drain_on_sigterm).__name__}")
         return cls(
@@ -308,96 +314,3 @@ class Settings:
             spool_max_age=float(spool_max_age),
             drain_on_sigterm=drain_on_sigterm,
         )
-
-
-def url_parts(url: str) -> SplitResult:
-    """`urlsplit(url)` of an absolute http(s) URL whose host and port can be connected to: anything else
-    would be accepted here and then retried forever as a connect error."""
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # an unclosed or invalid [IPv6] literal
-        raise ValueError(f"url has an invalid IPv6 address ({exc}), got {url!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"url must be an absolute http:// or https:// URL, got {url!r}")
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise ValueError(f"url must not contain spaces or control characters, got {url!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0 or (port is None and parts.netloc.rpartition("@")[2].endswith(":")):
-        raise ValueError(f"url must have a port between 1 and 65535 (or none), got {url!r}")
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal (urlsplit removed the brackets)
-        try:
-            ipaddress.IPv6Address(host.partition("%")[0])
-        except ValueError:
-            raise ValueError(f"url has an invalid IPv6 address, got {url!r}") from None
-    elif not host or not all(c.isalnum() or c in "-._" for c in host):
-        raise ValueError(f"url must name a host (letters, digits, '-', '.', '_'), got {url!r}")
-    return parts
-
-
-def _check_ca_path(path: str) -> None:
-    """A `verify=` CA bundle file (or directory of hashed certificates) that ssl can load: httpx would
-    otherwise raise FileNotFoundError/SSLError from the first request's setup, or the constructor's."""
-    if not path:
-        raise ValueError("verify must be True, False or a CA bundle path, got ''")
-    try:
-        if os.path.isdir(path):
-            ssl.create_default_context(capath=path)
-        else:
-            ssl.create_default_context(cafile=path)
-    except (OSError, ssl.SSLError) as exc:
-        reason = f"verify {path!r} is not a readable CA bundle (PEM file or directory): {exc}"
-        raise ValueError(reason) from None
-
-
-def _text(name: str, value: object, env_name: str) -> str:
-    if value is None:
-        raise ValueError(f"{name} is required: pass {name}=... or set the {env_name} environment variable")
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        raise ValueError(f"{name} must not be empty (argument or {env_name})")
-    return text
-
-
-def _spool_dir(value: object) -> str | None:
-    """An absolute, existing (created if needed), writable directory, or None (no spool)."""
-    if value is None:
-        return None
-    if not hasattr(os, "fork"):  # the spool's multi-process safety rests on fcntl.flock (POSIX)
-        raise ValueError("spool_dir is only supported on POSIX systems (it needs fcntl.flock)")
-    if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"spool_dir must be a path (str or os.PathLike), got {type(value).__name__}")
-    path = os.path.abspath(os.fspath(value))
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"spool_dir {path!r} cannot be created: {exc}") from None
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise ValueError(f"spool_dir {path!r} must be readable and writable by this process")
-    return path
-
-
-def _require_utf8(name: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{name} must be valid Unicode text: {exc}") from None
-
-
-def _int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-
-
-def _num(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isnan(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high} seconds, got {value}")
