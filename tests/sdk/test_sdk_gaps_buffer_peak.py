@@ -26,8 +26,9 @@ CALLS = 250_000
 
 
 def _held(core: DeliveryCore, intake_len: int) -> int:
-    """What the driver holds by its own accounting: the intake's charge plus encoded bytes."""
-    return intake_len * INTAKE_ITEM_BYTES + core.intake_large + core._pending.nbytes + core._inflight.nbytes
+    """What the driver holds by its own accounting: the intake's charge (weights of mid-size records and
+    events included) plus encoded bytes."""
+    return core.intake_charged(intake_len) + core._pending.nbytes + core._inflight.nbytes
 
 
 @pytest.fixture
