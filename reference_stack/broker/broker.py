@@ -28,18 +28,9 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from ..auth.redact import redact
-from ..config import (
-    DEAD_LETTER_SUBJECT,
-    DEAD_STREAM_NAME,
-    LEGACY_DEAD_SUBJECT,
-    LIVE_INTEREST_SUBJECT,
-    LIVE_SUBJECT,
-    STREAM_NAME,
-    STREAM_SUBJECT,
-    check_at_least,
-    check_positive,
-)
+from ..config import LIVE_INTEREST_SUBJECT, LIVE_SUBJECT, STREAM_NAME, check_at_least, check_positive
 from .messages import MSG_ID
+from .streams import DEFAULT_DUPLICATE_WINDOW, dead_stream_config, ensure_streams, stream_config
 
 __all__ = [
     "DEFAULT_DUPLICATE_WINDOW",
@@ -53,9 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: JetStream drops a message whose Nats-Msg-Id it saw within this window: a client retrying a batch within
-#: 10 minutes is stored once by the broker itself (later retries are caught by the processor's id check).
-DEFAULT_DUPLICATE_WINDOW = 600.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_RECONNECT_WAIT = 0.5
 DEFAULT_PUBLISH_TIMEOUT = 5.0
@@ -77,41 +65,20 @@ LIVE_INTEREST_INTERVAL = 2.0
 LIVE_INTEREST_TIMEOUT = 15 * LIVE_INTEREST_INTERVAL
 
 
+#: Errors after which a JetStream publish MAY have been stored: its ack was lost (no answer in time, the
+#: connection closed or cut by the server as a slow consumer). Refusals (stream full, no stream) are not here.
+_OUTCOME_UNKNOWN = (
+    asyncio.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.UnexpectedEOF,
+    OSError,
+)
+
+
 class BrokerUnavailable(Exception):
     """The broker could not durably take a message right now; the caller should answer 503 + Retry-After."""
-
-
-def stream_config(
-    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
-) -> api.StreamConfig:
-    """Work-queue retention (a message lives until the processor acks it), file storage, no age limit:
-    an accepted batch only leaves by being stored in ClickHouse or dead-lettered (kept for operators).
-    LEGACY_DEAD_SUBJECT stays a subject so that a store from an older release keeps its dead letters until
-    `Broker.ensure_stream` has moved them to the dead-letter stream."""
-    return api.StreamConfig(
-        name=STREAM_NAME,
-        subjects=[STREAM_SUBJECT, LEGACY_DEAD_SUBJECT],
-        retention=api.RetentionPolicy.WORK_QUEUE,
-        storage=api.StorageType.FILE,
-        duplicate_window=duplicate_window,
-        discard=api.DiscardPolicy.NEW,
-        num_replicas=replicas,
-    )
-
-
-def dead_stream_config(
-    *, duplicate_window: float = DEFAULT_DUPLICATE_WINDOW, replicas: int = 1
-) -> api.StreamConfig:
-    """Limits retention, file storage, no age or size limit: a dead letter leaves only when it is replayed
-    (or an operator deletes it); the duplicate window makes a re-sent dead letter count once."""
-    return api.StreamConfig(
-        name=DEAD_STREAM_NAME,
-        subjects=[DEAD_LETTER_SUBJECT],
-        retention=api.RetentionPolicy.LIMITS,
-        storage=api.StorageType.FILE,
-        duplicate_window=duplicate_window,
-        num_replicas=replicas,
-    )
 
 
 class Broker:
@@ -159,6 +126,8 @@ class Broker:
         self._reconnect_listeners: list[Callable[[], None]] = []
         self._slow_said = -_SLOW_CONSUMER_LOG_INTERVAL  # monotonic time of the last slow-consumer line
         self._slow_dropped = 0  # messages dropped since that line
+        #: Publishes re-sent because their ack may have been lost (see `publish`).
+        self.resends = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, wait: float = 0.0) -> None:
@@ -220,35 +189,9 @@ class Broker:
                 await asyncio.sleep(self.reconnect_wait)
 
     async def ensure_stream(self) -> None:
-        """Create the streams, or update them to our config if they exist with another (idempotent); move
-        dead letters an older release left in the logs stream to the dead-letter stream."""
-        for config in (
-            stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
-            dead_stream_config(duplicate_window=self.duplicate_window, replicas=self.stream_replicas),
-        ):
-            try:
-                await self.js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                await self.js.update_stream(config)
-        await self._move_legacy_dead_letters()
+        """Create or update the streams (streams.ensure_streams); publishes are accepted from then on."""
+        await ensure_streams(self.js, duplicate_window=self.duplicate_window, replicas=self.stream_replicas)
         self._stream_ready.set()
-
-    async def _move_legacy_dead_letters(self) -> None:
-        # Re-published with a Nats-Msg-Id naming the old sequence, then deleted: a crash in between re-sends
-        # it, and the duplicate window drops the copy.
-        seq = 1
-        while True:
-            try:
-                old = await self.js.get_msg(STREAM_NAME, seq=seq, subject=LEGACY_DEAD_SUBJECT, next=True)
-            except nats.js.errors.NotFoundError:
-                return
-            assert old.seq is not None
-            headers = dict(old.headers or {})
-            headers[MSG_ID] = f"legacy-dead-{old.seq}"
-            await self.js.publish(DEAD_LETTER_SUBJECT, old.data or b"", headers=headers)
-            await self.js.delete_msg(STREAM_NAME, old.seq)
-            log.warning("moved dead letter %d from %s to stream %s", old.seq, STREAM_NAME, DEAD_STREAM_NAME)
-            seq = old.seq + 1
 
     async def _on_error(self, exc: Exception) -> None:
         # While not connected, each failed attempt lands here: say it once per outage, at ERROR, so a role
@@ -342,16 +285,46 @@ class Broker:
 
     # -- publishing --------------------------------------------------------------------------------------
     async def publish(self, subject: str, payload: bytes, headers: Mapping[str, str]) -> api.PubAck:
-        """Publish to JetStream and wait for the broker's ack (the message is then on disk)."""
+        """Publish to JetStream and wait for the broker's ack (the message is then on disk).
+
+        When the ack may have been lost (no ack within publish_timeout, the connection lost meanwhile) and
+        `headers` carry a Nats-Msg-Id, the same message is re-sent once, as soon as the connection is ready
+        again, within another publish_timeout: the stream's duplicate window stores it once either way (the
+        ack then says duplicate), so a body stored before the connection was cut is not answered 503 (#14).
+        Raises BrokerUnavailable when NATS is not ready or the message is not acknowledged in time."""
         if not self.is_connected:
             raise BrokerUnavailable(f"NATS is {self.status.lower()}")
         try:
-            ack = await self.js.publish(subject, payload, timeout=self.publish_timeout, headers=dict(headers))
+            ack = await self._publish_or_resend(subject, payload, headers)
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
             reason = f"JetStream publish failed: {type(exc).__name__}: {exc}"
             self._publish_failure = (time.monotonic(), reason)
             raise BrokerUnavailable(reason) from exc
         self._publish_failure = None
+        return ack
+
+    async def _publish_or_resend(
+        self, subject: str, payload: bytes, headers: Mapping[str, str]
+    ) -> api.PubAck:
+        try:
+            return await self.js.publish(
+                subject, payload, timeout=self.publish_timeout, headers=dict(headers)
+            )
+        except _OUTCOME_UNKNOWN:
+            if MSG_ID not in headers:  # without an id a second copy would be stored: the caller decides
+                raise
+        deadline = time.monotonic() + self.publish_timeout
+        self.resends += 1
+        if not await self.wait_ready(self.publish_timeout):
+            raise asyncio.TimeoutError(f"NATS not ready again within {self.publish_timeout:g}s")
+        left = max(deadline - time.monotonic(), 0.001)
+        ack = await self.js.publish(subject, payload, timeout=left, headers=dict(headers))
+        log.warning(
+            "nats: a publish's ack was lost; re-sent %s %s (%s)",
+            MSG_ID,
+            headers[MSG_ID],
+            "it had been stored: kept once" if ack.duplicate else "stored now",
+        )
         return ack
 
     @property
