@@ -5,16 +5,17 @@ A request's accepted entries become rows (schema.make_rows, typed attribute maps
 message whose payload is the JSON array of rows, exactly what the processor inserts (`INSERT ... FORMAT
 JSONEachRow` takes an array); its headers are `messages.rows_headers` (the row format among them).
 `Nats-Msg-Id` and the stem of derived entry ids come from dedup: bound to the body when the client gives
-X-Oglog-Batch-Id (a retried request is stored once by the broker, another body under a reused id is not lost),
-random otherwise. A payload over the server's max_payload is split into messages `<id>/<k>of<n>`,
-deterministically. Concurrent POST /log requests without a batch id share messages (see _Coalescer).
+X-Oglog-Batch-Id (a retried request is stored once by the broker, another body under a reused id is not lost);
+without one the stem is the body's digest (a resent body's timestamped entries are stored once) and the
+message id random. A payload over the server's max_payload is split into messages `<id>/<k>of<n>`,
+deterministically (publish.py). Concurrent POST /log requests without a batch id share messages (see
+_Coalescer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import operator
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +25,6 @@ from aiohttp import web
 from oglogstream import wire as _wire
 from pydantic import ValidationError
 
-from ..broker import messages
 from ..broker.broker import Broker
 from ..config import check_at_least
 from ..http.boundary import (
@@ -34,11 +34,11 @@ from ..http.boundary import (
     problem_response,
     read_body,
     to_problem,
-    too_large,
 )
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, CONFIG, METRICS
 from . import batch_decode, dedup, row_codec, schema
+from .publish import payload_limit, publish_parts, publish_rows, split_rows
 from .slots import (
     DEFAULT_MAX_BATCHES_IN_FLIGHT,
     DEFAULT_MAX_BATCHES_PER_CLIENT,
@@ -64,12 +64,7 @@ _INLINE_DECODE_OBJECTS = 500
 #: Answers larger than this go gzip-compressed to clients that accept it (the SDK does): a 400 or 202 listing
 #: MAX_REJECTED_ERRORS long errors is up to ~25 KB as JSON, several times less compressed.
 _COMPRESS_ANSWER_BYTES = 8 * 1024
-#: Rows serialised per call when a publish is split into parts (about 1 ms of GIL per slice).
-_DUMP_SLICE_ROWS = 256
-#: Headroom under max_payload for the headers of a JetStream message.
-_HEADER_ROOM = 4096
 _BATCH_ID = re.compile(schema.ID_PATTERN)
-_TIMESTAMP = operator.itemgetter("timestamp")
 
 
 def _given_batch_id(request: web.Request) -> str | None:
@@ -86,8 +81,15 @@ def _given_batch_id(request: web.Request) -> str | None:
 
 
 def _identity(given: str | None, body: bytes) -> dedup.Identity:
-    """The request's dedup identity (see dedup): bound to its body (sha256) when the client names it."""
-    return dedup.server_identity() if given is None else dedup.client_identity(given, body)
+    """The request's dedup identity (see dedup), bound to its body (sha256): the client's batch id with it,
+    else the body's digest alone (then `_untimed_ids` must see its rows)."""
+    return dedup.body_identity(body) if given is None else dedup.client_identity(given, body)
+
+
+def _untimed_ids(given: str | None, ident: dedup.Identity, rows: list[Any], received_at: str) -> None:
+    """Without a batch id, entries that got the server's time take ids from a random stem (dedup)."""
+    if given is None and rows:
+        dedup.untimed_ids(rows, ident.stem, received_at)
 
 
 _second = -1
@@ -102,87 +104,6 @@ def _now() -> str:
     if second != _second:
         _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
     return f"{_second_text}.{min(int((now - second) * 1_000_000), 999_999):06d}Z"
-
-
-def _split(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
-    """(rows, JSON-array payload) parts of at most `limit` bytes each, deterministically (a retried batch
-    gets the same parts, hence the same Nats-Msg-Ids).
-
-    Rows are serialised in slices of _DUMP_SLICE_ROWS (each a short GIL hold when this runs on a worker
-    thread) and consecutive slices packed greedily into parts; compact JSON arrays concatenate byte for byte
-    (`[a,b]` + `[c]` = `[a,b,c]`). A slice larger than `limit` is halved until it fits."""
-    parts: list[tuple[list[dict[str, Any]], bytes]] = []
-    for start in range(0, len(rows), _DUMP_SLICE_ROWS):
-        for part_rows, payload in _halve(rows[start : start + _DUMP_SLICE_ROWS], limit):
-            if parts and len(parts[-1][1]) + len(payload) - 1 <= limit:
-                last_rows, last_payload = parts[-1]
-                parts[-1] = (last_rows + part_rows, last_payload[:-1] + b"," + payload[1:])
-            else:
-                parts.append((part_rows, payload))
-    return parts
-
-
-def _halve(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
-    payload = row_codec.dump_rows(rows)
-    if len(payload) <= limit:
-        return [(rows, payload)]
-    if len(rows) == 1:
-        raise too_large(limit, "one entry as stored", "bytes")
-    half = len(rows) // 2
-    return _halve(rows[:half], limit) + _halve(rows[half:], limit)
-
-
-def _payload_limit(broker: Broker) -> int:
-    return broker.max_payload - _HEADER_ROOM
-
-
-async def publish_rows(
-    broker: Broker,
-    metrics: Metrics,
-    rows: list[dict[str, Any]],
-    batch_id: str,
-) -> None:
-    """Make `rows` (from `schema.make_rows`) durable in JetStream (raises BrokerUnavailable), then fan them
-    out to the live tail. `batch_id`: the Nats-Msg-Id (a `dedup` message id, never a raw client id; parts of
-    a split payload get `dedup.part_id`)."""
-    limit = _payload_limit(broker)
-    if len(rows) <= _DUMP_SLICE_ROWS:
-        parts = _split(rows, limit)
-    else:  # on a worker thread, in slices: the event loop keeps serving meanwhile
-        parts = await asyncio.to_thread(_split, rows, limit)
-    await _publish_parts(broker, metrics, parts, batch_id)
-
-
-async def _publish_parts(
-    broker: Broker, metrics: Metrics, parts: list[tuple[list[dict[str, Any]], bytes]], batch_id: str
-) -> None:
-    """`publish_rows` once its rows are serialised into `parts` (`_split`)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-
-    async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
-        stamps = list(map(_TIMESTAMP, part_rows))
-        message_id = batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts))
-        headers = messages.rows_headers(message_id, len(part_rows), min(stamps), max(stamps))
-        ack = await broker.publish(messages.STREAM_SUBJECT, payload, headers)
-        if ack.duplicate:
-            metrics.duplicates_skipped.labels("broker").inc()
-
-    if len(parts) == 1:
-        await one(0, *parts[0])
-    else:
-        await asyncio.gather(*(one(k, *part) for k, part in enumerate(parts)))
-    metrics.publish_latency.observe(loop.time() - started)
-    # The row payloads as they are: the live tail makes them public entries (row_codec.live_payload) only
-    # when it has clients, instead of every request paying that pass here (#14: ~1.3 µs per entry). Sent only
-    # while some live-tail hub announces clients (Broker.live_interest): nobody watching costs nothing.
-    if not broker.live_interest:
-        return
-    for _, payload in parts:  # one live message per part: each fits under max_payload
-        try:
-            await broker.publish_live(payload)
-        except Exception:  # best effort by contract: the entries are durable already
-            metrics.live_publish_errors.inc()
 
 
 class _Counters:
@@ -288,7 +209,8 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
     body = await read_body(
         request, limit=_wire.MAX_SINGLE_BODY_BYTES, decompressed_limit=_wire.MAX_SINGLE_BODY_BYTES
     )
-    ident = _identity(_given_batch_id(request), body)
+    given = _given_batch_id(request)
+    ident = _identity(given, body)
     try:
         entry = schema.ENTRY.validate_json(body, context={"window": _window(request)})
     except ValidationError as exc:
@@ -298,7 +220,8 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
         ) from None
     received_at = _now()
     rows = schema.make_rows([entry], batch_id=ident.stem, received_at=received_at)
-    if _wire.BATCH_ID_HEADER in request.headers:
+    _untimed_ids(given, ident, rows, received_at)
+    if given is not None:
         # The client can retry this request: its own message, so JetStream deduplicates by Nats-Msg-Id.
         await publish_rows(request.app[BROKER], counters.metrics, rows, ident.message_id)
     else:
@@ -336,7 +259,7 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
         ndjson=request.content_type == _wire.NDJSON_CONTENT_TYPE,
         received_at=_now(),
         window=_window(request),
-        limit=_payload_limit(request.app[BROKER]),
+        limit=payload_limit(request.app[BROKER]),
     )
     # A large body is hashed, decoded and serialised in ONE worker-thread hop, where its Python parts share
     # the GIL with the event loop (hashing and part of the rest release it); a small one inline (the thread
@@ -349,7 +272,7 @@ async def _accept_batch(request: web.Request, counters: _Counters) -> web.Respon
         reason = "no entries in the body" if decoded.total == 0 else "no valid entries"
         listed = batch_decode.answer_rejected(decoded.rejected)
         raise Problem(400, "validation failed", "body", reason, extra={"accepted": 0, **listed})
-    await _publish_parts(request.app[BROKER], counters.metrics, parts, ident.message_id)
+    await publish_parts(request.app[BROKER], counters.metrics, parts, ident.message_id)
     counters.accepted["/logs"].inc(len(decoded.rows))
     listed = batch_decode.answer_rejected(decoded.rejected)
     return _json(202, {"accepted": len(decoded.rows), **listed})
@@ -365,13 +288,14 @@ def _decode_batch(
     limit: int,
 ) -> tuple[dedup.Identity, batch_decode.Decoded, list[tuple[list[dict[str, Any]], bytes]]]:
     """Blocking: the request's identity, its rows and rejections (`batch_decode.decode`, Problem for a body
-    that cannot be read as a batch) and the rows' payload parts of at most `limit` bytes (`_split`; none
+    that cannot be read as a batch) and the rows' payload parts of at most `limit` bytes (`split_rows`; none
     when no row is valid)."""
     ident = _identity(given, body)
     decoded = batch_decode.decode(
         body, ndjson=ndjson, batch_id=ident.stem, received_at=received_at, window=window
     )
-    return ident, decoded, _split(decoded.rows, limit) if decoded.rows else []
+    _untimed_ids(given, ident, decoded.rows, received_at)
+    return ident, decoded, split_rows(decoded.rows, limit) if decoded.rows else []
 
 
 async def _coalescer_ctx(app: web.Application) -> AsyncIterator[None]:

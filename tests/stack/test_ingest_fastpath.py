@@ -10,7 +10,7 @@ import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oglogstream.stack.ingestion import batch_decode, ingest, row_codec, schema
+from oglogstream.stack.ingestion import batch_decode, publish, row_codec, schema
 from pydantic import ValidationError
 
 #: The column type's whole range as the accepted window: these tests are about formats, not about now.
@@ -210,8 +210,8 @@ def test_publish_parts_fit_the_limit_and_are_deterministic() -> None:
     rows = batch_decode.ndjson_rows(lines, batch_id="b", received_at=RECEIVED)
     assert rows is not None
     limit = 64 * 1024
-    parts = ingest._split(rows, limit)
+    parts = publish.split_rows(rows, limit)
     assert len(parts) > 1 and all(len(payload) <= limit for _, payload in parts)
     assert [row for part, _ in parts for row in part] == rows
     assert all(payload == row_codec.dump_rows(part) for part, payload in parts)
-    assert ingest._split(rows, limit) == parts
+    assert publish.split_rows(rows, limit) == parts

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from oglogstream import wire
-from oglogstream.stack.ingestion import batch_decode, fast_rows, ingest, row_codec, schema
+from oglogstream.stack.ingestion import batch_decode, fast_rows, publish, row_codec, schema
 from pydantic import ValidationError
 
 RECEIVED = "2026-11-27T10:00:00.000000Z"
@@ -110,7 +110,7 @@ def test_row_columns_given_by_a_client_are_refused_as_unknown_fields(extra: dict
 
 
 def test_publish_parts_of_struct_rows_are_those_of_dict_rows() -> None:
-    """ingest._split cuts and writes struct rows exactly as the same rows as dicts (ids, stamps, bytes)."""
+    """split_rows cuts and writes struct rows exactly as the same rows as dicts (ids, stamps, bytes)."""
     lines = [
         json.dumps(entry(id=f"i{i}", timestamp=TS, message="z" * (i % 500), attributes={"n": i})).encode()
         for i in range(1500)
@@ -119,7 +119,7 @@ def test_publish_parts_of_struct_rows_are_those_of_dict_rows() -> None:
     assert rows is not None and {type(row) for row in rows} == {fast_rows.Row}
     dicts = row_codec.row_dicts(rows)
     limit = 64 * 1024
-    parts, dict_parts = ingest._split(rows, limit), ingest._split(dicts, limit)
+    parts, dict_parts = publish.split_rows(rows, limit), publish.split_rows(dicts, limit)
     assert len(parts) > 1
     assert [payload for _, payload in parts] == [payload for _, payload in dict_parts]
     ids = [[row["id"] for row in part] for part, _ in parts]
