@@ -32,7 +32,6 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from oglogstream import wire
-from prometheus_client import Counter, Gauge
 
 from ..auth.keys import RELOAD_INTERVAL
 from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
@@ -42,6 +41,7 @@ from ..http.resources import BROKER, CONFIG, METRICS
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
 from .live_client import Client
+from .live_metrics import live_series
 
 __all__ = [
     "CLOSE_INTERRUPTED",
@@ -122,25 +122,8 @@ class LiveHub:
         self._unlisten: Any = None
         self._stopping = asyncio.Event()
         self._key_watch: asyncio.Task[None] | None = None
-        registry = app[METRICS].registry
-        self.connected = Gauge(
-            "oglog_live_clients", "Live-tail WebSocket clients connected.", registry=registry
-        )
-        self.dropped = Counter(
-            "oglog_live_dropped",
-            "Live-tail entries dropped for clients whose queue was full.",
-            registry=registry,
-        )
-        self.interrupted = Counter(
-            "oglog_live_interrupted",
-            "Live-tail clients closed because entries may be missing, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.bad_payloads = Counter(
-            "oglog_live_bad_payloads",
-            "Live-subject lines that were not JSON objects (skipped).",
-            registry=registry,
+        self.connected, self.dropped, self.interrupted, self.bad_payloads = live_series(
+            app[METRICS].registry
         )
 
     async def start(self) -> None:
