@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from oglogstream import _wire
+from oglogstream._transport import Outcome, classify
 from oglogstream.stack.ingestion import batch_decode, schema
 
 from .helpers import all_roles, wait_for
@@ -67,7 +69,7 @@ async def test_a_partial_accept_is_bounded_exact_and_stores_only_the_valid_entri
     """A full batch (10,000 lines) of 9,000 distinct invalid entries between 1,000 valid ones: the 202
     accepts 1,000, lists only the first LISTED refusals (with their error) and counts all 9,000 in
     rejected_count, in a few KB (listing every index made it ~150 KB); exactly the 1,000 valid entries are
-    stored, once each."""
+    stored, once each; the SDK's reading of the answer counts 9,000 refused."""
     url, session = stack
     service = "partial-202"
     lines = [
@@ -87,6 +89,8 @@ async def test_a_partial_accept_is_bounded_exact_and_stores_only_the_valid_entri
     assert [r["index"] for r in answer["rejected"]] == refused[:LISTED]
     assert all(r["error"].startswith("level: ") for r in answer["rejected"])
     assert len(raw) < LISTED * (batch_decode.MAX_ERROR_CHARS + 64), len(raw)  # was ~150 KB
+    result = classify(httpx.Response(202, content=raw), f"{url}/logs", len(lines))
+    assert result.outcome is Outcome.OK and result.rejected_count == 9000  # what the SDK counts
 
     async def stored() -> list[str]:
         async with session.get(f"{url}/api/logs", params={"service": service, "limit": "1000"}) as got:
