@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from itertools import islice
 from typing import Any, NamedTuple
 
 from ._entry_values import _STANDARD_KEYS
@@ -18,6 +17,7 @@ from ._entry_values import _STANDARD_KEYS
 __all__ = [
     "IMMUTABLE_ARG_TYPES",
     "LAST_RECORD_KEY",
+    "PLAIN_KEYS",
     "RECORD_BASE_KEYS",
     "SNAPSHOT_KEYS",
     "CapturedRecord",
@@ -37,6 +37,11 @@ RECORD_BASE_KEYS = len(_PLAIN_RECORD)
 #: The attribute `LogRecord.__init__` sets last (`process` on 3.11, `taskName` from 3.12): where a record's
 #: own attributes end in its `__dict__` unless one was deleted, set again or the record was hand-made.
 LAST_RECORD_KEY = next(reversed(_PLAIN_RECORD))
+#: A plain LogRecord's attribute names in the order `LogRecord.__init__` sets them. A record whose `__dict__`
+#: starts with exactly these (`[*d][:RECORD_BASE_KEYS] == PLAIN_KEYS`: a C-level compare of interned names,
+#: as cheap as skipping them with islice) has its extras after them; any other (an attribute deleted, set
+#: again, a hand-made record) is walked whole (`extra_items`).
+PLAIN_KEYS: list[str] = list(_PLAIN_RECORD)
 
 #: The LogRecord attributes a snapshot (`snapshot`) keeps, in this order, before the `extra=` fields: the
 #: ones the encoder reads (`_entry`), and `process` (a forked child keeps its own records by it).
@@ -110,7 +115,7 @@ def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
         }
     except KeyError:
         return None
-    if len(attributes) != RECORD_BASE_KEYS or next(reversed(attributes)) is not LAST_RECORD_KEY:
+    if len(attributes) != RECORD_BASE_KEYS or [*attributes] != PLAIN_KEYS:
         state.update(extra_items(attributes))
     return state
 
@@ -120,17 +125,17 @@ def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
     attributes a filter or record factory added): every key that is not a standard one (`_STANDARD_KEYS`:
     LogRecord's own, a Formatter's `message`/`asctime`, structlog's bridge keys), in their order.
 
-    O(number of extras) past a C-level skip for a record whose own attributes come first, as
-    `LogRecord.__init__` sets them: LAST_RECORD_KEY at index RECORD_BASE_KEYS - 1 (then none was deleted,
-    so the rest are not LogRecord's). Anything else (a filter deleted `pathname`, or deleted and set again
-    an attribute, which moves it to the end; a hand-made record) takes the walk over every key. Not found:
-    a record whose LAST_RECORD_KEY was deleted and set again after exactly as many other attributes were
-    deleted as extras precede it (the shape then looks plain). `_value_charge.copy_extras` inlines it."""
-    tail = islice(attributes.items(), RECORD_BASE_KEYS - 1, None)
-    first = next(tail, None)
-    if first is not None and first[0] is LAST_RECORD_KEY:
-        return [pair for pair in tail if pair[0] not in _STANDARD_KEYS]
-    return [pair for pair in attributes.items() if pair[0] not in _STANDARD_KEYS]
+    O(number of extras) past a C-level compare for a record whose own attributes come first, as
+    `LogRecord.__init__` sets them (PLAIN_KEYS). Anything else (a filter deleted `pathname`, or deleted and
+    set again an attribute, which moves it to the end, LAST_RECORD_KEY included; a hand-made record) takes
+    the walk over every key. (Before 2026-11-30 only LAST_RECORD_KEY's position was checked: deleting N
+    attributes and setting `process` again lost N extras.) `_value_charge.copy_extras` inlines it."""
+    keys = [*attributes]
+    return [
+        (key, attributes[key])
+        for key in (keys[RECORD_BASE_KEYS:] if keys[:RECORD_BASE_KEYS] == PLAIN_KEYS else keys)
+        if key not in _STANDARD_KEYS
+    ]
 
 
 def capture(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import wire as _wire
-from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS, SNAPSHOT_KEYS
+from ._capture import LAST_RECORD_KEY, PLAIN_KEYS, RECORD_BASE_KEYS, SNAPSHOT_KEYS
 from ._entry_values import (
     _BASE_KEYS,
     _INT64_MAX,
@@ -108,7 +108,11 @@ class AttributeFragments:
                         before = len(state) - walked
                         if not (
                             (before == _SNAPSHOT_SIZE and key == _SNAPSHOT_LAST and "msg" not in state)
-                            or (before == RECORD_BASE_KEYS and key is LAST_RECORD_KEY)
+                            or (
+                                before == RECORD_BASE_KEYS
+                                and key is LAST_RECORD_KEY
+                                and [*state][:RECORD_BASE_KEYS] == PLAIN_KEYS
+                            )
                         ):
                             return self._record_attributes_merged(state, context)
                         break

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS, SNAPSHOT_KEYS, CapturedRecord
+from ._capture import PLAIN_KEYS, RECORD_BASE_KEYS, SNAPSHOT_KEYS, CapturedRecord
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._intake_charge import (
@@ -165,13 +165,14 @@ class OgLogHandler(logging.Handler):
             # from LARGE_MESSAGE on. `extra=` fields count with what they occupy. Below ALWAYS_WEIGHED a
             # snapshot with FREE_EXTRAS fields has none (the typical one: no call). A record kept whole
             # (exception, stack) is charged what it holds and what a later handler may add (`kept_bytes`).
-            # A plain LogRecord's own attributes end with LAST_RECORD_KEY (`_capture.extra_items`).
+            # A record with no extras has exactly a plain LogRecord's attributes, in order (PLAIN_KEYS; a
+            # filter that deleted some and set `process` again may leave extras in a plain record's length).
             if state is None:
                 size += kept_bytes(attributes, size)
                 state = attributes
                 charge = record_charge(size, 0, True)
             else:
-                if len(attributes) != RECORD_BASE_KEYS or next(reversed(attributes)) is not LAST_RECORD_KEY:
+                if len(attributes) != RECORD_BASE_KEYS or [*attributes] != PLAIN_KEYS:
                     size += copy_extras(attributes, state)
                     extras = len(state) - _SNAPSHOT_SIZE
                 else:

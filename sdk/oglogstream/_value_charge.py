@@ -8,11 +8,10 @@ from here).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from itertools import islice
 from sys import getsizeof
 from typing import Any
 
-from ._capture import LAST_RECORD_KEY, RECORD_BASE_KEYS
+from ._capture import PLAIN_KEYS, RECORD_BASE_KEYS
 from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
 
 __all__ = [
@@ -223,13 +222,11 @@ def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:
     left. O(number of extras) for the usual record. One pass for both jobs: the handler's hot path."""
     before = len(into)
     size = 0
-    items = record_dict.items()
-    tail = islice(items, RECORD_BASE_KEYS - 1, None)
-    first = next(tail, None)
-    for key, value in tail if first is not None and first[0] is LAST_RECORD_KEY else items:
+    keys = [*record_dict]
+    for key in keys[RECORD_BASE_KEYS:] if keys[:RECORD_BASE_KEYS] == PLAIN_KEYS else keys:
         if key in _STANDARD_KEYS:
             continue
-        into[key] = value
+        into[key] = value = record_dict[key]
         # `_values_bytes`'s rule, inlined for the usual types (a call per value would cost more than the rule)
         kind = type(value)
         if kind is str:
