@@ -77,8 +77,8 @@ RECORD_BYTES = 704
 #: flat charge alone a stuck worker let records of 200 / 300 / 1,000 characters take 1.23x / 1.38x / 2.44x
 #: the budget. Below it a record takes up to RECORD_BYTES + 63 + two fields' slots (~820 B, 1.3x its
 #: charge), like the typical record (a short message with a couple of `extra=` fields, ~700 B), which so
-#: pays neither the caller's append nor the worker's recount. Structlog and asyncio events keep the flat
-#: charge below LARGE_MESSAGE.
+#: pays neither the caller's append nor the worker's recount. Structlog and asyncio events are charged by
+#: `event_units` instead.
 FLAT_CHARS = 64
 #: `extra=` fields whose EXTRA_ATTR_BYTES the flat charge covers (the typical record's) when the record has
 #: no more than these.
@@ -95,10 +95,12 @@ _WEIGHT_COVERS = WEIGHT_BYTES - 8
 #: (`logger.exception` in an `except` block, 0-3 `extra=` fields, fresh and warm interpreter): up to
 #: 1,435 B + its characters. Deeper tracebacks and what their frames hold are not counted.
 KEPT_RECORD_BYTES = 1472
-#: What a captured structlog event occupies besides what `event_bytes` charges (its keys' slots and its
-#: values' text): the dict copy's table, the StructEvent, the CapturedEvent and its slot in the intake.
-#: Measured with tracemalloc (1-10 keys, 10-600 characters): ~385 B with one key, up to ~440 B with six
-#: (the dict's table grows in steps). Below it a mid-size event was charged the flat 640 B: up to 1.97x.
+#: What a captured structlog or `AsyncOgLogClient` event occupies besides what `event_bytes` charges (its
+#: keys' slots and its values' text): the dict copy's table, the StructEvent, the CapturedEvent and its slot
+#: in the intake. Measured with tracemalloc (1-10 keys, 10-600 characters): ~385 B with one key, up to
+#: ~440 B with six (the dict's table grows in steps); an asyncio event (its dict also holds `level`) at most
+#: 0.78x its charge (tests/sdk/test_async_charge.py). Below it a mid-size event was charged the flat 640 B:
+#: up to 1.97x (structlog), 1.93x (asyncio).
 EVENT_BYTES = 480
 #: From this many characters every record below LARGE_MESSAGE is charged weights (`weight_units`).
 ALWAYS_WEIGHED = FLAT_CHARS + FREE_EXTRAS * EXTRA_ATTR_BYTES
@@ -219,7 +221,7 @@ def kept_units(size: int) -> int:
 
 
 def event_units(size: int) -> int:
-    """The WEIGHT_BYTES units a structlog event of `size` bytes (`item_chars`) is charged besides
+    """The WEIGHT_BYTES units a structlog or asyncio event of `size` bytes (`item_chars`) is charged besides
     INTAKE_ITEM_BYTES: enough to cover EVENT_BYTES + `size` (and the units' own deque slots); 0 from
     LARGE_MESSAGE on (`large_bytes` charges those) and for a small event the flat charge covers."""
     if size >= LARGE_MESSAGE:
@@ -229,8 +231,8 @@ def event_units(size: int) -> int:
 
 
 def record_units(item: tuple[Any, ...]) -> int:
-    """The `weight_units` a captured record was charged (carried in its tuple), or a structlog event's
-    `event_units` (computed from its dict, a copy nothing changes afterwards); 0 for a large record
+    """The `weight_units` a captured record was charged (carried in its tuple), or a structlog or asyncio
+    event's `event_units` (computed from its dict, a copy nothing changes afterwards); 0 for a large record
     (`large_bytes`)."""
     if type(item) is CapturedEvent:
         return event_units(item_chars(item))
