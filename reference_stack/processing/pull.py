@@ -111,7 +111,8 @@ class Puller:
         description = headers.get(api.Header.DESCRIPTION, "")
         if status not in _ENDS_REQUEST or "deleted" in description.lower():
             # e.g. 409 Consumer Deleted: the caller re-creates the consumer and binds again.
-            self._error = nats.js.errors.APIError.from_msg(msg)
+            code = int(status) if status.isdigit() else None
+            self._error = nats.js.errors.APIError(code=code, description=description or status)
         elif status == api.StatusCode.CONFLICT:
             log.debug("processor: pull request ended: %s %s", status, description)
 

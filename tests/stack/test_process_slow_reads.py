@@ -24,7 +24,7 @@ from oglogstream.stack.processing.pull import Puller
 from oglogstream.stack.storage.storage import Storage
 
 from .helpers import ready_storage, wait_for
-from .test_process_failures import count
+from .test_process_failures import count, processor, publish, stored
 from .test_process_fetch_bound import publish_backlog
 
 #: Socket reads held this long: about a dozen of the processor's fetch waits, well under the client's stale
@@ -132,3 +132,20 @@ async def test_a_request_never_asks_for_less_than_one_message(parts: Any) -> Non
     assert Processor(broker, storage, Metrics(), **settings)._pull_bytes() == DEFAULT_FETCH_BYTES
     with pytest.raises(ValueError, match="max_bytes"):
         Puller(broker.nc, stream=STREAM_NAME, consumer=CONSUMER_NAME, max_bytes=0)
+
+
+async def test_a_deleted_consumer_is_created_again_and_consumption_goes_on(parts: Any) -> None:
+    """The server ends the open request with 409 Consumer Deleted (or 503, no consumer): the processor binds
+    again and stores what comes after, once."""
+    broker, storage = parts
+    proc = processor(broker, storage, Metrics())
+    proc.start()
+    try:
+        await publish(broker, "before-", 5)
+        await wait_for(lambda: stored(storage, 5))
+        await broker.js.delete_consumer(STREAM_NAME, CONSUMER_NAME)
+        await publish(broker, "after-", 5)
+        await wait_for(lambda: stored(storage, 10))
+    finally:
+        await proc.stop()
+    assert await count(storage) == 10
