@@ -40,7 +40,7 @@ from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
-from .live_client import Client
+from .live_client import Batch, Client
 from .live_metrics import live_series
 
 __all__ = [
@@ -264,23 +264,42 @@ class LiveHub:
         await asyncio.sleep(0)
 
     def _fan_out(self, payload: bytes) -> None:
-        filtered = any(client.filters != _NO_FILTERS for client in self.clients)
-        for raw in payload.splitlines():
-            if not raw.strip():
-                continue
-            line = raw.decode("utf-8", "replace")
-            entry: dict[str, Any] = {}
-            if filtered:
+        """Offer one payload's entries to every client: lines split and (if any client filters) parsed once,
+        each distinct filter's selection made once, and the drops of all clients counted in one step, so a
+        payload costs O(entries x distinct filters + clients), not O(entries x clients) (r8 finding 1)."""
+        lines = [raw for raw in payload.splitlines() if raw.strip()]
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:  # never from our ingestion; a text frame must still be valid UTF-8
+            lines = [raw.decode("utf-8", "replace").encode() for raw in lines]
+        groups: dict[Filters, list[Client]] = {}
+        for client in self.clients:
+            groups.setdefault(client.filters, []).append(client)
+        entries: list[dict[str, Any]] = []  # lines parsed, only when some client filters
+        if any(filters != _NO_FILTERS for filters in groups):
+            kept: list[bytes] = []
+            for raw in lines:
                 try:
-                    entry = json.loads(line)
+                    entry = json.loads(raw)
                 except ValueError:
-                    entry = {}
-                if not isinstance(entry, dict) or not entry:
-                    self.bad_payloads.inc()
-                    continue
-            for client in self.clients:
-                if client.filters.matches(entry):
-                    client.offer(line)
+                    entry = None
+                if isinstance(entry, dict) and entry:
+                    entries.append(entry)
+                    kept.append(raw)
+            if len(kept) < len(lines):
+                self.bad_payloads.inc(len(lines) - len(kept))
+            lines = kept
+        dropped = 0
+        for filters, clients in groups.items():
+            if filters == _NO_FILTERS:
+                batch = Batch(lines)
+            else:
+                pairs = zip(lines, entries, strict=True)
+                batch = Batch([raw for raw, entry in pairs if filters.matches(entry)])
+            for client in clients:
+                dropped += client.offer(batch)
+        if dropped:
+            self.dropped.inc(dropped)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         """GET /ws/live: validate filters (400 before the upgrade), then stream until either side closes."""

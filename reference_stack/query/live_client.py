@@ -1,26 +1,44 @@
-"""One live-tail client of the hub (live.py): its bounded queue, the gap markers in it, and its sender."""
+"""One live-tail client of the hub (live.py): its bounded queue, the gap markers in it, and its sender.
+
+The hub offers entries a payload at a time (`Batch`: one ingestion request's entries, as UTF-8 JSON lines,
+shared by every client whose filters select the same entries), so what a client costs per payload does not
+grow with the payload: the entries that fit are appended in one C-level step and the rest are counted as
+dropped in one addition. A client whose queue is full (a reader that stopped) costs O(1) per payload.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import json
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
 
-from aiohttp import web
-from prometheus_client import Counter
+from aiohttp import WSMsgType, web
 
 from .filters import Filters
 
-__all__ = ["Client", "Gap"]
+__all__ = ["Batch", "Client", "Gap"]
 
 
 class _Hub(Protocol):
-    """What a client needs of its hub: the queue bounds and the drop counter."""
+    """What a client needs of its hub: the queue bounds (read at each offer, so tests may change them)."""
 
     queue_size: int
     queue_bytes: int
-    dropped: Counter
+
+
+class Batch:
+    """Entries offered to clients together: `lines` (bytes, one public entry each, valid UTF-8 JSON) and
+    `ends[i]`, the bytes of lines[0..i] together (so what fits a byte budget is one bisection)."""
+
+    __slots__ = ("ends", "lines")
+
+    def __init__(self, lines: Sequence[bytes]) -> None:
+        self.lines = lines
+        self.ends = list(itertools.accumulate(map(len, lines)))
 
 
 class Gap:
@@ -33,9 +51,9 @@ class Gap:
 
 
 class Client:
-    """One WebSocket, its filters, and up to `hub.queue_size` entries / `hub.queue_bytes` of them (str, one
-    JSON object each, ASCII: `json.dumps`) waiting for
-    its own sender task; `key_id` is the API key holding it (None with auth off)."""
+    """One WebSocket, its filters, and up to `hub.queue_size` entries / `hub.queue_bytes` bytes of them (UTF-8
+    JSON, each sent as one text message) waiting for its own sender task; `key_id` is the API key holding it
+    (None with auth off)."""
 
     def __init__(
         self, ws: web.WebSocketResponse, filters: Filters, hub: _Hub, key_id: str | None = None
@@ -44,29 +62,39 @@ class Client:
         self.key_id = key_id
         self.filters = filters
         self.hub = hub
-        self.queue: deque[str | Gap] = deque()
+        self.queue: deque[bytes | Gap] = deque()
         self.queued = 0  # entries in the queue (gaps not counted)
-        self.queued_bytes = 0  # their length
+        self.queued_bytes = 0  # their bytes
         self.wakeup = asyncio.Event()
         self.sender: asyncio.Task[None] | None = None
         # Set, without an await, once the upgrade is about to be answered: from then on the promise holds, and
         # a gap in the live copies closes this socket (an earlier client gets a fresh announcement instead).
         self.promised = False
 
-    def offer(self, line: str) -> None:
-        """Queue one entry, or count it as dropped when the queue is full. Never blocks."""
-        if self.queued >= self.hub.queue_size or self.queued_bytes + len(line) > self.hub.queue_bytes:
-            gap = self.queue[-1] if self.queue and isinstance(self.queue[-1], Gap) else None
+    def offer(self, batch: Batch) -> int:
+        """Queue the longest head of `batch` that fits both bounds and mark the rest as one gap. Never blocks;
+        returns how many entries were dropped (the caller counts them in its metric, once per payload)."""
+        total = len(batch.lines)
+        if not total:
+            return 0
+        room = self.hub.queue_size - self.queued
+        fits = 0
+        if room > 0:
+            fits = min(room, bisect.bisect_right(batch.ends, self.hub.queue_bytes - self.queued_bytes))
+        if fits:
+            self.queue.extend(batch.lines[:fits] if fits < total else batch.lines)
+            self.queued += fits
+            self.queued_bytes += batch.ends[fits - 1]
+        dropped = total - fits
+        if dropped:
+            last = self.queue[-1] if self.queue else None
+            gap = last if isinstance(last, Gap) else None
             if gap is None:
                 gap = Gap()
                 self.queue.append(gap)
-            gap.count += 1
-            self.hub.dropped.inc()
-        else:
-            self.queue.append(line)
-            self.queued += 1
-            self.queued_bytes += len(line)
+            gap.count += dropped
         self.wakeup.set()
+        return dropped
 
     async def send_forever(self) -> None:
         """Send queued entries and gap notices in order until cancelled (by the hub's drop)."""
@@ -80,4 +108,5 @@ class Client:
                 else:
                     self.queued -= 1
                     self.queued_bytes -= len(item)
-                    await self.ws.send_str(item)
+                    # The bytes as they are (UTF-8): no per-client encoding of a shared entry.
+                    await self.ws.send_frame(item, WSMsgType.TEXT)
