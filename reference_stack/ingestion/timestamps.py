@@ -30,6 +30,7 @@ __all__ = [
     "Timestamp",
     "current_window",
     "format_timestamp",
+    "parse_timestamp",
 ]
 
 #: How far ahead of server time a timestamp may be: a day covers any clock skew and local times
@@ -123,36 +124,53 @@ def _in_window(value: str, info: ValidationInfo) -> str:
     return value
 
 
-#: RFC 3339 date-time (section 5.6): `T` or a space, seconds required, any fraction, `Z` or `±HH:MM`; the
-#: offset may be left out (read as UTC, documented in docs/stack.md). Numbers, dates without a time,
-#: `+0000`, times without seconds are refused: each is a guess we would rather not make about client data.
+#: RFC 3339 date-time (section 5.6): `T` or a space, seconds required, any fraction, `Z` or a time-numoffset
+#: `±HH:MM` with HH <= 23 and MM <= 59; the offset may be left out (read as UTC, documented in docs/stack.md).
+#: Numbers, dates without a time, `+0000`, `+00:99`, times without seconds are refused: each is a guess we
+#: would rather not make about client data. The one rule for ingestion and the query API (query/filters.py).
 _RFC3339 = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(?:\.(\d+))?(?:[Zz]|[+-]\d\d:\d\d)?", re.ASCII
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
+    r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    re.ASCII,
 )
 #: The reason every refused timestamp text gets.
 FORMAT_ERROR = (
     "must be an RFC 3339 date-time like 2026-11-27T10:00:00.123456Z or 2026-11-27T12:00:00+02:00"
-    " (no offset: read as UTC)"
+    " (offset hours <= 23, minutes <= 59; no offset: read as UTC)"
 )
 
 
-def _timestamp(value: str, info: ValidationInfo) -> str:
+def parse_timestamp(value: str) -> dt.datetime:
+    """The RFC 3339 text `value` as an aware UTC datetime, rounded to the nearest microsecond (a 7th fraction
+    digit >= 5 rounds up, later digits are not read: bounded work for any length; a carry past the range's
+    last microsecond stays on it). ValueError with FORMAT_ERROR (bad shape or offset, a date/time that does
+    not exist) or exactly RANGE_ERROR (outside [START_OF_RANGE, END_OF_RANGE))."""
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError(FORMAT_ERROR)
-    text = value.upper()
-    fraction = match.group(1)
-    if fraction is not None and len(fraction) > 6:  # finer than the column: cut to microseconds
-        cut = match.start(1) + 6
-        text = text[:cut] + text[match.end(1) :]
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = 0
+    if fraction:
+        micros = int(fraction[:6].ljust(6, "0")) + (len(fraction) > 6 and fraction[6] >= "5")
+    tz = _UTC
+    if offset and offset not in "Zz":
+        sign = 1 if offset[0] == "+" else -1
+        tz = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
     try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        moment = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
+        ).astimezone(_UTC)
+        rounded = moment + dt.timedelta(microseconds=micros)
+    except (ValueError, OverflowError):
         raise ValueError(f"{FORMAT_ERROR}: {value[:40]!r} names no real time") from None
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=_UTC)
-    if not START_OF_RANGE <= aware < END_OF_RANGE:
+    if not START_OF_RANGE <= moment < END_OF_RANGE:
         raise ValueError(RANGE_ERROR)
-    return _in_window(format_timestamp(moment), info)
+    # The range includes all of 2299-12-31: 23:59:59.9999999 rounds to its last microsecond, not to 2300.
+    return min(rounded, _LAST_TS)
+
+
+def _timestamp(value: str, info: ValidationInfo) -> str:
+    return _in_window(format_timestamp(parse_timestamp(value)), info)
 
 
 def _canonical_timestamp(value: str, info: ValidationInfo) -> str:

@@ -29,7 +29,7 @@ from oglogstream import _wire
 
 from ..http.params import ParamError
 from ..ingestion.levels import level_name
-from ..ingestion.timestamps import END_OF_RANGE, RANGE_ERROR, START_OF_RANGE
+from ..ingestion.timestamps import END_OF_RANGE, RANGE_ERROR, START_OF_RANGE, parse_timestamp
 from .attr_filters import ATTR_PREFIX, AttrFilter
 
 __all__ = [
@@ -65,9 +65,6 @@ _MIN_US = (START_OF_RANGE - _EPOCH) // dt.timedelta(microseconds=1)
 _MAX_US = (END_OF_RANGE - _EPOCH) // dt.timedelta(microseconds=1)
 #: An integer parameter: ASCII digits only (int() would also take fullwidth digits or "1_000"), at most 20.
 _INT = re.compile(r"[+-]?[0-9]{1,20}")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$", re.ASCII
-)
 # splitByNonAlpha works on bytes: ASCII letters/digits and every byte >= 0x80 belong to words.
 _WORD = re.compile(r"[0-9A-Za-z\u0080-\U0010ffff]+")
 
@@ -98,33 +95,17 @@ def parse_int(value: str, field: str, *, low: int, high: int) -> int:
 
 
 def parse_time(value: str, field: str) -> int:
-    """An RFC 3339 timestamp with offset (e.g. 2026-11-27T10:00:00Z) as microseconds since the epoch, UTC."""
-    match = _RFC3339.match(value.strip())
-    if not match:
-        raise ParamError(field, f"expected an RFC 3339 timestamp like 2026-11-27T10:00:00Z, got {value!r}")
-    year, month, day, hour, minute, second, frac, offset = match.groups()
+    """An RFC 3339 timestamp in the forms ingestion accepts (timestamps.parse_timestamp: e.g.
+    2026-11-27T10:00:00Z, no offset is UTC, rounded to the nearest microsecond) as microseconds since the
+    epoch, UTC; ParamError naming `field`."""
     try:
-        if offset in ("Z", "z"):
-            tz = dt.timezone.utc
-        else:
-            sign = 1 if offset[0] == "+" else -1
-            tz = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
-        moment = dt.datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((frac or "0").ljust(6, "0")[:6]),
-            tzinfo=tz,
-        )
+        moment = parse_timestamp(value)
     except ValueError as exc:
-        raise ParamError(field, f"not a valid date/time: {exc}") from None
-    micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
-    if not _MIN_US <= micros < _MAX_US:
-        raise ParamError(field, RANGE_ERROR)
-    return micros
+        reason = str(exc)  # the range error alone, as at ingestion; a format error shows what was given
+        if reason != RANGE_ERROR:
+            reason = f"{reason}, got {value[:60]!r}"
+        raise ParamError(field, reason) from None
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def format_micros(micros: int) -> str:

@@ -32,7 +32,14 @@ from ._capture import (
     render_failed,
 )
 from ._entry_attrs import NAME_CACHE_SIZE, AttributeFragments
-from ._entry_struct import EMPTY_MESSAGE, MAX_CREATED, MESSAGE_FAST_CHARS, MIN_CREATED, encode_struct
+from ._entry_struct import (
+    EMPTY_MESSAGE,
+    MAX_CREATED,
+    MESSAGE_FAST_CHARS,
+    MIN_CREATED,
+    encode_struct,
+    restamped,
+)
 from ._entry_values import (
     _BASE_KEYS,
     _DIGITS,
@@ -278,7 +285,7 @@ class EntryEncoder(AttributeFragments):
                 self._levels[levelno] = level
                 self._heads[levelno] = f'","level":"{level}",{self._static}"message":'
         if type(created) is not float or not MIN_CREATED <= created <= MAX_CREATED:  # also rejects NaN
-            created = time.time()
+            created = restamped(created)
         second = int(created)
         if second != self._second:
             self._second = second

@@ -5,10 +5,12 @@ range). Kept apart from `_entry` (stdlib records, the worker's hot loop) so each
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from . import _diag
 from . import wire as _wire
 from ._capture import StructEvent
 from ._entry_values import (
@@ -30,16 +32,19 @@ from .wire import clip_bytes
 if TYPE_CHECKING:
     from ._entry import EntryEncoder
 
-__all__ = ["EMPTY_MESSAGE", "MAX_CREATED", "MESSAGE_FAST_CHARS", "MIN_CREATED", "encode_struct"]
+__all__ = ["EMPTY_MESSAGE", "MAX_CREATED", "MESSAGE_FAST_CHARS", "MIN_CREATED", "encode_struct", "restamped"]
 
 #: The wire requires a message; an empty one is shipped as this instead of being rejected by the server.
 EMPTY_MESSAGE = "(empty message)"
 # Anything this short cannot exceed the byte limit even at 4 UTF-8 bytes per character.
 MESSAGE_FAST_CHARS = _wire.MAX_MESSAGE_BYTES // 4
-# The server stores DateTime64(6), which holds years 1900..2299: a `created` outside 1970..2299 (a clock or
-# unit bug in a hand-made record) is replaced by the time of encoding rather than getting the entry rejected.
+# The server stores DateTime64(6), which holds 1900-01-01 to 2299-12-31T23:59:59.999999Z: a `created` outside
+# [MIN_CREATED, MAX_CREATED] (a clock or unit bug in a hand-made record) is replaced by the time of encoding
+# rather than getting the entry rejected, and announced on stderr (`restamped`).
 MIN_CREATED = 0.0  # 1970-01-01T00:00:00Z (int() truncation below assumes non-negative)
-MAX_CREATED = 10413791999.0  # 2299-12-31T23:59:59Z
+#: The last float before 2300-01-01T00:00:00Z: every `created` up to it encodes inside the server's range
+#: (the microsecond is clamped to 999999), so the SDK's bound is the server's.
+MAX_CREATED = math.nextafter(10413792000.0, 0.0)
 
 
 def encode_struct(
@@ -140,10 +145,21 @@ def _timestamp(encoder: EntryEncoder, created: float) -> str:
     microseconds) reaches here as a float a fraction of a microsecond off, and truncating stored 1 µs less
     than the console printed (`.100000` as `.099999`). `rfc3339` is the rule."""
     if not MIN_CREATED <= created <= MAX_CREATED:  # also false for NaN
-        created = time.time()
+        created = restamped(created)
     second = int(created)
     micros = min(round((created - second) * 1_000_000), 999_999)
     if second != encoder._second:
         encoder._second = second
         encoder._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
     return f"{encoder._second_text}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}Z"
+
+
+def restamped(created: object) -> float:
+    """The encoding time (Unix seconds) for a record whose `created` is not a float in [MIN_CREATED,
+    MAX_CREATED]; says so on stderr (rate-limited per DIAG_INTERVAL, repeats counted), never silently."""
+    _diag.report(
+        "restamped",
+        f"a record's created={created!r:.40} is outside 1970-01-01..2299-12-31T23:59:59.999999Z (the stack's"
+        " range): sent with the time of encoding instead",
+    )
+    return time.time()

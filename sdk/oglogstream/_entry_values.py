@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from . import wire as _wire
+from ._timestamp_text import parse_timestamp_text
 from .wire import clip_bytes, clip_chars, level_for_number
 
 __all__ = ["DROPPED_ATTRIBUTES_KEY", "level_for_name", "rfc3339", "span_links"]
@@ -204,7 +205,7 @@ _UTC_SECONDS_SIZE = 4096
 
 
 def _parse_timestamp(value: object) -> float | None:
-    """An event's `timestamp` (Unix seconds, or ISO 8601 text; naive text is local time) as Unix seconds, or
+    """An event's `timestamp` (Unix seconds, or RFC 3339 text; naive text is local time) as Unix seconds, or
     None when it is neither. structlog's UTC form (`2026-11-29T17:00:00.123456Z`) costs one cached lookup
     per second instead of a parse: the same float (`timedelta.total_seconds` divides integer microseconds)."""
     if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == ".":
@@ -224,12 +225,6 @@ def _parse_timestamp(value: object) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):  # fromisoformat only learned "Z" in 3.11
-            text = text[:-1] + "+00:00"
-        try:
-            return datetime.fromisoformat(text).timestamp()  # naive = local time, as structlog writes it
-        except (ValueError, OverflowError, OSError):
-            return None
+        return parse_timestamp_text(value)  # the stack's rule; naive text is local time
     return None
 

@@ -1,0 +1,51 @@
+"""An event's own timestamp text -> Unix seconds, by the rule the stack's door applies to `timestamp`.
+
+RFC 3339 (section 5.6): `T` or a space, seconds required, any fraction rounded to the nearest microsecond
+(a 7th digit >= 5 rounds up), `Z` or a time-numoffset `±HH:MM` with HH <= 23 and MM <= 59. The one difference
+from the stack: text without an offset is local time here (structlog's `TimeStamper(utc=False)` writes it
+so), UTC there. The SDK does not import the stack; tests/sdk/test_timestamp_rule.py holds both to the same
+values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+__all__ = ["parse_timestamp_text"]
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    re.ASCII,
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def parse_timestamp_text(text: str) -> float | None:
+    """`text` (RFC 3339 as above, surrounding whitespace ignored) as Unix seconds (a float holding the
+    rounded microsecond), or None when it is not RFC 3339 or names no real time (Feb 30, offset 24:00,
+    year 0)."""
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micros = 0
+    if fraction:
+        micros = int(fraction[:6].ljust(6, "0")) + (len(fraction) > 6 and fraction[6] >= "5")
+    tz: timezone | None = None
+    if offset:
+        if offset in "Zz":
+            tz = timezone.utc
+        else:
+            sign = 1 if offset[0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
+        moment += timedelta(microseconds=micros)
+        if tz is None:  # local time: the platform's whole second, then the exact microsecond
+            whole = int(moment.replace(microsecond=0).timestamp())
+            return (whole * 1_000_000 + moment.microsecond) / 1_000_000
+        return ((moment - _EPOCH) // _MICROSECOND) / 1_000_000
+    except (ValueError, OverflowError, OSError):
+        return None
