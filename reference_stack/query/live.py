@@ -40,7 +40,7 @@ from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
-from .live_client import Batch, Client
+from .live_client import Batch, Client, limit_send_buffer
 from .live_metrics import live_series
 
 __all__ = [
@@ -345,6 +345,7 @@ class LiveHub:
             if self._stopping.is_set():
                 raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
             client.promised = True
+            limit_send_buffer(request)
             await ws.prepare(request)
             client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
             async for msg in ws:  # clients have nothing to say; reading notices their close

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import json
+import socket
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
@@ -20,7 +22,23 @@ from aiohttp import WSMsgType, web
 
 from .filters import Filters
 
-__all__ = ["Batch", "Client", "Gap"]
+__all__ = ["SEND_BUFFER_BYTES", "Batch", "Client", "Gap", "limit_send_buffer"]
+
+#: Kernel send buffer of a live-tail socket (SO_SNDBUF; Linux doubles it for its bookkeeping). Left to TCP
+#: autotuning it grows to 4 MiB on loopback, so each client that stopped reading first swallowed ~25,000
+#: entries, one send() each, before its queue filled and it cost nothing (r8 finding 1: 50 such clients kept
+#: the event loop busy for seconds). 256 KiB still carries ~5 MB/s over a 50 ms round trip.
+SEND_BUFFER_BYTES = 256 * 1024
+
+
+def limit_send_buffer(request: web.BaseRequest) -> None:
+    """Set SO_SNDBUF = SEND_BUFFER_BYTES on the request's TCP socket (before its WebSocket upgrade is
+    answered); a Unix socket (a worker's relay, already bounded by the kernel) or a failure is left alone."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 class _Hub(Protocol):

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from ..http.boundary import Problem, problem_response
 from ..http.metrics import CONTENT_TYPE_LATEST
+from ..query.live_client import limit_send_buffer
 from . import worker_metrics
 
 __all__ = ["INGEST_PATHS", "PROXY_CONNECT_TIMEOUT", "install"]
@@ -170,6 +171,7 @@ async def _relay_websocket(
     async with upstream:
         selected = (upstream.protocol,) if upstream.protocol else ()
         ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=True, protocols=selected)
+        limit_send_buffer(request)  # a client that stops reading must not swallow MBs, one send() each
         await ws.prepare(request)
         request.app[_SOCKETS].add(ws)
         down = asyncio.create_task(_pump(upstream, ws))
