@@ -8,8 +8,6 @@ its in-flight batch while storage and the broker are still open.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
 
 from aiohttp import web
@@ -21,18 +19,14 @@ from ..ingestion import ingest
 from ..ingestion.otlp import receiver as otlp
 from ..processing import deadletter, process
 from ..query import explore, live, query
-from . import openapi, parser_errors
+from . import health, openapi, parser_errors
 from .boundary import HANDLER_ARGS, problem_middleware
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .resources import BROKER, CONFIG, METRICS, STORAGE, broker_ctx, refuse_queries_on_shutdown, storage_ctx
+from .resources import CONFIG, METRICS, broker_ctx, refuse_queries_on_shutdown, storage_ctx
 
-__all__ = ["HEALTH_STORAGE_TIMEOUT", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-#: /health gives storage this long to answer `SELECT 1` (chDB runs one statement at a time, so a long query
-#: in flight delays the probe; past this the node reports itself degraded).
-HEALTH_STORAGE_TIMEOUT = 5.0
 
 
 def create_app(config: StackConfig) -> web.Application:
@@ -63,45 +57,10 @@ def create_app(config: StackConfig) -> web.Application:
         live.setup(app)
         dashboard.setup(app)  # GET /: the web dashboard, same origin as the API it calls
         deadletter.setup(app)  # GET /api/dead-letters, POST /api/dead-letters/replay
-    app.router.add_get("/health", health)
+    health.setup(app)  # GET /health: NATS, JetStream, storage and the ingest workers' publishes
     app.router.add_get("/metrics", metrics)
     openapi.setup(app)  # GET /openapi.json, built from the routes above once they are final
     return app
-
-
-def _uses_storage(config: StackConfig) -> bool:
-    return "process" in config.roles or "query" in config.roles
-
-
-async def health(request: web.Request) -> web.Response:
-    """200 `{"status": "ok", ...}` when NATS (and storage, if this role uses it) answer; else 503 degraded
-    (`jetstream_status` says why when JetStream publishes fail while NATS is connected)."""
-    app = request.app
-    config = app[CONFIG]
-    broker = app[BROKER]
-    body: dict[str, str] = {
-        "status": "ok",
-        "service": "+".join(config.roles),
-        "nats_status": broker.status,
-    }
-    healthy = broker.is_connected
-    failure = broker.publish_failure
-    if failure is not None:  # connected, but JetStream cannot take writes (store full, stream unavailable)
-        body["jetstream_status"] = failure
-        healthy = False
-    if _uses_storage(config):
-        storage = app[STORAGE]
-        try:
-            ok = await asyncio.wait_for(storage.checked(), HEALTH_STORAGE_TIMEOUT)
-            body["storage_status"] = "ok" if ok else "error"
-        except asyncio.TimeoutError:
-            ok = False
-            body["storage_status"] = "timeout"
-        healthy = healthy and ok
-    if not healthy:
-        body["status"] = "degraded"
-    body["timestamp"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return web.json_response(body, status=200 if healthy else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ from aiohttp import web
 from ..broker.natsd import NatsServer
 from ..config import DEFAULT_RETENTION_DAYS, DEFAULT_SHUTDOWN_TIMEOUT, ROLES, StackConfig
 from ..http.app import create_app
+from ..http.health import watch_workers
 from ..http.resources import refuse_queries
 from ..ingestion.ingest import DEFAULT_MAX_BATCHES_IN_FLIGHT
 from ..query.live import MAX_CLIENTS
@@ -156,6 +157,8 @@ async def serve(
         loop.add_signal_handler(sig, first_signal)
 
     app = create_app(config)
+    if workers is not None:  # they publish, this process does not: /health asks them (http/health.py)
+        watch_workers(app, workers.health_sockets)
     # aiohttp waits this long for in-flight requests after it stops accepting new connections.
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout

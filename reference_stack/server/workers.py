@@ -149,6 +149,11 @@ class WorkerPool:
         return [p.pid for p in self._procs if p is not None and p.returncode is None]
 
     @property
+    def health_sockets(self) -> list[Path]:
+        """The Unix sockets on which the workers answer their own /health (http/health.watch_workers)."""
+        return [worker_socket_path(self.socket_path, k) for k in range(self.count)]
+
+    @property
     def pids_by_index(self) -> list[int]:
         """Each worker slot's current pid (0 while it is being restarted)."""
         return [p.pid if p is not None else 0 for p in self._procs]

@@ -1,0 +1,107 @@
+"""/health tells the truth with ingest workers (review r8 finding 3): the workers publish, the supervisor
+answers /health, so the supervisor asks JetStream itself and asks each worker what its publishes met. A
+stopped nats-server or a stream refusing writes turns /health 503 "degraded"; ok again after."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.config import STREAM_NAME
+
+from .query_helpers import OglogProcess, get_json, post_json
+
+pytestmark = pytest.mark.timeout(180)
+ENTRY = {"level": "info", "message": "m", "service": "health-workers"}
+
+
+@pytest.fixture
+def stack(nats_server: Any, tmp_path: Path) -> Iterator[str]:
+    """`oglog stack up --ingest-workers 2` on the test's nats-server (so the test can stop it); its URL."""
+    port = free_port()
+    args = ["stack", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+            "--nats-url", nats_server.url, "--ingest-workers", "2"]
+    with OglogProcess(args, tmp_path / "stack.log") as proc:
+        base = f"http://127.0.0.1:{port}"
+        proc.wait_healthy(base)
+        yield base
+
+
+def health_until(
+    base: str, status: int, *, timeout: float = 30.0, between: Callable[[], object] = lambda: None
+) -> dict[str, Any]:
+    """GET /health until it answers `status` (at most `timeout` s, each GET bounded), calling `between()`
+    after each other answer; that answer's body."""
+    deadline = time.monotonic() + timeout
+    seen: list[tuple[int, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            got, body, _ = get_json(f"{base}/health", timeout=10)
+        except OSError as exc:
+            got, body = 0, repr(exc)
+        if got == status:
+            assert isinstance(body, dict)
+            return body
+        seen.append((got, body))
+        between()
+        threading.Event().wait(0.2)
+    raise AssertionError(f"/health never answered {status} within {timeout} s; last answers: {seen[-3:]}")
+
+
+def test_a_stopped_nats_server_makes_health_degraded_and_ok_again(stack: str, nats_server: Any) -> None:
+    """The reviewer's case: kill -STOP nats-server -> 503 degraded naming JetStream while NATS still looks
+    connected (it said 200 ok 8x over 8 s); kill -CONT -> 200 ok again."""
+    assert post_json(f"{stack}/logs", [ENTRY]) == 202
+    pid = nats_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        body = health_until(stack, 503)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert body["status"] == "degraded" and "JetStream" in body["jetstream_status"], body
+    assert health_until(stack, 200)["status"] == "ok"
+    assert post_json(f"{stack}/logs", [ENTRY]) == 202
+
+
+def test_a_stream_refusing_the_workers_writes_makes_health_degraded(stack: str, nats_server: Any) -> None:
+    """A full stream (max_msgs reached, discard new): JetStream answers the supervisor's own request, but the
+    worker's publish fails; /health is 503 naming the worker, and ok again once writes succeed."""
+
+    original: list[Any] = []
+
+    async def set_full(full: bool) -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            jsm = nc.jetstream()
+            info = await jsm.stream_info(STREAM_NAME)
+            if full:
+                original[:] = [info.config.max_msgs, info.config.discard]
+                limits = {"max_msgs": info.state.messages, "discard": "new"}
+            else:
+                limits = {"max_msgs": original[0], "discard": original[1]}
+            await jsm.update_stream(dataclasses.replace(info.config, **limits))
+        finally:
+            await nc.close()
+
+    assert post_json(f"{stack}/logs", [ENTRY]) == 202
+    asyncio.run(set_full(True))
+    try:
+        assert post_json(f"{stack}/logs", [ENTRY], timeout=30) == 503
+        body = health_until(stack, 503)
+        assert body["status"] == "degraded" and "ingest-" in body["jetstream_status"], body
+        assert body["nats_status"] == "CONNECTED"
+    finally:
+        asyncio.run(set_full(False))
+    # A worker's failure clears with its next good publish: new connections reach both workers.
+    body = health_until(stack, 200, between=lambda: post_json(f"{stack}/logs", [ENTRY]))
+    assert body["status"] == "ok"
