@@ -8,6 +8,8 @@ import { authHeaders, requireKey } from './auth.js';
 export const LEVELS = ['debug', 'info', 'warn', 'error', 'fatal'];
 // The X-Next-Cursor header of GET /api/logs names the page after the last entry of a full page.
 export const NEXT_CURSOR_HEADER = 'X-Next-Cursor';
+// query.SETTLED_HEADER: whether a `settle=true` page waited until everything acknowledged before it was stored.
+export const SETTLED_HEADER = 'X-Oglog-Settled';
 
 export class ApiError extends Error {
   constructor(status, message, field) {
@@ -92,12 +94,19 @@ async function get(path, params, signal) {
 }
 
 // One page of entries, newest first, and the cursor of the next (older) page or null.
-export async function fetchLogs(filters, { limit, cursor = null, signal } = {}) {
+// `settle`: the server first waits (at most 5 s) until every entry it acknowledged before this request is
+// stored; `settled` is false when it gave up waiting (entries accepted just before may be missing).
+export async function fetchLogs(filters, { limit, cursor = null, settle = false, signal } = {}) {
   const params = filterParams(filters);
   if (limit) params.set('limit', String(limit));
   if (cursor) params.set('cursor', cursor);
+  if (settle) params.set('settle', 'true');
   const response = await get('/api/logs', params, signal);
-  return { entries: await response.json(), nextCursor: response.headers.get(NEXT_CURSOR_HEADER) };
+  return {
+    entries: await response.json(),
+    nextCursor: response.headers.get(NEXT_CURSOR_HEADER),
+    settled: response.headers.get(SETTLED_HEADER) !== 'false',
+  };
 }
 
 export async function fetchStats(filters, { signal } = {}) {

@@ -1,6 +1,7 @@
 // Live tail: one WebSocket to /ws/live with the filters in its query string (the server filters), rows
 // appended in batches once per animation frame, bounded in the DOM, reconnecting with backoff. New filters
-// open with the newest stored entries already shown (one GET /api/logs, then the socket), and lines stay in
+// open with the newest stored entries shown too (the socket, then one GET /api/logs that the server answers
+// once everything it accepted before is stored: nothing falls between the two), and lines stay in
 // timestamp order within a short reorder window. The tail has no time range: the Search view's range (which
 // the Live view does not show) never reaches its history or its socket, and a row from another day than
 // today shows its date.
@@ -80,17 +81,23 @@ export class LiveTail {
   }
 
   // The newest stored entries for these filters, placed in time order among the live entries shown
-  // meanwhile (minus those shown live already).
+  // meanwhile (minus those shown live already). Asked once the socket is open and with `settle`: the server
+  // answers once every entry it acknowledged before the request is stored (at most 5 s), so an entry
+  // accepted just before the socket opened, not streamed to it and not yet stored, is in the history.
   async loadHistory() {
     const generation = this.generation;
     this.liveIds = new Set();
     let history = [];
+    let settled = true;
     try {
-      ({ entries: history } = await fetchLogs(this.filters, { limit: HISTORY_ROWS }));
+      ({ entries: history, settled } = await fetchLogs(this.filters, { limit: HISTORY_ROWS, settle: true }));
     } catch {
       // the tail works without history (a 400 is explained by the socket's status line)
     }
     if (generation !== this.generation) return;
+    if (!settled) {
+      this.addNotice('storage is behind: entries accepted just before the tail opened may be missing here (use Search)', 'warn');
+    }
     const shownLive = this.liveIds;
     this.liveIds = null;
     clearTimeout(this.historyTimer);

@@ -61,6 +61,11 @@ PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "limit": (_int(1, query.MAX_LIMIT, query.DEFAULT_LIMIT), "Page size."),
     "offset": (_int(0, query.MAX_OFFSET, 0), "Entries to skip (prefer `cursor`)."),
     "cursor": ({"type": "string"}, "The previous page's `X-Next-Cursor`."),
+    "settle": (
+        {"type": "boolean", "default": False},
+        "Wait (at most 5 s) until every entry acknowledged (202) before this request is stored; "
+        "`X-Oglog-Settled: true|false` says whether it was.",
+    ),
     "interval": ({"type": "string"}, "Bucket width: 30s, 5m, 1h, 1d or seconds; default: about 60 buckets."),
     "keys": (
         _int(1, explore.MAX_KEYS, explore.DEFAULT_KEYS),

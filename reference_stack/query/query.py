@@ -25,6 +25,7 @@ from ..processing.flush import LOG_INTERVAL
 from ..storage.scheduler import Busy
 from . import query_sql
 from .filters import Cursor, Filters, ParamError, check_known, format_micros, parse_int, parse_time, single
+from .stored_barrier import BARRIER, SETTLE_TIMEOUT, StoredBarrier
 
 __all__ = [
     "BUSY_RETRY_AFTER_SECONDS",
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_OFFSET",
     "NEXT_CURSOR_HEADER",
     "REFUSAL_HOLD_SECONDS",
+    "SETTLED_HEADER",
     "setup",
 ]
 
@@ -46,6 +48,10 @@ MAX_LIMIT = 1000
 #: Offsets make ClickHouse read and discard every skipped row; past this, page with `cursor` instead.
 MAX_OFFSET = 100_000
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
+#: The answer to `settle=true`: "true" when everything acknowledged before the request was stored first,
+#: "false" when SETTLE_TIMEOUT passed (entries accepted just before may be missing from this page).
+SETTLED_HEADER = "X-Oglog-Settled"
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 #: What a query refused by the storage's limits (429/503) is told to wait before retrying (seconds).
 BUSY_RETRY_AFTER_SECONDS = 1
 #: A query refused at once (its client's share taken, or too many waiting) is answered after this many
@@ -88,7 +94,7 @@ MAX_HISTOGRAM_INTERVAL = 400 * 366 * 86400
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 #: The query parameters of each route (anything else is a 400; openapi.py documents exactly these).
-LOGS_PARAMS = (*Filters.PARAMS, "limit", "offset", "cursor")
+LOGS_PARAMS = (*Filters.PARAMS, "limit", "offset", "cursor", "settle")
 STATS_PARAMS = Filters.PARAMS
 HISTOGRAM_PARAMS = (*Filters.PARAMS, "interval")
 
@@ -111,6 +117,7 @@ def setup(app: web.Application) -> None:
         registry=app[METRICS].registry,
     )
     app[_REFUSAL_LOGGED] = {}
+    app[BARRIER] = StoredBarrier(app)
     app[QUERY_LATENCY] = Histogram(
         "oglog_query_seconds",
         "Query API request duration by route.",
@@ -180,7 +187,9 @@ async def _run(request: web.Request, fn: Any, *args: Any) -> Any:
 
 
 async def get_logs(request: web.Request) -> web.Response:
-    """Newest first, filtered, in the public entry shape; `X-Next-Cursor`/`Link` name the next page."""
+    """Newest first, filtered, in the public entry shape; `X-Next-Cursor`/`Link` name the next page. With
+    `settle=true`, first waits (<= SETTLE_TIMEOUT) until every entry acknowledged before the request is
+    stored, and says whether it got there in `X-Oglog-Settled`."""
     query = request.query
     try:
         check_known(query, LOGS_PARAMS)
@@ -189,11 +198,18 @@ async def get_logs(request: web.Request) -> web.Response:
         limit = DEFAULT_LIMIT if raw_limit is None else parse_int(raw_limit, "limit", low=1, high=MAX_LIMIT)
         offset = 0 if raw_offset is None else parse_int(raw_offset, "offset", low=0, high=MAX_OFFSET)
         cursor = None if raw_cursor is None else Cursor.decode(raw_cursor)
+        raw_settle = single(query, "settle")
+        settle = False if raw_settle is None else _BOOLEANS.get(raw_settle.lower())
+        if settle is None:
+            raise ParamError("settle", f"expected true or false, got {raw_settle[:40]!r}")
     except ParamError as exc:
         raise _bad_parameter(exc) from None
+    headers = {}
+    if settle:  # read-your-acknowledged-writes (query/stored_barrier.py), at most SETTLE_TIMEOUT
+        settled = await request.app[BARRIER].wait(SETTLE_TIMEOUT)
+        headers[SETTLED_HEADER] = "true" if settled else "false"
     now_us = time.time_ns() // 1000
     rows = await _run(request, query_sql.latest_logs, filters, cursor, limit, offset, now_us)
-    headers = {}
     if len(rows) == limit:
         last = rows[-1]
         token = Cursor(int(last["ts_us"]), str(last["id"])).encode()
