@@ -5,6 +5,7 @@ to the server's last microsecond (2299-12-31T23:59:59.999999Z); past it, restamp
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
@@ -13,12 +14,14 @@ from typing import Any
 import pytest
 from oglogstream import _diag
 from oglogstream._capture import StructEvent, capture
-from oglogstream._entry import EntryEncoder
+from oglogstream._entry import EntryEncoder, rfc3339
 from oglogstream._entry_struct import MAX_CREATED
 from oglogstream._timestamp_text import parse_timestamp_text
+from oglogstream.cli.send import build_record
 from oglogstream.stack.ingestion.timestamps import format_timestamp, parse_timestamp
 
 DAY = "2026-11-30"
+SEND_DEFAULTS = argparse.Namespace(level="info", logger="oglog.send", service="svc", attributes={})
 SAME_AS_THE_STACK = [
     f"{DAY}T05:00:00.1234567Z", f"{DAY}T05:00:00.1234564Z", f"{DAY}T05:00:00.12345650001Z",
     f"{DAY}T05:00:00.9999995Z", f"{DAY}t05:00:00.5z", f"{DAY} 07:00:00+02:00", f"{DAY}T23:59:00+23:59",
@@ -79,3 +82,24 @@ def test_a_created_past_the_servers_range_is_restamped_and_announced(
     assert parse_timestamp(stamped).timestamp() >= before - 1e-6
     err = capsys.readouterr().err
     assert f"created={created!r}" in err and "time of encoding" in err
+
+
+@pytest.mark.parametrize("text", SAME_AS_THE_STACK[:4] + SAME_AS_THE_STACK[5:])
+def test_oglog_send_reads_a_timestamp_as_the_stack_does(text: str) -> None:
+    """`oglog send`'s JSON `timestamp` becomes the same microsecond the stack's door gives the text."""
+    _, record = build_record({"message": "m", "timestamp": text}, SEND_DEFAULTS)
+    assert rfc3339(record.created) == format_timestamp(parse_timestamp(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        *((bad, "must be an RFC 3339 date-time") for bad in NOT_A_TIME),
+        (f"{DAY}T05:00:00", "needs an offset"),
+        ("2300-01-01T00:00:00Z", "must be between 1970-01-01 and 2299-12-31"),
+    ],
+)
+def test_oglog_send_refuses_what_the_stack_refuses_naming_the_timestamp(text: str, reason: str) -> None:
+    """`+00:99` was sent as +01:39; a time past 2299 would have been restamped: both are refused, named."""
+    with pytest.raises(ValueError, match=f"^timestamp: {reason}"):
+        build_record({"message": "m", "timestamp": text}, SEND_DEFAULTS)

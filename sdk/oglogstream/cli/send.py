@@ -17,12 +17,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any, TextIO
 
 from .. import wire
+from .._entry_struct import MAX_CREATED, MIN_CREATED
 from .._handler import OgLogHandler
 from .._stats import Stats
+from .._timestamp_text import parse_timestamp_text
 from ._http import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -119,16 +120,20 @@ def _attributes(pairs: Iterable[str]) -> dict[str, str]:
     return attrs
 
 
+_OFFSET = re.compile(r"(?:[Zz]|[+-]\d\d:\d\d)\s*$", re.ASCII)
+
+
 def _timestamp(value: object) -> float:
     if not isinstance(value, str):
         raise ValueError(f"timestamp: must be an RFC 3339 string, got {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"timestamp: must be an RFC 3339 date-time, got {value!r}") from None
-    if parsed.tzinfo is None:
+    parsed = parse_timestamp_text(value)  # the stack's rule: offsets up to 23:59, fractions rounded to µs
+    if parsed is None:
+        raise ValueError(f"timestamp: must be an RFC 3339 date-time, got {value!r}")
+    if _OFFSET.search(value) is None:
         raise ValueError(f"timestamp: needs an offset (Z or +01:00), got {value!r}")
-    return parsed.timestamp()
+    if not MIN_CREATED <= parsed <= MAX_CREATED:  # else the SDK would send it with the time of encoding
+        raise ValueError(f"timestamp: must be between 1970-01-01 and 2299-12-31 (UTC), got {value!r}")
+    return parsed
 
 
 def build_record(entry: Mapping[str, Any], defaults: argparse.Namespace) -> tuple[str, logging.LogRecord]:
