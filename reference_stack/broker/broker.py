@@ -24,11 +24,11 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from ..auth.redact import redact
 from ..config import LIVE_INTEREST_SUBJECT, LIVE_SUBJECT, STREAM_NAME, check_at_least, check_positive
+from .live_connection import LiveSubscription, open_live_subscription
 from .messages import MSG_ID
 from .streams import DEFAULT_DUPLICATE_WINDOW, dead_stream_config, ensure_streams, stream_config
 
@@ -385,10 +385,26 @@ class Broker:
         await self.nc.publish(LIVE_SUBJECT, payload)
         return True
 
-    async def subscribe_live(self, cb: Callable[[bytes], Awaitable[None]]) -> Subscription:
-        """Core NATS subscription on LIVE_SUBJECT; `cb` gets each message's raw payload (see publish_live)."""
-
-        async def handler(msg: Msg) -> None:
-            await cb(msg.data)
-
-        return await self.nc.subscribe(LIVE_SUBJECT, cb=handler)
+    async def subscribe_live(
+        self,
+        cb: Callable[[bytes], Awaitable[None]],
+        *,
+        on_gap: Callable[[str, str], None],
+        timeout: float,
+    ) -> LiveSubscription:
+        """Core NATS subscription on LIVE_SUBJECT over a connection of its own (`live_connection`: a live-tail
+        backlog must not get this one cut as a slow consumer); `cb` gets each message's raw payload (see
+        publish_live), `on_gap(reason, detail)` is called when entries may have been missed. Ready (the server
+        has it) on return, within `timeout` seconds, else BrokerUnavailable."""
+        try:
+            return await open_live_subscription(
+                [url.strip() for url in self.url.split(",") if url.strip()],
+                name=f"{self.name}-live",
+                connect_timeout=self.connect_timeout,
+                reconnect_wait=self.reconnect_wait,
+                timeout=timeout,
+                cb=cb,
+                on_gap=on_gap,
+            )
+        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"live-tail subscription failed: {type(exc).__name__}: {exc}") from exc

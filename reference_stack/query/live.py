@@ -38,7 +38,9 @@ from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
 from ..broker.broker import LIVE_INTEREST_INTERVAL, BrokerUnavailable
 from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
+from ..http.share import SharePolicy
 from ..ingestion import row_codec
+from ..ingestion.slots import client_of
 from .filters import Filters, ParamError, check_known
 from .live_client import Batch, Client, limit_send_buffer
 from .live_metrics import live_series
@@ -52,6 +54,7 @@ __all__ = [
     "LAPSE_MARGIN",
     "LIVE",
     "MAX_CLIENTS",
+    "MAX_CLIENTS_PER_CLIENT",
     "QUEUE_BYTES",
     "QUEUE_SIZE",
     "READY_TIMEOUT",
@@ -71,6 +74,11 @@ QUEUE_SIZE = 2 * wire.MAX_BATCH_ENTRIES
 QUEUE_BYTES = 16 * 1024 * 1024
 #: Clients per process; one more gets 503 (each holds a socket, a task and up to QUEUE_BYTES of entries).
 MAX_CLIENTS = 1000
+#: Sockets one client (`ingestion.slots.client_of`: its address, and its key with auth on) may always hold;
+#: past it, one more only while this many stay free for the others (`http.share.SharePolicy`, as for
+#: ingestion's body slots), else 429. So one process opening sockets in a loop holds at most
+#: MAX_CLIENTS - MAX_CLIENTS_PER_CLIENT and other addresses still get in (r8 finding 2).
+MAX_CLIENTS_PER_CLIENT = MAX_CLIENTS // 4
 #: WebSocket ping interval: a vanished client is noticed and removed within about two of these.
 HEARTBEAT = 20.0
 #: Bound on closing one client at shutdown (a client that stopped reading cannot take the close frame).
@@ -100,19 +108,22 @@ class LiveHub:
         queue_size: int = QUEUE_SIZE,
         queue_bytes: int = QUEUE_BYTES,
         max_clients: int = MAX_CLIENTS,
+        max_per_client: int = MAX_CLIENTS_PER_CLIENT,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size: must be >= 1, got {queue_size}")
         if queue_bytes < 1:
             raise ValueError(f"queue_bytes: must be >= 1, got {queue_bytes}")
-        if max_clients < 1:
-            raise ValueError(f"max_clients: must be >= 1, got {max_clients}")
         self.app = app
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self.max_clients = max_clients
+        #: Admission: `capacity` sockets in all, `share` per client (ValueError: < 1, share > capacity).
+        self.share = SharePolicy(
+            max_clients, max_per_client, capacity_name="max_clients", share_name="max_per_client"
+        )
         self.clients: set[Client] = set()
         self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
+        self.sockets_per_client: dict[str, int] = {}  # client_of(request) -> open sockets
         self._subscription: Any = None  # held while self.clients is not empty
         self._announcer: asyncio.Task[None] | None = None  # likewise
         self._gate = asyncio.Lock()  # one subscribe/unsubscribe at a time (first arrival vs last departure)
@@ -205,15 +216,21 @@ class LiveHub:
         # Holders of the gate only run bounded steps (nats-py queues a SUB locally; the flush has a timeout).
         await asyncio.wait_for(self._gate.acquire(), max(deadline - loop.time(), 0.001))
         try:
+            remaining = max(deadline - loop.time(), 0.001)
             if self._subscription is None:
-                # nats-py re-subscribes by itself after a reconnect, so one call holds it until _unwatch.
-                self._subscription = await broker.subscribe_live(self._on_payload)
+                # Its own NATS connection, ready on return; nats-py re-subscribes by itself after a reconnect
+                # (and _on_gap closes the clients then), so one call holds it until _unwatch.
+                self._subscription = await broker.subscribe_live(
+                    self._on_payload, on_gap=self._interrupt, timeout=remaining
+                )
+            else:  # down since (a gap closed the clients before): this client must not be promised yet
+                await self._subscription.ready(remaining)
             stale = self._announced_at is None or (
                 loop.time() - self._announced_at > broker.live_interest_timeout - LAPSE_MARGIN
             )
             if self._announcer is None or stale:
-                # The flush also carries the SUB above to the server (same connection, in order). Stale: the
-                # announcer has not run for long (a stalled loop), so interest may have lapsed meanwhile.
+                # The server has the SUB already (subscribe_live/ready waited for it). Stale: the announcer
+                # has not run for long (a stalled loop), so interest may have lapsed meanwhile.
                 await broker.announce_live_interest(timeout=max(deadline - loop.time(), 0.001))
                 self._announced()
             if self._announcer is None:
@@ -310,9 +327,18 @@ class LiveHub:
             raise Problem(400, "invalid query parameter", exc.field, exc.reason) from None
         if self._stopping.is_set():
             raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
-        if len(self.clients) >= self.max_clients:
+        who = client_of(request)
+        refusal = self.share.refusal(self.sockets_per_client.get(who, 0), len(self.clients))
+        if refusal == "share":
             raise Problem(
-                503, "unavailable", "server", f"too many live clients (max {self.max_clients})",
+                429, "too many requests", "server",
+                f"this client already holds {self.sockets_per_client[who]} live-tail sockets and the rest "
+                f"are kept for others (max {self.share.capacity} in all)",
+                headers={"Retry-After": "5"}, kind="rate_limited",
+            )
+        if refusal == "full":
+            raise Problem(
+                503, "unavailable", "server", f"too many live clients (max {self.share.capacity})",
                 headers={"Retry-After": "5"},
             )
         key = request.get(KEY_RECORD)  # set by the access middleware when auth is on
@@ -333,10 +359,11 @@ class LiveHub:
         self.connected.inc()
         if key_id is not None:
             self.sockets_per_key[key_id] = self.sockets_per_key.get(key_id, 0) + 1
+        self.sockets_per_client[who] = self.sockets_per_client.get(who, 0) + 1
         try:
             try:
                 await self._watch()
-            except (BrokerUnavailable, asyncio.TimeoutError) as exc:
+            except (BrokerUnavailable, asyncio.TimeoutError, ConnectionError) as exc:
                 reason = str(exc) or f"not ready within {READY_TIMEOUT:g}s"
                 raise Problem(
                     503, "unavailable", "server", f"live tail unavailable: {reason}",
@@ -356,6 +383,9 @@ class LiveHub:
                 self.sockets_per_key[key_id] -= 1
                 if not self.sockets_per_key[key_id]:
                     del self.sockets_per_key[key_id]
+            self.sockets_per_client[who] -= 1
+            if not self.sockets_per_client[who]:
+                del self.sockets_per_client[who]
             await self._drop(client)
             await self._unwatch()
         return ws

@@ -108,7 +108,7 @@ async def test_a_client_arriving_right_after_a_stall_is_announced_afresh(stack: 
 async def test_a_nats_restart_closes_clients_then_the_live_tail_works_again(
     nats_server: Any, stack: Any
 ) -> None:
-    """After NATS comes back, the connected client is closed with 1013 (entries published while the hub was
+    """When NATS goes away, the connected client is closed with 1013 (entries published while the hub was
     disconnected are not replayed); a client that reconnects gets entries, also past the timeout."""
     (ingest_base, ingest_app), (query_base, query_app), session = stack
     ws = await session.ws_connect(f"{query_base}/ws/live")
@@ -118,7 +118,8 @@ async def test_a_nats_restart_closes_clients_then_the_live_tail_works_again(
     restarted = NatsServer(nats_server.store_dir, port=nats_server.port).start()
     try:
         assert await closed_with(ws) == (CLOSE_INTERRUPTED, INTERRUPTED_REASON)
-        assert interrupted(query_app, "nats_reconnect") == 1
+        # The live tail's own NATS connection closes its clients when it is lost, not only once it is back.
+        assert interrupted(query_app, "nats_disconnect") == 1
         await until(lambda: ingest_app[BROKER].is_connected and query_app[BROKER].is_connected)
         again = await session.ws_connect(f"{query_base}/ws/live")
         async with counting(restarted.url, LIVE_INTEREST_SUBJECT) as announcements:

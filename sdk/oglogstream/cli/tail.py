@@ -7,9 +7,11 @@ only here, so `import oglogstream` does not load it.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import random
 import sys
 import threading
+import time
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
@@ -41,6 +43,13 @@ OPEN_TIMEOUT = 10.0
 MAX_MESSAGE_BYTES = 2**22
 #: Close codes after which reconnecting cannot help: policy violation (revoked key / scope).
 _FINAL_CLOSE_CODES = frozenset({1008})
+#: Upgrade answers that mean "not now" (not ready, shutting down, too many live clients, this client's or
+#: key's share taken, a worker's relay cut off from the supervisor): tail waits and tries again, before its
+#: first connection too (a stack still starting answers 503). Every other status ends it: a 400 is a bad
+#: filter, 401/403 a key problem, 404 a wrong --url - retrying cannot fix those.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Longest Retry-After (seconds) tail honours; a larger one (or an HTTP date) is cut to this.
+RETRY_AFTER_MAX = 60.0
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -94,6 +103,30 @@ def reconnect_delay(backoff: float, draw: float | None = None) -> float:
     return round(backoff / 2 + fraction * backoff / 2, 1)
 
 
+def retry_delay(backoff: float, retry_after: str | None, draw: float | None = None) -> float:
+    """The pause (seconds) after a RETRY_STATUSES answer: its Retry-After (seconds, at most RETRY_AFTER_MAX)
+    spread by up to a half more, so a hub's refused clients do not all return in one instant; at least
+    `reconnect_delay(backoff, draw)` (a missing or unreadable Retry-After leaves just that)."""
+    fraction = random.random() if draw is None else draw
+    try:
+        after = min(max(float(retry_after or 0), 0.0), RETRY_AFTER_MAX)
+    except ValueError:  # an HTTP date: the backoff alone
+        after = 0.0
+    return max(reconnect_delay(backoff, fraction), round(after * (1 + fraction / 2), 1))
+
+
+def gap_notice(since: float, until: float) -> str:
+    """The stderr line after a reconnect: the live tail is not replayed, so say which span (UTC, wall clock:
+    `since` the last entry received or the connection lost, `until` the reconnect, both time.time()) may
+    miss entries and how to see them (they are stored; `oglog query` selects by entry time)."""
+    start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in (since, until))
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    first = (start - dt.timedelta(seconds=1)).strftime(fmt)  # whole seconds, rounded outwards
+    last = (end + dt.timedelta(seconds=1)).strftime(fmt)
+    return (f"oglog tail: reconnected; entries accepted in the {until - since:.1f}s between {first} and "
+            f"{last} were not replayed (they are stored: oglog query --from {first} --to {last})\n")
+
+
 def _emit(message: Any, out: TextIO, *, as_json: bool, colour: bool) -> None:
     """Print one entry now; OutputClosed when the reader of `out` is gone (that ends tail, not reconnects)."""
     try:
@@ -120,18 +153,22 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     received = 0
     backoff = RECONNECT_INITIAL
     connected_once = False
+    last_seen = 0.0  # time.time() of the last message received, or of the (re)connection
     while not stop.is_set():
         try:
             with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
                          max_size=MAX_MESSAGE_BYTES) as socket:
+                now = time.time()
                 if connected_once:
-                    err.write("oglog tail: reconnected\n")
-                connected_once, backoff = True, RECONNECT_INITIAL
+                    err.write(gap_notice(last_seen, now))
+                    err.flush()
+                connected_once, backoff, last_seen = True, RECONNECT_INITIAL, now
                 while not stop.is_set():
                     try:
                         text = socket.recv(timeout=0.5)
                     except TimeoutError:
                         continue
+                    last_seen = time.time()
                     try:
                         message = _shapes.live_message(decode_json(text))
                     except UnexpectedAnswer as exc:
@@ -145,7 +182,11 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                     if args.count and received >= args.count:
                         return EXIT_OK
         except InvalidStatus as exc:
-            raise _handshake_error(exc, target.url) from None
+            error = _handshake_error(exc, target.url)
+            if int(exc.response.status_code) not in RETRY_STATUSES:
+                raise error from None
+            pause = retry_delay(backoff, exc.response.headers.get("Retry-After"))
+            err.write(f"oglog tail: {safe(str(error))}; retrying in {pause:g}s\n")
         except InvalidURI as exc:
             if exc.uri != url:  # a redirect's Location, not --url
                 raise CliError(f"unexpected answer from {url}: a redirect to {exc.uri!r}") from None
