@@ -1,15 +1,17 @@
 """Live tail: GET /ws/live pushes every accepted entry (optionally filtered) to WebSocket clients.
 
 One core-NATS subscription per app (on LIVE_SUBJECT, row payloads published by ingestion, made public entries
-by `row_codec.live_entries`) feeds every client. It exists only while the app has clients (#14): the first
-client's upgrade waits (up to READY_TIMEOUT, else 503) until the subscription is made and the hub's interest
-announcement (`Broker.announce_live_interest`, repeated every LIVE_INTEREST_INTERVAL while clients remain)
-has reached the NATS server; the last client's departure ends both, and ingestion stops publishing live
+by `row_codec.live_entries`), on a NATS connection of its own (`Broker.subscribe_live`), feeds every client.
+It exists only while the app has clients (#14): the first client's upgrade waits (up to READY_TIMEOUT, else
+503) until the subscription is made and the hub's interest announcement (`Broker.announce_live_interest`,
+repeated every LIVE_INTEREST_INTERVAL while clients remain) has reached the NATS server; the last client's
+departure ends both, and ingestion stops publishing live
 copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every entry whose JetStream publish is
 acknowledged after its upgrade answer (101) was sent, or its socket is closed with CLOSE_INTERRUPTED (1013,
 reason INTERRUPTED_REASON) so it knows entries may be missing and reconnects; entries acknowledged earlier may
-appear too. The hub closes its clients so when NATS reconnects (ingestion may have reconnected first and
-published while the hub could not receive: the live tail is not replayed) and when its last successful
+appear too. The hub closes its clients so when its live connection is lost, re-established or drops
+messages, when the broker's connection reconnects (ingestion may have reconnected first and published while
+the hub could not receive: the live tail is not replayed), and when its last successful
 announcement is older than the broker's live_interest_timeout less LAPSE_MARGIN (its event loop stalled, or
 announcing kept failing), since ingestion may then have stopped publishing live copies.
 
@@ -17,15 +19,16 @@ Each client has a bounded queue and its own sender task, so a slow reader only f
 QUEUE_SIZE entries or QUEUE_BYTES of them, new ones are dropped for that client, and it then receives
 `{"type": "dropped", "count": n}` at the position of the gap. One request's entries arrive at once, so the
 queue holds two of the largest requests the door takes: an idle reader never loses a burst. Entries are
-sent in the public shape (one JSON object per WebSocket text message), so the live tail and GET /api/logs
-show the same shape.
+sent in the public shape (one JSON object, UTF-8, per WebSocket text message), so the live tail and
+GET /api/logs show the same shape. A payload is offered to all clients at once (`live_client.fan_out`), so a
+client that stopped reading costs O(1) per payload. Admission (`live_admission`): MAX_CLIENTS in all, a share
+kept for others past MAX_CLIENTS_PER_CLIENT per client (429), the per-key cap with auth on (429).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,9 +43,9 @@ from ..http.boundary import Problem
 from ..http.resources import BROKER, CONFIG, METRICS
 from ..http.share import SharePolicy
 from ..ingestion import row_codec
-from ..ingestion.slots import client_of
 from .filters import Filters, ParamError, check_known
-from .live_client import Batch, Client, limit_send_buffer
+from .live_admission import Admission
+from .live_client import Client, fan_out, limit_send_buffer
 from .live_metrics import live_series
 
 __all__ = [
@@ -117,13 +120,11 @@ class LiveHub:
         self.app = app
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        #: Admission: `capacity` sockets in all, `share` per client (ValueError: < 1, share > capacity).
-        self.share = SharePolicy(
+        # ValueError for a bound < 1 or max_per_client > max_clients.
+        self.admission = Admission(SharePolicy(
             max_clients, max_per_client, capacity_name="max_clients", share_name="max_per_client"
-        )
+        ))
         self.clients: set[Client] = set()
-        self.sockets_per_key: dict[str, int] = {}  # key id -> open sockets (auth on)
-        self.sockets_per_client: dict[str, int] = {}  # client_of(request) -> open sockets
         self._subscription: Any = None  # held while self.clients is not empty
         self._announcer: asyncio.Task[None] | None = None  # likewise
         self._gate = asyncio.Lock()  # one subscribe/unsubscribe at a time (first arrival vs last departure)
@@ -281,41 +282,10 @@ class LiveHub:
         await asyncio.sleep(0)
 
     def _fan_out(self, payload: bytes) -> None:
-        """Offer one payload's entries to every client: lines split and (if any client filters) parsed once,
-        each distinct filter's selection made once, and the drops of all clients counted in one step, so a
-        payload costs O(entries x distinct filters + clients), not O(entries x clients) (r8 finding 1)."""
-        lines = [raw for raw in payload.splitlines() if raw.strip()]
-        try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError:  # never from our ingestion; a text frame must still be valid UTF-8
-            lines = [raw.decode("utf-8", "replace").encode() for raw in lines]
-        groups: dict[Filters, list[Client]] = {}
-        for client in self.clients:
-            groups.setdefault(client.filters, []).append(client)
-        entries: list[dict[str, Any]] = []  # lines parsed, only when some client filters
-        if any(filters != _NO_FILTERS for filters in groups):
-            kept: list[bytes] = []
-            for raw in lines:
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    entry = None
-                if isinstance(entry, dict) and entry:
-                    entries.append(entry)
-                    kept.append(raw)
-            if len(kept) < len(lines):
-                self.bad_payloads.inc(len(lines) - len(kept))
-            lines = kept
-        dropped = 0
-        for filters, clients in groups.items():
-            if filters == _NO_FILTERS:
-                batch = Batch(lines)
-            else:
-                pairs = zip(lines, entries, strict=True)
-                batch = Batch([raw for raw, entry in pairs if filters.matches(entry)])
-            for client in clients:
-                dropped += client.offer(batch)
-        if dropped:
+        dropped, bad = fan_out(self.clients, payload)
+        if bad:
+            self.bad_payloads.inc(bad)
+        if dropped:  # once per payload, not per entry and client (r8 finding 1)
             self.dropped.inc(dropped)
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
@@ -327,39 +297,21 @@ class LiveHub:
             raise Problem(400, "invalid query parameter", exc.field, exc.reason) from None
         if self._stopping.is_set():
             raise Problem(503, "unavailable", "server", "shutting down", headers={"Retry-After": "1"})
-        who = client_of(request)
-        refusal = self.share.refusal(self.sockets_per_client.get(who, 0), len(self.clients))
-        if refusal == "share":
-            raise Problem(
-                429, "too many requests", "server",
-                f"this client already holds {self.sockets_per_client[who]} live-tail sockets and the rest "
-                f"are kept for others (max {self.share.capacity} in all)",
-                headers={"Retry-After": "5"}, kind="rate_limited",
-            )
-        if refusal == "full":
-            raise Problem(
-                503, "unavailable", "server", f"too many live clients (max {self.share.capacity})",
-                headers={"Retry-After": "5"},
-            )
         key = request.get(KEY_RECORD)  # set by the access middleware when auth is on
         key_id = key.id if key is not None else None
-        per_key = self.app[CONFIG].live_sockets_per_key
-        if key_id is not None and self.sockets_per_key.get(key_id, 0) >= per_key:
-            raise Problem(
-                429, "too many requests", "server", f"this key already holds {per_key} live-tail sockets",
-                headers={"Retry-After": "5"}, kind="rate_limited",
-            )
+        # Refusals first, also for a plain GET: a worker's relay repeats a refused upgrade so to get the body.
+        ticket = self.admission.admit(
+            request, len(self.clients), key_id, self.app[CONFIG].live_sockets_per_key
+        )
         # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
         if not ws.can_prepare(request).ok:  # not a WebSocket upgrade: aiohttp's 400, without touching NATS
+            self.admission.release(ticket)
             await ws.prepare(request)
         client = Client(ws, filters, self, key_id)
         # In the fan-out before the upgrade: entries arriving meanwhile are queued, sent once it is done.
         self.clients.add(client)
         self.connected.inc()
-        if key_id is not None:
-            self.sockets_per_key[key_id] = self.sockets_per_key.get(key_id, 0) + 1
-        self.sockets_per_client[who] = self.sockets_per_client.get(who, 0) + 1
         try:
             try:
                 await self._watch()
@@ -379,13 +331,7 @@ class LiveHub:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
-            if key_id is not None:
-                self.sockets_per_key[key_id] -= 1
-                if not self.sockets_per_key[key_id]:
-                    del self.sockets_per_key[key_id]
-            self.sockets_per_client[who] -= 1
-            if not self.sockets_per_client[who]:
-                del self.sockets_per_client[who]
+            self.admission.release(ticket)
             await self._drop(client)
             await self._unwatch()
         return ws
@@ -427,7 +373,6 @@ class LiveHub:
         await asyncio.gather(*list(self._closing))
 
 
-_NO_FILTERS = Filters()
 
 LIVE: web.AppKey[LiveHub] = web.AppKey("oglog_live", LiveHub)
 

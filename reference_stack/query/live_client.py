@@ -15,14 +15,14 @@ import itertools
 import json
 import socket
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from .filters import Filters
 
-__all__ = ["SEND_BUFFER_BYTES", "Batch", "Client", "Gap", "limit_send_buffer"]
+__all__ = ["SEND_BUFFER_BYTES", "Batch", "Client", "Gap", "fan_out", "limit_send_buffer"]
 
 #: Kernel send buffer of a live-tail socket (SO_SNDBUF; Linux doubles it for its bookkeeping). Left to TCP
 #: autotuning it grows to 4 MiB on loopback, so each client that stopped reading first swallowed ~25,000
@@ -128,3 +128,45 @@ class Client:
                     self.queued_bytes -= len(item)
                     # The bytes as they are (UTF-8): no per-client encoding of a shared entry.
                     await self.ws.send_frame(item, WSMsgType.TEXT)
+
+
+_NO_FILTERS = Filters()
+
+
+def fan_out(clients: Iterable[Client], payload: bytes) -> tuple[int, int]:
+    """Offer one payload's entries (NDJSON of public entries) to `clients`; returns (entries dropped for full
+    queues, summed over the clients; lines that were not JSON objects, skipped when some client filters).
+    Lines are split and (only if some client filters) parsed once, each distinct filter selects once, and
+    each client takes its batch in one step: O(entries x distinct filters + clients), not O(entries x
+    clients) (r8 finding 1)."""
+    lines = [raw for raw in payload.splitlines() if raw.strip()]
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:  # never from our ingestion; a text frame must still be valid UTF-8
+        lines = [raw.decode("utf-8", "replace").encode() for raw in lines]
+    groups: dict[Filters, list[Client]] = {}
+    for client in clients:
+        groups.setdefault(client.filters, []).append(client)
+    entries: list[dict[str, Any]] = []  # lines parsed, only when some client filters
+    bad = 0
+    if any(filters != _NO_FILTERS for filters in groups):
+        kept: list[bytes] = []
+        for raw in lines:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict) and entry:
+                entries.append(entry)
+                kept.append(raw)
+        bad, lines = len(lines) - len(kept), kept
+    dropped = 0
+    for filters, members in groups.items():
+        if filters == _NO_FILTERS:
+            batch = Batch(lines)
+        else:
+            pairs = zip(lines, entries, strict=True)
+            batch = Batch([raw for raw, entry in pairs if filters.matches(entry)])
+        for client in members:
+            dropped += client.offer(batch)
+    return dropped, bad

@@ -145,7 +145,7 @@ async def test_one_client_cannot_take_every_socket(live_app: Any) -> None:
     it gets in again."""
     base, app, session = live_app
     hub = app[LIVE]
-    hub.share = SharePolicy(3, 1)
+    hub.admission.policy = SharePolicy(3, 1)
     first = await session.ws_connect(f"{base}/ws/live")
     await _clients(app, 1)
     second = await session.ws_connect(f"{base}/ws/live")  # past its share, one free stays for others

@@ -91,7 +91,7 @@ async def test_tail_waits_out_a_429_for_its_share(live_app: Any) -> None:
     """Past this client's share (429 + Retry-After; the reviewer's case of 1000 sockets from one process):
     tail retries rather than exits, and gets in once a socket of that client closes."""
     base, app, session = live_app
-    app[LIVE].share = SharePolicy(2, 1)
+    app[LIVE].admission.policy = SharePolicy(2, 1)
     holder = await session.ws_connect(f"{base}/ws/live")
     tail = await start_oglog("tail", "--service", "share", "--json", "--count", "1", url=base)
     try:
