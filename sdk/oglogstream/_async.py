@@ -42,6 +42,7 @@ from ._lifecycle import PIPELINES, adopt_sigterm_drain
 from ._settings import ASYNC_OPTION_NAMES, AsyncOptions, Settings
 from ._stats import Stats
 from ._transport import AsyncHttpTransport
+from ._value_charge import exc_info_bytes
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -115,7 +116,14 @@ class AsyncOgLogClient(AsyncSender):
             span_of = _otel.current_span
             item = CapturedEvent(
                 (
-                    StructEvent(event, "log", time.time(), _current_thread().name, exc_info),
+                    StructEvent(
+                        event,
+                        "log",
+                        time.time(),
+                        _current_thread().name,
+                        exc_info,
+                        exc_info_bytes(exc_info) if exc_info is not None else 0,
+                    ),
                     _context_get(),
                     span_of() if span_of is not None else None,
                 )

@@ -179,4 +179,6 @@ class StructEvent(NamedTuple):
     created: float
     thread: str
     exc_info: tuple[Any, Any, Any] | None
+    #: What `exc_info` is charged in the intake (`_value_charge.exc_info_bytes`, taken once at the capture).
+    exc_charge: int = 0
 

@@ -115,6 +115,12 @@ class DeliveryCore:
         room = intake_room(self.settings.max_buffer_bytes, self._pending.nbytes + self._inflight.nbytes)
         return (size + 1) * INTAKE_ITEM_BYTES + self.intake_large + extra <= room
 
+    def _fits_alone_locked(self, extra: int) -> bool:
+        """Whether one more record (`extra` as for `_room_locked`, less the waiting records' weights) would
+        fit in an empty intake, given the encoded bytes buffered and in flight."""
+        held = self._pending.nbytes + self._inflight.nbytes
+        return INTAKE_ITEM_BYTES + extra <= intake_room(self.settings.max_buffer_bytes, held)
+
     def intake_charged(self, records: int) -> int:
         """What `records` items waiting in the intake are charged, in bytes, in the units callers are
         admitted by: INTAKE_ITEM_BYTES each, plus the weights of the mid-size ones and the text of the large
@@ -126,10 +132,12 @@ class DeliveryCore:
         Callers hold the lock the driver takes items out of the intake under (`_ingest.ingest`).
 
         drop_oldest drops as many of the oldest as it takes (a large record may need several), but only what
-        is there: the rest of the room may be held by records the worker is encoding (`intake_large`)."""
+        is there: the rest of the room may be held by records the worker is encoding (`intake_large`). A
+        record that would not fit even in an empty intake is dropped alone: it throws nothing away (it used
+        to empty the intake first, then be dropped itself: 901 records lost for one)."""
         if self._room_locked(queue, extra):
             return True
-        if self._drop_oldest:
+        if self._drop_oldest and self._fits_alone_locked(extra):
             while queue:
                 # The worker pops under this lock too; never below 0 (see `large_bytes`).
                 self._release_intake([queue.popleft()])

@@ -202,7 +202,9 @@ class Ledger:
                 message = f"server rejected {rejected} of {len(batch)} entries"
                 if result.rejected:
                     index, error = result.rejected[0]
-                    message += f"; first: #{index}: {error}"
+                    # repr, as HTTP errors are quoted: the server's text must not forge lines or send
+                    # escape sequences to the application's stderr
+                    message += f"; first: #{index}: {error!r}"
                 self.report_once("rejected", message)
             return None
         if outcome is Outcome.TOO_LARGE and len(batch) > 1:

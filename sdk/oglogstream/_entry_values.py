@@ -30,12 +30,12 @@ _INT64_MIN = _wire.INT64_MIN
 _INT64_MAX = _wire.INT64_MAX
 
 # LogRecord attributes that are not user `extra=` fields (plus what formatters and structlog's stdlib
-# bridge add to a record).
+# bridge add to a record). `taskName` is one from Python 3.12 on (so in _BASE_KEYS there); on 3.11 it is
+# an `extra=` field like any other and is shipped.
 _BASE_KEYS = frozenset(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
 _STANDARD_KEYS = _BASE_KEYS | {
     "message",
     "asctime",
-    "taskName",
     "_from_structlog",
     "_logger",
     "_name",

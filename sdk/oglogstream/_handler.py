@@ -103,7 +103,9 @@ class OgLogHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Capture the record and return at once (no handler lock, no I/O): the hot path."""
         try:
-            if (record.thread or _get_ident()) in WORKER_THREADS:
+            # `__dict__.get`: a filter may have deleted `thread` (a missing standard attribute is shipped
+            # without its field, never lost)
+            if (record.__dict__.get("thread") or _get_ident()) in WORKER_THREADS:
                 return False  # caused by a worker (httpx, httpcore, ...): shipping it could loop forever
             if self.filters:
                 verdict: Any = self.filter(record)

@@ -191,7 +191,8 @@ class Settings:
     url: str
     endpoint: str
     service: str
-    api_key: str | None
+    #: Not in the repr: `handler.settings` is printed in logs and tracebacks.
+    api_key: str | None = dataclasses.field(repr=False)
     batch_size: int
     batch_bytes: int
     flush_interval: float

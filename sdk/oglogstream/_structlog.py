@@ -27,6 +27,7 @@ from ._intake_charge import (
 )
 from ._items import CapturedEvent
 from ._settings import Options, Settings
+from ._value_charge import exc_info_bytes
 from ._stats import Stats
 from ._worker import WORKER_THREADS, Pipeline
 
@@ -88,12 +89,14 @@ class OgLogProcessor:
         """Capture a shallow copy of the event now (later processors may mutate it) and return it as is."""
         try:
             if _get_ident() not in WORKER_THREADS:
+                exc_info = capture_exc_info(event_dict.get("exc_info"))
                 event = StructEvent(
                     dict(event_dict),
                     method_name,
                     time.time(),
                     _current_thread().name,
-                    capture_exc_info(event_dict.get("exc_info")),
+                    exc_info,
+                    exc_info_bytes(exc_info) if exc_info is not None else 0,
                 )
                 pipeline = self._pipeline
                 span_of = _otel.current_span

@@ -22,6 +22,7 @@ import httpcore  # noqa: F401  # imported now: httpx imports it lazily, and impo
 import httpx
 
 from . import wire as _wire
+from ._answer import ACCEPT_ENCODING, MAX_ANSWER_BYTES, AnswerReader
 from ._buffer import Batch
 from ._deadline import DeadlineBackend, attempt
 from ._settings import Settings
@@ -47,8 +48,9 @@ __all__ = [
 
 #: Fast compression: log lines compress well even at level 1, and the worker's CPU is the bottleneck.
 GZIP_LEVEL = 1
-#: A partial-accept answer larger than this is not parsed (the batch then counts as accepted in full).
-_MAX_ANSWER_BYTES = 4 * 1024 * 1024
+#: A partial-accept answer larger than this is not parsed (the batch then counts as accepted in full); no
+#: more of any answer is read (`_answer`).
+_MAX_ANSWER_BYTES = MAX_ANSWER_BYTES
 #: Characters of a rejected entry's error kept (the first one is reported on stderr).
 _MAX_ERROR_CHARS = 300
 _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -163,6 +165,7 @@ def request_headers(settings: Settings) -> dict[str, str]:
         "Content-Type": _wire.NDJSON_CONTENT_TYPE,
         "Content-Encoding": "gzip",
         "User-Agent": f"oglogstream-python/{VERSION}",
+        "Accept-Encoding": ACCEPT_ENCODING,
     }
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -265,16 +268,21 @@ class HttpTransport:
         return classify(response, self._endpoint, len(batch))
 
     def _post(self, batch: Batch, timeout: float | None) -> httpx.Response:
-        if timeout is None:  # the client's own timeouts are `phase_timeout(settings, None)`
-            return self._client.post(
-                self._url, content=request_body(batch), headers={_wire.BATCH_ID_HEADER: batch.batch_id}
-            )
-        return self._client.post(
+        """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`)."""
+        # None: the client's own timeouts (`phase_timeout(settings, None)`), not built per request
+        phases = httpx.USE_CLIENT_DEFAULT if timeout is None else phase_timeout(self._settings, timeout)
+        with self._client.stream(
+            "POST",
             self._url,
             content=request_body(batch),
             headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-            timeout=phase_timeout(self._settings, timeout),
-        )
+            timeout=phases,
+        ) as answer:
+            reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
+            for raw in answer.iter_raw():
+                if not reader.feed(raw):
+                    break  # the rest is not read: closing the stream drops the connection
+            return reader.response(answer)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # best effort; the process may be exiting
@@ -310,15 +318,7 @@ class AsyncHttpTransport:
         try:
             body = await self._body(batch)
             total = attempt_deadline(self._settings, timeout)
-            response = await asyncio.wait_for(
-                self._client.post(
-                    self._endpoint,
-                    content=body,
-                    headers={_wire.BATCH_ID_HEADER: batch.batch_id},
-                    timeout=phase_timeout(self._settings, timeout),
-                ),
-                total,
-            )
+            response = await asyncio.wait_for(self._post(body, batch.batch_id, timeout), total)
         except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
             return SendResult(
                 Outcome.RETRY,
@@ -330,6 +330,21 @@ class AsyncHttpTransport:
         finally:
             _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch))
+
+    async def _post(self, body: bytes, batch_id: str, timeout: float | None) -> httpx.Response:
+        """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`)."""
+        async with self._client.stream(
+            "POST",
+            self._endpoint,
+            content=body,
+            headers={_wire.BATCH_ID_HEADER: batch_id},
+            timeout=phase_timeout(self._settings, timeout),
+        ) as answer:
+            reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
+            async for raw in answer.aiter_raw():
+                if not reader.feed(raw):
+                    break  # the rest is not read: closing the stream drops the connection
+            return reader.response(answer)
 
     async def _body(self, batch: Batch) -> bytes:
         """The gzipped body; a large one on a thread, unless no thread can be started any more (the
