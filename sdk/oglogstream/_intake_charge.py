@@ -271,9 +271,9 @@ def item_chars(item: tuple[Any, ...]) -> int:
     """What a captured record or event occupies beyond RECORD_BYTES, in bytes: for a record `str_bytes` of
     its str message and str arguments (O(1) each) plus `extras_bytes` (`OgLogHandler.handle` inlines the
     same sum, `_capture.capture` calls this: the record's `record_charge` is computed from it once); for an
-    event `event_bytes` of its dict and the charge of its traceback taken at the capture (`exc_charge`); plus for either `event_bytes` of a bound context that is a plain
-    mapping (structlog's contextvars alone). A `BoundContext` is charged by `ContextCharges` instead (once
-    while any item referencing it waits)."""
+    event `event_bytes` of its dict and its traceback's charge, taken at the capture (`exc_charge`); plus
+    for either `event_bytes` of a bound context that is a plain mapping (structlog's contextvars alone). A
+    `BoundContext` is charged by `ContextCharges` instead (once while any item referencing it waits)."""
     if type(item) is CapturedEvent:
         event = item[0]
         size = event_bytes(event.event) + event.exc_charge

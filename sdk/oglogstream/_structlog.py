@@ -27,8 +27,8 @@ from ._intake_charge import (
 )
 from ._items import CapturedEvent
 from ._settings import Options, Settings
-from ._value_charge import exc_info_bytes
 from ._stats import Stats
+from ._value_charge import exc_info_bytes
 from ._worker import WORKER_THREADS, Pipeline
 
 if TYPE_CHECKING:

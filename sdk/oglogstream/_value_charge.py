@@ -17,6 +17,7 @@ from ._entry_values import _BASE_KEYS, _STANDARD_KEYS
 __all__ = [
     "ARG_BYTES",
     "CONTAINER_ITEM_BYTES",
+    "EXC_INFO_BYTES",
     "EXTRA_ATTR_BYTES",
     "FRAME_TEXT_BYTES",
     "FREE_ARGS",
@@ -28,7 +29,6 @@ __all__ = [
     "SMALL_INT_MIN",
     "TRACEBACK_FRAME_BYTES",
     "args_bytes",
-    "EXC_INFO_BYTES",
     "copy_extras",
     "event_bytes",
     "exc_info_bytes",
