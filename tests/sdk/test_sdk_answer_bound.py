@@ -1,0 +1,166 @@
+"""The server's answer to a batch is read with bounded memory by both transports: a gzip bomb (a small body
+inflating to 64 MiB) costs at most ~MAX_ANSWER_BYTES of decoded bytes whatever its status, and ordinary
+gzip / deflate / identity answers are still read in full (their rejections listed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import threading
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from oglogstream._answer import MAX_ANSWER_BYTES
+from oglogstream._buffer import Batch
+from oglogstream._settings import Settings
+from oglogstream._transport import AsyncHttpTransport, HttpTransport, Outcome, SendResult
+
+#: What the bomb inflates to: 16x the bound, so reading it whole is unmistakable.
+BOMB_BYTES = 64 * 1024 * 1024
+#: Peak traced bytes a bounded read may take: the kept answer (MAX_ANSWER_BYTES + 1), its join and the
+#: Response's copy, one decoded step, and the test's own objects.
+PEAK_LIMIT = 3 * MAX_ANSWER_BYTES + 2 * 1024 * 1024
+
+
+def _bomb() -> bytes:
+    """A 2xx-shaped JSON answer that lists a rejection, padded to BOMB_BYTES, gzip-compressed (~64 KB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"rejected": [{"index": 0, "error": "e"}], "rejected_count": 1, "pad": "')]
+    chunk = b"x" * (1 << 20)
+    parts += [packer.compress(chunk) for _ in range(BOMB_BYTES >> 20)]
+    parts += [packer.compress(b'"}'), packer.flush()]
+    return b"".join(parts)
+
+
+BOMB = _bomb()
+
+
+class _Answers(ThreadingHTTPServer):
+    daemon_threads = True
+    #: (status, headers, body) every POST is answered with.
+    answer: tuple[int, dict[str, str], bytes] = (202, {}, b"{}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Answers
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body = self.server.answer
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client stopped reading (what a bounded read does)
+            self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[_Answers]:
+    srv = _Answers(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def _batch(n: int = 2) -> Batch:
+    return Batch("b-1", 1, [b'{"message":"m%d"}\n' % i for i in range(n)])
+
+
+def _url(srv: _Answers) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def _send(srv: _Answers, kind: str) -> tuple[SendResult, int]:
+    """(the result, the peak traced bytes while sending) through the `kind` transport."""
+    settings = Settings.build(_url(srv), "svc", read_timeout=10.0)
+    tracemalloc.start()
+    try:
+        if kind == "sync":
+            transport = HttpTransport(settings)
+            try:
+                result = transport.send(_batch())
+            finally:
+                transport.close()
+        else:
+
+            async def go() -> SendResult:
+                transport = AsyncHttpTransport(settings)
+                try:
+                    return await transport.send(_batch())
+                finally:
+                    await transport.aclose()
+
+            result = asyncio.run(go())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, peak
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_gzip_bomb_2xx_answer_is_read_only_up_to_the_bound(server: _Answers, kind: str) -> None:
+    """A 2xx answer inflating past MAX_ANSWER_BYTES is not read whole; the batch counts as accepted in
+    full (what docs/sdk.md says of an answer too long to parse)."""
+    server.answer = (202, {"Content-Encoding": "gzip"}, BOMB)
+    result, peak = _send(server, kind)
+    assert (result.outcome, result.rejected_count, result.rejected) == (Outcome.OK, 0, ())
+    assert peak < PEAK_LIMIT, f"peak {peak} B while reading a {BOMB_BYTES} B answer"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("status", [503, 400])
+def test_a_gzip_bomb_error_answer_is_read_only_up_to_the_bound(
+    server: _Answers, kind: str, status: int
+) -> None:
+    """An error answer's body is quoted (its start), never read whole."""
+    server.answer = (status, {"Content-Encoding": "gzip"}, BOMB)
+    result, peak = _send(server, kind)
+    assert result.outcome is (Outcome.RETRY if status == 503 else Outcome.DROP)
+    assert result.error is not None and '{"rejected": [{"index": 0' in result.error
+    assert peak < PEAK_LIMIT, f"peak {peak} B while reading a {BOMB_BYTES} B answer"
+
+
+ANSWER = json.dumps({"rejected": [{"index": 1, "error": "bad level"}], "rejected_count": 1}).encode()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("", ANSWER),
+        ("identity", ANSWER),
+        ("gzip", gzip.compress(ANSWER)),
+        ("deflate", zlib.compress(ANSWER)),
+    ],
+)
+def test_an_ordinary_answer_is_decoded_and_its_rejections_listed(
+    server: _Answers, kind: str, encoding: str, body: bytes
+) -> None:
+    """Every encoding we announce is decoded, so a partial accept still names what was refused."""
+    server.answer = (202, {"Content-Encoding": encoding} if encoding else {}, body)
+    result, _ = _send(server, kind)
+    assert (result.outcome, result.rejected_count, result.rejected) == (Outcome.OK, 1, ((1, "bad level"),))
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_answer_that_does_not_decode_counts_as_unparsable(server: _Answers, kind: str) -> None:
+    """A body that claims gzip and is not: the batch counts as accepted (an unparsable 2xx body)."""
+    server.answer = (202, {"Content-Encoding": "gzip"}, b"not gzip at all")
+    result, _ = _send(server, kind)
+    assert (result.outcome, result.rejected_count) == (Outcome.OK, 0)
