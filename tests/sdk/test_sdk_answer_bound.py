@@ -5,21 +5,19 @@ gzip / deflate / identity answers are still read in full (their rejections liste
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
-import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from oglogstream._answer import MAX_ANSWER_BYTES
 from oglogstream._buffer import Batch
 from oglogstream._settings import Settings
 from oglogstream._transport import AsyncHttpTransport, HttpTransport, Outcome, SendResult
+
+from .answer_server import AnswerServer
 
 #: What the bomb inflates to: 16x the bound, so reading it whole is unmistakable.
 BOMB_BYTES = 64 * 1024 * 1024
@@ -41,54 +39,19 @@ def _bomb() -> bytes:
 BOMB = _bomb()
 
 
-class _Answers(ThreadingHTTPServer):
-    daemon_threads = True
-    #: (status, headers, body) every POST is answered with.
-    answer: tuple[int, dict[str, str], bytes] = (202, {}, b"{}")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Answers
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, headers, body = self.server.answer
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        with contextlib.suppress(OSError):  # the client stopped reading (what a bounded read does)
-            self.wfile.write(body)
-
-
 @pytest.fixture
-def server() -> Iterator[_Answers]:
-    srv = _Answers(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+def server() -> Iterator[AnswerServer]:
+    with AnswerServer() as srv:
+        yield srv
 
 
 def _batch(n: int = 2) -> Batch:
     return Batch("b-1", 1, [b'{"message":"m%d"}\n' % i for i in range(n)])
 
 
-def _url(srv: _Answers) -> str:
-    return f"http://127.0.0.1:{srv.server_address[1]}"
-
-
-def _send(srv: _Answers, kind: str) -> tuple[SendResult, int]:
+def _send(srv: AnswerServer, kind: str) -> tuple[SendResult, int]:
     """(the result, the peak traced bytes while sending) through the `kind` transport."""
-    settings = Settings.build(_url(srv), "svc", read_timeout=10.0)
+    settings = Settings.build(srv.url, "svc", read_timeout=10.0)
     tracemalloc.start()
     try:
         if kind == "sync":
@@ -114,7 +77,7 @@ def _send(srv: _Answers, kind: str) -> tuple[SendResult, int]:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_a_gzip_bomb_2xx_answer_is_read_only_up_to_the_bound(server: _Answers, kind: str) -> None:
+def test_a_gzip_bomb_2xx_answer_is_read_only_up_to_the_bound(server: AnswerServer, kind: str) -> None:
     """A 2xx answer inflating past MAX_ANSWER_BYTES is not read whole; the batch counts as accepted in
     full (what docs/sdk.md says of an answer too long to parse)."""
     server.answer = (202, {"Content-Encoding": "gzip"}, BOMB)
@@ -126,7 +89,7 @@ def test_a_gzip_bomb_2xx_answer_is_read_only_up_to_the_bound(server: _Answers, k
 @pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("status", [503, 400])
 def test_a_gzip_bomb_error_answer_is_read_only_up_to_the_bound(
-    server: _Answers, kind: str, status: int
+    server: AnswerServer, kind: str, status: int
 ) -> None:
     """An error answer's body is quoted (its start), never read whole."""
     server.answer = (status, {"Content-Encoding": "gzip"}, BOMB)
@@ -150,7 +113,7 @@ ANSWER = json.dumps({"rejected": [{"index": 1, "error": "bad level"}], "rejected
     ],
 )
 def test_an_ordinary_answer_is_decoded_and_its_rejections_listed(
-    server: _Answers, kind: str, encoding: str, body: bytes
+    server: AnswerServer, kind: str, encoding: str, body: bytes
 ) -> None:
     """Every encoding we announce is decoded, so a partial accept still names what was refused."""
     server.answer = (202, {"Content-Encoding": encoding} if encoding else {}, body)
@@ -159,7 +122,7 @@ def test_an_ordinary_answer_is_decoded_and_its_rejections_listed(
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_an_answer_that_does_not_decode_counts_as_unparsable(server: _Answers, kind: str) -> None:
+def test_an_answer_that_does_not_decode_counts_as_unparsable(server: AnswerServer, kind: str) -> None:
     """A body that claims gzip and is not: the batch counts as accepted (an unparsable 2xx body)."""
     server.answer = (202, {"Content-Encoding": "gzip"}, b"not gzip at all")
     result, _ = _send(server, kind)
