@@ -98,23 +98,25 @@ async def open_live_subscription(
     async def handler(msg: Msg) -> None:
         await cb(msg.data)
 
+    async def start() -> None:
+        await nc.connect(
+            servers=servers,
+            name=name,
+            connect_timeout=connect_timeout,  # type: ignore[arg-type]  # int-typed, takes floats
+            reconnect_time_wait=reconnect_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            ping_interval=5,
+            max_outstanding_pings=2,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+        )
+        await nc.subscribe(LIVE_SUBJECT, cb=handler, pending_bytes_limit=LIVE_PENDING_BYTES)
+        await nc.flush()
+
     try:
-        async with asyncio.timeout(timeout):
-            await nc.connect(
-                servers=servers,
-                name=name,
-                connect_timeout=connect_timeout,  # type: ignore[arg-type]  # int-typed, takes floats
-                reconnect_time_wait=reconnect_wait,  # type: ignore[arg-type]
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-                ping_interval=5,
-                max_outstanding_pings=2,
-                error_cb=error_cb,
-                disconnected_cb=disconnected_cb,
-                reconnected_cb=reconnected_cb,
-            )
-            await nc.subscribe(LIVE_SUBJECT, cb=handler, pending_bytes_limit=LIVE_PENDING_BYTES)
-            await nc.flush()
+        await asyncio.wait_for(start(), timeout)  # asyncio.timeout is 3.11+; the stack runs on 3.10 too
     except BaseException:
         await subscription.unsubscribe()
         raise
