@@ -103,9 +103,11 @@ class OgLogHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Capture the record and return at once (no handler lock, no I/O): the hot path."""
         try:
-            # `__dict__.get`: a filter may have deleted `thread` (a missing standard attribute is shipped
-            # without its field, never lost)
-            if (record.__dict__.get("thread") or _get_ident()) in WORKER_THREADS:
+            try:
+                thread = record.thread
+            except AttributeError:  # a filter deleted it: shipped without it, as other missing attributes
+                thread = None
+            if (thread or _get_ident()) in WORKER_THREADS:
                 return False  # caused by a worker (httpx, httpcore, ...): shipping it could loop forever
             if self.filters:
                 verdict: Any = self.filter(record)

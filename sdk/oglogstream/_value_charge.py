@@ -28,12 +28,15 @@ __all__ = [
     "SMALL_INT_MAX",
     "SMALL_INT_MIN",
     "TRACEBACK_FRAME_BYTES",
+    "WALK_DEPTH",
+    "WALK_ITEMS",
     "args_bytes",
     "copy_extras",
     "event_bytes",
     "exc_info_bytes",
     "extras_bytes",
     "kept_bytes",
+    "nested_bytes",
     "object_bytes",
     "str_bytes",
     "traceback_frames",
@@ -62,13 +65,19 @@ EXC_INFO_BYTES = 768
 #: Chained exceptions `traceback_frames` counts at most (a cycle stops it sooner): O(1) work per record.
 MAX_CHAINED = 16
 #: An `extra=` value that is a list or tuple is charged this much per element, a dict or set this much per
-#: entry, on top of EXTRA_ATTR_BYTES: the captured record keeps the object (and so its elements) alive.
-#: Measured with tracemalloc (10,000 elements, tests/sdk/test_sdk_review_memory.py): a list of small ints
-#: 40 B, of short str 67 B, a tuple of floats 32 B per element; a dict of short str to short str 140 B, of
-#: ints 69 B, a set of short str 106 B per entry. Shallow, so O(1) per value: what nested containers hold is
-#: not counted (docs/sdk.md "Overflow").
+#: entry, on top of EXTRA_ATTR_BYTES, plus what the elements hold (`nested_bytes`): the captured record
+#: keeps the object (and so its elements) alive. Measured with tracemalloc (10,000 elements,
+#: tests/sdk/test_sdk_review_memory.py): a list of small ints 40 B, of short str 67 B, a tuple of floats
+#: 32 B per element; a dict of short str to short str 140 B, of ints 69 B, a set of short str 106 B per entry.
 CONTAINER_ITEM_BYTES = 72
 MAPPING_ITEM_BYTES = 144
+#: Elements (and objects' attribute dicts) `nested_bytes` visits at most per value, and how deep: O(1) per
+#: value. The text, nested containers and attributes of those visited are charged; each element not
+#: visited is charged the average of those visited (beyond its container's per-element rate). Before, a
+#: container or object was charged shallowly: one 10 KB str inside a list / dict / object was charged 72 /
+#: 144 / ~48 B, and 20,000 such events took ~200 MB against a 16 MiB budget.
+WALK_ITEMS = 64
+WALK_DEPTH = 8
 _SEQUENCES = frozenset({list, tuple})
 _MAPPINGS = frozenset({dict, set, frozenset})
 _BYTES = frozenset({bytes, bytearray})
@@ -113,11 +122,9 @@ def object_bytes(value: object) -> int:
 
 
 def _values_bytes(values: Iterable[Any]) -> int:
-    """What `values` hold beyond their slots, shallow and O(1) each: `str_bytes` of str values, nothing for
-    floats, bools, None and ints from SMALL_INT_MIN to SMALL_INT_MAX (EXTRA_ATTR_BYTES covers
-    them), the length of bytes values,
-    CONTAINER_ITEM_BYTES per list/tuple element, MAPPING_ITEM_BYTES per dict/set entry, `object_bytes` of
-    anything else (a large int included)."""
+    """What `values` hold beyond their slots, O(1) each: `str_bytes` of str values, nothing for floats,
+    bools, None and ints from SMALL_INT_MIN to SMALL_INT_MAX (EXTRA_ATTR_BYTES covers them), the length of
+    bytes values, `nested_bytes` of anything else (containers, objects, a large int)."""
     size = 0
     for value in values:
         kind = type(value)
@@ -128,14 +135,63 @@ def _values_bytes(values: Iterable[Any]) -> int:
                 size += getsizeof(value)
         elif kind in _ATOMS:
             pass
-        elif kind in _MAPPINGS:
-            size += len(value) * MAPPING_ITEM_BYTES
-        elif kind in _SEQUENCES:
-            size += len(value) * CONTAINER_ITEM_BYTES
         elif kind in _BYTES:
             size += len(value)
         else:
-            size += object_bytes(value)
+            size += nested_bytes(value)
+    return size
+
+
+def nested_bytes(value: object) -> int:
+    """What a container or object value keeps alive, in bytes, by a bounded walk (WALK_ITEMS elements,
+    WALK_DEPTH levels): CONTAINER_ITEM_BYTES per list/tuple element and MAPPING_ITEM_BYTES per dict/set
+    entry (all of them, visited or not), plus, for what is visited, the `_values_bytes` rule (text, bytes,
+    large ints) and for an object its `object_bytes` and its `__dict__` (walked as a dict); each element
+    not visited is charged the average of those visited. O(WALK_ITEMS); never raises (what cannot be
+    inspected is charged `object_bytes`)."""
+    size = seen = seen_bytes = unseen = 0
+    budget = WALK_ITEMS
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            grown = len(item) if item.isascii() else getsizeof(item)
+        elif kind is int:
+            grown = 0 if SMALL_INT_MIN <= item <= SMALL_INT_MAX else getsizeof(item)
+        elif kind in _ATOMS:
+            grown = 0
+        elif kind in _BYTES:
+            grown = len(item)
+        elif kind in _SEQUENCES or kind in _MAPPINGS:
+            count = len(item)
+            grown = count * (MAPPING_ITEM_BYTES if kind in _MAPPINGS else CONTAINER_ITEM_BYTES)
+            take = min(count, budget) if depth < WALK_DEPTH else 0
+            budget -= take
+            unseen += (count - take) * (2 if kind is dict else 1)  # a dict entry not visited: key and value
+            if take:
+                elements = iter(item.items() if kind is dict else item)
+                for _ in range(take):
+                    element = next(elements)
+                    if kind is dict:
+                        stack.append((element[0], depth + 1))
+                        stack.append((element[1], depth + 1))
+                    else:
+                        stack.append((element, depth + 1))
+        else:
+            grown = object_bytes(item)
+            try:
+                attributes = item.__dict__ if depth < WALK_DEPTH else None
+            except Exception:
+                attributes = None
+            if type(attributes) is dict:
+                stack.append((attributes, depth + 1))
+        size += grown
+        if depth:
+            seen += 1
+            seen_bytes += grown
+    if unseen and seen:
+        size += unseen * -(-seen_bytes // seen)
     return size
 
 

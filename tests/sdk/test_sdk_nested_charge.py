@@ -1,0 +1,128 @@
+"""A value that holds text inside containers or objects is charged what it keeps alive (`nested_bytes`, a
+bounded walk): records and events waiting in an intake hold at most their charge for a 10 KB str inside
+a list, a dict, an object, nested lists, and long lists of such strings (the walk's average stands for the
+elements it does not visit). Before, a list / dict / object was charged 72 / 144 / ~48 B whatever it held:
+20,000 such events took ~200 MB against a 16 MiB budget."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from oglogstream import AsyncOgLogClient, OgLogHandler
+from oglogstream._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, large_bytes, record_units
+from oglogstream._value_charge import WALK_ITEMS, nested_bytes
+
+#: Values per shape (per-item averages).
+PER_SHAPE = 100
+#: tracemalloc sees every thread's allocations and the deques' blocks (test_async_charge).
+MEASURE_SLACK = 1.05
+
+
+class Holder:
+    def __init__(self, text: str) -> None:
+        self.data = text
+
+
+def _text(i: int, size: int = 10_000) -> str:
+    return f"{i:08d}" + "x" * size
+
+
+SHAPES: dict[str, Callable[[int], Any]] = {
+    "list of one 10 KB str": lambda i: [_text(i)],
+    "dict of one 10 KB str": lambda i: {"k": _text(i)},
+    "object holding a 10 KB str": lambda i: Holder(_text(i)),
+    "list in a list in a dict": lambda i: {"a": [[_text(i)]]},
+    "tuple of 500 distinct 200-character str": lambda i: tuple(_text(i * 1000 + k, 200) for k in range(500)),
+    "dict of 300 distinct 100-character values": lambda i: {f"k{k}": _text(k + i, 100) for k in range(300)},
+}
+
+
+def _charged(items: list[Any]) -> int:
+    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
+
+
+def _held(make: Callable[[int], Any], log: Callable[[Any], None]) -> int:
+    """Bytes the values plus what capturing them took: the values are made inside the window too."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(PER_SHAPE):
+            log(make(i))
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_waiting_async_event_with_a_nested_value_holds_at_most_its_charge(shape: str) -> None:
+    """`client.info("m", payload=value)` events (the sending task never runs: no yield) hold at most their
+    charge."""
+    client = AsyncOgLogClient("http://127.0.0.1:9", "nested")
+    client.info("starts the task")
+    client._intake.clear()
+    client.intake_weights.clear()
+    try:
+        held = _held(SHAPES[shape], lambda value: client.info("m", payload=value))
+        items = list(client._intake)
+        assert len(items) == PER_SHAPE
+        charged = _charged(items)
+        assert held <= charged * MEASURE_SLACK, (shape, held // PER_SHAPE, charged // PER_SHAPE)
+        client._intake.clear()
+        client.intake_weights.clear()
+        client.intake_large = 0
+    finally:
+        await client.aclose(0.2)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_waiting_record_with_a_nested_extra_holds_at_most_its_charge(shape: str) -> None:
+    """`logger.info("m", extra={"payload": value})` records, captured into an intake no worker empties,
+    hold at most their charge."""
+    handler = OgLogHandler("http://127.0.0.1:9", "nested")
+    pipeline = handler._pipeline
+    pipeline.soft_limit = 10**9
+    pipeline.submit_slow = pipeline.intake.append  # type: ignore[method-assign]  # no worker
+    logger = logging.getLogger("nested-charge")
+    logger.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        held = _held(SHAPES[shape], lambda value: logger.info("m", extra={"payload": value}))
+        items = list(pipeline.intake)
+        assert len(items) == PER_SHAPE
+        charged = _charged(items)
+        assert held <= charged * MEASURE_SLACK, (shape, held // PER_SHAPE, charged // PER_SHAPE)
+        pipeline.intake.clear()
+        pipeline.intake_weights.clear()
+    finally:
+        logger.handlers.clear()
+        handler.close(0.2)
+
+
+def test_the_walk_is_bounded_and_survives_cycles_and_odd_objects() -> None:
+    """A self-containing list, a deep chain and an object whose `__dict__` raises are charged without
+    error; a walk visits at most WALK_ITEMS elements (a million-element list is charged by its average)."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    assert nested_bytes(cycle) > 0
+    chain: list[Any] = []
+    for _ in range(10_000):
+        chain = [chain]
+    assert nested_bytes(chain) > 0
+
+    class Odd:
+        @property
+        def __dict__(self) -> Any:  # type: ignore[override]
+            raise RuntimeError("no")
+
+    assert nested_bytes(Odd()) > 0
+    big = ["y" * 100] * 1_000_000  # one shared str: charged as if distinct (conservative)
+    assert nested_bytes(big) >= 1_000_000 * 100
+    assert WALK_ITEMS < 1_000
