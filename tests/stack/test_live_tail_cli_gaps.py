@@ -120,3 +120,44 @@ async def test_a_reconnect_names_the_span_not_replayed(live_app: Any) -> None:
         assert (await _send_until_printed(session, base, tail, "gap"))["service"] == "gap"
     finally:
         await _stop(tail)
+
+
+async def test_backfill_prints_the_gap_once(nats_server: Any, chdb_dsn: str) -> None:
+    """`--backfill`: entries stored while tail was away are printed after the reconnect, oldest first, and no
+    entry is printed twice (the last one before the gap comes back from the query; it is skipped)."""
+    config = StackConfig(roles=("ingest", "process", "query"), nats_url=nats_server.url,
+                         clickhouse_dsn=chdb_dsn, flush_timeout=0.1)
+    async with running(config) as (base, app), aiohttp.ClientSession() as session:
+        tail = await start_oglog("tail", "--service", "bf", "--json", "--backfill", url=base)
+        try:
+            assert tail.stdout is not None and tail.stderr is not None
+            printed = [(await _send_until_printed(session, base, tail, "bf"))["id"]]
+            hub = app[LIVE]
+            hub._stopping.set()  # the reconnect is refused (503) while the gap's entries arrive
+            hub._on_reconnected()  # tail's socket closed with 1013
+            await _line(tail.stderr, "HTTP 503")
+            gap = [{"id": f"gap-{i}", "level": "info", "message": "in the gap", "service": "bf"}
+                   for i in range(5)]
+            async with session.post(f"{base}/logs", json=gap) as response:
+                assert response.status == 202
+            for _ in range(400):  # stored before tail comes back, so the backfill can find them
+                async with session.get(f"{base}/api/logs", params={"q": "gap", "service": "bf"}) as response:
+                    if len(await response.json()) == len(gap):
+                        break
+                await asyncio.sleep(0.05)
+            hub._stopping.clear()
+            assert "backfilled 5 entries" in await _line(tail.stderr, "backfilled")
+            after_sent = False
+            while not {"gap-4", "after"} <= set(printed):
+                if "gap-4" in printed and not after_sent:  # one live entry after the backfill
+                    async with session.post(f"{base}/logs", json=[{"id": "after", "level": "info",
+                                                                    "message": "m", "service": "bf"}]) as r:
+                        assert r.status == 202
+                    after_sent = True
+                line = await asyncio.wait_for(tail.stdout.readline(), 30)
+                printed.append(json.loads(line)["id"])
+            assert len(printed) == len(set(printed))
+            gap_ids = [i for i in printed if i.startswith("gap-")]
+            assert gap_ids == [f"gap-{i}" for i in range(5)]
+        finally:
+            await _stop(tail)

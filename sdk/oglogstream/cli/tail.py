@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from . import _shapes
+from ._backfill import BACKFILL_MAX, Seen, backfill
 from ._filters import add_filter_flags, filter_params
 from ._http import (
     DEFAULT_URL,
@@ -66,6 +67,9 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("-n", "--count", type=int, default=0, metavar="N",
                         help="exit after N entries (default: follow until Ctrl-C)")
+    parser.add_argument("--backfill", action="store_true",
+                        help="after a reconnect, print the gap's stored entries from /api/logs (each once, "
+                        f"at most {BACKFILL_MAX:,}; those not stored yet are missed, and said to be)")
 
 
 def _ws_url(target: Target, params: list[tuple[str, Any]]) -> str:
@@ -115,14 +119,18 @@ def retry_delay(backoff: float, retry_after: str | None, draw: float | None = No
     return max(reconnect_delay(backoff, fraction), round(after * (1 + fraction / 2), 1))
 
 
+def gap_span(since: float, until: float) -> tuple[str, str]:
+    """RFC 3339 UTC of `since` and `until` (time.time() seconds), widened outwards to whole seconds."""
+    start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in (since, until))
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (start - dt.timedelta(seconds=1)).strftime(fmt), (end + dt.timedelta(seconds=1)).strftime(fmt)
+
+
 def gap_notice(since: float, until: float) -> str:
     """The stderr line after a reconnect: the live tail is not replayed, so say which span (UTC, wall clock:
     `since` the last entry received or the connection lost, `until` the reconnect, both time.time()) may
     miss entries and how to see them (they are stored; `oglog query` selects by entry time)."""
-    start, end = (dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in (since, until))
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    first = (start - dt.timedelta(seconds=1)).strftime(fmt)  # whole seconds, rounded outwards
-    last = (end + dt.timedelta(seconds=1)).strftime(fmt)
+    first, last = gap_span(since, until)
     return (f"oglog tail: reconnected; entries accepted in the {until - since:.1f}s between {first} and "
             f"{last} were not replayed (they are stored: oglog query --from {first} --to {last})\n")
 
@@ -154,6 +162,16 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
     backoff = RECONNECT_INITIAL
     connected_once = False
     last_seen = 0.0  # time.time() of the last message received, or of the (re)connection
+    seen = Seen() if args.backfill else None  # entries printed, so none is printed twice
+    last_stamp: str | None = None  # `timestamp` of the last entry printed (where a backfill starts)
+
+    def show(entry: dict[str, Any]) -> None:
+        nonlocal received, last_stamp
+        _emit(entry, out, as_json=args.json, colour=colour)
+        received += 1
+        stamp = entry.get("timestamp")
+        last_stamp = stamp if isinstance(stamp, str) else last_stamp
+
     while not stop.is_set():
         try:
             with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
@@ -161,7 +179,12 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                 now = time.time()
                 if connected_once:
                     err.write(gap_notice(last_seen, now))
+                    if seen is not None:  # the socket is open: what arrives from now on is live
+                        first, last = gap_span(last_seen, now)
+                        backfill(target, filter_params(args), last_stamp or first, last, seen, show, err)
                     err.flush()
+                    if args.count and received >= args.count:
+                        return EXIT_OK
                 connected_once, backoff, last_seen = True, RECONNECT_INITIAL, now
                 while not stop.is_set():
                     try:
@@ -177,8 +200,9 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                         missed = safe(message.get("count"))
                         err.write(f"oglog tail: missed {missed} entries (output too slow)\n")
                         continue
-                    _emit(message, out, as_json=args.json, colour=colour)
-                    received += 1
+                    if seen is not None and not seen.add(message):
+                        continue  # printed by a backfill already
+                    show(message)
                     if args.count and received >= args.count:
                         return EXIT_OK
         except InvalidStatus as exc:
