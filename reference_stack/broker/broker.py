@@ -78,7 +78,14 @@ _OUTCOME_UNKNOWN = (
 
 
 class BrokerUnavailable(Exception):
-    """The broker could not durably take a message right now; the caller should answer 503 + Retry-After."""
+    """The broker could not durably take a message right now; the caller should answer 503 + Retry-After.
+
+    `maybe_stored`: the message was sent but no ack came back (timeout, connection lost) even after the
+    re-send: JetStream may have stored it, and a resend without the same Nats-Msg-Id may store it twice."""
+
+    def __init__(self, reason: str, *, maybe_stored: bool = False) -> None:
+        super().__init__(reason)
+        self.maybe_stored = maybe_stored
 
 
 class Broker:
@@ -299,7 +306,7 @@ class Broker:
         except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
             reason = f"JetStream publish failed: {type(exc).__name__}: {exc}"
             self._publish_failure = (time.monotonic(), reason)
-            raise BrokerUnavailable(reason) from exc
+            raise BrokerUnavailable(reason, maybe_stored=isinstance(exc, _OUTCOME_UNKNOWN)) from exc
         self._publish_failure = None
         return ack
 

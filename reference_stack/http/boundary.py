@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from oglogstream.wire import BATCH_ID_HEADER
 
 from ..auth.redact import redact
 from ..broker.broker import BrokerUnavailable
@@ -202,8 +203,14 @@ def to_problem(exc: BaseException) -> Problem | None:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, BrokerUnavailable):
+        detail = f"broker unavailable: {exc}"
+        if exc.maybe_stored:  # the truth: a resend without the same batch id may store the batch twice
+            detail += (
+                f"; the request may have been stored: resend it with the same {BATCH_ID_HEADER}"
+                " to have it stored once"
+            )
         return Problem(
-            503, "broker unavailable", "broker", f"broker unavailable: {exc}",
+            503, "broker unavailable", "broker", detail,
             headers={"Retry-After": str(BROKER_RETRY_AFTER_SECONDS)}, kind="broker_unavailable",
         )
     if isinstance(exc, web.HTTPException) and exc.status >= 400:  # aiohttp's own: 404, 405, ...

@@ -81,15 +81,8 @@ def _given_batch_id(request: web.Request) -> str | None:
 
 
 def _identity(given: str | None, body: bytes) -> dedup.Identity:
-    """The request's dedup identity (see dedup), bound to its body (sha256): the client's batch id with it,
-    else the body's digest alone (then `_untimed_ids` must see its rows)."""
-    return dedup.body_identity(body) if given is None else dedup.client_identity(given, body)
-
-
-def _untimed_ids(given: str | None, ident: dedup.Identity, rows: list[Any], received_at: str) -> None:
-    """Without a batch id, entries that got the server's time take ids from a random stem (dedup)."""
-    if given is None and rows:
-        dedup.untimed_ids(rows, ident.stem, received_at)
+    """The request's dedup identity (see dedup): bound to its body (sha256) when the client names it."""
+    return dedup.server_identity() if given is None else dedup.client_identity(given, body)
 
 
 _second = -1
@@ -220,7 +213,6 @@ async def _post_log(request: web.Request, counters: _Counters) -> web.Response:
         ) from None
     received_at = _now()
     rows = schema.make_rows([entry], batch_id=ident.stem, received_at=received_at)
-    _untimed_ids(given, ident, rows, received_at)
     if given is not None:
         # The client can retry this request: its own message, so JetStream deduplicates by Nats-Msg-Id.
         await publish_rows(request.app[BROKER], counters.metrics, rows, ident.message_id)
@@ -294,7 +286,6 @@ def _decode_batch(
     decoded = batch_decode.decode(
         body, ndjson=ndjson, batch_id=ident.stem, received_at=received_at, window=window
     )
-    _untimed_ids(given, ident, decoded.rows, received_at)
     return ident, decoded, split_rows(decoded.rows, limit) if decoded.rows else []
 
 
