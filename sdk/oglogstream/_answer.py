@@ -1,5 +1,6 @@
-"""Reading the server's answer to one batch with bounded memory: the raw bytes are decoded here (gzip,
-deflate, identity), at most MAX_ANSWER_BYTES + 1 decoded bytes are kept, and reading stops there.
+"""Reading an HTTP answer with bounded memory: the raw bytes are decoded here (gzip, deflate, identity), at
+most `limit` + 1 decoded bytes are kept (MAX_ANSWER_BYTES for the SDK's answers to batches; the CLI passes
+its own caps), and reading stops there.
 
 httpx's `client.post()` reads and decodes a whole answer before we see it: a 407 KB gzip answer inflating
 to 400 MiB took the process to 1.29 GB of RSS. httpx's own decoders also inflate each network chunk
@@ -24,13 +25,18 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 
 class AnswerReader:
-    """Collects one answer's body: `feed(raw)` per network chunk until it returns False (the limit was
-    passed or the encoding is not one we decode), then `response(answer)` for `_transport.classify`."""
+    """Collects one answer's body: `feed(raw)` per network chunk until it returns False (past `limit`
+    decoded bytes, a body that does not decode, an encoding we do not decode: `over` / `unreadable` say
+    which), then `body()`, or `response(answer)` for `_transport.classify`. `limit` (bytes, default
+    MAX_ANSWER_BYTES) must be positive."""
 
-    __slots__ = ("_decoder", "_parts", "_size", "_unreadable")
+    __slots__ = ("_decoder", "_limit", "_parts", "_size", "_unreadable")
 
-    def __init__(self, content_encoding: str) -> None:
+    def __init__(self, content_encoding: str, limit: int = MAX_ANSWER_BYTES) -> None:
+        if limit <= 0:
+            raise ValueError(f"limit must be a positive number of bytes, got {limit!r}")
         encoding = content_encoding.strip().lower()
+        self._limit = limit
         self._parts: list[bytes] = []
         self._size = 0
         self._unreadable = False
@@ -42,12 +48,21 @@ class AnswerReader:
         elif encoding not in ("", "identity"):
             self._unreadable = True
 
+    @property
+    def over(self) -> bool:
+        """More than `limit` decoded bytes came (only `limit` + 1 were kept)."""
+        return self._size > self._limit
+
+    @property
+    def unreadable(self) -> bool:
+        """The body does not decode as its Content-Encoding says, or that encoding is not one we decode."""
+        return self._unreadable
+
     def feed(self, raw: bytes) -> bool:
-        """Take one raw chunk; False once nothing more is wanted (past MAX_ANSWER_BYTES, a body that does
-        not decode, an encoding we do not decode). Never raises."""
+        """Take one raw chunk; False once nothing more is wanted (`over`, `unreadable`). Never raises."""
         if self._unreadable:
             return False
-        want = MAX_ANSWER_BYTES + 1 - self._size
+        want = self._limit + 1 - self._size
         if self._decoder is None:
             data = raw[:want]
         else:
@@ -58,14 +73,16 @@ class AnswerReader:
                 return False
         self._parts.append(data)
         self._size += len(data)
-        return self._size <= MAX_ANSWER_BYTES
+        return self._size <= self._limit
+
+    def body(self) -> bytes:
+        """The decoded body: empty when unreadable, `limit` + 1 bytes when the answer was longer."""
+        return b"" if self._unreadable else b"".join(self._parts)
 
     def response(self, answer: httpx.Response) -> httpx.Response:
-        """A response with `answer`'s status and Retry-After and the decoded body (empty when unreadable;
-        MAX_ANSWER_BYTES + 1 bytes when the answer was longer)."""
+        """A response with `answer`'s status and Retry-After and `body()`."""
         headers = {}
         retry_after = answer.headers.get("Retry-After")
         if retry_after is not None:
             headers["Retry-After"] = retry_after
-        body = b"" if self._unreadable else b"".join(self._parts)
-        return httpx.Response(answer.status_code, headers=headers, content=body)
+        return httpx.Response(answer.status_code, headers=headers, content=self.body())

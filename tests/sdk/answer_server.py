@@ -1,5 +1,6 @@
-"""A local HTTP server that answers every `POST /logs` with one scripted (status, headers, body), sent as
-given (a pre-compressed body with its Content-Encoding, an error text): for the answer-reading tests."""
+"""A local HTTP server that answers every request (POST or GET, any path) with one scripted (status,
+headers, body), sent as given (a pre-compressed body with its Content-Encoding, an error text): for the
+answer-reading tests."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
+    def do_GET(self) -> None:
         status, headers, body = self.server.answer
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

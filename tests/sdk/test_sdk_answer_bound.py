@@ -1,12 +1,14 @@
 """The server's answer to a batch is read with bounded memory by both transports: a gzip bomb (a small body
 inflating to 64 MiB) costs at most ~MAX_ANSWER_BYTES of decoded bytes whatever its status, and ordinary
-gzip / deflate / identity answers are still read in full (their rejections listed)."""
+gzip / deflate / identity answers are still read in full (their rejections listed). The CLI's `fetch`
+decodes the same way: an error answer's bomb costs its 64 KB cap, not the 64 MiB one chunk inflates to."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
+import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from oglogstream._answer import MAX_ANSWER_BYTES
 from oglogstream._buffer import Batch
 from oglogstream._settings import Settings
 from oglogstream._transport import AsyncHttpTransport, HttpTransport, Outcome, SendResult
+from oglogstream.cli._http import MAX_ERROR_BODY_BYTES, CliError, Target, fetch, problem_line
 
 from .answer_server import AnswerServer
 
@@ -128,3 +131,32 @@ def test_an_answer_that_does_not_decode_counts_as_unparsable(server: AnswerServe
     server.answer = (202, {"Content-Encoding": "gzip"}, b"not gzip at all")
     result, _ = _send(server, kind)
     assert (result.outcome, result.rejected_count) == (Outcome.OK, 0)
+
+
+def test_the_cli_reads_an_error_bomb_only_up_to_its_cap(server: AnswerServer) -> None:
+    """`oglog` commands' `fetch`: a 500 whose gzip body inflates to 64 MiB keeps 64 KB for its problem
+    line and never inflates more than that (before: httpx inflated the first network chunk whole)."""
+    server.answer = (500, {"Content-Encoding": "gzip"}, BOMB)
+    client = Target(server.url, None).client()
+    tracemalloc.start()
+    try:
+        answer = fetch(client, "GET", "/api/logs", deadline=time.monotonic() + 30)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        client.close()
+    assert answer.status_code == 500
+    assert len(answer.content) <= MAX_ERROR_BODY_BYTES + 1
+    assert "HTTP 500" in problem_line(answer)
+    assert peak < 8 * 1024 * 1024, f"peak {peak} B"
+
+
+def test_the_cli_refuses_a_2xx_that_does_not_decode(server: AnswerServer) -> None:
+    """A 2xx claiming gzip that is not: one clear `unexpected answer` line, no traceback."""
+    server.answer = (200, {"Content-Encoding": "gzip"}, b"not gzip at all")
+    client = Target(server.url, None).client()
+    try:
+        with pytest.raises(CliError, match="does not decode"):
+            fetch(client, "GET", "/api/logs", deadline=time.monotonic() + 30)
+    finally:
+        client.close()

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from .._answer import ACCEPT_ENCODING, AnswerReader
 from .._deadline import DeadlineBackend, attempt
 from .._settings import url_parts
 from ..wire import MAX_SINGLE_BODY_BYTES
@@ -128,7 +129,11 @@ class Target:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        # Only the encodings `fetch` decodes (httpx would add br/zstd when their packages are installed).
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
 
     def client(self, connections: int = DEFAULT_CONNECTIONS) -> httpx.Client:
         """An httpx client for this target with up to `connections` connections (the caller closes it). Its
@@ -216,17 +221,20 @@ def _read(client: httpx.Client, method: str, path: str, max_bytes: int, kwargs: 
     url = f"{str(client.base_url).rstrip('/')}{path}"
     with client.stream(method, path, **kwargs) as response:
         cap = max_bytes if response.is_success else MAX_ERROR_BODY_BYTES
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():  # decoded: the cap holds for a compressed answer too
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > cap:
-                if not response.is_success:
-                    break  # its start is enough for the problem line
-                raise CliError(f"unexpected answer from {url}: larger than {cap / 2**20:.1f} MiB, the most "
-                               "one answer may be")
-        return Answer(response.status_code, response.reason_phrase, response.headers, b"".join(chunks), url)
+        # Decoded by `AnswerReader` with a bound per step: the cap holds for a compressed answer too, and
+        # one network chunk of a gzip bomb never inflates past it (httpx's decoder inflates chunks whole).
+        reader = AnswerReader(response.headers.get("Content-Encoding", ""), cap)
+        for raw in response.iter_raw():
+            if not reader.feed(raw):
+                break  # an error answer's start is enough for the problem line
+        if response.is_success and reader.over:
+            raise CliError(f"unexpected answer from {url}: larger than {cap / 2**20:.1f} MiB, the most "
+                           "one answer may be")
+        if response.is_success and reader.unreadable:
+            encoding = response.headers.get("Content-Encoding", "")
+            raise CliError(f"unexpected answer from {url}: a body that does not decode as its "
+                           f"Content-Encoding {encoding!r}")
+        return Answer(response.status_code, response.reason_phrase, response.headers, reader.body(), url)
 
 
 def fetch(client: httpx.Client, method: str, path: str, *, deadline: float,
