@@ -17,17 +17,14 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import httpx
 from aiohttp import ClientSession, WSMsgType
 
-from .live_latency_bench import _free_port, _wait_healthy
+from .live_latency_bench import stack_up
 
 TOTAL, BATCH = 100_000, 10_000
 SETTLE_SECONDS = 2.0  # the reader is done once this long passes without a message
@@ -116,23 +113,8 @@ async def _main(base: str, port: int, counts: list[int]) -> None:
 
 def main() -> None:
     counts = [int(arg) for arg in sys.argv[1:]] or [0, 10, 50]
-    data_dir = tempfile.mkdtemp(prefix="oglog-live-idle-bench-")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "oglogstream.stack.server.cli", "stack", "up", "--port", str(port)]
-    command += ["--data-dir", data_dir, "--log-level", "warn"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        _wait_healthy(base, proc)
+    with stack_up("oglog-live-idle-bench-") as (base, port):
         asyncio.run(asyncio.wait_for(_main(base, port, counts), 600))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, TCPConnector, WSMsgType
@@ -75,6 +76,32 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
                 return
         time.sleep(0.2)
     raise SystemExit(f"stack not healthy within {START_TIMEOUT}s")
+
+
+@contextlib.contextmanager
+def stack_up(prefix: str) -> Iterator[tuple[str, int]]:
+    """Run `oglog stack up` with its defaults in a temp data dir (name starts with `prefix`).
+
+    Yields (base URL, port) once /health answers 200; stops the stack (terminate, kill after 60 s) and
+    removes the data dir on exit. Raises SystemExit if the stack exits or is not healthy in START_TIMEOUT s.
+    """
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "oglogstream.stack.server.cli", "stack", "up", "--port", str(port)]
+    command += ["--data-dir", data_dir, "--log-level", "warn"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        _wait_healthy(base, proc)
+        yield base, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _batch(phase: str, k: int, size: int) -> bytes:
@@ -205,23 +232,8 @@ async def _main(base: str) -> None:
 
 
 def main() -> None:
-    data_dir = tempfile.mkdtemp(prefix="oglog-live-bench-")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "oglogstream.stack.server.cli", "stack", "up", "--port", str(port)]
-    command += ["--data-dir", data_dir, "--log-level", "warn"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        _wait_healthy(base, proc)
+    with stack_up("oglog-live-bench-") as (base, _port):
         asyncio.run(_main(base))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
