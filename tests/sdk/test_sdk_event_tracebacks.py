@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,6 +39,24 @@ def _deep(depth: int, i: int) -> None:
     _deep(depth - 1, i)
 
 
+def _held_by_events(depth: int, log: Callable[[int], object]) -> int:
+    """Bytes (tracemalloc) still held after PER_DEPTH events, each logged by `log(i)` while handling
+    the ValueError raised `depth` frames below."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(PER_DEPTH):
+            try:
+                _deep(depth, i)
+            except ValueError:
+                log(i)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
 async def _async_held(depth: int) -> tuple[float, float]:
     """(bytes held, bytes charged) per `exception()` event waiting in an AsyncOgLogClient's intake."""
     client = AsyncOgLogClient("http://127.0.0.1:9", "tb")
@@ -45,19 +64,7 @@ async def _async_held(depth: int) -> tuple[float, float]:
     client._intake.clear()
     client.intake_weights.clear()
     try:
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(PER_DEPTH):
-                try:
-                    _deep(depth, i)
-                except ValueError:
-                    client.exception("failed", i=i)
-            gc.collect()
-            held = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
+        held = _held_by_events(depth, lambda i: client.exception("failed", i=i))
         items = list(client._intake)
         assert len(items) == PER_DEPTH
         books = client.intake_charged(len(items))
@@ -86,19 +93,9 @@ def test_a_waiting_structlog_exception_event_holds_at_most_its_charge(depth: int
     pipeline.soft_limit = 10**9
     pipeline.submit_slow = pipeline.intake.append  # type: ignore[method-assign]  # no worker
     try:
-        gc.collect()
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(PER_DEPTH):
-                try:
-                    _deep(depth, i)
-                except ValueError:
-                    processor(None, "error", {"event": "failed", "i": i, "exc_info": True})
-            gc.collect()
-            held = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
+        held = _held_by_events(
+            depth, lambda i: processor(None, "error", {"event": "failed", "i": i, "exc_info": True})
+        )
         items = list(pipeline.intake)
         assert len(items) == PER_DEPTH
         charged = _charged(items)
