@@ -6,16 +6,30 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.http.resources import STORAGE
 from oglogstream.stack.storage.storage import Storage
 
-__all__ = ["all_roles", "count_rows", "query_rows", "running_app", "slowest_health", "wait_for"]
+__all__ = [
+    "all_roles",
+    "broker_and_storage",
+    "count_rows",
+    "hold_reads",
+    "query_rows",
+    "ready_storage",
+    "running_app",
+    "slowest_health",
+    "started_broker",
+    "wait_for",
+]
+
+StorageT = TypeVar("StorageT", bound=Storage)
 
 
 @contextlib.asynccontextmanager
@@ -47,6 +61,41 @@ async def ready_storage(store: Storage) -> AsyncIterator[Storage]:
         yield store
     finally:
         store.close()
+
+
+@contextlib.asynccontextmanager
+async def started_broker(nats_url: str) -> AsyncIterator[Broker]:
+    """A Broker on `nats_url`, started (up to 10 s to connect), closed on the way out."""
+    broker = Broker(nats_url)
+    try:
+        await broker.start(wait=10)
+        yield broker
+    finally:
+        await broker.close()
+
+
+@contextlib.asynccontextmanager
+async def broker_and_storage(nats_url: str, store: StorageT) -> AsyncIterator[tuple[Broker, StorageT]]:
+    """(started Broker, `store` with its schema applied): the processor's parts; the broker is closed
+    before the storage."""
+    async with ready_storage(store), started_broker(nats_url) as broker:
+        yield broker, store
+
+
+def hold_reads(broker: Broker) -> asyncio.Event:
+    """Hold `broker`'s client socket reads until the returned event is set (its event loop keeps running):
+    a slow reader injected at the client boundary."""
+    transport = broker.nc._transport
+    assert transport is not None
+    read = transport.read
+    resume = asyncio.Event()
+
+    async def held_read(size: int) -> bytes:
+        await resume.wait()
+        return await read(size)
+
+    transport.read = held_read  # type: ignore[method-assign]
+    return resume
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ import pytest
 from oglogstream.stack.broker.broker import Broker, BrokerUnavailable
 from oglogstream.stack.config import STREAM_NAME, STREAM_SUBJECT
 
-from .helpers import wait_for
+from .helpers import hold_reads, started_broker, wait_for
 
 #: Bytes pushed at the held connection: past nats-server's max_pending (64 MiB) with the ack queued inside.
 FLOOD_BEFORE = 30 * 2**20
@@ -30,32 +30,13 @@ HOLD_SECONDS = 2.0
 
 @pytest.fixture
 async def broker(nats_server: Any) -> AsyncIterator[Broker]:
-    b = Broker(nats_server.url)
-    try:
-        await b.start(wait=10)
+    async with started_broker(nats_server.url) as b:
         yield b
-    finally:
-        await b.close()
 
 
 async def _stream_messages(b: Broker) -> int:
     info = await b.js.stream_info(STREAM_NAME)
     return int(info.state.messages)
-
-
-def _hold_reads(b: Broker) -> asyncio.Event:
-    """Hold the client's socket reads until the returned event is set (the event loop keeps running)."""
-    transport = b.nc._transport
-    assert transport is not None
-    read = transport.read
-    resume = asyncio.Event()
-
-    async def held_read(size: int) -> bytes:
-        await resume.wait()
-        return await read(size)
-
-    transport.read = held_read  # type: ignore[method-assign]
-    return resume
 
 
 async def test_a_publish_whose_ack_was_lost_with_the_connection_is_acknowledged_once(
@@ -66,7 +47,7 @@ async def test_a_publish_whose_ack_was_lost_with_the_connection_is_acknowledged_
     flooder = await nats.connect(nats_server.url)
     await broker.nc.subscribe("test.flood")
     try:
-        resume = _hold_reads(broker)
+        resume = hold_reads(broker)
         for _ in range(FLOOD_BEFORE // CHUNK):
             await flooder.publish("test.flood", b"x" * CHUNK)
         await flooder.flush()

@@ -22,7 +22,7 @@ from oglogstream.stack.ingestion import row_codec, schema
 from oglogstream.stack.processing.process import DEFAULT_ACK_WAIT, DEFAULT_FETCH_BYTES, Processor
 from oglogstream.stack.storage.storage import Storage
 
-from .helpers import ready_storage, wait_for
+from .helpers import broker_and_storage, wait_for
 from .test_process_failures import TS, count
 
 #: A backlog well past the server's default max_pending (64 MiB): 120 messages of ~850 KB.
@@ -35,13 +35,8 @@ BUSY_SECONDS = 2.0
 
 @pytest.fixture
 async def parts(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[Broker, Storage]]:
-    broker = Broker(nats_server.url)
-    async with ready_storage(Storage(chdb_dsn)) as storage:
-        try:
-            await broker.start(wait=10)
-            yield broker, storage
-        finally:
-            await broker.close()
+    async with broker_and_storage(nats_server.url, Storage(chdb_dsn)) as both:
+        yield both
 
 
 async def publish_backlog(broker: Broker) -> int:

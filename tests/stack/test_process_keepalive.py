@@ -15,7 +15,7 @@ from oglogstream.stack.http.metrics import Metrics
 from oglogstream.stack.processing.sink import Batch, Stored
 from oglogstream.stack.storage.storage import Storage
 
-from .helpers import ready_storage, wait_for
+from .helpers import broker_and_storage, wait_for
 from .test_process_failures import count, processor, publish, stored
 
 #: Short, so the test waits seconds, not the default 30 s; the first insert takes three of them.
@@ -39,13 +39,8 @@ class SlowFirstInsert(Storage):
 
 @pytest.fixture
 async def parts(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[Broker, SlowFirstInsert]]:
-    broker = Broker(nats_server.url)
-    async with ready_storage(SlowFirstInsert(chdb_dsn)) as storage:
-        try:
-            await broker.start(wait=10)
-            yield broker, storage
-        finally:
-            await broker.close()
+    async with broker_and_storage(nats_server.url, SlowFirstInsert(chdb_dsn)) as both:
+        yield both
 
 
 async def test_a_batch_waiting_for_a_slow_insert_is_not_redelivered(parts: Any) -> None:

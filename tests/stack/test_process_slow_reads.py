@@ -23,7 +23,7 @@ from oglogstream.stack.processing.process import DEFAULT_ACK_WAIT, DEFAULT_FETCH
 from oglogstream.stack.processing.pull import Puller
 from oglogstream.stack.storage.storage import Storage
 
-from .helpers import ready_storage, wait_for
+from .helpers import broker_and_storage, hold_reads, wait_for
 from .test_process_failures import count, processor, publish, stored
 from .test_process_fetch_bound import publish_backlog
 
@@ -34,13 +34,8 @@ STALL_SECONDS = 4.0
 
 @pytest.fixture
 async def parts(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[Broker, Storage]]:
-    broker = Broker(nats_server.url)
-    async with ready_storage(Storage(chdb_dsn)) as storage:
-        try:
-            await broker.start(wait=10)
-            yield broker, storage
-        finally:
-            await broker.close()
+    async with broker_and_storage(nats_server.url, Storage(chdb_dsn)) as both:
+        yield both
 
 
 class SlowReadingProcessor(Processor):
@@ -52,16 +47,7 @@ class SlowReadingProcessor(Processor):
     def _fetch_size(self) -> int:
         if not self.stalled:
             self.stalled = True
-            transport = self.broker.nc._transport
-            assert transport is not None
-            read = transport.read
-            resume = asyncio.Event()
-
-            async def held_read(size: int) -> bytes:
-                await resume.wait()
-                return await read(size)
-
-            transport.read = held_read  # type: ignore[method-assign]
+            resume = hold_reads(self.broker)
             asyncio.get_running_loop().call_later(STALL_SECONDS, resume.set)
         return super()._fetch_size()
 
