@@ -44,6 +44,21 @@ def _attributes(item: tuple[Any, ...]) -> list[tuple[str, Any]]:
     return list(json.loads(line).get("attributes", {}).items())
 
 
+def _handled(record: logging.LogRecord) -> tuple[Any, ...]:
+    """The item an OgLogHandler's capture puts in its intake for `record` (no worker: it stays there)."""
+    handler = OgLogHandler("http://127.0.0.1:9", "shapes")
+    handler._pipeline.soft_limit = 10**9
+    handler._pipeline.submit_slow = handler._pipeline.intake.append  # type: ignore[method-assign]
+    try:
+        handler.handle(record)
+        return handler._pipeline.intake.popleft()
+    finally:
+        handler._pipeline.intake.clear()
+        handler._pipeline.intake_weights.clear()
+        handler._pipeline.soft_limit = 0
+        handler.close(0.5)
+
+
 def _exc_info() -> Any:
     try:
         raise ValueError("boom")
@@ -89,16 +104,7 @@ def test_extras_are_the_non_standard_keys_whatever_a_filter_did(
     item = capture(record, None)
     if item[0] is not record.__dict__:
         assert list(item[0].items())[len(SNAPSHOT_KEYS):] == expected
-        handler = OgLogHandler("http://127.0.0.1:9", "shapes")
-        handler._pipeline.soft_limit = 10**9  # no worker: the item stays in the intake
-        try:
-            handler.handle(record)
-            ours = handler._pipeline.intake.popleft()
-        finally:
-            handler._pipeline.intake.clear()
-            handler._pipeline.intake_weights.clear()
-            handler._pipeline.soft_limit = 0
-            handler.close(0.5)
+        ours = _handled(record)
         assert ours[0] == item[0] and ours[1:] == item[1:]
     assert _attributes(item) == expected
     assert _attributes((record.__dict__, *item[1:])) == expected  # the whole record, through the encoder
@@ -124,18 +130,7 @@ def test_a_filter_deleting_n_attributes_and_setting_process_again_keeps_every_ex
             assert extra_items(record.__dict__) == expected
             item = capture(record, None)
             assert _attributes(item) == expected
-            handler = OgLogHandler("http://127.0.0.1:9", "shapes")
-            handler._pipeline.soft_limit = 10**9  # no worker: the item stays in the intake
-            handler._pipeline.submit_slow = handler._pipeline.intake.append  # type: ignore[method-assign]
-            try:
-                handler.handle(record)
-                ours = handler._pipeline.intake.popleft()
-            finally:
-                handler._pipeline.intake.clear()
-                handler._pipeline.intake_weights.clear()
-                handler._pipeline.soft_limit = 0
-                handler.close(0.5)
-            assert _attributes(ours) == expected, (n, with_exc)
+            assert _attributes(_handled(record)) == expected, (n, with_exc)
 
 
 def test_a_filter_deleting_pathname_keeps_every_extra() -> None:
