@@ -1,23 +1,36 @@
 """A local HTTP server that answers every request (POST or GET, any path) with one scripted (status,
 headers, body), sent as given (a pre-compressed body with its Content-Encoding, an error text): for the
-answer-reading tests."""
+answer-reading tests. `QuietHandler` is the base of the tests' own scripted servers' handlers."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["AnswerServer"]
+__all__ = ["AnswerServer", "QuietHandler"]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: AnswerServer
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that logs nothing (test output stays clean) and reads a posted batch's lines."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def posted_lines(self) -> list[bytes]:
+        """The request body's non-empty NDJSON lines: Content-Length bytes, gunzipped when the request's
+        Content-Encoding is gzip (gzip.BadGzipFile on a corrupt body)."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        return [line for line in raw.split(b"\n") if line]
+
+
+class _Handler(QuietHandler):
+    protocol_version = "HTTP/1.1"
+    server: AnswerServer
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))

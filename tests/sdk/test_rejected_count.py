@@ -6,16 +6,17 @@ real handler and asyncio client with default settings."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from oglogstream import AsyncOgLogClient, OgLogHandler
+
+from .answer_server import QuietHandler
 
 #: Records logged per case: more than the 100 refusals the stack lists.
 RECORDS = 250
@@ -65,17 +66,11 @@ class _AnswerServer(ThreadingHTTPServer):
         self.requests: list[tuple[int, int]] = []
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _AnswerServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        n = sum(1 for line in raw.split(b"\n") if line)
+        n = len(self.posted_lines())
         body, expected = self.server.answer(n)
         with self.server.lock:
             self.server.requests.append((n, expected))

@@ -13,12 +13,12 @@ import textwrap
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import pytest
 from oglogstream import AsyncOgLogClient, _wire
 
+from .answer_server import QuietHandler
 from .capture_server import CaptureServer, Reply
 
 EVENTS = 100
@@ -63,20 +63,12 @@ class DedupServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     protocol_version = "HTTP/1.1"
     server: DedupServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     def do_POST(self) -> None:
-        import gzip
-
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding") == "gzip":
-            raw = gzip.decompress(raw)
-        lines = [line for line in raw.split(b"\n") if line]
+        lines = self.posted_lines()
         batch_id = self.headers.get(_wire.BATCH_ID_HEADER) or ""
         srv = self.server
         with srv.lock:
