@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.app import create_app
@@ -27,6 +28,7 @@ from tests.stack.helpers import running_app
 __all__ = [
     "OglogProcess",
     "get_json",
+    "ingest_and_query",
     "insert_rows",
     "make_row",
     "post_json",
@@ -67,6 +69,17 @@ async def running(config: StackConfig) -> AsyncIterator[tuple[str, web.Applicati
     app = create_app(config)
     async with running_app(config, app=app) as url:
         yield url, app
+
+
+@contextlib.asynccontextmanager
+async def ingest_and_query(
+    nats_url: str, chdb_dsn: str
+) -> AsyncIterator[tuple[str, web.Application, aiohttp.ClientSession]]:
+    """Ingest + query roles (defaults) on `nats_url` and `chdb_dsn`: yields (base URL, app, a client
+    session), the live tail's test app."""
+    config = StackConfig(roles=("ingest", "query"), nats_url=nats_url, clickhouse_dsn=chdb_dsn)
+    async with running(config) as (base, app), aiohttp.ClientSession() as session:
+        yield base, app, session
 
 
 def get_json(url: str, *, timeout: float = 10.0) -> tuple[int, Any, Mapping[str, str]]:

@@ -11,13 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.resources import BROKER
 from oglogstream.stack.http.share import SharePolicy
 from oglogstream.stack.query.live import LIVE
 from oglogstream.stack.query.live_client import Batch, Client, Gap
 
-from .query_helpers import running
+from .query_helpers import ingest_and_query
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -64,9 +63,8 @@ def test_the_byte_bound_counts_utf8_bytes() -> None:
 @pytest.fixture
 async def live_app(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, Any, aiohttp.ClientSession]]:
     """Ingest + query roles on real NATS and chDB, plus a client session."""
-    config = StackConfig(roles=("ingest", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn)
-    async with running(config) as (base, app), aiohttp.ClientSession() as session:
-        yield base, app, session
+    async with ingest_and_query(nats_server.url, chdb_dsn) as parts:
+        yield parts
 
 
 async def _clients(app: Any, n: int) -> None:

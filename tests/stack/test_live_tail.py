@@ -14,7 +14,7 @@ from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.resources import BROKER
 from oglogstream.stack.query.live import LIVE
 
-from .query_helpers import running
+from .query_helpers import ingest_and_query, running
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -22,9 +22,8 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture
 async def live_app(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, Any, aiohttp.ClientSession]]:
     """Ingest + query roles on real NATS and chDB, plus a client session."""
-    config = StackConfig(roles=("ingest", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn)
-    async with running(config) as (base, app), aiohttp.ClientSession() as session:
-        yield base, app, session
+    async with ingest_and_query(nats_server.url, chdb_dsn) as parts:
+        yield parts
 
 
 async def subscribed(app: Any, n: int) -> None:

@@ -17,7 +17,7 @@ from oglogstream.stack.http.share import SharePolicy
 from oglogstream.stack.query.live import LIVE
 
 from ..cli.helpers import start_oglog
-from .query_helpers import running
+from .query_helpers import ingest_and_query, running
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,9 +35,8 @@ def test_retry_delay_honours_retry_after_with_jitter_and_a_cap() -> None:
 @pytest.fixture
 async def live_app(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, Any, aiohttp.ClientSession]]:
     """Ingest + query roles on real NATS and chDB, plus a client session."""
-    config = StackConfig(roles=("ingest", "query"), nats_url=nats_server.url, clickhouse_dsn=chdb_dsn)
-    async with running(config) as (base, app), aiohttp.ClientSession() as session:
-        yield base, app, session
+    async with ingest_and_query(nats_server.url, chdb_dsn) as parts:
+        yield parts
 
 
 async def _line(stream: asyncio.StreamReader, pattern: str, timeout: float = 30) -> str:
