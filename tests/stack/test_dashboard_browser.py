@@ -9,6 +9,7 @@ each other's entries. Screenshots of each main view go to `test-artifacts/` for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -102,23 +103,29 @@ class StackThread:
         return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
-    """All three roles in one app on a free port, with a short processor flush so search sees logs quickly."""
+@contextlib.contextmanager
+def stack_thread(root: Path, **settings: Any) -> Iterator[StackThread]:
+    """All three roles in one app on a free port, on a fresh nats-server (`root`/nats) and chDB
+    (`root`/clickhouse), running in a StackThread; `settings` are StackConfig options set away from their
+    defaults. The test fails (CI) or skips when nats or chdb is missing."""
     require("nats")
     require("chdb")
     from oglogstream.stack.broker.natsd import NatsServer
 
-    root = tmp_path_factory.mktemp("dashboard-stack")
     nats = NatsServer(root / "nats").start()
     try:
-        config = StackConfig(
-            nats_url=nats.url, clickhouse_dsn=f"chdb://{root / 'clickhouse'}", flush_timeout=0.1
-        )
+        config = StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{root / 'clickhouse'}", **settings)
         with StackThread(config) as running_stack:
             yield running_stack
     finally:
         nats.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
+    """All three roles in one app on a free port, with a short processor flush so search sees logs quickly."""
+    with stack_thread(tmp_path_factory.mktemp("dashboard-stack"), flush_timeout=0.1) as running_stack:
+        yield running_stack
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from oglogstream.stack.config import StackConfig
 
-from ..conftest import require
 from . import test_dashboard_browser as dash
 from .query_helpers import post_json
-from .test_dashboard_browser import StackThread, messages, new_service, open_view, stored
+from .test_dashboard_browser import StackThread, messages, new_service, open_view, stack_thread, stored
 
 browser, page = dash.browser, dash.page
 
@@ -27,18 +25,8 @@ TRIALS = 4
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
     """All three roles in one app with every setting at its default (the processor's flush included)."""
-    require("nats")
-    require("chdb")
-    from oglogstream.stack.broker.natsd import NatsServer
-
-    root = tmp_path_factory.mktemp("live-gap-stack")
-    nats = NatsServer(root / "nats").start()
-    try:
-        config = StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{root / 'clickhouse'}")
-        with StackThread(config) as running_stack:
-            yield running_stack
-    finally:
-        nats.stop()
+    with stack_thread(tmp_path_factory.mktemp("live-gap-stack")) as running_stack:
+        yield running_stack
 
 
 def post_one(stack: StackThread, service: str, message: str) -> None:
