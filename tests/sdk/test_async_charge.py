@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 from oglogstream import AsyncOgLogClient
-from oglogstream._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, large_bytes, record_units
+from oglogstream._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES
 from oglogstream._settings import DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer, CaptureServer
+from .charge_helpers import MEASURE_SLACK, charge_of
 
 #: Events logged per shape in the memory measure (per-event averages; tracemalloc slows every allocation).
 PER_SHAPE = 300
-#: tracemalloc sees every thread's allocations in the window and the deques' 64-slot blocks: 5 %, as in
-#: test_sdk_snapshot.
-MEASURE_SLACK = 1.05
 #: What an encoded line takes beyond its length: its bytes object's header and slot (test_sdk_intake_weight).
 ENCODED_LINE_OVERHEAD = 48
 
@@ -46,11 +44,6 @@ SHAPES: list[tuple[str, Make]] = [
     ("900 chars 10 int attributes", lambda i: (f"{i:08d}" + "m" * 892, {f"a{k}": i + k for k in range(10)})),
     ("3 list attributes", lambda i: ("m", {f"l{k}": [i, k, "x"] for k in range(3)})),
 ]
-
-
-def _charged(items: list[Any]) -> int:
-    """What the intake charges for `items`, in bytes: a unit each, large text, weights."""
-    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
 
 
 def _premade(value: Any) -> int:
@@ -86,7 +79,7 @@ async def _measure() -> list[tuple[str, float, float]]:
             # The client's books (what its room is checked against) hold exactly the rule's charges.
             weights = len(client.intake_weights) * WEIGHT_BYTES
             books = len(items) * INTAKE_ITEM_BYTES + weights + client.intake_large
-            assert books == _charged(items), shape
+            assert books == charge_of(items), shape
             for message, attributes in made:
                 held += (sys.getsizeof(message) if message else 0) + sum(map(_premade, attributes.values()))
             results.append((shape, held / PER_SHAPE, books / PER_SHAPE))

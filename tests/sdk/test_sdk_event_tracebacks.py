@@ -11,25 +11,19 @@ import contextlib
 import gc
 import tracemalloc
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from oglogstream import AsyncOgLogClient, OgLogProcessor
-from oglogstream._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, item_chars, large_bytes, record_units
+from oglogstream._intake_charge import item_chars
 from oglogstream._value_charge import exc_info_bytes
 
 from .capture_server import CaptureServer
+from .charge_helpers import MEASURE_SLACK, charge_of
 
 #: Events per depth (per-event averages; tracemalloc slows every allocation).
 PER_DEPTH = 200
-#: tracemalloc sees every thread's allocations in the window and the deques' blocks (test_async_charge).
-MEASURE_SLACK = 1.05
 #: Frames below the `except` block's own: 1, 11, 31 frames in all.
 DEPTHS = (0, 10, 30)
-
-
-def _charged(items: list[Any]) -> int:
-    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
 
 
 def _deep(depth: int, i: int) -> None:
@@ -68,7 +62,7 @@ async def _async_held(depth: int) -> tuple[float, float]:
         items = list(client._intake)
         assert len(items) == PER_DEPTH
         books = client.intake_charged(len(items))
-        assert books == _charged(items)  # the room is checked against exactly the rule's charges
+        assert books == charge_of(items)  # the room is checked against exactly the rule's charges
         client._intake.clear()
         client.intake_weights.clear()
         client.intake_large = 0
@@ -98,7 +92,7 @@ def test_a_waiting_structlog_exception_event_holds_at_most_its_charge(depth: int
         )
         items = list(pipeline.intake)
         assert len(items) == PER_DEPTH
-        charged = _charged(items)
+        charged = charge_of(items)
         assert held <= charged * MEASURE_SLACK, (depth, round(held / PER_DEPTH), round(charged / PER_DEPTH))
         pipeline.intake.clear()
         pipeline.intake_weights.clear()

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 from oglogstream import AsyncOgLogClient, OgLogHandler
-from oglogstream._intake_charge import INTAKE_ITEM_BYTES, WEIGHT_BYTES, large_bytes, record_units
 from oglogstream._value_charge import WALK_ITEMS, nested_bytes
+
+from .charge_helpers import MEASURE_SLACK, charge_of
 
 #: Values per shape (per-item averages).
 PER_SHAPE = 100
-#: tracemalloc sees every thread's allocations and the deques' blocks (test_async_charge).
-MEASURE_SLACK = 1.05
 
 
 class Holder:
@@ -42,8 +41,11 @@ SHAPES: dict[str, Callable[[int], Any]] = {
 }
 
 
-def _charged(items: list[Any]) -> int:
-    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
+def _assert_held_within_charge(shape: str, held: int, items: list[Any]) -> None:
+    """PER_SHAPE items waited, holding `held` bytes in all: at most their charge (MEASURE_SLACK)."""
+    assert len(items) == PER_SHAPE
+    charged = charge_of(items)
+    assert held <= charged * MEASURE_SLACK, (shape, held // PER_SHAPE, charged // PER_SHAPE)
 
 
 def _held(make: Callable[[int], Any], log: Callable[[Any], None]) -> int:
@@ -70,10 +72,7 @@ async def test_a_waiting_async_event_with_a_nested_value_holds_at_most_its_charg
     client.intake_weights.clear()
     try:
         held = _held(SHAPES[shape], lambda value: client.info("m", payload=value))
-        items = list(client._intake)
-        assert len(items) == PER_SHAPE
-        charged = _charged(items)
-        assert held <= charged * MEASURE_SLACK, (shape, held // PER_SHAPE, charged // PER_SHAPE)
+        _assert_held_within_charge(shape, held, list(client._intake))
         client._intake.clear()
         client.intake_weights.clear()
         client.intake_large = 0
@@ -95,10 +94,7 @@ def test_a_waiting_record_with_a_nested_extra_holds_at_most_its_charge(shape: st
     logger.setLevel(logging.INFO)
     try:
         held = _held(SHAPES[shape], lambda value: logger.info("m", extra={"payload": value}))
-        items = list(pipeline.intake)
-        assert len(items) == PER_SHAPE
-        charged = _charged(items)
-        assert held <= charged * MEASURE_SLACK, (shape, held // PER_SHAPE, charged // PER_SHAPE)
+        _assert_held_within_charge(shape, held, list(pipeline.intake))
         pipeline.intake.clear()
         pipeline.intake_weights.clear()
     finally:

@@ -24,24 +24,16 @@ from hypothesis import strategies as st
 from oglogstream import OgLogHandler, OgLogProcessor, bound
 from oglogstream._capture import SNAPSHOT_KEYS, StructEvent, capture, snapshot
 from oglogstream._entry import EntryEncoder
-from oglogstream._intake_charge import (
-    INTAKE_ITEM_BYTES,
-    WEIGHT_BYTES,
-    large_bytes,
-    record_units,
-)
+from oglogstream._intake_charge import large_bytes, record_units
 from oglogstream._items import CapturedEvent
 
+from .charge_helpers import MEASURE_SLACK, charge_of
 from .test_encoding_equivalence import _ARG, _CONTEXTS, _CREATED, _KEY, _TEMPLATES, _VALUE, _after_id, _record
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Records logged per shape in the memory measure (tracemalloc slows every allocation: 1,000 took the
 #: "later" kind past the 120 s test timeout on a loaded CI machine; per-record averages need far fewer).
 PER_SHAPE = 300
-#: tracemalloc sees every thread's allocations in the measured window (a previous test's worker or server
-#: winding down), and the deques' blocks (64 slots each, allocated as they fill): 5 %, as in
-#: test_sdk_intake_exact. Measured alone the worst shape is 0.98x its charge; before snapshots 1.14-2.5x.
-MEASURE_SLACK = 1.05
 #: What `measure` measures (see there).
 KINDS = ("plain", "formatted", "exception", "later", "values")
 
@@ -271,7 +263,7 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
                 held += (sys.getsizeof(text) if text else 0) + sum(map(_premade_bytes, extra.values()))
                 if items[0][2] is not None:  # arguments kept for the worker, not rendered now
                     held += sum(map(_premade_bytes, args))
-            charged = _charged(items)
+            charged = charge_of(items)
             results.append((f"{kind} {shape}", held / PER_SHAPE, charged / PER_SHAPE))
             del items, made
             captured.clear()
@@ -283,11 +275,6 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
         pipeline.intake_weights.clear()
         handler.close(0.5)
     return results
-
-
-def _charged(items: list[Any]) -> int:
-    """What the intake charges for `items`, in bytes: a unit each, large text, weights."""
-    return sum(INTAKE_ITEM_BYTES + large_bytes(item) + record_units(item) * WEIGHT_BYTES for item in items)
 
 
 def _assert_charged(results: list[tuple[str, float, float]]) -> None:
@@ -357,7 +344,7 @@ def test_a_waiting_structlog_event_holds_at_most_its_charge() -> None:
                 items = list(pipeline.intake)
                 assert len(items) == PER_SHAPE, (keys, chars, len(items))
                 held += PER_SHAPE * (sys.getsizeof(messages[0]) + sum(map(sys.getsizeof, values[0])))
-                charged = _charged(items)
+                charged = charge_of(items)
                 assert len(pipeline.intake_weights) == sum(map(record_units, items))
                 results.append((f"event {keys} keys {chars} chars", held / PER_SHAPE, charged / PER_SHAPE))
                 pipeline.intake.clear()
