@@ -22,14 +22,16 @@ from aiohttp import web
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.query.live import LIVE
 
-from tests.stack.helpers import running_app
+from tests.stack.helpers import running_app, wait_for
 
 __all__ = [
     "OglogProcess",
     "get_json",
     "ingest_and_query",
     "insert_rows",
+    "live_clients",
     "make_row",
     "post_json",
     "running",
@@ -80,6 +82,19 @@ async def ingest_and_query(
     config = StackConfig(roles=("ingest", "query"), nats_url=nats_url, clickhouse_dsn=chdb_dsn)
     async with running(config) as (base, app), aiohttp.ClientSession() as session:
         yield base, app, session
+
+
+async def live_clients(app: web.Application, n: int, *, senders: bool = False) -> None:
+    """Wait (up to 10 s, else AssertionError) until the app's live hub has its NATS subscription and `n`
+    clients; with `senders`, until each client's sender task has started too."""
+    hub = app[LIVE]
+
+    async def ready() -> bool:
+        if hub._subscription is None or len(hub.clients) != n:
+            return False
+        return not senders or all(c.sender for c in hub.clients)
+
+    await wait_for(ready, timeout=10.0, interval=0.02)
 
 
 def get_json(url: str, *, timeout: float = 10.0) -> tuple[int, Any, Mapping[str, str]]:

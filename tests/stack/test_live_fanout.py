@@ -4,7 +4,6 @@ of the sockets for other clients."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +15,7 @@ from oglogstream.stack.http.share import SharePolicy
 from oglogstream.stack.query.live import LIVE
 from oglogstream.stack.query.live_client import Batch, Client, Gap
 
-from .query_helpers import ingest_and_query
+from .query_helpers import ingest_and_query, live_clients
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,15 +66,6 @@ async def live_app(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, 
         yield parts
 
 
-async def _clients(app: Any, n: int) -> None:
-    hub = app[LIVE]
-    for _ in range(500):
-        if hub._subscription is not None and len(hub.clients) == n and all(c.sender for c in hub.clients):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("live hub not ready")
-
-
 async def _read_all(ws: aiohttp.ClientWebSocketResponse, total: int) -> tuple[list[Any], int]:
     """Entries and the dropped count until they add up to `total`."""
     entries: list[Any] = []
@@ -97,7 +87,7 @@ async def test_drops_are_exact_per_client_and_in_the_metric(live_app: Any) -> No
     hub.queue_size = 5
     sockets = [await session.ws_connect(f"{base}/ws/live") for _ in range(2)]
     sockets.append(await session.ws_connect(f"{base}/ws/live?level=error"))
-    await _clients(app, 3)
+    await live_clients(app, 3, senders=True)
     for p in range(3):
         rows = [
             json.dumps({"id": f"p{p}-{i}", "timestamp": "2026-11-27T10:00:00.000000Z",
@@ -124,7 +114,7 @@ async def test_non_ascii_entries_arrive_raw_and_count_in_bytes(live_app: Any) ->
     base, app, session = live_app
     app[LIVE].queue_bytes = 100_000
     slow = await session.ws_connect(f"{base}/ws/live")
-    await _clients(app, 1)
+    await live_clients(app, 1, senders=True)
     message = "\U0001f600" * 10_000
     rows = [
         json.dumps({"id": f"u{i}", "timestamp": "2026-11-27T10:00:00.000000Z", "level": "info",
@@ -145,16 +135,16 @@ async def test_one_client_cannot_take_every_socket(live_app: Any) -> None:
     hub = app[LIVE]
     hub.admission.policy = SharePolicy(3, 1)
     first = await session.ws_connect(f"{base}/ws/live")
-    await _clients(app, 1)
+    await live_clients(app, 1, senders=True)
     second = await session.ws_connect(f"{base}/ws/live")  # past its share, one free stays for others
-    await _clients(app, 2)
+    await live_clients(app, 2, senders=True)
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
     async with session.get(f"{base}/ws/live", headers=upgrade) as r:
         assert r.status == 429 and r.headers["Retry-After"] == "5"
         assert "kept for others" in (await r.json())["details"][0]["reason"]
     await second.close()
-    await _clients(app, 1)
+    await live_clients(app, 1, senders=True)
     third = await session.ws_connect(f"{base}/ws/live")
     for ws in (first, third):
         await ws.close()

@@ -14,7 +14,7 @@ from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.resources import BROKER
 from oglogstream.stack.query.live import LIVE
 
-from .query_helpers import ingest_and_query, running
+from .query_helpers import ingest_and_query, live_clients, running
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,16 +24,6 @@ async def live_app(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[str, 
     """Ingest + query roles on real NATS and chDB, plus a client session."""
     async with ingest_and_query(nats_server.url, chdb_dsn) as parts:
         yield parts
-
-
-async def subscribed(app: Any, n: int) -> None:
-    """Wait until the hub has its NATS subscription and `n` clients."""
-    hub = app[LIVE]
-    for _ in range(200):
-        if hub._subscription is not None and len(hub.clients) == n:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("live hub not ready")
 
 
 async def receive_ids(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[str]:
@@ -51,7 +41,7 @@ async def test_ingested_entries_reach_clients_with_their_filters(live_app: Any) 
     everything = await session.ws_connect(f"{base}/ws/live")
     errors = await session.ws_connect(f"{base}/ws/live?level=error,fatal")
     search = await session.ws_connect(f"{base}/ws/live?service=pay&q=Card%20declined")
-    await subscribed(app, 3)
+    await live_clients(app, 3)
     entries = [
         {"id": "e1", "level": "info", "message": "user logged in", "service": "auth"},
         {"id": "e2", "level": "error", "message": "card declined for order 7", "service": "pay"},
@@ -76,7 +66,7 @@ async def test_public_shape_matches_the_query_api(live_app: Any) -> None:
     GET /api/logs has."""
     base, app, session = live_app
     ws = await session.ws_connect(f"{base}/ws/live")
-    await subscribed(app, 1)
+    await live_clients(app, 1)
     entry = {"id": "x1", "level": "info", "message": "m", "service": "s", "attributes": {"n": 5, "ok": True}}
     async with session.post(f"{base}/log", json=entry) as r:
         assert r.status == 202
@@ -91,7 +81,7 @@ async def test_slow_client_gets_drop_notice_while_fast_client_gets_everything(li
     app[LIVE].queue_size = 300
     fast = await session.ws_connect(f"{base}/ws/live")
     slow = await session.ws_connect(f"{base}/ws/live")  # never reads until the end
-    await subscribed(app, 2)
+    await live_clients(app, 2)
     filler = "x" * 8000
     per_payload, payloads = 100, 40  # ~32 MB: far more than the socket buffers of the slow client hold
     total = per_payload * payloads
@@ -144,7 +134,7 @@ async def test_one_request_of_the_sdks_default_batch_reaches_an_idle_reader_whol
 
     base, app, session = live_app
     ws = await session.ws_connect(f"{base}/ws/live")
-    await subscribed(app, 1)
+    await live_clients(app, 1)
     body = "\n".join(
         json.dumps({"id": f"b{i}", "level": "info", "message": f"line {i}", "service": "burst"})
         for i in range(DEFAULT_BATCH_SIZE)
@@ -163,7 +153,7 @@ async def test_a_client_queue_is_bounded_in_bytes_too(live_app: Any) -> None:
     base, app, session = live_app
     app[LIVE].queue_bytes = 100_000
     slow = await session.ws_connect(f"{base}/ws/live")  # reads only at the end
-    await subscribed(app, 1)
+    await live_clients(app, 1)
     lines = [
         json.dumps({"id": f"w{i}", "timestamp": "2026-11-27T10:00:00.000000Z", "level": "info",
                     "message": "x" * 10_000, "service": "s"})
@@ -201,7 +191,7 @@ async def test_shutdown_closes_every_socket(nats_server: Any, chdb_dsn: str) -> 
     async with aiohttp.ClientSession() as session:
         async with running(config) as (base, app):
             sockets = [await session.ws_connect(f"{base}/ws/live") for _ in range(3)]
-            await subscribed(app, 3)
+            await live_clients(app, 3)
         for ws in sockets:
             msg = await ws.receive(timeout=5)
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
