@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
+from .local_socket import get_over_socket
 from .resources import BROKER, CONFIG, STORAGE
 
 __all__ = [
@@ -110,16 +111,10 @@ def watch_workers(app: web.Application, sockets: list[Path]) -> None:
 
 async def _worker_failure(path: Path) -> str | None:
     """What worker `path` says is wrong with NATS/JetStream, or None (healthy, or no answer in time)."""
+    answer = await get_over_socket(path, "/health", timeout=HEALTH_WORKER_TIMEOUT)
     try:
-        async with (
-            aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=str(path)),
-                timeout=aiohttp.ClientTimeout(total=HEALTH_WORKER_TIMEOUT),
-            ) as session,
-            session.get("http://oglog-local/health") as resp,
-        ):
-            body = await resp.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        body = json.loads(answer[1]) if answer is not None else None
+    except ValueError:
         return None
     if not isinstance(body, dict) or body.get("status") != "degraded":
         return None

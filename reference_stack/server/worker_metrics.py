@@ -15,10 +15,11 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from ..http.local_socket import get_over_socket
 
 __all__ = ["SCRAPE_TIMEOUT", "gather", "merge", "worker_socket_path"]
 
@@ -32,17 +33,8 @@ def worker_socket_path(supervisor_socket: Path, index: int) -> Path:
 
 
 async def _fetch(path: Path, headers: dict[str, str]) -> str | None:
-    try:
-        async with (
-            aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=str(path)),
-                timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT),
-            ) as session,
-            session.get("http://oglog-local/metrics", headers=headers) as resp,
-        ):
-            return await resp.text() if resp.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-        return None
+    answer = await get_over_socket(path, "/metrics", timeout=SCRAPE_TIMEOUT, headers=headers)
+    return answer[1].decode() if answer is not None and answer[0] == 200 else None
 
 
 async def gather(
