@@ -101,7 +101,7 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "logs table (the release before versioned migrations)", (_V1_LOGS,)),
+    Migration(1, "create the logs table", (_V1_LOGS,)),
     Migration(2, "typed attribute values: attributes_number, attributes_bool", (_V2_TYPED,)),
 )
 assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "versions are 1, 2, 3, ..."
