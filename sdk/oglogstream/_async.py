@@ -318,7 +318,7 @@ class AsyncOgLogClient(AsyncSender):
         """A snapshot of queued / sent / retried / dropped-by-reason counts and the last error."""
         with self._lock:  # one consistent moment (see `_ingest.ingest`)
             return self._ledger.snapshot(
-                queued=len(self._intake) + self._buffered(),
+                queued=self._queued_locked(),
                 buffered_bytes=self._pending.nbytes + self._inflight.nbytes,
                 intake_bytes=self.intake_charged(len(self._intake)),
             )

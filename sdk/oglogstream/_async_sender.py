@@ -18,7 +18,7 @@ import tenacity
 from . import _diag
 from ._buffer import Batch
 from ._core import INFINITY, DeliveryCore
-from ._delivery import InFlight
+from ._delivery import AnyLock, InFlight
 from ._items import Item
 from ._transport import AsyncHttpTransport, Outcome, SendResult
 
@@ -109,6 +109,14 @@ class AsyncSender(DeliveryCore):
         super()._reset_buffers()
         self._inflight = PartsInFlight()
 
+    def _reset_core(self, lock: AnyLock) -> None:
+        super()._reset_core(lock)
+        self._ledger.queued = self._queued_locked
+
+    def _queued_locked(self) -> int:
+        """`Stats.queued` (under `_lock`): events in the intake, being encoded, buffered or in flight."""
+        return len(self._intake) + self._buffered()
+
     def _reset_task(self) -> None:
         """No sending task: the next event (or flush/aclose) on a running loop starts a new one."""
         self._closing = False
@@ -143,7 +151,7 @@ class AsyncSender(DeliveryCore):
                     await self._loop_body()
             raise
         except Exception as exc:  # never let the task die silently; records stay counted
-            self._ledger.last_error = f"sender task crashed: {exc!r}"
+            self._ledger.note_error(f"sender task crashed: {exc!r}")
             _diag.report("worker", f"asyncio sender task stopped unexpectedly: {exc!r}")
         finally:
             if owner and generation == self._generation:

@@ -111,6 +111,17 @@ class Ledger:
         self.sent = 0
         self.retried = 0
         self.last_error: str | None = None
+        #: When `last_error` was set (Unix time, s), and when the current run of failed requests began (None
+        #: while delivery works): `Stats.last_error_at` / `Stats.failing_since`.
+        self.last_error_at: float | None = None
+        self.failing_since: float | None = None
+        #: The run's start on the monotonic clock, whether its "delivery failing" line was printed (only
+        #: then is its recovery announced), and the loss counts when it began (the recovery line's losses).
+        self._failing_clock = 0.0
+        self._failure_announced = False
+        self._dropped_before: dict[str, int] = {}
+        #: Records the pipeline holds (`Stats.queued`), read under `lock`; set by the driver.
+        self.queued: Callable[[], int] = lambda: 0
         self.dropped: dict[str, int] = {}
         self._reported: set[str] = set()
         #: Loss is never silent: reasons announced so far, losses since the last summary, when one is due.
@@ -172,6 +183,8 @@ class Ledger:
             retried=self.retried,
             dropped=dict(self.dropped),
             last_error=self.last_error,
+            last_error_at=self.last_error_at,
+            failing_since=self.failing_since,
             buffered_bytes=buffered_bytes,
             spooled=spooled,
             adopted=adopted,
@@ -182,18 +195,61 @@ class Ledger:
             self._reported.add(topic)
             _diag.report(topic, message)
 
+    def note_error(self, message: str) -> None:
+        """`message` is the most recent problem (`Stats.last_error`), as of now (`last_error_at`)."""
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    def _failing(self) -> None:
+        """A request did not deliver its batch (its error just noted): a run of failures begins then, unless
+        one is under way. The caller holds `lock`."""
+        if self.failing_since is None:
+            self.failing_since = self.last_error_at or time.time()
+            self._failing_clock = time.monotonic()
+            self._failure_announced = False
+            self._dropped_before = dict(self.dropped)
+
     def on_retry(self, result: SendResult | None) -> None:
         """A retryable failure: the same batch will be sent again."""
-        self.retried += 1
-        if result is not None and result.error:
-            self.last_error = result.error
-            _diag.report("retry", f"delivery failing, will retry: {result.error}")
+        with self.lock:
+            self.retried += 1
+            if result is None or not result.error:
+                return
+            self.note_error(result.error)
+            self._failing()
+        if _diag.report("retry", f"delivery failing, will retry: {result.error}"):
+            self._failure_announced = True
+
+    def _recovered(self) -> None:
+        """A batch was accepted: a run of failures is over. Announced (one line) only when the run's
+        "delivery failing" line was printed, so the recovery lines are rate-limited with those and stderr's
+        last word on delivery is never a failure that is over. The caller holds `lock`."""
+        if self.failing_since is None:
+            return
+        self.failing_since = None
+        if not self._failure_announced:
+            return
+        lost = {
+            reason: n - self._dropped_before.get(reason, 0)
+            for reason, n in sorted(self.dropped.items())
+            if n > self._dropped_before.get(reason, 0)
+        }
+        losses = (
+            "lost meanwhile: " + ", ".join(f"{n} {reason}" for reason, n in lost.items())
+            + " (stats().dropped has the totals)"
+            if lost
+            else "none lost"
+        )
+        elapsed = time.monotonic() - self._failing_clock
+        waiting = self.queued()
+        _diag.write(f"delivery recovered after {elapsed:.1f} s; {waiting} records were waiting, {losses}")
 
     def settle(self, batch: Batch, result: SendResult) -> tuple[Batch, Batch] | None:
         """Account for a final (non-RETRY) answer; returns the halves to send instead on a splittable 413.
         The caller holds `lock`."""
         outcome = result.outcome
         if outcome is Outcome.OK:
+            self._recovered()
             # The answer's count, not its list's length: the stack lists only the first refusals.
             rejected = result.rejected_count
             self.sent += len(batch) - rejected
@@ -210,7 +266,9 @@ class Ledger:
         if outcome is Outcome.TOO_LARGE and len(batch) > 1:
             return batch.halves()
         reason = "too_large" if outcome is Outcome.TOO_LARGE else "client_error"
-        self.last_error = result.error
+        self.note_error(result.error or f"HTTP {result.status}")
+        if reason == "client_error":  # the whole batch refused (a bad key, ...): delivery is not working
+            self._failing()
         self.count(reason, len(batch))
         self.report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
         return None

@@ -21,18 +21,20 @@ _last: dict[str, float] = {}
 _suppressed: dict[str, int] = {}
 
 
-def report(topic: str, message: str) -> None:
-    """Write `oglogstream: message` to stderr unless `topic` was reported within DIAG_INTERVAL."""
+def report(topic: str, message: str) -> bool:
+    """Write `oglogstream: message` to stderr unless `topic` was reported within DIAG_INTERVAL; returns
+    whether it was written (a line that follows up on this one, like a recovery, is printed only then)."""
     now = time.monotonic()
     with _lock:
         last = _last.get(topic)
         if last is not None and now - last < DIAG_INTERVAL:
             _suppressed[topic] = _suppressed.get(topic, 0) + 1
-            return
+            return False
         _last[topic] = now
         skipped = _suppressed.pop(topic, 0)
     suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
     write(f"{message}{suffix}")
+    return True
 
 
 def write(message: str) -> None:

@@ -60,7 +60,8 @@ class Stats:
     retried: int
     #: Lost records by reason (see DROP_REASONS).
     dropped: Mapping[str, int]
-    #: The most recent delivery problem, human-readable, or None if there has been none.
+    #: The most recent delivery problem, human-readable, or None if there has been none. It stays set once
+    #: delivery works again: `failing_since` says whether it is current, `last_error_at` when it happened.
     last_error: str | None
     #: Encoded bytes currently buffered (bounded by max_buffer_bytes).
     buffered_bytes: int
@@ -71,6 +72,12 @@ class Stats:
     #: Bytes the records captured but not yet encoded are charged against max_buffer_bytes (640 B each, more
     #: for mid-size and large ones: docs/sdk.md "Overflow"). With `buffered_bytes`, what the budget holds.
     intake_bytes: int = 0
+    #: When `last_error` was set (Unix time, seconds), or None if there has been no error.
+    last_error_at: float | None = None
+    #: When the current run of failed requests began (Unix time, seconds: a retryable failure, or a whole
+    #: batch refused with a 4xx); None while delivery works (since the last accepted batch). A health check
+    #: reads this, not `last_error`, which stays set after a recovery.
+    failing_since: float | None = None
 
     @property
     def dropped_total(self) -> int:

@@ -266,10 +266,8 @@ class Pipeline(WorkerLoop):
     def stats(self) -> Stats:
         with self._lock:  # one consistent moment: the worker moves records under this lock too
             spool = self._spool
-            # What an abandoned worker still holds was counted as `shutdown` already: not queued as well.
-            held = (0 if self._abandoned else self._held()) + len(self._late)
             return self._ledger.snapshot(
-                queued=held + (spool.own_records if spool is not None else 0),
+                queued=self._queued_locked(),
                 # An abandoned worker's buffers were counted as lost: they no longer count as held.
                 buffered_bytes=0 if self._abandoned else self._pending.nbytes + self._inflight.nbytes,
                 intake_bytes=self.intake_charged(len(self.intake) + len(self._late)),

@@ -27,6 +27,7 @@ import tenacity
 from . import _diag, _otel, _worker_pace, _worker_spool
 from ._buffer import Batch
 from ._core import DeliveryCore
+from ._delivery import AnyLock
 from ._entry import EntryEncoder
 from ._intake_charge import ContextCharges
 from ._items import Item
@@ -126,6 +127,18 @@ class WorkerLoop(DeliveryCore):
     def _held(self) -> int:
         return len(self.intake) + self._buffered()
 
+    def _reset_core(self, lock: AnyLock) -> None:
+        super()._reset_core(lock)
+        self._ledger.queued = self._queued_locked
+
+    def _queued_locked(self) -> int:
+        """`Stats.queued` (under `_lock`): what an abandoned worker still held was counted as `shutdown`
+        already, so it is not queued as well; records logged while closing and this process's spooled
+        ones are."""
+        spool = self._spool
+        held = (0 if self._abandoned else self._held()) + len(self._late)
+        return held + (spool.own_records if spool is not None else 0)
+
     def _run(self) -> None:
         ident = threading.get_ident()
         self._ident = ident
@@ -145,7 +158,7 @@ class WorkerLoop(DeliveryCore):
             _worker_spool.open_spool(self)
             self._loop()
         except BaseException as exc:  # never let the thread die silently; records stay counted
-            self._ledger.last_error = f"worker crashed: {exc!r}"
+            self._ledger.note_error(f"worker crashed: {exc!r}")
             _diag.report("worker", f"worker thread stopped unexpectedly: {exc!r}")
         finally:
             if self._sender is not None:

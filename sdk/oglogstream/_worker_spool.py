@@ -37,7 +37,7 @@ def open_spool(loop: WorkerLoop) -> None:
         )
         loop._spool.scan(time.monotonic())  # replay what earlier processes left first
     except OSError as exc:  # delivery still works, from memory, as without a spool
-        loop._ledger.last_error = f"spool unavailable: {exc}"
+        loop._ledger.note_error(f"spool unavailable: {exc}")
         _diag.report("spool", f"cannot use spool_dir {s.spool_dir!r}, continuing without it: {exc}")
 
 
