@@ -60,7 +60,7 @@ class TestSendKeys:
         hint = ("(this command needs a key with the ingest scope in --api-key or $OGLOG_API_KEY; "
                 "create one with `oglog keys create --scope ingest`)")
         assert without.code == query_only.code == 1
-        summary = "oglog send: 0 of 1 entries accepted; not: 1 client_error; last error: "
+        summary = "oglog send: 0 of 1 entries accepted; not accepted: 1 (refused by the server); last error: "
         assert without.err.startswith(f"{summary}HTTP 401: Authorization: ")
         assert query_only.err.startswith(f"{summary}HTTP 403: scope: ")
         for result in (without, query_only):

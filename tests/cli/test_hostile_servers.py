@@ -329,8 +329,9 @@ class TestSendTrustsTheSdk:
                 oglog("send", "--timeout", "5", "hello", url=rejecting, timeout=BOUND),
                 oglog("send", "--timeout", "5", "hello", url=refusing, timeout=BOUND))
         assert ok.code == 0 and ok.err == ""
-        assert rejected.code == 1 and "0 of 1 entries accepted" in rejected.err
-        assert refused.code == 1 and "0 of 1 entries accepted" in refused.err
+        summary = "0 of 1 entries accepted; not accepted: 1"
+        assert rejected.code == 1 and f"{summary} (rejected by the server, entry by entry)" in rejected.err
+        assert refused.code == 1 and f"{summary} (refused by the server)" in refused.err
         assert_clean_failure(refused, "send to a 400 with garbage")
 
 

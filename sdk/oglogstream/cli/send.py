@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from .. import wire
 from .._entry_struct import MAX_CREATED, MIN_CREATED
 from .._handler import OgLogHandler
-from .._stats import Stats
+from .._stats import DROP_REASONS, Stats
 from .._timestamp_text import parse_timestamp_text
 from ._http import (
     EXIT_CONFIG,
@@ -76,6 +76,24 @@ _REPLACED_DIAG = re.compile(r"^oglogstream: (\[[^\]]*\] lost |dropped \d+ record
 # How the SDK's last_error starts when nothing answered (transport failure) or a status refused the batch.
 _UNREACHABLE_ERROR = re.compile(r"^(cannot reach |timeout talking to )")
 _STATUS_ERROR = re.compile(r"^HTTP (\d{3}) from ")
+#: Each loss reason of the SDK (`oglogstream.DROP_REASONS`) in the words of a `send` user, who has entries
+#: and a --timeout, not a handler's settings; `{timeout}` is the flag's value. The summary line prints these,
+#: never the reason's internal name.
+PLAIN_REASONS: Mapping[str, str] = {
+    "overflow": "dropped: more than the SDK's buffer could hold",
+    "rejected": "rejected by the server, entry by entry",
+    "client_error": "refused by the server",
+    "too_large": "too large for the server",
+    "shutdown": "not delivered before the --timeout {timeout}s deadline",
+    "unconfirmed": "sent, but no answer before the --timeout {timeout}s deadline: the server may have stored"
+    " them",
+    "internal_error": "could not be encoded (an SDK bug, reported above)",
+    "spool_full": DROP_REASONS["spool_full"],
+    "spool_expired": DROP_REASONS["spool_expired"],
+    "spool_corrupt": DROP_REASONS["spool_corrupt"],
+}
+#: `shutdown` when nothing answered at all (connection refused, timeouts): the deadline is not the cause.
+UNREACHABLE_UNTIL = "server unreachable until the --timeout {timeout}s deadline"
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -238,6 +256,13 @@ class _DiagFilter:
         return getattr(self.stream, name)
 
 
+def _plain(reason: str, timeout: float, unreachable: bool) -> str:
+    """What happened to entries lost for `reason` (an SDK loss reason), in plain words (`PLAIN_REASONS`);
+    `unreachable`: the last error says nothing answered, which is why `shutdown` ones were not delivered."""
+    text = UNREACHABLE_UNTIL if reason == "shutdown" and unreachable else PLAIN_REASONS.get(reason, reason)
+    return text.format(timeout=f"{timeout:g}")
+
+
 def _refusal(target: Target, status: int) -> str:
     """One line for a 401/403 that refused every batch: the server's field and reason (asked again with an
     empty body, which stores nothing; the SDK keeps only the start of the body) and the key advice."""
@@ -304,18 +329,21 @@ def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sy
             sys.stderr = real_stderr
     total = sent + dropped + queued
     if dropped or queued or refused:
-        parts = [f"{count} {reason}" for reason, count in sorted(reasons.items())]
+        unreachable = bool(last_error and _UNREACHABLE_ERROR.match(last_error))
+        parts = [f"{count} ({_plain(reason, args.timeout, unreachable)})"
+                 for reason, count in sorted(reasons.items())]
         if queued:
-            parts.append(f"{queued} still undelivered after --timeout {args.timeout:g}s")
+            parts.append(f"{queued} (still undelivered after --timeout {args.timeout:g}s)")
         if refused:
-            parts.append(f"{refused} invalid (not sent)")
+            parts.append(f"{refused} (invalid, not sent)")
         code = EXIT_FAILED
         status = _STATUS_ERROR.match(last_error or "")
         if status and status.group(1) in ("401", "403"):
             last_error = _refusal(target, int(status.group(1)))
-        elif not sent and last_error and _UNREACHABLE_ERROR.match(last_error):
+        elif not sent and unreachable:
             code = EXIT_UNREACHABLE
-        err.write(f"oglog send: {sent} of {total + refused} entries accepted; not: {', '.join(parts)}"
+        err.write(f"oglog send: {sent} of {total + refused} entries accepted;"
+                  f" not accepted: {', '.join(parts)}"
                   f"{f'; last error: {last_error}' if last_error else ''}\n")
         return code
     if not sent and args.message is None:
