@@ -11,15 +11,17 @@ a replayed spool) - the stderr line names the span for `oglog query`.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from . import _shapes
 from ._http import CliError, Target, request_json
+from ._output import safe
 
-__all__ = ["BACKFILL_MAX", "BACKFILL_PAGE", "SEEN_MAX", "Seen", "backfill"]
+__all__ = ["BACKFILL_MAX", "BACKFILL_PAGE", "SEEN_MAX", "Seen", "backfill", "query_command"]
 
 #: Entries one gap's backfill prints at most; past it tail says how to query the rest.
 BACKFILL_MAX = 10_000
@@ -27,6 +29,12 @@ BACKFILL_MAX = 10_000
 BACKFILL_PAGE = 1_000
 #: (id, timestamp) pairs of the entries printed last that tail remembers against printing one twice.
 SEEN_MAX = 2 * BACKFILL_MAX
+
+
+def query_command(flags: Sequence[str], since: str, until: str) -> str:
+    """The `oglog query` command that shows what the tail missed in [since, until] (RFC 3339 UTC): its filter
+    `flags` (e.g. ["--service", "api"]; `oglog query` takes the tail's), shell-quoted, terminal-safe."""
+    return safe(shlex.join(["oglog", "query", *flags, "--from", since, "--to", until]))
 
 
 class Seen:
@@ -48,10 +56,11 @@ class Seen:
 
 
 def backfill(target: Target, params: list[tuple[str, Any]], since: str, until: str, seen: Seen,
-             emit: Callable[[dict[str, Any]], None], err: TextIO) -> int:
+             emit: Callable[[dict[str, Any]], None], err: TextIO, flags: Sequence[str] = ()) -> int:
     """Print (`emit`) the stored entries matching `params` stamped in [since, until) that `seen` has not
-    printed, oldest first, at most BACKFILL_MAX; say on `err` what was done. Returns how many were printed.
-    A failing query is said on `err` and ends only the backfill (tail goes on)."""
+    printed, oldest first, at most BACKFILL_MAX; say on `err` what was done (past BACKFILL_MAX, the
+    `query_command` with the tail's filter `flags`). Returns how many were printed. A failing query is said
+    on `err` and ends only the backfill (tail goes on)."""
     fetched: list[dict[str, Any]] = []
     cursor: str | None = None
     try:
@@ -74,7 +83,7 @@ def backfill(target: Target, params: list[tuple[str, Any]], since: str, until: s
         if seen.add(entry):
             emit(entry)
             printed += 1
-    more = f"; stopped at {BACKFILL_MAX}, the rest: oglog query --from {since} --to {until}" if cursor else ""
+    more = f"; stopped at {BACKFILL_MAX}, the rest: {query_command(flags, since, until)}" if cursor else ""
     err.write(f"oglog tail: backfilled {printed} entries stamped {since} .. {until} from /api/logs (entries "
               f"not stored yet or stamped outside that span are not among them){more}\n")
     return printed

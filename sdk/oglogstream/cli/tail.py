@@ -12,11 +12,12 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from . import _shapes
-from ._backfill import BACKFILL_MAX, Seen, backfill
+from ._backfill import BACKFILL_MAX, Seen, backfill, query_command
 from ._filters import add_filter_flags, filter_params
 from ._http import (
     DEFAULT_URL,
@@ -126,13 +127,28 @@ def gap_span(since: float, until: float) -> tuple[str, str]:
     return (start - dt.timedelta(seconds=1)).strftime(fmt), (end + dt.timedelta(seconds=1)).strftime(fmt)
 
 
-def gap_notice(since: float, until: float) -> str:
+def filter_flags(args: argparse.Namespace) -> list[str]:
+    """The tail's filter flags as given (`oglog query` takes the same ones: `_filters.add_filter_flags`),
+    e.g. ["--service", "api", "--level", "error"]."""
+    flags: list[str] = []
+    for name, values in (("--service", args.service), ("--level", args.level), ("--attr", args.attr),
+                         ("--param", args.param)):
+        for value in values:
+            flags += [name, value]
+    if args.q:
+        flags += ["-q", args.q]
+    return flags
+
+
+def gap_notice(since: float, until: float, flags: Sequence[str] = ()) -> str:
     """The stderr line after a reconnect: the live tail is not replayed, so say which span (UTC, wall clock:
     `since` the last entry received or the connection lost, `until` the reconnect, both time.time()) may
-    miss entries and how to see them (they are stored; `oglog query` selects by entry time)."""
+    miss entries and how to see them: the `oglog query` command with the tail's own filter `flags`
+    (`filter_flags`), shell-quoted, so it selects what the tail would have shown (they are stored; `oglog
+    query` selects by entry time). Terminal-safe (control characters escaped)."""
     first, last = gap_span(since, until)
     return (f"oglog tail: reconnected; entries accepted in the {until - since:.1f}s between {first} and "
-            f"{last} were not replayed (they are stored: oglog query --from {first} --to {last})\n")
+            f"{last} were not replayed (they are stored: {query_command(flags, first, last)})\n")
 
 
 def _emit(message: Any, out: TextIO, *, as_json: bool, colour: bool) -> None:
@@ -178,10 +194,11 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                          max_size=MAX_MESSAGE_BYTES) as socket:
                 now = time.time()
                 if connected_once:
-                    err.write(gap_notice(last_seen, now))
+                    err.write(gap_notice(last_seen, now, filter_flags(args)))
                     if seen is not None:  # the socket is open: what arrives from now on is live
                         first, last = gap_span(last_seen, now)
-                        backfill(target, filter_params(args), last_stamp or first, last, seen, show, err)
+                        backfill(target, filter_params(args), last_stamp or first, last, seen, show, err,
+                                 filter_flags(args))
                     err.flush()
                     if args.count and received >= args.count:
                         return EXIT_OK
