@@ -45,7 +45,7 @@ from ..http.share import SharePolicy
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
 from .live_admission import Admission
-from .live_client import Client, fan_out, limit_send_buffer
+from .live_client import DEAD_TICKS, Client, fan_out, limit_send_buffer
 from .live_metrics import live_series
 
 __all__ = [
@@ -82,7 +82,9 @@ MAX_CLIENTS = 1000
 #: ingestion's body slots), else 429. So one process opening sockets in a loop holds at most
 #: MAX_CLIENTS - MAX_CLIENTS_PER_CLIENT and other addresses still get in (r8 finding 2).
 MAX_CLIENTS_PER_CLIENT = MAX_CLIENTS // 4
-#: WebSocket ping interval: a vanished client is noticed and removed within about two of these.
+#: Seconds between the hub's heartbeat ticks (`Client.tick`): a client that sent nothing (not even the pong
+#: of a ping) for DEAD_TICKS ticks in a row is aborted, so a vanished client goes within 40-60 s. Not
+#: aiohttp's `heartbeat`, whose pong deadline runs while the ping waits behind unsent entries (live_client).
 HEARTBEAT = 20.0
 #: Bound on closing one client at shutdown (a client that stopped reading cannot take the close frame).
 CLOSE_TIMEOUT = 2.0
@@ -134,6 +136,8 @@ class LiveHub:
         self._unlisten: Any = None
         self._stopping = asyncio.Event()
         self._key_watch: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.heartbeat = HEARTBEAT  # seconds between ticks (read at each tick, so tests may shorten it)
         self.connected, self.dropped, self.interrupted, self.bad_payloads = live_series(
             app[METRICS].registry
         )
@@ -143,6 +147,21 @@ class LiveHub:
         access = self.app.get(ACCESS)
         if access is not None and access.store is not None:
             self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
+        self._heartbeat = asyncio.create_task(self._beat(), name="oglog-live-heartbeat")
+
+    async def _beat(self) -> None:
+        """Every `heartbeat` seconds, tick each upgraded client; abort those silent for DEAD_TICKS ticks (the
+        client sees 1006, as with a lost connection; its handler then drops it)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.heartbeat)
+            for client in list(self.clients):
+                if client.transport is not None and not client.tick():
+                    log.info(
+                        "live tail: a client sent nothing, not even a pong, for %d heartbeats of %gs; "
+                        "aborting its connection", DEAD_TICKS, self.heartbeat,
+                    )
+                    client.transport.abort()
 
     def _on_reconnected(self) -> None:
         self._announce_now.set()
@@ -304,7 +323,8 @@ class LiveHub:
             request, len(self.clients), key_id, self.app[CONFIG].live_sockets_per_key
         )
         # A browser offers [WS_PROTOCOL, "oglog.key.KEY"]: it needs one selected back (never the key one).
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
+        # autoping off: the pongs are the client's signs of life (Client.tick), so they are counted here.
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024, protocols=(WS_PROTOCOL,))
         if not ws.can_prepare(request).ok:  # not a WebSocket upgrade: aiohttp's 400, without touching NATS
             self.admission.release(ticket)
             await ws.prepare(request)
@@ -326,10 +346,14 @@ class LiveHub:
             client.promised = True
             limit_send_buffer(request)
             await ws.prepare(request)
+            client.transport = request.transport
             client.sender = asyncio.create_task(client.send_forever(), name="oglog-live-send")
-            async for msg in ws:  # clients have nothing to say; reading notices their close
+            async for msg in ws:  # clients have nothing to say but pongs; reading notices their close
+                client.heard += 1
                 if msg.type == WSMsgType.ERROR:
                     break
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
         finally:
             self.admission.release(ticket)
             await self._drop(client)
@@ -363,10 +387,11 @@ class LiveHub:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        if self._key_watch is not None and not self._key_watch.done():
-            self._key_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._key_watch
+        for task in (self._key_watch, self._heartbeat):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         async with self._gate:
             await self._end_subscription()
         await self.close_clients()

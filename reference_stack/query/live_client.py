@@ -4,6 +4,13 @@ The hub offers entries a payload at a time (`Batch`: one ingestion request's ent
 shared by every client whose filters select the same entries), so what a client costs per payload does not
 grow with the payload: the entries that fit are appended in one C-level step and the rest are counted as
 dropped in one addition. A client whose queue is full (a reader that stopped) costs O(1) per payload.
+
+Liveness is ours, not aiohttp's `heartbeat`: aiohttp starts the pong deadline (heartbeat / 2) when the ping
+is queued, behind megabytes of unsent entries, so a slow but live reader (a browser taking 25 s for 50,000
+entries) was cut with 1006. Here the sender puts a ping in the stream every PING_EVERY_BYTES of entries, and
+once per heartbeat tick when nothing else showed the client alive; any frame from the client (pongs
+included) is proof of life, so a reader that keeps reading keeps answering. A client silent for DEAD_TICKS
+ticks in a row has vanished (or stopped reading for that long): its connection is aborted.
 """
 
 from __future__ import annotations
@@ -22,13 +29,22 @@ from aiohttp import WSMsgType, web
 
 from .filters import Filters
 
-__all__ = ["SEND_BUFFER_BYTES", "Batch", "Client", "Gap", "fan_out", "limit_send_buffer"]
+__all__ = [
+    "DEAD_TICKS", "PING_EVERY_BYTES", "SEND_BUFFER_BYTES",
+    "Batch", "Client", "Gap", "fan_out", "limit_send_buffer",
+]
 
 #: Kernel send buffer of a live-tail socket (SO_SNDBUF; Linux doubles it for its bookkeeping). Left to TCP
 #: autotuning it grows to 4 MiB on loopback, so each client that stopped reading first swallowed ~25,000
 #: entries, one send() each, before its queue filled and it cost nothing (r8 finding 1: 50 such clients kept
 #: the event loop busy for seconds). 256 KiB still carries ~5 MB/s over a 50 ms round trip.
 SEND_BUFFER_BYTES = 256 * 1024
+#: Entry bytes sent between two pings in the stream: the pongs say how far the client has read, so a reader
+#: gives a sign of life per this many bytes read (at 10 KB/s, one every ~26 s), whatever sits in the buffers.
+PING_EVERY_BYTES = 256 * 1024
+#: Heartbeat ticks in a row without any frame from the client (a ping went out after the first) before its
+#: connection is aborted: with the hub's 20 s ticks, a vanished client is removed within 40-60 s.
+DEAD_TICKS = 2
 
 
 def limit_send_buffer(request: web.BaseRequest) -> None:
@@ -88,6 +104,25 @@ class Client:
         # Set, without an await, once the upgrade is about to be answered: from then on the promise holds, and
         # a gap in the live copies closes this socket (an earlier client gets a fresh announcement instead).
         self.promised = False
+        self.transport: asyncio.Transport | None = None  # set once upgraded: aborted if the client is dead
+        self.heard = 0  # frames received from the client (pongs included): its signs of life
+        self._heard_at_tick = 0
+        self._silent_ticks = 0
+        self._ping_due = False
+        self._unpinged = 0  # entry bytes sent since the last ping
+
+    def tick(self) -> bool:
+        """One heartbeat tick (the hub's, every HEARTBEAT seconds): False once the client was silent for
+        DEAD_TICKS ticks in a row (the caller aborts it); after a silent tick, asks the sender for a ping."""
+        if self.heard != self._heard_at_tick:
+            self._heard_at_tick, self._silent_ticks = self.heard, 0
+            return True
+        self._silent_ticks += 1
+        if self._silent_ticks >= DEAD_TICKS:
+            return False
+        self._ping_due = True
+        self.wakeup.set()
+        return True
 
     def offer(self, batch: Batch) -> int:
         """Queue the longest head of `batch` that fits both bounds and mark the rest as one gap. Never blocks;
@@ -119,13 +154,19 @@ class Client:
         while True:
             await self.wakeup.wait()
             self.wakeup.clear()
-            while self.queue:
+            while self.queue or self._ping_due:
+                if self._ping_due or self._unpinged >= PING_EVERY_BYTES:
+                    # Behind the entries already sent: its pong comes once the client has read them.
+                    self._ping_due, self._unpinged = False, 0
+                    await self.ws.ping()
+                    continue
                 item = self.queue.popleft()
                 if isinstance(item, Gap):
                     await self.ws.send_str(json.dumps({"type": "dropped", "count": item.count}))
                 else:
                     self.queued -= 1
                     self.queued_bytes -= len(item)
+                    self._unpinged += len(item)
                     # The bytes as they are (UTF-8): no per-client encoding of a shared entry.
                     await self.ws.send_frame(item, WSMsgType.TEXT)
 

@@ -162,7 +162,7 @@ async def _relay_websocket(
     protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
     try:
         upstream = await session.ws_connect(
-            url, headers=headers, protocols=protocols, max_msg_size=_WS_MAX_MSG, autoping=True
+            url, headers=headers, protocols=protocols, max_msg_size=_WS_MAX_MSG, autoping=False
         )
     except aiohttp.WSServerHandshakeError:
         # Refused before the upgrade (bad filters, auth): the same GET without the upgrade gets the
@@ -170,7 +170,9 @@ async def _relay_websocket(
         return await _relay_http(request, session, url, headers)
     async with upstream:
         selected = (upstream.protocol,) if upstream.protocol else ()
-        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=True, protocols=selected)
+        # Pings and pongs are relayed, not answered here: the live tail's liveness (query/live_client.py) is
+        # the pongs of the client itself; answered by the relay, a vanished client would never be noticed.
+        ws = web.WebSocketResponse(max_msg_size=_WS_MAX_MSG, autoping=False, protocols=selected)
         limit_send_buffer(request)  # a client that stops reading must not swallow MBs, one send() each
         await ws.prepare(request)
         request.app[_SOCKETS].add(ws)
@@ -186,7 +188,12 @@ async def _relay_websocket(
             # "entries may be missing" must say so through a worker as well.
             code = upstream.close_code or aiohttp.WSCloseCode.OK
             reason = results[0] if isinstance(results[0], str) else ""
-            await ws.close(code=code, message=reason.encode())
+            if code == aiohttp.WSCloseCode.ABNORMAL_CLOSURE and request.transport is not None:
+                # The supervisor's side was cut (a client that answered no ping, a crash): cut this one too,
+                # as 1006 may not travel in a close frame.
+                request.transport.abort()
+            else:
+                await ws.close(code=code, message=reason.encode())
             await upstream.close()
         return ws
 
@@ -195,12 +202,16 @@ async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
 ) -> str:
-    """Relay data frames until `source` ends; the reason of its close frame ("" if none)."""
+    """Relay data, ping and pong frames until `source` ends; the reason of its close frame ("" if none)."""
     while True:
         msg = await source.receive()
         if msg.type == aiohttp.WSMsgType.TEXT:
             await sink.send_str(msg.data)
         elif msg.type == aiohttp.WSMsgType.BINARY:
             await sink.send_bytes(msg.data)
+        elif msg.type == aiohttp.WSMsgType.PING:
+            await sink.ping(msg.data)
+        elif msg.type == aiohttp.WSMsgType.PONG:
+            await sink.pong(msg.data)
         else:  # CLOSE (reason in extra), CLOSING, CLOSED, ERROR
             return msg.extra if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str) else ""
