@@ -114,7 +114,7 @@ async def test_a_reconnect_names_the_span_not_replayed(live_app: Any) -> None:
         assert "entries may be missing" in await _line(tail.stderr, "the server said")
         notice = await _line(tail.stderr, "reconnected")
         assert "were not replayed" in notice
-        span = re.search(r"oglog query --from (\S+Z) --to (\S+Z)\)", notice)
+        span = re.search(r"oglog query --service gap --from (\S+Z) --to (\S+Z)\)", notice)
         assert span is not None and span.group(1) < span.group(2)
         assert (await _send_until_printed(session, base, tail, "gap"))["service"] == "gap"
     finally:
