@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from oglogstream import AsyncOgLogClient, OgLogHandler, Stats, _diag
@@ -74,6 +75,30 @@ def test_handler_says_delivery_recovered_and_stats_mark_the_error_past(
     match = RECOVERED.match(recovered[0])
     assert match is not None, recovered[0]
     assert float(match.group(1)) > 0 and int(match.group(2)) == 1500 and match.group(3) == "none lost"
+
+
+def test_spooled_records_count_as_waiting_in_the_recovery_line(
+    server: CaptureServer, logger: logging.Logger, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With spool_dir, batches wait on disk and are sent from there (`_worker_spool`): the same line, the
+    records on disk counted as waiting."""
+    handler = OgLogHandler(server.url, "recovery-spool", spool_dir=str(tmp_path))
+    logger.addHandler(handler)
+    try:
+        server.stop()
+        for i in range(1500):
+            logger.info("during %d", i)
+        wait_until(lambda: failing_now(handler.stats()) and handler.stats().spooled > 0)
+        server.restart()
+        assert handler.flush(40)
+        stats = handler.stats()
+    finally:
+        handler.close(5)
+    assert stats.sent == 1500 and stats.dropped == {} and stats.failing_since is None
+    recovered = lines_of(capsys.readouterr().err, "delivery recovered")
+    assert len(recovered) == 1, recovered
+    match = RECOVERED.match(recovered[0])
+    assert match is not None and int(match.group(2)) == 1500 and match.group(3) == "none lost", recovered[0]
 
 
 def test_losses_during_the_outage_are_named_in_the_recovery_line(
