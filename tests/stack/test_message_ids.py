@@ -1,6 +1,6 @@
 """The processor reads a message's row ids from its `Oglog-Ids` header (#14: no pass over the payload on the
 event loop) and gets exactly what the payload scan gives; any header that does not agree with the payload,
-and every message without one (the release before, a replayed dead letter), goes through the scan as before."""
+and every message without one (the release before, a replayed dead letter), goes through the scan."""
 
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ async def test_ingestion_publishes_the_ids_and_a_poison_row_is_dead_lettered_alo
     finally:
         await proc.stop()
     assert await count(storage) == 39
-    dead: RawStreamMsg = await broker.js.get_msg(DEAD_STREAM_NAME, seq=1, subject=DEAD_LETTER_SUBJECT, next=True)
+    dead: RawStreamMsg = await broker.js.get_msg(
+        DEAD_STREAM_NAME, seq=1, subject=DEAD_LETTER_SUBJECT, next=True
+    )
     assert dead.headers is not None and messages.IDS not in dead.headers
     assert dead.headers[messages.ROWS] == "1"
     assert [r["id"] for r in json.loads(dead.data or b"")] == ["g17"]
