@@ -28,7 +28,8 @@ from aiohttp import web
 
 from ..http.boundary import Problem, problem_response
 from ..http.metrics import CONTENT_TYPE_LATEST
-from ..query.live_client import limit_send_buffer
+from ..query import live
+from ..query.live_client import DEAD_TICKS, limit_send_buffer
 from . import worker_metrics
 
 __all__ = ["INGEST_PATHS", "PROXY_CONNECT_TIMEOUT", "install"]
@@ -177,9 +178,14 @@ async def _relay_websocket(
         await ws.prepare(request)
         request.app[_SOCKETS].add(ws)
         down = asyncio.create_task(_pump(upstream, ws))
-        up = asyncio.create_task(_pump(ws, upstream))
+        heard = _Heard()
+        up = asyncio.create_task(_pump(ws, upstream, heard))
+        cut = False
         try:
-            await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+            cut = await _until_done_or_silent(down, up, heard)
+            if cut:
+                log.info("ingest worker: a relayed WebSocket client answered nothing for %d heartbeats; "
+                         "cutting it", DEAD_TICKS + 1)
         finally:
             for task in (down, up):
                 task.cancel()
@@ -188,23 +194,54 @@ async def _relay_websocket(
             # "entries may be missing" must say so through a worker as well.
             code = upstream.close_code or aiohttp.WSCloseCode.OK
             reason = results[0] if isinstance(results[0], str) else ""
-            if code == aiohttp.WSCloseCode.ABNORMAL_CLOSURE and request.transport is not None:
-                # The supervisor's side was cut (a client that answered no ping, a crash): cut this one too,
-                # as 1006 may not travel in a close frame.
-                request.transport.abort()
+            if cut or code == aiohttp.WSCloseCode.ABNORMAL_CLOSURE:
+                # A silent client, or the supervisor's side cut (a client that answered no ping, a crash):
+                # cut this one too, as 1006 may not travel in a close frame.
+                if request.transport is not None:
+                    request.transport.abort()
             else:
                 await ws.close(code=code, message=reason.encode())
             await upstream.close()
         return ws
 
 
+class _Heard:
+    """Frames relayed from the client (its pongs included)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+async def _until_done_or_silent(down: asyncio.Task[str], up: asyncio.Task[str], heard: _Heard) -> bool:
+    """Wait until a pump ends (False), or the client sent nothing for DEAD_TICKS + 1 of the live tail's
+    heartbeat ticks (True): the supervisor cut its side a tick earlier, but this relay may be stuck sending
+    to a vanished client and so never read that cut."""
+    seen, silent = -1, 0
+    while True:
+        done, _ = await asyncio.wait({down, up}, timeout=live.HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+        if done:
+            return False
+        if heard.count != seen:
+            seen, silent = heard.count, 0
+            continue
+        silent += 1
+        if silent > DEAD_TICKS:
+            return True
+
+
 async def _pump(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse[bool],
+    heard: _Heard | None = None,
 ) -> str:
-    """Relay data, ping and pong frames until `source` ends; the reason of its close frame ("" if none)."""
+    """Relay data, ping and pong frames until `source` ends, counting them in `heard`; the reason of its
+    close frame ("" if none)."""
     while True:
         msg = await source.receive()
+        if heard is not None:
+            heard.count += 1
         if msg.type == aiohttp.WSMsgType.TEXT:
             await sink.send_str(msg.data)
         elif msg.type == aiohttp.WSMsgType.BINARY:

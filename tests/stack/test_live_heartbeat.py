@@ -37,6 +37,8 @@ TICK = 1.5
 ENTRIES, BATCH = 8000, 4000
 #: The slow reader pauses PAUSE seconds every EVERY entries: ~8 s in all (~300 KB/s), over five ticks.
 EVERY, PAUSE = 40, 0.04
+#: Entries (~9.6 MB) for a client that never reads: past the socket buffers, so the relay is stuck sending.
+BACKLOG = 4 * ENTRIES
 
 Stack = Callable[[], AbstractAsyncContextManager[tuple[str, web.Application]]]
 
@@ -171,3 +173,22 @@ async def test_through_a_worker_a_slow_reader_gets_every_entry(relayed: Stack) -
 async def test_through_a_worker_a_client_answering_nothing_is_aborted(relayed: Stack) -> None:
     """Through the relay too (it relays pongs rather than answering pings for the client)."""
     await silent_client_goes_and_idle_one_stays(relayed)
+
+
+async def test_through_a_worker_a_silent_client_with_a_backlog_is_cut(
+    relayed: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that neither reads nor answers while entries wait for it: the supervisor drops its side and
+    the relay, stuck sending to it, cuts it as well (DEAD_TICKS + 1 silent ticks) instead of holding it."""
+    caplog.set_level("INFO", logger="oglogstream.stack.server.worker_proxy")
+    async with relayed() as (base, app), aiohttp.ClientSession() as session:
+        silent = await session.ws_connect(f"{base}/ws/live?service=slow", autoping=False)
+        await wait_for(clients(app[LIVE], 1), timeout=10)
+        await post(session, base, [f"b{i}" for i in range(BACKLOG)])
+        await wait_for(clients(app[LIVE], 0), timeout=(live.DEAD_TICKS + 3) * TICK + 10)
+
+        async def relay_cut() -> bool:
+            return "answered nothing" in caplog.text
+
+        await wait_for(relay_cut, timeout=(live.DEAD_TICKS + 3) * TICK + 10)
+        await silent.close()
