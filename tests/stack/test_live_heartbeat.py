@@ -106,9 +106,9 @@ def clients(hub: live.LiveHub, n: int) -> Callable[[], Any]:
     return probe
 
 
-async def read_slowly(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[str]:
-    """The ids of the next n messages, read at ~300 KB/s (pings answered as they are reached); fails on a
-    close or a dropped notice."""
+async def read_slowly(ws: aiohttp.ClientWebSocketResponse, n: int, pause: float = PAUSE) -> list[str]:
+    """The ids of the next n messages, pausing `pause` s every EVERY (pings answered as they are reached);
+    fails on a close or a dropped notice."""
     ids: list[str] = []
     while len(ids) < n:
         msg = await ws.receive(timeout=30)
@@ -117,16 +117,16 @@ async def read_slowly(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[str]:
         assert "type" not in entry, entry  # no {"type": "dropped"}: the queue never overflowed
         ids.append(entry["id"])
         if len(ids) % EVERY == 0:
-            await asyncio.sleep(PAUSE)
+            await asyncio.sleep(pause)
     return ids
 
 
-async def slow_reader_gets_everything(stack: Stack) -> None:
+async def slow_reader_gets_everything(stack: Stack, pause: float = PAUSE) -> None:
     async with stack() as (base, app), aiohttp.ClientSession() as session:
         ws = await session.ws_connect(f"{base}/ws/live?service=slow")
         await wait_for(clients(app[LIVE], 1), timeout=10)
         ids = [f"s{i}" for i in range(ENTRIES)]
-        reading = asyncio.create_task(read_slowly(ws, ENTRIES))
+        reading = asyncio.create_task(read_slowly(ws, ENTRIES, pause))
         await post(session, base, ids)
         assert await reading == ids
         await post(session, base, ["after"])  # still connected once done
@@ -192,3 +192,18 @@ async def test_through_a_worker_a_silent_client_with_a_backlog_is_cut(
 
         await wait_for(relay_cut, timeout=(live.DEAD_TICKS + 3) * TICK + 10)
         await silent.close()
+
+
+async def test_at_the_defaults_a_reader_slower_than_aiohttps_heartbeat_gets_everything(
+    nats_server: Any, chdb_dsn: str
+) -> None:
+    """The finding at the default HEARTBEAT (20 s): a reader taking ~35 s for 8,000 entries (~70 KB/s;
+    aiohttp's heartbeat cut it after ~30 s) gets all of them and stays connected."""
+
+    @contextlib.asynccontextmanager
+    async def stack() -> AsyncIterator[tuple[str, web.Application]]:
+        async with ingest_and_query(nats_server.url, chdb_dsn) as (base, app, _session):
+            assert app[LIVE].heartbeat == live.HEARTBEAT == 20.0
+            yield base, app
+
+    await slow_reader_gets_everything(stack, pause=35 / (ENTRIES / EVERY))
