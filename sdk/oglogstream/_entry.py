@@ -285,7 +285,7 @@ class EntryEncoder(AttributeFragments):
                 self._levels[levelno] = level
                 self._heads[levelno] = f'","level":"{level}",{self._static}"message":'
         if type(created) is not float or not MIN_CREATED <= created <= MAX_CREATED:  # also rejects NaN
-            created = restamped(created)
+            created = restamped(created)  # an int or Decimal in range is kept; anything else is announced
         second = int(created)
         if second != self._second:
             self._second = second

@@ -22,11 +22,13 @@ from ._entry_values import (
     _exception_field,
     _format_exception,
     _parse_timestamp,
+    _safe_repr,
     _safe_str,
     _value_json,
     level_for_name,
     span_links,
 )
+from ._timestamp_text import number_seconds
 from .wire import clip_bytes
 
 if TYPE_CHECKING:
@@ -61,8 +63,10 @@ def encode_struct(
         parsed = _parse_timestamp(event["timestamp"])
         if parsed is None:
             rest["timestamp"] = event["timestamp"]  # keep what the app wrote, visibly
-        else:
+        elif MIN_CREATED <= parsed <= MAX_CREATED:
             created = parsed
+        else:  # announced naming what the app wrote (`10**400`, a year past 2299), not its float
+            created = restamped(event["timestamp"], "an event's timestamp")
     links = encoder._links({k: event[k] for k in _LINKS if k in event})
     for name in _LINKS:  # a non-string trace/span id stays visible as an attribute
         if name in event and f'"{name}"' not in links:
@@ -154,12 +158,17 @@ def _timestamp(encoder: EntryEncoder, created: float) -> str:
     return f"{encoder._second_text}.{_DIGITS[micros // 1000]}{_DIGITS[micros % 1000]}Z"
 
 
-def restamped(created: object) -> float:
-    """The encoding time (Unix seconds) for a record whose `created` is not a float in [MIN_CREATED,
-    MAX_CREATED]; says so on stderr (rate-limited per DIAG_INTERVAL, repeats counted), never silently."""
+def restamped(created: object, what: str = "a record's created") -> float:
+    """The Unix seconds to send for a `created` (or an event's `timestamp`) that is not a float in
+    [MIN_CREATED, MAX_CREATED]: a number in that range as a float (`number_seconds`: an int, Decimal or
+    Fraction `created` is a time like any other), else the time of encoding, said on stderr naming `what`
+    and the value (rate-limited per DIAG_INTERVAL, repeats counted), never silently."""
+    seconds = number_seconds(created)
+    if seconds is not None and MIN_CREATED <= seconds <= MAX_CREATED:  # also false for NaN
+        return seconds
     _diag.report(
         "restamped",
-        f"a record's created={created!r:.40} is outside 1970-01-01..2299-12-31T23:59:59.999999Z (the stack's"
-        " range): sent with the time of encoding instead",
+        f"{what}={_safe_repr(created):.40} is outside 1970-01-01..2299-12-31T23:59:59.999999Z (the stack's"
+        " range) or not a number: sent with the time of encoding instead",
     )
     return time.time()

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from . import wire as _wire
-from ._timestamp_text import parse_timestamp_text
+from ._timestamp_text import number_seconds, parse_timestamp_text
 from .wire import clip_bytes, clip_chars, level_for_number
 
 __all__ = ["DROPPED_ATTRIBUTES_KEY", "level_for_name", "rfc3339", "span_links"]
@@ -205,9 +205,10 @@ _UTC_SECONDS_SIZE = 4096
 
 
 def _parse_timestamp(value: object) -> float | None:
-    """An event's `timestamp` (Unix seconds, or RFC 3339 text; naive text is local time) as Unix seconds, or
-    None when it is neither. structlog's UTC form (`2026-11-29T17:00:00.123456Z`) costs one cached lookup
-    per second instead of a parse: the same float (`timedelta.total_seconds` divides integer microseconds)."""
+    """An event's `timestamp` (Unix seconds as an int, float, Decimal or Fraction, or RFC 3339 text; naive
+    text is local time) as Unix seconds, or None when it is neither. structlog's UTC form
+    (`2026-11-29T17:00:00.123456Z`) costs one cached lookup per second instead of a parse: the same float
+    (`timedelta.total_seconds` divides integer microseconds)."""
     if type(value) is str and len(value) == 27 and value[26] == "Z" and value[19] == ".":
         fraction = value[20:26]
         if fraction.isascii() and fraction.isdigit():
@@ -222,8 +223,9 @@ def _parse_timestamp(value: object) -> float | None:
                     whole = None
                 _UTC_SECONDS[second] = whole
             return None if whole is None else (whole * 1_000_000 + int(fraction)) / 1_000_000
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    seconds = number_seconds(value)  # 10**400 is inf: outside the range, so restamped (announced)
+    if seconds is not None:
+        return seconds
     if isinstance(value, str):
         return parse_timestamp_text(value)  # the stack's rule; naive text is local time
     return None

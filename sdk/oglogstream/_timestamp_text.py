@@ -1,4 +1,5 @@
-"""An event's own timestamp text -> Unix seconds, by the rule the stack's door applies to `timestamp`.
+"""An event's own timestamp text -> Unix seconds, by the rule the stack's door applies to `timestamp`; a
+number (a record's `created`, an event's `timestamp`) -> Unix seconds (`number_seconds`).
 
 RFC 3339 (section 5.6): `T` or a space, seconds required, any fraction rounded to the nearest microsecond
 (a 7th digit >= 5 rounds up), `Z` or a time-numoffset `±HH:MM` with HH <= 23 and MM <= 59. The one difference
@@ -9,10 +10,16 @@ values.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
 
-__all__ = ["parse_timestamp_text"]
+__all__ = ["number_seconds", "parse_timestamp_text"]
+
+#: What a timestamp may be as a number: an int (not a bool), float, Decimal or Fraction, subclasses too.
+_NUMBERS = (int, float, Decimal, Fraction)
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
@@ -49,3 +56,17 @@ def parse_timestamp_text(text: str) -> float | None:
         return ((moment - _EPOCH) // _MICROSECOND) / 1_000_000
     except (ValueError, OverflowError, OSError):
         return None
+
+
+def number_seconds(value: object) -> float | None:
+    """`value` as float Unix seconds when it is a number (`_NUMBERS`; a bool is not), else None. No range
+    check: an int too large for a float (`10**400`) is +-inf and a signalling Decimal NaN is NaN, so the
+    caller's range check refuses them (the restamp rule) instead of the conversion raising."""
+    if not isinstance(value, _NUMBERS) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (ValueError, ArithmeticError):  # Decimal('sNaN')
+        return math.nan
