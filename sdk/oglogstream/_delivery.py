@@ -116,7 +116,8 @@ class Ledger:
         self.last_error_at: float | None = None
         self.failing_since: float | None = None
         #: The run's start on the monotonic clock, whether its "delivery failing" line was printed (only
-        #: then is its recovery announced), and the loss counts when it began (the recovery line's losses).
+        #: then is its recovery announced), and the loss counts as of the last accepted batch (the recovery
+        #: line's losses: those of an outage before its first failed answer, an overflow, are named too).
         self._failing_clock = 0.0
         self._failure_announced = False
         self._dropped_before: dict[str, int] = {}
@@ -207,7 +208,6 @@ class Ledger:
             self.failing_since = self.last_error_at or time.time()
             self._failing_clock = time.monotonic()
             self._failure_announced = False
-            self._dropped_before = dict(self.dropped)
 
     def on_retry(self, result: SendResult | None) -> None:
         """A retryable failure: the same batch will be sent again."""
@@ -217,18 +217,22 @@ class Ledger:
                 return
             self.note_error(result.error)
             self._failing()
-        if _diag.report("retry", f"delivery failing, will retry: {result.error}"):
+        if _diag.report("retry", f"[{self.service}] delivery failing, will retry: {result.error}"):
             self._failure_announced = True
 
     def _recovered(self) -> None:
-        """A batch was accepted: a run of failures is over. Announced (one line) only when the run's
-        "delivery failing" line was printed, so the recovery lines are rate-limited with those and stderr's
-        last word on delivery is never a failure that is over. The caller holds `lock`."""
-        if self.failing_since is None:
-            return
+        """A batch was accepted (its refusals counted): a run of failures is over. Announced (one line,
+        naming the records lost since the last accepted batch) only when the run's "delivery failing" line
+        was printed, so the recovery lines are rate-limited with those and stderr's last word on delivery is
+        never a failure that is over. The caller holds `lock`."""
+        announce = self.failing_since is not None and self._failure_announced
         self.failing_since = None
-        if not self._failure_announced:
-            return
+        if announce:
+            self._announce_recovery()
+        if self.dropped != self._dropped_before:
+            self._dropped_before = dict(self.dropped)
+
+    def _announce_recovery(self) -> None:
         lost = {
             reason: n - self._dropped_before.get(reason, 0)
             for reason, n in sorted(self.dropped.items())
@@ -242,14 +246,16 @@ class Ledger:
         )
         elapsed = time.monotonic() - self._failing_clock
         waiting = self.queued()
-        _diag.write(f"delivery recovered after {elapsed:.1f} s; {waiting} records were waiting, {losses}")
+        _diag.write(
+            f"[{self.service}] delivery recovered after {elapsed:.1f} s; {waiting} records were waiting,"
+            f" {losses}"
+        )
 
     def settle(self, batch: Batch, result: SendResult) -> tuple[Batch, Batch] | None:
         """Account for a final (non-RETRY) answer; returns the halves to send instead on a splittable 413.
         The caller holds `lock`."""
         outcome = result.outcome
         if outcome is Outcome.OK:
-            self._recovered()
             # The answer's count, not its list's length: the stack lists only the first refusals.
             rejected = result.rejected_count
             self.sent += len(batch) - rejected
@@ -262,6 +268,14 @@ class Ledger:
                     # escape sequences to the application's stderr
                     message += f"; first: #{index}: {error!r}"
                 self.report_once("rejected", message)
+            if result.unread is not None:
+                self.report_once(
+                    "unread_answer",
+                    f"[{self.service}] the server accepted a batch of {len(batch)} records with an answer"
+                    f" that could not be read ({result.unread}): all counted as sent; entries it may list as"
+                    " refused are not counted",
+                )
+            self._recovered()  # after the refusals: the recovery line names them
             return None
         if outcome is Outcome.TOO_LARGE and len(batch) > 1:
             return batch.halves()

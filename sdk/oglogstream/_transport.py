@@ -133,6 +133,9 @@ class SendResult:
     #: No answer came after the whole request was written (a read timeout or error): the server may have
     #: stored the batch (False for connect failures and answers).
     unanswered: bool = False
+    #: For OK: why the answer's body was not read (an encoding we do not decode, a body that does not
+    #: decode or is cut short, one past MAX_ANSWER_BYTES): the batch counts as accepted in full, announced.
+    unread: str | None = None
 
 
 class Transport(Protocol):
@@ -214,13 +217,17 @@ def failure(endpoint: str, exc: Exception) -> SendResult:
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
 
 
-def classify(response: httpx.Response, endpoint: str, size: int) -> SendResult:
-    """What an answer means for the batch: sent (maybe partly rejected), retry, split, or drop."""
+def classify(response: httpx.Response, endpoint: str, size: int, unread: str | None = None) -> SendResult:
+    """What an answer means for the batch: sent (maybe partly rejected), retry, split, or drop. `unread`:
+    why the body is not the whole answer (`AnswerReader.problem`); a 2xx is then not parsed."""
     status = response.status_code
     if 200 <= status < 300:
+        if unread is not None:
+            return SendResult(Outcome.OK, status, unread=unread)
         count, listed = _rejected(response, size)
         return SendResult(Outcome.OK, status, rejected=listed, rejected_count=count)
-    detail = f"HTTP {status} from {endpoint}: {response.text[:300]!r}"
+    text = response.text[:300]
+    detail = f"HTTP {status} from {endpoint}: {text!r}" + (f" ({unread})" if unread and not text else "")
     if status == 413:
         return SendResult(Outcome.TOO_LARGE, status, error=detail)
     if status in _RETRY_STATUSES:
@@ -260,15 +267,16 @@ class HttpTransport:
         token = _SENDING.set(True)
         try:
             with attempt(attempt_deadline(self._settings, timeout)):
-                response = self._post(batch, timeout)
+                response, unread = self._post(batch, timeout)
         except Exception as exc:
             return failure(self._endpoint, exc)
         finally:
             _SENDING.reset(token)
-        return classify(response, self._endpoint, len(batch))
+        return classify(response, self._endpoint, len(batch), unread)
 
-    def _post(self, batch: Batch, timeout: float | None) -> httpx.Response:
-        """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`)."""
+    def _post(self, batch: Batch, timeout: float | None) -> tuple[httpx.Response, str | None]:
+        """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`), and
+        why that body is not the whole answer (`AnswerReader.problem`) or None."""
         # None: the client's own timeouts (`phase_timeout(settings, None)`), not built per request
         phases = httpx.USE_CLIENT_DEFAULT if timeout is None else phase_timeout(self._settings, timeout)
         with self._client.stream(
@@ -282,7 +290,7 @@ class HttpTransport:
             for raw in answer.iter_raw():
                 if not reader.feed(raw):
                     break  # the rest is not read: closing the stream drops the connection
-            return reader.response(answer)
+            return reader.response(answer), reader.problem
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # best effort; the process may be exiting
@@ -318,7 +326,7 @@ class AsyncHttpTransport:
         try:
             body = await self._body(batch)
             total = attempt_deadline(self._settings, timeout)
-            response = await asyncio.wait_for(self._post(body, batch.batch_id, timeout), total)
+            response, unread = await asyncio.wait_for(self._post(body, batch.batch_id, timeout), total)
         except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
             return SendResult(
                 Outcome.RETRY,
@@ -329,10 +337,12 @@ class AsyncHttpTransport:
             return failure(self._endpoint, exc)
         finally:
             _SENDING.reset(token)
-        return classify(response, self._endpoint, len(batch))
+        return classify(response, self._endpoint, len(batch), unread)
 
-    async def _post(self, body: bytes, batch_id: str, timeout: float | None) -> httpx.Response:
-        """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`)."""
+    async def _post(
+        self, body: bytes, batch_id: str, timeout: float | None
+    ) -> tuple[httpx.Response, str | None]:
+        """As `HttpTransport._post`: the answer and its reading's problem, if any."""
         async with self._client.stream(
             "POST",
             self._endpoint,
@@ -344,7 +354,7 @@ class AsyncHttpTransport:
             async for raw in answer.aiter_raw():
                 if not reader.feed(raw):
                     break  # the rest is not read: closing the stream drops the connection
-            return reader.response(answer)
+            return reader.response(answer), reader.problem
 
     async def _body(self, batch: Batch) -> bytes:
         """The gzipped body; a large one on a thread, unless no thread can be started any more (the

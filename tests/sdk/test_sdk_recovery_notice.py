@@ -17,7 +17,7 @@ from oglogstream import AsyncOgLogClient, OgLogHandler, Stats, _diag
 from .capture_server import CaptureServer, Reply
 
 RECOVERED = re.compile(
-    r"^oglogstream: delivery recovered after (\d+\.\d) s; (\d+) records were waiting, (.*)$"
+    r"^oglogstream: \[[^\]]*\] delivery recovered after (\d+\.\d) s; (\d+) records were waiting, (.*)$"
 )
 
 
