@@ -198,3 +198,86 @@ async def test_async_client_says_delivery_recovered(
     assert len(recovered) == 1, recovered
     match = RECOVERED.match(recovered[0])
     assert match is not None and int(match.group(2)) == 1500 and match.group(3) == "none lost", recovered[0]
+
+
+def test_refusals_in_the_recovering_answer_are_named(
+    server: CaptureServer, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The answer that ends the outage refuses one entry (a partial accept): the recovery line counts that
+    refusal (before: the line was printed before the answer's refusals were counted, "none lost")."""
+    handler = OgLogHandler(server.url, "recovery-partial")
+    logger.addHandler(handler)
+    try:
+        server.stop()
+        for i in range(10):
+            logger.info("during %d", i)
+        wait_until(lambda: failing_now(handler.stats()))
+        server.reject = lambda entry: entry.get("message") == "during 3"
+        server.restart()
+        assert handler.flush(40)
+        stats = handler.stats()
+    finally:
+        handler.close(5)
+    assert stats.sent == 9 and stats.dropped == {"rejected": 1}
+    recovered = lines_of(capsys.readouterr().err, "delivery recovered")
+    assert len(recovered) == 1, recovered
+    match = RECOVERED.match(recovered[0])
+    assert match is not None, recovered[0]
+    assert match.group(3) == "lost meanwhile: 1 rejected (stats().dropped has the totals)"
+
+
+def test_losses_before_the_first_failed_answer_are_named(
+    server: CaptureServer, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first request of an outage hangs 3 s before its 503, while the caller overflows the buffer: those
+    losses happened since the last accepted batch, so the recovery line names them (before: counted from
+    the failed answer on, the line said "none lost")."""
+    handler = OgLogHandler(server.url, "recovery-early-loss", max_buffer_records=1000)
+    logger.addHandler(handler)
+    try:
+        server.script(Reply(503, delay=3.0))
+        for i in range(3000):
+            logger.info("during %d", i)
+        overflow_before_answer = handler.stats().dropped.get("overflow", 0)
+        assert handler.flush(40)
+        stats = handler.stats()
+    finally:
+        handler.close(5)
+    overflow = stats.dropped["overflow"]
+    assert overflow_before_answer > 0 and stats.sent + overflow == 3000
+    recovered = lines_of(capsys.readouterr().err, "delivery recovered")
+    assert len(recovered) == 1, recovered
+    match = RECOVERED.match(recovered[0])
+    assert match is not None, recovered[0]
+    assert match.group(3) == f"lost meanwhile: {overflow} overflow (stats().dropped has the totals)"
+
+
+def test_with_two_handlers_the_lines_name_their_service(
+    server: CaptureServer, logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two handlers in one process: the failure line and its recovery line say whose delivery it is."""
+    alpha = OgLogHandler(server.url, "alpha")
+    beta = OgLogHandler(server.url, "beta")
+    other = logging.getLogger(f"{logger.name}.beta")
+    other.propagate = False
+    logger.addHandler(alpha)
+    other.addHandler(beta)
+    try:
+        server.stop()
+        logger.info("to alpha")
+        wait_until(lambda: failing_now(alpha.stats()))
+        other.info("to beta")
+        wait_until(lambda: failing_now(beta.stats()))
+        server.restart()
+        assert alpha.flush(40) and beta.flush(40)
+    finally:
+        other.removeHandler(beta)
+        alpha.close(5)
+        beta.close(5)
+    err = capsys.readouterr().err
+    failing = lines_of(err, "delivery failing")
+    recovered = lines_of(err, "delivery recovered")
+    # one failure line per 30 s for the process (beta's is rate-limited away, so its recovery is silent)
+    assert len(failing) == 1 and failing[0].startswith("oglogstream: [alpha] delivery failing"), failing
+    assert len(recovered) == 1, recovered
+    assert recovered[0].startswith("oglogstream: [alpha] delivery recovered"), recovered
