@@ -100,7 +100,8 @@ _CONTAINERS: tuple[tuple[Any, int, bool], ...] = (
 )
 #: Classes whose `_layout` is kept (then the cache starts over): O(1) per object of a class seen before.
 LAYOUT_CACHE = 512
-_LAYOUTS: dict[int, tuple[type, Any, tuple[Any, ...]]] = {}
+_Layout = tuple[tuple[Any, int, bool] | None, Any, tuple[Any, ...]]
+_LAYOUTS: dict[int, tuple[type, _Layout]] = {}
 _TYPE_MRO = type.__dict__["__mro__"].__get__
 _TYPE_NAMESPACE = type.__dict__["__dict__"].__get__
 _DESCRIPTORS = (GetSetDescriptorType, MemberDescriptorType)
@@ -230,23 +231,22 @@ def _open(
     unseen = 0
     walk = depth < WALK_DEPTH
     try:
-        for base, rate, pairs in _CONTAINERS:
-            if issubclass(kind, base):
-                count = base.__len__(item)
-                grown = max(grown, count * rate)
-                take = min(count, budget) if walk else 0
-                budget -= take
-                unseen += (count - take) * (2 if pairs else 1)
-                elements = iter(dict.items(item) if pairs else base.__iter__(item))
-                for element in islice(elements, take):
-                    if pairs:
-                        stack.append((element[0], depth + 1))
-                        stack.append((element[1], depth + 1))
-                    else:
-                        stack.append((element, depth + 1))
-                break
+        container, attributes, slots = _layout(kind)
+        if container is not None:
+            base, rate, pairs = container
+            count = base.__len__(item)
+            grown = max(grown, count * rate)
+            take = min(count, budget) if walk else 0
+            budget -= take
+            unseen += (count - take) * (2 if pairs else 1)
+            elements = iter(dict.items(item) if pairs else base.__iter__(item))
+            for element in islice(elements, take):
+                if pairs:
+                    stack.append((element[0], depth + 1))
+                    stack.append((element[1], depth + 1))
+                else:
+                    stack.append((element, depth + 1))
         if walk:
-            attributes, slots = _layout(kind)
             if attributes is not None:
                 held = attributes.__get__(item, kind)
                 if type(held) is dict:
@@ -262,14 +262,16 @@ def _open(
     return grown, budget, unseen
 
 
-def _layout(kind: type) -> tuple[Any, tuple[Any, ...]]:
-    """(the descriptor that reads an instance's `__dict__` or None, the member descriptors of the
-    `__slots__` its classes declare) of `kind`, found in its classes' namespaces (read through `type`'s own
-    descriptors: no metaclass code runs) and cached per class (LAYOUT_CACHE classes, by identity: a
-    metaclass's `__hash__` is not called). A `__dict__` property is skipped for a base's real descriptor."""
+def _layout(kind: type) -> _Layout:
+    """(its `_CONTAINERS` entry or None, the descriptor that reads an instance's `__dict__` or None, the
+    member descriptors of the `__slots__` its classes declare) of `kind`, found by `issubclass` and in its
+    classes' namespaces (read through `type`'s own descriptors: no metaclass code runs) and cached per class
+    (LAYOUT_CACHE classes, by identity: a metaclass's `__hash__` is not called). A `__dict__` property is
+    skipped for a base's real descriptor."""
     known = _LAYOUTS.get(id(kind))
     if known is not None and known[0] is kind:
-        return known[1], known[2]
+        return known[1]
+    container = next((entry for entry in _CONTAINERS if issubclass(kind, entry[0])), None)
     attributes = None
     slots: list[Any] = []
     for klass in _TYPE_MRO(kind):
@@ -279,10 +281,11 @@ def _layout(kind: type) -> tuple[Any, tuple[Any, ...]]:
             attributes = entry
         if "__slots__" in namespace:
             slots.extend(member for member in namespace.values() if type(member) is MemberDescriptorType)
+    layout = (container, attributes, tuple(slots))
     if len(_LAYOUTS) >= LAYOUT_CACHE:
         _LAYOUTS.clear()
-    _LAYOUTS[id(kind)] = (kind, attributes, tuple(slots))
-    return attributes, tuple(slots)
+    _LAYOUTS[id(kind)] = (kind, layout)
+    return layout
 
 
 def args_bytes(args: tuple[Any, ...] | None) -> int:
