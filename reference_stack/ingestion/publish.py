@@ -21,7 +21,6 @@ _DUMP_SLICE_ROWS = 256
 #: Headroom under max_payload for the headers of a JetStream message.
 _HEADER_ROOM = 4096
 _TIMESTAMP = operator.itemgetter("timestamp")
-_ID = operator.itemgetter("id")
 
 
 def split_rows(rows: list[dict[str, Any]], limit: int) -> list[tuple[list[dict[str, Any]], bytes]]:
@@ -79,21 +78,11 @@ async def publish_parts(
     """`publish_rows` once its rows are serialised into `parts` (`split_rows`)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    limit = payload_limit(broker)
 
     async def one(k: int, part_rows: list[dict[str, Any]], payload: bytes) -> None:
         stamps = list(map(_TIMESTAMP, part_rows))
         message_id = batch_id if len(parts) == 1 else dedup.part_id(batch_id, k + 1, len(parts))
-        # The ids ride along when they fit next to the payload: the processor then reads them without a pass
-        # over the payload on its event loop (messages.row_ids; #14: ~0.5 µs a row of the supervisor's CPU).
-        headers = messages.rows_headers(
-            message_id,
-            len(part_rows),
-            min(stamps),
-            max(stamps),
-            ids=list(map(_ID, part_rows)),
-            ids_room=limit - len(payload),
-        )
+        headers = messages.rows_headers(message_id, len(part_rows), min(stamps), max(stamps))
         ack = await broker.publish(messages.STREAM_SUBJECT, payload, headers)
         if ack.duplicate:
             metrics.duplicates_skipped.labels("broker").inc()

@@ -36,6 +36,7 @@ from ..broker.broker import Broker
 from ..config import CONSUMER_NAME, STREAM_NAME, check_at_least, check_positive
 from ..http.metrics import Metrics
 from ..http.resources import BROKER, CONFIG, METRICS, STORAGE
+from ..ingestion import row_codec
 from .deadletter import refresh_gauge
 from .flush import Flusher, Item
 from .pull import Puller
@@ -324,7 +325,7 @@ class Processor:
         meta = msg.metadata
         self.metrics.consumer_pending.set(meta.num_pending)
         headers = msg.headers or {}
-        ids = messages.row_ids(headers, msg.data)
+        ids = row_codec.payload_ids(msg.data)
         ts_min, ts_max = headers.get(messages.TS_MIN, ""), headers.get(messages.TS_MAX, "")
         problem = None
         if ids is None:
