@@ -7,7 +7,8 @@ the socket opened was in neither (review r8 finding 4). With `settle=true` the h
 
 How: the stream is a work queue (broker/streams.py): a message leaves it only when the processor acks it,
 after its rows are inserted (or it is dead-lettered). So "everything the stream held at arrival is stored"
-is `first_seq > last_seq_at_arrival` in a later `stream_info` (an empty stream has first_seq = last_seq + 1).
+is `first_seq > last_seq_at_arrival` in a later `stream_info` (a stream emptied by acks has first_seq =
+last_seq + 1), or no message left at all (a stream that never held one reports first_seq = last_seq = 0).
 One poller per process serves every waiting request: at most one `stream_info` per SETTLE_POLL_INTERVAL
 however many requests wait, and none while nobody waits.
 """
@@ -83,7 +84,8 @@ class StoredBarrier:
                         continue  # arrived after this request was sent: it may not have seen its entries
                     if waiter.target is None:
                         waiter.target = state.last_seq
-                    if state.first_seq > waiter.target and not waiter.done.done():
+                    stored = state.messages == 0 or state.first_seq > waiter.target
+                    if stored and not waiter.done.done():
                         waiter.done.set_result(None)
                         self._waiters.remove(waiter)
             if self._waiters:

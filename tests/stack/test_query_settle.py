@@ -44,6 +44,14 @@ async def test_an_entry_acknowledged_before_the_request_is_in_the_answer(stack: 
             assert [e["service"] for e in await resp.json()] == [service]
 
 
+async def test_a_stream_that_never_held_a_message_is_settled_at_once(stack: Any) -> None:
+    """Review r9: on a fresh stack the stream reports first_seq = last_seq = 0, which the drain check never
+    passed, so every settle waited SETTLE_TIMEOUT and the Live view warned "storage is behind"."""
+    url, session = stack
+    async with session.get(f"{url}/api/logs", params={"limit": "1", "settle": "true"}) as resp:
+        assert resp.status == 200 and resp.headers[SETTLED_HEADER] == "true"
+
+
 async def test_settle_is_validated_and_absent_by_default(stack: Any) -> None:
     """settle takes true/false/1/0 (else 400 naming it); without it no header and no wait."""
     url, session = stack
