@@ -2,10 +2,11 @@
 number (a record's `created`, an event's `timestamp`) -> Unix seconds (`number_seconds`).
 
 RFC 3339 (section 5.6): `T` or a space, seconds required, any fraction rounded to the nearest microsecond
-(a 7th digit >= 5 rounds up), `Z` or a time-numoffset `±HH:MM` with HH <= 23 and MM <= 59. The one difference
-from the stack: text without an offset is local time here (structlog's `TimeStamper(utc=False)` writes it
-so), UTC there. The SDK does not import the stack; tests/sdk/test_timestamp_rule.py holds both to the same
-values.
+(a 7th digit >= 5 rounds up), `Z` or a time-numoffset `±HH:MM` with HH <= 23 and MM <= 59. Text without an
+offset is UTC at the stack's door; an event's own text read by the handler is local time (structlog's
+`TimeStamper(utc=False)` writes it so), which is why the zone of such text is the caller's `naive` (`oglog
+send` passes UTC: the entry goes to the stack as typed). The SDK does not import the stack;
+tests/sdk/test_timestamp_rule.py holds both to the same values.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def parse_timestamp_text(text: str) -> float | None:
+def parse_timestamp_text(text: str, *, naive: timezone | None = None) -> float | None:
     """`text` (RFC 3339 as above, surrounding whitespace ignored) as Unix seconds (a float holding the
     rounded microsecond), or None when it is not RFC 3339 or names no real time (Feb 30, offset 24:00,
-    year 0)."""
+    year 0). Text without an offset is in the zone `naive`; None (the default) is the platform's local
+    time."""
     match = _RFC3339.fullmatch(text.strip())
     if match is None:
         return None
@@ -40,7 +42,7 @@ def parse_timestamp_text(text: str) -> float | None:
     micros = 0
     if fraction:
         micros = int(fraction[:6].ljust(6, "0")) + (len(fraction) > 6 and fraction[6] >= "5")
-    tz: timezone | None = None
+    tz = naive
     if offset:
         if offset in "Zz":
             tz = timezone.utc

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import email.utils
 import random
+import re
 import sys
 import threading
 import time
@@ -39,6 +41,11 @@ __all__ = ["add_parser", "run"]
 #: First and longest backoff (seconds) between reconnection attempts; doubled after each failure.
 RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 10.0
+#: Seconds a connection must stay open before its loss starts the backoff again from RECONNECT_INITIAL. A
+#: completed handshake proves nothing: a server that accepts and closes at once (1013, a TCP drop) would
+#: otherwise be hit every 0.5 s for ever, and with --backfill queried as often. The backoff's cap: a tail
+#: that was up that long has waited at least as long as the longest pause.
+STABLE_AFTER = RECONNECT_MAX
 #: Seconds to open the WebSocket (TCP + upgrade, redirects included): websockets bounds the whole handshake.
 OPEN_TIMEOUT = 10.0
 #: Largest live-tail message (bytes): one entry, far below this.
@@ -50,8 +57,11 @@ _FINAL_CLOSE_CODES = frozenset({1008})
 #: first connection too (a stack still starting answers 503). Every other status ends it: a 400 is a bad
 #: filter, 401/403 a key problem, 404 a wrong --url - retrying cannot fix those.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Longest Retry-After (seconds) tail honours; a larger one (or an HTTP date) is cut to this.
+#: Longest pause (seconds) a Retry-After gets, jitter included; a larger one (or a later HTTP date) is cut
+#: to this.
 RETRY_AFTER_MAX = 60.0
+#: RFC 9110 section 10.2.3 delay-seconds: 1*DIGIT, nothing else (no sign, fraction, exponent, `inf`, `1_0`).
+_DELAY_SECONDS = re.compile(r"[0-9]+", re.ASCII)
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -108,16 +118,42 @@ def reconnect_delay(backoff: float, draw: float | None = None) -> float:
     return round(backoff / 2 + fraction * backoff / 2, 1)
 
 
-def retry_delay(backoff: float, retry_after: str | None, draw: float | None = None) -> float:
-    """The pause (seconds) after a RETRY_STATUSES answer: its Retry-After (seconds, at most RETRY_AFTER_MAX)
-    spread by up to a half more, so a hub's refused clients do not all return in one instant; at least
-    `reconnect_delay(backoff, draw)` (a missing or unreadable Retry-After leaves just that)."""
-    fraction = random.random() if draw is None else draw
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header as seconds to wait, in [0, RETRY_AFTER_MAX]; None when it is missing or neither
+    RFC 9110 form: delay-seconds (1*DIGIT) or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`; the seconds
+    from `now`, time.time() by default, to it; 0 for a date gone by)."""
+    text = (value or "").strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        digits = text.lstrip("0") or "0"  # by length first: int() refuses 4,301 digits; 4 are past the cap
+        return RETRY_AFTER_MAX if len(digits) > 3 else min(float(digits), RETRY_AFTER_MAX)
+    if not text or text[0].isdigit():  # `1_0`, `1e400`, `1.5`: no form of Retry-After
+        return None
     try:
-        after = min(max(float(retry_after or 0), 0.0), RETRY_AFTER_MAX)
-    except ValueError:  # an HTTP date: the backoff alone
-        after = 0.0
-    return max(reconnect_delay(backoff, fraction), round(after * (1 + fraction / 2), 1))
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # `-0000`: RFC 5322's "UTC, zone unknown"; HTTP-dates are GMT
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    wait = moment.timestamp() - (time.time() if now is None else now)
+    return min(max(wait, 0.0), RETRY_AFTER_MAX)
+
+
+def retry_delay(backoff: float, retry_after: str | None, draw: float | None = None,
+                now: float | None = None) -> float:
+    """The pause (seconds) after a RETRY_STATUSES answer: its Retry-After (`retry_after_seconds`) spread by
+    up to a half more, so a hub's refused clients do not all return in one instant, then cut to
+    RETRY_AFTER_MAX; at least `reconnect_delay(backoff, draw)` (a missing or unreadable Retry-After leaves
+    just that). `draw` in [0, 1) and `now` (time.time()) for tests."""
+    fraction = random.random() if draw is None else draw
+    after = retry_after_seconds(retry_after, now) or 0.0
+    spread = min(round(after * (1 + fraction / 2), 1), RETRY_AFTER_MAX)
+    return max(reconnect_delay(backoff, fraction), spread)
+
+
+def settled_backoff(backoff: float, up_for: float | None) -> float:
+    """The backoff after a connection lost: RECONNECT_INITIAL when it had stayed open `up_for` >=
+    STABLE_AFTER seconds, else `backoff` as it was (None: it never opened)."""
+    return RECONNECT_INITIAL if up_for is not None and up_for >= STABLE_AFTER else backoff
 
 
 def gap_span(since: float, until: float) -> tuple[str, str]:
@@ -189,9 +225,11 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         last_stamp = stamp if isinstance(stamp, str) else last_stamp
 
     while not stop.is_set():
+        opened: float | None = None  # time.monotonic() when this attempt's socket opened
         try:
             with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
                          max_size=MAX_MESSAGE_BYTES) as socket:
+                opened = time.monotonic()
                 now = time.time()
                 if connected_once:
                     err.write(gap_notice(last_seen, now, filter_flags(args)))
@@ -202,7 +240,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
                     err.flush()
                     if args.count and received >= args.count:
                         return EXIT_OK
-                connected_once, backoff, last_seen = True, RECONNECT_INITIAL, now
+                connected_once, last_seen = True, now
                 while not stop.is_set():
                     try:
                         text = socket.recv(timeout=0.5)
@@ -235,6 +273,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         except InvalidHandshake as exc:  # a redirect loop, an answer that is not a WebSocket upgrade, ...
             raise CliError(f"unexpected answer from {url}: {exc or type(exc).__name__}") from None
         except ConnectionClosed as exc:
+            backoff = settled_backoff(backoff, None if opened is None else time.monotonic() - opened)
             pause = reconnect_delay(backoff)
             code = exc.rcvd.code if exc.rcvd is not None else None
             if code in _FINAL_CLOSE_CODES:
@@ -245,6 +284,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             err.write(f"oglog tail: connection closed ({code or 'no close frame'}); "
                       f"reconnecting in {pause:g}s\n")
         except OSError as exc:  # TimeoutError included; a closed stdout is OutputClosed, never caught here
+            backoff = settled_backoff(backoff, None if opened is None else time.monotonic() - opened)
             pause = reconnect_delay(backoff)
             err.write(f"oglog tail: cannot reach {target.url} ({exc or type(exc).__name__}); "
                       f"reconnecting in {pause:g}s\n")
