@@ -95,7 +95,6 @@ def test_oglog_send_reads_a_timestamp_as_the_stack_does(text: str) -> None:
     ("text", "reason"),
     [
         *((bad, "must be an RFC 3339 date-time") for bad in NOT_A_TIME),
-        (f"{DAY}T05:00:00", "needs an offset"),
         ("2300-01-01T00:00:00Z", "must be between 1970-01-01 and 2299-12-31"),
     ],
 )
