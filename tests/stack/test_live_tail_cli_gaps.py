@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def test_retry_delay_honours_retry_after_with_jitter_and_a_cap() -> None:
-    """Retry-After is the least wait, spread by up to half again; capped; an HTTP date leaves the backoff."""
+    """Retry-After is the least wait, spread by up to half again; capped; a past HTTP-date: the backoff."""
     assert retry_delay(0.5, "5", draw=0.0) == 5.0
     assert retry_delay(0.5, "5", draw=0.999) == 7.5
     assert retry_delay(8.0, "1", draw=0.0) == reconnect_delay(8.0, 0.0) == 4.0
