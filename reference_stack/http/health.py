@@ -44,8 +44,10 @@ HEALTH_JETSTREAM_TIMEOUT = 2.0
 #: most one JetStream request and one request per worker a second.
 HEALTH_JETSTREAM_MAX_AGE = 1.0
 #: How long the supervisor waits for a worker's own /health (over the worker's Unix socket); the worker's
-#: answer includes its JetStream probe, so this is that probe's deadline plus a margin. A worker that does
-#: not answer (restarting) reports nothing: the pool restarts it, and the other workers still serve.
+#: answer includes its JetStream probe, so this is that probe's deadline plus a margin. A worker that is gone
+#: (restarting: its socket refuses) reports nothing: the pool restarts it, and the other workers still serve.
+#: One that accepts and does not answer in time is hung and reported (review r9: a SIGSTOPped worker hung a
+#: share of all requests while /health said ok).
 HEALTH_WORKER_TIMEOUT = HEALTH_JETSTREAM_TIMEOUT + 1.0
 
 
@@ -110,8 +112,13 @@ def watch_workers(app: web.Application, sockets: list[Path]) -> None:
 
 
 async def _worker_failure(path: Path) -> str | None:
-    """What worker `path` says is wrong with NATS/JetStream, or None (healthy, or no answer in time)."""
-    answer = await get_over_socket(path, "/health", timeout=HEALTH_WORKER_TIMEOUT)
+    """What worker `path` says is wrong with NATS/JetStream, that it did not answer in time (hung: the kernel
+    still hands it its share of the port's connections, which then hang), or None (healthy, or gone: the pool
+    restarts it and the others serve)."""
+    try:
+        answer = await get_over_socket(path, "/health", timeout=HEALTH_WORKER_TIMEOUT)
+    except asyncio.TimeoutError:
+        return f"no answer to /health within {HEALTH_WORKER_TIMEOUT:g} s (hung?)"
     try:
         body = json.loads(answer[1]) if answer is not None else None
     except ValueError:

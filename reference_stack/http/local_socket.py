@@ -17,8 +17,9 @@ _LOCAL_URL = "http://oglog-local"
 async def get_over_socket(
     path: Path, route: str, *, timeout: float, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes] | None:
-    """(status, body) of `GET route` on the process listening on Unix socket `path`, or None when it does not
-    answer within `timeout` seconds (whole request), refuses the connection or is gone."""
+    """(status, body) of `GET route` on the process listening on Unix socket `path`, or None when it refuses
+    the connection or is gone (restarting). Raises asyncio.TimeoutError when it accepted but did not answer
+    within `timeout` seconds (whole request): a hung process, which callers must not take for a gone one."""
     try:
         async with (
             aiohttp.ClientSession(
@@ -28,5 +29,7 @@ async def get_over_socket(
             session.get(f"{_LOCAL_URL}{route}", headers=headers) as resp,
         ):
             return resp.status, await resp.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except asyncio.TimeoutError:  # aiohttp's timeouts are ClientErrors too: told apart first
+        raise
+    except (aiohttp.ClientError, OSError):
         return None

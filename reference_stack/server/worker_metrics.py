@@ -33,7 +33,10 @@ def worker_socket_path(supervisor_socket: Path, index: int) -> Path:
 
 
 async def _fetch(path: Path, headers: dict[str, str]) -> str | None:
-    answer = await get_over_socket(path, "/metrics", timeout=SCRAPE_TIMEOUT, headers=headers)
+    try:
+        answer = await get_over_socket(path, "/metrics", timeout=SCRAPE_TIMEOUT, headers=headers)
+    except asyncio.TimeoutError:
+        return None
     return answer[1].decode() if answer is not None and answer[0] == 200 else None
 
 

@@ -34,7 +34,20 @@ def stack(nats_server: Any, tmp_path: Path) -> Iterator[str]:
     with OglogProcess(args, tmp_path / "stack.log") as proc:
         base = f"http://127.0.0.1:{port}"
         proc.wait_healthy(base)
+        STACK_PIDS[base] = proc.proc.pid
         yield base
+
+
+#: The supervisor's pid by stack URL (the hung-worker test finds the workers among its children).
+STACK_PIDS: dict[str, int] = {}
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The ingest workers' pids: the supervisor's children running `oglogstream.stack.server.workers`."""
+    children = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid for pid in children if b"stack.server.workers" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def health_until(
@@ -105,3 +118,18 @@ def test_a_stream_refusing_the_workers_writes_makes_health_degraded(stack: str, 
     # A worker's failure clears with its next good publish: new connections reach both workers.
     body = health_until(stack, 200, between=lambda: post_json(f"{stack}/logs", [ENTRY]))
     assert body["status"] == "ok"
+
+
+def test_a_hung_worker_makes_health_degraded(stack: str) -> None:
+    """Review r9: a SIGSTOPped ingest worker still takes its share of the port's connections (which hang),
+    while /health said ok (a worker that did not answer counted as healthy). Now 503 naming it; ok once it
+    runs again. (/health requests the kernel hands to the stopped worker time out; others answer.)"""
+    workers = worker_pids(STACK_PIDS[stack])
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGSTOP)
+    try:
+        body = health_until(stack, 503, timeout=60)
+    finally:
+        os.kill(workers[0], signal.SIGCONT)
+    assert body["status"] == "degraded" and "no answer to /health" in body["jetstream_status"], body
+    assert health_until(stack, 200, timeout=60)["status"] == "ok"
