@@ -41,6 +41,8 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import StackConfig, check_at_least, check_positive
+from ..http.health import HEALTH_WORKER_TIMEOUT
+from ..http.local_socket import get_over_socket
 from .healing import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -67,6 +69,13 @@ MAX_DEFAULT_WORKERS = 8
 WORKER_START_TIMEOUT = 60.0
 #: Added to the shutdown timeout before a draining worker is killed.
 WORKER_STOP_MARGIN = 5.0
+#: Seconds between two liveness checks of a worker (its /health over its Unix socket, answered within
+#: HEALTH_WORKER_TIMEOUT), and how many missed answers in a row get it killed and restarted: a hung worker
+#: (stopped, deadlocked) still holds its share of the port, so the kernel keeps handing it connections that
+#: hang (review r9: a SIGSTOPped worker hung 6 of 10 POSTs). About 20-25 s from hang to restart, as
+#: Kubernetes' liveness probe defaults (3 failures, 10 s apart) give ~30 s.
+LIVENESS_INTERVAL = 5.0
+LIVENESS_MISSES = 3
 _ENV = "OGLOG_INGEST_WORKER"
 _PREPARED = b"prepared\n"
 _GO = b"go\n"
@@ -215,13 +224,42 @@ class WorkerPool:
         """Restart workers that exit until `stop` is set (returns None) or one failed more than
         `max_restarts` times in a row (returns why, one line)."""
         keepers = [asyncio.create_task(self._keep(k, stop)) for k in range(self.count)]
+        probes = [asyncio.create_task(self._probe(k, stop)) for k in range(self.count)]
         try:
             done, _ = await asyncio.wait(keepers, return_when=asyncio.FIRST_COMPLETED)
             return next(iter(done)).result()
         finally:
-            for task in keepers:
+            for task in keepers + probes:
                 task.cancel()
-            await asyncio.gather(*keepers, return_exceptions=True)
+            await asyncio.gather(*keepers, *probes, return_exceptions=True)
+
+    async def _probe(self, index: int, stop: asyncio.Event) -> None:
+        """Kill worker `index` once it missed LIVENESS_MISSES liveness answers in a row (`_keep` restarts it).
+        A worker that is gone (refused: restarting) is not a miss."""
+        misses = 0
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), LIVENESS_INTERVAL)
+                return
+            proc = self._procs[index]
+            if proc is None or proc.returncode is not None or self._stopping:
+                misses = 0
+                continue
+            try:
+                await get_over_socket(
+                    worker_socket_path(self.socket_path, index), "/health", timeout=HEALTH_WORKER_TIMEOUT
+                )
+                misses = 0
+            except asyncio.TimeoutError:
+                misses += 1
+                if misses >= LIVENESS_MISSES and proc is self._procs[index] and not self._stopping:
+                    log.error(
+                        "ingest worker %d (pid %d) did not answer /health %d times in a row (%g s each); "
+                        "killing it to restart it", index, proc.pid, misses, HEALTH_WORKER_TIMEOUT,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    misses = 0
 
     async def _keep(self, index: int, stop: asyncio.Event) -> str | None:
         failures = 0  # deaths within stable_after of a start, and failed starts, in a row
