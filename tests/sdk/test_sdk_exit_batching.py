@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 from .capture_server import CaptureServer
+from .stderr_checks import reports_loss
 
 _HANG_GUARD = 60
 
@@ -40,7 +41,7 @@ def _run(server: CaptureServer, script: str, count: int) -> subprocess.Completed
         timeout=_HANG_GUARD,
     )
     assert result.returncode == 0, result.stderr
-    assert "lost" not in result.stderr, result.stderr
+    assert not reports_loss(result.stderr), result.stderr
     return result
 
 

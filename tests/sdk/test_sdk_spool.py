@@ -21,6 +21,7 @@ from oglogstream._spool_format import SPLIT_HEADER as _SPLIT_HEADER
 from oglogstream._spool_format import SPLIT_MAGIC as _SPLIT_MAGIC
 
 from .capture_server import CaptureServer, Reply
+from .stderr_checks import reports_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The documented kill -9 window for the child's settings (batch_size=100, flush_interval=0.1 s, ~1 record
@@ -362,7 +363,7 @@ def test_burst_into_a_503_server_then_sigkill_loses_nothing_spooled(
         _, stderr = proc.communicate(timeout=10)
     finally:
         proc.kill()
-    assert "lost" not in stderr, stderr
+    assert not reports_loss(stderr), stderr
     assert sum(_spooled(spool).values()) == 20_000
     server.fail_status = None
     handler = make_handler(server.url, spool_dir=spool)  # the next process adopts and replays the spool
