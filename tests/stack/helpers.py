@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
 from oglogstream.stack.broker.broker import Broker
+from oglogstream.stack.broker.natsd import NatsServer
 from oglogstream.stack.config import StackConfig
 from oglogstream.stack.http.app import create_app
 from oglogstream.stack.http.resources import STORAGE
+from oglogstream.stack.server.worker_proxy import install
 from oglogstream.stack.storage.storage import Storage
 
 __all__ = [
@@ -146,3 +149,26 @@ async def slowest_health(session: Any, url: str, stop: asyncio.Event) -> float:
             await resp.read()
         worst = max(worst, time.perf_counter() - started)
     return worst
+
+
+@contextlib.asynccontextmanager
+async def relayed_supervisor(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application, NatsServer]]:
+    """The supervisor's app (every role, chDB in `tmp_path`) on a Unix socket, reached through one ingest
+    worker's relay on a free TCP port, as `oglog stack up --ingest-workers N` wires them: yields (the worker's
+    base URL, the supervisor's app, the nats-server)."""
+    with NatsServer(tmp_path / "nats") as nats:
+        sup_app = create_app(StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}"))
+        sup = web.AppRunner(sup_app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await sup.setup()
+        sock = tmp_path / "s.sock"
+        await web.UnixSite(sup, str(sock)).start()
+        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
+        install(worker_app, sock)
+        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
+        await worker.setup()
+        try:
+            await web.TCPSite(worker, "127.0.0.1", 0).start()
+            yield "http://{}:{}".format(*worker.addresses[0][:2]), sup_app, nats
+        finally:
+            await worker.cleanup()
+            await sup.cleanup()

@@ -26,6 +26,7 @@ from oglogstream.stack.server.worker_proxy import install
 from oglogstream.stack.server.workers import WorkerPool, check_port_free, default_ingest_workers
 from prometheus_client.parser import text_string_to_metric_families
 
+from .helpers import relayed_supervisor
 from .query_helpers import OglogProcess, get_json, post_json
 from .test_stack_up import assert_exactly_once, wait_gone
 
@@ -107,52 +108,36 @@ class RetryingPoster(threading.Thread):
 async def test_worker_relays_every_non_ingest_route_to_the_supervisor(tmp_path: Path) -> None:
     """An ingest-only app with the relay answers /health, /metrics, /api/*, the dashboard and /ws/live as the
     supervisor does (status and body, refusals included), while POST /log is served by the worker itself."""
-    with NatsServer(tmp_path / "nats") as nats:
-        sup_config = StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
-        sock = tmp_path / "s.sock"
-        sup = web.AppRunner(create_app(sup_config), handle_signals=False, access_log=None, shutdown_timeout=5)
-        await sup.setup()
-        await web.UnixSite(sup, str(sock)).start()
-        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
-        install(worker_app, sock)
-        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-        await worker.setup()
-        try:
-            await web.TCPSite(worker, "127.0.0.1", 0).start()
-            base = "http://{}:{}".format(*worker.addresses[0][:2])
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"{base}/health") as resp:
-                    health = await resp.json()
-                assert resp.status == 200 and health["storage_status"] == "ok"
-                assert health["service"] == "ingest+process+query"  # the supervisor answered
-                async with session.ws_connect(f"{base}/ws/live?service=relay") as ws:
-                    await asyncio.sleep(0.3)
-                    entry = {"level": "warn", "message": "through a worker", "service": "relay"}
-                    async with session.post(f"{base}/log", json=entry) as resp:
-                        assert resp.status == 202
-                    msg = await asyncio.wait_for(ws.receive(), 10)
-                    assert json.loads(msg.data)["message"] == "through a worker"
-                for _ in range(100):
-                    async with session.get(f"{base}/api/logs?service=relay") as resp:
-                        logs = await resp.json()
-                    if logs:
-                        break
-                    await asyncio.sleep(0.1)
-                assert [e["message"] for e in logs] == ["through a worker"]
-                async with session.get(f"{base}/api/logs?level=bogus") as resp:
-                    problem = await resp.json()
-                assert resp.status == 400 and problem["field"] == "level"
-                async with session.get(f"{base}/ws/live?level=bogus", headers=_upgrade()) as resp:
-                    assert resp.status == 400 and (await resp.json())["field"] == "level"
-                async with session.get(f"{base}/") as resp:
-                    assert resp.status == 200 and "Content-Security-Policy" in resp.headers
-                async with session.get(f"{base}/metrics") as resp:
-                    assert resp.status == 200 and "oglog_rows_inserted" in await resp.text()
-                async with session.get(f"{base}/no-such-path") as resp:
-                    assert resp.status == 404
-        finally:
-            await worker.cleanup()
-            await sup.cleanup()
+    async with relayed_supervisor(tmp_path) as (base, _app, _nats), aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/health") as resp:
+            health = await resp.json()
+        assert resp.status == 200 and health["storage_status"] == "ok"
+        assert health["service"] == "ingest+process+query"  # the supervisor answered
+        async with session.ws_connect(f"{base}/ws/live?service=relay") as ws:
+            await asyncio.sleep(0.3)
+            entry = {"level": "warn", "message": "through a worker", "service": "relay"}
+            async with session.post(f"{base}/log", json=entry) as resp:
+                assert resp.status == 202
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert json.loads(msg.data)["message"] == "through a worker"
+        for _ in range(100):
+            async with session.get(f"{base}/api/logs?service=relay") as resp:
+                logs = await resp.json()
+            if logs:
+                break
+            await asyncio.sleep(0.1)
+        assert [e["message"] for e in logs] == ["through a worker"]
+        async with session.get(f"{base}/api/logs?level=bogus") as resp:
+            problem = await resp.json()
+        assert resp.status == 400 and problem["field"] == "level"
+        async with session.get(f"{base}/ws/live?level=bogus", headers=_upgrade()) as resp:
+            assert resp.status == 400 and (await resp.json())["field"] == "level"
+        async with session.get(f"{base}/") as resp:
+            assert resp.status == 200 and "Content-Security-Policy" in resp.headers
+        async with session.get(f"{base}/metrics") as resp:
+            assert resp.status == 200 and "oglog_rows_inserted" in await resp.text()
+        async with session.get(f"{base}/no-such-path") as resp:
+            assert resp.status == 404
 
 
 def _upgrade() -> dict[str, str]:

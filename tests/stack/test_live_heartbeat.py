@@ -19,14 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from oglogstream.stack.broker.natsd import NatsServer
-from oglogstream.stack.config import StackConfig
-from oglogstream.stack.http.app import create_app
 from oglogstream.stack.query import live
 from oglogstream.stack.query.live import LIVE
-from oglogstream.stack.server.worker_proxy import install
 
-from .helpers import wait_for
+from .helpers import relayed_supervisor, wait_for
 from .query_helpers import ingest_and_query
 
 pytestmark = pytest.mark.timeout(110)
@@ -67,22 +63,8 @@ def relayed(short_ticks: None, tmp_path: Path) -> Stack:
 
     @contextlib.asynccontextmanager
     async def stack() -> AsyncIterator[tuple[str, web.Application]]:
-        with NatsServer(tmp_path / "nats") as nats:
-            sup_app = create_app(StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}"))
-            sup = web.AppRunner(sup_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-            await sup.setup()
-            sock = tmp_path / "s.sock"
-            await web.UnixSite(sup, str(sock)).start()
-            worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
-            install(worker_app, sock)
-            worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-            await worker.setup()
-            try:
-                await web.TCPSite(worker, "127.0.0.1", 0).start()
-                yield "http://{}:{}".format(*worker.addresses[0][:2]), sup_app
-            finally:
-                await worker.cleanup()
-                await sup.cleanup()
+        async with relayed_supervisor(tmp_path) as (base, sup_app, _nats):
+            yield base, sup_app
 
     return stack
 

@@ -11,18 +11,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from oglogstream.stack.broker.natsd import NatsServer, free_port
-from oglogstream.stack.config import StackConfig
-from oglogstream.stack.http.app import create_app
 from oglogstream.stack.query.live import (
     CLOSE_INTERRUPTED,
     INTERRUPTED_REASON,
     MAX_CLIENTS,
     MAX_CLIENTS_PER_CLIENT,
 )
-from oglogstream.stack.server.worker_proxy import install
 
+from .helpers import relayed_supervisor
 from .query_helpers import OglogProcess
 from .test_live_gaps import closed_with
 
@@ -32,31 +29,19 @@ pytestmark = pytest.mark.timeout(110)
 async def test_the_interrupted_close_reaches_a_client_through_a_worker(tmp_path: Path) -> None:
     """A NATS restart closes the supervisor's live clients with 1013 and a reason; a client connected
     through an ingest worker gets both unchanged (so it knows entries may be missing)."""
-    with NatsServer(tmp_path / "nats") as nats:
-        sup = web.AppRunner(
-            create_app(StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")),
-            handle_signals=False, access_log=None, shutdown_timeout=5,
-        )
-        await sup.setup()
-        sock = tmp_path / "s.sock"
-        await web.UnixSite(sup, str(sock)).start()
-        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
-        install(worker_app, sock)
-        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-        await worker.setup()
-        restarted: NatsServer | None = None
-        try:
-            await web.TCPSite(worker, "127.0.0.1", 0).start()
-            base = "http://{}:{}".format(*worker.addresses[0][:2])
-            async with aiohttp.ClientSession() as session, session.ws_connect(f"{base}/ws/live") as ws:
-                nats.stop()
-                restarted = NatsServer(nats.store_dir, port=nats.port).start()
-                assert await closed_with(ws) == (CLOSE_INTERRUPTED, INTERRUPTED_REASON)
-        finally:
-            await worker.cleanup()
-            await sup.cleanup()
-            if restarted is not None:
-                restarted.stop()
+    restarted: NatsServer | None = None
+    try:
+        async with (
+            relayed_supervisor(tmp_path) as (base, _app, nats),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{base}/ws/live") as ws,
+        ):
+            nats.stop()
+            restarted = NatsServer(nats.store_dir, port=nats.port).start()
+            assert await closed_with(ws) == (CLOSE_INTERRUPTED, INTERRUPTED_REASON)
+    finally:
+        if restarted is not None:
+            restarted.stop()
 
 
 @pytest.fixture
