@@ -152,12 +152,16 @@ async def slowest_health(session: Any, url: str, stop: asyncio.Event) -> float:
 
 
 @contextlib.asynccontextmanager
-async def relayed_supervisor(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application, NatsServer]]:
-    """The supervisor's app (every role, chDB in `tmp_path`) on a Unix socket, reached through one ingest
-    worker's relay on a free TCP port, as `oglog stack up --ingest-workers N` wires them: yields (the worker's
-    base URL, the supervisor's app, the nats-server)."""
+async def relayed_supervisor(
+    tmp_path: Path, supervisor: web.Application | None = None
+) -> AsyncIterator[tuple[str, web.Application, NatsServer]]:
+    """The supervisor's app (every role, chDB in `tmp_path`; or `supervisor`, a stand-in) on a Unix socket,
+    reached through one ingest worker's relay on a free TCP port, as `oglog stack up --ingest-workers N` wires
+    them: yields (the worker's base URL, the supervisor's app, the nats-server)."""
     with NatsServer(tmp_path / "nats") as nats:
-        sup_app = create_app(StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}"))
+        sup_app = supervisor or create_app(
+            StackConfig(nats_url=nats.url, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
+        )
         sup = web.AppRunner(sup_app, handle_signals=False, access_log=None, shutdown_timeout=5)
         await sup.setup()
         sock = tmp_path / "s.sock"

@@ -180,30 +180,17 @@ async def test_a_client_leaving_mid_answer_is_not_blamed_on_the_supervisor(
             await asyncio.sleep(0.02)
         return response
 
-    with NatsServer(tmp_path / "nats") as nats:
-        sup_app = web.Application()
-        sup_app.router.add_get("/api/slow", slow)
-        sock = tmp_path / "s.sock"
-        sup = web.AppRunner(sup_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-        await sup.setup()
-        await web.UnixSite(sup, str(sock)).start()
-        worker_app = create_app(StackConfig(roles=("ingest",), nats_url=nats.url))
-        install(worker_app, sock)
-        worker = web.AppRunner(worker_app, handle_signals=False, access_log=None, shutdown_timeout=5)
-        await worker.setup()
-        try:
-            await web.TCPSite(worker, "127.0.0.1", 0).start()
-            host, port = worker.addresses[0][:2]
-            caplog.set_level(logging.DEBUG, logger="oglogstream.stack")
-            for _ in range(3):
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(b"GET /api/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                await reader.readexactly(1000)
-                writer.transport.abort()  # gone mid-answer
-            await asyncio.sleep(1.5)  # the relays notice on their next write
-        finally:
-            await worker.cleanup()
-            await sup.cleanup()
+    sup_app = web.Application()
+    sup_app.router.add_get("/api/slow", slow)
+    async with relayed_supervisor(tmp_path, sup_app) as (base, _app, _nats):
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        caplog.set_level(logging.DEBUG, logger="oglogstream.stack")
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"GET /api/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await reader.readexactly(1000)
+            writer.transport.abort()  # gone mid-answer
+        await asyncio.sleep(1.5)  # the relays notice on their next write
     blamed = [r for r in caplog.records if "supervisor unreachable" in r.getMessage()]
     assert not blamed
     assert any("client left" in r.getMessage() for r in caplog.records)
