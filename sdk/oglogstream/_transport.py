@@ -48,9 +48,6 @@ __all__ = [
 
 #: Fast compression: log lines compress well even at level 1, and the worker's CPU is the bottleneck.
 GZIP_LEVEL = 1
-#: A partial-accept answer larger than this is not parsed (the batch then counts as accepted in full); no
-#: more of any answer is read (`_answer`).
-_MAX_ANSWER_BYTES = MAX_ANSWER_BYTES
 #: Characters of a rejected entry's error kept (the first one is reported on stderr).
 _MAX_ERROR_CHARS = 300
 _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
@@ -377,9 +374,9 @@ def _rejected(response: httpx.Response, size: int) -> tuple[int, tuple[tuple[int
     lists only the first refusals and counts them all in `rejected_count`: that count is taken when it is an
     int from len(listed) to `size`; anything else (absent, negative, over the batch, below what is listed, a
     string, a bool) falls back to the listed entries. Never raises; bounded work (the body is parsed only
-    up to _MAX_ANSWER_BYTES, and the list's walk stops once every index of the batch was seen)."""
+    up to MAX_ANSWER_BYTES, and the list's walk stops once every index of the batch was seen)."""
     content = response.content
-    if not content or len(content) > _MAX_ANSWER_BYTES:
+    if not content or len(content) > MAX_ANSWER_BYTES:
         return 0, ()
     try:
         answer = json.loads(content)
