@@ -11,7 +11,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 
 import pytest
-from oglogstream import AsyncOgLogClient, OgLogHandler, OgLogProcessor, bound
+from oglogstream import AsyncOgLogClient, OgLogHandler, OgLogProcessor, Stats, bound
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
 from .capture_server import BlackHoleServer
@@ -40,6 +40,15 @@ def black_hole() -> Iterator[BlackHoleServer]:
         yield server
     finally:
         server.close()
+
+
+def _assert_overflowed_if_stuck_throughout(stats: Stats) -> None:
+    """While the worker's first attempt is still waiting, the budget must have turned records away. Under
+    heavy load the logging can outlast the attempt deadline (connect + read timeout, 15 s): the worker then
+    keeps the batch as its compressed body, which frees the contexts' memory, and nothing needs to overflow;
+    the memory bound is still checked by the caller."""
+    if stats.last_error_at is None:
+        assert stats.dropped.get("overflow", 0) > 0, stats
 
 
 def _held_while(log_requests: Callable[[], None]) -> int:
@@ -71,7 +80,7 @@ def test_distinct_big_contexts_stop_at_the_byte_budget_while_the_worker_is_stuck
         held = _held_while(log_requests)
         stats = handler.stats()
         assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
-        assert stats.dropped.get("overflow", 0) > 0
+        _assert_overflowed_if_stuck_throughout(stats)
         assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
     finally:
         handler.close(0.5)
@@ -110,7 +119,7 @@ def test_structlog_events_with_distinct_big_contexts_stop_at_the_byte_budget(
         held = _held_while(log_requests)
         stats = processor.stats()
         assert stats.sent + stats.dropped_total + stats.queued == STRUCTLOG_REQUESTS
-        assert stats.dropped.get("overflow", 0) > 0
+        _assert_overflowed_if_stuck_throughout(stats)
         assert held <= DEFAULT_MAX_BUFFER_BYTES + SLACK, held - DEFAULT_MAX_BUFFER_BYTES
     finally:
         processor.close(0.5)
@@ -133,7 +142,7 @@ def test_asyncio_events_with_distinct_big_contexts_stop_at_the_byte_budget(
             held = _held_while(log_requests)
             stats = client.stats()
             assert stats.sent + stats.dropped_total + stats.queued == REQUESTS
-            assert stats.dropped.get("overflow", 0) > 0
+            _assert_overflowed_if_stuck_throughout(stats)
             return held
         finally:
             await client.aclose(timeout=0.5)
