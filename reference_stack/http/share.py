@@ -1,11 +1,18 @@
 """The one rule by which clients share a bounded resource: ingestion's body slots (`ingestion.slots`, the
-OTLP receiver's too) and the storage's query queue (`storage.scheduler`).
+OTLP receiver's too), the storage's query queue (`storage.scheduler`) and the live tail's sockets
+(`query.live_admission`).
 
-A client may always hold up to `share` of the `capacity` while any is free; past its share it may take one
-more only while `share` stay free afterwards, for another client. So a lone client (one busy shipper, a
-dashboard's burst of searches) uses all but a share, and a flood from one client cannot shut the others
-out. Not a guarantee for every newcomer: clients within their shares take from the free room too, so one
-client past its share and another at its share can fill it until something completes.
+A client may hold up to `share` of the `capacity` while any is free; past its share it may take one more
+only while `share` stay free afterwards, for other clients. So a lone client (one busy shipper, a dashboard's
+burst of searches) uses all but a share, and a flood from one client cannot shut the others out.
+
+The last free unit is kept for a client that holds none (unless `share` equals the capacity: then the
+operator asked for one client to be able to fill it). Without that, clients each within their share could
+fill the resource together and a newcomer lost every race for the unit the next completion freed: eight
+addresses within their shares filled the 32 query places and a ninth had 12 of 18 queries refused (a stack
+review, 2026-11-30). Now a
+client with nothing in flight is refused only when the resource is full because another such client took
+the last unit first; clients already holding units wait for the next completion.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from ..config import check_at_least
 
 __all__ = ["Refusal", "SharePolicy"]
 
-#: Why a take is refused: "share" (this client is past its share and would leave less than one free),
-#: "full" (no room at all). "share" is checked first: a client past its share is told so even when the
-#: resource is full too.
-Refusal = Literal["share", "full"]
+#: Why a take is refused: "share" (this client is past its share and would leave less than a share free),
+#: "full" (no room at all), "reserved" (only the last unit is free, and it is kept for a client holding
+#: none). "share" is checked first: a client past its share is told so even when the resource is full too.
+Refusal = Literal["share", "full", "reserved"]
 
 
 class SharePolicy:
@@ -44,4 +51,6 @@ class SharePolicy:
             return "share"
         if used >= self.capacity:
             return "full"
+        if held and used == self.capacity - 1 and self.share < self.capacity:
+            return "reserved"
         return None

@@ -7,10 +7,10 @@ every other client got 429 (docs/api.md, "Limits"). So a client - its address (`
 the peer, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop), and its API key when auth
 is on - shares the slots by the rule the storage's query queue uses too (`http.share.SharePolicy`): up to
 `per_client` slots while any is free, more only while `per_client` stay free for the others, else it alone
-gets 429 + Retry-After while the others keep their 202s. A lone client (one busy shipper, an app fleet
-behind one address) can so use all but a share of the process; one client past its share and another at
-its share fill a process (the next client gets 429 "body") until a body completes. The address is part of
-the client even with a key: a fleet of apps sharing one ingest key is many clients.
+gets 429 + Retry-After while the others keep their 202s; the last free slot is kept for a client with none
+in flight. A lone client (one busy shipper, an app fleet behind one address) can so use all but a share of
+the process, and a newcomer finds the last slot even when clients within their shares took the rest. The
+address is part of the client even with a key: a fleet of apps sharing one ingest key is many clients.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ class BatchSlots:
             )
         if refusal == "full":
             raise _overloaded("body", f"{self.total} batches are in flight on this server; retry later")
+        if refusal == "reserved":
+            raise _overloaded(
+                "client", f"this client already has {held} batches in flight on this server and the last of "
+                f"the {self.total} slots is kept for a client with none; retry later",
+            )
         self.in_flight += 1
         self._held[client] = held + 1
         try:

@@ -2,7 +2,8 @@
 
 A client - `ingestion.slots.client_of`: its address, and its key with auth on - may always hold `share` of
 the hub's `capacity` sockets; past that, one more only while `share` stay free for the others
-(`http.share.SharePolicy`, the rule of ingestion's body slots), else 429 + Retry-After. A full hub is 503 +
+(`http.share.SharePolicy`, the rule of ingestion's body slots; the last free socket is kept for a client
+holding none), else 429 + Retry-After. A full hub is 503 +
 Retry-After. With auth on, a key may hold at most `per_key` sockets (OGLOG_LIVE_SOCKETS_PER_KEY), else 429.
 """
 
@@ -54,6 +55,13 @@ class Admission:
             raise Problem(
                 503, "unavailable", "server", f"too many live clients (max {self.policy.capacity})",
                 headers={"Retry-After": RETRY_AFTER},
+            )
+        if refusal == "reserved":
+            raise Problem(
+                429, "too many requests", "server",
+                f"this client already holds {held} live-tail sockets and the last free one is kept for a "
+                f"client with none (max {self.policy.capacity} in all)",
+                headers={"Retry-After": RETRY_AFTER}, kind="rate_limited",
             )
         if key_id is not None and self.per_key.get(key_id, 0) >= per_key:
             raise Problem(

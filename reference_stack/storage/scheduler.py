@@ -13,11 +13,12 @@ entry took 45 s to become queryable. So two classes of work:
   (`max_waiting`, then `Busy("queue_full")`) and served fairly across clients (a query key or address): the
   client whose last query started longest ago goes next, one that held no query until now first; FIFO
   within a client; a client holds `max_per_client` of them, running or waiting, and more only while the
-  queue keeps room for another client's share (else `Busy("client_share")`; the rule ingestion's body slots
-  follow too, `http.share.SharePolicy`, with the waiting queue as its capacity): a lone dashboard firing a
-  burst of requests is served, a flood cannot fill the queue. A query still waiting at its deadline fails with
-  `Busy("wait_timeout")`; `time_left()` gives the running one's remaining seconds for its statements'
-  `max_execution_time`.
+  queue keeps room for another client's share, and the queue's last place only for a client holding none
+  (else `Busy("client_share")`; the rule ingestion's body slots follow too, `http.share.SharePolicy`, with
+  the waiting queue as its capacity): a lone dashboard firing a burst of requests is served, a flood cannot
+  fill the queue, and clients within their shares cannot together keep a newcomer out. A query still
+  waiting at its deadline fails with `Busy("wait_timeout")`; `time_left()` gives the running one's
+  remaining seconds for its statements' `max_execution_time`.
 
 Shutdown: `refuse_queries()` (when the server begins to stop) fails the waiting queries with
 `Busy("closed")` at once and refuses new ones, while inserts go on; `close()` then lets queued work finish.
@@ -145,6 +146,12 @@ class Scheduler:
                     )
                 if refusal == "full":
                     raise Busy("queue_full", f"{self._waiting} queries are already waiting for the storage")
+                if refusal == "reserved":
+                    raise Busy(
+                        "client_share",
+                        f"this client already has {held} queries running or waiting, and the last place in "
+                        "the queue is kept for a client with none",
+                    )
                 self._queries.setdefault(client, collections.deque()).append(job)
                 self._waiting += 1
                 self._held[client] += 1

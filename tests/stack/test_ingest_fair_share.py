@@ -146,9 +146,9 @@ async def test_one_key_gets_its_share_and_other_keys_keep_their_202s(
 
 
 def test_a_client_past_its_share_leaves_a_share_free_for_the_others() -> None:
-    """The rule itself: alone, a client takes all but a share; a second client then gets its whole share
-    (the process is then full: a third gets 429 "body"); the first, past its share, gets 429 "client"
-    even while slots are free, until it is back within its share."""
+    """The rule itself: alone, a client takes all but a share and, past its share, gets 429 "client" even
+    while slots are free; a second client takes one, but the last slot is kept for a client with none
+    (429 "client" for the second's next), so a third gets in; then the process is full (429 "body")."""
     batch_slots = slots.BatchSlots(8, 2)
     with contextlib.ExitStack() as first:
         for _ in range(6):
@@ -156,10 +156,14 @@ def test_a_client_past_its_share_leaves_a_share_free_for_the_others() -> None:
         with pytest.raises(http_boundary.Problem) as refused:
             first.enter_context(batch_slots.take("a"))
         assert refused.value.field == "client"
-        with batch_slots.take("b"), batch_slots.take("b"):
-            with pytest.raises(http_boundary.Problem) as full:
-                batch_slots.take("c").__enter__()
-            assert full.value.field == "body"
+        with batch_slots.take("b"):
+            with pytest.raises(http_boundary.Problem) as kept:
+                batch_slots.take("b").__enter__()
+            assert kept.value.field == "client" and "kept for a client with none" in kept.value.reason
+            with batch_slots.take("c"):
+                with pytest.raises(http_boundary.Problem) as full:
+                    batch_slots.take("d").__enter__()
+                assert full.value.field == "body"
         first.close()
         assert batch_slots.in_flight == 0 and batch_slots.held_by("a") == 0
 

@@ -1,5 +1,6 @@
 """The one share rule (`http.share.SharePolicy`) that ingestion's body slots and the storage's query queue
-both apply: a client takes up to its share while any room is free, more only while a share stays free."""
+and the live tail's sockets apply: a client takes up to its share while any room is free, more only while a
+share stays free, and the last free unit only if it holds none."""
 
 from __future__ import annotations
 
@@ -28,11 +29,24 @@ def test_a_lone_client_takes_all_but_one_share() -> None:
     assert answers == [None] * 6 + ["share"]
 
 
-def test_another_client_then_gets_its_whole_share_and_the_resource_is_full() -> None:
-    """After a lone client took 6 of 8, a second takes its share of 2; a third then finds it full."""
-    held, answers = _fill(SharePolicy(8, 2), ["a"] * 6 + ["b", "b", "c"])
-    assert held == {"a": 6, "b": 2}
-    assert answers[-3:] == [None, None, "full"]
+def test_the_last_free_unit_is_kept_for_a_client_holding_none() -> None:
+    """After a lone client took 6 of 8, a second takes one; its second is refused ("reserved"), so a third
+    that holds nothing still gets in; then the resource is full."""
+    held, answers = _fill(SharePolicy(8, 2), ["a"] * 6 + ["b", "b", "c", "d"])
+    assert held == {"a": 6, "b": 1, "c": 1}
+    assert answers[-4:] == [None, "reserved", None, "full"]
+
+
+def test_clients_within_their_shares_cannot_together_keep_a_newcomer_out() -> None:
+    """The review's case: the query queue's defaults (32 places, share 8), eight clients each asking in
+    turn until refused: they stop at 31, and a ninth client gets the last place."""
+    policy = SharePolicy(32, 8)
+    clients = [f"addr{k}" for k in range(8)]
+    held, answers = _fill(policy, clients * 8)
+    assert sum(held.values()) == 31
+    assert set(answers) == {None, "reserved"}
+    assert policy.refusal(0, 31) is None  # the newcomer
+    assert policy.refusal(0, 32) == "full"  # once it took it, the next newcomer waits for a completion
 
 
 def test_a_client_past_its_share_is_told_so_even_when_the_resource_is_full() -> None:
@@ -41,10 +55,12 @@ def test_a_client_past_its_share_is_told_so_even_when_the_resource_is_full() -> 
     assert policy.refusal(held=3, used=4) == "share"
     assert policy.refusal(held=1, used=4) == "full"
     assert policy.refusal(held=2, used=1) is None  # at its share, with a share still free after it takes one
+    assert policy.refusal(held=1, used=3) == "reserved"  # within its share, but only the last unit is free
 
 
 def test_a_share_equal_to_the_capacity_lets_one_client_fill_it() -> None:
-    """Share = capacity: one client may hold all of it; one more is refused as past its share."""
+    """Share = capacity: one client may hold all of it (no last unit is kept); one more is refused as past
+    its share."""
     held, answers = _fill(SharePolicy(3, 3), ["a"] * 4)
     assert held == {"a": 3} and answers == [None, None, None, "share"]
 

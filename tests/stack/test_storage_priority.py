@@ -163,9 +163,9 @@ async def test_query_limits_per_client_and_in_all(chdb_dsn: str) -> None:
         with pytest.raises(asyncio.CancelledError):
             await a2
         await asyncio.sleep(0)  # the cancellation reaches the scheduler's future
-        a3 = asyncio.create_task(store.query("a", deadline, noop))
+        c1 = asyncio.create_task(store.query("c", deadline, noop))  # the place a2 held, refused before
         gate.release.set()
-        await asyncio.gather(held, first, b1, a3)
+        await asyncio.gather(held, first, b1, c1)
     finally:
         gate.release.set()
         store.close()
@@ -173,7 +173,8 @@ async def test_query_limits_per_client_and_in_all(chdb_dsn: str) -> None:
 
 async def test_a_lone_client_may_pass_its_share_while_the_queue_keeps_room_for_another(chdb_dsn: str) -> None:
     """Share 2 of a queue of 6: alone, a client queues 4 (a dashboard's burst is served); the 5th is refused
-    ("client_share"), and another client still finds its whole share free."""
+    ("client_share"); another client queues one, its second is refused too (the last place is kept for a
+    client with none), and a third client gets that place."""
     store = Storage(chdb_dsn, max_waiting_queries=6, max_client_queries=2)
     gate = Gate()
     held = await _held(store, gate)
@@ -187,7 +188,12 @@ async def test_a_lone_client_may_pass_its_share_while_the_queue_keeps_room_for_a
         with pytest.raises(Busy) as share:
             await store.query("a", deadline, noop)
         assert share.value.reason == "client_share"
-        theirs = [asyncio.create_task(store.query("b", deadline, noop)) for _ in range(2)]
+        theirs = [asyncio.create_task(store.query("b", deadline, noop))]
+        await asyncio.sleep(0)
+        with pytest.raises(Busy) as kept:
+            await store.query("b", deadline, noop)
+        assert kept.value.reason == "client_share" and "kept for a client with none" in str(kept.value)
+        theirs.append(asyncio.create_task(store.query("c", deadline, noop)))
         gate.release.set()
         await asyncio.gather(held, *mine, *theirs)
     finally:
