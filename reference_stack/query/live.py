@@ -1,19 +1,14 @@
 """Live tail: GET /ws/live pushes every accepted entry (optionally filtered) to WebSocket clients.
 
 One core-NATS subscription per app (on LIVE_SUBJECT, row payloads published by ingestion, made public entries
-by `row_codec.live_entries`), on a NATS connection of its own (`Broker.subscribe_live`), feeds every client.
-It exists only while the app has clients (#14): the first client's upgrade waits (up to READY_TIMEOUT, else
-503) until the subscription is made and the hub's interest announcement (`Broker.announce_live_interest`,
-repeated every LIVE_INTEREST_INTERVAL while clients remain) has reached the NATS server; the last client's
-departure ends both, and ingestion stops publishing live
-copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every entry whose JetStream publish is
-acknowledged after its upgrade answer (101) was sent, or its socket is closed with CLOSE_INTERRUPTED (1013,
-reason INTERRUPTED_REASON) so it knows entries may be missing and reconnects; entries acknowledged earlier may
-appear too. The hub closes its clients so when its live connection is lost, re-established or drops
-messages, when the broker's connection reconnects (ingestion may have reconnected first and published while
-the hub could not receive: the live tail is not replayed), and when its last successful
-announcement is older than the broker's live_interest_timeout less LAPSE_MARGIN (its event loop stalled, or
-announcing kept failing), since ingestion may then have stopped publishing live copies.
+by `row_codec.live_entries`) feeds every client. It exists only while the app has clients (#14): the hub's
+NATS side (`live_feed.LiveFeed`) makes it and announces the hub's interest for the first client, whose
+upgrade waits for both (up to READY_TIMEOUT, else 503), and ends both after the last client's departure;
+ingestion stops publishing live copies LIVE_INTEREST_TIMEOUT later. The promise: a client receives every
+entry whose JetStream publish is acknowledged after its upgrade answer (101) was sent, or its socket is
+closed with CLOSE_INTERRUPTED (1013, reason INTERRUPTED_REASON) so it knows entries may be missing and
+reconnects; entries acknowledged earlier may appear too. The hub closes its promised clients so whenever
+its NATS side finds that entries may have been missed (`live_feed` lists when).
 
 Each client has a bounded queue and its own sender task, so a slow reader only fills its own queue: past
 QUEUE_SIZE entries or QUEUE_BYTES of them, new ones are dropped for that client, and it then receives
@@ -31,21 +26,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import WSMsgType, web
 from oglogstream import wire
 
 from ..auth.keys import RELOAD_INTERVAL
 from ..auth.middleware import ACCESS, KEY_RECORD, WS_PROTOCOL
-from ..broker.broker import LIVE_INTEREST_INTERVAL, BrokerUnavailable
+from ..broker.broker import BrokerUnavailable
 from ..http.boundary import Problem
-from ..http.resources import BROKER, CONFIG, METRICS
+from ..http.resources import CONFIG, METRICS
 from ..http.share import SharePolicy
 from ..ingestion import row_codec
 from .filters import Filters, ParamError, check_known
 from .live_admission import Admission
 from .live_client import DEAD_TICKS, Client, fan_out, limit_send_buffer
+from .live_feed import LAPSE_MARGIN, READY_TIMEOUT, LiveFeed
 from .live_metrics import live_series
 
 __all__ = [
@@ -88,9 +83,6 @@ MAX_CLIENTS_PER_CLIENT = MAX_CLIENTS // 4
 HEARTBEAT = 20.0
 #: Bound on closing one client at shutdown (a client that stopped reading cannot take the close frame).
 CLOSE_TIMEOUT = 2.0
-#: Bound on a new client's wait, before its upgrade, for NATS, the subscription and the interest announcement;
-#: past it the client gets 503 + Retry-After (an open socket that would miss entries is worse).
-READY_TIMEOUT = 5.0
 #: Close code for a socket whose key was revoked or lost the `query` scope (1008: policy violation); the
 #: reason says which. A key is re-checked every RELOAD_INTERVAL, like a new request's.
 CLOSE_KEY_REVOKED = 1008
@@ -98,13 +90,10 @@ CLOSE_KEY_REVOKED = 1008
 #: dashboard reconnect on it, and the reason says why.
 CLOSE_INTERRUPTED = 1013
 INTERRUPTED_REASON = "live tail interrupted, entries may be missing; reconnect"
-#: Seconds of an announcement's travel to every ingestion process, deducted from the broker's
-#: live_interest_timeout: announcements further apart than the difference may have let ingestion stop.
-LAPSE_MARGIN = 1.0
 
 
 class LiveHub:
-    """The app's one live subscription and its clients."""
+    """The app's live-tail clients, their route and supervision; its NATS side is `feed` (`LiveFeed`)."""
 
     def __init__(
         self,
@@ -127,13 +116,8 @@ class LiveHub:
             max_clients, max_per_client, capacity_name="max_clients", share_name="max_per_client"
         ))
         self.clients: set[Client] = set()
-        self._subscription: Any = None  # held while self.clients is not empty
-        self._announcer: asyncio.Task[None] | None = None  # likewise
-        self._gate = asyncio.Lock()  # one subscribe/unsubscribe at a time (first arrival vs last departure)
-        self._announce_now = asyncio.Event()  # set after a NATS reconnect: announce without waiting
-        self._announced_at: float | None = None  # loop time of the last successful announcement
+        self.feed = LiveFeed(app, self.clients, self._on_payload, self._interrupt)
         self._closing: set[asyncio.Task[None]] = set()  # interrupted clients' closes under way
-        self._unlisten: Any = None
         self._stopping = asyncio.Event()
         self._key_watch: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -143,7 +127,7 @@ class LiveHub:
         )
 
     async def start(self) -> None:
-        self._unlisten = self.app[BROKER].on_reconnected(self._on_reconnected)
+        self.feed.start()
         access = self.app.get(ACCESS)
         if access is not None and access.store is not None:
             self._key_watch = asyncio.create_task(self._watch_keys(), name="oglog-live-keys")
@@ -162,26 +146,6 @@ class LiveHub:
                         "aborting its connection", DEAD_TICKS, self.heartbeat,
                     )
                     client.transport.abort()
-
-    def _on_reconnected(self) -> None:
-        self._announce_now.set()
-        # Entries published while this connection was down were not received, and are not replayed.
-        self._interrupt("nats_reconnect", "NATS reconnected")
-
-    def _check_lapse(self) -> None:
-        """If the last successful announcement is older than the broker's live_interest_timeout less
-        LAPSE_MARGIN, ingestion may have stopped publishing live copies since: interrupt the clients."""
-        if self._announced_at is None:
-            return
-        silence = asyncio.get_running_loop().time() - self._announced_at
-        lapse = self.app[BROKER].live_interest_timeout - LAPSE_MARGIN
-        if silence > lapse:
-            self._interrupt("announcement_lapse", f"interest announced {silence:.1f}s ago (> {lapse:g}s)")
-
-    def _announced(self) -> None:
-        """After a successful announcement (the check first: the gap before it may have lost entries)."""
-        self._check_lapse()
-        self._announced_at = asyncio.get_running_loop().time()
 
     def _interrupt(self, reason: str, detail: str) -> None:
         """Close every promised client with CLOSE_INTERRUPTED (removed from the fan-out now, closed in the
@@ -225,74 +189,6 @@ class LiveHub:
                 log.info("live tail: closing a socket of key %s: %s", client.key_id, reason.decode())
                 await self._drop(client, code=CLOSE_KEY_REVOKED, message=reason)
 
-    async def _watch(self) -> None:
-        """For a client already in `self.clients`: return once the subscription exists and interest was
-        announced to the NATS server (within READY_TIMEOUT). Raises BrokerUnavailable or TimeoutError."""
-        broker = self.app[BROKER]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + READY_TIMEOUT
-        if not await broker.wait_ready(READY_TIMEOUT):
-            raise BrokerUnavailable(f"NATS is {broker.status.lower()}")
-        # Holders of the gate only run bounded steps (nats-py queues a SUB locally; the flush has a timeout).
-        await asyncio.wait_for(self._gate.acquire(), max(deadline - loop.time(), 0.001))
-        try:
-            remaining = max(deadline - loop.time(), 0.001)
-            if self._subscription is None:
-                # Its own NATS connection, ready on return; nats-py re-subscribes by itself after a reconnect
-                # (and _on_gap closes the clients then), so one call holds it until _unwatch.
-                self._subscription = await broker.subscribe_live(
-                    self._on_payload, on_gap=self._interrupt, timeout=remaining
-                )
-            else:  # down since (a gap closed the clients before): this client must not be promised yet
-                await self._subscription.ready(remaining)
-            stale = self._announced_at is None or (
-                loop.time() - self._announced_at > broker.live_interest_timeout - LAPSE_MARGIN
-            )
-            if self._announcer is None or stale:
-                # The server has the SUB already (subscribe_live/ready waited for it). Stale: the announcer
-                # has not run for long (a stalled loop), so interest may have lapsed meanwhile.
-                await broker.announce_live_interest(timeout=max(deadline - loop.time(), 0.001))
-                self._announced()
-            if self._announcer is None:
-                self._announce_now.clear()  # a reconnect while nobody watched: just announced anyway
-                self._announcer = asyncio.create_task(self._announce_forever(), name="oglog-live-interest")
-        finally:
-            self._gate.release()
-
-    async def _unwatch(self) -> None:
-        """After a client left `self.clients`: if it was the last, end the announcements and the
-        subscription."""
-        async with self._gate:
-            if self.clients or self._subscription is None:
-                return
-            await self._end_subscription()
-
-    async def _end_subscription(self) -> None:
-        announcer, self._announcer = self._announcer, None
-        self._announced_at = None  # the next first client starts afresh: nobody was promised meanwhile
-        if announcer is not None:
-            announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await announcer
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            with contextlib.suppress(Exception):  # NATS closed: nothing left to unsubscribe from
-                await subscription.unsubscribe()
-
-    async def _announce_forever(self) -> None:
-        broker = self.app[BROKER]
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._announce_now.wait(), LIVE_INTEREST_INTERVAL)
-            self._announce_now.clear()
-            try:
-                await broker.announce_live_interest()
-            except BrokerUnavailable as exc:  # disconnected: announced again right after the reconnect
-                log.debug("live tail: interest announcement skipped: %s", exc)
-                self._check_lapse()  # failing for long: tell the clients now, not once it works again
-            else:
-                self._announced()
-
     async def _on_payload(self, payload: bytes) -> None:
         if self.clients:  # rows become public entries here, only when someone watches (#14)
             self._fan_out(row_codec.live_entries(payload))
@@ -334,7 +230,7 @@ class LiveHub:
         self.connected.inc()
         try:
             try:
-                await self._watch()
+                await self.feed.watch()
             except (BrokerUnavailable, asyncio.TimeoutError, ConnectionError) as exc:
                 reason = str(exc) or f"not ready within {READY_TIMEOUT:g}s"
                 raise Problem(
@@ -357,7 +253,7 @@ class LiveHub:
         finally:
             self.admission.release(ticket)
             await self._drop(client)
-            await self._unwatch()
+            await self.feed.unwatch()
         return ws
 
     async def _drop(
@@ -382,21 +278,17 @@ class LiveHub:
         await asyncio.gather(*(self._drop(client) for client in list(self.clients)))
 
     async def stop(self) -> None:
-        """Cleanup: end the key watch, the announcements and the subscription, then close every client."""
+        """Cleanup: end the announcements and the subscription, the key watch and the heartbeat, then close
+        every client."""
         self._stopping.set()
-        if self._unlisten is not None:
-            self._unlisten()
-            self._unlisten = None
+        await self.feed.stop()
         for task in (self._key_watch, self._heartbeat):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        async with self._gate:
-            await self._end_subscription()
         await self.close_clients()
         await asyncio.gather(*list(self._closing))
-
 
 
 LIVE: web.AppKey[LiveHub] = web.AppKey("oglog_live", LiveHub)

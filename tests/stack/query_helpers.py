@@ -90,7 +90,7 @@ async def live_clients(app: web.Application, n: int, *, senders: bool = False) -
     hub = app[LIVE]
 
     async def ready() -> bool:
-        if hub._subscription is None or len(hub.clients) != n:
+        if hub.feed.subscription is None or len(hub.clients) != n:
             return False
         return not senders or all(c.sender for c in hub.clients)
 

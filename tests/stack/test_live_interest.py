@@ -139,7 +139,7 @@ async def test_no_live_copy_and_no_subscription_while_nobody_watches(nats_server
         for k in range(5):
             await post(session, ingest_base, [f"quiet-{k}-{i}" for i in range(20)])
         assert await live.settled(ingest_app) == 0
-    assert query_app[LIVE]._subscription is None
+    assert query_app[LIVE].feed.subscription is None
 
 
 async def test_a_client_that_connects_later_gets_every_entry_accepted_after_its_upgrade(
@@ -169,11 +169,11 @@ async def test_two_clients_then_the_last_one_leaves(nats_server: Any, stack: Any
     assert await receive_ids(first, 1) == ["both"] and await receive_ids(second, 1) == ["both"]
     await first.close()
     await until(lambda: len(hub.clients) == 1)
-    assert hub._subscription is not None
+    assert hub.feed.subscription is not None
     await post(session, ingest_base, ["second-only"])
     assert await receive_ids(second, 1) == ["second-only"]
     await second.close()
-    await until(lambda: hub._subscription is None and hub._announcer is None)
+    await until(lambda: hub.feed.subscription is None and hub.feed.announcer is None)
     await until(lambda: not ingest_app[BROKER].live_interest)
     async with counting(nats_server.url) as live:
         await post(session, ingest_base, ["nobody"])
@@ -195,7 +195,7 @@ async def test_many_clients_arriving_and_leaving_at_once_leave_no_subscription(s
         for ws in sockets:
             assert await receive_ids(ws, 1) == [f"round-{_round}"]
         await asyncio.gather(*(ws.close() for ws in sockets))
-        await until(lambda: not hub.clients and hub._subscription is None and hub._announcer is None)
+        await until(lambda: not hub.clients and hub.feed.subscription is None and hub.feed.announcer is None)
 
 
 # -- several processes -----------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ async def test_a_second_hub_keeps_interest_alive_and_a_late_worker_publishes_at_
         here = await session.ws_connect(f"{query_base}/ws/live")
         there = await session.ws_connect(f"{other_base}/ws/live")
         await here.close()
-        await until(lambda: query_app[LIVE]._announcer is None)
+        await until(lambda: query_app[LIVE].feed.announcer is None)
         async with counting(nats_server.url, LIVE_INTEREST_SUBJECT) as announcements:
             # Five intervals, longer than SHORT_TIMEOUT: only the other hub's can keep ingestion on.
             await until(lambda: announcements.count >= 5)
@@ -221,7 +221,7 @@ async def test_a_second_hub_keeps_interest_alive_and_a_late_worker_publishes_at_
             await post(session, late_base, ["late-worker"])
             assert await receive_ids(there, 1) == ["late-worker"]
         await there.close()
-        await until(lambda: other_app[LIVE]._subscription is None)
+        await until(lambda: other_app[LIVE].feed.subscription is None)
 
 
 async def test_without_nats_the_upgrade_is_refused_with_503(chdb_dsn: str) -> None:
@@ -236,4 +236,4 @@ async def test_without_nats_the_upgrade_is_refused_with_503(chdb_dsn: str) -> No
         assert refused.value.status == 503
         assert refused.value.headers is not None and refused.value.headers["Retry-After"] == "1"
         hub = app[LIVE]
-        assert not hub.clients and hub._subscription is None and hub._announcer is None
+        assert not hub.clients and hub.feed.subscription is None and hub.feed.announcer is None

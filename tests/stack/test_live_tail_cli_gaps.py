@@ -110,7 +110,7 @@ async def test_a_reconnect_names_the_span_not_replayed(live_app: Any) -> None:
     try:
         assert tail.stderr is not None
         await _send_until_printed(session, base, tail, "gap")
-        app[LIVE]._on_reconnected()  # what the broker calls after a NATS reconnect
+        app[LIVE].feed.on_reconnected()  # what the broker calls after a NATS reconnect
         assert "entries may be missing" in await _line(tail.stderr, "the server said")
         notice = await _line(tail.stderr, "reconnected")
         assert "were not replayed" in notice
@@ -133,7 +133,7 @@ async def test_backfill_prints_the_gap_once(nats_server: Any, chdb_dsn: str) -> 
             printed = [(await _send_until_printed(session, base, tail, "bf"))["id"]]
             hub = app[LIVE]
             hub._stopping.set()  # the reconnect is refused (503) while the gap's entries arrive
-            hub._on_reconnected()  # tail's socket closed with 1013
+            hub.feed.on_reconnected()  # tail's socket closed with 1013
             await _line(tail.stderr, "HTTP 503")
             gap = [{"id": f"gap-{i}", "level": "info", "message": "in the gap", "service": "bf"}
                    for i in range(5)]
