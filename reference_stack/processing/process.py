@@ -5,6 +5,8 @@ included, so a batch is the payloads spliced into one array and inserted with `r
 fmt="JSONEachRow")`: no per-row Python on the happy path. A message of the release before (no row-format
 header) is first upgraded on a worker thread (`messages.upgrade_payload`).
 
+Up to DEFAULT_INSERTS_IN_FLIGHT batches are inserted at once, never two sharing a row id (inflight.py).
+
 Idempotent end to end (a redelivered or retried batch never duplicates rows):
   1. JetStream drops a re-published Nats-Msg-Id within the stream's duplicate window (ingest side);
   2. before each insert, ids repeated inside the batch and ids already in `logs` (checked within the batch's
@@ -39,6 +41,7 @@ from ..http.resources import BROKER, CONFIG, METRICS, STORAGE
 from ..ingestion import row_codec
 from .deadletter import refresh_gauge
 from .flush import Flusher, Item
+from .inflight import DEFAULT_INSERTS_IN_FLIGHT, InFlight
 from .pull import Puller
 from .sink import Sink
 
@@ -46,6 +49,7 @@ __all__ = [
     "CAUGHT_UP_SHARE",
     "DEFAULT_ACK_WAIT",
     "DEFAULT_FETCH_BYTES",
+    "DEFAULT_INSERTS_IN_FLIGHT",
     "DEFAULT_MAX_ACK_PENDING",
     "DEFAULT_MAX_BATCH_BYTES",
     "DEFAULT_NAK_DELAY",
@@ -81,7 +85,7 @@ DEFAULT_FETCH_BYTES = 4 * 1024 * 1024
 #: Room for a message's headers and subject above max_payload in a request's max_bytes.
 _HEADER_ROOM = 64 * 1024
 _IDLE_WAIT = 0.5
-#: The tail of a burst: once the consumer has caught up (nothing left in the stream, no insert in flight) and
+#: The tail of a burst: once the consumer has caught up (nothing left in the stream, an insert lane free) and
 #: the batch before was cut FULL (BATCH_SIZE / max_batch_bytes: traffic was outrunning the timeout), the
 #: partial batch after it waits only this share of FLUSH_TIMEOUT: waiting longer cannot fill it, it only
 #: delays the burst's last rows (#14: they sat out the whole timeout). A trickle (the batch before was cut by
@@ -127,10 +131,12 @@ class Processor:
         retry_base: float = DEFAULT_RETRY_BASE,
         retry_max_wait: float = DEFAULT_RETRY_MAX_WAIT,
         fetch_bytes: int = DEFAULT_FETCH_BYTES,
+        inserts_in_flight: int = DEFAULT_INSERTS_IN_FLIGHT,
     ) -> None:
         check_at_least(
             1,
             batch_size=batch_size,
+            inserts_in_flight=inserts_in_flight,
             max_ack_pending=max_ack_pending,
             max_batch_bytes=max_batch_bytes,
             fetch_bytes=fetch_bytes,
@@ -168,10 +174,10 @@ class Processor:
             retry_base=retry_base,
             retry_max_wait=retry_max_wait,
         )
+        self._inflight = InFlight(self._flusher, inserts_in_flight)
         self._task: asyncio.Task[None] | None = None
         self._puller: Puller | None = None
         self._unlisten: Callable[[], None] | None = None
-        self._flushing: asyncio.Task[None] | None = None
         #: The last batch handed to the flusher was cut full (see CAUGHT_UP_SHARE).
         self._last_cut_full = False
 
@@ -258,7 +264,7 @@ class Processor:
                 timeout = self.flush_timeout
                 if batch.items:
                     timeout = self._due(batch, caught_up) - time.monotonic()
-                    if self._flushing is not None and not self._flushing.done():
+                    if self._inflight.busy:
                         wait = _IN_FLIGHT_POLL
                 if timeout > 0.001:
                     want = self._fetch_size()
@@ -293,13 +299,9 @@ class Processor:
             # Shutdown: the batch in hand is flushed and acked like any other.
             if batch.items:
                 await self._start_flush(batch)
-            if self._flushing is not None:
-                await self._flushing
+            await self._inflight.drain()
         finally:
-            if self._flushing is not None and not self._flushing.done():
-                self._flushing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._flushing
+            await self._inflight.cancel()
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.close()
@@ -316,9 +318,8 @@ class Processor:
     def _due(self, batch: _Batch, caught_up: bool) -> float:
         """Monotonic time at which `batch` is flushed however full it is: FLUSH_TIMEOUT after its first
         message, or CAUGHT_UP_SHARE of it for the tail of a burst (the batch before was cut full, nothing is
-        pending and no insert is in flight)."""
-        idle = self._flushing is None or self._flushing.done()
-        tail = caught_up and idle and self._last_cut_full
+        pending and an insert lane is free)."""
+        tail = caught_up and not self._inflight.full and self._last_cut_full
         return batch.started + self.flush_timeout * (CAUGHT_UP_SHARE if tail else 1.0)
 
     async def _add(self, batch: _Batch, msg: Msg) -> None:
@@ -360,25 +361,10 @@ class Processor:
             msg.headers[messages.ROW_FORMAT] = messages.ROW_FORMAT_VERSION
 
     async def _start_flush(self, batch: _Batch, rest: list[Msg] | None = None) -> None:
-        """Hand `batch` to the flusher once the insert before it returned; `rest`: the messages of the same
-        fetch not yet in a batch, which wait too."""
+        """Hand `batch` to the flusher when an insert lane is free (`InFlight.start`); `rest`: the messages
+        of the same fetch not yet in a batch, kept alive while it waits."""
         self._last_cut_full = batch.rows >= self.batch_size or batch.size >= self.max_batch_bytes
-        # One insert in flight while the next batch is fetched: fetching overlaps the (threaded) insert.
-        if self._flushing is not None:
-            alive = None
-            if not self._flushing.done():
-                # This batch (and the rest of its fetch) waits for the insert before it, which may outlast
-                # ack_wait (retries, a slow server): kept alive meanwhile, or JetStream would redeliver them.
-                held = [item.msg for item in batch.items] + (rest or [])
-                alive = asyncio.create_task(self._flusher.keep_alive(held))
-            try:
-                await self._flushing
-            finally:
-                if alive is not None:
-                    alive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await alive
-        self._flushing = asyncio.create_task(self._flusher.flush(batch.items), name="oglog-flush")
+        await self._inflight.start(batch.items, rest)
 
 
 PROCESSOR: web.AppKey[Processor] = web.AppKey("oglog_processor", Processor)

@@ -8,11 +8,14 @@ storage threads (`scheduler.Scheduler`): one for chDB, whose session must not be
 once, several for a server. `Storage.run` is the stack's own work (inserts and their duplicate checks,
 schema, health): it goes before every waiting query. `Storage.query` is a client's query: bounded in number,
 per client, and in time (wait included), so a flood of slow queries cannot starve the processor's inserts.
+The processor's inserts run on INSERT_LANES lanes at once (processing/inflight.py): with chDB the second lane
+is a thread of its own with a second connection to the same engine (one insert keeps about one core busy).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import os
@@ -33,6 +36,7 @@ from .scheduler import DEFAULT_MAX_CLIENT_QUERIES, DEFAULT_MAX_WAITING_QUERIES, 
 __all__ = [
     "CLOSE_TIMEOUT",
     "DEADLINE_GRACE",
+    "INSERT_LANES",
     "PARTITION_MARGIN_DAYS",
     "PING_MAX_AGE",
     "SERVER_THREADS",
@@ -61,6 +65,10 @@ DEADLINE_GRACE = 1.0
 PING_MAX_AGE = 1.0
 #: `close` waits this long (seconds) for the call in progress and the queued inserts.
 CLOSE_TIMEOUT = 60.0
+#: Inserts that run at once (`insert`, `insert_isolating`); more callers wait for a lane. With chDB, lane one
+#: is the storage thread (inserts before waiting queries, as before) and lane two a thread with its own
+#: connection; with a server, the storage threads. 2 matches the processor's DEFAULT_INSERTS_IN_FLIGHT.
+INSERT_LANES = 2
 
 
 #: Days the TTL keeps a row beyond the door's window (timestamps.TimeWindow: oldest = now - retention). The
@@ -108,6 +116,11 @@ class Storage:
             max_per_client=max_client_queries,
         )
         self._client: Client | None = None
+        #: chDB's second insert lane: one thread, its own connection (`_spare_client`), made on first use.
+        self._spare: concurrent.futures.ThreadPoolExecutor | None = None
+        self._spare_client: Client | None = None
+        self._lanes: asyncio.Queue[Callable[..., Any]] | None = None
+        self._closed = False
         self._ping_task: asyncio.Future[bool] | None = None  # the shared `ping` in flight (`checked`)
         self._ping_answer: tuple[float, bool] | None = None  # (time.monotonic(), result) of the last one
 
@@ -149,6 +162,31 @@ class Storage:
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(self.client, *args, **kwargs)
 
+    def _spare_call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._spare_client is None:
+            self._spare_client = clickhouse_connect.get_client(dsn=self.dsn)
+        return fn(self._spare_client, *args)
+
+    async def _run_spare(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise Busy("closed", "the storage is closed")
+        if self._spare is None:
+            self._spare = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oglog-insert-lane")
+        return await asyncio.wrap_future(self._spare.submit(self._spare_call, fn, *args))
+
+    async def _on_a_lane(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the insert `fn(client, *args)` on a free insert lane (INSERT_LANES), waiting for one."""
+        if self._lanes is None:
+            # Last in, first out, lane one put last: one insert at a time always runs on lane one, as before.
+            self._lanes = asyncio.LifoQueue()
+            for lane in [self._run_spare if self.embedded else self.run] * (INSERT_LANES - 1) + [self.run]:
+                self._lanes.put_nowait(lane)
+        lane = await self._lanes.get()
+        try:
+            return await lane(fn, *args)
+        finally:
+            self._lanes.put_nowait(lane)
+
     @property
     def insert_settings(self) -> dict[str, Any]:
         """Settings every insert into `logs` carries: enough partitions for any batch the door accepts."""
@@ -158,11 +196,11 @@ class Storage:
     # -- the processor's sink (processing.sink.Sink) ------------------------------------------------------
     async def insert(self, batch: Batch) -> Stored:
         """Store the batch as ONE insert, minus rows already stored (`inserts.insert_rows`)."""
-        return Stored(*await self.run(inserts.insert_rows, *self._insert_args(batch)))
+        return Stored(*await self._on_a_lane(inserts.insert_rows, *self._insert_args(batch)))
 
     async def insert_isolating(self, batch: Batch) -> Isolated:
         """Store the batch message by message, bisecting refused ones (`inserts.insert_isolating`)."""
-        return Isolated(*await self.run(inserts.insert_isolating, *self._insert_args(batch)))
+        return Isolated(*await self._on_a_lane(inserts.insert_isolating, *self._insert_args(batch)))
 
     def is_poison(self, exc: BaseException) -> bool:
         """True when ClickHouse refused the rows themselves (`errors.is_data_error`)."""
@@ -218,6 +256,11 @@ class Storage:
         go on (`scheduler.Scheduler.refuse_queries`). Returns how many waiting queries were failed."""
         return self._scheduler.refuse_queries()
 
+    def _close_spare(self) -> None:
+        if self._spare_client is not None:
+            self._spare_client.close()
+            self._spare_client = None
+
     @property
     def queries_waiting(self) -> int:
         """Clients' queries waiting for a storage thread now."""
@@ -227,6 +270,15 @@ class Storage:
         """Stop the threads after the queued work (waiting queries fail with `Busy("closed")`), then close
         the client. Waits up to CLOSE_TIMEOUT seconds; a call still running then is logged, and the client
         is left to it rather than closed under it."""
+        self._closed = True
+        if self._spare is not None:
+            # The spare lane's connection is closed on its own thread, after the insert it may still run.
+            spare, self._spare = self._spare, None
+            try:
+                spare.submit(self._close_spare).result(CLOSE_TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                log.error("storage: an insert runs after %.0f s; its client is not closed", CLOSE_TIMEOUT)
+            spare.shutdown(wait=False)
         if not self._scheduler.close(CLOSE_TIMEOUT):
             log.error("storage: a call still runs after %.0f s; the client is not closed", CLOSE_TIMEOUT)
             return
