@@ -100,7 +100,7 @@ class AsyncSender(DeliveryCore):
     #: Which sending task owns the state: a task whose number is no longer this one (its loop was closed
     #: and another task took over) never touches the state again, not even when it is garbage collected.
     _generation: int
-    #: What a task taken over (`_async._take_over_from_dead_loop`) had not settled of its batch, as the
+    #: What a task taken over (`_async_loop._take_over_from_dead_loop`) had not settled of its batch, as the
     #: parts it was sending (`PartsInFlight.unsettled`): the next task sends them first, under their ids.
     #: Their records stay counted in `_inflight.records` meanwhile.
     _carry: list[Batch] | None
