@@ -1,8 +1,11 @@
 """The caller's side of a log call: what the handler and the structlog processor capture before the worker.
 
-Captures are cheap and never raise: a record's attribute dict and its message (rendered now unless every
-argument is immutable), or a shallow copy of a structlog event dict. The worker turns them into NDJSON lines
-(`_entry.EntryEncoder`).
+Captures are cheap and never raise: a snapshot of a record's attributes and its message (rendered now unless
+every argument is immutable), or a shallow copy of a structlog event dict. An exception (and a stack) becomes
+its text here, on the caller's thread (`exception_text`, `capture_exc_info`), as the stdlib's
+`QueueHandler.prepare` does: a waiting record or event never holds a traceback, whose frames would keep
+every local variable alive (a failed request's 10 MB body) far past what the intake charged. The worker
+turns captures into NDJSON lines (`_entry.EntryEncoder`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._entry_values import _STANDARD_KEYS
+from ._entry_values import _STANDARD_KEYS, _format_exception, _safe_str, _with_stack
+from .wire import MAX_EXCEPTION_BYTES, clip_bytes
 
 __all__ = [
     "IMMUTABLE_ARG_TYPES",
@@ -24,7 +28,9 @@ __all__ = [
     "StructEvent",
     "capture",
     "capture_exc_info",
+    "exception_text",
     "extra_items",
+    "formatted_base",
     "render",
     "render_failed",
     "snapshot",
@@ -44,20 +50,21 @@ LAST_RECORD_KEY = next(reversed(_PLAIN_RECORD))
 PLAIN_KEYS: list[str] = list(_PLAIN_RECORD)
 
 #: The LogRecord attributes a snapshot (`snapshot`) keeps, in this order, before the `extra=` fields: the
-#: ones the encoder reads (`_entry`), and `process` (a forked child keeps its own records by it).
+#: ones the encoder reads (`_entry`), and `process` (a forked child keeps its own records by it). A
+#: snapshot's `exc_info` is the `exception` field's text (`exception_text`, formatted at the capture) or
+#: None, its `stack_info` always None (the stack is part of that text).
 SNAPSHOT_KEYS = ("name", "levelno", "created", "thread", "threadName", "process", "exc_info", "stack_info")
 
 #: Argument types whose `%` rendering cannot change after the call: rendering them is left to the worker.
 IMMUTABLE_ARG_TYPES = frozenset({str, int, float, bool, type(None)})
 
-#: What the handler captures on the caller's thread: (the record's `snapshot`, or its attribute dict when it
-#: is kept whole, msg, args, context, span, charge). The snapshot, `msg` and `args` are taken now, so what a
+#: What the handler captures on the caller's thread: (the record's `snapshot`, msg, args, context, span,
+#: charge). The snapshot, `msg` and `args` are taken now, so what a
 #: later handler or filter changes or adds changes nothing; `args` is None when `msg` is already rendered,
 #: or a tuple of IMMUTABLE_ARG_TYPES values when rendering is left to the worker (same result, and the
 #: caller skips the `%`). `span` is the OpenTelemetry span that was active (see `_otel`), or None; its ids
 #: are read on the worker (a span's context never changes). `charge` is what the intake charged the record
-#: (`_intake_charge.record_charge`), taken back as is when it leaves (a later handler may add attributes
-#: to a record kept whole meanwhile).
+#: (`_intake_charge.record_charge`), taken back as is when it leaves.
 CapturedRecord = tuple[
     dict[str, Any], str, "tuple[Any, ...] | None", "Mapping[str, object] | None", object, int
 ]
@@ -88,12 +95,11 @@ def render_failed(msg: object, args: object, exc: Exception) -> str:
         return f"(message formatting failed: {type(exc).__name__})"
 
 
-def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
+def snapshot(attributes: dict[str, Any]) -> dict[str, Any]:
     """A small dict of what the worker reads of a record, `attributes` (its `__dict__`): SNAPSHOT_KEYS, then
     its `extra=` fields in their order (`extra_items`: not a Formatter's leftovers, which the encoder
-    skips). None when the record is kept whole: it has `exc_info` or `stack_info`
-    (formatted on the worker), or lacks one of SNAPSHOT_KEYS (a hand-made record). `OgLogHandler.handle`
-    inlines it.
+    skips). A record with `exc_info` or `stack_info`, or one lacking one of SNAPSHOT_KEYS (a hand-made
+    record), gets `formatted_base`. `OgLogHandler.handle` inlines it.
 
     Why: a record waiting with its own `__dict__` took ~650 B, ~1,230-1,430 B with `extra=` fields once
     LogRecords lost CPython's shared instance-dict keys (varied `extra=` names, a Formatter's `message`),
@@ -102,22 +108,52 @@ def snapshot(attributes: dict[str, Any]) -> dict[str, Any] | None:
     snapshot is untracked when its values are atomic. The encoder gives both the same bytes."""
     try:
         if attributes["exc_info"] or attributes["stack_info"]:
-            return None
-        state = {
-            "name": attributes["name"],
-            "levelno": attributes["levelno"],
-            "created": attributes["created"],
-            "thread": attributes["thread"],
-            "threadName": attributes["threadName"],
-            "process": attributes["process"],
-            "exc_info": None,
-            "stack_info": None,
-        }
+            state = formatted_base(attributes)
+        else:
+            state = {
+                "name": attributes["name"],
+                "levelno": attributes["levelno"],
+                "created": attributes["created"],
+                "thread": attributes["thread"],
+                "threadName": attributes["threadName"],
+                "process": attributes["process"],
+                "exc_info": None,
+                "stack_info": None,
+            }
     except KeyError:
-        return None
+        state = formatted_base(attributes)
     if len(attributes) != RECORD_BASE_KEYS or [*attributes] != PLAIN_KEYS:
         state.update(extra_items(attributes))
     return state
+
+
+def formatted_base(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's SNAPSHOT_KEYS (no extras yet) for a record the handler's fast path does not take: one
+    with an exception or a stack, whose `exc_info` becomes the exception field's text now
+    (`exception_text`, None when there is none), or a hand-made one lacking some of them (a missing one is
+    None, as the encoder reads it). O(frames); never raises."""
+    get = attributes.get
+    return {
+        "name": get("name"),
+        "levelno": get("levelno"),
+        "created": get("created"),
+        "thread": get("thread"),
+        "threadName": get("threadName"),
+        "process": get("process"),
+        "exc_info": exception_text(get("exc_info"), get("stack_info")),
+        "stack_info": None,
+    }
+
+
+def exception_text(exc_info: object, stack_info: object) -> str | None:
+    """The `exception` field's text of a record with `exc_info` (an exception or a `(type, value, traceback)`
+    triple: `_entry_values._format_exception`, chained exceptions included) and/or `stack_info` (appended on
+    a line of its own), clipped to MAX_EXCEPTION_BYTES as the encoder clips it (`clip_bytes` keeps the head
+    and the last line, and clipping twice changes nothing); None when there is neither. Never raises."""
+    text = _format_exception(exc_info) if exc_info else ""
+    if stack_info:
+        text = _with_stack(text, _safe_str(stack_info))
+    return clip_bytes(text, MAX_EXCEPTION_BYTES) if text else None
 
 
 def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -141,34 +177,43 @@ def extra_items(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
 def capture(
     record: logging.LogRecord, context: Mapping[str, object] | None, span: object = None
 ) -> CapturedRecord:
-    """What `OgLogHandler.handle` captures (it inlines this for speed), its charge included."""
+    """What `OgLogHandler.handle` captures (it inlines this for speed), its charge included: the message,
+    arguments and context (`item_chars`), the extras (`copy_extras`) and the exception's text, if any
+    (`exc_info_bytes`)."""
     from ._intake_charge import item_chars, record_charge  # imports this module
-    from ._value_charge import copy_extras, kept_bytes
+    from ._value_charge import copy_extras, exc_info_bytes
 
     msg, args = render(record)
     attributes = record.__dict__
-    state = snapshot(attributes)
-    if state is None:  # kept whole: charged what its `__dict__` holds and may be given (`kept_bytes`)
-        size = item_chars(({}, msg, args, context, span, 0))
-        size += kept_bytes(attributes, size)
-        return (attributes, msg, args, context, span, record_charge(size, 0, True))
-    size = item_chars(({}, msg, args, context, span, 0)) + copy_extras(attributes, {})
+    size = item_chars(({}, msg, args, context, span, 0))
+    try:
+        plain = not (attributes["exc_info"] or attributes["stack_info"])
+    except KeyError:
+        plain = False
+    state = snapshot(attributes) if plain else formatted_base(attributes)
+    if plain:
+        size += copy_extras(attributes, {})
+    else:
+        size += copy_extras(attributes, state) + exc_info_bytes(state["exc_info"])
     return (state, msg, args, context, span, record_charge(size, len(state) - len(SNAPSHOT_KEYS)))
 
 
-def capture_exc_info(value: Any) -> tuple[Any, Any, Any] | None:
-    """Resolve `exc_info` now, on the caller's thread: `True` means "the exception being handled here"."""
+def capture_exc_info(value: Any) -> str | None:
+    """The traceback text of an event's `exc_info`, formatted now, on the caller's thread
+    (`_entry_values._format_exception`): `True` means "the exception being handled here", else an
+    exception or a `(type, value, traceback)` triple. None when there is none (None, False, `True` outside
+    an `except` block, anything else). Never raises; the event keeps the text, never the traceback."""
     if value is None or value is False:
         return None
     if value is True:
-        info = sys.exc_info()
-        return info if info[0] is not None else None
-    if isinstance(value, BaseException):
-        return (type(value), value, value.__traceback__)
-    if isinstance(value, tuple) and len(value) == 3:
-        return value
-    return None
-
+        info: Any = sys.exc_info()
+        if info[0] is None:
+            return None
+    elif isinstance(value, BaseException) or (isinstance(value, tuple) and len(value) == 3):
+        info = value
+    else:
+        return None
+    return _format_exception(info) or None
 
 
 class StructEvent(NamedTuple):
@@ -178,7 +223,8 @@ class StructEvent(NamedTuple):
     method: str
     created: float
     thread: str
-    exc_info: tuple[Any, Any, Any] | None
+    #: The exception's text (`capture_exc_info`, formatted at the capture), or None.
+    exc_info: str | None
     #: What `exc_info` is charged in the intake (`_value_charge.exc_info_bytes`, taken once at the capture).
     exc_charge: int = 0
 

@@ -28,6 +28,7 @@ from ._capture import (
     StructEvent,
     capture,
     capture_exc_info,
+    exception_text,
     render,
     render_failed,
 )
@@ -49,7 +50,6 @@ from ._entry_values import (
     DROPPED_ATTRIBUTES_KEY,
     _encode_str,
     _exception_field,
-    _format_exception,
     _safe_str,
     _value_json,
     level_for_name,
@@ -78,9 +78,10 @@ __all__ = [
     "span_links",
 ]
 
-# A captured record's dict is a `_capture.snapshot` (SNAPSHOT_KEYS, then its extras) or, kept whole, the
-# record's `__dict__` (RECORD_BASE_KEYS, then its extras). Either way its extras are the keys after the last
-# base key (`_record_attributes` walks back to it): the sizes below only pick the fast paths (which check it).
+# A captured record's dict is a `_capture.snapshot` (SNAPSHOT_KEYS, then its extras); the encoder also takes
+# a record's `__dict__` (RECORD_BASE_KEYS, then its extras: `encode_captured` called directly). Either way
+# its extras are the keys after the last base key (`_record_attributes` walks back to it): the sizes below
+# only pick the fast paths (which check it).
 _BASE_SIZE = len(SNAPSHOT_KEYS)
 _ONE_EXTRA = RECORD_BASE_KEYS + 1
 _TWO_EXTRA = RECORD_BASE_KEYS + 2
@@ -312,10 +313,10 @@ class EntryEncoder(AttributeFragments):
             links = span_links(span)
         exception = ""
         if exc_info or stack_info:
-            text = _format_exception(exc_info) if exc_info else ""
-            if stack_info:
-                text = f"{text}\n{stack_info}" if text else str(stack_info)
-            exception = _exception_field(text)
+            # A snapshot's `exc_info` is the field's text, formatted at the capture; a record's `__dict__`
+            # given directly has its exception formatted here, by the same rule (`_capture.exception_text`).
+            text = exc_info if type(exc_info) is str else exception_text(exc_info, stack_info)
+            exception = _exception_field(text or "")
         line = (
             f'{{"id":"{self.next_id()}",'
             f'"timestamp":"{self._second_text}.{micros:06d}Z","level":"{level}",{self._static}'

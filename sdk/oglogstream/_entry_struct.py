@@ -20,11 +20,11 @@ from ._entry_values import (
     _attributes,
     _encode_str,
     _exception_field,
-    _format_exception,
     _parse_timestamp,
     _safe_repr,
     _safe_str,
     _value_json,
+    _with_stack,
     level_for_name,
     span_links,
 )
@@ -74,13 +74,11 @@ def encode_struct(
     if span is not None and not links:
         links = span_links(span)
     text = event.get("exception")
-    if isinstance(text, str):
-        exception_text = text
-    else:
-        exception_text = _format_exception(item.exc_info) if item.exc_info else ""
+    # An event's own `exception` text wins over the traceback text taken at the capture (`exc_info`).
+    exception_text = text if isinstance(text, str) else item.exc_info or ""
     stack = event.get("stack")
     if isinstance(stack, str) and stack:
-        exception_text = f"{exception_text}\n{stack}" if exception_text else stack
+        exception_text = _with_stack(exception_text, stack)
     return _line(
         encoder,
         created,

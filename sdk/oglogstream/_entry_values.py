@@ -183,6 +183,10 @@ def _attributes(pairs: Iterable[tuple[object, object]]) -> str:
 
 
 def _format_exception(exc_info: Any) -> str:
+    """An exception (or a `(type, value, traceback)` triple) as `traceback.format_exception` text, chained
+    exceptions included, without the final newline; "" for anything else (None, `(None, None, None)`).
+    Never raises: when formatting raises (a broken `__str__`, a recursion), a placeholder naming the error.
+    Called on the caller's thread at the capture (`_capture.exception_text`, `_capture.capture_exc_info`)."""
     try:
         if isinstance(exc_info, BaseException):
             exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
@@ -191,6 +195,12 @@ def _format_exception(exc_info: Any) -> str:
         return "".join(traceback.format_exception(exc_info[0], exc_info[1], exc_info[2])).rstrip("\n")
     except _USER_CODE_ERRORS as exc:  # a raising __str__ on the exception must not lose the record
         return f"<traceback unavailable: {_safe_repr(exc)}>"
+
+
+def _with_stack(text: str, stack: str) -> str:
+    """The exception field's text: the traceback's `text` (may be ""), then `stack` (a record's `stack_info`,
+    an event's `stack`) on a line of its own. The one rule of records and events."""
+    return f"{text}\n{stack}" if text else stack
 
 
 def _exception_field(text: str) -> str:

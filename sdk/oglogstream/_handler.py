@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import _otel
-from ._capture import PLAIN_KEYS, RECORD_BASE_KEYS, SNAPSHOT_KEYS, CapturedRecord
+from ._capture import PLAIN_KEYS, RECORD_BASE_KEYS, SNAPSHOT_KEYS, CapturedRecord, formatted_base
 from ._context import CONTEXT
 from ._entry import IMMUTABLE_ARG_TYPES, render
 from ._intake_charge import (
@@ -23,7 +23,7 @@ from ._intake_charge import (
 )
 from ._settings import Options, Settings
 from ._stats import Stats
-from ._value_charge import ARG_BYTES, FREE_ARGS, SMALL_INT_MAX, SMALL_INT_MIN, copy_extras, kept_bytes
+from ._value_charge import ARG_BYTES, FREE_ARGS, SMALL_INT_MAX, SMALL_INT_MIN, copy_extras, exc_info_bytes
 from ._worker import WORKER_THREADS, Pipeline
 
 if TYPE_CHECKING:
@@ -167,14 +167,15 @@ class OgLogHandler(logging.Handler):
                 state = None
             # The charge the record carries (`_intake_charge.record_charge`): its weight units, or its size
             # from LARGE_MESSAGE on. `extra=` fields count with what they occupy. Below ALWAYS_WEIGHED a
-            # snapshot with FREE_EXTRAS fields has none (the typical one: no call). A record kept whole
-            # (exception, stack) is charged what it holds and what a later handler may add (`kept_bytes`).
-            # A record with no extras has exactly a plain LogRecord's attributes, in order (PLAIN_KEYS; a
-            # filter that deleted some and set `process` again may leave extras in a plain record's length).
+            # snapshot with FREE_EXTRAS fields has none (the typical one: no call). A record with an
+            # exception or a stack holds their text, formatted now (`_capture.formatted_base`: its frames'
+            # locals are freed when the caller returns), and is charged it. A record with no extras has
+            # exactly a plain LogRecord's attributes, in order (PLAIN_KEYS; a filter that deleted some and
+            # set `process` again may leave extras in a plain record's length).
             if state is None:
-                size += kept_bytes(attributes, size)
-                state = attributes
-                charge = record_charge(size, 0, True)
+                state = formatted_base(attributes)
+                size += copy_extras(attributes, state) + exc_info_bytes(state["exc_info"])
+                charge = record_charge(size, len(state) - _SNAPSHOT_SIZE)
             else:
                 if len(attributes) != RECORD_BASE_KEYS or [*attributes] != PLAIN_KEYS:
                     size += copy_extras(attributes, state)

@@ -28,7 +28,6 @@ __all__ = [
     "FREE_EXTRAS",
     "INTAKE_FLOOR",
     "INTAKE_ITEM_BYTES",
-    "KEPT_RECORD_BYTES",
     "LARGE_MESSAGE",
     "RECORD_BYTES",
     "WEIGHT_BYTES",
@@ -42,7 +41,6 @@ __all__ = [
     "is_charged",
     "item_chars",
     "item_context",
-    "kept_units",
     "large_bytes",
     "record_charge",
     "record_units",
@@ -89,12 +87,6 @@ WEIGHT_SHIFT = 3
 WEIGHT_BYTES = INTAKE_ITEM_BYTES >> WEIGHT_SHIFT
 #: What a unit covers of the record: WEIGHT_BYTES less its own slot in the deque (a pointer).
 _WEIGHT_COVERS = WEIGHT_BYTES - 8
-#: What a captured record kept whole (it has an exception or a stack; others are captured as a
-#: `_capture.snapshot`) occupies besides its characters: its LogRecord and `__dict__` (whose shared keys are
-#: lost once it has `extra=` fields) plus the exception and a one-frame traceback. Measured with tracemalloc
-#: (`logger.exception` in an `except` block, 0-3 `extra=` fields, fresh and warm interpreter): up to
-#: 1,435 B + its characters. Deeper tracebacks and what their frames hold are not counted.
-KEPT_RECORD_BYTES = 1472
 #: What a captured structlog or `AsyncOgLogClient` event occupies besides what `event_bytes` charges (its
 #: keys' slots and its values' text): the dict copy's table, the StructEvent, the CapturedEvent and its slot
 #: in the intake. Measured with tracemalloc (1-10 keys, 10-600 characters): ~385 B with one key, up to
@@ -196,28 +188,18 @@ def weight_units(size: int, extras: int) -> int:
     return -(-(size + RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
 
 
-def record_charge(size: int, extras: int, kept: bool = False) -> int:
+def record_charge(size: int, extras: int) -> int:
     """The charge a captured record carries (its tuple's last element, `CapturedRecord`) for a record of
     `size` bytes (`item_chars`) with `extras` attributes beyond a plain LogRecord's: `size` from
     LARGE_MESSAGE on (the `large_bytes` its slow path charges), else its `weight_units` (at most
-    `weight_units(LARGE_MESSAGE - 1, 0)`, far below LARGE_MESSAGE), or, for a record `kept` whole (its
-    `__dict__`, not a `_capture.snapshot`: it has an exception or a stack), `kept_units`. Carried, never
+    `weight_units(LARGE_MESSAGE - 1, 0)`, far below LARGE_MESSAGE). A record with an exception or a stack
+    counts its text in `size` (`_value_charge.exc_info_bytes`): it holds nothing else of them. Carried, never
     recomputed: what is taken back when the record leaves the intake is exactly what was charged, whatever a
     later handler or filter adds to the record meanwhile (recomputing took back 3 of a 300-character
     record's 6 units once a later Formatter had set `message`: phantom charges that refused records)."""
-    if kept:
-        over = size + KEPT_RECORD_BYTES - INTAKE_ITEM_BYTES
-        return over if over >= LARGE_MESSAGE else kept_units(size)
     if size >= LARGE_MESSAGE:
         return size
     return weight_units(size, extras)
-
-
-def kept_units(size: int) -> int:
-    """The WEIGHT_BYTES units of a record below LARGE_MESSAGE kept whole (see `record_charge`): enough that
-    INTAKE_ITEM_BYTES + the units cover KEPT_RECORD_BYTES + `size` (no field is free). At most
-    `kept_units(LARGE_MESSAGE - 1)` (WEIGHT_UNITS' length)."""
-    return -(-(size + KEPT_RECORD_BYTES - INTAKE_ITEM_BYTES) // _WEIGHT_COVERS)
 
 
 def event_units(size: int) -> int:
@@ -242,7 +224,7 @@ def record_units(item: tuple[Any, ...]) -> int:
 
 #: WEIGHT_UNITS[k]: k placeholder units, appended with one `deque.extend` (atomic under the GIL).
 WEIGHT_UNITS: tuple[tuple[None, ...], ...] = tuple(
-    (None,) * k for k in range(kept_units(LARGE_MESSAGE - 1) + 1)
+    (None,) * k for k in range(weight_units(LARGE_MESSAGE - 1, 0) + 1)
 )
 
 

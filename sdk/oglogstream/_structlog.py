@@ -86,12 +86,20 @@ class OgLogProcessor:
             self._owns_pipeline = True
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-        """Capture a shallow copy of the event now (later processors may mutate it) and return it as is."""
+        """Capture a shallow copy of the event now (later processors may mutate it) and return it as is.
+
+        Its exception becomes text now (`capture_exc_info`), unless the event already has its `exception`
+        text (structlog's `format_exc_info` ran before), which wins; the copy keeps neither `exc_info` nor a
+        stdlib bridge's `_record` (never shipped): none of them keeps a traceback, or its frames' locals,
+        alive while the event waits."""
         try:
             if _get_ident() not in WORKER_THREADS:
-                exc_info = capture_exc_info(event_dict.get("exc_info"))
+                copy = dict(event_dict)
+                raw = copy.pop("exc_info", None)
+                copy.pop("_record", None)
+                exc_info = None if isinstance(copy.get("exception"), str) else capture_exc_info(raw)
                 event = StructEvent(
-                    dict(event_dict),
+                    copy,
                     method_name,
                     time.time(),
                     _current_thread().name,

@@ -1,7 +1,7 @@
 """What the values a captured record or event keeps alive occupy, in bytes, O(1) each (shallow): text,
 containers, numbers and other objects (`_values_bytes`), `%` arguments (`args_bytes`), a record's `extra=`
-fields (`extras_bytes`, `copy_extras`: the handler's hot path), what a record kept whole holds and may be
-given (`kept_bytes`). `_intake_charge` turns these into the intake's charges (importers take these names
+fields (`extras_bytes`, `copy_extras`: the handler's hot path), an exception's text (`exc_info_bytes`).
+`_intake_charge` turns these into the intake's charges (importers take these names
 from here).
 """
 
@@ -31,18 +31,13 @@ from ._value_walk import (
 __all__ = [
     "ARG_BYTES",
     "CONTAINER_ITEM_BYTES",
-    "EXC_INFO_BYTES",
     "EXTRA_ATTR_BYTES",
-    "FRAME_TEXT_BYTES",
     "FREE_ARGS",
-    "LATER_FORMAT_BYTES",
     "LAYOUT_CACHE",
     "MAPPING_ITEM_BYTES",
-    "MAX_CHAINED",
     "OBJECT_FALLBACK_BYTES",
     "SMALL_INT_MAX",
     "SMALL_INT_MIN",
-    "TRACEBACK_FRAME_BYTES",
     "WALK_DEPTH",
     "WALK_ITEMS",
     "args_bytes",
@@ -50,35 +45,15 @@ __all__ = [
     "event_bytes",
     "exc_info_bytes",
     "extras_bytes",
-    "kept_bytes",
     "nested_bytes",
     "object_bytes",
     "str_bytes",
-    "traceback_frames",
 ]
 
 #: What one `extra=` attribute of a captured record is charged besides its str value's characters: its slot
 #: in the record's `__dict__` (which also grows by resizing) and the value object's header. Measured with
 #: tracemalloc: 50 ten-character str fields add ~4,250 B to a record (~85 B each); charged 96 + 10.
 EXTRA_ATTR_BYTES = 96
-#: What each traceback frame beyond the first of a record kept whole (`kept_bytes`) or of an event's
-#: exception (`exc_info_bytes`) holds: its traceback entry and frame object (tracemalloc, 3-10 frames of
-#: small functions: ~245 B a frame) and what its locals keep alive (a frame holding one 200-character str
-#: local: ~500 B). Charged at 256 B, 30 frames of the latter held 1.56x their event's charge. Locals larger
-#: than that are not counted (reading `f_locals` would build, and keep, a dict per frame).
-TRACEBACK_FRAME_BYTES = 512
-#: What a handler after ours adds to a record kept whole (`kept_bytes`) besides the message's text: a
-#: Formatter's `message` and `asctime` (slots, headers, the dict's growth) and `exc_text`'s fixed part
-#: (header line, exception line); FRAME_TEXT_BYTES a frame besides its file name (line number, function,
-#: source line). Measured with tracemalloc (a later StreamHandler formatting `logger.exception` records).
-LATER_FORMAT_BYTES = 320
-FRAME_TEXT_BYTES = 96
-#: What an exception attached to a structlog or `AsyncOgLogClient` event (its StructEvent's `exc_info`)
-#: holds with a one-frame traceback: KEPT_RECORD_BYTES less RECORD_BYTES (`_intake_charge`), the part of a
-#: kept record's charge that is its exception's (`exc_info_bytes`: the same rule as `kept_bytes`).
-EXC_INFO_BYTES = 768
-#: Chained exceptions `traceback_frames` counts at most (a cycle stops it sooner): O(1) work per record.
-MAX_CHAINED = 16
 _LEFTOVERS = ("message", "asctime")
 #: A record's `%` arguments kept for the worker (`_capture.render`: str, int, float, bool, None) beyond the
 #: first FREE_ARGS are charged ARG_BYTES each besides their text (a str's characters, `str_bytes`) and a
@@ -152,67 +127,15 @@ def extras_bytes(record_dict: dict[str, Any]) -> int:
     return len(extras) * EXTRA_ATTR_BYTES + _values_bytes(extras) if extras else 0
 
 
-def kept_bytes(record_dict: dict[str, Any], size: int) -> int:
-    """What a record kept whole (exception, stack) is charged besides KEPT_RECORD_BYTES and `size` (its
-    message and arguments, `item_chars`' first terms): `extras_bytes` of its `__dict__`, its `stack_info`
-    and `exc_text` text, TRACEBACK_FRAME_BYTES per traceback frame beyond the first (`traceback_frames`),
-    and, since the charge is taken once, at the capture, what a handler after ours may add while it waits
-    unless one before already did (no `message` yet): a Formatter's `message` (the text again when it has
-    arguments), `asctime` and `exc_text` (LATER_FORMAT_BYTES, FRAME_TEXT_BYTES a frame and the frames' file
-    names). O(number of
-    keys + frames): the slow path's (exceptions are rare, and formatting them costs O(frames) anyway)."""
-    held = extras_bytes(record_dict)
-    for key in ("stack_info", "exc_text"):
-        text = record_dict.get(key)
-        if type(text) is str:
-            held += len(text) if text.isascii() else getsizeof(text)
-    frames, names = traceback_frames(record_dict.get("exc_info"))
-    if frames > 1:
-        held += (frames - 1) * TRACEBACK_FRAME_BYTES
-    if "message" not in record_dict:
-        held += LATER_FORMAT_BYTES + frames * FRAME_TEXT_BYTES + names
-        if record_dict.get("args"):  # else `getMessage()` returns the msg str itself
-            held += size
-    return held
-
-
-def exc_info_bytes(exc_info: object) -> int:
-    """What a captured event's `exc_info` triple keeps alive, in bytes, charged by the rule of a record
-    kept whole (`kept_bytes`): EXC_INFO_BYTES for the exception and its first frame, TRACEBACK_FRAME_BYTES
-    per frame beyond it and the text `traceback_frames` counts (file names, the exceptions' str arguments).
-    0 for None. Computed once, at the capture (a re-raise grows the traceback later). O(frames); never
-    raises. Before, an event's traceback was not charged: 1 / 10 / 30 frames held 1,817 / 6,316 / 16,313 B
-    against an 800 B charge."""
-    if exc_info is None:
-        return 0
-    frames, names = traceback_frames(exc_info)
-    return EXC_INFO_BYTES + max(frames - 1, 0) * TRACEBACK_FRAME_BYTES + names
-
-
-def traceback_frames(exc_info: object) -> tuple[int, int]:
-    """(frames, text) of the tracebacks an `exc_info` triple keeps alive: its exception's and those of the
-    exceptions it chains (`__cause__`, `__context__`), up to MAX_CHAINED exceptions; `text` is what their
-    formatting (`exc_text`) takes beyond FRAME_TEXT_BYTES a frame: the frames' file names and `str_bytes`
-    of the exceptions' str arguments (its last line, `ValueError: <text>`). (0, 0) for anything else.
-    Never raises."""
-    frames = names = 0
-    try:
-        exc = exc_info[1] if type(exc_info) is tuple and len(exc_info) == 3 else None
-        seen: set[int] = set()
-        while isinstance(exc, BaseException) and len(seen) < MAX_CHAINED and id(exc) not in seen:
-            seen.add(id(exc))
-            for arg in exc.args[:MAX_CHAINED]:
-                if type(arg) is str:
-                    names += len(arg) if arg.isascii() else getsizeof(arg)
-            tb = exc.__traceback__
-            while tb is not None:
-                frames += 1
-                names += len(tb.tb_frame.f_code.co_filename)
-                tb = tb.tb_next
-            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    except Exception:
-        pass
-    return frames, names
+def exc_info_bytes(text: str | None) -> int:
+    """What the exception's text a captured record or event keeps (`_capture.exception_text`,
+    `_capture.capture_exc_info`: formatted at the capture, so nothing of the traceback is held) occupies:
+    its whole `sys.getsizeof` (the str rule, `str_bytes`, plus the ~49 B header, which no per-item
+    allowance covers for this second str), 0 for None. Before the text was taken at the capture, a
+    waiting record or event kept its traceback, whose frames kept every local alive, charged ~1.5 KB +
+    512 B a frame: 2,000 failures holding a distinct 128 KB local each kept ~260 MB against the 128 MiB
+    default budget."""
+    return 0 if text is None else getsizeof(text)
 
 
 def copy_extras(record_dict: dict[str, Any], into: dict[str, Any]) -> int:

@@ -1,7 +1,7 @@
 """What a captured record keeps and is charged whatever its shape: its `extra=` fields are the keys that are
 not standard LogRecord attributes, whatever a filter deleted, set again or added (or a hand-made record
-lacks), and every value it keeps (number arguments, non-str extras, a traceback and what a later Formatter
-adds to a record kept whole) is charged at least what it holds."""
+lacks), and every value it keeps (number arguments, non-str extras, an exception's text) is charged at least
+what it holds."""
 
 from __future__ import annotations
 
@@ -18,18 +18,17 @@ from oglogstream import OgLogHandler
 from oglogstream._capture import LAST_RECORD_KEY, SNAPSHOT_KEYS, capture, extra_items
 from oglogstream._entry import EntryEncoder
 from oglogstream._entry_values import _STANDARD_KEYS
-from oglogstream._intake_charge import INTAKE_ITEM_BYTES, KEPT_RECORD_BYTES, LARGE_MESSAGE, record_charge
+from oglogstream._intake_charge import LARGE_MESSAGE, record_charge
 from oglogstream._value_charge import (
     ARG_BYTES,
     EXTRA_ATTR_BYTES,
     FREE_ARGS,
     OBJECT_FALLBACK_BYTES,
-    TRACEBACK_FRAME_BYTES,
     args_bytes,
     copy_extras,
-    kept_bytes,
+    exc_info_bytes,
     object_bytes,
-    traceback_frames,
+    str_bytes,
 )
 
 _OWN = tuple(logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__)
@@ -224,26 +223,29 @@ def _deep(depth: int) -> Any:
         return sys.exc_info()
 
 
-def test_a_record_kept_whole_is_charged_its_traceback_and_what_a_later_formatter_adds() -> None:
-    """Frames (chained exceptions' too) and the exceptions' text count; a record an earlier handler already
-    formatted is charged its `exc_text` instead of the later Formatter's margin; from LARGE_MESSAGE on the
-    charge includes KEPT_RECORD_BYTES' excess over the flat charge (before: a kept record's traceback was
-    one frame whatever its depth, 2.3x at ten frames)."""
+def test_a_record_with_an_exception_is_charged_its_traceback_text() -> None:
+    """A record's exception (chained ones included) is captured as its text, charged by the str rule with
+    the message and extras (`exc_info_bytes`), from LARGE_MESSAGE on as a large record; a Formatter run
+    after the capture adds nothing to what waits (before: the record's `__dict__` was kept with its
+    traceback, charged ~1.5 KB + 512 B a frame whatever its frames' locals held)."""
     shallow, deep = _deep(0), _deep(10)
-    frames, text = traceback_frames(shallow)
-    assert frames == 3  # the outer one: _deep, _raise; the inner one: _raise
-    assert text >= len("outer " + "x" * 200) + len("inner")
-    assert traceback_frames(deep)[0] == frames + 10
-    assert traceback_frames(None) == (0, 0) and traceback_frames(("not", "an", "exc")) == (0, 0)
 
     def record(exc_info: Any) -> logging.LogRecord:
         return logging.LogRecord("n", 40, "p", 1, "failed", None, exc_info)
 
-    assert kept_bytes(record(deep).__dict__, 6) - kept_bytes(record(shallow).__dict__, 6) >= (
-        10 * TRACEBACK_FRAME_BYTES
-    )
-    formatted = record(shallow)
-    logging.Formatter().format(formatted)
-    assert kept_bytes(formatted.__dict__, 6) >= len(formatted.exc_text or "")
-    size = 6 + kept_bytes(record(deep).__dict__, 6)
-    assert record_charge(size, 0, True) == size + KEPT_RECORD_BYTES - INTAKE_ITEM_BYTES >= LARGE_MESSAGE
+    charges: list[tuple[int, int]] = []
+    for exc_info in (shallow, deep):
+        failed = record(exc_info)
+        item = capture(failed, None)
+        text = item[0]["exc_info"]
+        assert type(text) is str and item[0]["stack_info"] is None
+        assert text == logging.Formatter().formatException(exc_info)
+        assert "KeyError: 'inner'" in text and text.endswith("ValueError: outer " + "x" * 200)
+        size = str_bytes("failed") + sys.getsizeof(text)
+        assert item[5] == record_charge(size, 0)
+        assert _handled(failed)[5] == item[5]
+        logging.Formatter().format(failed)  # a later handler formats the record: the capture is unchanged
+        assert item[0]["exc_info"] is text and "message" not in item[0]
+        charges.append((item[5], size))
+    assert charges[0][1] < LARGE_MESSAGE <= charges[1][1] == charges[1][0]  # deeper: a large record
+    assert exc_info_bytes(None) == 0

@@ -1,8 +1,9 @@
-"""A structlog or AsyncOgLogClient event carrying an exception is charged what its traceback keeps alive
-(`_value_charge.exc_info_bytes`, the kept-record rule): waiting events hold at most their charge at 1, 11
-and 31 frames, and the charge taken at the capture is what leaves the intake, however the traceback grows
-afterwards (a re-raise). Before, an event's traceback was not charged: 30 frames held 16.3 KB against an
-800 B charge, and a 503ing server let 60,000 `exception()` calls take 135 MB against a 16 MiB budget."""
+"""A structlog or AsyncOgLogClient event carrying an exception keeps its traceback's text, formatted at the
+capture, and is charged it (`_value_charge.exc_info_bytes`): waiting events hold at most their charge at
+1, 11 and 31 frames, and the charge taken at the capture is what leaves the intake, however the exception
+travels afterwards (a re-raise). Before, an event's traceback was not charged: 30 frames held 16.3 KB
+against an 800 B charge, and a 503ing server let 60,000 `exception()` calls take 135 MB against a 16 MiB
+budget; then it was charged by frame count, but what the frames' locals held was not counted."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from .charge_helpers import MEASURE_SLACK, charge_of
 PER_DEPTH = 200
 #: Frames below the `except` block's own: 1, 11, 31 frames in all.
 DEPTHS = (0, 10, 30)
+#: `exception()` events of 31 frames logged against a 16 MiB budget: past it by their text alone.
+EVENTS = 12_000
 
 
 def _deep(depth: int, i: int) -> None:
@@ -101,8 +104,8 @@ def test_a_waiting_structlog_exception_event_holds_at_most_its_charge(depth: int
 
 
 async def test_an_event_carries_the_charge_taken_at_its_capture() -> None:
-    """The traceback charge is taken once (`exc_charge`): a re-raise that adds frames later changes
-    neither the event's charge nor what leaves the intake, so the books return to 0."""
+    """The text and its charge are taken once (`exc_charge`): a re-raise that adds frames later changes
+    neither the event's text, its charge nor what leaves the intake, so the books return to 0."""
     with CaptureServer() as server:
         client = AsyncOgLogClient(server.url, "tb")
         try:
@@ -113,10 +116,12 @@ async def test_an_event_carries_the_charge_taken_at_its_capture() -> None:
                 client.error("failed", exc_info=exc)
             item = client._intake[-1]
             charge = item_chars(item)
-            assert item.event.exc_charge == exc_info_bytes(item.event.exc_info) > 0
+            text = item.event.exc_info
+            assert type(text) is str and text.endswith("ValueError: late")
+            assert item.event.exc_charge == exc_info_bytes(text) > len(text)
             with contextlib.suppress(ValueError):  # it travels through more frames after its capture
                 _deep_raise(exc, 20)
-            assert item_chars(item) == charge
+            assert item_chars(item) == charge and item.event.exc_info is text
             assert await client.flush(timeout=10)
             assert client.intake_large == 0 and not client.intake_weights
         finally:
@@ -130,15 +135,16 @@ def _deep_raise(exc: BaseException, depth: int) -> None:
 
 
 async def test_exception_events_behind_a_failing_server_stay_within_the_budget() -> None:
-    """Default settings but a 16 MiB budget, a server answering 503, 3,000 `exception()` events of 31
-    frames from the loop: what the intake's books hold stays within the budget (every event charged at
-    least what it holds, tests above) and the rest is refused as `overflow`, each call accounted for."""
+    """Default settings but a 16 MiB budget, a server answering 503, EVENTS `exception()` events of 31
+    frames from the loop (~1.6 KB of text each, ~19 MB in all): what the intake's books hold stays within
+    the budget (every event charged at least what it holds, tests above) and the rest is refused as
+    `overflow`, each call accounted for."""
     budget = 16 * 1024 * 1024
     with CaptureServer() as server:
         server.fail_status = 503
         client = AsyncOgLogClient(server.url, "tb", max_buffer_bytes=budget)
         try:
-            for i in range(3000):
+            for i in range(EVENTS):
                 try:
                     _deep(30, i)
                 except ValueError:
@@ -149,6 +155,6 @@ async def test_exception_events_behind_a_failing_server_stay_within_the_budget()
             assert books <= budget
             stats = client.stats()
             assert stats.dropped.get("overflow", 0) > 0
-            assert stats.sent + stats.dropped_total + stats.queued == 3000
+            assert stats.sent + stats.dropped_total + stats.queued == EVENTS
         finally:
             await client.aclose(0.3)

@@ -63,7 +63,7 @@ def test_a_snapshot_encodes_as_the_whole_record(
     record = _record(template, args, extra, level, name, thread, created, with_exc, stack)
     item = capture(record, context)
     whole = (record.__dict__, *item[1:])
-    assert (item[0] is record.__dict__) == bool(record.exc_info or record.stack_info)
+    assert item[0] is not record.__dict__ and type(item[0]["exc_info"]) in (str, type(None))
     stamp = record.created
     in_range = type(stamp) is float and 0.0 <= stamp <= 10413791999.0
     from_snapshot, from_whole = EntryEncoder("svc"), EntryEncoder("svc")
@@ -74,10 +74,19 @@ def test_a_snapshot_encodes_as_the_whole_record(
         json.loads(a)
 
 
+class _Body:
+    """A request body a failing frame holds."""
+
+
+def _fail(body: _Body) -> None:
+    raise ValueError("x")
+
+
 def test_a_snapshot_holds_only_what_the_worker_reads() -> None:
     """SNAPSHOT_KEYS then the extras in their order; atomic values leave it untracked by the collector, and
-    nothing of it keeps the LogRecord alive. A record with an exception, a stack or missing attributes is
-    kept whole (None)."""
+    nothing of it keeps the LogRecord alive. A record with an exception or a stack keeps their text (the
+    exception field's, formatted at the capture) and nothing of the traceback; one missing attributes has
+    None for them."""
     log = logging.getLogger("snap")
     extra = {"user_id": 7, "path": "/x"}
     record = log.makeRecord("snap", logging.INFO, "f", 1, "m %d", (1,), None, extra=extra)
@@ -90,14 +99,24 @@ def test_a_snapshot_holds_only_what_the_worker_reads() -> None:
     item = capture(record, None)
     del record
     assert ref() is None and item[0]["user_id"] == 7
+    body = _Body()  # a local of the failing frame: the traceback would keep it alive
+    body_ref = weakref.ref(body)
     try:
-        raise ValueError("x")
+        _fail(body)
     except ValueError:
         failed = log.makeRecord("snap", logging.ERROR, "f", 1, "m", None, sys.exc_info())
-    assert snapshot(failed.__dict__) is None
+    del body
+    state = snapshot(failed.__dict__)
+    assert list(state) == list(SNAPSHOT_KEYS) and state["stack_info"] is None
+    assert state["exc_info"].startswith("Traceback (most recent call last):")
+    assert state["exc_info"].endswith("ValueError: x")
+    del failed
+    gc.collect()
+    assert body_ref() is None  # the snapshot keeps the text only: the traceback and its frames are freed
     stacked = log.makeRecord("snap", logging.INFO, "f", 1, "m", None, None, sinfo="Stack:")
-    assert snapshot(stacked.__dict__) is None
-    assert snapshot({"msg": "hand-made"}) is None
+    assert snapshot(stacked.__dict__)["exc_info"] == "Stack:"
+    hand_made = snapshot({"msg": "hand-made", "user": 1})
+    assert hand_made == {**dict.fromkeys(SNAPSHOT_KEYS), "user": 1}
 
 
 def test_the_handler_captures_what_capture_gives(logger: logging.Logger) -> None:
@@ -110,7 +129,7 @@ def test_the_handler_captures_what_capture_gives(logger: logging.Logger) -> None
     keeper.emit = kept.append  # type: ignore[assignment,method-assign]
     logger.handlers[:] = [keeper, handler]
     pipeline.soft_limit = 10**9  # no worker: the items stay in the intake
-    # The exception's record takes the slow path, which would start a worker that empties the intake.
+    # A large record takes the slow path, which would start a worker that empties the intake.
     pipeline.submit_slow = pipeline.intake.append  # type: ignore[method-assign]
     try:
         for extras in range(5):
@@ -128,7 +147,7 @@ def test_the_handler_captures_what_capture_gives(logger: logging.Logger) -> None
         for record, item in zip(kept, items, strict=True):
             expected = capture(record, item[3])
             assert item[0] == expected[0] and item[1:] == expected[1:]
-        assert items[-1][0] is kept[-1].__dict__  # the exception's record is kept whole
+        assert items[-1][0]["exc_info"].endswith("KeyError: 'k'")  # the exception's text, not its record
     finally:
         pipeline.intake.clear()
         pipeline.intake_weights.clear()
@@ -213,9 +232,9 @@ def measure(kind: str) -> list[tuple[str, float, float]]:
     added while it waits) or "values" (number arguments, UUID/Decimal/datetime/huge-int/memoryview extras).
 
     Records below LARGE_MESSAGE go through the handler's fast path into its intake; larger ones (and every
-    record with an exception: it is charged its traceback and what a later Formatter adds) take the slow
-    path, which would start the worker, so they are captured by `capture` (the handler's item, test above)
-    into a list a collecting handler keeps."""
+    record with an exception: its traceback's text may reach LARGE_MESSAGE) take the slow path, which would
+    start the worker, so they are captured by `capture` (the handler's item, test above) into a list a
+    collecting handler keeps."""
     handler = OgLogHandler("http://127.0.0.1:9", "mem")
     pipeline = handler._pipeline
     log = logging.getLogger(f"mem.{kind}")
