@@ -15,7 +15,7 @@ from collections.abc import Callable
 from oglogstream import AsyncOgLogClient, OgLogHandler, OgLogProcessor
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
 
-from .capture_server import BlackHoleServer
+from .capture_server import BlackHoleServer, CaptureServer
 
 #: Failures logged, each in a function holding a distinct LOCAL_BYTES local: 2x the default budget in all.
 FAILURES = 2_000
@@ -97,3 +97,69 @@ def test_async_exception_events_behind_a_stuck_server_stay_within_the_budget() -
         asyncio.run(main())
     finally:
         server.close()
+
+
+# ----------------------------------------------------------------- formatting that fails, at the call
+
+
+class _Unprintable(Exception):
+    """An exception whose `__str__` raises what user code may raise, a BaseException included."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+class _Recursive(Exception):
+    """An exception whose `__str__` recurses without end (a RecursionError inside the formatting)."""
+
+    def __str__(self) -> str:
+        return str(self)
+
+
+def _exc_infos() -> list[object]:
+    """exc_info values whose formatting raises or recurses, and a triple that is no exception at all."""
+    infos: list[object] = []
+    for kind in (_Unprintable, _Recursive):
+        try:
+            raise kind()
+        except Exception as exc:
+            infos.append(exc)
+    infos.append(("not", "an", "exception"))
+    return infos
+
+
+def test_an_exception_whose_formatting_fails_ships_its_record_and_never_raises(
+    server: CaptureServer, logger: logging.Logger
+) -> None:
+    """The handler, the structlog processor and the asyncio client format at the call now: whatever the
+    formatting raises (KeyboardInterrupt from `__str__`, a recursion, a triple of strings) stays inside the
+    SDK, the record ships, and its exception field is the worker's former rule's text, the same on every
+    path (the traceback with `<exception str() failed>`, or a placeholder naming the error)."""
+    handler = OgLogHandler(server.url, "fails")
+    logger.handlers[:] = [handler]
+    processor = OgLogProcessor(handler=handler)
+    infos = _exc_infos()
+    for i, info in enumerate(infos):
+        logger.error("record %d", i, exc_info=info)  # type: ignore[arg-type]
+        processor(None, "error", {"event": f"event {i}", "exc_info": info})
+
+    async def main() -> None:
+        client = AsyncOgLogClient(server.url, "fails", drain_on_sigterm=False)
+        for i, info in enumerate(infos):
+            client.error(f"async {i}", exc_info=info)
+        assert await client.flush(timeout=30)
+        assert client.stats().dropped == {}
+        await client.aclose(timeout=5)
+
+    asyncio.run(main())
+    assert handler.flush(30)
+    assert handler.stats().dropped == {}
+    assert server.wait_entries(3 * len(infos), timeout=30)
+    by_message = {entry["message"]: entry for entry in server.entries}
+    for i in range(len(infos)):  # the same text on every path
+        texts = {by_message[f"{prefix} {i}"]["exception"] for prefix in ("record", "event", "async")}
+        assert len(texts) == 1, texts
+    assert by_message["record 0"]["exception"].endswith("_Unprintable: <exception str() failed>")
+    assert by_message["record 1"]["exception"].endswith("_Recursive: <exception str() failed>")
+    assert by_message["record 2"]["exception"].startswith("<traceback unavailable: ")
+    handler.close(5)
