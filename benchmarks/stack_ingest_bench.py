@@ -2,11 +2,13 @@
 
 Run from the project root: `.venv/bin/python -m benchmarks.stack_ingest_bench` (about two minutes).
 `--repeat N [--ingest-workers W] [--rows R]` runs only the end-to-end part, in N fresh stacks in a row (#14:
-a rare stall shows in some runs only).
+a rare stall shows in some runs only), each after its own bare insert.
 
 1. bare insert: clickhouse-connect `raw_insert` (JSONEachRow, 50,000-row batches) of exactly the rows the
-   stack stores, straight into chDB in this process - the ceiling for the processor. Measured again just
-   before each stack below: the machine is shared, and each ratio compares two neighbouring measurements.
+   stack stores, straight into chDB in this process, one insert at a time - the baseline. Measured again
+   just before each stack below, BARE_RUNS times (the median is the baseline; every run is printed): the
+   machine is shared, a single bare run moved by ±25 % between neighbours, and each ratio compares
+   neighbouring measurements.
 2. end to end: `oglog stack up` started as a user starts it (a subprocess, default flags, fresh data dir),
    `POST /logs` batches of 1,000 gzip NDJSON entries (the SDK's format), 8 requests in flight, timed until
    `/api/stats` counts every row. Once as shipped (the default `--ingest-workers`, the cores available), then
@@ -29,6 +31,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,7 @@ E2E_ROWS = 400_000
 BATCH_ENTRIES = 1_000
 IN_FLIGHT = 8
 BARE_BATCH = 50_000
+BARE_RUNS = 3
 WORKER_COUNTS = (1, 2, 4)
 SINGLE_SECONDS = 10
 SINGLE_CONNECTIONS = 64
@@ -87,6 +91,10 @@ class BareInsert:
         rows = schema.make_rows(entries, batch_id="bare", received_at=received)
         self.payloads = [row_codec.dumps(rows[i : i + BARE_BATCH]) for i in range(0, len(rows), BARE_BATCH)]
         self.storage = Storage(f"chdb://{workdir / 'bare'}")
+
+    def rates(self) -> list[float]:
+        """Rows/s of BARE_RUNS bare inserts of every row, one after the other."""
+        return [self.rate() for _ in range(BARE_RUNS)]
 
     def rate(self) -> float:
         """Rows/s of one insert of every row (BARE_BATCH rows per raw_insert)."""
@@ -376,26 +384,36 @@ def _stalled(e2e: float, accept: float, rows: int) -> bool:
     return rows / e2e - rows / accept > STALL_SECONDS
 
 
+def _bare_line(rates: list[float]) -> str:
+    return f"{statistics.median(rates):,.0f} rows/s, median of " + " / ".join(f"{r:,.0f}" for r in rates)
+
+
 async def repeat(runs: int, workers: int | None, rows: int) -> None:
     """End to end only, in `runs` fresh stacks one after the other, to catch a rare stall (#14): each run's
-    time to the last 202 and to queryable; a stalled run also prints the stack's and nats-server's logs."""
+    time to the last 202 and to queryable, against the bare insert of the same rows just before; a stalled
+    run also prints the stack's and nats-server's logs."""
     workdir = Path(tempfile.mkdtemp(prefix="oglog-bench-"))
+    bare = BareInsert(_entries(rows, "bare"), workdir)
     stalls = 0
     try:
         for k in range(runs):
+            rates = bare.rates()
             result = await run_stack(workdir, workers, f"r{k}", single=False, rows=rows)
             e2e, accept = result["e2e"], result["accept"]
             assert isinstance(e2e, float) and isinstance(accept, float)
             stalled = _stalled(e2e, accept, rows)
             stalls += stalled
             print(
-                f"run {k + 1}/{runs}: 202s in {rows / accept:.2f} s, queryable at {rows / e2e:.2f} s"
+                f"run {k + 1}/{runs}: 202s in {rows / accept:.2f} s, queryable at {rows / e2e:.2f} s = "
+                f"{e2e / statistics.median(rates):.2f}x the bare insert just before ({_bare_line(rates)})"
                 + (" (stalled)" if stalled else ""),
                 flush=True,
             )
+            print(f"  CPU µs per stored entry: {result['per_entry']}", flush=True)
             shutil.rmtree(workdir / f"r{k}", ignore_errors=True)
         print(f"{stalls} of {runs} runs stalled ({rows:,} rows, --ingest-workers {workers or 'as shipped'})")
     finally:
+        bare.storage.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -427,13 +445,14 @@ async def main() -> None:
         print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, {E2E_ROWS:,} rows per run")
         runs = [("as shipped", None, True)] + [(f"--ingest-workers {n}", n, n == 1) for n in WORKER_COUNTS]
         for k, (name, workers, single) in enumerate(runs):
-            baseline = bare.rate()
+            rates = bare.rates()
+            baseline = statistics.median(rates)
             result = await run_stack(workdir, workers, f"r{k}", single=single)
             label = f"{name} ({shipped} workers)" if workers is None else name
             print(
                 f"end to end, oglog stack up {label}: {result['e2e']:,.0f} logs/s = "
                 f"{float(result['e2e']) / baseline:.2f}x the bare insert just before "
-                f"({baseline:,.0f} rows/s, raw_insert JSONEachRow {BARE_BATCH:,} rows/insert); "
+                f"({_bare_line(rates)}; raw_insert JSONEachRow {BARE_BATCH:,} rows/insert); "
                 f"202s alone: {result['accept']:,.0f} logs/s"
             )
             if single:

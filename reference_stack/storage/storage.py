@@ -183,9 +183,10 @@ class Storage:
                 self._lanes.put_nowait(lane)
         lane = await self._lanes.get()
         try:
-            return await lane(fn, *args)
+            result: T = await lane(fn, *args)
         finally:
             self._lanes.put_nowait(lane)
+        return result
 
     @property
     def insert_settings(self) -> dict[str, Any]:
