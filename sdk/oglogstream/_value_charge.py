@@ -119,10 +119,9 @@ def event_bytes(event: Mapping[str, Any]) -> int:
 
 def extras_bytes(record_dict: dict[str, Any]) -> int:
     """What a captured record's dict holds beyond LogRecord's own attributes: EXTRA_ATTR_BYTES per other key
-    plus `_values_bytes` of their values. For a snapshot (`_capture.snapshot`), its `extra=` fields (what
-    `copy_extras` returns); for a record kept whole, also a Formatter's `message`/`asctime` an earlier
-    handler left (it holds them). O(number of keys): a capture's (`_capture.capture`) and a kept record's
-    (the slow path's) charge only. Computed once, at the capture (the record's `record_charge`)."""
+    plus `_values_bytes` of their values: for a snapshot (`_capture.snapshot`), its `extra=` fields (what
+    `copy_extras` returns). O(number of keys): `item_chars`' part for a record. Computed once, at the
+    capture (the record's `record_charge`)."""
     extras = [value for key, value in record_dict.items() if key not in _BASE_KEYS]
     return len(extras) * EXTRA_ATTR_BYTES + _values_bytes(extras) if extras else 0
 
