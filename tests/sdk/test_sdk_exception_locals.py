@@ -7,8 +7,10 @@ frames alive, charged ~2 KB: 2,000 failures holding a distinct 100 KB local each
 from __future__ import annotations
 
 import asyncio
+import builtins
 import gc
 import logging
+import sys
 import tracemalloc
 from collections.abc import Callable
 
@@ -163,3 +165,76 @@ def test_an_exception_whose_formatting_fails_ships_its_record_and_never_raises(
     assert by_message["record 1"]["exception"].endswith("_Recursive: <exception str() failed>")
     assert by_message["record 2"]["exception"].startswith("<traceback unavailable: ")
     handler.close(5)
+
+
+# ----------------------------------------------------------------- the text is the stdlib's, byte for byte
+
+
+def _recurse(n: int) -> None:
+    _recurse(n + 1)
+
+
+def _shapes() -> list[BaseException]:
+    """Exceptions of every shape `traceback.format_exception` formats its own way."""
+    made: list[BaseException] = []
+
+    def keep(make: Callable[[], object]) -> None:
+        try:
+            make()
+        except BaseException as exc:  # SyntaxError, RecursionError, groups: every shape
+            made.append(exc)
+
+    def chained() -> None:
+        try:
+            {}["k"]  # a KeyError raised from a subscript (a caret line)
+        except KeyError as inner:
+            raise ValueError("outer") from inner
+
+    def implicit() -> None:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            raise LookupError("during handling")  # noqa: B904 - the implicit context is the shape
+
+    def suppressed() -> None:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            raise LookupError("suppressed") from None
+
+    def noted() -> None:
+        exc = ValueError("with a note")
+        exc.add_note("a note\nof two lines")  # Python 3.11+
+        raise exc
+
+    def grouped() -> None:
+        group = builtins.ExceptionGroup  # Python 3.11+
+        raise group("group", [ValueError("a"), group("inner", [KeyError("b")])])
+
+    keep(chained)
+    keep(implicit)
+    keep(suppressed)
+    if sys.version_info >= (3, 11):
+        keep(noted)
+        keep(grouped)
+    keep(lambda: _recurse(0))
+    keep(lambda: compile("x = (1,\n", "<input>", "exec"))
+    keep(lambda: _handle_request(7))
+    keep(lambda: [1][len("ab") * 3 - 1 : 2][5])
+    return made
+
+
+def test_the_exception_text_is_the_stdlib_format_exception_text() -> None:
+    """`_format_exception` (its frames' text remembered per frame) gives `traceback.format_exception`'s
+    text for chained, implicit, suppressed, noted, grouped, recursive (repeated frames) and syntax errors,
+    the first time and from the cache."""
+    import traceback
+
+    from oglogstream._entry_values import _format_exception
+
+    shapes = _shapes()
+    assert len(shapes) == (9 if sys.version_info >= (3, 11) else 7)
+    for exc in shapes * 2:  # the second pass reads every frame from the cache
+        expected = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+        assert _format_exception(exc) == expected
+        assert _format_exception((type(exc), exc, exc.__traceback__)) == expected
