@@ -190,8 +190,8 @@ class _FrameTexts(traceback.StackSummary):
     """A StackSummary whose frames' text is remembered per frame (file, line, columns, function, source
     line): the stdlib's own `format_frame_summary`, run once per distinct frame. Since the traceback is
     formatted on the caller's thread, its cost is the caller's: on Python 3.11 each frame's caret line
-    `ast.parse`s its source line, and this cache took `logger.exception` from 125 to 46 µs (4 frames) and
-    from 550 to 143 µs (22 frames) for frames seen before (docs/benchmarks.md "logger.exception at the
+    `ast.parse`s its source line, and this cache took `logger.exception` from 138 to 74 µs (4 frames) and
+    from 475 to 160 µs (22 frames) for frames seen before (docs/benchmarks.md "logger.exception at the
     call"). The same text by construction: the key holds every field the method reads. Python 3.10 has no
     `format_frame_summary` (nothing is cached there)."""
 
