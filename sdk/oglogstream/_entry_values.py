@@ -209,6 +209,7 @@ class _FrameTexts(traceback.StackSummary):
             getattr(frame_summary, "end_colno", None),
             frame_summary.name,
             getattr(frame_summary, "_original_line", frame_summary.line),
+            getattr(frame_summary, "_original_lines", None),  # Python 3.13: a statement's every line
             *sorted(options.items()),
         )
         texts = self._texts
