@@ -59,7 +59,9 @@ class Isolated(NamedTuple):
 
 
 class Sink(Protocol):
-    """Where the processor stores rows. Both inserts are idempotent per batch (same rows, same result)."""
+    """Where the processor stores rows. Both inserts are idempotent per batch (same rows, same result). The
+    processor may call them for up to `inflight.DEFAULT_INSERTS_IN_FLIGHT` batches at once, never for two
+    batches that share a row id; a sink that cannot run them side by side lets the later calls wait."""
 
     async def insert(self, batch: Batch) -> Stored:
         """Store the batch's rows as one insert, minus those already stored. Raises on any failure: a
