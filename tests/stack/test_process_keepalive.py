@@ -1,5 +1,5 @@
-"""Every message the processor holds is kept from ack_wait's redelivery: a batch cut while the insert
-before it still runs waits for it (one insert at a time), and that wait may outlast ack_wait (retries, a
+"""Every message the processor holds is kept from ack_wait's redelivery: a batch cut while every insert lane
+is taken waits for one (two inserts in flight at most), and that wait may outlast ack_wait (retries, a
 slow server). Real nats-server and chDB; the slow insert is injected at the storage boundary."""
 
 from __future__ import annotations
