@@ -12,19 +12,21 @@ import pytest
 from oglogstream.stack.broker.broker import Broker
 from oglogstream.stack.config import CONSUMER_NAME, STREAM_NAME
 from oglogstream.stack.http.metrics import Metrics
+from oglogstream.stack.processing.inflight import DEFAULT_INSERTS_IN_FLIGHT
 from oglogstream.stack.processing.sink import Batch, Stored
 from oglogstream.stack.storage.storage import Storage
 
 from .helpers import broker_and_storage, wait_for
 from .test_process_failures import count, processor, publish, stored
 
-#: Short, so the test waits seconds, not the default 30 s; the first insert takes three of them.
+#: Short, so the test waits seconds, not the default 30 s; the first inserts (one a lane) take three of them.
 ACK_WAIT = 1.5
 FIRST_INSERT_SECONDS = 3 * ACK_WAIT
 
 
 class SlowFirstInsert(Storage):
-    """The real chDB storage whose first insert takes FIRST_INSERT_SECONDS (a slow ClickHouse)."""
+    """The real chDB storage whose first DEFAULT_INSERTS_IN_FLIGHT inserts take FIRST_INSERT_SECONDS each (a
+    slow ClickHouse): every insert lane is taken, so the next batch waits."""
 
     inserts = 0
     rows_handed = 0  # rows the processor handed to inserts: a redelivered message is handed twice
@@ -32,7 +34,7 @@ class SlowFirstInsert(Storage):
     async def insert(self, batch: Batch) -> Stored:
         self.inserts += 1
         self.rows_handed += len(batch.ids)
-        if self.inserts == 1:
+        if self.inserts <= DEFAULT_INSERTS_IN_FLIGHT:
             await asyncio.sleep(FIRST_INSERT_SECONDS)
         return await super().insert(batch)
 
@@ -44,7 +46,8 @@ async def parts(nats_server: Any, chdb_dsn: str) -> AsyncIterator[tuple[Broker, 
 
 
 async def test_a_batch_waiting_for_a_slow_insert_is_not_redelivered(parts: Any) -> None:
-    """Three one-message batches, the first insert 3x ack_wait long: no message is delivered twice."""
+    """Three one-message batches, the first two inserts 3x ack_wait long (the third batch waits for a lane
+    that long): no message is delivered twice."""
     broker, storage = parts
     for prefix in ("k1-", "k2-", "k3-"):
         await publish(broker, prefix, 10)
