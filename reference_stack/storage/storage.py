@@ -9,7 +9,8 @@ once, several for a server. `Storage.run` is the stack's own work (inserts and t
 schema, health): it goes before every waiting query. `Storage.query` is a client's query: bounded in number,
 per client, and in time (wait included), so a flood of slow queries cannot starve the processor's inserts.
 The processor's inserts run on INSERT_LANES lanes at once (processing/inflight.py): with chDB the second lane
-is a thread of its own with a second connection to the same engine (one insert keeps about one core busy).
+is a thread of its own with a second connection to the same engine (one insert keeps about one core busy;
+chDB 4.x runs queries of several connections to one data path side by side, hence `chdb>=4.1`).
 """
 
 from __future__ import annotations
