@@ -140,17 +140,22 @@ def formatted_base(attributes: dict[str, Any]) -> dict[str, Any]:
         "thread": get("thread"),
         "threadName": get("threadName"),
         "process": get("process"),
-        "exc_info": exception_text(get("exc_info"), get("stack_info")),
+        "exc_info": exception_text(get("exc_info"), get("stack_info"), get("exc_text")),
         "stack_info": None,
     }
 
 
-def exception_text(exc_info: object, stack_info: object) -> str | None:
+def exception_text(exc_info: object, stack_info: object, exc_text: object = None) -> str | None:
     """The `exception` field's text of a record with `exc_info` (an exception or a `(type, value, traceback)`
     triple: `_entry_values._format_exception`, chained exceptions included) and/or `stack_info` (appended on
     a line of its own), clipped to MAX_EXCEPTION_BYTES as the encoder clips it (`clip_bytes` keeps the head
-    and the last line, and clipping twice changes nothing); None when there is neither. Never raises."""
-    text = _format_exception(exc_info) if exc_info else ""
+    and the last line, and clipping twice changes nothing); None when there is neither. A str `exc_text`
+    already on the record (an earlier Formatter's, or a filter's redacted one) is used instead of formatting
+    `exc_info` again, as `logging.Formatter.format` does. Never raises."""
+    if exc_info and type(exc_text) is str and exc_text:
+        text = exc_text
+    else:
+        text = _format_exception(exc_info) if exc_info else ""
     if stack_info:
         text = _with_stack(text, _safe_str(stack_info))
     return clip_bytes(text, MAX_EXCEPTION_BYTES) if text else None
@@ -213,7 +218,8 @@ def capture_exc_info(value: Any) -> str | None:
         info = value
     else:
         return None
-    return _format_exception(info) or None
+    text = _format_exception(info)
+    return clip_bytes(text, MAX_EXCEPTION_BYTES) if text else None  # what the encoder would ship of it
 
 
 class StructEvent(NamedTuple):

@@ -182,8 +182,12 @@ def _attributes(pairs: Iterable[tuple[object, object]]) -> str:
     return f',"attributes":{{{body}}}'
 
 
-#: Formatted frames kept by `_FrameTexts` (a full cache is cleared): at ~0.5 KB an entry, ~0.5 MB at most.
+#: Formatted frames kept by `_FrameTexts` (a full cache is cleared): at most this many, and a frame's text
+#: longer than FRAME_TEXT_MAX characters (a minified or generated source line) is formatted each time instead
+#: of kept, so the cache holds at most ~1,024 x 2 KB = 2 MB (an SDK review: 1,000 frames of 20,000-character
+#: lines kept 40 MB outside `max_buffer_bytes`).
 FRAME_TEXT_CACHE = 1024
+FRAME_TEXT_MAX = 2048
 
 
 class _FrameTexts(traceback.StackSummary):
@@ -215,7 +219,10 @@ class _FrameTexts(traceback.StackSummary):
         texts = self._texts
         cached = texts.get(key)
         if cached is None:
-            cached = super().format_frame_summary(frame_summary, **options)  # type: ignore[misc]
+            text = super().format_frame_summary(frame_summary, **options)  # type: ignore[misc]
+            if len(text) > FRAME_TEXT_MAX:
+                return text
+            cached = text
             if len(texts) >= FRAME_TEXT_CACHE:
                 texts.clear()
             texts[key] = cached
@@ -248,7 +255,10 @@ def _format_exception(exc_info: Any) -> str:
             todo.extend(e for e in (each.__cause__, each.__context__) if e is not None)
             todo.extend(getattr(each, "exceptions", None) or ())
         return "".join(summary.format()).rstrip("\n")
-    except _USER_CODE_ERRORS as exc:  # a raising __str__ on the exception must not lose the record
+    # Exception, not _USER_CODE_ERRORS: this runs on the caller's thread, where a KeyboardInterrupt or
+    # SystemExit is a signal (Ctrl-C, an app's SIGTERM handler) that must reach the application, as it does
+    # through the stdlib's own handlers. A raising `__str__` is caught inside `traceback` itself.
+    except Exception as exc:  # a formatting failure (a recursion, a broken object) must not lose the record
         return f"<traceback unavailable: {_safe_repr(exc)}>"
 
 

@@ -13,9 +13,13 @@ import logging
 import sys
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from oglogstream import AsyncOgLogClient, OgLogHandler, OgLogProcessor
+from oglogstream._entry_values import FRAME_TEXT_MAX, _format_exception, _FrameTexts
 from oglogstream._settings import DEFAULT_BATCH_BYTES, DEFAULT_MAX_BUFFER_BYTES
+from oglogstream.wire import MAX_EXCEPTION_BYTES
 
 from .capture_server import BlackHoleServer, CaptureServer
 
@@ -165,6 +169,105 @@ def test_an_exception_whose_formatting_fails_ships_its_record_and_never_raises(
     assert by_message["record 1"]["exception"].endswith("_Recursive: <exception str() failed>")
     assert by_message["record 2"]["exception"].startswith("<traceback unavailable: ")
     handler.close(5)
+
+
+class _Interrupted(Exception):
+    """An exception whose `__notes__` lookup raises KeyboardInterrupt: a Ctrl-C (or an app's SIGTERM handler's
+    SystemExit) arriving while `logger.exception` formats, outside what `traceback` itself catches."""
+
+    @property
+    def __notes__(self) -> list[str]:
+        raise KeyboardInterrupt
+
+
+def test_a_signal_while_the_traceback_is_formatted_reaches_the_application(
+    server: CaptureServer, logger: logging.Logger
+) -> None:
+    """The formatting runs on the caller's thread: a KeyboardInterrupt raised during it propagates out of
+    `logger.exception`, `OgLogProcessor` and `AsyncOgLogClient.exception` as through the stdlib's own
+    handlers (the SDK review: an app's SIGTERM handler's `sys.exit` was swallowed 4 of 4 times)."""
+    handler = OgLogHandler(server.url, "signal")
+    logger.handlers[:] = [handler]
+    processor = OgLogProcessor(handler=handler)
+    try:
+        raise _Interrupted()
+    except _Interrupted as exc:
+        caught = exc
+    with pytest.raises(KeyboardInterrupt):
+        logger.error("interrupted", exc_info=caught)
+    with pytest.raises(KeyboardInterrupt):
+        processor(None, "error", {"event": "interrupted", "exc_info": caught})
+
+    async def main() -> None:
+        client = AsyncOgLogClient(server.url, "signal", drain_on_sigterm=False)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                client.error("interrupted", exc_info=caught)
+        finally:
+            await client.aclose(timeout=5)
+
+    asyncio.run(main())
+    handler.close(5)
+
+
+def test_event_tracebacks_are_clipped_at_the_call_as_records_are() -> None:
+    """A structlog event's exception text is clipped to the wire's limit when it is captured, as a record's
+    is: ten 4 MB exception messages hold ~32 KB each, not 4 MB (the SDK review: 12.5 MiB held)."""
+    black_hole = BlackHoleServer()
+    processor = OgLogProcessor(black_hole.url, "clip")
+    try:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10):
+            try:
+                raise ValueError("x" * 4_000_000)
+            except ValueError as exc:
+                processor(None, "error", {"event": "big", "exc_info": exc})
+                del exc
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert held < 10 * (2 * MAX_EXCEPTION_BYTES + 4096), held
+    finally:
+        processor.close(0.5)
+        black_hole.close()
+
+
+def test_a_filters_redacted_exc_text_is_what_ships(server: CaptureServer, logger: logging.Logger) -> None:
+    """A record's `exc_text` (set by a filter that redacts, or an earlier Formatter) is shipped instead of
+    formatting `exc_info` again, as `logging.Formatter.format` does (the SDK review: the console was
+    redacted, the shipped field still held the password)."""
+
+    def redact(record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info).replace("hunter2", "***")
+        return True
+
+    handler = OgLogHandler(server.url, "redact")
+    handler.addFilter(redact)
+    logger.handlers[:] = [handler]
+    try:
+        raise PermissionError("login failed for password=hunter2")
+    except PermissionError:
+        logger.exception("login")
+    assert handler.flush(30)
+    assert server.wait_entries(1, timeout=30)
+    shipped = server.entries[0]["exception"]
+    assert "hunter2" not in shipped and "password=***" in shipped
+    handler.close(5)
+
+
+def test_the_frame_cache_keeps_no_long_source_lines(tmp_path: Path) -> None:
+    """Frames whose text is longer than FRAME_TEXT_MAX (a minified line) are formatted, not kept: the
+    cache stays within FRAME_TEXT_CACHE x FRAME_TEXT_MAX characters (the review: 40 MB for 1,000 frames)."""
+    source = tmp_path / "minified.py"
+    source.write_text("def fail():\n    raise ValueError(" + repr("y" * 20_000) + ")\n")
+    namespace: dict[str, object] = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    try:
+        namespace["fail"]()  # type: ignore[operator]
+    except ValueError as exc:
+        assert _format_exception(exc).count("y" * 20_000) >= 2  # the source line and the message
+    assert all(len(text) <= FRAME_TEXT_MAX for text in _FrameTexts._texts.values())
 
 
 # ----------------------------------------------------------------- the text is the stdlib's, byte for byte
