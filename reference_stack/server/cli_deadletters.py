@@ -1,12 +1,13 @@
 """`oglog dead-letters list|replay|discard`: the dead-letter API of a running stack, from a terminal.
 
-    oglog dead-letters list    [--url http://127.0.0.1:8080] [--after SEQ] [--limit N] [--json]
-    oglog dead-letters replay  [--url http://127.0.0.1:8080] (--all | SEQ [SEQ ...])
-    oglog dead-letters discard [--url http://127.0.0.1:8080] SEQ [SEQ ...]
+    oglog dead-letters list    [--url URL] [--after SEQ] [--limit N] [--json]
+    oglog dead-letters replay  [--url URL] (--all | SEQ [SEQ ...])
+    oglog dead-letters discard [--url URL] SEQ [SEQ ...]
 
-Talks to GET /api/dead-letters, POST /api/dead-letters/replay and POST /api/dead-letters/discard of the query
-role (see deadletter.py),
-with `Authorization: Bearer $OGLOG_API_KEY` when that is set (never a flag: a command line is visible to all).
+`--url` defaults to $OGLOG_URL, else http://127.0.0.1:8080, as for the client commands. Talks to
+GET /api/dead-letters, POST /api/dead-letters/replay and POST /api/dead-letters/discard of the query role
+(see deadletter.py), with `Authorization: Bearer $OGLOG_API_KEY` when that is set (never a flag: a command
+line is visible to all).
 Each call is bounded like the client commands' requests (oglogstream.cli._http.fetch: REQUEST_TIMEOUT in all,
 the body capped) and its answer's shape is checked before anything is printed (the TypedDicts below).
 Exit status: 0 done, 1 the stack could not be reached, refused the request or answered something else than
@@ -23,13 +24,21 @@ import time
 from typing import Any, TextIO
 
 import pydantic
-from oglogstream.cli._http import CliError, Target, UnexpectedAnswer, decode_json, fetch, problem_line
+from oglogstream.cli._http import (
+    DEFAULT_URL,
+    ENV_URL,
+    CliError,
+    Target,
+    UnexpectedAnswer,
+    decode_json,
+    fetch,
+    problem_line,
+)
 from oglogstream.cli._output import safe
 from typing_extensions import TypedDict
 
 __all__ = ["DEFAULT_URL", "EXIT_PARTIAL", "REQUEST_TIMEOUT", "add_parser", "run"]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 #: Seconds one API call may take in all, answer included (a replay of MAX_REPLAY dead letters is ~1,000
 #: JetStream round trips).
 REQUEST_TIMEOUT = 60.0
@@ -93,7 +102,9 @@ def add_parser(commands: Any) -> None:
     replay = actions.add_parser("replay", help="re-publish dead letters to the logs stream and delete them")
     discard = actions.add_parser("discard", help="delete dead letters for good (they are not stored)")
     for sub in (listing, replay, discard):
-        sub.add_argument("--url", default=DEFAULT_URL, help="the stack's base URL (default: %(default)s)")
+        sub.add_argument(
+            "--url", default=None, help=f"the stack's base URL (default: ${ENV_URL} or {DEFAULT_URL})"
+        )
     listing.add_argument("--after", type=int, default=0, metavar="SEQ", help="start after this sequence")
     listing.add_argument("--limit", type=int, default=50, metavar="N", help="page size (default: 50)")
     listing.add_argument("--json", action="store_true", help="print the API's JSON answer as is")

@@ -37,6 +37,16 @@ def test_a_url_that_cannot_be_used_exits_2(url: str, capsys: pytest.CaptureFixtu
     assert err.startswith("oglog: error: --url / OGLOG_URL:") and "\n" not in err
 
 
+def test_the_url_comes_from_oglog_url_without_the_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the client commands, `--url` defaults to $OGLOG_URL (the new user's run: it went to :8080)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OGLOG_URL", url)
+    assert cli.main(["dead-letters", "list"]) == 1
+    assert f"GET {url}/api/dead-letters" in capsys.readouterr().err
+
+
 def test_unreachable_stack_exits_1_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Nothing listening at --url: exit 1, the URL and the reason on one line."""
     url = f"http://127.0.0.1:{free_port()}"

@@ -88,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `oglog` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if _first_command(args_list) in SERVER_COMMANDS:
-        return _stack_main(args_list)
+        try:
+            return _stack_main(args_list)
+        except KeyboardInterrupt:  # Ctrl-C while the stack's modules are still importing (`make run`)
+            return EXIT_INTERRUPTED
     args: Any = build_parser().parse_args(args_list)
     try:
         code = _CLIENT_COMMANDS[args.command](args)
