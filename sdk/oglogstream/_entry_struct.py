@@ -5,6 +5,7 @@ range). Kept apart from `_entry` (stdlib records, the worker's hot loop) so each
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -74,6 +75,8 @@ def encode_struct(
     if span is not None and not links:
         links = span_links(span)
     text = event.get("exception")
+    if text is not None and not isinstance(text, str):
+        text = _structured_exception(text)
     # An event's own `exception` text wins over the traceback text taken at the capture (`exc_info`).
     exception_text = text if isinstance(text, str) else item.exc_info or ""
     stack = event.get("stack")
@@ -90,6 +93,16 @@ def encode_struct(
         links,
         _struct_attributes(encoder, context, rest),
     )
+
+
+def _structured_exception(value: object) -> str:
+    """An event's `exception` that is not text - structlog's `dict_tracebacks` makes it a list of dicts (the
+    exception, its frames) - as JSON text for the exception field, so the traceback is not lost (an SDK
+    review: it vanished without a word). Whatever JSON cannot hold becomes its repr."""
+    try:
+        return json.dumps(value, default=_safe_repr, ensure_ascii=False)
+    except Exception:  # a cycle, non-str keys: the value's repr still says what it was
+        return _safe_repr(value)
 
 
 def _struct_attributes(

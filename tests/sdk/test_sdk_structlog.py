@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -75,6 +76,26 @@ def test_exception_is_captured_on_the_caller_thread(server: CaptureServer, proce
     assert entry["level"] == "error"
     assert "KeyError: 'missing'" in entry["exception"]
     assert "exception" in captured[0]  # format_exc_info still ran on the unchanged dict
+
+
+def test_dict_tracebacks_before_the_processor_still_ship_the_exception(
+    server: CaptureServer, processor: OgLogProcessor
+) -> None:
+    """structlog's `dict_tracebacks` turns exc_info into a list of dicts before the processor: it ships as the
+    exception field's JSON text, naming the error (before: no exception field, no attribute, nothing said)."""
+    structlog.configure(
+        processors=[structlog.processors.dict_tracebacks, processor, structlog.processors.JSONRenderer()],
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        {}["missing"]
+    except KeyError:
+        structlog.get_logger().exception("lookup failed")
+    assert processor.flush(5)
+    (entry,) = server.entries
+    shipped = json.loads(entry["exception"])
+    assert shipped[0]["exc_type"] == "KeyError" and "missing" in shipped[0]["exc_value"]
 
 
 def test_processor_can_share_a_handler(server: CaptureServer, make_handler, logger) -> None:
