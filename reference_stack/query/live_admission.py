@@ -44,30 +44,21 @@ class Admission:
         who = client_of(request)
         held = self.per_client.get(who, 0)
         refusal = self.policy.refusal(held, open_now)
-        if refusal == "share":
-            raise Problem(
-                429, "too many requests", "server",
-                f"this client already holds {held} live-tail sockets and the rest are kept for others "
-                f"(max {self.policy.capacity} in all)",
-                headers={"Retry-After": RETRY_AFTER}, kind="rate_limited",
-            )
         if refusal == "full":
             raise Problem(
                 503, "unavailable", "server", f"too many live clients (max {self.policy.capacity})",
                 headers={"Retry-After": RETRY_AFTER},
             )
-        if refusal == "reserved":
-            raise Problem(
-                429, "too many requests", "server",
-                f"this client already holds {held} live-tail sockets and the last free one is kept for a "
-                f"client with none (max {self.policy.capacity} in all)",
-                headers={"Retry-After": RETRY_AFTER}, kind="rate_limited",
+        if refusal is not None:  # "share" or "reserved": this client holds enough for now
+            kept = "the rest are kept for others" if refusal == "share" else (
+                "the last free one is kept for a client with none"
+            )
+            raise _rate_limited(
+                f"this client already holds {held} live-tail sockets and {kept} (max {self.policy.capacity} "
+                "in all)"
             )
         if key_id is not None and self.per_key.get(key_id, 0) >= per_key:
-            raise Problem(
-                429, "too many requests", "server", f"this key already holds {per_key} live-tail sockets",
-                headers={"Retry-After": RETRY_AFTER}, kind="rate_limited",
-            )
+            raise _rate_limited(f"this key already holds {per_key} live-tail sockets")
         self.per_client[who] = held + 1
         if key_id is not None:
             self.per_key[key_id] = self.per_key.get(key_id, 0) + 1
@@ -77,6 +68,12 @@ class Admission:
         _decrement(self.per_client, ticket.client)
         if ticket.key_id is not None:
             _decrement(self.per_key, ticket.key_id)
+
+
+def _rate_limited(reason: str) -> Problem:
+    return Problem(
+        429, "too many requests", "server", reason, headers={"Retry-After": RETRY_AFTER}, kind="rate_limited"
+    )
 
 
 def _decrement(counts: dict[str, int], name: str) -> None:
