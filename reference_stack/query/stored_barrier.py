@@ -8,7 +8,11 @@ the socket opened was in neither (review r8 finding 4). With `settle=true` the h
 How: the stream is a work queue (broker/streams.py): a message leaves it only when the processor acks it,
 after its rows are inserted (or it is dead-lettered). So "everything the stream held at arrival is stored"
 is `first_seq > last_seq_at_arrival` in a later `stream_info` (a stream emptied by acks has first_seq =
-last_seq + 1), or no message left at all (a stream that never held one reports first_seq = last_seq = 0).
+last_seq + 1), or no message left at all (a stream that never held one reports first_seq = last_seq = 0),
+or - when the stream still holds messages at or below that point - the processor's consumer has acked past it
+(`ack_floor`): after a nats-server SIGKILL the server can keep a message whose ack it had already recorded (a
+stack review: stream first_seq 300, consumer ack floor 705, nothing pending), which is never delivered again
+and would otherwise hold every `settle=true` request for the whole SETTLE_TIMEOUT, forever.
 One poller per process serves every waiting request: at most one `stream_info` per SETTLE_POLL_INTERVAL
 however many requests wait, and none while nobody waits.
 """
@@ -21,7 +25,7 @@ import logging
 
 from aiohttp import web
 
-from ..config import STREAM_NAME
+from ..config import CONSUMER_NAME, STREAM_NAME
 from ..http.resources import BROKER
 
 __all__ = ["BARRIER", "SETTLE_POLL_INTERVAL", "SETTLE_TIMEOUT", "StoredBarrier"]
@@ -79,17 +83,34 @@ class StoredBarrier:
             except Exception as exc:  # NATS down or slow: the waiters' own deadlines end their wait
                 log.debug("settle: stream_info failed: %s", exc)
             else:
+                ack_floor: int | None = None
                 for waiter in list(self._waiters):
                     if waiter.after_poll >= started:
                         continue  # arrived after this request was sent: it may not have seen its entries
                     if waiter.target is None:
                         waiter.target = state.last_seq
                     stored = state.messages == 0 or state.first_seq > waiter.target
+                    if not stored:
+                        if ack_floor is None:
+                            ack_floor = await self._ack_floor()
+                        stored = ack_floor >= waiter.target
                     if stored and not waiter.done.done():
                         waiter.done.set_result(None)
                         self._waiters.remove(waiter)
             if self._waiters:
                 await asyncio.sleep(SETTLE_POLL_INTERVAL)
+
+
+    async def _ack_floor(self) -> int:
+        """The stream sequence up to which the processor's consumer has acked every message; 0 when unknown
+        (no consumer yet, NATS slow or down: the stream's own state then decides)."""
+        try:
+            js = self._app[BROKER].js
+            info = await asyncio.wait_for(js.consumer_info(STREAM_NAME, CONSUMER_NAME), _INFO_TIMEOUT)
+            return int(info.ack_floor.stream_seq or 0) if info.ack_floor is not None else 0
+        except Exception as exc:
+            log.debug("settle: consumer_info failed: %s", exc)
+            return 0
 
 
 #: The app's barrier, put there by query.setup (it reads app[BROKER] only when polling: the broker exists

@@ -14,6 +14,7 @@ entry took 45 s to become queryable. So two classes of work:
   client whose last query started longest ago goes next, one that held no query until now first; FIFO
   within a client; a client holds `max_per_client` of them, running or waiting, and more only while the
   queue keeps room for another client's share, and the queue's last place only for a client holding none
+  (none running either: a client whose query runs is being served)
   (else `Busy("client_share")`; the rule ingestion's body slots follow too, `http.share.SharePolicy`, with
   the waiting queue as its capacity): a lone dashboard firing a burst of requests is served, a flood cannot
   fill the queue, and clients within their shares cannot together keep a newcomer out. A query still

@@ -6,16 +6,19 @@ events must be certain (ingest + query roles, the test takes the message off the
 from __future__ import annotations
 
 import asyncio
+import types
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import nats
 import pytest
+from aiohttp import web
 from oglogstream.stack.config import STREAM_NAME, StackConfig
 from oglogstream.stack.http.app import create_app
+from oglogstream.stack.http.resources import BROKER
 from oglogstream.stack.query.query import SETTLED_HEADER
-from oglogstream.stack.query.stored_barrier import BARRIER
+from oglogstream.stack.query.stored_barrier import BARRIER, StoredBarrier
 
 from .helpers import all_roles, running_app, wait_for
 
@@ -98,3 +101,32 @@ async def test_the_answer_waits_for_the_stream_to_drain_and_says_when_it_gave_up
 async def _targeted(barrier: Any) -> bool:
     return any(w.target is not None for w in barrier._waiters)
 
+
+
+class _KeptMessageJetStream:
+    """JetStream as a stack review left it after a nats-server SIGKILL: the stream still holds one message
+    (first_seq 300 of last_seq 705) whose ack the consumer had recorded (ack floor `ack_floor`), which is
+    never delivered again. Injected at the client boundary: the server cannot be made to do it on demand."""
+
+    def __init__(self, ack_floor: int) -> None:
+        self.ack_floor = ack_floor
+
+    async def stream_info(self, name: str) -> Any:
+        state = types.SimpleNamespace(messages=1, first_seq=300, last_seq=705)
+        return types.SimpleNamespace(state=state)
+
+    async def consumer_info(self, stream: str, consumer: str) -> Any:
+        return types.SimpleNamespace(ack_floor=types.SimpleNamespace(stream_seq=self.ack_floor))
+
+
+@pytest.mark.parametrize(("ack_floor", "settled"), [(705, True), (299, False)])
+async def test_a_message_the_consumer_acked_but_the_server_kept_does_not_hold_settle(
+    ack_floor: int, settled: bool
+) -> None:
+    """Everything at or below the consumer's ack floor is stored, whatever the stream still holds: settled at
+    once (before: every settle=true request waited the whole timeout, forever); an ack floor below the
+    target still waits."""
+    app = web.Application()
+    app[BROKER] = types.SimpleNamespace(js=_KeptMessageJetStream(ack_floor))  # type: ignore[assignment]
+    barrier = StoredBarrier(app)
+    assert await barrier.wait(timeout=1.0) is settled
