@@ -2,47 +2,44 @@
 fields, with and without a bound context (the Django/Flask integrations bind a request id for every request),
 and structlog events. Run from the project root (about 20 s):
 
-    .venv/bin/python -m benchmarks.sdk_bench_shapes [--sdk DIR]
+    .venv/bin/python -m benchmarks.sdk_bench_shapes [--sdk DIR] [--entries N] [--rounds N]
+
+(`--entries 200 --rounds 1`: a smoke run of a second.)
 
 `--sdk DIR` imports `oglogstream` from DIR instead (e.g. an older revision: `mkdir /tmp/old && git archive
 <commit> sdk | tar -x -C /tmp/old`, then `--sdk /tmp/old/sdk`), to compare two encoders in the same minute.
 Each shape: 5,000 entries encoded by one `EntryEncoder` (caches warm after the first), garbage collector off
-while timing, ROUNDS interleaved rounds; best and median of the rounds.
+while timing, ROUNDS interleaved rounds; best and median of the rounds. The records are captured by a real
+`OgLogHandler` (`sdk_encode_bench.captured_records`), so they are what the handler builds today.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import Any
 
 ENTRIES = 5_000
 ROUNDS = 7
-CONTEXT = MappingProxyType({"request_id": "3f2a9c1e4b7d4e0f"})
+CONTEXT = {"request_id": "3f2a9c1e4b7d4e0f"}
 
 
-def shapes() -> dict[str, tuple[str, list[Any]]]:
+def shapes(entries: int) -> dict[str, tuple[str, list[Any]]]:
     """name -> (encoder method, items)."""
     from oglogstream._capture import StructEvent
 
+    from .sdk_encode_bench import captured_records
+
     def records(context: Any, extras: list[str]) -> list[Any]:
-        items = []
-        for i in range(ENTRIES):
-            record = logging.LogRecord("app", logging.INFO, __file__, 1, "request served %d", (i,), None)
-            for key in extras:
-                setattr(record, key, i if key == "user_id" else "/api/items")
-            items.append((record.__dict__, record.msg, record.args, context, None))
-        return items
+        return captured_records(entries, tuple(extras), context)
 
     def events(timestamp: bool) -> list[Any]:
         out = []
-        for i in range(ENTRIES):
+        for i in range(entries):
             event: dict[str, Any] = {"event": "request served", "user_id": i, "path": "/api/items"}
             if timestamp:
                 event.update(level="info", logger="app", timestamp=f"2026-11-29T17:00:00.{i:06d}Z")
@@ -65,17 +62,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sdk", help="import oglogstream from this directory")
+    parser.add_argument("--entries", type=int, default=ENTRIES, help="entries per shape")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
+    if args.entries < 1 or args.rounds < 1:
+        raise SystemExit("--entries and --rounds must be at least 1")
     if args.sdk:
         sys.path.insert(0, args.sdk)
     import oglogstream
     from oglogstream._entry import EntryEncoder
 
-    print(f"oglogstream from {oglogstream.__file__}; CPU µs per entry ({ENTRIES:,} entries, {ROUNDS} rounds)")
-    cases = shapes()
+    print(f"oglogstream from {oglogstream.__file__}; CPU µs per entry ({args.entries:,} entries,"
+          f" {args.rounds} rounds)")
+    cases = shapes(args.entries)
     times: dict[str, list[float]] = {name: [] for name in cases}
     encoder = EntryEncoder("bench")
-    for _ in range(ROUNDS):
+    for _ in range(args.rounds):
         for name, (method, items) in cases.items():
             encode: Callable[..., bytes] = getattr(encoder, method)
             gc.collect()
