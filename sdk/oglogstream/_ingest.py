@@ -13,7 +13,7 @@ from . import _diag
 from ._buffer import Pending
 from ._delivery import Ledger
 from ._entry import EntryEncoder
-from ._items import CapturedEvent, Item, is_event
+from ._items import Item, is_event
 from ._settings import Settings
 
 __all__ = ["INGEST_CHUNK", "encode_item", "ingest"]
@@ -63,8 +63,7 @@ def ingest(
     lock = ledger.lock
     queue = pending.lines
     popleft = intake.popleft
-    encode_captured = encoder.encode_captured
-    event_type = CapturedEvent
+    encode_lines = encoder.encode_lines
     taken = 0
     while taken != limit:
         want = INGEST_CHUNK if limit < 0 else min(INGEST_CHUNK, limit - taken)
@@ -86,33 +85,36 @@ def ingest(
         lines: list[bytes] = []
         size_sum = failed = used = 0
         slow: bytes | None = None
-        for item in chunk:
-            if (
-                bounded
-                and (room <= 0 or byte_room < 0)
-                and (count + len(lines) >= batch_size or pending.nbytes + size_sum >= batch_bytes)
-            ):
-                break  # a batch is ready: the rest of the chunk goes back
-            used += 1
-            try:
-                line = (
-                    encode_captured(item)  # type: ignore[arg-type]  # not an event: a CapturedRecord
-                    if type(item) is not event_type
-                    else encoder.encode_struct(*item)
-                )
-            except BaseException as exc:  # encoding is total by design; if not, count it, say so, go on
-                failed += 1
-                _diag.report("encode", f"could not encode a record: {exc!r}")
-                continue
-            size = len(line)
-            if room > 0 and size <= byte_room:
-                lines.append(line)
-                size_sum += size
-                room -= 1
-                byte_room -= size
-            else:
-                slow = line  # the overflow policy decides: store what came before it first
-                break
+        # The chunk's lines come from one generator, encoded as they are taken: the check that ends the
+        # loop when a batch is ready (bounded) runs before the next item is encoded, here first and then at
+        # the end of each pass (the same test, as the chunk's state stands), so the rest of the chunk goes
+        # back to the intake unencoded, no id drawn for it.
+        if not (
+            bounded
+            and (room <= 0 or byte_room < 0)
+            and (count >= batch_size or pending.nbytes >= batch_bytes)
+        ):
+            for line in encode_lines(chunk):
+                used += 1
+                if type(line) is not bytes:  # encoding is total by design; if not, count it, say so, go on
+                    failed += 1
+                    _diag.report("encode", f"could not encode a record: {line!r}")
+                else:
+                    size = len(line)
+                    if room > 0 and size <= byte_room:
+                        lines.append(line)
+                        size_sum += size
+                        room -= 1
+                        byte_room -= size
+                    else:
+                        slow = line  # the overflow policy decides: store what came before it first
+                        break
+                if (
+                    bounded
+                    and (room <= 0 or byte_room < 0)
+                    and (count + len(lines) >= batch_size or pending.nbytes + size_sum >= batch_bytes)
+                ):
+                    break  # a batch is ready: the rest of the chunk goes back
         with lock:
             if lines:
                 if not queue:

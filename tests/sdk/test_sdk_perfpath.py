@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -96,13 +97,25 @@ def test_common_records_take_the_fast_path(monkeypatch: Any) -> None:
 class _SizedEncoder:
     """Stands in for EntryEncoder: an item says how long its line is (0 means: encoding fails)."""
 
+    def __init__(self) -> None:
+        self.encoded = 0
+
     def encode_captured(self, item: tuple[Any, ...]) -> bytes:
+        self.encoded += 1
         if not item[0]:
             raise ValueError("cannot encode")
         return b"x" * item[0]
 
+    def encode_lines(self, items: list[tuple[Any, ...]]) -> Iterator[bytes | BaseException]:
+        for item in items:  # as `EntryEncoder.encode_lines`: a failure is yielded, the next item encoded
+            try:
+                line: bytes | BaseException = self.encode_captured(item)
+            except ValueError as exc:
+                line = exc
+            yield line
+
     def encode_struct(self, *args: Any) -> bytes:
-        raise AssertionError("only captured records (5-tuples) are used here")
+        raise AssertionError("only captured records are used here")
 
 
 def _reference_ingest(
@@ -157,7 +170,8 @@ def test_ingest_matches_the_straightforward_loop(
     held_bytes: int,
     limit: int,
 ) -> None:
-    """`ingest` takes, keeps and drops exactly what a per-entry loop over `Pending.push` would."""
+    """`ingest` takes, keeps and drops exactly what a per-entry loop over `Pending.push` would, and encodes
+    only the items it takes."""
     s = Settings.build(
         "http://localhost:1",
         "svc",
@@ -175,15 +189,14 @@ def test_ingest_matches_the_straightforward_loop(
             pending.push(b"p" * size, *held)
         intake: deque[Any] = deque((size, None, None, None, None) for size in sizes)
         ledger = Ledger(threading.Lock(), "svc")
+        encoder = _SizedEncoder()
         if use_reference:
-            taken, dropped, failed = _reference_ingest(
-                intake, pending, _SizedEncoder(), s, bounded, held, limit
-            )
+            taken, dropped, failed = _reference_ingest(intake, pending, encoder, s, bounded, held, limit)
         else:
             taken = ingest(
                 intake,
                 pending,
-                _SizedEncoder(),  # type: ignore[arg-type]
+                encoder,  # type: ignore[arg-type]
                 s,
                 ledger,
                 bounded=bounded,
@@ -196,6 +209,7 @@ def test_ingest_matches_the_straightforward_loop(
         results.append(
             (
                 taken,
+                encoder.encoded,  # only what was taken is encoded (an id is drawn for each)
                 dropped,
                 failed,
                 list(pending.lines),
