@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oglogstream import wire
 from oglogstream._capture import StructEvent, capture
-from oglogstream._entry import _DIGITS, EntryEncoder, rfc3339
+from oglogstream._entry import EntryEncoder, rfc3339
 from oglogstream._entry_struct import _struct_attributes, _timestamp
-from oglogstream._entry_values import _SKIPPED_KEYS, _attributes, _parse_timestamp
+from oglogstream._entry_values import _DIGITS, _SKIPPED_KEYS, _attributes, _parse_timestamp
 from oglogstream._timestamp_text import parse_timestamp_text
 from oglogstream.wire import level_for_number
 
