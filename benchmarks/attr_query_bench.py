@@ -2,7 +2,8 @@
 bytes on disk the typed attribute columns add.
 
 Run from the project root: `.venv/bin/python -m benchmarks.attr_query_bench` (a few minutes; `--rows N` for a
-smaller table).
+smaller table, `--runs N` for fewer timed runs of each measurement: RUNS per query, INSERT_RUNS with
+`--inserts`, _AB_ROUNDS with `--rows-before`).
 
 The `logs` table is made by the stack's own migrations (`Storage.ensure_schema`, default settings) in a chDB
 store in a temp dir, then filled by ClickHouse itself (`INSERT ... SELECT FROM numbers()`, 1M rows per
@@ -113,16 +114,16 @@ def _filters(query: str) -> Filters:
     return Filters.from_query(MultiDict(pairs))
 
 
-def _timed(fn: Any) -> tuple[float, float]:
+def _timed(fn: Any, runs: int = RUNS) -> tuple[float, float]:
     for _ in range(WARMUP):
         fn()
     samples = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.9) - 1]
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.9) - 1)]
 
 
 def _settle(client: Any) -> None:
@@ -169,7 +170,7 @@ def _legacy(body: bytes) -> bytes:
     return row_codec.dumps([{k: v for k, v in row.items() if k not in maps} for row in _rows(body)])
 
 
-def _inserts(client: Any) -> None:
+def _inserts(client: Any, runs: int = INSERT_RUNS) -> None:
     print(f"\n| per {INSERT_ROWS:,} rows | p50 ms | {_RATIO} |\n|---|---|---|")
     first = 0
     bare = None
@@ -193,7 +194,7 @@ def _inserts(client: Any) -> None:
     ]
     # Round-robin: each run times every case once, so all cases see the same load on a shared machine.
     samples: list[list[float]] = [[] for _ in cases]
-    for _ in range(INSERT_RUNS):
+    for _ in range(runs):
         for k, (_, typed, make) in enumerate(cases):
             step = make(_body(typed, first))  # prepared outside the timing
             first += INSERT_ROWS
@@ -211,26 +212,37 @@ _AB_ROUNDS = 25
 _AB_CALLS = 20
 
 
+#: Where schema.py was: in ingestion/ since the stack's rooms (b62ce89), in reference_stack/ itself before.
+_SCHEMA_PATHS = ("reference_stack/ingestion/schema.py", "reference_stack/schema.py")
+
+
 def _schema_at(rev: str) -> Any:
-    """`reference_stack/ingestion/schema.py` as of git revision `rev`, loaded next to the current one."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:reference_stack/ingestion/schema.py"], capture_output=True, check=True
-    ).stdout.decode()
-    module = types.ModuleType("oglogstream.stack._schema_before")
-    module.__package__ = "oglogstream.stack"
+    """schema.py as of git revision `rev` (either place in _SCHEMA_PATHS), loaded next to the current one; its
+    relative imports (`.timestamps`) resolve to today's modules of `oglogstream.stack.ingestion`.
+    Raises CalledProcessError if `rev` has neither file."""
+    for path in _SCHEMA_PATHS:
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True)
+        if shown.returncode == 0:
+            break
+    else:
+        shown.check_returncode()
+    module = types.ModuleType("oglogstream.stack.ingestion._schema_before")
+    module.__package__ = "oglogstream.stack.ingestion"
     sys.modules[module.__name__] = module  # pydantic resolves the TypedDicts through sys.modules
-    exec(compile(source, f"{rev}:schema.py", "exec"), module.__dict__)
+    exec(compile(shown.stdout.decode(), f"{rev}:schema.py", "exec"), module.__dict__)
     return module
 
 
-def _rows_before(rev: str) -> None:
+def _rows_before(rev: str, rounds: int = _AB_ROUNDS) -> None:
     before = _schema_at(rev)
     received = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
 
     def run(mod: Any, body: bytes) -> float:
+        # dump_rows left schema.py for row_codec.py in 7bb10ca: a revision before it has its own
+        dump = getattr(mod, "dump_rows", None) or row_codec.dump_rows
         start = time.perf_counter()
         for _ in range(_AB_CALLS):
-            mod.dump_rows(mod.rows_from_json(body, batch_id="b", received_at=received))
+            dump(mod.rows_from_json(body, batch_id="b", received_at=received))
         return (time.perf_counter() - start) / _AB_CALLS * 1000
 
     print(f"\n| per {_AB_ENTRIES:,} entries, best run | {rev} ms | now ms | now / {rev} |\n|---|---|---|---|")
@@ -257,7 +269,7 @@ def _rows_before(rev: str) -> None:
             entries.append(entry)
         body = json.dumps(entries, separators=(",", ":")).encode()
         old, new = [], []
-        for _ in range(_AB_ROUNDS):  # interleaved: both see the same load
+        for _ in range(rounds):  # interleaved: both see the same load
             old.append(run(before, body))
             new.append(run(schema, body))
         print(f"| {label} | {min(old):.2f} | {min(new):.2f} | {min(new) / min(old):.2f} |")
@@ -266,11 +278,15 @@ def _rows_before(rev: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--runs", type=int, help=f"timed runs of each measurement (default {RUNS} per query, "
+                        f"{INSERT_RUNS} with --inserts, {_AB_ROUNDS} with --rows-before)")
     parser.add_argument("--inserts", action="store_true", help="only the insert-side measurement")
     parser.add_argument("--rows-before", metavar="REV", help="ingestion's row building: REV's schema vs now")
     args = parser.parse_args()
+    if args.rows < 1 or (args.runs is not None and args.runs < 1):
+        parser.error("--rows and --runs must be >= 1")
     if args.rows_before:
-        _rows_before(args.rows_before)
+        _rows_before(args.rows_before, args.runs or _AB_ROUNDS)
         return
     workdir = tempfile.mkdtemp(prefix="oglog-attr-bench-")
     storage = Storage(f"chdb://{workdir}/clickhouse")
@@ -278,7 +294,7 @@ def main() -> None:
         client = storage.client
         storage.ensure_schema()
         if args.inserts:
-            _inserts(client)
+            _inserts(client, args.runs or INSERT_RUNS)
             return
         start = time.perf_counter()
         for first in range(0, args.rows, CHUNK):
@@ -306,14 +322,16 @@ def main() -> None:
         base = None
         for label, query in LATEST:
             filters = _filters(query)
-            p50, p90 = _timed(lambda f=filters: query_sql.latest_logs(client, f, None, 100, 0, now_us))
+            p50, p90 = _timed(
+                lambda f=filters: query_sql.latest_logs(client, f, None, 100, 0, now_us), args.runs or RUNS
+            )
             base = base or p50
             print(f"| {label} | {p50:.1f} | {p90:.1f} | {p50 / base:.2f} |")
         print(f"\n| `/api/stats` (all matching rows) | p50 ms | p90 ms | {_RATIO} |\n|---|---|---|---|")
         base = None
         for label, query in STATS:
             filters = _filters(query)
-            p50, p90 = _timed(lambda f=filters: query_sql.stats(client, f))
+            p50, p90 = _timed(lambda f=filters: query_sql.stats(client, f), args.runs or RUNS)
             base = base or p50
             print(f"| {label} | {p50:.1f} | {p90:.1f} | {p50 / base:.2f} |")
     finally:

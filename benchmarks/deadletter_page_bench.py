@@ -2,7 +2,8 @@
 largest answer, the time to page through all of them at `limit=500`, and the slowest `GET /health` of the same
 process meanwhile, against the slowest `/health` of the idle process measured in the same run (baseline).
 
-Run from the project root: `.venv/bin/python -m benchmarks.deadletter_page_bench` (about 30 s).
+Run from the project root: `.venv/bin/python -m benchmarks.deadletter_page_bench` (about 30 s;
+`--dead-letters N` publishes N instead of DEAD_LETTERS).
 
 Every role in this process with StackConfig defaults (nats-server from the wheel and chDB in a temp dir);
 dead letters are published as the processor does (`publish_dead_letter`); one client pages on `next_after`
@@ -12,6 +13,7 @@ second while listing (was one 324 MB answer and ~11 s of stalled `/health`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import resource
@@ -49,14 +51,14 @@ async def _page_all(session: aiohttp.ClientSession, url: str) -> tuple[int, int,
         after = page["next_after"]
 
 
-async def main(tmp: str) -> None:
+async def main(tmp: str, dead_letters: int = DEAD_LETTERS) -> None:
     server = NatsServer(Path(tmp) / "nats").start()
     try:
         config = StackConfig(nats_url=server.url, clickhouse_dsn=f"chdb://{tmp}/clickhouse")
         app = create_app(config)
         async with running_app(config, app=app) as url:
             payload = json.dumps([{"id": "b", "attributes": {"blob": "x" * BLOB_BYTES}}]).encode()
-            for k in range(DEAD_LETTERS):
+            for k in range(dead_letters):
                 await publish_dead_letter(
                     app[PROCESSOR].broker, seq=k + 1, headers={"Nats-Msg-Id": f"m{k}"}, payload=payload,
                     rows=1, reason="unstorable", error="bench",
@@ -75,7 +77,7 @@ async def main(tmp: str) -> None:
                 stop.set()
                 busy = await probe
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"dead letters: {DEAD_LETTERS} x {len(payload) / 1e6:.1f} MB, limit={MAX_PAGE}, "
+        print(f"dead letters: {dead_letters} x {len(payload) / 1e6:.1f} MB, limit={MAX_PAGE}, "
               f"PAGE_BYTES={PAGE_BYTES}")
         print(f"listed {listed} in {pages} pages, {elapsed:.1f} s; largest answer {largest / 1e6:.1f} MB")
         print(f"slowest /health: idle {idle * 1000:.0f} ms (baseline), while listing {busy * 1000:.0f} ms "
@@ -85,5 +87,11 @@ async def main(tmp: str) -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dead-letters", type=int, default=DEAD_LETTERS,
+                        help=f"dead letters of ~1 MB to publish (default {DEAD_LETTERS})")
+    count = parser.parse_args().dead_letters
+    if count < 1:
+        parser.error("--dead-letters must be >= 1")
     with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(asyncio.wait_for(main(directory), DEADLINE))
+        asyncio.run(asyncio.wait_for(main(directory, count), DEADLINE))

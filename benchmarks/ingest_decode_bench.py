@@ -1,13 +1,14 @@
 """Ingestion's per-entry CPU for a valid `POST /logs` body: the code as shipped against the code before the
 msgspec fast path.
 
-Run from the project root: `.venv/bin/python -m benchmarks.ingest_decode_bench [--before REV]` (a minute).
+Run from the project root: `.venv/bin/python -m benchmarks.ingest_decode_bench [--before REV] [--rounds N]`
+(a minute).
 
 A/B in one process: `batch_decode.decode` (what the ingestion role runs for a body, default settings and the
 accepted time window of a default stack) on 1,000-entry NDJSON bodies, with this tree's `reference_stack` and
 with REV's (default: the commit before the fast path, all pydantic; `--before 009935e`: the fast path before
 its rows became `fast_rows.Row` structs), extracted by `git archive` and imported under another package
-name. The two alternate ROUNDS times, so both see the same machine load;
+name. The two alternate `--rounds` times (default ROUNDS), so both see the same machine load;
 `time.process_time`, so waiting for a CPU does not count. For scale: `json.loads` of the same lines (objects,
 no validation) and gunzip. Both versions' payloads are checked equal first. Shapes: the SDK's lines of
 `stack_ingest_bench` (9 fields, a string and an int attribute) and a full entry (every field, 8 string
@@ -111,26 +112,37 @@ def _json_loads(body: bytes) -> list[Any]:
     return [json.loads(line) for line in body.split(b"\n")]
 
 
+def _dump_rows(module: ModuleType) -> Callable[[list[Any]], bytes]:
+    """The `dump_rows` of the version `module` (a batch_decode) belongs to: `row_codec`'s, or `schema`'s in
+    the revisions before row_codec.py split from schema.py (7bb10ca; the default BEFORE is one)."""
+    codec = getattr(module, "row_codec", None) or module.schema
+    dump: Callable[[list[Any]], bytes] = codec.dump_rows
+    return dump
+
+
 def _legs(before: ModuleType) -> dict[str, Callable[[bytes], Any]]:
     """What a body costs ingestion's code, per version: decode, and decode + serialise (the JetStream
-    payload, `row_codec.dump_rows`); and the reference."""
+    payload, `dump_rows`); and the reference."""
     old, shipped = _decoder(before), _decoder(batch_decode)
+    dump_before = _dump_rows(before)
     return {
         "before: decode": old,
         "as shipped: decode": shipped,
-        "before: decode + dump_rows": lambda body: before.row_codec.dump_rows(old(body)),
+        "before: decode + dump_rows": lambda body: dump_before(old(body)),
         "as shipped: decode + dump_rows": lambda body: row_codec.dump_rows(shipped(body)),
         "json.loads of the lines (reference)": _json_loads,
     }
 
 
-def measure(name: str, make: Callable[[int, str], list[bytes]], before: ModuleType) -> None:
+def measure(
+    name: str, make: Callable[[int, str], list[bytes]], before: ModuleType, rounds: int = ROUNDS
+) -> None:
     bodies = [b"\n".join(make(BATCH_ENTRIES, f"b{b}")) for b in range(BODIES)]
     work = _legs(before)
     assert fast_rows.decide(b"[" + bodies[0].replace(b"\n", b",") + b"]") is not None, "fast path declined"
     assert work["as shipped: decode + dump_rows"](bodies[0]) == work["before: decode + dump_rows"](bodies[0])
     times: dict[str, list[float]] = {label: [] for label in work}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         spent = dict.fromkeys(work, 0.0)
         for body in bodies:  # the versions alternate body by body: the load changes by the second
             for label, function in work.items():
@@ -140,7 +152,7 @@ def measure(name: str, make: Callable[[int, str], list[bytes]], before: ModuleTy
         for label, seconds in spent.items():
             times[label].append(seconds / (len(bodies) * BATCH_ENTRIES) * 1e6)
     gunzip = _per_entry_us(gzip.decompress, [gzip.compress(body) for body in bodies])
-    print(f"{name}: {len(bodies[0]) / BATCH_ENTRIES:.0f} bytes/entry, {BODIES} bodies x {ROUNDS} rounds")
+    print(f"{name}: {len(bodies[0]) / BATCH_ENTRIES:.0f} bytes/entry, {BODIES} bodies x {rounds} rounds")
     for label, values in times.items():
         print(f"  {label}: median {statistics.median(values):.2f} us/entry (min {min(values):.2f})")
     for what in ("decode", "decode + dump_rows"):
@@ -217,9 +229,12 @@ def main() -> None:
     parser.add_argument(
         "--before", default=BEFORE, help="the revision to compare with (default: %(default)s)"
     )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating rounds (default {ROUNDS})")
     parser.add_argument("--widest-child", help=argparse.SUPPRESS)
     parser.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.widest_child:
         _widest_child(args.widest_child, args.distinct)
         return
@@ -227,8 +242,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="oglog-before-") as into:
         before = _before_batch_decode(args.before, Path(into))
         print(f"before: {args.before}")
-        measure("SDK lines", _entries, before)
-        measure("full entries", _full_entries, before)
+        measure("SDK lines", _entries, before, args.rounds)
+        measure("full entries", _full_entries, before, args.rounds)
         widest(Path(into), before.__name__.split(".")[0])
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 

@@ -1,6 +1,6 @@
 """Integrations benchmark: µs added per request by the Django middleware and the Flask extension.
 
-Run from the project root:  .venv/bin/python -m benchmarks.integrations_bench
+Run from the project root:  .venv/bin/python -m benchmarks.integrations_bench [--rounds 25]
 
 Each framework app is called directly as a WSGI callable (no test client, no HTTP server: only the
 framework's own per-request work is the baseline) with a fresh environ per request, once as the bare app and
@@ -222,7 +222,9 @@ def flask_apps(baseline: str | None = None) -> dict[str, tuple[WSGIApp, str, dic
     return apps
 
 
-def bench(url: str, baseline: str | None) -> tuple[dict[str, tuple[float, float, float]], int]:
+def bench(
+    url: str, baseline: str | None, rounds_to_run: int = ROUNDS
+) -> tuple[dict[str, tuple[float, float, float]], int]:
     handler = OgLogHandler(url, "bench-integrations")  # defaults: what a user gets
     access = logging.getLogger(ACCESS_LOGGER_NAME)
     access.handlers[:] = [handler]
@@ -238,7 +240,7 @@ def bench(url: str, baseline: str | None) -> tuple[dict[str, tuple[float, float,
         run_round(app, path, extra, drain)
     before = server_count(url)
     emitted = 0
-    for _ in range(ROUNDS):
+    for _ in range(rounds_to_run):
         for name, (app, path, extra) in apps.items():
             rounds[name].append(run_round(app, path, extra, drain))
             if "bare" not in name:
@@ -256,13 +258,18 @@ def bench(url: str, baseline: str | None) -> tuple[dict[str, tuple[float, float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", metavar="REV", help="also measure integrations/ as of git revision REV")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     version = sys.version.split()[0]
-    print(f"Python {version}; {REQUESTS_PER_ROUND} requests x {ROUNDS} interleaved rounds, fastest round")
+    print(f"Python {version}; {REQUESTS_PER_ROUND} requests x {args.rounds} interleaved rounds,"
+          " fastest round")
     if args.baseline:
         print(f"baseline: integrations/ at {args.baseline}")
     with capture_server() as url:
-        fastest, delivered = bench(url, load_baseline(args.baseline) if args.baseline else None)
+        baseline = load_baseline(args.baseline) if args.baseline else None
+        fastest, delivered = bench(url, baseline, args.rounds)
     print(f"{'µs per request':50} {'process CPU':>16} {'request thread':>16} {'wall':>16} {'added/bare':>10}")
     worst = 0.0
     for name, values in fastest.items():

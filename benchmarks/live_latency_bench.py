@@ -1,6 +1,7 @@
 """Live-tail latency: from ingestion's 202 to the entry arriving on a /ws/live WebSocket, under steady load.
 
-Run from the project root: `.venv/bin/python -m benchmarks.live_latency_bench` (about a minute).
+Run from the project root: `.venv/bin/python -m benchmarks.live_latency_bench` (about a minute;
+`--phase-seconds S` runs each phase of PHASES for S seconds instead of its own 10-15).
 
 The stack is `oglog stack up` in a child process (nats-server + ingest, process and query roles in one
 process, chDB storage: what a single-node user runs, including the processor's inserts competing for the same
@@ -20,6 +21,7 @@ delay; the machine is shared and has 2 cores, so read ratios, not absolutes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -214,14 +216,14 @@ def _report(phase: Phase, rate: int, size: int) -> bool:
     return p99 <= TARGET_P99_MS
 
 
-async def _main(base: str) -> None:
+async def _main(base: str, phase_seconds: int | None) -> None:
     phases = {name: Phase(name) for name, *_ in PHASES}
     async with ClientSession(connector=TCPConnector(limit=MAX_IN_FLIGHT)) as session:
         ws = await session.ws_connect(f"{base}/ws/live", max_msg_size=0)
         listener = asyncio.create_task(_listen(ws, phases))
         await asyncio.sleep(0.5)  # the subscription is live once the upgrade is done; give it a margin
         for name, rate, size, seconds in PHASES:
-            await _run_phase(session, base, phases[name], rate, size, seconds)
+            await _run_phase(session, base, phases[name], rate, size, phase_seconds or seconds)
         await ws.close()
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -232,8 +234,14 @@ async def _main(base: str) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phase-seconds", type=int, default=None,
+                        help="seconds of every phase (default: each phase's own, PHASES)")
+    args = parser.parse_args()
+    if args.phase_seconds is not None and args.phase_seconds < 1:
+        parser.error("--phase-seconds must be >= 1")
     with stack_up("oglog-live-bench-") as (base, _port):
-        asyncio.run(_main(base))
+        asyncio.run(_main(base, args.phase_seconds))
 
 
 if __name__ == "__main__":

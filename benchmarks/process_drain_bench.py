@@ -1,7 +1,7 @@
 """The processing role alone: how fast the processor drains a backlog into chDB, against the bare insert.
 
-Run from the project root: `.venv/bin/python -m benchmarks.process_drain_bench [--rounds N]` (about 1 minute
-for the default 3 rounds).
+Run from the project root: `.venv/bin/python -m benchmarks.process_drain_bench [--rounds N] [--rows R]`
+(about 1 minute for the default 3 rounds of E2E_ROWS rows).
 
 End to end (`stack_ingest_bench`) ends with the processor inserting what ingestion accepted faster than it
 could store: after the last 202 only the processor works. This measures that part without ingestion's noise:
@@ -39,9 +39,9 @@ from .stack_ingest_bench import BATCH_ENTRIES, E2E_ROWS, BareInsert, _bare_line,
 DRAIN_TIMEOUT = 120.0
 
 
-def _messages(prefix: str) -> list[tuple[bytes, dict[str, str]]]:
-    """E2E_ROWS rows as ingestion publishes them: one message of BATCH_ENTRIES rows per request."""
-    lines = _entries(E2E_ROWS, prefix)
+def _messages(prefix: str, rows: int) -> list[tuple[bytes, dict[str, str]]]:
+    """`rows` rows as ingestion publishes them: one message of BATCH_ENTRIES rows per request."""
+    lines = _entries(rows, prefix)
     received = schema.format_timestamp(dt.datetime.now(dt.timezone.utc))
     out = []
     for k in range(0, len(lines), BATCH_ENTRIES):
@@ -57,11 +57,11 @@ async def _count(storage: Storage) -> int:
     return int(await storage.run(lambda client: client.command("SELECT count() FROM logs")))
 
 
-async def drain(broker: Broker, storage: Storage, prefix: str, inserts_in_flight: int) -> float:
+async def drain(broker: Broker, storage: Storage, prefix: str, inserts_in_flight: int, rows: int) -> float:
     """Publish the backlog, then time a default Processor (`inserts_in_flight` apart) until every row is
     stored; returns rows/s. The `logs` table is emptied first, so every round inserts into the same table."""
     await storage.run(lambda client: client.command("TRUNCATE TABLE logs"))
-    for payload, headers in _messages(prefix):
+    for payload, headers in _messages(prefix, rows):
         await broker.publish(STREAM_SUBJECT, payload, headers)
     config = StackConfig()
     processor = Processor(
@@ -77,19 +77,19 @@ async def drain(broker: Broker, storage: Storage, prefix: str, inserts_in_flight
     started = time.perf_counter()
     processor.start()
     try:
-        while await _count(storage) < E2E_ROWS:
+        while await _count(storage) < rows:
             if time.perf_counter() - started > DRAIN_TIMEOUT:
                 raise RuntimeError("the backlog was not drained within DRAIN_TIMEOUT")
             await asyncio.sleep(0.05)
-        return E2E_ROWS / (time.perf_counter() - started)
+        return rows / (time.perf_counter() - started)
     finally:
         await processor.stop()
 
 
-async def main(rounds: int) -> None:
+async def main(rounds: int, rows: int = E2E_ROWS) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="oglog-drain-"))
     nats = NatsServer(workdir / "nats").start()
-    bare = BareInsert(_entries(E2E_ROWS, "bare"), workdir)  # its chDB store is the processor's too
+    bare = BareInsert(_entries(rows, "bare"), workdir)  # its chDB store is the processor's too
     broker = Broker(nats.url)
     try:
         storage = bare.storage
@@ -99,7 +99,7 @@ async def main(rounds: int) -> None:
         for k in range(rounds):
             for name, lanes in sides if k % 2 == 0 else sides[::-1]:
                 rates = await asyncio.to_thread(bare.rates)
-                rate = await drain(broker, storage, f"r{k}-{lanes}", lanes)
+                rate = await drain(broker, storage, f"r{k}-{lanes}", lanes, rows)
                 ratio = rate / statistics.median(rates)
                 print(
                     f"round {k + 1}, processor {name} ({lanes}): {rate:,.0f} rows/s = "
@@ -116,7 +116,8 @@ async def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--rows", type=int, default=E2E_ROWS, help=f"backlog rows (default {E2E_ROWS:,})")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
-    asyncio.run(main(args.rounds))
+    if args.rounds < 1 or args.rows < BATCH_ENTRIES:
+        parser.error(f"--rounds must be >= 1 and --rows >= {BATCH_ENTRIES}")
+    asyncio.run(main(args.rounds, args.rows))

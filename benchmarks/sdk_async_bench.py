@@ -1,17 +1,18 @@
 """asyncio benchmark: event-loop lag while an app logs 20,000 records/s, per way of logging.
 
-Run from the project root:  .venv/bin/python -m benchmarks.sdk_async_bench
+Run from the project root:  .venv/bin/python -m benchmarks.sdk_async_bench [--seconds 4]
 
 A ticker task sleeps 5 ms in a loop and records how late each wake-up is (the loop lag every other coroutine
 of the app would see). Meanwhile a load task logs BURST records every 10 ms. Variants: no logging at all
 (the floor), stdlib `NullHandler` (the cost of the logging calls themselves), `OgLogHandler` used from inside
 the loop, `AsyncOgLogClient`, and both again while the server is unreachable (connection refused: retries
-must not reach the loop). Every handler and client runs with its DEFAULT settings. The server is
-`benchmarks.peers.counting_server` in its own process (count-only).
+must not reach the loop), each for `--seconds` (default SECONDS). Every handler and client runs with its
+DEFAULT settings. The server is `benchmarks.peers.counting_server` in its own process (count-only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
@@ -38,10 +39,10 @@ def _dead_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def _run(log_burst: Callable[[int], None]) -> list[float]:
+async def _run(log_burst: Callable[[int], None], seconds: float) -> list[float]:
     loop = asyncio.get_running_loop()
     lags: list[float] = []
-    stop = loop.time() + SECONDS
+    stop = loop.time() + seconds
 
     async def ticker() -> None:
         while loop.time() < stop:
@@ -93,17 +94,17 @@ def _client_burst(client: AsyncOgLogClient) -> Callable[[int], None]:
     return burst
 
 
-async def _variant(name: str, url: str | None, down: bool) -> tuple[list[float], str]:
+async def _variant(name: str, url: str | None, down: bool, seconds: float) -> tuple[list[float], str]:
     gc.collect()
     if name == "no logging":
-        return await _run(lambda n: None), ""
+        return await _run(lambda n: None, seconds), ""
     if name == "NullHandler":
-        return await _run(_stdlib_burst(isolated_logger("null", logging.NullHandler()))), ""
+        return await _run(_stdlib_burst(isolated_logger("null", logging.NullHandler())), seconds), ""
     assert url is not None
     if name.startswith("OgLogHandler"):
         handler = OgLogHandler(url, "async-bench")
         before = _delivered(url) if not down else 0
-        lags = await _run(_stdlib_burst(isolated_logger("oglog", handler)))
+        lags = await _run(_stdlib_burst(isolated_logger("oglog", handler)), seconds)
         flushed = await asyncio.to_thread(handler.flush, 30) if not down else False
         stats = handler.stats()
         await asyncio.to_thread(handler.close, 0.5)
@@ -111,7 +112,7 @@ async def _variant(name: str, url: str | None, down: bool) -> tuple[list[float],
         return lags, f"delivered {delivered}, flush={flushed}, retried {stats.retried}, queued {stats.queued}"
     client = AsyncOgLogClient(url, "async-bench")
     before = _delivered(url) if not down else 0
-    lags = await _run(_client_burst(client))
+    lags = await _run(_client_burst(client), seconds)
     flushed = await client.flush(30) if not down else False
     stats = client.stats()
     await client.aclose(0.5)
@@ -120,8 +121,14 @@ async def _variant(name: str, url: str | None, down: bool) -> tuple[list[float],
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=SECONDS,
+                        help=f"how long each variant logs (default {SECONDS:g})")
+    seconds = parser.parse_args().seconds
+    if seconds <= 0:
+        parser.error("--seconds must be > 0")
     print(f"python {sys.version.split()[0]}; {BURST} records every {BURST_EVERY * 1000:.0f} ms "
-          f"({BURST / BURST_EVERY:,.0f}/s) for {SECONDS:.0f} s; ticker every {TICK * 1000:.0f} ms")
+          f"({BURST / BURST_EVERY:,.0f}/s) for {seconds:g} s; ticker every {TICK * 1000:.0f} ms")
     dead = _dead_url()
     with counting_server() as server:
         url = server["http"]
@@ -136,7 +143,7 @@ def main() -> None:
         print(f"\n  {'variant':<32} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}  notes")
         for name, target in variants:
             started = time.perf_counter()
-            lags, notes = asyncio.run(_variant(name, target, target == dead))
+            lags, notes = asyncio.run(_variant(name, target, target == dead, seconds))
             lags.sort()
             p50 = statistics.median(lags)
             p99 = lags[int(len(lags) * 0.99) - 1]

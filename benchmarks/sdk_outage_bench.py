@@ -1,6 +1,7 @@
 """SDK outage benchmark, DEFAULT settings only: the server answers 503 for a while, then recovers.
 
 Run from the project root (about 2 minutes):  .venv/bin/python -m benchmarks.sdk_outage_bench
+Smaller (the sizes only; the handler keeps its defaults):  ... --outage-seconds 2 --cap-records 80000
 
 Two cases, each in its own process, against one local server (`tests.sdk.capture_server --ids`, a
 separate process that parses every entry and counts unique ids; `GET /fail/503` starts the outage,
@@ -42,7 +43,6 @@ CAP_RECORDS = 800_000
 CAP_SAMPLE_EVERY = 80_000
 #: How long recovery may take: the worker's next retry can be up to backoff_max (30 s) away.
 RECOVERY_DEADLINE = 120.0
-CHILD_TIMEOUT = OUTAGE_SECONDS + RECOVERY_DEADLINE + 60.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -68,7 +68,7 @@ def _get(url: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the application process (child side)
 
 
-def _child(case: str, url: str) -> None:
+def _child(case: str, url: str, outage_seconds: float, cap_records: int) -> None:
     import oglogstream
 
     log = logging.getLogger("outage-bench")
@@ -80,7 +80,7 @@ def _child(case: str, url: str) -> None:
     samples: list[float] = []
     result: dict[str, Any] = {"case": case, "baseline_mib": baseline}
     if case == "outage":
-        total = int(OUTAGE_SECONDS * RATE)
+        total = int(outage_seconds * RATE)
         per_tick = int(RATE * TICK)
         pause = threading.Event()
         started = time.monotonic()
@@ -102,12 +102,12 @@ def _child(case: str, url: str) -> None:
             buffered_mib_at_recovery=during.buffered_bytes / 2**20,
         )
     else:
-        for i in range(CAP_RECORDS):
+        for i in range(cap_records):
             log.info("request served %d", i, extra={"user_id": i, "path": "/api/items"})
             if (i + 1) % CAP_SAMPLE_EVERY == 0:
                 time.sleep(0.5)  # let the worker encode what the burst left in the intake
                 samples.append(_rss_mib())
-        result.update(logged=CAP_RECORDS)
+        result.update(logged=cap_records)
     stats = handler.stats()
     result.update(
         samples_mib=samples,
@@ -143,12 +143,13 @@ def _server() -> Iterator[str]:
             proc.wait()
 
 
-def _run_case(case: str) -> dict[str, Any]:
+def _run_case(case: str, outage_seconds: float, cap_records: int) -> dict[str, Any]:
     with _server() as url:
         _get(url + "/fail/503")
         proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.sdk_outage_bench", "--child", case, url],
-            cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT,
+            [sys.executable, "-m", "benchmarks.sdk_outage_bench", "--child", case, url,
+             "--outage-seconds", str(outage_seconds), "--cap-records", str(cap_records)],
+            cwd=ROOT, capture_output=True, text=True, timeout=outage_seconds + RECOVERY_DEADLINE + 60.0,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{case} child failed: {proc.stderr}")
@@ -162,18 +163,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--outage-seconds", type=float, default=OUTAGE_SECONDS,
+                        help=f"length of the outage case's outage (default {OUTAGE_SECONDS:g})")
+    parser.add_argument("--cap-records", type=int, default=CAP_RECORDS,
+                        help=f"records the cap case logs (default {CAP_RECORDS:,})")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.outage_seconds < 1 or args.cap_records < 1:
+        parser.error("--outage-seconds must be >= 1 and --cap-records >= 1")
     if args.child:
-        _child(*args.child)
+        _child(*args.child, args.outage_seconds, args.cap_records)
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; OgLogHandler defaults only")
-    o = _run_case("outage")
+    o = _run_case("outage", args.outage_seconds, args.cap_records)
     logged, received, unique = o["logged"], o["received"], o["unique"]
     once = received == unique == logged
     grown = max(o["samples_mib"]) - o["baseline_mib"]
     every_10s = " ".join(f"{s:.0f}" for s in o["samples_mib"][9::10])
-    print(f"outage: {logged:,} records over {OUTAGE_SECONDS:g} s at {RATE:,}/s against 503, then recovery")
+    print(f"outage: {logged:,} records over {args.outage_seconds:g} s at {RATE:,}/s against 503,"
+          " then recovery")
     print(f"  delivered {received:,}/{logged:,} ({received / logged:.1%}), unique ids {unique:,}"
           f" (exactly once: {once}), dropped {o['dropped']}")
     print(f"  recovery: all delivered {o['recovery_s']:.1f} s after the server came back"
@@ -182,7 +190,7 @@ def main() -> None:
           f" {o['buffered_mib_at_recovery']:.1f} MiB encoded")
     print(f"  RSS: {o['baseline_mib']:.0f} MiB before, +{grown:.0f} MiB at most during the outage,"
           f" peak {o['peak_mib']:.0f} MiB; every 10 s: {every_10s} MiB")
-    c = _run_case("cap")
+    c = _run_case("cap", args.outage_seconds, args.cap_records)
     series = " ".join(f"{s:.0f}" for s in c["samples_mib"])
     announced = "yes" if "reason 'overflow'" in c["stderr"] else "NO"
     print(f"cap: {c['logged']:,} records as fast as possible against 503 (more than the default budget)")

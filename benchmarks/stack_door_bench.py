@@ -1,15 +1,18 @@
 """Event-loop lag of the ingestion role while it handles its largest valid requests and hostile ones.
 
-Run from the project root: `.venv/bin/python -m benchmarks.stack_door_bench` (about a minute).
+Run from the project root: `.venv/bin/python -m benchmarks.stack_door_bench [--repeats 3]` (a few minutes;
+`--only TEXT`, repeatable: only the scenarios whose name contains TEXT).
 
 An ingest-only app with the default settings (create_app, default limits and timeouts) runs in this process
 against a real nats-server. While each request below is handled, GET /health is probed back to back on its own
 connection; the slowest probe is the event-loop lag that request caused (the baseline: the slowest probe of an
-idle server over the same time). Each scenario runs REPEATS times; the table gives the worst of them.
+idle server over the same time). Each scenario runs `--repeats` times (default REPEATS); the table gives the
+worst of them.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gzip
 import json
@@ -166,7 +169,7 @@ async def _one(url: str, path: str, data: Any, headers: dict[str, str]) -> tuple
         return status, elapsed, await probe
 
 
-async def main() -> None:
+async def main(repeats: int = REPEATS, only: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         nats = NatsServer(Path(tmp) / "nats").start()
         try:
@@ -181,8 +184,10 @@ async def main() -> None:
                 print("| request | answer | request time | slowest /health meanwhile |")
                 print("|---|---|---|---|")
                 for name, path, make, headers in scenarios():
+                    if only and not any(text in name for text in only):
+                        continue
                     worst_lag, worst_time, status = 0.0, 0.0, 0
-                    for _ in range(REPEATS):
+                    for _ in range(repeats):
                         status, elapsed, lag = await _one(url, path, make(), headers)
                         worst_lag, worst_time = max(worst_lag, lag), max(worst_time, elapsed)
                     shown = "closed early" if status == -1 else str(status)
@@ -193,4 +198,14 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=REPEATS, help=f"runs per scenario (default {REPEATS})")
+    parser.add_argument("--only", action="append", metavar="TEXT", help="scenarios whose name contains TEXT")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    names = [name for name, *_ in scenarios()] if args.only else []
+    unknown = [text for text in args.only or () if not any(text in name for name in names)]
+    if unknown:
+        parser.error(f"--only {unknown[0]!r} matches no scenario; the scenarios are: {names}")
+    sys.exit(asyncio.run(main(args.repeats, args.only)))

@@ -12,6 +12,8 @@ added the way the processor writes them under live traffic (one small insert per
 queries are measured again before merges catch up: the state of a stack that is receiving logs.
 
 `--index-granularity N` recreates the table with that index_granularity first (to measure a DDL change).
+`--sizes N [N ...]` measures at those row counts instead of SIZES (the live part at the last of them);
+`--runs N` times each request N times instead of RUNS (after WARMUP untimed ones).
 
 Floor: GET /health, the same HTTP round trip plus one trivial storage statement (`SELECT 1`).
 Targets (issue 3): filtered latest-100 p50 <= 20 ms and /api/stats <= 100 ms at 10M rows.
@@ -96,9 +98,9 @@ async def _timed(session: ClientSession, url: str) -> tuple[float, str | None]:
     return (time.perf_counter() - start) * 1000, cursor
 
 
-async def _measure(session: ClientSession, url: str) -> tuple[float, float]:
+async def _measure(session: ClientSession, url: str, runs: int) -> tuple[float, float]:
     samples = []
-    for i in range(WARMUP + RUNS):
+    for i in range(WARMUP + runs):
         ms, _ = await _timed(session, url)
         if i >= WARMUP:
             samples.append(ms)
@@ -107,9 +109,9 @@ async def _measure(session: ClientSession, url: str) -> tuple[float, float]:
 
 
 async def _measure_size(
-    base: str, session: ClientSession, rows: int, queries: tuple[tuple[str, str | None], ...] = ()
+    base: str, session: ClientSession, runs: int, queries: tuple[tuple[str, str | None], ...] = ()
 ) -> list[tuple[str, float, float]]:
-    results = [("floor: GET /health", *await _measure(session, f"{base}/health"))]
+    results = [("floor: GET /health", *await _measure(session, f"{base}/health", runs))]
     day_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - SPAN_SECONDS))
     for name, path in queries or QUERIES:
         if path is None:
@@ -117,7 +119,7 @@ async def _measure_size(
             url = f"{base}/api/logs?level=error&cursor={cursor}"
         else:
             url = base + path.format(day_ago=day_ago)
-        results.append((name, *await _measure(session, url)))
+        results.append((name, *await _measure(session, url, runs)))
     return results
 
 
@@ -136,8 +138,9 @@ def _report(rows: int, results: list[tuple[str, float, float]], *, live: bool = 
 
 async def _live_inserts(storage: Any, *, first: int) -> None:
     """LIVE_SECONDS of the newest rows as the processor writes them under live traffic: one small insert per
-    second (each a new part until merges catch up), timestamps up to now."""
-    rate = SIZES[-1] // SPAN_SECONDS
+    second (each a new part until merges catch up), timestamps up to now; `first` rows are stored already,
+    spread over SPAN_SECONDS, and each second adds as many as one second of them."""
+    rate = max(1, first // SPAN_SECONDS)
     for second in range(LIVE_SECONDS):
         sql = _INSERT.format(
             span_us=LIVE_SECONDS * 10**6,
@@ -165,7 +168,7 @@ async def _settle(storage: Any) -> int:
     )
 
 
-async def main(index_granularity: int | None) -> None:
+async def main(index_granularity: int | None, sizes: tuple[int, ...] = SIZES, runs: int = RUNS) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="oglog-query-bench-"))
     nats = NatsServer(tmp / "nats").start()
     try:
@@ -188,7 +191,7 @@ async def main(index_granularity: int | None) -> None:
             print(f"logs table recreated with index_granularity = {index_granularity}", flush=True)
         try:
             async with ClientSession() as session:
-                for size in SIZES:
+                for size in sizes:
                     start = time.perf_counter()
                     await storage.run(lambda client: client.command("TRUNCATE TABLE logs"))
                     for chunk_start in range(0, size, CHUNK):
@@ -196,7 +199,7 @@ async def main(index_granularity: int | None) -> None:
                             span_us=SPAN_SECONDS * 10**6,
                             total=size,
                             start=chunk_start,
-                            count=min(CHUNK, size),
+                            count=min(CHUNK, size - chunk_start),
                             first=0,
                         )
                         await storage.run(lambda client, sql=sql: client.command(sql))
@@ -206,9 +209,9 @@ async def main(index_granularity: int | None) -> None:
                         f"\ngenerated {size:,} rows in {elapsed:.1f}s ({parts} parts after merges)",
                         flush=True,
                     )
-                    _report(size, await _measure_size(base, session, size))
-                await _live_inserts(storage, first=SIZES[-1])
-                _report(SIZES[-1], await _measure_size(base, session, SIZES[-1], LIVE_QUERIES), live=True)
+                    _report(size, await _measure_size(base, session, runs))
+                await _live_inserts(storage, first=sizes[-1])
+                _report(sizes[-1], await _measure_size(base, session, runs, LIVE_QUERIES), live=True)
         finally:
             await runner.cleanup()
     finally:
@@ -219,4 +222,10 @@ async def main(index_granularity: int | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index-granularity", type=int, default=None)
-    asyncio.run(main(parser.parse_args().index_granularity))
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), metavar="N",
+                        help=f"row counts to measure at (default {' '.join(map(str, SIZES))})")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"timed runs per request (default {RUNS})")
+    args = parser.parse_args()
+    if any(size < 1 for size in args.sizes) or args.runs < 1:
+        parser.error("--sizes and --runs must be >= 1")
+    asyncio.run(main(args.index_granularity, tuple(args.sizes), args.runs))
