@@ -19,6 +19,7 @@ SUITES = (
     "benchmarks.sdk_encode_bench",
     "benchmarks.sdk_burst_bench",
     "benchmarks.sdk_exception_bench",
+    "benchmarks.sdk_caller_instructions",
     "benchmarks.sdk_async_bench",
     "benchmarks.sdk_outage_bench",
     "benchmarks.integrations_bench",

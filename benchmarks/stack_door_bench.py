@@ -102,7 +102,11 @@ async def _chunked(blob: bytes) -> AsyncIterator[bytes]:
         yield blob[start : start + 64 * 1024]
 
 
-def scenarios() -> list[tuple[str, str, Callable[[], Any], dict[str, str]]]:
+#: (name, path, body maker, headers)
+Scenario = tuple[str, str, Callable[[], Any], dict[str, str]]
+
+
+def scenarios() -> list[Scenario]:
     widest, bomb8 = _widest_batch(), _bomb(8)
     return [
         ("1,000 SDK entries, gzip NDJSON (typical batch)", "/logs", lambda: _sdk_batch(1000),
@@ -169,7 +173,7 @@ async def _one(url: str, path: str, data: Any, headers: dict[str, str]) -> tuple
         return status, elapsed, await probe
 
 
-async def main(repeats: int = REPEATS, only: list[str] | None = None) -> None:
+async def main(repeats: int = REPEATS, chosen: list[Scenario] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         nats = NatsServer(Path(tmp) / "nats").start()
         try:
@@ -183,9 +187,7 @@ async def main(repeats: int = REPEATS, only: list[str] | None = None) -> None:
                     print(f"idle baseline: slowest /health {await probe * 1000:.1f} ms\n")
                 print("| request | answer | request time | slowest /health meanwhile |")
                 print("|---|---|---|---|")
-                for name, path, make, headers in scenarios():
-                    if only and not any(text in name for text in only):
-                        continue
+                for name, path, make, headers in scenarios() if chosen is None else chosen:
                     worst_lag, worst_time, status = 0.0, 0.0, 0
                     for _ in range(repeats):
                         status, elapsed, lag = await _one(url, path, make(), headers)
@@ -204,8 +206,9 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    names = [name for name, *_ in scenarios()] if args.only else []
-    unknown = [text for text in args.only or () if not any(text in name for name in names)]
+    every = scenarios()
+    unknown = [text for text in args.only or () if not any(text in name for name, *_ in every)]
     if unknown:
-        parser.error(f"--only {unknown[0]!r} matches no scenario; the scenarios are: {names}")
-    sys.exit(asyncio.run(main(args.repeats, args.only)))
+        parser.error(f"--only {unknown[0]!r} matches no scenario; they are: {[name for name, *_ in every]}")
+    chosen = [s for s in every if not args.only or any(text in s[0] for text in args.only)]
+    sys.exit(asyncio.run(main(args.repeats, chosen)))

@@ -13,7 +13,8 @@ queries are measured again before merges catch up: the state of a stack that is 
 
 `--index-granularity N` recreates the table with that index_granularity first (to measure a DDL change).
 `--sizes N [N ...]` measures at those row counts instead of SIZES (the live part at the last of them);
-`--runs N` times each request N times instead of RUNS (after WARMUP untimed ones).
+`--runs N` times each request N times instead of RUNS (after WARMUP untimed ones); `--live-seconds N`
+makes the live part N one-second inserts instead of LIVE_SECONDS.
 
 Floor: GET /health, the same HTTP round trip plus one trivial storage statement (`SELECT 1`).
 Targets (issue 3): filtered latest-100 p50 <= 20 ms and /api/stats <= 100 ms at 10M rows.
@@ -123,10 +124,10 @@ async def _measure_size(
     return results
 
 
-def _report(rows: int, results: list[tuple[str, float, float]], *, live: bool = False) -> None:
+def _report(rows: int, results: list[tuple[str, float, float]], *, live: int = 0) -> None:
     floor = results[0][1]
     title = f"{rows:,} rows" + (
-        f" + {LIVE_SECONDS} s of live one-second inserts, not merged yet" if live else ""
+        f" + {live} s of live one-second inserts, not merged yet" if live else ""
     )
     print(f"\n#### {title}\n", flush=True)
     print("| request | p50 ms | p95 ms | p50 / floor |")
@@ -136,15 +137,15 @@ def _report(rows: int, results: list[tuple[str, float, float]], *, live: bool = 
     sys.stdout.flush()
 
 
-async def _live_inserts(storage: Any, *, first: int) -> None:
-    """LIVE_SECONDS of the newest rows as the processor writes them under live traffic: one small insert per
-    second (each a new part until merges catch up), timestamps up to now; `first` rows are stored already,
-    spread over SPAN_SECONDS, and each second adds as many as one second of them."""
+async def _live_inserts(storage: Any, *, first: int, seconds: int = LIVE_SECONDS) -> None:
+    """`seconds` (LIVE_SECONDS) of the newest rows as the processor writes them under live traffic: one small
+    insert per second (each a new part until merges catch up), timestamps up to now; `first` rows are stored
+    already, spread over SPAN_SECONDS, and each second adds as many as one second of them."""
     rate = max(1, first // SPAN_SECONDS)
-    for second in range(LIVE_SECONDS):
+    for second in range(seconds):
         sql = _INSERT.format(
-            span_us=LIVE_SECONDS * 10**6,
-            total=LIVE_SECONDS * rate,
+            span_us=seconds * 10**6,
+            total=seconds * rate,
             start=first + second * rate,
             count=rate,
             first=first,
@@ -168,7 +169,9 @@ async def _settle(storage: Any) -> int:
     )
 
 
-async def main(index_granularity: int | None, sizes: tuple[int, ...] = SIZES, runs: int = RUNS) -> None:
+async def main(
+    index_granularity: int | None, sizes: tuple[int, ...] = SIZES, runs: int = RUNS, live: int = LIVE_SECONDS
+) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="oglog-query-bench-"))
     nats = NatsServer(tmp / "nats").start()
     try:
@@ -210,8 +213,8 @@ async def main(index_granularity: int | None, sizes: tuple[int, ...] = SIZES, ru
                         flush=True,
                     )
                     _report(size, await _measure_size(base, session, runs))
-                await _live_inserts(storage, first=sizes[-1])
-                _report(sizes[-1], await _measure_size(base, session, runs, LIVE_QUERIES), live=True)
+                await _live_inserts(storage, first=sizes[-1], seconds=live)
+                _report(sizes[-1], await _measure_size(base, session, runs, LIVE_QUERIES), live=live)
         finally:
             await runner.cleanup()
     finally:
@@ -225,7 +228,9 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), metavar="N",
                         help=f"row counts to measure at (default {' '.join(map(str, SIZES))})")
     parser.add_argument("--runs", type=int, default=RUNS, help=f"timed runs per request (default {RUNS})")
+    parser.add_argument("--live-seconds", type=int, default=LIVE_SECONDS,
+                        help=f"one-second inserts of the live part (default {LIVE_SECONDS})")
     args = parser.parse_args()
-    if any(size < 1 for size in args.sizes) or args.runs < 1:
-        parser.error("--sizes and --runs must be >= 1")
-    asyncio.run(main(args.index_granularity, tuple(args.sizes), args.runs))
+    if any(size < 1 for size in args.sizes) or args.runs < 1 or args.live_seconds < 1:
+        parser.error("--sizes, --runs and --live-seconds must be >= 1")
+    asyncio.run(main(args.index_granularity, tuple(args.sizes), args.runs, args.live_seconds))

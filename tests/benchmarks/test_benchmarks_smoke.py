@@ -64,7 +64,8 @@ CASES = (
           "8 MB gzip bomb to /logs", (*STACK, "opentelemetry.proto")),
     Smoke("stack_ingest_bench", ("--repeat", "1", "--rows", "1000"), "of 1 runs stalled (1,000 rows", STACK),
     Smoke("process_drain_bench", ("--rounds", "1", "--rows", "1000"), "one insert in flight", STACK),
-    Smoke("stack_query_bench", ("--sizes", "10000", "--runs", "1"), "live one-second inserts", STACK),
+    Smoke("stack_query_bench", ("--sizes", "10000", "--runs", "1", "--live-seconds", "5"),
+          "live one-second inserts", STACK),
     Smoke("attr_query_bench", ("--rows", "10000", "--runs", "1"), "`/api/stats` (all matching rows)", STACK),
     Smoke("attr_query_bench", ("--inserts", "--runs", "1"), "processing: upgrade of an old message", STACK),
     Smoke("attr_query_bench", ("--rows-before", "HEAD", "--runs", "1"), "| typed attributes |", STACK),
@@ -75,6 +76,10 @@ CASES = (
 #: Modules of benchmarks/ with a `__main__` block that are not benchmarks, and why.
 NOT_BENCHMARKS = {
     "peers.counting_server": "sdk_bench's server: runs in its smoke runs and tests/sdk/test_sdk_bench_peers",
+}
+#: Benchmarks without a smoke run, and why (each one here can break unseen: keep it short).
+NOT_SMOKED = {
+    "sdk_caller_instructions": "callgrind: ~45 s of CPU at --records 20, more than this whole file's budget",
 }
 
 
@@ -130,7 +135,7 @@ def test_every_benchmark_has_a_smoke_run_and_is_in_make_bench() -> None:
     from benchmarks.__main__ import SUITES
 
     runnable = _runnable_modules() - set(NOT_BENCHMARKS)
-    assert runnable == {case.module for case in CASES}
+    assert runnable - set(NOT_SMOKED) == {case.module for case in CASES}
     assert {suite.removeprefix("benchmarks.") for suite in SUITES} == runnable
 
 
