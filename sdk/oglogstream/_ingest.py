@@ -13,17 +13,10 @@ from . import _diag
 from ._buffer import Pending
 from ._delivery import Ledger
 from ._entry import EntryEncoder
-from ._items import Item, is_event
+from ._items import Item
 from ._settings import Settings
 
-__all__ = ["INGEST_CHUNK", "encode_item", "ingest"]
-
-
-def encode_item(encoder: EntryEncoder, item: Item) -> bytes:
-    """One intake item (a `CapturedRecord` or a `CapturedEvent`) as an NDJSON line."""
-    if is_event(item):
-        return encoder.encode_struct(*item)
-    return encoder.encode_captured(item)
+__all__ = ["INGEST_CHUNK", "ingest"]
 
 
 #: Records taken out of the intake per lock acquisition: the lock makes a chunk's moves atomic for
@@ -161,23 +154,24 @@ def _push_each(
     held_bytes: int,
 ) -> int:
     """Store chunk[start:] one entry at a time through `Pending.push` (each under the lock); stops when a
-    batch is ready (bounded). Returns how many items it took."""
+    batch is ready (bounded). Returns how many items it took. The lines come from one `encode_lines`
+    generator, as in `ingest`: an item left in the chunk is never encoded."""
     used = 0
-    for item in chunk[start:]:
-        if bounded and pending.ready(batch_size, batch_bytes):
-            break
+    if bounded and pending.ready(batch_size, batch_bytes):
+        return used
+    for line in encoder.encode_lines(chunk[start:]):
         used += 1
-        try:
-            line = encode_item(encoder, item)
-        except BaseException as exc:  # as in `ingest`: never let one record stop the worker
+        if type(line) is not bytes:  # as in `ingest`: never let one record stop the worker
             with ledger.lock:
                 ledger.count("internal_error", 1)
                 pending.moving -= 1
-            _diag.report("encode", f"could not encode a record: {exc!r}")
-            continue
-        with ledger.lock:
-            dropped = pending.push(line, held_records, held_bytes)
-            if dropped:
-                ledger.count("overflow", dropped)
-            pending.moving -= 1
+            _diag.report("encode", f"could not encode a record: {line!r}")
+        else:
+            with ledger.lock:
+                dropped = pending.push(line, held_records, held_bytes)
+                if dropped:
+                    ledger.count("overflow", dropped)
+                pending.moving -= 1
+        if bounded and pending.ready(batch_size, batch_bytes):
+            break  # checked before the next item is encoded
     return used
