@@ -85,7 +85,7 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
     bound: Mapping[str, object] | None = None  # (only a truthy context is compared with it)
     bound_keys: frozenset[object] = frozenset()
     bound_attributes = bound_open = ""
-    bound_room = False  # one more attribute fits in MAX_ATTRIBUTES
+    bound_left = 0  # how many extras fit beside it in MAX_ATTRIBUTES
     # The second of the previous record's `created`, as [start, end) floats, and its text.
     second_start = second_end = -1.0
     stamp = ""
@@ -216,7 +216,7 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                             links, attributes = record_attributes(state, context)
                     elif context is bound and "msg" not in state:
                         # A bound context seen before (every record of a request under the Django/Flask
-                        # integrations): `_record_attributes`' rule for a snapshot with no extra or one.
+                        # integrations): `_record_attributes`' rule for a snapshot and its extras.
                         try:
                             keys = reversed(state)
                             key = next(keys)
@@ -224,7 +224,7 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                                 attributes = bound_attributes
                             elif (
                                 size == _ONE_EXTRA_SNAPSHOT
-                                and bound_room
+                                and bound_left
                                 and type(key) is str
                                 and 0 < len(key) <= max_key
                                 and key not in skipped_keys
@@ -241,6 +241,27 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                                     value_json = _value_json(value)
                                 prefix = prefixes.get(key) or encoder._key_prefix(key)
                                 attributes = f"{bound_open}{prefix}{value_json}}}"
+                            elif size > _ONE_EXTRA_SNAPSHOT and size - SNAPSHOT_SIZE <= bound_left:
+                                # More extras (an access record): the same walk back, then the last
+                                # snapshot key; any key the walk would not ship as is: the walk itself.
+                                parts: list[str] = []
+                                for _ in range(size - SNAPSHOT_SIZE):
+                                    if (
+                                        type(key) is not str
+                                        or not 0 < len(key) <= max_key
+                                        or key in skipped_keys
+                                        or key in bound_keys
+                                    ):
+                                        break
+                                    prefix = prefixes.get(key) or encoder._key_prefix(key)
+                                    parts.append(prefix + _value_json(state[key]))
+                                    key = next(keys)
+                                else:
+                                    if key == _SNAPSHOT_LAST:
+                                        parts.reverse()
+                                        attributes = f'{bound_open}{",".join(parts)}}}'
+                                if not attributes:
+                                    links, attributes = record_attributes(state, context)
                             else:
                                 links, attributes = record_attributes(state, context)
                         except (RuntimeError, KeyError, StopIteration):  # changed by another thread
@@ -253,7 +274,7 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                             bound_keys = encoder._context_keys
                             bound_attributes = encoder._context_attributes
                             bound_open = f',"attributes":{{{encoder._context_body},'
-                            bound_room = len(bound_keys) < _wire.MAX_ATTRIBUTES
+                            bound_left = _wire.MAX_ATTRIBUTES - len(bound_keys)
                     if span is not None and not links:  # explicit extra= trace_id/span_id win
                         links = span_links(span)
                     # hex() and the 3-digit table: the cheapest spellings of the id's counter and the
