@@ -3,12 +3,12 @@
 A record of the common shape (no exception, a short non-empty message, a valid float `created`, a level and
 logger/thread names seen before) is assembled here from cached fragments with one f-string; anything else
 goes through `EntryEncoder._encode_general`, which also fills those caches. Both build the same bytes
-(tests/sdk/test_encoding_equivalence.py, tests/sdk/test_sdk_perfpath.py). Why one generator per chunk:
-what the fast path reads once per chunk (the caches, the constants) and the fragments of the previous
-record's level, names, extra keys and bound context (the same objects again: the same fragments, no
-lookup) stay in locals. With the exact `round` rule below it took the burst benchmark's record from 4.7 to
-about 3.8 µs of the worker's CPU (docs/benchmarks.md "Encoding cost per record").
-"""
+(tests/sdk/test_encode_lines.py, test_encoding_equivalence.py, test_sdk_perfpath.py). Why one generator
+per chunk: what the fast path reads once per chunk (the caches, the constants) and the fragments of the
+previous record's level, names, extra keys and bound context (the same objects again: the same fragments,
+no lookup) stay in locals. With the exact `round` rule below that is about a fifth less of the worker's CPU
+per burst benchmark record, a third less under a bound context (docs/benchmarks.md "Encoding cost per
+record")."""
 
 from __future__ import annotations
 
