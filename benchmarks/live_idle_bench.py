@@ -8,8 +8,7 @@ Starts `oglog stack up` with its defaults (2 ingest workers, chDB) in a child pr
 (4 KiB receive buffer), then `--entries` (default TOTAL, 100,000) in POSTs of 10,000 entries one after
 another. Reports the time until all are queryable (GET /api/stats), the longest POST, and what the reading
 client got: entries plus the counts of the drop notices must add up to all entries exactly (the notices are
-exact). The N = 0 run is the
-baseline of the same run: the ratio column is time-to-queryable over it.
+exact). The N = 0 run is the baseline of the same run: the ratio column is time-to-queryable over it.
 """
 
 from __future__ import annotations
