@@ -8,8 +8,9 @@ Cases (`benchmarks.peers.handlers.CASES`): NullHandler, StreamHandler to /dev/nu
 defaults, and the peers with theirs (OpenTelemetry LoggingHandler over OTLP/HTTP, python-logstash-async over
 TCP, logtail-python over HTTP). The network handlers all send to one counting server
 (`benchmarks.peers.counting_server`), a separate process that only counts records, so its work is not on the
-measured process's GIL. Each round runs every case once, in order, each in a fresh process (the peers only in
-the first PEER_ROUNDS rounds); ratios are taken within a round and their median over rounds is reported.
+measured process's GIL. Each round runs every case once, each in a fresh process, the baselines and
+OgLogHandler in turns (ROTATED), then the peers (only in the first PEER_ROUNDS rounds); ratios are taken
+within a round and their median over rounds is reported.
 
 Per case:
 * caller µs per call: wall time of the burst loop / calls (what the application thread waits for, including
@@ -48,6 +49,8 @@ RECORDS = 50_000
 ROUNDS = 5
 #: the peers are far from the targets either way and slow to drain (python-logstash-async ~55 s per burst).
 PEER_ROUNDS = 1
+#: The cases every round runs, in turns (round 1 in this order, round 2 from the second, ...).
+ROTATED = ("NullHandler", "StreamHandler(/dev/null)", "OgLogHandler")
 TARGET_CALLER_RATIO = 1.25
 TARGET_TOTAL_RATIO = 1.25
 #: The delivery wait gives up when nothing arrived for this long: longer than every compared handler's flush
@@ -319,7 +322,10 @@ def main() -> None:
     with counting_server() as server:
         for number in range(1, args.rounds + 1):
             results: dict[str, dict[str, Any]] = {}
-            for name in names:
+            # The baselines and OgLogHandler take turns going first: no case always runs right after another.
+            turn = (number - 1) % len(ROTATED)
+            order = [*ROTATED[turn:], *ROTATED[:turn], *(n for n in names if n not in ROTATED)]
+            for name in (n for n in order if n in names):
                 if number > args.peer_rounds and name not in LOCAL and name != "OgLogHandler":
                     continue
                 try:
