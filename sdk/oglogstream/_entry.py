@@ -201,8 +201,12 @@ class EntryEncoder(AttributeFragments):
         exception = ""
         if exc_info or stack_info:
             # A snapshot's `exc_info` is the field's text, formatted at the capture; a record's `__dict__`
-            # given directly has its exception formatted here, by the same rule (`_capture.exception_text`).
-            text = exc_info if type(exc_info) is str else exception_text(exc_info, stack_info)
+            # given directly (it has `msg`, a snapshot never does) has its exception formatted here, by the
+            # capture's call (`_capture.formatted_base`): a str `exc_info` there is no exception, and a
+            # Formatter's or filter's `exc_text` is what ships (hypothesis found `exc_info="0"` shipped).
+            text: str | None = exc_info
+            if type(exc_info) is not str or "msg" in state:
+                text = exception_text(exc_info, stack_info, state.get("exc_text"))
             exception = _exception_field(text or "")
         line = (
             f'{{"id":"{self.next_id()}",'

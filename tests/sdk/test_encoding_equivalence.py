@@ -278,3 +278,21 @@ def test_ids_are_unique_valid_and_shared_by_every_entry_kind() -> None:
     assert all(re.match(wire.ID_PATTERN, entry_id) for entry_id in ids)
     counters = [int(entry_id.rsplit("-", 1)[1], 16) for entry_id in ids]
     assert counters == list(range(1, 301))
+
+
+@pytest.mark.parametrize(
+    ("exc_info", "exc_text", "shipped"),
+    [("0", None, None), (True, None, None), ("with_exc", "redacted by a filter", "redacted by a filter")],
+)
+def test_a_whole_records_exception_is_the_captures(exc_info: Any, exc_text: Any, shipped: str | None) -> None:
+    """A record's `__dict__` given directly ships the exception field its capture ships: a str or other
+    non-exception `exc_info` ships none (hypothesis found `exc_info="0"` shipped as text), a filter's
+    `exc_text` is what ships."""
+    record = _record("m", (), {}, logging.ERROR, "app", "Main", 1764438000.5, exc_info == "with_exc", None)
+    if exc_info != "with_exc":
+        record.exc_info = exc_info
+    record.exc_text = exc_text
+    item = capture(record, None)
+    whole = (record.__dict__, *item[1:])
+    entries = [json.loads(EntryEncoder("svc").encode_captured(each)) for each in (item, whole)]  # type: ignore[arg-type]
+    assert [entry.get("exception") for entry in entries] == [shipped, shipped]
