@@ -70,7 +70,7 @@ CASES = (
     Smoke("attr_query_bench", ("--inserts", "--runs", "1"), "processing: upgrade of an old message", STACK),
     Smoke("attr_query_bench", ("--rows-before", "HEAD", "--runs", "1"), "| typed attributes |", STACK),
     Smoke("live_latency_bench", ("--phase-seconds", "1"), "Live tail latency (client and stack", STACK),
-    Smoke("live_idle_bench", ("0", "--entries", "10000"), "| idle clients | queryable after |", STACK),
+    Smoke("live_idle_bench", ("0", "2", "--entries", "10000"), "| idle clients | queryable after |", STACK),
     Smoke("deadletter_page_bench", ("--dead-letters", "3"), "slowest /health: idle", STACK),
 )
 #: Modules of benchmarks/ with a `__main__` block that are not benchmarks, and why.
