@@ -40,6 +40,7 @@ __all__ = [
     "adopt_child_exit_path",
     "adopt_sigterm_drain",
     "drain_all",
+    "join_sdk_threads",
 ]
 
 #: Seconds a forked (or multiprocessing) child ended by SIGTERM spends delivering what it holds before it dies
@@ -92,12 +93,34 @@ class Exit:
 
 def drain_all(budget: float) -> None:
     """Close every live pipeline within one shared `budget` (seconds)."""
-    deadline = time.monotonic() + budget
+    _drain_until(time.monotonic() + budget)
+
+
+def _drain_until(deadline: float) -> None:
     pipelines = list(PIPELINES)
     for pipeline in pipelines:  # start them all first so they drain in parallel
         pipeline.begin_close(deadline)
     for pipeline in pipelines:
         pipeline.finish_close(deadline)
+
+
+def join_sdk_threads(deadline: float) -> None:
+    """Wait until `deadline` (time.monotonic()) for the SDK's own threads that are still alive (a closed
+    worker's sending thread ends on its own, nothing else waits for it) to end.
+
+    Why at exit: a thread the process was monkey-patched under after it started (gevent `patch_all()` after
+    the handler's worker ran) waits in its own gevent hub, a greenlet. A daemon thread still running when the
+    interpreter finalizes is ended with `pthread_exit` as soon as it wakes (CPython < 3.14, gh-87135), which
+    unwinds through greenlet's C++ switch frames, whose destructors release Python objects without the GIL
+    while the main thread's final garbage collection runs: a SIGSEGV at exit (about 4 in 100 runs of
+    `tests/sdk/test_sdk_gevent.py`'s exit-drain child; none once joined). A thread still busy at the deadline
+    (a request to a server that never answers) is left as before."""
+    from ._sender import WorkerThread  # here: _sender imports this module
+
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if isinstance(thread, WorkerThread) and thread is not me and thread.is_alive():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _atexit_drain() -> None:
@@ -107,7 +130,9 @@ def _atexit_drain() -> None:
         return
     Exit.draining = True
     try:
-        drain_all(max(p.settings.shutdown_timeout for p in pipelines))
+        deadline = time.monotonic() + max(p.settings.shutdown_timeout for p in pipelines)
+        _drain_until(deadline)
+        join_sdk_threads(deadline)
     finally:
         Exit.draining = False
         if Exit.terminate:
