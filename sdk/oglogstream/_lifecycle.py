@@ -113,7 +113,7 @@ def join_sdk_threads(deadline: float) -> None:
     interpreter finalizes is ended with `pthread_exit` as soon as it wakes (CPython < 3.14, gh-87135), which
     unwinds through greenlet's C++ switch frames, whose destructors release Python objects without the GIL
     while the main thread's final garbage collection runs: a SIGSEGV at exit (the exit-drain child of
-    `tests/sdk/test_sdk_gevent.py`: 4 of 100 runs, 26 of 200 beside two CPU burners; 0 of 300 so joined). A
+    `tests/sdk/test_sdk_gevent.py`: 4 of 100 runs, 26 of 200 beside two CPU burners; 0 of 500 so joined). A
     thread still busy at the deadline (a request to a server that never answers) is left as before."""
     from ._sender import WorkerThread  # here: _sender imports this module
 
