@@ -168,7 +168,12 @@ class EntryEncoder(AttributeFragments):
         # Keyed by exact ints only: 40.0 == 40 and True == 1 must not pick up an int's cached level.
         level = self._levels.get(levelno) if type(levelno) is int else None
         if level is None:
-            level = level_for_number(levelno if type(levelno) is int else logging.INFO)
+            # An int subclass (an IntEnum of levels) is its number, as logging's level names take it; a bool
+            # or anything else is INFO.
+            number = levelno if type(levelno) is int else logging.INFO
+            if isinstance(levelno, int) and not isinstance(levelno, bool):
+                number = int(levelno)
+            level = level_for_number(number)
             if type(levelno) is int:
                 self._levels[levelno] = level
                 self._heads[levelno] = f'","level":"{level}",{self._static}"message":'

@@ -113,6 +113,10 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                     logger_name = state["name"]
                     thread_name = state["threadName"]
                     if logger_name is not name or thread_name is not thread:
+                        if type(logger_name) is not str or type(thread_name) is not str:
+                            # A str subclass (or any object) may equal a cached name and hash like it yet
+                            # spell differently, or fail to hash: only exact strs are looked up.
+                            raise KeyError(logger_name)
                         tail = tails[(logger_name, thread_name)]
                         name = logger_name
                         thread = thread_name
@@ -160,9 +164,13 @@ def encode_lines(encoder: EntryEncoder, items: Iterable[Item]) -> Iterator[bytes
                                 if key is not pair_first or last is not pair_last:
                                     # Only pairs of str keys the wire keeps whole are cached
                                     # (`_attribute_pair`); None (any other pair) is kept for these keys too.
-                                    found = pairs.get((key, last))
-                                    if found is None and key not in skipped_keys and last not in skipped_keys:
-                                        found = encoder._attribute_pair(key, last)
+                                    found = None  # a key that is not an exact str: the general path
+                                    if type(key) is str and type(last) is str:  # (as for the names)
+                                        found = pairs.get((key, last))
+                                        if found is None and not (
+                                            key in skipped_keys or last in skipped_keys
+                                        ):
+                                            found = encoder._attribute_pair(key, last)
                                     pair = found
                                     pair_first = key
                                     pair_last = last

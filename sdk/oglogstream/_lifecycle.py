@@ -2,7 +2,8 @@
 
 * **atexit**: `drain_all` closes every live pipeline within one budget (the largest `shutdown_timeout`).
   `Exit.started` is then set: a record logged later (by an atexit hook registered before `import oglogstream`,
-  which runs after ours) reopens its pipeline, all within one shared exit deadline. A logging handler's
+  which runs after ours) reopens its pipeline; those late records share a deadline of `shutdown_timeout` of
+  their own, after the drain's (docs/sdk.md "Records after the atexit drain"). A logging handler's
   records then wait in its buffer, batched, for `logging.shutdown` (registered before our hook, so it runs
   later) to close the handler; any other record, or one after that, waits for its own delivery.
 * **fork**: every pipeline is reset in the child (`Pipeline.after_fork_in_child`). A `multiprocessing` child

@@ -240,6 +240,12 @@ class HttpTransport:
     """One keep-alive connection to `{url}/logs`; gzip NDJSON bodies; per-batch idempotency header."""
 
     def __init__(self, settings: Settings) -> None:
+        # gevent's resolver (after a late `monkey.patch_all()`) imports concurrent.futures.thread the first
+        # time it resolves a host, and that import registers a threading exit hook, which raises once the
+        # interpreter is exiting: a connection first opened by the exit drain failed, and every record logged
+        # since the patch was lost as `shutdown`. Imported here, when the transport is built.
+        import concurrent.futures.thread  # noqa: F401
+
         self._settings = settings
         self._endpoint = settings.endpoint
         self._url = httpx.URL(settings.endpoint)  # parsed once, not on every request

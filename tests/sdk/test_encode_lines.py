@@ -168,3 +168,63 @@ def test_a_failing_item_yields_its_exception_and_the_next_is_encoded() -> None:
     assert isinstance(lines[1], ValueError)
     with pytest.raises(ValueError):
         EntryEncoder("svc").encode_captured(("broken",))  # type: ignore[arg-type]
+
+
+class _CaseInsensitive(str):
+    """Equal to (and hashed like) any str of the same letters in any case, yet spelled as given."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+class _Unhashable:
+    def __hash__(self) -> int:
+        raise ValueError("no hash")
+
+    def __str__(self) -> str:
+        return "weird-logger"
+
+
+def _record(name: Any, extra: dict[Any, Any], level: Any = logging.INFO) -> Any:
+    record = logging.LogRecord("app", level, __file__, 1, "m", None, None)
+    record.name = name
+    record.__dict__.update(extra)
+    return capture(record, None)
+
+
+def test_names_and_keys_that_only_equal_a_cached_str_are_spelled_as_given() -> None:
+    """A str subclass equal to (and hashed like) a logger name or a pair of extra keys seen before ships its
+    own spelling, as the general path does, not the cached plain str's (the caches are looked up by exact
+    str only)."""
+    plain = _record("app", {"user": 1, "path": 2})
+    odd = _record(_CaseInsensitive("App"), {_CaseInsensitive("User"): 1, _CaseInsensitive("Path"): 2})
+    lines = list(EntryEncoder("svc").encode_lines([plain, plain, odd]))
+    shipped = json.loads(lines[2])  # type: ignore[arg-type]
+    assert shipped["logger"] == "App" and shipped["attributes"] == {"User": 1, "Path": 2}
+    assert _after_id(lines[2], timestamp=True) == _after_id(_cold(odd), timestamp=True)  # type: ignore[arg-type]
+
+
+def test_a_logger_name_that_cannot_be_hashed_is_shipped_not_lost() -> None:
+    """A name object whose `__hash__` raises (a filter's doing) takes the general path: the record ships
+    with the name's text instead of failing as an internal error."""
+    plain = _record("app", {})
+    odd = _record(_Unhashable(), {})
+    lines = list(EntryEncoder("svc").encode_lines([plain, odd]))
+    assert type(lines[1]) is bytes and json.loads(lines[1])["logger"] == "weird-logger"
+
+
+def test_an_int_enum_level_is_its_number() -> None:
+    """`logger.log(Severity.ERROR, ...)` with an IntEnum of levels ships `error`, as logging names it; a
+    bool or a float level stays `info` (docs/sdk.md)."""
+    import enum
+
+    class Severity(enum.IntEnum):
+        ERROR = 40
+
+    levels = [json.loads(line)["level"] for line in EntryEncoder("svc").encode_lines(  # type: ignore[arg-type]
+        [_record("app", {}, Severity.ERROR), _record("app", {}, True), _record("app", {}, 40.0)]
+    )]
+    assert levels == ["error", "info", "info"]

@@ -164,3 +164,24 @@ def test_patch_after_the_worker_started_exits_clean_and_drains(server: CaptureSe
     assert counts == collections.Counter(
         ["parent", *(f"greenlet {n}" for n in range(20)), *(f"tail {n}" for n in range(50))]
     )
+
+
+def test_patch_after_the_handler_with_no_connection_yet_delivers_at_exit(server: CaptureServer) -> None:
+    """`patch_all()` after the handler exists but before its first request, then exit without flush(): the
+    exit drain's first connection resolves the host through gevent's resolver, which imports
+    `concurrent.futures.thread` (an exit-hook registration that raises once the interpreter exits): every
+    record used to be lost as `shutdown`; all 51 arrive."""
+    require("gevent")
+    script = _SETUP + textwrap.dedent(
+        """
+        log.info("parent")
+        from gevent import monkey; monkey.patch_all()
+        for n in range(50):
+            log.info("tail %d", n)
+        """
+    )
+    result = _run_child(script, server.url)
+    assert result.returncode == 0 and result.stderr == "", (result.returncode, result.stderr)
+    assert server.wait_entries(51, 10), server.entry_count
+    counts = collections.Counter(str(e["message"]) for e in server.entries)
+    assert counts == collections.Counter(["parent", *(f"tail {n}" for n in range(50))])
