@@ -279,10 +279,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
               f" | {_fmt(total_x, '{:.2f}')} | {share}"
               f" | {_fmt(peak, '{:.0f}')} (+{_fmt(added, '{:.0f}')}) |")
     og = [r["OgLogHandler"] for r in rounds]
-    caller_x = statistics.median(r["OgLogHandler"]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"]
-                                 for r in rounds)
-    caller_cpu_x = statistics.median(r["OgLogHandler"]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"]
-                                     for r in rounds)
+    walls = [r["OgLogHandler"]["caller_wall_us"] / r["NullHandler"]["caller_wall_us"] for r in rounds]
+    cpus = [r["OgLogHandler"]["caller_cpu_us"] / r["NullHandler"]["caller_cpu_us"] for r in rounds]
     totals = [r["OgLogHandler"]["total"] / r["StreamHandler(/dev/null)"]["total"] for r in rounds
               if r["OgLogHandler"]["total"] is not None]
     all_delivered = all(r["delivered"] == records for r in og)
@@ -291,13 +289,17 @@ def report(rounds: list[dict[str, dict[str, Any]]], records: int) -> None:
     print("\nTargets for OgLogHandler (defaults):")
     print(f"  100 % delivered in every round: {'met' if all_delivered else 'MISSED'}"
           f" ({', '.join(str(r['delivered']) for r in og)}; dropped {[r['stats']['dropped'] for r in og]})")
-    for label, ratio in (("wall time", caller_x), ("thread CPU", caller_cpu_x)):
-        print(f"  caller <= {TARGET_CALLER_RATIO}x NullHandler ({label}): {ratio:.2f}x"
-              f" -> {'met' if ratio <= TARGET_CALLER_RATIO else 'MISSED'}")
+    # The verdict is the median's; each round's ratio is shown too: on a shared machine single rounds of the
+    # same code move by +-0.3 (docs/benchmarks.md), so one run's verdict can flip on the next.
+    checks = [(f"caller <= {TARGET_CALLER_RATIO}x NullHandler (wall time)", walls, TARGET_CALLER_RATIO),
+              (f"caller <= {TARGET_CALLER_RATIO}x NullHandler (thread CPU)", cpus, TARGET_CALLER_RATIO)]
     if totals:
-        total_x = statistics.median(totals)
-        print(f"  total <= {TARGET_TOTAL_RATIO}x StreamHandler: {total_x:.2f}x"
-              f" -> {'met' if total_x <= TARGET_TOTAL_RATIO else 'MISSED'}")
+        checks.append((f"total <= {TARGET_TOTAL_RATIO}x StreamHandler", totals, TARGET_TOTAL_RATIO))
+    for label, ratios, target in checks:
+        ratio = statistics.median(ratios)
+        print(f"  {label}: {ratio:.2f}x -> {'met' if ratio <= target else 'MISSED'}"
+              f" (rounds {', '.join(f'{x:.2f}' for x in ratios)}; met in"
+              f" {sum(x <= target for x in ratios)} of {len(ratios)})")
 
 
 def main() -> None:

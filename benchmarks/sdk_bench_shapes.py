@@ -1,6 +1,6 @@
 """The SDK worker's encoding cost per record shape: CPU µs per entry for stdlib records with 0-2 `extra=`
 fields, with and without a bound context (the Django/Flask integrations bind a request id for every request),
-and structlog events. Run from the project root (about 20 s):
+and structlog events. Run from the project root (a few seconds):
 
     .venv/bin/python -m benchmarks.sdk_bench_shapes [--sdk DIR] [--entries N] [--rounds N]
 

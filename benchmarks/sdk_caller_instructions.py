@@ -1,6 +1,6 @@
 """The SDK benchmark's burst, counted in CPU instructions instead of seconds (valgrind's callgrind).
 
-Run from the project root (about 3 minutes; needs `valgrind`, e.g. `apt-get install valgrind`):
+Run from the project root (about 1.5-3 minutes; needs `valgrind`, e.g. `apt-get install valgrind`):
     .venv/bin/python -m benchmarks.sdk_caller_instructions [--records 2000]
 
 Why: on a shared machine one case's seconds move by +-30 % between runs of the same code (docs/benchmarks.md),
@@ -18,6 +18,14 @@ two runs, per record, removes start-up and warm-up:
   work on it included);
 * all threads: the whole process per record (OgLogHandler: the caller, the worker's encoding and the sending
   thread's httpx and gzip).
+
+Caveats. Under callgrind the burst runs ~1,000 records/s (every instruction is simulated), under the
+worker's DEFER_RATE: the worker does not wait for the burst's end as in the timed benchmark but encodes
+alongside it, so the captured records die sooner and the caller's garbage collection (~0.45 µs a call in the
+timed burst) is mostly not in its count. The caller's count repeats within ~2 % between runs; the
+all-threads count moves by ~3 % (where batches are cut and how often the worker polls depend on the
+threads' interleaving), which is more than most encoder changes: measure those with
+`benchmarks.sdk_bench_shapes --against`.
 """
 
 from __future__ import annotations

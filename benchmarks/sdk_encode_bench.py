@@ -1,6 +1,6 @@
 """Would a C/Rust JSON encoder (orjson, msgspec) make the SDK worker's encoding cheaper? Both ways, one run.
 
-Run from the project root (about 20 s):  .venv/bin/python -m benchmarks.sdk_encode_bench [--records N]
+Run from the project root (a few seconds):  .venv/bin/python -m benchmarks.sdk_encode_bench [--records N]
 [--rounds N]  (`--records 1000 --rounds 1`: a smoke run of a few seconds)
 
 The records are the SDK benchmark's burst records (`logger.info("request served %d", i, extra={"user_id": i,
