@@ -174,3 +174,25 @@ class TestRetryAfter:
         assert retry_delay(RECONNECT_INITIAL, "59", draw=0.999, now=now) == RETRY_AFTER_MAX
         assert retry_delay(RECONNECT_INITIAL, "10", draw=0.999, now=now) == 15.0
         assert retry_delay(RECONNECT_MAX, "1", draw=0.0, now=now) == RECONNECT_MAX / 2  # never below backoff
+
+
+def test_a_library_error_in_the_opening_handshake_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """websockets' own error while opening (in CI: an AssertionError inside its handshake, raced by its
+    reading thread's broken pipe against a server answering garbage; injected here at the client boundary)
+    ends `oglog tail` with the one-line "unexpected answer" error, not a traceback."""
+    import io
+
+    import websockets.sync.client
+    from oglogstream.cli import build_parser
+    from oglogstream.cli._http import EXIT_FAILED, CliError
+    from oglogstream.cli.tail import run
+
+    def broken_connect(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError  # as `assert self.close_deadline is None` in websockets' send_context
+
+    monkeypatch.setattr(websockets.sync.client, "connect", broken_connect)
+    args = build_parser().parse_args(["tail", "--url", "http://127.0.0.1:9"])
+    with pytest.raises(CliError) as raised:
+        run(args, out=io.StringIO(), err=io.StringIO())
+    assert raised.value.code == EXIT_FAILED
+    assert "unexpected answer" in str(raised.value) and "(AssertionError)" in str(raised.value)

@@ -288,6 +288,14 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
             pause = reconnect_delay(backoff)
             err.write(f"oglog tail: cannot reach {target.url} ({exc or type(exc).__name__}); "
                       f"reconnecting in {pause:g}s\n")
+        except Exception as exc:
+            if opened is not None:  # our own code's errors (CliError, a closed stdout) pass untouched
+                raise
+            # Only `connect()` runs before `opened`: websockets' own error in the opening handshake (seen in
+            # CI: a server answering garbage, its reading thread's broken pipe raced the handshake into an
+            # AssertionError inside websockets) is an answer we cannot use, said in one line.
+            raise CliError(f"unexpected answer from {url}: the WebSocket handshake failed"
+                           f" ({type(exc).__name__})") from None
         err.flush()
         stop.wait(pause)
         backoff = min(backoff * 2, RECONNECT_MAX)
