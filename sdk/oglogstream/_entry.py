@@ -122,11 +122,10 @@ class EntryEncoder(AttributeFragments):
         """A `CapturedRecord` as one NDJSON line: `encode_lines` of one item. Raises what encoding raised
         (nothing, by design). Each call pays the chunk encoder's setup (~1 µs): the worker encodes whole
         chunks through `encode_lines`; this is for tests and one-off lines."""
-        for line in self.encode_lines((item,)):
-            if isinstance(line, bytes):
-                return line
+        line = next(self.encode_lines((item,)))
+        if isinstance(line, BaseException):
             raise line
-        raise AssertionError("encode_lines yields one line per item")  # unreachable
+        return line
 
     def encode_lines(self, items: Iterable[Item]) -> Iterator[bytes | BaseException]:
         """One NDJSON line per item (a `CapturedRecord` or a `CapturedEvent`), in order, lazily: the
@@ -170,9 +169,7 @@ class EntryEncoder(AttributeFragments):
         if level is None:
             # An int subclass (an IntEnum of levels) is its number, as logging's level names take it; a bool
             # or anything else is INFO.
-            number = levelno if type(levelno) is int else logging.INFO
-            if isinstance(levelno, int) and not isinstance(levelno, bool):
-                number = int(levelno)
+            number = int(levelno) if isinstance(levelno, int) and type(levelno) is not bool else logging.INFO
             level = level_for_number(number)
             if type(levelno) is int:
                 self._levels[levelno] = level
