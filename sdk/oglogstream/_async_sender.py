@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections import deque
 
@@ -52,11 +53,7 @@ class PartsInFlight(InFlight):
     settled is in the to-do list, or it is `current` and the to-do list holds fewer records than
     `records` (settling or splitting `current` lowers `records` or refills the list under the lock)."""
 
-    __slots__ = ("current",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.current: Batch | None = None
+    __slots__ = ()
 
     def next(self) -> Batch | None:
         if self._todo:
@@ -78,10 +75,6 @@ class PartsInFlight(InFlight):
         self.current = None
         self.records = sum(map(len, parts))
         self.nbytes = sum(part.nbytes for part in parts)
-
-    def clear(self) -> None:
-        super().clear()
-        self.current = None
 
 
 class AsyncSender(DeliveryCore):
@@ -269,12 +262,13 @@ class AsyncSender(DeliveryCore):
         if isinstance(cap, SendResult):
             inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
             return cap
-        inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
+        inflight.unconfirmed = 0  # until its first byte is written (`InFlight.going_out`)
         assert self._transport is not None and self._loop is not None
-        result = await self._transport.send(batch, timeout=cap)
+        going_out = functools.partial(inflight.going_out, batch, self._lock)
+        result = await self._transport.send(batch, timeout=cap, going_out=going_out)
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
-        cut = result.unanswered and self._loop.time() >= self._deadline
-        inflight.unconfirmed = len(batch) if cut else 0
+        if not (result.unanswered and self._loop.time() >= self._deadline):
+            inflight.unconfirmed = 0
         return result
 
     def _carry_over(self) -> None:

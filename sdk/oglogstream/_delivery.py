@@ -21,25 +21,33 @@ from ._settings import MAX_RETRY_AFTER, Settings
 from ._stats import DROP_REASONS, LOSS_REMEDIES, Stats
 from ._transport import Outcome, SendResult
 
-__all__ = ["AnyLock", "InFlight", "Ledger", "RetryPolicy"]
+__all__ = ["AnyLock", "GivenUp", "InFlight", "Ledger", "RetryPolicy"]
 
 #: The pipeline's lock: reentrant in both drivers (signal handlers; `_lifecycle._let_go_of_locks`).
 AnyLock: TypeAlias = "threading.Lock | threading.RLock"
 
 
+class GivenUp(Exception):
+    """Raised into a request about to be written whose batch was given up (counted lost) meanwhile."""
+
+
 class InFlight:
     """The batch being sent and the 413 halves still to send: its records count against the buffer's bounds,
-    and `flush()` waits until its first seq is settled. Only the delivering thread/task touches it."""
+    and `flush()` waits until its first seq is settled. Only the delivering thread/task touches it, except
+    `going_out` (the sending thread)."""
 
-    __slots__ = ("_todo", "first_seq", "nbytes", "records", "unconfirmed")
+    __slots__ = ("_todo", "current", "first_seq", "nbytes", "records", "unconfirmed")
 
     def __init__(self) -> None:
         self.records = 0
         self.nbytes = 0
-        #: Records of the part whose request is on its way, or whose last attempt was cut by the close
-        #: deadline without an answer: the server may have stored them (counted `unconfirmed` if given up).
+        #: Records of the part whose request has begun to be written and is not answered yet, or whose last
+        #: attempt was cut by the close deadline without an answer: the server may have stored them (counted
+        #: `unconfirmed` if given up). A request refused before its first byte was written stays at 0.
         self.unconfirmed = 0
         self.first_seq: int | None = None
+        #: The part being sent (`next()`); None once given up or cleared.
+        self.current: Batch | None = None
         self._todo: list[Batch] = []
 
     def begin(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> None:
@@ -54,7 +62,17 @@ class InFlight:
             return None
         current = self._todo.pop()
         self.first_seq = current.first_seq
+        self.current = current
         return current
+
+    def going_out(self, current: Batch, lock: AnyLock) -> None:
+        """Called by the transport just before the first byte of `current`'s request is written: from here
+        on the server may store it. Raises `GivenUp` when `current` was given up meanwhile (its records
+        are counted `shutdown`, so they must not be sent after all)."""
+        with lock:
+            if self.current is not current:
+                raise GivenUp("the batch was given up at the close deadline")
+            self.unconfirmed = len(current)
 
     def settle(self, current: Batch, result: SendResult, ledger: Ledger) -> None:
         """Book the answer for `current` (under `ledger.lock`: sent/dropped and in flight change together, so
@@ -82,7 +100,7 @@ class InFlight:
     def clear(self) -> None:
         """Nothing in flight any more (reset after fork, or given up at the deadline)."""
         self.records = self.nbytes = self.unconfirmed = 0
-        self.first_seq = None
+        self.first_seq = self.current = None
         self._todo = []
 
     def give_up(self, ledger: Ledger, held: int) -> None:
@@ -90,6 +108,7 @@ class InFlight:
         deadline, under `ledger.lock`: the in-flight part that may have been stored as `unconfirmed`, the
         rest as `shutdown`."""
         unconfirmed = min(self.unconfirmed, self.records, held)
+        self.current = None  # a request of it that is not written yet is not written at all (`going_out`)
         ledger.count("unconfirmed", unconfirmed)
         ledger.count("shutdown", held - unconfirmed)
 

@@ -2,7 +2,7 @@
 
 Compressing (zlib) and waiting for the server's answer (socket I/O) release the GIL, so a request on this
 thread overlaps the worker's encoding instead of following it. The worker keeps every decision (retries, 413
-halves, the ledger, flush waiters): this thread only runs `transport.send(batch, timeout=...)` and hands the
+halves, the ledger, flush waiters): this thread only runs `transport.send(batch, ...)` and hands the
 `SendResult` back. One request at a time, so `_delivery.InFlight` still books a single batch in flight.
 
 Made and started by the worker thread as its first act, with `threading` as it is then: under gevent
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from ._buffer import Batch
 from ._lifecycle import WORKER_THREADS
-from ._transport import Outcome, SendResult, Transport
+from ._transport import GoingOut, Outcome, SendResult, Transport
 
 __all__ = ["SENDER_GRACE", "SENDER_IDLE_CHECK", "Meanwhile", "Sender", "WorkerThread"]
 
@@ -36,7 +36,7 @@ SENDER_IDLE_CHECK = 30.0
 #: nothing to do (then the worker waits for the answer alone).
 Meanwhile = Callable[[], "float | None"]
 
-_Job = tuple[Transport, Batch, "float | None"]
+_Job = tuple[Transport, Batch, "float | None", "GoingOut | None"]
 
 
 #: The interpreter's own lock type: it releases a thread's end-of-life lock of this type itself.
@@ -92,13 +92,13 @@ class Sender:
 
     def send(
         self, transport: Transport, batch: Batch, timeout: float | None, *, deadline: float,
-        meanwhile: Meanwhile, idle: Callable[[float], None],
+        meanwhile: Meanwhile, idle: Callable[[float], None], going_out: GoingOut | None = None,
     ) -> SendResult:
-        """`transport.send(batch, timeout=timeout)` on the sending thread; `meanwhile()` runs on this thread
-        until the answer is there, and when it has nothing to do, `idle(seconds)` waits until the worker is
-        woken (by `notify` after the answer, or by callers with more records). `deadline` (time.monotonic())
-        bounds the wait: past it the result is a retryable, unanswered failure, and the next request first
-        waits for this one's answer."""
+        """`transport.send(batch, timeout=timeout, going_out=going_out)` on the sending thread;
+        `meanwhile()` runs on this thread until the answer is there, and when it has nothing to do,
+        `idle(seconds)` waits until the worker is woken (by `notify` after the answer, or by callers with more
+        records). `deadline` (time.monotonic()) bounds the wait: past it the result is a retryable,
+        unanswered failure, and the next request first waits for this one's answer."""
         thread = self._thread
         if thread is not None and not thread.is_alive():  # ended by a BaseException: its request is lost
             self._thread = None
@@ -106,10 +106,10 @@ class Sender:
         if self._busy and not self._wait(deadline, None, None):
             return self._unanswered("the previous request")
         if not self.start():
-            return _call(transport, batch, timeout)
+            return _call(transport, batch, timeout, going_out)
         self._result = None
         self._done.clear()
-        self._job = (transport, batch, timeout)
+        self._job = (transport, batch, timeout, going_out)
         self._busy = True
         self._go.set()
         if not self._wait(deadline, meanwhile, idle):
@@ -183,8 +183,10 @@ class Sender:
             WORKER_THREADS.discard(ident)
 
 
-def _call(transport: Transport, batch: Batch, timeout: float | None) -> SendResult:
+def _call(
+    transport: Transport, batch: Batch, timeout: float | None, going_out: GoingOut | None
+) -> SendResult:
     try:
-        return transport.send(batch, timeout=timeout)
+        return transport.send(batch, timeout=timeout, going_out=going_out)
     except Exception as exc:  # a transport must translate its errors; if it does not, retry anyway
         return SendResult(Outcome.RETRY, error=f"transport error: {exc!r}")

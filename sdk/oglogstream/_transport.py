@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import httpcore  # noqa: F401  # imported now: httpx imports it lazily, and importing takes logging's lock
@@ -32,6 +33,7 @@ __all__ = [
     "ASYNC_GZIP_OFFLOAD_BYTES",
     "GZIP_LEVEL",
     "AsyncHttpTransport",
+    "GoingOut",
     "HttpTransport",
     "Outcome",
     "SendResult",
@@ -135,8 +137,31 @@ class SendResult:
     unread: str | None = None
 
 
+#: Called by a transport just before the first byte of a request is written (from then on the server may
+#: store it); it may raise to stop the request (`_delivery.GivenUp`), which the transport reports as a retry.
+GoingOut = Callable[[], None]
+#: httpcore's trace events (httpx's "trace" request extension) that come just before a request's first byte.
+_WRITE_STARTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+
+
+def _trace(going_out: GoingOut) -> Callable[[str, object], None]:
+    def trace(event: str, info: object) -> None:
+        if event in _WRITE_STARTS:
+            going_out()
+    return trace
+
+
+def _async_trace(going_out: GoingOut) -> Callable[[str, object], Awaitable[None]]:
+    async def trace(event: str, info: object) -> None:
+        if event in _WRITE_STARTS:
+            going_out()
+    return trace
+
+
 class Transport(Protocol):
-    def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult: ...
+    def send(
+        self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
+    ) -> SendResult: ...
 
     def close(self) -> None: ...
 
@@ -264,20 +289,25 @@ class HttpTransport:
             follow_redirects=False,
         )
 
-    def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+    def send(
+        self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
+    ) -> SendResult:
         """POST the batch within `attempt_deadline(settings, timeout)` seconds in total; `timeout` also caps
-        each phase (used to honour a close() deadline)."""
+        each phase (used to honour a close() deadline); `going_out()` is called just before the request's
+        first byte is written (not when the connection is refused)."""
         token = _SENDING.set(True)
         try:
             with attempt(attempt_deadline(self._settings, timeout)):
-                response, unread = self._post(batch, timeout)
+                response, unread = self._post(batch, timeout, going_out)
         except Exception as exc:
             return failure(self._endpoint, exc)
         finally:
             _SENDING.reset(token)
         return classify(response, self._endpoint, len(batch), unread)
 
-    def _post(self, batch: Batch, timeout: float | None) -> tuple[httpx.Response, str | None]:
+    def _post(
+        self, batch: Batch, timeout: float | None, going_out: GoingOut | None
+    ) -> tuple[httpx.Response, str | None]:
         """The answer, its body read up to MAX_ANSWER_BYTES decoded bytes (`_answer.AnswerReader`), and
         why that body is not the whole answer (`AnswerReader.problem`) or None."""
         # None: the client's own timeouts (`phase_timeout(settings, None)`), not built per request
@@ -288,6 +318,7 @@ class HttpTransport:
             content=request_body(batch),
             headers={_wire.BATCH_ID_HEADER: batch.batch_id},
             timeout=phases,
+            extensions=None if going_out is None else {"trace": _trace(going_out)},
         ) as answer:
             reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
             for raw in answer.iter_raw():
@@ -324,12 +355,15 @@ class AsyncHttpTransport:
             follow_redirects=False,
         )
 
-    async def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+    async def send(
+        self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
+    ) -> SendResult:
         token = _SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
         try:
             body = await self._body(batch)
             total = attempt_deadline(self._settings, timeout)
-            response, unread = await asyncio.wait_for(self._post(body, batch.batch_id, timeout), total)
+            posting = self._post(body, batch.batch_id, timeout, going_out)
+            response, unread = await asyncio.wait_for(posting, total)
         except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
             return SendResult(
                 Outcome.RETRY,
@@ -343,7 +377,7 @@ class AsyncHttpTransport:
         return classify(response, self._endpoint, len(batch), unread)
 
     async def _post(
-        self, body: bytes, batch_id: str, timeout: float | None
+        self, body: bytes, batch_id: str, timeout: float | None, going_out: GoingOut | None
     ) -> tuple[httpx.Response, str | None]:
         """As `HttpTransport._post`: the answer and its reading's problem, if any."""
         async with self._client.stream(
@@ -352,6 +386,7 @@ class AsyncHttpTransport:
             content=body,
             headers={_wire.BATCH_ID_HEADER: batch_id},
             timeout=phase_timeout(self._settings, timeout),
+            extensions=None if going_out is None else {"trace": _async_trace(going_out)},
         ) as answer:
             reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
             async for raw in answer.aiter_raw():

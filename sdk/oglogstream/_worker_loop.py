@@ -17,6 +17,7 @@ spool's memory copies (bounded); the disk is bounded by spool_max_bytes / spool_
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -365,7 +366,7 @@ class WorkerLoop(DeliveryCore):
             inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
             return cap
         warm_logging_caches()
-        inflight.unconfirmed = len(batch)  # from here on the server may store it before we hear back
+        inflight.unconfirmed = 0  # until its first byte is written (`InFlight.going_out`, sending thread)
         transport, sender = self._transport, self._sender
         assert transport is not None and sender is not None
         deadline = time.monotonic() + attempt_deadline(self.settings, cap) + SENDER_GRACE
@@ -376,10 +377,16 @@ class WorkerLoop(DeliveryCore):
                 _worker_spool.spill(self, evict=False)
             _worker_pace.await_answer(self, seconds)
 
-        result = sender.send(transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=idle)
+        # A spooled frame (`_worker_spool.send_spooled`) is not in flight: given up, it stays spooled.
+        going_out = None
+        if batch is inflight.current:
+            going_out = functools.partial(inflight.going_out, batch, self._lock)
+        result = sender.send(
+            transport, batch, cap, deadline=deadline, meanwhile=meanwhile, idle=idle, going_out=going_out
+        )
         # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
-        cut = result.unanswered and time.monotonic() >= self._deadline
-        inflight.unconfirmed = len(batch) if cut else 0
+        if not (result.unanswered and time.monotonic() >= self._deadline):
+            inflight.unconfirmed = 0
         return result
 
     def _idle(self, seconds: float) -> None:

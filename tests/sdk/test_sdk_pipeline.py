@@ -308,7 +308,7 @@ class RaisingTransport:
     """A transport that breaks its contract (raises instead of returning a SendResult): a fault injected at
     the client boundary."""
 
-    def send(self, batch: Batch, *, timeout: float | None = None) -> SendResult:
+    def send(self, batch: Batch, *, timeout: float | None = None, going_out=None) -> SendResult:
         raise OSError("broken transport")
 
     def close(self) -> None:
