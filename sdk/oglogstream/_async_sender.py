@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import threading
 from collections import deque
 
@@ -260,15 +259,11 @@ class AsyncSender(DeliveryCore):
         cap = self._send_cap()
         inflight = self._inflight
         if isinstance(cap, SendResult):
-            inflight.unconfirmed = 0  # not sent again: its last attempt's outcome stands
-            return cap
-        inflight.unconfirmed = 0  # until its first byte is written (`InFlight.going_out`)
+            return cap  # not sent again: what its requests may have stored stands (`InFlight.unconfirmed`)
         assert self._transport is not None and self._loop is not None
-        going_out = functools.partial(inflight.going_out, batch, self._lock)
+        going_out = inflight.going_out(batch, self._lock)
         result = await self._transport.send(batch, timeout=cap, going_out=going_out)
-        # Written, no answer, and the close deadline cut the attempt: the request may have been stored.
-        if not (result.unanswered and self._loop.time() >= self._deadline):
-            inflight.unconfirmed = 0
+        inflight.attempted(batch, result, self._lock)
         return result
 
     def _carry_over(self) -> None:

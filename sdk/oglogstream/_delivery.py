@@ -34,21 +34,29 @@ class GivenUp(Exception):
 class InFlight:
     """The batch being sent and the 413 halves still to send: its records count against the buffer's bounds,
     and `flush()` waits until its first seq is settled. Only the delivering thread/task touches it, except
-    `going_out` (the sending thread)."""
+    the callbacks of `going_out` (the sending thread).
 
-    __slots__ = ("_todo", "current", "first_seq", "nbytes", "records", "unconfirmed")
+    "Unconfirmed" follows the part's requests, not its last attempt: once a request of a part went out
+    (its first byte was about to be written) and no answer to it was seen, the server may hold the part,
+    whatever later attempts meet (a refusal, a 503, a backoff the close deadline falls in), until the part
+    is settled or split. Found by review: a request stored whose answer was lost, then a refused retry, was
+    counted `shutdown` while the server held every record."""
+
+    __slots__ = ("_out", "_out_part", "_todo", "current", "first_seq", "nbytes", "records", "unconfirmed")
 
     def __init__(self) -> None:
         self.records = 0
         self.nbytes = 0
-        #: Records of the part whose request has begun to be written and is not answered yet, or whose last
-        #: attempt was cut by the close deadline without an answer: the server may have stored them (counted
-        #: `unconfirmed` if given up). A request refused before its first byte was written stays at 0.
+        #: Records of the current part the server may have stored (see the class docstring): counted
+        #: `unconfirmed` if given up. A part none of whose requests went out stays at 0.
         self.unconfirmed = 0
         self.first_seq: int | None = None
         #: The part being sent (`next()`); None once given up or cleared.
         self.current: Batch | None = None
         self._todo: list[Batch] = []
+        #: Requests of `_out_part` that went out and whose answer was not seen (yet, or ever).
+        self._out = 0
+        self._out_part: Batch | None = None
 
     def begin(self, batch: Batch, parts: tuple[Batch, Batch] | None = None) -> None:
         """`batch` is in flight; `parts` (its 413 halves) are what to send of it, first half first."""
@@ -63,16 +71,41 @@ class InFlight:
         current = self._todo.pop()
         self.first_seq = current.first_seq
         self.current = current
+        # A part carried over to a new sender (`resume`) keeps what its earlier requests may have stored.
+        self.unconfirmed = len(current) if self._out_part is current and self._out else 0
         return current
 
-    def going_out(self, current: Batch, lock: AnyLock) -> None:
-        """Called by the transport just before the first byte of `current`'s request is written: from here
-        on the server may store it. Raises `GivenUp` when `current` was given up meanwhile (its records
-        are counted `shutdown`, so they must not be sent after all)."""
+    def going_out(self, current: Batch, lock: AnyLock) -> Callable[[], None]:
+        """The `going_out` callback for one attempt of `current`: the transport calls it just before the
+        request's first byte is written (from there on the server may store it). It raises `GivenUp` when
+        `current` was given up meanwhile (its records are counted `shutdown`: they must not be sent after
+        all). Once per attempt (a proxy's CONNECT request may call it first)."""
+        fired = False
+
+        def going_out() -> None:
+            nonlocal fired
+            with lock:
+                if self.current is not current:
+                    raise GivenUp("the batch was given up at the close deadline")
+                if not fired:
+                    fired = True
+                    if self._out_part is not current:
+                        self._out_part, self._out = current, 0
+                    self._out += 1
+                self.unconfirmed = len(current)
+
+        return going_out
+
+    def attempted(self, current: Batch, result: SendResult, lock: AnyLock) -> None:
+        """After an attempt of `current`: an HTTP answer (any status) closes the request it answers; a
+        request that went out without one keeps `current` unconfirmed (see the class docstring)."""
         with lock:
             if self.current is not current:
-                raise GivenUp("the batch was given up at the close deadline")
-            self.unconfirmed = len(current)
+                return
+            out = self._out if self._out_part is current else 0
+            if result.status is not None and out:
+                out = self._out = out - 1
+            self.unconfirmed = len(current) if out else 0
 
     def settle(self, current: Batch, result: SendResult, ledger: Ledger) -> None:
         """Book the answer for `current` (under `ledger.lock`: sent/dropped and in flight change together, so
@@ -86,6 +119,8 @@ class InFlight:
                 first, second = halves
                 self._todo.extend((second, first))
             self.first_seq = self._todo[-1].first_seq if self._todo else None
+            self.unconfirmed = self._out = 0  # settled, or split into halves with requests of their own
+            self._out_part = None
 
     def take(self, pending: Pending, settings: Settings, batch_id: str, lock: AnyLock) -> Batch:
         """Cut the next batch from `pending` and book it as in flight, in one step under `lock` (so a
@@ -99,8 +134,8 @@ class InFlight:
 
     def clear(self) -> None:
         """Nothing in flight any more (reset after fork, or given up at the deadline)."""
-        self.records = self.nbytes = self.unconfirmed = 0
-        self.first_seq = self.current = None
+        self.records = self.nbytes = self.unconfirmed = self._out = 0
+        self.first_seq = self.current = self._out_part = None
         self._todo = []
 
     def give_up(self, ledger: Ledger, held: int) -> None:

@@ -16,7 +16,6 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import httpcore  # noqa: F401  # imported now: httpx imports it lazily, and importing takes logging's lock
@@ -25,7 +24,8 @@ import httpx
 from . import wire as _wire
 from ._answer import ACCEPT_ENCODING, MAX_ANSWER_BYTES, AnswerReader
 from ._buffer import Batch
-from ._deadline import DeadlineBackend, attempt
+from ._deadline import attempt
+from ._http_client import GoingOut, async_trace, bound_every_attempt, trace, with_env_proxies
 from ._settings import Settings
 from ._version import VERSION
 
@@ -135,27 +135,6 @@ class SendResult:
     #: For OK: why the answer's body was not read (an encoding we do not decode, a body that does not
     #: decode or is cut short, one past MAX_ANSWER_BYTES): the batch counts as accepted in full, announced.
     unread: str | None = None
-
-
-#: Called by a transport just before the first byte of a request is written (from then on the server may
-#: store it); it may raise to stop the request (`_delivery.GivenUp`), which the transport reports as a retry.
-GoingOut = Callable[[], None]
-#: httpcore's trace events (httpx's "trace" request extension) that come just before a request's first byte.
-_WRITE_STARTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
-
-
-def _trace(going_out: GoingOut) -> Callable[[str, object], None]:
-    def trace(event: str, info: object) -> None:
-        if event in _WRITE_STARTS:
-            going_out()
-    return trace
-
-
-def _async_trace(going_out: GoingOut) -> Callable[[str, object], Awaitable[None]]:
-    async def trace(event: str, info: object) -> None:
-        if event in _WRITE_STARTS:
-            going_out()
-    return trace
 
 
 class Transport(Protocol):
@@ -274,20 +253,18 @@ class HttpTransport:
         self._settings = settings
         self._endpoint = settings.endpoint
         self._url = httpx.URL(settings.endpoint)  # parsed once, not on every request
-        transport = httpx.HTTPTransport(verify=settings.verify, limits=_LIMITS)
-        # httpx has no total timeout: its connection pool gets a network backend that enforces one per
-        # attempt (`attempt_deadline`). The pool's backend is not public API: test_sdk_review_transport
-        # fails if a new httpcore moves it.
-        pool = transport._pool
-        pool._network_backend = DeadlineBackend(pool._network_backend)
-        self._client = httpx.Client(
+        # No `transport=`: with one, httpx ignores HTTP(S)_PROXY/ALL_PROXY/NO_PROXY (found by review: the
+        # handler went direct where AsyncOgLogClient used the proxy); the client builds its transports from
+        # the environment, as the asyncio client's does.
+        self._client = with_env_proxies(
+            httpx.Client,
             headers=request_headers(settings),
             timeout=phase_timeout(settings, None),
-            transport=transport,
-            limits=_LIMITS,  # and verify: for the proxy transports httpx builds from the environment
+            limits=_LIMITS,
             verify=settings.verify,
             follow_redirects=False,
         )
+        bound_every_attempt(self._client)
 
     def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
@@ -318,7 +295,7 @@ class HttpTransport:
             content=request_body(batch),
             headers={_wire.BATCH_ID_HEADER: batch.batch_id},
             timeout=phases,
-            extensions=None if going_out is None else {"trace": _trace(going_out)},
+            extensions=None if going_out is None else {"trace": trace(going_out)},
         ) as answer:
             reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
             for raw in answer.iter_raw():
@@ -347,7 +324,8 @@ class AsyncHttpTransport:
         self._endpoint = settings.endpoint
         #: Gzip large bodies on a thread (off at interpreter exit, when no thread can be started).
         self.offload_gzip = True
-        self._client = httpx.AsyncClient(
+        self._client = with_env_proxies(
+            httpx.AsyncClient,
             headers=request_headers(settings),
             timeout=phase_timeout(settings, None),
             limits=_LIMITS,
@@ -386,7 +364,7 @@ class AsyncHttpTransport:
             content=body,
             headers={_wire.BATCH_ID_HEADER: batch_id},
             timeout=phase_timeout(self._settings, timeout),
-            extensions=None if going_out is None else {"trace": _async_trace(going_out)},
+            extensions=None if going_out is None else {"trace": async_trace(going_out)},
         ) as answer:
             reader = AnswerReader(answer.headers.get("Content-Encoding", ""))
             async for raw in answer.aiter_raw():

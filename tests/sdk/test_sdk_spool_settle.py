@@ -1,7 +1,7 @@
 """A spooled batch whose answer races close(): once close() abandoned the worker (counting what it held), the
 late answer must not count the same records again, nor may the worker spool records close() counted as
 lost. stats() stays exact - records accepted = sent + dropped (all reasons) + queued, never more at any
-moment, and exactly that at the end (plus what a clean close left in the spool) - whether the answer is a
+moment, and exactly that at the end (plus what the close left in the spool) - whether the answer is a
 202 or a 413 whose halves are in flight when close() gives up."""
 
 from __future__ import annotations
@@ -73,10 +73,9 @@ def _round(
     watcher.join(10)
     assert not over, over[:5]
     stats = handler.stats()
-    # A worker that closed cleanly left what it could not send in the spool for the next process: then
-    # counted as `spooled`, no longer as queued (docs/sdk.md "Exit and restart"). An abandoned one's spool
-    # stays open, its records queued.
-    left = stats.spooled if handler._pipeline._spool is None else 0
+    # What a close left in the spool for the next process counts as `spooled`, no longer as queued, whether
+    # the worker closed cleanly or close() gave up on it (docs/sdk.md "Exit and restart").
+    left = stats.spooled
     assert stats.sent + stats.dropped_total + stats.queued + left == sum(accepted), (stats, sum(accepted))
 
 

@@ -1,0 +1,62 @@
+"""How the transports' httpx clients are built and watched: the proxies the environment names, a total
+deadline per attempt (`_deadline.DeadlineBackend`), and the hook that tells when a request starts going out.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from . import _diag
+from ._deadline import DeadlineBackend
+
+__all__ = ["GoingOut", "async_trace", "bound_every_attempt", "trace", "with_env_proxies"]
+
+#: Called by a transport just before the first byte of a request is written (from then on the server may
+#: store it); it may raise to stop the request (`_delivery.GivenUp`), which the transport reports as a retry.
+GoingOut = Callable[[], None]
+#: httpcore's trace events (httpx's "trace" request extension) that come just before a request's first byte.
+_WRITE_STARTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+
+
+def trace(going_out: GoingOut) -> Callable[[str, object], None]:
+    def on_event(event: str, info: object) -> None:
+        if event in _WRITE_STARTS:
+            going_out()
+    return on_event
+
+
+def async_trace(going_out: GoingOut) -> Callable[[str, object], Awaitable[None]]:
+    async def on_event(event: str, info: object) -> None:
+        if event in _WRITE_STARTS:
+            going_out()
+    return on_event
+
+
+_Client = typing.TypeVar("_Client", httpx.Client, httpx.AsyncClient)
+
+
+def with_env_proxies(make: Callable[..., _Client], **options: typing.Any) -> _Client:
+    """`make(**options)`, routed through the proxies the environment names (HTTP_PROXY, HTTPS_PROXY,
+    ALL_PROXY, NO_PROXY), as httpx does; a proxy httpx cannot use (SOCKS without `httpx[socks]`) is
+    announced on stderr and the client goes direct, instead of the handler's construction raising."""
+    try:
+        return make(**options)
+    except ImportError as exc:
+        _diag.report("proxy", f"cannot use the proxy the environment names ({exc}); sending directly")
+        return make(trust_env=False, **options)
+
+
+def bound_every_attempt(client: httpx.Client) -> None:
+    """httpx has no total timeout: each connection pool `client` routes through (direct, and a proxy's from
+    the environment) gets a network backend that enforces one per attempt (`attempt_deadline`). The pools
+    and their backends are not public API: `test_sdk_proxy_env` fails if a new httpx or httpcore moves
+    them. Raises AttributeError then (the handler's construction fails loudly, not its deadlines)."""
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        if transport is None:  # a NO_PROXY pattern: routed through the client's own transport
+            continue
+        pool = transport._pool  # type: ignore[attr-defined]
+        pool._network_backend = DeadlineBackend(pool._network_backend)

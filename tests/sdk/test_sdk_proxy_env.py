@@ -1,0 +1,174 @@
+"""Both clients take the proxy the environment names (HTTP_PROXY, ALL_PROXY, NO_PROXY) as httpx does, and
+the attempt's total deadline holds through it. Found by review: `OgLogHandler` went direct (it handed httpx
+its own transport, which turns the environment's proxies off) where `AsyncOgLogClient` used the proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import http.server
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from oglogstream import AsyncOgLogClient
+from oglogstream._deadline import DeadlineBackend
+from oglogstream._http_client import bound_every_attempt
+
+from .capture_server import BlackHoleServer, CaptureServer
+from .conftest import FAST
+
+
+class ForwardingProxy:
+    """A real HTTP forward proxy on loopback: relays each absolute-URI request and counts them."""
+
+    def __init__(self) -> None:
+        self.forwarded = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                target = urllib.parse.urlsplit(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection",)}
+                upstream.request("POST", target.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                owner.forwarded += 1
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The test's own proxy settings only (none inherited from the machine)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def proxy(no_proxy_env: pytest.MonkeyPatch) -> Iterator[ForwardingProxy]:
+    forward = ForwardingProxy()
+    no_proxy_env.setenv("HTTP_PROXY", forward.url)
+    yield forward
+    forward.close()
+
+
+def test_the_handler_sends_through_the_environments_proxy(
+    proxy: ForwardingProxy, server: CaptureServer, make_handler, logger
+) -> None:
+    """HTTP_PROXY set: every record reaches the server through the proxy."""
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    for i in range(30):
+        logger.info("via proxy %d", i)
+    assert handler.flush(10)
+    assert (server.entry_count, handler.stats().sent) == (30, 30) and proxy.forwarded >= 1
+
+
+def test_the_asyncio_client_sends_through_the_environments_proxy(
+    proxy: ForwardingProxy, server: CaptureServer
+) -> None:
+    """The same for AsyncOgLogClient: both clients route alike."""
+
+    async def main() -> None:
+        async with AsyncOgLogClient(server.url, "async-svc", **FAST) as client:
+            for i in range(30):
+                client.info(f"via proxy {i}")
+            assert await client.flush(10)
+
+    asyncio.run(main())
+    assert server.entry_count == 30 and proxy.forwarded >= 1
+
+
+def test_no_proxy_sends_directly(
+    no_proxy_env: pytest.MonkeyPatch, server: CaptureServer, make_handler, logger
+) -> None:
+    """NO_PROXY naming the server's host wins over HTTP_PROXY (here a port nothing listens on)."""
+    no_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    logger.info("direct")
+    assert handler.flush(10) and server.entry_count == 1
+
+
+def test_every_pool_the_client_routes_through_has_the_attempt_deadline(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    """Guards httpx/httpcore internals the deadline relies on: the direct pool and each proxy's pool."""
+    no_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    no_proxy_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    client = httpx.Client()
+    bound_every_attempt(client)
+    pools = [client._transport._pool, *(t._pool for t in client._mounts.values() if t is not None)]
+    assert len(pools) >= 2 and all(isinstance(pool._network_backend, DeadlineBackend) for pool in pools)
+    client.close()
+
+
+def test_a_proxy_that_never_answers_is_cut_by_the_attempts_deadline(
+    no_proxy_env: pytest.MonkeyPatch, server: CaptureServer, make_handler, logger
+) -> None:
+    """A proxy that accepts and never answers: close(timeout=1) returns within its deadline (plus the
+    sending thread's grace), the records counted once."""
+    hole = BlackHoleServer()
+    try:
+        no_proxy_env.setenv("HTTP_PROXY", hole.url)
+        handler = make_handler(server.url, read_timeout=30.0)
+        logger.addHandler(handler)
+        for i in range(10):
+            logger.info("r %d", i)
+        began = time.monotonic()
+        assert handler.close(timeout=1.0) is False
+        assert time.monotonic() - began < 3.0
+        stats = handler.stats()
+        assert stats.sent + stats.dropped_total == 10 and stats.queued == 0
+    finally:
+        hole.close()
+
+
+def test_a_socks_proxy_httpx_cannot_use_is_announced_and_records_go_direct(
+    no_proxy_env: pytest.MonkeyPatch,
+    server: CaptureServer,
+    make_handler,
+    logger,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ALL_PROXY=socks5://... without `httpx[socks]`: the handler is built, says so on stderr, delivers."""
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("socksio is installed: httpx can use the SOCKS proxy")
+    no_proxy_env.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    logger.info("direct after all")
+    assert handler.flush(10) and server.entry_count == 1
+    assert "cannot use the proxy the environment names" in capsys.readouterr().err
