@@ -37,10 +37,10 @@ class InFlight:
     the callbacks of `going_out` (the sending thread).
 
     "Unconfirmed" follows the part's requests, not its last attempt: once a request of a part went out
-    (its first byte was about to be written) and no answer to it was seen, the server may hold the part,
-    whatever later attempts meet (a refusal, a 503, a backoff the close deadline falls in), until the part
-    is settled or split. Found by review: a request stored whose answer was lost, then a refused retry, was
-    counted `shutdown` while the server held every record."""
+    (its first byte was about to be written) and no 2xx/4xx answer to it was seen, the server may hold the
+    part, whatever later attempts meet (a refusal, a 503, a backoff the close deadline falls in), until the
+    part is settled or split. Found by review: a request stored whose answer was lost, then a refused retry,
+    was counted `shutdown` while the server held every record."""
 
     __slots__ = ("_out", "_out_part", "_todo", "current", "first_seq", "nbytes", "records", "unconfirmed")
 
@@ -97,13 +97,16 @@ class InFlight:
         return going_out
 
     def attempted(self, current: Batch, result: SendResult, lock: AnyLock) -> None:
-        """After an attempt of `current`: an HTTP answer (any status) closes the request it answers; a
-        request that went out without one keeps `current` unconfirmed (see the class docstring)."""
+        """After an attempt of `current`: a 2xx or 4xx answer closes the request it answers; a request that
+        went out without an answer, or with a 5xx, keeps `current` unconfirmed (see the class docstring). A
+        5xx does not say the batch was not stored: the stack's own 503 "the request may have been stored" when
+        its broker's acknowledgement is lost, a proxy's 502/504 after it forwarded the body (found by
+        review: counted `shutdown` while the server held all 50)."""
         with lock:
             if self.current is not current:
                 return
             out = self._out if self._out_part is current else 0
-            if result.status is not None and out:
+            if result.status is not None and result.status < 500 and out:
                 out = self._out = out - 1
             self.unconfirmed = len(current) if out else 0
 

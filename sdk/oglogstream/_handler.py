@@ -60,10 +60,12 @@ class OgLogHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         **options: Unpack[Options],
     ) -> None:
-        # Validate before registering with `logging`, so a bad setting leaves nothing half-built behind.
+        # Validate and build before registering with `logging`, so a bad setting (or an environment httpx
+        # refuses) leaves nothing half-built behind for `logging.shutdown` to trip over at exit.
         settings = Settings.build(url, service, owner="OgLogHandler", own=("level",), **options)
+        pipeline = Pipeline(settings)
         super().__init__(level)
-        self._pipeline = Pipeline(settings)
+        self._pipeline = pipeline
         # A logging handler is closed by `logging.shutdown` at exit (after the SDK's drain): records logged
         # in between are batched until then instead of each waiting for its own request.
         self._pipeline.exit_close_follows = True

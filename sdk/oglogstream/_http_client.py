@@ -21,16 +21,26 @@ GoingOut = Callable[[], None]
 _WRITE_STARTS = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
 
 
-def trace(going_out: GoingOut) -> Callable[[str, object], None]:
-    def on_event(event: str, info: object) -> None:
-        if event in _WRITE_STARTS:
+def _writes_ours(event: str, info: dict[str, typing.Any]) -> bool:
+    """Whether `event` starts writing our request: not a proxy's CONNECT, which httpcore sends with the same
+    request extensions, through which nothing reaches the server (found by review: a TLS handshake held
+    past the deadline behind a proxy counted `unconfirmed` what never left)."""
+    if event not in _WRITE_STARTS:
+        return False
+    request = info.get("request")
+    return getattr(request, "method", None) != b"CONNECT"
+
+
+def trace(going_out: GoingOut) -> Callable[[str, dict[str, typing.Any]], None]:
+    def on_event(event: str, info: dict[str, typing.Any]) -> None:
+        if _writes_ours(event, info):
             going_out()
     return on_event
 
 
-def async_trace(going_out: GoingOut) -> Callable[[str, object], Awaitable[None]]:
-    async def on_event(event: str, info: object) -> None:
-        if event in _WRITE_STARTS:
+def async_trace(going_out: GoingOut) -> Callable[[str, dict[str, typing.Any]], Awaitable[None]]:
+    async def on_event(event: str, info: dict[str, typing.Any]) -> None:
+        if _writes_ours(event, info):
             going_out()
     return on_event
 
@@ -40,11 +50,13 @@ _Client = typing.TypeVar("_Client", httpx.Client, httpx.AsyncClient)
 
 def with_env_proxies(make: Callable[..., _Client], **options: typing.Any) -> _Client:
     """`make(**options)`, routed through the proxies the environment names (HTTP_PROXY, HTTPS_PROXY,
-    ALL_PROXY, NO_PROXY), as httpx does; a proxy httpx cannot use (SOCKS without `httpx[socks]`) is
-    announced on stderr and the client goes direct, instead of the handler's construction raising."""
+    ALL_PROXY, NO_PROXY), as httpx does. A proxy httpx cannot use (SOCKS without `httpx[socks]`, a scheme it
+    does not know such as a desktop's `socks://` or `pac+http://`, a malformed URL) is announced on stderr
+    and the client goes direct, instead of the handler's construction raising (an application's logging
+    set-up failing over an environment variable)."""
     try:
         return make(**options)
-    except ImportError as exc:
+    except (ImportError, ValueError, httpx.InvalidURL) as exc:
         _diag.report("proxy", f"cannot use the proxy the environment names ({exc}); sending directly")
         return make(trust_env=False, **options)
 

@@ -12,11 +12,12 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 
+import httpcore
 import httpx
 import pytest
 from oglogstream import AsyncOgLogClient
 from oglogstream._deadline import DeadlineBackend
-from oglogstream._http_client import bound_every_attempt
+from oglogstream._http_client import bound_every_attempt, trace
 
 from .capture_server import BlackHoleServer, CaptureServer
 from .conftest import FAST
@@ -172,3 +173,53 @@ def test_a_socks_proxy_httpx_cannot_use_is_announced_and_records_go_direct(
     logger.info("direct after all")
     assert handler.flush(10) and server.entry_count == 1
     assert "cannot use the proxy the environment names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("all_proxy", "socks://127.0.0.1:1080/"),  # a desktop's form: a scheme httpx does not know
+        ("HTTP_PROXY", "pac+http://wpad/wpad.dat"),
+        ("HTTP_PROXY", "http://proxy.corp:notaport"),
+    ],
+)
+def test_a_proxy_value_httpx_refuses_is_announced_and_records_go_direct(
+    no_proxy_env: pytest.MonkeyPatch,
+    server: CaptureServer,
+    make_handler,
+    logger,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+) -> None:
+    """Review: such a value made `OgLogHandler(...)` raise (an application's logging set-up failed); now
+    the handler is built, says so on stderr, and delivers directly. The asyncio client alike."""
+    from oglogstream import _diag
+
+    _diag._last.pop("proxy", None)  # each case's line, whatever an earlier test printed
+    no_proxy_env.setenv(name, value)
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    logger.info("direct after all")
+    assert handler.flush(10) and server.entry_count == 1
+    assert "cannot use the proxy the environment names" in capsys.readouterr().err
+
+    async def main() -> None:
+        async with AsyncOgLogClient(server.url, "async-svc", **FAST) as client:
+            client.info("direct too")
+            assert await client.flush(10)
+
+    asyncio.run(main())
+    assert server.entry_count == 2
+
+
+def test_a_proxys_connect_request_is_not_our_request_going_out() -> None:
+    """The write hook fires for our request's headers, not for a proxy's CONNECT (which httpcore sends with
+    our request's extensions): behind a proxy, a TLS handshake held past the deadline is `shutdown`."""
+    calls: list[int] = []
+    hook = trace(lambda: calls.append(1))
+    hook("http11.send_request_headers.started", {"request": httpcore.Request(b"CONNECT", "http://proxy:1/")})
+    hook("connection.connect_tcp.started", {})
+    assert calls == []
+    hook("http11.send_request_headers.started", {"request": httpcore.Request(b"POST", "https://logs:1/logs")})
+    assert calls == [1]

@@ -199,3 +199,32 @@ def test_a_close_inside_a_retrys_connect_keeps_the_stored_first_request_unconfir
         assert len(server.stored) == 50 and len(connects) == 2
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_5xx_answer_keeps_the_records_unconfirmed(
+    server: CaptureServer, make_handler, logger: logging.Logger, status: int
+) -> None:
+    """Review: a 5xx does not say the batch was not stored (the stack's own 503 "may have been stored", a
+    proxy's 504 after forwarding it): a close in the backoff counts 50 `unconfirmed`, not `shutdown`."""
+    server.fail_status = status
+    handler = make_handler(server.url, backoff_initial=5.0, backoff_max=5.0)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("id=%d", i)
+    time.sleep(0.5)  # answered, and waiting out its backoff
+    assert handler.close(timeout=0.3) is False
+    stats = handler.stats()
+    assert (stats.queued, stats.sent, stats.dropped) == (0, 0, {"unconfirmed": 50})
+
+
+def test_a_4xx_answer_closes_the_request(server: CaptureServer, make_handler, logger: logging.Logger) -> None:
+    """The other side: a 429 says the server did not take the batch: a close in the backoff is `shutdown`."""
+    server.fail_status = 429
+    handler = make_handler(server.url, backoff_initial=5.0, backoff_max=5.0)
+    logger.addHandler(handler)
+    for i in range(50):
+        logger.info("id=%d", i)
+    time.sleep(0.5)
+    assert handler.close(timeout=0.3) is False
+    assert handler.stats().dropped == {"shutdown": 50}
