@@ -14,8 +14,8 @@ DROP_REASONS: Mapping[str, str] = {
     "client_error": "the server answered the whole batch with a non-retryable 4xx (e.g. 400, 401, 403)",
     "too_large": "the server answered 413 even for a batch holding only this entry",
     "shutdown": "close()/atexit reached its deadline before the record could be delivered",
-    "unconfirmed": "sent, but no answer came before the close()/atexit deadline: the server may have"
-    " stored it",
+    "unconfirmed": "sent, but no answer that settles it came before the close()/atexit deadline (none, or a"
+    " 5xx): the server may have stored it",
     "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
     "spool_full": "the disk spool reached spool_max_bytes; its oldest batches were dropped to make room",
     "spool_expired": "a spooled batch was older than spool_max_age when its turn to be sent came",
@@ -35,8 +35,8 @@ LOSS_REMEDIES: Mapping[str, str] = {
     "client_error": "check url and api_key (the server refused the requests)",
     "too_large": "log smaller records (the server's per-entry limit)",
     "shutdown": "raise shutdown_timeout, call flush() before exiting, or set spool_dir",
-    "unconfirmed": "raise shutdown_timeout (the server answers slower than the deadline), or call flush()"
-    " earlier",
+    "unconfirmed": "raise shutdown_timeout (the server answers slower than the deadline, or failed), call"
+    " flush() earlier, or set spool_dir (the next process resends it; the server drops a copy it has)",
     "internal_error": "nothing in the settings: this is an SDK bug, please report the line above",
     "spool_full": "raise spool_max_bytes",
     "spool_expired": "raise spool_max_age",
