@@ -41,8 +41,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..config import StackConfig, check_at_least, check_positive
-from ..http.health import HEALTH_WORKER_TIMEOUT
-from ..http.local_socket import get_over_socket
+from ..http.health import WorkerSockets, worker_failure
 from .healing import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -73,7 +72,8 @@ WORKER_STOP_MARGIN = 5.0
 #: HEALTH_WORKER_TIMEOUT), and how many missed answers in a row get it killed and restarted: a hung worker
 #: (stopped, deadlocked) still holds its share of the port, so the kernel keeps handing it connections that
 #: hang (review r9: a SIGSTOPped worker hung 6 of 10 POSTs). About 20-25 s from hang to restart, as
-#: Kubernetes' liveness probe defaults (3 failures, 10 s apart) give ~30 s.
+#: Kubernetes' liveness probe defaults (3 failures, 10 s apart) give ~30 s. One alive but not listening misses
+#: too once silent past http/health.py's WORKER_START_GRACE: ~35-45 s from its start to its restart.
 LIVENESS_INTERVAL = 5.0
 LIVENESS_MISSES = 3
 _ENV = "OGLOG_INGEST_WORKER"
@@ -150,6 +150,7 @@ class WorkerPool:
         self.restarts = 0
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
         self._started = [0.0] * count
+        self._answered = [0.0] * count  # monotonic time of each worker's last answer on its socket
         self._stopping = False
 
     @property
@@ -158,9 +159,21 @@ class WorkerPool:
         return [p.pid for p in self._procs if p is not None and p.returncode is None]
 
     @property
-    def health_sockets(self) -> list[Path]:
+    def health_sockets(self) -> WorkerSockets:
         """The Unix sockets on which the workers answer their own /health (http/health.watch_workers)."""
-        return [worker_socket_path(self.socket_path, k) for k in range(self.count)]
+        paths = [worker_socket_path(self.socket_path, k) for k in range(self.count)]
+        return WorkerSockets(paths, self.silent_for, self._heard)
+
+    def silent_for(self, index: int) -> float | None:
+        """Seconds since worker `index` started or last answered on its socket; None while no process of it
+        is alive (exited, being restarted) or the pool is stopping."""
+        proc = self._procs[index]
+        if proc is None or proc.returncode is not None or self._stopping:
+            return None
+        return time.monotonic() - max(self._started[index], self._answered[index])
+
+    def _heard(self, index: int) -> None:
+        self._answered[index] = time.monotonic()
 
     @property
     def pids_by_index(self) -> list[int]:
@@ -235,8 +248,10 @@ class WorkerPool:
 
     async def _probe(self, index: int, stop: asyncio.Event) -> None:
         """Kill worker `index` once it missed LIVENESS_MISSES liveness answers in a row (`_keep` restarts it).
-        A worker that is gone (refused: restarting) is not a miss."""
-        misses = 0
+        A miss: no answer in time (hung), or alive but silent past WORKER_START_GRACE (http/health.py
+        worker_failure). A worker that is gone (restarting) or still starting is not a miss."""
+        misses, watched = 0, None
+        sockets = self.health_sockets
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), LIVENESS_INTERVAL)
@@ -245,21 +260,18 @@ class WorkerPool:
             if proc is None or proc.returncode is not None or self._stopping:
                 misses = 0
                 continue
-            try:
-                await get_over_socket(
-                    worker_socket_path(self.socket_path, index), "/health", timeout=HEALTH_WORKER_TIMEOUT
+            misses = misses if proc is watched else 0  # a new process: the old one's misses are not its own
+            watched = proc
+            answered, failure = await worker_failure(sockets, index)
+            misses = 0 if answered or failure is None else misses + 1
+            if misses >= LIVENESS_MISSES and proc is self._procs[index] and not self._stopping:
+                log.error(
+                    "ingest worker %d (pid %d) missed its liveness check %d times in a row (last: %s); "
+                    "killing it to restart it", index, proc.pid, misses, failure,
                 )
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
                 misses = 0
-            except asyncio.TimeoutError:
-                misses += 1
-                if misses >= LIVENESS_MISSES and proc is self._procs[index] and not self._stopping:
-                    log.error(
-                        "ingest worker %d (pid %d) did not answer /health %d times in a row (%g s each); "
-                        "killing it to restart it", index, proc.pid, misses, HEALTH_WORKER_TIMEOUT,
-                    )
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    misses = 0
 
     async def _keep(self, index: int, stop: asyncio.Event) -> str | None:
         failures = 0  # deaths within stable_after of a start, and failed starts, in a row
@@ -316,8 +328,7 @@ class WorkerPool:
 
 
 #: The returncode asyncio reports for a child whose status it could not collect (its watcher logs "Unknown
-#: child process pid N, will report returncode 255"): nothing is known of how it ended. A worker itself
-#: exits with 0 or 1 (main), or 1 from an uncaught exception.
+#: child process pid N, will report returncode 255"). A worker itself exits with 0 or 1.
 _UNKNOWN_STATUS = 255
 
 
