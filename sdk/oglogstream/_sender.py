@@ -149,8 +149,7 @@ class Sender:
         return SendResult(
             Outcome.RETRY,
             error=f"{what} got no answer from the sending thread in time",
-            unanswered=True,  # it may still be written, and stored, after we stopped waiting
-        )
+        )  # it may still go out, and be stored, after we stopped waiting: `GoingOut` tells when it does
 
     def start(self) -> bool:
         """Start the thread if it is not running; False when no thread can be started (send inline)."""

@@ -129,9 +129,6 @@ class SendResult:
     #: Seconds the server asked us to wait (Retry-After), if it did.
     retry_after: float | None = None
     error: str | None = None
-    #: No answer came after the whole request was written (a read timeout or error): the server may have
-    #: stored the batch (False for connect failures and answers).
-    unanswered: bool = False
     #: For OK: why the answer's body was not read (an encoding we do not decode, a body that does not
     #: decode or is cut short, one past MAX_ANSWER_BYTES): the batch counts as accepted in full, announced.
     unread: str | None = None
@@ -198,23 +195,18 @@ def attempt_deadline(settings: Settings, cap: float | None) -> float:
     return total if cap is None else max(min(total, cap), 0.001)
 
 
-#: Failures after the request was written: the server may have stored it (see `SendResult.unanswered`).
-_UNANSWERED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-
-
 def failure(endpoint: str, exc: Exception) -> SendResult:
-    """An exception from sending, translated: always retryable (never a reason to lose data)."""
-    unanswered = isinstance(exc, _UNANSWERED)
+    """An exception from sending, translated: always retryable (never a reason to lose data). Whether the
+    server may have stored the request is not decided here but by whether it went out (`GoingOut`)."""
     if isinstance(exc, httpx.TimeoutException):
         detail = f": {exc}" if str(exc) else ""
         return SendResult(
             Outcome.RETRY,
             error=f"timeout talking to {endpoint}: {type(exc).__name__}{detail}",
-            unanswered=unanswered,
         )
     if isinstance(exc, httpx.HTTPError):  # connect/read/write/protocol errors
         error = f"cannot reach {endpoint}: {type(exc).__name__}: {exc}"
-        return SendResult(Outcome.RETRY, error=error, unanswered=unanswered)
+        return SendResult(Outcome.RETRY, error=error)
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
 
 
@@ -346,7 +338,6 @@ class AsyncHttpTransport:
             return SendResult(
                 Outcome.RETRY,
                 error=f"timeout talking to {self._endpoint}: no answer within {total:g} s",
-                unanswered=True,  # cut at any phase: the request may have been written and stored
             )
         except Exception as exc:
             return failure(self._endpoint, exc)

@@ -279,7 +279,7 @@ class Wake:
 def test_sender_stops_waiting_at_its_deadline_and_the_next_request_waits_for_that_answer(
     server: HoldingServer,
 ) -> None:
-    """Past the worker's deadline an attempt is a retryable unanswered failure (it may still be stored);
+    """Past the worker's deadline an attempt is a retryable failure with no answer (it may still be stored);
     the next request is written only after that answer came back, so requests never overlap."""
     transport = HttpTransport(Settings.build(url=server.url, service="sdk-test", read_timeout=2 * WAIT))
     wake = Wake()
@@ -289,7 +289,7 @@ def test_sender_stops_waiting_at_its_deadline_and_the_next_request_waits_for_tha
             transport, batch("first"), None, deadline=time.monotonic() + 0.2, meanwhile=nothing_to_do,
             idle=wake.idle,
         )
-        assert (first.outcome, first.unanswered) == (Outcome.RETRY, True)
+        assert (first.outcome, first.status) == (Outcome.RETRY, None)
         assert server.wait_arrival()
         server.release(2)
         second = sender.send(

@@ -28,15 +28,23 @@ pytestmark = pytest.mark.timeout(180)
 ENTRY = {"level": "info", "message": "m", "service": "health-workers"}
 
 
-@pytest.fixture
-def stack(nats_server: Any, tmp_path: Path) -> Iterator[str]:
-    """`oglog stack up --ingest-workers 2` on the test's nats-server (so the test can stop it); its URL."""
+@contextlib.contextmanager
+def two_worker_stack(nats_server: Any, tmp_path: Path) -> Iterator[tuple[str, OglogProcess]]:
+    """`oglog stack up --ingest-workers 2` on the test's nats-server (so the test can stop it), fully
+    started: its URL and process."""
     port = free_port()
     args = ["stack", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
             "--nats-url", nats_server.url, "--ingest-workers", "2"]
     with OglogProcess(args, tmp_path / "stack.log") as proc:
         base = f"http://127.0.0.1:{port}"
         wait_started(proc, base)
+        yield base, proc
+
+
+@pytest.fixture
+def stack(nats_server: Any, tmp_path: Path) -> Iterator[str]:
+    """A `two_worker_stack`'s URL."""
+    with two_worker_stack(nats_server, tmp_path) as (base, proc):
         STACK_PIDS[base] = proc.proc.pid
         yield base
 

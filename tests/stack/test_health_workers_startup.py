@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oglogstream.stack.broker.natsd import free_port
 
 from .query_helpers import OglogProcess, post_json
-from .test_health_workers import ENTRY, health_until, wait_started, worker_pids
+from .test_health_workers import ENTRY, health_until, two_worker_stack, worker_pids
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,13 +25,8 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def started(nats_server: Any, tmp_path: Path) -> Iterator[tuple[str, OglogProcess]]:
     """`oglog stack up --ingest-workers 2`, fully started: its URL and process."""
-    port = free_port()
-    args = ["stack", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-            "--nats-url", nats_server.url, "--ingest-workers", "2"]
-    with OglogProcess(args, tmp_path / "stack.log") as proc:
-        base = f"http://127.0.0.1:{port}"
-        wait_started(proc, base)
-        yield base, proc
+    with two_worker_stack(nats_server, tmp_path) as started:
+        yield started
 
 
 def stop_next_worker(supervisor: int, known: list[int], timeout: float = 30.0) -> int:
