@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -196,3 +197,32 @@ def test_a_library_error_in_the_opening_handshake_is_one_line(monkeypatch: pytes
         run(args, out=io.StringIO(), err=io.StringIO())
     assert raised.value.code == EXIT_FAILED
     assert "unexpected answer" in str(raised.value) and "(AssertionError)" in str(raised.value)
+
+
+def test_what_websockets_logs_while_opening_stays_off_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """websockets logs its reading thread's "unexpected internal error" with a traceback (CI, a garbage
+    answer); logging's last-resort handler printed it before tail's one line. Injected at the client
+    boundary: the logger tail hands websockets prints nothing."""
+    import io
+
+    import websockets.sync.client
+    from oglogstream.cli import build_parser
+    from oglogstream.cli._http import CliError
+    from oglogstream.cli.tail import run
+
+    def logging_connect(*args: Any, logger: Any = None, **kwargs: Any) -> Any:
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            log = logger or logging.getLogger("websockets.client")
+            log.error("unexpected internal error", exc_info=True)
+        raise AssertionError
+
+    monkeypatch.setattr(websockets.sync.client, "connect", logging_connect)
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in `oglog tail`: no handlers (pytest adds its own)
+    args = build_parser().parse_args(["tail", "--url", "http://127.0.0.1:9"])
+    with pytest.raises(CliError):
+        run(args, out=io.StringIO(), err=io.StringIO())
+    assert "Traceback" not in capfd.readouterr().err

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import httpx
 
 from .._answer import ACCEPT_ENCODING, AnswerReader
-from .._deadline import DeadlineBackend, attempt
+from .._deadline import attempt
+from .._http_client import bound_every_attempt, with_env_proxies
 from .._settings import url_parts
 from ..wire import MAX_SINGLE_BODY_BYTES
 from ._output import safe
@@ -48,7 +49,9 @@ __all__ = [
     "base_url_hint",
     "decode_json",
     "fetch",
+    "problem_field",
     "problem_line",
+    "refusal_hint",
     "request_json",
 ]
 
@@ -136,17 +139,17 @@ class Target:
         return headers
 
     def client(self, connections: int = DEFAULT_CONNECTIONS) -> httpx.Client:
-        """An httpx client for this target with up to `connections` connections (the caller closes it). Its
-        connection pool runs on the SDK's DeadlineBackend, so `fetch` can bound a whole request, not only
-        each read (httpx's timeouts)."""
+        """An httpx client for this target with up to `connections` connections (the caller closes it),
+        routed as the SDK routes (the environment's proxies: `_http_client.with_env_proxies`; before, these
+        commands went direct, so `oglog doctor` passed where the handler could not deliver). Every pool it
+        routes through runs on the SDK's DeadlineBackend, so `fetch` can bound a whole request, not only each
+        read (httpx's timeouts)."""
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        transport = httpx.HTTPTransport(limits=limits)
-        # The pool's backend is not public API; the SDK installs it the same way (_transport.HttpTransport)
-        # and test_sdk_review_transport fails if a new httpcore moves it.
-        pool = transport._pool
-        pool._network_backend = DeadlineBackend(pool._network_backend)
-        return httpx.Client(base_url=self.url, headers=self.headers, timeout=self.timeout,
-                            transport=transport)
+        client = with_env_proxies(
+            httpx.Client, base_url=self.url, headers=self.headers, timeout=self.timeout, limits=limits
+        )
+        bound_every_attempt(client)
+        return client
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +173,30 @@ def auth_hint(scope: str) -> str:
     """The one-line advice after a 401/403: which scope the command needs and where a key comes from."""
     return (f"this command needs a key with the {scope} scope in --api-key or ${ENV_API_KEY}; "
             f"create one with `oglog keys create --scope {scope}`")
+
+
+#: The advice after a 403 for the Host or Origin: no key changes that (found by a new user: the machine's
+#: host name got "create a key" advice with auth off).
+NAME_HINT = ("the server does not answer to this {field}, whatever the key: use one it allows (127.0.0.1 or "
+             "localhost on its machine), or add it to the server's --allowed-host / OGLOG_ALLOWED_HOSTS "
+             "(an Origin: --allowed-origin / OGLOG_ALLOWED_ORIGINS; docs/security.md)")
+
+
+def refusal_hint(field: object, scope: str) -> str:
+    """The advice after a 401/403 whose problem names `field`: NAME_HINT for the Host or Origin, else
+    `auth_hint(scope)`."""
+    if field in ("Host", "Origin"):
+        return NAME_HINT.format(field="host name" if field == "Host" else "origin")
+    return auth_hint(scope)
+
+
+def problem_field(content: bytes) -> object:
+    """The `field` of a problem+json body, or None."""
+    try:
+        body = decode_json(content[:MAX_ERROR_BODY_BYTES])
+    except UnexpectedAnswer:
+        return None
+    return body.get("field") if isinstance(body, dict) else None
 
 
 @dataclass(frozen=True)
@@ -266,14 +293,14 @@ def request_json(
     UnexpectedAnswer with a short reason; _shapes.py holds what each command expects). CliError: exit 3 when
     the server cannot be reached or not by `deadline` (monotonic seconds); exit 2 for a 400 to a GET (the
     query parameters, i.e. the user's flags, are wrong: same as `oglog tail`); exit 1 with the problem line
-    for any other status (401/403 with `auth_hint(scope)`, 404 with the base-URL advice), and exit 1
+    for any other status (401/403 with `refusal_hint`, 404 with the base-URL advice), and exit 1
     `unexpected answer from URL: reason` for a 2xx body that is not the expected JSON."""
     answer = fetch(client, method, path, deadline=deadline, **kwargs)
     status = answer.status_code
     if not 200 <= status < 300:
         line = problem_line(answer)
         if status in (401, 403):
-            line += f" ({auth_hint(scope)})"
+            line += f" ({refusal_hint(problem_field(answer.content), scope)})"
         elif status == 404:
             line += f" (is {str(client.base_url).rstrip('/')} the stack's base URL, like {DEFAULT_URL}?)"
         elif 300 <= status < 400:

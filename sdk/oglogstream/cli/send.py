@@ -34,9 +34,10 @@ from ._http import (
     CliError,
     Target,
     add_target_flags,
-    auth_hint,
     fetch,
+    problem_field,
     problem_line,
+    refusal_hint,
 )
 from ._output import HelpFormatter
 
@@ -264,13 +265,13 @@ def _plain(reason: str, timeout: float, unreachable: bool) -> str:
 def _refusal(target: Target, status: int) -> str:
     """One line for a 401/403 that refused every batch: the server's field and reason (asked again with an
     empty body, which stores nothing; the SDK keeps only the start of the body) and the key advice."""
-    line = f"HTTP {status}"
+    line, field = f"HTTP {status}", None
     with contextlib.suppress(CliError), target.client() as client:
         response = fetch(client, "POST", "/logs", deadline=time.monotonic() + REQUEST_DEADLINE, content=b"",
                          headers={"Content-Type": "application/x-ndjson"})
         if response.status_code == status:
-            line = problem_line(response)
-    return f"{line} ({auth_hint('ingest')})"
+            line, field = problem_line(response), problem_field(response.content)
+    return f"{line} ({refusal_hint(field, 'ingest')})"
 
 
 def run(args: argparse.Namespace, *, stdin: TextIO = sys.stdin, err: TextIO = sys.stderr) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import email.utils
+import logging
 import random
 import re
 import sys
@@ -31,8 +32,8 @@ from ._http import (
     Target,
     UnexpectedAnswer,
     add_target_flags,
-    auth_hint,
     decode_json,
+    refusal_hint,
 )
 from ._output import HelpFormatter, OutputClosed, colour_enabled, entry_line, print_json, safe
 
@@ -57,6 +58,12 @@ _FINAL_CLOSE_CODES = frozenset({1008})
 #: first connection too (a stack still starting answers 503). Every other status ends it: a 400 is a bad
 #: filter, 401/403 a key problem, 404 a wrong --url - retrying cannot fix those.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: websockets' logger for our connections: what it logs (an "unexpected internal error" with its traceback,
+#: printed by logging's last-resort handler, when a garbage answer races its reading thread: seen in CI) is
+#: not for the terminal, where tail says what happened in one line.
+_WEBSOCKETS_LOG = logging.getLogger("oglogstream.cli.tail.websockets")
+_WEBSOCKETS_LOG.propagate = False
+_WEBSOCKETS_LOG.addHandler(logging.NullHandler())
 #: Longest pause (seconds) a Retry-After gets, jitter included; a larger one (or a later HTTP date) is cut
 #: to this.
 RETRY_AFTER_MAX = 60.0
@@ -102,7 +109,8 @@ def _handshake_error(exc: Any, base: str) -> CliError:
         reason = f"{field}: {why}" if field and why else str(why or "")
     line = f"HTTP {status}: {reason[:400] or response.reason_phrase}"
     if status in (401, 403):
-        return CliError(f"{line} ({auth_hint('query')})")
+        field = body.get("field") if isinstance(body, dict) else None
+        return CliError(f"{line} ({refusal_hint(field, 'query')})")
     if status == 404:
         line += f" (is {base} the stack's base URL, like {DEFAULT_URL}?)"
     return CliError(line, EXIT_CONFIG if status == 400 else EXIT_FAILED)
@@ -228,7 +236,7 @@ def run(args: argparse.Namespace, *, out: TextIO = sys.stdout, err: TextIO = sys
         opened: float | None = None  # time.monotonic() when this attempt's socket opened
         try:
             with connect(url, additional_headers=target.headers, open_timeout=OPEN_TIMEOUT,
-                         max_size=MAX_MESSAGE_BYTES) as socket:
+                         max_size=MAX_MESSAGE_BYTES, logger=_WEBSOCKETS_LOG) as socket:
                 opened = time.monotonic()
                 now = time.time()
                 if connected_once:
