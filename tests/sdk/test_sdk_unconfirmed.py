@@ -48,6 +48,20 @@ def slow_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", aconnect_tcp)
 
 
+def _log_then_aclose(url: str, *, wait: float, timeout: float) -> AsyncOgLogClient:
+    """An asyncio client logs `id=0..49`, waits `wait` s, then aclose(timeout) gives up (returns False)."""
+
+    async def main() -> AsyncOgLogClient:
+        client = AsyncOgLogClient(url, "async-svc", **FAST)
+        for i in range(50):
+            client.info(f"id={i}")
+        await asyncio.sleep(wait)
+        assert await client.aclose(timeout=timeout) is False
+        return client
+
+    return asyncio.run(main())
+
+
 def test_a_close_inside_the_connect_counts_shutdown_and_sends_nothing_later(
     slow_connect: None, server: CaptureServer, make_handler, logger
 ) -> None:
@@ -69,16 +83,7 @@ def test_an_asyncio_close_inside_the_connect_counts_shutdown(
 ) -> None:
     """The asyncio client: aclose(timeout=0.3) during the connect gives 50 `shutdown`, nothing stored."""
 
-    async def main() -> AsyncOgLogClient:
-        client = AsyncOgLogClient(server.url, "async-svc", **FAST)
-        for i in range(50):
-            client.info(f"r {i}")
-        await asyncio.sleep(0.2)
-        assert await client.aclose(timeout=0.3) is False
-        return client
-
-    client = asyncio.run(main())
-    stats = client.stats()
+    stats = _log_then_aclose(server.url, wait=0.2, timeout=0.3).stats()
     assert (stats.queued, stats.sent, stats.dropped) == (0, 0, {"shutdown": 50})
     time.sleep(0.5)
     assert server.entry_count == 0
@@ -158,15 +163,7 @@ def test_a_stored_request_whose_answer_was_lost_stays_unconfirmed_through_refuse
 def test_asyncio_a_stored_request_whose_answer_was_lost_stays_unconfirmed(vanishing: StoreAndVanish) -> None:
     """The same with the asyncio client and aclose()."""
 
-    async def main() -> AsyncOgLogClient:
-        client = AsyncOgLogClient(vanishing.url, "async-svc", **FAST)
-        for i in range(50):
-            client.info(f"id={i}")
-        await asyncio.sleep(1.0)
-        assert await client.aclose(timeout=0.5) is False
-        return client
-
-    stats = asyncio.run(main()).stats()
+    stats = _log_then_aclose(vanishing.url, wait=1.0, timeout=0.5).stats()
     assert (stats.queued, stats.sent, stats.dropped, len(vanishing.stored)) == (0, 0, {"unconfirmed": 50}, 50)
 
 
