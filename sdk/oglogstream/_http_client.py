@@ -1,10 +1,14 @@
-"""How the transports' httpx clients are built and watched: the proxies the environment names, a total
-deadline per attempt (`_deadline.DeadlineBackend`), and the hook that tells when a request starts going out.
+"""How the transports' httpx clients are built and watched: the proxies the environment names (and how a
+failure names the one a request went through), a total deadline per attempt (`_deadline.DeadlineBackend`),
+and the hook that tells when a request starts going out.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import typing
+import urllib.request
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -12,7 +16,10 @@ import httpx
 from . import _diag
 from ._deadline import DeadlineBackend
 
-__all__ = ["GoingOut", "async_trace", "bound_every_attempt", "trace", "with_env_proxies"]
+__all__ = [
+    "GoingOut", "async_trace", "bound_every_attempt", "describe_route", "redact_userinfo", "trace",
+    "with_env_proxies",
+]
 
 #: Called by a transport just before the first byte of a request is written (from then on the server may
 #: store it); it may raise to stop the request (`_delivery.GivenUp`), which the transport reports as a retry.
@@ -72,3 +79,46 @@ def bound_every_attempt(client: httpx.Client) -> None:
             continue
         pool = transport._pool  # type: ignore[attr-defined]
         pool._network_backend = DeadlineBackend(pool._network_backend)
+
+
+#: A URL's userinfo (`scheme://user:password@`), replaced whole, as the stack's redaction does
+#: (reference_stack/auth/redact.py, which `oglog`'s errors go through): `http://[REDACTED]@host:port`.
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+(?=@)")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with the userinfo of every URL in it replaced by `[REDACTED]` (a proxy's credentials)."""
+    return _USERINFO.sub(r"\1[REDACTED]", text)
+
+
+def describe_route(client: httpx.Client | httpx.AsyncClient, url: str) -> str:
+    """`url` as a failed request's message names it: `url` itself when `client` sends to it directly, or
+    `"{url} via proxy {proxy} ({VARIABLE})"` when the environment routes it through a proxy, e.g.
+    `https://logs:8080/logs via proxy http://127.0.0.1:3128 (HTTPS_PROXY)` (the proxy's credentials
+    redacted), so a user whose proxy refuses looks at the proxy, not the server. The mount is picked as
+    httpx picks it (the first of the client's sorted mounts whose pattern matches; a NO_PROXY one means
+    direct); `with_env_proxies` built those mounts from the environment, read here again at the same moment
+    (the transports call this right after building the client)."""
+    target = httpx.URL(url)
+    for pattern, transport in client._mounts.items():
+        if pattern.matches(target):
+            if transport is None:  # NO_PROXY: the client's own (direct) transport
+                return url
+            # The environment's mounts are keyed "http://", "https://", "all://": the scheme named is the
+            # key of `urllib.request.getproxies()` (what httpx reads) and the variable's name.
+            scheme = pattern.pattern.split("://", 1)[0]
+            return f"{url} via proxy {_proxy_named(scheme)}"
+    return url
+
+
+def _proxy_named(scheme: str) -> str:
+    """`http://127.0.0.1:3128 (HTTPS_PROXY)`: the proxy httpx uses for `scheme` and where it was set
+    (urllib prefers the lower-case variable when both are; on macOS and Windows it may read the system's
+    settings instead)."""
+    value = urllib.request.getproxies().get(scheme, "")
+    if not value:
+        return "(set in the system's proxy settings)"
+    proxy = redact_userinfo(value if "://" in value else f"http://{value}")  # as httpx completes it
+    lower = f"{scheme}_proxy"
+    variable = next((name for name in (lower, lower.upper()) if os.environ.get(name)), None)
+    return f"{proxy} ({variable or 'the system proxy settings'})"

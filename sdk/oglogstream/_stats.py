@@ -7,15 +7,18 @@ from collections.abc import Mapping
 
 __all__ = ["DROP_REASONS", "LOSS_REMEDIES", "Stats"]
 
-#: Why records can be lost; `Stats.dropped` only has keys that occurred.
+#: Why records can be lost; `Stats.dropped` only has keys that occurred. docs/sdk.md "Loss reasons" mirrors
+#: this and LOSS_REMEDIES (`tests/sdk/test_sdk_docs_reasons.py` fails when they part).
 DROP_REASONS: Mapping[str, str] = {
     "overflow": "the buffer was full (max_buffer_records / max_buffer_bytes); the overflow policy dropped it",
     "rejected": "the server accepted the batch but rejected this entry (partial-accept answer)",
     "client_error": "the server answered the whole batch with a non-retryable 4xx (e.g. 400, 401, 403)",
     "too_large": "the server answered 413 even for a batch holding only this entry",
-    "shutdown": "close()/atexit reached its deadline before the record could be delivered",
-    "unconfirmed": "sent, but no answer that settles it came before the close()/atexit deadline (none, or a"
-    " 5xx): the server may have stored it",
+    # "Went out" is the request's first byte written (docs/sdk.md "Stats"): the line between the two below.
+    "shutdown": "close()/atexit reached its deadline before any request carrying the record went out (a"
+    " deadline inside the connect counts here): the server never stored it",
+    "unconfirmed": "a request carrying it went out, but no answer that settles it (a 2xx or 4xx) came before"
+    " the close()/atexit deadline (none, or a 5xx): the server may have stored it",
     "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
     "spool_full": "the disk spool reached spool_max_bytes; its oldest batches were dropped to make room",
     "spool_expired": "a spooled batch was older than spool_max_age when its turn to be sent came",

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import email.utils
 import enum
 import gzip
 import importlib
 import json
-import logging
 import time
 from typing import Protocol
 
@@ -25,7 +23,8 @@ from . import wire as _wire
 from ._answer import ACCEPT_ENCODING, MAX_ANSWER_BYTES, AnswerReader
 from ._buffer import Batch
 from ._deadline import attempt
-from ._http_client import GoingOut, async_trace, bound_every_attempt, trace, with_env_proxies
+from ._http_client import GoingOut, async_trace, bound_every_attempt, describe_route, trace, with_env_proxies
+from ._http_logging import SENDING, warm_logging_caches  # re-exported: the worker warms the caches
 from ._settings import Settings
 from ._version import VERSION
 
@@ -59,55 +58,6 @@ _RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 # now, at import: in a forked child (a gunicorn worker) that first import on the worker thread can race the
 # main thread's imports, fail, and be cached as "unknown encoding: idna" (LookupError on every send after).
 "oglogstream".encode("idna")
-
-_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
-_http_loggers: tuple[int, list[logging.Logger]] = (-1, [])
-
-#: True while this context (the worker thread, or the asyncio sender task) is sending one of our requests.
-_SENDING: contextvars.ContextVar[bool] = contextvars.ContextVar("oglogstream_sending", default=False)
-#: Every logger httpx/httpcore create records on (a logger's filters see only its own records).
-_HTTP_LOGGER_NAMES = (
-    "httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks"
-)
-
-
-class _OwnRequestsFilter(logging.Filter):
-    """Drops what httpx/httpcore log about the SDK's own requests ("HTTP Request: POST .../logs ..."): with a
-    console handler at INFO that is noise in the application's output. The application's own httpx use is
-    untouched: only records created while `_SENDING` is set in the current context are dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not _SENDING.get()
-
-
-_OWN_REQUESTS = _OwnRequestsFilter()
-for _name in _HTTP_LOGGER_NAMES:  # logging.config (dictConfig/fileConfig) adds filters, never removes ours
-    logging.getLogger(_name).addFilter(_OWN_REQUESTS)
-
-
-def warm_logging_caches() -> None:
-    """Fill the level caches of the httpx/httpcore loggers, so their log calls on the worker never lock.
-
-    `Logger.isEnabledFor` takes logging's module lock only on a cache miss (after any `setLevel()`). Called
-    on the worker before each send, and on the thread calling flush()/close(): when that thread is inside
-    `dictConfig()` it holds the module lock itself, so filling the caches here is what keeps the worker from
-    waiting for a lock held by the very thread that is waiting for the worker.
-    """
-    global _http_loggers
-    try:
-        registry = logging.Logger.manager.loggerDict
-        if len(registry) != _http_loggers[0]:  # loggers are only ever added: rescan when the count changes
-            found = [
-                logger
-                for name, logger in list(registry.items())
-                if isinstance(logger, logging.Logger) and name.startswith(("httpx", "httpcore"))
-            ]
-            _http_loggers = (len(registry), found)
-        for logger in _http_loggers[1]:
-            for level in _LEVELS:
-                logger.isEnabledFor(level)
-    except Exception:  # best effort: a logging setup we do not understand must not break delivery
-        pass
 
 
 class Outcome(enum.Enum):
@@ -197,7 +147,9 @@ def attempt_deadline(settings: Settings, cap: float | None) -> float:
 
 def failure(endpoint: str, exc: Exception) -> SendResult:
     """An exception from sending, translated: always retryable (never a reason to lose data). Whether the
-    server may have stored the request is not decided here but by whether it went out (`GoingOut`)."""
+    server may have stored the request is not decided here but by whether it went out (`GoingOut`).
+    `endpoint`: as `_http_client.describe_route` names it (the proxy too, when the request goes through
+    one: a refusing proxy is what the user must look at)."""
     if isinstance(exc, httpx.TimeoutException):
         detail = f": {exc}" if str(exc) else ""
         return SendResult(
@@ -243,7 +195,6 @@ class HttpTransport:
         import concurrent.futures.thread  # noqa: F401
 
         self._settings = settings
-        self._endpoint = settings.endpoint
         self._url = httpx.URL(settings.endpoint)  # parsed once, not on every request
         # No `transport=`: with one, httpx ignores HTTP(S)_PROXY/ALL_PROXY/NO_PROXY (found by review: the
         # handler went direct where AsyncOgLogClient used the proxy); the client builds its transports from
@@ -257,6 +208,8 @@ class HttpTransport:
             follow_redirects=False,
         )
         bound_every_attempt(self._client)
+        #: The endpoint as failures name it: with the proxy the request goes through, if any.
+        self._target = describe_route(self._client, settings.endpoint)
 
     def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
@@ -264,15 +217,15 @@ class HttpTransport:
         """POST the batch within `attempt_deadline(settings, timeout)` seconds in total; `timeout` also caps
         each phase (used to honour a close() deadline); `going_out()` is called just before the request's
         first byte is written (not when the connection is refused)."""
-        token = _SENDING.set(True)
+        token = SENDING.set(True)
         try:
             with attempt(attempt_deadline(self._settings, timeout)):
                 response, unread = self._post(batch, timeout, going_out)
         except Exception as exc:
-            return failure(self._endpoint, exc)
+            return failure(self._target, exc)
         finally:
-            _SENDING.reset(token)
-        return classify(response, self._endpoint, len(batch), unread)
+            SENDING.reset(token)
+        return classify(response, self._target, len(batch), unread)
 
     def _post(
         self, batch: Batch, timeout: float | None, going_out: GoingOut | None
@@ -324,11 +277,12 @@ class AsyncHttpTransport:
             verify=settings.verify,
             follow_redirects=False,
         )
+        self._target = describe_route(self._client, settings.endpoint)
 
     async def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
     ) -> SendResult:
-        token = _SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
+        token = SENDING.set(True)  # in this task's context only: other tasks' httpx use is untouched
         try:
             body = await self._body(batch)
             total = attempt_deadline(self._settings, timeout)
@@ -337,13 +291,13 @@ class AsyncHttpTransport:
         except asyncio.TimeoutError:  # the attempt's total deadline (httpx's own timeouts are per phase)
             return SendResult(
                 Outcome.RETRY,
-                error=f"timeout talking to {self._endpoint}: no answer within {total:g} s",
+                error=f"timeout talking to {self._target}: no answer within {total:g} s",
             )
         except Exception as exc:
-            return failure(self._endpoint, exc)
+            return failure(self._target, exc)
         finally:
-            _SENDING.reset(token)
-        return classify(response, self._endpoint, len(batch), unread)
+            SENDING.reset(token)
+        return classify(response, self._target, len(batch), unread)
 
     async def _post(
         self, body: bytes, batch_id: str, timeout: float | None, going_out: GoingOut | None

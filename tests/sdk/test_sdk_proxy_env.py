@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import http.server
+import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 import httpcore
 import httpx
 import pytest
-from oglogstream import AsyncOgLogClient
+from oglogstream import AsyncOgLogClient, OgLogHandler, Stats, _diag
 from oglogstream._deadline import DeadlineBackend
 from oglogstream._http_client import bound_every_attempt, trace
 
@@ -194,8 +196,6 @@ def test_a_proxy_value_httpx_refuses_is_announced_and_records_go_direct(
 ) -> None:
     """Review: such a value made `OgLogHandler(...)` raise (an application's logging set-up failed); now
     the handler is built, says so on stderr, and delivers directly. The asyncio client alike."""
-    from oglogstream import _diag
-
     _diag._last.pop("proxy", None)  # each case's line, whatever an earlier test printed
     no_proxy_env.setenv(name, value)
     handler = make_handler(server.url)
@@ -223,3 +223,107 @@ def test_a_proxys_connect_request_is_not_our_request_going_out() -> None:
     assert calls == []
     hook("http11.send_request_headers.started", {"request": httpcore.Request(b"POST", "https://logs:1/logs")})
     assert calls == [1]
+
+
+def _dead_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _first_failure(url: str, asyncio_client: bool) -> Stats:
+    """Log one record through a handler (or AsyncOgLogClient) to `url` and return its stats once its first
+    attempt has failed (`last_error` set), before closing it."""
+    options = {**FAST, "connect_timeout": 0.5, "read_timeout": 0.5}
+    if not asyncio_client:
+        handler = OgLogHandler(url, "proxied", **options)
+        try:
+            handler.handle(logging.makeLogRecord({"msg": "through the proxy", "levelno": logging.INFO}))
+            stats = handler.stats()
+            for _ in range(400):  # polled until the condition, not timed: up to ~20 s on a loaded machine
+                if stats.last_error is not None:
+                    break
+                time.sleep(0.05)
+                stats = handler.stats()
+            return stats
+        finally:
+            handler.close(timeout=0.5)
+
+    async def main() -> Stats:
+        client = AsyncOgLogClient(url, "proxied", **options)
+        try:
+            client.info("through the proxy")
+            stats = client.stats()
+            for _ in range(400):
+                if stats.last_error is not None:
+                    break
+                await asyncio.sleep(0.05)
+                stats = client.stats()
+            return stats
+        finally:
+            await client.aclose(timeout=0.5)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True], ids=["handler", "asyncio"])
+@pytest.mark.parametrize(
+    ("variable", "proxy_kind"),
+    [("HTTP_PROXY", "refuses"), ("HTTPS_PROXY", "refuses"), ("HTTP_PROXY", "stalls")],
+)
+def test_a_failing_proxy_is_named_in_the_failure_and_its_credentials_are_not(
+    no_proxy_env: pytest.MonkeyPatch,
+    server: CaptureServer,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    proxy_kind: str,
+    asyncio_client: bool,
+) -> None:
+    """Before, a refused or stalled proxy was reported as the server's failure ("cannot reach
+    http://server/logs: ConnectError"), so a user looked at the wrong machine; the stderr line and
+    `last_error` now name the proxy and its variable, with its user:password redacted."""
+    hole = BlackHoleServer() if proxy_kind == "stalls" else None
+    try:
+        port = hole.port if hole is not None else _dead_port()
+        no_proxy_env.setenv(variable, f"http://bob:s3cret@127.0.0.1:{port}")
+        # The server is up (reached directly it would accept): only the proxy can be what fails.
+        url = server.url if variable == "HTTP_PROXY" else server.url.replace("http://", "https://")
+        _diag._last.pop("retry", None)  # this test's failure line, whatever an earlier test printed
+        stats = _first_failure(url, asyncio_client)
+    finally:
+        if hole is not None:
+            hole.close()
+    named = f"/logs via proxy http://[REDACTED]@127.0.0.1:{port} ({variable}): "
+    failing = [line for line in capsys.readouterr().err.splitlines() if "delivery failing" in line]
+    assert stats.last_error is not None and named in stats.last_error and "s3cret" not in stats.last_error
+    assert failing and named in failing[0] and "s3cret" not in failing[0]
+    assert server.entry_count == 0
+
+
+def test_a_request_that_goes_direct_names_no_proxy(no_proxy_env: pytest.MonkeyPatch) -> None:
+    """NO_PROXY naming the host, or a proxy set only for the other scheme: the failure names the server
+    alone (naming a proxy the request never used would send the user to the wrong machine too)."""
+    port = _dead_port()
+    no_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    no_proxy_env.setenv("NO_PROXY", "localhost")
+    for url in (f"http://localhost:{port}", f"https://127.0.0.1:{port}"):
+        stats = _first_failure(url, asyncio_client=False)
+        assert stats.last_error is not None and "proxy" not in stats.last_error
+        assert stats.last_error.startswith(f"cannot reach {url}/logs: ")
+
+
+def test_the_proxy_is_named_as_httpx_completes_it_and_by_the_variable_that_set_it(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    """A lower-case `all_proxy` without a scheme (httpx adds http://) is named as such; a NO_PROXY host
+    beside it goes direct."""
+    from oglogstream._http_client import describe_route
+
+    no_proxy_env.setenv("all_proxy", "alice:pw@127.0.0.1:3128")
+    no_proxy_env.setenv("NO_PROXY", "direct.example")
+    with httpx.Client() as client:
+        assert describe_route(client, "https://logs.example/logs") == (
+            "https://logs.example/logs via proxy http://[REDACTED]@127.0.0.1:3128 (all_proxy)"
+        )
+        assert describe_route(client, "http://direct.example/logs") == "http://direct.example/logs"
