@@ -107,3 +107,41 @@ def test_a_burst_of_large_messages_is_not_dropped_while_the_worker_defers(
         assert (stats.sent, stats.dropped, stats.queued) == (12_000, {}, 0)
     finally:
         handler.close(5)
+
+
+
+def test_pauses_shorter_than_defer_quiet_do_not_end_the_deferral(
+    server: CaptureServer, logger, monkeypatch
+) -> None:
+    """A burst the application thread interrupts for a few milliseconds at a time (as the OS deschedules it
+    on a loaded machine) is one burst: no deferral ends inside it, the worker encodes after it (before, each
+    pause longer than DEFER_STEP ended the deferral and the worker encoded into the burst, holding the GIL).
+    DEFER_QUIET is raised to 0.3 s so that the machine's own stalls cannot pass for the burst's end."""
+    from oglogstream import OgLogHandler, _worker_pace
+
+    monkeypatch.setattr(_worker_pace, "DEFER_QUIET", 0.3, raising=False)
+    ended: list[float] = []
+    defer = _worker_pace.yield_to_callers
+
+    def watched(loop, mark) -> None:  # type: ignore[no-untyped-def]
+        defer(loop, mark)
+        ended.append(time.monotonic())
+
+    monkeypatch.setattr(_worker_pace, "yield_to_callers", watched)
+    # flush_interval bounds a deferral: 10 s, so that a slow machine's burst cannot reach it.
+    handler = OgLogHandler(server.url, "pace", flush_interval=10.0)
+    logger.addHandler(handler)
+    try:
+        logger.info("warm-up")
+        assert handler.flush(30)
+        for _segment in range(16):
+            for i in range(1_500):
+                logger.info("r %d", i)
+            time.sleep(0.005)  # longer than DEFER_STEP, far shorter than DEFER_QUIET
+        last = time.monotonic()
+        assert handler.flush(60)
+        assert handler.stats().sent == 1 + 16 * 1_500
+    finally:
+        handler.close(5)
+    assert ended, "the worker never deferred to the burst"
+    assert [t for t in ended if t < last - 0.005] == [], "a deferral ended inside the burst"
