@@ -17,8 +17,8 @@ def test_every_loss_reason_has_plain_words() -> None:
 @pytest.mark.parametrize(("reason", "unreachable", "words"), [
     ("shutdown", True, "server unreachable until the --timeout 1.5s deadline"),
     ("shutdown", False, "not delivered before the --timeout 1.5s deadline"),
-    ("unconfirmed", False, "sent, but no answer before the --timeout 1.5s deadline: the server may have"
-     " stored them"),
+    ("unconfirmed", False, "sent, but not confirmed before the --timeout 1.5s deadline (no answer, or a 5xx):"
+     " the server may have stored them"),
     ("client_error", False, "refused by the server"),
     ("rejected", False, "rejected by the server, entry by entry"),
 ])

@@ -87,8 +87,8 @@ PLAIN_REASONS: Mapping[str, str] = {
     "client_error": "refused by the server",
     "too_large": "too large for the server",
     "shutdown": "not delivered before the --timeout {timeout}s deadline",
-    "unconfirmed": "sent, but no answer before the --timeout {timeout}s deadline: the server may have stored"
-    " them",
+    "unconfirmed": "sent, but not confirmed before the --timeout {timeout}s deadline (no answer, or a 5xx):"
+    " the server may have stored them",
     "internal_error": "could not be encoded (an SDK bug, reported above)",
     "spool_full": DROP_REASONS["spool_full"],
     "spool_expired": DROP_REASONS["spool_expired"],
