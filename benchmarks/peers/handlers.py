@@ -4,7 +4,10 @@ server (`benchmarks.peers.counting_server`). name -> factory(http_url, tcp_port)
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
+import queue
+import sys
 from collections.abc import Callable
 
 Close = Callable[[], object]
@@ -28,6 +31,40 @@ def stream(url: str, tcp_port: int) -> tuple[logging.Handler, Close]:
 
     handler = logging.StreamHandler(devnull)
     return handler, close
+
+
+def keep_records(url: str, tcp_port: int) -> tuple[logging.Handler, Close]:
+    """The stdlib's `MemoryHandler` with no target and no capacity limit: it keeps each LogRecord and does
+    nothing else. The floor of any handler that holds records for later: what keeping 50,000 records alive
+    costs the caller (allocation, the garbage collector), with no capture, no bound and no delivery."""
+    handler = logging.handlers.MemoryHandler(sys.maxsize, flushLevel=logging.CRITICAL + 1)
+    return handler, handler.close
+
+
+class _JoinedQueueHandler(logging.handlers.QueueHandler):
+    """`QueueHandler` whose `flush()` waits until its `QueueListener` handled every record queued so far
+    (`queue.Queue.join`: the listener marks each one done), so the benchmark's total covers the writes."""
+
+    def flush(self) -> None:
+        self.queue.join()  # type: ignore[union-attr]
+
+
+def stdlib_queue(url: str, tcp_port: int) -> tuple[logging.Handler, Close]:
+    """The stdlib's documented pattern for a handler that must not block the caller (logging cookbook,
+    "Dealing with handlers that block"): `QueueHandler` -> `queue.Queue(-1)` -> `QueueListener` thread ->
+    `StreamHandler` to /dev/null."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115  # closed by the returned close
+    records: queue.Queue[logging.LogRecord] = queue.Queue(-1)
+    target = logging.StreamHandler(devnull)
+    listener = logging.handlers.QueueListener(records, target)
+    listener.start()
+
+    def close() -> None:
+        listener.stop()
+        target.close()
+        devnull.close()
+
+    return _JoinedQueueHandler(records), close
 
 
 def oglog(url: str, tcp_port: int) -> tuple[logging.Handler, Close]:
@@ -68,8 +105,22 @@ CASES: dict[str, Factory] = {
     "NullHandler": null,
     "StreamHandler(/dev/null)": stream,
     "OgLogHandler": oglog,
+    "MemoryHandler (keeps each record, nothing else)": keep_records,
+    "QueueHandler -> QueueListener -> StreamHandler(/dev/null)": stdlib_queue,
     "OpenTelemetry LoggingHandler (OTLP/HTTP, batch processor)": otel,
     "python-logstash-async (TCP, in-memory queue)": logstash,
     "logtail-python": logtail,
 }
-LOCAL = frozenset({"NullHandler", "StreamHandler(/dev/null)"})
+LOCAL = frozenset({
+    "NullHandler",
+    "StreamHandler(/dev/null)",
+    "MemoryHandler (keeps each record, nothing else)",
+    "QueueHandler -> QueueListener -> StreamHandler(/dev/null)",
+})
+#: Local cases that deliver nothing: no "delivered" share.
+DELIVER_NOTHING = frozenset({"NullHandler", "MemoryHandler (keeps each record, nothing else)"})
+#: The stdlib references every round runs with the baselines (`benchmarks.sdk_bench.ROTATED`).
+REFERENCES = (
+    "MemoryHandler (keeps each record, nothing else)",
+    "QueueHandler -> QueueListener -> StreamHandler(/dev/null)",
+)
