@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ._worker_loop import WorkerLoop
 
 __all__ = [
-    "DEFER_QUIET",
     "DEFER_RATE",
     "DEFER_STEP",
     "await_answer",
@@ -37,14 +36,6 @@ __all__ = [
 DEFER_RATE = 10_000
 #: How often a deferring worker looks at the intake again (seconds).
 DEFER_STEP = 0.002
-#: A deferral ends once the intake has not grown at DEFER_RATE for this long (seconds), not at the first
-#: quiet DEFER_STEP: the logging thread stops for milliseconds at a time (the OS deschedules it on a loaded
-#: machine, the collector runs, the application sleeps briefly), and a worker that took such a gap for the
-#: burst's end encoded inside the burst. Once encoding it held the GIL, the caller could not append, and the
-#: rate it saw stayed low. Under load (load average ~3), 7 of 8 bursts had the worker encode 4,000-47,000 of
-#: their 50,000 records inside them, the caller waiting 1.4-2.2x NullHandler's time (docs/benchmarks.md,
-#: "Deferring under load"). The cost: encoding starts up to this much later after a burst.
-DEFER_QUIET = 0.020
 
 
 def bursting(grown: float, seconds: float) -> bool:
@@ -60,10 +51,10 @@ def may_defer(loop: WorkerLoop) -> bool:
 
 def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
     """Wait while the intake grows at DEFER_RATE or more (an application thread logging in a burst;
-    `mark` = (intake length, time.monotonic()) at the worker's last look), until it has not for DEFER_QUIET:
-    for at most flush_interval, while the intake holds less than half its room (records, their weights and
-    the text of large messages, as callers are admitted); a flush() or close() (which set `_wake`) ends the
-    wait at once. Bounded by time and memory: it moves the worker's encoding to after the burst."""
+    `mark` = (intake length, time.monotonic()) at the worker's last look): for at most flush_interval, while
+    the intake holds less than half its room (records, their weights and the text of large messages, as
+    callers are admitted); a flush() or close() (which set `_wake`) ends the wait at once. Bounded by time
+    and memory: it moves the worker's encoding to after the burst."""
     if not may_defer(loop):
         return
     intake = loop.intake
@@ -71,7 +62,6 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
     # Half the intake's room, in the units callers are admitted by (records, weights, large messages' text).
     room = loop.intake_limit * INTAKE_ITEM_BYTES // 2
     give_up = time.monotonic() + loop.settings.flush_interval
-    busy_at = time.monotonic()  # the last look that saw the burst's rate (the caller's check saw it now)
     with loop._lock:  # callers no longer wake us (until _rearm); flush() and close() still do
         if loop._closing:
             return
@@ -84,9 +74,7 @@ def yield_to_callers(loop: WorkerLoop, mark: tuple[int, float]) -> None:
             and not loop._flush_requests
         ):
             now = time.monotonic()
-            if bursting(len(intake) - count, now - since):
-                busy_at = now
-            if now >= give_up or now - busy_at >= DEFER_QUIET:
+            if now >= give_up or not bursting(len(intake) - count, now - since):
                 return
             count, since = len(intake), now
             loop._wake.wait(DEFER_STEP)
@@ -104,7 +92,6 @@ def encoding_ahead(loop: WorkerLoop) -> Callable[[], float | None]:
     worker's own `_ingest`."""
     intake, pending, s = loop.intake, loop._pending, loop.settings
     mark = [len(intake), time.monotonic()]
-    busy_at = [-DEFER_QUIET]  # the last call that saw a burst's rate (time.monotonic())
 
     def meanwhile() -> float | None:
         # Abandoned by close() (`_abort`): what it held is counted already; it must not take more.
@@ -112,11 +99,7 @@ def encoding_ahead(loop: WorkerLoop) -> Callable[[], float | None]:
             return None
         now = time.monotonic()
         grown = len(intake) - mark[0]
-        if grown > 0 and bursting(grown, now - mark[1]):
-            busy_at[0] = now
-        # Quiet for DEFER_QUIET, not for one call: while the worker encodes, callers wait for the GIL and
-        # cannot append, so one call without growth says little (`DEFER_QUIET`).
-        defer = now - busy_at[0] < DEFER_QUIET and may_defer(loop)
+        defer = grown > 0 and bursting(grown, now - mark[1]) and may_defer(loop)
         mark[0], mark[1] = len(intake), now
         if defer:
             return DEFER_STEP
