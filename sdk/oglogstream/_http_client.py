@@ -6,7 +6,6 @@ and the hook that tells when a request starts going out.
 from __future__ import annotations
 
 import os
-import re
 import typing
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from . import _diag
 from ._deadline import DeadlineBackend
 
 __all__ = [
-    "GoingOut", "async_trace", "bound_every_attempt", "describe_route", "redact_userinfo", "trace",
+    "GoingOut", "async_trace", "bound_every_attempt", "describe_route", "redacted_proxy", "trace",
     "with_env_proxies",
 ]
 
@@ -64,7 +63,14 @@ def with_env_proxies(make: Callable[..., _Client], **options: typing.Any) -> _Cl
     try:
         return make(**options)
     except (ImportError, ValueError, httpx.InvalidURL) as exc:
-        _diag.report("proxy", f"cannot use the proxy the environment names ({exc}); sending directly")
+        # httpx's message may quote parts of the value ("Invalid port: 'pa'" for `http://u:pa/ss@host`): with
+        # credentials in a proxy variable only its kind is shown; each proxy is shown redacted.
+        named = {name: value for name, value in urllib.request.getproxies().items() if name != "no"}
+        secret = any("@" in value for value in named.values()) and not isinstance(exc, ImportError)
+        why = f"{type(exc).__name__}: a value it cannot parse" if secret else str(exc)
+        shown = ", ".join(f"{name}: {redacted_proxy(value)}" for name, value in sorted(named.items()))
+        _diag.report("proxy", f"cannot use the proxy the environment names ({why}; {shown or 'none found'});"
+                     " sending directly")
         return make(trust_env=False, **options)
 
 
@@ -81,14 +87,19 @@ def bound_every_attempt(client: httpx.Client) -> None:
         pool._network_backend = DeadlineBackend(pool._network_backend)
 
 
-#: A URL's userinfo (`scheme://user:password@`), replaced whole, as the stack's redaction does
-#: (reference_stack/auth/redact.py, which `oglog`'s errors go through): `http://[REDACTED]@host:port`.
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+(?=@)")
-
-
-def redact_userinfo(text: str) -> str:
-    """`text` with the userinfo of every URL in it replaced by `[REDACTED]` (a proxy's credentials)."""
-    return _USERINFO.sub(r"\1[REDACTED]", text)
+def redacted_proxy(value: str) -> str:
+    """A proxy URL as the environment gives it (`http://user:password@host:port`, or `host:port` without a
+    scheme, which httpx completes with `http://`), as messages may show it: parsed as httpx parses it, its
+    userinfo replaced whole by `[REDACTED]` (`http://[REDACTED]@host:port`) and its path dropped. Rebuilt from
+    the parsed parts, not cut out of the text with a pattern: a password may hold `@`, quotes or spaces
+    (found by review: `http://me@corp:S3cret@host` showed `corp:S3cret`). A value httpx cannot parse is
+    shown as `(an unparseable URL)`: its parts cannot be told apart from a password's."""
+    try:
+        url = httpx.URL(value if "://" in value else f"http://{value}")
+        netloc = url.netloc.decode("ascii")
+    except Exception:
+        return "(an unparseable URL)"
+    return f"{url.scheme}://{'[REDACTED]@' if url.userinfo else ''}{netloc}"
 
 
 def describe_route(client: httpx.Client | httpx.AsyncClient, url: str) -> str:
@@ -112,13 +123,13 @@ def describe_route(client: httpx.Client | httpx.AsyncClient, url: str) -> str:
 
 
 def _proxy_named(scheme: str) -> str:
-    """`http://127.0.0.1:3128 (HTTPS_PROXY)`: the proxy httpx uses for `scheme` and where it was set
-    (urllib prefers the lower-case variable when both are; on macOS and Windows it may read the system's
-    settings instead)."""
+    """`http://127.0.0.1:3128 (HTTPS_PROXY)`: the proxy httpx uses for `scheme` and the variable it came from
+    (`urllib.request.getproxies()`, which httpx reads: any capitalisation of `<scheme>_proxy`, the
+    lower-case one preferred; on macOS and Windows it may read the system's settings instead)."""
     value = urllib.request.getproxies().get(scheme, "")
     if not value:
         return "(set in the system's proxy settings)"
-    proxy = redact_userinfo(value if "://" in value else f"http://{value}")  # as httpx completes it
-    lower = f"{scheme}_proxy"
-    variable = next((name for name in (lower, lower.upper()) if os.environ.get(name)), None)
-    return f"{proxy} ({variable or 'the system proxy settings'})"
+    wanted = f"{scheme}_proxy"
+    names = [name for name in os.environ if name.lower() == wanted and os.environ[name] == value]
+    variable = wanted if wanted in names else (names[0] if names else "the system proxy settings")
+    return f"{redacted_proxy(value)} ({variable})"

@@ -327,3 +327,100 @@ def test_the_proxy_is_named_as_httpx_completes_it_and_by_the_variable_that_set_i
             "https://logs.example/logs via proxy http://[REDACTED]@127.0.0.1:3128 (all_proxy)"
         )
         assert describe_route(client, "http://direct.example/logs") == "http://direct.example/logs"
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True], ids=["handler", "asyncio"])
+@pytest.mark.parametrize(
+    "userinfo", ["me@corp.example:S3cretPW", "u:pa@ss", 'u:pa"ss', "u:pa'ss", "u:pa ss"]
+)
+def test_a_proxy_password_holding_at_signs_quotes_or_spaces_never_shows(
+    no_proxy_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    userinfo: str,
+    asyncio_client: bool,
+) -> None:
+    """Review: the redaction cut the userinfo at its first `@` and stopped at quotes and spaces, so
+    `http://me@corp:S3cretPW@host` showed `corp.example:S3cretPW`; httpx takes everything up to the last
+    `@`. The proxy is now rebuilt from httpx's parse: exactly `http://[REDACTED]@host:port`."""
+    port = _dead_port()
+    no_proxy_env.setenv("HTTP_PROXY", f"http://{userinfo}@127.0.0.1:{port}")
+    _diag._last.pop("retry", None)
+    stats = _first_failure(f"http://127.0.0.1:{_dead_port()}", asyncio_client)
+    shown = f" via proxy http://[REDACTED]@127.0.0.1:{port} (HTTP_PROXY): "
+    failing = [line for line in capsys.readouterr().err.splitlines() if "delivery failing" in line]
+    password = userinfo.split(":", 1)[1]
+    for text in (stats.last_error or "", failing[0] if failing else ""):
+        assert shown in text and password not in text and "pa" not in text.split(" via proxy ")[1][:40]
+
+
+def test_an_unparseable_proxy_value_with_credentials_is_not_quoted(
+    no_proxy_env: pytest.MonkeyPatch, server: CaptureServer, make_handler, logger, capsys
+) -> None:
+    """Review: `http://u:pa/ss@host:1` (a `/` in the password) made httpx refuse it with "Invalid port:
+    'pa'", and the stderr line quoted that part of the password. Now it says what kind of error it was and
+    names the proxies redacted; delivery goes direct as before."""
+    _diag._last.pop("proxy", None)
+    no_proxy_env.setenv("HTTP_PROXY", "http://u:pa/ss@127.0.0.1:1")
+    handler = make_handler(server.url)
+    logger.addHandler(handler)
+    logger.info("direct")
+    assert handler.flush(10) and server.entry_count == 1
+    line = next(line for line in capsys.readouterr().err.splitlines() if "cannot use the proxy" in line)
+    assert "'pa'" not in line and "pa/ss" not in line and "InvalidURL" in line
+    assert "http: (an unparseable URL)" in line
+
+
+def test_a_mixed_case_proxy_variable_is_named_as_set(no_proxy_env: pytest.MonkeyPatch) -> None:
+    """Review: httpx (through urllib) honours `Http_Proxy`, but the failure said "(the system proxy
+    settings)"; the variable is now found in any capitalisation."""
+    from oglogstream._http_client import describe_route
+
+    no_proxy_env.setenv("Http_Proxy", "http://127.0.0.1:3128")
+    with httpx.Client() as client:
+        assert describe_route(client, "http://logs.example/logs") == (
+            "http://logs.example/logs via proxy http://127.0.0.1:3128 (Http_Proxy)"
+        )
+
+
+class _AuthenticatingProxy:
+    """A forward proxy that answers every request 407 Proxy Authentication Required."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="corp"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.parametrize("asyncio_client", [False, True], ids=["handler", "asyncio"])
+def test_a_proxys_407_keeps_the_records_and_says_the_proxy_wants_credentials(
+    no_proxy_env: pytest.MonkeyPatch, server: CaptureServer, asyncio_client: bool
+) -> None:
+    """Review: behind an authenticating proxy, an http:// endpoint's batch got the proxy's 407 and was
+    dropped as `client_error` ("check url and api_key"). A 407 is the proxy's, not the server's: the
+    records stay queued and are retried, and the error says the proxy asks for credentials."""
+    proxy = _AuthenticatingProxy()
+    try:
+        no_proxy_env.setenv("HTTP_PROXY", proxy.url)
+        stats = _first_failure(server.url, asyncio_client)
+    finally:
+        proxy.close()
+    assert stats.dropped == {} and stats.queued == 1
+    assert stats.last_error is not None and stats.last_error.startswith("HTTP 407 from ")
+    assert "the proxy asks for credentials" in stats.last_error
