@@ -29,6 +29,7 @@ from nats.js import JetStreamContext
 
 from ..auth.redact import redact
 from ..config import LIVE_INTEREST_SUBJECT, STREAM_NAME, check_at_least, check_positive
+from .stopping import ClosingGuard, cancel_and_wait
 from .streams import DEFAULT_DUPLICATE_WINDOW, ensure_streams
 
 __all__ = [
@@ -98,7 +99,7 @@ class Connection:
         self._stream_ready = asyncio.Event()
         self._connect_task: asyncio.Task[None] | None = None
         self._ensure_task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._guard = ClosingGuard()  # close() began: connect attempts end (stopping.py)
         self._unreachable_said = False  # the "cannot reach NATS" line was printed for this outage
         self._live_until = 0.0  # monotonic time until which publish_live publishes (see the module docstring)
         self._reconnect_listeners: list[Callable[[], None]] = []
@@ -170,9 +171,11 @@ class Connection:
         self._stream_ready.set()
 
     async def _on_error(self, exc: Exception) -> None:
+        # Past close(), a connect loop that survived its cancel ends at this failed attempt (stopping.py).
+        self._guard.check(self._connect_task, getattr(self.nc, "_reconnection_task", None))
         # While not connected, each failed attempt lands here: say it once per outage, at ERROR, so a role
         # started against a wrong or down NATS_URL does not look healthy in its own log.
-        if not self.nc.is_connected and not self._closing and not self._unreachable_said:
+        if not self.nc.is_connected and not self._guard.closing and not self._unreachable_said:
             self._unreachable_said = True
             log.error(
                 "cannot reach NATS at %s: %s; retrying every %gs (ingestion answers 503 until then)",
@@ -199,7 +202,7 @@ class Connection:
 
     async def _on_disconnected(self) -> None:
         self._stream_ready.clear()
-        if not self._closing:
+        if not self._guard.closing:
             log.warning("nats: disconnected from %s", self.url)
 
     async def _on_reconnected(self) -> None:
@@ -217,13 +220,13 @@ class Connection:
             )
 
     async def close(self, *, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
-        """Flush and close; bounded by `drain_timeout`. Safe to call twice."""
-        self._closing = True
+        """Stop connecting, flush and close, whatever state the connection is in (never connected,
+        reconnecting, connected): each of its four steps (the connect task, the stream task, flush, close) is
+        bounded by `drain_timeout` seconds. Safe to call twice."""
+        self._guard.closing = True
         for task in (self._connect_task, self._ensure_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Not a bare cancel-and-await: nats-py's connect loop can swallow one cancellation (stopping.py).
+            await cancel_and_wait(task, drain_timeout, what=f"the NATS connect to {redact(self.url)}")
         if self.nc.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.flush(), drain_timeout)

@@ -24,6 +24,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from ..config import LIVE_SUBJECT
+from .stopping import ClosingGuard, cancel_and_wait
 
 __all__ = ["LIVE_PENDING_BYTES", "LiveSubscription", "open_live_subscription"]
 
@@ -42,7 +43,12 @@ class LiveSubscription:
 
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
-        self.closing = False  # set by unsubscribe: its disconnect is no gap
+        # `closing`, set by unsubscribe: its disconnect is no gap, and no more connect attempts.
+        self.guard = ClosingGuard()
+
+    @property
+    def closing(self) -> bool:
+        return self.guard.closing
 
     @property
     def connected(self) -> bool:
@@ -59,7 +65,7 @@ class LiveSubscription:
             raise ConnectionError(f"the live-tail NATS connection: {type(exc).__name__}: {exc}") from exc
 
     async def unsubscribe(self) -> None:
-        self.closing = True
+        self.guard.closing = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.nc.close(), CLOSE_TIMEOUT)
 
@@ -83,6 +89,8 @@ async def open_live_subscription(
     subscription = LiveSubscription(nc)
 
     async def error_cb(exc: Exception) -> None:
+        # Past unsubscribe, a connect loop that survived its cancellation ends here (stopping.py).
+        subscription.guard.check(starting, getattr(nc, "_reconnection_task", None))
         if isinstance(exc, nats.errors.SlowConsumerError):
             on_gap("slow_consumer", "live-tail messages dropped by the NATS client (its queue was full)")
         else:
@@ -115,9 +123,17 @@ async def open_live_subscription(
         await nc.subscribe(LIVE_SUBJECT, cb=handler, pending_bytes_limit=LIVE_PENDING_BYTES)
         await nc.flush()
 
+    # Not asyncio.wait_for(start(), timeout): on a timeout it awaits the cancelled start() without a deadline,
+    # and nats-py's connect loop can swallow that cancellation and retry forever (stopping.py).
+    starting: asyncio.Task[None] = asyncio.create_task(start(), name="oglog-live-connect")
     try:
-        await asyncio.wait_for(start(), timeout)  # asyncio.timeout is 3.11+; the stack runs on 3.10 too
+        done, _ = await asyncio.wait({starting}, timeout=timeout)
+        if not done:
+            raise asyncio.TimeoutError(f"no live-tail NATS subscription within {timeout:g}s")
+        starting.result()
     except BaseException:
+        subscription.guard.closing = True
+        await cancel_and_wait(starting, CLOSE_TIMEOUT, what="the live-tail NATS connect")
         await subscription.unsubscribe()
         raise
     return subscription

@@ -45,6 +45,7 @@ from ..query.live import MAX_CLIENTS
 from .banner import display_host, listen_error, print_urls
 from .datadir import NATS_PID_NAME, ORPHAN_WAIT, StackError, exclusive_lock, reap_orphan_nats
 from .healing import NatsKeeper
+from .stop_deadline import StopDeadline
 from .workers import WorkerPool, check_port_free, internal_socket_path
 
 __all__ = [
@@ -143,8 +144,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     gave_up: list[str] = []
+    # Every stop ends within stop_deadline(shutdown_timeout), whatever hangs (stop_deadline.py).
+    deadline = StopDeadline(config.shutdown_timeout, lambda: _children(workers, keeper))
 
     def first_signal() -> None:
+        deadline.arm()
         stop.set()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, second_signal)
@@ -196,6 +200,7 @@ async def serve(
         if before_shutdown is not None:
             await asyncio.to_thread(before_shutdown)
     finally:
+        deadline.arm()  # also a stop no signal began: workers or nats-server given up, a failed start
         refuse_queries(app)  # idempotent; also when the start failed
         if workers is not None:
             await workers.stop()  # their in-flight requests may still need this process's socket
@@ -208,6 +213,15 @@ async def serve(
     print("stopped", file=out, flush=True)
     if gave_up:
         raise StackError(gave_up[0])
+
+
+def _children(workers: WorkerPool | None, keeper: NatsKeeper | None) -> list[int]:
+    """Pids of the processes this one started and must not leave behind: ingest workers, nats-server."""
+    pids = list(workers.pids) if workers is not None else []
+    process = keeper.server.process if keeper is not None else None
+    if process is not None and process.poll() is None:
+        pids.append(process.pid)
+    return pids
 
 
 def _give_up(task: asyncio.Task[str | None], gave_up: list[str], stop: asyncio.Event) -> None:

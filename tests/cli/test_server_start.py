@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from oglogstream.stack.broker.natsd import free_port
+from oglogstream.stack.config import DEFAULT_SHUTDOWN_TIMEOUT
 from oglogstream.stack.server import cli as stack_cli
+from oglogstream.stack.server.stop_deadline import stop_deadline
 
 from tests.stack.query_helpers import get_json
 
@@ -50,9 +52,10 @@ class Server:
         raise AssertionError(f"{pattern!r} not seen in {timeout}s: {path.read_text()}")
 
     def stop(self) -> int:
+        """SIGTERM; the exit status, within the documented stop deadline (TimeoutExpired past it)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(40)
+        return self.proc.wait(stop_deadline(DEFAULT_SHUTDOWN_TIMEOUT))
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

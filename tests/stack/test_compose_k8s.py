@@ -15,6 +15,7 @@ import pytest
 from oglogstream.stack.config import ROLES
 from oglogstream.stack.server import cli
 
+from reference_stack.server.stop_deadline import stop_deadline
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +143,8 @@ def test_configmap_builds_a_stack_config_for_every_role() -> None:
         if role != "ingest":
             assert config.clickhouse_dsn == EXAMPLE_DSN
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert grace > config.shutdown_timeout, f"{role}: the kubelet would kill a draining pod"
+        deadline = stop_deadline(config.shutdown_timeout)
+        assert grace > deadline, f"{role}: the kubelet would kill a draining pod"
 
 
 def test_probes_hit_health_on_the_served_port() -> None:
