@@ -202,9 +202,11 @@ class AnswerReader:
         return b"".join(self._parts)
 
     def response(self, answer: httpx.Response) -> httpx.Response:
-        """A response with `answer`'s status and Retry-After and `body()`."""
+        """A response with `answer`'s status, Retry-After and Content-Type (whether a 4xx through a proxy is
+        the server's problem+json, `_transport.classify`) and `body()`."""
         headers = {}
-        retry_after = answer.headers.get("Retry-After")
-        if retry_after is not None:
-            headers["Retry-After"] = retry_after
+        for name in ("Retry-After", "Content-Type"):
+            value = answer.headers.get(name)
+            if value is not None:
+                headers[name] = value
         return httpx.Response(answer.status_code, headers=headers, content=self.body())

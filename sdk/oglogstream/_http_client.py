@@ -63,15 +63,28 @@ def with_env_proxies(make: Callable[..., _Client], **options: typing.Any) -> _Cl
     try:
         return make(**options)
     except (ImportError, ValueError, httpx.InvalidURL) as exc:
-        # httpx's message may quote parts of the value ("Invalid port: 'pa'" for `http://u:pa/ss@host`): with
-        # credentials in a proxy variable only its kind is shown; each proxy is shown redacted.
-        named = {name: value for name, value in urllib.request.getproxies().items() if name != "no"}
-        secret = any("@" in value for value in named.values()) and not isinstance(exc, ImportError)
-        why = f"{type(exc).__name__}: a value it cannot parse" if secret else str(exc)
-        shown = ", ".join(f"{name}: {redacted_proxy(value)}" for name, value in sorted(named.items()))
-        _diag.report("proxy", f"cannot use the proxy the environment names ({why}; {shown or 'none found'});"
-                     " sending directly")
-        return make(trust_env=False, **options)
+        # httpx's message may quote parts of a value ("Invalid port: 'pa'" for `http://u:pa/ss@host`,
+        # "Invalid port: 's3cr3t'" for `http://bob:s3cr3t`): only its kind is shown (an ImportError's says
+        # which package is missing), each proxy redacted and NO_PROXY as set (a bad entry there, such as an
+        # IPv6 CIDR, fails the same way).
+        why = str(exc) if isinstance(exc, ImportError) else type(exc).__name__
+        proxies = urllib.request.getproxies()
+        shown = [f"{name}: {redacted_proxy(proxies[name])}" for name in _PROXY_SCHEMES if proxies.get(name)]
+        if proxies.get("no"):
+            shown.append(f"no_proxy: {proxies['no']}")
+        named = ", ".join(shown) or "none"
+        _diag.report("proxy", f"cannot use the proxy the environment names ({why}; {named}); sending"
+                     " directly")
+        # Direct, but still trusting the environment for TLS: `trust_env=False` alone would also drop
+        # SSL_CERT_FILE/SSL_CERT_DIR (found by review: a private CA's endpoint then failed every request).
+        verify = options.pop("verify", True)
+        if verify is not False:
+            verify = httpx.create_ssl_context(verify=verify, trust_env=True)
+        return make(trust_env=False, verify=verify, **options)
+
+
+#: The `<scheme>_proxy` variables httpx reads (`httpx._utils.get_environment_proxies`).
+_PROXY_SCHEMES = ("http", "https", "all")
 
 
 def bound_every_attempt(client: httpx.Client) -> None:
@@ -92,10 +105,17 @@ def redacted_proxy(value: str) -> str:
     scheme, which httpx completes with `http://`), as messages may show it: parsed as httpx parses it, its
     userinfo replaced whole by `[REDACTED]` (`http://[REDACTED]@host:port`) and its path dropped. Rebuilt from
     the parsed parts, not cut out of the text with a pattern: a password may hold `@`, quotes or spaces
-    (found by review: `http://me@corp:S3cret@host` showed `corp:S3cret`). A value httpx cannot parse is
-    shown as `(an unparseable URL)`: its parts cannot be told apart from a password's."""
+    (found by review: `http://me@corp:S3cret@host` showed `corp:S3cret`). Not shown at all when its parts
+    cannot be told apart from a password's: a value httpx cannot parse, or an `@` past the authority httpx
+    read (`http://bob:2024/Summer@host`, an unencoded `/`, `?` or `#` in the password: httpx takes
+    `bob:2024` for the host and port)."""
+    text = value if "://" in value else f"http://{value}"
+    rest = text.split("://", 1)[1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in rest and "@" not in authority:
+        return "(a URL whose password holds an unencoded /, ? or #: percent-encode them)"
     try:
-        url = httpx.URL(value if "://" in value else f"http://{value}")
+        url = httpx.URL(text)
         netloc = url.netloc.decode("ascii")
     except Exception:
         return "(an unparseable URL)"

@@ -162,9 +162,18 @@ def failure(endpoint: str, exc: Exception) -> SendResult:
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
 
 
-def classify(response: httpx.Response, endpoint: str, size: int, unread: str | None = None) -> SendResult:
+#: The form of every error answer of the stack (RFC 9457; reference_stack/http/boundary.py).
+PROBLEM_JSON = "application/problem+json"
+
+
+def classify(
+    response: httpx.Response, endpoint: str, size: int, unread: str | None = None, *, proxied: bool = False
+) -> SendResult:
     """What an answer means for the batch: sent (maybe partly rejected), retry, split, or drop. `unread`:
-    why the body is not the whole answer (`AnswerReader.problem`); a 2xx is then not parsed."""
+    why the body is not the whole answer (`AnswerReader.problem`); a 2xx is then not parsed. `proxied`: the
+    request went through a forward proxy (`_http_client.describe_route`), whose own 4xx (a block page's 403,
+    a 407) come back the same way as the server's: one not in the server's problem+json form keeps and
+    retries the records, as a 5xx does, instead of dropping them for a refusal the server never made."""
     status = response.status_code
     if 200 <= status < 300:
         if unread is not None:
@@ -184,10 +193,20 @@ def classify(response: httpx.Response, endpoint: str, size: int, unread: str | N
             Outcome.RETRY, status, error=f"{detail}: the proxy asks for credentials (user:password in its"
             " HTTP(S)_PROXY value)",
         )
+    if proxied and 400 <= status < 500 and status != 413 and not _is_problem(response):
+        return SendResult(
+            Outcome.RETRY, status, error=f"{detail}: not the server's problem+json answer, so taken for the"
+            " proxy's (records kept and retried)",
+        )
     if status in _RETRY_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return SendResult(Outcome.RETRY, status, retry_after=retry_after, error=detail)
     return SendResult(Outcome.DROP, status, error=detail)
+
+
+def _is_problem(response: httpx.Response) -> bool:
+    content_type: str = response.headers.get("Content-Type", "")
+    return content_type.split(";", 1)[0].strip().lower() == PROBLEM_JSON
 
 
 _LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0)
@@ -219,6 +238,7 @@ class HttpTransport:
         bound_every_attempt(self._client)
         #: The endpoint as failures name it: with the proxy the request goes through, if any.
         self._target = describe_route(self._client, settings.endpoint)
+        self._proxied = self._target != settings.endpoint
 
     def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
@@ -234,7 +254,7 @@ class HttpTransport:
             return failure(self._target, exc)
         finally:
             SENDING.reset(token)
-        return classify(response, self._target, len(batch), unread)
+        return classify(response, self._target, len(batch), unread, proxied=self._proxied)
 
     def _post(
         self, batch: Batch, timeout: float | None, going_out: GoingOut | None
@@ -287,6 +307,7 @@ class AsyncHttpTransport:
             follow_redirects=False,
         )
         self._target = describe_route(self._client, settings.endpoint)
+        self._proxied = self._target != settings.endpoint
 
     async def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
@@ -306,7 +327,7 @@ class AsyncHttpTransport:
             return failure(self._target, exc)
         finally:
             SENDING.reset(token)
-        return classify(response, self._target, len(batch), unread)
+        return classify(response, self._target, len(batch), unread, proxied=self._proxied)
 
     async def _post(
         self, body: bytes, batch_id: str, timeout: float | None, going_out: GoingOut | None

@@ -69,3 +69,12 @@ def stuck_handler(logger: logging.Logger) -> Iterator[OgLogHandler]:
 def attach(log: logging.Logger, handler: logging.Handler) -> logging.Logger:
     log.addHandler(handler)
     return log
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The test's own proxy settings only (none inherited from the machine)."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
