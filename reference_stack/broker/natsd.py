@@ -174,16 +174,23 @@ class NatsServer:
         )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the server: SIGTERM, then SIGKILL past `timeout`. Safe to call twice."""
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        """Stop the server: SIGTERM, then SIGKILL past `timeout`. Safe to call twice. `process` stays set
+        until it has exited: the stop deadline (`server/stop_deadline.py`) kills what it still names (found by
+        review: cleared first, a SIGSTOPped nats-server outlived the stack's deadline exit as an orphan)."""
+        proc = self.process
+        if proc is None:
             return
-        proc.terminate()
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            if self.process is proc:
+                self.process = None
 
     def __enter__(self) -> NatsServer:
         return self.start()

@@ -318,7 +318,7 @@ class Ledger:
             self.sent += len(batch) - rejected
             if rejected:
                 self.count("rejected", rejected)
-                message = f"server rejected {rejected} of {len(batch)} entries"
+                message = f"[{self.service}] server rejected {rejected} of {len(batch)} entries"
                 if result.rejected:
                     index, error = result.rejected[0]
                     # repr, as HTTP errors are quoted: the server's text must not forge lines or send
@@ -341,7 +341,9 @@ class Ledger:
         if reason == "client_error":  # the whole batch refused (a bad key, ...): delivery is not working
             self._failing()
         self.count(reason, len(batch))
-        self.report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
+        self.report_once(
+            f"{reason}:{result.status}", f"[{self.service}] dropped {len(batch)} records: {result.error}"
+        )
         return None
 
 

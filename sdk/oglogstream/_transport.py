@@ -190,8 +190,8 @@ def classify(
         # buffer; loss is counted and announced as ever) instead of being dropped as `client_error` as the
         # server's own 4xx are (found by review: an http:// endpoint behind an authenticating proxy).
         return SendResult(
-            Outcome.RETRY, status, error=f"{detail}: the proxy asks for credentials (user:password in its"
-            " HTTP(S)_PROXY value)",
+            Outcome.RETRY, status, error=f"{detail}: the proxy asks for credentials or refused those given"
+            " (user:password in its HTTP(S)_PROXY value)",
         )
     if proxied and 400 <= status < 500 and status != 413 and not _is_problem(response):
         return SendResult(

@@ -4,7 +4,9 @@ uses the proxy, could not deliver), with the request deadline on every pool."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -12,6 +14,8 @@ import httpx
 import pytest
 from oglogstream._deadline import DeadlineBackend
 from oglogstream.cli._http import Target
+
+from .helpers import Result, oglog
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -65,3 +69,59 @@ def test_every_pool_of_a_command_client_has_the_request_deadline(
     with Target(stack_url, None).client() as client:
         pools = [client._transport._pool, *(t._pool for t in client._mounts.values() if t is not None)]
         assert len(pools) >= 2 and all(isinstance(p._network_backend, DeadlineBackend) for p in pools)
+
+
+def _run(*args: str, url: str, env: dict[str, str]) -> Result:
+    return asyncio.run(oglog(*args, url=url, env=env))
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_doctor_and_query_name_the_proxy_that_fails_and_hide_its_password(stack_url: str) -> None:
+    """Review: with the proxy refusing, `oglog doctor` said "cannot reach http://...: Connection refused",
+    fix "start the stack", and `query` alike: the word proxy never appeared, so the user looked at the wrong
+    machine. Now both name the proxy and its variable (redacted) and doctor's fix points at it."""
+    port = _dead_port()
+    env = {"HTTP_PROXY": f"http://bob:S3cretPW@127.0.0.1:{port}"}
+    named = f"via proxy http://[REDACTED]@127.0.0.1:{port} (HTTP_PROXY)"
+    doctor = _run("doctor", url=stack_url, env=env)
+    query = _run("query", url=stack_url, env=env)
+    assert doctor.code == query.code == 3
+    assert named in doctor.out + doctor.err and "check the proxy the environment names" in doctor.out
+    assert named in query.err
+    assert "S3cretPW" not in doctor.out + doctor.err + query.out + query.err
+
+
+class _Answers407(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>proxy 407</html>"
+        self.send_response(407)
+        self.send_header("Proxy-Authenticate", 'Basic realm="corp"')
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_proxys_407_is_said_to_be_the_proxys(stack_url: str) -> None:
+    """Review: `oglog query` printed `HTTP 407: <html>...` and doctor advised "check --url"; the 407 is the
+    proxy's, asking for credentials, and both now say so."""
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers407)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}"}
+        query = _run("query", url=stack_url, env=env)
+        doctor = _run("doctor", url=stack_url, env=env)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert query.code == 1 and "HTTP 407" in query.err and "asks for credentials" in query.err
+    assert doctor.code == 1 and "asks for credentials" in doctor.out
+    assert "check the proxy the environment names" in doctor.out

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,24 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_nats_server_being_stopped_is_still_named_for_the_deadline_to_kill(tmp_path: Path) -> None:
+    """Review: `NatsServer.stop()` forgot its process before waiting for it, so when a hung (SIGSTOPped)
+    nats-server made the stop pass its deadline, the deadline found no nats pid to kill and the server
+    outlived the stack as an orphan. The process stays named until it has exited."""
+    from oglogstream.stack.broker.natsd import NatsServer
+
+    server = NatsServer(tmp_path / "nats").start()
+    assert server.process is not None
+    pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)  # SIGTERM stays pending: stop() waits out its timeout
+    stopping = threading.Thread(target=server.stop, kwargs={"timeout": 30.0}, daemon=True)
+    try:
+        stopping.start()
+        time.sleep(0.5)  # stop() is waiting now; what it names is what the deadline kills
+        assert server.process is not None and server.process.pid == pid
+    finally:
+        os.kill(pid, signal.SIGKILL)  # what the deadline does
+        stopping.join(30)
+    assert not stopping.is_alive() and server.process is None

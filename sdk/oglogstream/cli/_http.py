@@ -20,7 +20,7 @@ import httpx
 
 from .._answer import ACCEPT_ENCODING, AnswerReader
 from .._deadline import attempt
-from .._http_client import bound_every_attempt, with_env_proxies
+from .._http_client import bound_every_attempt, describe_route, with_env_proxies
 from .._settings import url_parts
 from ..wire import MAX_SINGLE_BODY_BYTES
 from ._output import safe
@@ -264,6 +264,32 @@ def _read(client: httpx.Client, method: str, path: str, max_bytes: int, kwargs: 
         return Answer(response.status_code, response.reason_phrase, response.headers, reader.body(), url)
 
 
+#: What to check when a request goes through a proxy and fails there (doctor's fix line; docs/cli.md).
+PROXY_FIX = ("check the proxy the environment names (HTTP_PROXY / HTTPS_PROXY / ALL_PROXY; list hosts to "
+             "reach directly in NO_PROXY)")
+
+
+def route(client: httpx.Client) -> str:
+    """The client's base URL as failures name it: with the proxy it goes through, if any (the SDK's rule,
+    `_http_client.describe_route`: `http://host:8080 via proxy http://[REDACTED]@proxy:3128 (HTTP_PROXY)`)."""
+    return describe_route(client, str(client.base_url).rstrip("/"))
+
+
+def proxy_note(client: httpx.Client, answer: Answer) -> str:
+    """For an error answer that came through a proxy and is not the stack's problem+json: a note saying it
+    may be the proxy's (a 407 is: it asks for credentials), else ''."""
+    where = route(client)
+    if " via proxy " not in where or answer.status_code < 400:
+        return ""
+    proxy = where.split(" via proxy ", 1)[1]
+    if answer.status_code == 407:
+        return f" (the proxy {proxy} asks for credentials or refused those given: user:password in its value)"
+    content_type = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if content_type == "application/problem+json":
+        return ""
+    return f" (through the proxy {proxy}: not the stack's problem+json answer, likely the proxy's own)"
+
+
 def fetch(client: httpx.Client, method: str, path: str, *, deadline: float,
           max_bytes: int = MAX_RESPONSE_BYTES, **kwargs: Any) -> Answer:
     """The whole answer to one request (any status) by `deadline` (time.monotonic() seconds), its body at
@@ -277,10 +303,12 @@ def fetch(client: httpx.Client, method: str, path: str, *, deadline: float,
         with attempt(seconds):  # DeadlineBackend (Target.client) ends every socket operation by then
             return _read(client, method, path, max_bytes, kwargs)
     except httpx.TimeoutException:
-        raise CliError(f"{base}{path}: no complete answer within {max(seconds, 0):.0f} s (the deadline of "
-                       "one request; --timeout where the command has it)", EXIT_UNREACHABLE) from None
+        via = route(client).removeprefix(base)
+        raise CliError(f"{base}{path}{via}: no complete answer within {max(seconds, 0):.0f} s (the deadline "
+                       "of one request; --timeout where the command has it)", EXIT_UNREACHABLE) from None
     except httpx.TransportError as exc:
-        raise CliError(f"cannot reach {base}: {exc or type(exc).__name__}", EXIT_UNREACHABLE) from None
+        where = route(client)
+        raise CliError(f"cannot reach {where}: {exc or type(exc).__name__}", EXIT_UNREACHABLE) from None
     except httpx.HTTPError as exc:  # an invalid URL in the answer, a decoding error, ...
         raise CliError(f"unexpected answer from {base}{path}: {exc or type(exc).__name__}") from None
 
@@ -299,7 +327,10 @@ def request_json(
     status = answer.status_code
     if not 200 <= status < 300:
         line = problem_line(answer)
-        if status in (401, 403):
+        note = proxy_note(client, answer)
+        if note:
+            line += note
+        elif status in (401, 403):
             line += f" ({refusal_hint(problem_field(answer.content), scope)})"
         elif status == 404:
             line += f" (is {str(client.base_url).rstrip('/')} the stack's base URL, like {DEFAULT_URL}?)"

@@ -21,6 +21,7 @@ from ._http import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    PROXY_FIX,
     Answer,
     CliError,
     Target,
@@ -28,6 +29,7 @@ from ._http import (
     add_target_flags,
     decode_json,
     fetch,
+    proxy_note,
 )
 from ._http import problem_line as _problem
 from ._output import safe
@@ -89,14 +91,17 @@ def _health(client: Any, report: _Report, deadline: float) -> dict[str, Any] | i
         response = fetch(client, "GET", "/health", deadline=deadline)
     except CliError as exc:
         fix = "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL"
+        if " via proxy " in str(exc):  # the proxy may be what fails: it is named in the message
+            fix = f"{PROXY_FIX}, or {fix}"
         report.fail("reachable", safe(exc), fix if exc.code == EXIT_UNREACHABLE else _URL_FIX)
         return exc.code
     elapsed = (time.monotonic() - started) * 1000
     try:
         body = _shapes.health(decode_json(response.content))
     except UnexpectedAnswer as exc:
+        note = proxy_note(client, response)
         report.fail("reachable", f"{client.base_url}/health answered {response.status_code} without the "
-                    f"OgLogStream health document ({safe(exc)})", _URL_FIX)
+                    f"OgLogStream health document ({safe(exc)}){safe(note)}", PROXY_FIX if note else _URL_FIX)
         return EXIT_FAILED
     report.ok("reachable", f"{client.base_url} answered /health in {elapsed:.0f} ms "
               f"({safe(body.get('service'))})")
