@@ -260,7 +260,8 @@ def run_stack(
     except OSError as exc:
         raise StackError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
     with exclusive_lock(data_dir / _LOCK_NAME, f"data dir {data_dir}",
-                        "stop it, or pass --data-dir DIR (and --port N) to run a second stack"):
+                        "stop it, or pass --data-dir DIR (and --port N) to run a second stack (`make run "
+                        "DATA_DIR=DIR PORT=N` for the demo)"):
         nats: NatsServer | None = None
         keeper: NatsKeeper | None = None
         nats_url = options.nats_url
