@@ -5,9 +5,6 @@ uses the proxy, could not deliver), with the request deadline on every pool."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -15,20 +12,8 @@ import pytest
 from oglogstream._deadline import DeadlineBackend
 from oglogstream.cli._http import Target
 
+from ..sdk.proxy_helpers import FixedAnswer, dead_port
 from .helpers import Result, oglog
-
-
-class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"status": "ok"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -37,11 +22,9 @@ def stack_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    server = FixedAnswer(200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
+    yield server.url
+    server.close()
 
 
 def test_a_command_client_goes_through_the_environments_proxy(
@@ -75,17 +58,11 @@ def _run(*args: str, url: str, env: dict[str, str]) -> Result:
     return asyncio.run(oglog(*args, url=url, env=env))
 
 
-def _dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_doctor_and_query_name_the_proxy_that_fails_and_hide_its_password(stack_url: str) -> None:
     """Review: with the proxy refusing, `oglog doctor` said "cannot reach http://...: Connection refused",
     fix "start the stack", and `query` alike: the word proxy never appeared, so the user looked at the wrong
     machine. Now both name the proxy and its variable (redacted) and doctor's fix points at it."""
-    port = _dead_port()
+    port = dead_port()
     env = {"HTTP_PROXY": f"http://bob:S3cretPW@127.0.0.1:{port}"}
     named = f"via proxy http://[REDACTED]@127.0.0.1:{port} (HTTP_PROXY)"
     doctor = _run("doctor", url=stack_url, env=env)
@@ -96,32 +73,17 @@ def test_doctor_and_query_name_the_proxy_that_fails_and_hide_its_password(stack_
     assert "S3cretPW" not in doctor.out + doctor.err + query.out + query.err
 
 
-class _Answers407(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html>proxy 407</html>"
-        self.send_response(407)
-        self.send_header("Proxy-Authenticate", 'Basic realm="corp"')
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_proxys_407_is_said_to_be_the_proxys(stack_url: str) -> None:
     """Review: `oglog query` printed `HTTP 407: <html>...` and doctor advised "check --url"; the 407 is the
     proxy's, asking for credentials, and both now say so."""
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers407)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy = FixedAnswer(407, {"Proxy-Authenticate": 'Basic realm="corp"', "Content-Type": "text/html"},
+                           b"<html>proxy 407</html>")
     try:
-        env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}"}
+        env = {"HTTP_PROXY": proxy.url}
         query = _run("query", url=stack_url, env=env)
         doctor = _run("doctor", url=stack_url, env=env)
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
     assert query.code == 1 and "HTTP 407" in query.err and "asks for credentials" in query.err
     assert doctor.code == 1 and "asks for credentials" in doctor.out
     assert "check the proxy the environment names" in doctor.out

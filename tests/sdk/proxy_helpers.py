@@ -18,7 +18,20 @@ from oglogstream import AsyncOgLogClient, OgLogHandler, Stats
 from .conftest import FAST
 
 
-class ForwardingProxy:
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 serving `handler` on a daemon thread; `url` is its base URL."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ForwardingProxy(LoopbackServer):
     """A real HTTP forward proxy on loopback: relays each absolute-URI request and counts them."""
 
     def __init__(self) -> None:
@@ -49,18 +62,13 @@ class ForwardingProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
-class AnsweringProxy:
-    """A forward proxy on loopback that answers every request `status` itself, with `headers` and `body`
-    (a 407 asking for credentials, a block page's 403), never reaching the server."""
+class FixedAnswer(LoopbackServer):
+    """A server on loopback that answers every GET and POST `status`, with `headers` and `body`: as a proxy,
+    its own answers (a 407 asking for credentials, a block page's 403), never reaching the server; or a
+    stand-in server (a health document)."""
 
     def __init__(self, status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,6 +76,9 @@ class AnsweringProxy:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
+                self.do_GET()
+
+            def do_GET(self) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
@@ -78,13 +89,7 @@ class AnsweringProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def dead_port() -> int:

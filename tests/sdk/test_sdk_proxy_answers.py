@@ -18,7 +18,7 @@ from oglogstream import OgLogHandler, _diag
 
 from .capture_server import CaptureServer
 from .conftest import FAST
-from .proxy_helpers import AnsweringProxy, dead_port, first_failure
+from .proxy_helpers import FixedAnswer, dead_port, first_failure
 
 
 @pytest.mark.parametrize("asyncio_client", [False, True], ids=["handler", "asyncio"])
@@ -81,7 +81,7 @@ def test_a_proxys_407_keeps_the_records_and_says_the_proxy_wants_credentials(
     """Review: behind an authenticating proxy, an http:// endpoint's batch got the proxy's 407 and was
     dropped as `client_error` ("check url and api_key"). A 407 is the proxy's, not the server's: the
     records stay queued and are retried, and the error says the proxy asks for credentials."""
-    proxy = AnsweringProxy(407, {"Proxy-Authenticate": 'Basic realm="corp"'})
+    proxy = FixedAnswer(407, {"Proxy-Authenticate": 'Basic realm="corp"'})
     try:
         no_proxy_env.setenv("HTTP_PROXY", proxy.url)
         stats = first_failure(server.url, asyncio_client)
@@ -123,7 +123,7 @@ def test_a_proxys_own_403_keeps_the_records(
     """Second review: a proxy's block page (403, text/html) for an http:// endpoint was taken for the
     server's refusal and the batch dropped as `client_error`. Through a proxy, a 4xx not in the server's
     problem+json form is taken for the proxy's: the records stay queued and are retried."""
-    proxy = AnsweringProxy(403, {"Content-Type": "text/html"}, b"<html>blocked by policy</html>")
+    proxy = FixedAnswer(403, {"Content-Type": "text/html"}, b"<html>blocked by policy</html>")
     try:
         no_proxy_env.setenv("HTTP_PROXY", f"http://bob:S3cretPW@{proxy.url.split('://')[1]}")
         stats = first_failure(server.url, asyncio_client)
@@ -140,7 +140,7 @@ def test_the_servers_own_403_through_a_proxy_is_still_a_refusal(
     """The other side of the rule: a problem+json 403 relayed by the proxy is the server's (a key without
     the ingest scope): dropped as `client_error` as without a proxy, not retried for ever."""
     body = b'{"type":"about:blank","title":"Forbidden","status":403,"detail":"key lacks scope ingest"}'
-    proxy = AnsweringProxy(403, {"Content-Type": "application/problem+json"}, body)
+    proxy = FixedAnswer(403, {"Content-Type": "application/problem+json"}, body)
     try:
         no_proxy_env.setenv("HTTP_PROXY", proxy.url)
         stats = first_failure(server.url, asyncio_client=False)
