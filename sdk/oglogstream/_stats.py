@@ -16,7 +16,8 @@ DROP_REASONS: Mapping[str, str] = {
     "too_large": "the server answered 413 even for a batch holding only this entry",
     # "Went out" is the request's first byte written (docs/sdk.md "Stats"): the line between the two below.
     "shutdown": "close()/atexit reached its deadline before any request carrying the record went out (a"
-    " deadline inside the connect counts here): the server never stored it",
+    " deadline inside the connect counts here), or every one that did was answered with a 4xx that stored"
+    " nothing (a 429, a proxy's 407): the server never stored it",
     "unconfirmed": "a request carrying it went out, but no answer that settles it (a 2xx or 4xx) came before"
     " the close()/atexit deadline (none, or a 5xx): the server may have stored it",
     "internal_error": "the SDK failed to capture or encode the record (a bug; reported on stderr)",
