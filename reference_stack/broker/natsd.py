@@ -13,7 +13,6 @@ nats-server in a 0600 config file under the store, never on its command line (wh
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -24,9 +23,10 @@ import sysconfig
 import time
 from pathlib import Path
 
+from ..process_death import die_with_parent
+
 __all__ = ["AUTH_CONF_NAME", "NatsServer", "find_nats_server", "free_port"]
 
-_PR_SET_PDEATHSIG = 1
 #: How long the server gets to start listening, and to exit after SIGTERM.
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -57,13 +57,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent dies.
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class NatsServer:
@@ -170,7 +163,8 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # the terminal's Ctrl-C must not reach it: the supervisor stops it last
-            preexec_fn=_die_with_parent,  # runs after setsid: the parent-death signal still applies
+            # Runs after setsid: the parent-death signal still applies (SIGTERM: nats-server stops cleanly).
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:

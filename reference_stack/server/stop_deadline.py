@@ -65,12 +65,22 @@ class StopDeadline:
                 self._timer.daemon = True
                 self._timer.start()
 
-    def _expire(self) -> None:
-        # Nothing here may block: no logging (its handlers take locks a hung thread may hold), no event loop.
+    def kill_children(self) -> list[int]:
+        """SIGKILL each process `children()` names now (ingest workers, nats-server: a SIGSTOPped one ignores
+        the parent-death SIGTERM it would get when this process exits); returns their pids. Never blocks or
+        raises: the deadline's thread and a second Ctrl-C call it."""
         try:
             pids = list(self._children())
         except Exception:  # a pool in the middle of a restart: kill what can be known
             pids = []
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
+    def _expire(self) -> None:
+        # Nothing here may block: no logging (its handlers take locks a hung thread may hold), no event loop.
+        pids = self.kill_children()
         said = f"; killing children (pids {pids})" if pids else ""
         err = self._err or sys.stderr
         with contextlib.suppress(Exception):
@@ -80,7 +90,4 @@ class StopDeadline:
                 "redelivered on the next start)\n"
             )
             err.flush()
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
         os._exit(EXIT_STOP_DEADLINE)

@@ -155,6 +155,7 @@ async def serve(
 
     def second_signal() -> None:
         print("second signal: exiting now (unacked batches stay in JetStream)", file=out, flush=True)
+        deadline.kill_children()  # not left behind: a hung nats-server would ignore the parent-death SIGTERM
         os._exit(130)
 
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import dataclasses
 import errno
 import logging
@@ -42,6 +41,7 @@ from aiohttp import web
 
 from ..config import StackConfig, check_at_least, check_positive
 from ..http.health import WorkerSockets, worker_failure
+from ..process_death import die_with_parent
 from .healing import (
     DEFAULT_BACKOFF_BASE,
     DEFAULT_BACKOFF_MAX,
@@ -83,7 +83,6 @@ _READY = b"ready\n"
 _SOCKET_NAME = "oglog-supervisor.sock"
 #: Longest Unix socket path Linux accepts (sun_path is 108 bytes with the terminating NUL).
 _MAX_SOCKET_PATH = 107
-_PR_SET_PDEATHSIG = 1
 
 
 def default_ingest_workers() -> int:
@@ -111,12 +110,6 @@ def internal_socket_path(data_dir: Path) -> Path:
     if len(os.fsencode(path)) <= _MAX_SOCKET_PATH:
         return path
     return Path(tempfile.mkdtemp(prefix="oglog-")) / _SOCKET_NAME
-
-
-def _die_with_parent() -> None:
-    # Between fork and exec: the kernel kills this worker when the supervisor's thread that started it exits.
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class WorkerPool:
@@ -201,7 +194,8 @@ class WorkerPool:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, _ENV: payload},
-            preexec_fn=_die_with_parent,
+            # Killed when the supervisor's thread that started it exits.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         self._procs[index] = proc
         self._started[index] = time.monotonic()

@@ -232,3 +232,57 @@ def test_a_nats_server_being_stopped_is_still_named_for_the_deadline_to_kill(tmp
         os.kill(pid, signal.SIGKILL)  # what the deadline does
         stopping.join(30)
     assert not stopping.is_alive() and server.process is None
+
+
+def test_a_second_signal_kills_a_hung_nats_server_instead_of_leaving_it(tmp_path: Path) -> None:
+    """Review: a second Ctrl-C exits at once, relying on the kernel's parent-death SIGTERM to end the bundled
+    nats-server; a SIGSTOPped (hung) one never acts on it and outlived the stack. The second signal now
+    SIGKILLs the children first."""
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oglogstream.cli", "stack", "up", "--data-dir", str(tmp_path / "data"),
+             "--port", "0", "--ingest-workers", "1"],
+            stdout=o, stderr=e, env=env,
+        )
+    nats_pid = 0
+    try:
+        _wait_for(proc, out, r"http://127\.0\.0\.1:\d+")
+        nats_pid = int((tmp_path / "data" / "nats" / "nats-server.pid").read_text())
+        os.kill(nats_pid, signal.SIGSTOP)
+        proc.send_signal(signal.SIGTERM)
+        _wait_for(proc, out, "shutting down")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err.read_text()
+    deadline = time.monotonic() + 10
+    while _alive(nats_pid):  # SIGKILLed by the second signal; reaped by init
+        assert time.monotonic() < deadline, f"nats-server {nats_pid} outlived the stack"
+        time.sleep(0.05)
+
+
+def test_a_child_whose_parent_is_gone_before_it_asks_for_the_parent_death_signal_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review: a SIGTERM while nats-server was forking killed the stack before the child asked the kernel for
+    its parent-death signal, and nats-server ran on as an orphan. The child now checks its parent after
+    asking, and exits if it is not the one that started it (simulated here by another parent pid)."""
+    from oglogstream.stack.process_death import die_with_parent
+
+    monkeypatch.setattr(os, "getpid", lambda: 1)  # the "parent" the child will not find
+    orphaned = die_with_parent(signal.SIGTERM)
+    monkeypatch.undo()
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=orphaned)
+    assert child.wait(10) == 1
+    kept = subprocess.Popen(["sleep", "30"], preexec_fn=die_with_parent(signal.SIGTERM))
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):  # running: its parent is the one that started it
+            kept.wait(0.5)
+    finally:
+        kept.kill()
+        kept.wait()
