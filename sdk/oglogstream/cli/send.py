@@ -74,7 +74,7 @@ _ENTRY_KEYS = frozenset(
 _RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 # The SDK's stderr lines that `send`'s own summary replaces: a loss announcement (whose advice is about
 # handler settings a `send` user cannot change) and the raw answer of a dropped batch.
-_REPLACED_DIAG = re.compile(r"^oglogstream: (\[[^\]]*\] lost |dropped \d+ records: )")
+_REPLACED_DIAG = re.compile(r"^oglogstream: \[[^\]]*\] (lost |dropped \d+ records: )")
 # How the SDK's last_error starts when nothing answered (transport failure) or a status refused the batch.
 _UNREACHABLE_ERROR = re.compile(r"^(cannot reach |timeout talking to )")
 _STATUS_ERROR = re.compile(r"^HTTP (\d{3}) from ")
