@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from oglogstream.wire import BATCH_ID_HEADER
+from oglogstream.wire import BATCH_ID_HEADER, PROBLEM_CONTENT_TYPE
 
 from ..auth.redact import redact
 from ..broker.broker import BrokerUnavailable
@@ -63,7 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Seconds a connection may stay open without completing a request's headers, counted from its opening or
 #: from its previous response (aiohttp has one timer for both). Longer than the SDK's keep-alive expiry
 #: (30 s), so the SDK closes an idle connection first and never races a request against the server's close.

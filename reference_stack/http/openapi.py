@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 from oglogstream._version import VERSION
+from oglogstream.wire import PROBLEM_CONTENT_TYPE
 
 from ..auth.middleware import required_scope
 from ..ingestion import row_codec, schema
@@ -63,7 +64,7 @@ def _operation(method: str, path: str, spec: Mapping[str, Any]) -> dict[str, Any
     ok: dict[str, Any] = {"description": spec["summary"]}
     if answer is not None:
         ok["content"] = {"application/json": {"schema": answer}}
-    content = {"application/problem+json": {"schema": _PROBLEM}}
+    content = {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM}}
     scope = required_scope(path)
     responses: dict[str, Any] = {status: ok}
     for code in ERRORS[scope]:

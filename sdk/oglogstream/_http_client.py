@@ -16,10 +16,12 @@ from . import _diag
 from ._deadline import DeadlineBackend
 
 __all__ = [
-    "GoingOut", "async_trace", "bound_every_attempt", "describe_route", "redacted_proxy", "trace",
-    "with_env_proxies",
+    "PROXY_AUTH_HINT", "GoingOut", "async_trace", "bound_every_attempt", "describe_route", "proxy_route",
+    "redacted_proxy", "trace", "with_env_proxies",
 ]
 
+#: What a proxy's 407 (Proxy Authentication Required) means for the user, in the SDK's and the CLI's lines.
+PROXY_AUTH_HINT = "asks for credentials or refused those given"
 #: Called by a transport just before the first byte of a request is written (from then on the server may
 #: store it); it may raise to stop the request (`_delivery.GivenUp`), which the transport reports as a retry.
 GoingOut = Callable[[], None]
@@ -130,16 +132,22 @@ def describe_route(client: httpx.Client | httpx.AsyncClient, url: str) -> str:
     httpx picks it (the first of the client's sorted mounts whose pattern matches; a NO_PROXY one means
     direct); `with_env_proxies` built those mounts from the environment, read here again at the same moment
     (the transports call this right after building the client)."""
+    proxy = proxy_route(client, url)
+    return url if proxy is None else f"{url} via proxy {proxy}"
+
+
+def proxy_route(client: httpx.Client | httpx.AsyncClient, url: str) -> str | None:
+    """The proxy `client` sends requests for `url` through, as `describe_route` names it
+    (`http://[REDACTED]@127.0.0.1:3128 (HTTPS_PROXY)`), or None when it sends them directly."""
     target = httpx.URL(url)
     for pattern, transport in client._mounts.items():
         if pattern.matches(target):
             if transport is None:  # NO_PROXY: the client's own (direct) transport
-                return url
+                return None
             # The environment's mounts are keyed "http://", "https://", "all://": the scheme named is the
             # key of `urllib.request.getproxies()` (what httpx reads) and the variable's name.
-            scheme = pattern.pattern.split("://", 1)[0]
-            return f"{url} via proxy {_proxy_named(scheme)}"
-    return url
+            return _proxy_named(pattern.pattern.split("://", 1)[0])
+    return None
 
 
 def _proxy_named(scheme: str) -> str:

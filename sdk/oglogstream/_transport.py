@@ -23,7 +23,15 @@ from . import wire as _wire
 from ._answer import ACCEPT_ENCODING, MAX_ANSWER_BYTES, AnswerReader
 from ._buffer import Batch
 from ._deadline import attempt
-from ._http_client import GoingOut, async_trace, bound_every_attempt, describe_route, trace, with_env_proxies
+from ._http_client import (
+    PROXY_AUTH_HINT,
+    GoingOut,
+    async_trace,
+    bound_every_attempt,
+    proxy_route,
+    trace,
+    with_env_proxies,
+)
 from ._http_logging import SENDING, warm_logging_caches  # re-exported: the worker warms the caches
 from ._settings import Settings
 from ._version import VERSION
@@ -162,10 +170,6 @@ def failure(endpoint: str, exc: Exception) -> SendResult:
     return SendResult(Outcome.RETRY, error=f"unexpected error sending to {endpoint}: {exc!r}")
 
 
-#: The form of every error answer of the stack (RFC 9457; reference_stack/http/boundary.py).
-PROBLEM_JSON = "application/problem+json"
-
-
 def classify(
     response: httpx.Response, endpoint: str, size: int, unread: str | None = None, *, proxied: bool = False
 ) -> SendResult:
@@ -189,11 +193,10 @@ def classify(
         # from the server: it says nothing about the records, so they wait and are retried (bounded by the
         # buffer; loss is counted and announced as ever) instead of being dropped as `client_error` as the
         # server's own 4xx are (found by review: an http:// endpoint behind an authenticating proxy).
-        return SendResult(
-            Outcome.RETRY, status, error=f"{detail}: the proxy asks for credentials or refused those given"
-            " (user:password in its HTTP(S)_PROXY value)",
-        )
-    if proxied and 400 <= status < 500 and status != 413 and not _is_problem(response):
+        hint = f"the proxy {PROXY_AUTH_HINT} (user:password in its HTTP(S)_PROXY value)"
+        return SendResult(Outcome.RETRY, status, error=f"{detail}: {hint}")
+    problem = _wire.is_problem(response.headers.get("Content-Type"))
+    if proxied and 400 <= status < 500 and status != 413 and not problem:
         return SendResult(
             Outcome.RETRY, status, error=f"{detail}: not the server's problem+json answer, so taken for the"
             " proxy's (records kept and retried)",
@@ -204,9 +207,11 @@ def classify(
     return SendResult(Outcome.DROP, status, error=detail)
 
 
-def _is_problem(response: httpx.Response) -> bool:
-    content_type: str = response.headers.get("Content-Type", "")
-    return content_type.split(";", 1)[0].strip().lower() == PROBLEM_JSON
+def _route(client: httpx.Client | httpx.AsyncClient, endpoint: str) -> tuple[str, bool]:
+    """(the endpoint as failures name it, `_http_client.describe_route`; whether requests go through a
+    proxy, for `classify`)."""
+    proxy = proxy_route(client, endpoint)
+    return (endpoint if proxy is None else f"{endpoint} via proxy {proxy}"), proxy is not None
 
 
 _LIMITS = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=30.0)
@@ -237,8 +242,7 @@ class HttpTransport:
         )
         bound_every_attempt(self._client)
         #: The endpoint as failures name it: with the proxy the request goes through, if any.
-        self._target = describe_route(self._client, settings.endpoint)
-        self._proxied = self._target != settings.endpoint
+        self._target, self._proxied = _route(self._client, settings.endpoint)
 
     def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None
@@ -306,8 +310,7 @@ class AsyncHttpTransport:
             verify=settings.verify,
             follow_redirects=False,
         )
-        self._target = describe_route(self._client, settings.endpoint)
-        self._proxied = self._target != settings.endpoint
+        self._target, self._proxied = _route(self._client, settings.endpoint)
 
     async def send(
         self, batch: Batch, *, timeout: float | None = None, going_out: GoingOut | None = None

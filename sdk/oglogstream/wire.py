@@ -50,6 +50,7 @@ __all__ = [
     "MAX_SHORT_FIELD_CHARS",
     "MAX_SINGLE_BODY_BYTES",
     "NDJSON_CONTENT_TYPE",
+    "PROBLEM_CONTENT_TYPE",
     "PUBLIC_ALWAYS",
     "PUBLIC_OPTIONAL",
     "RECEIVED_AT",
@@ -61,6 +62,7 @@ __all__ = [
     "clip_chars",
     "finite_json",
     "is_attribute_value",
+    "is_problem",
     "level_for_number",
     "level_name",
     "non_finite_text",
@@ -138,6 +140,9 @@ MAX_BATCH_DECOMPRESSED_BYTES = 32 * 1024 * 1024
 #: `POST /logs` takes at most this many entries per request.
 MAX_BATCH_ENTRIES = 10_000
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
+#: The form of every error answer of the stack (RFC 9457; reference_stack/http/boundary.py): an error answer
+#: in another form came from something else on the way (a proxy, a load balancer's page).
+PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: A client's idempotency key for one batch request; a retried request carries the same value, and the
 #: ingestion role uses it as the JetStream `Nats-Msg-Id`, so the broker stores a retried batch once.
 BATCH_ID_HEADER = "X-Oglog-Batch-Id"
@@ -284,3 +289,8 @@ def clip_chars(text: str, limit: int) -> str:
     tail_start = len(text) - (room - head_end)
     cut = text[head_end:tail_start].encode("utf-8", "replace")
     return f"{text[:head_end]}{TRUNCATION_MARKER.format(n=len(cut))}{text[tail_start:]}"
+
+
+def is_problem(content_type: str | None) -> bool:
+    """Whether a `Content-Type` header value names PROBLEM_CONTENT_TYPE (parameters and case ignored)."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == PROBLEM_CONTENT_TYPE

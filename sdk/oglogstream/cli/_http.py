@@ -20,9 +20,9 @@ import httpx
 
 from .._answer import ACCEPT_ENCODING, AnswerReader
 from .._deadline import attempt
-from .._http_client import bound_every_attempt, describe_route, with_env_proxies
+from .._http_client import PROXY_AUTH_HINT, bound_every_attempt, describe_route, proxy_route, with_env_proxies
 from .._settings import url_parts
-from ..wire import MAX_SINGLE_BODY_BYTES
+from ..wire import MAX_SINGLE_BODY_BYTES, is_problem
 from ._output import safe
 
 __all__ = [
@@ -269,6 +269,12 @@ PROXY_FIX = ("check the proxy the environment names (HTTP_PROXY / HTTPS_PROXY / 
              "reach directly in NO_PROXY)")
 
 
+def proxy_of(client: httpx.Client) -> str | None:
+    """The proxy the client's requests go through, named and redacted (`_http_client.proxy_route`), or
+    None."""
+    return proxy_route(client, str(client.base_url).rstrip("/"))
+
+
 def route(client: httpx.Client) -> str:
     """The client's base URL as failures name it: with the proxy it goes through, if any (the SDK's rule,
     `_http_client.describe_route`: `http://host:8080 via proxy http://[REDACTED]@proxy:3128 (HTTP_PROXY)`)."""
@@ -278,14 +284,12 @@ def route(client: httpx.Client) -> str:
 def proxy_note(client: httpx.Client, answer: Answer) -> str:
     """For an error answer that came through a proxy and is not the stack's problem+json: a note saying it
     may be the proxy's (a 407 is: it asks for credentials), else ''."""
-    where = route(client)
-    if " via proxy " not in where or answer.status_code < 400:
+    proxy = proxy_of(client) if answer.status_code >= 400 else None
+    if proxy is None:
         return ""
-    proxy = where.split(" via proxy ", 1)[1]
     if answer.status_code == 407:
-        return f" (the proxy {proxy} asks for credentials or refused those given: user:password in its value)"
-    content_type = answer.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if content_type == "application/problem+json":
+        return f" (the proxy {proxy} {PROXY_AUTH_HINT}: user:password in its value)"
+    if is_problem(answer.headers.get("Content-Type")):
         return ""
     return f" (through the proxy {proxy}: not the stack's problem+json answer, likely the proxy's own)"
 

@@ -30,6 +30,7 @@ from ._http import (
     decode_json,
     fetch,
     proxy_note,
+    proxy_of,
 )
 from ._http import problem_line as _problem
 from ._output import safe
@@ -91,7 +92,7 @@ def _health(client: Any, report: _Report, deadline: float) -> dict[str, Any] | i
         response = fetch(client, "GET", "/health", deadline=deadline)
     except CliError as exc:
         fix = "start the stack (`oglog stack up`) or pass the right --url / OGLOG_URL"
-        if " via proxy " in str(exc):  # the proxy may be what fails: it is named in the message
+        if proxy_of(client) is not None:  # the proxy may be what fails: the message names it
             fix = f"{PROXY_FIX}, or {fix}"
         report.fail("reachable", safe(exc), fix if exc.code == EXIT_UNREACHABLE else _URL_FIX)
         return exc.code
