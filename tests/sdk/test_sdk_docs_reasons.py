@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from oglogstream import DROP_REASONS, LOSS_REMEDIES
 from oglogstream._settings import Settings
 
@@ -53,25 +55,19 @@ def test_the_table_lists_every_reason_in_the_code_and_no_other() -> None:
     assert set(LOSS_REMEDIES) == set(DROP_REASONS)
 
 
-def test_each_rows_remedy_names_the_settings_its_loss_remedy_names() -> None:
+@pytest.mark.parametrize(
+    ("column", "texts"), [(2, LOSS_REMEDIES), (1, DROP_REASONS)], ids=["what avoids it", "what happened"]
+)
+def test_each_row_names_the_settings_the_codes_text_names(column: int, texts: Mapping[str, str]) -> None:
     """"What avoids it" tells the user to change the same settings (and make the same calls) as the loss
-    line does, e.g. not `spool_max_bytes` in the doc where the code says `spool_max_age`."""
+    line does (LOSS_REMEDIES), e.g. not `spool_max_bytes` in the doc where the code says `spool_max_age`;
+    "What happened" names the same settings as DROP_REASONS (the buffer's bounds, the spool's)."""
     differ = {
-        reason: (mentioned(remedy), mentioned(LOSS_REMEDIES[reason]))
-        for reason, _, remedy in doc_rows()
-        if reason in LOSS_REMEDIES and mentioned(remedy) != mentioned(LOSS_REMEDIES[reason])
+        row[0]: (mentioned(row[column]), mentioned(texts[row[0]]))
+        for row in doc_rows()
+        if row[0] in texts and mentioned(row[column]) != mentioned(texts[row[0]])
     }
-    assert differ == {}, "reason: (the doc's names, LOSS_REMEDIES' names)"
-
-
-def test_each_rows_meaning_names_the_settings_its_drop_reason_names() -> None:
-    """"What happened" names the same settings as DROP_REASONS (the buffer's bounds, the spool's)."""
-    differ = {
-        reason: (mentioned(meaning), mentioned(DROP_REASONS[reason]))
-        for reason, meaning, _ in doc_rows()
-        if reason in DROP_REASONS and mentioned(meaning) != mentioned(DROP_REASONS[reason])
-    }
-    assert differ == {}, "reason: (the doc's names, DROP_REASONS' names)"
+    assert differ == {}, "reason: (the doc's names, the code's names)"
 
 
 def test_the_comparison_sees_a_setting_named_in_prose_or_backticks() -> None:
