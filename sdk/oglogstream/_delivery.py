@@ -249,9 +249,10 @@ class Ledger:
         )
 
     def report_once(self, topic: str, message: str) -> None:
+        """`message` on stderr, the first time `topic` comes up, as `[service] message` (whose it is)."""
         if topic not in self._reported:
             self._reported.add(topic)
-            _diag.report(topic, message)
+            _diag.report(topic, f"[{self.service}] {message}")
 
     def note_error(self, message: str) -> None:
         """`message` is the most recent problem (`Stats.last_error`), as of now (`last_error_at`)."""
@@ -318,7 +319,7 @@ class Ledger:
             self.sent += len(batch) - rejected
             if rejected:
                 self.count("rejected", rejected)
-                message = f"[{self.service}] server rejected {rejected} of {len(batch)} entries"
+                message = f"server rejected {rejected} of {len(batch)} entries"
                 if result.rejected:
                     index, error = result.rejected[0]
                     # repr, as HTTP errors are quoted: the server's text must not forge lines or send
@@ -328,7 +329,7 @@ class Ledger:
             if result.unread is not None:
                 self.report_once(
                     "unread_answer",
-                    f"[{self.service}] the server accepted a batch of {len(batch)} records with an answer"
+                    f"the server accepted a batch of {len(batch)} records with an answer"
                     f" that could not be read ({result.unread}): all counted as sent; entries it may list as"
                     " refused are not counted",
                 )
@@ -341,9 +342,7 @@ class Ledger:
         if reason == "client_error":  # the whole batch refused (a bad key, ...): delivery is not working
             self._failing()
         self.count(reason, len(batch))
-        self.report_once(
-            f"{reason}:{result.status}", f"[{self.service}] dropped {len(batch)} records: {result.error}"
-        )
+        self.report_once(f"{reason}:{result.status}", f"dropped {len(batch)} records: {result.error}")
         return None
 
 
